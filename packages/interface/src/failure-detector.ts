@@ -1,0 +1,69 @@
+import type { Observable } from 'rxjs'
+import type { Endpoint, NodeId } from './addressing.js'
+import type { Startable } from './startable.js'
+
+/** What a failure detector believes of a node. */
+export type NodeHealth = 'unknown' | 'alive' | 'suspect' | 'failed'
+
+/** Events of a failure detector. */
+export type FailureDetectorEvent =
+  | {
+      /** A node missed its first signal(s) but is not declared failed yet. */
+      type: 'node:suspect'
+      /** The node. */
+      node: NodeId
+      /** Monotonic ms since its last signal. */
+      silentMs: number
+    }
+  | {
+      /** A node is declared failed. */
+      type: 'node:failed'
+      /** The node. */
+      node: NodeId
+      /** Monotonic ms since its last signal. */
+      silentMs: number
+    }
+  | {
+      /** A suspect or failed node was heard again. */
+      type: 'node:recovered'
+      /** The node. */
+      node: NodeId
+    }
+
+/** A node to watch, and where its signals come from. */
+export interface WatchTarget {
+  /** The node. */
+  node: NodeId
+  /** Its heartbeat endpoint, for detectors that need one. */
+  endpoint?: Endpoint
+}
+
+/**
+ * Detects the failure of cluster nodes. Each watched node moves
+ * `unknown -> alive -> suspect -> failed`, and back to `alive` (with `node:recovered`) when heard.
+ */
+export interface FailureDetector extends Startable {
+  /** Health changes; completes on `stop()`. */
+  readonly events$: Observable<FailureDetectorEvent>
+
+  /**
+   * Starts watching a node; watching one already watched updates its endpoint.
+   *
+   * @param target - the node and its endpoint
+   */
+  watch(target: WatchTarget): void
+
+  /**
+   * Stops watching a node.
+   *
+   * @param node - the node
+   */
+  unwatch(node: NodeId): void
+
+  /**
+   * What the detector believes of a node now (`unknown` for one not watched).
+   *
+   * @param node - the node
+   */
+  health(node: NodeId): NodeHealth
+}

@@ -1,0 +1,186 @@
+import type { Observable } from 'rxjs'
+import type { AbortOptions } from './abort.js'
+import type { Endpoint, TrafficSelector } from './addressing.js'
+import type { IkeErrorKind } from './errors.js'
+import type {
+  Identity,
+  IkeSaId,
+  Phase1Policy,
+  Phase1Record,
+  Phase2Policy,
+  Phase2Record
+} from './records.js'
+import type { Startable } from './startable.js'
+
+/** What to set up with a peer: an IKE SA and its first Child SA. */
+export interface IkeConnectRequest {
+  /** The local IKE endpoint (the DVIPA, port 500). */
+  local: Endpoint
+  /** The peer's IKE endpoint. */
+  peer: Endpoint
+  /** This side's identity (its credentials come from local configuration). */
+  localIdentity: Identity
+  /** The identity the peer must prove. */
+  remoteIdentity: Identity
+  /** Phase 1 policy. */
+  phase1: Phase1Policy
+  /** The first Child SA. */
+  child: {
+    /** Phase 2 policy. */
+    policy: Phase2Policy
+    /** Tunnel or transport mode. */
+    mode: 'tunnel' | 'transport'
+    /** Proposed local selectors. */
+    local: TrafficSelector[]
+    /** Proposed remote selectors. */
+    remote: TrafficSelector[]
+  }
+  /** Send INITIAL_CONTACT (RFC 7296 section 2.4): the peer deletes older IKE SAs of these identities. */
+  initialContact?: boolean
+  /** Force UDP encapsulation (port 4500) even without a NAT. */
+  forceEncapsulation?: boolean
+}
+
+/** An established IKE SA and its Child SAs, as the records that describe them. */
+export interface IkeSaRecords {
+  /** The IKE SA. */
+  phase1: Phase1Record
+  /** Its Child SAs. */
+  phase2: Phase2Record[]
+}
+
+/** The outcome of renegotiating one IKE SA with its Child SAs from coupling-store records. */
+export type RenegotiationOutcome =
+  | {
+      /** Renegotiated and installed. */
+      status: 'renegotiated'
+      /** The old records. */
+      previous: IkeSaRecords
+      /** The records of the new SAs. */
+      current: IkeSaRecords
+    }
+  | {
+      /** Not renegotiated. */
+      status: 'failed'
+      /** The old records. */
+      previous: IkeSaRecords
+      /** Why. */
+      reason: IkeErrorKind
+      /** Details. */
+      message: string
+    }
+
+/** Events of an IKE service. */
+export type IkeEvent =
+  | {
+      /** An IKE SA was established. */
+      type: 'ike:established'
+      /** Its record. */
+      phase1: Phase1Record
+    }
+  | {
+      /** An IKE SA was rekeyed: `previous` is replaced by `phase1`. */
+      type: 'ike:rekeyed'
+      /** The old SPIs. */
+      previous: IkeSaId
+      /** The new record. */
+      phase1: Phase1Record
+    }
+  | {
+      /** An IKE SA was deleted (by either side, or because the peer was declared dead). */
+      type: 'ike:deleted'
+      /** Its SPIs. */
+      ikeSaId: IkeSaId
+      /** Why. */
+      reason: 'local' | 'remote' | 'dead-peer' | 'initial-contact' | 'expired'
+    }
+  | {
+      /** A Child SA was established and installed in the ESP engine. */
+      type: 'sa:established'
+      /** The parent IKE SA's record id. */
+      phase1Id: string
+      /** Its record. */
+      phase2: Phase2Record
+    }
+  | {
+      /** A Child SA was rekeyed. */
+      type: 'sa:rekeyed'
+      /** The old record id. */
+      previousId: string
+      /** The new record. */
+      phase2: Phase2Record
+    }
+  | {
+      /** A Child SA was deleted. */
+      type: 'sa:deleted'
+      /** Its record id. */
+      phase2Id: string
+      /** Why. */
+      reason: 'local' | 'remote' | 'expired' | 'parent-deleted'
+    }
+  | {
+      /** An exchange failed. */
+      type: 'ike:failed'
+      /** The peer. */
+      peer: Endpoint
+      /** Why. */
+      reason: IkeErrorKind
+      /** Details. */
+      message: string
+    }
+
+/**
+ * An IKEv2 (RFC 7296) service: it answers and initiates exchanges on its endpoints and installs
+ * the Child SAs it negotiates into an `EspEngine`. Credentials come only from local configuration.
+ * Malformed messages are dropped and counted, never thrown out of the service.
+ */
+export interface IkeService extends Startable {
+  /** SA events; completes on `stop()`. */
+  readonly events$: Observable<IkeEvent>
+
+  /**
+   * Establishes an IKE SA and its first Child SA as initiator.
+   *
+   * @throws IkeProtocolError when the peer refuses or does not answer
+   */
+  connect(request: IkeConnectRequest, options?: AbortOptions): Promise<IkeSaRecords>
+
+  /**
+   * The takeover's renegotiation (step 6): for each IKE SA in `records`, sets up a new IKE SA with
+   * the same identities, peer and policy, sending INITIAL_CONTACT, and new Child SAs with the
+   * same selectors and crypto policy; installs them in the ESP engine. Never rejects for one
+   * peer's failure: each IKE SA gets an outcome.
+   */
+  renegotiate(records: IkeSaRecords[], options?: AbortOptions): Promise<RenegotiationOutcome[]>
+
+  /**
+   * Rekeys a Child SA with CREATE_CHILD_SA.
+   *
+   * @throws NotFoundError | IkeProtocolError
+   */
+  rekeyChildSa(phase2Id: string, options?: AbortOptions): Promise<Phase2Record>
+
+  /**
+   * Rekeys an IKE SA with CREATE_CHILD_SA.
+   *
+   * @throws NotFoundError | IkeProtocolError
+   */
+  rekeyIkeSa(phase1Id: string, options?: AbortOptions): Promise<Phase1Record>
+
+  /**
+   * Deletes a Child SA (INFORMATIONAL with a Delete payload) and removes it from the ESP engine.
+   *
+   * @throws NotFoundError
+   */
+  deleteChildSa(phase2Id: string, options?: AbortOptions): Promise<void>
+
+  /**
+   * Deletes an IKE SA with its Child SAs.
+   *
+   * @throws NotFoundError
+   */
+  deleteIkeSa(phase1Id: string, options?: AbortOptions): Promise<void>
+
+  /** The records of every established IKE SA and its Child SAs. */
+  list(): IkeSaRecords[]
+}
