@@ -1,0 +1,629 @@
+/**
+ * IKEv2 cryptography on `node:crypto` as small functions over `Uint8Array`: prf and prf+
+ * (RFC 7296 section 2.13), SKEYSEED and the IKE SA keys (2.14), Child SA keying material (2.17),
+ * IKE SA rekey (2.18), the key exchange of groups 31, 19 and 14, the SK payload with AES-GCM-16
+ * (RFC 5282) and AES-CBC with HMAC-SHA2-256-128, and pre-shared-key AUTH (2.15).
+ *
+ * @module
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createDiffieHellman,
+  createDiffieHellmanGroup,
+  createECDH,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  timingSafeEqual,
+  type KeyObject
+} from 'node:crypto'
+import {
+  IkeProtocolError,
+  InvalidParametersError,
+  type EncryptionTransform,
+  type IntegrityAlgorithm,
+  type KeyExchangeGroup,
+  type PrfAlgorithm,
+  type RandomSource
+} from '@vipsec/interface'
+import { IKE_HEADER_LENGTH, PayloadType } from './constants.js'
+import {
+  concat,
+  encodeHeader,
+  encodePayloads,
+  parsePayloads,
+  type IkeHeader,
+  type IkeMessage,
+  type Payload,
+  type SkPayload
+} from './message.js'
+
+const HASH: Record<PrfAlgorithm, { hash: string; length: number }> = {
+  'hmac-sha2-256': { hash: 'sha256', length: 32 },
+  'hmac-sha2-384': { hash: 'sha384', length: 48 },
+  'hmac-sha2-512': { hash: 'sha512', length: 64 }
+}
+
+/** The output (and preferred key) length of a PRF, in bytes. */
+export function prfLength(alg: PrfAlgorithm): number {
+  const h = HASH[alg]
+  if (h === undefined) throw new InvalidParametersError('alg', `unknown PRF ${String(alg)}`)
+  return h.length
+}
+
+/**
+ * prf(key, data): HMAC with the PRF's hash.
+ *
+ * @param alg - the PRF
+ * @param key - the key, any length
+ * @param data - the data
+ */
+export function prf(alg: PrfAlgorithm, key: Uint8Array, data: Uint8Array): Uint8Array {
+  const h = HASH[alg]
+  if (h === undefined) throw new InvalidParametersError('alg', `unknown PRF ${String(alg)}`)
+  return new Uint8Array(createHmac(h.hash, key).update(data).digest())
+}
+
+/**
+ * prf+(key, seed) = T1 | T2 | ..., Tn = prf(key, Tn-1 | seed | n) (RFC 7296 section 2.13).
+ *
+ * @param alg - the PRF
+ * @param key - the key
+ * @param seed - the seed
+ * @param length - bytes wanted, at most 255 PRF outputs
+ */
+export function prfPlus(
+  alg: PrfAlgorithm,
+  key: Uint8Array,
+  seed: Uint8Array,
+  length: number
+): Uint8Array {
+  const n = prfLength(alg)
+  if (!Number.isInteger(length) || length < 0 || length > 255 * n) {
+    throw new InvalidParametersError('length', `must be 0 to ${255 * n}`)
+  }
+  const out = new Uint8Array(length)
+  let t: Uint8Array = new Uint8Array(0)
+  let o = 0
+  for (let i = 1; o < length; i++) {
+    t = prf(alg, key, concat(t, seed, Uint8Array.of(i)))
+    out.set(t.subarray(0, Math.min(t.length, length - o)), o)
+    o += t.length
+  }
+  return out
+}
+
+/** The keys of an IKE SA (RFC 7296 section 2.14). */
+export interface IkeKeys {
+  /** SKEYSEED. */
+  skeyseed: Uint8Array
+  /** Key for deriving Child SA keys. */
+  skD: Uint8Array
+  /** Integrity key, initiator to responder (empty with AEAD). */
+  skAi: Uint8Array
+  /** Integrity key, responder to initiator. */
+  skAr: Uint8Array
+  /** Encryption key (with the 4-byte salt for GCM), initiator to responder. */
+  skEi: Uint8Array
+  /** Encryption key, responder to initiator. */
+  skEr: Uint8Array
+  /** Key for the initiator's AUTH payload. */
+  skPi: Uint8Array
+  /** Key for the responder's AUTH payload. */
+  skPr: Uint8Array
+}
+
+/** Encryption key length in bytes, including the 4-byte salt of AES-GCM (RFC 5282). */
+export function encryptionKeyLength(encr: EncryptionTransform): number {
+  const bytes = encr.keyBits / 8
+  if (encr.algorithm === 'aes-gcm-16' || encr.algorithm === 'null-aes-gmac') return bytes + 4
+  return bytes
+}
+
+/** Integrity key length in bytes. */
+export function integrityKeyLength(integ: IntegrityAlgorithm): number {
+  switch (integ) {
+    case 'hmac-sha2-256-128':
+      return 32
+    case 'hmac-sha2-384-192':
+      return 48
+    case 'hmac-sha2-512-256':
+      return 64
+    case 'none':
+      return 0
+    default:
+      throw new InvalidParametersError('integ', `unknown integrity algorithm ${String(integ)}`)
+  }
+}
+
+/** Parameters of {@link deriveIkeKeys}. */
+export interface IkeKeyInput {
+  /** The negotiated PRF. */
+  prf: PrfAlgorithm
+  /** The negotiated encryption. */
+  encryption: EncryptionTransform
+  /** The negotiated integrity (`none` with AEAD). */
+  integrity: IntegrityAlgorithm
+  /** Ni. */
+  ni: Uint8Array
+  /** Nr. */
+  nr: Uint8Array
+  /** SPIi (8 bytes). */
+  spiI: Uint8Array
+  /** SPIr (8 bytes). */
+  spiR: Uint8Array
+  /** g^ir. */
+  sharedSecret: Uint8Array
+  /** For an IKE SA rekey: the old SA's SK_d and PRF (SKEYSEED = prf(SK_d, g^ir | Ni | Nr)). */
+  rekey?: { skD: Uint8Array; prf: PrfAlgorithm }
+}
+
+/**
+ * SKEYSEED = prf(Ni | Nr, g^ir), or for a rekey prf(SK_d old, g^ir new | Ni | Nr); then
+ * {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr).
+ *
+ * @param input - the negotiated algorithms, nonces, SPIs and shared secret
+ */
+export function deriveIkeKeys(input: IkeKeyInput): IkeKeys {
+  const skeyseed =
+    input.rekey === undefined
+      ? prf(input.prf, concat(input.ni, input.nr), input.sharedSecret)
+      : prf(input.rekey.prf, input.rekey.skD, concat(input.sharedSecret, input.ni, input.nr))
+  const p = prfLength(input.prf)
+  const a = integrityKeyLength(input.integrity)
+  const e = encryptionKeyLength(input.encryption)
+  const km = prfPlus(
+    input.prf,
+    skeyseed,
+    concat(input.ni, input.nr, input.spiI, input.spiR),
+    3 * p + 2 * a + 2 * e
+  )
+  let o = 0
+  const take = (n: number): Uint8Array => km.slice(o, (o += n))
+  return {
+    skeyseed,
+    skD: take(p),
+    skAi: take(a),
+    skAr: take(a),
+    skEi: take(e),
+    skEr: take(e),
+    skPi: take(p),
+    skPr: take(p)
+  }
+}
+
+/** The keys of a Child SA: one encryption and one integrity key per direction. */
+export interface ChildKeys {
+  /** Encryption key (with salt for GCM), initiator to responder. */
+  encrI: Uint8Array
+  /** Integrity key, initiator to responder. */
+  integI: Uint8Array
+  /** Encryption key, responder to initiator. */
+  encrR: Uint8Array
+  /** Integrity key, responder to initiator. */
+  integR: Uint8Array
+}
+
+/**
+ * KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), taken as initiator-to-responder keys first
+ * (RFC 7296 section 2.17).
+ *
+ * @param alg - the IKE SA's PRF
+ * @param skD - the IKE SA's SK_d
+ * @param ni - the exchange's Ni
+ * @param nr - the exchange's Nr
+ * @param encryption - the Child SA's encryption
+ * @param integrity - the Child SA's integrity
+ * @param sharedSecret - the PFS shared secret, if any
+ */
+export function deriveChildKeys(
+  alg: PrfAlgorithm,
+  skD: Uint8Array,
+  ni: Uint8Array,
+  nr: Uint8Array,
+  encryption: EncryptionTransform,
+  integrity: IntegrityAlgorithm,
+  sharedSecret?: Uint8Array
+): ChildKeys {
+  const e = encryptionKeyLength(encryption)
+  const a = integrityKeyLength(integrity)
+  const seed = sharedSecret === undefined ? concat(ni, nr) : concat(sharedSecret, ni, nr)
+  const km = prfPlus(alg, skD, seed, 2 * (e + a))
+  let o = 0
+  const take = (n: number): Uint8Array => km.slice(o, (o += n))
+  return { encrI: take(e), integI: take(a), encrR: take(e), integR: take(a) }
+}
+
+/** The IKE group number of a key-exchange group. */
+export const GROUP_NUMBER: Record<Exclude<KeyExchangeGroup, 'none'>, number> = {
+  curve25519: 31,
+  ecp256: 19,
+  modp2048: 14
+}
+
+/** The key-exchange group of an IKE group number, if supported. */
+export function groupByNumber(n: number): Exclude<KeyExchangeGroup, 'none'> | undefined {
+  return n === 31 ? 'curve25519' : n === 19 ? 'ecp256' : n === 14 ? 'modp2048' : undefined
+}
+
+/** The length of a group's KE payload data. */
+export function publicValueLength(group: Exclude<KeyExchangeGroup, 'none'>): number {
+  return group === 'curve25519' ? 32 : group === 'ecp256' ? 64 : 256
+}
+
+/** One side of an ephemeral key exchange. */
+export interface KeyExchange {
+  /** The group. */
+  readonly group: Exclude<KeyExchangeGroup, 'none'>
+  /** This side's public value as carried in the KE payload. */
+  readonly publicValue: Uint8Array
+  /**
+   * Computes g^ir from the peer's KE payload data.
+   *
+   * @throws IkeProtocolError INVALID_SYNTAX when the peer's value is malformed or invalid
+   */
+  computeSharedSecret(peer: Uint8Array): Uint8Array
+}
+
+const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex')
+
+function b64url(b: Uint8Array): string {
+  return Buffer.from(b).toString('base64url')
+}
+
+class X25519Exchange implements KeyExchange {
+  readonly group = 'curve25519' as const
+  readonly publicValue: Uint8Array
+  private readonly key: KeyObject
+
+  constructor(priv: Uint8Array) {
+    this.key = createPrivateKey({
+      key: Buffer.concat([X25519_PKCS8, priv]),
+      format: 'der',
+      type: 'pkcs8'
+    })
+    const jwk = this.key.export({ format: 'jwk' })
+    this.publicValue = new Uint8Array(Buffer.from(jwk.x as string, 'base64url'))
+  }
+
+  computeSharedSecret(peer: Uint8Array): Uint8Array {
+    if (peer.length !== 32) throw new IkeProtocolError('INVALID_SYNTAX', 'X25519 value length')
+    let secret: Uint8Array
+    try {
+      const publicKey = createPublicKey({
+        key: { kty: 'OKP', crv: 'X25519', x: b64url(peer) },
+        format: 'jwk'
+      })
+      secret = new Uint8Array(diffieHellman({ privateKey: this.key, publicKey }))
+    } catch (err) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'bad X25519 public value', { cause: err })
+    }
+    // RFC 8031 section 2: an all-zero result must be rejected
+    if (secret.every((x) => x === 0)) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'X25519 shared secret is zero')
+    }
+    return secret
+  }
+}
+
+class Ecp256Exchange implements KeyExchange {
+  readonly group = 'ecp256' as const
+  readonly publicValue: Uint8Array
+  private readonly ecdh = createECDH('prime256v1')
+
+  constructor(priv: Uint8Array) {
+    this.ecdh.setPrivateKey(priv)
+    this.publicValue = new Uint8Array(this.ecdh.getPublicKey()).slice(1)
+  }
+
+  computeSharedSecret(peer: Uint8Array): Uint8Array {
+    if (peer.length !== 64) throw new IkeProtocolError('INVALID_SYNTAX', 'ECP-256 value length')
+    try {
+      return new Uint8Array(this.ecdh.computeSecret(Buffer.concat([Buffer.of(4), peer])))
+    } catch (err) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'bad ECP-256 public value', { cause: err })
+    }
+  }
+}
+
+const MODP_2048_PRIME = createDiffieHellmanGroup('modp14').getPrime()
+
+function leftPad(b: Uint8Array, n: number): Uint8Array {
+  if (b.length >= n) return b
+  const out = new Uint8Array(n)
+  out.set(b, n - b.length)
+  return out
+}
+
+class Modp2048Exchange implements KeyExchange {
+  readonly group = 'modp2048' as const
+  readonly publicValue: Uint8Array
+  private readonly dh = createDiffieHellman(MODP_2048_PRIME, 2)
+
+  constructor(priv: Uint8Array) {
+    this.dh.setPrivateKey(Buffer.from(priv))
+    this.dh.generateKeys()
+    this.publicValue = leftPad(new Uint8Array(this.dh.getPublicKey()), 256)
+  }
+
+  computeSharedSecret(peer: Uint8Array): Uint8Array {
+    if (peer.length !== 256) throw new IkeProtocolError('INVALID_SYNTAX', 'MODP-2048 length')
+    // RFC 7296 / SP 800-56A: 1 < y < p-1
+    let allZeroButLast = true
+    for (let i = 0; i < 255; i++) if (peer[i] !== 0) allZeroButLast = false
+    if (allZeroButLast && peer[255] <= 1) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'MODP-2048 value out of range')
+    }
+    try {
+      return leftPad(new Uint8Array(this.dh.computeSecret(Buffer.from(peer))), 256)
+    } catch (err) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'bad MODP-2048 public value', { cause: err })
+    }
+  }
+}
+
+/**
+ * Creates this side of a key exchange from a given private value (for known-answer tests).
+ *
+ * @param group - the group
+ * @param priv - the private value: 32 bytes (X25519, P-256) or 32 to 256 bytes (MODP-2048)
+ */
+export function keyExchangeFromPrivate(
+  group: Exclude<KeyExchangeGroup, 'none'>,
+  priv: Uint8Array
+): KeyExchange {
+  switch (group) {
+    case 'curve25519':
+      if (priv.length !== 32) throw new InvalidParametersError('priv', 'must be 32 bytes')
+      return new X25519Exchange(priv)
+    case 'ecp256':
+      if (priv.length !== 32) throw new InvalidParametersError('priv', 'must be 32 bytes')
+      return new Ecp256Exchange(priv)
+    case 'modp2048':
+      if (priv.length < 32 || priv.length > 256) {
+        throw new InvalidParametersError('priv', 'must be 32 to 256 bytes')
+      }
+      return new Modp2048Exchange(priv)
+    default:
+      throw new InvalidParametersError('group', `unsupported group ${String(group)}`)
+  }
+}
+
+/**
+ * Creates this side of a key exchange with a private value from `random`.
+ *
+ * @param group - the group
+ * @param random - the random source
+ */
+export function createKeyExchange(
+  group: Exclude<KeyExchangeGroup, 'none'>,
+  random: RandomSource
+): KeyExchange {
+  for (let i = 0; i < 8; i++) {
+    try {
+      return keyExchangeFromPrivate(group, random.randomBytes(32))
+    } catch (err) {
+      // a P-256 scalar outside [1, n-1] (probability ~2^-32): draw again
+      if (group !== 'ecp256') throw err
+    }
+  }
+  throw new InvalidParametersError('random', 'did not yield a valid private value')
+}
+
+/** The SK payload keys of one direction, and the algorithms. */
+export interface SkKeys {
+  /** The encryption transform. */
+  encryption: EncryptionTransform
+  /** The integrity algorithm (`none` with AES-GCM). */
+  integrity: IntegrityAlgorithm
+  /** The encryption key (with the 4-byte salt for GCM). */
+  encryptionKey: Uint8Array
+  /** The integrity key (empty with AES-GCM). */
+  integrityKey: Uint8Array
+}
+
+function icvLength(keys: SkKeys): number {
+  if (keys.encryption.algorithm === 'aes-gcm-16') return 16
+  switch (keys.integrity) {
+    case 'hmac-sha2-256-128':
+      return 16
+    case 'hmac-sha2-384-192':
+      return 24
+    case 'hmac-sha2-512-256':
+      return 32
+    default:
+      throw new InvalidParametersError('keys.integrity', 'an integrity algorithm is required')
+  }
+}
+
+function hmacHash(integ: IntegrityAlgorithm): string {
+  return integ === 'hmac-sha2-256-128'
+    ? 'sha256'
+    : integ === 'hmac-sha2-384-192'
+      ? 'sha384'
+      : 'sha512'
+}
+
+function cipherName(encr: EncryptionTransform): string {
+  const mode = encr.algorithm === 'aes-gcm-16' ? 'gcm' : 'cbc'
+  return `aes-${encr.keyBits}-${mode}`
+}
+
+/**
+ * Builds an encrypted message: HDR, SK { payloads }.
+ *
+ * @param header - the header (next payload and length are filled in)
+ * @param payloads - the payloads to protect
+ * @param keys - the sender's SK keys
+ * @param iv - for AES-GCM an 8-byte IV that is never reused with this key (a counter); for
+ *   AES-CBC 16 unpredictable bytes
+ */
+export function encryptMessage(
+  header: Omit<IkeHeader, 'nextPayload' | 'length'>,
+  payloads: Payload[],
+  keys: SkKeys,
+  iv: Uint8Array
+): Uint8Array {
+  const { first, bytes } = encodePayloads(payloads)
+  const gcm = keys.encryption.algorithm === 'aes-gcm-16'
+  if (iv.length !== (gcm ? 8 : 16)) throw new InvalidParametersError('iv', 'wrong IV length')
+  const block = gcm ? 4 : 16
+  const padLength = (block - ((bytes.length + 1) % block)) % block
+  const plain = new Uint8Array(bytes.length + padLength + 1)
+  plain.set(bytes, 0)
+  plain[plain.length - 1] = padLength
+  const icv = icvLength(keys)
+  const skLength = 4 + iv.length + plain.length + icv
+  const hdr = encodeHeader({
+    ...header,
+    nextPayload: PayloadType.SK,
+    length: IKE_HEADER_LENGTH + skLength
+  })
+  const skh = Uint8Array.of(first, 0, skLength >> 8, skLength & 0xff)
+  if (gcm) {
+    const key = keys.encryptionKey.subarray(0, keys.encryptionKey.length - 4)
+    const salt = keys.encryptionKey.subarray(keys.encryptionKey.length - 4)
+    const c = createCipheriv(cipherName(keys.encryption) as 'aes-256-gcm', key, concat(salt, iv), {
+      authTagLength: 16
+    })
+    c.setAAD(concat(hdr, skh))
+    const ct = c.update(plain)
+    c.final()
+    return concat(hdr, skh, iv, ct, c.getAuthTag())
+  }
+  const c = createCipheriv(cipherName(keys.encryption), keys.encryptionKey, iv)
+  c.setAutoPadding(false)
+  const ct = concat(c.update(plain), c.final())
+  const signed = concat(hdr, skh, iv, ct)
+  const mac = createHmac(hmacHash(keys.integrity), keys.integrityKey).update(signed).digest()
+  return concat(signed, mac.subarray(0, icv))
+}
+
+/**
+ * Verifies and decrypts the SK payload of a parsed message and parses the payloads inside.
+ *
+ * @param message - the parsed message whose last payload is SK
+ * @param keys - the sender's SK keys
+ * @throws IkeProtocolError INVALID_SYNTAX when the ICV does not verify or the inside is malformed
+ */
+export function decryptMessage(message: IkeMessage, keys: SkKeys): Payload[] {
+  const sk = message.payloads.at(-1) as SkPayload | undefined
+  if (sk === undefined || sk.type !== PayloadType.SK) {
+    throw new IkeProtocolError('INVALID_SYNTAX', 'no SK payload')
+  }
+  const gcm = keys.encryption.algorithm === 'aes-gcm-16'
+  const ivLength = gcm ? 8 : 16
+  const icv = icvLength(keys)
+  const body = sk.body
+  if (body.length < ivLength + icv + (gcm ? 1 : 16)) {
+    throw new IkeProtocolError('INVALID_SYNTAX', 'SK payload too short')
+  }
+  const iv = body.subarray(0, ivLength)
+  const ct = body.subarray(ivLength, body.length - icv)
+  const tag = body.subarray(body.length - icv)
+  let plain: Uint8Array
+  if (gcm) {
+    const key = keys.encryptionKey.subarray(0, keys.encryptionKey.length - 4)
+    const salt = keys.encryptionKey.subarray(keys.encryptionKey.length - 4)
+    try {
+      const d = createDecipheriv(
+        cipherName(keys.encryption) as 'aes-256-gcm',
+        key,
+        concat(salt, iv),
+        {
+          authTagLength: 16
+        }
+      )
+      d.setAAD(message.raw.subarray(0, sk.offset + 4))
+      d.setAuthTag(tag)
+      plain = concat(d.update(ct), d.final())
+    } catch (err) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'ICV check failed', { cause: err })
+    }
+  } else {
+    if (ct.length % 16 !== 0) throw new IkeProtocolError('INVALID_SYNTAX', 'CBC length')
+    const mac = createHmac(hmacHash(keys.integrity), keys.integrityKey)
+      .update(message.raw.subarray(0, message.raw.length - icv))
+      .digest()
+      .subarray(0, icv)
+    if (!timingSafeEqual(mac, tag)) throw new IkeProtocolError('INVALID_SYNTAX', 'ICV check failed')
+    const d = createDecipheriv(cipherName(keys.encryption), keys.encryptionKey, iv)
+    d.setAutoPadding(false)
+    plain = concat(d.update(ct), d.final())
+  }
+  const padLength = plain[plain.length - 1]
+  if (padLength + 1 > plain.length) throw new IkeProtocolError('INVALID_SYNTAX', 'bad padding')
+  return parsePayloads(sk.innerType, plain.subarray(0, plain.length - 1 - padLength))
+}
+
+const KEY_PAD = new TextEncoder().encode('Key Pad for IKEv2')
+
+/**
+ * The octets an AUTH payload signs (RFC 7296 section 2.15): the sender's first message, the
+ * peer's nonce, and prf(SK_p, the sender's ID payload body).
+ *
+ * @param alg - the IKE SA's PRF
+ * @param message - the sender's IKE_SA_INIT message, as sent
+ * @param peerNonce - the other side's nonce data
+ * @param skP - SK_pi (initiator) or SK_pr (responder)
+ * @param idBody - the sender's ID payload body (type, reserved, data)
+ */
+export function signedOctets(
+  alg: PrfAlgorithm,
+  message: Uint8Array,
+  peerNonce: Uint8Array,
+  skP: Uint8Array,
+  idBody: Uint8Array
+): Uint8Array {
+  return concat(message, peerNonce, prf(alg, skP, idBody))
+}
+
+/**
+ * AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), signed octets).
+ *
+ * @param alg - the IKE SA's PRF
+ * @param psk - the pre-shared key
+ * @param octets - from {@link signedOctets}
+ */
+export function pskAuth(alg: PrfAlgorithm, psk: Uint8Array, octets: Uint8Array): Uint8Array {
+  return prf(alg, prf(alg, psk, KEY_PAD), octets)
+}
+
+/** Compares two byte arrays in constant time (false when the lengths differ). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+/**
+ * The NAT detection hash SHA-1(SPIi | SPIr | IP | port) (RFC 7296 section 2.23).
+ *
+ * @param spiI - SPIi
+ * @param spiR - SPIr (zero in the IKE_SA_INIT request)
+ * @param address - the IP address bytes
+ * @param port - the port
+ */
+export function natHash(
+  spiI: Uint8Array,
+  spiR: Uint8Array,
+  address: Uint8Array,
+  port: number
+): Uint8Array {
+  return new Uint8Array(
+    createHash('sha1')
+      .update(spiI)
+      .update(spiR)
+      .update(address)
+      .update(Uint8Array.of(port >> 8, port & 0xff))
+      .digest()
+  )
+}
+
+/** SHA-256 of `data` (for cookies). */
+export function sha256(...data: Uint8Array[]): Uint8Array {
+  const h = createHash('sha256')
+  for (const d of data) h.update(d)
+  return new Uint8Array(h.digest())
+}
