@@ -107,7 +107,7 @@ export interface ListRecordsOptions extends AbortOptions {
  * Ownership changes only by compare-and-set ({@link claimOwnership}); every record write carries
  * a {@link Fence} and is rejected with `StaleEpochError` unless it names the current owner and
  * epoch. Reading a missing record or ownership rejects with `NotFoundError`; reading a damaged one
- * rejects with `CorruptRecordError`. Every method rejects with `AbortError` if its signal is
+ * with `getRecord` rejects with `CorruptRecordError` (set reads report it in `corrupt`). Every method rejects with `AbortError` if its signal is
  * already aborted, and with `NotStartedError` outside `start()`/`stop()`.
  *
  * Records are stored as {@link encodeRecord} makes them and read through {@link decodeRecord}.
@@ -181,8 +181,7 @@ export interface CouplingStore extends Startable {
 
   /**
    * Reads a consistent snapshot of a DVIPA's records (no concurrent write or take shows half).
-   *
-   * @throws CorruptRecordError | UnsupportedRecordVersionError when a record cannot be decoded
+   * Entries that cannot be decoded are listed in the result's `corrupt`, not thrown.
    */
   listRecords(dvipa: Dvipa, options?: ListRecordsOptions): Promise<DvipaRecordSet>
 
@@ -190,6 +189,7 @@ export interface CouplingStore extends Startable {
    * The takeover's read-and-clear (step 5): atomically returns every record of the DVIPA and
    * removes them, so that no reader ever sees half. Fenced: only the new owner may take.
    *
+   * Entries that cannot be decoded are listed in `corrupt` and move to the journal with the rest.
    * So that a takeover that dies half-way loses nothing, the taken records are kept in a journal
    * under the taker's epoch until {@link settleTakeover}; a later taker (higher epoch) receives
    * the records of every unsettled journal together with the live ones.

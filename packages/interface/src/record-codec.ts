@@ -227,7 +227,7 @@ const recordShapes: { [K in RecordKind]: Check } = {
 const ownershipShape = object({
   v: int(0, Number.MAX_SAFE_INTEGER),
   dvipa: address,
-  owner: nonEmpty,
+  owner: nullable(nonEmpty),
   epoch: int(1, Number.MAX_SAFE_INTEGER),
   ranks: array(nonEmpty),
   claimedAt: nonNegative
@@ -375,18 +375,53 @@ function decodeDeleteMessageValue(value: unknown): DeleteMessage {
 
 /** Returns a {@link DvipaRecordSet} with every list empty. */
 export function emptyRecordSet(): DvipaRecordSet {
-  return { phase1: [], phase2: [], correlation: [], filter: [], connection: [] }
+  return { phase1: [], phase2: [], correlation: [], filter: [], connection: [], corrupt: [] }
+}
+
+/** One stored entry: its kind, id and bytes, as a store adapter holds it. */
+export interface StoredEntry {
+  /** The kind it was stored as. */
+  kind: RecordKind
+  /** The id it was stored under. */
+  id: string
+  /** The bytes {@link encodeRecord} made (or whatever the store now holds). */
+  bytes: Uint8Array
+}
+
+const byId = (a: { id: string }, b: { id: string }): number =>
+  a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+
+/**
+ * Decodes stored entries into a {@link DvipaRecordSet}: each list sorted by id, and every entry
+ * that fails to decode listed in `corrupt` instead of failing the whole read.
+ *
+ * @param entries - stored entries of any kinds
+ */
+export function decodeRecordSet(entries: Iterable<StoredEntry>): DvipaRecordSet {
+  const set = emptyRecordSet()
+  for (const { kind, id, bytes } of entries) {
+    try {
+      if (!RECORD_KINDS.includes(kind)) {
+        throw new CorruptRecordError('kind', `unknown record kind ${String(kind)}`)
+      }
+      const record = decodeRecord(kind, bytes)
+      if (record.id !== id) throw new CorruptRecordError(`${kind}.id`, `stored under id ${id}`)
+      ;(set[kind] as DvipaRecord[]).push(record)
+    } catch (err) {
+      const e = err as Error
+      set.corrupt.push({ kind, id, error: e.name, message: e.message })
+    }
+  }
+  for (const kind of RECORD_KINDS) set[kind].sort(byId)
+  set.corrupt.sort((a, b) => (a.kind === b.kind ? byId(a, b) : a.kind < b.kind ? -1 : 1))
+  return set
 }
 
 /**
- * Groups records by kind into a {@link DvipaRecordSet}, each list sorted by id.
+ * The number of decoded records in a set (corrupt entries not counted).
  *
- * @param records - records of any kinds
+ * @param set - a record set
  */
-export function groupRecords(records: Iterable<DvipaRecord>): DvipaRecordSet {
-  const set = emptyRecordSet()
-  for (const record of records) (set[record.kind] as DvipaRecord[]).push(record)
-  for (const kind of RECORD_KINDS)
-    set[kind].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-  return set
+export function countRecords(set: DvipaRecordSet): number {
+  return RECORD_KINDS.reduce((n, kind) => n + set[kind].length, 0)
 }

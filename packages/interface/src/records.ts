@@ -313,8 +313,8 @@ export interface Ownership {
   v: 1
   /** The DVIPA. */
   dvipa: Dvipa
-  /** The owning distribution processor. */
-  owner: NodeId
+  /** The owning distribution processor; `null` once the owner released the DVIPA. */
+  owner: NodeId | null
   /** Incremented by every successful claim; carried by every later write as a fencing token. */
   epoch: number
   /** The backups, best first, as the owner published them. */
@@ -345,8 +345,25 @@ export interface DeleteMessage {
   sentAt: number
 }
 
-/** Everything a DVIPA's records hold, grouped by kind, as a takeover reads it. */
+/** A stored record that could not be decoded; it is reported, never silently dropped. */
+export interface CorruptEntry {
+  /** The kind it was stored as. */
+  kind: RecordKind
+  /** The id it was stored under. */
+  id: string
+  /** The error's name: `CorruptRecordError` or `UnsupportedRecordVersionError`. */
+  error: string
+  /** The error's message, naming the bad field. */
+  message: string
+}
+
+/**
+ * Everything a DVIPA's records hold, grouped by kind, as a takeover reads it, with every stored
+ * entry that could not be decoded listed in `corrupt`.
+ */
 export interface DvipaRecordSet {
+  /** Entries that could not be decoded (their bytes stay in the store or the takeover journal). */
+  corrupt: CorruptEntry[]
   /** Phase 1 records. */
   phase1: Phase1Record[]
   /** Phase 2 records. */

@@ -1,0 +1,81 @@
+import { Container } from 'inversify'
+import { start, stop, TOKENS, type Startable, type Token } from '@vipsec/interface'
+import { ROLE_REQUIREMENTS, type NodeConfig, type NodeRole } from './config.js'
+import {
+  COMPONENT_TOKENS,
+  componentsModule,
+  identityModule,
+  runtimeModule,
+  storeModule
+} from './modules.js'
+import { validateNodeConfig } from './validate-config.js'
+
+/** A node built by {@link createNode}: its parts, resolved, and one lifecycle for all of them. */
+export interface VipsecNode extends Startable {
+  /** The node's id. */
+  readonly nodeId: string
+  /** The node's role. */
+  readonly role: NodeRole
+  /**
+   * Returns the node's part for a token.
+   *
+   * @param token - one of `TOKENS`
+   * @throws Error from the container when nothing is bound to the token for this role
+   */
+  get<T>(token: Token<T>): T
+  /** Whether a part is bound to the token for this role. */
+  has(token: symbol): boolean
+}
+
+/** The order parts start in (stopped in reverse): foundations first, the role's part last. */
+const START_ORDER: readonly symbol[] = [
+  TOKENS.CouplingStore,
+  TOKENS.NetworkAdapter,
+  TOKENS.ClusterLink,
+  TOKENS.EspEngine,
+  TOKENS.IkeService,
+  TOKENS.FailureDetector,
+  TOKENS.TargetStack,
+  TOKENS.DistributionProcessor
+]
+
+/**
+ * Builds a node from a role and a configuration: validates the configuration (errors name the
+ * field), binds one container module per concern, and resolves every part the role needs so
+ * that a missing or failing part shows up here rather than at the first packet.
+ *
+ * @param config - the node configuration
+ * @throws InvalidConfigError when the configuration is invalid or a required part is missing
+ */
+export function createNode(config: NodeConfig): VipsecNode {
+  validateNodeConfig(config)
+  const container = new Container()
+  container.load(
+    identityModule(config),
+    runtimeModule(config),
+    storeModule(config),
+    componentsModule(config)
+  )
+  for (const key of ROLE_REQUIREMENTS[config.role]) container.get(COMPONENT_TOKENS[key])
+
+  const parts = (): unknown[] =>
+    START_ORDER.filter((t) => container.isBound(t)).map((t) => container.get(t))
+  let started = false
+  return {
+    nodeId: config.nodeId,
+    role: config.role,
+    get: <T>(token: Token<T>): T => container.get<T>(token),
+    has: (token: symbol): boolean => container.isBound(token),
+    async start() {
+      if (started) return
+      await start(...parts())
+      started = true
+    },
+    async stop() {
+      if (!started) return
+      started = false
+      await stop(...parts())
+    },
+    isStarted: () => started
+  }
+}

@@ -1,0 +1,193 @@
+import { expect } from 'chai'
+import { SystemClock, VirtualClock } from '@vipsec/clock'
+import { type InvalidConfigError, TOKENS, type CouplingStore } from '@vipsec/interface'
+import { CryptoRandomSource } from '@vipsec/random'
+import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
+import { createNode, type NodeConfig } from '../src/index.js'
+import { processorDoubles, RecordingPart } from './doubles.js'
+
+function configError(config: unknown): InvalidConfigError {
+  try {
+    createNode(config as NodeConfig)
+  } catch (err) {
+    expect((err as Error).name).to.equal('InvalidConfigError')
+    return err as InvalidConfigError
+  }
+  throw new Error('expected createNode to throw')
+}
+
+describe('createNode', () => {
+  describe('when the role is primary', () => {
+    it('should resolve the embedded defaults and the supplied parts', () => {
+      const journal: string[] = []
+      const node = createNode({
+        role: 'primary',
+        nodeId: 'dp-1',
+        components: processorDoubles(journal)
+      })
+      expect(node.role).to.equal('primary')
+      expect(node.get(TOKENS.NodeId)).to.equal('dp-1')
+      expect(node.get(TOKENS.CouplingStore)).to.be.instanceOf(MemoryCouplingStore)
+      expect(node.get(TOKENS.Clock)).to.be.instanceOf(SystemClock)
+      expect(node.get(TOKENS.RandomSource)).to.be.instanceOf(CryptoRandomSource)
+      expect((node.get(TOKENS.DistributionProcessor) as unknown as RecordingPart).name).to.equal(
+        'processor'
+      )
+    })
+
+    it('should start parts foundations first and stop them in reverse, once', async () => {
+      const journal: string[] = []
+      const node = createNode({
+        role: 'primary',
+        nodeId: 'dp-1',
+        components: processorDoubles(journal)
+      })
+      await node.start()
+      await node.start()
+      expect(node.isStarted()).to.equal(true)
+      expect(node.get(TOKENS.CouplingStore).isStarted()).to.equal(true)
+      expect(journal).to.deep.equal([
+        'start network',
+        'start link',
+        'start esp',
+        'start ike',
+        'start detector',
+        'start processor'
+      ])
+      journal.length = 0
+      await node.stop()
+      await node.stop()
+      expect(journal).to.deep.equal([
+        'stop processor',
+        'stop detector',
+        'stop ike',
+        'stop esp',
+        'stop link',
+        'stop network'
+      ])
+      expect(node.get(TOKENS.CouplingStore).isStarted()).to.equal(false)
+    })
+  })
+
+  describe('when the role is backup', () => {
+    it('should give factories the node’s other parts, each built once', () => {
+      const journal: string[] = []
+      const clock = new VirtualClock()
+      const components = {
+        ...(processorDoubles(journal) as object),
+        ikeService: {
+          factory: (resolve: <T>(t: symbol) => T) =>
+            new RecordingPart('ike', journal, [resolve(TOKENS.EspEngine), resolve(TOKENS.Clock)])
+        }
+      }
+      const node = createNode({
+        role: 'backup',
+        nodeId: 'dp-2',
+        clock: { type: 'custom', component: { instance: clock } },
+        components: components as never
+      })
+      const ike = node.get(TOKENS.IkeService) as unknown as RecordingPart
+      expect(ike.dependencies[0]).to.equal(node.get(TOKENS.EspEngine))
+      expect(ike.dependencies[1]).to.equal(clock)
+      expect(node.get(TOKENS.IkeService)).to.equal(ike)
+    })
+  })
+
+  describe('when the role is target', () => {
+    it('should bind the target stack and no coupling store', () => {
+      const journal: string[] = []
+      const node = createNode({
+        role: 'target',
+        nodeId: 'target-1',
+        components: {
+          clusterLink: { instance: new RecordingPart('link', journal) as never },
+          targetStack: { instance: new RecordingPart('target', journal) as never }
+        }
+      })
+      expect(node.has(TOKENS.TargetStack)).to.equal(true)
+      expect(node.has(TOKENS.CouplingStore)).to.equal(false)
+      expect(node.has(TOKENS.DistributionProcessor)).to.equal(false)
+    })
+  })
+
+  describe('when nodes share a memory facility', () => {
+    it('should let each see the other’s claims', async () => {
+      const facility = new MemoryCouplingFacility()
+      const nodes = ['dp-1', 'dp-2'].map((nodeId) =>
+        createNode({
+          role: 'backup',
+          nodeId,
+          store: { type: 'memory', facility },
+          components: processorDoubles([])
+        })
+      )
+      await Promise.all(nodes.map(async (n) => n.start()))
+      const [a, b] = nodes.map((n) => n.get(TOKENS.CouplingStore)) as [CouplingStore, CouplingStore]
+      await a.claimOwnership('10.0.0.100', { owner: 'dp-1', ranks: ['dp-2'], expectedEpoch: 0 })
+      expect((await b.getOwnership('10.0.0.100')).owner).to.equal('dp-1')
+      await Promise.all(nodes.map(async (n) => n.stop()))
+    })
+  })
+
+  describe('when randomness is seeded', () => {
+    it('should give equal bytes to nodes with equal seeds', () => {
+      const make = () =>
+        createNode({
+          role: 'primary',
+          nodeId: 'dp-1',
+          random: { type: 'seeded', seed: 's1' },
+          components: processorDoubles([])
+        })
+      expect(make().get(TOKENS.RandomSource).randomBytes(32)).to.deep.equal(
+        make().get(TOKENS.RandomSource).randomBytes(32)
+      )
+    })
+  })
+
+  describe('when the configuration is invalid', () => {
+    it('should name an unknown role', () => {
+      expect(configError({ role: 'leader', nodeId: 'dp-1' }).field).to.equal('role')
+    })
+
+    it('should name a bad node id', () => {
+      expect(configError({ role: 'target', nodeId: 'has space' }).field).to.equal('nodeId')
+    })
+
+    it('should name a part the role needs and was not given', () => {
+      const components = processorDoubles([]) as Record<string, unknown>
+      delete components.distributionProcessor
+      expect(configError({ role: 'primary', nodeId: 'dp-1', components }).field).to.equal(
+        'components.distributionProcessor'
+      )
+    })
+
+    it('should name an unknown store type', () => {
+      const err = configError({
+        role: 'primary',
+        nodeId: 'dp-1',
+        store: { type: 'etcd' },
+        components: processorDoubles([])
+      })
+      expect(err.field).to.equal('store.type')
+    })
+
+    it('should name an empty seed', () => {
+      const err = configError({
+        role: 'primary',
+        nodeId: 'dp-1',
+        random: { type: 'seeded', seed: '' },
+        components: processorDoubles([])
+      })
+      expect(err.field).to.equal('random.seed')
+    })
+
+    it('should name a component that is neither an instance nor a factory', () => {
+      const err = configError({
+        role: 'target',
+        nodeId: 't-1',
+        components: { clusterLink: { instance: {} }, targetStack: { make: () => ({}) } }
+      })
+      expect(err.field).to.equal('components.targetStack')
+    })
+  })
+})
