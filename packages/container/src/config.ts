@@ -26,7 +26,15 @@ export type Resolve = <T>(token: Token<T>) => T
  * A part supplied by the integrator: a ready instance, or a factory that may resolve the node's
  * other parts (for example an IKE service that needs the node's ESP engine and clock).
  */
-export type ComponentSpec<T> = { instance: T } | { factory: (resolve: Resolve) => T }
+export type ComponentSpec<T> =
+  | {
+      /** The part itself. */
+      instance: T
+    }
+  | {
+      /** Builds the part once, when the node is created; `resolve` gives the node's other parts. */
+      factory: (resolve: Resolve) => T
+    }
 
 /** Where the coupling store comes from. */
 export type StoreConfig =

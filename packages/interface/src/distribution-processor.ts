@@ -41,7 +41,12 @@ export interface TakeoverReport {
   /** IKE SAs renegotiated. */
   renegotiated: number
   /** IKE SAs that could not be renegotiated, with the reason. */
-  failed: { phase1Id: string; reason: IkeErrorKind }[]
+  failed: {
+    /** The phase 1 record that failed. */
+    phase1Id: string
+    /** Why. */
+    reason: IkeErrorKind
+  }[]
   /** Connections re-routed through this node. */
   connections: number
   /** Total duration in ms, detection to deletes sent. */

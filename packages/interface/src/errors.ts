@@ -6,7 +6,9 @@
 
 /** The base of every vipsec error; `code` is a stable machine-readable form of the name. */
 export class VipsecError extends Error {
+  /** The class name, `VipsecError`, for matching errors by name. */
   static override readonly name: string = 'VipsecError'
+  /** Always `VipsecError`. */
   override readonly name: string = 'VipsecError'
   /** A stable code for logs and metrics, derived from the class, e.g. `ERR_NOT_FOUND`. */
   readonly code: string = 'ERR_VIPSEC'
@@ -22,14 +24,18 @@ export class VipsecError extends Error {
 
 /** Thrown when a record, SA, node or message that was asked for does not exist. */
 export class NotFoundError extends VipsecError {
+  /** The class name, `NotFoundError`, for matching errors by name. */
   static override readonly name = 'NotFoundError'
+  /** Always `NotFoundError`. */
   override readonly name = 'NotFoundError'
   override readonly code = 'ERR_NOT_FOUND'
 }
 
 /** Thrown when an operation is aborted through its `signal`. */
 export class AbortError extends VipsecError {
+  /** The class name, `AbortError`, for matching errors by name. */
   static override readonly name = 'AbortError'
+  /** Always `AbortError`. */
   override readonly name = 'AbortError'
   override readonly code = 'ERR_ABORTED'
 
@@ -41,14 +47,18 @@ export class AbortError extends VipsecError {
 
 /** Thrown when a component is used before `start()` or after `stop()`. */
 export class NotStartedError extends VipsecError {
+  /** The class name, `NotStartedError`, for matching errors by name. */
   static override readonly name = 'NotStartedError'
+  /** Always `NotStartedError`. */
   override readonly name = 'NotStartedError'
   override readonly code = 'ERR_NOT_STARTED'
 }
 
 /** Thrown when a function is called with an argument it cannot accept; `argument` names it. */
 export class InvalidParametersError extends VipsecError {
+  /** The class name, `InvalidParametersError`, for matching errors by name. */
   static override readonly name = 'InvalidParametersError'
+  /** Always `InvalidParametersError`. */
   override readonly name = 'InvalidParametersError'
   override readonly code = 'ERR_INVALID_PARAMETERS'
   /** The name of the offending argument (or `argument.field`). */
@@ -66,7 +76,9 @@ export class InvalidParametersError extends VipsecError {
 
 /** Thrown when a node or adapter configuration is invalid; `field` is the path of the bad field. */
 export class InvalidConfigError extends VipsecError {
+  /** The class name, `InvalidConfigError`, for matching errors by name. */
   static override readonly name = 'InvalidConfigError'
+  /** Always `InvalidConfigError`. */
   override readonly name = 'InvalidConfigError'
   override readonly code = 'ERR_INVALID_CONFIG'
   /** The dotted path of the offending field, e.g. `store.type`. */
@@ -87,7 +99,9 @@ export class InvalidConfigError extends VipsecError {
  * field, or a value out of range. `path` names the first bad field.
  */
 export class CorruptRecordError extends VipsecError {
+  /** The class name, `CorruptRecordError`, for matching errors by name. */
   static override readonly name = 'CorruptRecordError'
+  /** Always `CorruptRecordError`. */
   override readonly name = 'CorruptRecordError'
   override readonly code = 'ERR_CORRUPT_RECORD'
   /** Where in the record the problem is, e.g. `phase2.selectors.local[0].startPort`. */
@@ -105,7 +119,9 @@ export class CorruptRecordError extends VipsecError {
 
 /** Thrown when a coupling-store record carries a format version this build does not know. */
 export class UnsupportedRecordVersionError extends VipsecError {
+  /** The class name, `UnsupportedRecordVersionError`, for matching errors by name. */
   static override readonly name = 'UnsupportedRecordVersionError'
+  /** Always `UnsupportedRecordVersionError`. */
   override readonly name = 'UnsupportedRecordVersionError'
   override readonly code = 'ERR_UNSUPPORTED_RECORD_VERSION'
   /** The version found in the record. */
@@ -126,7 +142,9 @@ export class UnsupportedRecordVersionError extends VipsecError {
  * longer the DVIPA's current one: the writer has been superseded and must stop serving.
  */
 export class StaleEpochError extends VipsecError {
+  /** The class name, `StaleEpochError`, for matching errors by name. */
   static override readonly name = 'StaleEpochError'
+  /** Always `StaleEpochError`. */
   override readonly name = 'StaleEpochError'
   override readonly code = 'ERR_STALE_EPOCH'
   /** The epoch the writer presented. */
@@ -151,7 +169,9 @@ export class StaleEpochError extends VipsecError {
  * record since the claimer read it. `current` is the record that won.
  */
 export class OwnershipConflictError extends VipsecError {
+  /** The class name, `OwnershipConflictError`, for matching errors by name. */
   static override readonly name = 'OwnershipConflictError'
+  /** Always `OwnershipConflictError`. */
   override readonly name = 'OwnershipConflictError'
   override readonly code = 'ERR_OWNERSHIP_CONFLICT'
   /** The epoch the claimer expected to replace. */
@@ -180,7 +200,9 @@ export class OwnershipConflictError extends VipsecError {
 
 /** Thrown when a coupling store cannot be reached or answered with an error of its own. */
 export class StoreUnavailableError extends VipsecError {
+  /** The class name, `StoreUnavailableError`, for matching errors by name. */
   static override readonly name = 'StoreUnavailableError'
+  /** Always `StoreUnavailableError`. */
   override readonly name = 'StoreUnavailableError'
   override readonly code = 'ERR_STORE_UNAVAILABLE'
 }
@@ -190,14 +212,18 @@ export class StoreUnavailableError extends VipsecError {
  * using it again would reuse a (key, nonce) pair. The SA must be rekeyed or dropped.
  */
 export class SequenceExhaustedError extends VipsecError {
+  /** The class name, `SequenceExhaustedError`, for matching errors by name. */
   static override readonly name = 'SequenceExhaustedError'
+  /** Always `SequenceExhaustedError`. */
   override readonly name = 'SequenceExhaustedError'
   override readonly code = 'ERR_SEQUENCE_EXHAUSTED'
 }
 
 /** Thrown when an SA with the same SPI (and direction) is already installed. */
 export class DuplicateSaError extends VipsecError {
+  /** The class name, `DuplicateSaError`, for matching errors by name. */
   static override readonly name = 'DuplicateSaError'
+  /** Always `DuplicateSaError`. */
   override readonly name = 'DuplicateSaError'
   override readonly code = 'ERR_DUPLICATE_SA'
 }
@@ -228,7 +254,9 @@ export type IkeErrorKind =
  * answer, or what it sent could not be accepted. `kind` names the condition.
  */
 export class IkeProtocolError extends VipsecError {
+  /** The class name, `IkeProtocolError`, for matching errors by name. */
   static override readonly name = 'IkeProtocolError'
+  /** Always `IkeProtocolError`. */
   override readonly name = 'IkeProtocolError'
   override readonly code = 'ERR_IKE_PROTOCOL'
   /** The notify type (or `TIMEOUT`) behind the failure. */
@@ -246,7 +274,9 @@ export class IkeProtocolError extends VipsecError {
 
 /** Thrown when a takeover cannot proceed, for example because this node lost the claim. */
 export class TakeoverError extends VipsecError {
+  /** The class name, `TakeoverError`, for matching errors by name. */
   static override readonly name = 'TakeoverError'
+  /** Always `TakeoverError`. */
   override readonly name = 'TakeoverError'
   override readonly code = 'ERR_TAKEOVER'
 }

@@ -340,7 +340,12 @@ export interface DeleteMessage {
   /** IKE SAs to delete. */
   ikeSas: IkeSaId[]
   /** Child SAs to delete, by their SPIs (8 hex digits). */
-  childSas: { inboundSpi: string; outboundSpi: string }[]
+  childSas: {
+    /** The inbound SPI, 8 hex digits. */
+    inboundSpi: string
+    /** The outbound SPI, 8 hex digits. */
+    outboundSpi: string
+  }[]
   /** When it was sent, ms since the Unix epoch. */
   sentAt: number
 }

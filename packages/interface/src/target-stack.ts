@@ -36,6 +36,14 @@ export type TargetEvent =
       epoch: number
     }
 
+/** The owner of a DVIPA as a target knows it. */
+export interface OwnerNotice {
+  /** The owning node. */
+  owner: NodeId
+  /** Its epoch. */
+  epoch: number
+}
+
 /**
  * The target host's side: it receives distributed connections from the DVIPA's owner over the
  * cluster link, hands them to registered applications, and sends replies through whichever
@@ -61,5 +69,5 @@ export interface TargetStack extends Startable {
    *
    * @param dvipa - the DVIPA
    */
-  ownerOf(dvipa: Dvipa): { owner: NodeId; epoch: number } | undefined
+  ownerOf(dvipa: Dvipa): OwnerNotice | undefined
 }

@@ -13,7 +13,10 @@ import type { TargetStack } from './target-stack.js'
  * An injection token: a registered symbol (`Symbol.for`) that carries the type it resolves to, so
  * a container's `get(token)` is typed without this package depending on a container library.
  */
-export type Token<T> = symbol & { readonly __vipsecToken?: T }
+export type Token<T> = symbol & {
+  /** Never present at run time: carries `T` for the type checker only. */
+  readonly __vipsecToken?: T
+}
 
 function token<T>(name: string): Token<T> {
   return Symbol.for(`@vipsec/${name}`) as Token<T>
