@@ -6,17 +6,20 @@ import type { Startable } from './startable.js'
 /** ESP algorithms the engine implements: AES-GCM with a 16-byte ICV (RFC 4106) or AES-GMAC (RFC 4543). */
 export type EspAlgorithm = 'aes-gcm-16' | 'null-aes-gmac'
 
+/** The direction of an SA or a filter, seen from this node. */
+export type EspDirection = 'inbound' | 'outbound'
+
 /** The parameters of one unidirectional ESP SA. */
 export interface EspSaParams {
-  /** The SPI, 1 to 2^32-1 (0 and 1-255 are reserved by RFC 4303, and refused). */
+  /** The SPI, 256 to 2^32-1 (0 and 1-255 are reserved by RFC 4303, and refused). */
   spi: number
   /** Whether this SA decrypts (inbound) or encrypts (outbound). */
-  direction: 'inbound' | 'outbound'
+  direction: EspDirection
   /** Tunnel or transport mode. */
   mode: 'tunnel' | 'transport'
   /** The algorithm. */
   algorithm: EspAlgorithm
-  /** Keying material: the AES key (16 or 32 bytes) followed by the 4-byte salt. */
+  /** Keying material: the AES key (16, 24 or 32 bytes) followed by the 4-byte salt (RFC 4106 section 8.1). */
   keyMaterial: Uint8Array
   /** Whether 64-bit extended sequence numbers are used. */
   extendedSequenceNumbers: boolean
@@ -24,12 +27,46 @@ export interface EspSaParams {
   replayWindow?: number
   /** Soft and hard limits; 0 means none of that kind. */
   lifetime: ChildLifetime
-  /** Tunnel endpoints (outer addresses) for tunnel mode: this side and the peer. */
+  /**
+   * Outer addresses, this side and the peer. In tunnel mode the tunnel endpoints (outbound
+   * packets go to `remote`); in transport mode the two hosts, used to rebuild the IP header of
+   * inbound packets (without them, transport-mode inbound yields the bare upper-layer payload).
+   */
   tunnel?: { local: string; remote: string }
   /** UDP encapsulation (RFC 3948): the ports of both sides, as seen after NAT. */
   udpEncapsulation?: { local: Endpoint; remote: Endpoint }
+  /**
+   * Outbound only: the sequence number the SA has already used (default 0: the first packet
+   * carries 1). Lets an SA continue where another copy of it stopped; never set it lower than
+   * a number already used under the same key.
+   */
+  initialSequence?: bigint
   /** An opaque tag the owner uses to find its Child SA (for example the phase 2 record id). */
   tag?: string
+}
+
+/** What an engine reports about one installed SA. */
+export interface EspSaInfo {
+  /** The SPI. */
+  spi: number
+  /** The direction. */
+  direction: EspDirection
+  /** The mode. */
+  mode: 'tunnel' | 'transport'
+  /** The algorithm. */
+  algorithm: EspAlgorithm
+  /** The tag given at install. */
+  tag?: string
+  /** Outbound: the last sequence number used; inbound: the highest sequence number accepted. */
+  sequence: bigint
+  /** Packets processed under this SA. */
+  packets: number
+  /** Inner bytes processed under this SA. */
+  bytes: number
+  /** When it was installed, in ms of the engine's clock (`monotonic()`). */
+  installedAt: number
+  /** Whether a soft limit has been passed (a rekey is due). */
+  softExpired: boolean
 }
 
 /** A dynamic filter (SPD entry) as the engine holds it. */
@@ -37,12 +74,12 @@ export interface DynamicFilter {
   /** Unique id. */
   id: string
   /** The direction it applies to. */
-  direction: 'inbound' | 'outbound'
+  direction: EspDirection
   /** What matches. */
   selector: FilterSelector
   /** What happens with a match. */
   action: FilterAction
-  /** Lower numbers are matched first. */
+  /** Lower numbers are matched first; equal priorities match in order of installation. */
   priority: number
   /** For `protect`: the SPI of the SA to use (outbound) or that must have carried the packet (inbound). */
   spi?: number
@@ -58,16 +95,19 @@ export type EspDropReason =
   | 'malformed'
   | 'sa-expired'
   | 'no-policy'
+  | 'no-sa'
   | 'discard-policy'
 
 /** Packet and drop counters of an engine. */
 export interface EspCounters {
   /** Packets encapsulated. */
   encapsulated: number
-  /** Packets decapsulated. */
+  /** Packets decapsulated and accepted. */
   decapsulated: number
   /** Packets passed by a bypass policy. */
   bypassed: number
+  /** NAT keep-alives (RFC 3948) received and ignored. */
+  keepalives: number
   /** Drops by reason. */
   dropped: Record<EspDropReason, number>
 }
@@ -81,7 +121,10 @@ export type OutboundResult =
       packet: Uint8Array
       /** The SA's SPI. */
       spi: number
-      /** Where to send it (the tunnel's remote address, and the UDP port if encapsulated). */
+      /**
+       * Where to send it: the tunnel's remote address (transport mode without `tunnel`: the inner
+       * destination), and the peer's UDP port if encapsulated (0 for bare ESP).
+       */
       to: Endpoint
       /** Whether `packet` is to be sent as a UDP payload (RFC 3948). */
       udp: boolean
@@ -104,15 +147,47 @@ export type InboundResult =
   | {
       /** Decrypted and accepted by policy. */
       action: 'accept'
-      /** The inner packet (an IP packet in tunnel mode; the payload with its next header in transport mode). */
+      /**
+       * The inner packet: an IP packet in tunnel mode, and in transport mode when the SA knows
+       * its `tunnel` addresses; otherwise the upper-layer payload (see `nextHeader`).
+       */
       packet: Uint8Array
       /** The SA's SPI. */
       spi: number
-      /** The next-header value. */
+      /** The next-header value of the ESP trailer. */
       nextHeader: number
     }
   | {
       /** Dropped; see `reason`. */
+      action: 'drop'
+      /** Why. */
+      reason: EspDropReason
+    }
+
+/** The result of processing the payload of one UDP datagram received on port 4500 (RFC 3948). */
+export type UdpInboundResult =
+  | InboundResult
+  | {
+      /** An IKE message behind the non-ESP marker: hand it to the IKE service. */
+      action: 'ike'
+      /** The IKE message, without the four-byte marker. */
+      message: Uint8Array
+    }
+  | {
+      /** A NAT keep-alive (one 0xFF byte): ignored and counted. */
+      action: 'keepalive'
+    }
+
+/** The result of checking one inbound cleartext (not ESP) packet against the SPD. */
+export type CleartextInboundResult =
+  | {
+      /** A bypass policy admits it. */
+      action: 'bypass'
+      /** The packet. */
+      packet: Uint8Array
+    }
+  | {
+      /** Dropped: a protect policy covers it (it should have come in ESP), a discard policy, or none. */
       action: 'drop'
       /** Why. */
       reason: EspDropReason
@@ -126,7 +201,7 @@ export type EspEvent =
       /** Its SPI. */
       spi: number
       /** Its direction. */
-      direction: 'inbound' | 'outbound'
+      direction: EspDirection
       /** Its tag. */
       tag?: string
     }
@@ -136,17 +211,21 @@ export type EspEvent =
       /** Its SPI. */
       spi: number
       /** Its direction. */
-      direction: 'inbound' | 'outbound'
+      direction: EspDirection
+      /** Its tag. */
+      tag?: string
       /** Why. */
       reason: 'deleted' | 'hard-expired' | 'sequence-exhausted'
     }
   | {
-      /** An SA passed a soft limit: time to rekey. */
+      /** An SA passed a soft limit: time to rekey. Emitted once per SA. */
       type: 'sa:soft-expired'
       /** Its SPI. */
       spi: number
       /** Its direction. */
-      direction: 'inbound' | 'outbound'
+      direction: EspDirection
+      /** Its tag. */
+      tag?: string
       /** Which limit. */
       limit: 'time' | 'bytes' | 'packets' | 'sequence'
     }
@@ -163,7 +242,10 @@ export type EspEvent =
       id: string
     }
   | {
-      /** Installing a filter found an active one with the same selector: the older one was removed. */
+      /**
+       * Installing a filter found an active one with the same id, or with the same direction and
+       * selector: the older one was removed.
+       */
       type: 'filter:duplicate-removed'
       /** The id of the filter that was removed. */
       removed: string
@@ -174,7 +256,9 @@ export type EspEvent =
 /**
  * The ESP data plane (RFC 4303): a security association database (SAD) keyed by SPI, a security
  * policy database (SPD) of ordered dynamic filters, and anti-replay. Malformed input never throws
- * through the data path: it is dropped and counted.
+ * through the data path (`protect`, `unprotect`, `unprotectUdp`, `checkInbound`): it is dropped
+ * and counted. The control methods (`addSa`, `installFilter`) throw `NotStartedError` before
+ * `start()` and after `stop()`; `stop()` removes every SA and filter.
  */
 export interface EspEngine extends Startable {
   /** SA and filter events; completes on `stop()`. */
@@ -184,7 +268,8 @@ export interface EspEngine extends Startable {
    * Installs an SA.
    *
    * @throws DuplicateSaError when an SA with this SPI and direction exists
-   * @throws InvalidParametersError when a parameter is out of range
+   * @throws InvalidParametersError when a parameter is out of range (named in `argument`)
+   * @throws NotStartedError when the engine is not started
    */
   addSa(params: EspSaParams): void
 
@@ -194,13 +279,18 @@ export interface EspEngine extends Startable {
    * @param spi - its SPI
    * @param direction - its direction
    */
-  removeSa(spi: number, direction: 'inbound' | 'outbound'): boolean
+  removeSa(spi: number, direction: EspDirection): boolean
+
+  /** The installed SAs, with their sequence numbers and usage. */
+  listSas(): EspSaInfo[]
 
   /**
-   * Installs a dynamic filter. An active filter with the same direction and selector is removed
-   * (a `filter:duplicate-removed` event) so that exactly one remains.
+   * Installs a dynamic filter. An active filter with the same id, or with the same direction and
+   * selector, is removed (a `filter:duplicate-removed` event) so that exactly one remains.
    *
    * @returns the ids of the duplicates that were removed
+   * @throws InvalidParametersError when the filter is malformed (named in `argument`)
+   * @throws NotStartedError when the engine is not started
    */
   installFilter(filter: DynamicFilter): string[]
 
@@ -211,6 +301,9 @@ export interface EspEngine extends Startable {
    */
   removeFilter(id: string): boolean
 
+  /** The active filters, in matching order. */
+  listFilters(): DynamicFilter[]
+
   /**
    * Processes an outbound inner IP packet: SPD lookup, then encapsulation with the SA.
    *
@@ -219,11 +312,27 @@ export interface EspEngine extends Startable {
   protect(packet: Uint8Array): OutboundResult
 
   /**
-   * Processes an inbound ESP packet (or the payload of an ESP-in-UDP datagram).
+   * Processes an inbound ESP packet: SAD lookup, anti-replay, ICV, then the SPD check of the inner
+   * packet against the inbound filters.
    *
    * @param packet - the ESP packet, starting at the SPI
    */
   unprotect(packet: Uint8Array): InboundResult
+
+  /**
+   * Processes the payload of a UDP datagram received on the NAT-T port (RFC 3948): a keep-alive
+   * is ignored, an IKE message (non-ESP marker) is handed back, anything else is ESP.
+   *
+   * @param payload - the UDP payload
+   */
+  unprotectUdp(payload: Uint8Array): UdpInboundResult
+
+  /**
+   * Checks an inbound cleartext IP packet against the inbound filters: only `bypass` admits it.
+   *
+   * @param packet - an IPv4 or IPv6 packet
+   */
+  checkInbound(packet: Uint8Array): CleartextInboundResult
 
   /** Current counters (a copy). */
   counters(): EspCounters

@@ -1,0 +1,674 @@
+import { Subject, type Observable } from 'rxjs'
+import {
+  DuplicateSaError,
+  InvalidParametersError,
+  NotStartedError,
+  type CleartextInboundResult,
+  type Clock,
+  type DynamicFilter,
+  type Endpoint,
+  type EspCounters,
+  type EspDirection,
+  type EspDropReason,
+  type EspEngine,
+  type EspEvent,
+  type EspSaInfo,
+  type EspSaParams,
+  type InboundResult,
+  type OutboundResult,
+  type TimerHandle,
+  type UdpInboundResult
+} from '@vipsec/interface'
+import {
+  ESP_HEADER_LENGTH,
+  ESP_ICV_LENGTH,
+  ESP_IV_LENGTH,
+  EspSealer,
+  espKey,
+  espSequence,
+  espSpi,
+  keyFingerprint,
+  openRaw,
+  type EspKey
+} from './esp-crypto.js'
+import { formatIp, parseIp } from './ip-address.js'
+import { buildIpPacket, parseIpPacket } from './packet.js'
+import { DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, ReplayWindow } from './replay-window.js'
+import { Spd } from './spd.js'
+import { classifyUdpPayload } from './udp-encapsulation.js'
+
+/** What a {@link SoftwareEspEngine} needs. */
+export interface SoftwareEspEngineComponents {
+  /** Time, for SA lifetimes. */
+  clock: Clock
+}
+
+/** Options of a {@link SoftwareEspEngine}. */
+export interface SoftwareEspEngineInit {
+  /** The anti-replay window of inbound SAs that do not set `replayWindow`. Default 128. */
+  replayWindow?: number
+  /**
+   * An outbound SA is soft-expired (`sa:soft-expired` with limit `sequence`, so that IKE rekeys)
+   * when it has fewer than this many sequence numbers left. Default 2^24.
+   */
+  sequenceSoftMargin?: number
+}
+
+/** Every drop reason, in the order counters report them. */
+export const ESP_DROP_REASONS: readonly EspDropReason[] = [
+  'unknown-spi',
+  'icv-failure',
+  'replay',
+  'outside-window',
+  'policy-mismatch',
+  'malformed',
+  'sa-expired',
+  'no-policy',
+  'no-sa',
+  'discard-policy'
+]
+
+const IPPROTO_IPV4 = 4
+const IPPROTO_IPV6 = 41
+const MIN_ESP_LENGTH = ESP_HEADER_LENGTH + ESP_IV_LENGTH + 2 + ESP_ICV_LENGTH
+/** Expired SAs remembered so that late packets count as `sa-expired`, not `unknown-spi`. */
+const EXPIRED_MEMORY = 1024
+
+/** @internal one installed SA */
+interface Sa {
+  readonly spi: number
+  readonly direction: EspDirection
+  readonly mode: 'tunnel' | 'transport'
+  readonly algorithm: EspSaParams['algorithm']
+  readonly esn: boolean
+  readonly tag: string | undefined
+  readonly lifetime: EspSaParams['lifetime']
+  readonly sealer: EspSealer | undefined
+  readonly key: EspKey | undefined
+  readonly gmac: boolean
+  readonly window: ReplayWindow | undefined
+  readonly to: Endpoint
+  readonly udp: boolean
+  readonly local: Uint8Array | undefined
+  readonly remote: Uint8Array | undefined
+  readonly fingerprint: string | undefined
+  readonly installedAt: number
+  readonly timers: TimerHandle[]
+  packets: number
+  bytes: number
+  softExpired: boolean
+}
+
+function zeroCounters(): EspCounters {
+  const dropped = {} as Record<EspDropReason, number>
+  for (const reason of ESP_DROP_REASONS) dropped[reason] = 0
+  return { encapsulated: 0, decapsulated: 0, bypassed: 0, keepalives: 0, dropped }
+}
+
+const LIFETIME_FIELDS = [
+  'softSeconds',
+  'hardSeconds',
+  'softBytes',
+  'hardBytes',
+  'softPackets',
+  'hardPackets'
+] as const
+
+/**
+ * The software ESP engine: ESP (RFC 4303) with AES-GCM (RFC 4106) and AES-GMAC (RFC 4543) on
+ * node:crypto, tunnel and transport mode, ESP-in-UDP (RFC 3948), a SAD keyed by SPI, an SPD of
+ * ordered dynamic filters with duplicate removal, anti-replay windows up to 4096 packets, and SA
+ * lifetimes by time, bytes, packets and sequence numbers.
+ *
+ * Nonce reuse is made impossible: each packet's IV is its SA's sequence number, an SA is removed
+ * rather than wrapped, and an outbound SA cannot be installed with keying material that another
+ * outbound SA of this engine uses or used, unless it continues above the highest sequence number
+ * used with it.
+ */
+export class SoftwareEspEngine implements EspEngine {
+  private readonly clock: Clock
+  private readonly defaultWindow: number
+  private readonly sequenceSoftMargin: number
+  private readonly inbound = new Map<number, Sa>()
+  private readonly outbound = new Map<number, Sa>()
+  private readonly spd = new Spd()
+  private readonly expired = new Set<string>()
+  private readonly liveKeys = new Map<string, number>()
+  private readonly usedKeys = new Map<string, bigint>()
+  private stats = zeroCounters()
+  private subject = new Subject<EspEvent>()
+  private observable: Observable<EspEvent> = this.subject.asObservable()
+  private started = false
+
+  /**
+   * @param components - the clock
+   * @param init - options, see {@link SoftwareEspEngineInit}
+   */
+  constructor(components: SoftwareEspEngineComponents, init: SoftwareEspEngineInit = {}) {
+    if (components?.clock == null) {
+      throw new InvalidParametersError('components.clock', 'a Clock is required')
+    }
+    this.clock = components.clock
+    this.defaultWindow = init.replayWindow ?? DEFAULT_REPLAY_WINDOW
+    checkWindow(this.defaultWindow, 'init.replayWindow')
+    this.sequenceSoftMargin = init.sequenceSoftMargin ?? 2 ** 24
+    if (!Number.isInteger(this.sequenceSoftMargin) || this.sequenceSoftMargin < 0) {
+      throw new InvalidParametersError('init.sequenceSoftMargin', 'must be an integer >= 0')
+    }
+  }
+
+  /** SA and filter events; completes on `stop()`. */
+  get events$(): Observable<EspEvent> {
+    return this.observable
+  }
+
+  /** Starts the engine; a second call does nothing. */
+  async start(): Promise<void> {
+    if (this.started) return
+    if (this.subject.closed || this.subject.isStopped) {
+      this.subject = new Subject<EspEvent>()
+      this.observable = this.subject.asObservable()
+    }
+    this.started = true
+  }
+
+  /** Stops the engine: removes every SA and filter, cancels timers, completes `events$`. */
+  async stop(): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    for (const sa of [...this.inbound.values(), ...this.outbound.values()]) this.forget(sa)
+    this.spd.clear()
+    this.expired.clear()
+    this.subject.complete()
+  }
+
+  /** Whether the engine is started. */
+  isStarted(): boolean {
+    return this.started
+  }
+
+  private requireStarted(): void {
+    if (!this.started) throw new NotStartedError('the ESP engine is not started')
+  }
+
+  private emit(event: EspEvent): void {
+    this.subject.next(event)
+  }
+
+  /**
+   * Installs an SA.
+   *
+   * @param params - the SA
+   * @throws DuplicateSaError when an SA with this SPI and direction exists
+   * @throws InvalidParametersError when a parameter is out of range (named in `argument`)
+   * @throws NotStartedError when the engine is not started
+   */
+  addSa(params: EspSaParams): void {
+    this.requireStarted()
+    const sa = this.validateSa(params)
+    const table = sa.direction === 'inbound' ? this.inbound : this.outbound
+    if (table.has(sa.spi)) {
+      throw new DuplicateSaError(`an ${sa.direction} SA with SPI ${sa.spi} is installed`)
+    }
+    table.set(sa.spi, sa)
+    if (sa.fingerprint != null) this.liveKeys.set(sa.fingerprint, sa.spi)
+    this.expired.delete(`${sa.direction}:${sa.spi}`)
+    const { softSeconds, hardSeconds } = sa.lifetime
+    if (softSeconds > 0) {
+      sa.timers.push(this.clock.setTimeout(() => this.softExpire(sa, 'time'), softSeconds * 1000))
+    }
+    if (hardSeconds > 0) {
+      sa.timers.push(
+        this.clock.setTimeout(() => this.removeExpired(sa, 'hard-expired'), hardSeconds * 1000)
+      )
+    }
+    this.emit({
+      type: 'sa:installed',
+      spi: sa.spi,
+      direction: sa.direction,
+      ...(sa.tag !== undefined ? { tag: sa.tag } : {})
+    })
+  }
+
+  private validateSa(params: EspSaParams): Sa {
+    if (params == null || typeof params !== 'object') {
+      throw new InvalidParametersError('params', 'must be an object')
+    }
+    const { spi, direction, mode, algorithm } = params
+    if (!Number.isInteger(spi) || spi < 256 || spi > 0xffffffff) {
+      throw new InvalidParametersError('params.spi', 'must be an integer from 256 to 2^32-1')
+    }
+    if (direction !== 'inbound' && direction !== 'outbound') {
+      throw new InvalidParametersError('params.direction', 'must be inbound or outbound')
+    }
+    if (mode !== 'tunnel' && mode !== 'transport') {
+      throw new InvalidParametersError('params.mode', 'must be tunnel or transport')
+    }
+    if (algorithm !== 'aes-gcm-16' && algorithm !== 'null-aes-gmac') {
+      throw new InvalidParametersError('params.algorithm', 'must be aes-gcm-16 or null-aes-gmac')
+    }
+    if (typeof params.extendedSequenceNumbers !== 'boolean') {
+      throw new InvalidParametersError('params.extendedSequenceNumbers', 'must be a boolean')
+    }
+    const esn = params.extendedSequenceNumbers
+    const key = espKey(params.keyMaterial, 'params.keyMaterial')
+    const lifetime = params.lifetime
+    if (lifetime == null || typeof lifetime !== 'object') {
+      throw new InvalidParametersError('params.lifetime', 'must be an object')
+    }
+    for (const field of LIFETIME_FIELDS) {
+      const value = lifetime[field]
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+        throw new InvalidParametersError(`params.lifetime.${field}`, 'must be a number >= 0')
+      }
+    }
+    for (const kind of ['Seconds', 'Bytes', 'Packets'] as const) {
+      const soft = lifetime[`soft${kind}`]
+      const hard = lifetime[`hard${kind}`]
+      if (soft > 0 && hard > 0 && soft > hard) {
+        throw new InvalidParametersError(`params.lifetime.soft${kind}`, `exceeds hard${kind}`)
+      }
+    }
+    let local: Uint8Array | undefined
+    let remote: Uint8Array | undefined
+    if (params.tunnel != null) {
+      local = parseIp(params.tunnel.local, 'params.tunnel.local')
+      remote = parseIp(params.tunnel.remote, 'params.tunnel.remote')
+      if (local.length !== remote.length) {
+        throw new InvalidParametersError(
+          'params.tunnel.remote',
+          'address family differs from local'
+        )
+      }
+    } else if (mode === 'tunnel' && direction === 'outbound') {
+      throw new InvalidParametersError('params.tunnel', 'required for an outbound tunnel-mode SA')
+    } else if (mode === 'transport' && direction === 'inbound') {
+      throw new InvalidParametersError(
+        'params.tunnel',
+        "required for an inbound transport-mode SA: the hosts' addresses"
+      )
+    }
+    const udp = params.udpEncapsulation
+    if (udp != null) {
+      for (const side of ['local', 'remote'] as const) {
+        const endpoint = udp[side]
+        parseIp(endpoint?.address, `params.udpEncapsulation.${side}.address`)
+        if (!Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 0xffff) {
+          throw new InvalidParametersError(
+            `params.udpEncapsulation.${side}.port`,
+            'must be an integer from 1 to 65535'
+          )
+        }
+      }
+    }
+    if (params.tag !== undefined && typeof params.tag !== 'string') {
+      throw new InvalidParametersError('params.tag', 'must be a string')
+    }
+    let sealer: EspSealer | undefined
+    let window: ReplayWindow | undefined
+    let fingerprint: string | undefined
+    if (direction === 'outbound') {
+      const initial = params.initialSequence ?? 0n
+      fingerprint = keyFingerprint(params.keyMaterial)
+      const live = this.liveKeys.get(fingerprint)
+      if (live !== undefined) {
+        throw new InvalidParametersError(
+          'params.keyMaterial',
+          `in use by outbound SA ${live}: the same key would repeat nonces`
+        )
+      }
+      const used = this.usedKeys.get(fingerprint)
+      if (used !== undefined && typeof initial === 'bigint' && initial < used) {
+        throw new InvalidParametersError(
+          'params.initialSequence',
+          `this key was used up to sequence ${used}: continue above it or use a new key`
+        )
+      }
+      try {
+        sealer = new EspSealer(algorithm, params.keyMaterial, spi, esn, initial)
+      } catch (err) {
+        if (err instanceof InvalidParametersError) {
+          throw new InvalidParametersError('params.initialSequence', err.message)
+        }
+        throw err
+      }
+    } else {
+      const size = params.replayWindow ?? this.defaultWindow
+      checkWindow(size, 'params.replayWindow')
+      window = new ReplayWindow(size)
+    }
+    const to: Endpoint =
+      udp != null
+        ? { address: udp.remote.address, port: udp.remote.port }
+        : { address: params.tunnel?.remote ?? '', port: 0 }
+    return {
+      spi,
+      direction,
+      mode,
+      algorithm,
+      esn,
+      tag: params.tag,
+      lifetime: { ...lifetime },
+      sealer,
+      key: direction === 'inbound' ? key : undefined,
+      gmac: algorithm === 'null-aes-gmac',
+      window,
+      to,
+      udp: udp != null,
+      local,
+      remote,
+      fingerprint,
+      installedAt: this.clock.monotonic(),
+      timers: [],
+      packets: 0,
+      bytes: 0,
+      softExpired: false
+    }
+  }
+
+  /**
+   * Removes an SA; returns whether it existed.
+   *
+   * @param spi - its SPI
+   * @param direction - its direction
+   */
+  removeSa(spi: number, direction: EspDirection): boolean {
+    const sa = (direction === 'inbound' ? this.inbound : this.outbound).get(spi)
+    if (sa == null) return false
+    this.forget(sa)
+    this.emit({ type: 'sa:removed', spi, direction, ...tagOf(sa), reason: 'deleted' })
+    return true
+  }
+
+  private forget(sa: Sa): void {
+    const table = sa.direction === 'inbound' ? this.inbound : this.outbound
+    if (table.get(sa.spi) !== sa) return
+    table.delete(sa.spi)
+    for (const timer of sa.timers) this.clock.clearTimeout(timer)
+    if (sa.fingerprint != null && sa.sealer != null) {
+      this.liveKeys.delete(sa.fingerprint)
+      this.usedKeys.set(sa.fingerprint, sa.sealer.sequence)
+    }
+  }
+
+  private removeExpired(sa: Sa, reason: 'hard-expired' | 'sequence-exhausted'): void {
+    const table = sa.direction === 'inbound' ? this.inbound : this.outbound
+    if (table.get(sa.spi) !== sa) return
+    this.forget(sa)
+    this.expired.add(`${sa.direction}:${sa.spi}`)
+    if (this.expired.size > EXPIRED_MEMORY) {
+      this.expired.delete(this.expired.values().next().value as string)
+    }
+    this.emit({ type: 'sa:removed', spi: sa.spi, direction: sa.direction, ...tagOf(sa), reason })
+  }
+
+  private softExpire(sa: Sa, limit: 'time' | 'bytes' | 'packets' | 'sequence'): void {
+    if (sa.softExpired) return
+    sa.softExpired = true
+    this.emit({
+      type: 'sa:soft-expired',
+      spi: sa.spi,
+      direction: sa.direction,
+      ...tagOf(sa),
+      limit
+    })
+  }
+
+  /** The installed SAs, outbound then inbound. */
+  listSas(): EspSaInfo[] {
+    return [...this.outbound.values(), ...this.inbound.values()].map((sa) => ({
+      spi: sa.spi,
+      direction: sa.direction,
+      mode: sa.mode,
+      algorithm: sa.algorithm,
+      ...tagOf(sa),
+      sequence: sa.sealer != null ? sa.sealer.sequence : (sa.window as ReplayWindow).top,
+      packets: sa.packets,
+      bytes: sa.bytes,
+      installedAt: sa.installedAt,
+      softExpired: sa.softExpired
+    }))
+  }
+
+  /**
+   * Installs a dynamic filter, removing active duplicates (same id, or same direction and
+   * selector) with a `filter:duplicate-removed` event each.
+   *
+   * @param filter - the filter
+   * @returns the ids of the removed duplicates
+   */
+  installFilter(filter: DynamicFilter): string[] {
+    this.requireStarted()
+    const { compiled, removed } = this.spd.install(filter)
+    for (const old of removed) {
+      this.emit({ type: 'filter:duplicate-removed', removed: old.filter.id, keptId: filter.id })
+    }
+    this.emit({ type: 'filter:installed', filter: structuredClone(compiled.filter) })
+    return removed.map((old) => old.filter.id)
+  }
+
+  /**
+   * Removes a filter; returns whether it existed.
+   *
+   * @param id - its id
+   */
+  removeFilter(id: string): boolean {
+    const removed = this.spd.remove(id)
+    if (removed) this.emit({ type: 'filter:removed', id })
+    return removed
+  }
+
+  /** The active filters, outbound then inbound, each in matching order. */
+  listFilters(): DynamicFilter[] {
+    return this.spd.list()
+  }
+
+  private drop(reason: EspDropReason): { action: 'drop'; reason: EspDropReason } {
+    this.stats.dropped[reason]++
+    return { action: 'drop', reason }
+  }
+
+  /**
+   * Protects an outbound IP packet: SPD lookup, then ESP with the filter's SA.
+   *
+   * @param packet - an IPv4 or IPv6 packet
+   */
+  protect(packet: Uint8Array): OutboundResult {
+    const info = parseIpPacket(packet)
+    if (info == null) return this.drop('malformed')
+    const match = this.spd.match('outbound', packet, info)
+    if (match === undefined) return this.drop('malformed')
+    if (match === null) return this.drop('no-policy')
+    const filter = match.filter
+    if (filter.action === 'discard') return this.drop('discard-policy')
+    if (filter.action === 'bypass') {
+      this.stats.bypassed++
+      return { action: 'bypass', packet }
+    }
+    const sa = filter.spi === undefined ? undefined : this.outbound.get(filter.spi)
+    if (sa == null) {
+      return this.drop(this.expired.has(`outbound:${filter.spi}`) ? 'sa-expired' : 'no-sa')
+    }
+    const sealer = sa.sealer as EspSealer
+    let payload: Uint8Array
+    let nextHeader: number
+    if (sa.mode === 'tunnel') {
+      payload = info.totalLength === packet.length ? packet : packet.subarray(0, info.totalLength)
+      nextHeader = info.version === 4 ? IPPROTO_IPV4 : IPPROTO_IPV6
+    } else {
+      payload = packet.subarray(info.payloadOffset, info.totalLength)
+      nextHeader = info.protocol
+    }
+    if (!this.admit(sa, payload.length)) return this.drop('sa-expired')
+    if (sealer.exhausted) {
+      this.removeExpired(sa, 'sequence-exhausted')
+      return this.drop('sa-expired')
+    }
+    const esp = sealer.seal(payload, nextHeader)
+    this.stats.encapsulated++
+    this.account(sa, payload.length)
+    if (!sa.softExpired && sealer.remaining < this.sequenceSoftMargin) {
+      this.softExpire(sa, 'sequence')
+    }
+    if (sealer.exhausted) this.removeExpired(sa, 'sequence-exhausted')
+    const to =
+      sa.to.address === '' && sa.mode === 'transport'
+        ? {
+            address: formatIp(packet, info.destinationOffset, info.addressLength),
+            port: sa.to.port
+          }
+        : { address: sa.to.address, port: sa.to.port }
+    return { action: 'protect', packet: esp, spi: sa.spi, to, udp: sa.udp }
+  }
+
+  /** Whether the SA may process `bytes` more inner bytes; removes it at a hard limit if not. */
+  private admit(sa: Sa, bytes: number): boolean {
+    const { hardPackets, hardBytes } = sa.lifetime
+    if (
+      (hardPackets > 0 && sa.packets >= hardPackets) ||
+      (hardBytes > 0 && sa.bytes + bytes > hardBytes)
+    ) {
+      this.removeExpired(sa, 'hard-expired')
+      return false
+    }
+    return true
+  }
+
+  private account(sa: Sa, bytes: number): void {
+    sa.packets++
+    sa.bytes += bytes
+    const { softPackets, softBytes, hardPackets, hardBytes } = sa.lifetime
+    if (!sa.softExpired) {
+      if (softPackets > 0 && sa.packets >= softPackets) this.softExpire(sa, 'packets')
+      else if (softBytes > 0 && sa.bytes >= softBytes) this.softExpire(sa, 'bytes')
+    }
+    if (
+      (hardPackets > 0 && sa.packets >= hardPackets) ||
+      (hardBytes > 0 && sa.bytes >= hardBytes)
+    ) {
+      this.removeExpired(sa, 'hard-expired')
+    }
+  }
+
+  /**
+   * Processes an inbound ESP packet: SAD lookup, anti-replay check, ICV, window update, then the
+   * SPD check of the inner packet.
+   *
+   * @param packet - the ESP packet, from the SPI
+   */
+  unprotect(packet: Uint8Array): InboundResult {
+    if (!(packet instanceof Uint8Array)) return this.drop('malformed')
+    const spi = espSpi(packet)
+    if (spi === undefined) return this.drop('malformed')
+    const sa = this.inbound.get(spi)
+    if (sa == null) {
+      return this.drop(this.expired.has(`inbound:${spi}`) ? 'sa-expired' : 'unknown-spi')
+    }
+    if (packet.length < MIN_ESP_LENGTH) return this.drop('malformed')
+    const window = sa.window as ReplayWindow
+    const low = espSequence(packet)
+    const high = window.inferHigh(low, sa.esn)
+    const verdict = window.check(high, low)
+    if (verdict !== 'ok') return this.drop(verdict)
+    const opened = openRaw(sa.gmac, sa.key as EspKey, sa.esn, high, packet)
+    if (!opened.ok) return this.drop(opened.reason)
+    window.accept(high, low)
+    let inner: Uint8Array
+    const nextHeader = opened.nextHeader
+    if (sa.mode === 'tunnel') {
+      if (nextHeader !== IPPROTO_IPV4 && nextHeader !== IPPROTO_IPV6) return this.drop('malformed')
+      inner = opened.payload
+    } else {
+      inner = buildIpPacket({
+        source: sa.remote as Uint8Array,
+        destination: sa.local as Uint8Array,
+        protocol: nextHeader,
+        payload: opened.payload
+      })
+    }
+    const info = parseIpPacket(inner)
+    if (info == null) return this.drop('malformed')
+    if (sa.mode === 'tunnel' && info.version !== (nextHeader === IPPROTO_IPV4 ? 4 : 6)) {
+      return this.drop('malformed')
+    }
+    if (info.totalLength < inner.length) inner = inner.subarray(0, info.totalLength)
+    const match = this.spd.match('inbound', inner, info)
+    if (match === undefined) return this.drop('malformed')
+    if (
+      match === null ||
+      match.filter.action !== 'protect' ||
+      (match.filter.spi !== undefined && match.filter.spi !== spi)
+    ) {
+      return this.drop('policy-mismatch')
+    }
+    if (!this.admit(sa, opened.payload.length)) return this.drop('sa-expired')
+    this.stats.decapsulated++
+    this.account(sa, opened.payload.length)
+    return { action: 'accept', packet: inner, spi, nextHeader }
+  }
+
+  /**
+   * Processes the payload of a UDP datagram received on the NAT-T port (RFC 3948).
+   *
+   * @param payload - the UDP payload
+   */
+  unprotectUdp(payload: Uint8Array): UdpInboundResult {
+    switch (classifyUdpPayload(payload)) {
+      case 'keepalive':
+        this.stats.keepalives++
+        return { action: 'keepalive' }
+      case 'ike':
+        return { action: 'ike', message: payload.subarray(4) }
+      case 'esp':
+        return this.unprotect(payload)
+      default:
+        return this.drop('malformed')
+    }
+  }
+
+  /**
+   * Checks an inbound cleartext packet against the inbound filters: only `bypass` admits it.
+   *
+   * @param packet - an IPv4 or IPv6 packet
+   */
+  checkInbound(packet: Uint8Array): CleartextInboundResult {
+    const info = parseIpPacket(packet)
+    if (info == null) return this.drop('malformed')
+    const match = this.spd.match('inbound', packet, info)
+    if (match === undefined) return this.drop('malformed')
+    if (match === null) return this.drop('no-policy')
+    if (match.filter.action === 'bypass') {
+      this.stats.bypassed++
+      return { action: 'bypass', packet }
+    }
+    return this.drop(match.filter.action === 'discard' ? 'discard-policy' : 'policy-mismatch')
+  }
+
+  /** The counters (a copy). */
+  counters(): EspCounters {
+    return { ...this.stats, dropped: { ...this.stats.dropped } }
+  }
+}
+
+function checkWindow(size: number, argument: string): void {
+  if (!Number.isInteger(size) || size < 0 || size > MAX_REPLAY_WINDOW) {
+    throw new InvalidParametersError(argument, `must be an integer from 0 to ${MAX_REPLAY_WINDOW}`)
+  }
+}
+
+function tagOf(sa: Sa): { tag?: string } {
+  return sa.tag !== undefined ? { tag: sa.tag } : {}
+}
+
+/**
+ * Makes a {@link SoftwareEspEngine}.
+ *
+ * @param components - the clock
+ * @param init - options
+ */
+export function softwareEspEngine(
+  components: SoftwareEspEngineComponents,
+  init?: SoftwareEspEngineInit
+): SoftwareEspEngine {
+  return new SoftwareEspEngine(components, init)
+}
