@@ -1,0 +1,42 @@
+import { execFile } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { expect } from 'chai'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+const examples = fileURLToPath(new URL('../examples', import.meta.url))
+
+/** What each example must print, beyond exiting with 0. */
+const expectations: Record<string, RegExp[]> = {
+  'coupling-store-failover.ts': [
+    /dp-2 owns 10\.0\.0\.100 at epoch 2/,
+    /took 15 records .* 0 left/,
+    /write rejected/,
+    /mailbox: delete 3 IKE SAs and 3 Child SAs/,
+    /dp-2 owns 10\.0\.0\.100 at epoch 2 with 3 IKE SAs recorded/
+  ]
+}
+
+describe('examples', function () {
+  this.timeout(60_000)
+  const files = readdirSync(examples).filter((f) => f.endsWith('.ts'))
+
+  it('should have an expectation for every example', () => {
+    expect(files.sort()).to.deep.equal(Object.keys(expectations).sort())
+  })
+
+  for (const file of files) {
+    describe(file, () => {
+      it('should run to completion and print what it shows', async () => {
+        const { stdout } = await run(
+          process.execPath,
+          ['--import', 'tsx', '--conditions=vipsec-source', `examples/${file}`],
+          { cwd: root, timeout: 50_000 }
+        )
+        for (const pattern of expectations[file] ?? []) expect(stdout).to.match(pattern)
+      })
+    })
+  }
+})
