@@ -6,6 +6,7 @@ export const MAX_REPLAY_WINDOW = 4096
 export const DEFAULT_REPLAY_WINDOW = 128
 
 const TWO_32 = 4294967296
+const HALF = 2147483648
 
 /** What {@link ReplayWindow.check} decides about a sequence number. */
 export type ReplayVerdict = 'ok' | 'replay' | 'outside-window'
@@ -27,8 +28,10 @@ export class ReplayWindow {
 
   /**
    * @param size - window size in packets, 0 to {@link MAX_REPLAY_WINDOW}
+   * @param top - the highest sequence number already received (default 0); every number at or
+   *   below it counts as seen
    */
-  constructor(size = DEFAULT_REPLAY_WINDOW) {
+  constructor(size = DEFAULT_REPLAY_WINDOW, top = 0n) {
     if (!Number.isInteger(size) || size < 0 || size > MAX_REPLAY_WINDOW) {
       throw new InvalidParametersError(
         'replayWindow',
@@ -41,10 +44,14 @@ export class ReplayWindow {
     while (capacity < size + 32) capacity *= 2
     this.bits = new Uint32Array(capacity / 32)
     this.mask = capacity - 1
-    this.topHigh = 0
-    this.topLow = 0
-    // sequence number 0 is never sent: mark it seen
-    this.bits[0] = 1
+    if (typeof top !== 'bigint' || top < 0n || top > 0xffffffffffffffffn) {
+      throw new InvalidParametersError('initialSequence', 'must be a bigint from 0 to 2^64-1')
+    }
+    this.topHigh = Number(top >> 32n)
+    this.topLow = Number(top & 0xffffffffn)
+    // sequence number 0 is never sent, and a window that starts late takes the past as seen
+    if (top === 0n) this.bits[0] = 1
+    else this.bits.fill(0xffffffff)
   }
 
   /** The highest sequence number accepted so far (0 before the first). */
@@ -53,23 +60,25 @@ export class ReplayWindow {
   }
 
   /**
-   * The high half of a received sequence number's low half, inferred from the window (RFC 4303
-   * appendix A2.2). Without ESN it is always 0.
+   * The high half of a received sequence number's low half, inferred from the top of the window
+   * (RFC 4303 appendix A2.2, with the inference span widened from the window size to 2^31): a low
+   * half is placed in the subspace that puts it nearest to the top. Packets far below the window
+   * thus count as `outside-window` rather than as ICV failures, and a packet is only taken for
+   * the next 2^32 block when it is less than 2^31 ahead. Without ESN it is always 0.
    *
    * @param low - the 32 bits from the packet
    * @param esn - whether extended sequence numbers are in use
    */
   inferHigh(low: number, esn: boolean): number {
     if (!esn) return 0
-    const w = this.size > 0 ? this.size : DEFAULT_REPLAY_WINDOW
     const tl = this.topLow
     const th = this.topHigh
-    if (tl >= w - 1) {
-      // the window lies within one subspace
-      return low >= tl - w + 1 ? th : (th + 1) >>> 0
+    if (tl >= HALF - 1) {
+      // the span [tl - 2^31 + 1, tl] lies within one subspace
+      return low >= tl - HALF + 1 ? th : (th + 1) >>> 0
     }
-    // the window spans two subspaces
-    return low >= tl - w + 1 + TWO_32 && th > 0 ? th - 1 : th
+    // the span reaches into the previous subspace
+    return low >= tl - HALF + 1 + TWO_32 && th > 0 ? th - 1 : th
   }
 
   private difference(high: number, low: number): number {

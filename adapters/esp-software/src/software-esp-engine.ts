@@ -335,7 +335,15 @@ export class SoftwareEspEngine implements EspEngine {
     } else {
       const size = params.replayWindow ?? this.defaultWindow
       checkWindow(size, 'params.replayWindow')
-      window = new ReplayWindow(size)
+      const top = params.initialSequence ?? 0n
+      const max = esn ? 0xffffffffffffffffn : 0xffffffffn
+      if (typeof top !== 'bigint' || top < 0n || top > max) {
+        throw new InvalidParametersError(
+          'params.initialSequence',
+          `must be a bigint from 0 to ${max}`
+        )
+      }
+      window = new ReplayWindow(size, top)
     }
     const to: Endpoint =
       udp != null

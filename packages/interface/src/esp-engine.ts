@@ -36,9 +36,10 @@ export interface EspSaParams {
   /** UDP encapsulation (RFC 3948): the ports of both sides, as seen after NAT. */
   udpEncapsulation?: { local: Endpoint; remote: Endpoint }
   /**
-   * Outbound only: the sequence number the SA has already used (default 0: the first packet
-   * carries 1). Lets an SA continue where another copy of it stopped; never set it lower than
-   * a number already used under the same key.
+   * Where the sequence numbers continue, for an SA that takes over from another copy of itself
+   * (default 0). Outbound: the last number already used; the next packet carries one more. Never
+   * set it lower than a number already used under the same key. Inbound: the highest number
+   * already received; the window starts there, with every number at or below it taken as seen.
    */
   initialSequence?: bigint
   /** An opaque tag the owner uses to find its Child SA (for example the phase 2 record id). */
