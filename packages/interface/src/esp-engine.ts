@@ -188,7 +188,10 @@ export type CleartextInboundResult =
       packet: Uint8Array
     }
   | {
-      /** Dropped: a protect policy covers it (it should have come in ESP), a discard policy, or none. */
+      /**
+       * Dropped: `policy-mismatch` when a protect filter covers it (it should have come in ESP),
+       * `discard-policy` for a discard filter, `no-policy` when no filter matches.
+       */
       action: 'drop'
       /** Why. */
       reason: EspDropReason

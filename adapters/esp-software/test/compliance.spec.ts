@@ -1,0 +1,18 @@
+import { espEngineSuite } from '@vipsec/compliance/esp-engine'
+import { VirtualClock } from '@vipsec/clock'
+import type { EspEngine } from '@vipsec/interface'
+import { SoftwareEspEngine } from '../src/index.js'
+
+const clocks = new WeakMap<EspEngine, VirtualClock>()
+
+describe('SoftwareEspEngine', () => {
+  espEngineSuite({
+    setup: () => {
+      const clock = new VirtualClock()
+      const engine = new SoftwareEspEngine({ clock })
+      clocks.set(engine, clock)
+      return engine
+    },
+    advanceTime: async (engine, ms) => clocks.get(engine)?.advance(ms)
+  })
+})
