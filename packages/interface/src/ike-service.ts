@@ -58,6 +58,15 @@ export type RenegotiationOutcome =
       previous: IkeSaRecords
       /** The records of the new SAs. */
       current: IkeSaRecords
+      /** Child SAs of `previous` that could not be renegotiated (the IKE SA and the others were). */
+      failedChildren: {
+        /** The old record. */
+        previous: Phase2Record
+        /** Why. */
+        reason: IkeErrorKind
+        /** Details. */
+        message: string
+      }[]
     }
   | {
       /** Not renegotiated. */
@@ -129,6 +138,31 @@ export type IkeEvent =
       message: string
     }
 
+/** Why an IKE service dropped an incoming datagram; each reason has a counter. */
+export type IkeDropReason =
+  | 'malformed'
+  | 'unknown-sa'
+  | 'invalid-message-id'
+  | 'icv-failure'
+  | 'half-open-limit'
+  | 'unexpected'
+
+/** Message counters of an IKE service. */
+export interface IkeCounters {
+  /** IKE messages received (before any check). */
+  received: number
+  /** IKE messages sent, retransmissions included. */
+  sent: number
+  /** Requests retransmitted after a timeout. */
+  retransmitted: number
+  /** Cached responses sent again for retransmitted requests. */
+  responsesReplayed: number
+  /** COOKIE notifies sent (RFC 7296 section 2.6). */
+  cookiesSent: number
+  /** Datagrams dropped, by reason. */
+  dropped: Record<IkeDropReason, number>
+}
+
 /**
  * An IKEv2 (RFC 7296) service: it answers and initiates exchanges on its endpoints and installs
  * the Child SAs it negotiates into an `EspEngine`. Credentials come only from local configuration.
@@ -181,6 +215,18 @@ export interface IkeService extends Startable {
    */
   deleteIkeSa(phase1Id: string, options?: AbortOptions): Promise<void>
 
+  /**
+   * Checks that the peer of an IKE SA is alive with an empty INFORMATIONAL request (RFC 7296
+   * section 2.4). When the peer does not answer, the IKE SA is deleted (`ike:deleted` with reason
+   * `dead-peer`) and the call rejects with `IkeProtocolError` of kind `TIMEOUT`.
+   *
+   * @throws NotFoundError | IkeProtocolError
+   */
+  checkLiveness(phase1Id: string, options?: AbortOptions): Promise<void>
+
   /** The records of every established IKE SA and its Child SAs. */
   list(): IkeSaRecords[]
+
+  /** Current message counters (a copy). */
+  counters(): IkeCounters
 }

@@ -1,0 +1,85 @@
+/**
+ * AUTH payloads (RFC 7296 section 2.15): building ours and verifying the peer's, with a
+ * pre-shared key or, through `signature.ts`, a certificate.
+ *
+ * @module
+ */
+import { IkeProtocolError, type Identity } from '@vipsec/interface'
+import { AuthMethodId, PayloadType } from './constants.js'
+import { bytesEqual, pskAuth, signedOctets } from './crypto.js'
+import type { IkeContext } from './context.js'
+import type { IkeSa } from './ike-sa.js'
+import {
+  encodeBody,
+  type AuthPayload,
+  type CertPayload,
+  type IdPayload,
+  type Payload
+} from './message.js'
+import { sameIdentity } from './selectors.js'
+import { signAuth, verifySignatureAuth } from './signature.js'
+
+function findPsk(ctx: IkeContext, local: Identity, remote: Identity): Uint8Array | undefined {
+  const c = ctx.init.psks.find(
+    (p) => sameIdentity(p.remote, remote) && (p.local === undefined || sameIdentity(p.local, local))
+  )
+  if (c === undefined) return undefined
+  return typeof c.secret === 'string' ? new TextEncoder().encode(c.secret) : c.secret
+}
+
+/**
+ * Builds this side's AUTH payload (and CERT payload for signatures).
+ *
+ * @param ctx - the service
+ * @param sa - the IKE SA (keys derived)
+ * @param id - our ID payload
+ * @throws IkeProtocolError AUTHENTICATION_FAILED when no local credential fits
+ */
+export function buildAuth(ctx: IkeContext, sa: IkeSa, id: IdPayload): Payload[] {
+  const prfAlg = sa.chosen!.prf
+  const skP = sa.initiator ? sa.keys!.skPi : sa.keys!.skPr
+  const peerNonce = sa.initiator ? sa.nr : sa.ni
+  const octets = signedOctets(prfAlg, sa.ourInit, peerNonce, skP, encodeBody(id))
+  if (sa.policy.authMethod === 'psk') {
+    const psk = findPsk(ctx, sa.localIdentity!, sa.remoteIdentity!)
+    if (psk === undefined) {
+      throw new IkeProtocolError('AUTHENTICATION_FAILED', 'no pre-shared key for this peer')
+    }
+    return [
+      {
+        type: PayloadType.AUTH,
+        method: AuthMethodId.PSK,
+        data: pskAuth(prfAlg, psk, octets)
+      } as AuthPayload
+    ]
+  }
+  return signAuth(ctx, sa, octets)
+}
+
+/**
+ * Verifies the peer's AUTH payload.
+ *
+ * @param payloads - the peer's IKE_AUTH payloads
+ * @param id - the peer's ID payload
+ * @returns whether it verifies
+ */
+export function verifyAuth(
+  ctx: IkeContext,
+  sa: IkeSa,
+  payloads: Payload[],
+  id: IdPayload
+): boolean {
+  const auth = payloads.find((p) => p.type === PayloadType.AUTH) as AuthPayload | undefined
+  if (auth === undefined) return false
+  const prfAlg = sa.chosen!.prf
+  const skP = sa.initiator ? sa.keys!.skPr : sa.keys!.skPi
+  const ourNonce = sa.initiator ? sa.ni : sa.nr
+  const octets = signedOctets(prfAlg, sa.peerInit, ourNonce, skP, encodeBody(id))
+  if (auth.method === AuthMethodId.PSK) {
+    const psk = findPsk(ctx, sa.localIdentity!, sa.remoteIdentity!)
+    if (psk === undefined) return false
+    return bytesEqual(auth.data, pskAuth(prfAlg, psk, octets))
+  }
+  const certs = payloads.filter((p) => p.type === PayloadType.CERT) as CertPayload[]
+  return verifySignatureAuth(ctx, sa, auth, certs, octets)
+}

@@ -1,0 +1,156 @@
+/**
+ * What an {@link IkeV2Service} needs (components) and how it is configured (init), with the
+ * defaults.
+ *
+ * @module
+ */
+import type {
+  Clock,
+  EspEngine,
+  Identity,
+  Phase1Policy,
+  Phase2Policy,
+  RandomSource,
+  TrafficSelector,
+  UdpEndpoint
+} from '@vipsec/interface'
+
+/** What the service needs from its surroundings. */
+export interface IkeV2ServiceComponents {
+  /** Time, for retransmissions, keep-alives and liveness. */
+  clock: Clock
+  /** Randomness for SPIs, nonces, key-exchange secrets and IVs. */
+  random: RandomSource
+  /** Where negotiated Child SAs (and, by default, their filters) are installed. */
+  espEngine: EspEngine
+  /** The UDP socket on port 500 of the local address. */
+  udp500: UdpEndpoint
+  /** The UDP socket on port 4500 (NAT traversal, RFC 3948), shared with ESP-in-UDP. */
+  udp4500: UdpEndpoint
+}
+
+/** A pre-shared key from local configuration. */
+export interface PskCredential {
+  /** The peer identity the key is shared with. */
+  remote: Identity
+  /** Our identity it applies to (any, when absent). */
+  local?: Identity
+  /** The key: bytes, or a string taken as UTF-8. */
+  secret: Uint8Array | string
+}
+
+/** A certificate and private key of this side, from local configuration. */
+export interface CertificateCredential {
+  /** Our identity the certificate stands for. */
+  identity: Identity
+  /** The DER certificate, sent in a CERT payload. */
+  certificate: Uint8Array
+  /** The private key in PEM (PKCS#8) form: ECDSA P-256 or RSA. */
+  privateKey: string
+}
+
+/** A certification authority this side trusts. */
+export interface TrustAnchor {
+  /** The DER (or PEM) CA certificate. */
+  certificate: Uint8Array | string
+}
+
+/** A Child SA this side accepts from or proposes to a peer. */
+export interface IkeChildConfig {
+  /** The crypto policy (ESP proposals must use algorithms the ESP engine has: AES-GCM-16). */
+  policy: Phase2Policy
+  /** Tunnel or transport mode. */
+  mode: 'tunnel' | 'transport'
+  /** Our selectors (the widest we accept). */
+  local: TrafficSelector[]
+  /** The peer's selectors (the widest we accept). */
+  remote: TrafficSelector[]
+}
+
+/** A peer this service answers as responder. */
+export interface IkePeerConfig {
+  /** Our identity towards this peer. */
+  localIdentity: Identity
+  /** The identity the peer must prove; absent: any identity for which a credential exists. */
+  remoteIdentity?: Identity
+  /** The phase 1 policy we accept. */
+  phase1: Phase1Policy
+  /** The Child SAs we accept, tried in order. */
+  children: IkeChildConfig[]
+}
+
+/** Retransmission timing (RFC 7296 section 2.1). */
+export interface RetransmitOptions {
+  /** The first timeout, in ms. Default 2000. */
+  timeoutMs?: number
+  /** The factor each further timeout grows by. Default 1.8. */
+  backoff?: number
+  /** Retransmissions after the first send before giving up. Default 5. */
+  tries?: number
+}
+
+/** Options of the service; every field has a default. */
+export interface IkeV2ServiceInit {
+  /** The peers this service answers as responder. Default: none (responder refuses all). */
+  peers?: IkePeerConfig[]
+  /** Pre-shared keys from local configuration. Default: none. */
+  psks?: PskCredential[]
+  /** Our certificates and private keys. Default: none. */
+  certificates?: CertificateCredential[]
+  /** Trusted CAs that peer certificates must be issued by. Default: none. */
+  trustAnchors?: TrustAnchor[]
+  /** Retransmission timing. */
+  retransmit?: RetransmitOptions
+  /** Most half-open (IKE_SA_INIT answered, no IKE_AUTH yet) SAs per peer address. Default 10. */
+  halfOpenLimitPerPeer?: number
+  /** Half-open SAs in total beyond which a COOKIE is demanded (RFC 7296 2.6). Default 50. */
+  cookieThreshold?: number
+  /** How long a half-open SA is kept, in ms. Default 30000. */
+  halfOpenTimeoutMs?: number
+  /** NAT keep-alive interval (RFC 3948) when this side is behind a NAT, in ms. Default 20000. */
+  keepaliveIntervalMs?: number
+  /** Whether the service installs protect filters for its Child SAs in the ESP engine. Default true. */
+  installFilters?: boolean
+  /** Priority of those filters (lower first). Default 100. */
+  filterPriority?: number
+  /** Nonce length in bytes, 16 to 256. Default 32. */
+  nonceLength?: number
+}
+
+/** The init with every default applied. */
+export interface ResolvedInit {
+  peers: IkePeerConfig[]
+  psks: PskCredential[]
+  certificates: CertificateCredential[]
+  trustAnchors: TrustAnchor[]
+  retransmit: Required<RetransmitOptions>
+  halfOpenLimitPerPeer: number
+  cookieThreshold: number
+  halfOpenTimeoutMs: number
+  keepaliveIntervalMs: number
+  installFilters: boolean
+  filterPriority: number
+  nonceLength: number
+}
+
+/** Applies the defaults. */
+export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
+  return {
+    peers: init.peers ?? [],
+    psks: init.psks ?? [],
+    certificates: init.certificates ?? [],
+    trustAnchors: init.trustAnchors ?? [],
+    retransmit: {
+      timeoutMs: init.retransmit?.timeoutMs ?? 2000,
+      backoff: init.retransmit?.backoff ?? 1.8,
+      tries: init.retransmit?.tries ?? 5
+    },
+    halfOpenLimitPerPeer: init.halfOpenLimitPerPeer ?? 10,
+    cookieThreshold: init.cookieThreshold ?? 50,
+    halfOpenTimeoutMs: init.halfOpenTimeoutMs ?? 30000,
+    keepaliveIntervalMs: init.keepaliveIntervalMs ?? 20000,
+    installFilters: init.installFilters ?? true,
+    filterPriority: init.filterPriority ?? 100,
+    nonceLength: init.nonceLength ?? 32
+  }
+}

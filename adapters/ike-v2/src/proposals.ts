@@ -1,0 +1,278 @@
+/**
+ * SA proposals between vipsec policy (`IkeProposal`, `ChildProposal`) and the wire, and the
+ * responder's choice (RFC 7296 section 2.7).
+ *
+ * @module
+ */
+import type {
+  ChildProposal,
+  EncryptionTransform,
+  IkeProposal,
+  IntegrityAlgorithm,
+  KeyExchangeGroup,
+  PrfAlgorithm
+} from '@vipsec/interface'
+import { EncrId, IntegId, PrfId, ProtocolId, TransformType } from './constants.js'
+import { GROUP_NUMBER, groupByNumber } from './crypto.js'
+import type { Proposal, Transform } from './message.js'
+
+/** The transforms chosen for an IKE SA. */
+export interface ChosenIke {
+  /** Encryption. */
+  encryption: EncryptionTransform
+  /** Integrity (`none` with AEAD). */
+  integrity: IntegrityAlgorithm
+  /** PRF. */
+  prf: PrfAlgorithm
+  /** Key exchange group. */
+  group: Exclude<KeyExchangeGroup, 'none'>
+  /** The SPI of the chosen proposal (IKE rekey: the proposer's new SPI). */
+  spi: Uint8Array
+  /** The chosen proposal's number. */
+  number: number
+}
+
+/** The transforms chosen for a Child SA. */
+export interface ChosenChild {
+  /** Encryption. */
+  encryption: EncryptionTransform
+  /** Integrity (`none` with AEAD). */
+  integrity: IntegrityAlgorithm
+  /** PFS group, or `none`. */
+  group: KeyExchangeGroup
+  /** Whether ESN is used. */
+  esn: boolean
+  /** The proposer's SPI. */
+  spi: Uint8Array
+  /** The chosen proposal's number. */
+  number: number
+}
+
+const ENCR: Record<EncryptionTransform['algorithm'], number> = {
+  'aes-gcm-16': EncrId.AES_GCM_16,
+  'aes-cbc': EncrId.AES_CBC,
+  'null-aes-gmac': EncrId.NULL_AUTH_AES_GMAC
+}
+const INTEG: Record<IntegrityAlgorithm, number> = {
+  none: IntegId.NONE,
+  'hmac-sha2-256-128': IntegId.HMAC_SHA2_256_128,
+  'hmac-sha2-384-192': IntegId.HMAC_SHA2_384_192,
+  'hmac-sha2-512-256': IntegId.HMAC_SHA2_512_256
+}
+const PRF: Record<PrfAlgorithm, number> = {
+  'hmac-sha2-256': PrfId.HMAC_SHA2_256,
+  'hmac-sha2-384': PrfId.HMAC_SHA2_384,
+  'hmac-sha2-512': PrfId.HMAC_SHA2_512
+}
+
+function encrTransforms(list: EncryptionTransform[]): Transform[] {
+  return list.map((e) => ({
+    type: TransformType.ENCR,
+    id: ENCR[e.algorithm],
+    keyLength: e.keyBits
+  }))
+}
+
+function integTransforms(list: IntegrityAlgorithm[]): Transform[] {
+  return list.filter((i) => i !== 'none').map((i) => ({ type: TransformType.INTEG, id: INTEG[i] }))
+}
+
+function groupTransforms(list: KeyExchangeGroup[]): Transform[] {
+  return list
+    .filter((g): g is Exclude<KeyExchangeGroup, 'none'> => g !== 'none')
+    .map((g) => ({ type: TransformType.KE, id: GROUP_NUMBER[g] }))
+}
+
+/**
+ * Wire proposals for an IKE SA.
+ *
+ * @param proposals - the policy's proposals
+ * @param spi - empty in IKE_SA_INIT, the new 8-byte SPI in an IKE rekey
+ */
+export function ikeProposals(
+  proposals: IkeProposal[],
+  spi: Uint8Array = new Uint8Array(0)
+): Proposal[] {
+  return proposals.map((p, i) => ({
+    number: i + 1,
+    protocol: ProtocolId.IKE,
+    spi,
+    transforms: [
+      ...encrTransforms(p.encryption),
+      ...p.prf.map((f) => ({ type: TransformType.PRF, id: PRF[f] })),
+      ...integTransforms(p.integrity),
+      ...groupTransforms(p.keyExchange)
+    ]
+  }))
+}
+
+/**
+ * Wire proposals for a Child SA.
+ *
+ * @param proposals - the policy's proposals
+ * @param spi - this side's inbound SPI (4 bytes)
+ * @param pfs - the PFS group for CREATE_CHILD_SA, or `none` (IKE_AUTH carries no KE transforms)
+ */
+export function childProposals(
+  proposals: ChildProposal[],
+  spi: Uint8Array,
+  pfs: KeyExchangeGroup
+): Proposal[] {
+  return proposals.map((p, i) => ({
+    number: i + 1,
+    protocol: ProtocolId.ESP,
+    spi,
+    transforms: [
+      ...encrTransforms(p.encryption),
+      ...integTransforms(p.integrity),
+      ...(pfs === 'none' ? [] : groupTransforms([pfs])),
+      ...p.extendedSequenceNumbers.map((e) => ({ type: TransformType.ESN, id: e ? 1 : 0 }))
+    ]
+  }))
+}
+
+function pickEncr(
+  offered: Transform[],
+  ours: EncryptionTransform[]
+): EncryptionTransform | undefined {
+  for (const t of offered) {
+    if (t.type !== TransformType.ENCR) continue
+    const hit = ours.find((e) => ENCR[e.algorithm] === t.id && e.keyBits === t.keyLength)
+    if (hit !== undefined) return hit
+  }
+  return undefined
+}
+
+function pickInteg(
+  offered: Transform[],
+  ours: IntegrityAlgorithm[],
+  aead: boolean
+): IntegrityAlgorithm | undefined {
+  const integ = offered.filter((t) => t.type === TransformType.INTEG && t.id !== 0)
+  if (aead) return integ.length === 0 ? 'none' : undefined
+  for (const t of integ) {
+    const hit = ours.find((i) => i !== 'none' && INTEG[i] === t.id)
+    if (hit !== undefined) return hit
+  }
+  return undefined
+}
+
+function isAead(e: EncryptionTransform): boolean {
+  return e.algorithm !== 'aes-cbc'
+}
+
+/**
+ * Chooses an IKE SA proposal: the first offered proposal that one of ours accepts, in the
+ * initiator's order.
+ *
+ * @param offered - the initiator's proposals
+ * @param ours - the local policy's proposals
+ * @returns the choice, or undefined (NO_PROPOSAL_CHOSEN)
+ */
+export function chooseIke(offered: Proposal[], ours: IkeProposal[]): ChosenIke | undefined {
+  for (const p of offered) {
+    if (p.protocol !== ProtocolId.IKE) continue
+    if (p.transforms.some((t) => t.type === TransformType.ESN)) continue
+    for (const o of ours) {
+      const encryption = pickEncr(p.transforms, o.encryption)
+      if (encryption === undefined) continue
+      const integrity = pickInteg(p.transforms, o.integrity, isAead(encryption))
+      if (integrity === undefined) continue
+      const prfT = p.transforms.find(
+        (t) => t.type === TransformType.PRF && o.prf.some((f) => PRF[f] === t.id)
+      )
+      const prf = o.prf.find((f) => PRF[f] === prfT?.id)
+      if (prf === undefined) continue
+      const groupT = p.transforms.find(
+        (t) =>
+          t.type === TransformType.KE &&
+          o.keyExchange.some((g) => g !== 'none' && GROUP_NUMBER[g] === t.id)
+      )
+      const group = groupT === undefined ? undefined : groupByNumber(groupT.id)
+      if (group === undefined) continue
+      return { encryption, integrity, prf, group, spi: p.spi, number: p.number }
+    }
+  }
+  return undefined
+}
+
+/**
+ * Chooses a Child SA proposal.
+ *
+ * @param offered - the initiator's proposals
+ * @param ours - the local policy's proposals
+ * @param pfs - whether the exchange carries a KE payload (then a KE transform must match)
+ * @param pfsGroups - the groups local policy accepts for PFS
+ */
+export function chooseChild(
+  offered: Proposal[],
+  ours: ChildProposal[],
+  pfs: boolean,
+  pfsGroups: KeyExchangeGroup[]
+): ChosenChild | undefined {
+  for (const p of offered) {
+    if (p.protocol !== ProtocolId.ESP || p.spi.length !== 4) continue
+    for (const o of ours) {
+      const encryption = pickEncr(p.transforms, o.encryption)
+      if (encryption === undefined) continue
+      const integrity = pickInteg(p.transforms, o.integrity, isAead(encryption))
+      if (integrity === undefined) continue
+      const esnT = p.transforms.filter((t) => t.type === TransformType.ESN)
+      const esnOffered = esnT.length === 0 ? [false] : esnT.map((t) => t.id === 1)
+      const esn = esnOffered.find((e) => o.extendedSequenceNumbers.includes(e))
+      if (esn === undefined) continue
+      let group: KeyExchangeGroup = 'none'
+      if (pfs) {
+        const groupT = p.transforms.find(
+          (t) =>
+            t.type === TransformType.KE &&
+            pfsGroups.some((g) => g !== 'none' && GROUP_NUMBER[g] === t.id)
+        )
+        const g = groupT === undefined ? undefined : groupByNumber(groupT.id)
+        if (g === undefined) continue
+        group = g
+      }
+      return { encryption, integrity, group, esn, spi: p.spi, number: p.number }
+    }
+  }
+  return undefined
+}
+
+/** The wire proposal that states a choice (the responder's SA payload). */
+export function ikeChoiceProposal(c: ChosenIke, spi: Uint8Array = new Uint8Array(0)): Proposal {
+  return {
+    number: c.number,
+    protocol: ProtocolId.IKE,
+    spi,
+    transforms: [
+      ...encrTransforms([c.encryption]),
+      { type: TransformType.PRF, id: PRF[c.prf] },
+      ...integTransforms([c.integrity]),
+      ...groupTransforms([c.group])
+    ]
+  }
+}
+
+/** The wire proposal that states a Child SA choice, with the responder's SPI. */
+export function childChoiceProposal(c: ChosenChild, spi: Uint8Array): Proposal {
+  return {
+    number: c.number,
+    protocol: ProtocolId.ESP,
+    spi,
+    transforms: [
+      ...encrTransforms([c.encryption]),
+      ...integTransforms([c.integrity]),
+      ...groupTransforms([c.group]),
+      { type: TransformType.ESN, id: c.esn ? 1 : 0 }
+    ]
+  }
+}
+
+/** The groups offered in the proposals of an IKE policy, in order. */
+export function offeredGroups(proposals: IkeProposal[]): Exclude<KeyExchangeGroup, 'none'>[] {
+  const out: Exclude<KeyExchangeGroup, 'none'>[] = []
+  for (const p of proposals) {
+    for (const g of p.keyExchange) if (g !== 'none' && !out.includes(g)) out.push(g)
+  }
+  return out
+}

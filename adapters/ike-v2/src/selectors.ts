@@ -1,0 +1,261 @@
+/**
+ * Addresses, identities and traffic selectors between their vipsec form (text) and their wire
+ * form (bytes), with traffic-selector narrowing (RFC 7296 section 2.9).
+ *
+ * @module
+ */
+import { isIPv4, isIPv6 } from 'node:net'
+import {
+  IkeProtocolError,
+  InvalidParametersError,
+  type Identity,
+  type TrafficSelector
+} from '@vipsec/interface'
+import { IdType, type PayloadType, TsType } from './constants.js'
+import type { IdPayload, WireTrafficSelector } from './message.js'
+import { decodeDn, encodeDn } from './dn.js'
+
+/**
+ * Converts a textual IPv4 or IPv6 address to its 4 or 16 bytes.
+ *
+ * @param address - the address
+ * @throws InvalidParametersError when it is not an address
+ */
+export function ipToBytes(address: string): Uint8Array {
+  if (isIPv4(address)) return Uint8Array.from(address.split('.').map(Number))
+  if (!isIPv6(address)) throw new InvalidParametersError('address', `not an IP address: ${address}`)
+  let text = address
+  const out = new Uint8Array(16)
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
+  if (v4 !== null) {
+    const b = ipToBytes(v4[1])
+    text =
+      text.slice(0, -v4[1].length) +
+      `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined]
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const groups = [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t]
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16)
+    out[2 * i] = v >> 8
+    out[2 * i + 1] = v & 0xff
+  })
+  return out
+}
+
+/**
+ * Converts 4 or 16 bytes to a textual address (IPv6 in the RFC 5952 short form).
+ *
+ * @param b - the bytes
+ */
+export function bytesToIp(b: Uint8Array): string {
+  if (b.length === 4) return Array.from(b).join('.')
+  if (b.length !== 16) throw new InvalidParametersError('b', 'must be 4 or 16 bytes')
+  const g: number[] = []
+  for (let i = 0; i < 8; i++) g.push((b[2 * i] << 8) | b[2 * i + 1])
+  let best = -1
+  let bestLen = 1
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) {
+      i++
+      continue
+    }
+    let j = i
+    while (j < 8 && g[j] === 0) j++
+    if (j - i > bestLen) {
+      best = i
+      bestLen = j - i
+    }
+    i = j
+  }
+  const hex = g.map((x) => x.toString(16))
+  if (best < 0) return hex.join(':')
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`
+}
+
+function compare(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i]
+  return 0
+}
+
+/** Converts a vipsec traffic selector to its wire form. */
+export function toWireSelector(ts: TrafficSelector): WireTrafficSelector {
+  const startAddress = ipToBytes(ts.startAddress)
+  const endAddress = ipToBytes(ts.endAddress)
+  if (startAddress.length !== endAddress.length) {
+    throw new InvalidParametersError('ts', 'start and end addresses of different families')
+  }
+  return {
+    type: startAddress.length === 4 ? TsType.IPV4_ADDR_RANGE : TsType.IPV6_ADDR_RANGE,
+    protocol: ts.protocol,
+    startPort: ts.startPort,
+    endPort: ts.endPort,
+    startAddress,
+    endAddress
+  }
+}
+
+/** Converts a wire traffic selector to the vipsec form. */
+export function fromWireSelector(ts: WireTrafficSelector): TrafficSelector {
+  return {
+    startAddress: bytesToIp(ts.startAddress),
+    endAddress: bytesToIp(ts.endAddress),
+    protocol: ts.protocol,
+    startPort: ts.startPort,
+    endPort: ts.endPort
+  }
+}
+
+/**
+ * The intersection of two traffic selectors, or undefined when they do not overlap.
+ *
+ * @param a - one selector
+ * @param b - the other
+ */
+export function intersect(
+  a: WireTrafficSelector,
+  b: WireTrafficSelector
+): WireTrafficSelector | undefined {
+  if (a.type !== b.type) return undefined
+  if (a.protocol !== 0 && b.protocol !== 0 && a.protocol !== b.protocol) return undefined
+  const startPort = Math.max(a.startPort, b.startPort)
+  const endPort = Math.min(a.endPort, b.endPort)
+  if (startPort > endPort) return undefined
+  const startAddress =
+    compare(a.startAddress, b.startAddress) >= 0 ? a.startAddress : b.startAddress
+  const endAddress = compare(a.endAddress, b.endAddress) <= 0 ? a.endAddress : b.endAddress
+  if (compare(startAddress, endAddress) > 0) return undefined
+  return {
+    type: a.type,
+    protocol: a.protocol !== 0 ? a.protocol : b.protocol,
+    startPort,
+    endPort,
+    startAddress,
+    endAddress
+  }
+}
+
+/**
+ * Narrows the proposed selectors to what the local policy allows (RFC 7296 section 2.9): the
+ * union of the pairwise intersections, without duplicates.
+ *
+ * @param proposed - what the initiator proposed
+ * @param allowed - what local policy allows
+ */
+export function narrow(
+  proposed: WireTrafficSelector[],
+  allowed: WireTrafficSelector[]
+): WireTrafficSelector[] {
+  const out: WireTrafficSelector[] = []
+  const seen = new Set<string>()
+  for (const p of proposed) {
+    for (const a of allowed) {
+      const i = intersect(p, a)
+      if (i === undefined) continue
+      const key = JSON.stringify(fromWireSelector(i))
+      if (seen.has(key)) continue
+      seen.add(key)
+      out.push(i)
+    }
+  }
+  return out
+}
+
+/** Whether every selector of `inner` lies inside one of `outer`. */
+export function within(inner: WireTrafficSelector[], outer: WireTrafficSelector[]): boolean {
+  return inner.every((i) =>
+    outer.some((o) => {
+      const x = intersect(i, o)
+      return (
+        x !== undefined &&
+        compare(x.startAddress, i.startAddress) === 0 &&
+        compare(x.endAddress, i.endAddress) === 0 &&
+        x.startPort === i.startPort &&
+        x.endPort === i.endPort &&
+        (o.protocol === 0 || o.protocol === i.protocol)
+      )
+    })
+  )
+}
+
+const ID_TYPES: Record<Identity['type'], number> = {
+  ipv4: IdType.IPV4_ADDR,
+  ipv6: IdType.IPV6_ADDR,
+  fqdn: IdType.FQDN,
+  rfc822: IdType.RFC822_ADDR,
+  'der-dn': IdType.DER_ASN1_DN,
+  'key-id': IdType.KEY_ID
+}
+
+/**
+ * Encodes an identity as an ID payload.
+ *
+ * @param id - the identity
+ * @param type - IDi or IDr
+ */
+export function encodeIdentity(
+  id: Identity,
+  type: typeof PayloadType.IDi | typeof PayloadType.IDr
+): IdPayload {
+  const idType = ID_TYPES[id.type]
+  if (idType === undefined) throw new InvalidParametersError('id.type', `unknown ${id.type}`)
+  let data: Uint8Array
+  switch (id.type) {
+    case 'ipv4':
+    case 'ipv6':
+      data = ipToBytes(id.value)
+      break
+    case 'der-dn':
+      data = encodeDn(id.value)
+      break
+    case 'key-id':
+      data = new Uint8Array(Buffer.from(id.value, 'hex'))
+      break
+    default:
+      data = new TextEncoder().encode(id.value)
+  }
+  return { type, idType, data }
+}
+
+/**
+ * Decodes an ID payload into an identity.
+ *
+ * @throws IkeProtocolError INVALID_SYNTAX for an unknown type or bad data
+ */
+export function decodeIdentity(p: IdPayload): Identity {
+  switch (p.idType) {
+    case IdType.IPV4_ADDR:
+      if (p.data.length !== 4) throw new IkeProtocolError('INVALID_SYNTAX', 'IPv4 id length')
+      return { type: 'ipv4', value: bytesToIp(p.data) }
+    case IdType.IPV6_ADDR:
+      if (p.data.length !== 16) throw new IkeProtocolError('INVALID_SYNTAX', 'IPv6 id length')
+      return { type: 'ipv6', value: bytesToIp(p.data) }
+    case IdType.FQDN:
+      return { type: 'fqdn', value: new TextDecoder().decode(p.data) }
+    case IdType.RFC822_ADDR:
+      return { type: 'rfc822', value: new TextDecoder().decode(p.data) }
+    case IdType.DER_ASN1_DN:
+      return { type: 'der-dn', value: decodeDn(p.data) }
+    case IdType.KEY_ID:
+      return { type: 'key-id', value: Buffer.from(p.data).toString('hex') }
+    default:
+      throw new IkeProtocolError('INVALID_SYNTAX', `unsupported ID type ${p.idType}`)
+  }
+}
+
+/** Whether two identities are the same (DNs compared in their canonical text form). */
+export function sameIdentity(a: Identity, b: Identity): boolean {
+  if (a.type !== b.type) return false
+  if (a.type === 'fqdn') return a.value.toLowerCase() === b.value.toLowerCase()
+  if (a.type === 'der-dn') {
+    try {
+      return decodeDn(encodeDn(a.value)) === decodeDn(encodeDn(b.value))
+    } catch {
+      return false
+    }
+  }
+  if (a.type === 'ipv6') return bytesToIp(ipToBytes(a.value)) === bytesToIp(ipToBytes(b.value))
+  return a.value === b.value
+}

@@ -1,0 +1,399 @@
+/**
+ * What IKE_AUTH and CREATE_CHILD_SA share about Child SAs: proposing one, accepting the
+ * responder's answer, answering a proposal (choice and traffic-selector narrowing), keying,
+ * and installing into / removing from the ESP engine.
+ *
+ * @module
+ */
+import {
+  IkeProtocolError,
+  type FilterSelector,
+  type IkeErrorKind,
+  type KeyExchangeGroup,
+  type Phase2Policy
+} from '@vipsec/interface'
+import { ERROR_NOTIFY_NAMES, NotifyType, PayloadType } from '../constants.js'
+import { deriveChildKeys } from '../crypto.js'
+import type { IkeContext } from '../context.js'
+import { childRecord, NO_LIFETIME, spiHex, type ChildSa, type IkeSa } from '../ike-sa.js'
+import {
+  findNotify,
+  findPayload,
+  notify,
+  u32Bytes,
+  readU32,
+  type NotifyPayload,
+  type Payload,
+  type SaPayload,
+  type TsPayload,
+  type WireTrafficSelector
+} from '../message.js'
+import { childChoiceProposal, childProposals, chooseChild } from '../proposals.js'
+import { bytesToIp, narrow, toWireSelector, within } from '../selectors.js'
+import type { IkeChildConfig } from '../config.js'
+
+/** A Child SA to propose. */
+export interface ChildRequest {
+  /** The crypto policy. */
+  policy: Phase2Policy
+  /** The mode. */
+  mode: 'tunnel' | 'transport'
+  /** Our selectors. */
+  local: WireTrafficSelector[]
+  /** The peer's selectors. */
+  remote: WireTrafficSelector[]
+}
+
+/** A proposal of ours in flight. */
+export interface ChildOffer {
+  /** The request. */
+  request: ChildRequest
+  /** Our new inbound SPI. */
+  inboundSpi: number
+  /** The payloads: [N(USE_TRANSPORT_MODE)], SA, TSi, TSr. */
+  payloads: Payload[]
+}
+
+/** Converts a config's selectors to the wire form. */
+export function childRequest(c: IkeChildConfig): ChildRequest {
+  return {
+    policy: c.policy,
+    mode: c.mode,
+    local: c.local.map(toWireSelector),
+    remote: c.remote.map(toWireSelector)
+  }
+}
+
+/**
+ * Builds the payloads that propose a Child SA.
+ *
+ * @param pfs - the PFS group for CREATE_CHILD_SA (`none` in IKE_AUTH)
+ */
+export function offerChild(
+  ctx: IkeContext,
+  request: ChildRequest,
+  pfs: KeyExchangeGroup
+): ChildOffer {
+  const inboundSpi = ctx.newEspSpi()
+  const payloads: Payload[] = []
+  if (request.mode === 'transport') payloads.push(notify(NotifyType.USE_TRANSPORT_MODE))
+  payloads.push(
+    {
+      type: PayloadType.SA,
+      proposals: childProposals(request.policy.proposals, u32Bytes(inboundSpi), pfs)
+    } as SaPayload,
+    { type: PayloadType.TSi, selectors: request.local } as TsPayload,
+    { type: PayloadType.TSr, selectors: request.remote } as TsPayload
+  )
+  return { request, inboundSpi, payloads }
+}
+
+/** The first error notify among payloads, as an error. */
+export function errorNotify(payloads: Payload[]): IkeProtocolError | undefined {
+  const n = payloads.find(
+    (p) => p.type === PayloadType.NOTIFY && (p as NotifyPayload).notifyType < 16384
+  ) as NotifyPayload | undefined
+  if (n === undefined) return undefined
+  const name = ERROR_NOTIFY_NAMES[n.notifyType] ?? `error notify ${n.notifyType}`
+  const kind = (ERROR_NOTIFY_NAMES[n.notifyType] ?? 'INVALID_SYNTAX') as IkeErrorKind
+  return new IkeProtocolError(kind, `peer answered ${name}`)
+}
+
+/**
+ * Accepts the responder's answer to our Child SA offer and builds the Child SA (not installed).
+ *
+ * @throws IkeProtocolError with the peer's error notify, or INVALID_SYNTAX / NO_PROPOSAL_CHOSEN /
+ *   TS_UNACCEPTABLE when the answer is not a subset of the offer
+ */
+export function acceptChild(
+  ctx: IkeContext,
+  sa: IkeSa,
+  offer: ChildOffer,
+  payloads: Payload[],
+  ni: Uint8Array,
+  nr: Uint8Array,
+  pfs: KeyExchangeGroup,
+  sharedSecret?: Uint8Array
+): ChildSa {
+  const err = errorNotify(payloads)
+  if (err !== undefined) throw err
+  const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
+  const tsi = findPayload<TsPayload>(payloads, PayloadType.TSi)
+  const tsr = findPayload<TsPayload>(payloads, PayloadType.TSr)
+  if (saP === undefined || tsi === undefined || tsr === undefined) {
+    throw new IkeProtocolError('INVALID_SYNTAX', 'Child SA answer lacks SA, TSi or TSr')
+  }
+  if (saP.proposals.length !== 1) {
+    throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
+  }
+  const chosen = chooseChild(saP.proposals, offer.request.policy.proposals, pfs !== 'none', [pfs])
+  if (chosen === undefined) {
+    throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'responder chose a proposal we did not offer')
+  }
+  if (!within(tsi.selectors, offer.request.local) || !within(tsr.selectors, offer.request.remote)) {
+    throw new IkeProtocolError('TS_UNACCEPTABLE', 'responder widened the traffic selectors')
+  }
+  const transport =
+    offer.request.mode === 'transport' &&
+    findNotify(payloads, NotifyType.USE_TRANSPORT_MODE) !== undefined
+  const keys = deriveChildKeys(
+    sa.chosen!.prf,
+    sa.keys!.skD,
+    ni,
+    nr,
+    chosen.encryption,
+    chosen.integrity,
+    sharedSecret
+  )
+  const inboundSpi = offer.inboundSpi
+  return {
+    id: `esp-${spiHex(inboundSpi)}`,
+    inboundSpi,
+    outboundSpi: readU32(chosen.spi, 0),
+    chosen,
+    policy: offer.request.policy,
+    mode: transport ? 'transport' : 'tunnel',
+    local: tsi.selectors,
+    remote: tsr.selectors,
+    encapsulated: sa.nat.encapsulated,
+    keys,
+    initiator: true,
+    nonces: [ni, nr],
+    establishedAt: ctx.clock.now(),
+    filters: []
+  }
+}
+
+/** The responder's answer to a Child SA proposal. */
+export interface ChildAnswer {
+  /** The payloads to send: SA, TSi, TSr (or an error notify). */
+  payloads: Payload[]
+  /** The new Child SA (not installed), when accepted. */
+  child?: ChildSa
+  /** The error, when refused. */
+  error?: IkeErrorKind
+}
+
+/**
+ * Answers a Child SA proposal: chooses a proposal among the configs, narrows the selectors.
+ *
+ * @param configs - the Child SAs local policy accepts, tried in order
+ * @param pfsGroup - the group of the KE payload of the request, if any
+ * @param sharedSecret - the PFS shared secret (computed by the caller once the group is known)
+ */
+export function answerChild(
+  ctx: IkeContext,
+  sa: IkeSa,
+  configs: ChildRequest[],
+  payloads: Payload[],
+  ni: Uint8Array,
+  nr: Uint8Array,
+  pfsGroup: KeyExchangeGroup,
+  sharedSecret?: Uint8Array
+): ChildAnswer {
+  const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
+  const tsi = findPayload<TsPayload>(payloads, PayloadType.TSi)
+  const tsr = findPayload<TsPayload>(payloads, PayloadType.TSr)
+  if (saP === undefined || tsi === undefined || tsr === undefined) {
+    return { payloads: [notify(NotifyType.INVALID_SYNTAX)], error: 'INVALID_SYNTAX' }
+  }
+  let proposalOk = false
+  for (const config of configs) {
+    const chosen = chooseChild(saP.proposals, config.policy.proposals, pfsGroup !== 'none', [
+      pfsGroup
+    ])
+    if (chosen === undefined) continue
+    proposalOk = true
+    // the initiator's TSi are the peer's selectors (our remote), TSr ours
+    const remote = narrow(tsi.selectors, config.remote)
+    const local = narrow(tsr.selectors, config.local)
+    if (remote.length === 0 || local.length === 0) continue
+    const transport =
+      config.mode === 'transport' &&
+      findNotify(payloads, NotifyType.USE_TRANSPORT_MODE) !== undefined
+    const inboundSpi = ctx.newEspSpi()
+    const keys = deriveChildKeys(
+      sa.chosen!.prf,
+      sa.keys!.skD,
+      ni,
+      nr,
+      chosen.encryption,
+      chosen.integrity,
+      sharedSecret
+    )
+    const child: ChildSa = {
+      id: `esp-${spiHex(inboundSpi)}`,
+      inboundSpi,
+      outboundSpi: readU32(chosen.spi, 0),
+      chosen,
+      policy: config.policy,
+      mode: transport ? 'transport' : 'tunnel',
+      local,
+      remote,
+      encapsulated: sa.nat.encapsulated,
+      keys,
+      initiator: false,
+      nonces: [ni, nr],
+      establishedAt: ctx.clock.now(),
+      filters: []
+    }
+    const out: Payload[] = []
+    if (transport) out.push(notify(NotifyType.USE_TRANSPORT_MODE))
+    out.push(
+      {
+        type: PayloadType.SA,
+        proposals: [childChoiceProposal(chosen, u32Bytes(inboundSpi))]
+      } as SaPayload,
+      { type: PayloadType.TSi, selectors: remote } as TsPayload,
+      { type: PayloadType.TSr, selectors: local } as TsPayload
+    )
+    return { payloads: out, child }
+  }
+  const error: IkeErrorKind = proposalOk ? 'TS_UNACCEPTABLE' : 'NO_PROPOSAL_CHOSEN'
+  return { payloads: [notify(NotifyType[error as 'TS_UNACCEPTABLE'])], error }
+}
+
+function rangeToPrefixes(start: Uint8Array, end: Uint8Array): string[] {
+  const bits = start.length * 8
+  const toBig = (b: Uint8Array): bigint => b.reduce((a, x) => (a << 8n) | BigInt(x), 0n)
+  const toBytes = (v: bigint): Uint8Array => {
+    const out = new Uint8Array(start.length)
+    for (let i = out.length - 1; i >= 0; i--) {
+      out[i] = Number(v & 0xffn)
+      v >>= 8n
+    }
+    return out
+  }
+  let lo = toBig(start)
+  const hi = toBig(end)
+  const out: string[] = []
+  while (lo <= hi && out.length < 64) {
+    let size = 0
+    while (size < bits) {
+      const block = 1n << BigInt(size + 1)
+      if (lo % block !== 0n || lo + block - 1n > hi) break
+      size++
+    }
+    out.push(`${bytesToIp(toBytes(lo))}/${bits - size}`)
+    lo += 1n << BigInt(size)
+  }
+  return out
+}
+
+function selectorsFor(src: WireTrafficSelector, dst: WireTrafficSelector): FilterSelector[] {
+  const out: FilterSelector[] = []
+  const protocol = src.protocol !== 0 ? src.protocol : dst.protocol
+  for (const s of rangeToPrefixes(src.startAddress, src.endAddress)) {
+    for (const d of rangeToPrefixes(dst.startAddress, dst.endAddress)) {
+      out.push({
+        source: s,
+        destination: d,
+        protocol,
+        sourcePorts: [src.startPort, src.endPort],
+        destinationPorts: [dst.startPort, dst.endPort]
+      })
+    }
+  }
+  return out
+}
+
+/**
+ * Installs a Child SA's two ESP SAs (and, unless turned off, its protect filters) in the engine.
+ *
+ * @throws whatever the engine throws (the caller reports it)
+ */
+export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
+  const { encrI, encrR } = child.keys
+  const outKey = child.initiator ? encrI : encrR
+  const inKey = child.initiator ? encrR : encrI
+  const algorithm = child.chosen.encryption.algorithm
+  if (algorithm !== 'aes-gcm-16' && algorithm !== 'null-aes-gmac') {
+    throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', `ESP engine cannot do ${algorithm}`)
+  }
+  const lifetime = child.policy.lifetime ?? NO_LIFETIME
+  const tunnel = { local: sa.local.address, remote: sa.remote.address }
+  const udpEncapsulation = child.encapsulated
+    ? {
+        local: { address: sa.local.address, port: 4500 },
+        remote: { address: sa.remote.address, port: sa.natT ? sa.remote.port : 4500 }
+      }
+    : undefined
+  const common = {
+    mode: child.mode,
+    algorithm,
+    extendedSequenceNumbers: child.chosen.esn,
+    lifetime,
+    tunnel,
+    udpEncapsulation,
+    tag: child.id
+  }
+  ctx.engine.addSa({ ...common, spi: child.inboundSpi, direction: 'inbound', keyMaterial: inKey })
+  try {
+    ctx.engine.addSa({
+      ...common,
+      spi: child.outboundSpi,
+      direction: 'outbound',
+      keyMaterial: outKey
+    })
+  } catch (err) {
+    ctx.engine.removeSa(child.inboundSpi, 'inbound')
+    throw err
+  }
+  if (!ctx.init.installFilters) return
+  let n = 0
+  for (const l of child.local) {
+    for (const r of child.remote) {
+      for (const selector of selectorsFor(l, r)) {
+        const id = `${child.id}/out/${n++}`
+        ctx.engine.installFilter({
+          id,
+          direction: 'outbound',
+          selector,
+          action: 'protect',
+          priority: ctx.init.filterPriority,
+          spi: child.outboundSpi
+        })
+        child.filters.push(id)
+      }
+      for (const selector of selectorsFor(r, l)) {
+        const id = `${child.id}/in/${n++}`
+        ctx.engine.installFilter({
+          id,
+          direction: 'inbound',
+          selector,
+          action: 'protect',
+          priority: ctx.init.filterPriority,
+          spi: child.inboundSpi
+        })
+        child.filters.push(id)
+      }
+    }
+  }
+}
+
+/** Removes a Child SA's ESP SAs and filters from the engine (what is already gone is ignored). */
+export function uninstallChild(ctx: IkeContext, child: ChildSa): void {
+  for (const id of child.filters) ctx.engine.removeFilter(id)
+  child.filters = []
+  ctx.engine.removeSa(child.inboundSpi, 'inbound')
+  ctx.engine.removeSa(child.outboundSpi, 'outbound')
+}
+
+/** Installs a Child SA, adds it to its IKE SA and emits `sa:established`. */
+export function establishChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
+  installChild(ctx, sa, child)
+  sa.children.set(child.id, child)
+  ctx.emit({ type: 'sa:established', phase1Id: sa.id, phase2: childRecord(sa, child) })
+}
+
+/** Removes a Child SA from its IKE SA and the engine and emits `sa:deleted`. */
+export function removeChild(
+  ctx: IkeContext,
+  sa: IkeSa,
+  child: ChildSa,
+  reason: 'local' | 'remote' | 'expired' | 'parent-deleted'
+): void {
+  if (!sa.children.delete(child.id)) return
+  uninstallChild(ctx, child)
+  if (child.silent !== true) ctx.emit({ type: 'sa:deleted', phase2Id: child.id, reason })
+}

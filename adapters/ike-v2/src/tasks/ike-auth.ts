@@ -1,0 +1,185 @@
+/**
+ * IKE_AUTH (RFC 7296 section 1.2): identities, authentication, INITIAL_CONTACT (2.4) and the
+ * first Child SA — initiator and responder.
+ *
+ * @module
+ */
+import { IkeProtocolError, type IkeErrorKind } from '@vipsec/interface'
+import { NotifyType, PayloadType, ExchangeType } from '../constants.js'
+import { buildAuth, verifyAuth } from '../auth.js'
+import type { IkeContext } from '../context.js'
+import type { ChildSa, IkeSa } from '../ike-sa.js'
+import { findNotify, findPayload, notify, type IdPayload, type Payload } from '../message.js'
+import { decodeIdentity, encodeIdentity, sameIdentity } from '../selectors.js'
+import {
+  acceptChild,
+  answerChild,
+  childRequest,
+  errorNotify,
+  establishChild,
+  offerChild,
+  type ChildRequest
+} from './child.js'
+
+/** The outcome of IKE_AUTH as initiator. */
+export interface AuthResult {
+  /** The first Child SA, when the responder accepted it. */
+  child?: ChildSa
+  /** Why the Child SA was refused (the IKE SA is up nonetheless). */
+  childError?: IkeProtocolError
+}
+
+/**
+ * Runs IKE_AUTH as initiator. On success the IKE SA is established (and `ike:established`
+ * emitted); the first Child SA is installed if the responder accepted it.
+ *
+ * @throws IkeProtocolError AUTHENTICATION_FAILED (or another error notify, or TIMEOUT) when the
+ *   IKE SA could not be set up
+ */
+export async function initiateIkeAuth(
+  ctx: IkeContext,
+  sa: IkeSa,
+  request: ChildRequest,
+  initialContact: boolean,
+  onEstablished: (sa: IkeSa, initialContact: boolean) => void
+): Promise<AuthResult> {
+  const idi = encodeIdentity(sa.localIdentity!, PayloadType.IDi)
+  const idr = encodeIdentity(sa.remoteIdentity!, PayloadType.IDr)
+  const offer = offerChild(ctx, request, 'none')
+  const { payloads } = await sa.request(ExchangeType.IKE_AUTH, () => [
+    idi,
+    ...(initialContact ? [notify(NotifyType.INITIAL_CONTACT)] : []),
+    idr,
+    ...buildAuth(ctx, sa, idi),
+    ...offer.payloads
+  ])
+  const authFailed = findNotify(payloads, NotifyType.AUTHENTICATION_FAILED)
+  if (authFailed !== undefined) {
+    throw new IkeProtocolError('AUTHENTICATION_FAILED', 'peer refused our authentication')
+  }
+  const idP = findPayload<IdPayload>(payloads, PayloadType.IDr)
+  if (idP === undefined) {
+    throw (
+      errorNotify(payloads) ?? new IkeProtocolError('INVALID_SYNTAX', 'IKE_AUTH response lacks IDr')
+    )
+  }
+  const id = decodeIdentity(idP)
+  if (!sameIdentity(id, sa.remoteIdentity!)) {
+    throw new IkeProtocolError('AUTHENTICATION_FAILED', `peer is ${id.type}:${id.value}`)
+  }
+  if (!verifyAuth(ctx, sa, payloads, idP)) {
+    throw new IkeProtocolError('AUTHENTICATION_FAILED', 'peer AUTH does not verify')
+  }
+  onEstablished(sa, findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined)
+  try {
+    const child = acceptChild(ctx, sa, offer, payloads, sa.ni, sa.nr, 'none')
+    establishChild(ctx, sa, child)
+    return { child }
+  } catch (err) {
+    const e =
+      err instanceof IkeProtocolError
+        ? err
+        : new IkeProtocolError('TEMPORARY_FAILURE', (err as Error).message, { cause: err })
+    return { childError: e }
+  }
+}
+
+/** The responder's answer to IKE_AUTH. */
+export interface AuthAnswer {
+  /** The response payloads. */
+  payloads: Payload[]
+  /** Run after the response is sent. */
+  after: () => void
+}
+
+/**
+ * Answers IKE_AUTH: finds the peer config by the identities, verifies AUTH, answers the first
+ * Child SA.
+ *
+ * @param onEstablished - called once the peer is authenticated (INITIAL_CONTACT handling, events)
+ * @param onFailed - called when the IKE SA is refused (it is destroyed after the response)
+ */
+export function respondIkeAuth(
+  ctx: IkeContext,
+  sa: IkeSa,
+  payloads: Payload[],
+  onEstablished: (sa: IkeSa, initialContact: boolean) => void,
+  onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string) => void
+): AuthAnswer {
+  const fail = (kind: IkeErrorKind, message: string): AuthAnswer => ({
+    payloads: [
+      notify(NotifyType[kind as 'AUTHENTICATION_FAILED'] ?? NotifyType.AUTHENTICATION_FAILED)
+    ],
+    after: () => onFailed(sa, kind, message)
+  })
+  const idiP = findPayload<IdPayload>(payloads, PayloadType.IDi)
+  if (idiP === undefined || findPayload(payloads, PayloadType.AUTH) === undefined) {
+    return fail('INVALID_SYNTAX', 'IKE_AUTH request lacks IDi or AUTH')
+  }
+  let idi
+  let idr
+  try {
+    idi = decodeIdentity(idiP)
+    const idrP = findPayload<IdPayload>(payloads, PayloadType.IDr)
+    idr = idrP === undefined ? undefined : decodeIdentity(idrP)
+  } catch {
+    return fail('AUTHENTICATION_FAILED', 'undecodable identity')
+  }
+  const peer = ctx.init.peers.find(
+    (p) =>
+      (p.remoteIdentity === undefined || sameIdentity(p.remoteIdentity, idi)) &&
+      (idr === undefined || sameIdentity(p.localIdentity, idr)) &&
+      p.phase1.proposals.length > 0
+  )
+  if (peer === undefined) {
+    return fail('AUTHENTICATION_FAILED', `no peer config for ${idi.type}:${idi.value}`)
+  }
+  sa.localIdentity = peer.localIdentity
+  sa.remoteIdentity = idi
+  sa.policy = { ...peer.phase1, proposals: sa.policy.proposals }
+  if (!verifyAuth(ctx, sa, payloads, idiP)) {
+    return fail('AUTHENTICATION_FAILED', `AUTH of ${idi.type}:${idi.value} does not verify`)
+  }
+  const idrOut = encodeIdentity(peer.localIdentity, PayloadType.IDr)
+  let auth: Payload[]
+  try {
+    auth = buildAuth(ctx, sa, idrOut)
+  } catch (err) {
+    return fail('AUTHENTICATION_FAILED', (err as Error).message)
+  }
+  const initialContact = findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined
+  const answer = answerChild(
+    ctx,
+    sa,
+    peer.children.map(childRequest),
+    payloads,
+    sa.ni,
+    sa.nr,
+    'none'
+  )
+  return {
+    payloads: [idrOut, ...auth, ...answer.payloads],
+    after: () => {
+      onEstablished(sa, initialContact)
+      if (answer.child !== undefined) {
+        try {
+          establishChild(ctx, sa, answer.child)
+        } catch (err) {
+          ctx.emit({
+            type: 'ike:failed',
+            peer: sa.remote,
+            reason: 'TEMPORARY_FAILURE',
+            message: `installing Child SA: ${(err as Error).message}`
+          })
+        }
+      } else if (answer.error !== undefined) {
+        ctx.emit({
+          type: 'ike:failed',
+          peer: sa.remote,
+          reason: answer.error,
+          message: 'first Child SA refused'
+        })
+      }
+    }
+  }
+}

@@ -1,0 +1,374 @@
+/**
+ * IKE_SA_INIT (RFC 7296 section 1.2): proposals, key exchange, nonces, NAT detection (2.23),
+ * COOKIE (2.6) and INVALID_KE_PAYLOAD (1.3) retries — initiator and responder.
+ *
+ * @module
+ */
+import { IkeProtocolError, type Endpoint, type KeyExchangeGroup } from '@vipsec/interface'
+import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from '../constants.js'
+import {
+  bytesEqual,
+  createKeyExchange,
+  deriveIkeKeys,
+  GROUP_NUMBER,
+  groupByNumber,
+  natHash,
+  sha256
+} from '../crypto.js'
+import type { IkeContext } from '../context.js'
+import { IkeSa } from '../ike-sa.js'
+import {
+  encodeMessage,
+  findNotify,
+  findPayload,
+  notify,
+  readU16,
+  u16Bytes,
+  type IkeMessage,
+  type KePayload,
+  type NoncePayload,
+  type NotifyPayload,
+  type Payload,
+  type SaPayload
+} from '../message.js'
+import { chooseIke, ikeChoiceProposal, ikeProposals, offeredGroups } from '../proposals.js'
+import { ipToBytes } from '../selectors.js'
+import { errorNotify } from './child.js'
+import { SIGNATURE_HASHES } from '../signature.js'
+
+/** At most this many IKE_SA_INIT retries (COOKIE, INVALID_KE_PAYLOAD) before giving up. */
+const MAX_INIT_RETRIES = 4
+
+function natNotifies(
+  spiI: Uint8Array,
+  spiR: Uint8Array,
+  source: Endpoint,
+  destination: Endpoint,
+  fakeSource: Uint8Array | undefined
+): Payload[] {
+  return [
+    notify(
+      NotifyType.NAT_DETECTION_SOURCE_IP,
+      fakeSource ?? natHash(spiI, spiR, ipToBytes(source.address), source.port)
+    ),
+    notify(
+      NotifyType.NAT_DETECTION_DESTINATION_IP,
+      natHash(spiI, spiR, ipToBytes(destination.address), destination.port)
+    )
+  ]
+}
+
+function natState(
+  payloads: Payload[],
+  spiI: Uint8Array,
+  spiR: Uint8Array,
+  peer: Endpoint,
+  local: Endpoint
+): { supported: boolean; localBehindNat: boolean; remoteBehindNat: boolean } {
+  const sources = payloads.filter(
+    (p) =>
+      p.type === PayloadType.NOTIFY &&
+      (p as NotifyPayload).notifyType === NotifyType.NAT_DETECTION_SOURCE_IP
+  ) as NotifyPayload[]
+  const dest = findNotify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP)
+  if (sources.length === 0 || dest === undefined) {
+    return { supported: false, localBehindNat: false, remoteBehindNat: false }
+  }
+  const peerHash = natHash(spiI, spiR, ipToBytes(peer.address), peer.port)
+  const localHash = natHash(spiI, spiR, ipToBytes(local.address), local.port)
+  return {
+    supported: true,
+    remoteBehindNat: !sources.some((s) => bytesEqual(s.data, peerHash)),
+    localBehindNat: !bytesEqual(dest.data, localHash)
+  }
+}
+
+/**
+ * Runs IKE_SA_INIT as initiator, with COOKIE and INVALID_KE_PAYLOAD retries, and derives the
+ * IKE SA's keys. Switches to port 4500 when a NAT is found or encapsulation is forced.
+ *
+ * @throws IkeProtocolError with the peer's error notify, TIMEOUT, or NO_PROPOSAL_CHOSEN /
+ *   INVALID_SYNTAX when the answer is unacceptable
+ */
+export async function initiateIkeSaInit(
+  ctx: IkeContext,
+  sa: IkeSa,
+  forceEncapsulation: boolean
+): Promise<void> {
+  const groups = offeredGroups(sa.policy.proposals)
+  let group: Exclude<KeyExchangeGroup, 'none'> | undefined = groups[0]
+  if (group === undefined) throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'no KE group in policy')
+  let cookie: Uint8Array | undefined
+  const cert = sa.policy.authMethod !== 'psk'
+  const fake = forceEncapsulation ? ctx.random.randomBytes(20) : undefined
+  // a retry after COOKIE must repeat every other payload unchanged (RFC 7296 section 2.6)
+  sa.ni = ctx.random.randomBytes(ctx.init.nonceLength)
+  let ke = createKeyExchange(group, ctx.random)
+  for (let attempt = 0; attempt <= MAX_INIT_RETRIES; attempt++) {
+    if (ke.group !== group) ke = createKeyExchange(group, ctx.random)
+    sa.resetForInitRetry()
+    const { message, payloads } = await sa.request(
+      ExchangeType.IKE_SA_INIT,
+      () => [
+        ...(cookie !== undefined ? [notify(NotifyType.COOKIE, cookie)] : []),
+        { type: PayloadType.SA, proposals: ikeProposals(sa.policy.proposals) } as SaPayload,
+        { type: PayloadType.KE, group: GROUP_NUMBER[ke.group], data: ke.publicValue } as KePayload,
+        { type: PayloadType.NONCE, data: sa.ni } as NoncePayload,
+        ...natNotifies(sa.spiI, new Uint8Array(8), sa.local, sa.remote, fake),
+        ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
+      ],
+      false
+    )
+    const c = findNotify(payloads, NotifyType.COOKIE)
+    if (c !== undefined) {
+      cookie = c.data
+      continue
+    }
+    const invalidKe = findNotify(payloads, NotifyType.INVALID_KE_PAYLOAD)
+    if (invalidKe !== undefined) {
+      const wanted =
+        invalidKe.data.length >= 2 ? groupByNumber(readU16(invalidKe.data, 0)) : undefined
+      if (wanted === undefined || wanted === group || !groups.includes(wanted)) {
+        throw new IkeProtocolError('INVALID_KE_PAYLOAD', 'peer wants a group we did not offer')
+      }
+      group = wanted
+      continue
+    }
+    const err = errorNotify(payloads)
+    if (err !== undefined) throw err
+    const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
+    const keP = findPayload<KePayload>(payloads, PayloadType.KE)
+    const nonce = findPayload<NoncePayload>(payloads, PayloadType.NONCE)
+    if (saP === undefined || keP === undefined || nonce === undefined) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'IKE_SA_INIT response lacks SA, KE or Nonce')
+    }
+    if (saP.proposals.length !== 1) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
+    }
+    const chosen = chooseIke(saP.proposals, sa.policy.proposals)
+    if (chosen === undefined || chosen.group !== group || keP.group !== GROUP_NUMBER[group]) {
+      throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'responder chose what we did not offer')
+    }
+    const spiR = message.header.spiR
+    if (spiR.every((b) => b === 0)) throw new IkeProtocolError('INVALID_SYNTAX', 'zero SPIr')
+    sa.spiR = spiR.slice()
+    sa.chosen = chosen
+    sa.nr = nonce.data
+    sa.peerInit = message.raw
+    sa.keys = deriveIkeKeys({
+      prf: chosen.prf,
+      encryption: chosen.encryption,
+      integrity: chosen.integrity,
+      ni: sa.ni,
+      nr: sa.nr,
+      spiI: sa.spiI,
+      spiR: sa.spiR,
+      sharedSecret: ke.computeSharedSecret(keP.data)
+    })
+    const nat = natState(payloads, sa.spiI, sa.spiR, sa.remote, sa.local)
+    sa.nat = {
+      localBehindNat: nat.localBehindNat,
+      remoteBehindNat: nat.remoteBehindNat,
+      encapsulated:
+        nat.supported && (forceEncapsulation || nat.localBehindNat || nat.remoteBehindNat)
+    }
+    if (sa.nat.encapsulated && !sa.natT) {
+      sa.natT = true
+      sa.local = { address: sa.local.address, port: 4500 }
+      sa.remote = { address: sa.remote.address, port: 4500 }
+    }
+    sa.state = 'auth'
+    return
+  }
+  throw new IkeProtocolError('TEMPORARY_FAILURE', 'too many IKE_SA_INIT retries')
+}
+
+/** The state the responder keeps for IKE_SA_INIT: half-open SAs and the cookie secret. */
+export interface ResponderInitState {
+  /** Half-open SAs by `spiI|address|port` of the request. */
+  halfOpen: Map<string, IkeSa>
+  /** The secret cookies are made with. */
+  cookieSecret: Uint8Array
+}
+
+function cookieFor(
+  secret: Uint8Array,
+  ni: Uint8Array,
+  from: Endpoint,
+  spiI: Uint8Array
+): Uint8Array {
+  return sha256(secret, ni, ipToBytes(from.address), u16Bytes(from.port), spiI)
+}
+
+function halfOpenKey(spiI: Uint8Array, from: Endpoint): string {
+  return `${Buffer.from(spiI).toString('hex')}|${from.address}|${from.port}`
+}
+
+/**
+ * Answers an IKE_SA_INIT request: a retransmission gets the cached response; otherwise limits,
+ * cookie, proposal and KE group are checked and a half-open SA is created.
+ *
+ * @param local - the endpoint the request arrived on
+ * @param natT - whether it arrived on port 4500
+ */
+export function respondIkeSaInit(
+  ctx: IkeContext,
+  state: ResponderInitState,
+  message: IkeMessage,
+  from: Endpoint,
+  local: Endpoint,
+  natT: boolean
+): void {
+  const h = message.header
+  if (h.messageId !== 0 || (h.flags & HeaderFlag.INITIATOR) === 0 || h.spiR.some((b) => b !== 0)) {
+    ctx.drop('unexpected')
+    return
+  }
+  const key = halfOpenKey(h.spiI, from)
+  const existing = state.halfOpen.get(key)
+  if (existing !== undefined) {
+    if (existing.lastResponse !== undefined && bytesEqual(existing.peerInit, message.raw)) {
+      ctx.stats.responsesReplayed++
+      ctx.send(existing, existing.lastResponse.packets)
+    } else {
+      ctx.drop('unexpected')
+    }
+    return
+  }
+  const payloads = message.payloads
+  const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
+  const keP = findPayload<KePayload>(payloads, PayloadType.KE)
+  const nonce = findPayload<NoncePayload>(payloads, PayloadType.NONCE)
+  const plain = (p: Payload[]): Uint8Array =>
+    encodeMessage(
+      {
+        spiI: h.spiI,
+        spiR: new Uint8Array(8),
+        version: 0x20,
+        exchange: ExchangeType.IKE_SA_INIT,
+        flags: HeaderFlag.RESPONSE,
+        messageId: 0
+      },
+      p
+    )
+  if (saP === undefined || keP === undefined || nonce === undefined) {
+    ctx.sendTo(plain([notify(NotifyType.INVALID_SYNTAX)]), from, natT)
+    ctx.drop('malformed')
+    return
+  }
+  let perPeer = 0
+  for (const sa of state.halfOpen.values()) if (sa.remote.address === from.address) perPeer++
+  if (perPeer >= ctx.init.halfOpenLimitPerPeer) {
+    ctx.drop('half-open-limit')
+    return
+  }
+  if (state.halfOpen.size >= ctx.init.cookieThreshold) {
+    const want = cookieFor(state.cookieSecret, nonce.data, from, h.spiI)
+    const got =
+      payloads[0]?.type === PayloadType.NOTIFY ? (payloads[0] as NotifyPayload) : undefined
+    if (got?.notifyType !== NotifyType.COOKIE || !bytesEqual(got.data, want)) {
+      ctx.stats.cookiesSent++
+      ctx.sendTo(plain([notify(NotifyType.COOKIE, want)]), from, natT)
+      return
+    }
+  }
+  const policies = ctx.init.peers.map((p) => p.phase1)
+  const allProposals = policies.flatMap((p) => p.proposals)
+  const keGroup = groupByNumber(keP.group)
+  // prefer a proposal that fits the initiator's KE group; otherwise ask for another group
+  const fitting = saP.proposals.map((p) => ({
+    ...p,
+    transforms: p.transforms.filter((t) => t.type !== 4 || t.id === keP.group)
+  }))
+  let chosen = keGroup === undefined ? undefined : chooseIke(fitting, allProposals)
+  if (chosen === undefined) {
+    const other = chooseIke(saP.proposals, allProposals)
+    if (other !== undefined) {
+      ctx.sendTo(
+        plain([notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[other.group]))]),
+        from,
+        natT
+      )
+      return
+    }
+    ctx.sendTo(plain([notify(NotifyType.NO_PROPOSAL_CHOSEN)]), from, natT)
+    ctx.emit({
+      type: 'ike:failed',
+      peer: from,
+      reason: 'NO_PROPOSAL_CHOSEN',
+      message: 'IKE_SA_INIT'
+    })
+    return
+  }
+  const policy =
+    policies.find((p) => chooseIke([ikeChoiceProposal(chosen!)], p.proposals) !== undefined) ??
+    policies[0]
+  const sa = new IkeSa(ctx, {
+    initiator: false,
+    localSpi: ctx.newIkeSpi(),
+    local,
+    remote: from,
+    policy
+  })
+  sa.spiI = h.spiI.slice()
+  sa.natT = natT
+  const ke = createKeyExchange(chosen.group, ctx.random)
+  let shared: Uint8Array
+  try {
+    shared = ke.computeSharedSecret(keP.data)
+  } catch {
+    ctx.sendTo(plain([notify(NotifyType.INVALID_SYNTAX)]), from, natT)
+    ctx.drop('malformed')
+    return
+  }
+  chosen = { ...chosen }
+  sa.chosen = chosen
+  sa.ni = nonce.data
+  sa.nr = ctx.random.randomBytes(ctx.init.nonceLength)
+  sa.peerInit = message.raw
+  sa.keys = deriveIkeKeys({
+    prf: chosen.prf,
+    encryption: chosen.encryption,
+    integrity: chosen.integrity,
+    ni: sa.ni,
+    nr: sa.nr,
+    spiI: sa.spiI,
+    spiR: sa.spiR,
+    sharedSecret: shared
+  })
+  const nat = natState(payloads, sa.spiI, new Uint8Array(8), from, local)
+  sa.nat = {
+    localBehindNat: nat.localBehindNat,
+    remoteBehindNat: nat.remoteBehindNat,
+    encapsulated: nat.supported && (natT || nat.localBehindNat || nat.remoteBehindNat)
+  }
+  const cert = findNotify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) !== undefined
+  const response = sa.plain(ExchangeType.IKE_SA_INIT, 0, true, [
+    { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen)] } as SaPayload,
+    { type: PayloadType.KE, group: GROUP_NUMBER[chosen.group], data: ke.publicValue } as KePayload,
+    { type: PayloadType.NONCE, data: sa.nr } as NoncePayload,
+    ...(nat.supported ? natNotifies(sa.spiI, sa.spiR, local, from, undefined) : []),
+    ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
+  ])
+  sa.ourInit = response
+  sa.expectedRequestId = 1
+  sa.lastResponse = { messageId: 0, packets: response }
+  sa.state = 'auth'
+  sa.lastReceived = ctx.clock.monotonic()
+  state.halfOpen.set(key, sa)
+  ctx.register(sa)
+  sa.timers.push(
+    ctx.clock.setTimeout(() => {
+      if (state.halfOpen.get(key) === sa) {
+        state.halfOpen.delete(key)
+        if (sa.state !== 'established') ctx.destroy(sa, 'expired')
+      }
+    }, ctx.init.halfOpenTimeoutMs)
+  )
+  ctx.send(sa, response)
+}
+
+/** Forgets a half-open SA once IKE_AUTH has completed or failed. */
+export function settleHalfOpen(state: ResponderInitState, sa: IkeSa): void {
+  for (const [k, v] of state.halfOpen) if (v === sa) state.halfOpen.delete(k)
+}

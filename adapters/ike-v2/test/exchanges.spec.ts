@@ -1,0 +1,381 @@
+import { expect } from 'chai'
+import { wire } from '../src/index.js'
+import {
+  A_NET,
+  B_NET,
+  ESP_PROPOSAL,
+  IKE_PROPOSAL,
+  makePair,
+  phase1,
+  phase2
+} from './helpers/pair.js'
+
+const { ExchangeType, HeaderFlag, parseHeader } = wire
+
+function header(data: Uint8Array) {
+  const d =
+    data[0] === 0 && data[1] === 0 && data[2] === 0 && data[3] === 0 ? data.subarray(4) : data
+  return parseHeader(d)
+}
+
+describe('IkeV2Service', () => {
+  describe('.connect', () => {
+    describe('when messages are lost', () => {
+      it('should retransmit and recover, and the peer should replay its cached response', async () => {
+        const p = makePair()
+        await p.start()
+        let n = 0
+        // lose the first IKE_SA_INIT request, the first IKE_SA_INIT response and the first IKE_AUTH response
+        p.net.filter = () => {
+          n++
+          return n === 1 || n === 3 || n === 5 ? 'drop' : 'deliver'
+        }
+        const r = await p.drive(p.a.connect(p.request()))
+        expect(r.phase2).to.have.length(1)
+        expect(p.a.counters().retransmitted).to.equal(3)
+        expect(p.b.counters().responsesReplayed).to.be.greaterThanOrEqual(2)
+        await p.settle()
+        expect(p.b.list()).to.have.length(1)
+        await p.stop()
+      })
+    })
+
+    describe('when every message is duplicated', () => {
+      it('should establish exactly one IKE SA and one Child SA on each side', async () => {
+        const p = makePair()
+        await p.start()
+        p.net.filter = () => 'duplicate'
+        await p.drive(p.a.connect(p.request()))
+        await p.settle()
+        expect(p.a.list()).to.have.length(1)
+        expect(p.b.list()).to.have.length(1)
+        expect(p.b.list()[0].phase2).to.have.length(1)
+        expect(p.aEngine.listSas()).to.have.length(2)
+        expect(p.bEngine.listSas()).to.have.length(2)
+        expect(p.a.counters().dropped['invalid-message-id']).to.be.greaterThan(0)
+        await p.stop()
+      })
+    })
+
+    for (const [name, ike] of [
+      [
+        'AES-CBC-256 + HMAC-SHA2-256-128, PRF-SHA384, ECP-256',
+        {
+          encryption: [{ algorithm: 'aes-cbc', keyBits: 256 }],
+          integrity: ['hmac-sha2-256-128'],
+          prf: ['hmac-sha2-384'],
+          keyExchange: ['ecp256']
+        }
+      ],
+      [
+        'AES-GCM-128, MODP-2048',
+        {
+          encryption: [{ algorithm: 'aes-gcm-16', keyBits: 128 }],
+          integrity: ['none'],
+          prf: ['hmac-sha2-256'],
+          keyExchange: ['modp2048']
+        }
+      ]
+    ] as const) {
+      describe(`when the IKE proposal is ${name}`, () => {
+        it('should establish', async () => {
+          const pol = phase1({ proposals: [ike as never] })
+          const p = makePair({ bPhase1: pol })
+          await p.start()
+          const r = await p.drive(p.a.connect(p.request({ phase1: pol })))
+          expect(r.phase2).to.have.length(1)
+          await p.stop()
+        })
+      })
+    }
+
+    describe('when the initiator guesses a KE group the responder does not take', () => {
+      it('should retry with the group named in INVALID_KE_PAYLOAD', async () => {
+        const p = makePair({
+          bPhase1: phase1({ proposals: [{ ...IKE_PROPOSAL, keyExchange: ['ecp256'] }] })
+        })
+        await p.start()
+        const pol = phase1({
+          proposals: [{ ...IKE_PROPOSAL, keyExchange: ['curve25519', 'ecp256'] }]
+        })
+        await p.drive(p.a.connect(p.request({ phase1: pol })))
+        const inits = p.net.log.filter(
+          (x) =>
+            header(x.data).exchange === ExchangeType.IKE_SA_INIT &&
+            (header(x.data).flags & HeaderFlag.RESPONSE) === 0
+        )
+        expect(inits).to.have.length(2)
+        await p.stop()
+      })
+    })
+
+    describe('when no proposal matches', () => {
+      it('should reject with NO_PROPOSAL_CHOSEN', async () => {
+        const p = makePair({
+          bPhase1: phase1({ proposals: [{ ...IKE_PROPOSAL, prf: ['hmac-sha2-512'] }] })
+        })
+        await p.start()
+        const err = await p.drive(p.a.connect(p.request())).catch((e) => e)
+        expect(err.kind).to.equal('NO_PROPOSAL_CHOSEN')
+        expect(p.a.list()).to.have.length(0)
+        await p.stop()
+      })
+    })
+
+    describe('when the pre-shared keys differ', () => {
+      it('should reject with AUTHENTICATION_FAILED and leave no SA on either side', async () => {
+        const p = makePair({
+          b: { psks: [{ remote: { type: 'fqdn', value: 'a.example' }, secret: 'another secret' }] }
+        })
+        await p.start()
+        const err = await p.drive(p.a.connect(p.request())).catch((e) => e)
+        expect(err.kind).to.equal('AUTHENTICATION_FAILED')
+        await p.settle()
+        expect(p.a.list()).to.have.length(0)
+        expect(p.b.list()).to.have.length(0)
+        expect(p.bEvents.map((e) => e.type)).to.include('ike:failed')
+        await p.stop()
+      })
+    })
+
+    describe('when the initiator proposes wider selectors than the responder allows', () => {
+      it('should narrow them to the responder policy', async () => {
+        const p = makePair()
+        await p.start()
+        const wide = {
+          startAddress: '172.16.0.0',
+          endAddress: '172.16.255.255',
+          protocol: 0,
+          startPort: 0,
+          endPort: 65535
+        }
+        const r = await p.drive(
+          p.a.connect(
+            p.request({
+              child: { policy: phase2(), mode: 'tunnel', local: [wide], remote: [wide] }
+            })
+          )
+        )
+        expect(r.phase2[0].selectors.local).to.deep.equal([A_NET])
+        expect(r.phase2[0].selectors.remote).to.deep.equal([B_NET])
+        await p.stop()
+      })
+    })
+
+    describe('when the selectors do not overlap', () => {
+      it('should reject with TS_UNACCEPTABLE and delete the IKE SA', async () => {
+        const p = makePair()
+        await p.start()
+        const other = { ...B_NET, startAddress: '192.168.9.0', endAddress: '192.168.9.255' }
+        const err = await p
+          .drive(
+            p.a.connect(
+              p.request({
+                child: { policy: phase2(), mode: 'tunnel', local: [A_NET], remote: [other] }
+              })
+            )
+          )
+          .catch((e) => e)
+        expect(err.kind).to.equal('TS_UNACCEPTABLE')
+        await p.settle()
+        expect(p.a.list()).to.have.length(0)
+        expect(p.b.list()).to.have.length(0)
+        await p.stop()
+      })
+    })
+
+    describe('when the peer never answers', () => {
+      it('should give up after the retransmissions with TIMEOUT', async () => {
+        const p = makePair()
+        await p.start()
+        p.net.filter = () => 'drop'
+        const err = await p.drive(p.a.connect(p.request())).catch((e) => e)
+        expect(err.kind).to.equal('TIMEOUT')
+        expect(p.a.counters().retransmitted).to.equal(4)
+        await p.stop()
+      })
+    })
+
+    describe('when the responder has many half-open SAs', () => {
+      it('should demand a COOKIE and the initiator should retry with it', async () => {
+        const p = makePair({ b: { cookieThreshold: 0 } })
+        await p.start()
+        const r = await p.drive(p.a.connect(p.request()))
+        expect(r.phase2).to.have.length(1)
+        expect(p.b.counters().cookiesSent).to.equal(1)
+        await p.stop()
+      })
+    })
+
+    describe('when a NAT sits in front of the initiator', () => {
+      it('should switch to port 4500 and encapsulate ESP in UDP', async () => {
+        const p = makePair()
+        p.net.nat.set('10.0.0.1', '198.51.100.1')
+        await p.start()
+        const r = await p.drive(p.a.connect(p.request()))
+        expect(r.phase1.nat.localBehindNat).to.equal(true)
+        expect(r.phase2[0].encapsulation).to.equal('udp')
+        await p.settle()
+        const b = p.b.list()[0]
+        expect(b.phase1.nat.remoteBehindNat).to.equal(true)
+        expect(b.phase1.peer.port).to.equal(14500)
+        const auth = p.net.log.find((x) => x.to.port === 4500)
+        expect(auth).to.not.equal(undefined)
+        expect(Array.from(auth!.data.subarray(0, 4))).to.deep.equal([0, 0, 0, 0])
+        // keep-alives from the side behind the NAT
+        await p.clock.advance(20_000)
+        expect(p.net.log.some((x) => x.data.length === 1 && x.data[0] === 0xff)).to.equal(true)
+        await p.stop()
+      })
+    })
+  })
+
+  describe('.rekeyChildSa', () => {
+    for (const pfs of ['none', 'curve25519'] as const) {
+      describe(`when the PFS group is ${pfs}`, () => {
+        it('should replace the Child SA on both sides and delete the old one', async () => {
+          const pol = phase2({ pfsGroup: pfs, proposals: [ESP_PROPOSAL] })
+          const p = makePair()
+          await p.start()
+          const r = await p.drive(
+            p.a.connect(
+              p.request({ child: { policy: pol, mode: 'tunnel', local: [A_NET], remote: [B_NET] } })
+            )
+          )
+          const next = await p.drive(p.a.rekeyChildSa(r.phase2[0].id))
+          await p.settle()
+          expect(next.id).to.not.equal(r.phase2[0].id)
+          expect(p.a.list()[0].phase2.map((c) => c.id)).to.deep.equal([next.id])
+          expect(p.b.list()[0].phase2.map((c) => c.outboundSpi)).to.deep.equal([next.inboundSpi])
+          expect(p.aEngine.listSas()).to.have.length(2)
+          expect(p.bEngine.listSas()).to.have.length(2)
+          expect(p.bEvents.map((e) => e.type)).to.include.members(['sa:rekeyed', 'sa:deleted'])
+          await p.stop()
+        })
+      })
+    }
+
+    describe('when both sides rekey the same Child SA at once', () => {
+      it('should leave exactly one new Child SA, the same on both sides', async () => {
+        const p = makePair()
+        await p.start()
+        const r = await p.drive(p.a.connect(p.request()))
+        await p.settle()
+        const bId = p.b.list()[0].phase2[0].id
+        await p.drive(Promise.all([p.a.rekeyChildSa(r.phase2[0].id), p.b.rekeyChildSa(bId)]))
+        await p.settle()
+        await p.clock.advance(5000)
+        const a = p.a.list()[0].phase2
+        const b = p.b.list()[0].phase2
+        expect(a).to.have.length(1)
+        expect(b).to.have.length(1)
+        expect(a[0].inboundSpi).to.equal(b[0].outboundSpi)
+        expect(a[0].outboundSpi).to.equal(b[0].inboundSpi)
+        expect(p.aEngine.listSas()).to.have.length(2)
+        expect(p.bEngine.listSas()).to.have.length(2)
+        await p.stop()
+      })
+    })
+  })
+
+  describe('.rekeyIkeSa', () => {
+    it('should move the Child SAs to the new IKE SA on both sides and keep it usable', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      const next = await p.drive(p.a.rekeyIkeSa(r.phase1.id))
+      await p.settle()
+      expect(next.ikeSaId).to.not.deep.equal(r.phase1.ikeSaId)
+      expect(p.a.list().map((x) => x.phase1.id)).to.deep.equal([next.id])
+      expect(p.b.list().map((x) => x.phase1.id)).to.deep.equal([next.id])
+      expect(p.b.list()[0].phase2).to.have.length(1)
+      expect(p.aEvents.map((e) => e.type)).to.include('ike:rekeyed')
+      // the new SA carries exchanges: rekey the child under it
+      await p.drive(p.b.rekeyChildSa(p.b.list()[0].phase2[0].id))
+      await p.settle()
+      expect(p.a.list()[0].phase2).to.have.length(1)
+      await p.stop()
+    })
+  })
+
+  describe('.deleteChildSa and .deleteIkeSa', () => {
+    it('should remove a Child SA on both sides when the responder deletes it', async () => {
+      const p = makePair()
+      await p.start()
+      await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      await p.drive(p.b.deleteChildSa(p.b.list()[0].phase2[0].id))
+      await p.settle()
+      expect(p.a.list()[0].phase2).to.have.length(0)
+      expect(p.b.list()[0].phase2).to.have.length(0)
+      expect(p.aEngine.listSas()).to.have.length(0)
+      expect(p.aEvents.at(-1)).to.include({ type: 'sa:deleted', reason: 'remote' })
+      await p.stop()
+    })
+
+    it('should remove the IKE SA with its Child SAs on both sides when the initiator deletes it', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.drive(p.a.deleteIkeSa(r.phase1.id))
+      await p.settle()
+      expect(p.a.list()).to.have.length(0)
+      expect(p.b.list()).to.have.length(0)
+      expect(p.bEngine.listSas()).to.have.length(0)
+      expect(p.bEvents.at(-1)).to.include({ type: 'ike:deleted', reason: 'remote' })
+      await p.stop()
+    })
+  })
+
+  describe('.checkLiveness', () => {
+    it('should resolve while the peer answers and delete the SA as dead-peer when it stops', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.drive(p.a.checkLiveness(r.phase1.id))
+      p.net.filter = () => 'drop'
+      const err = await p.drive(p.a.checkLiveness(r.phase1.id)).catch((e) => e)
+      expect(err.kind).to.equal('TIMEOUT')
+      expect(p.a.list()).to.have.length(0)
+      expect(p.aEvents.at(-1)).to.include({ type: 'ike:deleted', reason: 'dead-peer' })
+      await p.stop()
+    })
+  })
+
+  describe('.renegotiate', () => {
+    it('should set up new SAs with INITIAL_CONTACT, and the peer should drop the old IKE SA', async () => {
+      const p = makePair()
+      await p.start()
+      const old = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      // a second Child SA under the same IKE SA, to be renegotiated with CREATE_CHILD_SA
+      const [outcome] = await p.drive(
+        p.a.renegotiate([{ phase1: old.phase1, phase2: [old.phase2[0], old.phase2[0]] }])
+      )
+      expect(outcome.status).to.equal('renegotiated')
+      if (outcome.status !== 'renegotiated') return
+      expect(outcome.current.phase2).to.have.length(2)
+      expect(outcome.failedChildren).to.deep.equal([])
+      await p.settle()
+      const bList = p.b.list()
+      expect(bList.map((x) => x.phase1.id)).to.deep.equal([outcome.current.phase1.id])
+      expect(
+        p.bEvents.some((e) => e.type === 'ike:deleted' && e.reason === 'initial-contact')
+      ).to.equal(true)
+      const authReq = p.net.log.filter((x) => header(x.data).exchange === ExchangeType.IKE_AUTH)
+      expect(authReq.length).to.be.greaterThan(0)
+      await p.stop()
+    })
+
+    it('should report a per-peer failure without rejecting', async () => {
+      const p = makePair()
+      await p.start()
+      const old = await p.drive(p.a.connect(p.request()))
+      const gone = { ...old.phase1, peer: { address: '10.0.0.99', port: 500 } }
+      const outcomes = await p.drive(p.a.renegotiate([{ phase1: gone, phase2: old.phase2 }, old]))
+      expect(outcomes.map((o) => o.status)).to.deep.equal(['failed', 'renegotiated'])
+      expect(outcomes[0].status === 'failed' && outcomes[0].reason).to.equal('TIMEOUT')
+      await p.stop()
+    })
+  })
+})

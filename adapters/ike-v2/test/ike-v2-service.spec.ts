@@ -1,0 +1,62 @@
+import { expect } from 'chai'
+import { buildIpPacket, buildUdp, type SoftwareEspEngine } from '@vipsec/esp-software'
+import { A_ID, B_ID, makePair } from './helpers/pair.js'
+
+/** Sends one UDP datagram from `from` to `to` through `sender`'s ESP engine into `receiver`'s. */
+function crossTunnel(
+  sender: SoftwareEspEngine,
+  receiver: SoftwareEspEngine,
+  from: string,
+  to: string,
+  text: string
+): string {
+  const inner = buildIpPacket({
+    source: from,
+    destination: to,
+    protocol: 17,
+    payload: buildUdp({
+      source: from,
+      destination: to,
+      sourcePort: 4000,
+      destinationPort: 5000,
+      payload: new TextEncoder().encode(text)
+    })
+  })
+  const out = sender.protect(inner)
+  if (out.action !== 'protect') throw new Error(`protect: ${JSON.stringify(out)}`)
+  const back = out.udp ? receiver.unprotectUdp(out.packet) : receiver.unprotect(out.packet)
+  if (back.action !== 'accept') throw new Error(`unprotect: ${JSON.stringify(back)}`)
+  return new TextDecoder().decode(back.packet.subarray(28))
+}
+
+describe('IkeV2Service', () => {
+  describe('.connect', () => {
+    describe('when both sides agree (PSK, Curve25519, AES-GCM-256)', () => {
+      it('should establish the IKE SA and the first Child SA on both sides, and traffic should cross both ways', async () => {
+        const p = makePair()
+        await p.start()
+        const result = await p.drive(p.a.connect(p.request()))
+        expect(result.phase1.localIdentity).to.deep.equal(A_ID)
+        expect(result.phase1.remoteIdentity).to.deep.equal(B_ID)
+        expect(result.phase2).to.have.length(1)
+        await p.settle()
+        const bList = p.b.list()
+        expect(bList).to.have.length(1)
+        expect(bList[0].phase1.ikeSaId).to.deep.equal(result.phase1.ikeSaId)
+        const ours = result.phase2[0]
+        const theirs = bList[0].phase2[0]
+        expect(theirs.inboundSpi).to.equal(ours.outboundSpi)
+        expect(theirs.outboundSpi).to.equal(ours.inboundSpi)
+        expect(p.aEvents.map((e) => e.type)).to.deep.equal(['ike:established', 'sa:established'])
+        expect(p.bEvents.map((e) => e.type)).to.deep.equal(['ike:established', 'sa:established'])
+        expect(crossTunnel(p.aEngine, p.bEngine, '172.16.1.5', '172.16.2.7', 'ping')).to.equal(
+          'ping'
+        )
+        expect(crossTunnel(p.bEngine, p.aEngine, '172.16.2.7', '172.16.1.5', 'pong')).to.equal(
+          'pong'
+        )
+        await p.stop()
+      })
+    })
+  })
+})
