@@ -1,0 +1,278 @@
+import { Subject, type Observable, type Subscription } from 'rxjs'
+import {
+  InvalidParametersError,
+  type Clock,
+  type Endpoint,
+  type FailureDetector,
+  type FailureDetectorEvent,
+  type NetworkAdapter,
+  type NodeHealth,
+  type NodeId,
+  type TimerHandle,
+  type UdpEndpoint,
+  type WatchTarget
+} from '@vipsec/interface'
+import { decodeHeartbeat, encodeHeartbeat } from './heartbeat-codec.js'
+
+/** What a {@link HeartbeatFailureDetector} needs. */
+export interface HeartbeatFailureDetectorComponents {
+  /** Opens the heartbeat socket. */
+  network: NetworkAdapter
+  /** Drives the send and check timers. */
+  clock: Clock
+}
+
+/** Options of a {@link HeartbeatFailureDetector}. */
+export interface HeartbeatFailureDetectorInit {
+  /** This node's id, carried in every heartbeat. */
+  node: NodeId
+  /** The address and port to send from and listen on. */
+  local: Endpoint
+  /** How often a heartbeat is sent, in ms. Default 100. */
+  intervalMs?: number
+  /**
+   * How many intervals of silence declare a node failed (BFD's detect multiplier). Default 3:
+   * with the default interval, a node is failed after 300 ms without a heartbeat.
+   */
+  multiplier?: number
+  /** Endpoints that receive this node's heartbeats although this node does not watch them. */
+  announceTo?: Endpoint[]
+  /** A cluster key (16 bytes or more) to authenticate heartbeats with HMAC-SHA-256-128. */
+  key?: Uint8Array
+}
+
+/** Counters of a {@link HeartbeatFailureDetector}. */
+export interface HeartbeatCounters {
+  /** Heartbeats sent (one per destination). */
+  sent: number
+  /** Heartbeats accepted. */
+  received: number
+  /** Datagrams dropped: malformed, failed authentication, or from an unexpected source. */
+  rejected: number
+}
+
+interface Watched {
+  target: WatchTarget
+  health: NodeHealth
+  /** Monotonic ms of the last heartbeat, or of the watch() call before the first one. */
+  lastHeard: number
+  /** The sender's incarnation and highest sequence seen, to ignore reordered or replayed ones. */
+  incarnation: number
+  /** See `incarnation`. */
+  sequence: number
+}
+
+/**
+ * A BFD-like failure detector: every node sends a small UDP heartbeat to the nodes it watches
+ * (and to `announceTo`) every `intervalMs`; a watched node silent for one interval and a half is
+ * `suspect`, and for `multiplier` intervals `failed`. Hearing it again makes it `alive`
+ * (`node:recovered`). A node watched but never heard is declared failed after the same time, so
+ * a backup that starts after the owner died still takes over.
+ */
+export class HeartbeatFailureDetector implements FailureDetector {
+  private readonly network: NetworkAdapter
+  private readonly clock: Clock
+  private readonly node: NodeId
+  private readonly local: Endpoint
+  private readonly intervalMs: number
+  private readonly multiplier: number
+  private readonly announceTo: Endpoint[]
+  private readonly key: Uint8Array | undefined
+  private readonly watched = new Map<NodeId, Watched>()
+  private events = new Subject<FailureDetectorEvent>()
+  private socket: UdpEndpoint | undefined
+  private subscription: Subscription | undefined
+  private timer: TimerHandle | undefined
+  private sequence = 0
+  private incarnation = 0
+  private readonly counts: HeartbeatCounters = { sent: 0, received: 0, rejected: 0 }
+
+  /**
+   * @param components - network adapter and clock
+   * @param init - node id, endpoint and timing
+   * @throws InvalidParametersError when a timing option or the key is out of range
+   */
+  constructor(components: HeartbeatFailureDetectorComponents, init: HeartbeatFailureDetectorInit) {
+    const intervalMs = init.intervalMs ?? 100
+    const multiplier = init.multiplier ?? 3
+    if (!(intervalMs >= 1 && intervalMs <= 60_000))
+      throw new InvalidParametersError('init.intervalMs', 'must be from 1 to 60000')
+    if (!(Number.isInteger(multiplier) && multiplier >= 2 && multiplier <= 255)) {
+      throw new InvalidParametersError('init.multiplier', 'must be an integer from 2 to 255')
+    }
+    if (init.key !== undefined && init.key.length < 16)
+      throw new InvalidParametersError('init.key', 'must be at least 16 bytes')
+    this.network = components.network
+    this.clock = components.clock
+    this.node = init.node
+    this.local = { ...init.local }
+    this.intervalMs = intervalMs
+    this.multiplier = multiplier
+    this.announceTo = (init.announceTo ?? []).map((e) => ({ ...e }))
+    this.key = init.key
+  }
+
+  /** Health changes; completes on `stop()`. */
+  get events$(): Observable<FailureDetectorEvent> {
+    return this.events.asObservable()
+  }
+
+  /** How long a watched node may be silent before it is declared failed, in ms. */
+  get detectionTimeMs(): number {
+    return this.intervalMs * this.multiplier
+  }
+
+  /** The detector's counters (a copy). */
+  counters(): HeartbeatCounters {
+    return { ...this.counts }
+  }
+
+  /** Opens the socket and starts sending and checking. Idempotent. */
+  async start(): Promise<void> {
+    if (this.socket !== undefined) return
+    if (this.events.isStopped) this.events = new Subject()
+    this.socket = await this.network.openUdp(this.local)
+    this.incarnation = Math.max(this.incarnation + 1, Math.floor(this.clock.now()))
+    this.sequence = 0
+    this.subscription = this.socket.datagrams$.subscribe(({ data, from }) =>
+      this.onDatagram(data, from)
+    )
+    const now = this.clock.monotonic()
+    for (const w of this.watched.values()) w.lastHeard = now
+    this.tick()
+  }
+
+  /** Stops sending and checking, closes the socket, completes `events$`. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.socket === undefined) return
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
+    this.timer = undefined
+    this.subscription?.unsubscribe()
+    await this.socket.close()
+    this.socket = undefined
+    this.events.complete()
+  }
+
+  /** Whether the detector is running. */
+  isStarted(): boolean {
+    return this.socket !== undefined
+  }
+
+  /**
+   * Watches a node: its heartbeats are expected at `target.endpoint`'s address and port, and this
+   * node's heartbeats are sent there.
+   *
+   * @param target - the node and its heartbeat endpoint
+   * @throws InvalidParametersError when the endpoint is missing
+   */
+  watch(target: WatchTarget): void {
+    if (target.endpoint === undefined)
+      throw new InvalidParametersError('target.endpoint', 'a heartbeat endpoint is required')
+    const existing = this.watched.get(target.node)
+    if (existing !== undefined) {
+      existing.target = { node: target.node, endpoint: { ...target.endpoint } }
+      return
+    }
+    this.watched.set(target.node, {
+      target: { node: target.node, endpoint: { ...target.endpoint } },
+      health: 'unknown',
+      lastHeard: this.clock.monotonic(),
+      incarnation: -1,
+      sequence: -1
+    })
+  }
+
+  /**
+   * Stops watching a node.
+   *
+   * @param node - the node
+   */
+  unwatch(node: NodeId): void {
+    this.watched.delete(node)
+  }
+
+  /**
+   * What the detector believes of a node.
+   *
+   * @param node - the node
+   */
+  health(node: NodeId): NodeHealth {
+    return this.watched.get(node)?.health ?? 'unknown'
+  }
+
+  private tick(): void {
+    this.sendHeartbeats()
+    this.check()
+    this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs)
+  }
+
+  private sendHeartbeats(): void {
+    if (this.socket === undefined) return
+    const frame = encodeHeartbeat(
+      { node: this.node, incarnation: this.incarnation, sequence: this.sequence++ },
+      this.key
+    )
+    const destinations = [
+      ...this.announceTo,
+      ...[...this.watched.values()].map((w) => w.target.endpoint!)
+    ]
+    for (const to of destinations) {
+      this.socket.send(frame, to)
+      this.counts.sent++
+    }
+  }
+
+  private check(): void {
+    const now = this.clock.monotonic()
+    for (const w of this.watched.values()) {
+      const silentMs = now - w.lastHeard
+      if (silentMs >= this.detectionTimeMs) {
+        if (w.health !== 'failed') {
+          w.health = 'failed'
+          this.events.next({ type: 'node:failed', node: w.target.node, silentMs })
+        }
+      } else if (silentMs >= this.intervalMs * 1.5 && w.health === 'alive') {
+        w.health = 'suspect'
+        this.events.next({ type: 'node:suspect', node: w.target.node, silentMs })
+      }
+    }
+  }
+
+  private onDatagram(data: Uint8Array, from: Endpoint): void {
+    const heartbeat = decodeHeartbeat(data, this.key)
+    const w = heartbeat === undefined ? undefined : this.watched.get(heartbeat.node)
+    if (heartbeat === undefined || w === undefined) {
+      // Heartbeats of nodes not watched are normal (they announce to us); only bad ones count.
+      if (heartbeat === undefined) this.counts.rejected++
+      return
+    }
+    const expected = w.target.endpoint!
+    if (from.address !== expected.address || from.port !== expected.port)
+      return void this.counts.rejected++
+    const newer =
+      heartbeat.incarnation > w.incarnation ||
+      (heartbeat.incarnation === w.incarnation && heartbeat.sequence > w.sequence)
+    if (!newer) return
+    w.incarnation = heartbeat.incarnation
+    w.sequence = heartbeat.sequence
+    w.lastHeard = this.clock.monotonic()
+    this.counts.received++
+    const was = w.health
+    w.health = 'alive'
+    if (was === 'suspect' || was === 'failed')
+      this.events.next({ type: 'node:recovered', node: w.target.node })
+  }
+}
+
+/**
+ * Creates a {@link HeartbeatFailureDetector}.
+ *
+ * @param components - network adapter and clock
+ * @param init - node id, endpoint and timing
+ */
+export function heartbeatFailureDetector(
+  components: HeartbeatFailureDetectorComponents,
+  init: HeartbeatFailureDetectorInit
+): HeartbeatFailureDetector {
+  return new HeartbeatFailureDetector(components, init)
+}
