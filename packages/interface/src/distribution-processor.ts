@@ -5,18 +5,38 @@ import type { IkeErrorKind } from './errors.js'
 import type { ConnectionRecord } from './records.js'
 import type { Startable } from './startable.js'
 
-/** The steps of a takeover, in the order they run (ARCHITECTURE.md steps 4 to 12). */
+/**
+ * The steps of a takeover, in the order they run (ARCHITECTURE.md steps 4 to 12). The DVIPA
+ * address is taken before the renegotiation, because the new IKE SAs must come from it; the
+ * re-routing of the connections (the rest of step 8) follows the filters.
+ */
 export type TakeoverStep =
   | 'detect'
   | 'claim'
   | 'read-and-clear'
+  | 'take-address'
   | 'renegotiate'
   | 'install-filters'
-  | 'take-address'
+  | 'reroute-connections'
   | 'notify-targets'
   | 'localize-connections'
   | 'write-records'
   | 'send-deletes'
+
+/** Every takeover step, in order. */
+export const TAKEOVER_STEPS: readonly TakeoverStep[] = [
+  'detect',
+  'claim',
+  'read-and-clear',
+  'take-address',
+  'renegotiate',
+  'install-filters',
+  'reroute-connections',
+  'notify-targets',
+  'localize-connections',
+  'write-records',
+  'send-deletes'
+]
 
 /** How long one step of a takeover took. */
 export interface StepTiming {
@@ -56,6 +76,9 @@ export interface TakeoverReport {
 /** The role a distribution processor has for a DVIPA. */
 export type DvipaRole = 'owner' | 'backup' | 'taking-over' | 'stood-down'
 
+/** Why a backup did not take a DVIPA over. */
+export type StandDownReason = 'better-backup-alive' | 'lost-claim' | 'owner-alive'
+
 /** Events of a distribution processor. */
 export type DistributionEvent =
   | {
@@ -77,7 +100,7 @@ export type DistributionEvent =
       supersededBy: number
     }
   | {
-      /** A takeover began. */
+      /** A takeover began (step 4, detection). */
       type: 'takeover:started'
       /** The DVIPA. */
       dvipa: Dvipa
@@ -93,10 +116,54 @@ export type DistributionEvent =
       timing: StepTiming
     }
   | {
+      /** The renegotiation step finished: how many IKE SAs were renegotiated and failed. */
+      type: 'takeover:renegotiated'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** IKE SAs renegotiated. */
+      renegotiated: number
+      /** IKE SAs that failed (they are retried with backoff). */
+      failed: number
+    }
+  | {
+      /** This backup did not take the DVIPA over. */
+      type: 'takeover:stood-down'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** Why. */
+      reason: StandDownReason
+    }
+  | {
       /** A takeover completed. */
       type: 'takeover:completed'
       /** What it did. */
       report: TakeoverReport
+    }
+  | {
+      /** A takeover failed after claiming; the DVIPA is released for the next backup. */
+      type: 'takeover:failed'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** The error's name and message. */
+      error: string
+    }
+  | {
+      /** A failed renegotiation was retried. */
+      type: 'renegotiation:retried'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** The phase 1 record being renegotiated. */
+      phase1Id: string
+      /** The attempt number (2 for the first retry). */
+      attempt: number
+      /** Whether this attempt succeeded. */
+      succeeded: boolean
+    }
+  | {
+      /** A new connection was distributed to a target. */
+      type: 'connection:created'
+      /** The connection. */
+      connection: ConnectionRecord
     }
   | {
       /** A connection was re-routed through this node to its old target. */
@@ -111,6 +178,32 @@ export type DistributionEvent =
       dvipa: Dvipa
       /** The targets told. */
       targets: NodeId[]
+      /** The epoch in the notice. */
+      epoch: number
+    }
+  | {
+      /** Deletes for a failed owner's SAs were left in its mailbox. */
+      type: 'deletes:sent'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** The failed owner. */
+      to: NodeId
+      /** IKE SAs to delete. */
+      ikeSas: number
+      /** Child SAs to delete. */
+      childSas: number
+    }
+  | {
+      /** This node found deletes in its mailbox and applied them. */
+      type: 'deletes:applied'
+      /** The DVIPA they concern. */
+      dvipa: Dvipa
+      /** The node that sent them. */
+      from: NodeId
+      /** IKE SAs deleted. */
+      ikeSas: number
+      /** Child SAs removed. */
+      childSas: number
     }
 
 /** A distribution processor's view of one DVIPA. */
@@ -123,6 +216,24 @@ export interface DvipaStatus {
   epoch: number
   /** The owner this node knows. */
   owner: NodeId | undefined
+  /** IKE SAs this node holds for it (0 unless it owns it). */
+  ikeSas: number
+  /** Child SAs this node holds for it. */
+  childSas: number
+  /** Connections in its routing table. */
+  connections: number
+}
+
+/** Packet counters of a distribution processor. */
+export interface DistributionCounters {
+  /** ESP packets decrypted and forwarded to a target (or handled locally). */
+  inbound: number
+  /** Packets from targets encrypted and sent to a peer. */
+  outbound: number
+  /** Packets dropped: by the ESP engine, for a stale epoch, or with no route to a target. */
+  dropped: number
+  /** Packets from targets refused because this node does not own the DVIPA (any more). */
+  notOwner: number
 }
 
 /**
@@ -150,4 +261,7 @@ export interface DistributionProcessor extends Startable {
    * @param dvipa - the DVIPA
    */
   connections(dvipa: Dvipa): ConnectionRecord[]
+
+  /** Packet counters (a copy). */
+  counters(): DistributionCounters
 }

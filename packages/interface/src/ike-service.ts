@@ -11,6 +11,7 @@ import type {
   Phase2Record
 } from './records.js'
 import type { Startable } from './startable.js'
+import type { UdpEndpoint } from './network-adapter.js'
 
 /** What to set up with a peer: an IKE SA and its first Child SA. */
 export interface IkeConnectRequest {
@@ -230,3 +231,17 @@ export interface IkeService extends Startable {
   /** Current message counters (a copy). */
   counters(): IkeCounters
 }
+
+/** The UDP sockets an IKE service works on: ports 500 and 4500 of one local address. */
+export interface IkeSockets {
+  /** Port 500. */
+  udp500: UdpEndpoint
+  /** Port 4500 (NAT traversal, shared with ESP-in-UDP). */
+  udp4500: UdpEndpoint
+}
+
+/**
+ * Makes an IKE service bound to given sockets. A distribution processor makes one per DVIPA
+ * when it starts serving it (a backup only once it has taken the address over).
+ */
+export type IkeServiceFactory = (sockets: IkeSockets) => IkeService

@@ -4,7 +4,7 @@ import type { CouplingStore } from './coupling-store.js'
 import type { DistributionProcessor } from './distribution-processor.js'
 import type { EspEngine } from './esp-engine.js'
 import type { FailureDetector } from './failure-detector.js'
-import type { IkeService } from './ike-service.js'
+import type { IkeService, IkeServiceFactory } from './ike-service.js'
 import type { NetworkAdapter } from './network-adapter.js'
 import type { RandomSource } from './random-source.js'
 import type { TargetStack } from './target-stack.js'
@@ -30,6 +30,8 @@ export const TOKENS = {
   FailureDetector: token<FailureDetector>('FailureDetector'),
   /** The IKE service. */
   IkeService: token<IkeService>('IkeService'),
+  /** Makes the IKE service of each DVIPA a distribution processor serves. */
+  IkeServiceFactory: token<IkeServiceFactory>('IkeServiceFactory'),
   /** The ESP engine. */
   EspEngine: token<EspEngine>('EspEngine'),
   /** The distribution processor (primary and backup roles). */
