@@ -1,0 +1,134 @@
+/**
+ * The vipsec side of the strongSwan interop test, run inside a network namespace by the test
+ * (`ip netns exec <ns> node --import tsx --conditions=vipsec-source peer.ts <config-json>`).
+ * It speaks JSON lines: requests on stdin ({ id, cmd, args }), answers and events on stdout.
+ */
+import { createInterface } from 'node:readline'
+import { SystemClock } from '@vipsec/clock'
+import { CryptoRandomSource } from '@vipsec/random'
+import { SoftwareEspEngine, buildIpPacket, buildUdp, parseIpPacket } from '@vipsec/esp-software'
+import { IkeV2Service, type IkeV2ServiceInit } from '../../src/index.js'
+import { DgramUdpEndpoint } from '../helpers/dgram-endpoint.js'
+
+interface Config {
+  address: string
+  init: IkeV2ServiceInit & { psks?: { remote: never; secret: string }[] }
+}
+
+function reviveBytes(v: unknown): unknown {
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>
+    if (typeof o.$bytes === 'string') return new Uint8Array(Buffer.from(o.$bytes, 'base64'))
+    for (const k of Object.keys(o)) o[k] = reviveBytes(o[k])
+  }
+  return v
+}
+
+const config = reviveBytes(JSON.parse(process.argv[2])) as Config
+const clock = new SystemClock()
+const random = new CryptoRandomSource()
+const engine = new SoftwareEspEngine({ clock })
+const udp500 = await DgramUdpEndpoint.bind({ address: config.address, port: 500 })
+const udp4500 = await DgramUdpEndpoint.bind({ address: config.address, port: 4500 })
+const service = new IkeV2Service({ clock, random, espEngine: engine, udp500, udp4500 }, config.init)
+const received: {
+  from: string
+  to: string
+  sourcePort: number
+  destinationPort: number
+  text: string
+}[] = []
+const out = (o: unknown): void => {
+  process.stdout.write(JSON.stringify(o) + '\n')
+}
+service.events$.subscribe((e) => out({ event: e }))
+service.espDatagrams$.subscribe((d) => {
+  const r = engine.unprotectUdp(d.data)
+  if (r.action !== 'accept') {
+    out({ drop: r.action === 'drop' ? r.reason : r.action })
+    return
+  }
+  const info = parseIpPacket(r.packet)
+  if (info === undefined || info.protocol !== 17) return
+  const udp = r.packet.subarray(info.payloadOffset, info.totalLength)
+  const text = new TextDecoder().decode(udp.subarray(8))
+  const addr = (o: number): string =>
+    Array.from(r.packet.subarray(o, o + info.addressLength)).join('.')
+  received.push({
+    from: addr(info.sourceOffset),
+    to: addr(info.destinationOffset),
+    sourcePort: (udp[0] << 8) | udp[1],
+    destinationPort: (udp[2] << 8) | udp[3],
+    text
+  })
+})
+await engine.start()
+await service.start()
+
+const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
+  connect: (args: never) => service.connect(args),
+  renegotiate: (args: never) => service.renegotiate(args),
+  rekeyChildSa: (id: never) => service.rekeyChildSa(id),
+  rekeyIkeSa: (id: never) => service.rekeyIkeSa(id),
+  deleteChildSa: (id: never) => service.deleteChildSa(id),
+  deleteIkeSa: (id: never) => service.deleteIkeSa(id),
+  checkLiveness: (id: never) => service.checkLiveness(id),
+  list: () => service.list(),
+  counters: () => ({ ike: service.counters(), esp: engine.counters() }),
+  received: () => received.splice(0),
+  sendUdp: (args: {
+    from: string
+    to: string
+    sourcePort: number
+    destinationPort: number
+    text: string
+  }) => {
+    const inner = buildIpPacket({
+      source: args.from,
+      destination: args.to,
+      protocol: 17,
+      payload: buildUdp({
+        source: args.from,
+        destination: args.to,
+        sourcePort: args.sourcePort,
+        destinationPort: args.destinationPort,
+        payload: new TextEncoder().encode(args.text)
+      })
+    })
+    const r = engine.protect(inner)
+    if (r.action !== 'protect') throw new Error(`protect: ${JSON.stringify(r)}`)
+    if (r.udp) udp4500.send(r.packet, r.to)
+    else throw new Error('expected ESP-in-UDP')
+    return { spi: r.spi, to: r.to }
+  },
+  stop: async () => {
+    await service.stop()
+    await engine.stop()
+    await udp500.close()
+    await udp4500.close()
+    setImmediate(() => process.exit(0))
+    return true
+  }
+}
+
+const rl = createInterface({ input: process.stdin })
+rl.on('line', (line) => {
+  let req: { id: number; cmd: string; args: never }
+  try {
+    req = JSON.parse(line)
+  } catch {
+    return
+  }
+  const fn = commands[req.cmd]
+  Promise.resolve()
+    .then(() => (fn === undefined ? Promise.reject(new Error(`unknown ${req.cmd}`)) : fn(req.args)))
+    .then(
+      (result) => out({ id: req.id, result }),
+      (err: Error & { kind?: string }) =>
+        out({ id: req.id, error: { name: err.name, kind: err.kind, message: err.message } })
+    )
+})
+rl.on('close', () => {
+  process.exit(0)
+})
+out({ ready: true })
