@@ -75,6 +75,8 @@ export function verifyAuth(
   const skP = sa.initiator ? sa.keys!.skPr : sa.keys!.skPi
   const ourNonce = sa.initiator ? sa.ni : sa.nr
   const octets = signedOctets(prfAlg, sa.peerInit, ourNonce, skP, encodeBody(id))
+  // the peer must use the kind of authentication our policy for it names
+  if ((auth.method === AuthMethodId.PSK) !== (sa.policy.authMethod === 'psk')) return false
   if (auth.method === AuthMethodId.PSK) {
     const psk = findPsk(ctx, sa.localIdentity!, sa.remoteIdentity!)
     if (psk === undefined) return false

@@ -1,6 +1,7 @@
 /** Two IkeV2Services over a MemoryNetwork with a shared virtual clock and seeded randomness. */
 import type {
   ChildProposal,
+  Identity,
   IkeConnectRequest,
   IkeEvent,
   IkeProposal,
@@ -82,17 +83,25 @@ export interface PairOptions {
   bPhase2?: Phase2Policy
   /** Seed. */
   seed?: string
+  /** Wall time the virtual clock starts at (certificates need the real date). */
+  startTime?: number
+  /** A's identity (default a.example). */
+  aId?: Identity
+  /** B's identity (default b.example). */
+  bId?: Identity
 }
 
 export function makePair(opts: PairOptions = {}) {
   const net = new MemoryNetwork()
-  const clock = new VirtualClock()
+  const clock = new VirtualClock({ startTime: opts.startTime })
+  const aId = opts.aId ?? A_ID
+  const bId = opts.bId ?? B_ID
   const aEngine = new SoftwareEspEngine({ clock })
   const bEngine = new SoftwareEspEngine({ clock })
   const seed = opts.seed ?? 'pair'
   const psks = [
-    { remote: B_ID, secret: 'shared secret' },
-    { remote: A_ID, secret: 'shared secret' }
+    { remote: bId, secret: 'shared secret' },
+    { remote: aId, secret: 'shared secret' }
   ]
   const a = new IkeV2Service(
     {
@@ -117,8 +126,8 @@ export function makePair(opts: PairOptions = {}) {
       retransmit: { timeoutMs: 1000, backoff: 2, tries: 4 },
       peers: [
         {
-          localIdentity: B_ID,
-          remoteIdentity: A_ID,
+          localIdentity: bId,
+          remoteIdentity: aId,
           phase1: opts.bPhase1 ?? phase1(),
           children: [
             { policy: opts.bPhase2 ?? phase2(), mode: 'tunnel', local: [B_NET], remote: [A_NET] }
@@ -136,8 +145,8 @@ export function makePair(opts: PairOptions = {}) {
   const request = (overrides: Partial<IkeConnectRequest> = {}): IkeConnectRequest => ({
     local: { address: '10.0.0.1', port: 500 },
     peer: { address: '10.0.0.2', port: 500 },
-    localIdentity: A_ID,
-    remoteIdentity: B_ID,
+    localIdentity: aId,
+    remoteIdentity: bId,
     phase1: phase1(),
     child: { policy: phase2(), mode: 'tunnel', local: [A_NET], remote: [B_NET] },
     ...overrides
