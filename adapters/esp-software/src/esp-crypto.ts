@@ -354,13 +354,18 @@ export class EspSealer {
   }
 
   /**
-   * Takes the next sequence number and seals `payload` with it.
+   * Takes the next sequence number without sealing, for a caller that seals elsewhere (a worker
+   * thread) with `sealRaw` and the IV made of the returned halves.
    *
-   * @param payload - the payload
-   * @param nextHeader - its next-header value
+   * @returns the high and low halves of the sequence number taken
    * @throws SequenceExhaustedError when the counter is at its end
    */
-  seal(payload: Uint8Array, nextHeader: number): Uint8Array {
+  reserve(): [high: number, low: number] {
+    this.advance()
+    return [this.high, this.low]
+  }
+
+  private advance(): void {
     if (this.low === MAX_32) {
       if (!this.esn || this.high === MAX_32) {
         throw new SequenceExhaustedError(`SPI ${this.spi}: sequence number space exhausted`)
@@ -370,6 +375,17 @@ export class EspSealer {
     } else {
       this.low++
     }
+  }
+
+  /**
+   * Takes the next sequence number and seals `payload` with it.
+   *
+   * @param payload - the payload
+   * @param nextHeader - its next-header value
+   * @throws SequenceExhaustedError when the counter is at its end
+   */
+  seal(payload: Uint8Array, nextHeader: number): Uint8Array {
+    this.advance()
     this.iv.writeUInt32BE(this.high, 0)
     this.iv.writeUInt32BE(this.low, 4)
     return sealRaw(

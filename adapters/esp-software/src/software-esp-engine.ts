@@ -29,10 +29,12 @@ import {
   espSpi,
   keyFingerprint,
   openRaw,
-  type EspKey
+  type EspKey,
+  type OpenResult
 } from './esp-crypto.js'
+import { CryptoWorkerPool, type OpenJob, type SealJob } from './crypto-worker-pool.js'
 import { formatIp, parseIp } from './ip-address.js'
-import { buildIpPacket, parseIpPacket } from './packet.js'
+import { buildIpPacket, parseIpPacket, type IpPacketInfo } from './packet.js'
 import { DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, ReplayWindow } from './replay-window.js'
 import { Spd } from './spd.js'
 import { classifyUdpPayload } from './udp-encapsulation.js'
@@ -52,6 +54,13 @@ export interface SoftwareEspEngineInit {
    * when it has fewer than this many sequence numbers left. Default 2^24.
    */
   sequenceSoftMargin?: number
+  /**
+   * Worker threads for {@link SoftwareEspEngine.protectBatch} and
+   * {@link SoftwareEspEngine.unprotectBatch}: the AES work of a batch is spread over them while
+   * SAD, SPD, sequence numbers and replay windows stay on the calling thread. Default 0 (none:
+   * batches run inline). The synchronous `protect`/`unprotect` never use workers.
+   */
+  workers?: number
 }
 
 /** Every drop reason, in the order counters report them. */
@@ -76,6 +85,7 @@ const EXPIRED_MEMORY = 1024
 
 /** @internal one installed SA */
 interface Sa {
+  readonly id: number
   readonly spi: number
   readonly direction: EspDirection
   readonly mode: 'tunnel' | 'transport'
@@ -139,6 +149,11 @@ export class SoftwareEspEngine implements EspEngine {
   private subject = new Subject<EspEvent>()
   private observable: Observable<EspEvent> = this.subject.asObservable()
   private started = false
+  private readonly workerCount: number
+  private pool: CryptoWorkerPool | undefined
+  private nextSaId = 1
+  /** While a batch is being prepared: SAs whose keys the workers must forget after its jobs. */
+  private deferredRemovals: number[] | undefined
 
   /**
    * @param components - the clock
@@ -155,6 +170,10 @@ export class SoftwareEspEngine implements EspEngine {
     if (!Number.isInteger(this.sequenceSoftMargin) || this.sequenceSoftMargin < 0) {
       throw new InvalidParametersError('init.sequenceSoftMargin', 'must be an integer >= 0')
     }
+    this.workerCount = init.workers ?? 0
+    if (!Number.isInteger(this.workerCount) || this.workerCount < 0 || this.workerCount > 64) {
+      throw new InvalidParametersError('init.workers', 'must be an integer from 0 to 64')
+    }
   }
 
   /** SA and filter events; completes on `stop()`. */
@@ -169,6 +188,7 @@ export class SoftwareEspEngine implements EspEngine {
       this.subject = new Subject<EspEvent>()
       this.observable = this.subject.asObservable()
     }
+    if (this.workerCount > 0) this.pool = new CryptoWorkerPool(this.workerCount)
     this.started = true
   }
 
@@ -179,6 +199,9 @@ export class SoftwareEspEngine implements EspEngine {
     for (const sa of [...this.inbound.values(), ...this.outbound.values()]) this.forget(sa)
     this.spd.clear()
     this.expired.clear()
+    const pool = this.pool
+    this.pool = undefined
+    await pool?.close()
     this.subject.complete()
   }
 
@@ -212,6 +235,7 @@ export class SoftwareEspEngine implements EspEngine {
     }
     table.set(sa.spi, sa)
     if (sa.fingerprint != null) this.liveKeys.set(sa.fingerprint, sa.spi)
+    this.pool?.addSa(sa.id, sa.gmac, params.keyMaterial, sa.spi, sa.esn)
     this.expired.delete(`${sa.direction}:${sa.spi}`)
     const { softSeconds, hardSeconds } = sa.lifetime
     if (softSeconds > 0) {
@@ -350,6 +374,7 @@ export class SoftwareEspEngine implements EspEngine {
         ? { address: udp.remote.address, port: udp.remote.port }
         : { address: params.tunnel?.remote ?? '', port: 0 }
     return {
+      id: this.nextSaId++,
       spi,
       direction,
       mode,
@@ -393,6 +418,8 @@ export class SoftwareEspEngine implements EspEngine {
     if (table.get(sa.spi) !== sa) return
     table.delete(sa.spi)
     for (const timer of sa.timers) this.clock.clearTimeout(timer)
+    if (this.deferredRemovals != null) this.deferredRemovals.push(sa.id)
+    else this.pool?.removeSa(sa.id)
     if (sa.fingerprint != null && sa.sealer != null) {
       this.liveKeys.delete(sa.fingerprint)
       this.usedKeys.set(sa.fingerprint, sa.sealer.sequence)
@@ -482,6 +509,57 @@ export class SoftwareEspEngine implements EspEngine {
    * @param packet - an IPv4 or IPv6 packet
    */
   protect(packet: Uint8Array): OutboundResult {
+    const prepared = this.prepareOutbound(packet)
+    if (!('sa' in prepared)) return prepared
+    const { sa, payload, nextHeader } = prepared
+    const esp = (sa.sealer as EspSealer).seal(payload, nextHeader)
+    return this.finishOutbound(sa, payload.length, esp, packet)
+  }
+
+  /**
+   * Protects a batch of outbound packets; with `workers` configured the encryption runs on the
+   * worker threads (sequence numbers are still taken here, in order), otherwise it is
+   * `packets.map(protect)`. Results are in the order of `packets`.
+   *
+   * @param packets - IPv4 or IPv6 packets
+   */
+  async protectBatch(packets: Uint8Array[]): Promise<OutboundResult[]> {
+    const pool = this.pool
+    if (pool == null) return packets.map((p) => this.protect(p))
+    const results: OutboundResult[] = new Array(packets.length)
+    const jobs: SealJob[] = []
+    const waiting: { index: number; sa: Sa; length: number }[] = []
+    this.deferredRemovals = []
+    for (let i = 0; i < packets.length; i++) {
+      const prepared = this.prepareOutbound(packets[i])
+      if (!('sa' in prepared)) {
+        results[i] = prepared
+        continue
+      }
+      const { sa, payload, nextHeader } = prepared
+      const [high, low] = (sa.sealer as EspSealer).reserve()
+      jobs.push({ sa: sa.id, high, low, payload, nextHeader })
+      waiting.push({ index: i, sa, length: payload.length })
+      // account now, so that limits and exhaustion hold for the rest of the batch
+      this.afterSeal(sa, payload.length)
+    }
+    // the jobs are posted before any removal of an SA that this batch exhausted
+    const sealing = jobs.length > 0 ? pool.seal(jobs) : undefined
+    const removals = this.deferredRemovals
+    this.deferredRemovals = undefined
+    for (const id of removals) pool.removeSa(id)
+    if (sealing != null) {
+      const sealed = await sealing
+      waiting.forEach((w, j) => {
+        results[w.index] = this.outboundResult(w.sa, sealed[j], packets[w.index])
+      })
+    }
+    return results
+  }
+
+  private prepareOutbound(
+    packet: Uint8Array
+  ): OutboundResult | { sa: Sa; payload: Uint8Array; nextHeader: number } {
     const info = parseIpPacket(packet)
     if (info == null) return this.drop('malformed')
     const match = this.spd.match('outbound', packet, info)
@@ -497,7 +575,6 @@ export class SoftwareEspEngine implements EspEngine {
     if (sa == null) {
       return this.drop(this.expired.has(`outbound:${filter.spi}`) ? 'sa-expired' : 'no-sa')
     }
-    const sealer = sa.sealer as EspSealer
     let payload: Uint8Array
     let nextHeader: number
     if (sa.mode === 'tunnel') {
@@ -508,24 +585,45 @@ export class SoftwareEspEngine implements EspEngine {
       nextHeader = info.protocol
     }
     if (!this.admit(sa, payload.length)) return this.drop('sa-expired')
-    if (sealer.exhausted) {
+    if ((sa.sealer as EspSealer).exhausted) {
       this.removeExpired(sa, 'sequence-exhausted')
       return this.drop('sa-expired')
     }
-    const esp = sealer.seal(payload, nextHeader)
+    return { sa, payload, nextHeader }
+  }
+
+  private finishOutbound(
+    sa: Sa,
+    length: number,
+    esp: Uint8Array,
+    packet: Uint8Array
+  ): OutboundResult {
+    this.afterSeal(sa, length)
+    return this.outboundResult(sa, esp, packet)
+  }
+
+  private afterSeal(sa: Sa, length: number): void {
+    const sealer = sa.sealer as EspSealer
     this.stats.encapsulated++
-    this.account(sa, payload.length)
+    this.account(sa, length)
     if (!sa.softExpired && sealer.remaining < this.sequenceSoftMargin) {
       this.softExpire(sa, 'sequence')
     }
     if (sealer.exhausted) this.removeExpired(sa, 'sequence-exhausted')
-    const to =
-      sa.to.address === '' && sa.mode === 'transport'
-        ? {
-            address: formatIp(packet, info.destinationOffset, info.addressLength),
-            port: sa.to.port
-          }
-        : { address: sa.to.address, port: sa.to.port }
+  }
+
+  private outboundResult(sa: Sa, esp: Uint8Array, packet: Uint8Array): OutboundResult {
+    let to: Endpoint
+    if (sa.to.address === '') {
+      // transport mode without addresses: to the inner destination
+      const info = parseIpPacket(packet) as IpPacketInfo
+      to = {
+        address: formatIp(packet, info.destinationOffset, info.addressLength),
+        port: sa.to.port
+      }
+    } else {
+      to = { address: sa.to.address, port: sa.to.port }
+    }
     return { action: 'protect', packet: esp, spi: sa.spi, to, udp: sa.udp }
   }
 
@@ -565,6 +663,56 @@ export class SoftwareEspEngine implements EspEngine {
    * @param packet - the ESP packet, from the SPI
    */
   unprotect(packet: Uint8Array): InboundResult {
+    const prepared = this.prepareInbound(packet)
+    if (!('sa' in prepared)) return prepared
+    const { sa, high, low } = prepared
+    return this.finishInbound(
+      sa,
+      high,
+      low,
+      openRaw(sa.gmac, sa.key as EspKey, sa.esn, high, packet)
+    )
+  }
+
+  /**
+   * Unprotects a batch of inbound ESP packets; with `workers` configured the decryption runs on
+   * the worker threads, while the replay windows are checked here before and updated here after
+   * (in the order of `packets`). Otherwise it is `packets.map(unprotect)`.
+   *
+   * @param packets - ESP packets
+   */
+  async unprotectBatch(packets: Uint8Array[]): Promise<InboundResult[]> {
+    const pool = this.pool
+    if (pool == null) return packets.map((p) => this.unprotect(p))
+    const results: InboundResult[] = new Array(packets.length)
+    const jobs: OpenJob[] = []
+    const waiting: { index: number; sa: Sa; high: number; low: number }[] = []
+    for (let i = 0; i < packets.length; i++) {
+      const prepared = this.prepareInbound(packets[i])
+      if (!('sa' in prepared)) {
+        results[i] = prepared
+        continue
+      }
+      jobs.push({ sa: prepared.sa.id, high: prepared.high, packet: packets[i] })
+      waiting.push({ index: i, ...prepared })
+    }
+    if (jobs.length > 0) {
+      const opened = await pool.open(jobs)
+      waiting.forEach((w, j) => {
+        // the SA may have gone while the workers ran
+        const current = this.inbound.get(w.sa.spi)
+        results[w.index] =
+          current === w.sa
+            ? this.finishInbound(w.sa, w.high, w.low, opened[j])
+            : this.drop(this.expired.has(`inbound:${w.sa.spi}`) ? 'sa-expired' : 'unknown-spi')
+      })
+    }
+    return results
+  }
+
+  private prepareInbound(
+    packet: Uint8Array
+  ): InboundResult | { sa: Sa; high: number; low: number } {
     if (!(packet instanceof Uint8Array)) return this.drop('malformed')
     const spi = espSpi(packet)
     if (spi === undefined) return this.drop('malformed')
@@ -578,8 +726,15 @@ export class SoftwareEspEngine implements EspEngine {
     const high = window.inferHigh(low, sa.esn)
     const verdict = window.check(high, low)
     if (verdict !== 'ok') return this.drop(verdict)
-    const opened = openRaw(sa.gmac, sa.key as EspKey, sa.esn, high, packet)
+    return { sa, high, low }
+  }
+
+  private finishInbound(sa: Sa, high: number, low: number, opened: OpenResult): InboundResult {
     if (!opened.ok) return this.drop(opened.reason)
+    const window = sa.window as ReplayWindow
+    // checked again: another packet with this number may have been accepted meanwhile (batches)
+    const verdict = window.check(high, low)
+    if (verdict !== 'ok') return this.drop(verdict)
     window.accept(high, low)
     let inner: Uint8Array
     const nextHeader = opened.nextHeader
@@ -605,14 +760,14 @@ export class SoftwareEspEngine implements EspEngine {
     if (
       match === null ||
       match.filter.action !== 'protect' ||
-      (match.filter.spi !== undefined && match.filter.spi !== spi)
+      (match.filter.spi !== undefined && match.filter.spi !== sa.spi)
     ) {
       return this.drop('policy-mismatch')
     }
     if (!this.admit(sa, opened.payload.length)) return this.drop('sa-expired')
     this.stats.decapsulated++
     this.account(sa, opened.payload.length)
-    return { action: 'accept', packet: inner, spi, nextHeader }
+    return { action: 'accept', packet: inner, spi: sa.spi, nextHeader }
   }
 
   /**

@@ -1,0 +1,350 @@
+/**
+ * ESP throughput on one core: packets/s of SoftwareEspEngine.protect (encapsulate) and
+ * .unprotect (decapsulate) for 64, 512 and 1400-byte inner packets, next to bare node:crypto
+ * AES-256-GCM (one createCipheriv/createDecipheriv per packet) on the same sizes, measured
+ * interleaved in the same run. Then the worker-thread mode (protectBatch/unprotectBatch) with 1
+ * and 2 workers. Prints a table and one JSON line. Run: npm run bench:esp
+ */
+import { createCipheriv, createDecipheriv } from 'node:crypto'
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import { SystemClock } from '@vipsec/clock'
+import { IpProtocol, type EspSaParams } from '@vipsec/interface'
+import { SoftwareEspEngine, buildIpPacket, buildUdp } from '../src/index.js'
+
+const SIZES = [64, 512, 1400]
+const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 5)
+const SLICE_MS = Number(process.env.ESP_BENCH_SLICE_MS ?? 300)
+const BATCH = 256
+
+const LIMITS = {
+  softSeconds: 0,
+  hardSeconds: 0,
+  softBytes: 0,
+  hardBytes: 0,
+  softPackets: 0,
+  hardPackets: 0
+}
+
+function innerPacket(size: number): Uint8Array {
+  const source = '10.1.0.5'
+  const destination = '10.2.0.7'
+  const payload = new Uint8Array(size - 28).fill(0xab)
+  return buildIpPacket({
+    source,
+    destination,
+    protocol: IpProtocol.UDP,
+    payload: buildUdp({ source, destination, sourcePort: 40000, destinationPort: 5001, payload })
+  })
+}
+
+let keySeed = 1
+function sa(spi: number, direction: 'inbound' | 'outbound'): EspSaParams {
+  const keyMaterial = Uint8Array.from({ length: 36 }, (_, i) => (keySeed * 31 + i) & 0xff)
+  if (direction === 'outbound') keySeed++
+  return {
+    spi,
+    direction,
+    mode: 'tunnel',
+    algorithm: 'aes-gcm-16',
+    keyMaterial,
+    extendedSequenceNumbers: true,
+    lifetime: LIMITS,
+    replayWindow: 4096,
+    tunnel:
+      direction === 'outbound'
+        ? { local: '192.0.2.1', remote: '198.51.100.2' }
+        : { local: '198.51.100.2', remote: '192.0.2.1' },
+    udpEncapsulation: {
+      local: { address: '192.0.2.1', port: 4500 },
+      remote: { address: '198.51.100.2', port: 4500 }
+    }
+  }
+}
+
+const SELECTOR = {
+  source: '10.1.0.0/16',
+  destination: '10.2.0.0/16',
+  protocol: 0,
+  sourcePorts: [0, 65535] as [number, number],
+  destinationPorts: [0, 65535] as [number, number]
+}
+
+/** A started engine with one outbound SA and the inbound SA for the same key, plus filters. */
+async function makeEngine(workers: number): Promise<{ engine: SoftwareEspEngine; spi: number }> {
+  const engine = new SoftwareEspEngine({ clock: new SystemClock() }, { workers })
+  await engine.start()
+  const spi = 0x1000 + keySeed
+  const outbound = sa(spi, 'outbound')
+  engine.addSa(outbound)
+  engine.addSa({ ...outbound, direction: 'inbound', tunnel: sa(spi, 'inbound').tunnel })
+  engine.installFilter({
+    id: 'o',
+    direction: 'outbound',
+    selector: SELECTOR,
+    action: 'protect',
+    priority: 1,
+    spi
+  })
+  engine.installFilter({
+    id: 'i',
+    direction: 'inbound',
+    selector: SELECTOR,
+    action: 'protect',
+    priority: 1,
+    spi
+  })
+  return { engine, spi }
+}
+
+/** Runs `step` (which processes `per` packets) for about SLICE_MS; returns packets/s. */
+function rate(per: number, step: () => void): number {
+  const end = performance.now() + SLICE_MS
+  const start = performance.now()
+  let n = 0
+  let now = start
+  while (now < end) {
+    for (let i = 0; i < 64; i++) step()
+    n += 64 * per
+    now = performance.now()
+  }
+  return (n / (now - start)) * 1000
+}
+
+async function rateAsync(per: number, step: () => Promise<void>): Promise<number> {
+  const start = performance.now()
+  const end = start + SLICE_MS
+  let n = 0
+  let now = start
+  while (now < end) {
+    await step()
+    n += per
+    now = performance.now()
+  }
+  return (n / (now - start)) * 1000
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+
+const key = Buffer.alloc(32, 7)
+const nonce = Buffer.alloc(12, 9)
+const aad = Buffer.alloc(8, 1)
+
+function bareEncrypt(plaintext: Uint8Array): void {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
+  cipher.setAAD(aad)
+  cipher.update(plaintext)
+  cipher.final()
+  cipher.getAuthTag()
+}
+
+function makeBareDecrypt(plaintext: Uint8Array): () => void {
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
+  cipher.setAAD(aad)
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
+  const tag = cipher.getAuthTag()
+  return () => {
+    const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
+    decipher.setAuthTag(tag)
+    decipher.setAAD(aad)
+    decipher.update(ciphertext)
+    decipher.final()
+  }
+}
+
+interface Row {
+  size: number
+  bareEncrypt: number
+  encapsulate: number
+  encapsulateRatio: number
+  bareDecrypt: number
+  decapsulate: number
+  decapsulateRatio: number
+}
+
+async function singleCore(): Promise<Row[]> {
+  const rows: Row[] = []
+  for (const size of SIZES) {
+    const packet = innerPacket(size)
+    const bareDecrypt = makeBareDecrypt(packet)
+    const samples = {
+      bareEncrypt: [] as number[],
+      encapsulate: [] as number[],
+      bareDecrypt: [] as number[],
+      decapsulate: [] as number[]
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const { engine } = await makeEngine(0)
+      samples.bareEncrypt.push(rate(1, () => bareEncrypt(packet)))
+      samples.encapsulate.push(
+        rate(1, () => {
+          if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
+        })
+      )
+      samples.bareDecrypt.push(rate(1, bareDecrypt))
+      // decapsulate fresh packets (made beforehand, about one slice's worth): time them all
+      const fresh: Uint8Array[] = []
+      const count = Math.ceil((samples.encapsulate.at(-1) as number) * (SLICE_MS / 1000))
+      for (let i = 0; i < count; i++) {
+        const out = engine.protect(packet)
+        if (out.action === 'protect') fresh.push(out.packet)
+      }
+      const started = performance.now()
+      for (const esp of fresh) {
+        if (engine.unprotect(esp).action !== 'accept') throw new Error('not accepted')
+      }
+      samples.decapsulate.push((fresh.length / (performance.now() - started)) * 1000)
+      await engine.stop()
+    }
+    const row: Row = {
+      size,
+      bareEncrypt: median(samples.bareEncrypt),
+      encapsulate: median(samples.encapsulate),
+      encapsulateRatio: 0,
+      bareDecrypt: median(samples.bareDecrypt),
+      decapsulate: median(samples.decapsulate),
+      decapsulateRatio: 0
+    }
+    row.encapsulateRatio = row.encapsulate / row.bareEncrypt
+    row.decapsulateRatio = row.decapsulate / row.bareDecrypt
+    rows.push(row)
+  }
+  return rows
+}
+
+interface WorkerRow {
+  size: number
+  workers: number
+  encapsulate: number
+  decapsulate: number
+}
+
+async function workerMode(): Promise<WorkerRow[]> {
+  const rows: WorkerRow[] = []
+  for (const size of SIZES) {
+    const packet = innerPacket(size)
+    const batch = Array.from({ length: BATCH }, () => packet)
+    for (const workers of [1, 2]) {
+      const enc: number[] = []
+      const dec: number[] = []
+      for (let round = 0; round < Math.max(3, ROUNDS - 2); round++) {
+        const { engine } = await makeEngine(workers)
+        // warm up: worker start-up and JIT are not part of the rate
+        for (let w = 0; w < 20; w++) await engine.protectBatch(batch)
+        // keep several batches in flight so that every worker stays busy
+        const inFlight = workers * 2
+        enc.push(
+          await rateAsync(BATCH * inFlight, async () => {
+            await Promise.all(Array.from({ length: inFlight }, () => engine.protectBatch(batch)))
+          })
+        )
+        // decapsulate about one slice's worth of fresh batches, `inFlight` at a time
+        const batches = Math.ceil(((enc.at(-1) as number) * (SLICE_MS / 1000)) / BATCH)
+        const fresh: Uint8Array[][] = []
+        for (let b = 0; b < batches; b++) {
+          const results = await engine.protectBatch(batch)
+          fresh.push(results.map((r) => (r.action === 'protect' ? r.packet : new Uint8Array(0))))
+        }
+        const started = performance.now()
+        for (let next = 0; next < fresh.length; next += inFlight) {
+          const results = await Promise.all(
+            fresh.slice(next, next + inFlight).map((b) => engine.unprotectBatch(b))
+          )
+          for (const r of results) if (r[0].action !== 'accept') throw new Error('not accepted')
+        }
+        dec.push(((fresh.length * BATCH) / (performance.now() - started)) * 1000)
+        await engine.stop()
+      }
+      rows.push({ size, workers, encapsulate: median(enc), decapsulate: median(dec) })
+    }
+  }
+  return rows
+}
+
+/** Bare AES-256-GCM in `threads` worker threads at once, for the machine's own scaling ceiling. */
+async function bareThreads(threads: number, size: number): Promise<number> {
+  const code = `
+    const { createCipheriv } = require('node:crypto')
+    const { parentPort } = require('node:worker_threads')
+    const key = Buffer.alloc(32, 7), nonce = Buffer.alloc(12, 9), aad = Buffer.alloc(8, 1)
+    const plaintext = Buffer.alloc(${size}, 0xab)
+    const step = () => {
+      const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
+      c.setAAD(aad); c.update(plaintext); c.final(); c.getAuthTag()
+    }
+    for (let i = 0; i < 20000; i++) step()
+    const start = performance.now()
+    let n = 0
+    while (performance.now() - start < ${SLICE_MS * 2}) { for (let i = 0; i < 64; i++) step(); n += 64 }
+    parentPort.postMessage((n / (performance.now() - start)) * 1000)`
+  const rates = await Promise.all(
+    Array.from(
+      { length: threads },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const worker = new Worker(code, { eval: true })
+          worker.once('message', (rate: number) => {
+            resolve(rate)
+            void worker.terminate()
+          })
+          worker.once('error', reject)
+        })
+    )
+  )
+  return rates.reduce((a, b) => a + b, 0)
+}
+
+const k = (n: number): string => `${(n / 1000).toFixed(1)}k`
+
+const single = await singleCore()
+console.log(`\nESP on one core (median of ${ROUNDS} slices of ${SLICE_MS} ms, packets/s)`)
+console.log('size  bare-enc  encap   ratio  bare-dec  decap   ratio')
+for (const r of single) {
+  console.log(
+    `${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}`
+  )
+}
+const threaded = await workerMode()
+console.log(
+  `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
+)
+console.log('size  workers  encap   scale  decap   scale')
+const scaling: Record<string, { encapsulate: number; decapsulate: number }> = {}
+for (const r of threaded) {
+  const one = threaded.find((x) => x.size === r.size && x.workers === 1) as WorkerRow
+  const encScale = r.encapsulate / one.encapsulate
+  const decScale = r.decapsulate / one.decapsulate
+  if (r.workers === 2) scaling[r.size] = { encapsulate: encScale, decapsulate: decScale }
+  console.log(
+    `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${encScale.toFixed(2).padStart(5)}  ${k(r.decapsulate).padStart(6)}  ${decScale.toFixed(2).padStart(5)}`
+  )
+}
+const ceiling: Record<string, number> = {}
+for (const size of SIZES) {
+  const one: number[] = []
+  const two: number[] = []
+  for (let round = 0; round < 3; round++) {
+    one.push(await bareThreads(1, size))
+    two.push(await bareThreads(2, size))
+  }
+  ceiling[size] = median(two) / median(one)
+}
+console.log(
+  `bare AES-256-GCM in 2 threads vs 1 on this machine, same run: ${SIZES.map((s) => `${s} B ${ceiling[s].toFixed(2)}x`).join(', ')}`
+)
+console.log(
+  JSON.stringify({
+    bench: 'esp',
+    node: process.version,
+    cores: availableParallelism(),
+    rounds: ROUNDS,
+    sliceMs: SLICE_MS,
+    singleCore: single,
+    workers: threaded,
+    scaling2Workers: scaling,
+    bareThreadScaling: ceiling
+  })
+)
