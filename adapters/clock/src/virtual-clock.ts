@@ -36,9 +36,9 @@ export class VirtualClock implements Clock {
     this.origin = init.startTime ?? 1_700_000_000_000
   }
 
-  /** Wall time: the start time plus the virtual time elapsed. */
+  /** Wall time in whole ms, like `Date.now()`: the start time plus the virtual time elapsed. */
   now(): number {
-    return this.origin + this.time
+    return Math.floor(this.origin + this.time)
   }
 
   /** Virtual ms elapsed since the clock was made. */

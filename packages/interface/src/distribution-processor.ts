@@ -234,6 +234,8 @@ export interface DistributionCounters {
   dropped: number
   /** Packets from targets refused because this node does not own the DVIPA (any more). */
   notOwner: number
+  /** Coupling-store writes that failed for another reason than a newer epoch (they are retried by the next change). */
+  storeErrors: number
 }
 
 /**

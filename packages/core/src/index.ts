@@ -1,0 +1,59 @@
+/**
+ * The core of vipsec: the {@link DefaultDistributionProcessor} (owner and backup of DVIPAs, the
+ * inbound and outbound data path, the coupling-store records), the takeover that a backup runs
+ * when the owner fails ({@link runTakeover}, steps 4 to 12 of the method, each timed), the
+ * {@link DefaultTargetStack} of the target hosts, and the {@link ConnectionTable} with its
+ * target selection policies. It depends on contracts only; adapters are given to it.
+ *
+ * @example A backup distribution processor
+ * ```ts
+ * import { DefaultDistributionProcessor } from '@vipsec/core'
+ *
+ * const dp = new DefaultDistributionProcessor(
+ *   { store, esp, ikeFactory, detector, link, network, clock },
+ *   {
+ *     node: 'dp-2',
+ *     dvipas: [{ dvipa: '10.0.0.100', ranks: ['dp-1', 'dp-2', 'dp-3'], targets: [{ node: 'target-1' }] }],
+ *     heartbeats: { 'dp-1': { address: '10.9.0.1', port: 7500 }, 'dp-3': { address: '10.9.0.3', port: 7500 } }
+ *   }
+ * )
+ * dp.events$.subscribe((e) => { if (e.type === 'takeover:completed') console.log(e.report) })
+ * await dp.start()
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { requestResponse, udpEcho } from './apps.js'
+export {
+  ConnectionTable,
+  connectionId,
+  flowKey,
+  type SelectionPolicy,
+  type TargetConfig
+} from './connection-table.js'
+export {
+  DefaultDistributionProcessor,
+  defaultDistributionProcessor,
+  type DefaultDistributionProcessorComponents,
+  type DefaultDistributionProcessorInit,
+  type DvipaConfig,
+  type DvipaState,
+  type RetryOptions
+} from './distribution-processor.js'
+export {
+  filterKey,
+  filterRecord,
+  planRenegotiation,
+  saRecords,
+  spiHex,
+  type RenegotiationPlan
+} from './records.js'
+export { runTakeover, type Detection, type TakeoverHost } from './takeover.js'
+export {
+  DefaultTargetStack,
+  defaultTargetStack,
+  type DefaultTargetStackComponents,
+  type DefaultTargetStackInit,
+  type LocalOwner,
+  type TargetCounters
+} from './target-stack.js'

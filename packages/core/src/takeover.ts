@@ -1,0 +1,389 @@
+import {
+  OwnershipConflictError,
+  TakeoverError,
+  type Clock,
+  type ConnectionRecord,
+  type DeleteMessage,
+  type DistributionEvent,
+  type DvipaRecord,
+  type DvipaRecordSet,
+  type Fence,
+  type FilterRecord,
+  type IkeErrorKind,
+  type IkeSaRecords,
+  type NodeId,
+  type Phase2Record,
+  type RenegotiationOutcome,
+  type StepTiming,
+  type TakeoverReport,
+  type TakeoverStep
+} from '@vipsec/interface'
+import type { DefaultDistributionProcessor, DvipaState } from './distribution-processor.js'
+import { filterKey, filterRecord, planRenegotiation, saRecords } from './records.js'
+
+/** What the takeover needs from its distribution processor. */
+export type TakeoverHost = Pick<
+  DefaultDistributionProcessor,
+  | 'id'
+  | 'components'
+  | 'init'
+  | 'emit'
+  | 'publishStatus'
+  | 'openDvipa'
+  | 'closeDvipa'
+  | 'fence'
+  | 'track'
+  | 'notifyTargets'
+  | 'filtersOf'
+>
+
+/** When and how the failure was detected. */
+export interface Detection {
+  /** Monotonic ms at which the failure was declared. */
+  detectedAt: number
+  /** How long the owner had been silent when it was declared failed, if known. */
+  silentMs: number | undefined
+}
+
+/** Times one step and reports it. */
+class StepClock {
+  readonly steps: StepTiming[] = []
+  constructor(
+    private readonly clock: Clock,
+    private readonly emit: (event: DistributionEvent) => void,
+    private readonly dvipa: string
+  ) {}
+
+  async run<T>(step: TakeoverStep, work: () => Promise<T> | T): Promise<T> {
+    const startedAt = this.clock.monotonic()
+    const result = await work()
+    this.record({ step, startedAt, durationMs: this.clock.monotonic() - startedAt })
+    return result
+  }
+
+  record(timing: StepTiming): void {
+    this.steps.push(timing)
+    this.emit({ type: 'takeover:step', dvipa: this.dvipa, timing })
+  }
+}
+
+/**
+ * Runs the takeover of one DVIPA from a failed owner, steps 4 to 12 of the method, each step
+ * timed and reported as a `takeover:step` event:
+ *
+ * 1. detect: the failure detector declared the owner failed (its silence is the step's time);
+ *    a backup waits `rankDelayMs` for each better-ranked live backup, so the best live one
+ *    claims first;
+ * 2. claim: compare-and-set of the ownership record to a new epoch; losing it stands down;
+ * 3. read-and-clear: `takeRecords` (kept in the store's journal until settled);
+ * 4. take-address: the DVIPA moves here and its IKE service opens on ports 500 and 4500;
+ * 5. renegotiate: every IKE SA with its Child SAs, with INITIAL_CONTACT; failures are reported
+ *    and retried with backoff in the background, without holding the others up;
+ * 6. install-filters: the old owner's bypass and discard filters, and a sweep that leaves one
+ *    active filter per direction and selector (duplicates removed);
+ * 7. reroute-connections: every flow keeps its target, now through this node;
+ * 8. notify-targets: an ownership notice with the new epoch to every target;
+ * 9. localize-connections: flows whose target is this node become non-distributed;
+ * 10. write-records: this node's records under the new epoch, then the journal is settled;
+ * 11. send-deletes: the old owner's SAs go to its mailbox.
+ *
+ * @param host - the distribution processor
+ * @param state - the DVIPA's state
+ * @param previousOwner - the failed owner
+ * @param detection - when the failure was declared
+ */
+export async function runTakeover(
+  host: TakeoverHost,
+  state: DvipaState,
+  previousOwner: NodeId,
+  detection: Detection
+): Promise<TakeoverReport> {
+  const { clock, store, detector } = host.components
+  const dvipa = state.config.dvipa
+  const steps = new StepClock(clock, (e) => host.emit(e), dvipa)
+  const startedAt = detection.detectedAt - (detection.silentMs ?? 0)
+  host.emit({ type: 'takeover:started', dvipa, previousOwner })
+  steps.record({ step: 'detect', startedAt, durationMs: detection.silentMs ?? 0 })
+
+  // Rank: wait for each better-ranked backup that is still alive, then claim unless one did.
+  const seenEpoch = state.epoch
+  const better = state.config.ranks
+    .slice(0, state.config.ranks.indexOf(host.id))
+    .filter((n) => n !== previousOwner && n !== host.id && detector.health(n) === 'alive')
+  if (better.length > 0) await clock.sleep(host.init.rankDelayMs * better.length)
+  if (state.epoch !== seenEpoch) {
+    host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
+    throw new TakeoverError(`${dvipa} was claimed by ${state.owner ?? 'another node'} first`)
+  }
+
+  state.role = 'taking-over'
+  host.publishStatus()
+  let fence: Fence
+  try {
+    fence = await steps.run('claim', async () => {
+      const ownership = await store.claimOwnership(dvipa, {
+        owner: host.id,
+        ranks: state.config.ranks,
+        expectedEpoch: seenEpoch
+      })
+      state.epoch = ownership.epoch
+      state.owner = host.id
+      return host.fence(state)
+    })
+  } catch (err) {
+    state.role = 'backup'
+    host.publishStatus()
+    if ((err as Error).name === OwnershipConflictError.name) {
+      host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
+      throw new TakeoverError(`lost the claim of ${dvipa}`, { cause: err })
+    }
+    throw err
+  }
+  host.emit({ type: 'ownership:claimed', dvipa, epoch: fence.epoch })
+
+  try {
+    const taken = await steps.run('read-and-clear', async () => store.takeRecords(dvipa, fence))
+    await steps.run('take-address', async () => host.openDvipa(state, false))
+    const plan = planRenegotiation(taken)
+    const outcomes = await steps.run('renegotiate', async () => renegotiate(host, state, plan.sas))
+    const renegotiated = outcomes.filter((o) => o.status === 'renegotiated')
+    const failed = outcomes.filter((o) => o.status === 'failed')
+    host.emit({
+      type: 'takeover:renegotiated',
+      dvipa,
+      renegotiated: renegotiated.length,
+      failed: failed.length
+    })
+    const replaced = mapChildren(renegotiated)
+    await steps.run('install-filters', () => installFilters(host, state, taken.filter, replaced))
+    const connections = await steps.run('reroute-connections', () =>
+      reroute(host, state, taken.connection, replaced)
+    )
+    await steps.run('notify-targets', async () => {
+      const targets = await host.notifyTargets(state)
+      host.emit({ type: 'targets:notified', dvipa, targets, epoch: fence.epoch })
+    })
+    await steps.run('localize-connections', () => localize(host, state))
+    state.role = 'owner'
+    await steps.run('write-records', async () => {
+      await store.putRecords(dvipa, ownRecords(host, state), fence)
+      await store.settleTakeover(dvipa, fence)
+      state.recording = true
+    })
+    await steps.run('send-deletes', async () =>
+      sendDeletes(host, state, previousOwner, taken, fence)
+    )
+    for (const outcome of failed) scheduleRetry(host, state, outcome.previous, 2)
+
+    const report: TakeoverReport = {
+      dvipa,
+      previousOwner,
+      epoch: fence.epoch,
+      steps: steps.steps,
+      renegotiated: renegotiated.length,
+      failed: [
+        ...failed.map((o) => ({ phase1Id: o.previous.phase1.id, reason: o.reason })),
+        ...plan.orphans.map((p) => ({
+          phase1Id: p.id,
+          reason: 'CHILD_SA_NOT_FOUND' as IkeErrorKind
+        }))
+      ],
+      connections,
+      durationMs: clock.monotonic() - startedAt
+    }
+    host.publishStatus()
+    host.emit({ type: 'takeover:completed', report })
+    return report
+  } catch (err) {
+    // Nothing is lost: the store keeps the taken records in its journal for the next taker.
+    state.role = 'backup'
+    await host.closeDvipa(state)
+    await store.releaseOwnership(dvipa, fence).catch(() => undefined)
+    host.emit({
+      type: 'takeover:failed',
+      dvipa,
+      error: `${(err as Error).name}: ${(err as Error).message}`
+    })
+    host.publishStatus()
+    throw err
+  }
+}
+
+async function renegotiate(
+  host: TakeoverHost,
+  state: DvipaState,
+  sas: IkeSaRecords[]
+): Promise<RenegotiationOutcome[]> {
+  if (sas.length === 0) return []
+  const outcomes = await state.ike!.renegotiate(sas)
+  for (const outcome of outcomes) {
+    if (outcome.status === 'renegotiated')
+      host.track(state, outcome.current.phase1, outcome.current.phase2)
+  }
+  return outcomes
+}
+
+/** Maps each old phase 2 id to the new Child SA that replaced it (by position in its IKE SA). */
+function mapChildren(outcomes: RenegotiationOutcome[]): Map<string, Phase2Record> {
+  const map = new Map<string, Phase2Record>()
+  for (const outcome of outcomes) {
+    if (outcome.status !== 'renegotiated') continue
+    const failed = new Set(outcome.failedChildren.map((f) => f.previous.id))
+    const kept = outcome.previous.phase2.filter((p) => !failed.has(p.id))
+    kept.forEach((old, i) => {
+      const next = outcome.current.phase2[i]
+      if (next !== undefined) map.set(old.id, next)
+    })
+  }
+  return map
+}
+
+/**
+ * Installs the old owner's filters that are not tied to an SA (bypass, discard) and leaves one
+ * active filter per direction and selector: among duplicates it keeps the one of a current SA.
+ */
+function installFilters(
+  host: TakeoverHost,
+  state: DvipaState,
+  records: FilterRecord[],
+  replaced: Map<string, Phase2Record>
+): void {
+  const { esp } = host.components
+  for (const record of records) {
+    if (record.action === 'protect') continue
+    esp.installFilter({
+      id: record.id,
+      direction: record.direction,
+      selector: record.selector,
+      action: record.action,
+      priority: record.priority
+    })
+  }
+  const currentSpis = new Set<number>()
+  for (const child of replaced.values()) {
+    currentSpis.add(Number.parseInt(child.inboundSpi, 16))
+    currentSpis.add(Number.parseInt(child.outboundSpi, 16))
+  }
+  const groups = new Map<string, ReturnType<typeof esp.listFilters>>()
+  for (const filter of esp.listFilters()) {
+    const key = filterKey(filter)
+    groups.set(key, [...(groups.get(key) ?? []), filter])
+  }
+  for (const group of groups.values()) {
+    if (group.length < 2) continue
+    const keep =
+      group.find((f) => f.spi !== undefined && currentSpis.has(f.spi)) ?? group[group.length - 1]!
+    // Installing the keeper again makes the engine remove every active duplicate of it.
+    esp.installFilter(keep)
+  }
+  void state
+}
+
+/** Puts every flow back in the routing table with its old target, in the Child SA that replaced its old one. */
+function reroute(
+  host: TakeoverHost,
+  state: DvipaState,
+  connections: ConnectionRecord[],
+  replaced: Map<string, Phase2Record>
+): number {
+  for (const old of connections) {
+    const phase2Id = old.phase2Id === null ? null : (replaced.get(old.phase2Id)?.id ?? old.phase2Id)
+    const connection: ConnectionRecord = { ...old, dvipa: state.config.dvipa, phase2Id }
+    state.table.add(connection)
+    host.emit({ type: 'connection:rerouted', connection })
+  }
+  return connections.length
+}
+
+/** Connections to this node as a target are now local: not distributed. */
+function localize(host: TakeoverHost, state: DvipaState): void {
+  for (const connection of state.table.all()) {
+    if (connection.target === host.id && connection.distributed) {
+      state.table.add({ ...connection, distributed: false })
+    }
+  }
+}
+
+function ownRecords(host: TakeoverHost, state: DvipaState): DvipaRecord[] {
+  const records: DvipaRecord[] = []
+  const filters = host.components.esp.listFilters()
+  for (const sa of state.sas.values()) {
+    records.push(...saRecords(sa.phase1, [...sa.phase2.values()]))
+    for (const child of sa.phase2.values()) {
+      for (const f of filters)
+        if (f.id.startsWith(`${child.id}/`))
+          records.push(filterRecord(state.config.dvipa, f, child.id))
+    }
+  }
+  for (const f of filters) {
+    if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
+  }
+  records.push(...state.table.all())
+  return records
+}
+
+async function sendDeletes(
+  host: TakeoverHost,
+  state: DvipaState,
+  previousOwner: NodeId,
+  taken: DvipaRecordSet,
+  fence: Fence
+): Promise<void> {
+  if (previousOwner === host.id || (taken.phase1.length === 0 && taken.phase2.length === 0)) return
+  const { store, clock } = host.components
+  const message: DeleteMessage = {
+    v: 1,
+    id: `${state.config.dvipa}/${fence.epoch}`,
+    to: previousOwner,
+    from: host.id,
+    dvipa: state.config.dvipa,
+    epoch: fence.epoch,
+    ikeSas: taken.phase1.map((p) => p.ikeSaId),
+    childSas: taken.phase2.map((p) => ({ inboundSpi: p.inboundSpi, outboundSpi: p.outboundSpi })),
+    sentAt: clock.now()
+  }
+  await store.postMessage(message)
+  host.emit({
+    type: 'deletes:sent',
+    dvipa: state.config.dvipa,
+    to: previousOwner,
+    ikeSas: message.ikeSas.length,
+    childSas: message.childSas.length
+  })
+}
+
+/** Retries a failed renegotiation with exponential backoff while this node owns the DVIPA. */
+function scheduleRetry(
+  host: TakeoverHost,
+  state: DvipaState,
+  previous: IkeSaRecords,
+  attempt: number
+): void {
+  const { clock } = host.components
+  const { initialMs, maxMs, attempts } = host.init.retry
+  if (attempt > attempts + 1) return
+  const delay = Math.min(maxMs, initialMs * 2 ** (attempt - 2))
+  const epoch = state.epoch
+  const timer = clock.setTimeout(() => {
+    state.retryTimers.delete(timer)
+    if (state.role !== 'owner' || state.epoch !== epoch || state.ike === undefined) return
+    void state.ike.renegotiate([previous]).then(
+      ([outcome]) => {
+        const succeeded = outcome?.status === 'renegotiated'
+        host.emit({
+          type: 'renegotiation:retried',
+          dvipa: state.config.dvipa,
+          phase1Id: previous.phase1.id,
+          attempt,
+          succeeded
+        })
+        if (outcome?.status === 'renegotiated')
+          host.track(state, outcome.current.phase1, outcome.current.phase2)
+        else scheduleRetry(host, state, previous, attempt + 1)
+        host.publishStatus()
+      },
+      () => scheduleRetry(host, state, previous, attempt + 1)
+    )
+  }, delay)
+  state.retryTimers.add(timer)
+}

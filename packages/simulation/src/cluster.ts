@@ -1,0 +1,655 @@
+import { Subject, type Observable } from 'rxjs'
+import { VirtualClock } from '@vipsec/clock'
+import { UdpClusterLink } from '@vipsec/cluster-link-udp'
+import {
+  DefaultDistributionProcessor,
+  DefaultTargetStack,
+  requestResponse,
+  type DvipaConfig,
+  type SelectionPolicy
+} from '@vipsec/core'
+import { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
+import { buildIpPacket, buildUdp, parseIpPacket, SoftwareEspEngine } from '@vipsec/esp-software'
+import { IkeV2Service } from '@vipsec/ike-v2'
+import type {
+  ChildProposal,
+  DistributionEvent,
+  Endpoint,
+  Identity,
+  IkeProposal,
+  NodeId,
+  Ownership,
+  Phase1Policy,
+  Phase2Policy,
+  TrafficSelector,
+  UdpEndpoint
+} from '@vipsec/interface'
+import { VirtualNetwork, type VirtualNetworkAdapter } from '@vipsec/network-virtual'
+import { SeededRandomSource } from '@vipsec/random'
+import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
+
+/** Options of a {@link SimulatedCluster}; every field has a default. */
+export interface SimulatedClusterOptions {
+  /** Distribution processors: `dp-1` is the primary, the others back it up in order. Default 3. */
+  dps?: number
+  /** Target hosts. Default 3. */
+  targets?: number
+  /** Remote IPsec peers. Default 4. */
+  peers?: number
+  /** Whether the distribution processors are targets too (their flows become local on takeover). Default false. */
+  dpsAreTargets?: boolean
+  /** Seed of every random source: the same seed replays the same run. Default `vipsec`. */
+  seed?: string
+  /** One-way latency of the virtual network, ms. Default 0.2. */
+  latencyMs?: number
+  /** Heartbeat interval and multiplier of the failure detectors. Default 100 ms x 3. */
+  heartbeat?: { intervalMs: number; multiplier: number }
+  /** How often each peer sends a request through its tunnel, ms. Default 20. */
+  trafficIntervalMs?: number
+  /** Target selection policy. Default `round-robin`. */
+  policy?: SelectionPolicy
+  /** IKE retransmission timing of every node. Default 500 ms, x2, 4 tries. */
+  retransmit?: { timeoutMs: number; backoff: number; tries: number }
+}
+
+/** The DVIPA of the simulated cluster. */
+export const DVIPA = '10.0.0.100'
+/** The service address behind the DVIPA that peers send requests to. */
+export const SERVICE_ADDRESS = '10.77.0.10'
+/** The UDP port of the request/response application on the targets. */
+export const SERVICE_PORT = 7
+/** The cluster's IKE identity. */
+export const CLUSTER_IDENTITY: Identity = { type: 'fqdn', value: 'vpn.cluster.test' }
+
+const SERVICE_SUBNET: TrafficSelector = {
+  startAddress: '10.77.0.0',
+  endAddress: '10.77.0.255',
+  protocol: 0,
+  startPort: 0,
+  endPort: 65535
+}
+
+const IKE_PROPOSAL: IkeProposal = {
+  encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
+  integrity: ['none'],
+  prf: ['hmac-sha2-256'],
+  keyExchange: ['curve25519']
+}
+
+const ESP_PROPOSAL: ChildProposal = {
+  protocol: 'esp',
+  encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
+  integrity: ['none'],
+  keyExchange: ['none'],
+  extendedSequenceNumbers: [true, false]
+}
+
+/** The phase 1 policy every node of the simulation uses. */
+export const PHASE1: Phase1Policy = {
+  proposals: [IKE_PROPOSAL],
+  authMethod: 'psk',
+  lifetime: { rekeySeconds: 0, reauthSeconds: 0 },
+  liveness: { intervalMs: 0, timeoutMs: 0 }
+}
+
+/** The phase 2 policy every node of the simulation uses. */
+export const PHASE2: Phase2Policy = {
+  proposals: [ESP_PROPOSAL],
+  pfsGroup: 'none',
+  lifetime: {
+    softSeconds: 0,
+    hardSeconds: 0,
+    softBytes: 0,
+    hardBytes: 0,
+    softPackets: 0,
+    hardPackets: 0
+  }
+}
+
+/** A distribution processor of the simulation with its parts. */
+export interface SimDp {
+  /** Its node id. */
+  node: NodeId
+  /** Its address on the cluster network. */
+  address: string
+  /** Its network attachment. */
+  adapter: VirtualNetworkAdapter
+  /** The processor (replaced on restart). */
+  processor: DefaultDistributionProcessor
+  /** Its ESP engine. */
+  esp: SoftwareEspEngine
+  /** Its coupling-store client. */
+  store: MemoryCouplingStore
+  /** Its failure detector. */
+  detector: HeartbeatFailureDetector
+  /** Its cluster link. */
+  link: UdpClusterLink
+  /** Its target stack, when DPs are targets too. */
+  target: DefaultTargetStack | undefined
+  /** The IKE services it made (one per time it served the DVIPA). */
+  ikeServices: IkeV2Service[]
+  /** Whether it is running. */
+  up: boolean
+}
+
+/** A target host of the simulation. */
+export interface SimTarget {
+  /** Its node id. */
+  node: NodeId
+  /** Its address on the cluster network. */
+  address: string
+  /** Its network attachment. */
+  adapter: VirtualNetworkAdapter
+  /** Its cluster link. */
+  link: UdpClusterLink
+  /** Its target stack. */
+  stack: DefaultTargetStack
+}
+
+/** What one peer's traffic looked like. */
+export interface PeerTraffic {
+  /** Requests sent. */
+  sent: number
+  /** Requests answered. */
+  answered: number
+  /** Answers per target, from the target name in each answer. */
+  servedBy: Record<string, number>
+  /** Virtual monotonic ms of each answer, in order. */
+  answerTimes: number[]
+  /** Sequence numbers answered. */
+  answeredSeqs: Set<number>
+}
+
+/** A remote IPsec peer of the simulation: an IKE initiator with its own ESP engine, sending requests. */
+export interface SimPeer {
+  /** Its node id on the virtual network. */
+  node: NodeId
+  /** Its outer (IKE) address. */
+  address: string
+  /** Its inner address, inside the tunnel. */
+  inner: string
+  /** Its IKE identity. */
+  identity: Identity
+  /** Its network attachment. */
+  adapter: VirtualNetworkAdapter
+  /** Its IKE service. */
+  ike: IkeV2Service
+  /** Its ESP engine. */
+  esp: SoftwareEspEngine
+  /** Its UDP socket on port 4500 (IKE and ESP). */
+  udp4500: UdpEndpoint
+  /** Its traffic so far. */
+  traffic: PeerTraffic
+}
+
+/** An event of the simulation, for timelines: a DP event with the node and virtual time. */
+export interface ClusterEvent {
+  /** Virtual monotonic ms. */
+  at: number
+  /** The node that emitted it. */
+  node: NodeId
+  /** The event. */
+  event: DistributionEvent
+}
+
+const PSK = 'simulation pre-shared key'
+
+/**
+ * A whole vipsec cluster in one process: N distribution processors (`dp-1` primary, then ranked
+ * backups), M targets running a request/response application, and P remote peers (vipsec IKE
+ * initiators with their own ESP engines) that send requests through their tunnels to the service
+ * behind the DVIPA. Everything runs on a {@link VirtualNetwork} and a {@link VirtualClock}, so a
+ * run is deterministic for a seed and a minute of cluster time takes well under a second of real
+ * time. Faults: {@link crash}, {@link restart}, {@link partition}, {@link setLoss}.
+ */
+export class SimulatedCluster {
+  /** The virtual clock everything runs on. */
+  readonly clock: VirtualClock
+  /** The virtual network. */
+  readonly network: VirtualNetwork
+  /** The shared coupling store. */
+  readonly facility = new MemoryCouplingFacility()
+  /** The distribution processors by id. */
+  readonly dps = new Map<NodeId, SimDp>()
+  /** The targets by id. */
+  readonly targets = new Map<NodeId, SimTarget>()
+  /** The peers. */
+  readonly peers: SimPeer[] = []
+  private readonly options: Required<SimulatedClusterOptions>
+  private readonly eventsSubject = new Subject<ClusterEvent>()
+  private trafficTimer: ReturnType<VirtualClock['setTimeout']> | undefined
+  private sequence = 0
+  private ikeCount = 0
+
+  /** @param options - sizes, seed and timing */
+  constructor(options: SimulatedClusterOptions = {}) {
+    this.options = {
+      dps: options.dps ?? 3,
+      targets: options.targets ?? 3,
+      peers: options.peers ?? 4,
+      dpsAreTargets: options.dpsAreTargets ?? false,
+      seed: options.seed ?? 'vipsec',
+      latencyMs: options.latencyMs ?? 0.2,
+      heartbeat: options.heartbeat ?? { intervalMs: 100, multiplier: 3 },
+      trafficIntervalMs: options.trafficIntervalMs ?? 20,
+      policy: options.policy ?? 'round-robin',
+      retransmit: options.retransmit ?? { timeoutMs: 500, backoff: 2, tries: 4 }
+    }
+    this.clock = new VirtualClock({ startTime: Date.UTC(2026, 0, 1) })
+    this.network = new VirtualNetwork(
+      { clock: this.clock, random: new SeededRandomSource({ seed: `${this.options.seed}/net` }) },
+      { latencyMs: this.options.latencyMs }
+    )
+  }
+
+  /** Every distribution processor event, with its node and time. */
+  get events$(): Observable<ClusterEvent> {
+    return this.eventsSubject.asObservable()
+  }
+
+  /** The ids of the distribution processors, best first. */
+  get ranks(): NodeId[] {
+    return Array.from({ length: this.options.dps }, (_, i) => `dp-${i + 1}`)
+  }
+
+  /** The DVIPA's ownership record, as the store has it. */
+  ownership(): Ownership | undefined {
+    const bytes = this.facility.dvipas.get(DVIPA)?.ownership
+    return bytes === undefined
+      ? undefined
+      : (JSON.parse(new TextDecoder().decode(bytes)) as Ownership)
+  }
+
+  /**
+   * Builds and starts every node, the primary first, and connects every peer to the DVIPA.
+   *
+   * @throws whatever a peer's IKE connection throws
+   */
+  async start(): Promise<void> {
+    for (let j = 1; j <= this.options.targets; j++)
+      await this.startTarget(`target-${j}`, `10.9.1.${j}`)
+    for (const [i, node] of this.ranks.entries()) await this.startDp(node, `10.9.0.${i + 1}`)
+    await this.advance(50)
+    for (let k = 1; k <= this.options.peers; k++) this.peers.push(await this.makePeer(k))
+    await Promise.all([this.connectPeers(), this.advance(2000)])
+  }
+
+  /** Stops everything. */
+  async stop(): Promise<void> {
+    this.stopTraffic()
+    for (const peer of this.peers) {
+      await peer.ike.stop()
+      await peer.esp.stop()
+      await peer.adapter.stop()
+    }
+    for (const dp of this.dps.values()) if (dp.up) await this.crash(dp.node)
+    for (const t of this.targets.values()) {
+      await t.stack.stop()
+      await t.link.stop()
+      await t.adapter.stop()
+    }
+    this.eventsSubject.complete()
+  }
+
+  /**
+   * Lets virtual time pass, in small steps so that every timer and datagram in between runs.
+   *
+   * @param ms - how long
+   */
+  async advance(ms: number): Promise<void> {
+    const step = 10
+    for (let t = 0; t < ms; t += step) await this.clock.advance(Math.min(step, ms - t))
+  }
+
+  /** Starts every peer sending a request every `trafficIntervalMs`. */
+  startTraffic(): void {
+    if (this.trafficTimer !== undefined) return
+    const tick = (): void => {
+      for (const peer of this.peers) this.sendRequest(peer)
+      this.trafficTimer = this.clock.setTimeout(tick, this.options.trafficIntervalMs)
+    }
+    tick()
+  }
+
+  /** Stops the peers' traffic. */
+  stopTraffic(): void {
+    if (this.trafficTimer !== undefined) this.clock.clearTimeout(this.trafficTimer)
+    this.trafficTimer = undefined
+  }
+
+  /**
+   * Crashes a distribution processor: its network goes first (nothing more leaves or reaches
+   * it), then its timers stop. Nothing is written to the store.
+   *
+   * @param node - the DP's id
+   */
+  async crash(node: NodeId): Promise<void> {
+    const dp = this.dps.get(node)
+    if (dp === undefined || !dp.up) return
+    dp.up = false
+    await dp.adapter.stop()
+    await dp.detector.stop()
+    await dp.processor.stop()
+    await dp.target?.stop()
+    await dp.link.stop()
+    await dp.esp.stop()
+    await dp.store.stop()
+  }
+
+  /**
+   * Restarts a crashed distribution processor with fresh state (as a new process would).
+   *
+   * @param node - the DP's id
+   */
+  async restart(node: NodeId): Promise<void> {
+    const dp = this.dps.get(node)
+    if (dp === undefined || dp.up) return
+    await this.startDp(node, dp.address)
+  }
+
+  /**
+   * Cuts the network between two groups of nodes until {@link heal}.
+   *
+   * @param a - one side
+   * @param b - the other side
+   */
+  partition(a: NodeId[], b: NodeId[]): void {
+    this.network.partition(a, b)
+  }
+
+  /** Removes every partition. */
+  heal(): void {
+    this.network.heal()
+  }
+
+  /**
+   * Sets the fraction of datagrams lost.
+   *
+   * @param lossRate - 0 to 1
+   */
+  setLoss(lossRate: number): void {
+    this.network.configure({ lossRate })
+  }
+
+  /** Sums the traffic of every peer. */
+  traffic(): { sent: number; answered: number; servedBy: Record<string, number> } {
+    const servedBy: Record<string, number> = {}
+    let sent = 0
+    let answered = 0
+    for (const p of this.peers) {
+      sent += p.traffic.sent
+      answered += p.traffic.answered
+      for (const [t, n] of Object.entries(p.traffic.servedBy)) servedBy[t] = (servedBy[t] ?? 0) + n
+    }
+    return { sent, answered, servedBy }
+  }
+
+  private async startTarget(node: NodeId, address: string): Promise<void> {
+    const adapter = this.network.attach(node)
+    await adapter.start()
+    await adapter.acquireAddress(address)
+    const link = new UdpClusterLink({ network: adapter }, { node, local: { address, port: 7400 } })
+    for (const [i, dp] of this.ranks.entries())
+      link.addPeer(dp, { address: `10.9.0.${i + 1}`, port: 7400 })
+    const stack = new DefaultTargetStack({ link }, { node })
+    stack.register(17, SERVICE_PORT, requestResponse(node))
+    await link.start()
+    await stack.start()
+    this.targets.set(node, { node, address, adapter, link, stack })
+  }
+
+  private async startDp(node: NodeId, address: string): Promise<void> {
+    const adapter = this.network.attach(node)
+    await adapter.start()
+    await adapter.acquireAddress(address)
+    const clock = this.clock
+    const esp = new SoftwareEspEngine({ clock })
+    const store = new MemoryCouplingStore({ clock }, { facility: this.facility })
+    const heartbeats = Object.fromEntries(
+      this.ranks.map((n, i) => [n, { address: `10.9.0.${i + 1}`, port: 7500 }])
+    )
+    const detector = new HeartbeatFailureDetector(
+      { network: adapter, clock },
+      { node, local: { address, port: 7500 }, ...this.options.heartbeat }
+    )
+    const link = new UdpClusterLink({ network: adapter }, { node, local: { address, port: 7400 } })
+    for (const [i, dp] of this.ranks.entries())
+      if (dp !== node) link.addPeer(dp, { address: `10.9.0.${i + 1}`, port: 7400 })
+    for (const t of this.targetIds())
+      link.addPeer(t, { address: `10.9.1.${t.split('-')[1]}`, port: 7400 })
+    const target = this.options.dpsAreTargets
+      ? new DefaultTargetStack({ link }, { node })
+      : undefined
+    target?.register(17, SERVICE_PORT, requestResponse(node))
+    const previous = this.dps.get(node)
+    const ikeServices: IkeV2Service[] = previous?.ikeServices ?? []
+    const dvipa: DvipaConfig = {
+      dvipa: DVIPA,
+      ranks: this.ranks,
+      targets: [
+        ...this.targetIds().map((t) => ({ node: t })),
+        ...(this.options.dpsAreTargets ? this.ranks.map((n) => ({ node: n })) : [])
+      ],
+      policy: this.options.policy
+    }
+    const processor = new DefaultDistributionProcessor(
+      {
+        store,
+        esp,
+        detector,
+        link,
+        network: adapter,
+        clock,
+        ...(target === undefined ? {} : { localTarget: target }),
+        ikeFactory: (sockets) => {
+          const ike = new IkeV2Service(
+            {
+              clock,
+              random: new SeededRandomSource({
+                seed: `${this.options.seed}/${node}/ike-${this.ikeCount++}`
+              }),
+              espEngine: esp,
+              ...sockets
+            },
+            {
+              psks: this.peerIdentities().map((remote) => ({ remote, secret: PSK })),
+              peers: this.peerIdentities().map((remote, k) => ({
+                localIdentity: CLUSTER_IDENTITY,
+                remoteIdentity: remote,
+                phase1: PHASE1,
+                children: [
+                  {
+                    policy: PHASE2,
+                    mode: 'tunnel' as const,
+                    local: [SERVICE_SUBNET],
+                    remote: [innerSelector(k + 1)]
+                  }
+                ]
+              })),
+              retransmit: this.options.retransmit
+            }
+          )
+          ikeServices.push(ike)
+          return ike
+        }
+      },
+      { node, dvipas: [dvipa], heartbeats, rankDelayMs: 50 }
+    )
+    processor.events$.subscribe((event) =>
+      this.eventsSubject.next({ at: clock.monotonic(), node, event })
+    )
+    await esp.start()
+    await store.start()
+    await link.start()
+    await target?.start()
+    await detector.start()
+    await processor.start()
+    this.dps.set(node, {
+      node,
+      address,
+      adapter,
+      processor,
+      esp,
+      store,
+      detector,
+      link,
+      target,
+      ikeServices,
+      up: true
+    })
+  }
+
+  private targetIds(): NodeId[] {
+    return Array.from({ length: this.options.targets }, (_, j) => `target-${j + 1}`)
+  }
+
+  private peerIdentities(): Identity[] {
+    return Array.from({ length: this.options.peers }, (_, k) => peerIdentity(k + 1))
+  }
+
+  private async makePeer(k: number): Promise<SimPeer> {
+    const node = `peer-${k}`
+    const address = outerAddress(k)
+    const adapter = this.network.attach(node)
+    await adapter.start()
+    await adapter.acquireAddress(address)
+    const esp = new SoftwareEspEngine({ clock: this.clock })
+    await esp.start()
+    const udp500 = await adapter.openUdp({ address, port: 500 })
+    const udp4500 = await adapter.openUdp({ address, port: 4500 })
+    const identity = peerIdentity(k)
+    const ike = new IkeV2Service(
+      {
+        clock: this.clock,
+        random: new SeededRandomSource({ seed: `${this.options.seed}/${node}` }),
+        espEngine: esp,
+        udp500,
+        udp4500
+      },
+      {
+        psks: [{ remote: CLUSTER_IDENTITY, secret: PSK }],
+        peers: [
+          {
+            localIdentity: identity,
+            remoteIdentity: CLUSTER_IDENTITY,
+            phase1: PHASE1,
+            children: [
+              {
+                policy: PHASE2,
+                mode: 'tunnel',
+                local: [innerSelector(k)],
+                remote: [SERVICE_SUBNET]
+              }
+            ]
+          }
+        ],
+        retransmit: this.options.retransmit
+      }
+    )
+    await ike.start()
+    const peer: SimPeer = {
+      node,
+      address,
+      inner: innerAddress(k),
+      identity,
+      adapter,
+      ike,
+      esp,
+      udp4500,
+      traffic: { sent: 0, answered: 0, servedBy: {}, answerTimes: [], answeredSeqs: new Set() }
+    }
+    udp4500.datagrams$.subscribe(({ data }) => this.onPeerDatagram(peer, data))
+    return peer
+  }
+
+  private async connectPeers(): Promise<void> {
+    await Promise.all(
+      this.peers.map(async (peer, i) =>
+        peer.ike.connect({
+          local: { address: peer.address, port: 500 },
+          peer: { address: DVIPA, port: 500 },
+          localIdentity: peer.identity,
+          remoteIdentity: CLUSTER_IDENTITY,
+          phase1: PHASE1,
+          child: {
+            policy: PHASE2,
+            mode: 'tunnel',
+            local: [innerSelector(i + 1)],
+            remote: [SERVICE_SUBNET]
+          },
+          forceEncapsulation: true
+        })
+      )
+    )
+  }
+
+  private sendRequest(peer: SimPeer): void {
+    const seq = this.sequence++
+    const k = this.peers.indexOf(peer) + 1
+    const payload = new TextEncoder().encode(`req ${k} ${seq}`)
+    const packet = buildIpPacket({
+      source: peer.inner,
+      destination: SERVICE_ADDRESS,
+      protocol: 17,
+      payload: buildUdp({
+        source: peer.inner,
+        destination: SERVICE_ADDRESS,
+        sourcePort: 40000 + k,
+        destinationPort: SERVICE_PORT,
+        payload
+      })
+    })
+    peer.traffic.sent++
+    const result = peer.esp.protect(packet)
+    if (result.action === 'protect' && result.udp)
+      peer.udp4500.send(result.packet, result.to as Endpoint)
+  }
+
+  private onPeerDatagram(peer: SimPeer, data: Uint8Array): void {
+    const result = peer.esp.unprotectUdp(data)
+    if (result.action !== 'accept') return
+    const info = parseIpPacket(result.packet)
+    if (info === undefined || info.protocol !== 17) return
+    const text = new TextDecoder().decode(
+      result.packet.subarray(info.payloadOffset + 8, info.totalLength)
+    )
+    const [target, , , , seq] = text.split(' ')
+    if (target === undefined || seq === undefined) return
+    peer.traffic.answered++
+    peer.traffic.servedBy[target] = (peer.traffic.servedBy[target] ?? 0) + 1
+    peer.traffic.answerTimes.push(this.clock.monotonic())
+    peer.traffic.answeredSeqs.add(Number(seq))
+  }
+}
+
+/**
+ * The IKE identity of peer `k`.
+ *
+ * @param k - 1-based peer number
+ */
+export function peerIdentity(k: number): Identity {
+  return { type: 'fqdn', value: `peer${k}.example.test` }
+}
+
+/**
+ * The outer (IKE) address of peer `k`.
+ *
+ * @param k - 1-based peer number
+ */
+export function outerAddress(k: number): string {
+  return `192.0.${2 + Math.floor((k - 1) / 250)}.${((k - 1) % 250) + 1}`
+}
+
+/**
+ * The inner (tunnel) address of peer `k`.
+ *
+ * @param k - 1-based peer number
+ */
+export function innerAddress(k: number): string {
+  return `172.16.${2 + Math.floor((k - 1) / 250)}.${((k - 1) % 250) + 1}`
+}
+
+function innerSelector(k: number): TrafficSelector {
+  const a = innerAddress(k)
+  return { startAddress: a, endAddress: a, protocol: 0, startPort: 0, endPort: 65535 }
+}
