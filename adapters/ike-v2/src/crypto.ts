@@ -268,11 +268,13 @@ export interface KeyExchange {
   computeSharedSecret(peer: Uint8Array): Uint8Array
 }
 
-const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex')
-
 function b64url(b: Uint8Array): string {
   return Buffer.from(b).toString('base64url')
 }
+
+/** The X25519 base point u = 9 (RFC 7748). */
+const X25519_BASE = b64url(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0)))
+let basePoint: KeyObject | undefined
 
 class X25519Exchange implements KeyExchange {
   readonly group = 'curve25519' as const
@@ -280,13 +282,17 @@ class X25519Exchange implements KeyExchange {
   private readonly key: KeyObject
 
   constructor(priv: Uint8Array) {
+    // A JWK import is ~6x cheaper than PKCS#8 here; the public value is then computed as
+    // X25519(k, 9), so the placeholder `x` of the JWK is never used.
     this.key = createPrivateKey({
-      key: Buffer.concat([X25519_PKCS8, priv]),
-      format: 'der',
-      type: 'pkcs8'
+      key: { kty: 'OKP', crv: 'X25519', d: b64url(priv), x: X25519_BASE },
+      format: 'jwk'
     })
-    const jwk = this.key.export({ format: 'jwk' })
-    this.publicValue = new Uint8Array(Buffer.from(jwk.x as string, 'base64url'))
+    basePoint ??= createPublicKey({
+      key: { kty: 'OKP', crv: 'X25519', x: X25519_BASE },
+      format: 'jwk'
+    })
+    this.publicValue = new Uint8Array(diffieHellman({ privateKey: this.key, publicKey: basePoint }))
   }
 
   computeSharedSecret(peer: Uint8Array): Uint8Array {
