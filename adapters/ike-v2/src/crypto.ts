@@ -158,7 +158,12 @@ export interface IkeKeyInput {
   /** g^ir. */
   sharedSecret: Uint8Array
   /** For an IKE SA rekey: the old SA's SK_d and PRF (SKEYSEED = prf(SK_d, g^ir | Ni | Nr)). */
-  rekey?: { skD: Uint8Array; prf: PrfAlgorithm }
+  rekey?: {
+    /** The old IKE SA's SK_d. */
+    skD: Uint8Array
+    /** The old IKE SA's PRF. */
+    prf: PrfAlgorithm
+  }
 }
 
 /**

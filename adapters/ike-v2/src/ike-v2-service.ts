@@ -29,7 +29,6 @@ import {
   type ResolvedInit
 } from './config.js'
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
-import type { IkeContext } from './context.js'
 import { bytesEqual, decryptMessage } from './crypto.js'
 import { childRecord, IkeSa, type ChildSa } from './ike-sa.js'
 import { concat, notify, parseMessage, type IkeMessage, type Payload } from './message.js'
@@ -88,7 +87,7 @@ function toKind(err: unknown): { kind: IkeErrorKind; message: string } {
  *
  * The sockets belong to the caller: `stop()` unsubscribes from them but does not close them.
  */
-export class IkeV2Service implements IkeService, IkeContext {
+export class IkeV2Service implements IkeService {
   /** @internal */
   readonly clock: Clock
   /** @internal */

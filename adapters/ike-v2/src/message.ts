@@ -604,7 +604,12 @@ export function encodeBody(p: Payload): Uint8Array {
  * @param payloads - the payloads, in order
  * @returns the type of the first payload and the bytes
  */
-export function encodePayloads(payloads: Payload[]): { first: number; bytes: Uint8Array } {
+export function encodePayloads(payloads: Payload[]): {
+  /** The type of the first payload. */
+  first: number
+  /** The encoded chain. */
+  bytes: Uint8Array
+} {
   const parts: Uint8Array[] = []
   payloads.forEach((p, i) => {
     const body = encodeBody(p)
