@@ -105,6 +105,11 @@ export async function runTakeover(
   host.emit({ type: 'takeover:started', dvipa, previousOwner })
   steps.record({ step: 'detect', startedAt, durationMs: detection.silentMs ?? 0 })
 
+  // The DVIPA must still belong to the failed owner: another backup may have claimed it already.
+  if (state.owner !== undefined && state.owner !== previousOwner) {
+    host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
+    throw new TakeoverError(`${dvipa} is owned by ${state.owner} now, not by ${previousOwner}`)
+  }
   // Rank: wait for each better-ranked backup that is still alive, then claim unless one did.
   const seenEpoch = state.epoch
   const better = state.config.ranks
