@@ -21,6 +21,14 @@ export interface CompiledFilter {
   readonly order: number
 }
 
+/** What {@link Spd.install} did. */
+export interface SpdInstallResult {
+  /** The filter as installed. */
+  compiled: CompiledFilter
+  /** The active filters it replaced (same id, or same direction and selector). */
+  removed: CompiledFilter[]
+}
+
 const ACTIONS = new Set(['protect', 'bypass', 'discard'])
 
 function checkPortRange(value: unknown, argument: string): [number, number] {
@@ -136,7 +144,7 @@ export class Spd {
    *
    * @param filter - the filter
    */
-  install(filter: DynamicFilter): { compiled: CompiledFilter; removed: CompiledFilter[] } {
+  install(filter: DynamicFilter): SpdInstallResult {
     const compiled = compileFilter(filter, this.order++)
     const removed: CompiledFilter[] = []
     for (const existing of this.byId.values()) {

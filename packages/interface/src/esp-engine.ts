@@ -32,9 +32,19 @@ export interface EspSaParams {
    * packets go to `remote`); in transport mode the two hosts, used to rebuild the IP header of
    * inbound packets (without them, transport-mode inbound yields the bare upper-layer payload).
    */
-  tunnel?: { local: string; remote: string }
+  tunnel?: {
+    /** This side's address. */
+    local: string
+    /** The peer's address. */
+    remote: string
+  }
   /** UDP encapsulation (RFC 3948): the ports of both sides, as seen after NAT. */
-  udpEncapsulation?: { local: Endpoint; remote: Endpoint }
+  udpEncapsulation?: {
+    /** This side's address and port. */
+    local: Endpoint
+    /** The peer's address and port (where outbound packets go). */
+    remote: Endpoint
+  }
   /**
    * Where the sequence numbers continue, for an SA that takes over from another copy of itself
    * (default 0). Outbound: the last number already used; the next packet carries one more. Never
