@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import {
   OwnershipConflictError,
   TakeoverError,
@@ -56,8 +57,14 @@ class StepClock {
 
   async run<T>(step: TakeoverStep, work: () => Promise<T> | T): Promise<T> {
     const startedAt = this.clock.monotonic()
+    const wallStart = performance.now()
     const result = await work()
-    this.record({ step, startedAt, durationMs: this.clock.monotonic() - startedAt })
+    this.record({
+      step,
+      startedAt,
+      durationMs: this.clock.monotonic() - startedAt,
+      wallMs: performance.now() - wallStart
+    })
     return result
   }
 
@@ -103,7 +110,7 @@ export async function runTakeover(
   const steps = new StepClock(clock, (e) => host.emit(e), dvipa)
   const startedAt = detection.detectedAt - (detection.silentMs ?? 0)
   host.emit({ type: 'takeover:started', dvipa, previousOwner })
-  steps.record({ step: 'detect', startedAt, durationMs: detection.silentMs ?? 0 })
+  steps.record({ step: 'detect', startedAt, durationMs: detection.silentMs ?? 0, wallMs: 0 })
 
   // The DVIPA must still belong to the failed owner: another backup may have claimed it already.
   if (state.owner !== undefined && state.owner !== previousOwner) {

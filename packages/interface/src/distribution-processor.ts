@@ -44,8 +44,13 @@ export interface StepTiming {
   step: TakeoverStep
   /** Monotonic ms at which it started. */
   startedAt: number
-  /** Its duration in ms. */
+  /** Its duration in ms, on the node's clock. */
   durationMs: number
+  /**
+   * Its duration in real ms (`performance.now()`), which is what the work cost in CPU and I/O
+   * when the node runs on a virtual clock (where computing takes no virtual time).
+   */
+  wallMs: number
 }
 
 /** What a completed takeover did. */

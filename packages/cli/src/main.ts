@@ -1,0 +1,82 @@
+import { parseArgs } from 'node:util'
+import { runDemo, type DemoOptions } from './demo.js'
+
+const USAGE = `usage: vipsec <command> [options]
+
+commands:
+  demo      run a simulated cluster, kill its owner and show the takeover
+            --peers N          IPsec peers (default 6)
+            --failure KIND     crash | partition | none (default crash)
+            --before MS        virtual ms before the failure (default 3000)
+            --after MS         virtual ms after it (default 4000)
+            --speed X          virtual time per real time, 0 = as fast as possible (default 1)
+            --seed S           simulation seed (default demo)
+            --report FILE      write the takeover timeline as an HTML page
+  help      print this
+`
+
+function number(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isFinite(n))
+    throw new Error(`--${name}: expected a number, got ${JSON.stringify(value)}`)
+  return n
+}
+
+/**
+ * Runs the command line with the given arguments and returns the exit code.
+ *
+ * @param argv - the arguments after the program name
+ * @param print - where output goes (default `console.log`)
+ */
+export async function main(
+  argv: string[],
+  print: (line: string) => void = (l) => console.log(l)
+): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case 'demo': {
+        const { values } = parseArgs({
+          args: rest,
+          options: {
+            peers: { type: 'string' },
+            failure: { type: 'string' },
+            before: { type: 'string' },
+            after: { type: 'string' },
+            speed: { type: 'string' },
+            seed: { type: 'string' },
+            report: { type: 'string' }
+          },
+          strict: true
+        })
+        const options: DemoOptions = { print }
+        const peers = number(values.peers, 'peers')
+        const before = number(values.before, 'before')
+        const after = number(values.after, 'after')
+        const speed = number(values.speed, 'speed')
+        if (peers !== undefined) options.peers = peers
+        if (before !== undefined) options.before = before
+        if (after !== undefined) options.after = after
+        if (speed !== undefined) options.speed = speed
+        if (values.failure !== undefined) options.failure = values.failure as DemoOptions['failure']
+        if (values.seed !== undefined) options.seed = values.seed
+        if (values.report !== undefined) options.report = values.report
+        const summary = await runDemo(options)
+        return summary.ok ? 0 : 1
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+        print(USAGE)
+        return command === undefined ? 2 : 0
+      default:
+        print(`vipsec: unknown command ${JSON.stringify(command)}\n\n${USAGE}`)
+        return 2
+    }
+  } catch (err) {
+    const e = err as Error & { field?: string }
+    print(`vipsec ${command}: ${e.name === 'Error' ? '' : `${e.name}: `}${e.message}`)
+    return 2
+  }
+}
