@@ -280,6 +280,64 @@ describe('ESP properties', () => {
     })
   })
 
+  describe('arbitrary input', () => {
+    it('should never throw from the data path, only drop and count', async () => {
+      const engine = await loopbackEngine({
+        algorithm: 'aes-gcm-16',
+        keyLength: 36,
+        esn: true,
+        mode: 'tunnel',
+        start: 0n
+      })
+      const valid = engine.protect(
+        buildIpPacket({
+          source: '10.0.0.1',
+          destination: '10.0.0.2',
+          protocol: 17,
+          payload: new Uint8Array(8)
+        })
+      )
+      if (valid.action !== 'protect') return expect.fail('not protected')
+      // random bytes, and random mutations of a valid IP packet and of a valid ESP packet
+      const input = fc.oneof(
+        fc.uint8Array({ maxLength: 200 }),
+        fc.tuple(fc.nat(), fc.nat(255), fc.nat(120)).map(([at, value, cut]) => {
+          const p = buildIpPacket({
+            source: '10.0.0.1',
+            destination: '10.0.0.2',
+            protocol: 6,
+            payload: new Uint8Array(40)
+          })
+          p[at % p.length] = value
+          return p.subarray(0, p.length - (cut % p.length))
+        }),
+        fc.tuple(fc.nat(), fc.nat(255)).map(([at, value]) => {
+          const p = valid.packet.slice()
+          p[at % p.length] = value
+          return p
+        })
+      )
+      await fc.assert(
+        fc.property(input, (bytes) => {
+          const before = engine.counters()
+          const results = [
+            engine.protect(bytes),
+            engine.unprotect(bytes),
+            engine.unprotectUdp(bytes),
+            engine.checkInbound(bytes)
+          ]
+          const after = engine.counters()
+          const drops = results.filter((r) => r.action === 'drop').length
+          const counted = (c: typeof after): number =>
+            Object.values(c.dropped).reduce((a, b) => a + b, 0)
+          expect(counted(after) - counted(before)).to.equal(drops)
+        }),
+        { numRuns: RUNS * 5 }
+      )
+      await engine.stop()
+    })
+  })
+
   describe('IVs', () => {
     it('should never repeat under one key, whatever SAs are removed and reinstalled', async () => {
       const op = fc.oneof(
