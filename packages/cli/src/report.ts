@@ -78,7 +78,7 @@ export function renderReport(input: ReportInput): string {
       const w = Math.max(2, x(s.startedAt + s.durationMs) - x(s.startedAt))
       rows.push(
         `<rect x="${x(s.startedAt)}" y="${y}" width="${w}" height="16" fill="${COLORS[i % COLORS.length]}"><title>${step}: ${s.durationMs.toFixed(1)} ms</title></rect>` +
-          `<text x="${x(s.startedAt) + w + 4}" y="${y + 13}" font-size="11" fill="#444">${s.durationMs.toFixed(1)} ms</text>`
+          `<text x="${x(s.startedAt) + w + 4}" y="${y + 13}" font-size="11" fill="#444">${s.durationMs.toFixed(1)} ms${s.wallMs > 0.05 ? ` (${s.wallMs.toFixed(1)} ms real)` : ''}</text>`
       )
       y += 22
     }
@@ -139,7 +139,7 @@ export function renderReport(input: ReportInput): string {
 <style>body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:12px 0}th,td{text-align:left;padding:3px 12px;border-bottom:1px solid #eee;font-size:13px}th{font-weight:600}</style>
 </head><body>
 <h1>vipsec takeover of ${escape(report?.dvipa ?? 'the DVIPA')}</h1>
-<p>Simulated cluster: ${cluster.dps.size} distribution processors, ${cluster.targets.size} targets, ${cluster.peers.length} IPsec peers. Times are virtual ms; 0 is the failure.</p>
+<p>Simulated cluster: ${cluster.dps.size} distribution processors, ${cluster.targets.size} targets, ${cluster.peers.length} IPsec peers. Times are virtual ms, 0 is the failure; in brackets, the real time a step took (the simulation spends no virtual time computing).</p>
 <table>${table}</table>
 <h2>Timeline</h2>
 ${svg}
