@@ -61,26 +61,30 @@ export function buildAuth(ctx: IkeContext, sa: IkeSa, id: IdPayload): Payload[] 
  *
  * @param payloads - the peer's IKE_AUTH payloads
  * @param id - the peer's ID payload
- * @returns whether it verifies
+ * @returns true when it verifies, otherwise why not
  */
 export function verifyAuth(
   ctx: IkeContext,
   sa: IkeSa,
   payloads: Payload[],
   id: IdPayload
-): boolean {
+): true | string {
   const auth = payloads.find((p) => p.type === PayloadType.AUTH) as AuthPayload | undefined
-  if (auth === undefined) return false
+  if (auth === undefined) return 'no AUTH payload'
   const prfAlg = sa.chosen!.prf
   const skP = sa.initiator ? sa.keys!.skPr : sa.keys!.skPi
   const ourNonce = sa.initiator ? sa.ni : sa.nr
   const octets = signedOctets(prfAlg, sa.peerInit, ourNonce, skP, encodeBody(id))
   // the peer must use the kind of authentication our policy for it names
-  if ((auth.method === AuthMethodId.PSK) !== (sa.policy.authMethod === 'psk')) return false
+  if ((auth.method === AuthMethodId.PSK) !== (sa.policy.authMethod === 'psk')) {
+    return `AUTH method ${auth.method} where policy says ${sa.policy.authMethod}`
+  }
   if (auth.method === AuthMethodId.PSK) {
     const psk = findPsk(ctx, sa.localIdentity!, sa.remoteIdentity!)
-    if (psk === undefined) return false
-    return bytesEqual(auth.data, pskAuth(prfAlg, psk, octets))
+    if (psk === undefined) return 'no pre-shared key for this peer'
+    return (
+      bytesEqual(auth.data, pskAuth(prfAlg, psk, octets)) || 'pre-shared key AUTH does not verify'
+    )
   }
   const certs = payloads.filter((p) => p.type === PayloadType.CERT) as CertPayload[]
   return verifySignatureAuth(ctx, sa, auth, certs, octets)

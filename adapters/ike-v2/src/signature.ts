@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { X509Certificate, createPrivateKey, sign, verify } from 'node:crypto'
+import { X509Certificate, createHash, createPrivateKey, sign, verify } from 'node:crypto'
 import { IkeProtocolError, type Identity } from '@vipsec/interface'
 import { AuthMethodId, CertEncoding, PayloadType } from './constants.js'
 import type { IkeContext } from './context.js'
@@ -19,6 +19,40 @@ import { sameIdentity } from './selectors.js'
 const ECDSA_SHA256 = Uint8Array.from(Buffer.from('300a06082a8648ce3d040302', 'hex'))
 /** AlgorithmIdentifier sha256WithRSAEncryption (RFC 4055), DER with NULL parameters. */
 const RSA_SHA256 = Uint8Array.from(Buffer.from('300d06092a864886f70d01010b0500', 'hex'))
+
+/**
+ * A CERTREQ payload naming our trust anchors (SHA-1 of each CA's SubjectPublicKeyInfo, RFC 7296
+ * section 3.7), so that peers that send certificates only when asked (strongSwan's default) do.
+ *
+ * @returns the payload, or none when no trust anchor is configured
+ */
+export function certificateRequest(ctx: IkeContext): Payload[] {
+  if (ctx.init.trustAnchors.length === 0) return []
+  const hashes = ctx.init.trustAnchors.map((a) => {
+    const spki = new X509Certificate(a.certificate).publicKey.export({
+      type: 'spki',
+      format: 'der'
+    })
+    return new Uint8Array(createHash('sha1').update(spki).digest())
+  })
+  return [
+    {
+      type: PayloadType.CERTREQ,
+      encoding: CertEncoding.X509_SIGNATURE,
+      data: concat(...hashes)
+    } as CertPayload
+  ]
+}
+
+/** The signature schemes accepted from peers: AlgorithmIdentifier DER (hex), key type, hash. */
+const VERIFY_SCHEMES: { der: string; keyType: string; hash: string }[] = [
+  { der: '300a06082a8648ce3d040302', keyType: 'ec', hash: 'sha256' },
+  { der: '300a06082a8648ce3d040303', keyType: 'ec', hash: 'sha384' },
+  { der: '300a06082a8648ce3d040304', keyType: 'ec', hash: 'sha512' },
+  { der: '300d06092a864886f70d01010b0500', keyType: 'rsa', hash: 'sha256' },
+  { der: '300d06092a864886f70d01010c0500', keyType: 'rsa', hash: 'sha384' },
+  { der: '300d06092a864886f70d01010d0500', keyType: 'rsa', hash: 'sha512' }
+]
 
 /** The SIGNATURE_HASH_ALGORITHMS notify data: SHA2-256, SHA2-384, SHA2-512 (RFC 7427). */
 export const SIGNATURE_HASHES = Uint8Array.of(0, 2, 0, 3, 0, 4)
@@ -88,8 +122,8 @@ function encodeDnFromCert(cert: X509Certificate): Uint8Array {
 /**
  * Verifies a digital-signature AUTH payload against the peer's certificate.
  *
- * @returns whether the certificate chains to a trust anchor, is valid now, names the peer's
- *   identity, and the signature over `octets` verifies
+ * @returns true when the certificate chains to a trust anchor, is valid now, names the peer's
+ *   identity, and the signature over `octets` verifies; otherwise why not
  */
 export function verifySignatureAuth(
   ctx: IkeContext,
@@ -97,34 +131,31 @@ export function verifySignatureAuth(
   auth: AuthPayload,
   certs: CertPayload[],
   octets: Uint8Array
-): boolean {
-  if (auth.method !== AuthMethodId.DIGITAL_SIGNATURE) return false
+): true | string {
+  if (auth.method !== AuthMethodId.DIGITAL_SIGNATURE) return `AUTH method ${auth.method}`
   const first = certs.find((c) => c.encoding === CertEncoding.X509_SIGNATURE)
-  if (first === undefined || auth.data.length < 1) return false
+  if (first === undefined || auth.data.length < 1) return 'no X.509 CERT payload'
   try {
     const cert = new X509Certificate(first.data)
     const now = ctx.clock.now()
-    if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return false
+    if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now)
+      return 'certificate not valid now'
     const trusted = ctx.init.trustAnchors.some((a) => {
       const ca = new X509Certificate(a.certificate)
       return cert.checkIssued(ca) && cert.verify(ca.publicKey)
     })
-    if (!trusted) return false
-    if (!certMatches(cert, sa.remoteIdentity!)) return false
+    if (!trusted) return 'certificate not issued by a trust anchor'
+    if (!certMatches(cert, sa.remoteIdentity!)) return 'certificate does not name the identity'
     const algLength = auth.data[0]
-    if (1 + algLength > auth.data.length) return false
+    if (1 + algLength > auth.data.length) return 'bad AlgorithmIdentifier length'
     const algorithm = auth.data.subarray(1, 1 + algLength)
     const signature = auth.data.subarray(1 + algLength)
     const keyType = cert.publicKey.asymmetricKeyType
-    const expected = keyType === 'ec' ? ECDSA_SHA256 : keyType === 'rsa' ? RSA_SHA256 : undefined
-    if (
-      expected === undefined ||
-      Buffer.compare(Buffer.from(algorithm), Buffer.from(expected)) !== 0
-    ) {
-      return false
-    }
-    return verify('sha256', octets, cert.publicKey, signature)
-  } catch {
-    return false
+    const hex = Buffer.from(algorithm).toString('hex')
+    const scheme = VERIFY_SCHEMES.find((x) => x.der === hex && x.keyType === keyType)
+    if (scheme === undefined) return `unsupported signature scheme ${hex}`
+    return verify(scheme.hash, octets, cert.publicKey, signature) || 'signature does not verify'
+  } catch (err) {
+    return `certificate: ${(err as Error).message}`
   }
 }

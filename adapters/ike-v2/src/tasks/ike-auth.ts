@@ -7,6 +7,7 @@
 import { IkeProtocolError, type IkeErrorKind } from '@vipsec/interface'
 import { NotifyType, PayloadType, ExchangeType } from '../constants.js'
 import { buildAuth, verifyAuth } from '../auth.js'
+import { certificateRequest } from '../signature.js'
 import type { IkeContext } from '../context.js'
 import type { ChildSa, IkeSa } from '../ike-sa.js'
 import { findNotify, findPayload, notify, type IdPayload, type Payload } from '../message.js'
@@ -49,6 +50,7 @@ export async function initiateIkeAuth(
   const { payloads } = await sa.request(ExchangeType.IKE_AUTH, () => [
     idi,
     ...(initialContact ? [notify(NotifyType.INITIAL_CONTACT)] : []),
+    ...(sa.policy.authMethod !== 'psk' ? certificateRequest(ctx) : []),
     idr,
     ...buildAuth(ctx, sa, idi),
     ...offer.payloads
@@ -67,8 +69,9 @@ export async function initiateIkeAuth(
   if (!sameIdentity(id, sa.remoteIdentity!)) {
     throw new IkeProtocolError('AUTHENTICATION_FAILED', `peer is ${id.type}:${id.value}`)
   }
-  if (!verifyAuth(ctx, sa, payloads, idP)) {
-    throw new IkeProtocolError('AUTHENTICATION_FAILED', 'peer AUTH does not verify')
+  const verified = verifyAuth(ctx, sa, payloads, idP)
+  if (verified !== true) {
+    throw new IkeProtocolError('AUTHENTICATION_FAILED', `peer AUTH: ${verified}`)
   }
   onEstablished(sa, findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined)
   try {
@@ -137,8 +140,9 @@ export function respondIkeAuth(
   sa.localIdentity = peer.localIdentity
   sa.remoteIdentity = idi
   sa.policy = { ...peer.phase1, proposals: sa.policy.proposals }
-  if (!verifyAuth(ctx, sa, payloads, idiP)) {
-    return fail('AUTHENTICATION_FAILED', `AUTH of ${idi.type}:${idi.value} does not verify`)
+  const verified = verifyAuth(ctx, sa, payloads, idiP)
+  if (verified !== true) {
+    return fail('AUTHENTICATION_FAILED', `AUTH of ${idi.type}:${idi.value}: ${verified}`)
   }
   const idrOut = encodeIdentity(peer.localIdentity, PayloadType.IDr)
   let auth: Payload[]

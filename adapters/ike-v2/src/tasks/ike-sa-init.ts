@@ -34,7 +34,7 @@ import {
 import { chooseIke, ikeChoiceProposal, ikeProposals, offeredGroups } from '../proposals.js'
 import { ipToBytes } from '../selectors.js'
 import { errorNotify } from './child.js'
-import { SIGNATURE_HASHES } from '../signature.js'
+import { certificateRequest, SIGNATURE_HASHES } from '../signature.js'
 
 /** At most this many IKE_SA_INIT retries (COOKIE, INVALID_KE_PAYLOAD) before giving up. */
 const MAX_INIT_RETRIES = 4
@@ -348,6 +348,7 @@ export function respondIkeSaInit(
     { type: PayloadType.KE, group: GROUP_NUMBER[chosen.group], data: ke.publicValue } as KePayload,
     { type: PayloadType.NONCE, data: sa.nr } as NoncePayload,
     ...(nat.supported ? natNotifies(sa.spiI, sa.spiR, local, from, undefined) : []),
+    ...(cert ? certificateRequest(ctx) : []),
     ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
   ])
   sa.ourInit = response
