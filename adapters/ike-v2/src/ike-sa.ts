@@ -161,8 +161,10 @@ export class IkeSa {
   readonly timers: TimerHandle[] = []
   /** Set when a CREATE_CHILD_SA rekeyed this IKE SA: the SA that replaced it. */
   successor?: IkeSa
-  /** Nonces of our own IKE rekey in progress (for collisions). */
-  rekeyNonces?: Uint8Array[]
+  /** Set while our own rekey of this IKE SA is in flight (for collisions, RFC 7296 2.8.2). */
+  rekeying?: boolean
+  /** The SA the peer's rekey of this one made while ours was in flight, with its nonces. */
+  peerSuccessor?: { sa: IkeSa; nonces: Uint8Array[] }
 
   /**
    * @param ctx - the service context

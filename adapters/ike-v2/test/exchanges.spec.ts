@@ -298,6 +298,32 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('.rekeyIkeSa when both sides rekey the same IKE SA at once', () => {
+    it('should leave exactly one new IKE SA, the same on both sides, with the Child SA', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const [x, y] = await p.drive(
+        Promise.all([p.a.rekeyIkeSa(r.phase1.id), p.b.rekeyIkeSa(r.phase1.id)])
+      )
+      expect(x.ikeSaId).to.deep.equal(y.ikeSaId)
+      await p.settle()
+      await p.clock.advance(5000)
+      const a = p.a.list()
+      const b = p.b.list()
+      expect(a.map((s) => s.phase1.ikeSaId)).to.deep.equal([x.ikeSaId])
+      expect(b.map((s) => s.phase1.ikeSaId)).to.deep.equal([x.ikeSaId])
+      expect(a[0].phase2).to.have.length(1)
+      expect(b[0].phase2).to.have.length(1)
+      // and the surviving SA carries exchanges
+      await p.drive(p.a.rekeyChildSa(a[0].phase2[0].id))
+      await p.settle()
+      expect(p.b.list()[0].phase2).to.have.length(1)
+      await p.stop()
+    })
+  })
+
   describe('.deleteChildSa and .deleteIkeSa', () => {
     it('should remove a Child SA on both sides when the responder deletes it', async () => {
       const p = makePair()

@@ -38,7 +38,7 @@ import {
   offerChild,
   type ChildRequest
 } from './child.js'
-import { deleteChildSa } from './informational.js'
+import { deleteChildSa, deleteIkeSa } from './informational.js'
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length)
@@ -177,40 +177,67 @@ export async function rekeyIkeSa(
   sa: IkeSa,
   deleteOld: (old: IkeSa) => Promise<void>
 ): Promise<IkeSa> {
-  const group = sa.chosen!.group
-  const ke = createKeyExchange(group, ctx.random)
-  const ni = ctx.random.randomBytes(ctx.init.nonceLength)
-  const spi = ctx.newIkeSpi()
-  sa.rekeyNonces = [ni]
-  const { payloads } = await sa.request(ExchangeType.CREATE_CHILD_SA, () => [
-    { type: PayloadType.SA, proposals: ikeProposals(sa.policy.proposals, spi) } as SaPayload,
-    { type: PayloadType.NONCE, data: ni } as NoncePayload,
-    { type: PayloadType.KE, group: GROUP_NUMBER[group], data: ke.publicValue } as KePayload
-  ])
-  const err = errorNotify(payloads)
-  if (err !== undefined) throw err
-  const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
-  const nonce = findPayload<NoncePayload>(payloads, PayloadType.NONCE)
-  const keP = findPayload<KePayload>(payloads, PayloadType.KE)
-  if (saP === undefined || nonce === undefined || keP === undefined || saP.proposals.length !== 1) {
-    throw new IkeProtocolError('INVALID_SYNTAX', 'IKE rekey response lacks SA, Nr or KEr')
+  if (sa.rekeying === true) throw new IkeProtocolError('TEMPORARY_FAILURE', 'IKE rekey under way')
+  sa.rekeying = true
+  let next: IkeSa
+  let nonces: Uint8Array[]
+  try {
+    const group = sa.chosen!.group
+    const ke = createKeyExchange(group, ctx.random)
+    const ni = ctx.random.randomBytes(ctx.init.nonceLength)
+    const spi = ctx.newIkeSpi()
+    const { payloads } = await sa.request(ExchangeType.CREATE_CHILD_SA, () => [
+      { type: PayloadType.SA, proposals: ikeProposals(sa.policy.proposals, spi) } as SaPayload,
+      { type: PayloadType.NONCE, data: ni } as NoncePayload,
+      { type: PayloadType.KE, group: GROUP_NUMBER[group], data: ke.publicValue } as KePayload
+    ])
+    const err = errorNotify(payloads)
+    if (err !== undefined) throw err
+    const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
+    const nonce = findPayload<NoncePayload>(payloads, PayloadType.NONCE)
+    const keP = findPayload<KePayload>(payloads, PayloadType.KE)
+    if (
+      saP === undefined ||
+      nonce === undefined ||
+      keP === undefined ||
+      saP.proposals.length !== 1
+    ) {
+      throw new IkeProtocolError('INVALID_SYNTAX', 'IKE rekey response lacks SA, Nr or KEr')
+    }
+    const chosen = chooseIke(saP.proposals, sa.policy.proposals)
+    if (chosen === undefined || chosen.group !== group || keP.group !== GROUP_NUMBER[group]) {
+      throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'IKE rekey answer was not offered')
+    }
+    if (chosen.spi.length !== 8)
+      throw new IkeProtocolError('INVALID_SYNTAX', 'IKE rekey SPI length')
+    nonces = [ni, nonce.data]
+    next = successor(
+      ctx,
+      sa,
+      true,
+      spi,
+      chosen.spi,
+      chosen,
+      ni,
+      nonce.data,
+      ke.computeSharedSecret(keP.data)
+    )
+  } finally {
+    sa.rekeying = false
   }
-  const chosen = chooseIke(saP.proposals, sa.policy.proposals)
-  if (chosen === undefined || chosen.group !== group || keP.group !== GROUP_NUMBER[group]) {
-    throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'IKE rekey answer was not offered')
+  const theirs = sa.peerSuccessor
+  if (theirs !== undefined && theirs.sa.state === 'established') {
+    // both sides rekeyed at once: the SA made with the lowest nonce is redundant and is deleted
+    // by the side that made it; the other side deletes the old SA (RFC 7296 section 2.8.2)
+    if (compareBytes(lowest(nonces), lowest(theirs.nonces)) < 0) {
+      for (const [id, c] of next.children) theirs.sa.children.set(id, c)
+      next.children.clear()
+      await deleteIkeSa(ctx, next).catch(() => undefined)
+      return theirs.sa
+    }
+    for (const [id, c] of theirs.sa.children) next.children.set(id, c)
+    theirs.sa.children.clear()
   }
-  if (chosen.spi.length !== 8) throw new IkeProtocolError('INVALID_SYNTAX', 'IKE rekey SPI length')
-  const next = successor(
-    ctx,
-    sa,
-    true,
-    spi,
-    chosen.spi,
-    chosen,
-    ni,
-    nonce.data,
-    ke.computeSharedSecret(keP.data)
-  )
   await deleteOld(sa)
   return next
 }
@@ -293,7 +320,7 @@ export function respondCreateChildSa(
   }
   const nr = ctx.random.randomBytes(ctx.init.nonceLength)
   if (saP.proposals[0]?.protocol === ProtocolId.IKE) {
-    if (sa.rekeyNonces !== undefined || sa.state !== 'established') {
+    if (sa.state !== 'established') {
       return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] }
     }
     const chosen = chooseIke(saP.proposals, sa.policy.proposals)
@@ -324,7 +351,9 @@ export function respondCreateChildSa(
         } as KePayload
       ],
       after: () => {
-        successor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
+        const rekeying = sa.rekeying === true
+        const next = successor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
+        if (rekeying) sa.peerSuccessor = { sa: next, nonces: [nonce.data, nr] }
       }
     }
   }

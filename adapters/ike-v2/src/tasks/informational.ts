@@ -30,7 +30,8 @@ export async function deleteChildSa(ctx: IkeContext, sa: IkeSa, child: ChildSa):
 
 /** Deletes an IKE SA with its Child SAs: sends a Delete and destroys the SA when answered. */
 export async function deleteIkeSa(ctx: IkeContext, sa: IkeSa): Promise<void> {
-  sa.state = 'deleting'
+  // a rekeyed SA was replaced, not lost: its end is not announced
+  if (sa.state === 'established') sa.state = 'deleting'
   try {
     await sa.request(ExchangeType.INFORMATIONAL, () => [
       { type: PayloadType.DELETE, protocol: ProtocolId.IKE, spis: [] } as DeletePayload
