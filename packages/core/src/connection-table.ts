@@ -98,7 +98,9 @@ export class ConnectionTable {
   }
 
   /**
-   * Returns the flow's connection, creating one with a newly selected target if it has none.
+   * Returns the flow's connection, creating one with a newly selected target if it has none or
+   * its target is unhealthy (the flow moves, as a datagram service can; the new record replaces
+   * the old).
    *
    * @param flow - the 5-tuple
    * @param now - wall time for `createdAt`
@@ -113,7 +115,13 @@ export class ConnectionTable {
     localNode: NodeId
   ): { connection: ConnectionRecord; created: boolean } | undefined {
     const existing = this.entries.get(flowKey(flow))
-    if (existing !== undefined) return { connection: existing, created: false }
+    if (
+      existing !== undefined &&
+      (this.healthy.has(existing.target) || !this.isTarget(existing.target))
+    ) {
+      return { connection: existing, created: false }
+    }
+    // A new flow, or one whose target failed: it gets a healthy target.
     const target = this.select()
     if (target === undefined) return undefined
     const connection: ConnectionRecord = {
@@ -158,6 +166,11 @@ export class ConnectionTable {
     this.entries.delete(key)
     this.load.set(existing.target, (this.load.get(existing.target) ?? 1) - 1)
     return existing
+  }
+
+  /** Whether a node is one of this table's targets (a flow may also be local to the owner). */
+  private isTarget(node: NodeId): boolean {
+    return this.targets.some((t) => t.node === node)
   }
 
   /** Every connection. */

@@ -91,6 +91,12 @@ export interface DefaultDistributionProcessorInit {
   /** The heartbeat endpoint of every distribution processor, so the detector can watch them. */
   heartbeats: Record<NodeId, Endpoint>
   /**
+   * The heartbeat endpoints of targets: the detector watches them too, and a target declared
+   * failed gets no new flows (its flows move on their next packet) until it recovers.
+   * Default: none (targets are assumed healthy).
+   */
+  targetHeartbeats?: Record<NodeId, Endpoint>
+  /**
    * How long a backup waits per better-ranked live backup before it claims, in ms, so that the
    * best live backup claims first and the others find the DVIPA claimed. Default 50.
    */
@@ -169,6 +175,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       node: init.node,
       dvipas: init.dvipas,
       heartbeats: init.heartbeats,
+      targetHeartbeats: init.targetHeartbeats ?? {},
       rankDelayMs: init.rankDelayMs ?? 50,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
@@ -204,6 +211,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     this.subscriptions.push(
       detector.events$.subscribe((e) => {
         if (e.type === 'node:failed') this.onNodeFailed(e.node, e.silentMs)
+        if (
+          e.node in this.init.targetHeartbeats &&
+          (e.type === 'node:failed' || e.type === 'node:recovered')
+        ) {
+          for (const state of this.states.values())
+            state.table.setHealth(e.node, e.type === 'node:recovered')
+        }
       }),
       store.events$.subscribe((e) => {
         if (e.type === 'ownership:claimed')
@@ -213,7 +227,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       link.messages$.subscribe((envelope) => this.onLinkMessage(envelope))
     )
     localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
-    for (const [node, endpoint] of Object.entries(this.init.heartbeats)) {
+    for (const [node, endpoint] of Object.entries({
+      ...this.init.heartbeats,
+      ...this.init.targetHeartbeats
+    })) {
       if (node !== this.id) detector.watch({ node, endpoint })
     }
     await this.applyMailbox()

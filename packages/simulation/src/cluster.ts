@@ -144,6 +144,10 @@ export interface SimTarget {
   link: UdpClusterLink
   /** Its target stack. */
   stack: DefaultTargetStack
+  /** Sends its heartbeats to the distribution processors (it watches nobody). */
+  heartbeat: HeartbeatFailureDetector
+  /** Whether it is running. */
+  up: boolean
 }
 
 /** What one peer's traffic looked like. */
@@ -283,11 +287,7 @@ export class SimulatedCluster {
       await peer.adapter.stop()
     }
     for (const dp of this.dps.values()) if (dp.up) await this.crash(dp.node)
-    for (const t of this.targets.values()) {
-      await t.stack.stop()
-      await t.link.stop()
-      await t.adapter.stop()
-    }
+    for (const t of this.targets.values()) if (t.up) await this.crash(t.node)
     this.eventsSubject.complete()
   }
 
@@ -318,12 +318,22 @@ export class SimulatedCluster {
   }
 
   /**
-   * Crashes a distribution processor: its network goes first (nothing more leaves or reaches
-   * it), then its timers stop. Nothing is written to the store.
+   * Crashes a distribution processor or a target: its network goes first (nothing more leaves
+   * or reaches it), then its timers stop. Nothing is written to the store.
    *
-   * @param node - the DP's id
+   * @param node - the node's id
    */
   async crash(node: NodeId): Promise<void> {
+    const target = this.targets.get(node)
+    if (target !== undefined) {
+      if (!target.up) return
+      target.up = false
+      await target.adapter.stop()
+      await target.heartbeat.stop()
+      await target.stack.stop()
+      await target.link.stop()
+      return
+    }
     const dp = this.dps.get(node)
     if (dp === undefined || !dp.up) return
     dp.up = false
@@ -337,11 +347,16 @@ export class SimulatedCluster {
   }
 
   /**
-   * Restarts a crashed distribution processor with fresh state (as a new process would).
+   * Restarts a crashed distribution processor or target with fresh state (as a new process would).
    *
-   * @param node - the DP's id
+   * @param node - the node's id
    */
   async restart(node: NodeId): Promise<void> {
+    const target = this.targets.get(node)
+    if (target !== undefined) {
+      if (!target.up) await this.startTarget(node, target.address)
+      return
+    }
     const dp = this.dps.get(node)
     if (dp === undefined || dp.up) return
     await this.startDp(node, dp.address)
@@ -393,9 +408,19 @@ export class SimulatedCluster {
       link.addPeer(dp, { address: `10.9.0.${i + 1}`, port: 7400 })
     const stack = new DefaultTargetStack({ link }, { node })
     stack.register(17, SERVICE_PORT, requestResponse(node))
+    const heartbeat = new HeartbeatFailureDetector(
+      { network: adapter, clock: this.clock },
+      {
+        node,
+        local: { address, port: 7500 },
+        ...this.options.heartbeat,
+        announceTo: this.ranks.map((_, i) => ({ address: `10.9.0.${i + 1}`, port: 7500 }))
+      }
+    )
     await link.start()
     await stack.start()
-    this.targets.set(node, { node, address, adapter, link, stack })
+    await heartbeat.start()
+    this.targets.set(node, { node, address, adapter, link, stack, heartbeat, up: true })
   }
 
   private async startDp(node: NodeId, address: string): Promise<void> {
@@ -473,7 +498,15 @@ export class SimulatedCluster {
           return ike
         }
       },
-      { node, dvipas: [dvipa], heartbeats, rankDelayMs: 50 }
+      {
+        node,
+        dvipas: [dvipa],
+        heartbeats,
+        targetHeartbeats: Object.fromEntries(
+          this.targetIds().map((t) => [t, { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }])
+        ),
+        rankDelayMs: 50
+      }
     )
     processor.events$.subscribe((event) =>
       this.eventsSubject.next({ at: clock.monotonic(), node, event })

@@ -155,4 +155,42 @@ describe('failover scenarios', function () {
       expect(unreachable.traffic.answered).to.be.greaterThan(answered)
     })
   })
+
+  describe('when a target dies', () => {
+    it('should move its flows to the live targets once it is declared failed', async () => {
+      await running()
+      const onTarget1 = cluster.peers.filter((p) => 'target-1' in p.traffic.servedBy)
+      expect(onTarget1.length).to.be.greaterThan(0)
+      await cluster.crash('target-1')
+      const at = cluster.clock.monotonic()
+      await cluster.advance(1000)
+      for (const peer of onTarget1) {
+        const recent = peer.traffic.answerTimes.filter((t) => t > at + 500).length
+        expect(recent, peer.node).to.be.greaterThan(10)
+      }
+      const moved = events.filter((e) => e.event.type === 'connection:created' && e.at > at)
+      expect(moved.length).to.equal(onTarget1.length)
+      expect(cluster.ownership()!.owner).to.equal('dp-1')
+    })
+  })
+
+  describe('when the network loses 5% of datagrams during the failover', () => {
+    it('should still complete the takeover, every peer ending with one IKE SA and traffic flowing', async () => {
+      await running({ retransmit: { timeoutMs: 200, backoff: 2, tries: 5 } })
+      cluster.setLoss(0.05)
+      await cluster.crash('dp-1')
+      await cluster.advance(4000)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      cluster.setLoss(0)
+      await cluster.advance(5000)
+      const at = cluster.clock.monotonic()
+      await cluster.advance(500)
+      for (const peer of cluster.peers) {
+        expect(peer.ike.list(), peer.node).to.have.length(1)
+        expect(peer.traffic.answerTimes.filter((t) => t > at).length, peer.node).to.be.greaterThan(
+          10
+        )
+      }
+    })
+  })
 })

@@ -165,25 +165,23 @@ describe('takeover, step by step (ARCHITECTURE.md steps 2 to 12)', function () {
         const esp = cluster.dps.get('dp-2')!.esp
         esp.events$.subscribe((e) => espEvents.push(e))
         // the old owner had recorded a bypass filter for ICMP from the service subnet ...
-        void cluster.dps
-          .get('dp-1')!
-          .store.putRecords(
-            DVIPA,
-            [
-              {
-                v: 1,
-                kind: 'filter',
-                id: 'bypass-icmp',
-                dvipa: DVIPA,
-                phase2Id: null,
-                direction: 'outbound',
-                selector: icmp,
-                action: 'bypass',
-                priority: 10
-              }
-            ],
-            { owner: 'dp-1', epoch: 1 }
-          )
+        void cluster.dps.get('dp-1')!.store.putRecords(
+          DVIPA,
+          [
+            {
+              v: 1,
+              kind: 'filter',
+              id: 'bypass-icmp',
+              dvipa: DVIPA,
+              phase2Id: null,
+              direction: 'outbound',
+              selector: icmp,
+              action: 'bypass',
+              priority: 10
+            }
+          ],
+          { owner: 'dp-1', epoch: 1 }
+        )
         // ... which the backup already has active under another name: a duplicate
         esp.installFilter({
           id: 'local-icmp',

@@ -1,0 +1,139 @@
+import { expect } from 'chai'
+import { Subject } from 'rxjs'
+import type { ClusterEnvelope, ClusterLink, ClusterMessage, TargetEvent } from '@vipsec/interface'
+import { buildIpPacket, buildUdp, parseIpPacket } from '@vipsec/esp-software'
+import { DefaultTargetStack, requestResponse, udpEcho } from '../src/index.js'
+
+/** A link double that records what is sent and lets the test deliver messages. */
+class FakeLink implements ClusterLink {
+  readonly localNode = 'target-1'
+  readonly incoming = new Subject<ClusterEnvelope>()
+  readonly messages$ = this.incoming.asObservable()
+  readonly sent: { to: string; message: ClusterMessage }[] = []
+  async send(to: string, message: ClusterMessage): Promise<void> {
+    this.sent.push({ to, message })
+  }
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  isStarted(): boolean {
+    return true
+  }
+}
+
+const flow = {
+  protocol: 17,
+  sourceAddress: '172.16.2.1',
+  sourcePort: 40001,
+  destinationAddress: '10.77.0.10',
+  destinationPort: 7
+}
+
+function request(text: string, port = 7): Uint8Array {
+  const payload = new TextEncoder().encode(text)
+  return buildIpPacket({
+    source: flow.sourceAddress,
+    destination: flow.destinationAddress,
+    protocol: 17,
+    payload: buildUdp({
+      source: flow.sourceAddress,
+      destination: flow.destinationAddress,
+      sourcePort: 40001,
+      destinationPort: port,
+      payload
+    })
+  })
+}
+
+const inbound = (from: string, epoch: number, packet: Uint8Array): ClusterEnvelope => ({
+  from,
+  message: { type: 'packet:inbound', dvipa: '10.0.0.100', epoch, flow, packet }
+})
+
+describe('DefaultTargetStack', () => {
+  let link: FakeLink
+  let stack: DefaultTargetStack
+  let events: TargetEvent[]
+
+  beforeEach(async () => {
+    link = new FakeLink()
+    stack = new DefaultTargetStack({ link }, { node: 'target-1' })
+    stack.register(17, 7, requestResponse('target-1'))
+    stack.register(17, 9, udpEcho())
+    events = []
+    stack.events$.subscribe((e) => events.push(e))
+    await stack.start()
+  })
+
+  describe('.receive', () => {
+    it('should answer a request with a correct reply packet to the owner', async () => {
+      await stack.receive(inbound('dp-1', 1, request('hello')))
+      expect(link.sent).to.have.length(1)
+      const { to, message } = link.sent[0]!
+      expect(to).to.equal('dp-1')
+      expect(message).to.include({ type: 'packet:outbound', dvipa: '10.0.0.100', epoch: 1 })
+      const reply = (message as { packet: Uint8Array }).packet
+      const info = parseIpPacket(reply)!
+      expect(info.protocol).to.equal(17)
+      expect(new TextDecoder().decode(reply.subarray(info.payloadOffset + 8))).to.equal(
+        'target-1 1 hello'
+      )
+    })
+
+    it('should send replies to a newer owner announced by a notice', async () => {
+      await stack.receive(inbound('dp-1', 1, request('a')))
+      await stack.receive({
+        from: 'dp-2',
+        message: { type: 'ownership:notice', dvipa: '10.0.0.100', owner: 'dp-2', epoch: 2 }
+      })
+      expect(stack.ownerOf('10.0.0.100')).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      await stack.receive(inbound('dp-2', 2, request('b', 9)))
+      expect(link.sent.map((s) => s.to)).to.deep.equal(['dp-1', 'dp-2'])
+      expect(events.map((e) => e.type)).to.deep.equal(['owner:changed', 'owner:changed'])
+    })
+
+    describe('when a packet or notice carries an older epoch', () => {
+      it('should ignore it and count it', async () => {
+        await stack.receive({
+          from: 'dp-2',
+          message: { type: 'ownership:notice', dvipa: '10.0.0.100', owner: 'dp-2', epoch: 2 }
+        })
+        await stack.receive(inbound('dp-1', 1, request('late')))
+        await stack.receive({
+          from: 'dp-1',
+          message: { type: 'ownership:notice', dvipa: '10.0.0.100', owner: 'dp-1', epoch: 1 }
+        })
+        expect(link.sent).to.deep.equal([])
+        expect(stack.counters().staleIgnored).to.equal(2)
+        expect(stack.ownerOf('10.0.0.100')).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+        expect(events.filter((e) => e.type === 'notice:stale-ignored')).to.have.length(2)
+      })
+    })
+
+    describe('when the input is bad', () => {
+      it('should count malformed packets, packets without an application and failing applications', async () => {
+        stack.register(17, 13, () => {
+          throw new Error('boom')
+        })
+        await stack.receive(inbound('dp-1', 1, new Uint8Array([0x45, 0, 0])))
+        await stack.receive(inbound('dp-1', 1, request('x', 99)))
+        await stack.receive(inbound('dp-1', 1, request('x', 13)))
+        expect(stack.counters()).to.include({
+          malformed: 1,
+          noHandler: 1,
+          appErrors: 1,
+          replies: 0
+        })
+      })
+    })
+  })
+
+  describe('.stop', () => {
+    it('should complete events$ and be idempotent', async () => {
+      let completed = false
+      stack.events$.subscribe({ complete: () => (completed = true) })
+      await stack.stop()
+      await stack.stop()
+      expect(completed).to.equal(true)
+    })
+  })
+})
