@@ -1,5 +1,5 @@
 import { Subject, type Observable } from 'rxjs'
-import { VirtualClock } from '@vipsec/clock'
+import { SystemClock, VirtualClock } from '@vipsec/clock'
 import { UdpClusterLink } from '@vipsec/cluster-link-udp'
 import {
   DefaultDistributionProcessor,
@@ -13,6 +13,7 @@ import { buildIpPacket, buildUdp, parseIpPacket, SoftwareEspEngine } from '@vips
 import { IkeV2Service } from '@vipsec/ike-v2'
 import type {
   ChildProposal,
+  Clock,
   DistributionEvent,
   Endpoint,
   Identity,
@@ -50,6 +51,11 @@ export interface SimulatedClusterOptions {
   policy?: SelectionPolicy
   /** IKE retransmission timing of every node. Default 500 ms, x2, 4 tries. */
   retransmit?: { timeoutMs: number; backoff: number; tries: number }
+  /**
+   * Run on the system clock instead of a virtual one: time passes for real (and computing takes
+   * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
+   */
+  realTime?: boolean
 }
 
 /** The DVIPA of the simulated cluster. */
@@ -207,8 +213,8 @@ const PSK = 'simulation pre-shared key'
  * time. Faults: {@link crash}, {@link restart}, {@link partition}, {@link setLoss}.
  */
 export class SimulatedCluster {
-  /** The virtual clock everything runs on. */
-  readonly clock: VirtualClock
+  /** The clock everything runs on: virtual, unless `realTime` was asked for. */
+  readonly clock: VirtualClock | SystemClock
   /** The virtual network. */
   readonly network: VirtualNetwork
   /** The shared coupling store. */
@@ -221,7 +227,7 @@ export class SimulatedCluster {
   readonly peers: SimPeer[] = []
   private readonly options: Required<SimulatedClusterOptions>
   private readonly eventsSubject = new Subject<ClusterEvent>()
-  private trafficTimer: ReturnType<VirtualClock['setTimeout']> | undefined
+  private trafficTimer: ReturnType<Clock['setTimeout']> | undefined
   private sequence = 0
   private ikeCount = 0
 
@@ -237,9 +243,12 @@ export class SimulatedCluster {
       heartbeat: options.heartbeat ?? { intervalMs: 100, multiplier: 3 },
       trafficIntervalMs: options.trafficIntervalMs ?? 20,
       policy: options.policy ?? 'round-robin',
-      retransmit: options.retransmit ?? { timeoutMs: 500, backoff: 2, tries: 4 }
+      retransmit: options.retransmit ?? { timeoutMs: 500, backoff: 2, tries: 4 },
+      realTime: options.realTime ?? false
     }
-    this.clock = new VirtualClock({ startTime: Date.UTC(2026, 0, 1) })
+    this.clock = this.options.realTime
+      ? new SystemClock()
+      : new VirtualClock({ startTime: Date.UTC(2026, 0, 1) })
     this.network = new VirtualNetwork(
       { clock: this.clock, random: new SeededRandomSource({ seed: `${this.options.seed}/net` }) },
       { latencyMs: this.options.latencyMs }
@@ -292,13 +301,19 @@ export class SimulatedCluster {
   }
 
   /**
-   * Lets virtual time pass, in small steps so that every timer and datagram in between runs.
+   * Lets time pass: virtual time in small steps, so that every timer and datagram in between
+   * runs, or real time (a sleep) when the cluster runs on the system clock.
    *
    * @param ms - how long
    */
   async advance(ms: number): Promise<void> {
+    const clock = this.clock
+    if (!(clock instanceof VirtualClock)) {
+      await new Promise((resolve) => setTimeout(resolve, ms))
+      return
+    }
     const step = 10
-    for (let t = 0; t < ms; t += step) await this.clock.advance(Math.min(step, ms - t))
+    for (let t = 0; t < ms; t += step) await clock.advance(Math.min(step, ms - t))
   }
 
   /** Starts every peer sending a request every `trafficIntervalMs`. */
