@@ -13,8 +13,8 @@ import { IpProtocol, type EspSaParams } from '@vipsec/interface'
 import { SoftwareEspEngine, buildIpPacket, buildUdp } from '../src/index.js'
 
 const SIZES = [64, 512, 1400]
-const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 5)
-const SLICE_MS = Number(process.env.ESP_BENCH_SLICE_MS ?? 300)
+const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 9)
+const SLICE_MS = Number(process.env.ESP_BENCH_SLICE_MS ?? 200)
 const BATCH = 256
 
 const LIMITS = {
@@ -165,52 +165,78 @@ interface Row {
   decapsulateRatio: number
 }
 
+/** Times the decapsulation of about one slice's worth of fresh packets; returns packets/s. */
+function decapsulateRate(engine: SoftwareEspEngine, packet: Uint8Array, expected: number): number {
+  const fresh: Uint8Array[] = []
+  const count = Math.ceil(expected * (SLICE_MS / 1000))
+  for (let i = 0; i < count; i++) {
+    const out = engine.protect(packet)
+    if (out.action === 'protect') fresh.push(out.packet)
+  }
+  const started = performance.now()
+  for (const esp of fresh) {
+    if (engine.unprotect(esp).action !== 'accept') throw new Error('not accepted')
+  }
+  return (fresh.length / (performance.now() - started)) * 1000
+}
+
+/**
+ * One core: each round measures bare and engine back to back (in alternating order), so that both
+ * see the same load on a shared machine; the ratio is the median of the per-round ratios.
+ */
 async function singleCore(): Promise<Row[]> {
   const rows: Row[] = []
   for (const size of SIZES) {
     const packet = innerPacket(size)
     const bareDecrypt = makeBareDecrypt(packet)
-    const samples = {
+    const { engine } = await makeEngine(0)
+    const s = {
       bareEncrypt: [] as number[],
       encapsulate: [] as number[],
       bareDecrypt: [] as number[],
-      decapsulate: [] as number[]
+      decapsulate: [] as number[],
+      encRatio: [] as number[],
+      decRatio: [] as number[]
+    }
+    const encap = (): void => {
+      if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
     }
     for (let round = 0; round < ROUNDS; round++) {
-      const { engine } = await makeEngine(0)
-      samples.bareEncrypt.push(rate(1, () => bareEncrypt(packet)))
-      samples.encapsulate.push(
-        rate(1, () => {
-          if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
-        })
-      )
-      samples.bareDecrypt.push(rate(1, bareDecrypt))
-      // decapsulate fresh packets (made beforehand, about one slice's worth): time them all
-      const fresh: Uint8Array[] = []
-      const count = Math.ceil((samples.encapsulate.at(-1) as number) * (SLICE_MS / 1000))
-      for (let i = 0; i < count; i++) {
-        const out = engine.protect(packet)
-        if (out.action === 'protect') fresh.push(out.packet)
+      let bare: number
+      let mine: number
+      if (round % 2 === 0) {
+        bare = rate(1, () => bareEncrypt(packet))
+        mine = rate(1, encap)
+      } else {
+        mine = rate(1, encap)
+        bare = rate(1, () => bareEncrypt(packet))
       }
-      const started = performance.now()
-      for (const esp of fresh) {
-        if (engine.unprotect(esp).action !== 'accept') throw new Error('not accepted')
+      s.bareEncrypt.push(bare)
+      s.encapsulate.push(mine)
+      s.encRatio.push(mine / bare)
+      let bareDec: number
+      let dec: number
+      if (round % 2 === 0) {
+        bareDec = rate(1, bareDecrypt)
+        dec = decapsulateRate(engine, packet, mine)
+      } else {
+        dec = decapsulateRate(engine, packet, mine)
+        bareDec = rate(1, bareDecrypt)
       }
-      samples.decapsulate.push((fresh.length / (performance.now() - started)) * 1000)
-      await engine.stop()
+      s.bareDecrypt.push(bareDec)
+      s.decapsulate.push(dec)
+      s.decRatio.push(dec / bareDec)
     }
-    const row: Row = {
+    await engine.stop()
+    rows.push({
       size,
-      bareEncrypt: median(samples.bareEncrypt),
-      encapsulate: median(samples.encapsulate),
-      encapsulateRatio: 0,
-      bareDecrypt: median(samples.bareDecrypt),
-      decapsulate: median(samples.decapsulate),
-      decapsulateRatio: 0
-    }
-    row.encapsulateRatio = row.encapsulate / row.bareEncrypt
-    row.decapsulateRatio = row.decapsulate / row.bareDecrypt
-    rows.push(row)
+      bareEncrypt: median(s.bareEncrypt),
+      encapsulate: median(s.encapsulate),
+      encapsulateRatio: median(s.encRatio),
+      bareDecrypt: median(s.bareDecrypt),
+      decapsulate: median(s.decapsulate),
+      decapsulateRatio: median(s.decRatio)
+    })
   }
   return rows
 }
@@ -222,46 +248,79 @@ interface WorkerRow {
   decapsulate: number
 }
 
-async function workerMode(): Promise<WorkerRow[]> {
+interface Scaling {
+  encapsulate: number
+  decapsulate: number
+}
+
+async function encapsulateBatches(
+  engine: SoftwareEspEngine,
+  batch: Uint8Array[],
+  inFlight: number
+): Promise<number> {
+  return rateAsync(BATCH * inFlight, async () => {
+    await Promise.all(Array.from({ length: inFlight }, () => engine.protectBatch(batch)))
+  })
+}
+
+async function decapsulateBatches(
+  engine: SoftwareEspEngine,
+  batch: Uint8Array[],
+  inFlight: number,
+  expected: number
+): Promise<number> {
+  // about one slice's worth of fresh batches, `inFlight` at a time
+  const batches = Math.ceil((expected * (SLICE_MS / 1000)) / BATCH)
+  const fresh: Uint8Array[][] = []
+  for (let b = 0; b < batches; b++) {
+    const results = await engine.protectBatch(batch)
+    fresh.push(results.map((r) => (r.action === 'protect' ? r.packet : new Uint8Array(0))))
+  }
+  const started = performance.now()
+  for (let next = 0; next < fresh.length; next += inFlight) {
+    const results = await Promise.all(
+      fresh.slice(next, next + inFlight).map((b) => engine.unprotectBatch(b))
+    )
+    for (const r of results) if (r[0].action !== 'accept') throw new Error('not accepted')
+  }
+  return ((fresh.length * BATCH) / (performance.now() - started)) * 1000
+}
+
+/**
+ * Worker-thread mode: engines with 1 and 2 workers, measured back to back in alternating order
+ * each round; the scale is the median of the per-round ratios.
+ */
+async function workerMode(): Promise<{ rows: WorkerRow[]; scaling: Record<string, Scaling> }> {
   const rows: WorkerRow[] = []
+  const scaling: Record<string, Scaling> = {}
   for (const size of SIZES) {
     const packet = innerPacket(size)
     const batch = Array.from({ length: BATCH }, () => packet)
-    for (const workers of [1, 2]) {
-      const enc: number[] = []
-      const dec: number[] = []
-      for (let round = 0; round < Math.max(3, ROUNDS - 2); round++) {
-        const { engine } = await makeEngine(workers)
-        // warm up: worker start-up and JIT are not part of the rate
-        for (let w = 0; w < 20; w++) await engine.protectBatch(batch)
-        // keep several batches in flight so that every worker stays busy
-        const inFlight = workers * 2
-        enc.push(
-          await rateAsync(BATCH * inFlight, async () => {
-            await Promise.all(Array.from({ length: inFlight }, () => engine.protectBatch(batch)))
-          })
+    const engines = [(await makeEngine(1)).engine, (await makeEngine(2)).engine]
+    // warm up: worker start-up and JIT are not part of the rate
+    for (const engine of engines) for (let w = 0; w < 20; w++) await engine.protectBatch(batch)
+    const enc: number[][] = [[], []]
+    const dec: number[][] = [[], []]
+    const encScale: number[] = []
+    const decScale: number[] = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? [0, 1] : [1, 0]
+      for (const i of order) enc[i].push(await encapsulateBatches(engines[i], batch, (i + 1) * 2))
+      for (const i of order) {
+        dec[i].push(
+          await decapsulateBatches(engines[i], batch, (i + 1) * 2, enc[i].at(-1) as number)
         )
-        // decapsulate about one slice's worth of fresh batches, `inFlight` at a time
-        const batches = Math.ceil(((enc.at(-1) as number) * (SLICE_MS / 1000)) / BATCH)
-        const fresh: Uint8Array[][] = []
-        for (let b = 0; b < batches; b++) {
-          const results = await engine.protectBatch(batch)
-          fresh.push(results.map((r) => (r.action === 'protect' ? r.packet : new Uint8Array(0))))
-        }
-        const started = performance.now()
-        for (let next = 0; next < fresh.length; next += inFlight) {
-          const results = await Promise.all(
-            fresh.slice(next, next + inFlight).map((b) => engine.unprotectBatch(b))
-          )
-          for (const r of results) if (r[0].action !== 'accept') throw new Error('not accepted')
-        }
-        dec.push(((fresh.length * BATCH) / (performance.now() - started)) * 1000)
-        await engine.stop()
       }
-      rows.push({ size, workers, encapsulate: median(enc), decapsulate: median(dec) })
+      encScale.push((enc[1].at(-1) as number) / (enc[0].at(-1) as number))
+      decScale.push((dec[1].at(-1) as number) / (dec[0].at(-1) as number))
     }
+    for (const engine of engines) await engine.stop()
+    for (const i of [0, 1]) {
+      rows.push({ size, workers: i + 1, encapsulate: median(enc[i]), decapsulate: median(dec[i]) })
+    }
+    scaling[size] = { encapsulate: median(encScale), decapsulate: median(decScale) }
   }
-  return rows
+  return { rows, scaling }
 }
 
 /** Bare AES-256-GCM in `threads` worker threads at once, for the machine's own scaling ceiling. */
@@ -307,30 +366,26 @@ for (const r of single) {
     `${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}`
   )
 }
-const threaded = await workerMode()
+const { rows: threaded, scaling } = await workerMode()
 console.log(
   `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
 )
 console.log('size  workers  encap   scale  decap   scale')
-const scaling: Record<string, { encapsulate: number; decapsulate: number }> = {}
 for (const r of threaded) {
-  const one = threaded.find((x) => x.size === r.size && x.workers === 1) as WorkerRow
-  const encScale = r.encapsulate / one.encapsulate
-  const decScale = r.decapsulate / one.decapsulate
-  if (r.workers === 2) scaling[r.size] = { encapsulate: encScale, decapsulate: decScale }
+  const scale = r.workers === 2 ? scaling[r.size] : { encapsulate: 1, decapsulate: 1 }
   console.log(
-    `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${encScale.toFixed(2).padStart(5)}  ${k(r.decapsulate).padStart(6)}  ${decScale.toFixed(2).padStart(5)}`
+    `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${scale.encapsulate.toFixed(2).padStart(5)}  ${k(r.decapsulate).padStart(6)}  ${scale.decapsulate.toFixed(2).padStart(5)}`
   )
 }
 const ceiling: Record<string, number> = {}
 for (const size of SIZES) {
-  const one: number[] = []
-  const two: number[] = []
+  const ratios: number[] = []
   for (let round = 0; round < 3; round++) {
-    one.push(await bareThreads(1, size))
-    two.push(await bareThreads(2, size))
+    const one = await bareThreads(1, size)
+    const two = await bareThreads(2, size)
+    ratios.push(two / one)
   }
-  ceiling[size] = median(two) / median(one)
+  ceiling[size] = median(ratios)
 }
 console.log(
   `bare AES-256-GCM in 2 threads vs 1 on this machine, same run: ${SIZES.map((s) => `${s} B ${ceiling[s].toFixed(2)}x`).join(', ')}`

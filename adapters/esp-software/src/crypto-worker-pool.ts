@@ -159,7 +159,7 @@ export class CryptoWorkerPool {
       this.chunks(jobs).map(async (chunk) => {
         let bytes = 0
         for (const j of chunk) bytes += j.payload.length
-        const buffer = new ArrayBuffer(chunk.length * 20 + bytes)
+        const buffer = Buffer.allocUnsafeSlow(chunk.length * 20 + bytes).buffer as ArrayBuffer
         const header = new Uint32Array(buffer, 0, chunk.length * 5)
         const data = new Uint8Array(buffer)
         let at = chunk.length * 20
@@ -186,7 +186,7 @@ export class CryptoWorkerPool {
       this.chunks(jobs).map(async (chunk) => {
         let bytes = 0
         for (const j of chunk) bytes += j.packet.length
-        const buffer = new ArrayBuffer(chunk.length * 12 + bytes)
+        const buffer = Buffer.allocUnsafeSlow(chunk.length * 12 + bytes).buffer as ArrayBuffer
         const header = new Uint32Array(buffer, 0, chunk.length * 3)
         const data = new Uint8Array(buffer)
         let at = chunk.length * 12

@@ -6,7 +6,7 @@
  * @module
  */
 import { parentPort } from 'node:worker_threads'
-import { espKey, openRaw, sealRaw, type EspKey } from './esp-crypto.js'
+import { espKey, espPacketLength, openRaw, sealInto, type EspKey } from './esp-crypto.js'
 import type { WorkerRequest } from './crypto-worker-pool.js'
 
 interface WorkerSa {
@@ -22,9 +22,15 @@ const iv = Buffer.alloc(8)
 function seal(input: ArrayBuffer, count: number): ArrayBuffer {
   const header = new Uint32Array(input, 0, count * 5)
   const data = new Uint8Array(input)
-  const outputs: Uint8Array[] = []
-  let offset = count * 5 * 4
+  // one output buffer, sized up front; each packet is sealed in place
   let total = 0
+  for (let i = 0; i < count; i++) {
+    if (sas.has(header[i * 5])) total += espPacketLength(header[i * 5 + 4])
+  }
+  const out = Buffer.allocUnsafeSlow(count * 2 * 4 + total)
+  const index = new Uint32Array(out.buffer, out.byteOffset, count * 2)
+  let offset = count * 5 * 4
+  let at = count * 2 * 4
   for (let i = 0; i < count; i++) {
     const sa = sas.get(header[i * 5])
     const high = header[i * 5 + 1]
@@ -33,27 +39,30 @@ function seal(input: ArrayBuffer, count: number): ArrayBuffer {
     const length = header[i * 5 + 4]
     const payload = data.subarray(offset, offset + length)
     offset += length
+    index[i * 2] = at
     if (sa == null) {
-      outputs.push(new Uint8Array(0))
+      index[i * 2 + 1] = 0
       continue
     }
+    const size = espPacketLength(length)
     iv.writeUInt32BE(high, 0)
     iv.writeUInt32BE(low, 4)
-    const esp = sealRaw(sa.gmac, sa.key, sa.spi, high, low, sa.esn, iv, payload, nextHeader)
-    outputs.push(esp)
-    total += esp.length
+    sealInto(
+      out.subarray(at, at + size),
+      sa.gmac,
+      sa.key,
+      sa.spi,
+      high,
+      low,
+      sa.esn,
+      iv,
+      payload,
+      nextHeader
+    )
+    index[i * 2 + 1] = size
+    at += size
   }
-  const out = new ArrayBuffer(count * 2 * 4 + total)
-  const index = new Uint32Array(out, 0, count * 2)
-  const bytes = new Uint8Array(out)
-  let at = count * 2 * 4
-  for (let i = 0; i < count; i++) {
-    index[i * 2] = at
-    index[i * 2 + 1] = outputs[i].length
-    bytes.set(outputs[i], at)
-    at += outputs[i].length
-  }
-  return out
+  return out.buffer as ArrayBuffer
 }
 
 function open(input: ArrayBuffer, count: number): ArrayBuffer {

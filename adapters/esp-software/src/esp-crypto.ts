@@ -136,6 +136,22 @@ export function sealEsp(input: SealInput): Uint8Array {
   )
 }
 
+/**
+ * The length of the ESP packet that sealing a payload of `payloadLength` bytes makes.
+ *
+ * @param payloadLength - the payload length
+ */
+export function espPacketLength(payloadLength: number): number {
+  return (
+    ESP_HEADER_LENGTH +
+    ESP_IV_LENGTH +
+    payloadLength +
+    espPadLength(payloadLength) +
+    2 +
+    ESP_ICV_LENGTH
+  )
+}
+
 /** @internal the transform, with the sequence number as two 32-bit halves */
 export function sealRaw(
   gmac: boolean,
@@ -148,9 +164,25 @@ export function sealRaw(
   payload: Uint8Array,
   nextHeader: number
 ): Uint8Array {
+  const out = Buffer.allocUnsafe(espPacketLength(payload.length))
+  sealInto(out, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
+  return plain(out)
+}
+
+/** @internal seals into `out`, which is exactly `espPacketLength(payload.length)` bytes */
+export function sealInto(
+  out: Buffer,
+  gmac: boolean,
+  key: EspKey,
+  spi: number,
+  high: number,
+  low: number,
+  esn: boolean,
+  iv: Uint8Array,
+  payload: Uint8Array,
+  nextHeader: number
+): void {
   const padLength = espPadLength(payload.length)
-  const textLength = payload.length + padLength + 2
-  const out = Buffer.allocUnsafe(ESP_HEADER_LENGTH + ESP_IV_LENGTH + textLength + ESP_ICV_LENGTH)
   out.writeUInt32BE(spi, 0)
   out.writeUInt32BE(low, 4)
   out.set(iv, 8)
@@ -174,7 +206,6 @@ export function sealRaw(
     cipher.final()
   }
   cipher.getAuthTag().copy(out, p)
-  return plain(out)
 }
 
 /** A plain Uint8Array view (a Buffer's `slice` would share memory, unlike Uint8Array's). */
