@@ -33,6 +33,7 @@ import {
 } from './message.js'
 import type { ChosenChild, ChosenIke } from './proposals.js'
 import type { IkeContext } from './context.js'
+import type { ChildRequest } from './tasks/child.js'
 import { fromWireSelector } from './selectors.js'
 
 /** A Child SA of an IKE SA. */
@@ -143,6 +144,8 @@ export class IkeSa {
   natT = false
   /** Child SAs by record id. */
   readonly children = new Map<string, ChildSa>()
+  /** The Child SAs local policy accepts when the peer asks for one with CREATE_CHILD_SA. */
+  childConfigs: ChildRequest[] = []
   /** When established (wall ms). */
   establishedAt = 0
   /** Monotonic ms of the last message received from the peer. */

@@ -113,7 +113,6 @@ export class IkeV2Service implements IkeService {
   private readonly table = new Map<string, IkeSa>()
   private readonly espSpis = new Set<number>()
   private readonly initState: ResponderInitState
-  private readonly childConfigs = new WeakMap<IkeSa, ChildRequest[]>()
   private subscriptions: Subscription[] = []
   private started = false
 
@@ -355,7 +354,7 @@ export class IkeV2Service implements IkeService {
           answer = { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] }
           break
         }
-        answer = respondCreateChildSa(this, sa, payloads, this.childConfigs.get(sa) ?? [])
+        answer = respondCreateChildSa(this, sa, payloads, sa.childConfigs)
         break
       case ExchangeType.INFORMATIONAL:
         answer = respondInformational(this, sa, payloads)
@@ -390,7 +389,7 @@ export class IkeV2Service implements IkeService {
           sameIdentity(p.localIdentity, sa.localIdentity!) &&
           (p.remoteIdentity === undefined || sameIdentity(p.remoteIdentity, sa.remoteIdentity!))
       )
-      this.childConfigs.set(sa, peer?.children.map(childRequest) ?? [])
+      sa.childConfigs = peer?.children.map(childRequest) ?? []
     }
     if (initialContact) {
       for (const other of this.sas()) {
@@ -506,7 +505,7 @@ export class IkeV2Service implements IkeService {
       local: request.child.local.map(toWireSelector),
       remote: request.child.remote.map(toWireSelector)
     }
-    this.childConfigs.set(sa, [childReq])
+    sa.childConfigs = [childReq]
     this.register(sa)
     const run = async (): Promise<IkeSaRecords> => {
       await initiateIkeSaInit(this, sa, request.forceEncapsulation === true)

@@ -272,7 +272,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
     describe('when vipsec initiates to charon', () => {
       it(
         auth === 'psk'
-          ? 'should establish, carry a UDP datagram both ways, rekey the Child SA from each side, and delete from each side'
+          ? 'should establish, carry a UDP datagram both ways, rekey the Child SA and the IKE SA from each side, answer a liveness check, and delete from each side'
           : 'should establish, carry a UDP datagram both ways, and be deleted by vipsec',
         async () => {
           const r = await peer.call<IkeSaRecords>('connect', {
@@ -323,6 +323,28 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
           }, 'charon to finish its rekey')
           await udpRoundTrip('after-charon-rekey')
 
+          // IKE SA rekey started by vipsec, then by charon; liveness check answered by charon
+          const ike1 = await peer.call<{ id: string; ikeSaId: { initiatorSpi: string } }>(
+            'rekeyIkeSa',
+            (await list())[0].phase1.id
+          )
+          await until(async () => {
+            const raw = charon.swanctl(['--list-sas', '--raw'])
+            return (
+              charon.ikeSas().length === 1 &&
+              raw.includes(`initiator-spi=${ike1.ikeSaId.initiatorSpi}`)
+            )
+          }, 'charon to hold only the IKE SA rekeyed by vipsec')
+          expect(charonChildren(charon)).to.have.length(1)
+          charon.swanctl(['--rekey', '--ike', 'vipsec'])
+          await until(async () => {
+            const l = await list()
+            return l.length === 1 && l[0].phase1.id !== ike1.id && l[0].phase2.length === 1
+          }, 'vipsec to see the IKE SA rekeyed by charon')
+          await until(async () => charon.ikeSas().length === 1, 'charon to drop its old IKE SA')
+          await peer.call('checkLiveness', (await list())[0].phase1.id)
+          await udpRoundTrip('after-ike-rekeys')
+
           // Child SA delete started by vipsec, then a new Child SA started by charon, deleted by charon
           await peer.call('deleteChildSa', after.id)
           await until(
@@ -343,7 +365,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
           )
 
           // IKE SA delete started by vipsec
-          await peer.call('deleteIkeSa', r.phase1.id)
+          await peer.call('deleteIkeSa', (await list())[0].phase1.id)
           await until(async () => charon.ikeSas().length === 0, 'charon to drop the IKE SA')
           expect(await list()).to.have.length(0)
         }

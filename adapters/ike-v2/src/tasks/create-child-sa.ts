@@ -279,6 +279,7 @@ function successor(
     rekey: { skD: old.keys!.skD, prf: old.chosen!.prf }
   })
   next.nat = { ...old.nat }
+  next.childConfigs = old.childConfigs
   next.natT = old.natT
   next.state = 'established'
   next.establishedAt = ctx.clock.now()

@@ -74,6 +74,7 @@ export class Charon {
   load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey hmac kdf kernel-libipsec kernel-netlink socket-default vici updown
   install_virtual_ip = no
   retransmit_tries = 3
+  delete_rekeyed_delay = 0
   plugins {
     vici {
       socket = ${this.uri}
