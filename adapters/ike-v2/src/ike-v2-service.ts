@@ -147,6 +147,8 @@ export class IkeV2Service implements IkeService {
       this.components.udp4500.datagrams$.subscribe((d) => this.onDatagram(d, true)),
       this.engine.events$.subscribe((e) => {
         if (e.type === 'sa:soft-expired' && e.direction === 'outbound') this.onSoftExpired(e.spi)
+        if (e.type === 'sa:removed' && e.reason !== 'deleted')
+          this.onHardExpired(e.spi, e.direction)
       })
     )
     this.started = true
@@ -441,7 +443,27 @@ export class IkeV2Service implements IkeService {
     for (const sa of this.table.values()) {
       for (const child of sa.children.values()) {
         if (child.outboundSpi === spi && child.rekeyed !== true && sa.state === 'established') {
-          rekeyChildTask(this, sa, child).catch(() => undefined)
+          // both peers reach the soft limit together: a random delay makes rekey collisions rare
+          const jitter = this.random.randomInt(2000)
+          sa.timers.push(
+            this.clock.setTimeout(() => {
+              if (sa.state === 'established' && sa.children.get(child.id) === child) {
+                rekeyChildTask(this, sa, child).catch(() => undefined)
+              }
+            }, jitter)
+          )
+          return
+        }
+      }
+    }
+  }
+
+  private onHardExpired(spi: number, direction: 'inbound' | 'outbound'): void {
+    for (const sa of this.table.values()) {
+      for (const child of sa.children.values()) {
+        const mine = direction === 'inbound' ? child.inboundSpi : child.outboundSpi
+        if (mine === spi) {
+          deleteChildTask(this, sa, child, 'expired').catch(() => undefined)
           return
         }
       }

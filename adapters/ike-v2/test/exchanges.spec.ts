@@ -278,6 +278,103 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('when a Child SA reaches its lifetimes in the ESP engine', () => {
+    it('should rekey at the soft limit and delete at the hard limit', async () => {
+      const lifetime = {
+        softSeconds: 60,
+        hardSeconds: 0,
+        softBytes: 0,
+        hardBytes: 0,
+        softPackets: 0,
+        hardPackets: 0
+      }
+      const pol = phase2({ lifetime })
+      const p = makePair({ bPhase2: pol })
+      await p.start()
+      const r = await p.drive(
+        p.a.connect(
+          p.request({ child: { policy: pol, mode: 'tunnel', local: [A_NET], remote: [B_NET] } })
+        )
+      )
+      await p.clock.advance(65_000)
+      await p.settle()
+      const a = p.a.list()[0].phase2
+      expect(a).to.have.length(1)
+      expect(a[0].id).to.not.equal(r.phase2[0].id)
+      expect(p.b.list()[0].phase2.map((c) => c.inboundSpi)).to.deep.equal([a[0].outboundSpi])
+      await p.stop()
+    })
+
+    it('should delete the Child SA on both sides when its hard limit passes', async () => {
+      const lifetime = {
+        softSeconds: 0,
+        hardSeconds: 30,
+        softBytes: 0,
+        hardBytes: 0,
+        softPackets: 0,
+        hardPackets: 0
+      }
+      const pol = phase2({ lifetime })
+      const p = makePair({ bPhase2: phase2() })
+      await p.start()
+      await p.drive(
+        p.a.connect(
+          p.request({ child: { policy: pol, mode: 'tunnel', local: [A_NET], remote: [B_NET] } })
+        )
+      )
+      await p.clock.advance(31_000)
+      await p.settle()
+      expect(p.a.list()[0].phase2).to.have.length(0)
+      expect(p.b.list()[0].phase2).to.have.length(0)
+      expect(p.aEvents.some((e) => e.type === 'sa:deleted' && e.reason === 'expired')).to.equal(
+        true
+      )
+      await p.stop()
+    })
+  })
+
+  describe('CREATE_CHILD_SA with a PFS group the responder does not take', () => {
+    it('should retry with the group named in INVALID_KE_PAYLOAD', async () => {
+      const pfsProposal = { ...ESP_PROPOSAL, keyExchange: ['ecp256' as const] }
+      const p = makePair({ bPhase2: phase2({ proposals: [pfsProposal], pfsGroup: 'ecp256' }) })
+      await p.start()
+      const aPol = phase2({
+        pfsGroup: 'modp2048',
+        proposals: [{ ...ESP_PROPOSAL, keyExchange: ['modp2048', 'ecp256'] }]
+      })
+      const r = await p.drive(
+        p.a.connect(
+          p.request({ child: { policy: aPol, mode: 'tunnel', local: [A_NET], remote: [B_NET] } })
+        )
+      )
+      const before = p.net.log.length
+      const next = await p.drive(p.a.rekeyChildSa(r.phase2[0].id))
+      expect(next.id).to.not.equal(r.phase2[0].id)
+      const requests = p.net.log
+        .slice(before)
+        .filter(
+          (x) =>
+            header(x.data).exchange === ExchangeType.CREATE_CHILD_SA &&
+            (header(x.data).flags & HeaderFlag.RESPONSE) === 0
+        )
+      expect(requests).to.have.length(2)
+      await p.stop()
+    })
+  })
+
+  describe('when one peer opens too many half-open SAs', () => {
+    it('should drop its further IKE_SA_INIT requests and count them', async () => {
+      const p = makePair({ b: { halfOpenLimitPerPeer: 2, cookieThreshold: 100 } })
+      await p.start()
+      // A's IKE_AUTH never arrives, so every IKE SA it starts stays half-open at B
+      p.net.filter = (x) => (header(x.data).exchange === ExchangeType.IKE_AUTH ? 'drop' : 'deliver')
+      const attempts = [1, 2, 3].map(() => p.a.connect(p.request()).catch((e) => e))
+      await p.drive(Promise.all(attempts))
+      expect(p.b.counters().dropped['half-open-limit']).to.be.greaterThan(0)
+      await p.stop()
+    })
+  })
+
   describe('.rekeyIkeSa', () => {
     it('should move the Child SAs to the new IKE SA on both sides and keep it usable', async () => {
       const p = makePair()

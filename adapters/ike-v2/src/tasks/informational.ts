@@ -14,7 +14,12 @@ import { removeChild } from './child.js'
  * Deletes a Child SA: sends a Delete with our inbound SPI and removes the SA when answered (or,
  * if the peer does not answer, when the request times out).
  */
-export async function deleteChildSa(ctx: IkeContext, sa: IkeSa, child: ChildSa): Promise<void> {
+export async function deleteChildSa(
+  ctx: IkeContext,
+  sa: IkeSa,
+  child: ChildSa,
+  reason: 'local' | 'expired' = 'local'
+): Promise<void> {
   try {
     await sa.request(ExchangeType.INFORMATIONAL, () => [
       {
@@ -24,7 +29,7 @@ export async function deleteChildSa(ctx: IkeContext, sa: IkeSa, child: ChildSa):
       } as DeletePayload
     ])
   } finally {
-    removeChild(ctx, sa, child, 'local')
+    removeChild(ctx, sa, child, reason)
   }
 }
 
