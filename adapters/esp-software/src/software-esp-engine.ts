@@ -230,9 +230,6 @@ export class SoftwareEspEngine implements EspEngine {
     this.requireStarted()
     const sa = this.validateSa(params)
     const table = sa.direction === 'inbound' ? this.inbound : this.outbound
-    if (table.has(sa.spi)) {
-      throw new DuplicateSaError(`an ${sa.direction} SA with SPI ${sa.spi} is installed`)
-    }
     table.set(sa.spi, sa)
     if (sa.fingerprint != null) this.liveKeys.set(sa.fingerprint, sa.spi)
     this.pool?.addSa(sa.id, sa.gmac, params.keyMaterial, sa.spi, sa.esn)
@@ -264,6 +261,9 @@ export class SoftwareEspEngine implements EspEngine {
     }
     if (direction !== 'inbound' && direction !== 'outbound') {
       throw new InvalidParametersError('params.direction', 'must be inbound or outbound')
+    }
+    if ((direction === 'inbound' ? this.inbound : this.outbound).has(spi)) {
+      throw new DuplicateSaError(`an ${direction} SA with SPI ${spi} is installed`)
     }
     if (mode !== 'tunnel' && mode !== 'transport') {
       throw new InvalidParametersError('params.mode', 'must be tunnel or transport')

@@ -87,6 +87,8 @@ describe('SoftwareEspEngine', () => {
         expect(() => engine.addSa(saParams({ keyMaterial: keyMaterial(9) }))).to.throw(
           DuplicateSaError
         )
+        // the same SA again (same key) is a duplicate too, not a key-reuse error
+        expect(() => engine.addSa(saParams())).to.throw(DuplicateSaError)
         engine.addSa(inboundTwin(saParams()))
         expect(engine.listSas()).to.have.length(2)
       })
