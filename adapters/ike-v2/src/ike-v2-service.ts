@@ -31,7 +31,14 @@ import {
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
 import { bytesEqual, decryptMessage } from './crypto.js'
 import { childRecord, IkeSa, type ChildSa } from './ike-sa.js'
-import { concat, notify, parseMessage, type IkeMessage, type Payload } from './message.js'
+import {
+  concat,
+  encodeMessage,
+  notify,
+  parseMessage,
+  type IkeMessage,
+  type Payload
+} from './message.js'
 import { sameIdentity, toWireSelector } from './selectors.js'
 import { childRequest, removeChild, type ChildRequest } from './tasks/child.js'
 import {
@@ -257,8 +264,14 @@ export class IkeV2Service implements IkeService {
       let message: IkeMessage
       try {
         message = parseMessage(data)
-      } catch {
+      } catch (err) {
         this.drop('malformed')
+        this.answerUnparsableInit(
+          data,
+          d.from,
+          natT,
+          err as IkeProtocolError & { payloadType?: number }
+        )
         return
       }
       this.dispatch(message, d.from, natT)
@@ -266,6 +279,39 @@ export class IkeV2Service implements IkeService {
       // never let a datagram break the service
       this.drop('malformed')
     }
+  }
+
+  /**
+   * Answers an IKE_SA_INIT request that could not be parsed because of its version or an unknown
+   * critical payload with the notify RFC 7296 (sections 1.5, 2.5) asks for; anything else is
+   * only dropped.
+   */
+  private answerUnparsableInit(
+    data: Uint8Array,
+    from: Endpoint,
+    natT: boolean,
+    err: IkeProtocolError & { payloadType?: number }
+  ): void {
+    if (data.length < 28 || data[18] !== ExchangeType.IKE_SA_INIT) return
+    if ((data[19] & HeaderFlag.RESPONSE) !== 0 || (data[19] & HeaderFlag.INITIATOR) === 0) return
+    if (data[20] !== 0 || data[21] !== 0 || data[22] !== 0 || data[23] !== 0) return
+    let payload
+    if (err.kind === 'INVALID_MAJOR_VERSION') payload = notify(NotifyType.INVALID_MAJOR_VERSION)
+    else if (err.kind === 'UNSUPPORTED_CRITICAL_PAYLOAD' && err.payloadType !== undefined) {
+      payload = notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Uint8Array.of(err.payloadType))
+    } else return
+    const response = encodeMessage(
+      {
+        spiI: data.slice(0, 8),
+        spiR: new Uint8Array(8),
+        version: 0x20,
+        exchange: ExchangeType.IKE_SA_INIT,
+        flags: HeaderFlag.RESPONSE,
+        messageId: 0
+      },
+      [payload]
+    )
+    this.sendTo(response, from, natT)
   }
 
   private dispatch(message: IkeMessage, from: Endpoint, natT: boolean): void {

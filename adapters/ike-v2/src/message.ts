@@ -513,7 +513,10 @@ export function parsePayloads(first: number, b: Uint8Array, base = 0): Payload[]
     const len = u16(b, o + 2)
     if (len < 4 || o + len > b.length) throw syntax(`bad length ${len} of payload ${type}`)
     if (!KNOWN.has(type) && critical) {
-      throw new IkeProtocolError('UNSUPPORTED_CRITICAL_PAYLOAD', `payload type ${type}`)
+      throw Object.assign(
+        new IkeProtocolError('UNSUPPORTED_CRITICAL_PAYLOAD', `payload type ${type}`),
+        { payloadType: type }
+      )
     }
     const payload = parseBody(type, b.subarray(o + 4, o + len), critical, base + o)
     if (type === PayloadType.SK) {

@@ -362,6 +362,46 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('when an IKE_SA_INIT request cannot be parsed', () => {
+    for (const [name, version, payloads, notifyType] of [
+      [
+        'it has an unknown critical payload',
+        0x20,
+        [{ type: 99, critical: true, body: new Uint8Array(4) }],
+        1
+      ],
+      ['its major version is 3', 0x30, [], 5]
+    ] as const) {
+      it(`should answer with the RFC 7296 notify when ${name}, and count it`, async () => {
+        const p = makePair()
+        await p.start()
+        const probe = p.net.bind('10.0.0.9', 500)
+        const got: Uint8Array[] = []
+        probe.datagrams$.subscribe((d) => got.push(d.data))
+        const spiI = Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9)
+        const req = wire.encodeMessage(
+          {
+            spiI,
+            spiR: new Uint8Array(8),
+            version,
+            exchange: ExchangeType.IKE_SA_INIT,
+            flags: HeaderFlag.INITIATOR,
+            messageId: 0
+          },
+          payloads as never
+        )
+        probe.send(req, { address: '10.0.0.2', port: 500 })
+        await p.settle()
+        expect(got).to.have.length(1)
+        const m = wire.parseMessage(got[0])
+        expect(Array.from(m.header.spiI)).to.deep.equal(Array.from(spiI))
+        expect(wire.findNotify(m.payloads, notifyType)).to.not.equal(undefined)
+        expect(p.b.counters().dropped.malformed).to.equal(1)
+        await p.stop()
+      })
+    }
+  })
+
   describe('when one peer opens too many half-open SAs', () => {
     it('should drop its further IKE_SA_INIT requests and count them', async () => {
       const p = makePair({ b: { halfOpenLimitPerPeer: 2, cookieThreshold: 100 } })
