@@ -61,6 +61,12 @@ export interface SoftwareEspEngineInit {
    * batches run inline). The synchronous `protect`/`unprotect` never use workers.
    */
   workers?: number
+  /**
+   * How many retired outbound keys (as SHA-256 fingerprints, with the highest sequence number
+   * used) the engine remembers, to refuse reinstalling one from a lower sequence number. The
+   * oldest are forgotten first. Default 65536.
+   */
+  keyMemory?: number
 }
 
 /** Every drop reason, in the order counters report them. */
@@ -150,6 +156,7 @@ export class SoftwareEspEngine implements EspEngine {
   private observable: Observable<EspEvent> = this.subject.asObservable()
   private started = false
   private readonly workerCount: number
+  private readonly keyMemory: number
   private pool: CryptoWorkerPool | undefined
   private nextSaId = 1
   /** While a batch is being prepared: SAs whose keys the workers must forget after its jobs. */
@@ -169,6 +176,10 @@ export class SoftwareEspEngine implements EspEngine {
     this.sequenceSoftMargin = init.sequenceSoftMargin ?? 2 ** 24
     if (!Number.isInteger(this.sequenceSoftMargin) || this.sequenceSoftMargin < 0) {
       throw new InvalidParametersError('init.sequenceSoftMargin', 'must be an integer >= 0')
+    }
+    this.keyMemory = init.keyMemory ?? 65536
+    if (!Number.isInteger(this.keyMemory) || this.keyMemory < 0) {
+      throw new InvalidParametersError('init.keyMemory', 'must be an integer >= 0')
     }
     this.workerCount = init.workers ?? 0
     if (!Number.isInteger(this.workerCount) || this.workerCount < 0 || this.workerCount > 64) {
@@ -422,7 +433,11 @@ export class SoftwareEspEngine implements EspEngine {
     else this.pool?.removeSa(sa.id)
     if (sa.fingerprint != null && sa.sealer != null) {
       this.liveKeys.delete(sa.fingerprint)
+      this.usedKeys.delete(sa.fingerprint)
       this.usedKeys.set(sa.fingerprint, sa.sealer.sequence)
+      if (this.usedKeys.size > this.keyMemory) {
+        this.usedKeys.delete(this.usedKeys.keys().next().value as string)
+      }
     }
   }
 

@@ -158,6 +158,28 @@ describe('SoftwareEspEngine', () => {
       })
     })
 
+    describe('when more keys were retired than keyMemory holds', () => {
+      it('should forget the oldest first', async () => {
+        const small = new SoftwareEspEngine({ clock }, { keyMemory: 1 })
+        await small.start()
+        for (const [spi, seed] of [
+          [0x3001, 30],
+          [0x3002, 31]
+        ]) {
+          small.addSa(saParams({ spi, keyMaterial: keyMaterial(seed) }))
+          small.installFilter(anyFilter({ spi }))
+          expect(small.protect(udpPacket()).action).to.equal('protect')
+        }
+        small.removeSa(0x3001, 'outbound')
+        small.removeSa(0x3002, 'outbound')
+        expect(() => small.addSa(saParams({ spi: 0x3003, keyMaterial: keyMaterial(31) })))
+          .to.throw()
+          .with.property('argument', 'params.initialSequence')
+        small.addSa(saParams({ spi: 0x3004, keyMaterial: keyMaterial(30) }))
+        await small.stop()
+      })
+    })
+
     describe('when the engine is not started', () => {
       it('should throw NotStartedError', async () => {
         await engine.stop()
