@@ -69,6 +69,7 @@ const B_NET = {
 
 async function fullHandshakes(n: number): Promise<number> {
   const net = new MemoryNetwork()
+  net.logging = false
   const clock = new VirtualClock()
   const random = new CryptoRandomSource()
   const aEngine = new SoftwareEspEngine({ clock })

@@ -222,6 +222,30 @@ describe('IkeV2Service', () => {
         const auth = p.net.log.find((x) => x.to.port === 4500)
         expect(auth).to.not.equal(undefined)
         expect(Array.from(auth!.data.subarray(0, 4))).to.deep.equal([0, 0, 0, 0])
+        // ESP goes in UDP to port 4500 both ways (towards A through the NAT's public port)
+        const { buildIpPacket, buildUdp } = await import('@vipsec/esp-software')
+        const inner = (src: string, dst: string): Uint8Array =>
+          buildIpPacket({
+            source: src,
+            destination: dst,
+            protocol: 17,
+            payload: buildUdp({
+              source: src,
+              destination: dst,
+              sourcePort: 1,
+              destinationPort: 2,
+              payload: new Uint8Array(8)
+            })
+          })
+        const out = p.aEngine.protect(inner('172.16.1.5', '172.16.2.7'))
+        expect(out.action === 'protect' && out.udp && out.to.port).to.equal(4500)
+        if (out.action === 'protect')
+          expect(p.bEngine.unprotectUdp(out.packet).action).to.equal('accept')
+        const back = p.bEngine.protect(inner('172.16.2.7', '172.16.1.5'))
+        expect(back.action === 'protect' && back.udp && back.to).to.deep.equal({
+          address: '198.51.100.1',
+          port: 14500
+        })
         // keep-alives from the side behind the NAT
         await p.clock.advance(20_000)
         expect(p.net.log.some((x) => x.data.length === 1 && x.data[0] === 0xff)).to.equal(true)

@@ -14,8 +14,10 @@ export class MemoryNetwork {
   private readonly sockets = new Map<string, MemoryUdpEndpoint>()
   /** Decides the fate of each packet; default: deliver. */
   filter: (p: Packet) => Verdict = () => 'deliver'
-  /** Every packet sent, in order. */
+  /** Every packet sent, in order (while `logging`). */
   readonly log: Packet[] = []
+  /** Whether packets are kept in `log`; the benchmark turns it off. */
+  logging = true
   /** Source NAT: private address -> public address (ports are remapped by adding 10000). */
   readonly nat = new Map<string, string>()
   private readonly reverse = new Map<string, Endpoint>()
@@ -37,7 +39,7 @@ export class MemoryNetwork {
     const back = this.reverse.get(`${to.address}:${to.port}`)
     if (back !== undefined) dst = back
     const p = { data: data.slice(), from: src, to: dst }
-    this.log.push(p)
+    if (this.logging) this.log.push(p)
     const verdict = this.filter(p)
     if (verdict === 'drop') return
     const times = verdict === 'duplicate' ? 2 : 1
