@@ -544,25 +544,29 @@ export class SoftwareEspEngine implements EspEngine {
     const results: OutboundResult[] = new Array(packets.length)
     const jobs: SealJob[] = []
     const waiting: { index: number; sa: Sa; length: number }[] = []
+    let sealing: Promise<Uint8Array[]> | undefined
     this.deferredRemovals = []
-    for (let i = 0; i < packets.length; i++) {
-      const prepared = this.prepareOutbound(packets[i])
-      if (!('sa' in prepared)) {
-        results[i] = prepared
-        continue
+    try {
+      for (let i = 0; i < packets.length; i++) {
+        const prepared = this.prepareOutbound(packets[i])
+        if (!('sa' in prepared)) {
+          results[i] = prepared
+          continue
+        }
+        const { sa, payload, nextHeader } = prepared
+        const [high, low] = (sa.sealer as EspSealer).reserve()
+        jobs.push({ sa: sa.id, high, low, payload, nextHeader })
+        waiting.push({ index: i, sa, length: payload.length })
+        // account now, so that limits and exhaustion hold for the rest of the batch
+        this.afterSeal(sa, payload.length)
       }
-      const { sa, payload, nextHeader } = prepared
-      const [high, low] = (sa.sealer as EspSealer).reserve()
-      jobs.push({ sa: sa.id, high, low, payload, nextHeader })
-      waiting.push({ index: i, sa, length: payload.length })
-      // account now, so that limits and exhaustion hold for the rest of the batch
-      this.afterSeal(sa, payload.length)
+      // the jobs are posted before any removal of an SA that this batch exhausted
+      sealing = jobs.length > 0 ? pool.seal(jobs) : undefined
+    } finally {
+      const removals = this.deferredRemovals
+      this.deferredRemovals = undefined
+      for (const id of removals) pool.removeSa(id)
     }
-    // the jobs are posted before any removal of an SA that this batch exhausted
-    const sealing = jobs.length > 0 ? pool.seal(jobs) : undefined
-    const removals = this.deferredRemovals
-    this.deferredRemovals = undefined
-    for (const id of removals) pool.removeSa(id)
     if (sealing != null) {
       const sealed = await sealing
       waiting.forEach((w, j) => {
