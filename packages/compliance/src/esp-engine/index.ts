@@ -243,6 +243,25 @@ export function espEngineSuite(options: EspEngineSuiteOptions): void {
         expect(ivs.size).to.equal(50)
       })
 
+      it('should carry extended sequence numbers across 2^32 with the high half only in the ICV', () => {
+        const outbound = sampleOutboundSa({
+          extendedSequenceNumbers: true,
+          initialSequence: 0xfffffffen
+        })
+        engine.addSa(outbound)
+        engine.addSa({ ...inboundOf(outbound), initialSequence: 0xfffffffdn })
+        engine.installFilter(sampleFilter())
+        engine.installFilter(sampleFilter({ id: 'in', direction: 'inbound' }))
+        const packet = sampleUdpPacket()
+        const lows: number[] = []
+        for (let i = 0; i < 4; i++) {
+          const esp = protectedPacket(engine.protect(packet))
+          lows.push(new DataView(esp.buffer, esp.byteOffset).getUint32(4))
+          expect(acceptedPacket(engine.unprotect(esp))).to.deep.equal(packet)
+        }
+        expect(lows).to.deep.equal([0xffffffff, 0, 1, 2])
+      })
+
       it('should address a UDP-encapsulated SA to the peer NAT-T endpoint', () => {
         loopback({
           udpEncapsulation: {
