@@ -15,7 +15,8 @@ import {
   type Phase1Record,
   type Phase2Policy,
   type Phase2Record,
-  type TimerHandle
+  type TimerHandle,
+  type TrafficSelector
 } from '@vipsec/interface'
 import { HeaderFlag } from './constants.js'
 import {
@@ -72,6 +73,8 @@ export interface ChildSa {
   peerRekey?: ChildSa
   /** A redundant Child SA of a rekey collision: never announced, so its deletion is not either. */
   silent?: boolean
+  /** The selectors in text form, computed once for the records. */
+  selectors?: { local: TrafficSelector[]; remote: TrafficSelector[] }
 }
 
 /** Where an IKE SA stands. */
@@ -423,8 +426,11 @@ export function childRecord(sa: IkeSa, child: ChildSa): Phase2Record {
     mode: child.mode,
     policy: child.policy,
     selectors: {
-      local: child.local.map(fromWireSelector),
-      remote: child.remote.map(fromWireSelector)
+      local: (child.selectors ??= {
+        local: child.local.map(fromWireSelector),
+        remote: child.remote.map(fromWireSelector)
+      }).local.map((t) => ({ ...t })),
+      remote: child.selectors.remote.map((t) => ({ ...t }))
     },
     encapsulation: child.encapsulated ? 'udp' : 'none',
     establishedAt: child.establishedAt

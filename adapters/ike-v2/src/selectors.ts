@@ -22,13 +22,24 @@ import { decodeDn, encodeDn } from './dn.js'
  * @throws InvalidParametersError when it is not an address
  */
 export function ipToBytes(address: string): Uint8Array {
+  const cached = ipCache.get(address)
+  if (cached !== undefined) return cached.slice()
+  const bytes = parseIp(address)
+  if (ipCache.size >= 1024) ipCache.clear()
+  ipCache.set(address, bytes)
+  return bytes.slice()
+}
+
+const ipCache = new Map<string, Uint8Array>()
+
+function parseIp(address: string): Uint8Array {
   if (isIPv4(address)) return Uint8Array.from(address.split('.').map(Number))
   if (!isIPv6(address)) throw new InvalidParametersError('address', `not an IP address: ${address}`)
   let text = address
   const out = new Uint8Array(16)
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
   if (v4 !== null) {
-    const b = ipToBytes(v4[1])
+    const b = parseIp(v4[1])
     text =
       text.slice(0, -v4[1].length) +
       `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`
