@@ -103,6 +103,8 @@ export interface DefaultDistributionProcessorInit {
   rankDelayMs?: number
   /** Retries of renegotiations that failed during a takeover. */
   retry?: RetryOptions
+  /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
+  renegotiationConcurrency?: number
 }
 
 /** @internal The state of one DVIPA on this node. */
@@ -177,6 +179,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       heartbeats: init.heartbeats,
       targetHeartbeats: init.targetHeartbeats ?? {},
       rankDelayMs: init.rankDelayMs ?? 50,
+      renegotiationConcurrency: init.renegotiationConcurrency ?? 64,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
   }

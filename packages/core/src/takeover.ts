@@ -221,17 +221,29 @@ export async function runTakeover(
   }
 }
 
+/**
+ * Renegotiates every IKE SA, at most `renegotiationConcurrency` at a time: a thousand handshakes
+ * started at once would overrun the peers and the node itself and mostly retransmit.
+ */
 async function renegotiate(
   host: TakeoverHost,
   state: DvipaState,
   sas: IkeSaRecords[]
 ): Promise<RenegotiationOutcome[]> {
-  if (sas.length === 0) return []
-  const outcomes = await state.ike!.renegotiate(sas)
-  for (const outcome of outcomes) {
-    if (outcome.status === 'renegotiated')
-      host.track(state, outcome.current.phase1, outcome.current.phase2)
+  const outcomes: RenegotiationOutcome[] = new Array(sas.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < sas.length) {
+      const i = next++
+      const [outcome] = await state.ike!.renegotiate([sas[i]!])
+      outcomes[i] = outcome!
+      if (outcome!.status === 'renegotiated') {
+        host.track(state, outcome!.current.phase1, outcome!.current.phase2)
+      }
+    }
   }
+  const workers = Math.max(1, Math.min(host.init.renegotiationConcurrency, sas.length))
+  await Promise.all(Array.from({ length: workers }, worker))
   return outcomes
 }
 

@@ -230,6 +230,8 @@ export class SimulatedCluster {
   private trafficTimer: ReturnType<Clock['setTimeout']> | undefined
   private sequence = 0
   private ikeCount = 0
+  /** On the system clock, keeps the process alive while the cluster runs (its timers are unref'd). */
+  private keepAlive: ReturnType<typeof setInterval> | undefined
 
   /** @param options - sizes, seed and timing */
   constructor(options: SimulatedClusterOptions = {}) {
@@ -279,6 +281,7 @@ export class SimulatedCluster {
    * @throws whatever a peer's IKE connection throws
    */
   async start(): Promise<void> {
+    if (this.options.realTime) this.keepAlive = setInterval(() => {}, 1000)
     for (let j = 1; j <= this.options.targets; j++)
       await this.startTarget(`target-${j}`, `10.9.1.${j}`)
     for (const [i, node] of this.ranks.entries()) await this.startDp(node, `10.9.0.${i + 1}`)
@@ -298,6 +301,7 @@ export class SimulatedCluster {
     for (const dp of this.dps.values()) if (dp.up) await this.crash(dp.node)
     for (const t of this.targets.values()) if (t.up) await this.crash(t.node)
     this.eventsSubject.complete()
+    if (this.keepAlive !== undefined) clearInterval(this.keepAlive)
   }
 
   /**
@@ -610,9 +614,17 @@ export class SimulatedCluster {
     return peer
   }
 
+  /** Connects the peers, at most 50 handshakes at a time (a thousand at once would only retransmit). */
   private async connectPeers(): Promise<void> {
+    const batch = 50
+    for (let first = 0; first < this.peers.length; first += batch) {
+      await this.connectBatch(this.peers.slice(first, first + batch), first)
+    }
+  }
+
+  private async connectBatch(peers: SimPeer[], offset: number): Promise<void> {
     await Promise.all(
-      this.peers.map(async (peer, i) =>
+      peers.map(async (peer, j) =>
         peer.ike.connect({
           local: { address: peer.address, port: 500 },
           peer: { address: DVIPA, port: 500 },
@@ -622,7 +634,7 @@ export class SimulatedCluster {
           child: {
             policy: PHASE2,
             mode: 'tunnel',
-            local: [innerSelector(i + 1)],
+            local: [innerSelector(offset + j + 1)],
             remote: [SERVICE_SUBNET]
           },
           forceEncapsulation: true
