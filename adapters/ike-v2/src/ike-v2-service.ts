@@ -455,7 +455,8 @@ export class IkeV2Service implements IkeService {
     this.armTimers(sa)
   }
 
-  private armTimers(sa: IkeSa): void {
+  /** @internal */
+  armTimers(sa: IkeSa): void {
     if (sa.nat.localBehindNat && this.init.keepaliveIntervalMs > 0) {
       const tick = (): void => {
         if (sa.state === 'deleted') return
@@ -478,9 +479,13 @@ export class IkeV2Service implements IkeService {
     const rekey = (sa.policy.lifetime?.rekeySeconds ?? 0) * 1000
     if (rekey > 0) {
       sa.timers.push(
-        this.clock.setTimeout(() => {
-          if (sa.state === 'established') this.rekeyIke(sa).catch(() => undefined)
-        }, rekey)
+        // up to 10% early, at random, so that two peers with the same lifetime rarely collide
+        this.clock.setTimeout(
+          () => {
+            if (sa.state === 'established') this.rekeyIke(sa).catch(() => undefined)
+          },
+          rekey - this.random.randomInt(Math.floor(rekey / 10) + 1)
+        )
       )
     }
   }

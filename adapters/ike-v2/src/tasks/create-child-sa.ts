@@ -290,6 +290,7 @@ function successor(
   old.state = 'rekeyed'
   ctx.register(next)
   ctx.emit({ type: 'ike:rekeyed', previous: old.record().ikeSaId, phase1: next.record() })
+  ctx.armTimers(next)
   return next
 }
 
