@@ -26,11 +26,47 @@ function crossTunnel(
   if (out.action !== 'protect') throw new Error(`protect: ${JSON.stringify(out)}`)
   const back = out.udp ? receiver.unprotectUdp(out.packet) : receiver.unprotect(out.packet)
   if (back.action !== 'accept') throw new Error(`unprotect: ${JSON.stringify(back)}`)
-  return new TextDecoder().decode(back.packet.subarray(28))
+  const headers = (back.packet[0] >> 4 === 6 ? 40 : 20) + 8
+  return new TextDecoder().decode(back.packet.subarray(headers))
 }
 
 describe('IkeV2Service', () => {
   describe('.connect', () => {
+    describe('when the peers and the selectors are IPv6', () => {
+      it('should establish and carry traffic both ways', async () => {
+        const p = makePair({
+          addresses: { a: 'fd00:1::1', b: 'fd00:1::2' },
+          nets: {
+            a: {
+              startAddress: 'fd00:a::',
+              endAddress: 'fd00:a::ffff',
+              protocol: 0,
+              startPort: 0,
+              endPort: 65535
+            },
+            b: {
+              startAddress: 'fd00:b::',
+              endAddress: 'fd00:b::ffff',
+              protocol: 0,
+              startPort: 0,
+              endPort: 65535
+            }
+          }
+        })
+        await p.start()
+        const r = await p.drive(p.a.connect(p.request()))
+        expect(r.phase1.peer.address).to.equal('fd00:1::2')
+        expect(r.phase2[0].selectors.remote[0].startAddress).to.equal('fd00:b::')
+        expect(crossTunnel(p.aEngine, p.bEngine, 'fd00:a::5', 'fd00:b::7', 'ping6')).to.equal(
+          'ping6'
+        )
+        expect(crossTunnel(p.bEngine, p.aEngine, 'fd00:b::7', 'fd00:a::5', 'pong6')).to.equal(
+          'pong6'
+        )
+        await p.stop()
+      })
+    })
+
     describe('when both sides agree (PSK, Curve25519, AES-GCM-256)', () => {
       it('should establish the IKE SA and the first Child SA on both sides, and traffic should cross both ways', async () => {
         const p = makePair()

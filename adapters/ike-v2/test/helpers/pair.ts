@@ -2,6 +2,7 @@
 import type {
   ChildProposal,
   Identity,
+  TrafficSelector,
   IkeConnectRequest,
   IkeEvent,
   IkeProposal,
@@ -89,11 +90,19 @@ export interface PairOptions {
   aId?: Identity
   /** B's identity (default b.example). */
   bId?: Identity
+  /** The outer addresses of A and B (default 10.0.0.1 and 10.0.0.2). */
+  addresses?: { a: string; b: string }
+  /** The inner networks of A and B (default A_NET and B_NET). */
+  nets?: { a: TrafficSelector; b: TrafficSelector }
 }
 
 export function makePair(opts: PairOptions = {}) {
   const net = new MemoryNetwork()
   const clock = new VirtualClock({ startTime: opts.startTime })
+  const aAddr = opts.addresses?.a ?? '10.0.0.1'
+  const bAddr = opts.addresses?.b ?? '10.0.0.2'
+  const aNet = opts.nets?.a ?? A_NET
+  const bNet = opts.nets?.b ?? B_NET
   const aId = opts.aId ?? A_ID
   const bId = opts.bId ?? B_ID
   const aEngine = new SoftwareEspEngine({ clock })
@@ -108,8 +117,8 @@ export function makePair(opts: PairOptions = {}) {
       clock,
       random: new SeededRandomSource({ seed: `${seed}-a` }),
       espEngine: aEngine,
-      udp500: net.bind('10.0.0.1', 500),
-      udp4500: net.bind('10.0.0.1', 4500)
+      udp500: net.bind(aAddr, 500),
+      udp4500: net.bind(aAddr, 4500)
     },
     { psks, retransmit: { timeoutMs: 1000, backoff: 2, tries: 4 }, ...opts.a }
   )
@@ -118,8 +127,8 @@ export function makePair(opts: PairOptions = {}) {
       clock,
       random: new SeededRandomSource({ seed: `${seed}-b` }),
       espEngine: bEngine,
-      udp500: net.bind('10.0.0.2', 500),
-      udp4500: net.bind('10.0.0.2', 4500)
+      udp500: net.bind(bAddr, 500),
+      udp4500: net.bind(bAddr, 4500)
     },
     {
       psks,
@@ -130,7 +139,7 @@ export function makePair(opts: PairOptions = {}) {
           remoteIdentity: aId,
           phase1: opts.bPhase1 ?? phase1(),
           children: [
-            { policy: opts.bPhase2 ?? phase2(), mode: 'tunnel', local: [B_NET], remote: [A_NET] }
+            { policy: opts.bPhase2 ?? phase2(), mode: 'tunnel', local: [bNet], remote: [aNet] }
           ]
         }
       ],
@@ -143,12 +152,12 @@ export function makePair(opts: PairOptions = {}) {
   b.events$.subscribe((e) => bEvents.push(e))
 
   const request = (overrides: Partial<IkeConnectRequest> = {}): IkeConnectRequest => ({
-    local: { address: '10.0.0.1', port: 500 },
-    peer: { address: '10.0.0.2', port: 500 },
+    local: { address: aAddr, port: 500 },
+    peer: { address: bAddr, port: 500 },
     localIdentity: aId,
     remoteIdentity: bId,
     phase1: phase1(),
-    child: { policy: phase2(), mode: 'tunnel', local: [A_NET], remote: [B_NET] },
+    child: { policy: phase2(), mode: 'tunnel', local: [aNet], remote: [bNet] },
     ...overrides
   })
 
