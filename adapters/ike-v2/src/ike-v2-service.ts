@@ -621,12 +621,29 @@ export class IkeV2Service implements IkeService {
   ): Promise<RenegotiationOutcome[]> {
     throwIfAborted(options.signal)
     this.requireStarted()
-    return Promise.all(records.map((r) => this.renegotiateOne(r, options)))
+    // INITIAL_CONTACT makes the peer drop every other IKE SA of the same identities, so only the
+    // first IKE SA of each (identities, peer) group carries it, and the rest of the group waits
+    // for it; groups run in parallel
+    const groups = new Map<string, Promise<unknown>>()
+    return Promise.all(
+      records.map((r) => {
+        const p1 = r.phase1
+        const key = JSON.stringify([p1.localIdentity, p1.remoteIdentity, p1.peer.address])
+        const before = groups.get(key)
+        const run =
+          before === undefined
+            ? this.renegotiateOne(r, options, true)
+            : before.then(() => this.renegotiateOne(r, options, false))
+        groups.set(key, run)
+        return run
+      })
+    )
   }
 
   private async renegotiateOne(
     previous: IkeSaRecords,
-    options: AbortOptions
+    options: AbortOptions,
+    initialContact: boolean
   ): Promise<RenegotiationOutcome> {
     const p1 = previous.phase1
     const [first, ...rest] = previous.phase2
@@ -653,7 +670,7 @@ export class IkeV2Service implements IkeService {
             local: first.selectors.local,
             remote: first.selectors.remote
           },
-          initialContact: true,
+          initialContact,
           forceEncapsulation: p1.nat.encapsulated || first.encapsulation === 'udp'
         },
         options

@@ -554,6 +554,23 @@ describe('IkeV2Service', () => {
       await p.stop()
     })
 
+    it('should keep every renegotiated IKE SA when several share the same identities', async () => {
+      const p = makePair()
+      await p.start()
+      const one = await p.drive(p.a.connect(p.request()))
+      const two = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      expect(p.b.list()).to.have.length(2)
+      const outcomes = await p.drive(p.a.renegotiate([one, two]))
+      expect(outcomes.map((o) => o.status)).to.deep.equal(['renegotiated', 'renegotiated'])
+      await p.settle()
+      const current = outcomes.map((o) =>
+        o.status === 'renegotiated' ? o.current.phase1.ikeSaId : undefined
+      )
+      expect(p.b.list().map((x) => x.phase1.ikeSaId)).to.have.deep.members(current)
+      await p.stop()
+    })
+
     it('should report a per-peer failure without rejecting', async () => {
       const p = makePair()
       await p.start()
