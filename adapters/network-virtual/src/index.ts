@@ -30,4 +30,4 @@ export {
   type VirtualNetworkInit,
   type VirtualNetworkStats
 } from './virtual-network.js'
-export { VirtualNetworkAdapter } from './virtual-network-adapter.js'
+export { VirtualNetworkAdapter, type SentCounters } from './virtual-network-adapter.js'

@@ -51,6 +51,14 @@ class VirtualUdpEndpoint implements UdpEndpoint {
   }
 }
 
+/** What a node has sent on the virtual network. */
+export interface SentCounters {
+  /** Datagrams sent. */
+  datagrams: number
+  /** Bytes sent (payloads). */
+  bytes: number
+}
+
 /**
  * One node's attachment to a {@link VirtualNetwork}: it holds addresses (acquiring one routes it
  * here, taking it from whichever node had it, like a gratuitous ARP) and opens UDP endpoints.
@@ -110,7 +118,7 @@ export class VirtualNetworkAdapter implements NetworkAdapter {
   }
 
   /** Datagrams and bytes this node has sent. */
-  sent(): { datagrams: number; bytes: number } {
+  sent(): SentCounters {
     return { ...this.sentCounter }
   }
 

@@ -17,6 +17,14 @@ export interface TargetConfig {
   weight?: number
 }
 
+/** What {@link ConnectionTable.route} found or made for a flow. */
+export interface RouteResult {
+  /** The flow's connection. */
+  connection: ConnectionRecord
+  /** Whether it was made now (a new flow, or one moved off a failed target). */
+  created: boolean
+}
+
 /**
  * The key of a flow: protocol and both endpoints, as seen inbound from the peer.
  *
@@ -113,7 +121,7 @@ export class ConnectionTable {
     now: number,
     phase2Id: string | null,
     localNode: NodeId
-  ): { connection: ConnectionRecord; created: boolean } | undefined {
+  ): RouteResult | undefined {
     const existing = this.entries.get(flowKey(flow))
     if (
       existing !== undefined &&

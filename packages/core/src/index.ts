@@ -28,6 +28,7 @@ export {
   ConnectionTable,
   connectionId,
   flowKey,
+  type RouteResult,
   type SelectionPolicy,
   type TargetConfig
 } from './connection-table.js'

@@ -44,13 +44,25 @@ export interface SimulatedClusterOptions {
   /** One-way latency of the virtual network, ms. Default 0.2. */
   latencyMs?: number
   /** Heartbeat interval and multiplier of the failure detectors. Default 100 ms x 3. */
-  heartbeat?: { intervalMs: number; multiplier: number }
+  heartbeat?: {
+    /** Heartbeat interval, ms. */
+    intervalMs: number
+    /** Intervals of silence that declare a node failed. */
+    multiplier: number
+  }
   /** How often each peer sends a request through its tunnel, ms. Default 20. */
   trafficIntervalMs?: number
   /** Target selection policy. Default `round-robin`. */
   policy?: SelectionPolicy
   /** IKE retransmission timing of every node. Default 500 ms, x2, 4 tries. */
-  retransmit?: { timeoutMs: number; backoff: number; tries: number }
+  retransmit?: {
+    /** The first retransmission timeout, ms. */
+    timeoutMs: number
+    /** The factor each further timeout grows by. */
+    backoff: number
+    /** Retransmissions before giving up. */
+    tries: number
+  }
   /**
    * Run on the system clock instead of a virtual one: time passes for real (and computing takes
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
@@ -168,6 +180,16 @@ export interface PeerTraffic {
   answerTimes: number[]
   /** Sequence numbers answered. */
   answeredSeqs: Set<number>
+}
+
+/** The traffic of every peer together. */
+export interface TrafficTotals {
+  /** Requests sent. */
+  sent: number
+  /** Requests answered. */
+  answered: number
+  /** Answers per target. */
+  servedBy: Record<string, number>
 }
 
 /** A remote IPsec peer of the simulation: an IKE initiator with its own ESP engine, sending requests. */
@@ -406,7 +428,7 @@ export class SimulatedCluster {
   }
 
   /** Sums the traffic of every peer. */
-  traffic(): { sent: number; answered: number; servedBy: Record<string, number> } {
+  traffic(): TrafficTotals {
     const servedBy: Record<string, number> = {}
     let sent = 0
     let answered = 0

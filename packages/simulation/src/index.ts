@@ -37,5 +37,6 @@ export {
   type SimDp,
   type SimPeer,
   type SimTarget,
-  type SimulatedClusterOptions
+  type SimulatedClusterOptions,
+  type TrafficTotals
 } from './cluster.js'
