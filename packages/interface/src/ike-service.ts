@@ -174,9 +174,12 @@ export interface IkeService extends Startable {
   readonly events$: Observable<IkeEvent>
 
   /**
-   * Establishes an IKE SA and its first Child SA as initiator.
+   * Establishes an IKE SA and its first Child SA as initiator. When the peer accepts the IKE SA
+   * but refuses the Child SA (NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE...), the IKE SA is deleted and
+   * the Child SA's error is thrown. The Child SA's selectors in the result are the ones the
+   * responder narrowed them to.
    *
-   * @throws IkeProtocolError when the peer refuses or does not answer
+   * @throws IkeProtocolError when the peer refuses or does not answer (kind `TIMEOUT`)
    */
   connect(request: IkeConnectRequest, options?: AbortOptions): Promise<IkeSaRecords>
 
@@ -184,7 +187,12 @@ export interface IkeService extends Startable {
    * The takeover's renegotiation (step 6): for each IKE SA in `records`, sets up a new IKE SA with
    * the same identities, peer and policy, sending INITIAL_CONTACT, and new Child SAs with the
    * same selectors and crypto policy; installs them in the ESP engine. Never rejects for one
-   * peer's failure: each IKE SA gets an outcome.
+   * peer's failure: each IKE SA gets an outcome, in the order of `records`, and a Child SA that
+   * alone fails is listed in its outcome's `failedChildren`.
+   *
+   * Because INITIAL_CONTACT makes the peer drop every other IKE SA of the same identities, only
+   * the first IKE SA of each (identities, peer) group carries it and the rest of that group follow
+   * it one by one; different groups run in parallel.
    */
   renegotiate(records: IkeSaRecords[], options?: AbortOptions): Promise<RenegotiationOutcome[]>
 
