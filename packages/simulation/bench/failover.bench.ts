@@ -111,7 +111,7 @@ out(
 )
 out('')
 out(
-  'mode    | peers | detect ms | takeover ms | first answer ms | all answering ms | renegotiate CPU ms | IKE SAs/s | lost'
+  'mode    | peers | detect ms | takeover ms | first answer ms | all answering ms | renegotiate CPU ms | IKE SAs/s | lost | false takeovers'
 )
 for (const r of rows) {
   const cells = [
