@@ -17,6 +17,8 @@ import {
   type IkeEvent,
   type IkeSaRecords,
   type IkeService,
+  type IkeServiceFactory,
+  type IkeSockets,
   type Phase1Record,
   type Phase2Record,
   type RandomSource,
@@ -836,4 +838,19 @@ export function ikeV2Service(
   init: IkeV2ServiceInit = {}
 ): IkeV2Service {
   return new IkeV2Service(components, init)
+}
+
+/**
+ * An `IkeServiceFactory` for a distribution processor: every service it makes shares the clock,
+ * random source, ESP engine and options given here and works on the sockets it is given (one
+ * pair per DVIPA).
+ *
+ * @param components - clock, random source and ESP engine
+ * @param init - options
+ */
+export function ikeV2ServiceFactory(
+  components: Omit<IkeV2ServiceComponents, 'udp500' | 'udp4500'>,
+  init: IkeV2ServiceInit = {}
+): IkeServiceFactory {
+  return (sockets: IkeSockets) => new IkeV2Service({ ...components, ...sockets }, init)
 }

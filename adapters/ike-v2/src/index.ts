@@ -27,7 +27,7 @@
  *
  * @packageDocumentation
  */
-export { IkeV2Service, ikeV2Service } from './ike-v2-service.js'
+export { IkeV2Service, ikeV2Service, ikeV2ServiceFactory } from './ike-v2-service.js'
 export type {
   CertificateCredential,
   IkeChildConfig,

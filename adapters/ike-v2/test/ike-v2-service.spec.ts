@@ -1,5 +1,7 @@
 import { expect } from 'chai'
 import { buildIpPacket, buildUdp, type SoftwareEspEngine } from '@vipsec/esp-software'
+import { SeededRandomSource } from '@vipsec/random'
+import { IkeV2Service, ikeV2ServiceFactory } from '../src/index.js'
 import { A_ID, B_ID, makePair } from './helpers/pair.js'
 
 /** Sends one UDP datagram from `from` to `to` through `sender`'s ESP engine into `receiver`'s. */
@@ -29,6 +31,27 @@ function crossTunnel(
   const headers = (back.packet[0] >> 4 === 6 ? 40 : 20) + 8
   return new TextDecoder().decode(back.packet.subarray(headers))
 }
+
+describe('ikeV2ServiceFactory', () => {
+  it('should make services bound to the sockets it is given', async () => {
+    const p = makePair()
+    const factory = ikeV2ServiceFactory({
+      clock: p.clock,
+      random: new SeededRandomSource({ seed: 'f' }),
+      espEngine: p.aEngine
+    })
+    const udp500 = p.net.bind('10.0.0.3', 500)
+    const udp4500 = p.net.bind('10.0.0.3', 4500)
+    const service = factory({ udp500, udp4500 })
+    expect(service).to.be.instanceOf(IkeV2Service)
+    await service.start()
+    p.net.bind('10.0.0.9', 500).send(new Uint8Array(40), { address: '10.0.0.3', port: 500 })
+    await p.settle()
+    expect(service.counters().received).to.equal(1)
+    expect(service.counters().dropped.malformed).to.equal(1)
+    await service.stop()
+  })
+})
 
 describe('IkeV2Service', () => {
   describe('.connect', () => {
