@@ -7,7 +7,7 @@ import type {
   RenegotiationOutcome
 } from '@vipsec/interface'
 import { join } from 'node:path'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { makePki, type KeyKind, type TestPki } from './helpers/certs.js'
 import { Charon, sh, startEcho, Topology, VipsecPeer } from './helpers/netns.js'
 
@@ -148,6 +148,12 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
     }
 
     before(async () => {
+      if (!existsSync('/usr/lib/ipsec/plugins/libstrongswan-openssl.so')) {
+        throw new Error(
+          "strongSwan's openssl plugin (AES-GCM, X25519 for charon) is missing: " +
+            'apt-get install libstrongswan-standard-plugins (scripts/install-system-deps.sh should)'
+        )
+      }
       t.up()
       sh('ip', ['-n', t.c, 'addr', 'add', '172.16.2.1/32', 'dev', 'lo'])
       charon = new Charon(t.c)
