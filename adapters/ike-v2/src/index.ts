@@ -1,10 +1,40 @@
 /**
- * IKEv2 (RFC 7296) for vipsec in TypeScript on node:crypto: {@link IkeV2Service} implements the
- * `IkeService` contract — IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA and INFORMATIONAL as initiator
- * and responder, PSK and certificate (RFC 7427) authentication, NAT traversal, COOKIE, and the
- * takeover's `renegotiate()` with INITIAL_CONTACT. Negotiated Child SAs are installed in an
- * `EspEngine`. Time and randomness are injected, so two services run deterministically in one
- * process.
+ * IKEv2 (RFC 7296) for vipsec in TypeScript on `node:crypto`: {@link IkeV2Service} implements
+ * the `IkeService` contract of `@vipsec/interface`, initiator and responder, and installs the
+ * Child SAs it negotiates (and, by default, their protect filters) into an `EspEngine`.
+ *
+ * - **Exchanges**, one task module each (strongSwan's structure): IKE_SA_INIT, IKE_AUTH,
+ *   CREATE_CHILD_SA (new Child SA, Child SA rekey with and without PFS, IKE SA rekey) and
+ *   INFORMATIONAL (deletes, liveness). A task manager per IKE SA keeps one request outstanding
+ *   (message-ID window 1), retransmits it with exponential backoff on the injected `Clock`, and
+ *   replays its cached response when the peer retransmits a request.
+ * - **Transforms**: ENCR_AES_GCM_16 (128, 256) and ENCR_AES_CBC with AUTH_HMAC_SHA2_256_128 for
+ *   the SK payload; PRF_HMAC_SHA2_256/384/512; key exchange groups 31 (Curve25519), 19 (P-256)
+ *   and 14 (MODP-2048); ESP proposals with AES-GCM-16 (what the ESP engine implements).
+ * - **Authentication**: pre-shared keys, and certificates with digital signatures (RFC 7427,
+ *   ECDSA P-256 and RSA with SHA-256; SHA-384/512 accepted), CERTREQ naming the trust anchors;
+ *   identities of type FQDN, RFC822, IPv4, IPv6 and DER DN. Credentials come only from
+ *   {@link IkeV2ServiceInit}.
+ * - **NAT traversal**: NAT_DETECTION_*_IP, the move to port 4500 with the non-ESP marker,
+ *   UDP-encapsulated Child SAs, keep-alives from the side behind the NAT; `forceEncapsulation`
+ *   fakes the NAT detection as strongSwan's `encap = yes` does.
+ * - **Takeover**: `renegotiate(records)` rebuilds IKE and Child SAs from coupling-store records
+ *   with INITIAL_CONTACT (once per identities and peer); a received INITIAL_CONTACT deletes the
+ *   older IKE SAs of the same identities.
+ * - **Robustness**: COOKIE once half-open SAs pass `cookieThreshold`, a per-peer half-open limit,
+ *   traffic-selector narrowing, TS_UNACCEPTABLE / NO_PROPOSAL_CHOSEN / INVALID_KE_PAYLOAD (with
+ *   the retry) / AUTHENTICATION_FAILED as RFC 7296 says, rekey collisions of Child and IKE SAs
+ *   (the SA with the lowest nonce is deleted by its maker). Malformed messages are dropped and
+ *   counted (`counters()`), answered with INVALID_SYNTAX, INVALID_MAJOR_VERSION or
+ *   UNSUPPORTED_CRITICAL_PAYLOAD where RFC 7296 asks for it, never thrown out of the service.
+ * - **Lifetimes**: Child SAs are rekeyed at the ESP engine's soft limit and deleted at its hard
+ *   limit; IKE SAs are rekeyed at `lifetime.rekeySeconds` and probed at `liveness.intervalMs`.
+ *
+ * The pure protocol layer (message codec, prf+, key derivation, key exchange, SK payload) is
+ * exported as {@link wire} and tested against published vectors. The service is tested in
+ * process over a virtual network with deterministic randomness (loss, duplication, NAT,
+ * collisions, a takeover), with 100,000 fuzzed messages, against strongSwan's charon in network
+ * namespaces (`npm run test:system`), and measured by `npm run bench:ike`.
  *
  * @example A responder and an initiator
  * ```ts
@@ -12,7 +42,17 @@
  *
  * const service = ikeV2Service(
  *   { clock, random, espEngine, udp500, udp4500 },
- *   { psks: [{ remote: { type: 'fqdn', value: 'peer.example' }, secret: 'from local config' }] }
+ *   {
+ *     psks: [{ remote: { type: 'fqdn', value: 'peer.example' }, secret: 'from local config' }],
+ *     peers: [
+ *       {
+ *         localIdentity: { type: 'fqdn', value: 'dvipa.example' },
+ *         remoteIdentity: { type: 'fqdn', value: 'peer.example' },
+ *         phase1: phase1Policy,
+ *         children: [{ policy: phase2Policy, mode: 'tunnel', local: [serviceNet], remote: [peerNet] }]
+ *       }
+ *     ]
+ *   }
  * )
  * await service.start()
  * const { phase1, phase2 } = await service.connect({
