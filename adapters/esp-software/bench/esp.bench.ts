@@ -3,7 +3,8 @@
  * .unprotect (decapsulate) for 64, 512 and 1400-byte inner packets, next to bare node:crypto
  * AES-256-GCM (one createCipheriv/createDecipheriv per packet) on the same sizes, measured
  * interleaved in the same run. Then the worker-thread mode (protectBatch/unprotectBatch) with 1
- * and 2 workers. Prints a table and one JSON line. Run: npm run bench:esp
+ * and 2 workers. Prints a table and one JSON line. Run: npm run bench:esp (ESP_BENCH_ROUNDS,
+ * ESP_BENCH_SLICE_MS and ESP_BENCH_ONLY=single|workers tune it)
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto'
 import { availableParallelism } from 'node:os'
@@ -16,6 +17,8 @@ const SIZES = [64, 512, 1400]
 const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 9)
 const SLICE_MS = Number(process.env.ESP_BENCH_SLICE_MS ?? 200)
 const BATCH = 256
+/** `single` or `workers` runs only that part; default both. */
+const ONLY = process.env.ESP_BENCH_ONLY
 
 const LIMITS = {
   softSeconds: 0,
@@ -98,9 +101,22 @@ async function makeEngine(workers: number): Promise<{ engine: SoftwareEspEngine;
 }
 
 /** Runs `step` (which processes `per` packets) for about SLICE_MS; returns packets/s. */
+/** Packets/s of the last {@link rate} or {@link decapsulateRate} per second of this process's CPU time. */
+let lastCpuRate = 0
+
+function cpuMs(): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
+}
+
+/**
+ * Runs `step` (which processes `per` packets) for about SLICE_MS; returns packets/s of wall time
+ * and leaves packets/s of process CPU time in `lastCpuRate` (steadier on a shared machine).
+ */
 function rate(per: number, step: () => void): number {
   const end = performance.now() + SLICE_MS
   const start = performance.now()
+  const cpuStart = cpuMs()
   let n = 0
   let now = start
   while (now < end) {
@@ -108,6 +124,7 @@ function rate(per: number, step: () => void): number {
     n += 64 * per
     now = performance.now()
   }
+  lastCpuRate = (n / (cpuMs() - cpuStart)) * 1000
   return (n / (now - start)) * 1000
 }
 
@@ -163,6 +180,9 @@ interface Row {
   bareDecrypt: number
   decapsulate: number
   decapsulateRatio: number
+  /** The same ratios, from packets per second of process CPU time. */
+  encapsulateCpuRatio: number
+  decapsulateCpuRatio: number
 }
 
 /** Times the decapsulation of about one slice's worth of fresh packets; returns packets/s. */
@@ -174,9 +194,11 @@ function decapsulateRate(engine: SoftwareEspEngine, packet: Uint8Array, expected
     if (out.action === 'protect') fresh.push(out.packet)
   }
   const started = performance.now()
+  const cpuStart = cpuMs()
   for (const esp of fresh) {
     if (engine.unprotect(esp).action !== 'accept') throw new Error('not accepted')
   }
+  lastCpuRate = (fresh.length / (cpuMs() - cpuStart)) * 1000
   return (fresh.length / (performance.now() - started)) * 1000
 }
 
@@ -196,7 +218,9 @@ async function singleCore(): Promise<Row[]> {
       bareDecrypt: [] as number[],
       decapsulate: [] as number[],
       encRatio: [] as number[],
-      decRatio: [] as number[]
+      decRatio: [] as number[],
+      encCpuRatio: [] as number[],
+      decCpuRatio: [] as number[]
     }
     const encap = (): void => {
       if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
@@ -204,25 +228,39 @@ async function singleCore(): Promise<Row[]> {
     for (let round = 0; round < ROUNDS; round++) {
       let bare: number
       let mine: number
+      let bareCpu: number
+      let mineCpu: number
       if (round % 2 === 0) {
         bare = rate(1, () => bareEncrypt(packet))
+        bareCpu = lastCpuRate
         mine = rate(1, encap)
+        mineCpu = lastCpuRate
       } else {
         mine = rate(1, encap)
+        mineCpu = lastCpuRate
         bare = rate(1, () => bareEncrypt(packet))
+        bareCpu = lastCpuRate
       }
+      s.encCpuRatio.push(mineCpu / bareCpu)
       s.bareEncrypt.push(bare)
       s.encapsulate.push(mine)
       s.encRatio.push(mine / bare)
       let bareDec: number
       let dec: number
+      let bareDecCpu: number
+      let decCpu: number
       if (round % 2 === 0) {
         bareDec = rate(1, bareDecrypt)
+        bareDecCpu = lastCpuRate
         dec = decapsulateRate(engine, packet, mine)
+        decCpu = lastCpuRate
       } else {
         dec = decapsulateRate(engine, packet, mine)
+        decCpu = lastCpuRate
         bareDec = rate(1, bareDecrypt)
+        bareDecCpu = lastCpuRate
       }
+      s.decCpuRatio.push(decCpu / bareDecCpu)
       s.bareDecrypt.push(bareDec)
       s.decapsulate.push(dec)
       s.decRatio.push(dec / bareDec)
@@ -235,7 +273,9 @@ async function singleCore(): Promise<Row[]> {
       encapsulateRatio: median(s.encRatio),
       bareDecrypt: median(s.bareDecrypt),
       decapsulate: median(s.decapsulate),
-      decapsulateRatio: median(s.decRatio)
+      decapsulateRatio: median(s.decRatio),
+      encapsulateCpuRatio: median(s.encCpuRatio),
+      decapsulateCpuRatio: median(s.decCpuRatio)
     })
   }
   return rows
@@ -358,38 +398,46 @@ async function bareThreads(threads: number, size: number): Promise<number> {
 
 const k = (n: number): string => `${(n / 1000).toFixed(1)}k`
 
-const single = await singleCore()
-console.log(`\nESP on one core (median of ${ROUNDS} slices of ${SLICE_MS} ms, packets/s)`)
-console.log('size  bare-enc  encap   ratio  bare-dec  decap   ratio')
-for (const r of single) {
-  console.log(
-    `${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}`
-  )
-}
-const { rows: threaded, scaling } = await workerMode()
-console.log(
-  `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
-)
-console.log('size  workers  encap   scale  decap   scale')
-for (const r of threaded) {
-  const scale = r.workers === 2 ? scaling[r.size] : { encapsulate: 1, decapsulate: 1 }
-  console.log(
-    `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${scale.encapsulate.toFixed(2).padStart(5)}  ${k(r.decapsulate).padStart(6)}  ${scale.decapsulate.toFixed(2).padStart(5)}`
-  )
-}
-const ceiling: Record<string, number> = {}
-for (const size of SIZES) {
-  const ratios: number[] = []
-  for (let round = 0; round < 3; round++) {
-    const one = await bareThreads(1, size)
-    const two = await bareThreads(2, size)
-    ratios.push(two / one)
+const single = ONLY === 'workers' ? [] : await singleCore()
+if (single.length > 0) {
+  console.log(`\nESP on one core (median of ${ROUNDS} paired slices of ${SLICE_MS} ms, packets/s)`)
+  console.log('size  bare-enc  encap   ratio  (cpu)  bare-dec  decap   ratio  (cpu)')
+  for (const r of single) {
+    console.log(
+      `${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${r.encapsulateCpuRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}  ${r.decapsulateCpuRatio.toFixed(2).padStart(5)}`
+    )
   }
-  ceiling[size] = median(ratios)
+  console.log(
+    'ratio: engine / bare, median of per-round wall-clock ratios; (cpu): the same per CPU-second'
+  )
 }
-console.log(
-  `bare AES-256-GCM in 2 threads vs 1 on this machine, same run: ${SIZES.map((s) => `${s} B ${ceiling[s].toFixed(2)}x`).join(', ')}`
-)
+const { rows: threaded, scaling } =
+  ONLY === 'single' ? { rows: [], scaling: {} } : await workerMode()
+const ceiling: Record<string, number> = {}
+if (threaded.length > 0) {
+  console.log(
+    `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
+  )
+  console.log('size  workers  encap   scale  decap   scale')
+  for (const r of threaded) {
+    const scale = r.workers === 2 ? scaling[r.size] : { encapsulate: 1, decapsulate: 1 }
+    console.log(
+      `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${scale.encapsulate.toFixed(2).padStart(5)}  ${k(r.decapsulate).padStart(6)}  ${scale.decapsulate.toFixed(2).padStart(5)}`
+    )
+  }
+  for (const size of SIZES) {
+    const ratios: number[] = []
+    for (let round = 0; round < 3; round++) {
+      const one = await bareThreads(1, size)
+      const two = await bareThreads(2, size)
+      ratios.push(two / one)
+    }
+    ceiling[size] = median(ratios)
+  }
+  console.log(
+    `bare AES-256-GCM in 2 threads vs 1 on this machine, same run: ${SIZES.map((s) => `${s} B ${ceiling[s].toFixed(2)}x`).join(', ')}`
+  )
+}
 console.log(
   JSON.stringify({
     bench: 'esp',

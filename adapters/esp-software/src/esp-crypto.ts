@@ -30,6 +30,13 @@ export interface EspKey {
   readonly key: KeyObject
   /** The salt: the first four bytes of every nonce. */
   readonly salt: Uint8Array
+  /**
+   * Scratch space for the nonce (salt, then IV) and the ESN AAD, reused by every call on this key
+   * in its thread (node:crypto copies both before returning).
+   *
+   * @internal
+   */
+  readonly scratch: { nonce: Buffer; aad: Buffer }
 }
 
 const GCM_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
@@ -60,10 +67,14 @@ export function espKey(keyMaterial: Uint8Array, argument = 'keyMaterial'): EspKe
       `must be a 16, 24 or 32-byte AES key and a 4-byte salt (20, 28 or 36 bytes), not ${keyMaterial.length}`
     )
   }
+  const salt = keyMaterial.slice(keyLength)
+  const nonce = Buffer.alloc(12)
+  nonce.set(salt, 0)
   return {
     cipher,
     key: createSecretKey(keyMaterial.subarray(0, keyLength)),
-    salt: keyMaterial.slice(keyLength)
+    salt,
+    scratch: { nonce, aad: Buffer.alloc(12) }
   }
 }
 
@@ -191,8 +202,7 @@ export function sealInto(
   for (let i = 1; i <= padLength; i++) out[p++] = i
   out[p++] = padLength
   out[p++] = nextHeader
-  const nonce = Buffer.allocUnsafe(12)
-  nonce.set(key.salt, 0)
+  const nonce = key.scratch.nonce
   nonce.set(iv, 4)
   const cipher = createCipheriv(key.cipher, key.key, nonce, GCM_OPTIONS)
   if (gmac) {
@@ -200,7 +210,7 @@ export function sealInto(
     cipher.setAAD(esn ? esnAad(out, high, p) : out.subarray(0, p))
     cipher.final()
   } else {
-    cipher.setAAD(esn ? esnHeader(spi, high, low) : out.subarray(0, 8))
+    cipher.setAAD(esn ? esnHeader(key.scratch.aad, spi, high, low) : out.subarray(0, 8))
     const text = cipher.update(out.subarray(16, p))
     text.copy(out, 16)
     cipher.final()
@@ -213,8 +223,7 @@ function plain(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
 }
 
-function esnHeader(spi: number, high: number, low: number): Buffer {
-  const aad = Buffer.allocUnsafe(12)
+function esnHeader(aad: Buffer, spi: number, high: number, low: number): Buffer {
   aad.writeUInt32BE(spi, 0)
   aad.writeUInt32BE(high, 4)
   aad.writeUInt32BE(low, 8)
@@ -293,8 +302,7 @@ export function openRaw(
   const textLength = packet.length - ESP_HEADER_LENGTH - ESP_IV_LENGTH - ESP_ICV_LENGTH
   if (textLength < 2) return MALFORMED
   const icvOffset = packet.length - ESP_ICV_LENGTH
-  const nonce = Buffer.allocUnsafe(12)
-  nonce.set(key.salt, 0)
+  const nonce = key.scratch.nonce
   nonce.set(packet.subarray(8, 16), 4)
   let text: Uint8Array
   try {
@@ -307,7 +315,9 @@ export function openRaw(
       text = packet.subarray(16, icvOffset)
     } else {
       const spi = espSpi(packet) as number
-      decipher.setAAD(esn ? esnHeader(spi, high, espSequence(packet)) : packet.subarray(0, 8))
+      decipher.setAAD(
+        esn ? esnHeader(key.scratch.aad, spi, high, espSequence(packet)) : packet.subarray(0, 8)
+      )
       text = plain(decipher.update(packet.subarray(16, icvOffset)))
       decipher.final()
     }
