@@ -50,6 +50,8 @@ export interface IkeContext {
   newIkeSpi(): Uint8Array
   /** A fresh ESP SPI (256 to 2^32-1, unused). */
   newEspSpi(): number
+  /** Returns an ESP SPI once its Child SA is gone. */
+  releaseEspSpi(spi: number): void
   /** Arms the timers of an established SA (keep-alive, liveness, rekey); also after an IKE rekey. */
   armTimers(sa: IkeSa): void
   /** Deletes an SA locally (no message): removes its Child SAs, closes it, emits events. */

@@ -238,6 +238,11 @@ export class IkeV2Service implements IkeService {
   }
 
   /** @internal */
+  releaseEspSpi(spi: number): void {
+    this.espSpis.delete(spi)
+  }
+
+  /** @internal */
   destroy(
     sa: IkeSa,
     reason: 'local' | 'remote' | 'dead-peer' | 'initial-contact' | 'expired'

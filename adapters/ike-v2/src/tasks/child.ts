@@ -373,10 +373,19 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
 
 /** Removes a Child SA's ESP SAs and filters from the engine (what is already gone is ignored). */
 export function uninstallChild(ctx: IkeContext, child: ChildSa): void {
-  for (const id of child.filters) ctx.engine.removeFilter(id)
+  // the engine may already be stopped (and refuse calls): what is gone is gone
+  const attempt = (fn: () => unknown): void => {
+    try {
+      fn()
+    } catch {
+      // ignored
+    }
+  }
+  for (const id of child.filters) attempt(() => ctx.engine.removeFilter(id))
   child.filters = []
-  ctx.engine.removeSa(child.inboundSpi, 'inbound')
-  ctx.engine.removeSa(child.outboundSpi, 'outbound')
+  attempt(() => ctx.engine.removeSa(child.inboundSpi, 'inbound'))
+  attempt(() => ctx.engine.removeSa(child.outboundSpi, 'outbound'))
+  ctx.releaseEspSpi(child.inboundSpi)
 }
 
 /** Installs a Child SA, adds it to its IKE SA and emits `sa:established`. */
