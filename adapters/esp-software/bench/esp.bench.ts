@@ -130,6 +130,7 @@ function rate(per: number, step: () => void): number {
 
 async function rateAsync(per: number, step: () => Promise<void>): Promise<number> {
   const start = performance.now()
+  const cpuStart = cpuMs()
   const end = start + SLICE_MS
   let n = 0
   let now = start
@@ -138,6 +139,7 @@ async function rateAsync(per: number, step: () => Promise<void>): Promise<number
     n += per
     now = performance.now()
   }
+  lastCpuRate = (n / (cpuMs() - cpuStart)) * 1000
   return (n / (now - start)) * 1000
 }
 
@@ -183,6 +185,9 @@ interface Row {
   /** The same ratios, from packets per second of process CPU time. */
   encapsulateCpuRatio: number
   decapsulateCpuRatio: number
+  /** Process CPU time per packet, in microseconds. */
+  encapsulateCpuUs: number
+  decapsulateCpuUs: number
 }
 
 /** Times the decapsulation of about one slice's worth of fresh packets; returns packets/s. */
@@ -220,7 +225,9 @@ async function singleCore(): Promise<Row[]> {
       encRatio: [] as number[],
       decRatio: [] as number[],
       encCpuRatio: [] as number[],
-      decCpuRatio: [] as number[]
+      decCpuRatio: [] as number[],
+      encCpuUs: [] as number[],
+      decCpuUs: [] as number[]
     }
     const encap = (): void => {
       if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
@@ -242,6 +249,7 @@ async function singleCore(): Promise<Row[]> {
         bareCpu = lastCpuRate
       }
       s.encCpuRatio.push(mineCpu / bareCpu)
+      s.encCpuUs.push(1e6 / mineCpu)
       s.bareEncrypt.push(bare)
       s.encapsulate.push(mine)
       s.encRatio.push(mine / bare)
@@ -261,6 +269,7 @@ async function singleCore(): Promise<Row[]> {
         bareDecCpu = lastCpuRate
       }
       s.decCpuRatio.push(decCpu / bareDecCpu)
+      s.decCpuUs.push(1e6 / decCpu)
       s.bareDecrypt.push(bareDec)
       s.decapsulate.push(dec)
       s.decRatio.push(dec / bareDec)
@@ -275,7 +284,9 @@ async function singleCore(): Promise<Row[]> {
       decapsulate: median(s.decapsulate),
       decapsulateRatio: median(s.decRatio),
       encapsulateCpuRatio: median(s.encCpuRatio),
-      decapsulateCpuRatio: median(s.decCpuRatio)
+      decapsulateCpuRatio: median(s.decCpuRatio),
+      encapsulateCpuUs: median(s.encCpuUs),
+      decapsulateCpuUs: median(s.decCpuUs)
     })
   }
   return rows
@@ -286,6 +297,9 @@ interface WorkerRow {
   workers: number
   encapsulate: number
   decapsulate: number
+  /** Process CPU time (all threads) per packet, in microseconds. */
+  encapsulateCpuUs: number
+  decapsulateCpuUs: number
 }
 
 interface Scaling {
@@ -317,12 +331,14 @@ async function decapsulateBatches(
     fresh.push(results.map((r) => (r.action === 'protect' ? r.packet : new Uint8Array(0))))
   }
   const started = performance.now()
+  const cpuStart = cpuMs()
   for (let next = 0; next < fresh.length; next += inFlight) {
     const results = await Promise.all(
       fresh.slice(next, next + inFlight).map((b) => engine.unprotectBatch(b))
     )
     for (const r of results) if (r[0].action !== 'accept') throw new Error('not accepted')
   }
+  lastCpuRate = ((fresh.length * BATCH) / (cpuMs() - cpuStart)) * 1000
   return ((fresh.length * BATCH) / (performance.now() - started)) * 1000
 }
 
@@ -341,22 +357,35 @@ async function workerMode(): Promise<{ rows: WorkerRow[]; scaling: Record<string
     for (const engine of engines) for (let w = 0; w < 20; w++) await engine.protectBatch(batch)
     const enc: number[][] = [[], []]
     const dec: number[][] = [[], []]
+    const encCpu: number[][] = [[], []]
+    const decCpu: number[][] = [[], []]
     const encScale: number[] = []
     const decScale: number[] = []
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? [0, 1] : [1, 0]
-      for (const i of order) enc[i].push(await encapsulateBatches(engines[i], batch, (i + 1) * 2))
+      for (const i of order) {
+        enc[i].push(await encapsulateBatches(engines[i], batch, (i + 1) * 2))
+        encCpu[i].push(1e6 / lastCpuRate)
+      }
       for (const i of order) {
         dec[i].push(
           await decapsulateBatches(engines[i], batch, (i + 1) * 2, enc[i].at(-1) as number)
         )
+        decCpu[i].push(1e6 / lastCpuRate)
       }
       encScale.push((enc[1].at(-1) as number) / (enc[0].at(-1) as number))
       decScale.push((dec[1].at(-1) as number) / (dec[0].at(-1) as number))
     }
     for (const engine of engines) await engine.stop()
     for (const i of [0, 1]) {
-      rows.push({ size, workers: i + 1, encapsulate: median(enc[i]), decapsulate: median(dec[i]) })
+      rows.push({
+        size,
+        workers: i + 1,
+        encapsulate: median(enc[i]),
+        decapsulate: median(dec[i]),
+        encapsulateCpuUs: median(encCpu[i]),
+        decapsulateCpuUs: median(decCpu[i])
+      })
     }
     scaling[size] = { encapsulate: median(encScale), decapsulate: median(decScale) }
   }
@@ -418,13 +447,23 @@ if (threaded.length > 0) {
   console.log(
     `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
   )
-  console.log('size  workers  encap   scale  decap   scale')
+  console.log('size  workers  encap   scale  cpu-us  decap   scale  cpu-us')
+  const us = (n: number | undefined): string => (n == null ? '-' : n.toFixed(2)).padStart(6)
   for (const r of threaded) {
     const scale = r.workers === 2 ? scaling[r.size] : { encapsulate: 1, decapsulate: 1 }
+    const inline = single.find((x) => x.size === r.size)
+    if (r.workers === 1 && inline != null) {
+      console.log(
+        `${String(r.size).padStart(4)}   inline  ${k(inline.encapsulate).padStart(6)}      -  ${us(inline.encapsulateCpuUs)}  ${k(inline.decapsulate).padStart(6)}      -  ${us(inline.decapsulateCpuUs)}`
+      )
+    }
     console.log(
-      `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${scale.encapsulate.toFixed(2).padStart(5)}  ${k(r.decapsulate).padStart(6)}  ${scale.decapsulate.toFixed(2).padStart(5)}`
+      `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${scale.encapsulate.toFixed(2).padStart(5)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${scale.decapsulate.toFixed(2).padStart(5)}  ${us(r.decapsulateCpuUs)}`
     )
   }
+  console.log(
+    'scale: 2 workers / 1 worker, median of per-round ratios; cpu-us: process CPU time (all threads) per packet'
+  )
   for (const size of SIZES) {
     const ratios: number[] = []
     for (let round = 0; round < 3; round++) {
