@@ -28,6 +28,11 @@
  *   {@link SoftwareEspEngine.unprotectBatch}) that spreads the AES work of batches over threads
  *   while SAD, SPD, sequence numbers and replay windows stay on the calling thread.
  *
+ * Limits: transport mode carries no IPv6 extension headers of the outbound packet, and does not
+ * fix up TCP/UDP checksums for NAT (RFC 3948 section 3.1.2); IP fragments are not reassembled
+ * (later fragments match the SPD with ports 0); dummy packets (next header 59) are dropped as
+ * `malformed`; ESN and AES-GMAC are not covered by the tshark check (tshark 4.0 decodes neither).
+ *
  * Checked against the 17 ESP test vectors of draft-mcgrew-gcm-test-01, with property tests, with
  * the `EspEngine` compliance suite, and by tshark decrypting its ESP-in-UDP output. `npm run
  * bench:esp` measures it against bare `createCipheriv`.
