@@ -39,14 +39,21 @@ function keyMaterial(seed: number, keyBytes: number): Uint8Array {
   )
 }
 
-function udpEncapsulated(spi: number, mode: 'tunnel' | 'transport', keyBytes: number): EspSaParams {
+function udpEncapsulated(
+  spi: number,
+  mode: 'tunnel' | 'transport',
+  keyBytes: number,
+  esn = false
+): EspSaParams {
   return {
     spi,
     direction: 'outbound',
     mode,
     algorithm: 'aes-gcm-16',
     keyMaterial: keyMaterial(spi, keyBytes),
-    extendedSequenceNumbers: false,
+    extendedSequenceNumbers: esn,
+    // with ESN, start just below 2^32 so that the packets cross into the next block
+    initialSequence: esn ? 0xfffffffcn : 0n,
     lifetime: NO_LIMITS,
     tunnel: { local: LOCAL, remote: REMOTE },
     udpEncapsulation: {
@@ -88,14 +95,15 @@ describe('SoftwareEspEngine', () => {
       if (dir != null) await rm(dir, { recursive: true, force: true })
     })
 
-    describe('when the engine protects UDP, TCP, ICMP and IPv6 packets with AES-128 and AES-256', () => {
+    describe('when the engine protects UDP, TCP, ICMP and IPv6 packets with AES-128 and AES-256, ESN across 2^32 and transport mode', () => {
       it('should let tshark decrypt every packet with the SA keys to the same inner bytes', async () => {
         const engine = new SoftwareEspEngine({ clock: new VirtualClock() })
         await engine.start()
         const sas = [
           udpEncapsulated(0x0000a256, 'tunnel', 32),
           udpEncapsulated(0x0000a128, 'tunnel', 16),
-          udpEncapsulated(0x0000b128, 'transport', 16)
+          udpEncapsulated(0x0000b128, 'transport', 16),
+          udpEncapsulated(0x0000e256, 'tunnel', 32, true)
         ]
         for (const sa of sas) engine.addSa(sa)
         const v4 = { ...anyFilter().selector, source: '10.1.0.0/16', destination: '10.2.0.0/16' }
@@ -113,6 +121,10 @@ describe('SoftwareEspEngine', () => {
             selector: { ...v4, source: `${LOCAL}/32`, destination: `${REMOTE}/32` },
             spi: 0xb128
           })
+        )
+
+        engine.installFilter(
+          anyFilter({ id: 'esn', selector: { ...v4, destination: '10.3.0.0/16' }, spi: 0xe256 })
         )
 
         const inner: Uint8Array[] = []
@@ -187,6 +199,23 @@ describe('SoftwareEspEngine', () => {
             })
           })
         )
+
+        for (let i = 0; i < 8; i++) {
+          inner.push(
+            buildIpPacket({
+              source: '10.1.0.5',
+              destination: '10.3.0.1',
+              protocol: IpProtocol.UDP,
+              payload: buildUdp({
+                source: '10.1.0.5',
+                destination: '10.3.0.1',
+                sourcePort: 50000 + i,
+                destinationPort: 9,
+                payload: new Uint8Array(100 + i).fill(i)
+              })
+            })
+          )
+        }
 
         const frames: Uint8Array[] = []
         const sent: Sent[] = []
