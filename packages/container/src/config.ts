@@ -1,16 +1,23 @@
+import type { UdpClusterLinkInit } from '@vipsec/cluster-link-udp'
+import type { DefaultDistributionProcessorInit } from '@vipsec/core'
+import type { HeartbeatFailureDetectorInit } from '@vipsec/detector-heartbeat'
+import type { SoftwareEspEngineInit } from '@vipsec/esp-software'
+import type { IkeV2ServiceInit } from '@vipsec/ike-v2'
 import type {
+  AppHandler,
   Clock,
   ClusterLink,
   CouplingStore,
   DistributionProcessor,
   EspEngine,
   FailureDetector,
-  IkeService,
+  IkeServiceFactory,
   NetworkAdapter,
   RandomSource,
   TargetStack,
   Token
 } from '@vipsec/interface'
+import type { VirtualNetwork } from '@vipsec/network-virtual'
 import type { MemoryCouplingFacility } from '@vipsec/store-memory'
 
 /** The role a node plays in the cluster. */
@@ -83,25 +90,92 @@ export type RandomConfig =
       component: ComponentSpec<RandomSource>
     }
 
+/** The built-in ESP engine: `@vipsec/esp-software`. */
+export interface SoftwareEspConfig {
+  /** Selects it. */
+  type: 'software'
+  /** Its options (anti-replay window, worker threads). */
+  init?: SoftwareEspEngineInit
+}
+
+/** The built-in IKE service: `@vipsec/ike-v2`, one per DVIPA, on the node's clock, randomness and ESP engine. */
+export interface IkeV2Config {
+  /** Selects it. */
+  type: 'ike-v2'
+  /** Its options: credentials (PSKs, certificates) from local configuration, peers, timing. */
+  init: IkeV2ServiceInit
+}
+
+/** The built-in failure detector: `@vipsec/detector-heartbeat`. */
+export interface HeartbeatDetectorConfig {
+  /** Selects it. */
+  type: 'heartbeat'
+  /** Its options except the node id (the node's own). */
+  init: Omit<HeartbeatFailureDetectorInit, 'node'>
+}
+
+/** The built-in cluster link: `@vipsec/cluster-link-udp`. */
+export interface UdpLinkConfig {
+  /** Selects it. */
+  type: 'udp'
+  /** Its options except the node id (the node's own). */
+  init: Omit<UdpClusterLinkInit, 'node'>
+}
+
+/** The simulated network: `@vipsec/network-virtual`. */
+export interface VirtualNetworkConfig {
+  /** Selects it. */
+  type: 'virtual'
+  /** The network the node attaches to (shared by the nodes of a simulation). */
+  network: VirtualNetwork
+  /** The node's own addresses, acquired when the node starts (not its DVIPAs). */
+  addresses: string[]
+}
+
+/** The built-in distribution processor: `@vipsec/core`. */
+export interface DefaultProcessorConfig {
+  /** Selects it. */
+  type: 'default'
+  /** Its options except the node id (the node's own). */
+  init: Omit<DefaultDistributionProcessorInit, 'node'>
+}
+
+/** The built-in target stack: `@vipsec/core`, with its applications. */
+export interface DefaultTargetConfig {
+  /** Selects it. */
+  type: 'default'
+  /** Applications to register: protocol, port and handler. */
+  apps?: {
+    /** IP protocol number (17 for UDP). */
+    protocol: number
+    /** Destination port. */
+    port: number
+    /** The application. */
+    handler: AppHandler
+  }[]
+}
+
 /**
- * The parts of a node chosen by the integrator, by contract. Which are required depends on the
- * role: see {@link ROLE_REQUIREMENTS}.
+ * The parts of a node, by contract: each is one of the built-in adapters (by `type`), or the
+ * integrator's own part (`{ instance }` or `{ factory }`). Which are required depends on the
+ * role: see {@link ROLE_REQUIREMENTS}. A primary or backup that also has a target stack serves
+ * its own connections locally (they become non-distributed when it takes a DVIPA over).
  */
 export interface NodeComponents {
   /** The ESP engine. */
-  espEngine?: ComponentSpec<EspEngine>
-  /** The IKE service. */
-  ikeService?: ComponentSpec<IkeService>
-  /** The failure detector. */
-  failureDetector?: ComponentSpec<FailureDetector>
+  espEngine?: SoftwareEspConfig | ComponentSpec<EspEngine>
+  /** Makes the IKE service of each DVIPA the node serves. */
+  ikeServiceFactory?: IkeV2Config | ComponentSpec<IkeServiceFactory>
+  /** The failure detector (on targets: the heartbeats they send to the distribution processors). */
+  failureDetector?: HeartbeatDetectorConfig | ComponentSpec<FailureDetector>
   /** The cluster link. */
-  clusterLink?: ComponentSpec<ClusterLink>
+  clusterLink?: UdpLinkConfig | ComponentSpec<ClusterLink>
   /** The network adapter. */
-  networkAdapter?: ComponentSpec<NetworkAdapter>
+  networkAdapter?: VirtualNetworkConfig | ComponentSpec<NetworkAdapter>
   /** The distribution processor (primary and backup). */
-  distributionProcessor?: ComponentSpec<DistributionProcessor>
-  /** The target stack (target). */
-  targetStack?: ComponentSpec<TargetStack>
+  distributionProcessor?: DefaultProcessorConfig | ComponentSpec<DistributionProcessor>
+  /** The target stack (target; optional on primary and backup). */
+  targetStack?: DefaultTargetConfig | ComponentSpec<TargetStack>
 }
 
 /** The configuration of one node. */
@@ -124,7 +198,7 @@ export interface NodeConfig {
 export const ROLE_REQUIREMENTS: Readonly<Record<NodeRole, readonly (keyof NodeComponents)[]>> = {
   primary: [
     'espEngine',
-    'ikeService',
+    'ikeServiceFactory',
     'failureDetector',
     'clusterLink',
     'networkAdapter',
@@ -132,11 +206,22 @@ export const ROLE_REQUIREMENTS: Readonly<Record<NodeRole, readonly (keyof NodeCo
   ],
   backup: [
     'espEngine',
-    'ikeService',
+    'ikeServiceFactory',
     'failureDetector',
     'clusterLink',
     'networkAdapter',
     'distributionProcessor'
   ],
   target: ['clusterLink', 'targetStack']
+}
+
+/** The built-in `type`s each part accepts. */
+export const BUILT_IN_TYPES: Readonly<Record<keyof NodeComponents, string>> = {
+  espEngine: 'software',
+  ikeServiceFactory: 'ike-v2',
+  failureDetector: 'heartbeat',
+  clusterLink: 'udp',
+  networkAdapter: 'virtual',
+  distributionProcessor: 'default',
+  targetStack: 'default'
 }

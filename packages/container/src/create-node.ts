@@ -3,6 +3,7 @@ import { start, stop, TOKENS, type Startable, type Token } from '@vipsec/interfa
 import { ROLE_REQUIREMENTS, type NodeConfig, type NodeRole } from './config.js'
 import {
   COMPONENT_TOKENS,
+  NETWORK_BOOTSTRAP,
   componentsModule,
   identityModule,
   runtimeModule,
@@ -31,9 +32,9 @@ export interface VipsecNode extends Startable {
 const START_ORDER: readonly symbol[] = [
   TOKENS.CouplingStore,
   TOKENS.NetworkAdapter,
+  NETWORK_BOOTSTRAP,
   TOKENS.ClusterLink,
   TOKENS.EspEngine,
-  TOKENS.IkeService,
   TOKENS.FailureDetector,
   TOKENS.TargetStack,
   TOKENS.DistributionProcessor
@@ -68,13 +69,16 @@ export function createNode(config: NodeConfig): VipsecNode {
     has: (token: symbol): boolean => container.isBound(token),
     async start() {
       if (started) return
-      await start(...parts())
+      for (const part of parts()) {
+        if (typeof part === 'function') await (part as () => Promise<void>)()
+        else await start(part)
+      }
       started = true
     },
     async stop() {
       if (!started) return
       started = false
-      await stop(...parts())
+      await stop(...parts().filter((p) => typeof p !== 'function'))
     },
     isStarted: () => started
   }

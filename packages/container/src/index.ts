@@ -4,7 +4,7 @@
  * `ContainerModule` per concern. The same adapters serve a one-process simulation and a real
  * multi-process cluster. This is the only vipsec package that imports inversify.
  *
- * @example A backup node on the in-memory store, with the integrator's own parts
+ * @example A backup node with the built-in adapters and the integrator's network adapter
  * ```ts
  * import 'reflect-metadata'
  * import { createNode } from '@vipsec/container'
@@ -15,12 +15,12 @@
  *   nodeId: 'dp-2',
  *   store: { type: 'memory' },
  *   components: {
- *     espEngine: { instance: myEspEngine },
- *     ikeService: { factory: (resolve) => myIke(resolve(TOKENS.EspEngine), resolve(TOKENS.Clock)) },
- *     failureDetector: { instance: myDetector },
- *     clusterLink: { instance: myLink },
- *     networkAdapter: { instance: myNetwork },
- *     distributionProcessor: { instance: myProcessor }
+ *     espEngine: { type: 'software' },
+ *     ikeServiceFactory: { type: 'ike-v2', init: { psks, peers } },
+ *     failureDetector: { type: 'heartbeat', init: { local: { address: '10.9.0.2', port: 7500 } } },
+ *     clusterLink: { type: 'udp', init: { local: { address: '10.9.0.2', port: 7400 }, peers } },
+ *     networkAdapter: { instance: myLinuxNetwork },
+ *     distributionProcessor: { type: 'default', init: { dvipas, heartbeats } }
  *   }
  * })
  * await node.start()
@@ -30,8 +30,16 @@
  * @packageDocumentation
  */
 export {
+  BUILT_IN_TYPES,
   NODE_ROLES,
   ROLE_REQUIREMENTS,
+  type DefaultProcessorConfig,
+  type DefaultTargetConfig,
+  type HeartbeatDetectorConfig,
+  type IkeV2Config,
+  type SoftwareEspConfig,
+  type UdpLinkConfig,
+  type VirtualNetworkConfig,
   type ClockConfig,
   type ComponentSpec,
   type NodeComponents,
@@ -44,6 +52,7 @@ export {
 export { createNode, type VipsecNode } from './create-node.js'
 export {
   COMPONENT_TOKENS,
+  NETWORK_BOOTSTRAP,
   NODE_ROLE,
   componentsModule,
   identityModule,

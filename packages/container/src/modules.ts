@@ -1,9 +1,34 @@
-import { ContainerModule, type ResolutionContext } from 'inversify'
+import { ContainerModule, type ContainerModuleLoadOptions } from 'inversify'
 import { SystemClock } from '@vipsec/clock'
-import { TOKENS, type Clock, type Token } from '@vipsec/interface'
+import { UdpClusterLink } from '@vipsec/cluster-link-udp'
+import { DefaultDistributionProcessor, DefaultTargetStack } from '@vipsec/core'
+import { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
+import { SoftwareEspEngine } from '@vipsec/esp-software'
+import { IkeV2Service } from '@vipsec/ike-v2'
+import {
+  TOKENS,
+  type Clock,
+  type ClusterLink,
+  type EspEngine,
+  type IkeServiceFactory,
+  type NetworkAdapter,
+  type RandomSource,
+  type Token
+} from '@vipsec/interface'
 import { CryptoRandomSource, SeededRandomSource } from '@vipsec/random'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
-import type { ComponentSpec, NodeComponents, NodeConfig } from './config.js'
+import type {
+  ComponentSpec,
+  DefaultProcessorConfig,
+  DefaultTargetConfig,
+  HeartbeatDetectorConfig,
+  IkeV2Config,
+  NodeComponents,
+  NodeConfig,
+  SoftwareEspConfig,
+  UdpLinkConfig,
+  VirtualNetworkConfig
+} from './config.js'
 
 /** The token under which a node's role is bound. */
 export const NODE_ROLE: Token<NodeConfig['role']> = Symbol.for('@vipsec/NodeRole') as Token<
@@ -13,7 +38,7 @@ export const NODE_ROLE: Token<NodeConfig['role']> = Symbol.for('@vipsec/NodeRole
 /** Which token each key of {@link NodeComponents} binds. */
 export const COMPONENT_TOKENS: { readonly [K in keyof Required<NodeComponents>]: symbol } = {
   espEngine: TOKENS.EspEngine,
-  ikeService: TOKENS.IkeService,
+  ikeServiceFactory: TOKENS.IkeServiceFactory,
   failureDetector: TOKENS.FailureDetector,
   clusterLink: TOKENS.ClusterLink,
   networkAdapter: TOKENS.NetworkAdapter,
@@ -21,14 +46,17 @@ export const COMPONENT_TOKENS: { readonly [K in keyof Required<NodeComponents>]:
   targetStack: TOKENS.TargetStack
 }
 
-function bindSpec<T>(
-  bind: (token: symbol) => {
-    toConstantValue(value: T): unknown
-    toDynamicValue(builder: (context: ResolutionContext) => T): { inSingletonScope(): unknown }
-  },
-  token: symbol,
-  spec: ComponentSpec<T>
-): void {
+/**
+ * Runs once the network adapter has started, before any other part: acquires the node's own
+ * addresses on a virtual network. Bound only when there is something to do.
+ */
+export const NETWORK_BOOTSTRAP: Token<() => Promise<void>> = Symbol.for(
+  '@vipsec/NetworkBootstrap'
+) as Token<() => Promise<void>>
+
+type Bind = ContainerModuleLoadOptions['bind']
+
+function bindSpec<T>(bind: Bind, token: symbol, spec: ComponentSpec<T>): void {
   if ('instance' in spec) {
     bind(token).toConstantValue(spec.instance)
   } else {
@@ -36,6 +64,10 @@ function bindSpec<T>(
       .toDynamicValue((context) => spec.factory(<U>(t: Token<U>) => context.get<U>(t)))
       .inSingletonScope()
   }
+}
+
+function isBuiltIn(spec: object): spec is { type: string } {
+  return 'type' in spec
 }
 
 /**
@@ -97,16 +129,112 @@ export function storeModule(config: NodeConfig): ContainerModule {
 }
 
 /**
- * The parts supplied through `config.components`: data plane, IKE, detection, network, and the
- * role's own part (distribution processor or target stack).
+ * The parts in `config.components`: the built-in adapters chosen by `type` (software ESP, IKEv2,
+ * heartbeat detector, UDP cluster link, virtual network, default processor and target stack),
+ * or the integrator's own instances and factories.
  *
  * @param config - the node configuration
  */
 export function componentsModule(config: NodeConfig): ContainerModule {
   return new ContainerModule(({ bind }) => {
+    const node = config.nodeId
     for (const [key, spec] of Object.entries(config.components ?? {})) {
       if (spec === undefined) continue
-      bindSpec(bind, COMPONENT_TOKENS[key as keyof NodeComponents], spec as ComponentSpec<unknown>)
+      const token = COMPONENT_TOKENS[key as keyof NodeComponents]
+      if (!isBuiltIn(spec)) {
+        bindSpec(bind, token, spec as ComponentSpec<unknown>)
+        continue
+      }
+      switch (key as keyof NodeComponents) {
+        case 'espEngine': {
+          const { init } = spec as SoftwareEspConfig
+          bind(TOKENS.EspEngine)
+            .toResolvedValue(
+              (clock: Clock) => new SoftwareEspEngine({ clock }, init),
+              [TOKENS.Clock]
+            )
+            .inSingletonScope()
+          break
+        }
+        case 'ikeServiceFactory': {
+          const { init } = spec as IkeV2Config
+          bind(TOKENS.IkeServiceFactory)
+            .toResolvedValue(
+              (clock: Clock, random: RandomSource, espEngine: EspEngine): IkeServiceFactory =>
+                (sockets) =>
+                  new IkeV2Service({ clock, random, espEngine, ...sockets }, init),
+              [TOKENS.Clock, TOKENS.RandomSource, TOKENS.EspEngine]
+            )
+            .inSingletonScope()
+          break
+        }
+        case 'failureDetector': {
+          const { init } = spec as HeartbeatDetectorConfig
+          bind(TOKENS.FailureDetector)
+            .toResolvedValue(
+              (network: NetworkAdapter, clock: Clock) =>
+                new HeartbeatFailureDetector({ network, clock }, { ...init, node }),
+              [TOKENS.NetworkAdapter, TOKENS.Clock]
+            )
+            .inSingletonScope()
+          break
+        }
+        case 'clusterLink': {
+          const { init } = spec as UdpLinkConfig
+          bind(TOKENS.ClusterLink)
+            .toResolvedValue(
+              (network: NetworkAdapter) => new UdpClusterLink({ network }, { ...init, node }),
+              [TOKENS.NetworkAdapter]
+            )
+            .inSingletonScope()
+          break
+        }
+        case 'networkAdapter': {
+          const { network, addresses } = spec as VirtualNetworkConfig
+          const adapter = network.attach(node)
+          bind(TOKENS.NetworkAdapter).toConstantValue(adapter)
+          bind(NETWORK_BOOTSTRAP).toConstantValue(async () => {
+            for (const address of addresses) await adapter.acquireAddress(address)
+          })
+          break
+        }
+        case 'distributionProcessor': {
+          const { init } = spec as DefaultProcessorConfig
+          bind(TOKENS.DistributionProcessor)
+            .toDynamicValue((context) => {
+              const target = context.get(TOKENS.TargetStack, { optional: true })
+              return new DefaultDistributionProcessor(
+                {
+                  store: context.get(TOKENS.CouplingStore),
+                  esp: context.get(TOKENS.EspEngine),
+                  ikeFactory: context.get(TOKENS.IkeServiceFactory),
+                  detector: context.get(TOKENS.FailureDetector),
+                  link: context.get(TOKENS.ClusterLink),
+                  network: context.get(TOKENS.NetworkAdapter),
+                  clock: context.get(TOKENS.Clock),
+                  ...(target instanceof DefaultTargetStack ? { localTarget: target } : {})
+                },
+                { ...init, node }
+              )
+            })
+            .inSingletonScope()
+          break
+        }
+        case 'targetStack': {
+          const { apps } = spec as DefaultTargetConfig
+          bind(TOKENS.TargetStack)
+            .toResolvedValue(
+              (link: ClusterLink) => {
+                const stack = new DefaultTargetStack({ link }, { node })
+                for (const app of apps ?? []) stack.register(app.protocol, app.port, app.handler)
+                return stack
+              },
+              [TOKENS.ClusterLink]
+            )
+            .inSingletonScope()
+          break
+        }
+      }
     }
   })
 }

@@ -1,12 +1,20 @@
 import { InvalidConfigError } from '@vipsec/interface'
-import { NODE_ROLES, ROLE_REQUIREMENTS, type ComponentSpec, type NodeConfig } from './config.js'
+import {
+  BUILT_IN_TYPES,
+  NODE_ROLES,
+  ROLE_REQUIREMENTS,
+  type ComponentSpec,
+  type NodeComponents,
+  type NodeConfig
+} from './config.js'
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
 
 function checkComponent(value: unknown, field: string): void {
-  if (!isObject(value)) throw new InvalidConfigError(field, 'expected { instance } or { factory }')
+  if (!isObject(value))
+    throw new InvalidConfigError(field, 'expected { type }, { instance } or { factory }')
   const spec = value as ComponentSpec<unknown>
   if ('instance' in spec) {
     if (spec.instance == null) throw new InvalidConfigError(`${field}.instance`, 'must not be null')
@@ -14,7 +22,7 @@ function checkComponent(value: unknown, field: string): void {
     if (typeof spec.factory !== 'function')
       throw new InvalidConfigError(`${field}.factory`, 'expected a function')
   } else {
-    throw new InvalidConfigError(field, 'expected { instance } or { factory }')
+    throw new InvalidConfigError(field, 'expected { type }, { instance } or { factory }')
   }
 }
 
@@ -67,7 +75,27 @@ export function validateNodeConfig(config: unknown): asserts config is NodeConfi
   const components = config.components ?? {}
   if (!isObject(components)) throw new InvalidConfigError('components', 'expected an object')
   for (const [key, value] of Object.entries(components)) {
-    if (value !== undefined) checkComponent(value, `components.${key}`)
+    if (value === undefined) continue
+    const field = `components.${key}`
+    if (!(key in BUILT_IN_TYPES)) throw new InvalidConfigError(field, 'not a part a node has')
+    if (isObject(value) && 'type' in value) {
+      const expected = BUILT_IN_TYPES[key as keyof NodeComponents]
+      if (value.type !== expected) {
+        throw new InvalidConfigError(`${field}.type`, `expected '${expected}'`)
+      }
+      if (key === 'networkAdapter') {
+        if (!isObject(value.network)) {
+          throw new InvalidConfigError(`${field}.network`, 'expected a VirtualNetwork')
+        }
+        if (!Array.isArray(value.addresses)) {
+          throw new InvalidConfigError(`${field}.addresses`, 'expected a list of addresses')
+        }
+      } else if (!['espEngine', 'targetStack'].includes(key) && !isObject(value.init)) {
+        throw new InvalidConfigError(`${field}.init`, 'expected an object')
+      }
+      continue
+    }
+    checkComponent(value, field)
   }
   for (const key of ROLE_REQUIREMENTS[config.role as NodeConfig['role']]) {
     if (components[key] === undefined) {

@@ -50,7 +50,6 @@ describe('createNode', () => {
         'start network',
         'start link',
         'start esp',
-        'start ike',
         'start detector',
         'start processor'
       ])
@@ -60,7 +59,6 @@ describe('createNode', () => {
       expect(journal).to.deep.equal([
         'stop processor',
         'stop detector',
-        'stop ike',
         'stop esp',
         'stop link',
         'stop network'
@@ -75,9 +73,12 @@ describe('createNode', () => {
       const clock = new VirtualClock()
       const components = {
         ...(processorDoubles(journal) as object),
-        ikeService: {
+        failureDetector: {
           factory: (resolve: <T>(t: symbol) => T) =>
-            new RecordingPart('ike', journal, [resolve(TOKENS.EspEngine), resolve(TOKENS.Clock)])
+            new RecordingPart('detector', journal, [
+              resolve(TOKENS.EspEngine),
+              resolve(TOKENS.Clock)
+            ])
         }
       }
       const node = createNode({
@@ -86,10 +87,10 @@ describe('createNode', () => {
         clock: { type: 'custom', component: { instance: clock } },
         components: components as never
       })
-      const ike = node.get(TOKENS.IkeService) as unknown as RecordingPart
-      expect(ike.dependencies[0]).to.equal(node.get(TOKENS.EspEngine))
-      expect(ike.dependencies[1]).to.equal(clock)
-      expect(node.get(TOKENS.IkeService)).to.equal(ike)
+      const detector = node.get(TOKENS.FailureDetector) as unknown as RecordingPart
+      expect(detector.dependencies[0]).to.equal(node.get(TOKENS.EspEngine))
+      expect(detector.dependencies[1]).to.equal(clock)
+      expect(node.get(TOKENS.FailureDetector)).to.equal(detector)
     })
   })
 

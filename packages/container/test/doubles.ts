@@ -37,7 +37,7 @@ export class RecordingPart implements Startable {
 export function processorDoubles(journal: string[]) {
   return {
     espEngine: { instance: new RecordingPart('esp', journal) },
-    ikeService: { instance: new RecordingPart('ike', journal) },
+    ikeServiceFactory: { instance: () => new RecordingPart('ike', journal) },
     failureDetector: { instance: new RecordingPart('detector', journal) },
     clusterLink: { instance: new RecordingPart('link', journal) },
     networkAdapter: { instance: new RecordingPart('network', journal) },

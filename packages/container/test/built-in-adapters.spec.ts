@@ -1,0 +1,131 @@
+import { expect } from 'chai'
+import { VirtualClock } from '@vipsec/clock'
+import { DefaultDistributionProcessor, DefaultTargetStack, requestResponse } from '@vipsec/core'
+import { SoftwareEspEngine } from '@vipsec/esp-software'
+import { TOKENS, type DistributionEvent } from '@vipsec/interface'
+import { VirtualNetwork } from '@vipsec/network-virtual'
+import { MemoryCouplingFacility } from '@vipsec/store-memory'
+import { createNode, type NodeConfig, type VipsecNode } from '../src/index.js'
+
+const DVIPA = '10.0.0.100'
+const dps = ['dp-1', 'dp-2']
+const address = (node: string): string =>
+  node.startsWith('dp') ? `10.9.0.${node.slice(3)}` : `10.9.1.${node.slice(7)}`
+const heartbeats = Object.fromEntries(dps.map((n) => [n, { address: address(n), port: 7500 }]))
+
+function dpConfig(
+  node: string,
+  clock: VirtualClock,
+  network: VirtualNetwork,
+  facility: MemoryCouplingFacility
+): NodeConfig {
+  return {
+    role: node === 'dp-1' ? 'primary' : 'backup',
+    nodeId: node,
+    store: { type: 'memory', facility },
+    clock: { type: 'custom', component: { instance: clock } },
+    random: { type: 'seeded', seed: node },
+    components: {
+      networkAdapter: { type: 'virtual', network, addresses: [address(node)] },
+      espEngine: { type: 'software' },
+      ikeServiceFactory: { type: 'ike-v2', init: {} },
+      failureDetector: {
+        type: 'heartbeat',
+        init: { local: { address: address(node), port: 7500 } }
+      },
+      clusterLink: {
+        type: 'udp',
+        init: {
+          local: { address: address(node), port: 7400 },
+          peers: { 'target-1': { address: address('target-1'), port: 7400 } }
+        }
+      },
+      distributionProcessor: {
+        type: 'default',
+        init: {
+          dvipas: [{ dvipa: DVIPA, ranks: dps, targets: [{ node: 'target-1' }] }],
+          heartbeats
+        }
+      }
+    }
+  }
+}
+
+describe('createNode with the built-in adapters', function () {
+  this.timeout(30_000)
+  let nodes: VipsecNode[]
+
+  afterEach(async () => {
+    for (const node of nodes) await node.stop()
+  })
+
+  it('should wire real distribution processors and a target on a virtual network, and fail over', async () => {
+    const clock = new VirtualClock()
+    const network = new VirtualNetwork({ clock })
+    const facility = new MemoryCouplingFacility()
+    const target = createNode({
+      role: 'target',
+      nodeId: 'target-1',
+      clock: { type: 'custom', component: { instance: clock } },
+      components: {
+        networkAdapter: { type: 'virtual', network, addresses: [address('target-1')] },
+        clusterLink: {
+          type: 'udp',
+          init: {
+            local: { address: address('target-1'), port: 7400 },
+            peers: Object.fromEntries(dps.map((n) => [n, { address: address(n), port: 7400 }]))
+          }
+        },
+        targetStack: {
+          type: 'default',
+          apps: [{ protocol: 17, port: 7, handler: requestResponse('target-1') }]
+        }
+      }
+    })
+    const [dp1, dp2] = dps.map((n) => createNode(dpConfig(n, clock, network, facility))) as [
+      VipsecNode,
+      VipsecNode
+    ]
+    nodes = [target, dp1, dp2]
+    expect(dp1.get(TOKENS.DistributionProcessor)).to.be.instanceOf(DefaultDistributionProcessor)
+    expect(dp1.get(TOKENS.EspEngine)).to.be.instanceOf(SoftwareEspEngine)
+    expect(target.get(TOKENS.TargetStack)).to.be.instanceOf(DefaultTargetStack)
+    const events: DistributionEvent[] = []
+    dp2.get(TOKENS.DistributionProcessor).events$.subscribe((e) => events.push(e))
+    for (const node of nodes) await node.start()
+    await clock.advance(500)
+    const store = dp2.get(TOKENS.CouplingStore)
+    expect((await store.getOwnership(DVIPA)).owner).to.equal('dp-1')
+    expect(network.routeOf(DVIPA)).to.equal('dp-1')
+    expect((target.get(TOKENS.TargetStack) as DefaultTargetStack).ownerOf(DVIPA)).to.deep.equal({
+      owner: 'dp-1',
+      epoch: 1
+    })
+
+    await dp1.get(TOKENS.NetworkAdapter).stop() // dp-1 drops off the network
+    for (let i = 0; i < 20; i++) await clock.advance(50)
+    expect(events.map((e) => e.type)).to.include('takeover:completed')
+    expect(await store.getOwnership(DVIPA)).to.include({ owner: 'dp-2', epoch: 2 })
+    expect(network.routeOf(DVIPA)).to.equal('dp-2')
+    expect((target.get(TOKENS.TargetStack) as DefaultTargetStack).ownerOf(DVIPA)).to.deep.equal({
+      owner: 'dp-2',
+      epoch: 2
+    })
+  })
+
+  describe('when a built-in type does not fit the part', () => {
+    it('should name the field', () => {
+      const config = dpConfig(
+        'dp-1',
+        new VirtualClock(),
+        new VirtualNetwork({ clock: new VirtualClock() }),
+        new MemoryCouplingFacility()
+      )
+      ;(config.components as Record<string, unknown>).espEngine = { type: 'hardware' }
+      nodes = []
+      expect(() => createNode(config))
+        .to.throw()
+        .with.property('field', 'components.espEngine.type')
+    })
+  })
+})
