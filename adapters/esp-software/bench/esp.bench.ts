@@ -303,8 +303,12 @@ interface WorkerRow {
 }
 
 interface Scaling {
+  /** 2 workers / 1 worker. */
   encapsulate: number
   decapsulate: number
+  /** 2 workers / no workers (inline on the calling thread). */
+  encapsulateVsInline: number
+  decapsulateVsInline: number
 }
 
 async function encapsulateBatches(
@@ -343,51 +347,66 @@ async function decapsulateBatches(
 }
 
 /**
- * Worker-thread mode: engines with 1 and 2 workers, measured back to back in alternating order
- * each round; the scale is the median of the per-round ratios.
+ * Worker-thread mode: the same batches through engines with no workers (inline), 1 and 2 workers,
+ * measured back to back in rotating order each round; scales are medians of per-round ratios.
  */
 async function workerMode(): Promise<{ rows: WorkerRow[]; scaling: Record<string, Scaling> }> {
   const rows: WorkerRow[] = []
   const scaling: Record<string, Scaling> = {}
+  const counts = [0, 1, 2]
   for (const size of SIZES) {
     const packet = innerPacket(size)
     const batch = Array.from({ length: BATCH }, () => packet)
-    const engines = [(await makeEngine(1)).engine, (await makeEngine(2)).engine]
+    const engines: SoftwareEspEngine[] = []
+    for (const workers of counts) engines.push((await makeEngine(workers)).engine)
     // warm up: worker start-up and JIT are not part of the rate
     for (const engine of engines) for (let w = 0; w < 20; w++) await engine.protectBatch(batch)
-    const enc: number[][] = [[], []]
-    const dec: number[][] = [[], []]
-    const encCpu: number[][] = [[], []]
-    const decCpu: number[][] = [[], []]
-    const encScale: number[] = []
-    const decScale: number[] = []
+    const enc: number[][] = counts.map(() => [])
+    const dec: number[][] = counts.map(() => [])
+    const encCpu: number[][] = counts.map(() => [])
+    const decCpu: number[][] = counts.map(() => [])
+    const scale = {
+      encVsOne: [] as number[],
+      decVsOne: [] as number[],
+      encVsInline: [] as number[],
+      decVsInline: [] as number[]
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? [0, 1] : [1, 0]
+      const order = counts.map((_, i) => (i + round) % counts.length)
+      const inFlight = (i: number): number => Math.max(1, counts[i]) * 2
       for (const i of order) {
-        enc[i].push(await encapsulateBatches(engines[i], batch, (i + 1) * 2))
+        enc[i].push(await encapsulateBatches(engines[i], batch, inFlight(i)))
         encCpu[i].push(1e6 / lastCpuRate)
       }
       for (const i of order) {
         dec[i].push(
-          await decapsulateBatches(engines[i], batch, (i + 1) * 2, enc[i].at(-1) as number)
+          await decapsulateBatches(engines[i], batch, inFlight(i), enc[i].at(-1) as number)
         )
         decCpu[i].push(1e6 / lastCpuRate)
       }
-      encScale.push((enc[1].at(-1) as number) / (enc[0].at(-1) as number))
-      decScale.push((dec[1].at(-1) as number) / (dec[0].at(-1) as number))
+      const last = (xs: number[][], i: number): number => xs[i].at(-1) as number
+      scale.encVsOne.push(last(enc, 2) / last(enc, 1))
+      scale.decVsOne.push(last(dec, 2) / last(dec, 1))
+      scale.encVsInline.push(last(enc, 2) / last(enc, 0))
+      scale.decVsInline.push(last(dec, 2) / last(dec, 0))
     }
     for (const engine of engines) await engine.stop()
-    for (const i of [0, 1]) {
+    counts.forEach((workers, i) => {
       rows.push({
         size,
-        workers: i + 1,
+        workers,
         encapsulate: median(enc[i]),
         decapsulate: median(dec[i]),
         encapsulateCpuUs: median(encCpu[i]),
         decapsulateCpuUs: median(decCpu[i])
       })
+    })
+    scaling[size] = {
+      encapsulate: median(scale.encVsOne),
+      decapsulate: median(scale.decVsOne),
+      encapsulateVsInline: median(scale.encVsInline),
+      decapsulateVsInline: median(scale.decVsInline)
     }
-    scaling[size] = { encapsulate: median(encScale), decapsulate: median(decScale) }
   }
   return { rows, scaling }
 }
@@ -447,23 +466,21 @@ if (threaded.length > 0) {
   console.log(
     `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
   )
-  console.log('size  workers  encap   scale  cpu-us  decap   scale  cpu-us')
-  const us = (n: number | undefined): string => (n == null ? '-' : n.toFixed(2)).padStart(6)
+  console.log('size  workers  encap   cpu-us  decap   cpu-us')
+  const us = (n: number): string => n.toFixed(2).padStart(6)
   for (const r of threaded) {
-    const scale = r.workers === 2 ? scaling[r.size] : { encapsulate: 1, decapsulate: 1 }
-    const inline = single.find((x) => x.size === r.size)
-    if (r.workers === 1 && inline != null) {
-      console.log(
-        `${String(r.size).padStart(4)}   inline  ${k(inline.encapsulate).padStart(6)}      -  ${us(inline.encapsulateCpuUs)}  ${k(inline.decapsulate).padStart(6)}      -  ${us(inline.decapsulateCpuUs)}`
-      )
-    }
     console.log(
-      `${String(r.size).padStart(4)}  ${String(r.workers).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${scale.encapsulate.toFixed(2).padStart(5)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${scale.decapsulate.toFixed(2).padStart(5)}  ${us(r.decapsulateCpuUs)}`
+      `${String(r.size).padStart(4)}  ${(r.workers === 0 ? 'inline' : String(r.workers)).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${us(r.decapsulateCpuUs)}`
     )
   }
-  console.log(
-    'scale: 2 workers / 1 worker, median of per-round ratios; cpu-us: process CPU time (all threads) per packet'
-  )
+  console.log('size  2 workers vs inline: encap  decap   2 workers vs 1: encap  decap')
+  for (const size of SIZES) {
+    const x = scaling[size]
+    console.log(
+      `${String(size).padStart(4)}  ${x.encapsulateVsInline.toFixed(2).padStart(27)}  ${x.decapsulateVsInline.toFixed(2).padStart(5)}  ${x.encapsulate.toFixed(2).padStart(21)}  ${x.decapsulate.toFixed(2).padStart(5)}`
+    )
+  }
+  console.log('paired per round, medians; cpu-us: process CPU time (all threads) per packet')
   for (const size of SIZES) {
     const ratios: number[] = []
     for (let round = 0; round < 3; round++) {
