@@ -4,6 +4,7 @@
  *
  * @module
  */
+import 'reflect-metadata'
 import { main } from './main.js'
 
 process.exitCode = await main(process.argv.slice(2))

@@ -1,33 +1,39 @@
 import { Subject, type Observable } from 'rxjs'
 import { SystemClock, VirtualClock } from '@vipsec/clock'
-import { UdpClusterLink } from '@vipsec/cluster-link-udp'
+import type { UdpClusterLink } from '@vipsec/cluster-link-udp'
 import {
-  DefaultDistributionProcessor,
-  DefaultTargetStack,
+  createNode,
+  type NodeComponents,
+  type NodeConfig,
+  type VipsecNode
+} from '@vipsec/container'
+import {
   requestResponse,
-  type DvipaConfig,
+  type DefaultDistributionProcessor,
+  type DefaultTargetStack,
   type SelectionPolicy
 } from '@vipsec/core'
-import { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
+import type { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
 import { buildIpPacket, buildUdp, parseIpPacket, SoftwareEspEngine } from '@vipsec/esp-software'
-import { IkeV2Service } from '@vipsec/ike-v2'
-import type {
-  ChildProposal,
-  Clock,
-  DistributionEvent,
-  Endpoint,
-  Identity,
-  IkeProposal,
-  NodeId,
-  Ownership,
-  Phase1Policy,
-  Phase2Policy,
-  TrafficSelector,
-  UdpEndpoint
+import { IkeV2Service, type IkeV2ServiceInit } from '@vipsec/ike-v2'
+import {
+  TOKENS,
+  type ChildProposal,
+  type Clock,
+  type DistributionEvent,
+  type Endpoint,
+  type Identity,
+  type IkeProposal,
+  type NodeId,
+  type Ownership,
+  type Phase1Policy,
+  type Phase2Policy,
+  type TrafficSelector,
+  type UdpEndpoint
 } from '@vipsec/interface'
 import { VirtualNetwork, type VirtualNetworkAdapter } from '@vipsec/network-virtual'
 import { SeededRandomSource } from '@vipsec/random'
-import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
+import { MemoryCouplingFacility, type MemoryCouplingStore } from '@vipsec/store-memory'
 
 /** Options of a {@link SimulatedCluster}; every field has a default. */
 export interface SimulatedClusterOptions {
@@ -130,6 +136,8 @@ export interface SimDp {
   node: NodeId
   /** Its address on the cluster network. */
   address: string
+  /** The node as the container built it (replaced on restart). */
+  vipsecNode: VipsecNode
   /** Its network attachment. */
   adapter: VirtualNetworkAdapter
   /** The processor (replaced on restart). */
@@ -156,6 +164,8 @@ export interface SimTarget {
   node: NodeId
   /** Its address on the cluster network. */
   address: string
+  /** The node as the container built it (replaced on restart). */
+  vipsecNode: VipsecNode
   /** Its network attachment. */
   adapter: VirtualNetworkAdapter
   /** Its cluster link. */
@@ -370,21 +380,14 @@ export class SimulatedCluster {
       if (!target.up) return
       target.up = false
       await target.adapter.stop()
-      await target.heartbeat.stop()
-      await target.stack.stop()
-      await target.link.stop()
+      await target.vipsecNode.stop()
       return
     }
     const dp = this.dps.get(node)
     if (dp === undefined || !dp.up) return
     dp.up = false
     await dp.adapter.stop()
-    await dp.detector.stop()
-    await dp.processor.stop()
-    await dp.target?.stop()
-    await dp.link.stop()
-    await dp.esp.stop()
-    await dp.store.stop()
+    await dp.vipsecNode.stop()
   }
 
   /**
@@ -440,134 +443,170 @@ export class SimulatedCluster {
     return { sent, answered, servedBy }
   }
 
-  private async startTarget(node: NodeId, address: string): Promise<void> {
-    const adapter = this.network.attach(node)
-    await adapter.start()
-    await adapter.acquireAddress(address)
-    const link = new UdpClusterLink({ network: adapter }, { node, local: { address, port: 7400 } })
+  /** The configuration every node shares: its id, the clock, the network and its addresses. */
+  private base(
+    node: NodeId,
+    address: string
+  ): Pick<NodeConfig, 'nodeId' | 'clock'> & {
+    networkAdapter: NonNullable<NodeComponents['networkAdapter']>
+  } {
+    return {
+      nodeId: node,
+      clock: { type: 'custom', component: { instance: this.clock } },
+      networkAdapter: { type: 'virtual', network: this.network, addresses: [address] }
+    }
+  }
+
+  private dpLinkPeers(except: NodeId): Record<NodeId, Endpoint> {
+    const peers: Record<NodeId, Endpoint> = {}
     for (const [i, dp] of this.ranks.entries())
-      link.addPeer(dp, { address: `10.9.0.${i + 1}`, port: 7400 })
-    const stack = new DefaultTargetStack({ link }, { node })
-    stack.register(17, SERVICE_PORT, requestResponse(node))
-    const heartbeat = new HeartbeatFailureDetector(
-      { network: adapter, clock: this.clock },
-      {
-        node,
-        local: { address, port: 7500 },
-        ...this.options.heartbeat,
-        announceTo: this.ranks.map((_, i) => ({ address: `10.9.0.${i + 1}`, port: 7500 }))
+      if (dp !== except) peers[dp] = { address: `10.9.0.${i + 1}`, port: 7400 }
+    return peers
+  }
+
+  private async startTarget(node: NodeId, address: string): Promise<void> {
+    const { networkAdapter, ...base } = this.base(node, address)
+    const built = createNode({
+      ...base,
+      role: 'target',
+      components: {
+        networkAdapter,
+        clusterLink: {
+          type: 'udp',
+          init: { local: { address, port: 7400 }, peers: this.dpLinkPeers(node) }
+        },
+        targetStack: {
+          type: 'default',
+          apps: [{ protocol: 17, port: SERVICE_PORT, handler: requestResponse(node) }]
+        },
+        failureDetector: {
+          type: 'heartbeat',
+          init: {
+            local: { address, port: 7500 },
+            ...this.options.heartbeat,
+            announceTo: this.ranks.map((_, i) => ({ address: `10.9.0.${i + 1}`, port: 7500 }))
+          }
+        }
       }
-    )
-    await link.start()
-    await stack.start()
-    await heartbeat.start()
-    this.targets.set(node, { node, address, adapter, link, stack, heartbeat, up: true })
+    })
+    await built.start()
+    this.targets.set(node, {
+      node,
+      address,
+      vipsecNode: built,
+      adapter: built.get(TOKENS.NetworkAdapter) as VirtualNetworkAdapter,
+      link: built.get(TOKENS.ClusterLink) as UdpClusterLink,
+      stack: built.get(TOKENS.TargetStack) as DefaultTargetStack,
+      heartbeat: built.get(TOKENS.FailureDetector) as HeartbeatFailureDetector,
+      up: true
+    })
   }
 
   private async startDp(node: NodeId, address: string): Promise<void> {
-    const adapter = this.network.attach(node)
-    await adapter.start()
-    await adapter.acquireAddress(address)
     const clock = this.clock
-    const esp = new SoftwareEspEngine({ clock })
-    const store = new MemoryCouplingStore({ clock }, { facility: this.facility })
-    const heartbeats = Object.fromEntries(
-      this.ranks.map((n, i) => [n, { address: `10.9.0.${i + 1}`, port: 7500 }])
-    )
-    const detector = new HeartbeatFailureDetector(
-      { network: adapter, clock },
-      { node, local: { address, port: 7500 }, ...this.options.heartbeat }
-    )
-    const link = new UdpClusterLink({ network: adapter }, { node, local: { address, port: 7400 } })
-    for (const [i, dp] of this.ranks.entries())
-      if (dp !== node) link.addPeer(dp, { address: `10.9.0.${i + 1}`, port: 7400 })
-    for (const t of this.targetIds())
-      link.addPeer(t, { address: `10.9.1.${t.split('-')[1]}`, port: 7400 })
-    const target = this.options.dpsAreTargets
-      ? new DefaultTargetStack({ link }, { node })
-      : undefined
-    target?.register(17, SERVICE_PORT, requestResponse(node))
     const previous = this.dps.get(node)
     const ikeServices: IkeV2Service[] = previous?.ikeServices ?? []
-    const dvipa: DvipaConfig = {
-      dvipa: DVIPA,
-      ranks: this.ranks,
-      targets: [
-        ...this.targetIds().map((t) => ({ node: t })),
-        ...(this.options.dpsAreTargets ? this.ranks.map((n) => ({ node: n })) : [])
-      ],
-      policy: this.options.policy
+    const linkPeers = this.dpLinkPeers(node)
+    for (const t of this.targetIds())
+      linkPeers[t] = { address: `10.9.1.${t.split('-')[1]}`, port: 7400 }
+    const ikeInit: IkeV2ServiceInit = {
+      psks: this.peerIdentities().map((remote) => ({ remote, secret: PSK })),
+      peers: this.peerIdentities().map((remote, k) => ({
+        localIdentity: CLUSTER_IDENTITY,
+        remoteIdentity: remote,
+        phase1: PHASE1,
+        children: [
+          {
+            policy: PHASE2,
+            mode: 'tunnel' as const,
+            local: [SERVICE_SUBNET],
+            remote: [innerSelector(k + 1)]
+          }
+        ]
+      })),
+      retransmit: this.options.retransmit
     }
-    const processor = new DefaultDistributionProcessor(
-      {
-        store,
-        esp,
-        detector,
-        link,
-        network: adapter,
-        clock,
-        ...(target === undefined ? {} : { localTarget: target }),
-        ikeFactory: (sockets) => {
-          const ike = new IkeV2Service(
-            {
-              clock,
-              random: new SeededRandomSource({
-                seed: `${this.options.seed}/${node}/ike-${this.ikeCount++}`
-              }),
-              espEngine: esp,
-              ...sockets
-            },
-            {
-              psks: this.peerIdentities().map((remote) => ({ remote, secret: PSK })),
-              peers: this.peerIdentities().map((remote, k) => ({
-                localIdentity: CLUSTER_IDENTITY,
-                remoteIdentity: remote,
-                phase1: PHASE1,
-                children: [
-                  {
-                    policy: PHASE2,
-                    mode: 'tunnel' as const,
-                    local: [SERVICE_SUBNET],
-                    remote: [innerSelector(k + 1)]
-                  }
-                ]
-              })),
-              retransmit: this.options.retransmit
+    const { networkAdapter, ...base } = this.base(node, address)
+    const built = createNode({
+      ...base,
+      role: node === this.ranks[0] ? 'primary' : 'backup',
+      store: { type: 'memory', facility: this.facility },
+      random: { type: 'seeded', seed: `${this.options.seed}/${node}/${this.ikeCount++}` },
+      components: {
+        networkAdapter,
+        espEngine: { type: 'software' },
+        // The built-in IKE factory would do; this one also keeps the services for the tests to inspect.
+        ikeServiceFactory: {
+          factory: (resolve) => (sockets) => {
+            const ike = new IkeV2Service(
+              {
+                clock,
+                random: resolve(TOKENS.RandomSource),
+                espEngine: resolve(TOKENS.EspEngine),
+                ...sockets
+              },
+              ikeInit
+            )
+            ikeServices.push(ike)
+            return ike
+          }
+        },
+        failureDetector: {
+          type: 'heartbeat',
+          init: { local: { address, port: 7500 }, ...this.options.heartbeat }
+        },
+        clusterLink: { type: 'udp', init: { local: { address, port: 7400 }, peers: linkPeers } },
+        ...(this.options.dpsAreTargets
+          ? {
+              targetStack: {
+                type: 'default' as const,
+                apps: [{ protocol: 17, port: SERVICE_PORT, handler: requestResponse(node) }]
+              }
             }
-          )
-          ikeServices.push(ike)
-          return ike
+          : {}),
+        distributionProcessor: {
+          type: 'default',
+          init: {
+            dvipas: [
+              {
+                dvipa: DVIPA,
+                ranks: this.ranks,
+                targets: [
+                  ...this.targetIds().map((t) => ({ node: t })),
+                  ...(this.options.dpsAreTargets ? this.ranks.map((n) => ({ node: n })) : [])
+                ],
+                policy: this.options.policy
+              }
+            ],
+            heartbeats: Object.fromEntries(
+              this.ranks.map((n, i) => [n, { address: `10.9.0.${i + 1}`, port: 7500 }])
+            ),
+            targetHeartbeats: Object.fromEntries(
+              this.targetIds().map((t) => [t, { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }])
+            ),
+            rankDelayMs: 50
+          }
         }
-      },
-      {
-        node,
-        dvipas: [dvipa],
-        heartbeats,
-        targetHeartbeats: Object.fromEntries(
-          this.targetIds().map((t) => [t, { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }])
-        ),
-        rankDelayMs: 50
       }
-    )
+    })
+    const processor = built.get(TOKENS.DistributionProcessor) as DefaultDistributionProcessor
     processor.events$.subscribe((event) =>
       this.eventsSubject.next({ at: clock.monotonic(), node, event })
     )
-    await esp.start()
-    await store.start()
-    await link.start()
-    await target?.start()
-    await detector.start()
-    await processor.start()
+    await built.start()
     this.dps.set(node, {
       node,
       address,
-      adapter,
+      vipsecNode: built,
+      adapter: built.get(TOKENS.NetworkAdapter) as VirtualNetworkAdapter,
       processor,
-      esp,
-      store,
-      detector,
-      link,
-      target,
+      esp: built.get(TOKENS.EspEngine) as SoftwareEspEngine,
+      store: built.get(TOKENS.CouplingStore) as MemoryCouplingStore,
+      detector: built.get(TOKENS.FailureDetector) as HeartbeatFailureDetector,
+      link: built.get(TOKENS.ClusterLink) as UdpClusterLink,
+      target: built.has(TOKENS.TargetStack)
+        ? (built.get(TOKENS.TargetStack) as DefaultTargetStack)
+        : undefined,
       ikeServices,
       up: true
     })
