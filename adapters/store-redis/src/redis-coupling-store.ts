@@ -1,0 +1,475 @@
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { Subject, type Observable } from 'rxjs'
+import {
+  decodeDeleteMessage,
+  decodeOwnership,
+  decodeRecord,
+  decodeRecordSet,
+  InvalidParametersError,
+  NotFoundError,
+  NotStartedError,
+  OwnershipConflictError,
+  StaleEpochError,
+  StoreUnavailableError,
+  throwIfAborted,
+  type AbortOptions,
+  type Clock,
+  type CouplingStore,
+  type CouplingStoreEvent,
+  type DeleteMessage,
+  type Dvipa,
+  type DvipaRecord,
+  type DvipaRecordSet,
+  type Fence,
+  type ListRecordsOptions,
+  type NodeId,
+  type Ownership,
+  type OwnershipClaim,
+  type RecordByKind,
+  type RecordKind,
+  type StoredEntry
+} from '@vipsec/interface'
+import {
+  checkFence,
+  claimCall,
+  deleteCall,
+  postCall,
+  putCall,
+  releaseCall,
+  settleCall,
+  takeCall,
+  takeMessagesCall,
+  type ScriptCall
+} from './calls.js'
+import { Connection, ConnectionLostError, DeadlineError, isAuthError } from './connection.js'
+import { redisKeys, splitField, type RedisKeyLayout } from './keys.js'
+import {
+  resolveInit,
+  toRedisOptions,
+  type RedisCouplingStoreInit,
+  type ResolvedRedisInit
+} from './options.js'
+import { isReplyError, pairs, parseOutcome, type ScriptOutcome } from './scripts.js'
+
+/** What a {@link RedisCouplingStore} needs. */
+export interface RedisCouplingStoreComponents {
+  /**
+   * Time for `claimedAt`. Default: the system's wall clock. Network deadlines always use real
+   * timers, whatever clock is given.
+   */
+  clock?: Pick<Clock, 'now'>
+}
+
+/** Replies that mean "not now" (loading after a restart, a replica after a failover): retried. */
+const TRANSIENT = /^(LOADING|READONLY|TRYAGAIN|MASTERDOWN|BUSY )/
+
+const EVENT_TYPES = new Set<string>([
+  'ownership:claimed',
+  'ownership:released',
+  'record:put',
+  'record:deleted',
+  'records:taken',
+  'mailbox:posted'
+])
+
+const sleep = async (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
+
+/**
+ * The coupling store on a Redis server (or a Sentinel-managed master), through ioredis.
+ *
+ * Every write is one Lua script, so ownership (compare-and-set of the epoch), fencing, all-or-none
+ * batches, read-and-clear into the journal and the mailbox are atomic on the server, and each
+ * script publishes its change on the cluster's channel in the same step. Reads of a DVIPA are one
+ * command (HGETALL), a consistent snapshot. Records are stored as the bytes `encodeRecord` makes
+ * and validated on every read.
+ *
+ * A call waits for the connection for up to `operationTimeoutMs` in all; if the connection is lost
+ * while a call is in flight, the call is sent again with the same request id once it is back, and
+ * the scripts recognise the repeat (see the package documentation). After the deadline the call
+ * rejects with `StoreUnavailableError`.
+ */
+export class RedisCouplingStore implements CouplingStore {
+  /** The key layout of this store's cluster (its `keyPrefix`). */
+  readonly keys: RedisKeyLayout
+  /** The options in force, defaults applied. */
+  readonly init: Readonly<ResolvedRedisInit>
+  private readonly clock: Pick<Clock, 'now'>
+  private events = new Subject<CouplingStoreEvent>()
+  private connection: Connection | undefined
+  private subscriber: Connection | undefined
+  private starting: Promise<void> | undefined
+
+  /**
+   * @param components - the clock
+   * @param init - connection options, key prefix, timeouts
+   * @throws InvalidConfigError when an option is invalid
+   */
+  constructor(components: RedisCouplingStoreComponents = {}, init: RedisCouplingStoreInit = {}) {
+    this.clock = components.clock ?? { now: () => Date.now() }
+    this.init = resolveInit(init)
+    this.keys = redisKeys(this.init.keyPrefix)
+  }
+
+  /** Changes made by any store of this cluster (same server and prefix); completes on `stop()`. */
+  get events$(): Observable<CouplingStoreEvent> {
+    return this.events.asObservable()
+  }
+
+  /**
+   * Connects the command and the subscriber connections and subscribes to the change channel.
+   * Idempotent.
+   *
+   * @throws StoreUnavailableError when the server cannot be reached within `operationTimeoutMs`
+   *   or refuses the credentials (the message says which)
+   */
+  async start(): Promise<void> {
+    if (this.connection !== undefined) return
+    this.starting ??= this.open().finally(() => (this.starting = undefined))
+    await this.starting
+  }
+
+  /** Closes both connections and completes `events$`. Stored state is untouched. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.starting !== undefined) await this.starting.catch(() => undefined)
+    const { connection, subscriber } = this
+    if (connection === undefined) return
+    this.connection = undefined
+    this.subscriber = undefined
+    connection.close()
+    subscriber?.close()
+    this.events.complete()
+  }
+
+  /** Whether the store is started. */
+  isStarted(): boolean {
+    return this.connection !== undefined
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.getOwnership} */
+  async getOwnership(dvipa: Dvipa, options?: AbortOptions): Promise<Ownership> {
+    this.enter(options)
+    const bytes = await this.call('getOwnership', options, async (redis) =>
+      redis.hgetBuffer(this.keys.owner(dvipa), 'record')
+    )
+    if (bytes === null) throw new NotFoundError(`${dvipa} has never been claimed`)
+    return decodeOwnership(bytes)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.claimOwnership} */
+  async claimOwnership(
+    dvipa: Dvipa,
+    claim: OwnershipClaim,
+    options?: AbortOptions
+  ): Promise<Ownership> {
+    this.enter(options)
+    const expected = claim?.expectedEpoch
+    if (!Number.isSafeInteger(expected) || expected < 0) {
+      throw new InvalidParametersError('claim.expectedEpoch', 'expected a non-negative integer')
+    }
+    const ownership: Ownership = {
+      v: 1,
+      dvipa,
+      owner: claim.owner,
+      epoch: expected + 1,
+      ranks: Array.isArray(claim.ranks) ? [...claim.ranks] : claim.ranks,
+      claimedAt: this.clock.now()
+    }
+    const outcome = await this.script(
+      'claimOwnership',
+      options,
+      claimCall(this.keys, ownership, randomUUID())
+    )
+    if (outcome.status === 'conflict') {
+      throw new OwnershipConflictError(dvipa, expected, outcome.current, outcome.owner)
+    }
+    this.expectOk(outcome, dvipa, ownership.epoch)
+    return ownership
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.releaseOwnership} */
+  async releaseOwnership(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    const bytes = await this.call('releaseOwnership', options, async (redis) =>
+      redis.hgetBuffer(this.keys.owner(dvipa), 'record')
+    )
+    if (bytes === null) throw new StaleEpochError(dvipa, fence.epoch, 0)
+    const current = decodeOwnership(bytes)
+    if (current.owner !== fence.owner || current.epoch !== fence.epoch) {
+      throw new StaleEpochError(dvipa, fence.epoch, current.epoch)
+    }
+    // The record of an epoch changes only when its owner releases it, so the script, having
+    // checked the fence again, replaces exactly what was read here.
+    const call = releaseCall(this.keys, { ...current, owner: null }, fence, randomUUID())
+    this.expectOk(await this.script('releaseOwnership', options, call), dvipa, fence.epoch)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.putRecords} */
+  async putRecords(
+    dvipa: Dvipa,
+    records: DvipaRecord[],
+    fence: Fence,
+    options?: AbortOptions
+  ): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    const call = putCall(this.keys, dvipa, records, fence)
+    this.expectOk(await this.script('putRecords', options, call), dvipa, fence.epoch)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.deleteRecords} */
+  async deleteRecords(
+    dvipa: Dvipa,
+    keys: { kind: RecordKind; id: string }[],
+    fence: Fence,
+    options?: AbortOptions
+  ): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    const call = deleteCall(this.keys, dvipa, keys, fence)
+    this.expectOk(await this.script('deleteRecords', options, call), dvipa, fence.epoch)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.getRecord} */
+  async getRecord<K extends RecordKind>(
+    dvipa: Dvipa,
+    kind: K,
+    id: string,
+    options?: AbortOptions
+  ): Promise<RecordByKind[K]> {
+    this.enter(options)
+    const bytes = await this.call('getRecord', options, async (redis) =>
+      redis.hgetBuffer(this.keys.records(dvipa), this.keys.field(kind, id))
+    )
+    if (bytes === null) throw new NotFoundError(`no ${kind} record ${id} under ${dvipa}`)
+    return decodeRecord(kind, bytes)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.listRecords} */
+  async listRecords(dvipa: Dvipa, options?: ListRecordsOptions): Promise<DvipaRecordSet> {
+    this.enter(options)
+    const flat = await this.call('listRecords', options, async (redis) =>
+      redis.callBuffer('HGETALL', this.keys.records(dvipa))
+    )
+    const all = toEntries(flat)
+    const kind = options?.kind
+    return decodeRecordSet(kind === undefined ? all : all.filter((e) => e.kind === kind))
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.takeRecords} */
+  async takeRecords(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<DvipaRecordSet> {
+    this.enter(options)
+    checkFence(fence)
+    const call = takeCall(this.keys, dvipa, fence, randomUUID())
+    const outcome = await this.script('takeRecords', options, call)
+    this.expectOk(outcome, dvipa, fence.epoch)
+    return decodeRecordSet(toEntries((outcome as { result: unknown }).result))
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.settleTakeover} */
+  async settleTakeover(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    const call = settleCall(this.keys, dvipa, fence)
+    this.expectOk(await this.script('settleTakeover', options, call), dvipa, fence.epoch)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.postMessage} */
+  async postMessage(message: DeleteMessage, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    const call = postCall(this.keys, message, randomUUID(), this.init.receiptTtlMs)
+    await this.script('postMessage', options, call)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.takeMessages} */
+  async takeMessages(node: NodeId, options?: AbortOptions): Promise<DeleteMessage[]> {
+    this.enter(options)
+    if (typeof node !== 'string' || node.length === 0) {
+      throw new InvalidParametersError('node', 'expected a non-empty string')
+    }
+    const call = takeMessagesCall(this.keys, node, randomUUID(), this.init.receiptTtlMs)
+    const outcome = await this.script('takeMessages', options, call)
+    const list = (outcome as { result: unknown }).result
+    // The reply arrived: the receipt is no longer needed (it would expire anyway).
+    if (Array.isArray(list) && list.length > 0)
+      this.connection?.redis.del(call.keys[1]!).catch(() => {})
+    const messages: DeleteMessage[] = []
+    for (const bytes of Array.isArray(list) ? list : []) {
+      try {
+        messages.push(decodeDeleteMessage(bytes as Buffer))
+      } catch {
+        // Only valid messages are ever stored; a damaged one cannot be acted on and is dropped.
+      }
+    }
+    return messages
+  }
+
+  /** Checks the signal and the lifecycle before any work. */
+  private enter(options?: AbortOptions): void {
+    throwIfAborted(options?.signal)
+    if (!this.isStarted()) throw new NotStartedError('RedisCouplingStore is not started')
+  }
+
+  /** Throws StaleEpochError for a `stale` outcome. */
+  private expectOk(outcome: ScriptOutcome, dvipa: Dvipa, presented: number): void {
+    if (outcome.status === 'stale') throw new StaleEpochError(dvipa, presented, outcome.current)
+    if (outcome.status !== 'ok') {
+      throw new StoreUnavailableError(`unexpected ${outcome.status} reply for ${dvipa}`)
+    }
+  }
+
+  private async script(
+    what: string,
+    options: AbortOptions | undefined,
+    call: ScriptCall
+  ): Promise<ScriptOutcome> {
+    const reply = await this.call(what, options, async (redis) =>
+      call.script.run(redis, call.keys, call.args)
+    )
+    try {
+      return parseOutcome(reply)
+    } catch (err) {
+      throw new StoreUnavailableError(`${what}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /**
+   * Runs `attempt` on the command connection: waits for the connection while it is down, sends
+   * again when it was lost mid-call, and gives up with StoreUnavailableError at the deadline.
+   */
+  private async call<T>(
+    what: string,
+    options: AbortOptions | undefined,
+    attempt: (redis: Redis) => Promise<T>
+  ): Promise<T> {
+    const connection = this.connection
+    if (connection === undefined) throw new NotStartedError('RedisCouplingStore is not started')
+    const signal = options?.signal
+    const deadline = Date.now() + this.init.operationTimeoutMs
+    let lastError: unknown
+    for (;;) {
+      throwIfAborted(signal)
+      if (this.connection !== connection) {
+        throw new NotStartedError(`RedisCouplingStore stopped during ${what}`)
+      }
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) throw this.unavailable(what, lastError ?? connection.lastError)
+      if (!connection.isReady()) {
+        try {
+          await connection.whenReady(remaining, signal)
+        } catch (err) {
+          if ((err as Error).name === 'AbortError') throw err
+          lastError ??= connection.lastError
+        }
+        continue
+      }
+      try {
+        return await connection.race(attempt(connection.redis), remaining)
+      } catch (err) {
+        if (isReplyError(err)) {
+          if (isAuthError(err)) throw this.unavailable(what, err)
+          if (!TRANSIENT.test(err.message)) {
+            throw new StoreUnavailableError(`${what}: Redis answered ${err.message}`, {
+              cause: err
+            })
+          }
+          lastError = err
+          await sleep(Math.min(50, deadline - Date.now()))
+          continue
+        }
+        lastError = err
+        if (!(err instanceof ConnectionLostError) && !(err instanceof DeadlineError)) {
+          // a connection that says it is ready but refused the command: do not spin
+          await sleep(Math.min(20, deadline - Date.now()))
+        }
+      }
+    }
+  }
+
+  private unavailable(what: string, cause: unknown): StoreUnavailableError {
+    const where =
+      this.init.sentinels === undefined
+        ? `${this.init.host}:${this.init.port}`
+        : `the master ${this.init.name ?? ''} of the Sentinels`
+    const why = cause instanceof Error ? `: ${cause.message}` : ''
+    const hint = isAuthError(cause)
+      ? ` (check username and password for ${this.init.username ?? 'default'})`
+      : ''
+    return new StoreUnavailableError(
+      `${what}: Redis at ${where} unavailable for ${this.init.operationTimeoutMs} ms${why}${hint}`,
+      { cause }
+    )
+  }
+
+  private async open(): Promise<void> {
+    const redis = new Redis(toRedisOptions(this.init))
+    // The subscriber may queue while it reconnects: it only ever (re)subscribes.
+    const sub = redis.duplicate({ enableOfflineQueue: true, connectionName: 'vipsec-events' })
+    const connection = new Connection(redis)
+    const subscriber = new Connection(sub)
+    const limit = this.init.operationTimeoutMs
+    try {
+      redis.connect().catch(() => {})
+      sub.connect().catch(() => {})
+      await Promise.all([
+        connection.whenReady(limit, undefined, true),
+        subscriber.whenReady(limit, undefined, true)
+      ])
+      sub.on('message', (channel: string, message: string) => {
+        if (channel === this.keys.events) this.publish(message)
+      })
+      await sub.subscribe(this.keys.events)
+    } catch (err) {
+      connection.close()
+      subscriber.close()
+      throw this.unavailable(
+        'start',
+        isAuthError(err) || connection.lastError === undefined ? err : connection.lastError
+      )
+    }
+    if (this.events.closed || this.events.isStopped) this.events = new Subject()
+    this.connection = connection
+    this.subscriber = subscriber
+  }
+
+  /** Forwards the events of one published message; anything malformed is ignored. */
+  private publish(message: string): void {
+    if (this.connection === undefined) return
+    let events: unknown
+    try {
+      events = JSON.parse(message)
+    } catch {
+      return
+    }
+    if (!Array.isArray(events)) return
+    for (const event of events) {
+      if (
+        event !== null &&
+        typeof event === 'object' &&
+        EVENT_TYPES.has((event as { type: string }).type)
+      ) {
+        this.events.next(event as CouplingStoreEvent)
+      }
+    }
+  }
+}
+
+/** Turns an HGETALL reply of a record or journal hash into stored entries. */
+function toEntries(flat: unknown): StoredEntry[] {
+  return pairs(flat).map(([field, bytes]) => ({ ...splitField(field), bytes }))
+}
+
+/**
+ * Creates a {@link RedisCouplingStore}.
+ *
+ * @param components - the clock
+ * @param init - connection options, key prefix, timeouts
+ */
+export function redisCouplingStore(
+  components?: RedisCouplingStoreComponents,
+  init?: RedisCouplingStoreInit
+): RedisCouplingStore {
+  return new RedisCouplingStore(components, init)
+}
