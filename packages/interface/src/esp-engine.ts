@@ -29,8 +29,9 @@ export interface EspSaParams {
   lifetime: ChildLifetime
   /**
    * Outer addresses, this side and the peer. In tunnel mode the tunnel endpoints (outbound
-   * packets go to `remote`); in transport mode the two hosts, used to rebuild the IP header of
-   * inbound packets (without them, transport-mode inbound yields the bare upper-layer payload).
+   * packets go to `remote`); in transport mode the two hosts, from which inbound packets get their
+   * IP header back (and are checked against the inbound filters). Required for outbound
+   * tunnel-mode and inbound transport-mode SAs (`InvalidParametersError` naming `params.tunnel`).
    */
   tunnel?: {
     /** This side's address. */
@@ -159,8 +160,8 @@ export type InboundResult =
       /** Decrypted and accepted by policy. */
       action: 'accept'
       /**
-       * The inner packet: an IP packet in tunnel mode, and in transport mode when the SA knows
-       * its `tunnel` addresses; otherwise the upper-layer payload (see `nextHeader`).
+       * The inner IP packet: in tunnel mode the packet that was carried; in transport mode the
+       * upper-layer payload with an IP header rebuilt from the SA's `tunnel` addresses.
        */
       packet: Uint8Array
       /** The SA's SPI. */
