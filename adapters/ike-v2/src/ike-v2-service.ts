@@ -33,6 +33,7 @@ import {
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
 import { bytesEqual, decryptMessage } from './crypto.js'
 import { childRecord, IkeSa, type ChildSa } from './ike-sa.js'
+import { validateConnectRequest, validateInit } from './validate.js'
 import {
   concat,
   encodeMessage,
@@ -130,6 +131,7 @@ export class IkeV2Service implements IkeService {
    * @param init - options; see {@link IkeV2ServiceInit} for the defaults
    */
   constructor(components: IkeV2ServiceComponents, init: IkeV2ServiceInit = {}) {
+    validateInit(init)
     this.components = components
     this.clock = components.clock
     this.random = components.random
@@ -568,6 +570,7 @@ export class IkeV2Service implements IkeService {
   async connect(request: IkeConnectRequest, options: AbortOptions = {}): Promise<IkeSaRecords> {
     throwIfAborted(options.signal)
     this.requireStarted()
+    validateConnectRequest(request)
     const natT = request.peer.port !== 500
     const sa = new IkeSa(this, {
       initiator: true,

@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { buildIpPacket, buildUdp, type SoftwareEspEngine } from '@vipsec/esp-software'
 import { SeededRandomSource } from '@vipsec/random'
 import { IkeV2Service, ikeV2ServiceFactory } from '../src/index.js'
-import { A_ID, B_ID, makePair } from './helpers/pair.js'
+import { A_ID, B_ID, ESP_PROPOSAL, makePair, phase2 } from './helpers/pair.js'
 
 /** Sends one UDP datagram from `from` to `to` through `sender`'s ESP engine into `receiver`'s. */
 function crossTunnel(
@@ -54,7 +54,43 @@ describe('ikeV2ServiceFactory', () => {
 })
 
 describe('IkeV2Service', () => {
+  describe('constructor', () => {
+    describe('when a peer config offers an ESP algorithm the ESP engine lacks', () => {
+      it('should throw InvalidConfigError naming the field', () => {
+        const cbc = {
+          ...ESP_PROPOSAL,
+          encryption: [{ algorithm: 'aes-cbc' as const, keyBits: 256 as const }]
+        }
+        const err = (() => {
+          try {
+            makePair({ bPhase2: phase2({ proposals: [cbc] }) })
+          } catch (e) {
+            return e as { name: string; field: string }
+          }
+          return undefined
+        })()
+        expect(err?.name).to.equal('InvalidConfigError')
+        expect(err?.field).to.equal(
+          'peers[0].children[0].policy.proposals[0].encryption[0].algorithm'
+        )
+      })
+    })
+  })
+
   describe('.connect', () => {
+    describe('when the request is invalid', () => {
+      it('should reject with InvalidParametersError naming the field', async () => {
+        const p = makePair()
+        await p.start()
+        const err = await p.a
+          .connect(p.request({ peer: { address: 'not an address', port: 500 } }))
+          .catch((e) => e)
+        expect(err.name).to.equal('InvalidParametersError')
+        expect(err.argument).to.equal('request.peer.address')
+        await p.stop()
+      })
+    })
+
     describe('when the peers and the selectors are IPv6', () => {
       it('should establish and carry traffic both ways', async () => {
         const p = makePair({
