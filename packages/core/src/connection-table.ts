@@ -57,6 +57,8 @@ export class ConnectionTable {
   private readonly healthy = new Set<NodeId>()
   private readonly entries = new Map<string, ConnectionRecord>()
   private readonly load = new Map<NodeId, number>()
+  /** Monotonic ms of each flow's last packet, by flow key. */
+  private readonly lastSeen = new Map<string, number>()
   private cursor = 0
   private weightedCredit = new Map<NodeId, number>()
 
@@ -114,15 +116,19 @@ export class ConnectionTable {
    * @param now - wall time for `createdAt`
    * @param phase2Id - the Child SA the flow arrived in
    * @param localNode - this node: a connection to it is not distributed
+   * @param seenAt - monotonic ms of this packet, for idle expiry
    * @returns the connection and whether it was created, or undefined when no target is healthy
    */
   route(
     flow: FiveTuple,
     now: number,
     phase2Id: string | null,
-    localNode: NodeId
+    localNode: NodeId,
+    seenAt = 0
   ): RouteResult | undefined {
-    const existing = this.entries.get(flowKey(flow))
+    const key = flowKey(flow)
+    this.lastSeen.set(key, seenAt)
+    const existing = this.entries.get(key)
     if (
       existing !== undefined &&
       (this.healthy.has(existing.target) || !this.isTarget(existing.target))
@@ -162,6 +168,34 @@ export class ConnectionTable {
   }
 
   /**
+   * Removes the connections without a packet since `before` (monotonic ms). Connections added
+   * from the store count as seen when they were added.
+   *
+   * @param before - monotonic ms
+   * @returns the removed connections
+   */
+  expireIdle(before: number): ConnectionRecord[] {
+    const removed: ConnectionRecord[] = []
+    for (const [key, connection] of this.entries) {
+      if ((this.lastSeen.get(key) ?? before) < before) {
+        this.remove(connection.flow)
+        removed.push(connection)
+      }
+    }
+    return removed
+  }
+
+  /**
+   * Marks a flow seen now without routing it (for connections added from the store).
+   *
+   * @param flow - the 5-tuple
+   * @param seenAt - monotonic ms
+   */
+  touch(flow: FiveTuple, seenAt: number): void {
+    this.lastSeen.set(flowKey(flow), seenAt)
+  }
+
+  /**
    * Removes a flow's connection.
    *
    * @param flow - the 5-tuple
@@ -172,6 +206,7 @@ export class ConnectionTable {
     const existing = this.entries.get(key)
     if (existing === undefined) return undefined
     this.entries.delete(key)
+    this.lastSeen.delete(key)
     this.load.set(existing.target, (this.load.get(existing.target) ?? 1) - 1)
     return existing
   }

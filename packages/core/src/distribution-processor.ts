@@ -105,6 +105,11 @@ export interface DefaultDistributionProcessorInit {
   retry?: RetryOptions
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
+  /**
+   * A connection without a packet for this long (ms) is removed from the routing table and the
+   * store (checked every tenth of it). Default 300000 (5 minutes); 0 keeps connections forever.
+   */
+  connectionIdleMs?: number
 }
 
 /** @internal The state of one DVIPA on this node. */
@@ -155,6 +160,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   private status = new BehaviorSubject<DvipaStatus[]>([])
   private subscriptions: Subscription[] = []
   private started = false
+  private idleTimer: ReturnType<Clock['setTimeout']> | undefined
   private readonly counts: DistributionCounters = {
     inbound: 0,
     outbound: 0,
@@ -180,6 +186,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       targetHeartbeats: init.targetHeartbeats ?? {},
       rankDelayMs: init.rankDelayMs ?? 50,
       renegotiationConcurrency: init.renegotiationConcurrency ?? 64,
+      connectionIdleMs: init.connectionIdleMs ?? 300_000,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
   }
@@ -237,6 +244,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       if (node !== this.id) detector.watch({ node, endpoint })
     }
     await this.applyMailbox()
+    this.scheduleIdleSweep()
     for (const config of this.init.dvipas) {
       const state = this.newState(config)
       this.states.set(config.dvipa, state)
@@ -249,6 +257,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   async stop(): Promise<void> {
     if (!this.started) return
     this.started = false
+    if (this.idleTimer !== undefined) this.components.clock.clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
     for (const s of this.subscriptions) s.unsubscribe()
     this.subscriptions = []
     this.components.localTarget?.attachLocalOwner(undefined)
@@ -447,6 +457,29 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
 
   // ---- internals ----
 
+  /** Removes idle connections from the tables and the store, every tenth of the idle time. */
+  private scheduleIdleSweep(): void {
+    const idle = this.init.connectionIdleMs
+    if (idle <= 0) return
+    const { clock } = this.components
+    this.idleTimer = clock.setTimeout(() => {
+      const before = clock.monotonic() - idle
+      for (const state of this.states.values()) {
+        if (state.role !== 'owner') continue
+        const removed = state.table.expireIdle(before)
+        if (removed.length === 0) continue
+        for (const connection of removed) this.emit({ type: 'connection:expired', connection })
+        void this.write(
+          state,
+          [],
+          removed.map((c) => ({ kind: 'connection' as const, id: c.id }))
+        ).catch(() => void this.counts.storeErrors++)
+        this.publishStatus()
+      }
+      if (this.started) this.scheduleIdleSweep()
+    }, idle / 10)
+  }
+
   private newState(config: DvipaConfig): DvipaState {
     return {
       config,
@@ -565,7 +598,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     const flow = readFlow(result.packet)
     if (flow === undefined) return void this.counts.dropped++
     const child = state.childByInboundSpi.get(result.spi)
-    const routed = state.table.route(flow, this.components.clock.now(), child?.id ?? null, this.id)
+    const { clock } = this.components
+    const routed = state.table.route(
+      flow,
+      clock.now(),
+      child?.id ?? null,
+      this.id,
+      clock.monotonic()
+    )
     if (routed === undefined) return void this.counts.dropped++
     const { connection, created } = routed
     if (created) {

@@ -314,6 +314,7 @@ function reroute(
     const phase2Id = old.phase2Id === null ? null : (replaced.get(old.phase2Id)?.id ?? old.phase2Id)
     const connection: ConnectionRecord = { ...old, dvipa: state.config.dvipa, phase2Id }
     state.table.add(connection)
+    state.table.touch(connection.flow, host.components.clock.monotonic())
     host.emit({ type: 'connection:rerouted', connection })
   }
   return connections.length

@@ -111,3 +111,18 @@ describe('ConnectionTable', () => {
     })
   })
 })
+
+describe('ConnectionTable idle expiry', () => {
+  describe('.expireIdle', () => {
+    it('should remove the flows not seen since the cut-off and keep the others', () => {
+      const table = new ConnectionTable('10.0.0.100', [{ node: 't1' }])
+      table.route(flow(1), 0, null, 'dp-1', 100)
+      table.route(flow(2), 0, null, 'dp-1', 100)
+      table.route(flow(2), 0, null, 'dp-1', 900)
+      const removed = table.expireIdle(500)
+      expect(removed.map((c) => c.flow.sourcePort)).to.deep.equal([10001])
+      expect(table.size).to.equal(1)
+      expect(table.loads()).to.deep.equal({ t1: 1 })
+    })
+  })
+})

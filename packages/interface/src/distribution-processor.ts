@@ -171,6 +171,12 @@ export type DistributionEvent =
       connection: ConnectionRecord
     }
   | {
+      /** A connection had no packet for the idle time and was removed. */
+      type: 'connection:expired'
+      /** The connection. */
+      connection: ConnectionRecord
+    }
+  | {
       /** A connection was re-routed through this node to its old target. */
       type: 'connection:rerouted'
       /** The connection. */

@@ -69,6 +69,8 @@ export interface SimulatedClusterOptions {
     /** Retransmissions before giving up. */
     tries: number
   }
+  /** Idle time after which the DPs drop a connection, ms. Default 300000. */
+  connectionIdleMs?: number
   /**
    * Run on the system clock instead of a virtual one: time passes for real (and computing takes
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
@@ -278,7 +280,8 @@ export class SimulatedCluster {
       trafficIntervalMs: options.trafficIntervalMs ?? 20,
       policy: options.policy ?? 'round-robin',
       retransmit: options.retransmit ?? { timeoutMs: 500, backoff: 2, tries: 4 },
-      realTime: options.realTime ?? false
+      realTime: options.realTime ?? false,
+      connectionIdleMs: options.connectionIdleMs ?? 300_000
     }
     this.clock = this.options.realTime
       ? new SystemClock()
@@ -584,7 +587,8 @@ export class SimulatedCluster {
             targetHeartbeats: Object.fromEntries(
               this.targetIds().map((t) => [t, { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }])
             ),
-            rankDelayMs: 50
+            rankDelayMs: 50,
+            connectionIdleMs: this.options.connectionIdleMs
           }
         }
       }

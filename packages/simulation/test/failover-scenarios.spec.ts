@@ -193,4 +193,16 @@ describe('failover scenarios', function () {
       }
     })
   })
+
+  describe('when flows go idle', () => {
+    it('should drop their connections from the table and the store', async () => {
+      await running({ connectionIdleMs: 2000 })
+      expect(cluster.dps.get('dp-1')!.processor.connections(DVIPA)).to.have.length(4)
+      cluster.stopTraffic()
+      await cluster.advance(2500)
+      expect(cluster.dps.get('dp-1')!.processor.connections(DVIPA)).to.have.length(0)
+      expect((await cluster.dps.get('dp-1')!.store.listRecords(DVIPA)).connection).to.have.length(0)
+      expect(events.filter((e) => e.event.type === 'connection:expired')).to.have.length(4)
+    })
+  })
 })
