@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the system tests need, if any is missing (run as root).
-# redis-server: coupling store; strongswan (charon, swanctl, kernel-libipsec): the real IPsec
-# peer; tshark: independent decoding of IKE and ESP; iproute2: network namespaces.
+# redis-server: coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
+# plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
+# and ESP; iproute2: network namespaces.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon)
 command -v swanctl >/dev/null || need+=(strongswan-swanctl)
 [ -f /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need+=(libcharon-extra-plugins)
+# charon's AES-GCM and X25519 come from its openssl plugin (a Recommends, not a Depends)
+[ -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need+=(libstrongswan-standard-plugins)
+command -v openssl >/dev/null || need+=(openssl)
 command -v tshark >/dev/null || need+=(tshark)
 command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then
