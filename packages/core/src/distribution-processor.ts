@@ -19,6 +19,7 @@ import {
   type Endpoint,
   type EspEngine,
   type FailureDetector,
+  type FilterRecord,
   type Fence,
   type IkeEvent,
   type IkeService,
@@ -128,6 +129,8 @@ export interface DvipaState {
   childByInboundSpi: Map<number, Phase2Record>
   /** Phase 1 records by id with their phase 2 records. */
   sas: Map<string, { phase1: Phase1Record; phase2: Map<string, Phase2Record> }>
+  /** The filter record ids written for each Child SA, so that they can be deleted with it. */
+  filterIds: Map<string, string[]>
   /** Serialises the store writes of this DVIPA. */
   writes: Promise<void>
   /** A takeover in progress. */
@@ -370,6 +373,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     for (const socket of state.sockets) await socket.close()
     state.sockets = []
     state.sas.clear()
+    state.filterIds.clear()
     state.childByInboundSpi.clear()
     if (this.components.network.isStarted()) {
       await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
@@ -409,17 +413,6 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     return state.writes
   }
 
-  /** @internal Records everything a served DVIPA has now (phase 1/2, correlations, filters, connections). */
-  currentRecords(state: DvipaState): DvipaRecord[] {
-    const records: DvipaRecord[] = []
-    for (const sa of state.sas.values()) {
-      records.push(...saRecords(sa.phase1, [...sa.phase2.values()]))
-      for (const child of sa.phase2.values()) records.push(...this.filtersOf(state, child))
-    }
-    records.push(...state.table.all())
-    return records
-  }
-
   /** @internal Registers an IKE SA (and its Child SAs) in the DVIPA's bookkeeping. */
   track(state: DvipaState, phase1: Phase1Record, phase2: Phase2Record[]): void {
     const entry = state.sas.get(phase1.id) ?? { phase1, phase2: new Map<string, Phase2Record>() }
@@ -447,12 +440,35 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     await this.applyMailbox()
   }
 
-  /** @internal The filters the ESP engine holds for a Child SA, as records. */
-  filtersOf(state: DvipaState, child: Phase2Record) {
-    return this.components.esp
-      .listFilters()
-      .filter((f) => f.id.startsWith(`${child.id}/`))
-      .map((f) => filterRecord(state.config.dvipa, f, child.id))
+  /**
+   * @internal The filters the ESP engine holds for Child SAs, as records (one listing of the
+   * SPD for all of them); remembers their ids so they are deleted with their Child SA.
+   */
+  filtersOf(state: DvipaState, children: Iterable<Phase2Record>): FilterRecord[] {
+    const wanted = new Map<string, Phase2Record>()
+    for (const child of children) wanted.set(child.id, child)
+    const records: FilterRecord[] = []
+    const ids = new Map<string, string[]>()
+    for (const f of this.components.esp.listFilters()) {
+      const slash = f.id.indexOf('/')
+      const owner = slash > 0 ? wanted.get(f.id.slice(0, slash)) : undefined
+      if (owner === undefined) continue
+      records.push(filterRecord(state.config.dvipa, f, owner.id))
+      ids.set(owner.id, [...(ids.get(owner.id) ?? []), f.id])
+    }
+    for (const id of wanted.keys()) state.filterIds.set(id, ids.get(id) ?? [])
+    return records
+  }
+
+  /** @internal Forgets a Child SA; returns the keys of its phase 2 and filter records. */
+  forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
+    state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
+    const filters = state.filterIds.get(child.id) ?? []
+    state.filterIds.delete(child.id)
+    return [
+      { kind: 'phase2', id: child.id },
+      ...filters.map((id) => ({ kind: 'filter' as const, id }))
+    ]
   }
 
   // ---- internals ----
@@ -493,6 +509,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       recording: true,
       childByInboundSpi: new Map(),
       sas: new Map(),
+      filterIds: new Map(),
       writes: Promise.resolve(),
       takeover: undefined,
       retryTimers: new Set()
@@ -682,16 +699,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
           const old = entry.phase2.get(event.previousId)
           if (old === undefined) continue
           entry.phase2.delete(event.previousId)
-          state.childByInboundSpi.delete(Number.parseInt(old.inboundSpi, 16))
+          const keys = this.forgetChild(state, old)
           this.track(state, entry.phase1, [event.phase2])
           touched = entry.phase1.id
-          if (state.recording) {
-            void this.write(
-              state,
-              [],
-              [{ kind: 'phase2', id: old.id }, ...this.filterKeysOf(state, old)]
-            ).catch(() => void this.counts.storeErrors++)
-          }
+          if (state.recording) this.remove(state, keys)
         }
         break
       }
@@ -700,12 +711,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
           const old = entry.phase2.get(event.phase2Id)
           if (old === undefined) continue
           entry.phase2.delete(event.phase2Id)
-          state.childByInboundSpi.delete(Number.parseInt(old.inboundSpi, 16))
+          const keys = this.forgetChild(state, old)
           touched = entry.phase1.id
-          if (state.recording)
-            void this.write(state, [], [{ kind: 'phase2', id: old.id }]).catch(
-              () => void this.counts.storeErrors++
-            )
+          if (state.recording) this.remove(state, keys)
         }
         break
       }
@@ -717,14 +725,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
           state.sas.set(event.phase1.id, { phase1: event.phase1, phase2: entry.phase2 })
           touched = event.phase1.id
           if (state.recording && id !== event.phase1.id) {
-            void this.write(
-              state,
-              [],
-              [
-                { kind: 'phase1', id },
-                { kind: 'correlation', id }
-              ]
-            ).catch(() => void this.counts.storeErrors++)
+            this.remove(state, [
+              { kind: 'phase1', id },
+              { kind: 'correlation', id }
+            ])
           }
         }
         break
@@ -733,16 +737,12 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
         for (const [id, entry] of state.sas) {
           if (entry.phase1.ikeSaId.initiatorSpi !== event.ikeSaId.initiatorSpi) continue
           state.sas.delete(id)
-          for (const child of entry.phase2.values())
-            state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
-          if (state.recording) {
-            const keys = [
-              { kind: 'phase1' as const, id },
-              { kind: 'correlation' as const, id },
-              ...[...entry.phase2.keys()].map((c) => ({ kind: 'phase2' as const, id: c }))
-            ]
-            void this.write(state, [], keys).catch(() => void this.counts.storeErrors++)
-          }
+          const keys: { kind: RecordKind; id: string }[] = [
+            { kind: 'phase1', id },
+            { kind: 'correlation', id }
+          ]
+          for (const child of entry.phase2.values()) keys.push(...this.forgetChild(state, child))
+          if (state.recording) this.remove(state, keys)
         }
         break
       }
@@ -754,17 +754,18 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     this.publishStatus()
   }
 
+  /** Deletes records from the store in the background, counting failures. */
+  private remove(state: DvipaState, keys: { kind: RecordKind; id: string }[]): void {
+    void this.write(state, [], keys).catch(() => void this.counts.storeErrors++)
+  }
+
   /** Writes one IKE SA's phase 1, phase 2, correlation and filter records. */
   private async recordSa(state: DvipaState, phase1Id: string): Promise<void> {
     const sa = state.sas.get(phase1Id)
     if (sa === undefined) return
     const records: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
-    for (const child of sa.phase2.values()) records.push(...this.filtersOf(state, child))
+    records.push(...this.filtersOf(state, sa.phase2.values()))
     await this.write(state, records)
-  }
-
-  private filterKeysOf(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
-    return this.filtersOf(state, child).map((f) => ({ kind: 'filter' as const, id: f.id }))
   }
 
   /** Applies the deletes other nodes left for this one: SAs it must never use again. */

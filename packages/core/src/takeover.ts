@@ -331,16 +331,11 @@ function localize(host: TakeoverHost, state: DvipaState): void {
 
 function ownRecords(host: TakeoverHost, state: DvipaState): DvipaRecord[] {
   const records: DvipaRecord[] = []
-  const filters = host.components.esp.listFilters()
   for (const sa of state.sas.values()) {
     records.push(...saRecords(sa.phase1, [...sa.phase2.values()]))
-    for (const child of sa.phase2.values()) {
-      for (const f of filters)
-        if (f.id.startsWith(`${child.id}/`))
-          records.push(filterRecord(state.config.dvipa, f, child.id))
-    }
+    records.push(...host.filtersOf(state, sa.phase2.values()))
   }
-  for (const f of filters) {
+  for (const f of host.components.esp.listFilters()) {
     if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
   }
   records.push(...state.table.all())
