@@ -103,6 +103,11 @@ describe('IkeV2Service', () => {
             await p.start()
             const err = await p.drive(p.a.connect(p.request({ phase1: pol }))).catch((e) => e)
             expect(err.kind).to.equal('AUTHENTICATION_FAILED')
+            expect(err.message).to.include('not issued by a trust anchor')
+            // B had accepted A; A's AUTHENTICATION_FAILED notify makes B drop the IKE SA
+            await p.settle()
+            expect(p.bEvents.map((e) => e.type)).to.include('ike:established')
+            expect(p.b.list()).to.have.length(0)
             await p.stop()
           } finally {
             other.dispose()

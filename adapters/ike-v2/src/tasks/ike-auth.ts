@@ -59,6 +59,37 @@ export async function initiateIkeAuth(
   if (authFailed !== undefined) {
     throw new IkeProtocolError('AUTHENTICATION_FAILED', 'peer refused our authentication')
   }
+  try {
+    verifyResponder(ctx, sa, payloads)
+  } catch (err) {
+    // RFC 7296 section 2.21.2: an initiator that refuses the responder tells it in a separate
+    // INFORMATIONAL exchange (sent once: the SA is deleted right after)
+    if ((err as IkeProtocolError).kind === 'AUTHENTICATION_FAILED') {
+      const mid = sa.nextRequestId++
+      ctx.send(
+        sa,
+        sa.encrypt(ExchangeType.INFORMATIONAL, mid, false, [
+          notify(NotifyType.AUTHENTICATION_FAILED)
+        ])
+      )
+    }
+    throw err
+  }
+  onEstablished(sa, findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined)
+  try {
+    const child = acceptChild(ctx, sa, offer, payloads, sa.ni, sa.nr, 'none')
+    establishChild(ctx, sa, child)
+    return { child }
+  } catch (err) {
+    const e =
+      err instanceof IkeProtocolError
+        ? err
+        : new IkeProtocolError('TEMPORARY_FAILURE', (err as Error).message, { cause: err })
+    return { childError: e }
+  }
+}
+
+function verifyResponder(ctx: IkeContext, sa: IkeSa, payloads: Payload[]): void {
   const idP = findPayload<IdPayload>(payloads, PayloadType.IDr)
   if (idP === undefined) {
     throw (
@@ -72,18 +103,6 @@ export async function initiateIkeAuth(
   const verified = verifyAuth(ctx, sa, payloads, idP)
   if (verified !== true) {
     throw new IkeProtocolError('AUTHENTICATION_FAILED', `peer AUTH: ${verified}`)
-  }
-  onEstablished(sa, findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined)
-  try {
-    const child = acceptChild(ctx, sa, offer, payloads, sa.ni, sa.nr, 'none')
-    establishChild(ctx, sa, child)
-    return { child }
-  } catch (err) {
-    const e =
-      err instanceof IkeProtocolError
-        ? err
-        : new IkeProtocolError('TEMPORARY_FAILURE', (err as Error).message, { cause: err })
-    return { childError: e }
   }
 }
 

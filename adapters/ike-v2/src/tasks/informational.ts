@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { ExchangeType, PayloadType, ProtocolId } from '../constants.js'
+import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../constants.js'
 import type { IkeContext } from '../context.js'
 import type { ChildSa, IkeSa } from '../ike-sa.js'
-import { readU32, u32Bytes, type DeletePayload, type Payload } from '../message.js'
+import { findNotify, readU32, u32Bytes, type DeletePayload, type Payload } from '../message.js'
 import { removeChild } from './child.js'
 
 /**
@@ -76,7 +76,8 @@ export function respondInformational(
   payloads: Payload[]
 ): InformationalAnswer {
   const deletes = payloads.filter((p) => p.type === PayloadType.DELETE) as DeletePayload[]
-  if (deletes.some((d) => d.protocol === ProtocolId.IKE)) {
+  const authFailed = findNotify(payloads, NotifyType.AUTHENTICATION_FAILED) !== undefined
+  if (authFailed || deletes.some((d) => d.protocol === ProtocolId.IKE)) {
     return { payloads: [], after: () => ctx.destroy(sa, 'remote') }
   }
   const ours: Uint8Array[] = []
