@@ -1,6 +1,7 @@
 /**
  * Parser and builder of IKEv2 messages and payloads (RFC 7296 section 3): pure functions over
- * `Uint8Array`. The parser checks every length and count against the bytes it was given and
+ * `Uint8Array`. Parsed payload fields are views into the bytes parsed (no copies): callers that
+ * keep them beyond the message's life copy them. The parser checks every length and count against the bytes it was given and
  * throws `IkeProtocolError` with kind `INVALID_SYNTAX` (or `UNSUPPORTED_CRITICAL_PAYLOAD`,
  * `INVALID_MAJOR_VERSION`) on malformed input; it never reads out of bounds.
  *
@@ -304,7 +305,7 @@ function parseProposals(body: Uint8Array): Proposal[] {
     const spiSize = body[o + 6]
     const count = body[o + 7]
     if (8 + spiSize > plen) throw syntax('proposal SPI exceeds proposal')
-    const spi = body.slice(o + 8, o + 8 + spiSize)
+    const spi = body.subarray(o + 8, o + 8 + spiSize)
     const transforms: Transform[] = []
     let t = o + 8 + spiSize
     const end = o + plen
@@ -394,8 +395,8 @@ function parseSelectors(body: Uint8Array): WireTrafficSelector[] {
       protocol: body[o + 1],
       startPort: u16(body, o + 4),
       endPort: u16(body, o + 6),
-      startAddress: body.slice(o + 8, o + 8 + alen),
-      endAddress: body.slice(o + 8 + alen, o + 8 + 2 * alen)
+      startAddress: body.subarray(o + 8, o + 8 + alen),
+      endAddress: body.subarray(o + 8 + alen, o + 8 + 2 * alen)
     })
     o += len
   }
@@ -446,21 +447,21 @@ function parseBody(type: number, body: Uint8Array, critical: boolean, offset: nu
       return { type, critical, proposals: parseProposals(body) }
     case PayloadType.KE:
       if (body.length < 4) throw syntax('truncated KE payload')
-      return { type, critical, group: u16(body, 0), data: body.slice(4) }
+      return { type, critical, group: u16(body, 0), data: body.subarray(4) }
     case PayloadType.IDi:
     case PayloadType.IDr:
       if (body.length < 4) throw syntax('truncated ID payload')
-      return { type, critical, idType: body[0], data: body.slice(4) }
+      return { type, critical, idType: body[0], data: body.subarray(4) }
     case PayloadType.CERT:
     case PayloadType.CERTREQ:
       if (body.length < 1) throw syntax('truncated CERT payload')
-      return { type, critical, encoding: body[0], data: body.slice(1) }
+      return { type, critical, encoding: body[0], data: body.subarray(1) }
     case PayloadType.AUTH:
       if (body.length < 4) throw syntax('truncated AUTH payload')
-      return { type, critical, method: body[0], data: body.slice(4) }
+      return { type, critical, method: body[0], data: body.subarray(4) }
     case PayloadType.NONCE:
       if (body.length < 16 || body.length > 256) throw syntax('nonce must be 16 to 256 bytes')
-      return { type, critical, data: body.slice() }
+      return { type, critical, data: body }
     case PayloadType.NOTIFY: {
       if (body.length < 4) throw syntax('truncated Notify payload')
       const spiSize = body[1]
@@ -470,8 +471,8 @@ function parseBody(type: number, body: Uint8Array, critical: boolean, offset: nu
         critical,
         protocol: body[0],
         notifyType: u16(body, 2),
-        spi: body.slice(4, 4 + spiSize),
-        data: body.slice(4 + spiSize)
+        spi: body.subarray(4, 4 + spiSize),
+        data: body.subarray(4 + spiSize)
       }
     }
     case PayloadType.DELETE: {
@@ -480,16 +481,17 @@ function parseBody(type: number, body: Uint8Array, critical: boolean, offset: nu
       const count = u16(body, 2)
       if (body.length !== 4 + spiSize * count) throw syntax('Delete SPIs do not match length')
       const spis: Uint8Array[] = []
-      for (let i = 0; i < count; i++) spis.push(body.slice(4 + i * spiSize, 4 + (i + 1) * spiSize))
+      for (let i = 0; i < count; i++)
+        spis.push(body.subarray(4 + i * spiSize, 4 + (i + 1) * spiSize))
       return { type, critical, protocol: body[0], spis }
     }
     case PayloadType.TSi:
     case PayloadType.TSr:
       return { type, critical, selectors: parseSelectors(body) }
     case PayloadType.SK:
-      return { type, critical, innerType: 0, body: body.slice(), offset }
+      return { type, critical, innerType: 0, body: body, offset }
     default:
-      return { type, critical, body: body.slice() }
+      return { type, critical, body: body }
   }
 }
 

@@ -253,7 +253,19 @@ export function answerChild(
   return { payloads: [notify(NotifyType[error as 'TS_UNACCEPTABLE'])], error }
 }
 
+const prefixCache = new Map<string, string[]>()
+
 function rangeToPrefixes(start: Uint8Array, end: Uint8Array): string[] {
+  const key = `${Buffer.from(start).toString('hex')}-${Buffer.from(end).toString('hex')}`
+  const cached = prefixCache.get(key)
+  if (cached !== undefined) return cached
+  const prefixes = computePrefixes(start, end)
+  if (prefixCache.size >= 1024) prefixCache.clear()
+  prefixCache.set(key, prefixes)
+  return prefixes
+}
+
+function computePrefixes(start: Uint8Array, end: Uint8Array): string[] {
   const bits = start.length * 8
   const toBig = (b: Uint8Array): bigint => b.reduce((a, x) => (a << 8n) | BigInt(x), 0n)
   const toBytes = (v: bigint): Uint8Array => {
