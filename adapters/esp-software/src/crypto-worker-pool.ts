@@ -43,6 +43,11 @@ interface Pending {
   reject: (err: Error) => void
 }
 
+/** Input buffers kept for reuse (they come back from the workers with each reply). */
+const MAX_SPARE_BUFFERS = 32
+/** Input buffers are at least this large, so that one fits most batches. */
+const MIN_INPUT_BUFFER = 256 * 1024
+
 /**
  * Starts a crypto worker. Built code runs `crypto-worker.js`; the TypeScript sources (tests and
  * benchmarks run them through tsx) need the tsx loader registered inside the worker first, as
@@ -74,6 +79,7 @@ const MIN_CHUNK = 32
 export class CryptoWorkerPool {
   private readonly workers: Worker[] = []
   private readonly pending = new Map<number, Pending>()
+  private readonly spare: ArrayBuffer[] = []
   private nextJob = 1
   private turn = 0
   private failure: Error | undefined
@@ -82,7 +88,8 @@ export class CryptoWorkerPool {
   constructor(size: number) {
     for (let i = 0; i < size; i++) {
       const worker = spawnWorker()
-      worker.on('message', (reply: { job: number; buffer: ArrayBuffer }) => {
+      worker.on('message', (reply: { job: number; buffer: ArrayBuffer; input: ArrayBuffer }) => {
+        if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(reply.input)
         const pending = this.pending.get(reply.job)
         if (pending == null) return
         this.pending.delete(reply.job)
@@ -140,6 +147,19 @@ export class CryptoWorkerPool {
     })
   }
 
+  /** An input buffer of at least `size` bytes, reused when one is spare. */
+  private inputBuffer(size: number): ArrayBuffer {
+    for (let i = this.spare.length - 1; i >= 0; i--) {
+      if (this.spare[i].byteLength >= size) {
+        const buffer = this.spare[i]
+        this.spare[i] = this.spare[this.spare.length - 1]
+        this.spare.pop()
+        return buffer
+      }
+    }
+    return Buffer.allocUnsafeSlow(Math.max(size, MIN_INPUT_BUFFER)).buffer as ArrayBuffer
+  }
+
   private chunks<T>(jobs: T[]): T[][] {
     const parts = Math.max(1, Math.min(this.workers.length, Math.floor(jobs.length / MIN_CHUNK)))
     const size = Math.ceil(jobs.length / parts)
@@ -159,15 +179,21 @@ export class CryptoWorkerPool {
       this.chunks(jobs).map(async (chunk) => {
         let bytes = 0
         for (const j of chunk) bytes += j.payload.length
-        const buffer = Buffer.allocUnsafeSlow(chunk.length * 20 + bytes).buffer as ArrayBuffer
+        const buffer = this.inputBuffer(chunk.length * 20 + bytes)
         const header = new Uint32Array(buffer, 0, chunk.length * 5)
         const data = new Uint8Array(buffer)
         let at = chunk.length * 20
-        chunk.forEach((j, i) => {
-          header.set([j.sa, j.high, j.low, j.nextHeader, j.payload.length], i * 5)
+        for (let i = 0; i < chunk.length; i++) {
+          const j = chunk[i]
+          const h = i * 5
+          header[h] = j.sa
+          header[h + 1] = j.high
+          header[h + 2] = j.low
+          header[h + 3] = j.nextHeader
+          header[h + 4] = j.payload.length
           data.set(j.payload, at)
           at += j.payload.length
-        })
+        }
         const out = await this.run('seal', buffer, chunk.length)
         const index = new Uint32Array(out, 0, chunk.length * 2)
         return chunk.map((_, i) => new Uint8Array(out, index[i * 2], index[i * 2 + 1]))
@@ -186,15 +212,18 @@ export class CryptoWorkerPool {
       this.chunks(jobs).map(async (chunk) => {
         let bytes = 0
         for (const j of chunk) bytes += j.packet.length
-        const buffer = Buffer.allocUnsafeSlow(chunk.length * 12 + bytes).buffer as ArrayBuffer
+        const buffer = this.inputBuffer(chunk.length * 12 + bytes)
         const header = new Uint32Array(buffer, 0, chunk.length * 3)
         const data = new Uint8Array(buffer)
         let at = chunk.length * 12
-        chunk.forEach((j, i) => {
-          header.set([j.sa, j.high, j.packet.length], i * 3)
+        for (let i = 0; i < chunk.length; i++) {
+          const j = chunk[i]
+          header[i * 3] = j.sa
+          header[i * 3 + 1] = j.high
+          header[i * 3 + 2] = j.packet.length
           data.set(j.packet, at)
           at += j.packet.length
-        })
+        }
         const out = await this.run('open', buffer, chunk.length)
         const index = new Uint32Array(out, 0, chunk.length * 4)
         return chunk.map((_, i): OpenOutcome => {

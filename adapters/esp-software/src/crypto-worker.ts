@@ -124,12 +124,15 @@ parentPort?.on('message', (message: WorkerRequest) => {
       break
     case 'seal': {
       const buffer = seal(message.buffer, message.count)
-      parentPort?.postMessage({ job: message.job, buffer }, [buffer])
+      // the input goes back too, for the main thread to reuse
+      const input = message.buffer
+      parentPort?.postMessage({ job: message.job, buffer, input }, [buffer, input])
       break
     }
     case 'open': {
       const buffer = open(message.buffer, message.count)
-      parentPort?.postMessage({ job: message.job, buffer }, [buffer])
+      const input = message.buffer
+      parentPort?.postMessage({ job: message.job, buffer, input }, [buffer, input])
       break
     }
   }
