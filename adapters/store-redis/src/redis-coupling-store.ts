@@ -394,11 +394,20 @@ export class RedisCouplingStore implements CouplingStore {
         ? `${this.init.host}:${this.init.port}`
         : `the master ${this.init.name ?? ''} of the Sentinels`
     const why = cause instanceof Error ? `: ${cause.message}` : ''
-    const hint = isAuthError(cause)
-      ? ` (check username and password for ${this.init.username ?? 'default'})`
-      : ''
+    if (isAuthError(cause)) {
+      const user = this.init.username ?? 'default'
+      const advice = /^NOPERM/.test((cause as Error).message)
+        ? `the ACL of user ${user} must allow the keys and the channel ${this.keys.prefix}*`
+        : `check the username (${user}) and the password`
+      return new StoreUnavailableError(
+        `${what}: Redis at ${where} refused user ${user}${why} (${advice})`,
+        {
+          cause
+        }
+      )
+    }
     return new StoreUnavailableError(
-      `${what}: Redis at ${where} unavailable for ${this.init.operationTimeoutMs} ms${why}${hint}`,
+      `${what}: Redis at ${where} unavailable for ${this.init.operationTimeoutMs} ms${why}`,
       { cause }
     )
   }

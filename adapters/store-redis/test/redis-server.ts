@@ -93,7 +93,10 @@ export class RedisServer {
 
   /** The pid of the running process, if any. */
   get pid(): number | undefined {
-    return this.child?.exitCode === null ? this.child.pid : undefined
+    const child = this.child
+    return child !== undefined && child.exitCode === null && child.signalCode === null
+      ? child.pid
+      : undefined
   }
 
   /** What the server printed so far (for failure messages). */
