@@ -235,6 +235,8 @@ export function toRedisOptions(init: ResolvedRedisInit): RedisOptions {
     db: init.db,
     connectTimeout: init.connectTimeoutMs,
     commandTimeout: init.operationTimeoutMs,
+    // a connection that stops answering (half-open socket) is dropped and made again
+    socketTimeout: init.operationTimeoutMs,
     retryStrategy: (attempt) => Math.max(0, init.reconnectDelayMs(attempt)),
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
     maxRetriesPerRequest: null,

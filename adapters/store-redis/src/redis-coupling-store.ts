@@ -415,7 +415,12 @@ export class RedisCouplingStore implements CouplingStore {
   private async open(): Promise<void> {
     const redis = new Redis(toRedisOptions(this.init))
     // The subscriber may queue while it reconnects: it only ever (re)subscribes.
-    const sub = redis.duplicate({ enableOfflineQueue: true, connectionName: 'vipsec-events' })
+    // It has nothing to answer between events, so it has no socket timeout (TCP keep-alive only).
+    const sub = redis.duplicate({
+      enableOfflineQueue: true,
+      connectionName: 'vipsec-events',
+      socketTimeout: undefined
+    })
     const connection = new Connection(redis)
     const subscriber = new Connection(sub)
     const limit = this.init.operationTimeoutMs

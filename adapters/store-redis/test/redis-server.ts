@@ -7,7 +7,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer, connect } from 'node:net'
+import { createServer, connect, type Socket } from 'node:net'
+import { connect as connectTls } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -22,6 +23,11 @@ export interface RedisServerOptions {
    * `['--user', 'alice', 'on', '>secret', '~*', '&*', '+@all']`.
    */
   args?: string[]
+  /**
+   * Serve TLS only, with this certificate and key (PEM file paths), on the port; clients are not
+   * asked for certificates. Default: plain TCP.
+   */
+  tls?: { certFile: string; keyFile: string }
 }
 
 /** Finds a free TCP port on 127.0.0.1 by binding port 0 and closing again. */
@@ -40,9 +46,11 @@ export async function freePort(): Promise<number> {
 const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** Sends one inline command and resolves with the first line of the reply ('' on error). */
-async function ask(port: number, command: string): Promise<string> {
+async function ask(port: number, command: string, tls: boolean): Promise<string> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port })
+    const socket: Socket = tls
+      ? connectTls({ host: '127.0.0.1', port, rejectUnauthorized: false })
+      : connect({ host: '127.0.0.1', port })
     let data = ''
     const done = (line: string): void => {
       socket.destroy()
@@ -50,7 +58,7 @@ async function ask(port: number, command: string): Promise<string> {
     }
     socket.setTimeout(1000, () => done(''))
     socket.on('error', () => done(''))
-    socket.on('connect', () => socket.write(command))
+    socket.on(tls ? 'secureConnect' : 'connect', () => socket.write(command))
     socket.on('data', (chunk) => {
       data += chunk.toString('utf8')
       const nl = data.indexOf('\r\n')
@@ -66,6 +74,7 @@ export class RedisServer {
   /** Its data directory (append-only file and all). */
   readonly dir: string
   private readonly args: string[]
+  private readonly tls: RedisServerOptions['tls']
   private readonly ownsDir: boolean
   private child: ChildProcess | undefined
   private exited: Promise<void> = Promise.resolve()
@@ -76,6 +85,7 @@ export class RedisServer {
     this.dir = dir
     this.ownsDir = ownsDir
     this.args = options.args ?? []
+    this.tls = options.tls
   }
 
   /**
@@ -110,8 +120,22 @@ export class RedisServer {
     const child = spawn(
       'redis-server',
       [
-        '--port',
-        String(this.port),
+        ...(this.tls === undefined
+          ? ['--port', String(this.port)]
+          : [
+              '--port',
+              '0',
+              '--tls-port',
+              String(this.port),
+              '--tls-cert-file',
+              this.tls.certFile,
+              '--tls-key-file',
+              this.tls.keyFile,
+              '--tls-ca-cert-file',
+              this.tls.certFile,
+              '--tls-auth-clients',
+              'no'
+            ]),
         '--bind',
         '127.0.0.1',
         '--dir',
@@ -133,7 +157,7 @@ export class RedisServer {
     for (let i = 0; i < 200; i++) {
       if (child.exitCode !== null) break
       // a server whose default user needs a password answers NOAUTH: it is up all the same
-      const reply = await ask(this.port, 'PING\r\n')
+      const reply = await ask(this.port, 'PING\r\n', this.tls !== undefined)
       if (reply === '+PONG' || reply.startsWith('-NOAUTH')) return
       await sleep(50)
     }
