@@ -23,6 +23,8 @@ export interface RedisServerOptions {
    * `['--user', 'alice', 'on', '>secret', '~*', '&*', '+@all']`.
    */
   args?: string[]
+  /** A configuration file, given to `redis-server` first (e.g. for `--sentinel`). Default: none. */
+  configFile?: string
   /**
    * Serve TLS only, with this certificate and key (PEM file paths), on the port; clients are not
    * asked for certificates. Default: plain TCP.
@@ -75,6 +77,7 @@ export class RedisServer {
   readonly dir: string
   private readonly args: string[]
   private readonly tls: RedisServerOptions['tls']
+  private readonly configFile: string | undefined
   private readonly ownsDir: boolean
   private child: ChildProcess | undefined
   private exited: Promise<void> = Promise.resolve()
@@ -86,6 +89,7 @@ export class RedisServer {
     this.ownsDir = ownsDir
     this.args = options.args ?? []
     this.tls = options.tls
+    this.configFile = options.configFile
   }
 
   /**
@@ -120,6 +124,7 @@ export class RedisServer {
     const child = spawn(
       'redis-server',
       [
+        ...(this.configFile === undefined ? [] : [this.configFile]),
         ...(this.tls === undefined
           ? ['--port', String(this.port)]
           : [

@@ -1,0 +1,95 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect } from 'chai'
+import { Redis } from 'ioredis'
+import { countRecords, type DvipaRecord } from '@vipsec/interface'
+import { sampleRecords } from '@vipsec/compliance/coupling-store'
+import { RedisCouplingStore } from '../src/index.js'
+import { RedisServer } from './redis-server.js'
+
+const DVIPA = '10.0.0.100'
+
+describe('RedisCouplingStore with Sentinel', function () {
+  this.timeout(120_000)
+  let master: RedisServer
+  let replica: RedisServer
+  let sentinel: RedisServer
+  let store: RedisCouplingStore | undefined
+
+  before(async () => {
+    master = await RedisServer.start()
+    replica = await RedisServer.start({
+      args: ['--replicaof', '127.0.0.1', String(master.port)]
+    })
+    // Sentinel rewrites its configuration file: it lives in the sentinel's own directory.
+    const dir = await mkdtemp(join(tmpdir(), 'vipsec-sentinel-'))
+    const config = join(dir, 'sentinel.conf')
+    await writeFile(
+      config,
+      [
+        `sentinel monitor vipsec-test 127.0.0.1 ${master.port} 1`,
+        'sentinel down-after-milliseconds vipsec-test 1000',
+        'sentinel failover-timeout vipsec-test 10000',
+        ''
+      ].join('\n')
+    )
+    sentinel = await RedisServer.start({ dir, configFile: config, args: ['--sentinel'] })
+  })
+
+  afterEach(async () => {
+    await store?.stop()
+    store = undefined
+  })
+
+  after(async () => {
+    await sentinel?.remove()
+    if (sentinel !== undefined) await rm(sentinel.dir, { recursive: true, force: true })
+    await replica?.remove()
+    await master?.remove()
+  })
+
+  it('should find the master through the Sentinel and follow a failover without losing replicated records', async () => {
+    store = new RedisCouplingStore(
+      {},
+      {
+        sentinels: [{ host: '127.0.0.1', port: sentinel.port }],
+        name: 'vipsec-test',
+        keyPrefix: 'sentinel:',
+        operationTimeoutMs: 60_000
+      }
+    )
+    await store.start()
+    const ownership = await store.claimOwnership(DVIPA, {
+      owner: 'dp-1',
+      ranks: ['dp-2'],
+      expectedEpoch: 0
+    })
+    const written: DvipaRecord[] = []
+    for (let i = 0; i < 20; i++) written.push(...sampleRecords(DVIPA, i))
+    await store.putRecords(DVIPA, written, { owner: 'dp-1', epoch: ownership.epoch })
+
+    // the records reached the master, and the replica has them before the master dies
+    const direct = new Redis({ host: '127.0.0.1', port: master.port })
+    expect(await direct.hlen(store.keys.records(DVIPA))).to.equal(written.length)
+    expect(Number(await direct.call('WAIT', '1', '5000'))).to.equal(1)
+    direct.disconnect()
+    await master.kill()
+
+    // the same store carries on against the promoted replica
+    expect(await store.getOwnership(DVIPA)).to.deep.equal(ownership)
+    const set = await store.listRecords(DVIPA)
+    expect(countRecords(set)).to.equal(written.length)
+    const next = await store.claimOwnership(DVIPA, {
+      owner: 'dp-2',
+      ranks: [],
+      expectedEpoch: ownership.epoch
+    })
+    const taken = await store.takeRecords(DVIPA, { owner: 'dp-2', epoch: next.epoch })
+    expect(countRecords(taken)).to.equal(written.length)
+    const promoted = new Redis({ host: '127.0.0.1', port: replica.port })
+    const role = (await promoted.call('ROLE')) as unknown[]
+    promoted.disconnect()
+    expect(String(role[0])).to.equal('master')
+  })
+})
