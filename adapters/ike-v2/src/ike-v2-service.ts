@@ -22,7 +22,8 @@ import {
   type Phase1Record,
   type Phase2Record,
   type RandomSource,
-  type RenegotiationOutcome
+  type RenegotiationOutcome,
+  type TimerHandle
 } from '@vipsec/interface'
 import {
   resolveInit,
@@ -121,6 +122,11 @@ export class IkeV2Service implements IkeService {
   private events = new Subject<IkeEvent>()
   private esp = new Subject<Datagram>()
   private readonly table = new Map<string, IkeSa>()
+  /** Deleted SAs' last responses, replayed when the peer retransmits the request (RFC 7296 2.1). */
+  private readonly tombstones = new Map<
+    string,
+    { spiI: Uint8Array; messageId: number; packet: Uint8Array; natT: boolean; timer: TimerHandle }
+  >()
   private readonly espSpis = new Set<number>()
   private readonly initState: ResponderInitState
   private subscriptions: Subscription[] = []
@@ -170,6 +176,8 @@ export class IkeV2Service implements IkeService {
     if (!this.started) return
     this.started = false
     for (const sa of [...this.table.values()]) this.destroy(sa, 'local')
+    for (const t of this.tombstones.values()) this.clock.clearTimeout(t.timer)
+    this.tombstones.clear()
     for (const s of this.subscriptions) s.unsubscribe()
     this.subscriptions = []
     this.events.complete()
@@ -253,6 +261,22 @@ export class IkeV2Service implements IkeService {
     const announced = sa.state === 'established' || sa.state === 'deleting'
     settleHalfOpen(this.initState, sa)
     this.unregister(sa)
+    if (sa.lastResponse !== undefined && sa.keys !== undefined) {
+      const key = sa.key
+      // kept as long as the peer may still retransmit
+      const r = this.retransmit
+      let span = 0
+      for (let i = 0; i <= r.tries; i++) span += r.timeoutMs * Math.pow(r.backoff, i)
+      const previous = this.tombstones.get(key)
+      if (previous !== undefined) this.clock.clearTimeout(previous.timer)
+      this.tombstones.set(key, {
+        spiI: sa.spiI,
+        messageId: sa.lastResponse.messageId,
+        packet: sa.lastResponse.packets,
+        natT: sa.natT,
+        timer: this.clock.setTimeout(() => this.tombstones.delete(key), span)
+      })
+    }
     for (const child of [...sa.children.values()]) removeChild(this, sa, child, 'parent-deleted')
     sa.close(new IkeProtocolError('TEMPORARY_FAILURE', `IKE SA deleted (${reason})`))
     if (announced) this.emit({ type: 'ike:deleted', ikeSaId: sa.record().ikeSaId, reason })
@@ -333,8 +357,20 @@ export class IkeV2Service implements IkeService {
     }
     const fromInitiator = (h.flags & HeaderFlag.INITIATOR) !== 0
     const ourSpi = fromInitiator ? h.spiR : h.spiI
-    const sa = this.table.get(Buffer.from(ourSpi).toString('hex'))
+    const key = Buffer.from(ourSpi).toString('hex')
+    const sa = this.table.get(key)
     if (sa === undefined || sa.initiator === fromInitiator) {
+      const t = this.tombstones.get(key)
+      if (
+        t !== undefined &&
+        !isResponse &&
+        h.messageId === t.messageId &&
+        bytesEqual(t.spiI, h.spiI)
+      ) {
+        this.stats.responsesReplayed++
+        this.sendTo(t.packet, from, t.natT)
+        return
+      }
       this.drop('unknown-sa')
       return
     }
@@ -751,11 +787,8 @@ export class IkeV2Service implements IkeService {
   private async rekeyIke(sa: IkeSa): Promise<IkeSa> {
     return rekeyIkeTask(this, sa, async (old) => {
       old.state = 'rekeyed'
-      try {
-        await deleteIkeTask(this, old)
-      } catch {
-        // the old SA is destroyed either way
-      }
+      // the old SA goes in the background: it is destroyed when the peer answers or gives up
+      deleteIkeTask(this, old).catch(() => undefined)
     })
   }
 

@@ -40,6 +40,51 @@ describe('IkeV2Service', () => {
       })
     })
 
+    describe('when the network loses 25% and duplicates 20% of all messages', () => {
+      it('should still connect, rekey both SAs, check liveness and delete, leaving both sides in agreement', async () => {
+        const p = makePair({
+          a: { retransmit: { timeoutMs: 1000, backoff: 1.5, tries: 12 } },
+          b: { retransmit: { timeoutMs: 1000, backoff: 1.5, tries: 12 } }
+        })
+        await p.start()
+        let x = 0x1234567
+        const next = (): number => {
+          x ^= x << 13
+          x ^= x >>> 17
+          x ^= x << 5
+          return (x >>> 0) / 2 ** 32
+        }
+        p.net.filter = () => {
+          const r = next()
+          return r < 0.25 ? 'drop' : r < 0.45 ? 'duplicate' : 'deliver'
+        }
+        const r = await p.drive(p.a.connect(p.request()))
+        const child = await p.drive(p.a.rekeyChildSa(r.phase2[0].id))
+        const ike = await p.drive(p.b.rekeyIkeSa(r.phase1.id))
+        await p.drive(p.a.checkLiveness(ike.id))
+        const child2 = await p.drive(p.b.rekeyChildSa(p.b.list()[0].phase2[0].id))
+        p.net.filter = () => 'deliver'
+        await p.clock.advance(60_000)
+        await p.settle()
+        const a = p.a.list()
+        const b = p.b.list()
+        expect(a.map((s) => s.phase1.ikeSaId)).to.deep.equal(b.map((s) => s.phase1.ikeSaId))
+        expect(a[0].phase2.map((c) => c.inboundSpi)).to.deep.equal(
+          b[0].phase2.map((c) => c.outboundSpi)
+        )
+        expect(b[0].phase2.map((c) => c.id)).to.deep.equal([child2.id])
+        expect(child.id).to.not.equal(r.phase2[0].id)
+        expect(p.aEngine.listSas()).to.have.length(2)
+        expect(p.bEngine.listSas()).to.have.length(2)
+        expect(p.a.counters().retransmitted + p.b.counters().retransmitted).to.be.greaterThan(0)
+        await p.drive(p.a.deleteIkeSa(a[0].phase1.id))
+        await p.clock.advance(60_000)
+        await p.settle()
+        expect(p.b.list()).to.have.length(0)
+        await p.stop()
+      })
+    })
+
     describe('when every message is duplicated', () => {
       it('should establish exactly one IKE SA and one Child SA on each side', async () => {
         const p = makePair()
