@@ -71,6 +71,10 @@ export interface ChildSa {
   rekeyed?: boolean
   /** The Child SA the peer made when its rekey of this one collided with ours. */
   peerRekey?: ChildSa
+  /** Set while our CREATE_CHILD_SA rekeying this Child SA is in flight. */
+  rekeyInFlight?: boolean
+  /** The Child SA our own rekey of this one made. */
+  replacedBy?: ChildSa
   /** A redundant Child SA of a rekey collision: never announced, so its deletion is not either. */
   silent?: boolean
   /** The selectors in text form, computed once for the records. */

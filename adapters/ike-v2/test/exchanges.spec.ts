@@ -484,6 +484,47 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('.rekeyChildSa when both sides rekey at once and one request is lost', () => {
+    it('should still end with exactly one Child SA, the same on both sides', async () => {
+      for (const dropFrom of ['10.0.0.1', '10.0.0.2']) {
+        const p = makePair()
+        await p.start()
+        const r = await p.drive(p.a.connect(p.request()))
+        await p.settle()
+        let dropped = false
+        p.net.filter = (x) => {
+          const h = header(x.data)
+          if (
+            !dropped &&
+            x.from.address === dropFrom &&
+            h.exchange === ExchangeType.CREATE_CHILD_SA &&
+            (h.flags & HeaderFlag.RESPONSE) === 0
+          ) {
+            dropped = true
+            return 'drop'
+          }
+          return 'deliver'
+        }
+        await p.drive(
+          Promise.all([
+            p.a.rekeyChildSa(r.phase2[0].id),
+            p.b.rekeyChildSa(p.b.list()[0].phase2[0].id)
+          ])
+        )
+        await p.clock.advance(30_000)
+        await p.settle()
+        const a = p.a.list()[0].phase2
+        const b = p.b.list()[0].phase2
+        expect(a, `dropped from ${dropFrom}`).to.have.length(1)
+        expect(b).to.have.length(1)
+        expect(a[0].inboundSpi).to.equal(b[0].outboundSpi)
+        expect(p.aEngine.listSas()).to.have.length(2)
+        expect(p.bEngine.listSas()).to.have.length(2)
+        await p.stop()
+      }
+    })
+  })
+
   describe('.rekeyIkeSa', () => {
     it('should move the Child SAs to the new IKE SA on both sides and keep it usable', async () => {
       const p = makePair()

@@ -137,6 +137,7 @@ export async function rekeyChildSa(ctx: IkeContext, sa: IkeSa, old: ChildSa): Pr
   if (old.rekeyed === true)
     throw new IkeProtocolError('TEMPORARY_FAILURE', 'rekey already under way')
   old.rekeyed = true
+  old.rekeyInFlight = true
   const request: ChildRequest = {
     policy: old.policy,
     mode: old.mode,
@@ -147,11 +148,24 @@ export async function rekeyChildSa(ctx: IkeContext, sa: IkeSa, old: ChildSa): Pr
   try {
     child = await childExchange(ctx, sa, request, old.inboundSpi)
   } catch (err) {
+    old.rekeyInFlight = false
+    // the peer rekeyed it meanwhile and already deleted it: its replacement is the answer
+    const theirs = old.peerRekey
+    if (
+      (err as IkeProtocolError).kind === 'CHILD_SA_NOT_FOUND' &&
+      theirs !== undefined &&
+      sa.children.has(theirs.id)
+    ) {
+      return theirs
+    }
     old.rekeyed = false
     throw err
+  } finally {
+    old.rekeyInFlight = false
   }
   installChild(ctx, sa, child)
   sa.children.set(child.id, child)
+  old.replacedBy = child
   const theirs = old.peerRekey
   if (theirs !== undefined && sa.children.has(theirs.id)) {
     // collision: the redundant SA is the one whose exchange had the lowest nonce
@@ -424,7 +438,16 @@ export function respondCreateChildSa(
       }
       installChild(ctx, sa, child)
       sa.children.set(child.id, child)
-      if (old.rekeyed === true) old.peerRekey = child
+      const ours = old.replacedBy
+      if (old.rekeyInFlight === true) {
+        old.peerRekey = child
+      } else if (ours !== undefined && sa.children.has(ours.id)) {
+        // a late collision (our rekey of the same Child SA finished first, the peer's request
+        // was delayed): the same rule, the SA made with the lowest nonce goes, by its maker
+        if (compareBytes(lowest(ours.nonces), lowest(child.nonces)) < 0) {
+          deleteChildSa(ctx, sa, ours).catch(() => undefined)
+        }
+      }
       old.rekeyed = true
       ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
     }
