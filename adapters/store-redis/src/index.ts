@@ -42,9 +42,16 @@
  * A call that rejected with `StoreUnavailableError` may or may not have taken effect, like any
  * write whose reply was lost: read the state again before acting on it.
  *
+ * An abort signal is honoured before a call is sent and while it waits for the connection; a
+ * script already sent cannot be called back. A connection that stops answering while a call waits
+ * is dropped after `operationTimeoutMs` and made again.
+ *
  * The change stream is Redis pub/sub: it is at most once. Events published while the subscriber
  * is reconnecting are not replayed; after an outage, read the state (`getOwnership`,
- * `listRecords`) instead of relying on missed events.
+ * `listRecords`) instead of relying on missed events. The subscriber connection, idle between
+ * events, notices a silently dead peer only through TCP keep-alive.
+ *
+ * One Redis server, or a master found through Sentinels, is supported; Redis Cluster is not.
  *
  * ## Durability: what the store expects of the server
  *

@@ -423,18 +423,18 @@ export class RedisCouplingStore implements CouplingStore {
     })
     const connection = new Connection(redis)
     const subscriber = new Connection(sub)
-    const limit = this.init.operationTimeoutMs
+    const deadline = Date.now() + this.init.operationTimeoutMs
     try {
       redis.connect().catch(() => {})
       sub.connect().catch(() => {})
       await Promise.all([
-        connection.whenReady(limit, undefined, true),
-        subscriber.whenReady(limit, undefined, true)
+        connection.whenReady(deadline - Date.now(), undefined, true),
+        subscriber.whenReady(deadline - Date.now(), undefined, true)
       ])
       sub.on('message', (channel: string, message: string) => {
         if (channel === this.keys.events) this.publish(message)
       })
-      await sub.subscribe(this.keys.events)
+      await subscriber.race(sub.subscribe(this.keys.events), Math.max(1, deadline - Date.now()))
     } catch (err) {
       connection.close()
       subscriber.close()
