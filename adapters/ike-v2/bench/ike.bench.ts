@@ -3,8 +3,10 @@
  * Child SA, PSK, Curve25519, AES-GCM-256; two IkeV2Services in one process over an in-memory
  * datagram pipe, SAs installed in real SoftwareEspEngines), next to the crypto-only cost of the
  * same handshake (the same key exchanges, key derivations, AUTH computations and SK
- * encryptions, without messages, state or I/O), measured interleaved in the same run. Prints a
- * table and one JSON line with the ratio. Run: npm run bench:ike
+ * encryptions, without messages, state or I/O), measured interleaved in the same run; and the
+ * full handshake once more with the service's protect filters turned off (`installFilters:
+ * false`: SAs only, the filters left to the distribution processor). Prints a table and one JSON
+ * line with the ratios. Run: npm run bench:ike
  */
 import { VirtualClock } from '@vipsec/clock'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
@@ -67,7 +69,7 @@ const B_NET = {
   endPort: 65535
 }
 
-async function fullHandshakes(n: number): Promise<number> {
+async function fullHandshakes(n: number, installFilters = true): Promise<number> {
   const net = new MemoryNetwork()
   net.logging = false
   const clock = new VirtualClock()
@@ -86,7 +88,7 @@ async function fullHandshakes(n: number): Promise<number> {
       udp500: net.bind('10.0.0.1', 500),
       udp4500: net.bind('10.0.0.1', 4500)
     },
-    { psks }
+    { psks, installFilters }
   )
   const b = new IkeV2Service(
     {
@@ -98,6 +100,7 @@ async function fullHandshakes(n: number): Promise<number> {
     },
     {
       psks,
+      installFilters,
       halfOpenLimitPerPeer: 1_000_000,
       cookieThreshold: 1_000_000,
       peers: [
@@ -218,8 +221,10 @@ function median(xs: number[]): number {
 }
 
 const full: number[] = []
+const bare: number[] = []
 const crypto: number[] = []
 const ratios: number[] = []
+const bareRatios: number[] = []
 await fullHandshakes(200) // warm-up
 cryptoOnly(200)
 // each round measures both, back to back, so that the machine's load drifts as little as
@@ -227,13 +232,18 @@ cryptoOnly(200)
 for (let r = 0; r < ROUNDS; r++) {
   const f = await fullHandshakes(HANDSHAKES)
   const c = cryptoOnly(HANDSHAKES)
+  const b = await fullHandshakes(HANDSHAKES, false)
   full.push(f)
   crypto.push(c)
+  bare.push(b)
   ratios.push(f / c)
+  bareRatios.push(b / c)
 }
 const fullMedian = median(full)
 const cryptoMedian = median(crypto)
 const ratio = median(ratios)
+const bareMedian = median(bare)
+const bareRatio = median(bareRatios)
 console.log('IKEv2 handshakes on one core (PSK, Curve25519, AES-GCM-256, one Child SA)')
 console.log(`rounds: ${ROUNDS} x ${HANDSHAKES} handshakes, ${CONCURRENCY} in flight`)
 console.log('')
@@ -243,10 +253,16 @@ console.log(
   `| full (IkeV2Service pair)        | ${fullMedian.toFixed(0).padStart(21)} | ${full.map((x) => x.toFixed(0)).join(' ')} |`
 )
 console.log(
+  `| full, SAs only (no filters)     | ${bareMedian.toFixed(0).padStart(21)} | ${bare.map((x) => x.toFixed(0)).join(' ')} |`
+)
+console.log(
   `| crypto only (same operations)   | ${cryptoMedian.toFixed(0).padStart(21)} | ${crypto.map((x) => x.toFixed(0)).join(' ')} |`
 )
 console.log(
   `| ratio full / crypto-only        | ${ratio.toFixed(2).padStart(21)} | ${ratios.map((x) => x.toFixed(2)).join(' ')} (median per round; goal >= 0.50) |`
+)
+console.log(
+  `| ratio SAs only / crypto-only    | ${bareRatio.toFixed(2).padStart(21)} | ${bareRatios.map((x) => x.toFixed(2)).join(' ')} |`
 )
 console.log('')
 console.log(
@@ -255,6 +271,8 @@ console.log(
     handshakesPerSecond: Math.round(fullMedian),
     cryptoOnlyPerSecond: Math.round(cryptoMedian),
     ratio: Number(ratio.toFixed(3)),
+    handshakesPerSecondWithoutFilters: Math.round(bareMedian),
+    ratioWithoutFilters: Number(bareRatio.toFixed(3)),
     goal: 0.5,
     rounds: ROUNDS,
     handshakes: HANDSHAKES,
