@@ -1,37 +1,12 @@
-import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { expect } from 'chai'
+import { runSuiteInChild } from '@vipsec/compliance'
 
-const run = promisify(execFile)
 const fixture = fileURLToPath(new URL('./broken-stores.fixture.ts', import.meta.url))
-const root = fileURLToPath(new URL('../..', import.meta.url))
 
-interface MochaJsonTest {
-  fullTitle: string
-}
-
-/** Runs the compliance suite over the broken stores in a child mocha and returns what failed. */
+/** Runs the compliance suite over the broken stores in a child mocha; returns what failed. */
 async function failedTitles(): Promise<string[]> {
-  const mocha = fileURLToPath(new URL('../../node_modules/mocha/bin/mocha.js', import.meta.url))
-  const args = [
-    mocha,
-    '--no-config',
-    '--node-option',
-    'import=tsx',
-    '--node-option',
-    'conditions=vipsec-source'
-  ]
-  args.push('--reporter', 'json', '--timeout', '20000', fixture)
-  let stdout: string
-  try {
-    ;({ stdout } = await run(process.execPath, args, { cwd: root, maxBuffer: 64 * 1024 * 1024 }))
-  } catch (err) {
-    // mocha exits non-zero when tests fail, which is the point here
-    stdout = (err as { stdout: string }).stdout
-  }
-  const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { failures: MochaJsonTest[] }
-  return report.failures.map((t) => t.fullTitle)
+  return (await runSuiteInChild(fixture)).failed
 }
 
 describe('couplingStoreSuite', () => {

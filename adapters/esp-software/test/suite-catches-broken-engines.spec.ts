@@ -1,40 +1,12 @@
-import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { expect } from 'chai'
+import { runSuiteInChild, type ChildSuiteResult } from '@vipsec/compliance'
 
-const run = promisify(execFile)
 const fixture = fileURLToPath(new URL('./broken-engines.fixture.ts', import.meta.url))
-const root = fileURLToPath(new URL('../../..', import.meta.url))
 
 /** Runs the compliance suite over the broken engines in a child mocha; returns what failed. */
-async function failedTitles(): Promise<{ failed: string[]; passed: number }> {
-  const mocha = fileURLToPath(new URL('../../../node_modules/mocha/bin/mocha.js', import.meta.url))
-  const args = [
-    mocha,
-    '--no-config',
-    '--node-option',
-    'import=tsx',
-    '--node-option',
-    'conditions=vipsec-source',
-    '--reporter',
-    'json',
-    '--timeout',
-    '20000',
-    fixture
-  ]
-  let stdout: string
-  try {
-    ;({ stdout } = await run(process.execPath, args, { cwd: root, maxBuffer: 64 * 1024 * 1024 }))
-  } catch (err) {
-    // mocha exits non-zero when tests fail, which is the point here
-    stdout = (err as { stdout: string }).stdout
-  }
-  const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as {
-    failures: { fullTitle: string }[]
-    stats: { passes: number }
-  }
-  return { failed: report.failures.map((t) => t.fullTitle), passed: report.stats.passes }
+async function failedTitles(): Promise<ChildSuiteResult> {
+  return runSuiteInChild(fixture)
 }
 
 describe('espEngineSuite', () => {

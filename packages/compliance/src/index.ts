@@ -20,4 +20,5 @@
  *
  * @packageDocumentation
  */
+export { runSuiteInChild, type ChildSuiteResult } from './run-suite-in-child.js'
 export type { TestSetup } from './test-setup.js'
