@@ -154,6 +154,35 @@ describe('IkeV2Service', () => {
       })
     })
 
+    describe('when the IKE proposal chosen fits another peer of the responder, not this one', () => {
+      it('should refuse the IKE SA with AUTHENTICATION_FAILED', async () => {
+        const p = makePair({
+          bPhase1: phase1({ proposals: [{ ...IKE_PROPOSAL, keyExchange: ['ecp256'] }] }),
+          b: {
+            peers: [
+              {
+                localIdentity: { type: 'fqdn', value: 'b.example' },
+                remoteIdentity: { type: 'fqdn', value: 'a.example' },
+                phase1: phase1({ proposals: [{ ...IKE_PROPOSAL, keyExchange: ['ecp256'] }] }),
+                children: [{ policy: phase2(), mode: 'tunnel', local: [B_NET], remote: [A_NET] }]
+              },
+              {
+                localIdentity: { type: 'fqdn', value: 'b.example' },
+                remoteIdentity: { type: 'fqdn', value: 'c.example' },
+                phase1: phase1(),
+                children: [{ policy: phase2(), mode: 'tunnel', local: [B_NET], remote: [A_NET] }]
+              }
+            ]
+          }
+        })
+        await p.start()
+        const err = await p.drive(p.a.connect(p.request())).catch((e) => e)
+        expect(err.kind).to.equal('AUTHENTICATION_FAILED')
+        expect(p.b.list()).to.have.length(0)
+        await p.stop()
+      })
+    })
+
     describe('when no proposal matches', () => {
       it('should reject with NO_PROPOSAL_CHOSEN', async () => {
         const p = makePair({

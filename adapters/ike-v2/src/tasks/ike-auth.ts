@@ -8,6 +8,7 @@ import { IkeProtocolError, type IkeErrorKind } from '@vipsec/interface'
 import { NotifyType, PayloadType, ExchangeType } from '../constants.js'
 import { buildAuth, verifyAuth } from '../auth.js'
 import { certificateRequest } from '../signature.js'
+import { chooseIke, ikeChoiceProposal } from '../proposals.js'
 import type { IkeContext } from '../context.js'
 import type { ChildSa, IkeSa } from '../ike-sa.js'
 import { findNotify, findPayload, notify, type IdPayload, type Payload } from '../message.js'
@@ -155,6 +156,13 @@ export function respondIkeAuth(
   )
   if (peer === undefined) {
     return fail('AUTHENTICATION_FAILED', `no peer config for ${idi.type}:${idi.value}`)
+  }
+  // IKE_SA_INIT chose among every peer's proposals: the one chosen must be this peer's too
+  if (chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined) {
+    return fail(
+      'AUTHENTICATION_FAILED',
+      `the IKE proposal chosen is not in the policy of ${idi.value}`
+    )
   }
   sa.localIdentity = peer.localIdentity
   sa.remoteIdentity = idi
