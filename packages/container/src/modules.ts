@@ -4,7 +4,7 @@ import { UdpClusterLink } from '@vipsec/cluster-link-udp'
 import { DefaultDistributionProcessor, DefaultTargetStack } from '@vipsec/core'
 import { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
-import { IkeV2Service } from '@vipsec/ike-v2'
+import { ikeV2ServiceFactory } from '@vipsec/ike-v2'
 import {
   TOKENS,
   type Clock,
@@ -161,8 +161,7 @@ export function componentsModule(config: NodeConfig): ContainerModule {
           bind(TOKENS.IkeServiceFactory)
             .toResolvedValue(
               (clock: Clock, random: RandomSource, espEngine: EspEngine): IkeServiceFactory =>
-                (sockets) =>
-                  new IkeV2Service({ clock, random, espEngine, ...sockets }, init),
+                ikeV2ServiceFactory({ clock, random, espEngine }, init),
               [TOKENS.Clock, TOKENS.RandomSource, TOKENS.EspEngine]
             )
             .inSingletonScope()
