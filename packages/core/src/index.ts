@@ -42,7 +42,6 @@ export {
   type RetryOptions
 } from './distribution-processor.js'
 export {
-  filterKey,
   filterRecord,
   planRenegotiation,
   saRecords,

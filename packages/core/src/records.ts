@@ -59,12 +59,6 @@ export function filterRecord(
   }
 }
 
-/** The identity of a filter for duplicate detection: direction and selector. */
-export function filterKey(filter: Pick<DynamicFilter, 'direction' | 'selector'>): string {
-  const s = filter.selector
-  return `${filter.direction}|${s.source}|${s.destination}|${s.protocol}|${s.sourcePorts.join('-')}|${s.destinationPorts.join('-')}`
-}
-
 /** What a takeover renegotiates, assembled from the records it took. */
 export interface RenegotiationPlan {
   /** One entry per IKE SA, with the Child SAs the correlations name. */

@@ -20,7 +20,7 @@ import {
   type TakeoverStep
 } from '@vipsec/interface'
 import type { DefaultDistributionProcessor, DvipaState } from './distribution-processor.js'
-import { filterKey, filterRecord, planRenegotiation, saRecords } from './records.js'
+import { filterRecord, planRenegotiation, saRecords } from './records.js'
 
 /** What the takeover needs from its distribution processor. */
 export type TakeoverHost = Pick<
@@ -86,8 +86,8 @@ class StepClock {
  * 4. take-address: the DVIPA moves here and its IKE service opens on ports 500 and 4500;
  * 5. renegotiate: every IKE SA with its Child SAs, with INITIAL_CONTACT; failures are reported
  *    and retried with backoff in the background, without holding the others up;
- * 6. install-filters: the old owner's bypass and discard filters, and a sweep that leaves one
- *    active filter per direction and selector (duplicates removed);
+ * 6. install-filters: the old owner's bypass and discard filters; the ESP engine keeps one
+ *    active filter per direction and selector, removing duplicates as they are installed;
  * 7. reroute-connections: every flow keeps its target, now through this node;
  * 8. notify-targets: an ownership notice with the new epoch to every target;
  * 9. localize-connections: flows whose target is this node become non-distributed;
@@ -167,7 +167,7 @@ export async function runTakeover(
       failed: failed.length
     })
     const replaced = mapChildren(renegotiated)
-    await steps.run('install-filters', () => installFilters(host, state, taken.filter, replaced))
+    await steps.run('install-filters', () => installFilters(host, taken.filter))
     const connections = await steps.run('reroute-connections', () =>
       reroute(host, state, taken.connection, replaced)
     )
@@ -263,19 +263,15 @@ function mapChildren(outcomes: RenegotiationOutcome[]): Map<string, Phase2Record
 }
 
 /**
- * Installs the old owner's filters that are not tied to an SA (bypass, discard) and leaves one
- * active filter per direction and selector: among duplicates it keeps the one of a current SA.
+ * Installs the old owner's filters that are not tied to an SA (bypass, discard); the protect
+ * filters of the new Child SAs were installed with them. The ESP engine keeps one active filter
+ * per direction and selector: installing one removes any active duplicate
+ * (`filter:duplicate-removed`), for example a filter left from an earlier ownership.
  */
-function installFilters(
-  host: TakeoverHost,
-  state: DvipaState,
-  records: FilterRecord[],
-  replaced: Map<string, Phase2Record>
-): void {
-  const { esp } = host.components
+function installFilters(host: TakeoverHost, records: FilterRecord[]): void {
   for (const record of records) {
     if (record.action === 'protect') continue
-    esp.installFilter({
+    host.components.esp.installFilter({
       id: record.id,
       direction: record.direction,
       selector: record.selector,
@@ -283,24 +279,6 @@ function installFilters(
       priority: record.priority
     })
   }
-  const currentSpis = new Set<number>()
-  for (const child of replaced.values()) {
-    currentSpis.add(Number.parseInt(child.inboundSpi, 16))
-    currentSpis.add(Number.parseInt(child.outboundSpi, 16))
-  }
-  const groups = new Map<string, ReturnType<typeof esp.listFilters>>()
-  for (const filter of esp.listFilters()) {
-    const key = filterKey(filter)
-    groups.set(key, [...(groups.get(key) ?? []), filter])
-  }
-  for (const group of groups.values()) {
-    if (group.length < 2) continue
-    const keep =
-      group.find((f) => f.spi !== undefined && currentSpis.has(f.spi)) ?? group[group.length - 1]!
-    // Installing the keeper again makes the engine remove every active duplicate of it.
-    esp.installFilter(keep)
-  }
-  void state
 }
 
 /** Puts every flow back in the routing table with its old target, in the Child SA that replaced its old one. */
