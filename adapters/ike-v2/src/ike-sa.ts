@@ -155,6 +155,8 @@ export class IkeSa {
   childConfigs: ChildRequest[] = []
   /** When established (wall ms). */
   establishedAt = 0
+  /** Monotonic ms at which this SA's authentication is renewed (kept across IKE rekeys). */
+  reauthAt?: number
   /** Monotonic ms of the last message received from the peer. */
   lastReceived = 0
   /** The next message id we use for a request. */

@@ -533,6 +533,34 @@ export class IkeV2Service implements IkeService {
         )
       )
     }
+    // re-authentication (RFC 7296 section 2.8.3), by the original initiator: a new IKE SA with
+    // new Child SAs, then the old one is deleted; the deadline survives IKE SA rekeys
+    const reauth = (sa.policy.lifetime?.reauthSeconds ?? 0) * 1000
+    if (reauth > 0 && sa.initiator) {
+      sa.reauthAt ??=
+        this.clock.monotonic() + reauth - this.random.randomInt(Math.floor(reauth / 10) + 1)
+      sa.timers.push(
+        this.clock.setTimeout(
+          () => {
+            if (sa.state === 'established') this.reauthenticate(sa).catch(() => undefined)
+          },
+          Math.max(0, sa.reauthAt - this.clock.monotonic())
+        )
+      )
+    }
+  }
+
+  private async reauthenticate(sa: IkeSa): Promise<void> {
+    const previous: IkeSaRecords = {
+      phase1: sa.record(),
+      phase2: [...sa.children.values()]
+        .filter((c) => c.silent !== true)
+        .map((c) => childRecord(sa, c))
+    }
+    const outcome = await this.renegotiateOne(previous, {}, false)
+    if (outcome.status === 'renegotiated' && sa.state === 'established') {
+      await deleteIkeTask(this, sa).catch(() => undefined)
+    }
   }
 
   private onSoftExpired(spi: number): void {

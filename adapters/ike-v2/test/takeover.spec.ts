@@ -93,6 +93,25 @@ describe('IkeV2Service', () => {
       await p.stop()
     })
 
+    it('should re-authenticate at the reauth time: new IKE and Child SAs, the old ones deleted', async () => {
+      const p = makePair()
+      await p.start()
+      const pol = { ...p.request().phase1, lifetime: { rekeySeconds: 0, reauthSeconds: 7200 } }
+      const r = await p.drive(p.a.connect(p.request({ phase1: pol })))
+      await p.clock.advance(7_200_000 + 10_000)
+      await p.settle()
+      const a = p.a.list()
+      const b = p.b.list()
+      expect(a).to.have.length(1)
+      expect(a[0].phase1.ikeSaId).to.not.deep.equal(r.phase1.ikeSaId)
+      expect(b.map((x) => x.phase1.ikeSaId)).to.deep.equal([a[0].phase1.ikeSaId])
+      expect(a[0].phase2).to.have.length(1)
+      expect(a[0].phase2[0].id).to.not.equal(r.phase2[0].id)
+      expect(p.aEngine.listSas()).to.have.length(2)
+      expect(p.bEngine.listSas()).to.have.length(2)
+      await p.stop()
+    })
+
     it('should rekey the IKE SA when its rekey time comes', async () => {
       const p = makePair()
       await p.start()

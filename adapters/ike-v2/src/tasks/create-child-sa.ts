@@ -294,6 +294,7 @@ function successor(
   })
   next.nat = { ...old.nat }
   next.childConfigs = old.childConfigs
+  if (initiator === old.initiator) next.reauthAt = old.reauthAt
   next.natT = old.natT
   next.state = 'established'
   next.establishedAt = ctx.clock.now()
