@@ -28,7 +28,9 @@
  *   counted (`counters()`), answered with INVALID_SYNTAX, INVALID_MAJOR_VERSION or
  *   UNSUPPORTED_CRITICAL_PAYLOAD where RFC 7296 asks for it, never thrown out of the service.
  * - **Lifetimes**: Child SAs are rekeyed at the ESP engine's soft limit and deleted at its hard
- *   limit; IKE SAs are rekeyed at `lifetime.rekeySeconds` and probed at `liveness.intervalMs`.
+ *   limit; IKE SAs are rekeyed at `lifetime.rekeySeconds`, re-authenticated at
+ *   `lifetime.reauthSeconds` (by the original initiator) and probed at `liveness.intervalMs`.
+ *   The last response of a deleted SA is still replayed to a retransmitted request.
  *
  * The pure protocol layer (message codec, prf+, key derivation, key exchange, SK payload) is
  * exported as {@link wire} and tested against published vectors. The service is tested in
