@@ -105,13 +105,14 @@ describe('RedisCouplingStore under faults', function () {
           acknowledged.push(...batch)
         }
       })()
-      while (acknowledged.length < 50) await sleep(5)
+      for (let i = 0; i < 2000 && acknowledged.length < 50; i++) await sleep(5)
+      expect(acknowledged.length).to.be.at.least(50)
       await server.kill()
       await sleep(300)
       await server.launch()
       // every call made during the outage waited for the server and succeeded
       const before = acknowledged.length
-      while (acknowledged.length < before + 50) await sleep(5)
+      for (let i = 0; i < 4000 && acknowledged.length < before + 50; i++) await sleep(5)
       writing = false
       await writer
       sub.unsubscribe()
