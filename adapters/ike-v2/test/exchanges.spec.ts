@@ -600,6 +600,43 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('.rekeyIkeSa when both sides rekey at once and one request is lost', () => {
+    it('should end with one IKE SA, the same on both sides, carrying the Child SA', async () => {
+      for (const dropFrom of ['10.0.0.1', '10.0.0.2']) {
+        const p = makePair()
+        await p.start()
+        const r = await p.drive(p.a.connect(p.request()))
+        await p.settle()
+        let dropped = false
+        p.net.filter = (x) => {
+          const h = header(x.data)
+          if (
+            !dropped &&
+            x.from.address === dropFrom &&
+            h.exchange === ExchangeType.CREATE_CHILD_SA &&
+            (h.flags & HeaderFlag.RESPONSE) === 0
+          ) {
+            dropped = true
+            return 'drop'
+          }
+          return 'deliver'
+        }
+        const [x, y] = await p.drive(
+          Promise.all([p.a.rekeyIkeSa(r.phase1.id), p.b.rekeyIkeSa(r.phase1.id)])
+        )
+        await p.clock.advance(60_000)
+        await p.settle()
+        expect(x.ikeSaId, `dropped from ${dropFrom}`).to.deep.equal(y.ikeSaId)
+        expect(p.a.list().map((s) => s.phase1.ikeSaId)).to.deep.equal([x.ikeSaId])
+        expect(p.b.list().map((s) => s.phase1.ikeSaId)).to.deep.equal([x.ikeSaId])
+        expect(p.a.list()[0].phase2).to.have.length(1)
+        expect(p.b.list()[0].phase2).to.have.length(1)
+        await p.drive(p.a.checkLiveness(x.id))
+        await p.stop()
+      }
+    })
+  })
+
   describe('.deleteChildSa and .deleteIkeSa', () => {
     it('should remove a Child SA on both sides when the responder deletes it', async () => {
       const p = makePair()

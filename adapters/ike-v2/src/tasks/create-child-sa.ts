@@ -236,6 +236,12 @@ export async function rekeyIkeSa(
       nonce.data,
       ke.computeSharedSecret(keP.data)
     )
+  } catch (err) {
+    // the peer rekeyed this IKE SA meanwhile (our request was late): its SA is the answer, and
+    // the peer deletes the old one
+    const peers = sa.peerSuccessor
+    if (peers !== undefined && peers.sa.state === 'established') return peers.sa
+    throw err
   } finally {
     sa.rekeying = false
   }
