@@ -107,6 +107,11 @@ export interface DefaultDistributionProcessorInit {
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
   /**
+   * How long the takeover waits for its renegotiations, ms; what is not done by then is
+   * reported as failed (`TIMEOUT`) and goes on in the background. Default 10000.
+   */
+  renegotiationDeadlineMs?: number
+  /**
    * A connection without a packet for this long (ms) is removed from the routing table and the
    * store (checked every tenth of it). Default 300000 (5 minutes); 0 keeps connections forever.
    */
@@ -189,6 +194,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       targetHeartbeats: init.targetHeartbeats ?? {},
       rankDelayMs: init.rankDelayMs ?? 50,
       renegotiationConcurrency: init.renegotiationConcurrency ?? 64,
+      renegotiationDeadlineMs: init.renegotiationDeadlineMs ?? 10_000,
       connectionIdleMs: init.connectionIdleMs ?? 300_000,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
@@ -652,7 +658,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     message: Extract<ClusterMessage, { type: 'packet:outbound' }>
   ): void {
     const state = this.states.get(message.dvipa)
-    if (state === undefined || state.role !== 'owner' || state.sockets.length < 2) {
+    // A node taking over holds the new epoch's claim: it serves replies before the takeover ends.
+    const serving = state?.role === 'owner' || state?.role === 'taking-over'
+    if (state === undefined || !serving || state.sockets.length < 2) {
       this.counts.notOwner++
       return
     }

@@ -156,8 +156,16 @@ export async function runTakeover(
   try {
     const taken = await steps.run('read-and-clear', async () => store.takeRecords(dvipa, fence))
     await steps.run('take-address', async () => host.openDvipa(state, false))
+    // The flows go back in the table before any SA is renegotiated, so that the first packet of
+    // each finds its old target rather than being distributed anew.
+    const connections = await steps.run('reroute-connections', () =>
+      reroute(host, state, taken.connection)
+    )
     const plan = planRenegotiation(taken)
-    const outcomes = await steps.run('renegotiate', async () => renegotiate(host, state, plan.sas))
+    const pending = new Set<string>()
+    const outcomes = await steps.run('renegotiate', async () =>
+      renegotiate(host, state, plan.sas, pending)
+    )
     const renegotiated = outcomes.filter((o) => o.status === 'renegotiated')
     const failed = outcomes.filter((o) => o.status === 'failed')
     host.emit({
@@ -166,11 +174,8 @@ export async function runTakeover(
       renegotiated: renegotiated.length,
       failed: failed.length
     })
-    const replaced = mapChildren(renegotiated)
+    relink(state, mapChildren(renegotiated))
     await steps.run('install-filters', () => installFilters(host, taken.filter))
-    const connections = await steps.run('reroute-connections', () =>
-      reroute(host, state, taken.connection, replaced)
-    )
     await steps.run('notify-targets', async () => {
       const targets = await host.notifyTargets(state)
       host.emit({ type: 'targets:notified', dvipa, targets, epoch: fence.epoch })
@@ -185,7 +190,9 @@ export async function runTakeover(
     await steps.run('send-deletes', async () =>
       sendDeletes(host, state, previousOwner, taken, fence)
     )
-    for (const outcome of failed) scheduleRetry(host, state, outcome.previous, 2)
+    for (const outcome of failed) {
+      if (!pending.has(outcome.previous.phase1.id)) scheduleRetry(host, state, outcome.previous, 2)
+    }
 
     const report: TakeoverReport = {
       dvipa,
@@ -222,29 +229,65 @@ export async function runTakeover(
 }
 
 /**
- * Renegotiates every IKE SA, at most `renegotiationConcurrency` at a time: a thousand handshakes
- * started at once would overrun the peers and the node itself and mostly retransmit.
+ * Renegotiates every IKE SA, at most `renegotiationConcurrency` at a time (a thousand handshakes
+ * started at once would overrun the peers and the node and mostly retransmit), for at most
+ * `renegotiationDeadlineMs`. What is still under way then is reported as failed with `TIMEOUT`
+ * and goes on in the background: if it succeeds, the IKE events record it; if it fails, it is
+ * retried with backoff. So one unreachable peer never holds the takeover up.
  */
 async function renegotiate(
   host: TakeoverHost,
   state: DvipaState,
-  sas: IkeSaRecords[]
+  sas: IkeSaRecords[],
+  pending: Set<string>
 ): Promise<RenegotiationOutcome[]> {
-  const outcomes: RenegotiationOutcome[] = new Array(sas.length)
+  const outcomes: (RenegotiationOutcome | undefined)[] = new Array(sas.length)
   let next = 0
+  let late = false
   const worker = async (): Promise<void> => {
     while (next < sas.length) {
       const i = next++
-      const [outcome] = await state.ike!.renegotiate([sas[i]!])
-      outcomes[i] = outcome!
-      if (outcome!.status === 'renegotiated') {
-        host.track(state, outcome!.current.phase1, outcome!.current.phase2)
+      const previous = sas[i]!
+      let outcome: RenegotiationOutcome
+      try {
+        ;[outcome] = (await state.ike!.renegotiate([previous])) as [RenegotiationOutcome]
+      } catch (err) {
+        // the IKE service stopped (ownership lost) or broke: report, do not throw
+        outcome = {
+          status: 'failed',
+          previous,
+          reason: 'TEMPORARY_FAILURE',
+          message: (err as Error).message
+        }
       }
+      if (outcome.status === 'renegotiated')
+        host.track(state, outcome.current.phase1, outcome.current.phase2)
+      if (!late) outcomes[i] = outcome
+      else if (outcome.status === 'failed') scheduleRetry(host, state, previous, 2)
+      pending.delete(previous.phase1.id)
     }
   }
+  for (const sa of sas) pending.add(sa.phase1.id)
   const workers = Math.max(1, Math.min(host.init.renegotiationConcurrency, sas.length))
-  await Promise.all(Array.from({ length: workers }, worker))
-  return outcomes
+  const all = Promise.all(Array.from({ length: workers }, worker))
+  const deadline = new AbortController()
+  await Promise.race([
+    all,
+    host.components.clock
+      .sleep(host.init.renegotiationDeadlineMs, { signal: deadline.signal })
+      .catch(() => undefined)
+  ])
+  deadline.abort()
+  late = true
+  return sas.map(
+    (previous, i) =>
+      outcomes[i] ?? {
+        status: 'failed',
+        previous,
+        reason: 'TIMEOUT',
+        message: `not renegotiated within ${host.init.renegotiationDeadlineMs} ms; still trying in the background`
+      }
+  )
 }
 
 /** Maps each old phase 2 id to the new Child SA that replaced it (by position in its IKE SA). */
@@ -281,21 +324,24 @@ function installFilters(host: TakeoverHost, records: FilterRecord[]): void {
   }
 }
 
-/** Puts every flow back in the routing table with its old target, in the Child SA that replaced its old one. */
-function reroute(
-  host: TakeoverHost,
-  state: DvipaState,
-  connections: ConnectionRecord[],
-  replaced: Map<string, Phase2Record>
-): number {
+/** Puts every flow back in the routing table with its old target, now through this node. */
+function reroute(host: TakeoverHost, state: DvipaState, connections: ConnectionRecord[]): number {
+  const now = host.components.clock.monotonic()
   for (const old of connections) {
-    const phase2Id = old.phase2Id === null ? null : (replaced.get(old.phase2Id)?.id ?? old.phase2Id)
-    const connection: ConnectionRecord = { ...old, dvipa: state.config.dvipa, phase2Id }
+    const connection: ConnectionRecord = { ...old, dvipa: state.config.dvipa }
     state.table.add(connection)
-    state.table.touch(connection.flow, host.components.clock.monotonic())
+    state.table.touch(connection.flow, now)
     host.emit({ type: 'connection:rerouted', connection })
   }
   return connections.length
+}
+
+/** Points each flow at the Child SA that replaced the one it travelled in. */
+function relink(state: DvipaState, replaced: Map<string, Phase2Record>): void {
+  for (const connection of state.table.all()) {
+    const next = connection.phase2Id === null ? undefined : replaced.get(connection.phase2Id)
+    if (next !== undefined) state.table.add({ ...connection, phase2Id: next.id })
+  }
 }
 
 /** Connections to this node as a target are now local: not distributed. */

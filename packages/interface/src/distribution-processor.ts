@@ -6,18 +6,18 @@ import type { ConnectionRecord } from './records.js'
 import type { Startable } from './startable.js'
 
 /**
- * The steps of a takeover, in the order they run (ARCHITECTURE.md steps 4 to 12). The DVIPA
- * address is taken before the renegotiation, because the new IKE SAs must come from it; the
- * re-routing of the connections (the rest of step 8) follows the filters.
+ * The steps of a takeover, in the order they run (ARCHITECTURE.md steps 4 to 12). Step 8 runs
+ * before the renegotiation: the new IKE SAs must come from the DVIPA's address, and the first
+ * packet of each flow in a renegotiated SA must find the flow's old target in the table.
  */
 export type TakeoverStep =
   | 'detect'
   | 'claim'
   | 'read-and-clear'
   | 'take-address'
+  | 'reroute-connections'
   | 'renegotiate'
   | 'install-filters'
-  | 'reroute-connections'
   | 'notify-targets'
   | 'localize-connections'
   | 'write-records'
@@ -29,9 +29,9 @@ export const TAKEOVER_STEPS: readonly TakeoverStep[] = [
   'claim',
   'read-and-clear',
   'take-address',
+  'reroute-connections',
   'renegotiate',
   'install-filters',
-  'reroute-connections',
   'notify-targets',
   'localize-connections',
   'write-records',

@@ -71,6 +71,8 @@ export interface SimulatedClusterOptions {
   }
   /** Idle time after which the DPs drop a connection, ms. Default 300000. */
   connectionIdleMs?: number
+  /** How long a takeover waits for its renegotiations, ms. Default 10000. */
+  renegotiationDeadlineMs?: number
   /**
    * Run on the system clock instead of a virtual one: time passes for real (and computing takes
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
@@ -281,7 +283,8 @@ export class SimulatedCluster {
       policy: options.policy ?? 'round-robin',
       retransmit: options.retransmit ?? { timeoutMs: 500, backoff: 2, tries: 4 },
       realTime: options.realTime ?? false,
-      connectionIdleMs: options.connectionIdleMs ?? 300_000
+      connectionIdleMs: options.connectionIdleMs ?? 300_000,
+      renegotiationDeadlineMs: options.renegotiationDeadlineMs ?? 10_000
     }
     this.clock = this.options.realTime
       ? new SystemClock()
@@ -588,7 +591,8 @@ export class SimulatedCluster {
               this.targetIds().map((t) => [t, { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }])
             ),
             rankDelayMs: 50,
-            connectionIdleMs: this.options.connectionIdleMs
+            connectionIdleMs: this.options.connectionIdleMs,
+            renegotiationDeadlineMs: this.options.renegotiationDeadlineMs
           }
         }
       }

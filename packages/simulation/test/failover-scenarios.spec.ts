@@ -205,4 +205,46 @@ describe('failover scenarios', function () {
       expect(events.filter((e) => e.event.type === 'connection:expired')).to.have.length(4)
     })
   })
+
+  describe('when a peer stays unreachable past the renegotiation deadline', () => {
+    it('should complete the takeover at the deadline, keep the others on their targets, and finish that peer later', async () => {
+      await running({
+        retransmit: { timeoutMs: 1000, backoff: 2, tries: 4 },
+        renegotiationDeadlineMs: 2000
+      })
+      const targets = cluster.peers.map((p) => Object.keys(p.traffic.servedBy))
+      const unreachable = cluster.peers[0]!
+      await cluster.crash('dp-1')
+      cluster.partition([unreachable.node], ['dp-2', 'dp-3'])
+      const crashedAt = cluster.clock.monotonic()
+      await cluster.advance(3000)
+      const completed = events.find((e) => e.event.type === 'takeover:completed')!
+      expect(completed.at - crashedAt).to.be.within(2000, 2600)
+      const report = (
+        completed.event as { report: { renegotiated: number; failed: { reason: string }[] } }
+      ).report
+      expect(report.renegotiated).to.equal(3)
+      expect(report.failed.map((f) => f.reason)).to.deep.equal(['TIMEOUT'])
+      for (const [i, peer] of cluster.peers.entries()) {
+        if (peer === unreachable) continue
+        expect(Object.keys(peer.traffic.servedBy), peer.node).to.deep.equal(targets[i])
+        // answered while the takeover was still waiting for the unreachable peer
+        expect(
+          peer.traffic.answerTimes.some((t) => t > crashedAt + 500 && t < completed.at),
+          peer.node
+        ).to.equal(true)
+      }
+      // every flow found its old target: none was distributed anew
+      expect(
+        events.filter((e) => e.node === 'dp-2' && e.event.type === 'connection:created')
+      ).to.deep.equal([])
+      cluster.heal()
+      await cluster.advance(30_000)
+      expect(unreachable.ike.list()).to.have.length(1)
+      const answered = unreachable.traffic.answered
+      await cluster.advance(500)
+      expect(unreachable.traffic.answered).to.be.greaterThan(answered)
+      expect(Object.keys(unreachable.traffic.servedBy)).to.deep.equal(targets[0])
+    })
+  })
 })
