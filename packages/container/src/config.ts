@@ -18,6 +18,7 @@ import type {
   Token
 } from '@vipsec/interface'
 import type { VirtualNetwork } from '@vipsec/network-virtual'
+import type { RedisCouplingStoreInit } from '@vipsec/store-redis'
 import type { MemoryCouplingFacility } from '@vipsec/store-memory'
 
 /** The role a node plays in the cluster. */
@@ -50,6 +51,12 @@ export type StoreConfig =
       type: 'memory'
       /** Share this facility to put several nodes of one process on one store. Default: a new one. */
       facility?: MemoryCouplingFacility
+    }
+  | {
+      /** A Redis server (or Sentinel group) shared by the cluster: `@vipsec/store-redis`. */
+      type: 'redis'
+      /** Connection options: URL or host and port, credentials, TLS, key prefix, Sentinel, timeouts. */
+      init?: RedisCouplingStoreInit
     }
   | {
       /** A store the integrator made. */

@@ -57,6 +57,8 @@ export function createNode(config: NodeConfig): VipsecNode {
     storeModule(config),
     componentsModule(config)
   )
+  // Resolve now, so that a bad option of any part fails here, naming its field.
+  if (container.isBound(TOKENS.CouplingStore)) container.get(TOKENS.CouplingStore)
   for (const key of ROLE_REQUIREMENTS[config.role]) container.get(COMPONENT_TOKENS[key])
 
   const parts = (): unknown[] =>

@@ -17,6 +17,7 @@ import {
 } from '@vipsec/interface'
 import { CryptoRandomSource, SeededRandomSource } from '@vipsec/random'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
+import { RedisCouplingStore } from '@vipsec/store-redis'
 import type {
   ComponentSpec,
   DefaultProcessorConfig,
@@ -119,6 +120,13 @@ export function storeModule(config: NodeConfig): ContainerModule {
               { clock },
               store.facility === undefined ? {} : { facility: store.facility }
             ),
+          [TOKENS.Clock]
+        )
+        .inSingletonScope()
+    } else if (store.type === 'redis') {
+      bind(TOKENS.CouplingStore)
+        .toResolvedValue(
+          (clock: Clock) => new RedisCouplingStore({ clock }, store.init),
           [TOKENS.Clock]
         )
         .inSingletonScope()

@@ -3,6 +3,7 @@ import { SystemClock, VirtualClock } from '@vipsec/clock'
 import { type InvalidConfigError, TOKENS, type CouplingStore } from '@vipsec/interface'
 import { CryptoRandomSource } from '@vipsec/random'
 import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
+import { RedisCouplingStore } from '@vipsec/store-redis'
 import { createNode, type NodeConfig } from '../src/index.js'
 import { processorDoubles, RecordingPart } from './doubles.js'
 
@@ -127,6 +128,25 @@ describe('createNode', () => {
       await a.claimOwnership('10.0.0.100', { owner: 'dp-1', ranks: ['dp-2'], expectedEpoch: 0 })
       expect((await b.getOwnership('10.0.0.100')).owner).to.equal('dp-1')
       await Promise.all(nodes.map(async (n) => n.stop()))
+    })
+  })
+
+  describe('when the store is Redis', () => {
+    it('should build a RedisCouplingStore from the options, and name a bad option', () => {
+      const node = createNode({
+        role: 'primary',
+        nodeId: 'dp-1',
+        store: { type: 'redis', init: { url: 'redis://127.0.0.1:6390', keyPrefix: 'cluster-a:' } },
+        components: processorDoubles([])
+      })
+      expect(node.get(TOKENS.CouplingStore)).to.be.instanceOf(RedisCouplingStore)
+      const err = configError({
+        role: 'primary',
+        nodeId: 'dp-1',
+        store: { type: 'redis', init: { keyPrefix: 'has space' } },
+        components: processorDoubles([])
+      })
+      expect(err.field).to.match(/keyPrefix/)
     })
   })
 
