@@ -355,10 +355,13 @@ function localize(host: TakeoverHost, state: DvipaState): void {
 
 function ownRecords(host: TakeoverHost, state: DvipaState): DvipaRecord[] {
   const records: DvipaRecord[] = []
+  const children: Phase2Record[] = []
   for (const sa of state.sas.values()) {
     records.push(...saRecords(sa.phase1, [...sa.phase2.values()]))
-    records.push(...host.filtersOf(state, sa.phase2.values()))
+    children.push(...sa.phase2.values())
   }
+  // One listing of the SPD for every Child SA (a listing per IKE SA is quadratic).
+  records.push(...host.filtersOf(state, children))
   for (const f of host.components.esp.listFilters()) {
     if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
   }
