@@ -69,7 +69,24 @@ async function measure(peers: number, mode: Row['mode']): Promise<Row> {
   await cluster.advance(Math.max(1000, peers * 3))
   cluster.stopTraffic()
   await cluster.advance(300)
-  if (report === undefined) throw new Error(`no takeover with ${peers} peers (${mode})`)
+  if (report === undefined) {
+    // Only seen on the system clock with 1000 peers, when the one process is so busy that the
+    // detectors keep failing nodes over: say so in the table rather than stop the benchmark.
+    await cluster.stop()
+    return {
+      mode,
+      peers,
+      detectionMs: Number.NaN,
+      takeoverMs: Number.NaN,
+      firstAnswerMs: Number.NaN,
+      allPeersAnsweringMs: Number.NaN,
+      takeoverWallMs: Number.NaN,
+      realByStep: {},
+      renegotiatedPerRealSecond: Number.NaN,
+      lost: Number.NaN,
+      falseTakeovers
+    }
+  }
   const firsts = cluster.peers.map(
     (p) => p.traffic.answerTimes.find((t) => t > crashedAt + 1) ?? Number.NaN
   )
