@@ -280,3 +280,26 @@ export class TakeoverError extends VipsecError {
   override readonly name = 'TakeoverError'
   override readonly code = 'ERR_TAKEOVER'
 }
+
+/**
+ * Thrown when a command that changes the host's network (`ip addr add`, for example) fails;
+ * `command` names it and the message carries what it printed.
+ */
+export class NetworkCommandError extends VipsecError {
+  /** The class name, `NetworkCommandError`, for matching errors by name. */
+  static override readonly name = 'NetworkCommandError'
+  /** Always `NetworkCommandError`. */
+  override readonly name = 'NetworkCommandError'
+  override readonly code = 'ERR_NETWORK_COMMAND'
+  /** The command line that failed, e.g. `ip addr add 10.0.0.100/32 dev eth0`. */
+  readonly command: string
+
+  /**
+   * @param command - the command line that failed
+   * @param message - why it failed (exit status, what it printed)
+   */
+  constructor(command: string, message: string, options?: { cause?: unknown }) {
+    super(`${command}: ${message}`, options)
+    this.command = command
+  }
+}

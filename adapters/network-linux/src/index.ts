@@ -1,0 +1,39 @@
+/**
+ * The vipsec network adapter for Linux (the `NetworkAdapter` contract). Acquiring the DVIPA runs
+ * `ip addr add A/32 dev IF` (idempotent) and announces the address with a gratuitous ARP
+ * (iputils `arping -U`, Debian package `iputils-arping`); releasing it runs `ip addr del`. UDP
+ * endpoints (IKE on 500, ESP-in-UDP on 4500, the cluster link) are `node:dgram` sockets bound
+ * to an address and port. It needs `CAP_NET_ADMIN` (root) for the address and `CAP_NET_RAW` for
+ * the ARP; a failed ARP is counted and reported on `announcements$`, never fatal.
+ *
+ * For IPv6 the address is added with `nodad`; no unsolicited neighbour advertisement is sent by
+ * the adapter (that needs a raw ICMPv6 socket): set the interface's `ndisc_notify` sysctl, or
+ * let neighbours find the new owner by neighbour unreachability detection.
+ *
+ * @example Taking the DVIPA over and listening for IKE on it
+ * ```ts
+ * import { linuxNetworkAdapter } from '@vipsec/network-linux'
+ *
+ * const network = linuxNetworkAdapter({}, { interface: 'eth0' })
+ * await network.start()
+ * await network.acquireAddress('10.0.0.100') // ip addr add 10.0.0.100/32 dev eth0 + arping -U
+ * const ike = await network.openUdp({ address: '10.0.0.100', port: 500 })
+ * ike.datagrams$.subscribe(({ data, from }) => console.log(data.length, 'bytes from', from))
+ * // ... on hand-over:
+ * await network.releaseAddress('10.0.0.100')
+ * await network.stop() // closes the sockets
+ * ```
+ *
+ * @packageDocumentation
+ */
+export {
+  LinuxNetworkAdapter,
+  linuxNetworkAdapter,
+  type AnnouncementEvent,
+  type GratuitousArpInit,
+  type LinuxNetworkAdapterComponents,
+  type LinuxNetworkAdapterInit,
+  type LinuxNetworkStats
+} from './linux-network-adapter.js'
+export { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
+export { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'

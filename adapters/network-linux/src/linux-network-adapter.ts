@@ -1,0 +1,391 @@
+import { isIP } from 'node:net'
+import { Subject, type Observable } from 'rxjs'
+import {
+  InvalidConfigError,
+  InvalidParametersError,
+  NetworkCommandError,
+  NotStartedError,
+  throwIfAborted,
+  type AbortOptions,
+  type Endpoint,
+  type NetworkAdapter,
+  type NetworkEvent,
+  type UdpEndpoint
+} from '@vipsec/interface'
+import { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
+import { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
+
+/** What a {@link LinuxNetworkAdapter} needs. */
+export interface LinuxNetworkAdapterComponents {
+  /** Runs `ip` and `arping`. Default: {@link ExecFileCommandRunner}. */
+  commands?: CommandRunner
+}
+
+/** How the adapter announces an IPv4 address it acquired (gratuitous ARP with iputils `arping`). */
+export interface GratuitousArpInit {
+  /** Whether to announce at all. Default true. */
+  enabled?: boolean
+  /** The `arping` program of iputils (Debian `iputils-arping`). Default `arping`. */
+  path?: string
+  /** How many ARP packets to send, one per `intervalSeconds`. Default 3. */
+  count?: number
+  /** Whole seconds between packets (`arping -i`, passed only when not 1). Default 1. */
+  intervalSeconds?: number
+  /**
+   * `request`: unsolicited ARP requests (`arping -U`); `reply`: unsolicited ARP replies
+   * (`arping -A`). Default `request`, which every Linux neighbour accepts.
+   */
+  mode?: 'request' | 'reply'
+}
+
+/** Options of a {@link LinuxNetworkAdapter}. */
+export interface LinuxNetworkAdapterInit {
+  /** The device the DVIPA is added to, e.g. `eth0`. Required. */
+  interface: string
+  /**
+   * The prefix length the address is added with. Default 32 for IPv4 and 128 for IPv6 (a host
+   * address that adds no subnet route: the interface's own address brings the route).
+   */
+  prefixLength?: number
+  /** The `ip` program of iproute2. Default `ip`. */
+  ipPath?: string
+  /** Gratuitous ARP after an IPv4 address is added. Defaults: see {@link GratuitousArpInit}. */
+  gratuitousArp?: GratuitousArpInit
+}
+
+/** Counters of a {@link LinuxNetworkAdapter}, since it was made. */
+export interface LinuxNetworkStats {
+  /** `ip` commands that failed (acquire and release errors). */
+  commandFailures: number
+  /** Gratuitous ARP runs that completed. */
+  announcements: number
+  /** Gratuitous ARP runs that failed (not fatal: the address is held all the same). */
+  announcementFailures: number
+  /** Datagrams handed to the kernel. */
+  datagramsSent: number
+  /** Datagrams that could not be sent (counted, never thrown). */
+  sendErrors: number
+  /** Datagrams received. */
+  datagramsReceived: number
+  /** Errors a socket reported outside a send. */
+  socketErrors: number
+  /** UDP sockets open now. */
+  openSockets: number
+}
+
+/** How an announcement of an acquired address ended. */
+export type AnnouncementEvent =
+  | {
+      /** The gratuitous ARP run completed. */
+      type: 'announce:sent'
+      /** The address announced. */
+      address: string
+    }
+  | {
+      /** The gratuitous ARP run failed; the address is held all the same. */
+      type: 'announce:failed'
+      /** The address that was to be announced. */
+      address: string
+      /** What went wrong. */
+      error: string
+    }
+
+const WILDCARDS = new Set(['0.0.0.0', '::'])
+/** What `ip addr add` prints for an address already on the device (new and old iproute2). */
+const ALREADY_THERE = /already assigned|File exists/i
+/** What `ip addr del` prints for an address not on the device (new and old iproute2). */
+const NOT_THERE = /address not found|Cannot assign requested address/i
+
+/**
+ * The Linux network adapter: acquiring the DVIPA adds it to an interface with `ip addr add` and
+ * announces it with a gratuitous ARP (iputils `arping -U`), releasing it removes it with
+ * `ip addr del`, and UDP endpoints are `node:dgram` sockets bound to an address and port.
+ *
+ * `stop()` closes every socket it opened and completes `events$`; like a crash, it leaves the
+ * addresses on the interface (release them first for a clean hand-over).
+ */
+export class LinuxNetworkAdapter implements NetworkAdapter {
+  private readonly commands: CommandRunner
+  private readonly device: string
+  private readonly prefixLength: number | undefined
+  private readonly ipPath: string
+  private readonly arp: Required<GratuitousArpInit>
+  private events = new Subject<NetworkEvent>()
+  private announcementSubject = new Subject<AnnouncementEvent>()
+  private started = false
+  private readonly held = new Set<string>()
+  private readonly sockets = new Set<DgramUdpEndpoint>()
+  private readonly pendingAnnouncements = new Map<AbortController, Promise<void>>()
+  private readonly counters: Omit<LinuxNetworkStats, 'openSockets'> = {
+    commandFailures: 0,
+    announcements: 0,
+    announcementFailures: 0,
+    datagramsSent: 0,
+    sendErrors: 0,
+    datagramsReceived: 0,
+    socketErrors: 0
+  }
+  private readonly udpCounters: UdpCounters = {
+    sent: () => void this.counters.datagramsSent++,
+    sendFailed: () => void this.counters.sendErrors++,
+    received: () => void this.counters.datagramsReceived++,
+    socketFailed: () => void this.counters.socketErrors++,
+    closed: (endpoint) => void this.sockets.delete(endpoint)
+  }
+
+  /**
+   * @param components - the command runner
+   * @param init - the interface and options
+   * @throws InvalidConfigError when an option is out of range
+   */
+  constructor(components: LinuxNetworkAdapterComponents, init: LinuxNetworkAdapterInit) {
+    this.commands = components.commands ?? new ExecFileCommandRunner()
+    if (typeof init.interface !== 'string' || !/^[^\s/]{1,15}$/.test(init.interface)) {
+      throw new InvalidConfigError('interface', 'must be a device name of 1 to 15 characters')
+    }
+    this.device = init.interface
+    if (
+      init.prefixLength !== undefined &&
+      !(Number.isInteger(init.prefixLength) && init.prefixLength >= 0 && init.prefixLength <= 128)
+    ) {
+      throw new InvalidConfigError('prefixLength', 'must be an integer from 0 to 128')
+    }
+    this.prefixLength = init.prefixLength
+    this.ipPath = init.ipPath ?? 'ip'
+    const arp = init.gratuitousArp ?? {}
+    this.arp = {
+      enabled: arp.enabled ?? true,
+      path: arp.path ?? 'arping',
+      count: arp.count ?? 3,
+      intervalSeconds: arp.intervalSeconds ?? 1,
+      mode: arp.mode ?? 'request'
+    }
+    if (!(Number.isInteger(this.arp.count) && this.arp.count >= 1 && this.arp.count <= 100)) {
+      throw new InvalidConfigError('gratuitousArp.count', 'must be an integer from 1 to 100')
+    }
+    const interval = this.arp.intervalSeconds
+    if (!(Number.isInteger(interval) && interval >= 1 && interval <= 60)) {
+      throw new InvalidConfigError(
+        'gratuitousArp.intervalSeconds',
+        'must be an integer from 1 to 60'
+      )
+    }
+    if (this.arp.mode !== 'request' && this.arp.mode !== 'reply') {
+      throw new InvalidConfigError('gratuitousArp.mode', "must be 'request' or 'reply'")
+    }
+  }
+
+  /** Address events; completes on `stop()`. */
+  get events$(): Observable<NetworkEvent> {
+    return this.events.asObservable()
+  }
+
+  /** How each gratuitous ARP run ended; completes on `stop()`. */
+  get announcements$(): Observable<AnnouncementEvent> {
+    return this.announcementSubject.asObservable()
+  }
+
+  /** The counters (a copy). */
+  stats(): LinuxNetworkStats {
+    return { ...this.counters, openSockets: this.sockets.size }
+  }
+
+  /** The addresses this adapter added and has not removed. */
+  addresses(): string[] {
+    return [...this.held]
+  }
+
+  /** Starts the adapter. Idempotent. */
+  async start(): Promise<void> {
+    if (this.started) return
+    if (this.events.isStopped) this.events = new Subject()
+    if (this.announcementSubject.isStopped) this.announcementSubject = new Subject()
+    this.started = true
+  }
+
+  /**
+   * Closes every socket it opened, stops announcements in progress and completes `events$` and
+   * `announcements$`. Addresses stay on the interface. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    for (const controller of this.pendingAnnouncements.keys()) controller.abort()
+    await Promise.all([...this.pendingAnnouncements.values()])
+    await Promise.all([...this.sockets].map(async (socket) => socket.close()))
+    this.events.complete()
+    this.announcementSubject.complete()
+  }
+
+  /** Whether the adapter is started. */
+  isStarted(): boolean {
+    return this.started
+  }
+
+  /**
+   * Adds `address` to the interface (`ip addr add A/len dev IF`; an address already there is
+   * fine; IPv6 with `nodad`, so that it can be bound at once), then announces it with a
+   * gratuitous ARP in the background (IPv4 only) and emits `address:acquired`.
+   *
+   * @param address - an IPv4 or IPv6 address
+   * @param options - an abort signal
+   * @throws InvalidParametersError when `address` is not a unicast IP address
+   * @throws InvalidConfigError when `ip` or the interface does not exist
+   * @throws NetworkCommandError when `ip addr add` fails otherwise (permissions, for example)
+   */
+  async acquireAddress(address: string, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    const family = checkAddress(address)
+    const args = ['addr', 'add', this.cidr(address, family), 'dev', this.device]
+    if (family === 6) args.push('nodad')
+    const result = await this.ip(args, options)
+    if (result.exitCode !== 0 && !ALREADY_THERE.test(result.stderr)) {
+      throw this.commandError(args, result)
+    }
+    this.held.add(address)
+    if (family === 4 && this.arp.enabled) this.announce(address)
+    this.events.next({ type: 'address:acquired', address })
+  }
+
+  /**
+   * Removes `address` from the interface (`ip addr del A/len dev IF`) and emits
+   * `address:released`; an address that is not there is fine (no event unless this adapter
+   * held it).
+   *
+   * @param address - the address
+   * @param options - an abort signal
+   * @throws InvalidParametersError when `address` is not a unicast IP address
+   * @throws InvalidConfigError when `ip` or the interface does not exist
+   * @throws NetworkCommandError when `ip addr del` fails otherwise
+   */
+  async releaseAddress(address: string, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    const family = checkAddress(address)
+    const args = ['addr', 'del', this.cidr(address, family), 'dev', this.device]
+    const result = await this.ip(args, options)
+    let removed = result.exitCode === 0
+    if (!removed && !NOT_THERE.test(result.stderr)) {
+      throw this.commandError(args, result)
+    }
+    if (this.held.delete(address)) removed = true
+    if (removed) this.events.next({ type: 'address:released', address })
+  }
+
+  /**
+   * Opens a UDP socket bound to `local` (udp4 or udp6 by the address's family). Port 0 picks a
+   * free port. The address must be one of the host's (or a wildcard).
+   *
+   * @param local - address and port to bind
+   * @param options - an abort signal
+   * @throws InvalidParametersError naming `local.address` or `local.port`
+   */
+  async openUdp(local: Endpoint, options?: AbortOptions): Promise<UdpEndpoint> {
+    this.enter(options)
+    if (isIP(local.address) === 0) {
+      throw new InvalidParametersError('local.address', `${local.address} is not an IP address`)
+    }
+    if (!Number.isInteger(local.port) || local.port < 0 || local.port > 65535) {
+      throw new InvalidParametersError('local.port', 'must be an integer from 0 to 65535')
+    }
+    const socket = await DgramUdpEndpoint.bind(local, this.udpCounters)
+    if (!this.started) {
+      await socket.close() // stopped while binding
+      throw new NotStartedError('network adapter was stopped')
+    }
+    this.sockets.add(socket)
+    return socket
+  }
+
+  private announce(address: string): void {
+    const args = [this.arp.mode === 'request' ? '-U' : '-A', '-c', String(this.arp.count)]
+    if (this.arp.intervalSeconds !== 1) args.push('-i', String(this.arp.intervalSeconds))
+    args.push('-I', this.device, address)
+    const controller = new AbortController()
+    const run = this.commands
+      .run(this.arp.path, args, { signal: controller.signal })
+      .then(
+        (result) => {
+          if (result.exitCode === 0) {
+            this.counters.announcements++
+            this.announcementSubject.next({ type: 'announce:sent', address })
+          } else {
+            const text = result.stderr.trim() || `exit status ${result.exitCode}`
+            this.announceFailed(address, `${commandLine(this.arp.path, args)}: ${text}`)
+          }
+        },
+        (err: Error) => {
+          if (controller.signal.aborted) return // stopped: not a failure
+          this.announceFailed(address, `${commandLine(this.arp.path, args)}: ${err.message}`)
+        }
+      )
+      .finally(() => this.pendingAnnouncements.delete(controller))
+    this.pendingAnnouncements.set(controller, run)
+  }
+
+  private announceFailed(address: string, error: string): void {
+    this.counters.announcementFailures++
+    this.announcementSubject.next({ type: 'announce:failed', address, error })
+  }
+
+  private async ip(args: string[], options?: AbortOptions): Promise<CommandResult> {
+    try {
+      return await this.commands.run(this.ipPath, args, options)
+    } catch (err) {
+      throwIfAborted(options?.signal)
+      this.counters.commandFailures++
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new InvalidConfigError('ipPath', `${this.ipPath} not found`)
+      }
+      throw new NetworkCommandError(commandLine(this.ipPath, args), (err as Error).message, {
+        cause: err
+      })
+    }
+  }
+
+  private commandError(args: string[], result: CommandResult): Error {
+    this.counters.commandFailures++
+    const text = result.stderr.trim() || `exit status ${result.exitCode}`
+    if (/Cannot find device/i.test(text)) {
+      return new InvalidConfigError('interface', `device ${this.device} does not exist`)
+    }
+    return new NetworkCommandError(commandLine(this.ipPath, args), text)
+  }
+
+  private cidr(address: string, family: 4 | 6): string {
+    const length = this.prefixLength ?? (family === 4 ? 32 : 128)
+    if (family === 4 && length > 32) {
+      throw new InvalidConfigError('prefixLength', `${length} is too long for IPv4 ${address}`)
+    }
+    return `${address}/${length}`
+  }
+
+  private enter(options?: AbortOptions): void {
+    throwIfAborted(options?.signal)
+    if (!this.started) throw new NotStartedError('network adapter is not started')
+  }
+}
+
+function checkAddress(address: string): 4 | 6 {
+  const family = isIP(address)
+  if (family === 0) throw new InvalidParametersError('address', `${address} is not an IP address`)
+  if (WILDCARDS.has(address))
+    throw new InvalidParametersError('address', 'cannot acquire a wildcard address')
+  return family as 4 | 6
+}
+
+function commandLine(file: string, args: string[]): string {
+  return [file, ...args].join(' ')
+}
+
+/**
+ * Creates a {@link LinuxNetworkAdapter}.
+ *
+ * @param components - the command runner (default: `execFile`)
+ * @param init - the interface and options
+ */
+export function linuxNetworkAdapter(
+  components: LinuxNetworkAdapterComponents,
+  init: LinuxNetworkAdapterInit
+): LinuxNetworkAdapter {
+  return new LinuxNetworkAdapter(components, init)
+}

@@ -1,0 +1,134 @@
+import { createSocket, type Socket } from 'node:dgram'
+import { isIPv6 } from 'node:net'
+import { Subject, type Observable } from 'rxjs'
+import {
+  InvalidParametersError,
+  type Datagram,
+  type Endpoint,
+  type UdpEndpoint
+} from '@vipsec/interface'
+
+/** What a {@link DgramUdpEndpoint} reports to the adapter that opened it. */
+export interface UdpCounters {
+  /** A datagram was handed to the kernel. */
+  sent(bytes: number): void
+  /** A send failed (counted, never thrown). */
+  sendFailed(err: unknown): void
+  /** A datagram arrived. */
+  received(bytes: number): void
+  /** The socket reported an error outside a send. */
+  socketFailed(err: unknown): void
+  /** The socket closed. */
+  closed(endpoint: DgramUdpEndpoint): void
+}
+
+/** A UDP socket of the Linux adapter, over `node:dgram`. */
+export class DgramUdpEndpoint implements UdpEndpoint {
+  /** The local address and the port it is bound to (the real one when 0 was asked). */
+  readonly local: Endpoint
+  private readonly subject = new Subject<Datagram>()
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    private readonly socket: Socket,
+    local: Endpoint,
+    private readonly counters: UdpCounters
+  ) {
+    this.local = local
+    socket.on('message', (msg, rinfo) => {
+      counters.received(msg.length)
+      this.subject.next({
+        data: new Uint8Array(msg.buffer, msg.byteOffset, msg.length),
+        from: { address: rinfo.address, port: rinfo.port }
+      })
+    })
+    socket.on('error', (err) => counters.socketFailed(err))
+  }
+
+  /**
+   * Binds a socket to `local` (udp6 for an IPv6 address, udp4 otherwise), exclusively.
+   *
+   * @param local - address and port; port 0 picks a free one
+   * @param counters - where sends, receptions and errors are counted
+   * @throws InvalidParametersError naming `local.port` (in use, or privileged) or `local.address`
+   * (not an address of this host)
+   */
+  static async bind(local: Endpoint, counters: UdpCounters): Promise<DgramUdpEndpoint> {
+    const v6 = isIPv6(local.address)
+    const socket = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: false, ipv6Only: v6 })
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject)
+        socket.bind({ address: local.address, port: local.port, exclusive: true }, () => {
+          socket.off('error', reject)
+          resolve()
+        })
+      })
+    } catch (err) {
+      socket.close()
+      throw bindError(local, err)
+    }
+    const port = socket.address().port
+    return new DgramUdpEndpoint(socket, { address: local.address, port }, counters)
+  }
+
+  /** Datagrams received; completes when closed. */
+  get datagrams$(): Observable<Datagram> {
+    return this.subject.asObservable()
+  }
+
+  /**
+   * Sends a datagram; does nothing once closed. Errors are counted, not thrown.
+   *
+   * @param data - the payload
+   * @param to - the destination
+   */
+  send(data: Uint8Array, to: Endpoint): void {
+    if (this.closing !== undefined) return
+    try {
+      this.socket.send(data, to.port, to.address, (err) => {
+        if (err == null) this.counters.sent(data.length)
+        else this.counters.sendFailed(err)
+      })
+    } catch (err) {
+      // bad port or address family: node throws before the kernel sees it
+      this.counters.sendFailed(err)
+    }
+  }
+
+  /** Closes the socket and completes `datagrams$`. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      try {
+        this.socket.close(() => resolve())
+      } catch {
+        resolve() // already closed by node
+      }
+    }).then(() => {
+      this.subject.complete()
+      this.counters.closed(this)
+    })
+    return this.closing
+  }
+}
+
+function bindError(local: Endpoint, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code
+  const where = `${local.address}:${local.port}`
+  switch (code) {
+    case 'EADDRINUSE':
+      return new InvalidParametersError('local.port', `${where} is in use`)
+    case 'EACCES':
+      return new InvalidParametersError('local.port', `${where}: permission denied`)
+    case 'EADDRNOTAVAIL':
+      return new InvalidParametersError(
+        'local.address',
+        `${local.address} is not an address of this host`
+      )
+    default:
+      return new InvalidParametersError(
+        'local',
+        `cannot bind ${where}: ${(err as Error).message ?? String(err)}`
+      )
+  }
+}

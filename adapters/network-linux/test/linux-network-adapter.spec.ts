@@ -1,0 +1,462 @@
+import { expect } from 'chai'
+import { firstValueFrom, toArray } from 'rxjs'
+import type { AbortOptions, Datagram, NetworkEvent, UdpEndpoint } from '@vipsec/interface'
+import {
+  LinuxNetworkAdapter,
+  linuxNetworkAdapter,
+  type AnnouncementEvent,
+  type CommandResult,
+  type CommandRunner,
+  type LinuxNetworkAdapterInit
+} from '../src/index.js'
+
+/** A command the fake runner was asked to run. */
+interface Call {
+  file: string
+  args: string[]
+}
+
+/** Answers each command with a scripted result; records every call. */
+class FakeRunner implements CommandRunner {
+  readonly calls: Call[] = []
+  /** Returns the answer for a call: a result, or an error to reject with. */
+  answer: (call: Call) => Partial<CommandResult> | Error = () => ({})
+  /** When set, arping runs hang until aborted. */
+  hangArping = false
+
+  run(file: string, args: string[], options?: AbortOptions): Promise<CommandResult> {
+    const call = { file, args }
+    this.calls.push(call)
+    if (this.hangArping && file.endsWith('arping')) {
+      return new Promise((_resolve, reject) => {
+        options?.signal?.addEventListener('abort', () => reject(new Error('killed')))
+      })
+    }
+    const a = this.answer(call)
+    if (a instanceof Error) return Promise.reject(a)
+    return Promise.resolve({ exitCode: 0, stdout: '', stderr: '', ...a })
+  }
+
+  lines(): string[] {
+    return this.calls.map((c) => [c.file, ...c.args].join(' '))
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error & Record<string, unknown>> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection')
+    },
+    (e: Error & Record<string, unknown>) => e
+  )
+}
+
+/** Lets queued promise callbacks (a background arping) run. */
+async function tick(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+}
+
+/** Waits, a bounded number of times, for `got` to reach `n` datagrams. */
+async function until(got: Datagram[], n: number): Promise<void> {
+  for (let i = 0; i < 100 && got.length < n; i++) await new Promise((r) => setTimeout(r, 20))
+}
+
+describe(LinuxNetworkAdapter.name, () => {
+  let runner: FakeRunner
+  let adapter: LinuxNetworkAdapter
+  let events: NetworkEvent[]
+  let announcements: AnnouncementEvent[]
+
+  function make(init: Partial<LinuxNetworkAdapterInit> = {}): LinuxNetworkAdapter {
+    return linuxNetworkAdapter({ commands: runner }, { interface: 'eth9', ...init })
+  }
+
+  beforeEach(async () => {
+    runner = new FakeRunner()
+    adapter = make()
+    await adapter.start()
+    events = []
+    announcements = []
+    adapter.events$.subscribe((e) => events.push(e))
+    adapter.announcements$.subscribe((e) => announcements.push(e))
+  })
+
+  afterEach(async () => {
+    await adapter.stop()
+  })
+
+  describe('constructor', () => {
+    describe('when an option is out of range', () => {
+      it('should throw InvalidConfigError naming the field', () => {
+        const cases: [Partial<LinuxNetworkAdapterInit>, string][] = [
+          [{ interface: '' }, 'interface'],
+          [{ interface: 'a-very-long-device-name' }, 'interface'],
+          [{ prefixLength: 129 }, 'prefixLength'],
+          [{ gratuitousArp: { count: 0 } }, 'gratuitousArp.count'],
+          [{ gratuitousArp: { intervalSeconds: 0.5 } }, 'gratuitousArp.intervalSeconds'],
+          [{ gratuitousArp: { mode: 'both' as 'request' } }, 'gratuitousArp.mode']
+        ]
+        for (const [init, field] of cases) {
+          let err: (Error & { field?: string }) | undefined
+          try {
+            make(init)
+          } catch (e) {
+            err = e as Error & { field?: string }
+          }
+          expect(err?.name, field).to.equal('InvalidConfigError')
+          expect(err?.field).to.equal(field)
+        }
+      })
+    })
+  })
+
+  describe('.start and .stop', () => {
+    describe('when called twice', () => {
+      it('should be idempotent and complete events$ and announcements$ on stop', async () => {
+        await adapter.start()
+        let completed = 0
+        adapter.events$.subscribe({ complete: () => completed++ })
+        adapter.announcements$.subscribe({ complete: () => completed++ })
+        await adapter.stop()
+        await adapter.stop()
+        expect(completed).to.equal(2)
+        expect(adapter.isStarted()).to.equal(false)
+        await adapter.start()
+        expect(adapter.isStarted()).to.equal(true)
+      })
+    })
+
+    describe('when sockets are open', () => {
+      it('should close every socket and complete its datagrams$', async () => {
+        const a = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const b = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        let completed = 0
+        a.datagrams$.subscribe({ complete: () => completed++ })
+        b.datagrams$.subscribe({ complete: () => completed++ })
+        expect(adapter.stats().openSockets).to.equal(2)
+        await adapter.stop()
+        expect(completed).to.equal(2)
+        expect(adapter.stats().openSockets).to.equal(0)
+      })
+    })
+
+    describe('when a gratuitous ARP is still running', () => {
+      it('should abort it without counting a failure', async () => {
+        runner.hangArping = true
+        await adapter.acquireAddress('10.77.0.100')
+        await adapter.stop()
+        expect(adapter.stats().announcementFailures).to.equal(0)
+        expect(announcements).to.deep.equal([])
+      })
+    })
+
+    describe('when not started', () => {
+      it('should reject calls with NotStartedError', async () => {
+        await adapter.stop()
+        const err = await rejection(adapter.acquireAddress('10.77.0.100'))
+        expect(err.name).to.equal('NotStartedError')
+        expect(runner.calls).to.have.length(0)
+      })
+    })
+  })
+
+  describe('.acquireAddress', () => {
+    describe('when the address is IPv4', () => {
+      it('should add it as a /32, announce it with arping -U and emit address:acquired', async () => {
+        await adapter.acquireAddress('10.77.0.100')
+        await tick()
+        expect(runner.lines()).to.deep.equal([
+          'ip addr add 10.77.0.100/32 dev eth9',
+          'arping -U -c 3 -I eth9 10.77.0.100'
+        ])
+        expect(events).to.deep.equal([{ type: 'address:acquired', address: '10.77.0.100' }])
+        expect(announcements).to.deep.equal([{ type: 'announce:sent', address: '10.77.0.100' }])
+        expect(adapter.stats().announcements).to.equal(1)
+        expect(adapter.addresses()).to.deep.equal(['10.77.0.100'])
+      })
+    })
+
+    describe('when options are given', () => {
+      it('should use the prefix length, the programs and the ARP mode, count and interval', async () => {
+        await adapter.stop()
+        adapter = make({
+          prefixLength: 24,
+          ipPath: '/sbin/ip',
+          gratuitousArp: { path: '/usr/bin/arping', mode: 'reply', count: 5, intervalSeconds: 2 }
+        })
+        await adapter.start()
+        await adapter.acquireAddress('10.77.0.100')
+        await tick()
+        expect(runner.lines()).to.deep.equal([
+          '/sbin/ip addr add 10.77.0.100/24 dev eth9',
+          '/usr/bin/arping -A -c 5 -i 2 -I eth9 10.77.0.100'
+        ])
+      })
+    })
+
+    describe('when gratuitous ARP is disabled', () => {
+      it('should only add the address', async () => {
+        await adapter.stop()
+        adapter = make({ gratuitousArp: { enabled: false } })
+        await adapter.start()
+        await adapter.acquireAddress('10.77.0.100')
+        await tick()
+        expect(runner.lines()).to.deep.equal(['ip addr add 10.77.0.100/32 dev eth9'])
+      })
+    })
+
+    describe('when the address is IPv6', () => {
+      it('should add it as a /128 with nodad and send no ARP', async () => {
+        await adapter.acquireAddress('fd77::100')
+        await tick()
+        expect(runner.lines()).to.deep.equal(['ip addr add fd77::100/128 dev eth9 nodad'])
+        expect(events).to.deep.equal([{ type: 'address:acquired', address: 'fd77::100' }])
+      })
+    })
+
+    describe('when the address is already on the interface', () => {
+      it('should succeed (new and old iproute2 wording)', async () => {
+        for (const stderr of [
+          'Error: ipv4: Address already assigned.',
+          'RTNETLINK answers: File exists'
+        ]) {
+          runner.answer = (c) => (c.file === 'ip' ? { exitCode: 2, stderr } : {})
+          await adapter.acquireAddress('10.77.0.100')
+        }
+        expect(events).to.have.length(2)
+        expect(adapter.stats().commandFailures).to.equal(0)
+      })
+    })
+
+    describe('when ip addr add fails', () => {
+      it('should throw NetworkCommandError naming the command, count it and emit nothing', async () => {
+        runner.answer = () => ({
+          exitCode: 2,
+          stderr: 'RTNETLINK answers: Operation not permitted\n'
+        })
+        const err = await rejection(adapter.acquireAddress('10.77.0.100'))
+        expect(err.name).to.equal('NetworkCommandError')
+        expect(err.command).to.equal('ip addr add 10.77.0.100/32 dev eth9')
+        expect(err.message).to.contain('Operation not permitted')
+        expect(adapter.stats().commandFailures).to.equal(1)
+        expect(events).to.deep.equal([])
+        expect(runner.calls).to.have.length(1)
+      })
+    })
+
+    describe('when the interface does not exist', () => {
+      it('should throw InvalidConfigError naming interface', async () => {
+        runner.answer = () => ({ exitCode: 1, stderr: 'Cannot find device "eth9"\n' })
+        const err = await rejection(adapter.acquireAddress('10.77.0.100'))
+        expect(err.name).to.equal('InvalidConfigError')
+        expect(err.field).to.equal('interface')
+        expect(adapter.stats().commandFailures).to.equal(1)
+      })
+    })
+
+    describe('when the ip program is missing', () => {
+      it('should throw InvalidConfigError naming ipPath', async () => {
+        runner.answer = () => Object.assign(new Error('spawn ip ENOENT'), { code: 'ENOENT' })
+        const err = await rejection(adapter.acquireAddress('10.77.0.100'))
+        expect(err.name).to.equal('InvalidConfigError')
+        expect(err.field).to.equal('ipPath')
+        expect(adapter.stats().commandFailures).to.equal(1)
+      })
+    })
+
+    describe('when the gratuitous ARP fails', () => {
+      it('should still hold the address, count the failure and report it', async () => {
+        runner.answer = (c) =>
+          c.file === 'arping'
+            ? { exitCode: 2, stderr: 'arping: socket: Operation not permitted\n' }
+            : {}
+        await adapter.acquireAddress('10.77.0.100')
+        await tick()
+        expect(events).to.deep.equal([{ type: 'address:acquired', address: '10.77.0.100' }])
+        expect(adapter.stats().announcementFailures).to.equal(1)
+        expect(announcements).to.have.length(1)
+        expect(announcements[0]).to.include({ type: 'announce:failed', address: '10.77.0.100' })
+        expect((announcements[0] as { error: string }).error).to.contain('Operation not permitted')
+      })
+    })
+
+    describe('when arping is missing', () => {
+      it('should count the failure, not throw', async () => {
+        runner.answer = (c) =>
+          c.file === 'arping'
+            ? Object.assign(new Error('spawn arping ENOENT'), { code: 'ENOENT' })
+            : {}
+        await adapter.acquireAddress('10.77.0.100')
+        await tick()
+        expect(adapter.stats().announcementFailures).to.equal(1)
+      })
+    })
+
+    describe('when the address is not a unicast IP address', () => {
+      it('should throw InvalidParametersError naming address and run nothing', async () => {
+        for (const address of ['10.77.0', 'eth0', '0.0.0.0', '::']) {
+          const err = await rejection(adapter.acquireAddress(address))
+          expect(err.name, address).to.equal('InvalidParametersError')
+          expect(err.argument).to.equal('address')
+        }
+        expect(runner.calls).to.have.length(0)
+      })
+    })
+
+    describe('when the signal is already aborted', () => {
+      it('should reject with AbortError and run nothing', async () => {
+        const controller = new AbortController()
+        controller.abort()
+        const err = await rejection(
+          adapter.acquireAddress('10.77.0.100', { signal: controller.signal })
+        )
+        expect(err.name).to.equal('AbortError')
+        expect(runner.calls).to.have.length(0)
+      })
+    })
+  })
+
+  describe('.releaseAddress', () => {
+    describe('when the address is held', () => {
+      it('should run ip addr del and emit address:released', async () => {
+        await adapter.acquireAddress('10.77.0.100')
+        await adapter.releaseAddress('10.77.0.100')
+        expect(runner.lines()).to.include('ip addr del 10.77.0.100/32 dev eth9')
+        expect(events.at(-1)).to.deep.equal({ type: 'address:released', address: '10.77.0.100' })
+        expect(adapter.addresses()).to.deep.equal([])
+      })
+    })
+
+    describe('when the address is not on the interface', () => {
+      it('should succeed without an event', async () => {
+        runner.answer = () => ({ exitCode: 2, stderr: 'Error: ipv4: Address not found.' })
+        await adapter.releaseAddress('10.77.0.100')
+        expect(events).to.deep.equal([])
+        expect(adapter.stats().commandFailures).to.equal(0)
+      })
+    })
+
+    describe('when ip addr del fails', () => {
+      it('should throw NetworkCommandError and count it', async () => {
+        runner.answer = () => ({
+          exitCode: 2,
+          stderr: 'RTNETLINK answers: Operation not permitted'
+        })
+        const err = await rejection(adapter.releaseAddress('fd77::100'))
+        expect(err.name).to.equal('NetworkCommandError')
+        expect(err.command).to.equal('ip addr del fd77::100/128 dev eth9')
+        expect(adapter.stats().commandFailures).to.equal(1)
+      })
+    })
+
+    describe('when the signal is already aborted', () => {
+      it('should reject with AbortError', async () => {
+        const err = await rejection(
+          adapter.releaseAddress('10.77.0.100', { signal: AbortSignal.abort() })
+        )
+        expect(err.name).to.equal('AbortError')
+      })
+    })
+  })
+
+  describe('.openUdp', () => {
+    const text = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+    describe('when two sockets talk on loopback', () => {
+      it('should carry a datagram with the sender as source and count it', async () => {
+        const from = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const to = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        expect(from.local.port).to.be.greaterThan(0)
+        const got: Datagram[] = []
+        to.datagrams$.subscribe((d) => got.push(d))
+        from.send(text('hello'), to.local)
+        await until(got, 1)
+        expect(got).to.have.length(1)
+        expect(new TextDecoder().decode(got[0]!.data)).to.equal('hello')
+        expect(got[0]!.from).to.deep.equal(from.local)
+        expect(adapter.stats()).to.include({ datagramsSent: 1, datagramsReceived: 1 })
+      })
+    })
+
+    describe('when the address is IPv6', () => {
+      it('should open a udp6 socket', async () => {
+        const from = await adapter.openUdp({ address: '::1', port: 0 })
+        const to = await adapter.openUdp({ address: '::1', port: 0 })
+        const got: Datagram[] = []
+        to.datagrams$.subscribe((d) => got.push(d))
+        from.send(text('six'), to.local)
+        await until(got, 1)
+        expect(got[0]?.from).to.deep.equal(from.local)
+      })
+    })
+
+    describe('when the port is in use', () => {
+      it('should throw InvalidParametersError naming local.port', async () => {
+        const first = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const err = await rejection(adapter.openUdp(first.local))
+        expect(err.name).to.equal('InvalidParametersError')
+        expect(err.argument).to.equal('local.port')
+      })
+    })
+
+    describe('when the address is not one of the host', () => {
+      it('should throw InvalidParametersError naming local.address', async () => {
+        const err = await rejection(adapter.openUdp({ address: '192.0.2.77', port: 0 }))
+        expect(err.name).to.equal('InvalidParametersError')
+        expect(err.argument).to.equal('local.address')
+      })
+    })
+
+    describe('when the endpoint is malformed', () => {
+      it('should throw InvalidParametersError naming the field', async () => {
+        const bad: [string, number, string][] = [
+          ['127.0.0.1', 70000, 'local.port'],
+          ['127.0.0.1', 1.5, 'local.port'],
+          ['localhost', 0, 'local.address']
+        ]
+        for (const [address, port, argument] of bad) {
+          const err = await rejection(adapter.openUdp({ address, port }))
+          expect(err.argument, `${address}:${port}`).to.equal(argument)
+        }
+      })
+    })
+
+    describe('when a send cannot succeed', () => {
+      it('should count the error, not throw', async () => {
+        const socket = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        socket.send(text('x'), { address: '127.0.0.1', port: 0 })
+        socket.send(text('x'), { address: '::1', port: 9 })
+        for (let i = 0; i < 100 && adapter.stats().sendErrors < 2; i++) {
+          await new Promise((r) => setTimeout(r, 10))
+        }
+        expect(adapter.stats().sendErrors).to.equal(2)
+      })
+    })
+
+    describe('when closed', () => {
+      it('should complete datagrams$ and send nothing after', async () => {
+        const from: UdpEndpoint = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const to = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const got: Datagram[] = []
+        to.datagrams$.subscribe((d) => got.push(d))
+        const all = firstValueFrom(from.datagrams$.pipe(toArray()))
+        await from.close()
+        await from.close()
+        expect(await all).to.deep.equal([])
+        from.send(text('late'), to.local)
+        await new Promise((r) => setTimeout(r, 50))
+        expect(got).to.have.length(0)
+        expect(adapter.stats()).to.include({ openSockets: 1, datagramsSent: 0 })
+      })
+    })
+
+    describe('when the signal is already aborted', () => {
+      it('should reject with AbortError', async () => {
+        const err = await rejection(
+          adapter.openUdp({ address: '127.0.0.1', port: 0 }, { signal: AbortSignal.abort() })
+        )
+        expect(err.name).to.equal('AbortError')
+      })
+    })
+  })
+})
