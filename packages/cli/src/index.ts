@@ -1,7 +1,9 @@
 /**
- * The `vipsec` command line. Today: `vipsec demo`, which runs a simulated cluster (one primary,
- * two backups, three targets and IPsec peers sending requests), shows a live view, kills the
- * primary, prints the takeover timeline and a summary, and can write the timeline as an HTML page.
+ * The `vipsec` command line: `vipsec demo` runs a simulated cluster (one primary, two backups,
+ * three targets and IPsec peers sending requests), shows a live view, kills the primary, prints
+ * the takeover timeline and a summary, and can write the timeline as an HTML page;
+ * `vipsec node --config FILE` runs one node of a real cluster (JSON logs, Prometheus `/metrics`);
+ * `vipsec status` prints owners, epochs, SAs and connections from a Redis coupling store.
  *
  * @example Running the demo from code
  * ```ts
@@ -15,4 +17,28 @@
  */
 export { runDemo, type DemoOptions, type DemoSummary } from './demo.js'
 export { main } from './main.js'
+export { JsonLogger, logNodeEvents, type LogLevel } from './log.js'
+export {
+  NodeMetrics,
+  renderPrometheus,
+  serveMetrics,
+  type Family,
+  type MetricsServer,
+  type Sample
+} from './metrics.js'
+export { networkFor, startNode, type RunningNode } from './node-command.js'
+export {
+  checkNodeFile,
+  readNodeFile,
+  toNodeConfig,
+  type AppFileSection,
+  type CertificateFileEntry,
+  type IkeFileSection,
+  type MetricsFileSection,
+  type NetworkFileSection,
+  type NodeFile,
+  type PskFileEntry,
+  type StoreFileSection
+} from './node-file.js'
+export { formatStatus, readStatus, type DvipaReport } from './status-command.js'
 export { renderReport, type ReportInput } from './report.js'

@@ -1,5 +1,8 @@
 import { parseArgs } from 'node:util'
 import { runDemo, type DemoOptions } from './demo.js'
+import type { LogLevel } from './log.js'
+import { startNode } from './node-command.js'
+import { formatStatus, readStatus } from './status-command.js'
 
 const USAGE = `usage: vipsec <command> [options]
 
@@ -12,6 +15,14 @@ commands:
             --speed X          virtual time per real time, 0 = as fast as possible (default 1)
             --seed S           simulation seed (default demo)
             --report FILE      write the takeover timeline as an HTML page
+  node      run a node from its configuration file until SIGTERM or SIGINT
+            --config FILE      the node file (JSON; see the docs)
+            --log LEVEL        error | warn | info | debug (default info)
+  status    print owners, epochs, SAs and connections from a Redis coupling store
+            --redis URL        the store (default redis://127.0.0.1:6379)
+            --prefix P         the cluster's key prefix (default vipsec:)
+            --dvipa A          a DVIPA to show (repeat for more)
+            --json             one JSON line instead of a table
   help      print this
 `
 
@@ -64,6 +75,48 @@ export async function main(
         if (values.report !== undefined) options.report = values.report
         const summary = await runDemo(options)
         return summary.ok ? 0 : 1
+      }
+      case 'node': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string' }, log: { type: 'string' } },
+          strict: true
+        })
+        if (values.config === undefined) throw new Error('--config FILE is required')
+        const level = (values.log ?? 'info') as LogLevel
+        if (!['error', 'warn', 'info', 'debug'].includes(level))
+          throw new Error(`--log: unknown level ${level}`)
+        const running = await startNode(values.config, { level })
+        await new Promise<void>((resolve) => {
+          process.once('SIGTERM', resolve)
+          process.once('SIGINT', resolve)
+        })
+        await running.stop()
+        return 0
+      }
+      case 'status': {
+        const { values } = parseArgs({
+          args: rest,
+          options: {
+            redis: { type: 'string' },
+            prefix: { type: 'string' },
+            dvipa: { type: 'string', multiple: true },
+            json: { type: 'boolean' }
+          },
+          strict: true
+        })
+        if (values.dvipa === undefined || values.dvipa.length === 0)
+          throw new Error('--dvipa is required')
+        const reports = await readStatus(
+          {
+            url: values.redis ?? 'redis://127.0.0.1:6379',
+            ...(values.prefix === undefined ? {} : { keyPrefix: values.prefix })
+          },
+          values.dvipa
+        )
+        if (values.json === true) print(JSON.stringify(reports))
+        else for (const line of formatStatus(reports)) print(line)
+        return 0
       }
       case undefined:
       case 'help':
