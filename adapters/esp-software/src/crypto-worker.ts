@@ -44,11 +44,11 @@ function seal(input: ArrayBuffer, count: number): ArrayBuffer {
       index[i * 2 + 1] = 0
       continue
     }
-    const size = espPacketLength(length)
     iv.writeUInt32BE(high, 0)
     iv.writeUInt32BE(low, 4)
-    sealInto(
-      out.subarray(at, at + size),
+    const size = sealInto(
+      out,
+      at,
       sa.gmac,
       sa.key,
       sa.spi,

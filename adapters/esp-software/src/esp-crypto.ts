@@ -31,12 +31,13 @@ export interface EspKey {
   /** The salt: the first four bytes of every nonce. */
   readonly salt: Uint8Array
   /**
-   * Scratch space for the nonce (salt, then IV) and the ESN AAD, reused by every call on this key
-   * in its thread (node:crypto copies both before returning).
+   * Scratch space for the nonce (salt, then IV) and the AAD (`aad8` is the first 8 bytes of
+   * `aad`), reused by every call on this key in its thread (node:crypto copies both before
+   * returning).
    *
    * @internal
    */
-  readonly scratch: { nonce: Buffer; aad: Buffer }
+  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer }
 }
 
 const GCM_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
@@ -70,11 +71,12 @@ export function espKey(keyMaterial: Uint8Array, argument = 'keyMaterial'): EspKe
   const salt = keyMaterial.slice(keyLength)
   const nonce = Buffer.alloc(12)
   nonce.set(salt, 0)
+  const aad = Buffer.alloc(12)
   return {
     cipher,
     key: createSecretKey(keyMaterial.subarray(0, keyLength)),
     salt,
-    scratch: { nonce, aad: Buffer.alloc(12) }
+    scratch: { nonce, aad, aad8: aad.subarray(0, 8) }
   }
 }
 
@@ -163,6 +165,32 @@ export function espPacketLength(payloadLength: number): number {
   )
 }
 
+/**
+ * Bytes of each slab that sealed packets are carved from: one zero-filled ArrayBuffer serves
+ * many packets, and each packet costs a single Uint8Array view instead of a Buffer from node's
+ * pool plus a plain view over it. A packet keeps its slab alive, as a pooled Buffer keeps its
+ * pool; the rest of a slab holds only zeros and other packets' ciphertext, never plaintext.
+ */
+const SLAB_SIZE = 32 * 1024
+/** Packets larger than this get an ArrayBuffer of their own. */
+const SLAB_MAX_PACKET = SLAB_SIZE / 4
+let slab = new ArrayBuffer(SLAB_SIZE)
+let slabBytes = new Uint8Array(slab)
+let slabUsed = 0
+
+/** A zero-filled packet-sized view (slabs are per thread: each worker has its own). */
+function allocPacket(length: number): Uint8Array {
+  if (length > SLAB_MAX_PACKET) return new Uint8Array(length)
+  if (slabUsed + length > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE)
+    slabBytes = new Uint8Array(slab)
+    slabUsed = 0
+  }
+  const at = slabUsed
+  slabUsed += (length + 7) & ~7
+  return new Uint8Array(slab, at, length)
+}
+
 /** @internal the transform, with the sequence number as two 32-bit halves */
 export function sealRaw(
   gmac: boolean,
@@ -175,14 +203,23 @@ export function sealRaw(
   payload: Uint8Array,
   nextHeader: number
 ): Uint8Array {
-  const out = Buffer.allocUnsafe(espPacketLength(payload.length))
-  sealInto(out, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
-  return plain(out)
+  const length = espPacketLength(payload.length)
+  const out = allocPacket(length)
+  if (out.buffer === slab) {
+    sealInto(slabBytes, out.byteOffset, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
+  } else {
+    sealInto(out, 0, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
+  }
+  return out
 }
 
-/** @internal seals into `out`, which is exactly `espPacketLength(payload.length)` bytes */
+/**
+ * @internal seals into `out` from offset `at`, which must have `espPacketLength(payload.length)`
+ * bytes free; returns that length
+ */
 export function sealInto(
-  out: Buffer,
+  out: Uint8Array,
+  at: number,
   gmac: boolean,
   key: EspKey,
   spi: number,
@@ -192,35 +229,48 @@ export function sealInto(
   iv: Uint8Array,
   payload: Uint8Array,
   nextHeader: number
-): void {
+): number {
   const padLength = espPadLength(payload.length)
-  out.writeUInt32BE(spi, 0)
-  out.writeUInt32BE(low, 4)
-  out.set(iv, 8)
-  out.set(payload, 16)
-  let p = 16 + payload.length
+  out[at] = spi >>> 24
+  out[at + 1] = spi >>> 16
+  out[at + 2] = spi >>> 8
+  out[at + 3] = spi
+  out[at + 4] = low >>> 24
+  out[at + 5] = low >>> 16
+  out[at + 6] = low >>> 8
+  out[at + 7] = low
+  out.set(iv, at + 8)
+  out.set(payload, at + 16)
+  let p = at + 16 + payload.length
   for (let i = 1; i <= padLength; i++) out[p++] = i
   out[p++] = padLength
   out[p++] = nextHeader
-  const nonce = key.scratch.nonce
-  nonce.set(iv, 4)
-  const cipher = createCipheriv(key.cipher, key.key, nonce, GCM_OPTIONS)
+  const scratch = key.scratch
+  scratch.nonce.set(iv, 4)
+  const cipher = createCipheriv(key.cipher, key.key, scratch.nonce, GCM_OPTIONS)
   if (gmac) {
     // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
-    cipher.setAAD(esn ? esnAad(out, high, p) : out.subarray(0, p))
+    cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
     cipher.final()
   } else {
-    cipher.setAAD(esn ? esnHeader(key.scratch.aad, spi, high, low) : out.subarray(0, 8))
-    const text = cipher.update(out.subarray(16, p))
-    text.copy(out, 16)
+    // RFC 4106: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
+    cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
+    out.set(cipher.update(out.subarray(at + 16, p)), at + 16)
     cipher.final()
   }
-  cipher.getAuthTag().copy(out, p)
+  out.set(cipher.getAuthTag(), p)
+  return p + ESP_ICV_LENGTH - at
 }
 
 /** A plain Uint8Array view (a Buffer's `slice` would share memory, unlike Uint8Array's). */
 function plain(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+}
+
+function spiSeqAad(aad: Buffer, spi: number, low: number): Buffer {
+  aad.writeUInt32BE(spi, 0)
+  aad.writeUInt32BE(low, 4)
+  return aad
 }
 
 function esnHeader(aad: Buffer, spi: number, high: number, low: number): Buffer {
