@@ -29,6 +29,8 @@ export class MemoryCouplingFacility {
   readonly dvipas = new Map<Dvipa, DvipaSlot>()
   /** Per-node mailboxes of encoded delete messages, oldest first. */
   readonly mailboxes = new Map<NodeId, Uint8Array[]>()
+  /** Per-node lease expiry, ms on the clock of the store that renewed it. */
+  readonly leases = new Map<NodeId, number>()
   private readonly changes = new Subject<CouplingStoreEvent>()
 
   /** Every change made through any store on this facility. */

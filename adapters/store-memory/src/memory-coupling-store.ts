@@ -275,6 +275,23 @@ export class MemoryCouplingStore implements CouplingStore {
     return messages
   }
 
+  /** {@inheritDoc @vipsec/interface!CouplingStore.renewLease} */
+  async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1)
+      throw new InvalidParametersError('ttlMs', 'must be an integer >= 1')
+    this.facility.leases.set(node, this.clock.now() + ttlMs)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.readLeases} */
+  async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
+    this.enter(options)
+    const now = this.clock.now()
+    const out: Record<NodeId, number> = {}
+    for (const node of nodes) out[node] = Math.max(0, (this.facility.leases.get(node) ?? now) - now)
+    return out
+  }
+
   /** Checks the lifecycle and the signal before any work. */
   private enter(options?: AbortOptions): void {
     throwIfAborted(options?.signal)

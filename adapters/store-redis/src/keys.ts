@@ -19,6 +19,7 @@ export type RecordField = `${RecordKind}/${string}`
  * | `<prefix>mailbox:{<node>}` | list | encoded delete messages, oldest first |
  * | `<prefix>mailbox:{<node>}:posted:<request id>` | string | marks a post as done (expires) |
  * | `<prefix>mailbox:{<node>}:taken:<request id>` | list | what one take removed, kept until its reply arrived (expires) |
+ * | `<prefix>lease:{<node>}` | string | a node's lease, expiring with it (`PX`, Redis's clock) |
  * | `<prefix>events` | pub/sub channel | JSON arrays of change events |
  */
 export interface RedisKeyLayout {
@@ -58,6 +59,12 @@ export interface RedisKeyLayout {
    * @param requestId - the operation's request id
    */
   receipt(node: NodeId, operation: 'posted' | 'taken', requestId: string): string
+  /**
+   * A node's lease: a string that expires with it (`PX`).
+   *
+   * @param node - the node
+   */
+  lease(node: NodeId): string
   /**
    * The field of a record in the record and journal hashes.
    *
@@ -103,6 +110,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeyLayout {
     journal: (dvipa) => `${p}{${dvipa}}:journal`,
     mailbox: (node) => `${p}mailbox:{${node}}`,
     receipt: (node, operation, requestId) => `${p}mailbox:{${node}}:${operation}:${requestId}`,
+    lease: (node) => `${p}lease:{${node}}`,
     field: (kind, id) => `${kind}/${id}`
   }
 }

@@ -306,6 +306,38 @@ export class RedisCouplingStore implements CouplingStore {
     return messages
   }
 
+  /** {@inheritDoc @vipsec/interface!CouplingStore.renewLease} */
+  async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) {
+      throw new InvalidParametersError('ttlMs', 'must be an integer >= 1')
+    }
+    // SET with PX: the lease expires on Redis's clock, which every node shares.
+    await this.call('renewLease', options, async (redis) =>
+      redis.set(this.keys.lease(node), '1', 'PX', ttlMs)
+    )
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.readLeases} */
+  async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
+    this.enter(options)
+    if (nodes.length === 0) return {}
+    const ttls = await this.call('readLeases', options, async (redis) => {
+      const pipeline = redis.pipeline()
+      for (const node of nodes) pipeline.pttl(this.keys.lease(node))
+      return (await pipeline.exec()) ?? []
+    })
+    const out: Record<NodeId, number> = {}
+    nodes.forEach((node, i) => {
+      const [err, ttl] = ttls[i] ?? [null, -2]
+      if (err !== null)
+        throw new StoreUnavailableError(`readLeases: Redis answered ${err.message}`, { cause: err })
+      // -2: no such key (expired or never renewed); -1 cannot happen (always set with PX)
+      out[node] = typeof ttl === 'number' && ttl > 0 ? ttl : 0
+    })
+    return out
+  }
+
   /** Checks the signal and the lifecycle before any work. */
   private enter(options?: AbortOptions): void {
     throwIfAborted(options?.signal)

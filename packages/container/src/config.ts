@@ -1,6 +1,7 @@
 import type { UdpClusterLinkInit } from '@vipsec/cluster-link-udp'
 import type { DefaultDistributionProcessorInit } from '@vipsec/core'
 import type { HeartbeatFailureDetectorInit } from '@vipsec/detector-heartbeat'
+import type { LeaseFailureDetectorInit } from '@vipsec/detector-lease'
 import type { SoftwareEspEngineInit } from '@vipsec/esp-software'
 import type { IkeV2ServiceInit } from '@vipsec/ike-v2'
 import type {
@@ -121,6 +122,14 @@ export interface HeartbeatDetectorConfig {
   init: Omit<HeartbeatFailureDetectorInit, 'node'>
 }
 
+/** The coupling-store lease failure detector: `@vipsec/detector-lease`. */
+export interface LeaseDetectorConfig {
+  /** Selects it. */
+  type: 'lease'
+  /** Its options except the node id (the node's own). */
+  init: Omit<LeaseFailureDetectorInit, 'node'>
+}
+
 /** The built-in cluster link: `@vipsec/cluster-link-udp`. */
 export interface UdpLinkConfig {
   /** Selects it. */
@@ -174,7 +183,7 @@ export interface NodeComponents {
   /** Makes the IKE service of each DVIPA the node serves. */
   ikeServiceFactory?: IkeV2Config | ComponentSpec<IkeServiceFactory>
   /** The failure detector (on targets: the heartbeats they send to the distribution processors). */
-  failureDetector?: HeartbeatDetectorConfig | ComponentSpec<FailureDetector>
+  failureDetector?: HeartbeatDetectorConfig | LeaseDetectorConfig | ComponentSpec<FailureDetector>
   /** The cluster link. */
   clusterLink?: UdpLinkConfig | ComponentSpec<ClusterLink>
   /** The network adapter. */
@@ -223,12 +232,12 @@ export const ROLE_REQUIREMENTS: Readonly<Record<NodeRole, readonly (keyof NodeCo
 }
 
 /** The built-in `type`s each part accepts. */
-export const BUILT_IN_TYPES: Readonly<Record<keyof NodeComponents, string>> = {
-  espEngine: 'software',
-  ikeServiceFactory: 'ike-v2',
-  failureDetector: 'heartbeat',
-  clusterLink: 'udp',
-  networkAdapter: 'virtual',
-  distributionProcessor: 'default',
-  targetStack: 'default'
+export const BUILT_IN_TYPES: Readonly<Record<keyof NodeComponents, readonly string[]>> = {
+  espEngine: ['software'],
+  ikeServiceFactory: ['ike-v2'],
+  failureDetector: ['heartbeat', 'lease'],
+  clusterLink: ['udp'],
+  networkAdapter: ['virtual'],
+  distributionProcessor: ['default'],
+  targetStack: ['default']
 }

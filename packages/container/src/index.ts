@@ -37,6 +37,7 @@ export {
   type DefaultTargetConfig,
   type HeartbeatDetectorConfig,
   type IkeV2Config,
+  type LeaseDetectorConfig,
   type SoftwareEspConfig,
   type UdpLinkConfig,
   type VirtualNetworkConfig,

@@ -3,12 +3,14 @@ import { SystemClock } from '@vipsec/clock'
 import { UdpClusterLink } from '@vipsec/cluster-link-udp'
 import { DefaultDistributionProcessor, DefaultTargetStack } from '@vipsec/core'
 import { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
+import { LeaseFailureDetector } from '@vipsec/detector-lease'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
 import { ikeV2ServiceFactory } from '@vipsec/ike-v2'
 import {
   TOKENS,
   type Clock,
   type ClusterLink,
+  type CouplingStore,
   type EspEngine,
   type IkeServiceFactory,
   type NetworkAdapter,
@@ -24,6 +26,7 @@ import type {
   DefaultTargetConfig,
   HeartbeatDetectorConfig,
   IkeV2Config,
+  LeaseDetectorConfig,
   NodeComponents,
   NodeConfig,
   SoftwareEspConfig,
@@ -176,6 +179,17 @@ export function componentsModule(config: NodeConfig): ContainerModule {
           break
         }
         case 'failureDetector': {
+          if ((spec as LeaseDetectorConfig).type === 'lease') {
+            const lease = (spec as LeaseDetectorConfig).init
+            bind(TOKENS.FailureDetector)
+              .toResolvedValue(
+                (store: CouplingStore, clock: Clock) =>
+                  new LeaseFailureDetector({ store, clock }, { ...lease, node }),
+                [TOKENS.CouplingStore, TOKENS.Clock]
+              )
+              .inSingletonScope()
+            break
+          }
           const { init } = spec as HeartbeatDetectorConfig
           bind(TOKENS.FailureDetector)
             .toResolvedValue(

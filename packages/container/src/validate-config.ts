@@ -80,8 +80,11 @@ export function validateNodeConfig(config: unknown): asserts config is NodeConfi
     if (!(key in BUILT_IN_TYPES)) throw new InvalidConfigError(field, 'not a part a node has')
     if (isObject(value) && 'type' in value) {
       const expected = BUILT_IN_TYPES[key as keyof NodeComponents]
-      if (value.type !== expected) {
-        throw new InvalidConfigError(`${field}.type`, `expected '${expected}'`)
+      if (!expected.includes(value.type as string)) {
+        throw new InvalidConfigError(
+          `${field}.type`,
+          `expected ${expected.map((t) => `'${t}'`).join(' or ')}`
+        )
       }
       if (key === 'networkAdapter') {
         if (!isObject(value.network)) {

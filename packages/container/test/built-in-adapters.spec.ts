@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
 import { DefaultDistributionProcessor, DefaultTargetStack, requestResponse } from '@vipsec/core'
+import { LeaseFailureDetector } from '@vipsec/detector-lease'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
 import { TOKENS, type DistributionEvent } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
@@ -110,6 +111,24 @@ describe('createNode with the built-in adapters', function () {
     expect((target.get(TOKENS.TargetStack) as DefaultTargetStack).ownerOf(DVIPA)).to.deep.equal({
       owner: 'dp-2',
       epoch: 2
+    })
+  })
+
+  describe('when the failure detector is the lease one', () => {
+    it('should build it on the node’s coupling store', () => {
+      const config = dpConfig(
+        'dp-1',
+        new VirtualClock(),
+        new VirtualNetwork({ clock: new VirtualClock() }),
+        new MemoryCouplingFacility()
+      )
+      ;(config.components as Record<string, unknown>).failureDetector = {
+        type: 'lease',
+        init: { intervalMs: 100 }
+      }
+      const node = createNode(config)
+      nodes = []
+      expect(node.get(TOKENS.FailureDetector)).to.be.instanceOf(LeaseFailureDetector)
     })
   })
 

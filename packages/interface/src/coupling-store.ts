@@ -214,4 +214,23 @@ export interface CouplingStore extends Startable {
    * delivered to exactly one call, even when several calls race.
    */
   takeMessages(node: NodeId, options?: AbortOptions): Promise<DeleteMessage[]>
+
+  /**
+   * Renews a node's lease: it now expires `ttlMs` from now, on the store's own clock (so that
+   * nodes whose clocks differ agree on it). A lease detector renews its node's lease and reads
+   * the others'.
+   *
+   * @param node - the node
+   * @param ttlMs - lifetime in ms, 1 or more
+   * @throws InvalidParametersError when `ttlMs` is out of range
+   */
+  renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void>
+
+  /**
+   * Reads how long each node's lease has left, in ms: 0 for a lease that expired or never
+   * existed.
+   *
+   * @param nodes - the nodes
+   */
+  readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>>
 }

@@ -152,7 +152,9 @@ export function couplingStoreSuite(options: CouplingStoreSuiteOptions): void {
           async () => store.takeRecords(DVIPA, fence, aborted()),
           async () => store.settleTakeover(DVIPA, fence, aborted()),
           async () => store.postMessage(sampleDeleteMessage('dp-1', 1), aborted()),
-          async () => store.takeMessages('dp-1', aborted())
+          async () => store.takeMessages('dp-1', aborted()),
+          async () => store.renewLease('dp-1', 1000, aborted()),
+          async () => store.readLeases(['dp-1'], aborted())
         ]
         for (const call of calls) {
           const err = await rejection(call())
@@ -600,6 +602,35 @@ export function couplingStoreSuite(options: CouplingStoreSuiteOptions): void {
         const err = await rejection(store.postMessage(bad))
         expect(err.name).to.equal('CorruptRecordError')
         expect(await store.takeMessages('dp-1')).to.deep.equal([])
+      })
+    })
+
+    describe('leases', () => {
+      it('should report how long a renewed lease has left, and 0 for a node without one', async () => {
+        await store.renewLease('dp-1', 5000)
+        const leases = await store.readLeases(['dp-1', 'dp-2'])
+        expect(leases['dp-1']).to.be.within(1, 5000)
+        expect(leases['dp-2']).to.equal(0)
+      })
+
+      it('should let a lease expire when it is not renewed, and extend it when it is', async () => {
+        await store.renewLease('dp-1', 200)
+        await store.renewLease('dp-2', 60_000)
+        // sleeps can only be late, so dp-1's lease has certainly expired after this one
+        await new Promise((resolve) => setTimeout(resolve, 400))
+        let leases = await store.readLeases(['dp-1', 'dp-2'])
+        expect(leases['dp-1']).to.equal(0)
+        expect(leases['dp-2']).to.be.greaterThan(0)
+        await store.renewLease('dp-1', 60_000)
+        leases = await store.readLeases(['dp-1'])
+        expect(leases['dp-1']).to.be.greaterThan(0)
+      })
+
+      it('should refuse a lifetime below 1 ms with InvalidParametersError', async () => {
+        for (const ttl of [0, -5, 1.5]) {
+          const err = await rejection(store.renewLease('dp-1', ttl))
+          expect(err.name).to.equal('InvalidParametersError')
+        }
       })
     })
 

@@ -1,0 +1,227 @@
+import { Subject, type Observable } from 'rxjs'
+import {
+  InvalidParametersError,
+  type Clock,
+  type CouplingStore,
+  type FailureDetector,
+  type FailureDetectorEvent,
+  type NodeHealth,
+  type NodeId,
+  type TimerHandle,
+  type WatchTarget
+} from '@vipsec/interface'
+
+/** What a {@link LeaseFailureDetector} needs. */
+export interface LeaseFailureDetectorComponents {
+  /** The coupling store the leases live in (its own clock decides expiry). */
+  store: CouplingStore
+  /** Drives the renew and check timer. */
+  clock: Clock
+}
+
+/** Options of a {@link LeaseFailureDetector}. */
+export interface LeaseFailureDetectorInit {
+  /** This node's id: its lease is renewed every interval. */
+  node: NodeId
+  /** How often this node renews its lease and reads the others', in ms. Default 200. */
+  intervalMs?: number
+  /**
+   * The lease lifetime in ms: a node whose lease has run out is failed. Default 3 intervals.
+   * A node whose lease was not renewed for one and a half intervals is suspect.
+   */
+  ttlMs?: number
+}
+
+/** Counters of a {@link LeaseFailureDetector}. */
+export interface LeaseCounters {
+  /** Renewals of this node's lease that succeeded. */
+  renewed: number
+  /** Store calls (renewals and reads) that failed. */
+  storeErrors: number
+}
+
+interface Watched {
+  health: NodeHealth
+  /** Monotonic ms when the node was last seen with a live lease (or watch() was called). */
+  lastAlive: number
+}
+
+/**
+ * A failure detector on coupling-store leases: every node renews a lease in the store every
+ * `intervalMs` with a lifetime of `ttlMs`, and reads the leases of the nodes it watches. A
+ * watched node whose lease has run out is `failed`; one whose lease has not been renewed for one
+ * and a half intervals is `suspect`. Expiry is decided by the store's clock (Redis's), so nodes
+ * with skewed clocks agree. Slower than heartbeats (a store round trip per interval) but it
+ * needs no extra network path: it watches exactly what the takeover depends on, the store.
+ *
+ * While the store cannot be read, nothing is declared: a store outage is not a node failure.
+ */
+export class LeaseFailureDetector implements FailureDetector {
+  private readonly store: CouplingStore
+  private readonly clock: Clock
+  private readonly node: NodeId
+  private readonly intervalMs: number
+  private readonly ttlMs: number
+  private readonly watched = new Map<NodeId, Watched>()
+  private events = new Subject<FailureDetectorEvent>()
+  private timer: TimerHandle | undefined
+  private started = false
+  private ticking = false
+  private readonly counts: LeaseCounters = { renewed: 0, storeErrors: 0 }
+
+  /**
+   * @param components - the store and the clock
+   * @param init - node id, interval and lease lifetime
+   * @throws InvalidParametersError when the timing is out of range
+   */
+  constructor(components: LeaseFailureDetectorComponents, init: LeaseFailureDetectorInit) {
+    const intervalMs = init.intervalMs ?? 200
+    const ttlMs = init.ttlMs ?? intervalMs * 3
+    if (!(Number.isInteger(intervalMs) && intervalMs >= 1)) {
+      throw new InvalidParametersError('init.intervalMs', 'must be an integer >= 1')
+    }
+    if (!(Number.isInteger(ttlMs) && ttlMs >= intervalMs * 2)) {
+      throw new InvalidParametersError('init.ttlMs', 'must be an integer of at least two intervals')
+    }
+    this.store = components.store
+    this.clock = components.clock
+    this.node = init.node
+    this.intervalMs = intervalMs
+    this.ttlMs = ttlMs
+  }
+
+  /** Health changes; completes on `stop()`. */
+  get events$(): Observable<FailureDetectorEvent> {
+    return this.events.asObservable()
+  }
+
+  /** How long a node's lease lasts without renewal: the longest a failure goes unnoticed, plus one interval. */
+  get detectionTimeMs(): number {
+    return this.ttlMs
+  }
+
+  /** The detector's counters (a copy). */
+  counters(): LeaseCounters {
+    return { ...this.counts }
+  }
+
+  /** Starts renewing and checking. Idempotent. */
+  async start(): Promise<void> {
+    if (this.started) return
+    if (this.events.isStopped) this.events = new Subject()
+    this.started = true
+    const now = this.clock.monotonic()
+    for (const w of this.watched.values()) w.lastAlive = now
+    await this.tick()
+  }
+
+  /** Stops renewing (the lease then runs out) and completes `events$`. Idempotent. */
+  async stop(): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
+    this.timer = undefined
+    this.events.complete()
+  }
+
+  /** Whether started. */
+  isStarted(): boolean {
+    return this.started
+  }
+
+  /**
+   * Watches a node's lease (the endpoint is not used).
+   *
+   * @param target - the node
+   */
+  watch(target: WatchTarget): void {
+    if (this.watched.has(target.node)) return
+    this.watched.set(target.node, { health: 'unknown', lastAlive: this.clock.monotonic() })
+  }
+
+  /**
+   * Stops watching a node.
+   *
+   * @param node - the node
+   */
+  unwatch(node: NodeId): void {
+    this.watched.delete(node)
+  }
+
+  /**
+   * What the detector believes of a node.
+   *
+   * @param node - the node
+   */
+  health(node: NodeId): NodeHealth {
+    return this.watched.get(node)?.health ?? 'unknown'
+  }
+
+  private async tick(): Promise<void> {
+    if (!this.started || this.ticking) return
+    this.ticking = true
+    try {
+      try {
+        await this.store.renewLease(this.node, this.ttlMs)
+        this.counts.renewed++
+      } catch {
+        this.counts.storeErrors++
+      }
+      const nodes = [...this.watched.keys()]
+      if (nodes.length > 0) {
+        let leases: Record<NodeId, number> | undefined
+        try {
+          leases = await this.store.readLeases(nodes)
+        } catch {
+          this.counts.storeErrors++
+        }
+        if (leases !== undefined && this.started) this.judge(leases)
+      }
+    } finally {
+      this.ticking = false
+    }
+    if (this.started) this.timer = this.clock.setTimeout(() => void this.tick(), this.intervalMs)
+  }
+
+  private judge(leases: Record<NodeId, number>): void {
+    const now = this.clock.monotonic()
+    for (const [node, w] of this.watched) {
+      const remaining = leases[node] ?? 0
+      if (remaining > 0) {
+        // renewed at most (ttl - remaining) ago
+        w.lastAlive = Math.max(w.lastAlive, now - (this.ttlMs - remaining))
+        const silentMs = now - w.lastAlive
+        const was = w.health
+        if (silentMs >= this.intervalMs * 1.5) {
+          if (was === 'alive') {
+            w.health = 'suspect'
+            this.events.next({ type: 'node:suspect', node, silentMs })
+          }
+        } else {
+          w.health = 'alive'
+          if (was === 'suspect' || was === 'failed')
+            this.events.next({ type: 'node:recovered', node })
+        }
+      } else {
+        const silentMs = now - w.lastAlive
+        if (w.health !== 'failed' && (w.health !== 'unknown' || silentMs >= this.ttlMs)) {
+          w.health = 'failed'
+          this.events.next({ type: 'node:failed', node, silentMs })
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Creates a {@link LeaseFailureDetector}.
+ *
+ * @param components - the store and the clock
+ * @param init - node id, interval and lease lifetime
+ */
+export function leaseFailureDetector(
+  components: LeaseFailureDetectorComponents,
+  init: LeaseFailureDetectorInit
+): LeaseFailureDetector {
+  return new LeaseFailureDetector(components, init)
+}
