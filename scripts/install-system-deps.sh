@@ -14,6 +14,7 @@ command -v swanctl >/dev/null || need+=(strongswan-swanctl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tshark >/dev/null || need+=(tshark)
 command -v ip >/dev/null || need+=(iproute2)
+command -v arping >/dev/null || need+=(iputils-arping)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

@@ -115,7 +115,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private started = false
   private readonly held = new Set<string>()
   private readonly sockets = new Set<DgramUdpEndpoint>()
-  private readonly pendingAnnouncements = new Map<AbortController, Promise<void>>()
+  private readonly pendingAnnouncements = new Map<
+    AbortController,
+    { address: string; done: Promise<void> }
+  >()
   private readonly counters: Omit<LinuxNetworkStats, 'openSockets'> = {
     commandFailures: 0,
     announcements: 0,
@@ -211,7 +214,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     if (!this.started) return
     this.started = false
     for (const controller of this.pendingAnnouncements.keys()) controller.abort()
-    await Promise.all([...this.pendingAnnouncements.values()])
+    await Promise.all([...this.pendingAnnouncements.values()].map(async (p) => p.done))
     await Promise.all([...this.sockets].map(async (socket) => socket.close()))
     this.events.complete()
     this.announcementSubject.complete()
@@ -248,9 +251,9 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   }
 
   /**
-   * Removes `address` from the interface (`ip addr del A/len dev IF`) and emits
-   * `address:released`; an address that is not there is fine (no event unless this adapter
-   * held it).
+   * Stops a gratuitous ARP for `address` still running, removes `address` from the interface
+   * (`ip addr del A/len dev IF`) and emits `address:released`; an address that is not there is
+   * fine (no event unless this adapter held it).
    *
    * @param address - the address
    * @param options - an abort signal
@@ -262,6 +265,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     this.enter(options)
     const family = checkAddress(address)
     const args = ['addr', 'del', this.cidr(address, family), 'dev', this.device]
+    // an announcement still running would point the neighbours back here
+    for (const [controller, pending] of this.pendingAnnouncements) {
+      if (pending.address === address) controller.abort()
+    }
     const result = await this.ip(args, options)
     let removed = result.exitCode === 0
     if (!removed && !NOT_THERE.test(result.stderr)) {
@@ -319,7 +326,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
         }
       )
       .finally(() => this.pendingAnnouncements.delete(controller))
-    this.pendingAnnouncements.set(controller, run)
+    this.pendingAnnouncements.set(controller, { address, done: run })
   }
 
   private announceFailed(address: string, error: string): void {

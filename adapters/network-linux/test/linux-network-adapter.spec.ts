@@ -23,11 +23,14 @@ class FakeRunner implements CommandRunner {
   answer: (call: Call) => Partial<CommandResult> | Error = () => ({})
   /** When set, arping runs hang until aborted. */
   hangArping = false
+  /** The signals of the arping runs that hung. */
+  readonly hung: AbortSignal[] = []
 
   run(file: string, args: string[], options?: AbortOptions): Promise<CommandResult> {
     const call = { file, args }
     this.calls.push(call)
     if (this.hangArping && file.endsWith('arping')) {
+      if (options?.signal !== undefined) this.hung.push(options.signal)
       return new Promise((_resolve, reject) => {
         options?.signal?.addEventListener('abort', () => reject(new Error('killed')))
       })
@@ -324,6 +327,19 @@ describe(LinuxNetworkAdapter.name, () => {
         expect(runner.lines()).to.include('ip addr del 10.77.0.100/32 dev eth9')
         expect(events.at(-1)).to.deep.equal({ type: 'address:released', address: '10.77.0.100' })
         expect(adapter.addresses()).to.deep.equal([])
+      })
+    })
+
+    describe('when its gratuitous ARP is still running', () => {
+      it('should stop it, so that it cannot point the neighbours back here', async () => {
+        runner.hangArping = true
+        await adapter.acquireAddress('10.77.0.100')
+        expect(runner.hung.map((s) => s.aborted)).to.deep.equal([false])
+        await adapter.releaseAddress('10.77.0.100')
+        await tick()
+        expect(runner.hung.map((s) => s.aborted)).to.deep.equal([true])
+        expect(adapter.stats()).to.include({ announcements: 0, announcementFailures: 0 })
+        expect(announcements).to.deep.equal([])
       })
     })
 
