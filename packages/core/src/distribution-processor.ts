@@ -116,6 +116,15 @@ export interface DefaultDistributionProcessorInit {
    * store (checked every tenth of it). Default 300000 (5 minutes); 0 keeps connections forever.
    */
   connectionIdleMs?: number
+  /** How often an owner reads its ownership back from the store, ms. Default 250. */
+  ownershipCheckMs?: number
+  /**
+   * An owner that could not confirm its ownership in the store for this long (ms) stops serving
+   * the DVIPA (`ownership:fenced`): the backups, which can reach the store, may have taken it over
+   * already. It serves again (a takeover from itself) once the store says it is still the owner.
+   * Default 1000; 0 turns self-fencing off.
+   */
+  selfFenceMs?: number
 }
 
 /** @internal The state of one DVIPA on this node. */
@@ -140,6 +149,10 @@ export interface DvipaState {
   writes: Promise<void>
   /** A takeover in progress. */
   takeover: Promise<TakeoverReport> | undefined
+  /** Monotonic ms when the store last confirmed this node's ownership. */
+  confirmedAt: number
+  /** Whether this node stopped serving because it could not reach the store. */
+  fenced: boolean
   /** Monotonic ms of the last renegotiation retry timers, so they stop when the DVIPA is lost. */
   retryTimers: Set<ReturnType<Clock['setTimeout']>>
 }
@@ -169,6 +182,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   private subscriptions: Subscription[] = []
   private started = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
+  private checkTimer: ReturnType<Clock['setTimeout']> | undefined
   private readonly counts: DistributionCounters = {
     inbound: 0,
     outbound: 0,
@@ -196,6 +210,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       renegotiationConcurrency: init.renegotiationConcurrency ?? 64,
       renegotiationDeadlineMs: init.renegotiationDeadlineMs ?? 10_000,
       connectionIdleMs: init.connectionIdleMs ?? 300_000,
+      ownershipCheckMs: init.ownershipCheckMs ?? 250,
+      selfFenceMs: init.selfFenceMs ?? 0,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
   }
@@ -254,6 +270,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     }
     await this.applyMailbox()
     this.scheduleIdleSweep()
+    this.scheduleOwnershipCheck()
     for (const config of this.init.dvipas) {
       const state = this.newState(config)
       this.states.set(config.dvipa, state)
@@ -268,6 +285,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     this.started = false
     if (this.idleTimer !== undefined) this.components.clock.clearTimeout(this.idleTimer)
     this.idleTimer = undefined
+    if (this.checkTimer !== undefined) this.components.clock.clearTimeout(this.checkTimer)
+    this.checkTimer = undefined
     for (const s of this.subscriptions) s.unsubscribe()
     this.subscriptions = []
     this.components.localTarget?.attachLocalOwner(undefined)
@@ -479,6 +498,66 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
 
   // ---- internals ----
 
+  /**
+   * Reads the ownership of each DVIPA back from the store: an owner that sees a higher epoch stops
+   * serving; one that cannot reach the store for `selfFenceMs` fences itself; a fenced node that
+   * finds it still owns the DVIPA takes it over from itself.
+   */
+  private scheduleOwnershipCheck(): void {
+    const { clock, store } = this.components
+    const every = this.init.ownershipCheckMs
+    if (every <= 0) return
+    this.checkTimer = clock.setTimeout(() => {
+      void (async () => {
+        for (const state of this.states.values()) {
+          if (state.role !== 'owner' && !state.fenced) continue
+          try {
+            const ownership = await store.getOwnership(state.config.dvipa)
+            state.confirmedAt = clock.monotonic()
+            if (ownership.owner !== this.id || ownership.epoch > state.epoch) {
+              state.fenced = false
+              if (state.role === 'owner') await this.loseOwnership(state, ownership.epoch)
+            } else if (state.fenced && state.takeover === undefined) {
+              state.fenced = false
+              this.takeoverQuietly(state, this.id)
+            }
+          } catch {
+            const silent = clock.monotonic() - state.confirmedAt
+            const limit = this.init.selfFenceMs
+            if (state.role === 'owner' && limit > 0 && silent >= limit) {
+              state.role = 'backup'
+              state.fenced = true
+              await this.closeDvipa(state)
+              this.emit({
+                type: 'ownership:fenced',
+                dvipa: state.config.dvipa,
+                epoch: state.epoch,
+                silentMs: silent
+              })
+              this.publishStatus()
+            }
+          }
+        }
+      })().finally(() => {
+        if (this.started) this.scheduleOwnershipCheck()
+      })
+    }, every)
+  }
+
+  /** Starts a takeover in the background; its outcome is in the events. */
+  private takeoverQuietly(state: DvipaState, previousOwner: NodeId): void {
+    state.takeover = runTakeover(this, state, previousOwner, {
+      detectedAt: this.components.clock.monotonic(),
+      silentMs: 0
+    })
+    state.takeover
+      .catch(() => undefined)
+      .finally(() => {
+        state.takeover = undefined
+        this.publishStatus()
+      })
+  }
+
   /** Removes idle connections from the tables and the store, every tenth of the idle time. */
   private scheduleIdleSweep(): void {
     const idle = this.init.connectionIdleMs
@@ -518,6 +597,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       filterIds: new Map(),
       writes: Promise.resolve(),
       takeover: undefined,
+      confirmedAt: this.components.clock.monotonic(),
+      fenced: false,
       retryTimers: new Set()
     }
   }
@@ -542,6 +623,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       state.epoch = claimed.epoch
       state.owner = this.id
       state.role = 'owner'
+      state.confirmedAt = this.components.clock.monotonic()
       this.emit({ type: 'ownership:claimed', dvipa, epoch: claimed.epoch })
       await this.openDvipa(state, true)
       await this.notifyTargets(state)

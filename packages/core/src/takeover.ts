@@ -140,6 +140,7 @@ export async function runTakeover(
       })
       state.epoch = ownership.epoch
       state.owner = host.id
+      state.confirmedAt = clock.monotonic()
       return host.fence(state)
     })
   } catch (err) {

@@ -105,6 +105,16 @@ export type DistributionEvent =
       supersededBy: number
     }
   | {
+      /** This owner could not confirm its ownership in the store for too long and stopped serving. */
+      type: 'ownership:fenced'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** The epoch it had. */
+      epoch: number
+      /** How long the store had not answered, ms. */
+      silentMs: number
+    }
+  | {
       /** A takeover began (step 4, detection). */
       type: 'takeover:started'
       /** The DVIPA. */

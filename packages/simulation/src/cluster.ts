@@ -74,6 +74,14 @@ export interface SimulatedClusterOptions {
   /** How long a takeover waits for its renegotiations, ms. Default 10000. */
   renegotiationDeadlineMs?: number
   /**
+   * How the DPs detect each other's failure: `heartbeat` (UDP) or `lease` (leases in the
+   * coupling store, renewed every `heartbeat.intervalMs`, lasting `multiplier` intervals). Default
+   * `heartbeat`.
+   */
+  detector?: 'heartbeat' | 'lease'
+  /** The DPs' self-fencing time, ms (see `DefaultDistributionProcessorInit.selfFenceMs`). Default 0. */
+  selfFenceMs?: number
+  /**
    * Run on the system clock instead of a virtual one: time passes for real (and computing takes
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
    */
@@ -284,7 +292,9 @@ export class SimulatedCluster {
       retransmit: options.retransmit ?? { timeoutMs: 500, backoff: 2, tries: 4 },
       realTime: options.realTime ?? false,
       connectionIdleMs: options.connectionIdleMs ?? 300_000,
-      renegotiationDeadlineMs: options.renegotiationDeadlineMs ?? 10_000
+      renegotiationDeadlineMs: options.renegotiationDeadlineMs ?? 10_000,
+      detector: options.detector ?? 'heartbeat',
+      selfFenceMs: options.selfFenceMs ?? 0
     }
     this.clock = this.options.realTime
       ? new SystemClock()
@@ -557,10 +567,19 @@ export class SimulatedCluster {
             return ike
           }
         },
-        failureDetector: {
-          type: 'heartbeat',
-          init: { local: { address, port: 7500 }, ...this.options.heartbeat }
-        },
+        failureDetector:
+          this.options.detector === 'lease'
+            ? {
+                type: 'lease',
+                init: {
+                  intervalMs: this.options.heartbeat.intervalMs,
+                  ttlMs: this.options.heartbeat.intervalMs * this.options.heartbeat.multiplier
+                }
+              }
+            : {
+                type: 'heartbeat',
+                init: { local: { address, port: 7500 }, ...this.options.heartbeat }
+              },
         clusterLink: { type: 'udp', init: { local: { address, port: 7400 }, peers: linkPeers } },
         ...(this.options.dpsAreTargets
           ? {
@@ -587,12 +606,21 @@ export class SimulatedCluster {
             heartbeats: Object.fromEntries(
               this.ranks.map((n, i) => [n, { address: `10.9.0.${i + 1}`, port: 7500 }])
             ),
-            targetHeartbeats: Object.fromEntries(
-              this.targetIds().map((t) => [t, { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }])
-            ),
+            // targets send UDP heartbeats, which only the heartbeat detector hears
+            targetHeartbeats:
+              this.options.detector === 'lease'
+                ? {}
+                : Object.fromEntries(
+                    this.targetIds().map((t) => [
+                      t,
+                      { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }
+                    ])
+                  ),
             rankDelayMs: 50,
             connectionIdleMs: this.options.connectionIdleMs,
-            renegotiationDeadlineMs: this.options.renegotiationDeadlineMs
+            renegotiationDeadlineMs: this.options.renegotiationDeadlineMs,
+            selfFenceMs: this.options.selfFenceMs,
+            ownershipCheckMs: Math.min(250, this.options.heartbeat.intervalMs)
           }
         }
       }

@@ -247,4 +247,63 @@ describe('failover scenarios', function () {
       expect(Object.keys(unreachable.traffic.servedBy)).to.deep.equal(targets[0])
     })
   })
+
+  describe('when the failure detector is the store lease', () => {
+    it('should take over when the owner dies, as with heartbeats', async () => {
+      await running({ detector: 'lease' })
+      const targets = cluster.peers.map((p) => Object.keys(p.traffic.servedBy))
+      await cluster.crash('dp-1')
+      const at = cluster.clock.monotonic()
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      const started = events.find((e) => e.event.type === 'takeover:started')!
+      expect(started.at - at).to.be.within(200, 500)
+      for (const [i, peer] of cluster.peers.entries()) {
+        expect(
+          peer.traffic.answerTimes.filter((t) => t > at + 1000).length,
+          peer.node
+        ).to.be.greaterThan(10)
+        expect(Object.keys(peer.traffic.servedBy)).to.deep.equal(targets[i])
+      }
+    })
+  })
+
+  describe('when the owner loses the store but not the peers (self-fencing)', () => {
+    it('should stop encrypting before the backup claims the DVIPA, and the backup takes over', async () => {
+      await running({ detector: 'lease', selfFenceMs: 200 })
+      const dp1 = cluster.dps.get('dp-1')!
+      const down = (): Promise<never> =>
+        Promise.reject(Object.assign(new Error('store down'), { name: 'StoreUnavailableError' }))
+      for (const method of [
+        'getOwnership',
+        'putRecords',
+        'deleteRecords',
+        'renewLease',
+        'readLeases',
+        'takeMessages'
+      ] as const) {
+        ;(dp1.store as unknown as Record<string, unknown>)[method] = down
+      }
+      // dp-1's ESP counter at the instant dp-2 claims the DVIPA: it must never move after that
+      let atClaim: number | undefined
+      cluster.events$.subscribe((e) => {
+        if (e.node === 'dp-2' && e.event.type === 'ownership:claimed') {
+          atClaim = dp1.esp.counters().encapsulated
+        }
+      })
+      const before = dp1.esp.counters().encapsulated
+      await cluster.advance(2000)
+      const fenced = events.find((e) => e.node === 'dp-1' && e.event.type === 'ownership:fenced')
+      expect(fenced, 'dp-1 fenced itself').to.not.equal(undefined)
+      const claimed = events.find((e) => e.node === 'dp-2' && e.event.type === 'ownership:claimed')!
+      expect(fenced!.at).to.be.lessThan(claimed.at)
+      expect(atClaim).to.be.greaterThan(before)
+      expect(dp1.esp.counters().encapsulated).to.equal(atClaim)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      const at = cluster.clock.monotonic()
+      await cluster.advance(500)
+      for (const peer of cluster.peers)
+        expect(peer.traffic.answerTimes.filter((t) => t > at).length).to.be.greaterThan(5)
+    })
+  })
 })
