@@ -6,9 +6,11 @@
  * to an address and port. It needs `CAP_NET_ADMIN` (root) for the address and `CAP_NET_RAW` for
  * the ARP; a failed ARP is counted and reported on `announcements$`, never fatal.
  *
- * For IPv6 the address is added with `nodad`; no unsolicited neighbour advertisement is sent by
- * the adapter (that needs a raw ICMPv6 socket): set the interface's `ndisc_notify` sysctl, or
- * let neighbours find the new owner by neighbour unreachability detection.
+ * For IPv6 the adapter sends nothing itself (an unsolicited neighbour advertisement needs a raw
+ * ICMPv6 socket). By default the address is added with `nodad` and neighbours find the new owner
+ * by unreachability detection; with `ipv6Dad: true` and the interface's sysctl
+ * `net.ipv6.conf.IF.ndisc_notify = 1`, the kernel runs duplicate address detection (about a
+ * second, which `acquireAddress` waits for) and then advertises the address itself.
  *
  * @example Taking the DVIPA over and listening for IKE on it
  * ```ts

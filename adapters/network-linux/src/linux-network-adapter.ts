@@ -51,6 +51,17 @@ export interface LinuxNetworkAdapterInit {
   ipPath?: string
   /** Gratuitous ARP after an IPv4 address is added. Defaults: see {@link GratuitousArpInit}. */
   gratuitousArp?: GratuitousArpInit
+  /**
+   * IPv6 only. `false`: the address is added with `nodad`, usable at once, and nothing announces
+   * it. `true`: the kernel runs duplicate address detection and `acquireAddress` waits for it
+   * (at most `dadTimeoutMs`); when DAD completes, a kernel whose interface has the sysctl
+   * `net.ipv6.conf.IF.ndisc_notify = 1` sends an unsolicited neighbour advertisement (the IPv6
+   * gratuitous ARP, without a raw socket here), and a DAD that fails (another node answers for
+   * the address) removes it again and throws. Default false.
+   */
+  ipv6Dad?: boolean
+  /** How long `acquireAddress` waits for IPv6 duplicate address detection. Default 5000 ms. */
+  dadTimeoutMs?: number
 }
 
 /** Counters of a {@link LinuxNetworkAdapter}, since it was made. */
@@ -91,6 +102,8 @@ export type AnnouncementEvent =
     }
 
 const WILDCARDS = new Set(['0.0.0.0', '::'])
+/** How often `ip addr show` is asked whether DAD has completed. */
+const DAD_POLL_MS = 50
 /** What `ip addr add` prints for an address already on the device (new and old iproute2). */
 const ALREADY_THERE = /already assigned|File exists/i
 /** What `ip addr del` prints for an address not on the device (new and old iproute2). */
@@ -110,6 +123,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private readonly prefixLength: number | undefined
   private readonly ipPath: string
   private readonly arp: Required<GratuitousArpInit>
+  private readonly ipv6Dad: boolean
+  private readonly dadTimeoutMs: number
   private events = new Subject<NetworkEvent>()
   private announcementSubject = new Subject<AnnouncementEvent>()
   private started = false
@@ -176,6 +191,11 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     if (this.arp.mode !== 'request' && this.arp.mode !== 'reply') {
       throw new InvalidConfigError('gratuitousArp.mode', "must be 'request' or 'reply'")
     }
+    this.ipv6Dad = init.ipv6Dad ?? false
+    this.dadTimeoutMs = init.dadTimeoutMs ?? 5000
+    if (!(Number.isFinite(this.dadTimeoutMs) && this.dadTimeoutMs > 0)) {
+      throw new InvalidConfigError('dadTimeoutMs', 'must be a positive number')
+    }
   }
 
   /** Address events; completes on `stop()`. */
@@ -227,24 +247,27 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
 
   /**
    * Adds `address` to the interface (`ip addr add A/len dev IF`; an address already there is
-   * fine; IPv6 with `nodad`, so that it can be bound at once), then announces it with a
-   * gratuitous ARP in the background (IPv4 only) and emits `address:acquired`.
+   * fine), then announces it with a gratuitous ARP in the background (IPv4) and emits
+   * `address:acquired`. IPv6 is added with `nodad`, or with `ipv6Dad` waits for the kernel's
+   * duplicate address detection (see {@link LinuxNetworkAdapterInit.ipv6Dad}).
    *
    * @param address - an IPv4 or IPv6 address
    * @param options - an abort signal
    * @throws InvalidParametersError when `address` is not a unicast IP address
    * @throws InvalidConfigError when `ip` or the interface does not exist
-   * @throws NetworkCommandError when `ip addr add` fails otherwise (permissions, for example)
+   * @throws NetworkCommandError when `ip addr add` fails otherwise (permissions, for example),
+   * or IPv6 duplicate address detection fails or does not end in time
    */
   async acquireAddress(address: string, options?: AbortOptions): Promise<void> {
     this.enter(options)
     const family = checkAddress(address)
     const args = ['addr', 'add', this.cidr(address, family), 'dev', this.device]
-    if (family === 6) args.push('nodad')
+    if (family === 6 && !this.ipv6Dad) args.push('nodad')
     const result = await this.ip(args, options)
     if (result.exitCode !== 0 && !ALREADY_THERE.test(result.stderr)) {
       throw this.commandError(args, result)
     }
+    if (family === 6 && this.ipv6Dad) await this.awaitDad(address, options)
     this.held.add(address)
     if (family === 4 && this.arp.enabled) this.announce(address)
     this.events.next({ type: 'address:acquired', address })
@@ -301,6 +324,38 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     }
     this.sockets.add(socket)
     return socket
+  }
+
+  /** Waits until the kernel's duplicate address detection of `address` is over. */
+  private async awaitDad(address: string, options?: AbortOptions): Promise<void> {
+    const show = ['-j', '-6', 'addr', 'show', 'dev', this.device, 'to', `${address}/128`]
+    const polls = Math.ceil(this.dadTimeoutMs / DAD_POLL_MS)
+    for (let i = 0; ; i++) {
+      const result = await this.ip(show, options)
+      if (result.exitCode !== 0) throw this.commandError(show, result)
+      const state = dadState(result.stdout)
+      if (state === 'done') return
+      if (state !== 'tentative') {
+        this.counters.commandFailures++
+        if (state === 'failed') {
+          await this.ip(['addr', 'del', this.cidr(address, 6), 'dev', this.device], options)
+        }
+        const why =
+          state === 'failed'
+            ? `duplicate address detection failed: another node answers for ${address}`
+            : `${address} is no longer on ${this.device}`
+        throw new NetworkCommandError(commandLine(this.ipPath, show), why)
+      }
+      if (i >= polls) {
+        this.counters.commandFailures++
+        throw new NetworkCommandError(
+          commandLine(this.ipPath, show),
+          `duplicate address detection of ${address} not over after ${this.dadTimeoutMs} ms`
+        )
+      }
+      throwIfAborted(options?.signal)
+      await new Promise((resolve) => setTimeout(resolve, DAD_POLL_MS))
+    }
   }
 
   private announce(address: string): void {
@@ -378,6 +433,20 @@ function checkAddress(address: string): 4 | 6 {
   if (WILDCARDS.has(address))
     throw new InvalidParametersError('address', 'cannot acquire a wildcard address')
   return family as 4 | 6
+}
+
+/** Reads the DAD state of the one address `ip -j addr show ... to A/128` printed. */
+function dadState(json: string): 'tentative' | 'done' | 'failed' | 'missing' {
+  let links: { addr_info?: { local?: string; tentative?: boolean; dadfailed?: boolean }[] }[]
+  try {
+    links = JSON.parse(json === '' ? '[]' : json) as typeof links
+  } catch {
+    return 'missing'
+  }
+  const info = links.flatMap((l) => l.addr_info ?? []).find((a) => a.local !== undefined)
+  if (info === undefined) return 'missing'
+  if (info.dadfailed === true) return 'failed'
+  return info.tentative === true ? 'tentative' : 'done'
 }
 
 function commandLine(file: string, args: string[]): string {

@@ -97,7 +97,8 @@ describe(LinuxNetworkAdapter.name, () => {
           [{ prefixLength: 129 }, 'prefixLength'],
           [{ gratuitousArp: { count: 0 } }, 'gratuitousArp.count'],
           [{ gratuitousArp: { intervalSeconds: 0.5 } }, 'gratuitousArp.intervalSeconds'],
-          [{ gratuitousArp: { mode: 'both' as 'request' } }, 'gratuitousArp.mode']
+          [{ gratuitousArp: { mode: 'both' as 'request' } }, 'gratuitousArp.mode'],
+          [{ dadTimeoutMs: 0 }, 'dadTimeoutMs']
         ]
         for (const [init, field] of cases) {
           let err: (Error & { field?: string }) | undefined
@@ -214,6 +215,59 @@ describe(LinuxNetworkAdapter.name, () => {
         await tick()
         expect(runner.lines()).to.deep.equal(['ip addr add fd77::100/128 dev eth9 nodad'])
         expect(events).to.deep.equal([{ type: 'address:acquired', address: 'fd77::100' }])
+      })
+    })
+
+    describe('when the address is IPv6 and ipv6Dad is on', () => {
+      const show = 'ip -j -6 addr show dev eth9 to fd77::100/128'
+      const info = (flags: Record<string, boolean>): string =>
+        JSON.stringify([{ ifname: 'eth9', addr_info: [{ local: 'fd77::100', ...flags }, {}] }])
+
+      beforeEach(async () => {
+        await adapter.stop()
+        adapter = make({ ipv6Dad: true, dadTimeoutMs: 500 })
+        await adapter.start()
+        adapter.events$.subscribe((e) => events.push(e))
+      })
+
+      it('should add it without nodad and wait until it is no longer tentative', async () => {
+        let shows = 0
+        runner.answer = (c) =>
+          c.args.includes('show') ? { stdout: info(++shows < 3 ? { tentative: true } : {}) } : {}
+        await adapter.acquireAddress('fd77::100')
+        expect(runner.lines()).to.deep.equal([
+          'ip addr add fd77::100/128 dev eth9',
+          show,
+          show,
+          show
+        ])
+        expect(events).to.deep.equal([{ type: 'address:acquired', address: 'fd77::100' }])
+      })
+
+      it('should remove the address and throw NetworkCommandError when DAD fails', async () => {
+        runner.answer = (c) =>
+          c.args.includes('show') ? { stdout: info({ tentative: true, dadfailed: true }) } : {}
+        const err = await rejection(adapter.acquireAddress('fd77::100'))
+        expect(err.name).to.equal('NetworkCommandError')
+        expect(err.message).to.contain('duplicate address detection failed')
+        expect(runner.lines().at(-1)).to.equal('ip addr del fd77::100/128 dev eth9')
+        expect(adapter.stats().commandFailures).to.equal(1)
+        expect(events).to.deep.equal([])
+      })
+
+      it('should throw NetworkCommandError when DAD does not end in time', async () => {
+        runner.answer = (c) =>
+          c.args.includes('show') ? { stdout: info({ tentative: true }) } : {}
+        const err = await rejection(adapter.acquireAddress('fd77::100'))
+        expect(err.name).to.equal('NetworkCommandError')
+        expect(err.message).to.contain('not over after 500 ms')
+        expect(runner.calls.length).to.be.at.most(12)
+      })
+
+      it('should throw NetworkCommandError when the address vanished', async () => {
+        runner.answer = (c) => (c.args.includes('show') ? { stdout: '[]' } : {})
+        const err = await rejection(adapter.acquireAddress('fd77::100'))
+        expect(err.message).to.contain('no longer on eth9')
       })
     })
 
