@@ -8,6 +8,7 @@ import { AdapterChild } from './helpers/remote-adapter.js'
 describe(`${LinuxNetworkAdapter.name} in network namespaces`, () => {
   const lan = new Lan('cmp')
   const movable = '10.77.0.100'
+  const movable6 = 'fd77::100'
   let childA: AdapterChild
   let childB: AdapterChild
 
@@ -25,22 +26,43 @@ describe(`${LinuxNetworkAdapter.name} in network namespaces`, () => {
 
   const init = { interface: lan.device, gratuitousArp: { count: 1 } }
 
-  networkAdapterSuite({
-    setup: async () => ({
-      a: await childA.createAdapter(init),
-      b: await childB.createAdapter(init),
-      addressA: '10.77.0.11',
-      addressB: '10.77.0.12',
-      movable
-    }),
-    teardown: () => {
-      // the suite leaves the DVIPA where the last test put it: start each test without it
-      lan.forget(lan.a, movable)
-      lan.forget(lan.b, movable)
-    },
-    settle: async () => {
-      await new Promise((r) => setTimeout(r, 300))
-      await Promise.all([childA.call('ping'), childB.call('ping')])
-    }
+  const settle = async (): Promise<void> => {
+    await new Promise((r) => setTimeout(r, 300))
+    await Promise.all([childA.call('ping'), childB.call('ping')])
+  }
+
+  describe('over IPv4', () => {
+    networkAdapterSuite({
+      setup: async () => ({
+        a: await childA.createAdapter(init),
+        b: await childB.createAdapter(init),
+        addressA: '10.77.0.11',
+        addressB: '10.77.0.12',
+        movable
+      }),
+      teardown: () => {
+        // the suite leaves the DVIPA where the last test put it: start each test without it
+        lan.forget(lan.a, movable)
+        lan.forget(lan.b, movable)
+      },
+      settle
+    })
+  })
+
+  describe('over IPv6', () => {
+    networkAdapterSuite({
+      setup: async () => ({
+        a: await childA.createAdapter(init),
+        b: await childB.createAdapter(init),
+        addressA: 'fd77::11',
+        addressB: 'fd77::12',
+        movable: movable6
+      }),
+      teardown: () => {
+        lan.forget(lan.a, movable6)
+        lan.forget(lan.b, movable6)
+      },
+      settle
+    })
   })
 })

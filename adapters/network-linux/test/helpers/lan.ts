@@ -26,8 +26,10 @@ export class Lan {
   readonly c: string
   /** The device in `a` and `b` that the adapters put addresses on. */
   readonly device = 'eth0'
-  /** Base addresses (the /24 that gives the subnet route). */
+  /** IPv4 base addresses (the /24 that gives the subnet route). */
   readonly base = { a: '10.77.0.1', b: '10.77.0.2', c: '10.77.0.3' }
+  /** IPv6 base addresses (the /64 that gives the subnet route), added with `nodad`. */
+  readonly base6 = { a: 'fd77::1', b: 'fd77::2', c: 'fd77::3' }
 
   /** @param tag - distinguishes the namespaces of one test file from another's */
   constructor(tag: string) {
@@ -46,9 +48,10 @@ export class Lan {
     sh('ip', ['-n', this.c, 'link', 'add', 'br0', 'type', 'bridge'])
     sh('ip', ['-n', this.c, 'link', 'set', 'br0', 'up'])
     sh('ip', ['-n', this.c, 'addr', 'add', `${this.base.c}/24`, 'dev', 'br0'])
-    for (const [ns, port, address] of [
-      [this.a, 'port-a', this.base.a],
-      [this.b, 'port-b', this.base.b]
+    sh('ip', ['-n', this.c, 'addr', 'add', `${this.base6.c}/64`, 'dev', 'br0', 'nodad'])
+    for (const [ns, port, address, address6] of [
+      [this.a, 'port-a', this.base.a, this.base6.a],
+      [this.b, 'port-b', this.base.b, this.base6.b]
     ] as const) {
       sh('ip', [
         '-n',
@@ -66,6 +69,7 @@ export class Lan {
       ])
       sh('ip', ['-n', this.c, 'link', 'set', port, 'master', 'br0', 'up'])
       sh('ip', ['-n', ns, 'addr', 'add', `${address}/24`, 'dev', this.device])
+      sh('ip', ['-n', ns, 'addr', 'add', `${address6}/64`, 'dev', this.device, 'nodad'])
       sh('ip', ['-n', ns, 'link', 'set', this.device, 'up'])
     }
   }
@@ -100,15 +104,26 @@ export class Lan {
    * Removes `address` from a namespace's device if it is there, and forgets the neighbours.
    *
    * @param ns - the namespace
-   * @param address - an IPv4 address added as /32
+   * @param address - an address added as /32 or /128
    */
   forget(ns: string, address: string): void {
+    const length = address.includes(':') ? 128 : 32
     try {
-      sh('ip', ['-n', ns, 'addr', 'del', `${address}/32`, 'dev', this.device])
+      sh('ip', ['-n', ns, 'addr', 'del', `${address}/${length}`, 'dev', this.device])
     } catch {
       // not there
     }
     sh('ip', ['-n', ns, 'neigh', 'flush', 'all'])
+  }
+
+  /**
+   * Sets a sysctl inside a namespace.
+   *
+   * @param ns - the namespace
+   * @param setting - `name=value`
+   */
+  sysctl(ns: string, setting: string): void {
+    sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', setting])
   }
 
   /** Deletes the namespaces (and with them every device and address in them). */
