@@ -24,37 +24,34 @@ async function poll<T>(
   return value
 }
 
-/** One ARP packet as tshark printed it. */
-interface ArpLine {
-  opcode: number
-  senderMac: string
-  senderIp: string
-  targetIp: string
-}
+/** The fields tshark prints for each ARP packet or ICMPv6 message, in this order. */
+const FIELDS = {
+  ethSource: 'eth.src',
+  arpOpcode: 'arp.opcode',
+  arpSenderIp: 'arp.src.proto_ipv4',
+  arpTargetIp: 'arp.dst.proto_ipv4',
+  icmpv6Type: 'icmpv6.type',
+  naTarget: 'icmpv6.nd.na.target_address',
+  naOverride: 'icmpv6.nd.na.flag.o'
+} as const
 
-/** tshark capturing ARP on the client's bridge, inside its namespace. */
-class ArpCapture {
-  readonly packets: ArpLine[] = []
+/** One captured packet: each field of {@link FIELDS} as tshark printed it ('' when absent). */
+type Packet = Record<keyof typeof FIELDS, string>
+
+/** tshark capturing ARP and ICMPv6 on the client's bridge, inside its namespace. */
+class NeighbourCapture {
+  readonly packets: Packet[] = []
   private proc: ChildProcess | undefined
 
   async start(ns: string, device: string): Promise<void> {
-    const fields = ['arp.opcode', 'arp.src.hw_mac', 'arp.src.proto_ipv4', 'arp.dst.proto_ipv4']
-    const proc = spawn(
-      'ip',
-      ['netns', 'exec', ns, 'tshark', '-l', '-n', '-i', device, '-f', 'arp', '-T', 'fields'].concat(
-        fields.flatMap((f) => ['-e', f])
-      ),
-      { stdio: ['ignore', 'pipe', 'pipe'] }
-    )
+    const names = Object.keys(FIELDS) as (keyof typeof FIELDS)[]
+    const args = ['netns', 'exec', ns, 'tshark', '-l', '-n', '-i', device, '-f', 'arp or icmp6']
+    args.push('-T', 'fields', ...names.flatMap((n) => ['-e', FIELDS[n]]))
+    const proc = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
     createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const [opcode, senderMac, senderIp, targetIp] = line.split('\t')
-      this.packets.push({
-        opcode: Number(opcode),
-        senderMac: senderMac ?? '',
-        senderIp: senderIp ?? '',
-        targetIp: targetIp ?? ''
-      })
+      const values = line.split('\t')
+      this.packets.push(Object.fromEntries(names.map((n, i) => [n, values[i] ?? ''])) as Packet)
     })
     // tshark says "Capturing on 'br0'" on stderr once it captures
     await new Promise<void>((resolve, reject) => {
@@ -84,26 +81,47 @@ class ArpCapture {
   }
 }
 
+/** What a node serving the DVIPA on port 4500 received. */
+interface Served {
+  got: Datagram[]
+}
+
+/** Opens `address`:4500 on `adapter`; everything received is kept and echoed back. */
+async function serve(adapter: RemoteNetworkAdapter, address: string): Promise<Served> {
+  const endpoint = await adapter.openUdp({ address, port: 4500 })
+  const served: Served = { got: [] }
+  endpoint.datagrams$.subscribe((d) => {
+    served.got.push(d)
+    endpoint.send(text(`echo:${decode(d)}`), d.from)
+  })
+  return served
+}
+
 describe(`${LinuxNetworkAdapter.name} moving a DVIPA between namespaces`, () => {
   const lan = new Lan('mov')
-  const dvipa = '10.77.0.100'
   const children: AdapterChild[] = []
-  const capture = new ArpCapture()
+  const capture = new NeighbourCapture()
   let a: RemoteNetworkAdapter
   let b: RemoteNetworkAdapter
   let client: RemoteNetworkAdapter
+  let macA: string
+  let macB: string
 
   before(async () => {
     lan.up()
     for (const ns of [lan.a, lan.b, lan.c]) children.push(new AdapterChild(ns))
     await Promise.all(children.map(async (c) => c.start()))
-    // two ARP packets a second apart for the move: Linux ignores an update of a neighbour entry
-    // changed less than locktime (1 s) before, so the second one lands whatever came first
+    // two ARP packets a second apart: Linux ignores an update of a neighbour entry changed less
+    // than locktime (1 s) before, so the second one lands whatever came first
     const init = { interface: lan.device, gratuitousArp: { count: 2 } }
     a = await children[0]!.createAdapter(init)
-    b = await children[1]!.createAdapter(init)
+    // b takes IPv6 over with duplicate address detection, after which its kernel advertises
+    lan.sysctl(lan.b, `net.ipv6.conf.${lan.device}.ndisc_notify=1`)
+    b = await children[1]!.createAdapter({ ...init, ipv6Dad: true })
     client = await children[2]!.createAdapter({ interface: 'br0' })
     for (const adapter of [a, b, client]) await adapter.start()
+    macA = lan.mac(lan.a)
+    macB = lan.mac(lan.b)
     await capture.start(lan.c, 'br0')
   })
 
@@ -113,68 +131,87 @@ describe(`${LinuxNetworkAdapter.name} moving a DVIPA between namespaces`, () => 
     lan.down()
   })
 
+  /**
+   * a serves the DVIPA and the client reaches it; then a releases it and b acquires it. Returns
+   * what each side received, after `announced` has checked b's announcement and the client has
+   * sent a second datagram.
+   */
+  async function move(
+    dvipa: string,
+    clientAddress: string,
+    announced: () => Promise<void>
+  ): Promise<{ onA: Served; onB: Served; replies: Datagram[] }> {
+    const from: UdpEndpoint = await client.openUdp({ address: clientAddress, port: 0 })
+    const replies: Datagram[] = []
+    from.datagrams$.subscribe((d) => replies.push(d))
+
+    await a.acquireAddress(dvipa)
+    const onA = await serve(a, dvipa)
+    from.send(text('to-a'), { address: dvipa, port: 4500 })
+    await poll(
+      () => replies.length,
+      (n) => n > 0
+    )
+    expect(lan.neighbour(lan.c, dvipa)).to.equal(macA)
+
+    // the takeover: a lets go, b takes the address and announces it
+    await a.releaseAddress(dvipa)
+    await b.acquireAddress(dvipa)
+    const onB = await serve(b, dvipa)
+    await announced()
+
+    // the client learned the new MAC from the announcement alone (it sent nothing meanwhile)
+    const learned = await poll(
+      () => lan.neighbour(lan.c, dvipa),
+      (mac) => mac === macB
+    )
+    expect(learned).to.equal(macB)
+
+    from.send(text('to-b'), { address: dvipa, port: 4500 })
+    await poll(
+      () => replies.length,
+      (n) => n > 1
+    )
+    return { onA, onB, replies }
+  }
+
   describe('.acquireAddress', () => {
-    describe('when the DVIPA moves from a to b', () => {
+    describe('when an IPv4 DVIPA moves from a to b', () => {
       it('should announce b with a gratuitous ARP and carry the client traffic to b', async () => {
-        const macA = lan.mac(lan.a)
-        const macB = lan.mac(lan.b)
-        const from: UdpEndpoint = await client.openUdp({ address: lan.base.c, port: 0 })
-        const replies: Datagram[] = []
-        from.datagrams$.subscribe((d) => replies.push(d))
-
-        // a owns the DVIPA and serves ESP-in-UDP on it
-        await a.acquireAddress(dvipa)
-        const onA = await a.openUdp({ address: dvipa, port: 4500 })
-        const gotA: Datagram[] = []
-        onA.datagrams$.subscribe((d) => gotA.push(d))
-        from.send(text('to-a'), { address: dvipa, port: 4500 })
-        await poll(
-          () => gotA.length,
-          (n) => n > 0
-        )
-        expect(gotA.map(decode)).to.deep.equal(['to-a'])
-        expect(lan.neighbour(lan.c, dvipa)).to.equal(macA)
-
-        // the takeover: a lets go, b takes the address and announces it
-        await a.releaseAddress(dvipa)
-        await b.acquireAddress(dvipa)
-        const onB = await b.openUdp({ address: dvipa, port: 4500 })
-        const gotB: Datagram[] = []
-        onB.datagrams$.subscribe((d) => {
-          gotB.push(d)
-          onB.send(text(`echo:${decode(d)}`), d.from)
+        const dvipa = '10.77.0.100'
+        const { onA, onB, replies } = await move(dvipa, lan.base.c, async () => {
+          const garps = await poll(
+            () => capture.packets.filter((p) => p.arpSenderIp === dvipa && p.arpTargetIp === dvipa),
+            (ps) => ps.some((p) => p.ethSource === macB)
+          )
+          expect(garps.find((p) => p.ethSource === macB)).to.include({ arpOpcode: '1' })
+          const stats = await poll(
+            async () => b.stats(),
+            (s) => s.announcements > 0
+          )
+          expect(stats).to.include({ announcements: 1, announcementFailures: 0 })
         })
+        expect(onA.got.map(decode)).to.deep.equal(['to-a'])
+        expect(onB.got.map(decode)).to.deep.equal(['to-b'])
+        expect(replies.map(decode)).to.deep.equal(['echo:to-a', 'echo:to-b'])
+        expect(replies[1]!.from).to.deep.equal({ address: dvipa, port: 4500 })
+      })
+    })
 
-        // the client learns the new MAC from the announcement, without sending anything
-        const learned = await poll(
-          () => lan.neighbour(lan.c, dvipa),
-          (mac) => mac === macB
-        )
-        expect(learned).to.equal(macB)
-        const garp = await poll(
-          () => capture.packets.filter((p) => p.senderIp === dvipa && p.targetIp === dvipa),
-          (ps) => ps.some((p) => p.senderMac === macB)
-        )
-        expect(garp.filter((p) => p.senderMac === macB)[0]).to.deep.include({
-          opcode: 1,
-          senderMac: macB
+    describe('when an IPv6 DVIPA moves from a to b with ipv6Dad', () => {
+      it('should have the kernel advertise b and carry the client traffic to b', async () => {
+        const dvipa = 'fd77::100'
+        const { onA, onB, replies } = await move(dvipa, lan.base6.c, async () => {
+          const advertisements = await poll(
+            () => capture.packets.filter((p) => p.icmpv6Type === '136' && p.naTarget === dvipa),
+            (ps) => ps.some((p) => p.ethSource === macB)
+          )
+          expect(advertisements.find((p) => p.ethSource === macB)).to.include({ naOverride: '1' })
         })
-        const stats = await poll(
-          async () => b.stats(),
-          (s) => s.announcements > 0
-        )
-        expect(stats).to.include({ announcements: 1, announcementFailures: 0, commandFailures: 0 })
-
-        // the traffic now goes to b, and b answers from the DVIPA
-        from.send(text('to-b'), { address: dvipa, port: 4500 })
-        await poll(
-          () => replies.length,
-          (n) => n > 0
-        )
-        expect(gotB.map(decode)).to.deep.equal(['to-b'])
-        expect(gotA.map(decode)).to.deep.equal(['to-a'])
-        expect(replies.map(decode)).to.deep.equal(['echo:to-b'])
-        expect(replies[0]!.from).to.deep.equal({ address: dvipa, port: 4500 })
+        expect(onA.got.map(decode)).to.deep.equal(['to-a'])
+        expect(onB.got.map(decode)).to.deep.equal(['to-b'])
+        expect(replies.map(decode)).to.deep.equal(['echo:to-a', 'echo:to-b'])
+        expect(replies[1]!.from).to.deep.equal({ address: dvipa, port: 4500 })
       })
     })
   })
