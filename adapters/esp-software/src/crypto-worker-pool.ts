@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
+import { copyPacket, espPacketLength } from './esp-crypto.js'
 
 /** @internal a message to a crypto worker */
 export type WorkerRequest =
@@ -88,8 +89,8 @@ export class CryptoWorkerPool {
   constructor(size: number) {
     for (let i = 0; i < size; i++) {
       const worker = spawnWorker()
-      worker.on('message', (reply: { job: number; buffer: ArrayBuffer; input: ArrayBuffer }) => {
-        if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(reply.input)
+      worker.on('message', (reply: { job: number; buffer: ArrayBuffer; input?: ArrayBuffer }) => {
+        if (reply.input !== undefined) this.recycle(reply.input)
         const pending = this.pending.get(reply.job)
         if (pending == null) return
         this.pending.delete(reply.job)
@@ -147,6 +148,10 @@ export class CryptoWorkerPool {
     })
   }
 
+  private recycle(buffer: ArrayBuffer): void {
+    if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(buffer)
+  }
+
   /** An input buffer of at least `size` bytes, reused when one is spare. */
   private inputBuffer(size: number): ArrayBuffer {
     for (let i = this.spare.length - 1; i >= 0; i--) {
@@ -177,9 +182,11 @@ export class CryptoWorkerPool {
   async seal(jobs: SealJob[]): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.chunks(jobs).map(async (chunk) => {
-        let bytes = 0
-        for (const j of chunk) bytes += j.payload.length
-        const buffer = this.inputBuffer(chunk.length * 20 + bytes)
+        // each packet gets a slot the size of its ESP packet, the payload at offset 16: the
+        // worker seals in place and the buffer comes back for reuse
+        let bytes = chunk.length * 20
+        for (const j of chunk) bytes += espPacketLength(j.payload.length)
+        const buffer = this.inputBuffer(bytes)
         const header = new Uint32Array(buffer, 0, chunk.length * 5)
         const data = new Uint8Array(buffer)
         let at = chunk.length * 20
@@ -191,15 +198,24 @@ export class CryptoWorkerPool {
           header[h + 2] = j.low
           header[h + 3] = j.nextHeader
           header[h + 4] = j.payload.length
-          data.set(j.payload, at)
-          at += j.payload.length
+          data.set(j.payload, at + 16)
+          at += espPacketLength(j.payload.length)
         }
         const out = await this.run('seal', buffer, chunk.length)
-        const index = new Uint32Array(out, 0, chunk.length * 2)
-        return chunk.map((_, i) => new Uint8Array(out, index[i * 2], index[i * 2 + 1]))
+        const sealed = new Uint32Array(out, 0, chunk.length * 5)
+        const bytesOut = new Uint8Array(out)
+        const packets: Uint8Array[] = new Array(chunk.length)
+        at = chunk.length * 20
+        for (let i = 0; i < chunk.length; i++) {
+          // the packets are copied out of the buffer into packet-sized views, as inline
+          packets[i] = copyPacket(bytesOut, at, sealed[i * 5 + 4])
+          at += espPacketLength(chunk[i].payload.length)
+        }
+        this.recycle(out)
+        return packets
       })
     )
-    return parts.flat()
+    return parts.length === 1 ? parts[0] : parts.flat()
   }
 
   /**

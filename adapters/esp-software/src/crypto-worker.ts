@@ -19,50 +19,44 @@ interface WorkerSa {
 const sas = new Map<number, WorkerSa>()
 const iv = Buffer.alloc(8)
 
-function seal(input: ArrayBuffer, count: number): ArrayBuffer {
+/**
+ * Seals a batch in place: each packet's slot in `input` holds its payload at offset 16 and room
+ * for the whole ESP packet, and ends up holding the packet; the header's length field becomes the
+ * packet's length (0 for an SA this worker does not know).
+ */
+function seal(input: ArrayBuffer, count: number): void {
   const header = new Uint32Array(input, 0, count * 5)
   const data = new Uint8Array(input)
-  // one output buffer, sized up front; each packet is sealed in place
-  let total = 0
+  let at = count * 5 * 4
   for (let i = 0; i < count; i++) {
-    if (sas.has(header[i * 5])) total += espPacketLength(header[i * 5 + 4])
-  }
-  const out = Buffer.allocUnsafeSlow(count * 2 * 4 + total)
-  const index = new Uint32Array(out.buffer, out.byteOffset, count * 2)
-  let offset = count * 5 * 4
-  let at = count * 2 * 4
-  for (let i = 0; i < count; i++) {
-    const sa = sas.get(header[i * 5])
-    const high = header[i * 5 + 1]
-    const low = header[i * 5 + 2]
-    const nextHeader = header[i * 5 + 3]
-    const length = header[i * 5 + 4]
-    const payload = data.subarray(offset, offset + length)
-    offset += length
-    index[i * 2] = at
+    const h = i * 5
+    const length = header[h + 4]
+    const slot = espPacketLength(length)
+    const sa = sas.get(header[h])
     if (sa == null) {
-      index[i * 2 + 1] = 0
-      continue
+      header[h + 4] = 0
+    } else {
+      const high = header[h + 1]
+      const low = header[h + 2]
+      iv.writeUInt32BE(high, 0)
+      iv.writeUInt32BE(low, 4)
+      const payload = data.subarray(at + 16, at + 16 + length)
+      header[h + 4] = sealInto(
+        data,
+        at,
+        sa.gmac,
+        sa.key,
+        sa.spi,
+        high,
+        low,
+        sa.esn,
+        iv,
+        payload,
+        header[h + 3]
+      )
     }
-    iv.writeUInt32BE(high, 0)
-    iv.writeUInt32BE(low, 4)
-    const size = sealInto(
-      out,
-      at,
-      sa.gmac,
-      sa.key,
-      sa.spi,
-      high,
-      low,
-      sa.esn,
-      iv,
-      payload,
-      nextHeader
-    )
-    index[i * 2 + 1] = size
-    at += size
+    at += slot
   }
-  return out.buffer as ArrayBuffer
 }
 
 function open(input: ArrayBuffer, count: number): ArrayBuffer {
@@ -123,10 +117,10 @@ parentPort?.on('message', (message: WorkerRequest) => {
       sas.delete(message.id)
       break
     case 'seal': {
-      const buffer = seal(message.buffer, message.count)
-      // the input goes back too, for the main thread to reuse
-      const input = message.buffer
-      parentPort?.postMessage({ job: message.job, buffer, input }, [buffer, input])
+      // sealed in place: the buffer goes back with the packets in it
+      seal(message.buffer, message.count)
+      const buffer = message.buffer
+      parentPort?.postMessage({ job: message.job, buffer }, [buffer])
       break
     }
     case 'open': {

@@ -178,6 +178,15 @@ let slab = new ArrayBuffer(SLAB_SIZE)
 let slabBytes = new Uint8Array(slab)
 let slabUsed = 0
 
+/**
+ * @internal a copy of `length` bytes of `source` from `start`, in a packet-sized view of a slab
+ */
+export function copyPacket(source: Uint8Array, start: number, length: number): Uint8Array {
+  const out = allocPacket(length)
+  out.set(start === 0 && length === source.length ? source : source.subarray(start, start + length))
+  return out
+}
+
 /** A zero-filled packet-sized view (slabs are per thread: each worker has its own). */
 function allocPacket(length: number): Uint8Array {
   if (length > SLAB_MAX_PACKET) return new Uint8Array(length)
@@ -240,7 +249,10 @@ export function sealInto(
   out[at + 6] = low >>> 8
   out[at + 7] = low
   out.set(iv, at + 8)
-  out.set(payload, at + 16)
+  // a worker's batch buffer already holds the payload in place
+  if (payload.buffer !== out.buffer || payload.byteOffset !== out.byteOffset + at + 16) {
+    out.set(payload, at + 16)
+  }
   let p = at + 16 + payload.length
   for (let i = 1; i <= padLength; i++) out[p++] = i
   out[p++] = padLength
