@@ -7,6 +7,7 @@
  * ESP_BENCH_SLICE_MS and ESP_BENCH_ONLY=single|workers tune it)
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto'
+import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { SystemClock } from '@vipsec/clock'
@@ -107,6 +108,49 @@ let lastCpuRate = 0
 function cpuMs(): number {
   const u = process.cpuUsage()
   return (u.user + u.system) / 1000
+}
+
+/** CPU milliseconds of each thread of this process, by thread id (Linux /proc; empty elsewhere). */
+function threadCpuMs(): Map<number, number> {
+  const out = new Map<number, number>()
+  let tids: string[]
+  try {
+    tids = readdirSync('/proc/self/task')
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      // utime and stime, in clock ticks of 10 ms
+      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) * 10)
+    } catch {
+      // the thread ended
+    }
+  }
+  return out
+}
+
+/** The threads that existed before any worker: the main thread and V8's and libuv's helpers. */
+const startupThreads = new Set(threadCpuMs().keys())
+
+/** CPU time split by kind of thread: main, crypto workers (started later), helpers (V8's GC). */
+interface ThreadSplit {
+  main: number
+  workers: number
+  helpers: number
+}
+
+function splitSince(before: Map<number, number>): ThreadSplit {
+  const split = { main: 0, workers: 0, helpers: 0 }
+  for (const [tid, ms] of threadCpuMs()) {
+    const delta = ms - (before.get(tid) ?? 0)
+    if (tid === process.pid) split.main += delta
+    else if (startupThreads.has(tid)) split.helpers += delta
+    else split.workers += delta
+  }
+  return split
 }
 
 /**
@@ -285,6 +329,8 @@ interface WorkerRow {
   /** Process CPU time (all threads) per packet, in microseconds. */
   encapsulateCpuUs: number
   decapsulateCpuUs: number
+  /** Encapsulation CPU time per packet by thread kind (all rounds), in microseconds. */
+  encapsulateSplitUs: ThreadSplit
 }
 
 interface Scaling {
@@ -294,6 +340,8 @@ interface Scaling {
   /** 2 workers / no workers (inline on the calling thread). */
   encapsulateVsInline: number
   decapsulateVsInline: number
+  /** Bare AES-256-GCM in 2 threads / 1 thread, measured in the same rounds. */
+  bareCeiling: number
 }
 
 /**
@@ -392,7 +440,10 @@ async function workerMode(): Promise<{ rows: WorkerRow[]; scaling: Record<string
     const dec: number[][] = counts.map(() => [])
     const encCpu: number[][] = counts.map(() => [])
     const decCpu: number[][] = counts.map(() => [])
+    const splits: ThreadSplit[] = counts.map(() => ({ main: 0, workers: 0, helpers: 0 }))
+    const encPackets: number[] = counts.map(() => 0)
     const scale = {
+      ceiling: [] as number[],
       encVsOne: [] as number[],
       decVsOne: [] as number[],
       encVsInline: [] as number[],
@@ -402,9 +453,19 @@ async function workerMode(): Promise<{ rows: WorkerRow[]; scaling: Record<string
       const order = counts.map((_, i) => (i + round) % counts.length)
       const inFlight = (i: number): number => Math.max(1, counts[i]) + 1
       for (const i of order) {
+        const before = threadCpuMs()
+        const started = performance.now()
         enc[i].push(await encapsulateBatches(engines[i], batch, inFlight(i)))
         encCpu[i].push(1e6 / lastCpuRate)
+        const split = splitSince(before)
+        splits[i].main += split.main
+        splits[i].workers += split.workers
+        splits[i].helpers += split.helpers
+        encPackets[i] += ((enc[i].at(-1) as number) * (performance.now() - started)) / 1000
       }
+      // the machine's own 2-thread ceiling, under the same load as this round
+      const one = await bareThreads(1, size)
+      scale.ceiling.push((await bareThreads(2, size)) / one)
       for (const i of order) {
         dec[i].push(
           await decapsulateBatches(engines[i], batch, inFlight(i), enc[i].at(-1) as number)
@@ -425,14 +486,20 @@ async function workerMode(): Promise<{ rows: WorkerRow[]; scaling: Record<string
         encapsulate: median(enc[i]),
         decapsulate: median(dec[i]),
         encapsulateCpuUs: median(encCpu[i]),
-        decapsulateCpuUs: median(decCpu[i])
+        decapsulateCpuUs: median(decCpu[i]),
+        encapsulateSplitUs: {
+          main: (splits[i].main * 1000) / encPackets[i],
+          workers: (splits[i].workers * 1000) / encPackets[i],
+          helpers: (splits[i].helpers * 1000) / encPackets[i]
+        }
       })
     })
     scaling[size] = {
       encapsulate: median(scale.encVsOne),
       decapsulate: median(scale.decVsOne),
       encapsulateVsInline: median(scale.encVsInline),
-      decapsulateVsInline: median(scale.decVsInline)
+      decapsulateVsInline: median(scale.decVsInline),
+      bareCeiling: median(scale.ceiling)
     }
   }
   return { rows, scaling }
@@ -488,37 +555,33 @@ if (single.length > 0) {
 }
 const { rows: threaded, scaling } =
   ONLY === 'single' ? { rows: [], scaling: {} } : await workerMode()
-const ceiling: Record<string, number> = {}
 if (threaded.length > 0) {
   console.log(
     `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
   )
-  console.log('size  workers  encap   cpu-us  decap   cpu-us')
+  console.log(
+    'size  workers  encap   cpu-us  decap   cpu-us   encap cpu-us by thread: main workers helpers'
+  )
   const us = (n: number): string => n.toFixed(2).padStart(6)
   for (const r of threaded) {
+    const t = r.encapsulateSplitUs
     console.log(
-      `${String(r.size).padStart(4)}  ${(r.workers === 0 ? 'inline' : String(r.workers)).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${us(r.decapsulateCpuUs)}`
+      `${String(r.size).padStart(4)}  ${(r.workers === 0 ? 'inline' : String(r.workers)).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${us(r.decapsulateCpuUs)}  ${us(t.main).padStart(29)} ${us(t.workers).padStart(7)} ${us(t.helpers).padStart(7)}`
     )
   }
-  console.log('size  2 workers vs inline: encap  decap   2 workers vs 1: encap  decap')
+  console.log(
+    'size  2 workers vs inline: encap  decap   2 workers vs 1: encap  decap   bare 2 threads vs 1'
+  )
   for (const size of SIZES) {
     const x = scaling[size]
     console.log(
-      `${String(size).padStart(4)}  ${x.encapsulateVsInline.toFixed(2).padStart(27)}  ${x.decapsulateVsInline.toFixed(2).padStart(5)}  ${x.encapsulate.toFixed(2).padStart(21)}  ${x.decapsulate.toFixed(2).padStart(5)}`
+      `${String(size).padStart(4)}  ${x.encapsulateVsInline.toFixed(2).padStart(27)}  ${x.decapsulateVsInline.toFixed(2).padStart(5)}  ${x.encapsulate.toFixed(2).padStart(21)}  ${x.decapsulate.toFixed(2).padStart(5)}  ${x.bareCeiling.toFixed(2).padStart(19)}`
     )
   }
-  console.log('paired per round, medians; cpu-us: process CPU time (all threads) per packet')
-  for (const size of SIZES) {
-    const ratios: number[] = []
-    for (let round = 0; round < 3; round++) {
-      const one = await bareThreads(1, size)
-      const two = await bareThreads(2, size)
-      ratios.push(two / one)
-    }
-    ceiling[size] = median(ratios)
-  }
   console.log(
-    `bare AES-256-GCM in 2 threads vs 1 on this machine, same run: ${SIZES.map((s) => `${s} B ${ceiling[s].toFixed(2)}x`).join(', ')}`
+    'paired per round, medians; cpu-us: process CPU time (all threads) per packet; by thread:\n' +
+      "helpers are the threads started before any worker (V8's concurrent GC); bare 2 threads vs 1:\n" +
+      'the ceiling, bare AES-256-GCM (one createCipheriv per packet) measured in each round'
   )
 }
 console.log(
@@ -530,7 +593,6 @@ console.log(
     sliceMs: SLICE_MS,
     singleCore: single,
     workers: threaded,
-    scaling2Workers: scaling,
-    bareThreadScaling: ceiling
+    scaling2Workers: scaling
   })
 )

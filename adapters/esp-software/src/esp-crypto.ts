@@ -489,8 +489,17 @@ export class EspSealer {
    */
   seal(payload: Uint8Array, nextHeader: number): Uint8Array {
     this.advance()
-    this.iv.writeUInt32BE(this.high, 0)
-    this.iv.writeUInt32BE(this.low, 4)
+    const iv = this.iv
+    const high = this.high
+    const low = this.low
+    iv[0] = high >>> 24
+    iv[1] = high >>> 16
+    iv[2] = high >>> 8
+    iv[3] = high
+    iv[4] = low >>> 24
+    iv[5] = low >>> 16
+    iv[6] = low >>> 8
+    iv[7] = low
     return sealRaw(
       this.gmac,
       this.key,

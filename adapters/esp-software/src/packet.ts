@@ -97,20 +97,35 @@ export function parseIpPacket(packet: Uint8Array): IpPacketInfo | undefined {
  * @param info - its parsed IP header
  */
 export function readPorts(packet: Uint8Array, info: IpPacketInfo): [number, number] | undefined {
-  if (info.laterFragment) return [0, 0]
+  const ports = packedPorts(packet, info)
+  return ports < 0 ? undefined : [ports >>> 16, ports & 0xffff]
+}
+
+/**
+ * {@link readPorts} without an array, for the per-packet SPD lookup: source port times 65536
+ * plus destination port, or -1 when the upper-layer header is truncated.
+ *
+ * @internal
+ * @param packet - the packet
+ * @param info - its parsed IP header
+ */
+export function packedPorts(packet: Uint8Array, info: IpPacketInfo): number {
+  if (info.laterFragment) return 0
   const o = info.payloadOffset
   switch (info.protocol) {
     case IpProtocol.UDP:
     case IpProtocol.TCP:
     case 132: // SCTP
-      if (o + 4 > info.totalLength) return undefined
-      return [(packet[o] << 8) | packet[o + 1], (packet[o + 2] << 8) | packet[o + 3]]
+      if (o + 4 > info.totalLength) return -1
+      return (
+        ((packet[o] << 24) | (packet[o + 1] << 16) | (packet[o + 2] << 8) | packet[o + 3]) >>> 0
+      )
     case IpProtocol.ICMP:
     case IpProtocol.ICMPV6:
-      if (o + 2 > info.totalLength) return undefined
-      return [packet[o], packet[o + 1]]
+      if (o + 2 > info.totalLength) return -1
+      return packet[o] * 65536 + packet[o + 1]
     default:
-      return [0, 0]
+      return 0
   }
 }
 

@@ -159,6 +159,9 @@ export class SoftwareEspEngine implements EspEngine {
   private readonly keyMemory: number
   private pool: CryptoWorkerPool | undefined
   private nextSaId = 1
+  /** What the last successful `prepareOutbound` found, taken at once by its caller. */
+  private outboundPayload: Uint8Array | undefined
+  private outboundNextHeader = 0
   /** While a batch is being prepared: SAs whose keys the workers must forget after its jobs. */
   private deferredRemovals: number[] | undefined
 
@@ -524,10 +527,11 @@ export class SoftwareEspEngine implements EspEngine {
    * @param packet - an IPv4 or IPv6 packet
    */
   protect(packet: Uint8Array): OutboundResult {
-    const prepared = this.prepareOutbound(packet)
-    if (!('sa' in prepared)) return prepared
-    const { sa, payload, nextHeader } = prepared
-    const esp = (sa.sealer as EspSealer).seal(payload, nextHeader)
+    const sa = this.prepareOutbound(packet)
+    if ('action' in sa) return sa
+    const payload = this.outboundPayload as Uint8Array
+    this.outboundPayload = undefined
+    const esp = (sa.sealer as EspSealer).seal(payload, this.outboundNextHeader)
     return this.finishOutbound(sa, payload.length, esp, packet)
   }
 
@@ -548,12 +552,14 @@ export class SoftwareEspEngine implements EspEngine {
     this.deferredRemovals = []
     try {
       for (let i = 0; i < packets.length; i++) {
-        const prepared = this.prepareOutbound(packets[i])
-        if (!('sa' in prepared)) {
-          results[i] = prepared
+        const sa = this.prepareOutbound(packets[i])
+        if ('action' in sa) {
+          results[i] = sa
           continue
         }
-        const { sa, payload, nextHeader } = prepared
+        const payload = this.outboundPayload as Uint8Array
+        this.outboundPayload = undefined
+        const nextHeader = this.outboundNextHeader
         const [high, low] = (sa.sealer as EspSealer).reserve()
         jobs.push({ sa: sa.id, high, low, payload, nextHeader })
         waiting.push({ index: i, sa, length: payload.length })
@@ -576,9 +582,12 @@ export class SoftwareEspEngine implements EspEngine {
     return results
   }
 
-  private prepareOutbound(
-    packet: Uint8Array
-  ): OutboundResult | { sa: Sa; payload: Uint8Array; nextHeader: number } {
+  /**
+   * SPD and SAD lookup and limit checks of an outbound packet: the SA, with the payload and next
+   * header left in `outboundPayload` and `outboundNextHeader` (no object per packet), or the
+   * result when the packet is not to be sealed.
+   */
+  private prepareOutbound(packet: Uint8Array): OutboundResult | Sa {
     const info = parseIpPacket(packet)
     if (info == null) return this.drop('malformed')
     const match = this.spd.match('outbound', packet, info)
@@ -608,7 +617,9 @@ export class SoftwareEspEngine implements EspEngine {
       this.removeExpired(sa, 'sequence-exhausted')
       return this.drop('sa-expired')
     }
-    return { sa, payload, nextHeader }
+    this.outboundPayload = payload
+    this.outboundNextHeader = nextHeader
+    return sa
   }
 
   private finishOutbound(

@@ -5,7 +5,7 @@ import {
   type FilterSelector
 } from '@vipsec/interface'
 import { formatPrefix, parsePrefix, prefixContains, type IpPrefix } from './ip-address.js'
-import { readPorts, type IpPacketInfo } from './packet.js'
+import { packedPorts, type IpPacketInfo } from './packet.js'
 
 /** A filter with its selector in binary form, ready for matching. */
 export interface CompiledFilter {
@@ -204,14 +204,18 @@ export class Spd {
   ): CompiledFilter | null | undefined {
     const list = this.byDirection[direction]
     if (list.length === 0) return null
-    const ports = readPorts(packet, info)
-    if (ports == null) return undefined
+    const ports = packedPorts(packet, info)
+    if (ports < 0) return undefined
+    const sourcePort = ports >>> 16
+    const destinationPort = ports & 0xffff
     for (const c of list) {
       if (c.source.bytes.length !== info.addressLength) continue
       const s = c.filter.selector
       if (s.protocol !== 0 && s.protocol !== info.protocol) continue
-      if (ports[0] < s.sourcePorts[0] || ports[0] > s.sourcePorts[1]) continue
-      if (ports[1] < s.destinationPorts[0] || ports[1] > s.destinationPorts[1]) continue
+      if (sourcePort < s.sourcePorts[0] || sourcePort > s.sourcePorts[1]) continue
+      if (destinationPort < s.destinationPorts[0] || destinationPort > s.destinationPorts[1]) {
+        continue
+      }
       if (!prefixContains(c.source, packet, info.sourceOffset)) continue
       if (!prefixContains(c.destination, packet, info.destinationOffset)) continue
       return c
