@@ -631,6 +631,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     }
     state.epoch = ownership.epoch
     state.owner = ownership.owner ?? undefined
+    if (ownership.owner !== this.id && ownership.owner !== null) {
+      // A node that died while it owned the DVIPA may still hold its address: let it go, or the
+      // neighbours could keep sending the DVIPA's traffic here.
+      await this.components.network.releaseAddress(dvipa).catch(() => undefined)
+    }
     if (ownership.owner === this.id || ownership.owner === null) {
       // This node owned it before a restart (its SAs died with it), or the owner let it go.
       void this.takeover(dvipa, ownership.owner ?? this.id).catch(() => undefined)
