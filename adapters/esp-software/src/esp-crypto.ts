@@ -169,7 +169,7 @@ export function espPacketLength(payloadLength: number): number {
  * Bytes of each slab that sealed packets are carved from: one zero-filled ArrayBuffer serves
  * many packets, and each packet costs a single Uint8Array view instead of a Buffer from node's
  * pool plus a plain view over it. A packet keeps its slab alive, as a pooled Buffer keeps its
- * pool; the rest of a slab holds only zeros and other packets' ciphertext, never plaintext.
+ * pool; the rest of a slab holds only zeros and other sealed packets (as they go on the wire).
  */
 const SLAB_SIZE = 32 * 1024
 /** Packets larger than this get an ArrayBuffer of their own. */
@@ -214,10 +214,16 @@ export function sealRaw(
 ): Uint8Array {
   const length = espPacketLength(payload.length)
   const out = allocPacket(length)
-  if (out.buffer === slab) {
-    sealInto(slabBytes, out.byteOffset, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
-  } else {
-    sealInto(out, 0, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
+  try {
+    if (out.buffer === slab) {
+      sealInto(slabBytes, out.byteOffset, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
+    } else {
+      sealInto(out, 0, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
+    }
+  } catch (err) {
+    // the slab is shared with packets already handed out: leave no plaintext in it
+    out.fill(0)
+    throw err
   }
   return out
 }
