@@ -30,3 +30,5 @@ export {
   type HeartbeatFailureDetectorComponents,
   type HeartbeatFailureDetectorInit
 } from './heartbeat-failure-detector.js'
+export { DgramNetwork } from './dgram-network.js'
+export { ThreadedHeartbeatFailureDetector } from './threaded-heartbeat-detector.js'

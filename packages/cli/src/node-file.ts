@@ -41,6 +41,8 @@ export interface NodeFile {
     announceTo?: Endpoint[]
     /** Cluster key in hex (16 bytes or more) authenticating heartbeats. */
     keyHex?: string
+    /** Run heartbeats on a worker thread, off the data plane's event loop. Default true. */
+    worker?: boolean
   }
   /** The cluster link. */
   link: {
@@ -320,7 +322,8 @@ export async function toNodeConfig(
         ...(file.detector.multiplier === undefined ? {} : { multiplier: file.detector.multiplier }),
         ...(file.detector.announceTo === undefined ? {} : { announceTo: file.detector.announceTo }),
         ...(detectorKey === undefined ? {} : { key: detectorKey })
-      }
+      },
+      worker: file.detector.worker ?? true
     }
   }
   if (file.apps !== undefined || file.role === 'target') {

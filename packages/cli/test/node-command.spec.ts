@@ -20,7 +20,7 @@ const primary: NodeFile = {
   store: { type: 'memory' },
   network: { type: 'linux', init: { interface: 'eth0' } },
   ike: { psks: [{ remote: { type: 'fqdn', value: 'peer.example' }, secret: 'test secret' }] },
-  detector: { local: { address: '10.9.0.1', port: 7500 } },
+  detector: { local: { address: '10.9.0.1', port: 7500 }, worker: false },
   link: {
     local: { address: '10.9.0.1', port: 7400 },
     peers: { 'target-1': { address: '10.9.1.1', port: 7400 } }

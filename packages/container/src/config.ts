@@ -120,6 +120,12 @@ export interface HeartbeatDetectorConfig {
   type: 'heartbeat'
   /** Its options except the node id (the node's own). */
   init: Omit<HeartbeatFailureDetectorInit, 'node'>
+  /**
+   * Run it on a worker thread of its own, with its own UDP socket (node:dgram) at `init.local`,
+   * so that data-plane bursts never delay heartbeats. Needs a real network (not the virtual one).
+   * Default false.
+   */
+  worker?: boolean
 }
 
 /** The coupling-store lease failure detector: `@vipsec/detector-lease`. */

@@ -2,7 +2,10 @@ import { ContainerModule, type ContainerModuleLoadOptions } from 'inversify'
 import { SystemClock } from '@vipsec/clock'
 import { UdpClusterLink } from '@vipsec/cluster-link-udp'
 import { DefaultDistributionProcessor, DefaultTargetStack } from '@vipsec/core'
-import { HeartbeatFailureDetector } from '@vipsec/detector-heartbeat'
+import {
+  HeartbeatFailureDetector,
+  ThreadedHeartbeatFailureDetector
+} from '@vipsec/detector-heartbeat'
 import { LeaseFailureDetector } from '@vipsec/detector-lease'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
 import { ikeV2ServiceFactory } from '@vipsec/ike-v2'
@@ -190,7 +193,13 @@ export function componentsModule(config: NodeConfig): ContainerModule {
               .inSingletonScope()
             break
           }
-          const { init } = spec as HeartbeatDetectorConfig
+          const { init, worker } = spec as HeartbeatDetectorConfig
+          if (worker === true) {
+            bind(TOKENS.FailureDetector).toConstantValue(
+              new ThreadedHeartbeatFailureDetector({ ...init, node })
+            )
+            break
+          }
           bind(TOKENS.FailureDetector)
             .toResolvedValue(
               (network: NetworkAdapter, clock: Clock) =>

@@ -1,0 +1,72 @@
+// The worker-thread side of ThreadedHeartbeatFailureDetector: a HeartbeatFailureDetector on
+// its own event loop, its own UDP socket and the system clock, so that a busy main thread
+// (crypto bursts of the data plane) cannot delay heartbeats or their checks.
+import { parentPort, workerData } from 'node:worker_threads'
+import { SystemClock } from '@vipsec/clock'
+import type { WatchTarget } from '@vipsec/interface'
+import { DgramNetwork } from './dgram-network.js'
+import {
+  HeartbeatFailureDetector,
+  type HeartbeatFailureDetectorInit
+} from './heartbeat-failure-detector.js'
+
+/** A message from the main thread. */
+type Command =
+  { op: 'watch'; target: WatchTarget } | { op: 'unwatch'; node: string } | { op: 'stop' }
+
+const port = parentPort!
+const { init, watched } = workerData as {
+  init: HeartbeatFailureDetectorInit
+  watched: WatchTarget[]
+}
+const network = new DgramNetwork()
+const detector = new HeartbeatFailureDetector({ network, clock: new SystemClock() }, init)
+const targets = new Map<string, WatchTarget>()
+for (const target of watched) {
+  targets.set(target.node, target)
+  detector.watch(target)
+}
+detector.events$.subscribe((event) => port.postMessage({ kind: 'event', event }))
+// Health changes that have no event (a node heard for the first time) are reported too.
+const known = new Map<string, string>()
+const healthTimer = setInterval(
+  () => {
+    for (const target of targets.values()) {
+      const health = detector.health(target.node)
+      if (known.get(target.node) !== health) {
+        known.set(target.node, health)
+        port.postMessage({ kind: 'health', node: target.node, health })
+      }
+    }
+  },
+  Math.max(5, (init.intervalMs ?? 100) / 4)
+)
+port.on('message', (command: Command) => {
+  if (command.op === 'watch') {
+    targets.set(command.target.node, command.target)
+    detector.watch(command.target)
+  } else if (command.op === 'unwatch') {
+    targets.delete(command.node)
+    known.delete(command.node)
+    detector.unwatch(command.node)
+  } else {
+    clearInterval(healthTimer)
+    void detector.stop().then(async () => {
+      await network.stop()
+      port.postMessage({ kind: 'stopped', counters: detector.counters() })
+      port.close()
+    })
+  }
+})
+await network.start()
+try {
+  await detector.start()
+  port.postMessage({ kind: 'ready' })
+} catch (err) {
+  port.postMessage({
+    kind: 'error',
+    name: (err as Error).name,
+    message: (err as Error).message,
+    argument: (err as { argument?: string }).argument
+  })
+}
