@@ -421,12 +421,23 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
     const completed = nodes.get(heir)!.lines.filter((l) => l.type === 'takeover:completed').length
     nodes.get(victim)!.kill('SIGKILL')
     const killedAt = Date.now()
-    await waitFor(
-      () =>
-        nodes.get(heir)!.lines.filter((l) => l.type === 'takeover:completed').length > completed,
-      30_000,
-      `${heir} to take over from ${victim}`
-    )
+    try {
+      await waitFor(
+        () =>
+          nodes.get(heir)!.lines.filter((l) => l.type === 'takeover:completed').length > completed,
+        30_000,
+        `${heir} to take over from ${victim}`
+      )
+    } catch (err) {
+      // what each node said last, to see why
+      for (const [name, node] of nodes) {
+        const tail = node.lines.filter((l) => !String(l.type).startsWith('connection:')).slice(-12)
+        console.log(
+          `      --- ${name}\n${tail.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`
+        )
+      }
+      throw err
+    }
     await waitFor(
       () => answers.some((a) => a.at > killedAt + 50),
       30_000,

@@ -510,6 +510,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     this.checkTimer = clock.setTimeout(() => {
       void (async () => {
         for (const state of this.states.values()) {
+          if (state.role === 'backup' && !state.fenced) {
+            // A backup refreshes its view too: a change event may have been missed.
+            await store
+              .getOwnership(state.config.dvipa)
+              .then((o) => this.onOwnershipChange(state.config.dvipa, o.owner, o.epoch))
+              .catch(() => undefined)
+            continue
+          }
           if (state.role !== 'owner' && !state.fenced) continue
           try {
             const ownership = await store.getOwnership(state.config.dvipa)
@@ -664,7 +672,18 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
 
   private onNodeFailed(node: NodeId, silentMs: number): void {
     for (const state of this.states.values()) {
-      if (state.owner !== node || state.role !== 'backup') continue
+      if (state.role !== 'backup' || !state.config.ranks.includes(this.id)) continue
+      if (state.owner !== node) {
+        // Maybe this node's view is behind (a missed change event): ask the store.
+        void this.components.store
+          .getOwnership(state.config.dvipa)
+          .then((o) => {
+            this.onOwnershipChange(state.config.dvipa, o.owner, o.epoch)
+            if (o.owner === node && state.owner === node) this.onNodeFailed(node, silentMs)
+          })
+          .catch(() => undefined)
+        continue
+      }
       if (!state.config.ranks.includes(this.id)) continue
       if (state.takeover !== undefined) continue
       state.takeover = runTakeover(this, state, node, {

@@ -147,6 +147,12 @@ export async function runTakeover(
     state.role = 'backup'
     host.publishStatus()
     if ((err as Error).name === OwnershipConflictError.name) {
+      // Learn who won, in case the store's change event has not arrived (or never will).
+      const conflict = err as OwnershipConflictError
+      if (conflict.currentEpoch > state.epoch) {
+        state.epoch = conflict.currentEpoch
+        state.owner = conflict.currentOwner
+      }
       host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
       throw new TakeoverError(`lost the claim of ${dvipa}`, { cause: err })
     }
