@@ -99,7 +99,9 @@ export interface DefaultDistributionProcessorInit {
   targetHeartbeats?: Record<NodeId, Endpoint>
   /**
    * How long a backup waits per better-ranked live backup before it claims, in ms, so that the
-   * best live backup claims first and the others find the DVIPA claimed. Default 50.
+   * best live backup claims first and the others find the DVIPA claimed. Backups detect a failure
+   * at different moments (up to one heartbeat interval apart), so this must be longer than the
+   * failure detector's interval. Default 200.
    */
   rankDelayMs?: number
   /** Retries of renegotiations that failed during a takeover. */
@@ -206,7 +208,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       dvipas: init.dvipas,
       heartbeats: init.heartbeats,
       targetHeartbeats: init.targetHeartbeats ?? {},
-      rankDelayMs: init.rankDelayMs ?? 50,
+      rankDelayMs: init.rankDelayMs ?? 200,
       renegotiationConcurrency: init.renegotiationConcurrency ?? 64,
       renegotiationDeadlineMs: init.renegotiationDeadlineMs ?? 10_000,
       connectionIdleMs: init.connectionIdleMs ?? 300_000,
