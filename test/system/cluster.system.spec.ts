@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
+import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -42,40 +43,6 @@ const ts = (start: string, end = start) => ({
   startPort: 0,
   endPort: 65535
 })
-const phase1 = {
-  proposals: [
-    {
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      prf: ['hmac-sha2-256'],
-      keyExchange: ['curve25519']
-    }
-  ],
-  authMethod: 'psk',
-  lifetime: { rekeySeconds: 0, reauthSeconds: 0 },
-  liveness: { intervalMs: 0, timeoutMs: 0 }
-}
-const phase2 = {
-  proposals: [
-    {
-      protocol: 'esp',
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      keyExchange: ['none'],
-      extendedSequenceNumbers: [false]
-    }
-  ],
-  pfsGroup: 'none',
-  lifetime: {
-    softSeconds: 0,
-    hardSeconds: 0,
-    softBytes: 0,
-    hardBytes: 0,
-    softPackets: 0,
-    hardPackets: 0
-  }
-}
-
 /** One `vipsec node` process and the JSON lines it logged. */
 class NodeProcess {
   readonly lines: Record<string, unknown>[] = []
@@ -208,6 +175,13 @@ secrets {
 `
 }
 
+/** redis-server in the store namespace, with a password and an append-only file in `dir`. */
+function startRedis(dir: string): ChildProcess {
+  const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
+  args.push('--dir', dir, '--appendonly', 'yes', '--save', '')
+  return spawn('ip', ['netns', 'exec', ns('store'), 'redis-server', ...args], { stdio: 'ignore' })
+}
+
 /** The longest time without an answer in `answers`, from `from` on. */
 function longestGap(answers: { at: number }[], from: number): number {
   const times = answers
@@ -248,28 +222,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
     sh('ip', ['-n', ns('peer'), 'addr', 'add', `${INNER}/32`, 'dev', 'lo'])
 
     // the coupling store
-    redis = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        ns('store'),
-        'redis-server',
-        '--bind',
-        addr.store!,
-        '--port',
-        '6379',
-        '--requirepass',
-        REDIS_PASSWORD,
-        '--dir',
-        dir,
-        '--appendonly',
-        'yes',
-        '--save',
-        ''
-      ],
-      { stdio: 'ignore' }
-    )
+    redis = startRedis(dir)
     await waitFor(
       () => {
         try {
@@ -532,28 +485,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
     )
     process.kill(redis!.pid!, 'SIGKILL')
     await new Promise((resolve) => setTimeout(resolve, 3000))
-    redis = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        ns('store'),
-        'redis-server',
-        '--bind',
-        addr.store!,
-        '--port',
-        '6379',
-        '--requirepass',
-        REDIS_PASSWORD,
-        '--dir',
-        dir,
-        '--appendonly',
-        'yes',
-        '--save',
-        ''
-      ],
-      { stdio: 'ignore' }
-    )
+    redis = startRedis(dir)
     await waitFor(
       () => {
         try {

@@ -41,6 +41,30 @@ export interface HeartbeatFailureDetectorInit {
   key?: Uint8Array
 }
 
+/**
+ * Checks the timing and key options of a heartbeat detector and applies the defaults.
+ *
+ * @param init - the options
+ * @throws InvalidParametersError naming the bad option
+ */
+export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): {
+  intervalMs: number
+  multiplier: number
+} {
+  const intervalMs = init.intervalMs ?? 100
+  const multiplier = init.multiplier ?? 3
+  if (!(intervalMs >= 1 && intervalMs <= 60_000)) {
+    throw new InvalidParametersError('init.intervalMs', 'must be from 1 to 60000')
+  }
+  if (!(Number.isInteger(multiplier) && multiplier >= 2 && multiplier <= 255)) {
+    throw new InvalidParametersError('init.multiplier', 'must be an integer from 2 to 255')
+  }
+  if (init.key !== undefined && init.key.length < 16) {
+    throw new InvalidParametersError('init.key', 'must be at least 16 bytes')
+  }
+  return { intervalMs, multiplier }
+}
+
 /** Counters of a {@link HeartbeatFailureDetector}. */
 export interface HeartbeatCounters {
   /** Heartbeats sent (one per destination). */
@@ -93,15 +117,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
    * @throws InvalidParametersError when a timing option or the key is out of range
    */
   constructor(components: HeartbeatFailureDetectorComponents, init: HeartbeatFailureDetectorInit) {
-    const intervalMs = init.intervalMs ?? 100
-    const multiplier = init.multiplier ?? 3
-    if (!(intervalMs >= 1 && intervalMs <= 60_000))
-      throw new InvalidParametersError('init.intervalMs', 'must be from 1 to 60000')
-    if (!(Number.isInteger(multiplier) && multiplier >= 2 && multiplier <= 255)) {
-      throw new InvalidParametersError('init.multiplier', 'must be an integer from 2 to 255')
-    }
-    if (init.key !== undefined && init.key.length < 16)
-      throw new InvalidParametersError('init.key', 'must be at least 16 bytes')
+    const { intervalMs, multiplier } = checkHeartbeatInit(init)
     this.network = components.network
     this.clock = components.clock
     this.node = init.node

@@ -24,6 +24,7 @@
  */
 export { decodeHeartbeat, encodeHeartbeat, type Heartbeat } from './heartbeat-codec.js'
 export {
+  checkHeartbeatInit,
   HeartbeatFailureDetector,
   heartbeatFailureDetector,
   type HeartbeatCounters,

@@ -12,9 +12,10 @@ import {
   type NodeId,
   type WatchTarget
 } from '@vipsec/interface'
-import type {
-  HeartbeatCounters,
-  HeartbeatFailureDetectorInit
+import {
+  checkHeartbeatInit,
+  type HeartbeatCounters,
+  type HeartbeatFailureDetectorInit
 } from './heartbeat-failure-detector.js'
 
 /**
@@ -62,13 +63,7 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
    * @throws InvalidParametersError when a timing option or the key is out of range
    */
   constructor(init: HeartbeatFailureDetectorInit) {
-    const intervalMs = init.intervalMs ?? 100
-    const multiplier = init.multiplier ?? 3
-    if (!(intervalMs >= 1 && intervalMs <= 60_000))
-      throw new InvalidParametersError('init.intervalMs', 'must be from 1 to 60000')
-    if (!(Number.isInteger(multiplier) && multiplier >= 2 && multiplier <= 255)) {
-      throw new InvalidParametersError('init.multiplier', 'must be an integer from 2 to 255')
-    }
+    checkHeartbeatInit(init)
     this.init = { ...init }
   }
 
