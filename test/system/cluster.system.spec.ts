@@ -202,24 +202,8 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
   let client: ReturnType<typeof startClient> | undefined
 
   before(async () => {
-    // the network: a bridge in its own namespace, one veth per node
-    sh('ip', ['netns', 'add', ns('sw')])
-    sh('ip', ['-n', ns('sw'), 'link', 'add', 'br0', 'type', 'bridge'])
-    sh('ip', ['-n', ns('sw'), 'link', 'set', 'br0', 'up'])
-    for (const [i, name] of Object.keys(addr).entries()) {
-      sh('ip', ['netns', 'add', ns(name)])
-      const outside = `${tag}p${i}`
-      sh('ip', ['link', 'add', outside, 'type', 'veth', 'peer', 'name', `${tag}i${i}`])
-      sh('ip', ['link', 'set', outside, 'netns', ns('sw')])
-      sh('ip', ['link', 'set', `${tag}i${i}`, 'netns', ns(name)])
-      sh('ip', ['-n', ns(name), 'link', 'set', `${tag}i${i}`, 'name', 'eth0'])
-      sh('ip', ['-n', ns('sw'), 'link', 'set', outside, 'master', 'br0'])
-      sh('ip', ['-n', ns('sw'), 'link', 'set', outside, 'up'])
-      sh('ip', ['-n', ns(name), 'addr', 'add', `${addr[name]}/24`, 'dev', 'eth0'])
-      sh('ip', ['-n', ns(name), 'link', 'set', 'eth0', 'up'])
-      sh('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up'])
-    }
-    sh('ip', ['-n', ns('peer'), 'addr', 'add', `${INNER}/32`, 'dev', 'lo'])
+    // the network: scripts/cluster-netns.sh (a bridge in its own namespace, one veth per node)
+    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
 
     // the coupling store
     redis = startRedis(dir)
@@ -340,13 +324,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
     await charon?.stop()
     for (const node of nodes.values()) await node.stop()
     if (redis?.pid !== undefined && redis.exitCode === null) process.kill(redis.pid, 'SIGKILL')
-    for (const name of [...Object.keys(addr), 'sw']) {
-      try {
-        sh('ip', ['netns', 'del', ns(name)])
-      } catch {
-        // already gone
-      }
-    }
+    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', tag])
     rmSync(dir, { recursive: true, force: true })
   })
 
