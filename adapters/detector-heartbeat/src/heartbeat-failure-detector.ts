@@ -41,16 +41,21 @@ export interface HeartbeatFailureDetectorInit {
   key?: Uint8Array
 }
 
+/** A heartbeat detector's timing with the defaults applied. */
+export interface HeartbeatTiming {
+  /** The heartbeat interval, ms. */
+  intervalMs: number
+  /** Intervals of silence that fail a node. */
+  multiplier: number
+}
+
 /**
  * Checks the timing and key options of a heartbeat detector and applies the defaults.
  *
  * @param init - the options
  * @throws InvalidParametersError naming the bad option
  */
-export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): {
-  intervalMs: number
-  multiplier: number
-} {
+export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): HeartbeatTiming {
   const intervalMs = init.intervalMs ?? 100
   const multiplier = init.multiplier ?? 3
   if (!(intervalMs >= 1 && intervalMs <= 60_000)) {

@@ -29,7 +29,8 @@ export {
   heartbeatFailureDetector,
   type HeartbeatCounters,
   type HeartbeatFailureDetectorComponents,
-  type HeartbeatFailureDetectorInit
+  type HeartbeatFailureDetectorInit,
+  type HeartbeatTiming
 } from './heartbeat-failure-detector.js'
 export { DgramNetwork } from './dgram-network.js'
 export { ThreadedHeartbeatFailureDetector } from './threaded-heartbeat-detector.js'
