@@ -16,6 +16,13 @@ const expectations: Record<string, RegExp[]> = {
     /write rejected/,
     /mailbox: delete 3 IKE SAs and 3 Child SAs/,
     /dp-2 owns 10\.0\.0\.100 at epoch 2 with 3 IKE SAs recorded/
+  ],
+  'metered-esp-engine.ts': [
+    /tampered packet: drop/,
+    /SA 0xc0010001 outbound 6 packets, \d+ bytes/,
+    /SA 0xc0010001 inbound {2}5 packets, \d+ bytes/,
+    /vipsec_esp_sa_packets_total\{spi="0xc0010001",direction="inbound",tag="child-1"\} 5/,
+    /vipsec_esp_dropped_total\{reason="icv-failure"\} 1/
   ]
 }
 
