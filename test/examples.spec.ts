@@ -17,6 +17,12 @@ const expectations: Record<string, RegExp[]> = {
     /mailbox: delete 3 IKE SAs and 3 Child SAs/,
     /dp-2 owns 10\.0\.0\.100 at epoch 2 with 3 IKE SAs recorded/
   ],
+  'file-coupling-store.ts': [
+    /dp-1 owns 10\.0\.0\.100 at epoch 1 and recorded 2 flows/,
+    /dp-2 claimed epoch 2 and took 2 records/,
+    /dp-1's late write: StaleEpochError/,
+    /on disk: owner dp-2, epoch 2, 2 records/
+  ],
   'metered-esp-engine.ts': [
     /tampered packet: drop/,
     /SA 0xc0010001 outbound 6 packets, \d+ bytes/,
