@@ -17,6 +17,15 @@ const expectations: Record<string, RegExp[]> = {
     /mailbox: delete 3 IKE SAs and 3 Child SAs/,
     /dp-2 owns 10\.0\.0\.100 at epoch 2 with 3 IKE SAs recorded/
   ],
+  'embedded-cluster.ts': [
+    /owner dp-1 \(epoch 1\)/,
+    /dp-1 crashed/,
+    /takeover of 10\.0\.0\.100 from dp-1: epoch 2, 4 IKE SAs renegotiated, 0 failed/,
+    /renegotiate +\+ *[\d.]+ virtual ms/,
+    /owner dp-2 \(epoch 2\)/,
+    /every peer kept its target: yes/,
+    /10\.0\.0\.100: traffic resumed/
+  ],
   'file-coupling-store.ts': [
     /dp-1 owns 10\.0\.0\.100 at epoch 1 and recorded 2 flows/,
     /dp-2 claimed epoch 2 and took 2 records/,
