@@ -375,7 +375,18 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
       'answers after the failover'
     )
     await new Promise((resolve) => setTimeout(resolve, 500))
-    outages.push(longestGap(answers, killedAt))
+    const outage = longestGap(answers, killedAt)
+    outages.push(outage)
+    if (outage > 800) {
+      // a slow one: show where the heir's time went
+      const steps = nodes
+        .get(heir)!
+        .lines.filter((l) => l.type === 'takeover:step' || l.type === 'takeover:started')
+        .slice(-12)
+      console.log(
+        `      slow failover (${outage} ms) to ${heir}:\n${steps.map((l) => `        ${JSON.stringify(l)}`).join('\n')}`
+      )
+    }
     const sas = charon.ikeSas()
     expect(sas, 'charon holds exactly one IKE SA').to.have.length(1)
     expect(sas[0], 'and it is a new one').to.not.equal(before)
