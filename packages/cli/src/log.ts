@@ -48,7 +48,9 @@ export function logNodeEvents(node: VipsecNode, logger: JsonLogger): void {
     node.get(TOKENS.DistributionProcessor).events$.subscribe((e) => {
       const level: LogLevel = e.type.startsWith('connection:')
         ? 'debug'
-        : e.type === 'ownership:lost' || e.type === 'takeover:failed'
+        : e.type === 'ownership:lost' ||
+            e.type === 'ownership:fenced' ||
+            e.type === 'takeover:failed'
           ? 'warn'
           : 'info'
       logger.log(level, e)

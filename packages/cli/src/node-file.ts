@@ -31,7 +31,14 @@ export interface NodeFile {
   ike?: IkeFileSection
   /** The heartbeat failure detector. */
   detector?: {
-    /** Where heartbeats are sent from and received. */
+    /**
+     * `heartbeat` (UDP, the default) or `lease` (leases in the coupling store, renewed every
+     * `intervalMs` and lasting `ttlMs`; pair it with `processor.selfFenceMs` below `ttlMs`).
+     */
+    type?: 'heartbeat' | 'lease'
+    /** For `lease`: the lease lifetime in ms (default 3 intervals). */
+    ttlMs?: number
+    /** For `heartbeat`: where heartbeats are sent from and received. */
     local: Endpoint
     /** Interval in ms (default 100). */
     intervalMs?: number
@@ -67,6 +74,12 @@ export interface NodeFile {
     connectionIdleMs?: number
     /** See `DefaultDistributionProcessorInit`. */
     renegotiationDeadlineMs?: number
+    /** See `DefaultDistributionProcessorInit`. */
+    renegotiationConcurrency?: number
+    /** See `DefaultDistributionProcessorInit`. */
+    ownershipCheckMs?: number
+    /** See `DefaultDistributionProcessorInit` (use with the lease detector). */
+    selfFenceMs?: number
   }
   /** Applications served (targets, and DPs that are targets too). */
   apps?: AppFileSection[]
@@ -207,7 +220,11 @@ export function checkNodeFile(value: unknown): NodeFile {
   hexKey(value.link.keyHex, 'link.keyHex')
   if (value.detector !== undefined) {
     if (!isObject(value.detector)) throw new InvalidConfigError('detector', 'expected an object')
-    endpoint(value.detector.local, 'detector.local')
+    const type = value.detector.type ?? 'heartbeat'
+    if (type !== 'heartbeat' && type !== 'lease') {
+      throw new InvalidConfigError('detector.type', "expected 'heartbeat' or 'lease'")
+    }
+    if (type === 'heartbeat') endpoint(value.detector.local, 'detector.local')
     hexKey(value.detector.keyHex, 'detector.keyHex')
   }
   if (role !== 'target') {
@@ -313,7 +330,15 @@ export async function toNodeConfig(
       }
     }
   }
-  if (file.detector !== undefined) {
+  if (file.detector?.type === 'lease') {
+    components.failureDetector = {
+      type: 'lease',
+      init: {
+        ...(file.detector.intervalMs === undefined ? {} : { intervalMs: file.detector.intervalMs }),
+        ...(file.detector.ttlMs === undefined ? {} : { ttlMs: file.detector.ttlMs })
+      }
+    }
+  } else if (file.detector !== undefined) {
     components.failureDetector = {
       type: 'heartbeat',
       init: {

@@ -10,6 +10,7 @@ import {
   checkNodeFile,
   readNodeFile,
   startNode,
+  toNodeConfig,
   type NodeFile,
   type RunningNode
 } from '../src/index.js'
@@ -93,6 +94,32 @@ describe('vipsec node', function () {
       expect(
         fieldOf(() => checkNodeFile({ ...primary, apps: [{ port: 7, app: 'chat' }] }))
       ).to.equal('apps[0]')
+    })
+  })
+
+  describe('a lease detector', () => {
+    const leased: NodeFile = {
+      ...primary,
+      detector: { type: 'lease', intervalMs: 50, ttlMs: 150 },
+      processor: { ...primary.processor!, selfFenceMs: 100, ownershipCheckMs: 40 }
+    }
+
+    it('should be accepted without a heartbeat endpoint and reject an unknown type', () => {
+      expect(checkNodeFile(leased).detector?.type).to.equal('lease')
+      expect(fieldOf(() => checkNodeFile({ ...primary, detector: { type: 'gossip' } }))).to.equal(
+        'detector.type'
+      )
+    })
+
+    it('should become the lease detector with the self-fence and read-back settings', async () => {
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      const config = await toNodeConfig(leased, join(dir, 'dp-1.json'), network)
+      expect(config.components?.failureDetector).to.deep.equal({
+        type: 'lease',
+        init: { intervalMs: 50, ttlMs: 150 }
+      })
+      const dp = config.components?.distributionProcessor as { init: Record<string, unknown> }
+      expect(dp.init).to.include({ selfFenceMs: 100, ownershipCheckMs: 40 })
     })
   })
 

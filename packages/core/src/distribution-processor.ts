@@ -118,13 +118,19 @@ export interface DefaultDistributionProcessorInit {
    * store (checked every tenth of it). Default 300000 (5 minutes); 0 keeps connections forever.
    */
   connectionIdleMs?: number
-  /** How often an owner reads its ownership back from the store, ms. Default 250. */
+  /**
+   * How often each node reads the ownership back from the store, ms: an owner to learn of a
+   * higher epoch, a backup to correct a missed change event and to take over a DVIPA that was
+   * released or whose owner is failed with no takeover under way. Default 250.
+   */
   ownershipCheckMs?: number
   /**
    * An owner that could not confirm its ownership in the store for this long (ms) stops serving
    * the DVIPA (`ownership:fenced`): the backups, which can reach the store, may have taken it over
    * already. It serves again (a takeover from itself) once the store says it is still the owner.
-   * Default 1000; 0 turns self-fencing off.
+   * Pair it with the lease failure detector and set it below the lease lifetime, so that the
+   * owner stops before a backup may start. Default 0 (off: with heartbeats, the backups would
+   * still see a fenced owner alive).
    */
   selfFenceMs?: number
 }
@@ -155,6 +161,8 @@ export interface DvipaState {
   confirmedAt: number
   /** Whether this node stopped serving because it could not reach the store. */
   fenced: boolean
+  /** The owner a takeover from failed (not lost: failed, e.g. the store was down), to retry. */
+  failedTakeoverOf: NodeId | undefined
   /** Monotonic ms of the last renegotiation retry timers, so they stop when the DVIPA is lost. */
   retryTimers: Set<ReturnType<Clock['setTimeout']>>
 }
@@ -513,11 +521,20 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       void (async () => {
         for (const state of this.states.values()) {
           if (state.role === 'backup' && !state.fenced) {
-            // A backup refreshes its view too: a change event may have been missed.
-            await store
-              .getOwnership(state.config.dvipa)
-              .then((o) => this.onOwnershipChange(state.config.dvipa, o.owner, o.epoch))
-              .catch(() => undefined)
+            // A backup refreshes its view too: a change event may have been missed. And it takes
+            // over a DVIPA nobody serves: one released (a takeover failed after its claim), or
+            // one whose owner it failed to take over from (say the store was down at the claim)
+            // while its detector still holds that owner failed.
+            const o = await store.getOwnership(state.config.dvipa).catch(() => undefined)
+            if (o === undefined) continue
+            this.onOwnershipChange(state.config.dvipa, o.owner, o.epoch)
+            const retry =
+              o.owner !== null &&
+              state.failedTakeoverOf === o.owner &&
+              this.components.detector.health(o.owner) === 'failed'
+            if ((o.owner === null || retry) && state.takeover === undefined) {
+              this.takeoverQuietly(state, o.owner ?? state.owner ?? this.id)
+            }
             continue
           }
           if (state.role !== 'owner' && !state.fenced) continue
@@ -609,6 +626,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       takeover: undefined,
       confirmedAt: this.components.clock.monotonic(),
       fenced: false,
+      failedTakeoverOf: undefined,
       retryTimers: new Set()
     }
   }

@@ -84,11 +84,13 @@ class StepClock {
  * 2. claim: compare-and-set of the ownership record to a new epoch; losing it stands down;
  * 3. read-and-clear: `takeRecords` (kept in the store's journal until settled);
  * 4. take-address: the DVIPA moves here and its IKE service opens on ports 500 and 4500;
- * 5. renegotiate: every IKE SA with its Child SAs, with INITIAL_CONTACT; failures are reported
- *    and retried with backoff in the background, without holding the others up;
- * 6. install-filters: the old owner's bypass and discard filters; the ESP engine keeps one
+ * 5. reroute-connections: every flow goes back in the table with its old target, now through
+ *    this node, before any SA is renegotiated;
+ * 6. renegotiate: every IKE SA with its Child SAs, with INITIAL_CONTACT, at most
+ *    `renegotiationConcurrency` at a time and for at most `renegotiationDeadlineMs`; failures
+ *    are reported and retried with backoff in the background, without holding the others up;
+ * 7. install-filters: the old owner's bypass and discard filters; the ESP engine keeps one
  *    active filter per direction and selector, removing duplicates as they are installed;
- * 7. reroute-connections: every flow keeps its target, now through this node;
  * 8. notify-targets: an ownership notice with the new epoch to every target;
  * 9. localize-connections: flows whose target is this node become non-distributed;
  * 10. write-records: this node's records under the new epoch, then the journal is settled;
@@ -156,8 +158,16 @@ export async function runTakeover(
       host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
       throw new TakeoverError(`lost the claim of ${dvipa}`, { cause: err })
     }
+    // The claim itself failed (the store did not answer): say so, and retry from the read-back.
+    state.failedTakeoverOf = previousOwner
+    host.emit({
+      type: 'takeover:failed',
+      dvipa,
+      error: `${(err as Error).name}: ${(err as Error).message}`
+    })
     throw err
   }
+  state.failedTakeoverOf = undefined
   host.emit({ type: 'ownership:claimed', dvipa, epoch: fence.epoch })
 
   try {
@@ -215,6 +225,7 @@ export async function runTakeover(
         }))
       ],
       connections,
+      corrupt: taken.corrupt,
       durationMs: clock.monotonic() - startedAt
     }
     host.publishStatus()
@@ -224,6 +235,7 @@ export async function runTakeover(
     // Nothing is lost: the store keeps the taken records in its journal for the next taker.
     state.role = 'backup'
     await host.closeDvipa(state)
+    // Released, the DVIPA is taken over by the best backup from its ownership read-back.
     await store.releaseOwnership(dvipa, fence).catch(() => undefined)
     host.emit({
       type: 'takeover:failed',

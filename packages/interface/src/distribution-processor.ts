@@ -2,7 +2,7 @@ import type { Observable } from 'rxjs'
 import type { AbortOptions } from './abort.js'
 import type { Dvipa, NodeId } from './addressing.js'
 import type { IkeErrorKind } from './errors.js'
-import type { ConnectionRecord } from './records.js'
+import type { ConnectionRecord, CorruptEntry } from './records.js'
 import type { Startable } from './startable.js'
 
 /**
@@ -67,13 +67,18 @@ export interface TakeoverReport {
   renegotiated: number
   /** IKE SAs that could not be renegotiated, with the reason. */
   failed: {
-    /** The phase 1 record that failed. */
+    /** The phase 1 record that failed (the phase 2 record's id for a Child SA no IKE SA names). */
     phase1Id: string
     /** Why. */
     reason: IkeErrorKind
   }[]
   /** Connections re-routed through this node. */
   connections: number
+  /**
+   * Stored entries the takeover could not decode: their SAs could not be renegotiated. They are
+   * reported here, and their bytes are dropped with the journal when the takeover settles.
+   */
+  corrupt: CorruptEntry[]
   /** Total duration in ms, detection to deletes sent. */
   durationMs: number
 }
@@ -82,7 +87,7 @@ export interface TakeoverReport {
 export type DvipaRole = 'owner' | 'backup' | 'taking-over' | 'stood-down'
 
 /** Why a backup did not take a DVIPA over. */
-export type StandDownReason = 'better-backup-alive' | 'lost-claim' | 'owner-alive'
+export type StandDownReason = 'lost-claim'
 
 /** Events of a distribution processor. */
 export type DistributionEvent =

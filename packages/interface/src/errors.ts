@@ -149,7 +149,7 @@ export class StaleEpochError extends VipsecError {
   override readonly code = 'ERR_STALE_EPOCH'
   /** The epoch the writer presented. */
   readonly presented: number
-  /** The DVIPA's current epoch in the store (0 if it has no owner). */
+  /** The DVIPA's current epoch in the store (0 if it was never claimed). */
   readonly current: number
 
   /**

@@ -306,4 +306,20 @@ describe('failover scenarios', function () {
         expect(peer.traffic.answerTimes.filter((t) => t > at).length).to.be.greaterThan(5)
     })
   })
+
+  describe('when the owner releases the DVIPA (as a takeover that failed after its claim does)', () => {
+    it('should have the best backup take it over from its ownership read-back', async () => {
+      await running()
+      await cluster.dps.get('dp-1')!.store.releaseOwnership(DVIPA, { owner: 'dp-1', epoch: 1 })
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      expect(events.some((e) => e.node === 'dp-1' && e.event.type === 'ownership:lost')).to.equal(
+        true
+      )
+      const at = cluster.clock.monotonic()
+      await cluster.advance(500)
+      for (const peer of cluster.peers)
+        expect(peer.traffic.answerTimes.filter((t) => t > at).length).to.be.greaterThan(5)
+    })
+  })
 })
