@@ -29,7 +29,7 @@ export interface NodeFile {
   network: NetworkFileSection
   /** IKE: credentials, the peers answered as responder, timing (primary and backup). */
   ike?: IkeFileSection
-  /** The heartbeat failure detector. */
+  /** The failure detector. */
   detector?: {
     /**
      * `heartbeat` (UDP, the default) or `lease` (leases in the coupling store, renewed every
@@ -38,8 +38,8 @@ export interface NodeFile {
     type?: 'heartbeat' | 'lease'
     /** For `lease`: the lease lifetime in ms (default 3 intervals). */
     ttlMs?: number
-    /** For `heartbeat`: where heartbeats are sent from and received. */
-    local: Endpoint
+    /** For `heartbeat` (required there): where heartbeats are sent from and received. */
+    local?: Endpoint
     /** Interval in ms (default 100). */
     intervalMs?: number
     /** Intervals of silence that fail a node (default 3). */
@@ -342,7 +342,7 @@ export async function toNodeConfig(
     components.failureDetector = {
       type: 'heartbeat',
       init: {
-        local: file.detector.local,
+        local: file.detector.local!,
         ...(file.detector.intervalMs === undefined ? {} : { intervalMs: file.detector.intervalMs }),
         ...(file.detector.multiplier === undefined ? {} : { multiplier: file.detector.multiplier }),
         ...(file.detector.announceTo === undefined ? {} : { announceTo: file.detector.announceTo }),
