@@ -278,8 +278,23 @@ export interface DistributionProcessor extends Startable {
 
   /**
    * Takes a DVIPA over from `previousOwner` now (steps 4 to 12), as the failure detector would.
+   * A call while a takeover of the same DVIPA runs returns that takeover's result.
    *
-   * @throws TakeoverError when this node may not or could not claim the DVIPA
+   * Emits `takeover:started`, a `takeover:step` as each step ends, `ownership:claimed` after the
+   * claim (a better-ranked live backup is given `rankDelayMs` first), `takeover:renegotiated` per
+   * peer, `connection:rerouted`, `targets:notified`, `deletes:sent`
+   * and finally `takeover:completed` with the report. A lost claim emits `takeover:stood-down`;
+   * a step that throws after the claim emits `takeover:failed` and releases the DVIPA.
+   *
+   * @param dvipa - a DVIPA this node backs up
+   * @param previousOwner - the owner it replaces; the claim fails if the store names another
+   * @param options - `signal` aborts the call before it starts
+   * @returns the report: step timings, renegotiated and failed peers, corrupt records
+   * @throws TakeoverError when this node does not back up the DVIPA, another node owns or
+   *   claimed it first, or the claim's compare-and-set lost
+   * @throws AbortError when the signal is already aborted
+   * @throws StoreUnavailableError (or another store error) when a step after the claim fails;
+   *   the DVIPA is then released
    */
   takeover(dvipa: Dvipa, previousOwner: NodeId, options?: AbortOptions): Promise<TakeoverReport>
 

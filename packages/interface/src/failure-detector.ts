@@ -47,14 +47,16 @@ export interface FailureDetector extends Startable {
   readonly events$: Observable<FailureDetectorEvent>
 
   /**
-   * Starts watching a node; watching one already watched updates its endpoint.
+   * Starts watching a node; watching one already watched updates its endpoint. The node is
+   * `unknown` until first heard; from then on `events$` reports `node:suspect`, `node:failed`
+   * and `node:recovered` for it.
    *
    * @param target - the node and its endpoint
    */
   watch(target: WatchTarget): void
 
   /**
-   * Stops watching a node.
+   * Stops watching a node; no more events are emitted for it and its health becomes `unknown`.
    *
    * @param node - the node
    */

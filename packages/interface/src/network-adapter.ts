@@ -51,12 +51,33 @@ export interface NetworkAdapter extends Startable {
   /** Address events; completes on `stop()`. */
   readonly events$: Observable<NetworkEvent>
 
-  /** Makes this node answer for `address` (and announces it). */
+  /**
+   * Makes this node answer for `address` and announces it (gratuitous ARP on Linux), so that
+   * datagrams to it reach this node from now on. Emits `address:acquired`.
+   *
+   * @param address - the address (a DVIPA or a node address)
+   * @param options - `signal` aborts the call
+   * @throws AbortError when the signal is aborted
+   */
   acquireAddress(address: string, options?: AbortOptions): Promise<void>
 
-  /** Stops answering for `address`. */
+  /**
+   * Stops answering for `address`; sockets bound to it receive nothing more. Emits
+   * `address:released`.
+   *
+   * @param address - the address
+   * @param options - `signal` aborts the call
+   * @throws AbortError when the signal is aborted
+   */
   releaseAddress(address: string, options?: AbortOptions): Promise<void>
 
-  /** Opens a UDP socket bound to `local`. */
+  /**
+   * Opens a UDP socket bound to `local` (port 0 picks a free port; see `UdpEndpoint.local`).
+   *
+   * @param local - the address and port to bind
+   * @param options - `signal` aborts the call
+   * @throws InvalidParametersError when the port is already bound on that address
+   * @throws AbortError when the signal is aborted
+   */
   openUdp(local: Endpoint, options?: AbortOptions): Promise<UdpEndpoint>
 }
