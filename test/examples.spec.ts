@@ -17,6 +17,11 @@ const expectations: Record<string, RegExp[]> = {
     /mailbox: delete 3 IKE SAs and 3 Child SAs/,
     /dp-2 owns 10\.0\.0\.100 at epoch 2 with 3 IKE SAs recorded/
   ],
+  'custom-store-node.ts': [
+    /dp-1 owns 10\.0\.0\.100 at epoch 1/,
+    /dp-1 stopped/,
+    /dp-2 took 10\.0\.0\.100 over from dp-1: epoch 2, store says dp-2 at epoch 2/
+  ],
   'embedded-cluster.ts': [
     /owner dp-1 \(epoch 1\)/,
     /dp-1 crashed/,
