@@ -104,7 +104,6 @@
 export {
   SoftwareEspEngine,
   softwareEspEngine,
-  ESP_DROP_REASONS,
   type SoftwareEspEngineComponents,
   type SoftwareEspEngineInit
 } from './software-esp-engine.js'

@@ -1,6 +1,7 @@
 import { Subject, type Observable } from 'rxjs'
 import {
   DuplicateSaError,
+  ESP_DROP_REASONS,
   InvalidParametersError,
   NotStartedError,
   type CleartextInboundResult,
@@ -68,20 +69,6 @@ export interface SoftwareEspEngineInit {
    */
   keyMemory?: number
 }
-
-/** Every drop reason, in the order counters report them. */
-export const ESP_DROP_REASONS: readonly EspDropReason[] = [
-  'unknown-spi',
-  'icv-failure',
-  'replay',
-  'outside-window',
-  'policy-mismatch',
-  'malformed',
-  'sa-expired',
-  'no-policy',
-  'no-sa',
-  'discard-policy'
-]
 
 const IPPROTO_IPV4 = 4
 const IPPROTO_IPV6 = 41

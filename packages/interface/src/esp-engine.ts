@@ -110,6 +110,20 @@ export type EspDropReason =
   | 'no-sa'
   | 'discard-policy'
 
+/** Every {@link EspDropReason}, in the order counters report them. */
+export const ESP_DROP_REASONS: readonly EspDropReason[] = [
+  'unknown-spi',
+  'icv-failure',
+  'replay',
+  'outside-window',
+  'policy-mismatch',
+  'malformed',
+  'sa-expired',
+  'no-policy',
+  'no-sa',
+  'discard-policy'
+]
+
 /** Packet and drop counters of an engine. */
 export interface EspCounters {
   /** Packets encapsulated. */

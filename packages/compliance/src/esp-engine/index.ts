@@ -1,11 +1,11 @@
 import { expect } from 'chai'
-import type {
-  EspDropReason,
-  EspEngine,
-  EspEvent,
-  EspSaParams,
-  InboundResult,
-  OutboundResult
+import {
+  ESP_DROP_REASONS,
+  type EspEngine,
+  type EspEvent,
+  type EspSaParams,
+  type InboundResult,
+  type OutboundResult
 } from '@vipsec/interface'
 import type { TestSetup } from '../test-setup.js'
 import {
@@ -31,19 +31,6 @@ export interface EspEngineSuiteOptions extends TestSetup<EspEngine> {
    */
   advanceTime?(engine: EspEngine, ms: number): Promise<void>
 }
-
-const DROP_REASONS: EspDropReason[] = [
-  'unknown-spi',
-  'icv-failure',
-  'replay',
-  'outside-window',
-  'policy-mismatch',
-  'malformed',
-  'sa-expired',
-  'no-policy',
-  'no-sa',
-  'discard-policy'
-]
 
 function thrown(fn: () => unknown): Error & Record<string, unknown> {
   try {
@@ -465,7 +452,7 @@ export function espEngineSuite(options: EspEngineSuiteOptions): void {
           ]) {
             const result = call()
             if (result.action === 'drop') {
-              expect(DROP_REASONS).to.include(result.reason)
+              expect(ESP_DROP_REASONS).to.include(result.reason)
               drops++
             }
           }
@@ -534,7 +521,7 @@ export function espEngineSuite(options: EspEngineSuiteOptions): void {
     describe('counters', () => {
       it('should start at zero for every drop reason and be returned as a copy', () => {
         const counters = engine.counters()
-        for (const reason of DROP_REASONS) expect(counters.dropped[reason], reason).to.equal(0)
+        for (const reason of ESP_DROP_REASONS) expect(counters.dropped[reason], reason).to.equal(0)
         counters.dropped.replay = 7
         expect(engine.counters().dropped.replay).to.equal(0)
       })
