@@ -28,6 +28,7 @@ import {
 } from './crypto.js'
 import {
   encodeMessage,
+  type IkeHeader,
   type IkeMessage,
   type Payload,
   type WireTrafficSelector
@@ -246,17 +247,26 @@ export class IkeSa {
     return this.ctx.random.randomBytes(16)
   }
 
+  /** The header of a message of this SA (IKEv2, the initiator and response flags set as due). */
+  private header(
+    exchange: number,
+    messageId: number,
+    response: boolean
+  ): Omit<IkeHeader, 'nextPayload' | 'length'> {
+    return {
+      spiI: this.spiI,
+      spiR: this.spiR,
+      version: 0x20,
+      exchange,
+      flags: (this.initiator ? HeaderFlag.INITIATOR : 0) | (response ? HeaderFlag.RESPONSE : 0),
+      messageId
+    }
+  }
+
   /** Builds an encrypted message of this SA. */
   encrypt(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array {
     return encryptMessage(
-      {
-        spiI: this.spiI,
-        spiR: this.spiR,
-        version: 0x20,
-        exchange,
-        flags: (this.initiator ? HeaderFlag.INITIATOR : 0) | (response ? HeaderFlag.RESPONSE : 0),
-        messageId
-      },
+      this.header(exchange, messageId, response),
       payloads,
       this.outKeys(),
       this.nextIv()
@@ -265,17 +275,7 @@ export class IkeSa {
 
   /** Builds an unencrypted message of this SA. */
   plain(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array {
-    return encodeMessage(
-      {
-        spiI: this.spiI,
-        spiR: this.spiR,
-        version: 0x20,
-        exchange,
-        flags: (this.initiator ? HeaderFlag.INITIATOR : 0) | (response ? HeaderFlag.RESPONSE : 0),
-        messageId
-      },
-      payloads
-    )
+    return encodeMessage(this.header(exchange, messageId, response), payloads)
   }
 
   /**

@@ -67,19 +67,7 @@ async function childExchange(
       if (rekeySpi !== undefined) {
         out.push(notify(NotifyType.REKEY_SA, new Uint8Array(0), ProtocolId.ESP, u32Bytes(rekeySpi)))
       }
-      for (const p of offer.payloads) {
-        out.push(p)
-        if (p.type === PayloadType.SA) {
-          out.push({ type: PayloadType.NONCE, data: ni } as NoncePayload)
-          if (ke !== undefined) {
-            out.push({
-              type: PayloadType.KE,
-              group: GROUP_NUMBER[ke.group],
-              data: ke.publicValue
-            } as KePayload)
-          }
-        }
-      }
+      out.push(...withNonceAndKe(offer.payloads, ni, ke))
       return out
     })
     const invalidKe = findNotify(payloads, NotifyType.INVALID_KE_PAYLOAD)
@@ -422,20 +410,7 @@ export function respondCreateChildSa(
   const answer = answerChild(ctx, sa, candidates, payloads, nonce.data, nr, pfsGroup, shared)
   if (answer.child === undefined) return { payloads: answer.payloads }
   const child = answer.child
-  const out: Payload[] = []
-  for (const p of answer.payloads) {
-    out.push(p)
-    if (p.type === PayloadType.SA) {
-      out.push({ type: PayloadType.NONCE, data: nr } as NoncePayload)
-      if (ke !== undefined) {
-        out.push({
-          type: PayloadType.KE,
-          group: GROUP_NUMBER[ke.group],
-          data: ke.publicValue
-        } as KePayload)
-      }
-    }
-  }
+  const out = withNonceAndKe(answer.payloads, nr, ke)
   return {
     payloads: out,
     after: () => {
@@ -459,4 +434,26 @@ export function respondCreateChildSa(
       ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
     }
   }
+}
+
+/** `payloads` with the Nonce and, for PFS, the KE payload placed right after the SA payload. */
+function withNonceAndKe(
+  payloads: Payload[],
+  nonce: Uint8Array,
+  ke: KeyExchange | undefined
+): Payload[] {
+  const out: Payload[] = []
+  for (const p of payloads) {
+    out.push(p)
+    if (p.type !== PayloadType.SA) continue
+    out.push({ type: PayloadType.NONCE, data: nonce } as NoncePayload)
+    if (ke !== undefined) {
+      out.push({
+        type: PayloadType.KE,
+        group: GROUP_NUMBER[ke.group],
+        data: ke.publicValue
+      } as KePayload)
+    }
+  }
+  return out
 }
