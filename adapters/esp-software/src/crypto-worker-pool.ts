@@ -2,11 +2,30 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { copyPacket, espPacketLength } from './esp-crypto.js'
+import type { EspAlgorithm, EspIntegrityAlgorithm } from '@vipsec/interface'
+import {
+  ESP_HEADER_LENGTH,
+  copyPacket,
+  espPacketLength,
+  espTransformKey,
+  type EspShape
+} from './esp-crypto.js'
+
+/** What a worker needs to know of an SA's transform and keys. */
+export interface WorkerSaKeys {
+  /** The encryption transform. */
+  algorithm: EspAlgorithm
+  /** The integrity transform (AES-CBC). */
+  integrity?: EspIntegrityAlgorithm
+  /** The keying material. */
+  keyMaterial: Uint8Array
+  /** AES-CBC, outbound: the local key of the IV generator, the same as the sealer's. */
+  ivKey?: Uint8Array
+}
 
 /** @internal a message to a crypto worker */
 export type WorkerRequest =
-  | { op: 'add'; id: number; gmac: boolean; keyMaterial: Uint8Array; spi: number; esn: boolean }
+  | { op: 'add'; id: number; keys: WorkerSaKeys; spi: number; esn: boolean }
   | { op: 'remove'; id: number }
   | { op: 'seal' | 'open'; job: number; buffer: ArrayBuffer; count: number }
 
@@ -37,7 +56,7 @@ export interface OpenJob {
 /** What a worker made of one packet to open. */
 export type OpenOutcome =
   | { ok: true; payload: Uint8Array; nextHeader: number }
-  | { ok: false; reason: 'icv-failure' | 'malformed' }
+  | { ok: false; reason: 'icv-failure' | 'malformed' | 'bad-padding' }
 
 interface Pending {
   resolve: (buffer: ArrayBuffer) => void
@@ -68,11 +87,13 @@ function spawnWorker(): Worker {
   return new Worker(code, { eval: true, execArgv })
 }
 
+const GCM_SHAPE: EspShape = { ivLength: 8, icvLength: 16, blockSize: 4 }
+
 /** Chunks smaller than this are not split further across workers. */
 const MIN_CHUNK = 32
 
 /**
- * A pool of worker threads that run the AES-GCM/GMAC transform of ESP for the main thread, so
+ * A pool of worker threads that run the ESP transforms (AES-GCM/GMAC, ChaCha20-Poly1305, AES-CBC with HMAC) for the main thread, so
  * that one engine's crypto spreads over several cores. The main thread keeps the SAD, SPD,
  * replay windows and sequence counters; workers get keys and (SA, sequence number, payload)
  * triples, in batches, and hand back the packets.
@@ -81,6 +102,7 @@ export class CryptoWorkerPool {
   private readonly workers: Worker[] = []
   private readonly pending = new Map<number, Pending>()
   private readonly spare: ArrayBuffer[] = []
+  private readonly shapes = new Map<number, EspShape>()
   private nextJob = 1
   private turn = 0
   private failure: Error | undefined
@@ -113,17 +135,22 @@ export class CryptoWorkerPool {
   }
 
   /**
-   * Gives every worker an SA's key.
+   * Gives every worker an SA's keys.
    *
    * @param id - the SA's id in the pool
-   * @param gmac - AES-GMAC rather than AES-GCM
-   * @param keyMaterial - key and salt
+   * @param keys - transforms and keying material
    * @param spi - the SPI
    * @param esn - extended sequence numbers
    */
-  addSa(id: number, gmac: boolean, keyMaterial: Uint8Array, spi: number, esn: boolean): void {
+  addSa(id: number, keys: WorkerSaKeys, spi: number, esn: boolean): void {
+    const { ivLength, icvLength, blockSize } = espTransformKey(
+      keys.algorithm,
+      keys.integrity,
+      keys.keyMaterial
+    )
+    this.shapes.set(id, { ivLength, icvLength, blockSize })
     for (const worker of this.workers) {
-      worker.postMessage({ op: 'add', id, gmac, keyMaterial, spi, esn } satisfies WorkerRequest)
+      worker.postMessage({ op: 'add', id, keys, spi, esn } satisfies WorkerRequest)
     }
   }
 
@@ -133,6 +160,7 @@ export class CryptoWorkerPool {
    * @param id - the SA's id in the pool
    */
   removeSa(id: number): void {
+    this.shapes.delete(id)
     for (const worker of this.workers) {
       worker.postMessage({ op: 'remove', id } satisfies WorkerRequest)
     }
@@ -182,34 +210,39 @@ export class CryptoWorkerPool {
   async seal(jobs: SealJob[]): Promise<Uint8Array[]> {
     const parts = await Promise.all(
       this.chunks(jobs).map(async (chunk) => {
-        // each packet gets a slot the size of its ESP packet, the payload at offset 16: the
-        // worker seals in place and the buffer comes back for reuse
-        let bytes = chunk.length * 20
-        for (const j of chunk) bytes += espPacketLength(j.payload.length)
+        // each packet gets a slot the size of its ESP packet, the payload after header and IV:
+        // the worker seals in place and the buffer comes back for reuse
+        const slots = chunk.map((j) =>
+          espPacketLength(j.payload.length, this.shapes.get(j.sa) ?? GCM_SHAPE)
+        )
+        let bytes = chunk.length * 24
+        for (const slot of slots) bytes += slot
         const buffer = this.inputBuffer(bytes)
-        const header = new Uint32Array(buffer, 0, chunk.length * 5)
+        const header = new Uint32Array(buffer, 0, chunk.length * 6)
         const data = new Uint8Array(buffer)
-        let at = chunk.length * 20
+        let at = chunk.length * 24
         for (let i = 0; i < chunk.length; i++) {
           const j = chunk[i]
-          const h = i * 5
+          const h = i * 6
           header[h] = j.sa
           header[h + 1] = j.high
           header[h + 2] = j.low
           header[h + 3] = j.nextHeader
           header[h + 4] = j.payload.length
-          data.set(j.payload, at + 16)
-          at += espPacketLength(j.payload.length)
+          header[h + 5] = slots[i]
+          const ivLength = this.shapes.get(j.sa)?.ivLength ?? GCM_SHAPE.ivLength
+          data.set(j.payload, at + ESP_HEADER_LENGTH + ivLength)
+          at += slots[i]
         }
         const out = await this.run('seal', buffer, chunk.length)
-        const sealed = new Uint32Array(out, 0, chunk.length * 5)
+        const sealed = new Uint32Array(out, 0, chunk.length * 6)
         const bytesOut = new Uint8Array(out)
         const packets: Uint8Array[] = new Array(chunk.length)
-        at = chunk.length * 20
+        at = chunk.length * 24
         for (let i = 0; i < chunk.length; i++) {
           // the packets are copied out of the buffer into packet-sized views, as inline
-          packets[i] = copyPacket(bytesOut, at, sealed[i * 5 + 4])
-          at += espPacketLength(chunk[i].payload.length)
+          packets[i] = copyPacket(bytesOut, at, sealed[i * 6 + 4])
+          at += slots[i]
         }
         this.recycle(out)
         return packets
@@ -245,6 +278,7 @@ export class CryptoWorkerPool {
         return chunk.map((_, i): OpenOutcome => {
           const status = index[i * 4]
           if (status === 1) return { ok: false, reason: 'icv-failure' }
+          if (status === 3) return { ok: false, reason: 'bad-padding' }
           if (status !== 0) return { ok: false, reason: 'malformed' }
           return {
             ok: true,

@@ -1,12 +1,13 @@
 /**
  * The worker-thread side of {@link CryptoWorkerPool}: a pure ESP transform that seals and opens
  * batches of packets with the keys the main thread installs. Sequence numbers (and so IVs) are
- * always chosen by the main thread; a worker never picks one.
+ * always chosen by the main thread; a worker never picks one (an AES-CBC IV is made from the
+ * sequence number with the same local IV key as the main thread's sealer).
  *
  * @module
  */
 import { parentPort } from 'node:worker_threads'
-import { espKey, espPacketLength, openRaw, sealInto, type EspKey } from './esp-crypto.js'
+import { ESP_HEADER_LENGTH, espTransformKey, openRaw, sealInto, type EspKey } from './esp-crypto.js'
 import type { WorkerRequest } from './crypto-worker-pool.js'
 
 interface WorkerSa {
@@ -20,18 +21,19 @@ const sas = new Map<number, WorkerSa>()
 const iv = Buffer.alloc(8)
 
 /**
- * Seals a batch in place: each packet's slot in `input` holds its payload at offset 16 and room
- * for the whole ESP packet, and ends up holding the packet; the header's length field becomes the
- * packet's length (0 for an SA this worker does not know).
+ * Seals a batch in place: each packet's slot in `input` holds its payload after header and IV and
+ * room for the whole ESP packet, and ends up holding the packet; the header's length field becomes
+ * the packet's length (0 for an SA this worker does not know). Each packet's header is six words:
+ * SA id, sequence high and low, next header, payload length, slot length.
  */
 function seal(input: ArrayBuffer, count: number): void {
-  const header = new Uint32Array(input, 0, count * 5)
+  const header = new Uint32Array(input, 0, count * 6)
   const data = new Uint8Array(input)
-  let at = count * 5 * 4
+  let at = count * 6 * 4
   for (let i = 0; i < count; i++) {
-    const h = i * 5
+    const h = i * 6
     const length = header[h + 4]
-    const slot = espPacketLength(length)
+    const slot = header[h + 5]
     const sa = sas.get(header[h])
     if (sa == null) {
       header[h + 4] = 0
@@ -40,7 +42,8 @@ function seal(input: ArrayBuffer, count: number): void {
       const low = header[h + 2]
       iv.writeUInt32BE(high, 0)
       iv.writeUInt32BE(low, 4)
-      const payload = data.subarray(at + 16, at + 16 + length)
+      const start = at + ESP_HEADER_LENGTH + sa.key.ivLength
+      const payload = data.subarray(start, start + length)
       header[h + 4] = sealInto(
         data,
         at,
@@ -50,7 +53,7 @@ function seal(input: ArrayBuffer, count: number): void {
         high,
         low,
         sa.esn,
-        iv,
+        sa.key.transform === 'cbc' ? undefined : iv,
         payload,
         header[h + 3]
       )
@@ -79,7 +82,7 @@ function open(input: ArrayBuffer, count: number): ArrayBuffer {
     }
     const opened = openRaw(sa.gmac, sa.key, sa.esn, high, packet)
     if (!opened.ok) {
-      status[i * 4] = opened.reason === 'icv-failure' ? 1 : 2
+      status[i * 4] = opened.reason === 'icv-failure' ? 1 : opened.reason === 'bad-padding' ? 3 : 2
       payloads.push(undefined)
       continue
     }
@@ -107,8 +110,14 @@ parentPort?.on('message', (message: WorkerRequest) => {
   switch (message.op) {
     case 'add':
       sas.set(message.id, {
-        gmac: message.gmac,
-        key: espKey(message.keyMaterial),
+        gmac: message.keys.algorithm === 'null-aes-gmac',
+        key: espTransformKey(
+          message.keys.algorithm,
+          message.keys.integrity,
+          message.keys.keyMaterial,
+          'keyMaterial',
+          message.keys.ivKey
+        ),
         spi: message.spi,
         esn: message.esn
       })

@@ -2,45 +2,205 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
+  createHmac,
   createSecretKey,
+  randomBytes,
+  timingSafeEqual,
+  type Cipher,
   type KeyObject
 } from 'node:crypto'
 import {
   InvalidParametersError,
   SequenceExhaustedError,
-  type EspAlgorithm
+  type EspAlgorithm,
+  type EspIntegrityAlgorithm
 } from '@vipsec/interface'
 
 /** Bytes of the ESP header (SPI and sequence number). */
 export const ESP_HEADER_LENGTH = 8
-/** Bytes of the explicit IV of AES-GCM and AES-GMAC in ESP (RFC 4106, RFC 4543). */
+/** Bytes of the explicit IV of AES-GCM, AES-GMAC and ChaCha20-Poly1305 in ESP (RFC 4106, 4543, 7634). */
 export const ESP_IV_LENGTH = 8
-/** Bytes of the ICV (the 16-byte GCM tag). */
+/** Bytes of the explicit IV of AES-CBC in ESP (one AES block, RFC 3602 section 3). */
+export const ESP_CBC_IV_LENGTH = 16
+/** Bytes of the ICV of the combined-mode algorithms (the 16-byte GCM or Poly1305 tag). */
 export const ESP_ICV_LENGTH = 16
-/** Bytes of the salt at the end of the keying material. */
+/** Bytes of the salt at the end of the keying material of the combined-mode algorithms. */
 export const ESP_SALT_LENGTH = 4
-/** Bytes an ESP packet adds around its payload, before padding: header, IV, trailer, ICV. */
+/** Bytes an AES-GCM ESP packet adds around its payload, before padding: header, IV, trailer, ICV. */
 export const ESP_OVERHEAD = ESP_HEADER_LENGTH + ESP_IV_LENGTH + 2 + ESP_ICV_LENGTH
+/** Bytes of the local key that makes AES-CBC IVs from sequence numbers (AES-128). */
+export const ESP_CBC_IV_KEY_LENGTH = 16
 
-/** A prepared ESP key: the AES-GCM cipher name, the key object and the 4-byte salt. */
-export interface EspKey {
-  /** `aes-128-gcm`, `aes-192-gcm` or `aes-256-gcm`. */
-  readonly cipher: 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm'
-  /** The AES key. */
+/** What an integrity transform of AES-CBC takes and gives. */
+export interface EspIntegritySpec {
+  /** The node:crypto hash of the HMAC. */
+  readonly hash: 'sha1' | 'sha256' | 'sha384' | 'sha512'
+  /** Bytes of its key in the keying material (RFC 4868 section 2.1.1, RFC 2404 section 3). */
+  readonly keyLength: number
+  /** Bytes of the truncated HMAC carried as ICV. */
+  readonly icvLength: number
+}
+
+/** The integrity transforms of AES-CBC, with their key and ICV lengths. */
+export const ESP_INTEGRITY: Readonly<Record<EspIntegrityAlgorithm, EspIntegritySpec>> = {
+  'hmac-sha2-256-128': { hash: 'sha256', keyLength: 32, icvLength: 16 },
+  'hmac-sha2-384-192': { hash: 'sha384', keyLength: 48, icvLength: 24 },
+  'hmac-sha2-512-256': { hash: 'sha512', keyLength: 64, icvLength: 32 },
+  'hmac-sha1-96': { hash: 'sha1', keyLength: 20, icvLength: 12 }
+}
+
+/** The sizes of an ESP transform's packets. */
+export interface EspShape {
+  /** Bytes of the explicit IV: 8, or 16 for AES-CBC. */
+  readonly ivLength: number
+  /** Bytes of the ICV. */
+  readonly icvLength: number
+  /** Payload and trailer are padded to a multiple of this: 4, or the AES block (16) for AES-CBC. */
+  readonly blockSize: number
+}
+
+/**
+ * A prepared ESP key: the cipher, its key object, the salt (combined-mode algorithms) or the
+ * HMAC key (AES-CBC), and the sizes of the packets it makes.
+ */
+export interface EspKey extends EspShape {
+  /** `aead` for AES-GCM, AES-GMAC and ChaCha20-Poly1305; `cbc` for AES-CBC with an HMAC. */
+  readonly transform: 'aead' | 'cbc'
+  /** The node:crypto cipher name (`aes-256-gcm`, `chacha20-poly1305`, `aes-128-cbc`, ...). */
+  readonly cipher: string
+  /** The encryption key. */
   readonly key: KeyObject
-  /** The salt: the first four bytes of every nonce. */
+  /** The salt: the first four bytes of every nonce (combined-mode algorithms; empty for AES-CBC). */
   readonly salt: Uint8Array
+  /** AES-CBC: the HMAC's hash and key. */
+  readonly integrity?: { readonly hash: string; readonly key: KeyObject }
   /**
-   * Scratch space for the nonce (salt, then IV) and the AAD (`aad8` is the first 8 bytes of
-   * `aad`), reused by every call on this key in its thread (node:crypto copies both before
-   * returning).
+   * AES-CBC, sealing side: AES-128-ECB under a local key that never leaves this process; the IV of
+   * sequence number n is its encryption of the block (n as 64 bits, 64 zero bits), distinct for
+   * every n and unpredictable without the key (RFC 3602 section 2.1, NIST SP 800-38A appendix C).
    *
    * @internal
    */
-  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer }
+  readonly ivCipher?: Cipher
+  /**
+   * Scratch space for the nonce (salt, then IV), the AAD (`aad8` is the first 8 bytes of `aad`),
+   * the CBC counter block and the ESN high half, reused by every call on this key in its thread
+   * (node:crypto copies them before returning).
+   *
+   * @internal
+   */
+  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer; block: Buffer; high: Buffer }
 }
 
-const GCM_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
+const AEAD_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
+
+function aesBits(length: number): 128 | 192 | 256 | undefined {
+  return length === 16 ? 128 : length === 24 ? 192 : length === 32 ? 256 : undefined
+}
+
+function makeScratch(salt: Uint8Array): EspKey['scratch'] {
+  const nonce = Buffer.alloc(12)
+  nonce.set(salt, 0)
+  const aad = Buffer.alloc(12)
+  return { nonce, aad, aad8: aad.subarray(0, 8), block: Buffer.alloc(16), high: Buffer.alloc(4) }
+}
+
+/**
+ * Prepares the keying material of any ESP transform the engine implements (see
+ * `EspSaParams.keyMaterial` for the layouts: encryption key first, then salt or HMAC key).
+ *
+ * @param algorithm - the encryption transform
+ * @param integrity - the integrity transform: required with `aes-cbc`, absent otherwise
+ * @param keyMaterial - the keying material
+ * @param argument - the name reported when the keying material is wrong
+ * @param ivKey - AES-CBC, sealing side: the 16-byte local key of the IV generator (the opening
+ *   side needs none)
+ * @throws InvalidParametersError when the lengths do not fit the transforms (named `argument`, or
+ *   `integrity` for a missing or superfluous integrity transform)
+ */
+export function espTransformKey(
+  algorithm: EspAlgorithm,
+  integrity: EspIntegrityAlgorithm | undefined,
+  keyMaterial: Uint8Array,
+  argument = 'keyMaterial',
+  ivKey?: Uint8Array
+): EspKey {
+  if (!(keyMaterial instanceof Uint8Array)) {
+    throw new InvalidParametersError(argument, 'must be a Uint8Array')
+  }
+  if (algorithm === 'aes-cbc') {
+    const spec = integrity === undefined ? undefined : ESP_INTEGRITY[integrity]
+    if (spec === undefined) {
+      throw new InvalidParametersError(
+        'integrity',
+        `aes-cbc needs one of ${Object.keys(ESP_INTEGRITY).join(', ')}`
+      )
+    }
+    const keyLength = keyMaterial.length - spec.keyLength
+    const bits = aesBits(keyLength)
+    if (bits === undefined) {
+      throw new InvalidParametersError(
+        argument,
+        `must be a 16, 24 or 32-byte AES key and a ${spec.keyLength}-byte ${integrity} key ` +
+          `(${16 + spec.keyLength}, ${24 + spec.keyLength} or ${32 + spec.keyLength} bytes), not ${keyMaterial.length}`
+      )
+    }
+    let ivCipher: Cipher | undefined
+    if (ivKey !== undefined) {
+      if (!(ivKey instanceof Uint8Array) || ivKey.length !== ESP_CBC_IV_KEY_LENGTH) {
+        throw new InvalidParametersError('ivKey', `must be ${ESP_CBC_IV_KEY_LENGTH} bytes`)
+      }
+      ivCipher = createCipheriv('aes-128-ecb', ivKey, null)
+      ivCipher.setAutoPadding(false)
+    }
+    return {
+      transform: 'cbc',
+      cipher: `aes-${bits}-cbc`,
+      key: createSecretKey(keyMaterial.subarray(0, keyLength)),
+      salt: new Uint8Array(0),
+      integrity: { hash: spec.hash, key: createSecretKey(keyMaterial.subarray(keyLength)) },
+      ...(ivCipher !== undefined ? { ivCipher } : {}),
+      ivLength: ESP_CBC_IV_LENGTH,
+      icvLength: spec.icvLength,
+      blockSize: 16,
+      scratch: makeScratch(new Uint8Array(0))
+    }
+  }
+  if (integrity !== undefined) {
+    throw new InvalidParametersError('integrity', `${algorithm} is combined-mode: no integrity`)
+  }
+  const keyLength = keyMaterial.length - ESP_SALT_LENGTH
+  let cipher: string | undefined
+  if (algorithm === 'chacha20-poly1305') {
+    cipher = keyLength === 32 ? 'chacha20-poly1305' : undefined
+    if (cipher === undefined) {
+      throw new InvalidParametersError(
+        argument,
+        `must be a 32-byte ChaCha20 key and a 4-byte salt (36 bytes), not ${keyMaterial.length}`
+      )
+    }
+  } else {
+    const bits = aesBits(keyLength)
+    cipher = bits === undefined ? undefined : `aes-${bits}-gcm`
+    if (cipher === undefined) {
+      throw new InvalidParametersError(
+        argument,
+        `must be a 16, 24 or 32-byte AES key and a 4-byte salt (20, 28 or 36 bytes), not ${keyMaterial.length}`
+      )
+    }
+  }
+  const salt = keyMaterial.slice(keyLength)
+  return {
+    transform: 'aead',
+    cipher,
+    key: createSecretKey(keyMaterial.subarray(0, keyLength)),
+    salt,
+    ivLength: ESP_IV_LENGTH,
+    icvLength: ESP_ICV_LENGTH,
+    blockSize: 4,
+    scratch: makeScratch(salt)
+  }
+}
 
 /**
  * Splits RFC 4106 keying material (the AES key followed by a 4-byte salt) into an {@link EspKey}.
@@ -50,41 +210,14 @@ const GCM_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
  * @throws InvalidParametersError when the length is not 20, 28 or 36
  */
 export function espKey(keyMaterial: Uint8Array, argument = 'keyMaterial'): EspKey {
-  if (!(keyMaterial instanceof Uint8Array)) {
-    throw new InvalidParametersError(argument, 'must be a Uint8Array')
-  }
-  const keyLength = keyMaterial.length - ESP_SALT_LENGTH
-  const cipher =
-    keyLength === 16
-      ? 'aes-128-gcm'
-      : keyLength === 24
-        ? 'aes-192-gcm'
-        : keyLength === 32
-          ? 'aes-256-gcm'
-          : undefined
-  if (cipher == null) {
-    throw new InvalidParametersError(
-      argument,
-      `must be a 16, 24 or 32-byte AES key and a 4-byte salt (20, 28 or 36 bytes), not ${keyMaterial.length}`
-    )
-  }
-  const salt = keyMaterial.slice(keyLength)
-  const nonce = Buffer.alloc(12)
-  nonce.set(salt, 0)
-  const aad = Buffer.alloc(12)
-  return {
-    cipher,
-    key: createSecretKey(keyMaterial.subarray(0, keyLength)),
-    salt,
-    scratch: { nonce, aad, aad8: aad.subarray(0, 8) }
-  }
+  return espTransformKey('aes-gcm-16', undefined, keyMaterial, argument)
 }
 
 /** The inputs of {@link sealEsp}. */
 export interface SealInput {
-  /** AES-GCM (encrypts) or AES-GMAC (authenticates only). */
+  /** The encryption transform (AES-GMAC authenticates only); it must be the one `key` was made for. */
   algorithm: EspAlgorithm
-  /** The prepared key. */
+  /** The prepared key ({@link espKey}, {@link espTransformKey}). */
   key: EspKey
   /** The SPI, written as is (0 to 2^32-1). */
   spi: number
@@ -92,7 +225,7 @@ export interface SealInput {
   sequence: bigint
   /** Whether the high 32 bits of `sequence` are authenticated (RFC 4303 extended sequence numbers). */
   esn: boolean
-  /** The 8-byte explicit IV. */
+  /** The explicit IV: 8 bytes, or 16 for AES-CBC. */
   iv: Uint8Array
   /** The payload: an IP packet (tunnel mode) or an upper-layer segment (transport mode). */
   payload: Uint8Array
@@ -113,24 +246,32 @@ export type OpenResult =
   | {
       /** Not verified or not well formed. */
       ok: false
-      /** `icv-failure` when the ICV did not verify; `malformed` when too short or the trailer is inconsistent. */
-      reason: 'icv-failure' | 'malformed'
+      /**
+       * `icv-failure` when the ICV did not verify; `malformed` when too short or not a whole
+       * number of cipher blocks; `bad-padding` when the ICV verified but the padding or pad length
+       * is not what RFC 4303 section 2.4 prescribes.
+       */
+      reason: 'icv-failure' | 'malformed' | 'bad-padding'
     }
 
 /**
- * Bytes of padding that align payload + trailer to 4 bytes (RFC 4303 section 2.4).
+ * Bytes of padding that align payload + trailer to `blockSize` (RFC 4303 section 2.4): 4 bytes,
+ * or the cipher's block (16 for AES-CBC).
  *
  * @param payloadLength - the payload length
+ * @param blockSize - 4 or 16 (default 4)
  */
-export function espPadLength(payloadLength: number): number {
-  return (4 - ((payloadLength + 2) & 3)) & 3
+export function espPadLength(payloadLength: number, blockSize = 4): number {
+  const mask = blockSize - 1
+  return (blockSize - ((payloadLength + 2) & mask)) & mask
 }
 
 /**
- * Builds an ESP packet (SPI to ICV) with AES-GCM (RFC 4106) or AES-GMAC (RFC 4543). This is the
- * pure transform: the caller chooses the IV. The engine never calls it with anything but an SA's
- * own sequence counter, through {@link EspSealer}, which makes reuse impossible; call it directly
- * only for known-answer tests.
+ * Builds an ESP packet (SPI to ICV) with AES-GCM (RFC 4106), AES-GMAC (RFC 4543),
+ * ChaCha20-Poly1305 (RFC 7634) or AES-CBC with an HMAC (RFC 3602, RFC 4868, RFC 2404). This is
+ * the pure transform: the caller chooses the IV. The engine never calls it with anything but an
+ * SA's own sequence counter, through {@link EspSealer}, which makes reuse impossible; call it
+ * directly only for known-answer tests.
  *
  * @param input - key, SPI, sequence number, IV, payload and next header
  */
@@ -149,19 +290,22 @@ export function sealEsp(input: SealInput): Uint8Array {
   )
 }
 
+const GCM_SHAPE: EspShape = { ivLength: ESP_IV_LENGTH, icvLength: ESP_ICV_LENGTH, blockSize: 4 }
+
 /**
  * The length of the ESP packet that sealing a payload of `payloadLength` bytes makes.
  *
  * @param payloadLength - the payload length
+ * @param shape - the transform's sizes (an {@link EspKey}); default those of AES-GCM
  */
-export function espPacketLength(payloadLength: number): number {
+export function espPacketLength(payloadLength: number, shape: EspShape = GCM_SHAPE): number {
   return (
     ESP_HEADER_LENGTH +
-    ESP_IV_LENGTH +
+    shape.ivLength +
     payloadLength +
-    espPadLength(payloadLength) +
+    espPadLength(payloadLength, shape.blockSize) +
     2 +
-    ESP_ICV_LENGTH
+    shape.icvLength
   )
 }
 
@@ -208,11 +352,11 @@ export function sealRaw(
   high: number,
   low: number,
   esn: boolean,
-  iv: Uint8Array,
+  iv: Uint8Array | undefined,
   payload: Uint8Array,
   nextHeader: number
 ): Uint8Array {
-  const length = espPacketLength(payload.length)
+  const length = espPacketLength(payload.length, key)
   const out = allocPacket(length)
   try {
     if (out.buffer === slab) {
@@ -229,8 +373,9 @@ export function sealRaw(
 }
 
 /**
- * @internal seals into `out` from offset `at`, which must have `espPacketLength(payload.length)`
- * bytes free; returns that length
+ * @internal seals into `out` from offset `at`, which must have `espPacketLength(payload.length,
+ * key)` bytes free; returns that length. `iv` is the explicit IV; for AES-CBC it may be
+ * `undefined`, and is then made from the sequence number with the key's IV cipher.
  */
 export function sealInto(
   out: Uint8Array,
@@ -241,11 +386,13 @@ export function sealInto(
   high: number,
   low: number,
   esn: boolean,
-  iv: Uint8Array,
+  iv: Uint8Array | undefined,
   payload: Uint8Array,
   nextHeader: number
 ): number {
-  const padLength = espPadLength(payload.length)
+  const ivLength = key.ivLength
+  const start = at + ESP_HEADER_LENGTH + ivLength
+  const padLength = espPadLength(payload.length, key.blockSize)
   out[at] = spi >>> 24
   out[at + 1] = spi >>> 16
   out[at + 2] = spi >>> 8
@@ -254,30 +401,96 @@ export function sealInto(
   out[at + 5] = low >>> 16
   out[at + 6] = low >>> 8
   out[at + 7] = low
-  out.set(iv, at + 8)
   // a worker's batch buffer already holds the payload in place
-  if (payload.buffer !== out.buffer || payload.byteOffset !== out.byteOffset + at + 16) {
-    out.set(payload, at + 16)
+  if (payload.buffer !== out.buffer || payload.byteOffset !== out.byteOffset + start) {
+    out.set(payload, start)
   }
-  let p = at + 16 + payload.length
+  let p = start + payload.length
   for (let i = 1; i <= padLength; i++) out[p++] = i
   out[p++] = padLength
   out[p++] = nextHeader
   const scratch = key.scratch
+  if (key.transform === 'cbc') {
+    const explicit = iv ?? cbcIv(key, high, low)
+    if (explicit.length !== ESP_CBC_IV_LENGTH) {
+      throw new InvalidParametersError('iv', `must be ${ESP_CBC_IV_LENGTH} bytes for AES-CBC`)
+    }
+    out.set(explicit, at + 8)
+    const cipher = createCipheriv(key.cipher, key.key, explicit)
+    cipher.setAutoPadding(false)
+    out.set(cipher.update(out.subarray(start, p)), start)
+    cipher.final()
+    // RFC 4303 section 2.2.1: the ICV covers SPI to the end of the ciphertext, then (ESN) the high half
+    const integrity = key.integrity as NonNullable<EspKey['integrity']>
+    const hmac = createHmac(integrity.hash, integrity.key).update(out.subarray(at, p))
+    if (esn) hmac.update(highHalf(scratch.high, high))
+    out.set(hmac.digest().subarray(0, key.icvLength), p)
+    return p + key.icvLength - at
+  }
+  if (iv === undefined || iv.length !== ESP_IV_LENGTH) {
+    throw new InvalidParametersError('iv', `must be ${ESP_IV_LENGTH} bytes`)
+  }
+  out.set(iv, at + 8)
   scratch.nonce.set(iv, 4)
-  const cipher = createCipheriv(key.cipher, key.key, scratch.nonce, GCM_OPTIONS)
+  const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
   if (gmac) {
     // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
     cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
     cipher.final()
   } else {
-    // RFC 4106: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
+    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
     cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
-    out.set(cipher.update(out.subarray(at + 16, p)), at + 16)
+    out.set(cipher.update(out.subarray(start, p)), start)
     cipher.final()
   }
   out.set(cipher.getAuthTag(), p)
   return p + ESP_ICV_LENGTH - at
+}
+
+/**
+ * The ICV an integrity transform of AES-CBC computes over `data` (the ESP packet from the SPI to
+ * the end of the ciphertext, then with ESN the high half of the sequence number): the HMAC
+ * truncated to the transform's ICV length.
+ *
+ * @param algorithm - the integrity transform
+ * @param key - its key (32, 48, 64 or 20 bytes)
+ * @param data - the authenticated bytes, in order
+ */
+export function espIcv(
+  algorithm: EspIntegrityAlgorithm,
+  key: Uint8Array,
+  ...data: Uint8Array[]
+): Uint8Array {
+  const spec = ESP_INTEGRITY[algorithm]
+  if (spec === undefined) {
+    throw new InvalidParametersError(
+      'algorithm',
+      `must be one of ${Object.keys(ESP_INTEGRITY).join(', ')}`
+    )
+  }
+  const hmac = createHmac(spec.hash, key)
+  for (const part of data) hmac.update(part)
+  return plain(hmac.digest()).slice(0, spec.icvLength)
+}
+
+/**
+ * The AES-CBC IV of sequence number (high, low): the encryption of the counter block under the
+ * key's local IV key. The IV cipher is ECB without padding: each 16-byte update is one block.
+ */
+function cbcIv(key: EspKey, high: number, low: number): Buffer {
+  const ivCipher = key.ivCipher
+  if (ivCipher === undefined) {
+    throw new InvalidParametersError('iv', 'an AES-CBC key without an IV key needs an explicit IV')
+  }
+  const block = key.scratch.block
+  block.writeUInt32BE(high, 0)
+  block.writeUInt32BE(low, 4)
+  return ivCipher.update(block)
+}
+
+function highHalf(buffer: Buffer, high: number): Buffer {
+  buffer.writeUInt32BE(high, 0)
+  return buffer
 }
 
 /** A plain Uint8Array view (a Buffer's `slice` would share memory, unlike Uint8Array's). */
@@ -358,6 +571,16 @@ export function openEsp(input: OpenInput): OpenResult {
 
 const MALFORMED: OpenResult = { ok: false, reason: 'malformed' }
 const ICV_FAILURE: OpenResult = { ok: false, reason: 'icv-failure' }
+const BAD_PADDING: OpenResult = { ok: false, reason: 'bad-padding' }
+
+/**
+ * The smallest ESP packet a transform can make (an empty payload): shorter input is malformed.
+ *
+ * @param shape - the transform's sizes (an {@link EspKey})
+ */
+export function espMinimumLength(shape: EspShape): number {
+  return espPacketLength(0, shape)
+}
 
 /** @internal */
 export function openRaw(
@@ -367,6 +590,7 @@ export function openRaw(
   high: number,
   packet: Uint8Array
 ): OpenResult {
+  if (key.transform === 'cbc') return openCbc(key, esn, high, packet)
   const textLength = packet.length - ESP_HEADER_LENGTH - ESP_IV_LENGTH - ESP_ICV_LENGTH
   if (textLength < 2) return MALFORMED
   const icvOffset = packet.length - ESP_ICV_LENGTH
@@ -374,7 +598,7 @@ export function openRaw(
   nonce.set(packet.subarray(8, 16), 4)
   let text: Uint8Array
   try {
-    const decipher = createDecipheriv(key.cipher, key.key, nonce, GCM_OPTIONS)
+    const decipher = createDecipheriv(key.cipher as 'aes-256-gcm', key.key, nonce, AEAD_OPTIONS)
     decipher.setAuthTag(packet.subarray(icvOffset))
     if (gmac) {
       const spiSeq = packet.subarray(0, icvOffset)
@@ -392,12 +616,36 @@ export function openRaw(
   } catch {
     return ICV_FAILURE
   }
+  return unpad(text, textLength)
+}
+
+/** RFC 4303 section 3.4.4.1: the ICV is verified (in constant time) before anything is decrypted. */
+function openCbc(key: EspKey, esn: boolean, high: number, packet: Uint8Array): OpenResult {
+  const icvLength = key.icvLength
+  const textLength = packet.length - ESP_HEADER_LENGTH - ESP_CBC_IV_LENGTH - icvLength
+  if (textLength < 16 || (textLength & 15) !== 0) return MALFORMED
+  const icvOffset = packet.length - icvLength
+  const integrity = key.integrity as NonNullable<EspKey['integrity']>
+  const hmac = createHmac(integrity.hash, integrity.key).update(packet.subarray(0, icvOffset))
+  if (esn) hmac.update(highHalf(key.scratch.high, high))
+  const digest = hmac.digest()
+  if (!timingSafeEqual(digest.subarray(0, icvLength), packet.subarray(icvOffset))) {
+    return ICV_FAILURE
+  }
+  const decipher = createDecipheriv(key.cipher, key.key, packet.subarray(8, 24))
+  decipher.setAutoPadding(false)
+  const text = plain(decipher.update(packet.subarray(24, icvOffset)))
+  decipher.final()
+  return unpad(text, textLength)
+}
+
+/** Strips padding and trailer, checking the padding is 1, 2, 3, ... (RFC 4303 section 2.4). */
+function unpad(text: Uint8Array, textLength: number): OpenResult {
   const padLength = text[textLength - 2]
   const nextHeader = text[textLength - 1]
   const payloadLength = textLength - 2 - padLength
-  if (payloadLength < 0) return MALFORMED
-  // RFC 4303 section 2.4: default padding is 1, 2, 3, ...
-  for (let i = 0; i < padLength; i++) if (text[payloadLength + i] !== i + 1) return MALFORMED
+  if (payloadLength < 0) return BAD_PADDING
+  for (let i = 0; i < padLength; i++) if (text[payloadLength + i] !== i + 1) return BAD_PADDING
   return { ok: true, payload: text.subarray(0, payloadLength), nextHeader }
 }
 
@@ -405,9 +653,11 @@ const MAX_32 = 0xffffffff
 
 /**
  * The outbound half of an SA: owns the key and the sequence counter, and takes each packet's IV
- * from the counter (the 64-bit sequence number, RFC 4106 section 3.1), so an IV is never repeated
- * under its key. It refuses to seal past the last sequence number (2^32-1, or 2^64-1 with ESN)
- * rather than wrap.
+ * from the counter, so an IV is never repeated under its key: for the combined-mode algorithms the
+ * IV is the 64-bit sequence number itself (RFC 4106 section 3.1, RFC 7634 section 2); for AES-CBC
+ * it is the counter encrypted under a local random key, unpredictable as RFC 3602 section 2.1
+ * requires. It refuses to seal past the last sequence number (2^32-1, or 2^64-1 with ESN) rather
+ * than wrap.
  */
 export class EspSealer {
   private readonly gmac: boolean
@@ -416,24 +666,33 @@ export class EspSealer {
   private readonly esn: boolean
   private high: number
   private low: number
+  private readonly cbc: boolean
   private readonly iv = Buffer.alloc(ESP_IV_LENGTH)
+  /** AES-CBC: the local key of the IV generator, for a worker thread that seals for this SA. */
+  readonly ivKey: Uint8Array | undefined
 
   /**
-   * @param algorithm - AES-GCM or AES-GMAC
-   * @param keyMaterial - key and salt (20, 28 or 36 bytes)
+   * @param algorithm - the encryption transform
+   * @param keyMaterial - keying material (see `EspSaParams.keyMaterial`)
    * @param spi - the SA's SPI
    * @param esn - extended sequence numbers
    * @param initialSequence - the last sequence number already used (default 0)
+   * @param integrity - the integrity transform of AES-CBC
+   * @param ivKey - AES-CBC: the 16-byte local key of the IV generator (default: random)
    */
   constructor(
     algorithm: EspAlgorithm,
     keyMaterial: Uint8Array,
     spi: number,
     esn: boolean,
-    initialSequence = 0n
+    initialSequence = 0n,
+    integrity?: EspIntegrityAlgorithm,
+    ivKey?: Uint8Array
   ) {
     this.gmac = algorithm === 'null-aes-gmac'
-    this.key = espKey(keyMaterial)
+    this.cbc = algorithm === 'aes-cbc'
+    this.ivKey = this.cbc ? (ivKey ?? randomBytes(ESP_CBC_IV_KEY_LENGTH)) : undefined
+    this.key = espTransformKey(algorithm, integrity, keyMaterial, 'keyMaterial', this.ivKey)
     this.spi = spi >>> 0
     this.esn = esn
     const max = esn ? 0xffffffffffffffffn : 0xffffffffn
@@ -495,9 +754,12 @@ export class EspSealer {
    */
   seal(payload: Uint8Array, nextHeader: number): Uint8Array {
     this.advance()
-    const iv = this.iv
     const high = this.high
     const low = this.low
+    if (this.cbc) {
+      return sealRaw(false, this.key, this.spi, high, low, this.esn, undefined, payload, nextHeader)
+    }
+    const iv = this.iv
     iv[0] = high >>> 24
     iv[1] = high >>> 16
     iv[2] = high >>> 8

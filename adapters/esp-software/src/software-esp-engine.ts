@@ -14,19 +14,21 @@ import {
   type EspEngine,
   type EspEvent,
   type EspSaInfo,
+  type EspIntegrityAlgorithm,
   type EspSaParams,
   type InboundResult,
   type OutboundResult,
+  type RandomSource,
   type TimerHandle,
   type UdpInboundResult
 } from '@vipsec/interface'
+import { randomBytes } from 'node:crypto'
 import {
-  ESP_HEADER_LENGTH,
-  ESP_ICV_LENGTH,
-  ESP_IV_LENGTH,
+  ESP_CBC_IV_KEY_LENGTH,
   EspSealer,
-  espKey,
+  espMinimumLength,
   espSequence,
+  espTransformKey,
   espSpi,
   keyFingerprint,
   openRaw,
@@ -44,6 +46,11 @@ import { classifyUdpPayload } from './udp-encapsulation.js'
 export interface SoftwareEspEngineComponents {
   /** Time, for SA lifetimes. */
   clock: Clock
+  /**
+   * Randomness, drawn once per outbound AES-CBC SA for the local key of its IV generator (never
+   * per packet). Default: node:crypto.
+   */
+  random?: RandomSource
 }
 
 /** Options of a {@link SoftwareEspEngine}. */
@@ -72,7 +79,7 @@ export interface SoftwareEspEngineInit {
 
 const IPPROTO_IPV4 = 4
 const IPPROTO_IPV6 = 41
-const MIN_ESP_LENGTH = ESP_HEADER_LENGTH + ESP_IV_LENGTH + 2 + ESP_ICV_LENGTH
+const COMBINED_MODE = new Set<string>(['aes-gcm-16', 'null-aes-gmac', 'chacha20-poly1305'])
 /** Expired SAs remembered so that late packets count as `sa-expired`, not `unknown-spi`. */
 const EXPIRED_MEMORY = 1024
 
@@ -83,12 +90,15 @@ interface Sa {
   readonly direction: EspDirection
   readonly mode: 'tunnel' | 'transport'
   readonly algorithm: EspSaParams['algorithm']
+  readonly integrity: EspIntegrityAlgorithm | undefined
   readonly esn: boolean
   readonly tag: string | undefined
   readonly lifetime: EspSaParams['lifetime']
   readonly sealer: EspSealer | undefined
   readonly key: EspKey | undefined
   readonly gmac: boolean
+  /** Inbound: shorter packets are malformed. */
+  readonly minLength: number
   readonly window: ReplayWindow | undefined
   readonly to: Endpoint
   readonly udp: boolean
@@ -118,18 +128,21 @@ const LIFETIME_FIELDS = [
 ] as const
 
 /**
- * The software ESP engine: ESP (RFC 4303) with AES-GCM (RFC 4106) and AES-GMAC (RFC 4543) on
- * node:crypto, tunnel and transport mode, ESP-in-UDP (RFC 3948), a SAD keyed by SPI, an SPD of
+ * The software ESP engine: ESP (RFC 4303) with AES-GCM (RFC 4106), AES-GMAC (RFC 4543),
+ * ChaCha20-Poly1305 (RFC 7634) and AES-CBC (RFC 3602) with HMAC-SHA-2 (RFC 4868) or HMAC-SHA-1-96
+ * (RFC 2404) on node:crypto, tunnel and transport mode, ESP-in-UDP (RFC 3948), a SAD keyed by SPI, an SPD of
  * ordered dynamic filters with duplicate removal, anti-replay windows up to 4096 packets, and SA
  * lifetimes by time, bytes, packets and sequence numbers.
  *
- * Nonce reuse is made impossible: each packet's IV is its SA's sequence number, an SA is removed
+ * Nonce reuse is made impossible: each packet's IV is its SA's sequence number (AES-CBC: the
+ * sequence number encrypted under a local random key, so unpredictable), an SA is removed
  * rather than wrapped, and an outbound SA cannot be installed with keying material that another
  * outbound SA of this engine uses or used, unless it continues above the highest sequence number
  * used with it.
  */
 export class SoftwareEspEngine implements EspEngine {
   private readonly clock: Clock
+  private readonly random: RandomSource | undefined
   private readonly defaultWindow: number
   private readonly sequenceSoftMargin: number
   private readonly inbound = new Map<number, Sa>()
@@ -161,6 +174,7 @@ export class SoftwareEspEngine implements EspEngine {
       throw new InvalidParametersError('components.clock', 'a Clock is required')
     }
     this.clock = components.clock
+    this.random = components.random
     this.defaultWindow = init.replayWindow ?? DEFAULT_REPLAY_WINDOW
     checkWindow(this.defaultWindow, 'init.replayWindow')
     this.sequenceSoftMargin = init.sequenceSoftMargin ?? 2 ** 24
@@ -233,7 +247,17 @@ export class SoftwareEspEngine implements EspEngine {
     const table = sa.direction === 'inbound' ? this.inbound : this.outbound
     table.set(sa.spi, sa)
     if (sa.fingerprint != null) this.liveKeys.set(sa.fingerprint, sa.spi)
-    this.pool?.addSa(sa.id, sa.gmac, params.keyMaterial, sa.spi, sa.esn)
+    this.pool?.addSa(
+      sa.id,
+      {
+        algorithm: sa.algorithm,
+        ...(sa.integrity !== undefined ? { integrity: sa.integrity } : {}),
+        keyMaterial: params.keyMaterial,
+        ...(sa.sealer?.ivKey !== undefined ? { ivKey: sa.sealer.ivKey } : {})
+      },
+      sa.spi,
+      sa.esn
+    )
     this.expired.delete(`${sa.direction}:${sa.spi}`)
     const { softSeconds, hardSeconds } = sa.lifetime
     if (softSeconds > 0) {
@@ -269,14 +293,34 @@ export class SoftwareEspEngine implements EspEngine {
     if (mode !== 'tunnel' && mode !== 'transport') {
       throw new InvalidParametersError('params.mode', 'must be tunnel or transport')
     }
-    if (algorithm !== 'aes-gcm-16' && algorithm !== 'null-aes-gmac') {
-      throw new InvalidParametersError('params.algorithm', 'must be aes-gcm-16 or null-aes-gmac')
+    if (!COMBINED_MODE.has(algorithm) && algorithm !== 'aes-cbc') {
+      throw new InvalidParametersError(
+        'params.algorithm',
+        'must be aes-gcm-16, null-aes-gmac, chacha20-poly1305 or aes-cbc'
+      )
+    }
+    const integrity = params.integrity
+    if (algorithm === 'aes-cbc' ? integrity == null : integrity !== undefined) {
+      throw new InvalidParametersError(
+        'params.integrity',
+        algorithm === 'aes-cbc'
+          ? 'required with aes-cbc: hmac-sha2-256-128, hmac-sha2-384-192, hmac-sha2-512-256 or hmac-sha1-96'
+          : `must be absent with the combined-mode ${algorithm}`
+      )
     }
     if (typeof params.extendedSequenceNumbers !== 'boolean') {
       throw new InvalidParametersError('params.extendedSequenceNumbers', 'must be a boolean')
     }
     const esn = params.extendedSequenceNumbers
-    const key = espKey(params.keyMaterial, 'params.keyMaterial')
+    let key: EspKey
+    try {
+      key = espTransformKey(algorithm, integrity, params.keyMaterial, 'params.keyMaterial')
+    } catch (err) {
+      if (err instanceof InvalidParametersError && err.argument === 'integrity') {
+        throw new InvalidParametersError('params.integrity', err.message)
+      }
+      throw err
+    }
     const lifetime = params.lifetime
     if (lifetime == null || typeof lifetime !== 'object') {
       throw new InvalidParametersError('params.lifetime', 'must be an object')
@@ -350,7 +394,12 @@ export class SoftwareEspEngine implements EspEngine {
         )
       }
       try {
-        sealer = new EspSealer(algorithm, params.keyMaterial, spi, esn, initial)
+        const ivKey =
+          algorithm === 'aes-cbc'
+            ? (this.random?.randomBytes(ESP_CBC_IV_KEY_LENGTH) ??
+              randomBytes(ESP_CBC_IV_KEY_LENGTH))
+            : undefined
+        sealer = new EspSealer(algorithm, params.keyMaterial, spi, esn, initial, integrity, ivKey)
       } catch (err) {
         if (err instanceof InvalidParametersError) {
           throw new InvalidParametersError('params.initialSequence', err.message)
@@ -380,12 +429,14 @@ export class SoftwareEspEngine implements EspEngine {
       direction,
       mode,
       algorithm,
+      integrity,
       esn,
       tag: params.tag,
       lifetime: { ...lifetime },
       sealer,
       key: direction === 'inbound' ? key : undefined,
       gmac: algorithm === 'null-aes-gmac',
+      minLength: espMinimumLength(key),
       window,
       to,
       udp: udp != null,
@@ -461,6 +512,7 @@ export class SoftwareEspEngine implements EspEngine {
       direction: sa.direction,
       mode: sa.mode,
       algorithm: sa.algorithm,
+      ...(sa.integrity !== undefined ? { integrity: sa.integrity } : {}),
       ...tagOf(sa),
       sequence: sa.sealer != null ? sa.sealer.sequence : (sa.window as ReplayWindow).top,
       packets: sa.packets,
@@ -737,7 +789,7 @@ export class SoftwareEspEngine implements EspEngine {
     if (sa == null) {
       return this.drop(this.expired.has(`inbound:${spi}`) ? 'sa-expired' : 'unknown-spi')
     }
-    if (packet.length < MIN_ESP_LENGTH) return this.drop('malformed')
+    if (packet.length < sa.minLength) return this.drop('malformed')
     const window = sa.window as ReplayWindow
     const low = espSequence(packet)
     const high = window.inferHigh(low, sa.esn)

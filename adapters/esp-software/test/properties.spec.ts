@@ -1,7 +1,12 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { VirtualClock } from '@vipsec/clock'
-import { IpProtocol, type EspSaParams } from '@vipsec/interface'
+import {
+  IpProtocol,
+  type EspAlgorithm,
+  type EspIntegrityAlgorithm,
+  type EspSaParams
+} from '@vipsec/interface'
 import { softwareEspEngine, type SoftwareEspEngine } from '../src/index.js'
 import { buildIpPacket, buildTcp, buildUdp, TcpFlags } from '../src/packet.js'
 import { anyFilter, inboundTwin, keyMaterial, saParams } from './fixtures.js'
@@ -62,9 +67,25 @@ const innerPacket = fc
     })
   })
 
+/** Every transform with a key length for it (AES-CBC: AES key and HMAC key together). */
+const TRANSFORMS: {
+  algorithm: EspAlgorithm
+  integrity?: EspIntegrityAlgorithm
+  keyLength: number
+}[] = [
+  { algorithm: 'aes-gcm-16', keyLength: 20 },
+  { algorithm: 'aes-gcm-16', keyLength: 36 },
+  { algorithm: 'null-aes-gmac', keyLength: 20 },
+  { algorithm: 'null-aes-gmac', keyLength: 36 },
+  { algorithm: 'chacha20-poly1305', keyLength: 36 },
+  { algorithm: 'aes-cbc', integrity: 'hmac-sha2-256-128', keyLength: 16 + 32 },
+  { algorithm: 'aes-cbc', integrity: 'hmac-sha2-384-192', keyLength: 24 + 48 },
+  { algorithm: 'aes-cbc', integrity: 'hmac-sha2-512-256', keyLength: 32 + 64 },
+  { algorithm: 'aes-cbc', integrity: 'hmac-sha1-96', keyLength: 32 + 20 }
+]
+
 const saShape = fc.record({
-  algorithm: fc.constantFrom('aes-gcm-16' as const, 'null-aes-gmac' as const),
-  keyLength: fc.constantFrom(20, 36),
+  transform: fc.constantFrom(...TRANSFORMS),
   esn: fc.boolean(),
   mode: fc.constantFrom('tunnel' as const, 'transport' as const),
   start: fc.bigInt({ min: 0n, max: 0xfffffff0n })
@@ -89,15 +110,15 @@ async function loopbackEngine(shape: Parameters<typeof makeParams>[0]): Promise<
 }
 
 function makeParams(shape: {
-  algorithm: 'aes-gcm-16' | 'null-aes-gmac'
-  keyLength: number
+  transform: (typeof TRANSFORMS)[number]
   esn: boolean
   mode: 'tunnel' | 'transport'
   start: bigint
 }): EspSaParams {
   return saParams({
-    algorithm: shape.algorithm,
-    keyMaterial: keyMaterial(shape.keyLength, shape.keyLength),
+    algorithm: shape.transform.algorithm,
+    ...(shape.transform.integrity !== undefined ? { integrity: shape.transform.integrity } : {}),
+    keyMaterial: keyMaterial(shape.transform.keyLength, shape.transform.keyLength),
     extendedSequenceNumbers: shape.esn,
     mode: shape.mode,
     initialSequence: shape.start,
@@ -197,8 +218,7 @@ describe('ESP properties', () => {
       await fc.assert(
         fc.asyncProperty(fc.nat(31), async (bit) => {
           const engine = await loopbackEngine({
-            algorithm: 'aes-gcm-16',
-            keyLength: 36,
+            transform: TRANSFORMS[1],
             esn: false,
             mode: 'tunnel',
             start: 0n
@@ -283,8 +303,7 @@ describe('ESP properties', () => {
   describe('arbitrary input', () => {
     it('should never throw from the data path, only drop and count', async () => {
       const engine = await loopbackEngine({
-        algorithm: 'aes-gcm-16',
-        keyLength: 36,
+        transform: TRANSFORMS[1],
         esn: true,
         mode: 'tunnel',
         start: 0n
@@ -339,79 +358,94 @@ describe('ESP properties', () => {
   })
 
   describe('IVs', () => {
-    it('should never repeat under one key, whatever SAs are removed and reinstalled', async () => {
-      const op = fc.oneof(
-        fc.record({
-          kind: fc.constant('send' as const),
-          key: fc.nat(2),
-          count: fc.integer({ min: 1, max: 5 })
-        }),
-        fc.record({
-          kind: fc.constant('reinstall' as const),
-          key: fc.nat(2),
-          start: fc.bigInt({ min: 0n, max: 30n })
-        })
-      )
-      await fc.assert(
-        fc.asyncProperty(fc.array(op, { maxLength: 60 }), async (ops) => {
-          const engine = softwareEspEngine({ clock: new VirtualClock() })
-          await engine.start()
-          const spiOf = [0x1001, 0x2002, 0x3003]
-          let nextSpi = 0x4000
-          const ivs = [new Set<string>(), new Set<string>(), new Set<string>()]
-          let sent = 0
-          spiOf.forEach((spi, k) => {
-            engine.addSa(saParams({ spi, keyMaterial: keyMaterial(k * 40) }))
-            engine.installFilter(
-              anyFilter({
-                id: `k${k}`,
-                spi,
-                selector: { ...anyFilter().selector, destination: `10.0.${k}.0/24` }
-              })
-            )
+    for (const variant of [
+      { name: 'AES-GCM', transform: TRANSFORMS[1], ivLength: 8 },
+      { name: 'ChaCha20-Poly1305', transform: TRANSFORMS[4], ivLength: 8 },
+      { name: 'AES-CBC', transform: TRANSFORMS[5], ivLength: 16 }
+    ]) {
+      const transformOf = (seed: number): Partial<EspSaParams> => ({
+        algorithm: variant.transform.algorithm,
+        ...(variant.transform.integrity !== undefined
+          ? { integrity: variant.transform.integrity }
+          : {}),
+        keyMaterial: keyMaterial(seed, variant.transform.keyLength)
+      })
+      it(`should never repeat under one key, whatever SAs are removed and reinstalled (${variant.name})`, async () => {
+        const op = fc.oneof(
+          fc.record({
+            kind: fc.constant('send' as const),
+            key: fc.nat(2),
+            count: fc.integer({ min: 1, max: 5 })
+          }),
+          fc.record({
+            kind: fc.constant('reinstall' as const),
+            key: fc.nat(2),
+            start: fc.bigInt({ min: 0n, max: 30n })
           })
-          for (const o of ops) {
-            if (o.kind === 'send') {
-              for (let i = 0; i < o.count; i++) {
-                const packet = buildIpPacket({
-                  source: '10.9.0.1',
-                  destination: `10.0.${o.key}.1`,
-                  protocol: 17,
-                  payload: new Uint8Array(8)
-                })
-                const out = engine.protect(packet)
-                if (out.action !== 'protect') continue
-                const iv = Buffer.from(out.packet.subarray(8, 16)).toString('hex')
-                expect(ivs[o.key].has(iv), `IV ${iv} repeated under key ${o.key}`).to.equal(false)
-                ivs[o.key].add(iv)
-                sent++
-              }
-            } else {
-              engine.removeSa(spiOf[o.key], 'outbound')
-              const spi = nextSpi++
-              try {
-                engine.addSa(
-                  saParams({ spi, keyMaterial: keyMaterial(o.key * 40), initialSequence: o.start })
-                )
-                spiOf[o.key] = spi
-              } catch (err) {
-                expect(err).to.have.property('argument', 'params.initialSequence')
-                continue
-              }
+        )
+        await fc.assert(
+          fc.asyncProperty(fc.array(op, { maxLength: 60 }), async (ops) => {
+            const engine = softwareEspEngine({ clock: new VirtualClock() })
+            await engine.start()
+            const spiOf = [0x1001, 0x2002, 0x3003]
+            let nextSpi = 0x4000
+            const ivs = [new Set<string>(), new Set<string>(), new Set<string>()]
+            let sent = 0
+            spiOf.forEach((spi, k) => {
+              engine.addSa(saParams({ spi, ...transformOf(k * 40) }))
               engine.installFilter(
                 anyFilter({
-                  id: `k${o.key}`,
+                  id: `k${k}`,
                   spi,
-                  selector: { ...anyFilter().selector, destination: `10.0.${o.key}.0/24` }
+                  selector: { ...anyFilter().selector, destination: `10.0.${k}.0/24` }
                 })
               )
+            })
+            for (const o of ops) {
+              if (o.kind === 'send') {
+                for (let i = 0; i < o.count; i++) {
+                  const packet = buildIpPacket({
+                    source: '10.9.0.1',
+                    destination: `10.0.${o.key}.1`,
+                    protocol: 17,
+                    payload: new Uint8Array(8)
+                  })
+                  const out = engine.protect(packet)
+                  if (out.action !== 'protect') continue
+                  const iv = Buffer.from(out.packet.subarray(8, 8 + variant.ivLength)).toString(
+                    'hex'
+                  )
+                  expect(ivs[o.key].has(iv), `IV ${iv} repeated under key ${o.key}`).to.equal(false)
+                  ivs[o.key].add(iv)
+                  sent++
+                }
+              } else {
+                engine.removeSa(spiOf[o.key], 'outbound')
+                const spi = nextSpi++
+                try {
+                  engine.addSa(
+                    saParams({ spi, ...transformOf(o.key * 40), initialSequence: o.start })
+                  )
+                  spiOf[o.key] = spi
+                } catch (err) {
+                  expect(err).to.have.property('argument', 'params.initialSequence')
+                  continue
+                }
+                engine.installFilter(
+                  anyFilter({
+                    id: `k${o.key}`,
+                    spi,
+                    selector: { ...anyFilter().selector, destination: `10.0.${o.key}.0/24` }
+                  })
+                )
+              }
             }
-          }
-          expect(ivs.reduce((n, s) => n + s.size, 0)).to.equal(sent)
-          await engine.stop()
-        }),
-        { numRuns: RUNS }
-      )
-    })
+            expect(ivs.reduce((n, s) => n + s.size, 0)).to.equal(sent)
+            await engine.stop()
+          }),
+          { numRuns: RUNS }
+        )
+      })
+    }
   })
 })

@@ -100,7 +100,15 @@ describe('SoftwareEspEngine', () => {
         ['params.spi', { spi: 2 ** 32 }],
         ['params.direction', { direction: 'sideways' as never }],
         ['params.mode', { mode: 'beet' as never }],
-        ['params.algorithm', { algorithm: 'aes-cbc' as never }],
+        ['params.algorithm', { algorithm: 'aes-ccm-16' as never }],
+        ['params.integrity', { algorithm: 'aes-cbc' }],
+        ['params.integrity', { integrity: 'hmac-sha2-256-128' }],
+        ['params.integrity', { algorithm: 'aes-cbc', integrity: 'hmac-md5-96' as never }],
+        ['params.keyMaterial', { algorithm: 'chacha20-poly1305', keyMaterial: keyMaterial(1, 28) }],
+        [
+          'params.keyMaterial',
+          { algorithm: 'aes-cbc', integrity: 'hmac-sha2-256-128', keyMaterial: keyMaterial(1, 36) }
+        ],
         ['params.keyMaterial', { keyMaterial: new Uint8Array(32) }],
         ['params.extendedSequenceNumbers', { extendedSequenceNumbers: 1 as never }],
         ['params.lifetime.hardBytes', { lifetime: { ...NO_LIMITS, hardBytes: -1 } }],

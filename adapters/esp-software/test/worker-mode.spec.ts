@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
-import type { EspEvent } from '@vipsec/interface'
+import type { EspEvent, RandomSource } from '@vipsec/interface'
 import { SoftwareEspEngine } from '../src/index.js'
 import { anyFilter, inboundTwin, saParams, udpPacket } from './fixtures.js'
 
@@ -124,6 +124,82 @@ describe('SoftwareEspEngine', () => {
             { action: 'drop', reason: 'icv-failure' }
           ])
         })
+      })
+    })
+
+    describe('when SAs use ChaCha20-Poly1305 and AES-CBC with HMAC-SHA2-384-192', () => {
+      /** The same bytes every time: both engines get the same AES-CBC IV keys. */
+      const fixed: RandomSource = {
+        randomBytes: (length) => Uint8Array.from({ length }, (_, i) => 0x5a ^ i),
+        randomInt: () => 0
+      }
+      let threaded: SoftwareEspEngine
+      let inline: SoftwareEspEngine
+
+      beforeEach(async () => {
+        threaded = new SoftwareEspEngine(
+          { clock: new VirtualClock(), random: fixed },
+          { workers: 2 }
+        )
+        inline = new SoftwareEspEngine({ clock: new VirtualClock(), random: fixed })
+        for (const e of [threaded, inline]) {
+          await e.start()
+          const chacha = saParams({
+            spi: 0x3003,
+            algorithm: 'chacha20-poly1305',
+            keyMaterial: new Uint8Array(36).fill(3)
+          })
+          const cbc = saParams({
+            spi: 0x4004,
+            algorithm: 'aes-cbc',
+            integrity: 'hmac-sha2-384-192',
+            keyMaterial: new Uint8Array(32 + 48).fill(4),
+            extendedSequenceNumbers: true
+          })
+          for (const sa of [chacha, cbc]) {
+            e.addSa(sa)
+            e.addSa(inboundTwin(sa))
+          }
+          const half = { ...anyFilter().selector, destination: '10.2.0.0/24' }
+          e.installFilter(anyFilter({ id: 'c', spi: 0x3003, selector: half }))
+          e.installFilter(anyFilter({ id: 'b', spi: 0x4004 }))
+          e.installFilter(anyFilter({ id: 'in', direction: 'inbound', spi: undefined }))
+        }
+      })
+
+      afterEach(async () => {
+        await threaded.stop()
+        await inline.stop()
+      })
+
+      it('should seal byte for byte what the inline engine seals, and open it again', async () => {
+        const packets = Array.from({ length: 150 }, (_, i) =>
+          udpPacket(new Uint8Array(i * 7), '10.1.0.5', i % 2 === 0 ? '10.2.0.7' : '10.2.1.7')
+        )
+        const sealed = await threaded.protectBatch(packets)
+        expect(sealed).to.deep.equal(packets.map((p) => inline.protect(p)))
+        expect(new Set(sealed.map((r) => (r.action === 'protect' ? r.spi : 0)))).to.deep.equal(
+          new Set([0x3003, 0x4004])
+        )
+        const esp = sealed.map((r) => (r.action === 'protect' ? r.packet : new Uint8Array()))
+        const forged = esp[1].slice()
+        forged[30] ^= 1
+        const opened = await threaded.unprotectBatch([...esp, forged])
+        opened.slice(0, 150).forEach((r, i) => {
+          expect(r.action, `packet ${i}`).to.equal('accept')
+          if (r.action === 'accept') expect(r.packet).to.deep.equal(packets[i])
+        })
+        // a forged copy of a number accepted earlier in the same batch fails its ICV first
+        expect(opened[150]).to.deep.equal({ action: 'drop', reason: 'icv-failure' })
+        expect(await threaded.unprotectBatch([esp[1]])).to.deep.equal([
+          { action: 'drop', reason: 'replay' }
+        ])
+        const fresh = await inline.protectBatch([packets[1]])
+        const late = fresh[0].action === 'protect' ? fresh[0].packet.slice() : new Uint8Array()
+        late[late.length - 1] ^= 1
+        expect(await threaded.unprotectBatch([late])).to.deep.equal([
+          { action: 'drop', reason: 'icv-failure' }
+        ])
       })
     })
 

@@ -3,8 +3,19 @@ import type { Endpoint, FilterSelector } from './addressing.js'
 import type { ChildLifetime, FilterAction } from './records.js'
 import type { Startable } from './startable.js'
 
-/** ESP algorithms the engine implements: AES-GCM with a 16-byte ICV (RFC 4106) or AES-GMAC (RFC 4543). */
-export type EspAlgorithm = 'aes-gcm-16' | 'null-aes-gmac'
+/**
+ * ESP encryption transforms: AES-GCM with a 16-byte ICV (RFC 4106), AES-GMAC (RFC 4543),
+ * ChaCha20-Poly1305 (RFC 7634), all combined-mode (AEAD); and AES-CBC (RFC 3602), which needs an
+ * `integrity` algorithm beside it.
+ */
+export type EspAlgorithm = 'aes-gcm-16' | 'null-aes-gmac' | 'chacha20-poly1305' | 'aes-cbc'
+
+/**
+ * ESP integrity transforms for AES-CBC: HMAC-SHA-256, -384 and -512 truncated to 128, 192 and
+ * 256 bits (RFC 4868), and HMAC-SHA-1 truncated to 96 bits (RFC 2404) for legacy peers.
+ */
+export type EspIntegrityAlgorithm =
+  'hmac-sha2-256-128' | 'hmac-sha2-384-192' | 'hmac-sha2-512-256' | 'hmac-sha1-96'
 
 /** The direction of an SA or a filter, seen from this node. */
 export type EspDirection = 'inbound' | 'outbound'
@@ -17,9 +28,22 @@ export interface EspSaParams {
   direction: EspDirection
   /** Tunnel or transport mode. */
   mode: 'tunnel' | 'transport'
-  /** The algorithm. */
+  /** The encryption transform. */
   algorithm: EspAlgorithm
-  /** Keying material: the AES key (16, 24 or 32 bytes) followed by the 4-byte salt (RFC 4106 section 8.1). */
+  /**
+   * The integrity transform: required with `aes-cbc`, and must be absent with the combined-mode
+   * algorithms (their ICV is their own).
+   */
+  integrity?: EspIntegrityAlgorithm
+  /**
+   * Keying material, in the order RFC 7296 section 2.17 takes it from KEYMAT (encryption key
+   * first, then integrity key):
+   * - `aes-gcm-16`, `null-aes-gmac`: the AES key (16, 24 or 32 bytes), then a 4-byte salt
+   *   (RFC 4106 section 8.1, RFC 4543);
+   * - `chacha20-poly1305`: the 32-byte key, then a 4-byte salt (RFC 7634 section 2);
+   * - `aes-cbc`: the AES key (16, 24 or 32 bytes), then the HMAC key (32, 48 or 64 bytes for
+   *   HMAC-SHA-256/384/512, 20 for HMAC-SHA-1).
+   */
   keyMaterial: Uint8Array
   /** Whether 64-bit extended sequence numbers are used. */
   extendedSequenceNumbers: boolean
@@ -65,8 +89,10 @@ export interface EspSaInfo {
   direction: EspDirection
   /** The mode. */
   mode: 'tunnel' | 'transport'
-  /** The algorithm. */
+  /** The encryption transform. */
   algorithm: EspAlgorithm
+  /** The integrity transform (with `aes-cbc`). */
+  integrity?: EspIntegrityAlgorithm
   /** The tag given at install. */
   tag?: string
   /** Outbound: the last sequence number used; inbound: the highest sequence number accepted. */
@@ -97,7 +123,10 @@ export interface DynamicFilter {
   spi?: number
 }
 
-/** Why the engine dropped a packet; each reason has a counter. */
+/**
+ * Why the engine dropped a packet; each reason has a counter. `bad-padding`: the ICV verified but
+ * the decrypted padding or pad length is not what RFC 4303 section 2.4 prescribes.
+ */
 export type EspDropReason =
   | 'unknown-spi'
   | 'icv-failure'
@@ -109,6 +138,7 @@ export type EspDropReason =
   | 'no-policy'
   | 'no-sa'
   | 'discard-policy'
+  | 'bad-padding'
 
 /** Every {@link EspDropReason}, in the order counters report them. */
 export const ESP_DROP_REASONS: readonly EspDropReason[] = [
@@ -121,7 +151,8 @@ export const ESP_DROP_REASONS: readonly EspDropReason[] = [
   'sa-expired',
   'no-policy',
   'no-sa',
-  'discard-policy'
+  'discard-policy',
+  'bad-padding'
 ]
 
 /** Packet and drop counters of an engine. */
