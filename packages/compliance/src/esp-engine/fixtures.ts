@@ -1,4 +1,11 @@
-import type { ChildLifetime, DynamicFilter, EspSaParams, FilterSelector } from '@vipsec/interface'
+import type {
+  ChildLifetime,
+  DynamicFilter,
+  EspAlgorithm,
+  EspIntegrityAlgorithm,
+  EspSaParams,
+  FilterSelector
+} from '@vipsec/interface'
 
 /** Lifetimes without limits. */
 export const NO_LIFETIME_LIMITS: ChildLifetime = {
@@ -134,3 +141,81 @@ export function sampleUdpPacket(
   p[27] = udpSum & 0xff
   return p
 }
+
+/** An ESP transform the compliance suite can run its SAs with, and the sizes of its packets. */
+export interface EspSuiteTransform {
+  /** Shown in the suite's title, for example `AES-256-CBC with HMAC-SHA2-256-128`. */
+  name: string
+  /** The encryption transform. */
+  algorithm: EspAlgorithm
+  /** The integrity transform (with `aes-cbc`). */
+  integrity?: EspIntegrityAlgorithm
+  /**
+   * Keying material of the right length for this transform, byte i being `seed + i`.
+   *
+   * @param seed - the first byte
+   */
+  keyMaterial(seed: number): Uint8Array
+  /** Bytes of the explicit IV (8, or 16 for AES-CBC). */
+  ivLength: number
+  /** Bytes of the ICV. */
+  icvLength: number
+  /** Payload and trailer are padded to a multiple of this (4, or 16 for AES-CBC). */
+  blockSize: number
+}
+
+function material(length: number): (seed: number) => Uint8Array {
+  return (seed) => Uint8Array.from({ length }, (_, i) => (seed + i) & 0xff)
+}
+
+/**
+ * The transforms beyond AES-GCM that an engine may implement: ChaCha20-Poly1305 (RFC 7634) and
+ * AES-CBC (RFC 3602) with each integrity transform (RFC 4868, RFC 2404). Pass one as
+ * `transform` to run the suite with it.
+ */
+export const ESP_SUITE_TRANSFORMS: readonly EspSuiteTransform[] = [
+  {
+    name: 'ChaCha20-Poly1305',
+    algorithm: 'chacha20-poly1305',
+    keyMaterial: material(36),
+    ivLength: 8,
+    icvLength: 16,
+    blockSize: 4
+  },
+  {
+    name: 'AES-256-CBC with HMAC-SHA2-256-128',
+    algorithm: 'aes-cbc',
+    integrity: 'hmac-sha2-256-128',
+    keyMaterial: material(32 + 32),
+    ivLength: 16,
+    icvLength: 16,
+    blockSize: 16
+  },
+  {
+    name: 'AES-192-CBC with HMAC-SHA2-384-192',
+    algorithm: 'aes-cbc',
+    integrity: 'hmac-sha2-384-192',
+    keyMaterial: material(24 + 48),
+    ivLength: 16,
+    icvLength: 24,
+    blockSize: 16
+  },
+  {
+    name: 'AES-256-CBC with HMAC-SHA2-512-256',
+    algorithm: 'aes-cbc',
+    integrity: 'hmac-sha2-512-256',
+    keyMaterial: material(32 + 64),
+    ivLength: 16,
+    icvLength: 32,
+    blockSize: 16
+  },
+  {
+    name: 'AES-128-CBC with HMAC-SHA1-96',
+    algorithm: 'aes-cbc',
+    integrity: 'hmac-sha1-96',
+    keyMaterial: material(16 + 20),
+    ivLength: 16,
+    icvLength: 12,
+    blockSize: 16
+  }
+]
