@@ -1,18 +1,34 @@
 /**
  * ESP throughput on one core: packets/s of SoftwareEspEngine.protect (encapsulate) and
- * .unprotect (decapsulate) for 64, 512 and 1400-byte inner packets, next to bare node:crypto
- * AES-256-GCM (one createCipheriv/createDecipheriv per packet) on the same sizes, measured
- * interleaved in the same run. Then the worker-thread mode (protectBatch/unprotectBatch) with 1
- * and 2 workers. Prints a table and one JSON line. Run: npm run bench:esp (ESP_BENCH_ROUNDS,
- * ESP_BENCH_SLICE_MS and ESP_BENCH_ONLY=single|workers tune it)
+ * .unprotect (decapsulate) for 64, 512 and 1400-byte inner packets, for each transform next to
+ * its bare node:crypto ceiling on the same sizes, measured interleaved in the same run:
+ * AES-256-GCM and ChaCha20-Poly1305 against one createCipheriv/createDecipheriv per packet,
+ * AES-CBC with an HMAC against one createCipheriv plus one createHmac per packet. Then what an
+ * AES-CBC IV costs (crypto.randomBytes per packet, a pool of random bytes, the counter encrypted
+ * under a local key), and the worker-thread mode (protectBatch/unprotectBatch, AES-256-GCM) with
+ * 1 and 2 workers. Prints tables and one JSON line. Run: npm run bench:esp (ESP_BENCH_ROUNDS,
+ * ESP_BENCH_SLICE_MS, ESP_BENCH_ONLY=single|workers and ESP_BENCH_SUITES=gcm,chacha,cbc-sha256,
+ * cbc-sha1 tune it)
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto'
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  randomBytes,
+  randomFillSync,
+  timingSafeEqual
+} from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { SystemClock } from '@vipsec/clock'
-import { IpProtocol, type EspSaParams } from '@vipsec/interface'
-import { SoftwareEspEngine, buildIpPacket, buildUdp } from '../src/index.js'
+import {
+  IpProtocol,
+  type EspAlgorithm,
+  type EspIntegrityAlgorithm,
+  type EspSaParams
+} from '@vipsec/interface'
+import { SoftwareEspEngine, buildIpPacket, buildUdp, espPadLength } from '../src/index.js'
 
 const SIZES = [64, 512, 1400]
 const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 9)
@@ -42,15 +58,138 @@ function innerPacket(size: number): Uint8Array {
   })
 }
 
+/** A transform measured on one core, with its bare node:crypto ceiling. */
+interface Suite {
+  name: string
+  algorithm: EspAlgorithm
+  integrity?: EspIntegrityAlgorithm
+  keyLength: number
+  /** One packet's worth of the bare transform on the ESP plaintext (padded payload and trailer). */
+  bareEncrypt(plaintext: Uint8Array): void
+  /** A closure that undoes one packet's worth of `bareEncrypt`, verifying first. */
+  makeBareDecrypt(plaintext: Uint8Array): () => void
+  /** The ESP plaintext's padding block. */
+  block: number
+}
+
+const key = Buffer.alloc(32, 7)
+const nonce = Buffer.alloc(12, 9)
+const aad = Buffer.alloc(8, 1)
+const cbcIv = Buffer.alloc(16, 3)
+const header = Buffer.alloc(8, 2)
+
+function aeadSuite(
+  name: string,
+  algorithm: EspAlgorithm,
+  cipher: 'aes-256-gcm' | 'chacha20-poly1305'
+): Suite {
+  // one of the two AEAD names (typed as one: node's overloads take a literal)
+  const cipherName = cipher as 'aes-256-gcm'
+  return {
+    name,
+    algorithm,
+    keyLength: 36,
+    block: 4,
+    bareEncrypt(plaintext) {
+      const cipher = createCipheriv(cipherName, key, nonce, { authTagLength: 16 })
+      cipher.setAAD(aad)
+      cipher.update(plaintext)
+      cipher.final()
+      cipher.getAuthTag()
+    },
+    makeBareDecrypt(plaintext) {
+      const cipher = createCipheriv(cipherName, key, nonce, { authTagLength: 16 })
+      cipher.setAAD(aad)
+      const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
+      const tag = cipher.getAuthTag()
+      return () => {
+        const decipher = createDecipheriv(cipherName, key, nonce, { authTagLength: 16 })
+        decipher.setAuthTag(tag)
+        decipher.setAAD(aad)
+        decipher.update(ciphertext)
+        decipher.final()
+      }
+    }
+  }
+}
+
+function cbcSuite(
+  name: string,
+  integrity: EspIntegrityAlgorithm,
+  hash: string,
+  hmacKeyLength: number,
+  icvLength: number
+): Suite {
+  const hmacKey = Buffer.alloc(hmacKeyLength, 5)
+  return {
+    name,
+    algorithm: 'aes-cbc',
+    integrity,
+    keyLength: 32 + hmacKeyLength,
+    block: 16,
+    bareEncrypt(plaintext) {
+      const cipher = createCipheriv('aes-256-cbc', key, cbcIv).setAutoPadding(false)
+      const ciphertext = cipher.update(plaintext)
+      cipher.final()
+      createHmac(hash, hmacKey).update(header).update(cbcIv).update(ciphertext).digest()
+    },
+    makeBareDecrypt(plaintext) {
+      const cipher = createCipheriv('aes-256-cbc', key, cbcIv).setAutoPadding(false)
+      const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
+      const icv = createHmac(hash, hmacKey)
+        .update(header)
+        .update(cbcIv)
+        .update(ciphertext)
+        .digest()
+        .subarray(0, icvLength)
+      return () => {
+        const mac = createHmac(hash, hmacKey)
+          .update(header)
+          .update(cbcIv)
+          .update(ciphertext)
+          .digest()
+        if (!timingSafeEqual(mac.subarray(0, icvLength), icv)) throw new Error('ICV')
+        const decipher = createDecipheriv('aes-256-cbc', key, cbcIv).setAutoPadding(false)
+        decipher.update(ciphertext)
+        decipher.final()
+      }
+    }
+  }
+}
+
+const ALL_SUITES: Record<string, Suite> = {
+  gcm: aeadSuite('AES-256-GCM', 'aes-gcm-16', 'aes-256-gcm'),
+  chacha: aeadSuite('ChaCha20-Poly1305', 'chacha20-poly1305', 'chacha20-poly1305'),
+  'cbc-sha256': cbcSuite('AES-256-CBC + HMAC-SHA2-256-128', 'hmac-sha2-256-128', 'sha256', 32, 16),
+  'cbc-sha1': cbcSuite('AES-256-CBC + HMAC-SHA1-96', 'hmac-sha1-96', 'sha1', 20, 12)
+}
+const SUITES = (process.env.ESP_BENCH_SUITES ?? Object.keys(ALL_SUITES).join(','))
+  .split(',')
+  .map((name) => {
+    const suite = ALL_SUITES[name.trim()]
+    if (suite == null) throw new Error(`ESP_BENCH_SUITES: unknown suite ${name}`)
+    return suite
+  })
+const GCM = ALL_SUITES.gcm
+
+/** The ESP plaintext of an inner packet of `size` bytes: padded payload and trailer. */
+function espPlaintext(size: number, block: number): Uint8Array {
+  return new Uint8Array(size + espPadLength(size, block) + 2).fill(0xab)
+}
+
 let keySeed = 1
-function sa(spi: number, direction: 'inbound' | 'outbound'): EspSaParams {
-  const keyMaterial = Uint8Array.from({ length: 36 }, (_, i) => (keySeed * 31 + i) & 0xff)
+function sa(spi: number, direction: 'inbound' | 'outbound', suite: Suite = GCM): EspSaParams {
+  const keyMaterial = Uint8Array.from(
+    { length: suite.keyLength },
+    (_, i) => (keySeed * 31 + i) & 0xff
+  )
   if (direction === 'outbound') keySeed++
   return {
     spi,
     direction,
     mode: 'tunnel',
-    algorithm: 'aes-gcm-16',
+    algorithm: suite.algorithm,
+    ...(suite.integrity !== undefined ? { integrity: suite.integrity } : {}),
     keyMaterial,
     extendedSequenceNumbers: true,
     lifetime: LIMITS,
@@ -75,11 +214,14 @@ const SELECTOR = {
 }
 
 /** A started engine with one outbound SA and the inbound SA for the same key, plus filters. */
-async function makeEngine(workers: number): Promise<{ engine: SoftwareEspEngine; spi: number }> {
+async function makeEngine(
+  workers: number,
+  suite: Suite = GCM
+): Promise<{ engine: SoftwareEspEngine; spi: number }> {
   const engine = new SoftwareEspEngine({ clock: new SystemClock() }, { workers })
   await engine.start()
   const spi = 0x1000 + keySeed
-  const outbound = sa(spi, 'outbound')
+  const outbound = sa(spi, 'outbound', suite)
   engine.addSa(outbound)
   engine.addSa({ ...outbound, direction: 'inbound', tunnel: sa(spi, 'inbound').tunnel })
   engine.installFilter({
@@ -177,33 +319,8 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]
 }
 
-const key = Buffer.alloc(32, 7)
-const nonce = Buffer.alloc(12, 9)
-const aad = Buffer.alloc(8, 1)
-
-function bareEncrypt(plaintext: Uint8Array): void {
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
-  cipher.setAAD(aad)
-  cipher.update(plaintext)
-  cipher.final()
-  cipher.getAuthTag()
-}
-
-function makeBareDecrypt(plaintext: Uint8Array): () => void {
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
-  cipher.setAAD(aad)
-  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()])
-  const tag = cipher.getAuthTag()
-  return () => {
-    const decipher = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 })
-    decipher.setAuthTag(tag)
-    decipher.setAAD(aad)
-    decipher.update(ciphertext)
-    decipher.final()
-  }
-}
-
 interface Row {
+  suite: string
   size: number
   bareEncrypt: number
   encapsulate: number
@@ -240,12 +357,14 @@ function decapsulateRate(engine: SoftwareEspEngine, packet: Uint8Array, expected
  * One core: each round measures bare and engine back to back (in alternating order), so that both
  * see the same load on a shared machine; the ratio is the median of the per-round ratios.
  */
-async function singleCore(): Promise<Row[]> {
+async function singleCore(suite: Suite): Promise<Row[]> {
   const rows: Row[] = []
   for (const size of SIZES) {
     const packet = innerPacket(size)
-    const bareDecrypt = makeBareDecrypt(packet)
-    const { engine } = await makeEngine(0)
+    const plaintext = espPlaintext(size, suite.block)
+    const bareEncrypt = (): void => suite.bareEncrypt(plaintext)
+    const bareDecrypt = suite.makeBareDecrypt(plaintext)
+    const { engine } = await makeEngine(0, suite)
     const s = {
       bareEncrypt: [] as number[],
       encapsulate: [] as number[],
@@ -267,14 +386,14 @@ async function singleCore(): Promise<Row[]> {
       let bareCpu: number
       let mineCpu: number
       if (round % 2 === 0) {
-        bare = rate(1, () => bareEncrypt(packet))
+        bare = rate(1, bareEncrypt)
         bareCpu = lastCpuRate
         mine = rate(1, encap)
         mineCpu = lastCpuRate
       } else {
         mine = rate(1, encap)
         mineCpu = lastCpuRate
-        bare = rate(1, () => bareEncrypt(packet))
+        bare = rate(1, bareEncrypt)
         bareCpu = lastCpuRate
       }
       s.encCpuRatio.push(mineCpu / bareCpu)
@@ -305,6 +424,7 @@ async function singleCore(): Promise<Row[]> {
     }
     await engine.stop()
     rows.push({
+      suite: suite.name,
       size,
       bareEncrypt: median(s.bareEncrypt),
       encapsulate: median(s.encapsulate),
@@ -538,19 +658,98 @@ async function bareThreads(threads: number, size: number): Promise<number> {
   return rates.reduce((a, b) => a + b, 0)
 }
 
+/** Nanoseconds per AES-CBC IV from each source, median of ROUNDS slices. */
+interface IvCost {
+  /** crypto.randomBytes(16) per packet. */
+  randomBytes: number
+  /** crypto.randomFillSync into a 4 KB pool, 16 bytes taken per packet. */
+  randomPool: number
+  /** One 16-byte update of a kept AES-128-ECB cipher per packet. */
+  encryptedCounter: number
+  /** The engine's way: the same, 64 counters per update. */
+  encryptedCounterBatch: number
+}
+
+function ivCost(): IvCost {
+  const pool = Buffer.alloc(4096)
+  let used = pool.length
+  const fromPool = (): Buffer => {
+    if (used === pool.length) {
+      randomFillSync(pool)
+      used = 0
+    }
+    const iv = pool.subarray(used, used + 16)
+    used += 16
+    return iv
+  }
+  const ecb = createCipheriv('aes-128-ecb', randomBytes(16), null).setAutoPadding(false)
+  const block = Buffer.alloc(16)
+  let counter = 0
+  const fromCounter = (): Buffer => {
+    block.writeUInt32BE(++counter >>> 0, 4)
+    return ecb.update(block)
+  }
+  const blocks = Buffer.alloc(64 * 16)
+  let batch: Buffer | undefined
+  let taken = 64
+  const fromBatch = (): Buffer => {
+    if (taken === 64) {
+      for (let i = 0; i < 64; i++) blocks.writeUInt32BE(++counter >>> 0, i * 16 + 4)
+      batch = ecb.update(blocks)
+      taken = 0
+    }
+    const iv = (batch as Buffer).subarray(taken * 16, taken * 16 + 16)
+    taken++
+    return iv
+  }
+  const ns = (step: () => void): number => 1e9 / rate(1, step)
+  const samples = {
+    randomBytes: [] as number[],
+    randomPool: [] as number[],
+    encryptedCounter: [] as number[],
+    encryptedCounterBatch: [] as number[]
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    samples.randomBytes.push(ns(() => randomBytes(16)))
+    samples.randomPool.push(ns(fromPool))
+    samples.encryptedCounter.push(ns(fromCounter))
+    samples.encryptedCounterBatch.push(ns(fromBatch))
+  }
+  return {
+    randomBytes: median(samples.randomBytes),
+    randomPool: median(samples.randomPool),
+    encryptedCounter: median(samples.encryptedCounter),
+    encryptedCounterBatch: median(samples.encryptedCounterBatch)
+  }
+}
+
 const k = (n: number): string => `${(n / 1000).toFixed(1)}k`
 
-const single = ONLY === 'workers' ? [] : await singleCore()
+const single: Row[] = []
+if (ONLY !== 'workers') for (const suite of SUITES) single.push(...(await singleCore(suite)))
 if (single.length > 0) {
   console.log(`\nESP on one core (median of ${ROUNDS} paired slices of ${SLICE_MS} ms, packets/s)`)
-  console.log('size  bare-enc  encap   ratio  (cpu)  bare-dec  decap   ratio  (cpu)')
+  console.log(
+    'transform                         size  bare-enc  encap   ratio  (cpu)  bare-dec  decap   ratio  (cpu)'
+  )
   for (const r of single) {
     console.log(
-      `${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${r.encapsulateCpuRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}  ${r.decapsulateCpuRatio.toFixed(2).padStart(5)}`
+      `${r.suite.padEnd(32)}  ${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${r.encapsulateCpuRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}  ${r.decapsulateCpuRatio.toFixed(2).padStart(5)}`
     )
   }
   console.log(
-    'ratio: engine / bare, median of per-round wall-clock ratios; (cpu): the same per CPU-second'
+    'ratio: engine / bare, median of per-round wall-clock ratios; (cpu): the same per CPU-second;\n' +
+      'bare: createCipheriv (+ createHmac for AES-CBC) per packet on the padded ESP plaintext'
+  )
+}
+const iv = ONLY === 'workers' ? undefined : ivCost()
+if (iv !== undefined) {
+  console.log('\nAES-CBC IV, ns per packet (median of slices)')
+  console.log(`crypto.randomBytes(16) per packet   ${iv.randomBytes.toFixed(0).padStart(6)}`)
+  console.log(`randomFillSync into a 4 KB pool     ${iv.randomPool.toFixed(0).padStart(6)}`)
+  console.log(`counter encrypted (AES-128-ECB)     ${iv.encryptedCounter.toFixed(0).padStart(6)}`)
+  console.log(
+    `  the same, 64 counters per update  ${iv.encryptedCounterBatch.toFixed(0).padStart(6)}  (the engine's)`
   )
 }
 const { rows: threaded, scaling } =
@@ -592,6 +791,7 @@ console.log(
     rounds: ROUNDS,
     sliceMs: SLICE_MS,
     singleCore: single,
+    cbcIvNs: iv,
     workers: threaded,
     scaling2Workers: scaling
   })

@@ -75,21 +75,35 @@ export interface EspKey extends EspShape {
   /** AES-CBC: the HMAC's hash and key. */
   readonly integrity?: { readonly hash: string; readonly key: KeyObject }
   /**
-   * AES-CBC, sealing side: AES-128-ECB under a local key that never leaves this process; the IV of
-   * sequence number n is its encryption of the block (n as 64 bits, 64 zero bits), distinct for
-   * every n and unpredictable without the key (RFC 3602 section 2.1, NIST SP 800-38A appendix C).
+   * AES-CBC, sealing side: the IV generator, AES-128-ECB under a local key that never leaves this
+   * process; the IV of sequence number n is its encryption of the block (n as 64 bits, 64 zero
+   * bits), distinct for every n and unpredictable without the key (RFC 3602 section 2.1, NIST SP
+   * 800-38A appendix C). IVs are made {@link CBC_IV_BATCH} sequence numbers at a time.
    *
    * @internal
    */
-  readonly ivCipher?: Cipher
+  readonly ivs?: CbcIvs
   /**
-   * Scratch space for the nonce (salt, then IV), the AAD (`aad8` is the first 8 bytes of `aad`),
-   * the CBC counter block and the ESN high half, reused by every call on this key in its thread
+   * Scratch space for the nonce (salt, then IV), the AAD (`aad8` is the first 8 bytes of `aad`)
+   * and the ESN high half, reused by every call on this key in its thread
    * (node:crypto copies them before returning).
    *
    * @internal
    */
-  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer; block: Buffer; high: Buffer }
+  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer; high: Buffer }
+}
+
+/** AES-CBC IVs are encrypted this many sequence numbers at a time (one ECB update). */
+export const CBC_IV_BATCH = 64
+
+/** @internal the IVs of a run of sequence numbers from (high, low), made in one ECB update */
+interface CbcIvs {
+  readonly cipher: Cipher
+  readonly blocks: Buffer
+  ivs: Buffer | undefined
+  high: number
+  low: number
+  count: number
 }
 
 const AEAD_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
@@ -102,7 +116,7 @@ function makeScratch(salt: Uint8Array): EspKey['scratch'] {
   const nonce = Buffer.alloc(12)
   nonce.set(salt, 0)
   const aad = Buffer.alloc(12)
-  return { nonce, aad, aad8: aad.subarray(0, 8), block: Buffer.alloc(16), high: Buffer.alloc(4) }
+  return { nonce, aad, aad8: aad.subarray(0, 8), high: Buffer.alloc(4) }
 }
 
 /**
@@ -145,13 +159,21 @@ export function espTransformKey(
           `(${16 + spec.keyLength}, ${24 + spec.keyLength} or ${32 + spec.keyLength} bytes), not ${keyMaterial.length}`
       )
     }
-    let ivCipher: Cipher | undefined
+    let ivs: CbcIvs | undefined
     if (ivKey !== undefined) {
       if (!(ivKey instanceof Uint8Array) || ivKey.length !== ESP_CBC_IV_KEY_LENGTH) {
         throw new InvalidParametersError('ivKey', `must be ${ESP_CBC_IV_KEY_LENGTH} bytes`)
       }
-      ivCipher = createCipheriv('aes-128-ecb', ivKey, null)
-      ivCipher.setAutoPadding(false)
+      const cipher = createCipheriv('aes-128-ecb', ivKey, null)
+      cipher.setAutoPadding(false)
+      ivs = {
+        cipher,
+        blocks: Buffer.alloc(CBC_IV_BATCH * 16),
+        ivs: undefined,
+        high: 0,
+        low: 0,
+        count: 0
+      }
     }
     return {
       transform: 'cbc',
@@ -159,7 +181,7 @@ export function espTransformKey(
       key: createSecretKey(keyMaterial.subarray(0, keyLength)),
       salt: new Uint8Array(0),
       integrity: { hash: spec.hash, key: createSecretKey(keyMaterial.subarray(keyLength)) },
-      ...(ivCipher !== undefined ? { ivCipher } : {}),
+      ...(ivs !== undefined ? { ivs } : {}),
       ivLength: ESP_CBC_IV_LENGTH,
       icvLength: spec.icvLength,
       blockSize: 16,
@@ -475,17 +497,29 @@ export function espIcv(
 
 /**
  * The AES-CBC IV of sequence number (high, low): the encryption of the counter block under the
- * key's local IV key. The IV cipher is ECB without padding: each 16-byte update is one block.
+ * key's local IV key. The IV cipher is ECB without padding, so one update encrypts the blocks of
+ * the next {@link CBC_IV_BATCH} sequence numbers (never across a change of the high half).
  */
 function cbcIv(key: EspKey, high: number, low: number): Buffer {
-  const ivCipher = key.ivCipher
-  if (ivCipher === undefined) {
+  const g = key.ivs
+  if (g === undefined) {
     throw new InvalidParametersError('iv', 'an AES-CBC key without an IV key needs an explicit IV')
   }
-  const block = key.scratch.block
-  block.writeUInt32BE(high, 0)
-  block.writeUInt32BE(low, 4)
-  return ivCipher.update(block)
+  const offset = low - g.low
+  if (g.ivs === undefined || high !== g.high || offset < 0 || offset >= g.count) {
+    const count = Math.min(CBC_IV_BATCH, MAX_32 - low + 1)
+    const blocks = g.blocks
+    for (let i = 0; i < count; i++) {
+      blocks.writeUInt32BE(high, i * 16)
+      blocks.writeUInt32BE(low + i, i * 16 + 4)
+    }
+    g.ivs = g.cipher.update(blocks.subarray(0, count * 16))
+    g.high = high
+    g.low = low
+    g.count = count
+    return g.ivs.subarray(0, 16)
+  }
+  return g.ivs.subarray(offset * 16, offset * 16 + 16)
 }
 
 function highHalf(buffer: Buffer, high: number): Buffer {
