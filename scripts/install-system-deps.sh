@@ -2,7 +2,8 @@
 # Installs the Debian packages that the system tests need, if any is missing (run as root).
 # redis-server: coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
 # plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
-# and ESP; iproute2: network namespaces.
+# and ESP; python3-cryptography: a second ChaCha20-Poly1305 ESP opener (tshark 4.0 has none);
+# iproute2: network namespaces.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -13,6 +14,7 @@ command -v swanctl >/dev/null || need+=(strongswan-swanctl)
 [ -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need+=(libstrongswan-standard-plugins)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tshark >/dev/null || need+=(tshark)
+python3 -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null || need+=(python3-cryptography)
 command -v ip >/dev/null || need+=(iproute2)
 command -v arping >/dev/null || need+=(iputils-arping)
 if [ ${#need[@]} -eq 0 ]; then

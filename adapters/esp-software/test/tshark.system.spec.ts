@@ -5,8 +5,9 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
-import { IpProtocol, type EspSaParams } from '@vipsec/interface'
+import { IpProtocol, type EspIntegrityAlgorithm, type EspSaParams } from '@vipsec/interface'
 import {
+  ESP_INTEGRITY,
   SoftwareEspEngine,
   buildIcmpEcho,
   buildIpPacket,
@@ -76,6 +77,85 @@ function espSaEntry(sa: EspSaParams): string {
   ]
   return `uat:esp_sa:${fields.map((f) => JSON.stringify(f)).join(',')}`
 }
+
+const TSHARK_INTEGRITY: Record<string, string> = {
+  'hmac-sha2-256-128': 'HMAC-SHA-256-128 [RFC4868]',
+  'hmac-sha2-384-192': 'HMAC-SHA-384-192 [RFC4868]',
+  'hmac-sha2-512-256': 'HMAC-SHA-512-256 [RFC4868]',
+  'hmac-sha1-96': 'HMAC-SHA-1-96 [RFC2404]'
+}
+
+/** tshark's SA entry for an AES-CBC SA: the keying material split AES key first, then HMAC key. */
+function cbcSaEntry(sa: EspSaParams, aesBytes: number): string {
+  const fields = [
+    'IPv4',
+    LOCAL,
+    REMOTE,
+    `0x${sa.spi.toString(16).padStart(8, '0')}`,
+    'AES-CBC [RFC3602]',
+    `0x${hex(sa.keyMaterial.subarray(0, aesBytes))}`,
+    TSHARK_INTEGRITY[sa.integrity as string],
+    `0x${hex(sa.keyMaterial.subarray(aesBytes))}`
+  ]
+  return `uat:esp_sa:${fields.map((f) => JSON.stringify(f)).join(',')}`
+}
+
+/** The ESP-in-UDP frame (an IPv4 packet) of one protected packet. */
+function frameOf(out: { packet: Uint8Array; to: { address: string; port: number } }): Uint8Array {
+  return buildIpPacket({
+    source: LOCAL,
+    destination: out.to.address,
+    protocol: IpProtocol.UDP,
+    payload: encapsulateUdp({
+      source: LOCAL,
+      destination: out.to.address,
+      destinationPort: out.to.port,
+      esp: out.packet
+    })
+  })
+}
+
+/** A UDP packet from 10.1.0.5 to `destination` with `length` bytes of data. */
+function flowPacket(destination: string, i: number, length: number): Uint8Array {
+  return buildIpPacket({
+    source: '10.1.0.5',
+    destination,
+    protocol: IpProtocol.UDP,
+    identification: i,
+    payload: buildUdp({
+      source: '10.1.0.5',
+      destination,
+      sourcePort: 41000 + i,
+      destinationPort: 5001,
+      payload: Uint8Array.from({ length }, (_, j) => (i * 3 + j) & 0xff)
+    })
+  })
+}
+
+/**
+ * A second, independent ChaCha20-Poly1305 ESP opener (Python's `cryptography`, RFC 7634 section
+ * 2.1 read on its own): one JSON line in per packet, one line out (`payload-hex next-header`, or
+ * `FAIL`).
+ */
+const CHACHA_OPENER = `
+import json, sys
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+for line in sys.stdin:
+    job = json.loads(line)
+    material = bytes.fromhex(job['keyMaterial'])
+    packet = bytes.fromhex(job['packet'])
+    key, salt = material[:32], material[32:]
+    aad = packet[0:4] + bytes.fromhex(job['high']) + packet[4:8] if job['esn'] else packet[0:8]
+    try:
+        text = ChaCha20Poly1305(key).decrypt(salt + packet[8:16], packet[16:], aad)
+    except Exception:
+        print('FAIL')
+        continue
+    pad, nh = text[-2], text[-1]
+    body = text[:len(text) - 2 - pad]
+    ok = text[len(body):len(text) - 2] == bytes(range(1, pad + 1))
+    print(body.hex() + ' ' + str(nh) if ok else 'FAIL')
+`
 
 describe('SoftwareEspEngine', () => {
   describe('ESP-in-UDP decoded by tshark', function () {
@@ -309,6 +389,234 @@ describe('SoftwareEspEngine', () => {
             .split('\n')
             .filter((l) => l !== '')
         ).to.have.length(0)
+      })
+    })
+
+    describe('when the engine protects with AES-CBC and each HMAC, ESN across 2^32 and transport mode', () => {
+      it('should let tshark decrypt every packet to the same inner bytes and find every ICV good', async () => {
+        const engine = new SoftwareEspEngine({ clock: new VirtualClock() })
+        await engine.start()
+        const cbc = (
+          spi: number,
+          integrity: EspIntegrityAlgorithm,
+          aesBytes: number,
+          mode: 'tunnel' | 'transport' = 'tunnel',
+          esn = false
+        ): EspSaParams => ({
+          ...udpEncapsulated(spi, mode, 16, esn),
+          algorithm: 'aes-cbc',
+          integrity,
+          keyMaterial: Uint8Array.from(
+            { length: aesBytes + ESP_INTEGRITY[integrity].keyLength },
+            (_, i) => ((spi % 251) * 3 + i * 11) & 0xff
+          )
+        })
+        const sas: [EspSaParams, number, string][] = [
+          [cbc(0xc256, 'hmac-sha2-256-128', 32), 32, '10.2.0.0/16'],
+          [cbc(0xc384, 'hmac-sha2-384-192', 24), 24, '10.4.0.0/16'],
+          [cbc(0xc512, 'hmac-sha2-512-256', 32), 32, '10.5.0.0/16'],
+          [cbc(0xc001, 'hmac-sha1-96', 16, 'transport'), 16, `${REMOTE}/32`],
+          [cbc(0xce56, 'hmac-sha2-256-128', 32, 'tunnel', true), 32, '10.3.0.0/16']
+        ]
+        for (const [sa, , destination] of sas) {
+          engine.addSa(sa)
+          const source = destination.startsWith(REMOTE) ? `${LOCAL}/32` : '10.1.0.0/16'
+          engine.installFilter(
+            anyFilter({
+              id: `f${sa.spi}`,
+              spi: sa.spi,
+              selector: { ...anyFilter().selector, source, destination }
+            })
+          )
+        }
+        const inner: Uint8Array[] = []
+        for (let i = 0; i < 12; i++) {
+          for (const net of ['10.2.0.7', '10.4.0.7', '10.5.0.7', '10.3.0.7']) {
+            inner.push(flowPacket(net, i, i * 41))
+          }
+        }
+        inner.push(
+          buildIpPacket({
+            source: LOCAL,
+            destination: REMOTE,
+            protocol: IpProtocol.UDP,
+            payload: buildUdp({
+              source: LOCAL,
+              destination: REMOTE,
+              sourcePort: 7000,
+              destinationPort: 7001,
+              payload: new Uint8Array(45).fill(0x77)
+            })
+          })
+        )
+        const frames: Uint8Array[] = []
+        const sent: (Sent & { icv: string })[] = []
+        for (const packet of inner) {
+          const out = engine.protect(packet)
+          if (out.action !== 'protect') throw new Error(`not protected: ${JSON.stringify(out)}`)
+          const view = new DataView(out.packet.buffer, out.packet.byteOffset)
+          sent.push({
+            spi: out.spi,
+            sequence: view.getUint32(4),
+            iv: hex(out.packet.subarray(8, 24)),
+            contained: hex(out.spi === 0xc001 ? packet.subarray(20) : packet),
+            // tshark 4.0 computes the ICV without the ESN high half: it checks the others
+            icv: out.spi === 0xce56 ? '' : '1'
+          })
+          frames.push(frameOf(out))
+          if (frames.length === 1) {
+            // and a copy with its last ICV byte changed, which tshark must find bad
+            const forged = out.packet.slice()
+            forged[forged.length - 1] ^= 0x01
+            frames.push(frameOf({ ...out, packet: forged }))
+            sent.push({ ...sent[0], icv: '0' })
+          }
+        }
+        await engine.stop()
+        expect(new Set(sent.map((p) => p.sequence)).has(0)).to.equal(true)
+
+        const file = join(dir, 'esp-cbc.pcap')
+        await writeFile(file, writePcap(frames))
+        const args = [
+          '-r',
+          file,
+          '-o',
+          'esp.enable_encryption_decode:TRUE',
+          '-o',
+          'esp.enable_authentication_check:TRUE'
+        ]
+        for (const [sa, aesBytes] of sas) args.push('-o', cbcSaEntry(sa, aesBytes))
+        args.push('-Y', 'esp', '-T', 'fields', '-E', 'separator=;')
+        for (const field of [
+          'esp.spi',
+          'esp.sequence',
+          'esp.iv',
+          'esp.contained_data',
+          'esp.icv_good'
+        ]) {
+          args.push('-e', field)
+        }
+        const { stdout } = await run('tshark', args, {
+          timeout: 60_000,
+          maxBuffer: 16 * 1024 * 1024
+        })
+        const decoded = stdout
+          .trim()
+          .split('\n')
+          .map((line) => {
+            const [spi, sequence, iv, contained, icv] = line.split(';')
+            return { spi: parseInt(spi, 16), sequence: Number(sequence), iv, contained, icv }
+          })
+        for (const d of decoded) if (d.spi === 0xce56) d.icv = ''
+        expect(decoded).to.deep.equal(sent)
+      })
+    })
+
+    describe('when the engine protects with ChaCha20-Poly1305, ESN across 2^32 included', () => {
+      it('should let tshark find the ESP packets and a second implementation open each one to the same inner bytes', async function () {
+        try {
+          await run('python3', ['-c', 'import cryptography.hazmat.primitives.ciphers.aead'])
+        } catch {
+          throw new Error(
+            'python3 with cryptography is missing: run scripts/install-system-deps.sh'
+          )
+        }
+        const engine = new SoftwareEspEngine({ clock: new VirtualClock() })
+        await engine.start()
+        const chacha = (spi: number, esn: boolean): EspSaParams => ({
+          ...udpEncapsulated(spi, 'tunnel', 32, esn),
+          algorithm: 'chacha20-poly1305'
+        })
+        const sas = [chacha(0xcc20, false), chacha(0xce20, true)]
+        engine.addSa(sas[0])
+        engine.addSa(sas[1])
+        const selector = { ...anyFilter().selector, source: '10.1.0.0/16' }
+        engine.installFilter(
+          anyFilter({ id: 'a', spi: 0xcc20, selector: { ...selector, destination: '10.2.0.0/16' } })
+        )
+        engine.installFilter(
+          anyFilter({ id: 'b', spi: 0xce20, selector: { ...selector, destination: '10.3.0.0/16' } })
+        )
+        const inner: Uint8Array[] = []
+        for (let i = 0; i < 10; i++) {
+          inner.push(flowPacket('10.2.0.7', i, i * 97), flowPacket('10.3.0.7', i, 1 + i * 13))
+        }
+        const frames: Uint8Array[] = []
+        const jobs: string[] = []
+        const sent: { spi: number; sequence: number }[] = []
+        for (const packet of inner) {
+          const out = engine.protect(packet)
+          if (out.action !== 'protect') throw new Error(`not protected: ${JSON.stringify(out)}`)
+          const sa = out.spi === 0xcc20 ? sas[0] : sas[1]
+          const sequence = new DataView(out.packet.buffer, out.packet.byteOffset).getUint32(4)
+          // the ESN SA starts at 0xfffffffc: numbers that wrapped are in the next high half
+          const high = sa.extendedSequenceNumbers && sequence < 0x80000000 ? 1 : 0
+          sent.push({ spi: out.spi, sequence })
+          jobs.push(
+            JSON.stringify({
+              keyMaterial: hex(sa.keyMaterial),
+              packet: hex(out.packet),
+              esn: sa.extendedSequenceNumbers,
+              high: high.toString(16).padStart(8, '0')
+            })
+          )
+          frames.push(frameOf(out))
+        }
+        await engine.stop()
+
+        const file = join(dir, 'esp-chacha.pcap')
+        await writeFile(file, writePcap(frames))
+        const { stdout } = await run(
+          'tshark',
+          [
+            '-r',
+            file,
+            '-Y',
+            'esp',
+            '-T',
+            'fields',
+            '-E',
+            'separator=;',
+            '-e',
+            'esp.spi',
+            '-e',
+            'esp.sequence'
+          ],
+          { timeout: 60_000 }
+        )
+        expect(
+          stdout
+            .trim()
+            .split('\n')
+            .map((line) => {
+              const [spi, sequence] = line.split(';')
+              return { spi: parseInt(spi, 16), sequence: Number(sequence) }
+            })
+        ).to.deep.equal(sent)
+
+        const opened = await new Promise<string[]>((resolve, reject) => {
+          const child = execFile(
+            'python3',
+            ['-c', CHACHA_OPENER],
+            { timeout: 60_000 },
+            (err, out) => (err != null ? reject(err) : resolve(out.trim().split('\n')))
+          )
+          child.stdin?.end(jobs.join('\n') + '\n')
+        })
+        expect(opened).to.deep.equal(inner.map((p) => `${hex(p)} 4`))
+        // and a packet with its last byte changed is refused by the other implementation too
+        const forged = JSON.parse(jobs[0]) as { packet: string }
+        forged.packet = forged.packet.slice(0, -2) + (forged.packet.endsWith('00') ? '01' : '00')
+        const refused = await new Promise<string>((resolve, reject) => {
+          const child = execFile(
+            'python3',
+            ['-c', CHACHA_OPENER],
+            { timeout: 60_000 },
+            (err, out) => (err != null ? reject(err) : resolve(out.trim()))
+          )
+          child.stdin?.end(JSON.stringify({ ...JSON.parse(jobs[0]), packet: forged.packet }) + '\n')
+        })
+        expect(refused).to.equal('FAIL')
       })
     })
   })
