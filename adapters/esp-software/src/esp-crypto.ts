@@ -73,7 +73,12 @@ export interface EspKey extends EspShape {
   /** The salt: the first four bytes of every nonce (combined-mode algorithms; empty for AES-CBC). */
   readonly salt: Uint8Array
   /** AES-CBC: the HMAC's hash and key. */
-  readonly integrity?: { readonly hash: string; readonly key: KeyObject }
+  readonly integrity?: {
+    /** The node:crypto hash name (`sha256`, `sha384`, `sha512`, `sha1`). */
+    readonly hash: string
+    /** The HMAC key. */
+    readonly key: KeyObject
+  }
   /**
    * AES-CBC, sealing side: the IV generator, AES-128-ECB under a local key that never leaves this
    * process; the IV of sequence number n is its encryption of the block (n as 64 bits, 64 zero

@@ -4,12 +4,22 @@
  *
  * - **ESP** (RFC 4303) with **AES-GCM** and a 16-byte ICV (RFC 4106), 128, 192 or 256-bit keys;
  *   keying material is the key followed by a 4-byte salt. **AES-GMAC** (`null-aes-gmac`,
- *   RFC 4543) authenticates without encrypting. 32-bit and extended (64-bit) sequence numbers.
- *   Padding to 4 bytes, next header, tunnel and transport mode.
+ *   RFC 4543) authenticates without encrypting. **ChaCha20-Poly1305** (RFC 7634): a 32-byte key
+ *   and a 4-byte salt. **AES-CBC** (RFC 3602, 128, 192 or 256-bit keys) with `integrity`
+ *   **HMAC-SHA2-256-128**, **-384-192**, **-512-256** (RFC 4868) or **HMAC-SHA1-96** (RFC 2404)
+ *   for legacy peers: keying material is the AES key followed by the HMAC key, the order in which
+ *   IKEv2 takes them from KEYMAT (RFC 7296 section 2.17); the ICV is checked, in constant time,
+ *   before anything is decrypted. 32-bit and extended (64-bit) sequence numbers. Padding to 4
+ *   bytes (16 for AES-CBC), next header, tunnel and transport mode.
+ *   {@link SOFTWARE_ESP_CAPABILITIES} lists every combination with its IKEv2 transform IDs and
+ *   strongSwan keyword; {@link unsupportedInEspProposal} checks a Child SA proposal against it.
  * - **Nonces never repeat**: each packet's 8-byte IV is its SA's 64-bit sequence number
  *   ({@link EspSealer}); an SA is removed at its last sequence number rather than wrapped; an
  *   outbound SA cannot be installed with keying material another outbound SA of the engine uses or
- *   used, unless it continues above the highest sequence number used with it.
+ *   used, unless it continues above the highest sequence number used with it. **AES-CBC IVs are
+ *   unpredictable** (RFC 3602 section 2.1): the sequence number encrypted with AES-128 under a
+ *   key drawn once per outbound SA (from the optional `random` component), 64 at a time, so they
+ *   never repeat either and cost no randomness per packet.
  * - **ESP-in-UDP** (RFC 3948): `unprotectUdp` tells IKE (behind the four-zero-byte non-ESP marker)
  *   from ESP and ignores NAT keep-alives (0xFF); {@link encapsulateUdp} frames outbound packets.
  * - **SAD** keyed by SPI and direction; **SPD** of ordered dynamic filters (source and destination
@@ -21,11 +31,12 @@
  * - **Lifetimes** by time (on the injected `Clock`), bytes and packets, soft (`sa:soft-expired`,
  *   so that IKE rekeys; also when fewer than `sequenceSoftMargin` sequence numbers are left) and
  *   hard (`sa:removed`).
- * - **Counters** for every drop reason; malformed input is dropped and counted, never thrown.
+ * - **Counters** for every drop reason (`bad-padding` for an authenticated packet whose padding is
+ *   wrong); malformed input is dropped and counted, never thrown.
  * - **Packet codecs** for IPv4/IPv6 with UDP, TCP and ICMP/ICMPv6 (checksums, the flow 5-tuple,
  *   {@link buildReply}).
  * - A **worker-thread mode** (`workers` option, {@link SoftwareEspEngine.protectBatch} and
- *   {@link SoftwareEspEngine.unprotectBatch}) that spreads the AES work of batches over threads
+ *   {@link SoftwareEspEngine.unprotectBatch}) that spreads the crypto of batches over threads
  *   while SAD, SPD, sequence numbers and replay windows stay on the calling thread. It pays off
  *   with cores to spare: inline already keeps about 1.15 cores busy (V8 collects the per-packet
  *   `node:crypto` objects on helper threads), so on 2 shared cores `npm run bench:esp` measures
@@ -36,12 +47,17 @@
  * Limits: transport mode carries no IPv6 extension headers of the outbound packet, and does not
  * fix up TCP/UDP checksums for NAT (RFC 3948 section 3.1.2); IP fragments are not reassembled
  * (later fragments match the SPD with ports 0); dummy packets (next header 59) are dropped as
- * `malformed`. The tshark check covers AES-GCM decryption and framing (ESN included) but not
- * AES-GMAC, and tshark 4.0 does not verify GCM ICVs: the published vectors cover those.
+ * `malformed`. The tshark check covers AES-GCM and AES-CBC decryption and framing (ESN
+ * included) and the HMAC ICVs (without ESN: tshark 4.0 leaves the high half out), but not
+ * AES-GMAC; tshark 4.0 does not verify GCM ICVs and has no ChaCha20-Poly1305 for ESP, so a second
+ * implementation (Python's `cryptography`) opens the ChaCha20-Poly1305 packets, and the
+ * published vectors cover the rest.
  *
- * Checked against the 17 ESP test vectors of draft-mcgrew-gcm-test-01, with property tests, with
- * the `EspEngine` compliance suite, and by tshark decrypting its ESP-in-UDP output. `npm run
- * bench:esp` measures it against bare `createCipheriv`.
+ * Checked against the 17 ESP test vectors of draft-mcgrew-gcm-test-01, RFC 3602 cases 5 to 8,
+ * the RFC 4868 and RFC 2202 HMAC vectors, RFC 7634 appendix A and RFC 8439 section 2.8.2, with
+ * property tests, with the `EspEngine` compliance suite (once per transform), and by tshark
+ * decrypting its ESP-in-UDP output. `npm run bench:esp` measures each transform against its bare
+ * `createCipheriv` (+ `createHmac`) ceiling.
  *
  * @example A tunnel from this gateway (192.0.2.1) to a peer (198.51.100.2), ESP in UDP
  * ```ts
@@ -108,6 +124,7 @@ export {
   type SoftwareEspEngineInit
 } from './software-esp-engine.js'
 export * from './esp-crypto.js'
+export * from './capabilities.js'
 export * from './replay-window.js'
 export * from './spd.js'
 export * from './packet.js'

@@ -35,6 +35,7 @@ import {
   type EspKey,
   type OpenResult
 } from './esp-crypto.js'
+import { SOFTWARE_ESP_CAPABILITIES, type EspTransformCapability } from './capabilities.js'
 import { CryptoWorkerPool, type OpenJob, type SealJob } from './crypto-worker-pool.js'
 import { formatIp, parseIp } from './ip-address.js'
 import { buildIpPacket, parseIpPacket, type IpPacketInfo } from './packet.js'
@@ -141,6 +142,9 @@ const LIFETIME_FIELDS = [
  * used with it.
  */
 export class SoftwareEspEngine implements EspEngine {
+  /** The ESP transform combinations this engine implements, with their IKEv2 transform IDs. */
+  static readonly capabilities: readonly EspTransformCapability[] = SOFTWARE_ESP_CAPABILITIES
+
   private readonly clock: Clock
   private readonly random: RandomSource | undefined
   private readonly defaultWindow: number
