@@ -89,13 +89,13 @@ export interface EspKey extends EspShape {
    */
   readonly ivs?: CbcIvs
   /**
-   * Scratch space for the nonce (salt, then IV), the AAD (`aad8` is the first 8 bytes of `aad`)
-   * and the ESN high half, reused by every call on this key in its thread
+   * Scratch space for the nonce (salt, then IV), the AAD (`aad8` is the first 8 bytes of `aad`),
+   * the ESN high half and the AES-CBC IV, reused by every call on this key in its thread
    * (node:crypto copies them before returning).
    *
    * @internal
    */
-  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer; high: Buffer }
+  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer; high: Buffer; iv: Buffer }
 }
 
 /** AES-CBC IVs are encrypted this many sequence numbers at a time (one ECB update). */
@@ -121,7 +121,7 @@ function makeScratch(salt: Uint8Array): EspKey['scratch'] {
   const nonce = Buffer.alloc(12)
   nonce.set(salt, 0)
   const aad = Buffer.alloc(12)
-  return { nonce, aad, aad8: aad.subarray(0, 8), high: Buffer.alloc(4) }
+  return { nonce, aad, aad8: aad.subarray(0, 8), high: Buffer.alloc(4), iv: Buffer.alloc(16) }
 }
 
 /**
@@ -451,8 +451,10 @@ export function sealInto(
     const integrity = key.integrity as NonNullable<EspKey['integrity']>
     const hmac = createHmac(integrity.hash, integrity.key).update(out.subarray(at, p))
     if (esn) hmac.update(highHalf(scratch.high, high))
-    out.set(hmac.digest().subarray(0, key.icvLength), p)
-    return p + key.icvLength - at
+    const digest = hmac.digest()
+    const icvLength = key.icvLength
+    for (let i = 0; i < icvLength; i++) out[p + i] = digest[i]
+    return p + icvLength - at
   }
   if (iv === undefined || iv.length !== ESP_IV_LENGTH) {
     throw new InvalidParametersError('iv', `must be ${ESP_IV_LENGTH} bytes`)
@@ -512,6 +514,7 @@ function cbcIv(key: EspKey, high: number, low: number): Buffer {
   }
   const offset = low - g.low
   if (g.ivs === undefined || high !== g.high || offset < 0 || offset >= g.count) {
+    // the next CBC_IV_BATCH numbers, from this one
     const count = Math.min(CBC_IV_BATCH, MAX_32 - low + 1)
     const blocks = g.blocks
     for (let i = 0; i < count; i++) {
@@ -522,9 +525,13 @@ function cbcIv(key: EspKey, high: number, low: number): Buffer {
     g.high = high
     g.low = low
     g.count = count
-    return g.ivs.subarray(0, 16)
   }
-  return g.ivs.subarray(offset * 16, offset * 16 + 16)
+  // copied into the key's scratch IV: cheaper than a Buffer view per packet
+  const from = g.ivs
+  const to = key.scratch.iv
+  const base = (low - g.low) * 16
+  for (let i = 0; i < 16; i++) to[i] = from[base + i]
+  return to
 }
 
 function highHalf(buffer: Buffer, high: number): Buffer {
