@@ -99,7 +99,7 @@ export interface EspKey extends EspShape {
 }
 
 /** AES-CBC IVs are encrypted this many sequence numbers at a time (one ECB update). */
-export const CBC_IV_BATCH = 64
+export const CBC_IV_BATCH = 256
 
 /** @internal the IVs of a run of sequence numbers from (high, low), made in one ECB update */
 interface CbcIvs {
@@ -517,9 +517,16 @@ function cbcIv(key: EspKey, high: number, low: number): Buffer {
     // the next CBC_IV_BATCH numbers, from this one
     const count = Math.min(CBC_IV_BATCH, MAX_32 - low + 1)
     const blocks = g.blocks
-    for (let i = 0; i < count; i++) {
-      blocks.writeUInt32BE(high, i * 16)
-      blocks.writeUInt32BE(low + i, i * 16 + 4)
+    for (let i = 0, o = 0; i < count; i++, o += 16) {
+      const n = low + i
+      blocks[o] = high >>> 24
+      blocks[o + 1] = high >>> 16
+      blocks[o + 2] = high >>> 8
+      blocks[o + 3] = high
+      blocks[o + 4] = n >>> 24
+      blocks[o + 5] = n >>> 16
+      blocks[o + 6] = n >>> 8
+      blocks[o + 7] = n
     }
     g.ivs = g.cipher.update(blocks.subarray(0, count * 16))
     g.high = high
