@@ -16,8 +16,13 @@ import {
   type IpPacketInfo
 } from '@vipsec/esp-software'
 
-/** How a new connection picks its target. */
-export type SelectionPolicy = 'round-robin' | 'weighted' | 'least-connections'
+/**
+ * How a new connection picks its target. `source-hash` keeps every connection of one peer
+ * address on one target (rendezvous hashing over the healthy targets: when one fails, only its
+ * addresses move), for applications whose sessions span several connections (iperf3's control
+ * and data connections, FTP, SIP).
+ */
+export type SelectionPolicy = 'round-robin' | 'weighted' | 'least-connections' | 'source-hash'
 
 /** A target host that connections can be distributed to. */
 export interface TargetConfig {
@@ -228,7 +233,7 @@ export class ConnectionTable {
       return { connection: existing, created: false }
     }
     // A new flow, or one whose target failed: it gets a healthy target.
-    const target = this.select()
+    const target = this.select(flow.sourceAddress)
     if (target === undefined) return undefined
     const connection: ConnectionRecord = {
       v: 1,
@@ -392,10 +397,19 @@ export class ConnectionTable {
     return Object.fromEntries(this.load)
   }
 
-  private select(): NodeId | undefined {
+  private select(source: string): NodeId | undefined {
     const candidates = this.targets.filter((t) => this.healthy.has(t.node))
     if (candidates.length === 0) return undefined
     switch (this.policy) {
+      case 'source-hash': {
+        let best = candidates[0]!
+        let bestScore = -1
+        for (const c of candidates) {
+          const score = fnv1a(`${source}|${c.node}`)
+          if (score > bestScore) [best, bestScore] = [c, score]
+        }
+        return best.node
+      }
       case 'round-robin': {
         const pick = candidates[this.cursor % candidates.length]!
         this.cursor++
@@ -422,6 +436,13 @@ export class ConnectionTable {
       }
     }
   }
+}
+
+/** The 32-bit FNV-1a hash of a string's UTF-16 code units. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+  return h >>> 0
 }
 
 // ---- TCP and ICMP helpers (pure functions over packets; they can move to a packet package) ----
