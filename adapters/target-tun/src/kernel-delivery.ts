@@ -60,10 +60,18 @@ export interface KernelDeliveryInit {
   /** The priority of the `ip rule from <address> lookup <table>` rules. Default 7700. */
   rulePriority?: number
   /**
-   * The destinations that replies from the service addresses may have, routed through the
-   * device in `table`. Default: everything (`0.0.0.0/0`, and `::/0` if an address is IPv6).
+   * The destinations that replies from the service addresses may have (the peers' inner
+   * addresses): routed through the device in `table` for packets sourced from a service
+   * address, and in the main table, with the first service address as the source and the
+   * priority `metric`, for sockets bound to every address (a UDP server answering from
+   * `0.0.0.0`). Default: everything (`0.0.0.0/0`, and `::/0` if an address is IPv6); on a host
+   * with a default route of its own, list the peers' prefixes instead.
    */
   routes?: string[]
+  /**
+   * The metric of the main-table routes: high, so that the host's own routes win. Default 7700.
+   */
+  metric?: number
   /** Reader settings of the device. */
   tun?: Omit<TunDeviceInit, 'name'>
 }
@@ -86,7 +94,8 @@ const defaultIp: IpRunner = (args) =>
  *
  * On `start()` it runs, for device D, table T and priority P:
  * `ip link set dev D mtu M up`, `ip addr add A/32 dev D` for each address,
- * `ip route replace R dev D table T` for each route and `ip rule add from A lookup T priority P`.
+ * `ip route replace R dev D table T` and `ip route replace R dev D src A metric M` for each
+ * route, and `ip rule add from A lookup T priority P` for each address.
  * `stop()` deletes the rules and closes the device (which takes its addresses and routes).
  */
 export class KernelDelivery implements PacketDelivery {
@@ -98,6 +107,7 @@ export class KernelDelivery implements PacketDelivery {
   private readonly table: number
   private readonly priority: number
   private readonly routes: string[]
+  private readonly metric: number
   private readonly tun: Omit<TunDeviceInit, 'name'>
   private device: PacketDevice | undefined
   private subscription: Subscription | undefined
@@ -130,6 +140,7 @@ export class KernelDelivery implements PacketDelivery {
     const v6 = this.addresses.some((a) => a.includes(':'))
     const v4 = this.addresses.some((a) => !a.includes(':'))
     this.routes = init.routes ?? [...(v4 ? ['0.0.0.0/0'] : []), ...(v6 ? ['::/0'] : [])]
+    this.metric = init.metric ?? 7700
     this.tun = init.tun ?? {}
   }
 
@@ -170,8 +181,23 @@ export class KernelDelivery implements PacketDelivery {
         await this.ip(['addr', 'add', `${a}/${v6 ? 128 : 32}`, 'dev', d, ...(v6 ? ['nodad'] : [])])
       }
       for (const r of this.routes) {
-        const family = r.includes(':') ? ['-6'] : ['-4']
+        const v6 = r.includes(':')
+        const family = v6 ? ['-6'] : ['-4']
         await this.ip([...family, 'route', 'replace', r, 'dev', d, 'table', String(this.table)])
+        const source = this.addresses.find((a) => a.includes(':') === v6)
+        if (source === undefined) continue
+        await this.ip([
+          ...family,
+          'route',
+          'replace',
+          r,
+          'dev',
+          d,
+          'src',
+          source,
+          'metric',
+          String(this.metric)
+        ])
       }
       for (const a of this.addresses) {
         const rule = [

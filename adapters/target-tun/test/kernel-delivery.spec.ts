@@ -64,7 +64,9 @@ describe('KernelDelivery', () => {
         'addr add 10.77.0.10/32 dev vipsec0',
         'addr add fd00::10/128 dev vipsec0 nodad',
         '-4 route replace 0.0.0.0/0 dev vipsec0 table 7700',
+        '-4 route replace 0.0.0.0/0 dev vipsec0 src 10.77.0.10 metric 7700',
         '-6 route replace ::/0 dev vipsec0 table 7700',
+        '-6 route replace ::/0 dev vipsec0 src fd00::10 metric 7700',
         '-4 rule add from 10.77.0.10 lookup 7700 priority 7700',
         '-6 rule add from fd00::10 lookup 7700 priority 7700'
       ])

@@ -107,8 +107,10 @@ export interface KernelFileSection {
   mtu?: number
   /** The routing table for replies from the service addresses. Default 7700. */
   table?: number
-  /** Destinations routed back through vipsec from the service addresses. Default all. */
+  /** Destinations routed back through vipsec (the peers' inner prefixes). Default all. */
   routes?: string[]
+  /** The metric of their main-table routes. Default 7700. */
+  metric?: number
 }
 
 /** The coupling store of a {@link NodeFile}. */
