@@ -34,6 +34,7 @@ export {
   KernelSetupError,
   kernelDelivery,
   type KernelDeliveryComponents,
+  type KernelDeliveryCounters,
   type KernelDeliveryInit,
   type IpRunner,
   type PacketDevice

@@ -12,6 +12,12 @@ export class KernelSetupError extends VipsecError {
   override readonly code = 'ERR_KERNEL_SETUP'
 }
 
+/** Counters of a {@link KernelDelivery}: its device's, and what came while it was stopped. */
+export interface KernelDeliveryCounters extends TunCounters {
+  /** Packets to deliver while stopped (dropped). */
+  dropped: number
+}
+
 /** Runs `ip` (replace it in unit tests to check the command lines without root). */
 export type IpRunner = (args: string[]) => Promise<void>
 
@@ -155,7 +161,7 @@ export class KernelDelivery implements PacketDelivery {
   }
 
   /** Packets read, written and refused, with the packets dropped while stopped. */
-  counters(): TunCounters & { dropped: number } {
+  counters(): KernelDeliveryCounters {
     const zero = { received: 0, sent: 0, writeErrors: 0, readErrors: 0 }
     return { ...(this.device?.counters() ?? zero), dropped: this.dropped }
   }
