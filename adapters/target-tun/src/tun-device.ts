@@ -231,22 +231,29 @@ export class TunDevice {
   private wait(): void {
     this.lib.pollAsync(this.fd, this.pollMs, (err, ready) => {
       if (this.closing) return this.pollDone?.()
-      if (err == null && ready > 0) this.drain()
-      this.wait()
+      // a failing poll or read (the device removed under it) waits a poll interval before the
+      // next try, so that it never spins
+      const failed = err != null || (ready > 0 && !this.drain())
+      if (err != null) this.counts.readErrors++
+      if (failed) setTimeout(() => this.wait(), this.pollMs)
+      else this.wait()
     })
   }
 
-  private drain(): void {
+  /** Reads what is queued; false when a read failed with anything but "nothing left". */
+  private drain(): boolean {
     for (let i = 0; i < this.batch && !this.closing; i++) {
       const n = this.lib.read(this.fd, this.buffer, MAX_PACKET)
       if (n < 0) {
         const errno = this.lib.errno()
-        if (errno !== EAGAIN && errno !== EINTR) this.counts.readErrors++
-        return
+        if (errno === EAGAIN || errno === EINTR) return true
+        this.counts.readErrors++
+        return false
       }
-      if (n === 0) return
+      if (n === 0) return true
       this.counts.received++
       this.packets.next(new Uint8Array(this.buffer.subarray(0, n)))
     }
+    return true
   }
 }
