@@ -2,7 +2,7 @@
 # Installs the Debian packages that the system tests need, if any is missing (run as root).
 # redis-server: coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
 # plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
-# and ESP; iproute2: network namespaces.
+# and ESP; iproute2: network namespaces; iperf3, curl, python3: real applications behind the DVIPA.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -15,6 +15,10 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v tshark >/dev/null || need+=(tshark)
 command -v ip >/dev/null || need+=(iproute2)
 command -v arping >/dev/null || need+=(iputils-arping)
+# the kernel-delivery system tests and bench:dataplane: stock servers and clients
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0
