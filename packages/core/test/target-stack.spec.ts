@@ -227,6 +227,20 @@ describe('DefaultTargetStack', () => {
       expect(kernel.counters()).to.include({ fromHost: 1, replies: 1 })
     })
 
+    it('should hand the host’s replies to a distribution processor on the same node that owns the DVIPA (a DP that is a target)', async () => {
+      const local: ClusterMessage[] = []
+      const dp = new DefaultTargetStack({ link, delivery: host }, { node: 'dp-1' })
+      dp.attachLocalOwner((m) => local.push(m))
+      await dp.start()
+      await dp.receive(inbound('dp-1', 3, request('x', 99)))
+      expect(host.delivered.at(-1)).to.deep.equal(request('x', 99))
+      host.host.next(segment(flow.destinationAddress, flow.sourceAddress, 80, 40001))
+      expect(link.sent).to.deep.equal([])
+      expect(local).to.have.length(1)
+      expect(local[0]).to.include({ type: 'packet:outbound', dvipa: '10.0.0.100', epoch: 3 })
+      await dp.stop()
+    })
+
     it('should count host packets from an address of no known DVIPA, and garbage, without sending', async () => {
       // no DVIPA known yet: nowhere to send
       host.host.next(segment('10.77.0.10', '172.16.2.1', 80, 1))
