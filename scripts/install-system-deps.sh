@@ -3,7 +3,7 @@
 # redis-server: coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
 # plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
 # and ESP; python3-cryptography: a second ChaCha20-Poly1305 ESP opener (tshark 4.0 has none);
-# iproute2: network namespaces.
+# iproute2: network namespaces; iperf3, curl, python3: real applications behind the DVIPA.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -14,9 +14,13 @@ command -v swanctl >/dev/null || need+=(strongswan-swanctl)
 [ -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need+=(libstrongswan-standard-plugins)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tshark >/dev/null || need+=(tshark)
-python3 -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null || need+=(python3-cryptography)
+/usr/bin/python3 -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null || need+=(python3-cryptography)
 command -v ip >/dev/null || need+=(iproute2)
 command -v arping >/dev/null || need+=(iputils-arping)
+# the kernel-delivery system tests and bench:dataplane: stock servers and clients
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v curl >/dev/null || need+=(curl)
+[ -x /usr/bin/python3 ] || need+=(python3)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

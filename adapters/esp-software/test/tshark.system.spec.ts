@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +19,9 @@ import {
 } from '../src/index.js'
 import { writePcap } from './pcap.js'
 import { NO_LIMITS, anyFilter } from './fixtures.js'
+
+/** Debian's interpreter, where scripts/install-system-deps.sh puts python3-cryptography. */
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
 
 const run = promisify(execFile)
 const LOCAL = '192.0.2.1'
@@ -515,7 +519,7 @@ describe('SoftwareEspEngine', () => {
     describe('when the engine protects with ChaCha20-Poly1305, ESN across 2^32 included', () => {
       it('should let tshark find the ESP packets and a second implementation open each one to the same inner bytes', async function () {
         try {
-          await run('python3', ['-c', 'import cryptography.hazmat.primitives.ciphers.aead'])
+          await run(PYTHON, ['-c', 'import cryptography.hazmat.primitives.ciphers.aead'])
         } catch {
           throw new Error(
             'python3 with cryptography is missing: run scripts/install-system-deps.sh'
@@ -595,11 +599,8 @@ describe('SoftwareEspEngine', () => {
         ).to.deep.equal(sent)
 
         const opened = await new Promise<string[]>((resolve, reject) => {
-          const child = execFile(
-            'python3',
-            ['-c', CHACHA_OPENER],
-            { timeout: 60_000 },
-            (err, out) => (err != null ? reject(err) : resolve(out.trim().split('\n')))
+          const child = execFile(PYTHON, ['-c', CHACHA_OPENER], { timeout: 60_000 }, (err, out) =>
+            err != null ? reject(err) : resolve(out.trim().split('\n'))
           )
           child.stdin?.end(jobs.join('\n') + '\n')
         })
@@ -608,11 +609,8 @@ describe('SoftwareEspEngine', () => {
         const forged = JSON.parse(jobs[0]) as { packet: string }
         forged.packet = forged.packet.slice(0, -2) + (forged.packet.endsWith('00') ? '01' : '00')
         const refused = await new Promise<string>((resolve, reject) => {
-          const child = execFile(
-            'python3',
-            ['-c', CHACHA_OPENER],
-            { timeout: 60_000 },
-            (err, out) => (err != null ? reject(err) : resolve(out.trim()))
+          const child = execFile(PYTHON, ['-c', CHACHA_OPENER], { timeout: 60_000 }, (err, out) =>
+            err != null ? reject(err) : resolve(out.trim())
           )
           child.stdin?.end(JSON.stringify({ ...JSON.parse(jobs[0]), packet: forged.packet }) + '\n')
         })

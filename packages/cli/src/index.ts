@@ -32,6 +32,7 @@ export {
   readNodeFile,
   toNodeConfig,
   type AppFileSection,
+  type KernelFileSection,
   type CertificateFileEntry,
   type IkeFileSection,
   type MetricsFileSection,

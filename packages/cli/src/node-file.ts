@@ -12,6 +12,7 @@ import {
   type NetworkAdapter
 } from '@vipsec/interface'
 import type { RedisCouplingStoreInit } from '@vipsec/store-redis'
+import { kernelDelivery } from '@vipsec/target-tun'
 
 /**
  * The configuration file of `vipsec node`: JSON, everything a node needs from local
@@ -81,10 +82,35 @@ export interface NodeFile {
     /** See `DefaultDistributionProcessorInit` (use with the lease detector). */
     selfFenceMs?: number
   }
-  /** Applications served (targets, and DPs that are targets too). */
+  /** Built-in applications served (targets, and DPs that are targets too), on their UDP ports. */
   apps?: AppFileSection[]
+  /**
+   * What serves the packets no built-in application takes: `kernel` hands them to this host's
+   * kernel through a TUN device holding the service addresses (see {@link KernelFileSection}),
+   * so that any application listening there serves; `apps` drops them. Default: `kernel`,
+   * unless the file lists `apps` and has no `kernel` section.
+   */
+  deliver?: 'kernel' | 'apps'
+  /** Kernel delivery (`deliver: kernel`): the service addresses and the TUN device. */
+  kernel?: KernelFileSection
   /** The Prometheus endpoint. Default: none. */
   metrics?: MetricsFileSection
+}
+
+/** Kernel delivery of a {@link NodeFile}: see `KernelDeliveryInit` in `@vipsec/target-tun`. */
+export interface KernelFileSection {
+  /** The service addresses this host serves behind the DVIPA, put on the TUN device. */
+  addresses: string[]
+  /** The TUN device's name. Default `vipsec0`. */
+  device?: string
+  /** Its MTU. Default 1400. */
+  mtu?: number
+  /** The routing table for replies from the service addresses. Default 7700. */
+  table?: number
+  /** Destinations routed back through vipsec (the peers' inner prefixes). Default all. */
+  routes?: string[]
+  /** The metric of their main-table routes. Default 7700. */
+  metric?: number
 }
 
 /** The coupling store of a {@link NodeFile}. */
@@ -258,6 +284,22 @@ export function checkNodeFile(value: unknown): NodeFile {
       )
     }
   }
+  if (value.deliver !== undefined && value.deliver !== 'kernel' && value.deliver !== 'apps')
+    throw new InvalidConfigError('deliver', "expected 'kernel' or 'apps'")
+  if (deliveryOf(value as unknown as NodeFile) === 'kernel') {
+    const kernel = value.kernel
+    if (
+      !isObject(kernel) ||
+      !Array.isArray(kernel.addresses) ||
+      kernel.addresses.length === 0 ||
+      !kernel.addresses.every((a) => typeof a === 'string')
+    ) {
+      throw new InvalidConfigError(
+        'kernel.addresses',
+        'expected the service addresses for kernel delivery (or "deliver": "apps")'
+      )
+    }
+  }
   if (
     value.metrics !== undefined &&
     (!isObject(value.metrics) || typeof value.metrics.port !== 'number')
@@ -265,6 +307,14 @@ export function checkNodeFile(value: unknown): NodeFile {
     throw new InvalidConfigError('metrics.port', 'expected a number')
   }
   return value as unknown as NodeFile
+}
+
+/** Whether a node file's target delivers to the kernel, the built-in apps only, or has no target. */
+function deliveryOf(file: NodeFile): 'kernel' | 'apps' | undefined {
+  if (file.deliver !== undefined) return file.deliver
+  if (file.kernel !== undefined) return 'kernel'
+  if (file.apps !== undefined) return 'apps'
+  return file.role === 'target' ? 'kernel' : undefined
 }
 
 function app(kind: 'echo' | 'request-response', node: string): AppHandler {
@@ -351,14 +401,16 @@ export async function toNodeConfig(
       worker: file.detector.worker ?? true
     }
   }
-  if (file.apps !== undefined || file.role === 'target') {
+  const deliver = deliveryOf(file)
+  if (deliver !== undefined) {
     components.targetStack = {
       type: 'default',
       apps: (file.apps ?? []).map((a) => ({
         protocol: a.protocol ?? 17,
         port: a.port,
         handler: app(a.app, file.nodeId)
-      }))
+      })),
+      ...(deliver === 'kernel' ? { delivery: kernelDelivery(file.kernel!) } : {})
     }
   }
   if (file.role !== 'target') {

@@ -16,6 +16,7 @@ import type {
   NetworkAdapter,
   RandomSource,
   TargetStack,
+  PacketDelivery,
   Token
 } from '@vipsec/interface'
 import type { VirtualNetwork } from '@vipsec/network-virtual'
@@ -175,6 +176,11 @@ export interface DefaultTargetConfig {
     /** The application. */
     handler: AppHandler
   }[]
+  /**
+   * Where packets go that no application takes, e.g. the host's kernel (`KernelDelivery` of
+   * `@vipsec/target-tun`). Default: none.
+   */
+  delivery?: PacketDelivery
 }
 
 /**

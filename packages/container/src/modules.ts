@@ -251,11 +251,14 @@ export function componentsModule(config: NodeConfig): ContainerModule {
           break
         }
         case 'targetStack': {
-          const { apps } = spec as DefaultTargetConfig
+          const { apps, delivery } = spec as DefaultTargetConfig
           bind(TOKENS.TargetStack)
             .toResolvedValue(
               (link: ClusterLink) => {
-                const stack = new DefaultTargetStack({ link }, { node })
+                const stack = new DefaultTargetStack(
+                  { link, ...(delivery === undefined ? {} : { delivery }) },
+                  { node }
+                )
                 for (const app of apps ?? []) stack.register(app.protocol, app.port, app.handler)
                 return stack
               },

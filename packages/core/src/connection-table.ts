@@ -1,13 +1,28 @@
 import {
   InvalidParametersError,
+  IpProtocol,
   type ConnectionRecord,
   type Dvipa,
   type FiveTuple,
   type NodeId
 } from '@vipsec/interface'
+import {
+  buildIpPacket,
+  internetChecksum,
+  transportChecksum,
+  formatIp,
+  parseIpPacket,
+  tryParseIp,
+  type IpPacketInfo
+} from '@vipsec/esp-software'
 
-/** How a new connection picks its target. */
-export type SelectionPolicy = 'round-robin' | 'weighted' | 'least-connections'
+/**
+ * How a new connection picks its target. `source-hash` keeps every connection of one peer
+ * address on one target (rendezvous hashing over the healthy targets: when one fails, only its
+ * addresses move), for applications whose sessions span several connections (iperf3's control
+ * and data connections, FTP, SIP).
+ */
+export type SelectionPolicy = 'round-robin' | 'weighted' | 'least-connections' | 'source-hash'
 
 /** A target host that connections can be distributed to. */
 export interface TargetConfig {
@@ -16,6 +31,32 @@ export interface TargetConfig {
   /** Its share under the `weighted` policy (default 1). */
   weight?: number
 }
+
+/** How a {@link ConnectionTable} treats TCP and oversized packets. */
+export interface TcpTrackingOptions {
+  /**
+   * The largest maximum segment size a SYN may announce, in bytes; a larger one is lowered
+   * (MSS clamping), so that each inner segment, with the ESP-in-UDP and cluster link headers
+   * around it, fits a 1500-byte path. Default 1320 (1360-byte inner packets: under the 1400
+   * of a libipsec peer, and a cluster frame of them under 1500). 0 turns clamping off.
+   */
+  mss?: number
+  /**
+   * How long a closed connection (a RST, or a FIN each way) stays in the table, in ms, so that
+   * the last segments and retransmitted FINs still reach its target. Default 10000.
+   */
+  closedLingerMs?: number
+  /**
+   * The largest packet from a target the tunnel carries, in bytes: a larger IPv4 packet with
+   * DF set, or a larger IPv6 packet, is answered with ICMP "fragmentation needed" (ICMPv6
+   * "packet too big") to the target, so that its path MTU discovery lowers the size. Default
+   * 1400. 0 turns the check off.
+   */
+  maxOutboundPacket?: number
+}
+
+/** The TCP state of one connection, from the flags seen each way. */
+export type TcpState = 'open' | 'closing' | 'closed'
 
 /** What {@link ConnectionTable.route} found or made for a flow. */
 export interface RouteResult {
@@ -61,18 +102,47 @@ export class ConnectionTable {
   private readonly lastSeen = new Map<string, number>()
   private cursor = 0
   private weightedCredit = new Map<NodeId, number>()
+  /** TCP flags seen on each TCP connection, by flow key. */
+  private readonly tcp = new Map<string, TcpTrack>()
+  private readonly mss: number
+  private readonly closedLingerMs: number
+  private readonly maxOutboundPacket: number
 
   /**
    * @param dvipa - the DVIPA
    * @param targets - the targets, all healthy to begin with
    * @param policy - how new flows pick a target
-   * @throws InvalidParametersError when a weight is not positive
+   * @param tcp - MSS clamping, closed-connection linger and the outbound size limit
+   * @throws InvalidParametersError when a weight is not positive or a TCP option out of range
    */
-  constructor(dvipa: Dvipa, targets: TargetConfig[], policy: SelectionPolicy = 'round-robin') {
+  constructor(
+    dvipa: Dvipa,
+    targets: TargetConfig[],
+    policy: SelectionPolicy = 'round-robin',
+    tcp: TcpTrackingOptions = {}
+  ) {
     for (const [i, t] of targets.entries()) {
       if (t.weight !== undefined && !(t.weight > 0))
         throw new InvalidParametersError(`targets[${i}].weight`, 'must be > 0')
     }
+    this.mss = tcp.mss ?? 1320
+    this.closedLingerMs = tcp.closedLingerMs ?? 10_000
+    this.maxOutboundPacket = tcp.maxOutboundPacket ?? 1400
+    if (
+      !Number.isInteger(this.mss) ||
+      this.mss < 0 ||
+      (this.mss > 0 && this.mss < 88) ||
+      this.mss > 65535
+    )
+      throw new InvalidParametersError('tcp.mss', 'must be 0 or an integer from 88 to 65535')
+    if (!(this.closedLingerMs >= 0))
+      throw new InvalidParametersError('tcp.closedLingerMs', 'must be >= 0')
+    if (
+      !Number.isInteger(this.maxOutboundPacket) ||
+      this.maxOutboundPacket < 0 ||
+      (this.maxOutboundPacket > 0 && this.maxOutboundPacket < 576)
+    )
+      throw new InvalidParametersError('tcp.maxOutboundPacket', 'must be 0 or an integer >= 576')
     this.dvipa = dvipa
     this.policy = policy
     this.targets = targets.map((t) => ({ ...t }))
@@ -117,26 +187,53 @@ export class ConnectionTable {
    * @param phase2Id - the Child SA the flow arrived in
    * @param localNode - this node: a connection to it is not distributed
    * @param seenAt - monotonic ms of this packet, for idle expiry
-   * @returns the connection and whether it was created, or undefined when no target is healthy
+   * @param packet - the packet itself, for TCP state and MSS clamping (a SYN's MSS option is
+   *   lowered in place) and for ICMP errors, which go to the connection of the packet they
+   *   quote and never make one
+   * @returns the connection and whether it was created, or undefined when no target is
+   *   healthy, or for an ICMP error about no known connection
    */
   route(
     flow: FiveTuple,
     now: number,
     phase2Id: string | null,
     localNode: NodeId,
-    seenAt = 0
+    seenAt = 0,
+    packet?: Uint8Array
   ): RouteResult | undefined {
+    const info = packet === undefined ? undefined : parseIpPacket(packet)
+    if (packet !== undefined && info !== undefined && isIcmpError(packet, info)) {
+      const quoted = quotedFlow(packet, info)
+      const connection = quoted === undefined ? undefined : this.entries.get(flowKey(quoted))
+      if (connection === undefined) return undefined
+      this.lastSeen.set(flowKey(quoted!), seenAt)
+      return { connection, created: false }
+    }
+    const flags =
+      packet !== undefined && info !== undefined ? this.tcpSegment(packet, info) : undefined
     const key = flowKey(flow)
     this.lastSeen.set(key, seenAt)
-    const existing = this.entries.get(key)
+    let existing = this.entries.get(key)
+    if (
+      existing !== undefined &&
+      flags !== undefined &&
+      (flags & (SYN | ACK)) === SYN &&
+      this.tcp.get(key)?.closedAt !== undefined
+    ) {
+      // a new connection on the 5-tuple of a closed one: it picks a target anew
+      this.remove(flow)
+      existing = undefined
+      this.lastSeen.set(key, seenAt)
+    }
     if (
       existing !== undefined &&
       (this.healthy.has(existing.target) || !this.isTarget(existing.target))
     ) {
+      if (flags !== undefined) this.trackTcp(key, flags, 'in', seenAt)
       return { connection: existing, created: false }
     }
     // A new flow, or one whose target failed: it gets a healthy target.
-    const target = this.select()
+    const target = this.select(flow.sourceAddress)
     if (target === undefined) return undefined
     const connection: ConnectionRecord = {
       v: 1,
@@ -150,7 +247,75 @@ export class ConnectionTable {
       createdAt: now
     }
     this.add(connection)
+    if (flags !== undefined) this.trackTcp(key, flags, 'in', seenAt)
     return { connection, created: true }
+  }
+
+  /**
+   * Looks at a packet a target sends for this DVIPA, before it is protected: a SYN's MSS is
+   * clamped in place, the TCP state of its connection follows its flags and the connection
+   * counts as seen. A packet too big for the tunnel is answered instead.
+   *
+   * @param packet - the target's IP packet
+   * @param seenAt - monotonic ms, for idle expiry
+   * @returns an ICMP error for the target when the packet is too big to carry (it must then be
+   *   dropped), otherwise undefined
+   */
+  outbound(packet: Uint8Array, seenAt = 0): Uint8Array | undefined {
+    const info = parseIpPacket(packet)
+    if (info === undefined) return undefined
+    const limit = this.maxOutboundPacket
+    if (limit > 0 && info.totalLength > limit) {
+      const dontFragment = info.version === 6 || (packet[6]! & 0x40) !== 0
+      if (dontFragment) return tooBig(packet, info, limit, this.dvipa)
+    }
+    const flags = this.tcpSegment(packet, info)
+    if (flags === undefined) return undefined
+    const key = reverseKey(packet, info)
+    if (!this.entries.has(key)) return undefined
+    this.lastSeen.set(key, seenAt)
+    this.trackTcp(key, flags, 'out', seenAt)
+    return undefined
+  }
+
+  /**
+   * The TCP state of a flow's connection: `open` until a FIN, `closing` after a FIN one way,
+   * `closed` after a FIN each way or a RST. Undefined for unknown flows and other protocols.
+   *
+   * @param flow - the 5-tuple, as seen inbound
+   */
+  tcpState(flow: FiveTuple): TcpState | undefined {
+    const key = flowKey(flow)
+    if (!this.entries.has(key) || flow.protocol !== IpProtocol.TCP) return undefined
+    const t = this.tcp.get(key)
+    if (t === undefined) return 'open'
+    if (t.closedAt !== undefined) return 'closed'
+    return t.finIn || t.finOut ? 'closing' : 'open'
+  }
+
+  /** The flags of a TCP segment (clamping a SYN's MSS in place), or undefined for other packets. */
+  private tcpSegment(packet: Uint8Array, info: IpPacketInfo): number | undefined {
+    if (info.protocol !== IpProtocol.TCP || info.laterFragment) return undefined
+    const o = info.payloadOffset
+    if (o + 20 > info.totalLength) return undefined
+    const flags = packet[o + 13]!
+    if ((flags & SYN) !== 0 && this.mss > 0) clampMss(packet, info, this.mss)
+    return flags
+  }
+
+  private trackTcp(key: string, flags: number, way: 'in' | 'out', seenAt: number): void {
+    let t = this.tcp.get(key)
+    if (t === undefined) {
+      if ((flags & (FIN | RST)) === 0) return
+      t = { finIn: false, finOut: false, closedAt: undefined }
+      this.tcp.set(key, t)
+    }
+    if ((flags & FIN) !== 0) {
+      if (way === 'in') t.finIn = true
+      else t.finOut = true
+    }
+    if (t.closedAt === undefined && ((flags & RST) !== 0 || (t.finIn && t.finOut)))
+      t.closedAt = seenAt
   }
 
   /**
@@ -168,16 +333,21 @@ export class ConnectionTable {
   }
 
   /**
-   * Removes the connections without a packet since `before` (monotonic ms). Connections added
-   * from the store count as seen when they were added.
+   * Removes the connections without a packet since `before` (monotonic ms), and the TCP
+   * connections closed for longer than the linger time at `now`. Connections added from the
+   * store count as seen when they were added.
    *
    * @param before - monotonic ms
+   * @param now - monotonic ms now, for closed TCP connections (without it they wait for idle)
    * @returns the removed connections
    */
-  expireIdle(before: number): ConnectionRecord[] {
+  expireIdle(before: number, now?: number): ConnectionRecord[] {
     const removed: ConnectionRecord[] = []
     for (const [key, connection] of this.entries) {
-      if ((this.lastSeen.get(key) ?? before) < before) {
+      const closedAt = this.tcp.get(key)?.closedAt
+      const closedLong =
+        now !== undefined && closedAt !== undefined && closedAt + this.closedLingerMs <= now
+      if (closedLong || (this.lastSeen.get(key) ?? before) < before) {
         this.remove(connection.flow)
         removed.push(connection)
       }
@@ -207,6 +377,7 @@ export class ConnectionTable {
     if (existing === undefined) return undefined
     this.entries.delete(key)
     this.lastSeen.delete(key)
+    this.tcp.delete(key)
     this.load.set(existing.target, (this.load.get(existing.target) ?? 1) - 1)
     return existing
   }
@@ -226,10 +397,19 @@ export class ConnectionTable {
     return Object.fromEntries(this.load)
   }
 
-  private select(): NodeId | undefined {
+  private select(source: string): NodeId | undefined {
     const candidates = this.targets.filter((t) => this.healthy.has(t.node))
     if (candidates.length === 0) return undefined
     switch (this.policy) {
+      case 'source-hash': {
+        let best = candidates[0]!
+        let bestScore = -1
+        for (const c of candidates) {
+          const score = fnv1a(`${source}|${c.node}`)
+          if (score > bestScore) [best, bestScore] = [c, score]
+        }
+        return best.node
+      }
       case 'round-robin': {
         const pick = candidates[this.cursor % candidates.length]!
         this.cursor++
@@ -256,4 +436,186 @@ export class ConnectionTable {
       }
     }
   }
+}
+
+/** The 32-bit FNV-1a hash of a string's UTF-16 code units. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+// ---- TCP and ICMP helpers (pure functions over packets; they can move to a packet package) ----
+
+const FIN = 0x01
+const SYN = 0x02
+const RST = 0x04
+const ACK = 0x10
+
+/** The flags seen on one TCP connection. */
+interface TcpTrack {
+  finIn: boolean
+  finOut: boolean
+  closedAt: number | undefined
+}
+
+/** The flow key of a packet sent by a target, as the connection's key (seen inbound). */
+function reverseKey(packet: Uint8Array, info: IpPacketInfo): string {
+  const o = info.payloadOffset
+  return flowKey({
+    protocol: info.protocol,
+    sourceAddress: formatIp(packet, info.destinationOffset, info.addressLength),
+    sourcePort: (packet[o + 2]! << 8) | packet[o + 3]!,
+    destinationAddress: formatIp(packet, info.sourceOffset, info.addressLength),
+    destinationPort: (packet[o]! << 8) | packet[o + 1]!
+  })
+}
+
+/**
+ * Lowers the MSS option of a TCP SYN to `mss` if it announces more, fixing the checksum
+ * incrementally (RFC 1624). Returns whether it changed the packet.
+ *
+ * @param packet - an IP packet carrying a TCP segment (changed in place)
+ * @param info - its parsed IP header
+ * @param mss - the largest MSS allowed
+ */
+export function clampMss(packet: Uint8Array, info: IpPacketInfo, mss: number): boolean {
+  const o = info.payloadOffset
+  if (info.protocol !== IpProtocol.TCP || o + 20 > info.totalLength) return false
+  const end = Math.min(o + (packet[o + 12]! >> 4) * 4, info.totalLength)
+  let i = o + 20
+  while (i < end) {
+    const kind = packet[i]!
+    if (kind === 0) return false
+    if (kind === 1) {
+      i++
+      continue
+    }
+    if (i + 1 >= end) return false
+    const length = packet[i + 1]!
+    if (length < 2 || i + length > end) return false
+    if (kind === 2 && length === 4) {
+      const announced = (packet[i + 2]! << 8) | packet[i + 3]!
+      if (announced <= mss) return false
+      packet[i + 2] = mss >> 8
+      packet[i + 3] = mss & 0xff
+      // HC' = ~(~HC + ~m + m')
+      const checksum = (packet[o + 16]! << 8) | packet[o + 17]!
+      let sum = (~checksum & 0xffff) + (~announced & 0xffff) + mss
+      while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16)
+      const updated = ~sum & 0xffff
+      packet[o + 16] = updated >> 8
+      packet[o + 17] = updated & 0xff
+      return true
+    }
+    i += length
+  }
+  return false
+}
+
+/**
+ * Whether a packet is an ICMP or ICMPv6 error that quotes another packet (destination
+ * unreachable, packet too big, time exceeded, parameter problem).
+ *
+ * @param packet - an IP packet
+ * @param info - its parsed IP header
+ */
+export function isIcmpError(packet: Uint8Array, info: IpPacketInfo): boolean {
+  if (info.laterFragment || info.payloadOffset + 8 > info.totalLength) return false
+  const type = packet[info.payloadOffset]!
+  if (info.protocol === IpProtocol.ICMP) return type === 3 || type === 11 || type === 12
+  if (info.protocol === IpProtocol.ICMPV6) return type >= 1 && type <= 4
+  return false
+}
+
+/**
+ * The flow, as seen inbound, of the connection an ICMP error is about: the error quotes a
+ * packet that went out from the service address, so the quoted source is the connection's
+ * destination. Undefined when the quote is too short or not of the same IP version.
+ *
+ * @param packet - an ICMP error (see {@link isIcmpError})
+ * @param info - its parsed IP header
+ */
+export function quotedFlow(packet: Uint8Array, info: IpPacketInfo): FiveTuple | undefined {
+  const q = info.payloadOffset + 8
+  const end = info.totalLength
+  let header: number
+  let protocol: number
+  let addressLength: number
+  let source: number
+  let destination: number
+  if (info.version === 4) {
+    if (q + 20 > end || packet[q]! >> 4 !== 4) return undefined
+    header = (packet[q]! & 0x0f) * 4
+    protocol = packet[q + 9]!
+    addressLength = 4
+    source = q + 12
+    destination = q + 16
+  } else {
+    if (q + 40 > end || packet[q]! >> 4 !== 6) return undefined
+    header = 40
+    protocol = packet[q + 6]!
+    addressLength = 16
+    source = q + 8
+    destination = q + 24
+  }
+  const portful = protocol === IpProtocol.TCP || protocol === IpProtocol.UDP || protocol === 132
+  const p = q + header
+  if (portful && p + 4 > end) return undefined
+  return {
+    protocol,
+    sourceAddress: formatIp(packet, destination, addressLength),
+    sourcePort: portful ? (packet[p + 2]! << 8) | packet[p + 3]! : 0,
+    destinationAddress: formatIp(packet, source, addressLength),
+    destinationPort: portful ? (packet[p]! << 8) | packet[p + 1]! : 0
+  }
+}
+
+/**
+ * Builds the ICMP "fragmentation needed" (IPv4, type 3 code 4, RFC 1191) or ICMPv6 "packet too
+ * big" (RFC 8201) answer to a packet larger than `mtu`, to its sender, quoting as much of it as
+ * the minimum MTU allows.
+ *
+ * @param packet - the packet that was too big
+ * @param info - its parsed IP header
+ * @param mtu - the size that fits, in bytes
+ * @param from - the address the error comes from (the DVIPA, when of the packet's family;
+ *   otherwise the packet's destination)
+ */
+export function tooBig(
+  packet: Uint8Array,
+  info: IpPacketInfo,
+  mtu: number,
+  from: string
+): Uint8Array {
+  const v6 = info.version === 6
+  const sender = packet.subarray(info.sourceOffset, info.sourceOffset + info.addressLength)
+  const fromBytes = tryParseIp(from)
+  const source =
+    fromBytes !== undefined && fromBytes.length === info.addressLength
+      ? fromBytes
+      : packet.subarray(info.destinationOffset, info.destinationOffset + info.addressLength)
+  const quote = packet.subarray(0, Math.min(info.totalLength, v6 ? 1232 : 548))
+  const icmp = new Uint8Array(8 + quote.length)
+  icmp[0] = v6 ? 2 : 3
+  icmp[1] = v6 ? 0 : 4
+  if (v6) {
+    icmp[4] = mtu >>> 24
+    icmp[5] = (mtu >>> 16) & 0xff
+  }
+  icmp[6] = (mtu >> 8) & 0xff
+  icmp[7] = mtu & 0xff
+  icmp.set(quote, 8)
+  // ICMPv6 checksums cover the pseudo-header (RFC 8200 section 8.1), ICMP ones only the message
+  const checksum = v6
+    ? transportChecksum(source, sender, IpProtocol.ICMPV6, icmp)
+    : internetChecksum(icmp)
+  icmp[2] = checksum >> 8
+  icmp[3] = checksum & 0xff
+  return buildIpPacket({
+    source,
+    destination: sender,
+    protocol: v6 ? IpProtocol.ICMPV6 : IpProtocol.ICMP,
+    payload: icmp
+  })
 }

@@ -594,7 +594,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       const before = clock.monotonic() - idle
       for (const state of this.states.values()) {
         if (state.role !== 'owner') continue
-        const removed = state.table.expireIdle(before)
+        const removed = state.table.expireIdle(before, clock.monotonic())
         if (removed.length === 0) continue
         for (const connection of removed) this.emit({ type: 'connection:expired', connection })
         void this.write(
@@ -753,7 +753,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       clock.now(),
       child?.id ?? null,
       this.id,
-      clock.monotonic()
+      clock.monotonic(),
+      result.packet // TCP state, MSS clamping, ICMP errors to their connection
     )
     if (routed === undefined) return void this.counts.dropped++
     const { connection, created } = routed
@@ -806,6 +807,20 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
           epoch: state.epoch
         })
         .catch(() => undefined)
+    }
+    // TCP state and MSS clamping; a packet too big for the tunnel gets ICMP back (PMTUD)
+    const tooBig = state.table.outbound(message.packet, this.components.clock.monotonic())
+    if (tooBig !== undefined) {
+      this.counts.dropped++
+      const icmp: ClusterMessage = {
+        ...message,
+        type: 'packet:inbound',
+        epoch: state.epoch,
+        packet: tooBig
+      }
+      if (from === this.id) void this.components.localTarget?.receive({ from, message: icmp })
+      else this.components.link.send(from, icmp).catch(() => undefined)
+      return
     }
     const result = this.components.esp.protect(message.packet)
     if (result.action !== 'protect' || !result.udp) return void this.counts.dropped++

@@ -26,11 +26,17 @@
 export { requestResponse, udpEcho } from './apps.js'
 export {
   ConnectionTable,
+  clampMss,
   connectionId,
   flowKey,
+  isIcmpError,
+  quotedFlow,
+  tooBig,
   type RouteResult,
   type SelectionPolicy,
-  type TargetConfig
+  type TargetConfig,
+  type TcpState,
+  type TcpTrackingOptions
 } from './connection-table.js'
 export {
   DefaultDistributionProcessor,

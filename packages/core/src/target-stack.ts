@@ -8,21 +8,35 @@ import {
   type Dvipa,
   type NodeId,
   type OwnerNotice,
+  type PacketDelivery,
   type TargetEvent,
   type TargetStack
 } from '@vipsec/interface'
-import { buildReply, parseIpPacket } from '@vipsec/esp-software'
+import { buildReply, parseIpPacket, readFlow } from '@vipsec/esp-software'
 
 /** What a {@link DefaultTargetStack} needs. */
 export interface DefaultTargetStackComponents {
   /** The cluster link to the distribution processors. */
   link: ClusterLink
+  /**
+   * Where packets go that no registered application takes (any protocol, any port): for
+   * example the host's kernel through a TUN device (`@vipsec/target-tun`), so that unmodified
+   * applications serve. What it emits is sent to the DVIPA's owner. Started and stopped with
+   * the stack. Default: none (such packets are counted as `noHandler`).
+   */
+  delivery?: PacketDelivery
 }
 
 /** Options of a {@link DefaultTargetStack}. */
 export interface DefaultTargetStackInit {
   /** This target's node id (the link's local node). */
   node: NodeId
+  /**
+   * The DVIPA of each service address, for the replies of a delivery. Default: learnt from the
+   * packets delivered (a service address belongs to the DVIPA whose packets went to it last),
+   * and when only one DVIPA is known, every reply is its.
+   */
+  services?: Record<string, Dvipa>
 }
 
 /** Counters of a {@link DefaultTargetStack}. */
@@ -39,6 +53,12 @@ export interface TargetCounters {
   malformed: number
   /** Applications that threw (the packet is dropped, the target goes on). */
   appErrors: number
+  /** Packets handed to the delivery (the host's kernel). */
+  delivered: number
+  /** Packets from the delivery sent towards the owner. */
+  fromHost: number
+  /** Packets from the delivery whose source is no service address of a DVIPA with a known owner. */
+  unroutable: number
 }
 
 /** Delivers a target's replies for a DVIPA owned by the same node, without the link. */
@@ -46,15 +66,20 @@ export type LocalOwner = (message: Extract<ClusterMessage, { type: 'packet:outbo
 
 /**
  * The target side of a cluster: it receives the cleartext packets of distributed connections
- * over the cluster link, hands UDP payloads to the applications registered for their port, and
- * sends each reply, as a complete IP packet, to whichever node owns the DVIPA now: the one with
- * the highest epoch it has heard of, from a packet or an ownership notice. Anything with an
- * older epoch is ignored and counted.
+ * over the cluster link, hands UDP payloads to the applications registered for their port and
+ * every other packet to its delivery (the host's kernel, when there is one), and sends each
+ * reply, as a complete IP packet, to whichever node owns the DVIPA now: the one with the
+ * highest epoch it has heard of, from a packet or an ownership notice. Anything with an older
+ * epoch is ignored and counted.
  */
 export class DefaultTargetStack implements TargetStack {
   /** This target's node id. */
   readonly id: NodeId
   private readonly link: ClusterLink
+  private readonly delivery: PacketDelivery | undefined
+  /** The DVIPA of each service address packets were delivered to, for the host's replies. */
+  private readonly services = new Map<string, Dvipa>()
+  private deliverySubscription: Subscription | undefined
   private readonly apps = new Map<string, AppHandler>()
   private readonly owners = new Map<Dvipa, OwnerNotice>()
   private events = new Subject<TargetEvent>()
@@ -66,7 +91,10 @@ export class DefaultTargetStack implements TargetStack {
     staleIgnored: 0,
     noHandler: 0,
     malformed: 0,
-    appErrors: 0
+    appErrors: 0,
+    delivered: 0,
+    fromHost: 0,
+    unroutable: 0
   }
 
   /**
@@ -75,7 +103,10 @@ export class DefaultTargetStack implements TargetStack {
    */
   constructor(components: DefaultTargetStackComponents, init: DefaultTargetStackInit) {
     this.link = components.link
+    this.delivery = components.delivery
     this.id = init.node
+    for (const [address, dvipa] of Object.entries(init.services ?? {}))
+      this.services.set(address, dvipa)
   }
 
   /** Ownership events; completes on `stop()`. */
@@ -83,18 +114,28 @@ export class DefaultTargetStack implements TargetStack {
     return this.events.asObservable()
   }
 
-  /** Starts listening on the link (the link itself is started by its owner). Idempotent. */
+  /**
+   * Starts the delivery, if any, then listens on the link (the link itself is started by its
+   * owner). Idempotent.
+   */
   async start(): Promise<void> {
     if (this.subscription !== undefined) return
     if (this.events.isStopped) this.events = new Subject()
+    if (this.delivery !== undefined) {
+      await this.delivery.start()
+      this.deliverySubscription = this.delivery.packets$.subscribe((p) => this.fromDelivery(p))
+    }
     this.subscription = this.link.messages$.subscribe((envelope) => void this.receive(envelope))
   }
 
-  /** Stops listening; completes `events$`. Idempotent. */
+  /** Stops listening and stops the delivery; completes `events$`. Idempotent. */
   async stop(): Promise<void> {
     if (this.subscription === undefined) return
     this.subscription.unsubscribe()
     this.subscription = undefined
+    this.deliverySubscription?.unsubscribe()
+    this.deliverySubscription = undefined
+    await this.delivery?.stop()
     this.events.complete()
   }
 
@@ -153,15 +194,25 @@ export class DefaultTargetStack implements TargetStack {
     if (message.type !== 'packet:inbound') return
     if (!this.learnOwner(message.dvipa, from, message.epoch)) return
     const info = parseIpPacket(message.packet)
-    if (info === undefined || info.laterFragment || info.protocol !== IpProtocol.UDP) {
-      this.counts.malformed++
+    if (info === undefined) return void this.counts.malformed++
+    let handler: AppHandler | undefined
+    let segment: Uint8Array | undefined
+    if (!info.laterFragment && info.protocol === IpProtocol.UDP) {
+      segment = message.packet.subarray(info.payloadOffset, info.totalLength)
+      if (segment.length < 8) return void this.counts.malformed++
+      handler = this.apps.get(`${IpProtocol.UDP}/${(segment[2]! << 8) | segment[3]!}`)
+    }
+    if (handler === undefined || segment === undefined) {
+      if (this.delivery === undefined) {
+        if (info.laterFragment || info.protocol !== IpProtocol.UDP) this.counts.malformed++
+        else this.counts.noHandler++
+        return
+      }
+      this.services.set(message.flow.destinationAddress, message.dvipa)
+      this.counts.delivered++
+      this.delivery.deliver(message.packet)
       return
     }
-    const segment = message.packet.subarray(info.payloadOffset, info.totalLength)
-    if (segment.length < 8) return void this.counts.malformed++
-    const port = (segment[2]! << 8) | segment[3]!
-    const handler = this.apps.get(`${IpProtocol.UDP}/${port}`)
-    if (handler === undefined) return void this.counts.noHandler++
     this.counts.requests++
     let replies: Uint8Array[]
     try {
@@ -175,6 +226,30 @@ export class DefaultTargetStack implements TargetStack {
       if (packet === undefined) continue
       this.sendReply(message.dvipa, { ...message, type: 'packet:outbound', packet })
     }
+  }
+
+  /** A packet from the host: sent to the owner of the DVIPA its source address serves. */
+  private fromDelivery(packet: Uint8Array): void {
+    const flow = readFlow(packet)
+    if (flow === undefined) return void this.counts.malformed++
+    let dvipa = this.services.get(flow.sourceAddress)
+    if (dvipa === undefined && this.owners.size === 1) dvipa = this.owners.keys().next().value
+    if (dvipa === undefined || !this.owners.has(dvipa)) return void this.counts.unroutable++
+    this.counts.fromHost++
+    this.sendReply(dvipa, {
+      type: 'packet:outbound',
+      dvipa,
+      epoch: 0,
+      // as seen inbound from the peer, like the flows of the connection table
+      flow: {
+        protocol: flow.protocol,
+        sourceAddress: flow.destinationAddress,
+        sourcePort: flow.destinationPort,
+        destinationAddress: flow.sourceAddress,
+        destinationPort: flow.sourcePort
+      },
+      packet
+    })
   }
 
   private sendReply(

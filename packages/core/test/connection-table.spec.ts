@@ -49,6 +49,36 @@ describe('ConnectionTable', () => {
       })
     })
 
+    describe('when the policy is source-hash', () => {
+      it('should keep each source address on one target, spread addresses, and move only a failed target’s', () => {
+        const targets = [{ node: 't1' }, { node: 't2' }, { node: 't3' }]
+        const table = new ConnectionTable('10.0.0.100', targets, 'source-hash')
+        const from = (a: number, port: number): FiveTuple => ({
+          ...flow(port),
+          sourceAddress: `172.16.2.${a}`
+        })
+        const first = new Map<number, string>()
+        for (let a = 1; a <= 60; a++) {
+          for (let port = 0; port < 3; port++) {
+            const t = table.route(from(a, port), 0, null, 'dp-1')!.connection.target
+            if (port === 0) first.set(a, t)
+            else expect(t, `address ${a}`).to.equal(first.get(a))
+          }
+        }
+        const per = [...first.values()].reduce<Record<string, number>>(
+          (m, t) => ({ ...m, [t]: (m[t] ?? 0) + 1 }),
+          {}
+        )
+        expect(Object.keys(per).sort()).to.deep.equal(['t1', 't2', 't3'])
+        table.setHealth('t2', false)
+        for (let a = 1; a <= 60; a++) {
+          const t = table.route(from(a, 9), 0, null, 'dp-1')!.connection.target
+          if (first.get(a) === 't2') expect(t).to.not.equal('t2')
+          else expect(t, `address ${a} stays`).to.equal(first.get(a))
+        }
+      })
+    })
+
     describe('when the policy is least-connections', () => {
       it('should give a new flow to the target with the fewest', () => {
         const table = new ConnectionTable(

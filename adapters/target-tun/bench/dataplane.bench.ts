@@ -1,0 +1,408 @@
+/**
+ * npm run bench:dataplane — the data plane of a vipsec distribution processor with a kernel-
+ * delivery target, against a strongSwan gateway (charon with kernel-libipsec) in the DP's
+ * place, on one topology of network namespaces, with the same strongSwan peer and the same load
+ * generators (iperf3, a UDP echo probe) behind it, in one run:
+ *
+ *   peer (charon + clients, 172.16.2.1) --ESP-in-UDP--> DP or gateway (10.88.0.50) --> target
+ *
+ * For vipsec, the DP is a `vipsec node` (software ESP) and the target a `vipsec node` with kernel
+ * delivery: the DP sends the cleartext over the cluster link, the target's kernel serves it. For
+ * strongSwan, charon in the DP's namespace decrypts into its TUN device and the kernel routes the
+ * cleartext to the same target host (the service address on its loopback). Measured: iperf3 TCP
+ * throughput, the highest UDP packet rate with under 1% loss at 64 and 1372 bytes (iperf3 -u,
+ * doubling then bisecting), UDP echo round trips p50/p99, and the DP process's CPU microseconds per
+ * packet at a fixed UDP rate. Needs root (namespaces), charon and iperf3.
+ *
+ * Options: --seconds S (per trial, default 2), --tcp-seconds S (default 5), --cpu-pps N (the
+ * fixed rate for CPU per packet, default 3000).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
+import { Charon, sh, startEcho, waitFor } from '../../ike-v2/test/helpers/netns.js'
+import { NodeProcess } from '../../../test/system/node-process.js'
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string' },
+    'tcp-seconds': { type: 'string' },
+    'cpu-pps': { type: 'string' }
+  }
+})
+const SECONDS = Number(values.seconds ?? 2)
+const TCP_SECONDS = Number(values['tcp-seconds'] ?? 5)
+const CPU_PPS = Number(values['cpu-pps'] ?? 3000)
+
+const root = fileURLToPath(new URL('../../..', import.meta.url))
+const tag = `tunb${process.pid % 1000}`
+const ns = (name: string): string => `${tag}-${name}`
+const PSK = 'dataplane bench key'
+const DVIPA = '10.88.0.50'
+const SERVICE = '10.77.0.10'
+const CLIENT = '172.16.2.1'
+const DP = '10.88.0.1'
+const TARGET = '10.88.0.11'
+const PEER = '10.88.0.100'
+const ids = { cluster: 'vpn.cluster.test', peer: 'peer.example.test' }
+/** 300 UDP echoes, one every 10 ms, from the client: the round trips in ms, as JSON. */
+const RTT_PROBE = `
+const s = require('node:dgram').createSocket('udp4')
+const sent = new Map(); const rtts = []
+s.on('message', (m) => { const t = sent.get(m.toString().slice(5)); if (t !== undefined) rtts.push(Number(process.hrtime.bigint() - t) / 1e6) })
+s.bind(0, '${CLIENT}', () => {
+  let i = 0
+  const timer = setInterval(() => {
+    sent.set(String(i), process.hrtime.bigint()); s.send(String(i++), 7, '${SERVICE}')
+    if (i === 300) { clearInterval(timer); setTimeout(() => { process.stdout.write(JSON.stringify(rtts)); process.exit(0) }, 500) }
+  }, 10)
+})`
+const TICKS = 100 // USER_HZ: /proc/<pid>/stat times are in 1/100 s
+
+interface Result {
+  system: 'vipsec' | 'strongswan'
+  tcpMbits: number
+  udpPps64: number
+  udpPps1372: number
+  rttP50Ms: number
+  rttP99Ms: number
+  cpuUsPerPacket: number
+}
+
+function peerConf(): string {
+  return `connections {
+  dvipa {
+    version = 2
+    local_addrs = ${PEER}
+    remote_addrs = ${DVIPA}
+    proposals = aes256gcm16-prfsha256-x25519
+    encap = yes
+    rekey_time = 0
+    local {
+      auth = psk
+      id = ${ids.peer}
+    }
+    remote {
+      auth = psk
+      id = ${ids.cluster}
+    }
+    children {
+      net {
+        local_ts = ${CLIENT}/32
+        remote_ts = 10.77.0.0/24
+        esp_proposals = aes256gcm16
+        mode = tunnel
+        rekey_time = 0
+        start_action = none
+      }
+    }
+  }
+}
+secrets {
+  ike-cluster {
+    id-1 = ${ids.peer}
+    id-2 = ${ids.cluster}
+    secret = "${PSK}"
+  }
+}
+`
+}
+
+function gatewayConf(): string {
+  return `connections {
+  gw {
+    version = 2
+    local_addrs = ${DVIPA}
+    proposals = aes256gcm16-prfsha256-x25519
+    encap = yes
+    rekey_time = 0
+    local {
+      auth = psk
+      id = ${ids.cluster}
+    }
+    remote {
+      auth = psk
+      id = ${ids.peer}
+    }
+    children {
+      net {
+        local_ts = 10.77.0.0/24
+        remote_ts = ${CLIENT}/32
+        esp_proposals = aes256gcm16
+        mode = tunnel
+        rekey_time = 0
+      }
+    }
+  }
+}
+secrets {
+  ike-cluster {
+    id-1 = ${ids.peer}
+    id-2 = ${ids.cluster}
+    secret = "${PSK}"
+  }
+}
+`
+}
+
+function inNs(name: string, cmd: string, args: string[]): ChildProcess {
+  return spawn('ip', ['netns', 'exec', ns(name), cmd, ...args], {
+    stdio: ['ignore', 'pipe', 'ignore']
+  })
+}
+
+function killProc(proc: ChildProcess | undefined): void {
+  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+  try {
+    process.kill(proc.pid, 'SIGKILL')
+  } catch {
+    // gone
+  }
+}
+
+/** Runs a command in a namespace to its end; its standard output. */
+function runIn(name: string, cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const proc = inNs(name, cmd, args)
+    let out = ''
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+    proc.once('exit', () => resolve(out))
+  })
+}
+
+async function iperf3(args: string[]): Promise<Record<string, unknown>> {
+  for (let attempt = 0; ; attempt++) {
+    const out = await runIn('peer', 'iperf3', [
+      ...['-c', SERVICE, '-p', '5201', '-B', CLIENT, '-J'],
+      ...args
+    ])
+    const result = JSON.parse(out) as Record<string, unknown>
+    if (result.error === undefined) return result
+    if (attempt > 3) throw new Error(`iperf3: ${String(result.error)}`)
+    await new Promise((r) => setTimeout(r, 1000))
+  }
+}
+
+/** One UDP trial: packets sent and the loss the server saw. */
+async function udp(length: number, pps: number, seconds = SECONDS) {
+  const bits = Math.round(pps * length * 8)
+  const { end } = (await iperf3([
+    '-u',
+    '-l',
+    String(length),
+    '-b',
+    String(bits),
+    '-t',
+    String(seconds)
+  ])) as {
+    end: { sum: { packets: number; lost_percent: number } }
+  }
+  return end.sum
+}
+
+/** The highest rate (pps) with under 1% loss: doubling from 1000, then three bisections. */
+async function maxRate(length: number): Promise<number> {
+  let good = 0
+  let bad = 0
+  for (let pps = 1000; pps <= 256_000; pps *= 2) {
+    const r = await udp(length, pps)
+    if (r.lost_percent < 1) good = pps
+    else {
+      bad = pps
+      break
+    }
+  }
+  if (bad === 0) return good
+  for (let i = 0; i < 3; i++) {
+    const mid = Math.round((good + bad) / 2)
+    if ((await udp(length, mid)).lost_percent < 1) good = mid
+    else bad = mid
+  }
+  return good
+}
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return Number(fields[11]) + Number(fields[12]) // utime + stime
+}
+
+async function measure(system: Result['system'], dpPid: number): Promise<Result> {
+  const tcp = (await iperf3(['-t', String(TCP_SECONDS)])) as {
+    end: { sum_received: { bits_per_second: number } }
+  }
+  const udpPps64 = await maxRate(64)
+  const udpPps1372 = await maxRate(1372)
+  const echo = startEcho(ns('target-1'), SERVICE, 7)
+  await new Promise((r) => echo.stdout!.once('data', r))
+  const probe = await runIn('peer', process.execPath, ['-e', RTT_PROBE])
+  killProc(echo)
+  const rtts = (JSON.parse(probe) as number[]).sort((a, b) => a - b)
+  const before = cpuTicks(dpPid)
+  const cpuRun = await udp(1372, CPU_PPS, 4)
+  const used = cpuTicks(dpPid) - before
+  return {
+    system,
+    tcpMbits: tcp.end.sum_received.bits_per_second / 1e6,
+    udpPps64,
+    udpPps1372,
+    rttP50Ms: rtts[Math.floor(rtts.length * 0.5)] ?? NaN,
+    rttP99Ms: rtts[Math.min(rtts.length - 1, Math.floor(rtts.length * 0.99))] ?? NaN,
+    cpuUsPerPacket: ((used / TICKS) * 1e6) / Math.max(1, cpuRun.packets)
+  }
+}
+
+async function benchVipsec(dir: string): Promise<Result> {
+  const nodes: NodeProcess[] = []
+  const link = (me: string, other: string, otherAddress: string, myAddress: string) => ({
+    local: { address: myAddress, port: 7400 },
+    peers: { [other]: { address: otherAddress, port: 7400 } }
+  })
+  const ts = (start: string, end = start) => ({
+    startAddress: start,
+    endAddress: end,
+    protocol: 0,
+    startPort: 0,
+    endPort: 65535
+  })
+  writeFileSync(
+    join(dir, 'dp.json'),
+    JSON.stringify({
+      role: 'primary',
+      nodeId: 'dp-1',
+      store: { type: 'memory' },
+      network: { type: 'linux', init: { interface: 'eth0' } },
+      ike: {
+        psks: [{ remote: { type: 'fqdn', value: ids.peer }, secret: PSK }],
+        peers: [
+          {
+            localIdentity: { type: 'fqdn', value: ids.cluster },
+            remoteIdentity: { type: 'fqdn', value: ids.peer },
+            phase1,
+            children: [
+              {
+                policy: phase2,
+                mode: 'tunnel',
+                local: [ts('10.77.0.0', '10.77.0.255')],
+                remote: [ts(CLIENT)]
+              }
+            ]
+          }
+        ]
+      },
+      detector: { local: { address: DP, port: 7500 } },
+      link: link('dp-1', 'target-1', TARGET, DP),
+      processor: {
+        dvipas: [{ dvipa: DVIPA, ranks: ['dp-1'], targets: [{ node: 'target-1' }] }],
+        heartbeats: { 'dp-1': { address: DP, port: 7500 } }
+      }
+    })
+  )
+  writeFileSync(
+    join(dir, 'target.json'),
+    JSON.stringify({
+      role: 'target',
+      nodeId: 'target-1',
+      network: { type: 'linux', init: { interface: 'eth0' } },
+      detector: {
+        local: { address: TARGET, port: 7500 },
+        announceTo: [{ address: DP, port: 7500 }]
+      },
+      link: link('target-1', 'dp-1', DP, TARGET),
+      kernel: { addresses: [SERVICE] }
+    })
+  )
+  const charon = new Charon(ns('peer'))
+  try {
+    nodes.push(new NodeProcess('dp-1', ns('dp-1'), join(dir, 'dp.json')))
+    nodes.push(new NodeProcess('target-1', ns('target-1'), join(dir, 'target.json')))
+    await waitFor(() => nodes.every((n) => n.has('node:started')), 60_000, 'the vipsec nodes')
+    await charon.start(peerConf())
+    charon.swanctl(['--initiate', '--child', 'net'])
+    return await measure('vipsec', nodes[0]!.proc.pid!)
+  } finally {
+    await charon.stop()
+    for (const n of nodes) await n.stop()
+  }
+}
+
+async function benchStrongswan(): Promise<Result> {
+  // the gateway owns the DVIPA and routes the cleartext to the target host, which has the
+  // service address on its loopback and routes the client back through the gateway
+  sh('ip', ['-n', ns('dp-1'), 'addr', 'add', `${DVIPA}/24`, 'dev', 'eth0'])
+  // charon routes a selector only from a local address inside its own selector
+  sh('ip', ['-n', ns('dp-1'), 'addr', 'add', '10.77.0.1/32', 'dev', 'lo'])
+  sh('ip', ['netns', 'exec', ns('dp-1'), 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+  sh('ip', ['-n', ns('dp-1'), 'route', 'replace', `${SERVICE}/32`, 'via', TARGET])
+  sh('ip', ['-n', ns('target-1'), 'addr', 'add', `${SERVICE}/32`, 'dev', 'lo'])
+  sh('ip', ['-n', ns('target-1'), 'route', 'replace', `${CLIENT}/32`, 'via', DP, 'src', SERVICE])
+  const gateway = new Charon(ns('dp-1'))
+  const peer = new Charon(ns('peer'))
+  try {
+    await gateway.start(gatewayConf())
+    await peer.start(peerConf())
+    try {
+      peer.swanctl(['--initiate', '--child', 'net'])
+    } catch (err) {
+      console.error(
+        gateway
+          .log()
+          .split('\n')
+          .filter((l) => /CFG|IKE]|KNL/.test(l))
+          .slice(-40)
+          .join('\n')
+      )
+      throw err
+    }
+    const pid = Number(
+      sh('ip', ['netns', 'pids', ns('dp-1')])
+        .split('\n')
+        .find((p) => p !== '' && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'charon')
+    )
+    return await measure('strongswan', pid)
+  } finally {
+    await peer.stop()
+    await gateway.stop()
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'vipsec-bench-dataplane-'))
+let iperfs: ChildProcess | undefined
+const results: Result[] = []
+try {
+  sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
+  iperfs = inNs('target-1', 'iperf3', ['-s', '-p', '5201'])
+  results.push(await benchVipsec(dir))
+  console.error('vipsec measured; now the strongSwan gateway')
+  results.push(await benchStrongswan())
+} finally {
+  killProc(iperfs)
+  sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', tag])
+  rmSync(dir, { recursive: true, force: true })
+}
+
+const [v, s] = results as [Result, Result]
+const row = (name: string, a: number, b: number, digits = 1, higherIsBetter = true) =>
+  `${name.padEnd(26)} | ${a.toFixed(digits).padStart(10)} | ${b.toFixed(digits).padStart(10)} | ${(a / b).toFixed(2).padStart(5)}x${higherIsBetter ? '' : ' (lower is better)'}`
+console.log(
+  `${'metric'.padEnd(26)} | ${'vipsec'.padStart(10)} | ${'strongSwan'.padStart(10)} | ratio`
+)
+console.log(row('TCP Mbit/s (iperf3)', v.tcpMbits, s.tcpMbits))
+console.log(row('UDP pps <1% loss, 64 B', v.udpPps64, s.udpPps64, 0))
+console.log(row('UDP pps <1% loss, 1372 B', v.udpPps1372, s.udpPps1372, 0))
+console.log(row('RTT p50 ms', v.rttP50Ms, s.rttP50Ms, 3, false))
+console.log(row('RTT p99 ms', v.rttP99Ms, s.rttP99Ms, 3, false))
+console.log(row(`DP CPU us/packet @${CPU_PPS} pps`, v.cpuUsPerPacket, s.cpuUsPerPacket, 1, false))
+console.log(
+  JSON.stringify({
+    bench: 'dataplane',
+    vipsec: v,
+    strongswan: s,
+    tcpRatio: v.tcpMbits / s.tcpMbits,
+    cpuPerPacketRatio: v.cpuUsPerPacket / s.cpuUsPerPacket
+  })
+)
