@@ -22,9 +22,15 @@
  *
  * @packageDocumentation
  */
-export { decodeHeartbeat, encodeHeartbeat, type Heartbeat } from './heartbeat-codec.js'
+export {
+  HEARTBEAT_MAGIC,
+  heartbeatGuard,
+  MAX_HEARTBEAT_BYTES,
+  type Heartbeat
+} from './heartbeat-codec.js'
 export {
   checkHeartbeatInit,
+  emptyHeartbeatCounters,
   HeartbeatFailureDetector,
   heartbeatFailureDetector,
   type HeartbeatCounters,

@@ -1,6 +1,7 @@
 import { createSocket } from 'node:dgram'
 import { expect } from 'chai'
 import { failureDetectorSuite } from '@vipsec/compliance/failure-detector'
+import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { ThreadedHeartbeatFailureDetector } from '../src/index.js'
 
 /** A free UDP port on 127.0.0.1. */
@@ -18,7 +19,7 @@ describe('ThreadedHeartbeatFailureDetector', function () {
     setup: async () => {
       const [mine, theirs] = [await freePort(), await freePort()]
       // 300 ms detection; half of it (150 ms) is the margin the suite's timing checks need on a loaded machine
-      const timing = { intervalMs: 60, multiplier: 5 }
+      const timing = { intervalMs: 60, multiplier: 5, keys: [generateClusterKey()] }
       const detector = new ThreadedHeartbeatFailureDetector({
         node: 'dp-2',
         local: { address: '127.0.0.1', port: mine },
@@ -48,11 +49,13 @@ describe('ThreadedHeartbeatFailureDetector', function () {
         const port = await freePort()
         const a = new ThreadedHeartbeatFailureDetector({
           node: 'a',
-          local: { address: '127.0.0.1', port }
+          local: { address: '127.0.0.1', port },
+          insecure: true
         })
         const b = new ThreadedHeartbeatFailureDetector({
           node: 'b',
-          local: { address: '127.0.0.1', port }
+          local: { address: '127.0.0.1', port },
+          insecure: true
         })
         await a.start()
         const err = await b.start().then(
