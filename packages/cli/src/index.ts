@@ -35,6 +35,7 @@ export {
   type AppFileSection,
   type CertificateFileEntry,
   type IkeFileSection,
+  type InlineClusterKey,
   type MetricsFileSection,
   type NetworkFileSection,
   type NodeFile,

@@ -64,7 +64,7 @@ export interface NodeFile {
    * (the first sends). Each a key file made by `vipsec keygen` (a path relative to this file) or
    * `{ "id": N, "secret": "<64 hex digits>" }`. Required unless `insecure` is true.
    */
-  clusterKeys?: (string | { id: number; secret: string })[]
+  clusterKeys?: (string | InlineClusterKey)[]
   /** Run the link and the heartbeats without keys (a warning is logged at start). Default false. */
   insecure?: boolean
   /** The distribution processor (primary and backup). */
@@ -92,6 +92,14 @@ export interface NodeFile {
   apps?: AppFileSection[]
   /** The Prometheus endpoint. Default: none. */
   metrics?: MetricsFileSection
+}
+
+/** A cluster key written into a {@link NodeFile} instead of a key file. */
+export interface InlineClusterKey {
+  /** The key id, 1 to 2^32 - 1 (frames carry it). */
+  id: number
+  /** The secret: 64 hex digits (32 bytes). */
+  secret: string
 }
 
 /** The coupling store of a {@link NodeFile}. */
