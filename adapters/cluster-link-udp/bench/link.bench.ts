@@ -115,11 +115,11 @@ async function linkRate(mode: Mode, size: number): Promise<{ rate: number; lost:
   const m = message(size)
   const total = Math.min(frames, 20000)
   const start = performance.now()
-  // at most 200 frames in flight, so that the socket's receive buffer is not what is measured
+  // at most 64 frames in flight, so that the socket's receive buffer is not what is measured
   let sent = 0
   let stalled = 0
   while (sent < total) {
-    while (sent < total && sent - got < 200) {
+    while (sent < total && sent - got < 64) {
       await a.send('t', m)
       sent++
     }
