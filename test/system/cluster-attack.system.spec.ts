@@ -293,6 +293,19 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
     sh('ip', ['-n', ns('atk'), 'link', 'set', 'eth0', 'up'])
     sh('ip', ['-n', ns('atk'), 'link', 'set', 'lo', 'up'])
     sh('ip', ['-n', ns('sw'), 'link', 'set', 'br0', 'type', 'bridge', 'ageing_time', '0'])
+    // its ARP requests name its own address, not the spoofed source of the datagram that
+    // needed them: the test is about the cluster's frames, not about poisoning neighbour caches
+    for (const conf of ['all', 'eth0']) {
+      sh('ip', [
+        'netns',
+        'exec',
+        ns('atk'),
+        'sysctl',
+        '-q',
+        '-w',
+        `net.ipv4.conf.${conf}.arp_announce=2`
+      ])
+    }
 
     const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
     args.push('--dir', dir, '--save', '')
