@@ -140,6 +140,29 @@ describe('HeartbeatFailureDetector', () => {
     })
   })
 
+  describe('when a datagram is too long or not a heartbeat', () => {
+    it('should drop it as oversized or malformed, and spend no key on it', async () => {
+      const { clock, watcher, inject } = await pair()
+      const real = forger([key], 2 ** 52)()
+      inject(new Uint8Array([...real, ...new Uint8Array(300)]))
+      inject(real.subarray(0, 20))
+      inject(
+        new Uint8Array([
+          ...real.subarray(0, real.length - 16),
+          1,
+          ...real.subarray(real.length - 16)
+        ])
+      )
+      await clock.advance(10)
+      expect(watcher.counters().dropped).to.include({
+        oversized: 1,
+        malformed: 1,
+        unauthenticated: 1
+      })
+      expect(watcher.health('dp-1')).to.equal('alive')
+    })
+  })
+
   describe('when captured heartbeats are replayed', () => {
     it('should not keep the killed owner alive, and count them', async () => {
       const { clock, watched, watcher, events, wire, inject } = await pair()
