@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import type { NodeComponents, NodeConfig, NodeRole } from '@vipsec/container'
 import type { DvipaConfig } from '@vipsec/core'
@@ -216,10 +216,18 @@ async function readClusterKeys(file: NodeFile, base: string): Promise<ClusterKey
           return decodeKeyFile(JSON.stringify({ type: 'vipsec-cluster-key', ...k }), field)
         }
         let text: string
+        let mode: number
         try {
           text = await readFile(resolve(base, k), 'utf8')
+          mode = (await stat(resolve(base, k))).mode
         } catch (err) {
           throw new InvalidConfigError(field, `cannot read ${k}: ${(err as Error).message}`)
+        }
+        if ((mode & 0o007) !== 0) {
+          throw new InvalidConfigError(
+            field,
+            `${k} is accessible to every user (mode ${(mode & 0o777).toString(8)}): chmod 600 it`
+          )
         }
         return decodeKeyFile(text, field)
       } catch (err) {

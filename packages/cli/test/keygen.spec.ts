@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
@@ -107,8 +107,21 @@ describe('vipsec keygen', () => {
       expect(detector.init.keys).to.deep.equal([b, a])
     })
 
+    it('should refuse a key file that every user can read', async () => {
+      await writeKeyFile(join(dir, 'open.key'))
+      chmodSync(join(dir, 'open.key'), 0o644)
+      const file = checkNodeFile({ ...target, clusterKeys: ['open.key'] })
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('target-1')
+      const err = await toNodeConfig(file, join(dir, 't.json'), network).then(
+        () => undefined,
+        (e: Error & { field?: string }) => e
+      )
+      expect(err?.name).to.equal('InvalidConfigError')
+      expect(err?.message).to.include('chmod 600')
+    })
+
     it('should name a key file that is not one', async () => {
-      writeFileSync(join(dir, 'bad.key'), 'not a key')
+      writeFileSync(join(dir, 'bad.key'), 'not a key', { mode: 0o600 })
       const file = checkNodeFile({ ...target, clusterKeys: ['bad.key'] })
       const network = new VirtualNetwork({ clock: new SystemClock() }).attach('target-1')
       const err = await toNodeConfig(file, join(dir, 't.json'), network).then(
