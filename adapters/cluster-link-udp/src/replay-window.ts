@@ -57,6 +57,13 @@ export class ReplayWindow {
     this.set(counter)
   }
 
+  /** Forgets the incarnation and every counter, as if nothing had been received. */
+  reset(): void {
+    this.incarnation = -1
+    this.top = -1
+    this.bits.fill(0)
+  }
+
   private index(counter: number): [number, number] {
     const slot = counter % this.size
     return [slot >>> 5, 1 << (slot & 31)]

@@ -319,6 +319,9 @@ export class FrameGuard {
     if (secure !== (header.keyId !== 0)) return 'unknown-key'
     if (secure && !this.keys.has(header.keyId)) return 'unknown-key'
     let window = this.windows.get(header.sender)
+    // without keys anyone can claim any incarnation: ordering them would let one forged frame
+    // with a huge incarnation silence the sender, so another incarnation restarts the window
+    if (!secure && window !== undefined && header.incarnation !== window.incarnation) window.reset()
     const verdict = window?.check(header.incarnation, header.counter)
     if (verdict !== undefined) return verdict
     const payload = secure ? this.verify(frame, header) : frame.subarray(header.payloadStart)

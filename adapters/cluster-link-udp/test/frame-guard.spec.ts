@@ -155,6 +155,17 @@ describe('FrameGuard', () => {
       expect(open(b, frame)).to.equal('replayed')
       expect(open(b, sender.seal(text.encode('tagged')))).to.equal('unknown-key')
     })
+
+    it('should not let an untagged frame with a huge incarnation silence the sender', () => {
+      const a = guard([])
+      const b = guard([])
+      const forger = guard([])
+      a.startSending('dp-1', 1)
+      forger.startSending('dp-1', Number.MAX_SAFE_INTEGER)
+      expect(open(b, a.seal(text.encode('one')))).to.equal('ok:one')
+      expect(open(b, forger.seal(text.encode('forged')))).to.equal('ok:forged')
+      expect(open(b, a.seal(text.encode('two')))).to.equal('ok:two')
+    })
   })
 
   describe('nextIncarnation', () => {
