@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { firstValueFrom, filter, timeout } from 'rxjs'
 import { SystemClock } from '@vipsec/clock'
+import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { createNode, type VipsecNode } from '@vipsec/container'
 import { TOKENS, type Endpoint, type TakeoverReport } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
@@ -20,6 +21,9 @@ import { FileCouplingStore } from './file-coupling-store.js'
 const DVIPA = '10.0.0.100'
 const clock = new SystemClock()
 const network = new VirtualNetwork({ clock })
+// The cluster key of the link and the heartbeats; a real cluster reads it from a file
+// made by `vipsec keygen`.
+const keys = [generateClusterKey()]
 const at = (n: number, port: number): Endpoint => ({ address: `10.9.0.${n}`, port })
 
 function dp(n: 1 | 2, path: string): VipsecNode {
@@ -34,10 +38,10 @@ function dp(n: 1 | 2, path: string): VipsecNode {
       networkAdapter: { type: 'virtual', network, addresses: [at(n, 0).address] },
       espEngine: { type: 'software' },
       ikeServiceFactory: { type: 'ike-v2', init: {} },
-      failureDetector: { type: 'heartbeat', init: { local: at(n, 7500) } },
+      failureDetector: { type: 'heartbeat', init: { local: at(n, 7500), keys } },
       clusterLink: {
         type: 'udp',
-        init: { local: at(n, 7400), peers: { [`dp-${other}`]: at(other, 7400) } }
+        init: { local: at(n, 7400), peers: { [`dp-${other}`]: at(other, 7400) }, keys }
       },
       distributionProcessor: {
         type: 'default',

@@ -82,7 +82,9 @@ ip netns exec "$tag-store" redis-server --bind "${addr[store]}" --port 6379 --re
 pid[redis]=$!
 wait_for 10 redis in_ns store redis-cli -h "${addr[store]}" -a "$REDIS_PASSWORD" --no-auth-warning ping
 
-# 2. the nodes: a JSON configuration each (see docs/node.md), then `vipsec node --config`
+# 2. the nodes: one cluster key for all (`vipsec keygen`, a 0600 file), a JSON configuration
+# each (see docs/node.md), then `vipsec node --config`
+(cd "$root" && node --import tsx --conditions=vipsec-source packages/cli/src/bin.ts keygen --out "$dir/cluster.key") >/dev/null
 selector() { echo "{\"startAddress\":\"$1\",\"endAddress\":\"$2\",\"protocol\":0,\"startPort\":0,\"endPort\":65535}"; }
 endpoint() { echo "{\"address\":\"${addr[$1]}\",\"port\":$2}"; }
 peers_of() { # cluster-link peers of $1 among the rest of the arguments
@@ -128,6 +130,7 @@ for dp in dp-1 dp-2 dp-3; do
   },
   "detector": { "local": $(endpoint "$dp" 7500) },
   "link": { "local": $(endpoint "$dp" 7400), "peers": $(peers_of "$dp" dp-1 dp-2 dp-3 target-1 target-2) },
+  "clusterKeys": ["cluster.key"],
   "processor": {
     "dvipas": [{ "dvipa": "$DVIPA", "ranks": ["dp-1", "dp-2", "dp-3"], "targets": [{ "node": "target-1" }, { "node": "target-2" }] }],
     "heartbeats": $heartbeats,
@@ -144,6 +147,7 @@ for t in target-1 target-2; do
   "network": { "type": "linux", "init": { "interface": "eth0" } },
   "detector": { "local": $(endpoint "$t" 7500), "announceTo": [$(endpoint dp-1 7500), $(endpoint dp-2 7500), $(endpoint dp-3 7500)] },
   "link": { "local": $(endpoint "$t" 7400), "peers": $(peers_of "$t" dp-1 dp-2 dp-3) },
+  "clusterKeys": ["cluster.key"],
   "apps": [{ "port": 7, "app": "request-response" }]
 }
 EOF

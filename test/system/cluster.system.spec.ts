@@ -10,8 +10,10 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
+import { writeKeyFile } from '@vipsec/cli'
 import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
+import { NodeProcess } from './helpers/node-process.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const tag = `v${process.pid % 10000}`
@@ -43,66 +45,6 @@ const ts = (start: string, end = start) => ({
   startPort: 0,
   endPort: 65535
 })
-/** One `vipsec node` process and the JSON lines it logged. */
-class NodeProcess {
-  readonly lines: Record<string, unknown>[] = []
-  readonly proc: ChildProcess
-
-  constructor(
-    readonly name: string,
-    config: string
-  ) {
-    const bin = join(root, 'packages/cli/src/bin.ts')
-    const args = [
-      'netns',
-      'exec',
-      ns(name),
-      process.execPath,
-      '--import',
-      'tsx',
-      '--conditions=vipsec-source',
-      bin
-    ]
-    this.proc = spawn('ip', [...args, 'node', '--config', config], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      try {
-        this.lines.push(JSON.parse(line) as Record<string, unknown>)
-      } catch {
-        this.lines.push({ type: 'text', line })
-      }
-    })
-    createInterface({ input: this.proc.stderr! }).on('line', (line) =>
-      this.lines.push({ type: 'stderr', line })
-    )
-  }
-
-  has(type: string, where: Record<string, unknown> = {}): boolean {
-    return this.lines.some(
-      (l) => l.type === type && Object.entries(where).every(([k, v]) => l[k] === v)
-    )
-  }
-
-  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
-    try {
-      process.kill(this.proc.pid, signal)
-    } catch {
-      // it exited meanwhile
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
-    const exited = new Promise((resolve) => this.proc.once('exit', resolve))
-    this.kill('SIGTERM')
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000))])
-    this.kill('SIGKILL')
-  }
-}
-
 /** The client behind charon: sends requests on four flows, logs each answer with its time. */
 function startClient(): {
   proc: ChildProcess
@@ -230,7 +172,8 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
       'redis'
     )
 
-    // the nodes
+    // the nodes, with one cluster key for the link and the heartbeats
+    await writeKeyFile(join(dir, 'cluster.key'))
     const heartbeats = Object.fromEntries(dps.map((d) => [d, { address: addr[d], port: 7500 }]))
     const targetHeartbeats = Object.fromEntries(
       targets.map((t) => [t, { address: addr[t], port: 7500 }])
@@ -274,6 +217,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
           },
           detector: { local: { address: addr[dp], port: 7500 } },
           link: linkOf(dp, [...dps, ...targets]),
+          clusterKeys: ['cluster.key'],
           processor: {
             dvipas: [{ dvipa: DVIPA, ranks: dps, targets: targets.map((t) => ({ node: t })) }],
             heartbeats,
@@ -281,7 +225,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
           }
         })
       )
-      nodes.set(dp, new NodeProcess(dp, file))
+      nodes.set(dp, new NodeProcess(dp, file, ns(dp)))
       if (dp === 'dp-1')
         await waitFor(
           () => nodes.get('dp-1')!.has('ownership:claimed'),
@@ -302,10 +246,11 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
             announceTo: dps.map((d) => heartbeats[d])
           },
           link: linkOf(t, dps),
+          clusterKeys: ['cluster.key'],
           apps: [{ port: 7, app: 'request-response' }]
         })
       )
-      nodes.set(t, new NodeProcess(t, file))
+      nodes.set(t, new NodeProcess(t, file, ns(t)))
     }
     await waitFor(
       () => [...nodes.values()].every((n) => n.has('node:started')),
@@ -400,7 +345,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
   async function restart(name: string): Promise<void> {
     const old = nodes.get(name)!
     await old.stop()
-    const again = new NodeProcess(name, join(dir, `${name}.json`))
+    const again = new NodeProcess(name, join(dir, `${name}.json`), ns(name))
     nodes.set(name, again)
     await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
   }

@@ -1,10 +1,7 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import type { ClusterEnvelope, ClusterMessage, FiveTuple } from '@vipsec/interface'
+import type { ClusterMessage, FiveTuple } from '@vipsec/interface'
 
-const MAGIC0 = 0x56 // 'V'
-const MAGIC1 = 0x58 // 'X'
-const VERSION = 1
-const TAG_LENGTH = 16
+/** The two bytes that start every cluster-link frame: `VX`. */
+export const LINK_MAGIC = [0x56, 0x58] as const
 
 const TYPE_CODES = {
   'packet:inbound': 1,
@@ -96,6 +93,10 @@ class Reader {
     return s
   }
 
+  end(): void {
+    if (this.offset !== this.b.length) throw new FrameError('trailing bytes')
+  }
+
   rest(): Uint8Array {
     const out = this.b.slice(this.offset)
     this.offset = this.b.length
@@ -121,20 +122,14 @@ function readFlow(r: Reader): FiveTuple {
   }
 }
 
-function tag(key: Uint8Array, data: Uint8Array): Uint8Array {
-  return createHmac('sha256', key).update(data).digest().subarray(0, TAG_LENGTH)
-}
-
 /**
- * Encodes a cluster message as a frame: `VX`, version, type, sender, fields, and the packet
- * bytes last; with a key, an HMAC-SHA-256-128 tag follows.
+ * Encodes a cluster message as the payload of a link frame: its type, its fields, and the packet
+ * bytes last. The frame around it (sender, counters, tag) is made by a `FrameGuard`.
  *
- * @param from - the sending node
  * @param message - the message
- * @param key - the cluster key, if frames are authenticated
  */
-export function encodeFrame(from: string, message: ClusterMessage, key?: Uint8Array): Uint8Array {
-  const w = new Writer().u8(MAGIC0).u8(MAGIC1).u8(VERSION).u8(TYPE_CODES[message.type]).str(from)
+export function encodeMessage(message: ClusterMessage): Uint8Array {
+  const w = new Writer().u8(TYPE_CODES[message.type])
   switch (message.type) {
     case 'packet:inbound':
     case 'packet:outbound':
@@ -149,39 +144,19 @@ export function encodeFrame(from: string, message: ClusterMessage, key?: Uint8Ar
       w.u64(message.sequence)
       break
   }
-  const body = w.bytes()
-  if (key === undefined) return body
-  const out = new Uint8Array(body.length + TAG_LENGTH)
-  out.set(body)
-  out.set(tag(key, body), body.length)
-  return out
+  return w.bytes()
 }
 
-/** Why a frame was not accepted. */
-export type FrameRejection = 'malformed' | 'unauthenticated'
-
 /**
- * Decodes a frame; never throws.
+ * Decodes the payload of a link frame; never throws.
  *
- * @param frame - the datagram payload
- * @param key - the cluster key, if frames are authenticated
- * @returns the envelope, or why it was rejected
+ * @param payload - what {@link encodeMessage} made
+ * @returns the message, or `'malformed'`
  */
-export function decodeFrame(frame: Uint8Array, key?: Uint8Array): ClusterEnvelope | FrameRejection {
-  let body = frame
-  if (key !== undefined) {
-    if (frame.length < TAG_LENGTH) return 'unauthenticated'
-    body = frame.subarray(0, frame.length - TAG_LENGTH)
-    const expected = tag(key, body)
-    if (!timingSafeEqual(expected, frame.subarray(frame.length - TAG_LENGTH)))
-      return 'unauthenticated'
-  }
+export function decodeMessage(payload: Uint8Array): ClusterMessage | 'malformed' {
   try {
-    const r = new Reader(body)
-    if (r.u8() !== MAGIC0 || r.u8() !== MAGIC1 || r.u8() !== VERSION) return 'malformed'
+    const r = new Reader(payload)
     const type = r.u8()
-    const from = r.str()
-    let message: ClusterMessage
     switch (type) {
       case TYPE_CODES['packet:inbound']:
       case TYPE_CODES['packet:outbound']: {
@@ -189,25 +164,32 @@ export function decodeFrame(frame: Uint8Array, key?: Uint8Array): ClusterEnvelop
         const epoch = r.u64()
         const flow = readFlow(r)
         const packet = r.rest()
-        message = {
+        return {
           type: type === TYPE_CODES['packet:inbound'] ? 'packet:inbound' : 'packet:outbound',
           dvipa,
           epoch,
           flow,
           packet
         }
-        break
       }
-      case TYPE_CODES['ownership:notice']:
-        message = { type: 'ownership:notice', dvipa: r.str(), owner: r.str(), epoch: r.u64() }
-        break
-      case TYPE_CODES.heartbeat:
-        message = { type: 'heartbeat', sequence: r.u64() }
-        break
+      case TYPE_CODES['ownership:notice']: {
+        const message = {
+          type: 'ownership:notice',
+          dvipa: r.str(),
+          owner: r.str(),
+          epoch: r.u64()
+        } as const
+        r.end()
+        return message
+      }
+      case TYPE_CODES.heartbeat: {
+        const message = { type: 'heartbeat', sequence: r.u64() } as const
+        r.end()
+        return message
+      }
       default:
         return 'malformed'
     }
-    return { from, message }
   } catch {
     return 'malformed'
   }

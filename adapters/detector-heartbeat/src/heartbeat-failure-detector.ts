@@ -1,4 +1,13 @@
+import { randomInt } from 'node:crypto'
 import { Subject, type Observable, type Subscription } from 'rxjs'
+import {
+  emptyDropCounts,
+  nextIncarnation,
+  parseFrameHeader,
+  type ClusterFrameDropReason,
+  type ClusterKey,
+  type FrameGuard
+} from '@vipsec/cluster-link-udp'
 import {
   InvalidParametersError,
   type Clock,
@@ -8,18 +17,21 @@ import {
   type NetworkAdapter,
   type NodeHealth,
   type NodeId,
+  type RandomSource,
   type TimerHandle,
   type UdpEndpoint,
   type WatchTarget
 } from '@vipsec/interface'
-import { decodeHeartbeat, encodeHeartbeat } from './heartbeat-codec.js'
+import { HEARTBEAT_MAGIC, heartbeatGuard, MAX_HEARTBEAT_BYTES } from './heartbeat-codec.js'
 
 /** What a {@link HeartbeatFailureDetector} needs. */
 export interface HeartbeatFailureDetectorComponents {
   /** Opens the heartbeat socket. */
   network: NetworkAdapter
-  /** Drives the send and check timers. */
+  /** Drives the send and check timers; its wall time seeds the incarnation. */
   clock: Clock
+  /** Randomness for the incarnation. Default: node:crypto. */
+  random?: Pick<RandomSource, 'randomInt'>
 }
 
 /** Options of a {@link HeartbeatFailureDetector}. */
@@ -37,8 +49,18 @@ export interface HeartbeatFailureDetectorInit {
   multiplier?: number
   /** Endpoints that receive this node's heartbeats although this node does not watch them. */
   announceTo?: Endpoint[]
-  /** A cluster key (16 bytes or more) to authenticate heartbeats with HMAC-SHA-256-128. */
-  key?: Uint8Array
+  /**
+   * The cluster keys (one, or two while rotating): heartbeats are sent under the first and
+   * accepted under any. Each carries the key id, this node's incarnation and its sequence, and
+   * an AES-256-GCM tag; forged, replayed and unknown-key heartbeats are dropped and counted.
+   * Required unless `insecure` is true.
+   */
+  keys?: ClusterKey[]
+  /**
+   * Run without keys: anyone who can send to the heartbeat port can keep a dead node looking
+   * alive. For a network only the cluster reaches. Default false; not with `keys`.
+   */
+  insecure?: boolean
 }
 
 /** A heartbeat detector's timing with the defaults applied. */
@@ -64,9 +86,17 @@ export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): Heartbea
   if (!(Number.isInteger(multiplier) && multiplier >= 2 && multiplier <= 255)) {
     throw new InvalidParametersError('init.multiplier', 'must be an integer from 2 to 255')
   }
-  if (init.key !== undefined && init.key.length < 16) {
-    throw new InvalidParametersError('init.key', 'must be at least 16 bytes')
+  const keys = init.keys ?? []
+  if (keys.length === 0 && init.insecure !== true) {
+    throw new InvalidParametersError(
+      'init.keys',
+      'a cluster key is required (make one with `vipsec keygen`), or set insecure: true'
+    )
   }
+  if (keys.length > 0 && init.insecure === true) {
+    throw new InvalidParametersError('init.insecure', 'cannot be combined with keys')
+  }
+  heartbeatGuard(keys) // checks the keys
   return { intervalMs, multiplier }
 }
 
@@ -76,8 +106,18 @@ export interface HeartbeatCounters {
   sent: number
   /** Heartbeats accepted. */
   received: number
-  /** Datagrams dropped: malformed, failed authentication, or from an unexpected source. */
-  rejected: number
+  /**
+   * Datagrams dropped, by reason. `replayed` and `too-old` include late heartbeats: only one
+   * newer than the last accepted counts as a sign of life.
+   */
+  dropped: Record<ClusterFrameDropReason, number>
+  /** Well-formed heartbeats of nodes this detector does not watch (normal: they announce to it). */
+  ignored: number
+}
+
+/** Counters with everything zero. */
+export function emptyHeartbeatCounters(): HeartbeatCounters {
+  return { sent: 0, received: 0, dropped: emptyDropCounts(), ignored: 0 }
 }
 
 interface Watched {
@@ -85,7 +125,7 @@ interface Watched {
   health: NodeHealth
   /** Monotonic ms of the last heartbeat, or of the watch() call before the first one. */
   lastHeard: number
-  /** The sender's incarnation and highest sequence seen, to ignore reordered or replayed ones. */
+  /** The sender's incarnation and highest sequence accepted: only a newer heartbeat is a sign of life. */
   incarnation: number
   /** See `incarnation`. */
   sequence: number
@@ -106,20 +146,21 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private readonly intervalMs: number
   private readonly multiplier: number
   private readonly announceTo: Endpoint[]
-  private readonly key: Uint8Array | undefined
+  private readonly random: Pick<RandomSource, 'randomInt'>
+  private readonly guard: FrameGuard
   private readonly watched = new Map<NodeId, Watched>()
   private events = new Subject<FailureDetectorEvent>()
   private socket: UdpEndpoint | undefined
   private subscription: Subscription | undefined
   private timer: TimerHandle | undefined
-  private sequence = 0
-  private incarnation = 0
-  private readonly counts: HeartbeatCounters = { sent: 0, received: 0, rejected: 0 }
+  private incarnation = -1
+  private readonly counts: HeartbeatCounters = emptyHeartbeatCounters()
 
   /**
    * @param components - network adapter and clock
-   * @param init - node id, endpoint and timing
-   * @throws InvalidParametersError when a timing option or the key is out of range
+   * @param init - node id, endpoint, timing and keys
+   * @throws InvalidParametersError when a timing option or a key is invalid, or there is no key
+   * and `insecure` is not set
    */
   constructor(components: HeartbeatFailureDetectorComponents, init: HeartbeatFailureDetectorInit) {
     const { intervalMs, multiplier } = checkHeartbeatInit(init)
@@ -130,7 +171,27 @@ export class HeartbeatFailureDetector implements FailureDetector {
     this.intervalMs = intervalMs
     this.multiplier = multiplier
     this.announceTo = (init.announceTo ?? []).map((e) => ({ ...e }))
-    this.key = init.key
+    this.random = components.random ?? { randomInt: (max) => randomInt(max) }
+    this.guard = heartbeatGuard(init.keys ?? [])
+    this.guard.startSending(init.node, 0)
+  }
+
+  /** Whether heartbeats run without keys (`insecure: true`). */
+  get insecure(): boolean {
+    return this.guard.insecure
+  }
+
+  /**
+   * Replaces the cluster keys while running (rotation): heartbeats are sent under the first
+   * from now on and accepted under any of them.
+   *
+   * @param keys - one or two keys
+   * @throws InvalidParametersError when they are invalid, or the detector is insecure
+   */
+  setKeys(keys: ClusterKey[]): void {
+    if (this.guard.insecure)
+      throw new InvalidParametersError('keys', 'the detector was made insecure')
+    this.guard.setKeys(keys)
   }
 
   /** Health changes; completes on `stop()`. */
@@ -145,7 +206,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
 
   /** The detector's counters (a copy). */
   counters(): HeartbeatCounters {
-    return { ...this.counts }
+    return { ...this.counts, dropped: { ...this.counts.dropped } }
   }
 
   /** Opens the socket and starts sending and checking. Idempotent. */
@@ -153,8 +214,12 @@ export class HeartbeatFailureDetector implements FailureDetector {
     if (this.socket !== undefined) return
     if (this.events.isStopped) this.events = new Subject()
     this.socket = await this.network.openUdp(this.local)
-    this.incarnation = Math.max(this.incarnation + 1, Math.floor(this.clock.now()))
-    this.sequence = 0
+    this.incarnation = nextIncarnation(
+      this.clock.now(),
+      this.incarnation,
+      this.random.randomInt(1024)
+    )
+    this.guard.startSending(this.node, this.incarnation)
     this.subscription = this.socket.datagrams$.subscribe(({ data, from }) =>
       this.onDatagram(data, from)
     )
@@ -210,6 +275,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
    */
   unwatch(node: NodeId): void {
     this.watched.delete(node)
+    this.guard.forget(node)
   }
 
   /**
@@ -229,10 +295,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
 
   private sendHeartbeats(): void {
     if (this.socket === undefined) return
-    const frame = encodeHeartbeat(
-      { node: this.node, incarnation: this.incarnation, sequence: this.sequence++ },
-      this.key
-    )
+    const frame = this.guard.seal(new Uint8Array(0))
     const destinations = [
       ...this.announceTo,
       ...[...this.watched.values()].map((w) => w.target.endpoint!)
@@ -260,28 +323,36 @@ export class HeartbeatFailureDetector implements FailureDetector {
   }
 
   private onDatagram(data: Uint8Array, from: Endpoint): void {
-    const heartbeat = decodeHeartbeat(data, this.key)
-    const w = heartbeat === undefined ? undefined : this.watched.get(heartbeat.node)
-    if (heartbeat === undefined || w === undefined) {
-      // Heartbeats of nodes not watched are normal (they announce to us); only bad ones count.
-      if (heartbeat === undefined) this.counts.rejected++
-      return
-    }
+    const verdict = this.accept(data, from)
+    if (verdict === 'ignored') this.counts.ignored++
+    else if (verdict !== undefined) this.counts.dropped[verdict]++
+  }
+
+  /** Checks a datagram and, when it is a newer authenticated heartbeat, records the sign of life. */
+  private accept(data: Uint8Array, from: Endpoint): ClusterFrameDropReason | 'ignored' | undefined {
+    if (data.length > MAX_HEARTBEAT_BYTES) return 'oversized'
+    const header = parseFrameHeader(data, HEARTBEAT_MAGIC)
+    if (header === 'malformed') return header
+    const w = this.watched.get(header.sender)
+    // heartbeats of nodes not watched are normal (they announce to us); no key is spent on them
+    if (w === undefined) return 'ignored'
     const expected = w.target.endpoint!
-    if (from.address !== expected.address || from.port !== expected.port)
-      return void this.counts.rejected++
-    const newer =
-      heartbeat.incarnation > w.incarnation ||
-      (heartbeat.incarnation === w.incarnation && heartbeat.sequence > w.sequence)
-    if (!newer) return
-    w.incarnation = heartbeat.incarnation
-    w.sequence = heartbeat.sequence
+    if (from.address !== expected.address || from.port !== expected.port) return 'unknown-sender'
+    const opened = this.guard.open(data, header, (payload) =>
+      payload.length === 0 ? true : 'malformed'
+    )
+    if (opened !== true) return opened
+    // only a heartbeat newer than the last one is a sign of life: a late one proves nothing now
+    if (header.incarnation === w.incarnation && header.counter < w.sequence) return 'too-old'
+    w.incarnation = header.incarnation
+    w.sequence = header.counter
     w.lastHeard = this.clock.monotonic()
     this.counts.received++
     const was = w.health
     w.health = 'alive'
     if (was === 'suspect' || was === 'failed')
       this.events.next({ type: 'node:recovered', node: w.target.node })
+    return undefined
   }
 }
 

@@ -3,6 +3,7 @@
 // (crypto bursts of the data plane) cannot delay heartbeats or their checks.
 import { parentPort, workerData } from 'node:worker_threads'
 import { SystemClock } from '@vipsec/clock'
+import type { ClusterKey } from '@vipsec/cluster-link-udp'
 import type { WatchTarget } from '@vipsec/interface'
 import { DgramNetwork } from './dgram-network.js'
 import {
@@ -12,7 +13,10 @@ import {
 
 /** A message from the main thread. */
 type Command =
-  { op: 'watch'; target: WatchTarget } | { op: 'unwatch'; node: string } | { op: 'stop' }
+  | { op: 'watch'; target: WatchTarget }
+  | { op: 'unwatch'; node: string }
+  | { op: 'keys'; keys: ClusterKey[] }
+  | { op: 'stop' }
 
 const port = parentPort!
 const { init, watched } = workerData as {
@@ -29,8 +33,15 @@ for (const target of watched) {
 detector.events$.subscribe((event) => port.postMessage({ kind: 'event', event }))
 // Health changes that have no event (a node heard for the first time) are reported too.
 const known = new Map<string, string>()
+let lastCounters = ''
 const healthTimer = setInterval(
   () => {
+    const counters = detector.counters()
+    const text = JSON.stringify(counters)
+    if (text !== lastCounters) {
+      lastCounters = text
+      port.postMessage({ kind: 'counters', counters })
+    }
     for (const target of targets.values()) {
       const health = detector.health(target.node)
       if (known.get(target.node) !== health) {
@@ -45,6 +56,8 @@ port.on('message', (command: Command) => {
   if (command.op === 'watch') {
     targets.set(command.target.node, command.target)
     detector.watch(command.target)
+  } else if (command.op === 'keys') {
+    detector.setKeys(command.keys)
   } else if (command.op === 'unwatch') {
     targets.delete(command.node)
     known.delete(command.node)

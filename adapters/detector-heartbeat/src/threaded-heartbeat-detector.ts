@@ -12,8 +12,10 @@ import {
   type NodeId,
   type WatchTarget
 } from '@vipsec/interface'
+import type { ClusterKey } from '@vipsec/cluster-link-udp'
 import {
   checkHeartbeatInit,
+  emptyHeartbeatCounters,
   type HeartbeatCounters,
   type HeartbeatFailureDetectorInit
 } from './heartbeat-failure-detector.js'
@@ -40,6 +42,7 @@ type Report =
   | { kind: 'ready' }
   | { kind: 'event'; event: FailureDetectorEvent }
   | { kind: 'health'; node: NodeId; health: NodeHealth }
+  | { kind: 'counters'; counters: HeartbeatCounters }
   | { kind: 'stopped'; counters: HeartbeatCounters }
   | { kind: 'error'; name: string; message: string; argument?: string }
 
@@ -51,20 +54,42 @@ type Report =
  * `HeartbeatFailureDetector` it runs.
  */
 export class ThreadedHeartbeatFailureDetector implements FailureDetector {
-  private readonly init: HeartbeatFailureDetectorInit
+  private init: HeartbeatFailureDetectorInit
   private readonly watched = new Map<NodeId, WatchTarget>()
   private readonly healths = new Map<NodeId, NodeHealth>()
   private events = new Subject<FailureDetectorEvent>()
   private worker: Worker | undefined
-  private lastCounters: HeartbeatCounters = { sent: 0, received: 0, rejected: 0 }
+  private lastCounters: HeartbeatCounters = emptyHeartbeatCounters()
 
   /**
-   * @param init - the heartbeat options (node, local endpoint, timing, announceTo, key)
-   * @throws InvalidParametersError when a timing option or the key is out of range
+   * @param init - the heartbeat options (node, local endpoint, timing, announceTo, keys)
+   * @throws InvalidParametersError when a timing option or a key is invalid, or there is no key
+   * and `insecure` is not set
    */
   constructor(init: HeartbeatFailureDetectorInit) {
     checkHeartbeatInit(init)
     this.init = { ...init }
+  }
+
+  /** Whether heartbeats run without keys (`insecure: true`). */
+  get insecure(): boolean {
+    return (this.init.keys ?? []).length === 0
+  }
+
+  /**
+   * Replaces the cluster keys (rotation), in the worker too if it runs.
+   *
+   * @param keys - one or two keys
+   * @throws InvalidParametersError when they are invalid, or the detector is insecure
+   */
+  setKeys(keys: ClusterKey[]): void {
+    if (this.insecure) throw new InvalidParametersError('keys', 'the detector was made insecure')
+    checkHeartbeatInit({ ...this.init, keys })
+    this.init = {
+      ...this.init,
+      keys: keys.map((k) => ({ id: k.id, secret: new Uint8Array(k.secret) }))
+    }
+    this.worker?.postMessage({ op: 'keys', keys: this.init.keys })
   }
 
   /** Health changes, as the worker reports them; completes on `stop()`. */
@@ -77,9 +102,9 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
     return (this.init.intervalMs ?? 100) * (this.init.multiplier ?? 3)
   }
 
-  /** The worker's counters when it last stopped. */
+  /** The worker's counters, as it last reported them (within a quarter of an interval). */
   counters(): HeartbeatCounters {
-    return { ...this.lastCounters }
+    return { ...this.lastCounters, dropped: { ...this.lastCounters.dropped } }
   }
 
   /**
@@ -110,7 +135,9 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
           if (!this.events.isStopped) this.events.next(e)
         } else if (report.kind === 'health') {
           if (this.watched.has(report.node)) this.healths.set(report.node, report.health)
-        } else if (report.kind === 'stopped') this.lastCounters = report.counters
+        } else if (report.kind === 'counters' || report.kind === 'stopped') {
+          this.lastCounters = report.counters
+        }
       })
       worker.once('error', reject)
     }).catch(async (err: unknown) => {

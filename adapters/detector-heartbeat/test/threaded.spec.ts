@@ -1,6 +1,7 @@
 import { createSocket } from 'node:dgram'
 import { expect } from 'chai'
 import { failureDetectorSuite } from '@vipsec/compliance/failure-detector'
+import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { ThreadedHeartbeatFailureDetector } from '../src/index.js'
 
 /** A free UDP port on 127.0.0.1. */
@@ -18,7 +19,7 @@ describe('ThreadedHeartbeatFailureDetector', function () {
     setup: async () => {
       const [mine, theirs] = [await freePort(), await freePort()]
       // 300 ms detection; half of it (150 ms) is the margin the suite's timing checks need on a loaded machine
-      const timing = { intervalMs: 60, multiplier: 5 }
+      const timing = { intervalMs: 60, multiplier: 5, keys: [generateClusterKey()] }
       const detector = new ThreadedHeartbeatFailureDetector({
         node: 'dp-2',
         local: { address: '127.0.0.1', port: mine },
@@ -42,17 +43,64 @@ describe('ThreadedHeartbeatFailureDetector', function () {
     advance: async (_h, ms) => new Promise((resolve) => setTimeout(resolve, ms))
   })
 
+  describe('.counters and .setKeys', () => {
+    it('should report counters while running, and rotate keys in the worker without a failure', async () => {
+      const [pa, pb] = [await freePort(), await freePort()]
+      const [k1, k2] = [generateClusterKey(1), generateClusterKey(2)]
+      const make = (node: string, port: number) =>
+        new ThreadedHeartbeatFailureDetector({
+          node,
+          local: { address: '127.0.0.1', port },
+          intervalMs: 50,
+          multiplier: 6,
+          keys: [k1]
+        })
+      const a = make('a', pa)
+      const b = make('b', pb)
+      a.watch({ node: 'b', endpoint: { address: '127.0.0.1', port: pb } })
+      b.watch({ node: 'a', endpoint: { address: '127.0.0.1', port: pa } })
+      const failures: string[] = []
+      a.events$.subscribe((e) => void (e.type === 'node:failed' && failures.push(e.node)))
+      await a.start()
+      await b.start()
+      try {
+        // b's worker may start later than a's: what a says before it heard b is start-up
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+        failures.length = 0
+        expect(a.counters().received, 'counted while running').to.be.greaterThan(3)
+        a.setKeys([k1, k2])
+        b.setKeys([k2, k1])
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        a.setKeys([k2])
+        const before = a.counters().received
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        expect(a.counters().received).to.be.greaterThan(before + 3)
+        expect(a.counters().dropped['unknown-key']).to.equal(0)
+        expect(failures).to.deep.equal([])
+        expect(a.health('b')).to.equal('alive')
+        expect(() => a.setKeys([]))
+          .to.throw()
+          .with.property('name', 'InvalidParametersError')
+      } finally {
+        await a.stop()
+        await b.stop()
+      }
+    })
+  })
+
   describe('.start', () => {
     describe('when the port is taken', () => {
       it('should reject with InvalidParametersError naming local.port', async () => {
         const port = await freePort()
         const a = new ThreadedHeartbeatFailureDetector({
           node: 'a',
-          local: { address: '127.0.0.1', port }
+          local: { address: '127.0.0.1', port },
+          insecure: true
         })
         const b = new ThreadedHeartbeatFailureDetector({
           node: 'b',
-          local: { address: '127.0.0.1', port }
+          local: { address: '127.0.0.1', port },
+          insecure: true
         })
         await a.start()
         const err = await b.start().then(

@@ -16,6 +16,7 @@
  * @packageDocumentation
  */
 export { runDemo, type DemoOptions, type DemoSummary } from './demo.js'
+export { writeKeyFile, type KeygenOptions } from './keygen-command.js'
 export { main } from './main.js'
 export { JsonLogger, logNodeEvents, type LogLevel } from './log.js'
 export {
@@ -35,6 +36,7 @@ export {
   type KernelFileSection,
   type CertificateFileEntry,
   type IkeFileSection,
+  type InlineClusterKey,
   type MetricsFileSection,
   type NetworkFileSection,
   type NodeFile,

@@ -3,6 +3,7 @@ import { runDemo, type DemoOptions } from './demo.js'
 import type { LogLevel } from './log.js'
 import { startNode } from './node-command.js'
 import { formatStatus, readStatus } from './status-command.js'
+import { writeKeyFile } from './keygen-command.js'
 
 const USAGE = `usage: vipsec <command> [options]
 
@@ -23,6 +24,10 @@ commands:
             --prefix P         the cluster's key prefix (default vipsec:)
             --dvipa A          a DVIPA to show (repeat for more)
             --json             one JSON line instead of a table
+  keygen    write a new cluster key file (mode 0600) for the node files' clusterKeys
+            --out FILE         the key file (required; never overwritten without --force)
+            --id N             the key id (default random)
+            --force            replace an existing file
   help      print this
 `
 
@@ -116,6 +121,21 @@ export async function main(
         )
         if (values.json === true) print(JSON.stringify(reports))
         else for (const line of formatStatus(reports)) print(line)
+        return 0
+      }
+      case 'keygen': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { out: { type: 'string' }, id: { type: 'string' }, force: { type: 'boolean' } },
+          strict: true
+        })
+        if (values.out === undefined) throw new Error('--out FILE is required')
+        const id = number(values.id, 'id')
+        const key = await writeKeyFile(values.out, {
+          ...(id === undefined ? {} : { id }),
+          ...(values.force === true ? { force: true } : {})
+        })
+        print(`wrote cluster key ${key.id} to ${values.out}`)
         return 0
       }
       case undefined:

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import type { VipsecNode } from '@vipsec/container'
 import type { DefaultDistributionProcessor } from '@vipsec/core'
 import { TOKENS, type DvipaStatus, type TakeoverReport } from '@vipsec/interface'
+import { clusterNetworkFamilies } from './link-metrics.js'
 
 /** One sample of a metric. */
 export interface Sample {
@@ -182,6 +183,7 @@ export class NodeMetrics {
         }))
       )
     }
+    families.push(...clusterNetworkFamilies(this.node))
     return renderPrometheus(families)
   }
 }

@@ -52,6 +52,13 @@ export async function startNode(
   const node = createNode(await toNodeConfig(file, path, network))
   const logger = new JsonLogger(file.nodeId, options.level ?? 'info', options.write)
   logNodeEvents(node, logger)
+  if (file.insecure === true) {
+    logger.log('warn', {
+      type: 'node:insecure',
+      message:
+        'cluster link and heartbeats run without keys: anyone on the cluster network can forge them'
+    })
+  }
   const metrics = new NodeMetrics(node)
   await node.start()
   let server: Awaited<ReturnType<typeof serveMetrics>> | undefined

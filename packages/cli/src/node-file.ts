@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import type { NodeComponents, NodeConfig, NodeRole } from '@vipsec/container'
 import type { DvipaConfig } from '@vipsec/core'
@@ -13,6 +13,7 @@ import {
 } from '@vipsec/interface'
 import type { RedisCouplingStoreInit } from '@vipsec/store-redis'
 import { kernelDelivery } from '@vipsec/target-tun'
+import { checkClusterKeys, decodeKeyFile, type ClusterKey } from '@vipsec/cluster-link-udp'
 
 /**
  * The configuration file of `vipsec node`: JSON, everything a node needs from local
@@ -47,8 +48,6 @@ export interface NodeFile {
     multiplier?: number
     /** Where a target sends its heartbeats (the distribution processors). */
     announceTo?: Endpoint[]
-    /** Cluster key in hex (16 bytes or more) authenticating heartbeats. */
-    keyHex?: string
     /** Run heartbeats on a worker thread, off the data plane's event loop. Default true. */
     worker?: boolean
   }
@@ -58,9 +57,17 @@ export interface NodeFile {
     local: Endpoint
     /** The other nodes' link endpoints. */
     peers: Record<string, Endpoint>
-    /** Cluster key in hex (16 bytes or more) authenticating frames. */
-    keyHex?: string
+    /** Encrypt the frames' payload (the cleartext between DPs and targets). Default false. */
+    encrypt?: boolean
   }
+  /**
+   * The cluster keys that authenticate the link and the heartbeats: one, or two while rotating
+   * (the first sends). Each a key file made by `vipsec keygen` (a path relative to this file) or
+   * `{ "id": N, "secret": "<64 hex digits>" }`. Required unless `insecure` is true.
+   */
+  clusterKeys?: (string | InlineClusterKey)[]
+  /** Run the link and the heartbeats without keys (a warning is logged at start). Default false. */
+  insecure?: boolean
   /** The distribution processor (primary and backup). */
   processor?: {
     /** The DVIPAs it owns or backs up. */
@@ -111,6 +118,14 @@ export interface KernelFileSection {
   routes?: string[]
   /** The metric of their main-table routes. Default 7700. */
   metric?: number
+}
+
+/** A cluster key written into a {@link NodeFile} instead of a key file. */
+export interface InlineClusterKey {
+  /** The key id, 1 to 2^32 - 1 (frames carry it). */
+  id: number
+  /** The secret: 64 hex digits (32 bytes). */
+  secret: string
 }
 
 /** The coupling store of a {@link NodeFile}. */
@@ -192,12 +207,67 @@ function endpoint(v: unknown, field: string): Endpoint {
   return { address: v.address, port: v.port }
 }
 
-function hexKey(v: unknown, field: string): Uint8Array | undefined {
-  if (v === undefined) return undefined
-  if (typeof v !== 'string' || !/^([0-9a-fA-F]{2}){16,}$/.test(v)) {
-    throw new InvalidConfigError(field, 'expected at least 32 hex digits')
+function checkClusterKeysField(value: Record<string, unknown>): void {
+  const keys = value.clusterKeys
+  if (keys === undefined) {
+    if (value.insecure !== true) {
+      throw new InvalidConfigError(
+        'clusterKeys',
+        'a cluster key is required (make one with `vipsec keygen`), or set "insecure": true'
+      )
+    }
+    return
   }
-  return new Uint8Array(Buffer.from(v, 'hex'))
+  if (value.insecure === true) throw new InvalidConfigError('insecure', 'not with clusterKeys')
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > 2) {
+    throw new InvalidConfigError('clusterKeys', 'expected a list of one or two keys')
+  }
+  for (const [i, k] of keys.entries()) {
+    if (typeof k === 'string') continue
+    if (!isObject(k) || typeof k.id !== 'number' || typeof k.secret !== 'string') {
+      throw new InvalidConfigError(
+        `clusterKeys[${i}]`,
+        'expected a key file or { "id": number, "secret": hex }'
+      )
+    }
+  }
+}
+
+async function readClusterKeys(file: NodeFile, base: string): Promise<ClusterKey[]> {
+  const keys = await Promise.all(
+    (file.clusterKeys ?? []).map(async (k, i) => {
+      const field = `clusterKeys[${i}]`
+      try {
+        if (typeof k !== 'string') {
+          return decodeKeyFile(JSON.stringify({ type: 'vipsec-cluster-key', ...k }), field)
+        }
+        let text: string
+        let mode: number
+        try {
+          text = await readFile(resolve(base, k), 'utf8')
+          mode = (await stat(resolve(base, k))).mode
+        } catch (err) {
+          throw new InvalidConfigError(field, `cannot read ${k}: ${(err as Error).message}`)
+        }
+        if ((mode & 0o007) !== 0) {
+          throw new InvalidConfigError(
+            field,
+            `${k} is accessible to every user (mode ${(mode & 0o777).toString(8)}): chmod 600 it`
+          )
+        }
+        return decodeKeyFile(text, field)
+      } catch (err) {
+        if ((err as Error).name === 'InvalidConfigError') throw err
+        throw new InvalidConfigError(field, (err as Error).message)
+      }
+    })
+  )
+  try {
+    if (keys.length > 0) checkClusterKeys(keys, 'clusterKeys')
+  } catch (err) {
+    throw new InvalidConfigError('clusterKeys', (err as Error).message)
+  }
+  return keys
 }
 
 /**
@@ -243,7 +313,7 @@ export function checkNodeFile(value: unknown): NodeFile {
   endpoint(value.link.local, 'link.local')
   if (!isObject(value.link.peers)) throw new InvalidConfigError('link.peers', 'expected an object')
   for (const [node, e] of Object.entries(value.link.peers)) endpoint(e, `link.peers.${node}`)
-  hexKey(value.link.keyHex, 'link.keyHex')
+  checkClusterKeysField(value)
   if (value.detector !== undefined) {
     if (!isObject(value.detector)) throw new InvalidConfigError('detector', 'expected an object')
     const type = value.detector.type ?? 'heartbeat'
@@ -251,7 +321,6 @@ export function checkNodeFile(value: unknown): NodeFile {
       throw new InvalidConfigError('detector.type', "expected 'heartbeat' or 'lease'")
     }
     if (type === 'heartbeat') endpoint(value.detector.local, 'detector.local')
-    hexKey(value.detector.keyHex, 'detector.keyHex')
   }
   if (role !== 'target') {
     if (!isObject(value.processor))
@@ -367,8 +436,8 @@ export async function toNodeConfig(
   network: NetworkAdapter
 ): Promise<NodeConfig> {
   const base = dirname(resolve(path))
-  const detectorKey = hexKey(file.detector?.keyHex, 'detector.keyHex')
-  const linkKey = hexKey(file.link.keyHex, 'link.keyHex')
+  const keys = await readClusterKeys(file, base)
+  const security = keys.length > 0 ? { keys } : { insecure: true }
   const components: NodeComponents = {
     networkAdapter: { instance: network },
     clusterLink: {
@@ -376,7 +445,8 @@ export async function toNodeConfig(
       init: {
         local: file.link.local,
         peers: file.link.peers,
-        ...(linkKey === undefined ? {} : { key: linkKey })
+        ...security,
+        ...(file.link.encrypt === undefined ? {} : { encrypt: file.link.encrypt })
       }
     }
   }
@@ -396,7 +466,7 @@ export async function toNodeConfig(
         ...(file.detector.intervalMs === undefined ? {} : { intervalMs: file.detector.intervalMs }),
         ...(file.detector.multiplier === undefined ? {} : { multiplier: file.detector.multiplier }),
         ...(file.detector.announceTo === undefined ? {} : { announceTo: file.detector.announceTo }),
-        ...(detectorKey === undefined ? {} : { key: detectorKey })
+        ...security
       },
       worker: file.detector.worker ?? true
     }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
 import { SystemClock } from '@vipsec/clock'
+import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { TOKENS } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
 import {
@@ -15,6 +16,7 @@ import {
   type RunningNode
 } from '../src/index.js'
 
+const clusterKey = generateClusterKey()
 const primary: NodeFile = {
   role: 'primary',
   nodeId: 'dp-1',
@@ -33,6 +35,7 @@ const primary: NodeFile = {
       'dp-2': { address: '10.9.0.2', port: 7500 }
     }
   },
+  clusterKeys: [{ id: clusterKey.id, secret: Buffer.from(clusterKey.secret).toString('hex') }],
   metrics: { address: '127.0.0.1', port: 0 }
 }
 
@@ -81,9 +84,9 @@ describe('vipsec node', function () {
           checkNodeFile({ ...primary, link: { ...primary.link, local: { address: 'x' } } })
         )
       ).to.equal('link.local')
-      expect(
-        fieldOf(() => checkNodeFile({ ...primary, link: { ...primary.link, keyHex: 'abc' } }))
-      ).to.equal('link.keyHex')
+      expect(fieldOf(() => checkNodeFile({ ...primary, clusterKeys: [{ id: 1 }] }))).to.equal(
+        'clusterKeys[0]'
+      )
       expect(fieldOf(() => checkNodeFile({ ...primary, processor: undefined }))).to.equal(
         'processor'
       )

@@ -9,6 +9,7 @@ const target = (extra: Record<string, unknown>): unknown => ({
   nodeId: 'target-1',
   network: { type: 'linux', init: { interface: 'eth0' } },
   link: { local: { address: '10.9.1.1', port: 7400 }, peers: {} },
+  clusterKeys: [{ id: 1, secret: '11'.repeat(32) }],
   ...extra
 })
 

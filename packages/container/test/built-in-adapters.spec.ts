@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
+import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { DefaultDistributionProcessor, DefaultTargetStack, requestResponse } from '@vipsec/core'
 import { LeaseFailureDetector } from '@vipsec/detector-lease'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
@@ -12,6 +13,8 @@ const DVIPA = '10.0.0.100'
 const dps = ['dp-1', 'dp-2']
 const address = (node: string): string =>
   node.startsWith('dp') ? `10.9.0.${node.slice(3)}` : `10.9.1.${node.slice(7)}`
+// one cluster key for the link and the heartbeats of every node
+const keys = [generateClusterKey()]
 const heartbeats = Object.fromEntries(dps.map((n) => [n, { address: address(n), port: 7500 }]))
 
 function dpConfig(
@@ -32,13 +35,14 @@ function dpConfig(
       ikeServiceFactory: { type: 'ike-v2', init: {} },
       failureDetector: {
         type: 'heartbeat',
-        init: { local: { address: address(node), port: 7500 } }
+        init: { local: { address: address(node), port: 7500 }, keys }
       },
       clusterLink: {
         type: 'udp',
         init: {
           local: { address: address(node), port: 7400 },
-          peers: { 'target-1': { address: address('target-1'), port: 7400 } }
+          peers: { 'target-1': { address: address('target-1'), port: 7400 } },
+          keys
         }
       },
       distributionProcessor: {
@@ -74,7 +78,8 @@ describe('createNode with the built-in adapters', function () {
           type: 'udp',
           init: {
             local: { address: address('target-1'), port: 7400 },
-            peers: Object.fromEntries(dps.map((n) => [n, { address: address(n), port: 7400 }]))
+            peers: Object.fromEntries(dps.map((n) => [n, { address: address(n), port: 7400 }])),
+            keys
           }
         },
         targetStack: {

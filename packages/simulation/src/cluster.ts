@@ -1,6 +1,7 @@
 import { Subject, type Observable } from 'rxjs'
 import { SystemClock, VirtualClock } from '@vipsec/clock'
-import type { UdpClusterLink } from '@vipsec/cluster-link-udp'
+import { createHash } from 'node:crypto'
+import type { ClusterKey, UdpClusterLink } from '@vipsec/cluster-link-udp'
 import {
   createNode,
   type NodeComponents,
@@ -271,6 +272,8 @@ export class SimulatedCluster {
   readonly peers: SimPeer[] = []
   private readonly options: Required<SimulatedClusterOptions>
   private readonly eventsSubject = new Subject<ClusterEvent>()
+  /** The cluster key of the link and the heartbeats, from the seed. */
+  private readonly clusterKeys: ClusterKey[]
   private trafficTimer: ReturnType<Clock['setTimeout']> | undefined
   private sequence = 0
   private ikeCount = 0
@@ -279,6 +282,10 @@ export class SimulatedCluster {
 
   /** @param options - sizes, seed and timing */
   constructor(options: SimulatedClusterOptions = {}) {
+    const secret = createHash('sha256')
+      .update(`${options.seed ?? 'vipsec'}/cluster-key`)
+      .digest()
+    this.clusterKeys = [{ id: 1, secret: new Uint8Array(secret) }]
     this.options = {
       dps: options.dps ?? 3,
       targets: options.targets ?? 3,
@@ -489,7 +496,11 @@ export class SimulatedCluster {
         networkAdapter,
         clusterLink: {
           type: 'udp',
-          init: { local: { address, port: 7400 }, peers: this.dpLinkPeers(node) }
+          init: {
+            local: { address, port: 7400 },
+            peers: this.dpLinkPeers(node),
+            keys: this.clusterKeys
+          }
         },
         targetStack: {
           type: 'default',
@@ -500,6 +511,7 @@ export class SimulatedCluster {
           init: {
             local: { address, port: 7500 },
             ...this.options.heartbeat,
+            keys: this.clusterKeys,
             announceTo: this.ranks.map((_, i) => ({ address: `10.9.0.${i + 1}`, port: 7500 }))
           }
         }
@@ -578,9 +590,16 @@ export class SimulatedCluster {
               }
             : {
                 type: 'heartbeat',
-                init: { local: { address, port: 7500 }, ...this.options.heartbeat }
+                init: {
+                  local: { address, port: 7500 },
+                  ...this.options.heartbeat,
+                  keys: this.clusterKeys
+                }
               },
-        clusterLink: { type: 'udp', init: { local: { address, port: 7400 }, peers: linkPeers } },
+        clusterLink: {
+          type: 'udp',
+          init: { local: { address, port: 7400 }, peers: linkPeers, keys: this.clusterKeys }
+        },
         ...(this.options.dpsAreTargets
           ? {
               targetStack: {

@@ -1,0 +1,98 @@
+// One `vipsec node` process in a network namespace, and the JSON lines it logged: used by the
+// system tests that run a real cluster (cluster.system.spec.ts, cluster-attack.system.spec.ts).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('../../..', import.meta.url))
+
+/** One `vipsec node` process and the JSON lines it logged. */
+export class NodeProcess {
+  readonly lines: Record<string, unknown>[] = []
+  readonly proc: ChildProcess
+
+  /**
+   * @param name - the node id
+   * @param config - its node file
+   * @param ns - its network namespace
+   */
+  constructor(
+    readonly name: string,
+    config: string,
+    readonly ns: string
+  ) {
+    const bin = join(root, 'packages/cli/src/bin.ts')
+    const args = [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      '--import',
+      'tsx',
+      '--conditions=vipsec-source',
+      bin
+    ]
+    this.proc = spawn('ip', [...args, 'node', '--config', config], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
+      try {
+        this.lines.push(JSON.parse(line) as Record<string, unknown>)
+      } catch {
+        this.lines.push({ type: 'text', line })
+      }
+    })
+    createInterface({ input: this.proc.stderr! }).on('line', (line) =>
+      this.lines.push({ type: 'stderr', line })
+    )
+  }
+
+  has(type: string, where: Record<string, unknown> = {}): boolean {
+    return this.lines.some(
+      (l) => l.type === type && Object.entries(where).every(([k, v]) => l[k] === v)
+    )
+  }
+
+  /**
+   * Reads the node's `/metrics` (its node file must have `metrics`): the value of every sample
+   * of `name` whose labels include `labels`, summed.
+   */
+  metric(name: string, labels: Record<string, string> = {}): number {
+    const port = this.lines.find((l) => l.type === 'node:started')?.metricsPort
+    if (typeof port !== 'number') throw new Error(`${this.name} serves no metrics`)
+    const text = execFileSync(
+      'ip',
+      ['netns', 'exec', this.ns, 'curl', '-s', `http://127.0.0.1:${port}/metrics`],
+      { encoding: 'utf8' }
+    )
+    let sum = 0
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
+      if (m === null || m[1] !== name) continue
+      const have = Object.fromEntries(
+        [...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]])
+      )
+      if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3])
+    }
+    return sum
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
+    try {
+      process.kill(this.proc.pid, signal)
+    } catch {
+      // it exited meanwhile
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
+    const exited = new Promise((resolve) => this.proc.once('exit', resolve))
+    this.kill('SIGTERM')
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000))])
+    this.kill('SIGKILL')
+  }
+}
