@@ -501,14 +501,27 @@ describe('IkeV2Service', () => {
   })
 
   describe('when one peer opens too many half-open SAs', () => {
-    it('should drop its further IKE_SA_INIT requests and count them', async () => {
+    it('should demand a COOKIE of its further IKE_SA_INIT requests, never drop them', async () => {
       const p = makePair({ b: { halfOpenLimitPerPeer: 2, cookieThreshold: 100 } })
       await p.start()
       // A's IKE_AUTH never arrives, so every IKE SA it starts stays half-open at B
       p.net.filter = (x) => (header(x.data).exchange === ExchangeType.IKE_AUTH ? 'drop' : 'deliver')
       const attempts = [1, 2, 3].map(() => p.a.connect(p.request()).catch((e) => e))
       await p.drive(Promise.all(attempts))
-      expect(p.b.counters().dropped['half-open-limit']).to.be.greaterThan(0)
+      const c = p.b.counters()
+      expect(c.cookiesSent).to.be.greaterThan(0)
+      expect(c.dropped['half-open-limit']).to.equal(0)
+      // the third came back with its cookie and was admitted beyond the per-address limit
+      const admitted = p.net.log.filter((x) => {
+        if (x.from.address !== '10.0.0.2' || header(x.data).exchange !== ExchangeType.IKE_SA_INIT)
+          return false
+        return (
+          wire.findPayload(wire.parseMessage(x.data).payloads, wire.PayloadType.SA) !== undefined
+        )
+      })
+      expect(
+        new Set(admitted.map((x) => Buffer.from(x.data.subarray(0, 8)).toString('hex'))).size
+      ).to.equal(3)
       await p.stop()
     })
   })
