@@ -33,6 +33,16 @@ export class Lifetimes {
     private readonly host: LifetimesHost
   ) {}
 
+  /** Runs `fn` after `ms` on one of the SA's timers, which is forgotten once it fires. */
+  private later(sa: IkeSa, fn: () => void, ms: number): void {
+    const handle = this.ctx.clock.setTimeout(() => {
+      const i = sa.timers.indexOf(handle)
+      if (i >= 0) sa.timers.splice(i, 1)
+      fn()
+    }, ms)
+    sa.timers.push(handle)
+  }
+
   /** Arms the timers of an established SA (keep-alive, liveness, rekey, re-authentication). */
   arm(sa: IkeSa): void {
     const { clock, random, init } = this.ctx
@@ -40,9 +50,9 @@ export class Lifetimes {
       const tick = (): void => {
         if (sa.state === 'deleted') return
         if (this.host.isStarted()) this.host.keepalive(sa)
-        sa.timers.push(clock.setTimeout(tick, init.keepaliveIntervalMs))
+        this.later(sa, tick, init.keepaliveIntervalMs)
       }
-      sa.timers.push(clock.setTimeout(tick, init.keepaliveIntervalMs))
+      this.later(sa, tick, init.keepaliveIntervalMs)
     }
     const interval = sa.policy.liveness?.intervalMs ?? 0
     if (interval > 0) {
@@ -51,20 +61,19 @@ export class Lifetimes {
         if (clock.monotonic() - sa.lastReceived >= interval) {
           checkLiveness(this.ctx, sa).catch(() => undefined)
         }
-        sa.timers.push(clock.setTimeout(tick, interval))
+        this.later(sa, tick, interval)
       }
-      sa.timers.push(clock.setTimeout(tick, interval))
+      this.later(sa, tick, interval)
     }
     const rekey = (sa.policy.lifetime?.rekeySeconds ?? 0) * 1000
     if (rekey > 0) {
-      sa.timers.push(
-        // up to 10% early, at random, so that two peers with the same lifetime rarely collide
-        clock.setTimeout(
-          () => {
-            if (sa.state === 'established') this.host.rekeyIke(sa).catch(() => undefined)
-          },
-          rekey - random.randomInt(Math.floor(rekey / 10) + 1)
-        )
+      // up to 10% early, at random, so that two peers with the same lifetime rarely collide
+      this.later(
+        sa,
+        () => {
+          if (sa.state === 'established') this.host.rekeyIke(sa).catch(() => undefined)
+        },
+        rekey - random.randomInt(Math.floor(rekey / 10) + 1)
       )
     }
     // re-authentication (RFC 7296 section 2.8.3), by the original initiator: a new IKE SA with
@@ -72,13 +81,12 @@ export class Lifetimes {
     const reauth = (sa.policy.lifetime?.reauthSeconds ?? 0) * 1000
     if (reauth > 0 && sa.initiator) {
       sa.reauthAt ??= clock.monotonic() + reauth - random.randomInt(Math.floor(reauth / 10) + 1)
-      sa.timers.push(
-        clock.setTimeout(
-          () => {
-            if (sa.state === 'established') this.host.reauthenticate(sa).catch(() => undefined)
-          },
-          Math.max(0, sa.reauthAt - clock.monotonic())
-        )
+      this.later(
+        sa,
+        () => {
+          if (sa.state === 'established') this.host.reauthenticate(sa).catch(() => undefined)
+        },
+        Math.max(0, sa.reauthAt - clock.monotonic())
       )
     }
   }
@@ -94,12 +102,14 @@ export class Lifetimes {
         ) {
           // both peers reach the soft limit together: a random delay makes rekey collisions rare
           const jitter = this.ctx.random.randomInt(2000)
-          sa.timers.push(
-            this.ctx.clock.setTimeout(() => {
+          this.later(
+            sa,
+            () => {
               if (sa.state === 'established' && sa.children.get(child.id) === child) {
                 rekeyChildSa(this.ctx, sa, child).catch(() => undefined)
               }
-            }, jitter)
+            },
+            jitter
           )
           return
         }

@@ -89,7 +89,12 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
         nextRequestId: sa.tasks.nextRequestId,
         expectedRequestId: sa.tasks.expectedRequestId
       })),
-  rss: () => process.memoryUsage().rss,
+  // memory after a full collection (the test process runs node with --expose-gc)
+  memory: () => {
+    ;(globalThis as { gc?: () => void }).gc?.()
+    const m = process.memoryUsage()
+    return { rss: m.rss, heapUsed: m.heapUsed, external: m.external + m.arrayBuffers }
+  },
   received: () => received.splice(0),
   sendUdp: (args: {
     from: string
