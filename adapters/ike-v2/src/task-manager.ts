@@ -95,7 +95,16 @@ export interface Exchanged {
   request: Uint8Array
 }
 
+/**
+ * How an unprotected response (IKE_SA_INIT) is taken: `accept` completes the request at once;
+ * `hold` keeps it while a better one may still come — anyone on the path can forge it.
+ */
+export type Screen = (payloads: Payload[]) => 'accept' | 'hold'
+
 interface Pending {
+  readonly screen?: Screen
+  /** An unprotected response held back, and the timer that settles for it. */
+  held?: { message: IkeMessage; payloads: Payload[]; timer: TimerHandle }
   readonly messageId: number
   readonly exchange: number
   readonly packet: Uint8Array
@@ -149,8 +158,16 @@ export class TaskManager {
    * @param exchange - the exchange type
    * @param build - builds the payloads (called when the request's turn comes)
    * @param encrypted - false only for IKE_SA_INIT
+   * @param screen - for an unprotected exchange: which responses to hold back; a held response
+   *   completes the request only if no accepted one arrives within half a retransmission timeout
+   *   (RFC 7296 section 2.21.1: an unprotected error may be forged)
    */
-  request(exchange: number, build: () => Payload[], encrypted = true): Promise<Exchanged> {
+  request(
+    exchange: number,
+    build: () => Payload[],
+    encrypted = true,
+    screen?: Screen
+  ): Promise<Exchanged> {
     const run = (): Promise<Exchanged> => {
       if (this.closed !== undefined) return Promise.reject(this.closed)
       const messageId = this.nextId++
@@ -159,7 +176,16 @@ export class TaskManager {
         ? this.sa.encrypt(exchange, messageId, false, payloads)
         : this.sa.plain(exchange, messageId, false, payloads)
       return new Promise((resolve, reject) => {
-        this.pending = { messageId, exchange, packet, encrypted, resolve, reject, tries: 0 }
+        this.pending = {
+          messageId,
+          exchange,
+          packet,
+          encrypted,
+          screen,
+          resolve,
+          reject,
+          tries: 0
+        }
         this.sa.send(packet)
         this.armRetransmit()
       })
@@ -190,6 +216,7 @@ export class TaskManager {
     pending.timer = this.host.clock.setTimeout(() => {
       if (this.pending !== pending) return
       if (pending.tries >= r.tries) {
+        if (pending.held !== undefined) return // settled by the held response's timer
         this.pending = undefined
         pending.reject(
           new IkeProtocolError('TIMEOUT', `no response to message ${pending.messageId}`)
@@ -241,13 +268,34 @@ export class TaskManager {
       }
     } else {
       payloads = message.payloads
+      if (pending.screen?.(payloads) === 'hold') {
+        if (pending.held === undefined) {
+          const timer = this.host.clock.setTimeout(() => {
+            const held = pending.held
+            if (this.pending === pending && held !== undefined) this.settle(pending, held)
+          }, this.host.retransmit.timeoutMs / 2)
+          pending.held = { message, payloads, timer }
+        }
+        return false
+      }
     }
     this.sa.touch()
-    if (pending.timer !== undefined) this.host.clock.clearTimeout(pending.timer)
-    this.pending = undefined
-    if (syntax !== undefined) pending.reject(syntax)
-    else pending.resolve({ message, payloads, request: pending.packet })
+    if (syntax !== undefined) {
+      this.clear(pending)
+      pending.reject(syntax)
+    } else this.settle(pending, { message, payloads })
     return true
+  }
+
+  private clear(pending: Pending): void {
+    if (pending.timer !== undefined) this.host.clock.clearTimeout(pending.timer)
+    if (pending.held !== undefined) this.host.clock.clearTimeout(pending.held.timer)
+    this.pending = undefined
+  }
+
+  private settle(pending: Pending, r: { message: IkeMessage; payloads: Payload[] }): void {
+    this.clear(pending)
+    pending.resolve({ message: r.message, payloads: r.payloads, request: pending.packet })
   }
 
   /**
@@ -342,7 +390,7 @@ export class TaskManager {
     const pending = this.pending
     this.pending = undefined
     if (pending !== undefined) {
-      if (pending.timer !== undefined) this.host.clock.clearTimeout(pending.timer)
+      this.clear(pending)
       pending.reject(reason)
     }
   }

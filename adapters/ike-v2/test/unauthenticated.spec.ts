@@ -274,6 +274,43 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('when a forged error answers our IKE_SA_INIT before the real response (RFC 7296 2.21.1)', () => {
+    it('should hold the unprotected error and take the real response that follows', async () => {
+      const p = makePair()
+      await p.start()
+      let real: Uint8Array | undefined
+      p.net.filter = (x) => {
+        if (real === undefined && x.from.address === '10.0.0.2' && x.data[18] === 34) {
+          real = x.data
+          return 'drop'
+        }
+        return 'deliver'
+      }
+      const connecting = p.a.connect(p.request())
+      await p.settle()
+      expect(real).to.not.equal(undefined)
+      const spiI = real!.subarray(0, 8)
+      const forged = wire.encodeMessage(
+        {
+          spiI,
+          spiR: new Uint8Array(8),
+          version: 0x20,
+          exchange: ExchangeType.IKE_SA_INIT,
+          flags: HeaderFlag.RESPONSE,
+          messageId: 0
+        },
+        [wire.notify(NotifyType.NO_PROPOSAL_CHOSEN)]
+      )
+      inject(p, 'a', forged, false)
+      await p.settle()
+      await p.clock.advance(100)
+      inject(p, 'a', real!, false)
+      const r = await p.drive(connecting)
+      expect(r.phase2).to.have.length(1)
+      await p.stop()
+    })
+  })
+
   describe('when an INFORMATIONAL protected by a half-open SA precedes IKE_AUTH', () => {
     it('should drop it without an answer and let IKE_AUTH complete', async () => {
       const p = makePair()

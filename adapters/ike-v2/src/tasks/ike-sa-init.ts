@@ -117,7 +117,15 @@ export async function initiateIkeSaInit(
         ...natNotifies(sa.spiI, new Uint8Array(8), sa.local, sa.remote, fake),
         ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
       ],
-      false
+      false,
+      // an error notify in the response is unprotected and may be forged by anyone on the path:
+      // the real answer, if it comes soon, wins (RFC 7296 section 2.21.1)
+      (p) =>
+        findPayload(p, PayloadType.SA) === undefined &&
+        findNotify(p, NotifyType.COOKIE) === undefined &&
+        findNotify(p, NotifyType.INVALID_KE_PAYLOAD) === undefined
+          ? 'hold'
+          : 'accept'
     )
     const c = findNotify(payloads, NotifyType.COOKIE)
     if (c !== undefined) {
