@@ -14,8 +14,10 @@ import type { ChildSa, IkeSa } from './ike-sa.js'
  * - `initiated`: our CREATE_CHILD_SA with REKEY_SA for it is in flight.
  * - `collided`: while ours was in flight the peer rekeyed it too and made `theirs`; when ours
  *   completes, the nonces decide which of the two new SAs is redundant.
- * - `deleted-by-peer`: while ours was in flight the peer deleted it (rekey against delete);
- *   the SA our rekey makes is deleted as well, the peer wanted none.
+ * - `deleted-by-peer`: while ours was in flight the peer deleted it (rekey against delete).
+ *   If our rekey then succeeds, the peer had answered it before deleting the old SA and the
+ *   new one replaces it; if the peer answers CHILD_SA_NOT_FOUND, it deleted the SA before our
+ *   request arrived and no replacement is made.
  * - `replaced`: a rekey completed and `by` took its place; `mine` says whether our exchange
  *   made `by` (a late request of the peer to rekey it then collides with `by`).
  */

@@ -526,6 +526,78 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('.rekeyChildSa when the peer deletes the Child SA meanwhile (rekey against delete)', () => {
+    it('should end with no Child SA on either side and nothing left in the ESP engines', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      // A's rekey request is held until B's Delete of the same Child SA has reached A
+      let held: Uint8Array | undefined
+      p.net.filter = (x) => {
+        const h = header(x.data)
+        if (held === undefined && x.from.address === '10.0.0.1' && h.exchange === 36) {
+          held = x.data
+          return 'drop'
+        }
+        return 'deliver'
+      }
+      const rekey = p.a.rekeyChildSa(r.phase2[0].id).catch((e) => e)
+      await p.settle()
+      expect(held).to.not.equal(undefined)
+      await p.drive(p.b.deleteChildSa(p.b.list()[0].phase2[0].id))
+      p.net.filter = () => 'deliver'
+      p.net.send(held!, { address: '10.0.0.1', port: 500 }, { address: '10.0.0.2', port: 500 })
+      const err = await p.drive(rekey)
+      expect(err.kind).to.equal('CHILD_SA_NOT_FOUND')
+      await p.clock.advance(30_000)
+      await p.settle()
+      expect(p.a.list()[0].phase2).to.deep.equal([])
+      expect(p.b.list()[0].phase2).to.deep.equal([])
+      expect(p.aEngine.listSas()).to.deep.equal([])
+      expect(p.bEngine.listSas()).to.deep.equal([])
+      await p.stop()
+    })
+  })
+
+  describe('.rekeyChildSa when the peer answers and then deletes the old Child SA before its answer arrives', () => {
+    it('should keep the new Child SA on both sides', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      let held: Uint8Array | undefined
+      p.net.filter = (x) => {
+        const h = header(x.data)
+        if (held === undefined && x.from.address === '10.0.0.2' && h.exchange === 36) {
+          held = x.data
+          return 'drop'
+        }
+        return 'deliver'
+      }
+      const rekey = p.a.rekeyChildSa(r.phase2[0].id)
+      await p.settle()
+      expect(held).to.not.equal(undefined)
+      // B made the new Child SA when it answered; now it deletes the old one
+      const oldAtB = p.b.list()[0].phase2.find((c) => c.outboundSpi === r.phase2[0].inboundSpi)!
+      expect(p.b.list()[0].phase2).to.have.length(2)
+      await p.drive(p.b.deleteChildSa(oldAtB.id))
+      p.net.filter = () => 'deliver'
+      p.net.send(held!, { address: '10.0.0.2', port: 500 }, { address: '10.0.0.1', port: 500 })
+      const next = await p.drive(rekey)
+      await p.clock.advance(30_000)
+      await p.settle()
+      const a = p.a.list()[0].phase2
+      const b = p.b.list()[0].phase2
+      expect(a.map((c) => c.id)).to.deep.equal([next.id])
+      expect(b).to.have.length(1)
+      expect(a[0].inboundSpi).to.equal(b[0].outboundSpi)
+      expect(p.aEngine.listSas()).to.have.length(2)
+      expect(p.bEngine.listSas()).to.have.length(2)
+      await p.stop()
+    })
+  })
+
   describe('.rekeyChildSa when both sides rekey at once and one request is lost', () => {
     it('should still end with exactly one Child SA, the same on both sides', async () => {
       for (const dropFrom of ['10.0.0.1', '10.0.0.2']) {

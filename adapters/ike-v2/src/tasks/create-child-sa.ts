@@ -151,10 +151,11 @@ export async function rekeyChildSa(ctx: IkeContext, sa: IkeSa, old: ChildSa): Pr
   const collision = old.rekey as ChildRekey
   switch (collision.state) {
     case 'deleted-by-peer':
-      // rekey against delete: the peer wants the Child SA gone, the new one goes too
-      child.silent = true
-      await deleteChildSa(ctx, sa, child).catch(() => undefined)
-      throw new IkeProtocolError('CHILD_SA_NOT_FOUND', 'the peer deleted the Child SA meanwhile')
+      // rekey against delete: the peer answered our rekey and deleted the old Child SA before
+      // its answer reached us; the new one replaces it (as strongSwan's child_rekey does)
+      old.rekey = { state: 'replaced', by: child, mine: true }
+      ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
+      return child
     case 'collided':
       if (sa.children.has(collision.theirs.id)) {
         // simultaneous rekeys: the redundant SA is the one whose exchange had the lowest nonce
