@@ -5,32 +5,41 @@
  *
  * @module
  */
-import type { Clock, Endpoint } from '@vipsec/interface'
-import { sha256 } from './crypto.js'
+import type { Clock, Endpoint, RandomSource } from '@vipsec/interface'
+import { bytesEqual, sha256 } from './crypto.js'
 import { u16Bytes } from './message.js'
 import { ipToBytes } from './selectors.js'
 import type { IkeSa } from './ike-sa.js'
+
+/**
+ * How long a cookie secret is used before a new one replaces it, in ms; a cookie made with the
+ * previous secret is still accepted, so a cookie is good for 5 to 10 minutes.
+ */
+export const COOKIE_SECRET_LIFETIME_MS = 300_000
 
 /** The responder's IKE_SA_INIT state. */
 export class HalfOpenTable {
   private readonly byKey = new Map<string, IkeSa>()
   private readonly keys = new Map<IkeSa, string>()
   private readonly perAddress = new Map<string, number>()
-  private readonly secret: Uint8Array
+  private secrets: [Uint8Array, Uint8Array]
+  private version = 0
+  private rotatedAt: number
   private tokens: number
   private refilledAt: number
 
   /**
-   * @param clock - for the notify budget
-   * @param secret - 32 random bytes cookies are made with
+   * @param clock - for the notify budget and the secret's lifetime
+   * @param random - for the cookie secrets (32 bytes each)
    * @param notifiesPerSecond - the budget of unprotected error notifies (also the burst)
    */
   constructor(
     private readonly clock: Clock,
-    secret: Uint8Array,
+    private readonly random: RandomSource,
     private readonly notifiesPerSecond: number
   ) {
-    this.secret = secret
+    this.secrets = [random.randomBytes(32), random.randomBytes(32)]
+    this.rotatedAt = clock.monotonic()
     this.tokens = notifiesPerSecond
     this.refilledAt = clock.monotonic()
   }
@@ -71,9 +80,40 @@ export class HalfOpenTable {
     return true
   }
 
-  /** The cookie for a request: a keyed hash of its Ni, source and SPIi (RFC 7296 section 2.6). */
+  /**
+   * The cookie for a request (RFC 7296 section 2.6): the secret's version (1 byte) and a keyed
+   * hash of the request's Ni, source and SPIi under that secret.
+   */
   cookieFor(ni: Uint8Array, from: Endpoint, spiI: Uint8Array): Uint8Array {
-    return sha256(this.secret, ni, ipToBytes(from.address), u16Bytes(from.port), spiI)
+    this.rotate()
+    return this.make(this.version, ni, from, spiI)
+  }
+
+  /** Whether `cookie` was made by {@link cookieFor} for this request with a live secret. */
+  validCookie(cookie: Uint8Array, ni: Uint8Array, from: Endpoint, spiI: Uint8Array): boolean {
+    this.rotate()
+    const v = cookie[0]
+    if (cookie.length !== 33 || (v !== this.version && v !== ((this.version + 255) & 0xff))) {
+      return false
+    }
+    return bytesEqual(cookie, this.make(v, ni, from, spiI))
+  }
+
+  private make(version: number, ni: Uint8Array, from: Endpoint, spiI: Uint8Array): Uint8Array {
+    const secret = this.secrets[version === this.version ? 0 : 1]
+    const hash = sha256(secret, ni, ipToBytes(from.address), u16Bytes(from.port), spiI)
+    const out = new Uint8Array(33)
+    out[0] = version
+    out.set(hash, 1)
+    return out
+  }
+
+  private rotate(): void {
+    const now = this.clock.monotonic()
+    if (now - this.rotatedAt < COOKIE_SECRET_LIFETIME_MS) return
+    this.rotatedAt = now
+    this.secrets = [this.random.randomBytes(32), this.secrets[0]]
+    this.version = (this.version + 1) & 0xff
   }
 
   /** Takes one unprotected error notify from the budget; false when it is spent. */

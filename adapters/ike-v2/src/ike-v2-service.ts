@@ -129,7 +129,7 @@ export class IkeV2Service implements IkeService {
     this.table = new SaTable(this.clock, this.random)
     this.halfOpen = new HalfOpenTable(
       this.clock,
-      this.random.randomBytes(32),
+      this.random,
       this.init.unprotectedNotifiesPerSecond
     )
     this.lifetimes = new Lifetimes(this, {

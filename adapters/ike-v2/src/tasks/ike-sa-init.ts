@@ -255,12 +255,15 @@ export function respondIkeSaInit(
   const underLoad = state.size >= ctx.init.cookieThreshold
   const busyAddress = state.countFor(from.address) >= ctx.init.halfOpenLimitPerPeer
   if (underLoad || busyAddress) {
-    const want = state.cookieFor(nonce.data, from, h.spiI)
     const got =
       payloads[0]?.type === PayloadType.NOTIFY ? (payloads[0] as NotifyPayload) : undefined
-    if (got?.notifyType !== NotifyType.COOKIE || !bytesEqual(got.data, want)) {
+    if (
+      got?.notifyType !== NotifyType.COOKIE ||
+      !state.validCookie(got.data, nonce.data, from, h.spiI)
+    ) {
       ctx.stats.cookiesSent++
-      ctx.sendTo(plain([notify(NotifyType.COOKIE, want)]), from, natT)
+      const cookie = state.cookieFor(nonce.data, from, h.spiI)
+      ctx.sendTo(plain([notify(NotifyType.COOKIE, cookie)]), from, natT)
       return
     }
   }
