@@ -528,6 +528,21 @@ export interface OpenedSk {
   body: Uint8Array | undefined
 }
 
+/** What {@link openSk} found: the opened payload, or why there is none. */
+export type OpenSkResult =
+  | {
+      /** The ICV verified. */
+      ok: true
+      /** The decrypted payload. */
+      sk: OpenedSk
+    }
+  | {
+      /** Nothing in the message can be trusted. */
+      ok: false
+      /** Why. */
+      reason: SkFailure
+    }
+
 /**
  * Checks the integrity of a message's SK payload and decrypts it, without parsing the inner
  * payloads: a result means the message was made by the holder of the keys.
@@ -535,10 +550,7 @@ export interface OpenedSk {
  * @param message - a parsed message whose last payload should be SK
  * @param keys - the keys of the sender's direction
  */
-export function openSk(
-  message: IkeMessage,
-  keys: SkKeys
-): { ok: true; sk: OpenedSk } | { ok: false; reason: SkFailure } {
+export function openSk(message: IkeMessage, keys: SkKeys): OpenSkResult {
   const sk = message.payloads.at(-1) as SkPayload | undefined
   if (sk === undefined || sk.type !== PayloadType.SK) return { ok: false, reason: 'unprotected' }
   const gcm = keys.encryption.algorithm === 'aes-gcm-16'
