@@ -303,6 +303,8 @@ export class IkeV2Service implements IkeService {
     if (data.length < 28 || data[18] !== ExchangeType.IKE_SA_INIT) return
     if ((data[19] & HeaderFlag.RESPONSE) !== 0 || (data[19] & HeaderFlag.INITIATOR) === 0) return
     if (data[20] !== 0 || data[21] !== 0 || data[22] !== 0 || data[23] !== 0) return
+    // an initial request has no SPIr yet: with one, it is aimed at a live SA and gets nothing
+    if (data.subarray(8, 16).some((b) => b !== 0)) return
     let payload
     if (err.kind === 'INVALID_MAJOR_VERSION') payload = notify(NotifyType.INVALID_MAJOR_VERSION)
     else if (err.kind === 'UNSUPPORTED_CRITICAL_PAYLOAD' && err.payloadType !== undefined) {

@@ -238,6 +238,80 @@ describe('IkeV2Service', () => {
     })
   })
 
+  describe('when a stateful fuzzer that knows the SPIs and both message IDs attacks', () => {
+    it('should answer none of 5,000 forgeries, keep both windows, and keep the tunnel', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const spis = spisOf(r.phase1)
+      const a = liveSa(p, 'a')
+      const b = liveSa(p, 'b')
+      const before = { a: p.a.counters(), b: p.b.counters() }
+      const windows = (): number[] => [
+        a.tasks.nextRequestId,
+        a.tasks.expectedRequestId,
+        b.tasks.nextRequestId,
+        b.tasks.expectedRequestId
+      ]
+      const start = windows()
+      let x = 0x2545f491
+      const next = (): number => {
+        x ^= x << 13
+        x ^= x >>> 17
+        x ^= x << 5
+        return x >>> 0
+      }
+      const since = p.net.log.length
+      const N = 5000
+      for (let i = 0; i < N; i++) {
+        const to: Side = next() % 2 === 0 ? 'a' : 'b'
+        const sa = to === 'a' ? a : b
+        // a request to B carries the I flag (A initiated the SA); B's requests to A do not
+        const asRequest = next() % 3 !== 0
+        const flags =
+          (to === 'b' ? I : 0) |
+          (asRequest ? 0 : HeaderFlag.RESPONSE) |
+          (next() % 9 === 0 ? 0x08 : 0)
+        const base = asRequest ? sa.tasks.expectedRequestId : sa.tasks.nextRequestId
+        const mid = [base, base, base - 1, base + 1, next()][next() % 5] >>> 0
+        const exchange = [34, 35, 36, 37, next() & 0xff][next() % 5]
+        const kind = next() % 5
+        const body =
+          kind === 0
+            ? undefined
+            : kind === 1
+              ? payload(0, junk(next() % 80))
+              : kind === 2
+                ? payload(0, Uint8Array.of(1, 0, 0, 0))
+                : payload(0, junk(8), true)
+        const nextPayload = [0, PayloadType.SK, PayloadType.DELETE, 200 + (next() % 50)][
+          body === undefined ? 0 : kind - 1 < 3 ? kind : 3
+        ]
+        inject(
+          p,
+          to,
+          forge(spis, { exchange, flags, messageId: mid, nextPayload, body }),
+          i % 2 === 0
+        )
+        if (i % 250 === 0) await p.settle()
+      }
+      await p.settle()
+      const answers = p.net.log.slice(since)
+      expect(answers, 'datagrams sent in reply').to.deep.equal([])
+      expect(windows()).to.deep.equal(start)
+      const total = (c: IkeCounters): number => dropped(c)
+      expect(
+        total(p.a.counters()) - total(before.a) + total(p.b.counters()) - total(before.b)
+      ).to.equal(N)
+      const next2 = await p.drive(p.a.rekeyChildSa(r.phase2[0].id))
+      await p.drive(p.b.checkLiveness(p.b.list()[0].phase1.id))
+      expect(p.a.list()[0].phase2.map((c) => c.id)).to.deep.equal([next2.id])
+      expect(p.b.list()[0].phase2).to.have.length(1)
+      await p.stop()
+    })
+  })
+
   describe('when a response to our outstanding request cannot be authenticated', () => {
     it('should drop it and still complete the exchange with the real response', async () => {
       const p = makePair()
