@@ -101,10 +101,30 @@ export interface IkeV2ServiceInit {
   trustAnchors?: TrustAnchor[]
   /** Retransmission timing. */
   retransmit?: RetransmitOptions
-  /** Most half-open (IKE_SA_INIT answered, no IKE_AUTH yet) SAs per peer address. Default 10. */
+  /**
+   * Half-open (IKE_SA_INIT answered, no IKE_AUTH yet) SAs of one source address beyond which
+   * that address must return a COOKIE (RFC 7296 section 2.6). Never a reason to drop: a request
+   * with a valid cookie proves its address, so spoofing a peer's address cannot lock it out.
+   * Default 10.
+   */
   halfOpenLimitPerPeer?: number
-  /** Half-open SAs in total beyond which a COOKIE is demanded (RFC 7296 2.6). Default 50. */
+  /**
+   * Half-open SAs in total beyond which every IKE_SA_INIT must return a COOKIE before any key
+   * exchange is computed or state is kept. Default 50.
+   */
   cookieThreshold?: number
+  /**
+   * Most half-open SAs in total: requests beyond it are dropped (counted as `half-open-limit`)
+   * even with a valid cookie. Bounds the responder's memory. Default 2000.
+   */
+  halfOpenLimit?: number
+  /**
+   * Unprotected error notifies (INVALID_SYNTAX, NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD,
+   * INVALID_MAJOR_VERSION, UNSUPPORTED_CRITICAL_PAYLOAD in IKE_SA_INIT responses) sent per
+   * second at most; the rest are counted in `notifiesSuppressed`. COOKIE is not limited.
+   * Default 100.
+   */
+  unprotectedNotifiesPerSecond?: number
   /** How long a half-open SA is kept, in ms. Default 30000. */
   halfOpenTimeoutMs?: number
   /** NAT keep-alive interval (RFC 3948) when this side is behind a NAT, in ms. Default 20000. */
@@ -126,6 +146,8 @@ export interface ResolvedInit {
   retransmit: Required<RetransmitOptions>
   halfOpenLimitPerPeer: number
   cookieThreshold: number
+  halfOpenLimit: number
+  unprotectedNotifiesPerSecond: number
   halfOpenTimeoutMs: number
   keepaliveIntervalMs: number
   installFilters: boolean
@@ -147,6 +169,8 @@ export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
     },
     halfOpenLimitPerPeer: init.halfOpenLimitPerPeer ?? 10,
     cookieThreshold: init.cookieThreshold ?? 50,
+    halfOpenLimit: init.halfOpenLimit ?? 2000,
+    unprotectedNotifiesPerSecond: init.unprotectedNotifiesPerSecond ?? 100,
     halfOpenTimeoutMs: init.halfOpenTimeoutMs ?? 30000,
     keepaliveIntervalMs: init.keepaliveIntervalMs ?? 20000,
     installFilters: init.installFilters ?? true,

@@ -514,24 +514,50 @@ export function encryptMessage(
 }
 
 /**
- * Verifies and decrypts the SK payload of a parsed message and parses the payloads inside.
- *
- * @param message - the parsed message whose last payload is SK
- * @param keys - the sender's SK keys
- * @throws IkeProtocolError INVALID_SYNTAX when the ICV does not verify or the inside is malformed
+ * Why the SK payload of a message could not be opened: `unprotected` when it is absent or too
+ * short to carry an IV and an ICV, `icv-failure` when its integrity check fails. Either way
+ * nothing in the message can be trusted (RFC 7296 section 2.21).
  */
-export function decryptMessage(message: IkeMessage, keys: SkKeys): Payload[] {
+export type SkFailure = 'unprotected' | 'icv-failure'
+
+/** The opened SK payload: the first inner payload's type and the decrypted, unpadded body. */
+export interface OpenedSk {
+  /** The type of the first inner payload. */
+  innerType: number
+  /** The inner payloads, encoded; `undefined` when the padding was wrong (authenticated). */
+  body: Uint8Array | undefined
+}
+
+/** What {@link openSk} found: the opened payload, or why there is none. */
+export type OpenSkResult =
+  | {
+      /** The ICV verified. */
+      ok: true
+      /** The decrypted payload. */
+      sk: OpenedSk
+    }
+  | {
+      /** Nothing in the message can be trusted. */
+      ok: false
+      /** Why. */
+      reason: SkFailure
+    }
+
+/**
+ * Checks the integrity of a message's SK payload and decrypts it, without parsing the inner
+ * payloads: a result means the message was made by the holder of the keys.
+ *
+ * @param message - a parsed message whose last payload should be SK
+ * @param keys - the keys of the sender's direction
+ */
+export function openSk(message: IkeMessage, keys: SkKeys): OpenSkResult {
   const sk = message.payloads.at(-1) as SkPayload | undefined
-  if (sk === undefined || sk.type !== PayloadType.SK) {
-    throw new IkeProtocolError('INVALID_SYNTAX', 'no SK payload')
-  }
+  if (sk === undefined || sk.type !== PayloadType.SK) return { ok: false, reason: 'unprotected' }
   const gcm = keys.encryption.algorithm === 'aes-gcm-16'
   const ivLength = gcm ? 8 : 16
   const icv = icvLength(keys)
   const body = sk.body
-  if (body.length < ivLength + icv + (gcm ? 1 : 16)) {
-    throw new IkeProtocolError('INVALID_SYNTAX', 'SK payload too short')
-  }
+  if (body.length < ivLength + icv + (gcm ? 1 : 16)) return { ok: false, reason: 'unprotected' }
   const iv = body.subarray(0, ivLength)
   const ct = body.subarray(ivLength, body.length - icv)
   const tag = body.subarray(body.length - icv)
@@ -551,23 +577,47 @@ export function decryptMessage(message: IkeMessage, keys: SkKeys): Payload[] {
       d.setAAD(message.raw.subarray(0, sk.offset + 4))
       d.setAuthTag(tag)
       plain = concat(d.update(ct), d.final())
-    } catch (err) {
-      throw new IkeProtocolError('INVALID_SYNTAX', 'ICV check failed', { cause: err })
+    } catch {
+      return { ok: false, reason: 'icv-failure' }
     }
   } else {
-    if (ct.length % 16 !== 0) throw new IkeProtocolError('INVALID_SYNTAX', 'CBC length')
+    if (ct.length % 16 !== 0) return { ok: false, reason: 'icv-failure' }
     const mac = createHmac(hmacHash(keys.integrity), keys.integrityKey)
       .update(message.raw.subarray(0, message.raw.length - icv))
       .digest()
       .subarray(0, icv)
-    if (!timingSafeEqual(mac, tag)) throw new IkeProtocolError('INVALID_SYNTAX', 'ICV check failed')
+    if (!timingSafeEqual(mac, tag)) return { ok: false, reason: 'icv-failure' }
     const d = createDecipheriv(cipherName(keys.encryption), keys.encryptionKey, iv)
     d.setAutoPadding(false)
     plain = concat(d.update(ct), d.final())
   }
   const padLength = plain[plain.length - 1]
-  if (padLength + 1 > plain.length) throw new IkeProtocolError('INVALID_SYNTAX', 'bad padding')
-  return parsePayloads(sk.innerType, plain.subarray(0, plain.length - 1 - padLength))
+  return {
+    ok: true,
+    sk: {
+      innerType: sk.innerType,
+      body:
+        padLength + 1 > plain.length ? undefined : plain.subarray(0, plain.length - 1 - padLength)
+    }
+  }
+}
+
+/**
+ * Verifies and decrypts a message's SK payload and parses the inner payloads.
+ *
+ * @throws IkeProtocolError INVALID_SYNTAX when there is no SK payload, the ICV does not match or
+ *   the inner payloads do not parse (UNSUPPORTED_CRITICAL_PAYLOAD for an unknown critical one)
+ */
+export function decryptMessage(message: IkeMessage, keys: SkKeys): Payload[] {
+  const opened = openSk(message, keys)
+  if (!opened.ok) {
+    throw new IkeProtocolError(
+      'INVALID_SYNTAX',
+      opened.reason === 'unprotected' ? 'no SK payload' : 'ICV check failed'
+    )
+  }
+  if (opened.sk.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'bad padding')
+  return parsePayloads(opened.sk.innerType, opened.sk.body)
 }
 
 const KEY_PAD = new TextEncoder().encode('Key Pad for IKEv2')

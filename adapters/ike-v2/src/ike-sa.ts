@@ -1,13 +1,10 @@
 /**
- * One IKE SA: its state, keys, Child SAs and the task manager that runs its exchanges — one
- * request of ours outstanding at a time (message-ID window 1), retransmitted with exponential
- * backoff from the injected clock, and the last response kept to be replayed when the peer
- * retransmits its request.
+ * One IKE SA: its state, keys and Child SAs, and its {@link TaskManager}, which owns the
+ * message-ID window of both roles (our requests and the peer's).
  *
  * @module
  */
 import {
-  IkeProtocolError,
   type ChildLifetime,
   type Endpoint,
   type Identity,
@@ -18,21 +15,11 @@ import {
   type TimerHandle,
   type TrafficSelector
 } from '@vipsec/interface'
+import { IDLE, type ChildRekey, type IkeRekey } from './collision.js'
 import { HeaderFlag } from './constants.js'
-import {
-  decryptMessage,
-  encryptMessage,
-  type ChildKeys,
-  type IkeKeys,
-  type SkKeys
-} from './crypto.js'
-import {
-  encodeMessage,
-  type IkeHeader,
-  type IkeMessage,
-  type Payload,
-  type WireTrafficSelector
-} from './message.js'
+import { encryptMessage, type ChildKeys, type IkeKeys, type SkKeys } from './crypto.js'
+import { encodeMessage, type IkeHeader, type Payload, type WireTrafficSelector } from './message.js'
+import { TaskManager } from './task-manager.js'
 import type { ChosenChild, ChosenIke } from './proposals.js'
 import type { IkeContext } from './context.js'
 import type { ChildRequest } from './tasks/child.js'
@@ -68,14 +55,8 @@ export interface ChildSa {
   establishedAt: number
   /** The ids of the ESP engine filters installed for it. */
   filters: string[]
-  /** Set while a rekey of this Child SA is under way or done. */
-  rekeyed?: boolean
-  /** The Child SA the peer made when its rekey of this one collided with ours. */
-  peerRekey?: ChildSa
-  /** Set while our CREATE_CHILD_SA rekeying this Child SA is in flight. */
-  rekeyInFlight?: boolean
-  /** The Child SA our own rekey of this one made. */
-  replacedBy?: ChildSa
+  /** Where a rekey of this Child SA stands (collisions included). */
+  rekey: ChildRekey
   /** A redundant Child SA of a rekey collision: never announced, so its deletion is not either. */
   silent?: boolean
   /** The selectors in text form, computed once for the records. */
@@ -84,17 +65,6 @@ export interface ChildSa {
 
 /** Where an IKE SA stands. */
 export type IkeSaState = 'init' | 'auth' | 'established' | 'rekeyed' | 'deleting' | 'deleted'
-
-/** A pending request of ours. */
-interface Pending {
-  messageId: number
-  packet: Uint8Array
-  resolve: (m: { message: IkeMessage; payloads: Payload[] }) => void
-  reject: (err: Error) => void
-  timer?: TimerHandle
-  tries: number
-  encrypted: boolean
-}
 
 /** The options of an IKE SA's peer and policy, fixed when it is created. */
 export interface IkeSaParams {
@@ -160,24 +130,13 @@ export class IkeSa {
   reauthAt?: number
   /** Monotonic ms of the last message received from the peer. */
   lastReceived = 0
-  /** The next message id we use for a request. */
-  nextRequestId = 0
-  /** The message id we expect in the peer's next request. */
-  expectedRequestId = 0
-  /** The last response we sent, for replay. */
-  lastResponse?: { messageId: number; packets: Uint8Array }
-  /** The request of ours awaiting its response. */
-  private pending?: Pending
-  private queue: Promise<unknown> = Promise.resolve()
+  /** The message-ID window of both roles: our requests and the peer's. */
+  readonly tasks: TaskManager
   private ivCounter = 0n
   /** Timers owned by this SA (keep-alive, liveness, half-open expiry). */
   readonly timers: TimerHandle[] = []
-  /** Set when a CREATE_CHILD_SA rekeyed this IKE SA: the SA that replaced it. */
-  successor?: IkeSa
-  /** Set while our own rekey of this IKE SA is in flight (for collisions, RFC 7296 2.8.2). */
-  rekeying?: boolean
-  /** The SA the peer's rekey of this one made while ours was in flight, with its nonces. */
-  peerSuccessor?: { sa: IkeSa; nonces: Uint8Array[] }
+  /** Where a rekey of this IKE SA stands (collisions included, RFC 7296 section 2.8.2). */
+  rekey: IkeRekey = IDLE
 
   /**
    * @param ctx - the service context
@@ -195,6 +154,16 @@ export class IkeSa {
     this.policy = params.policy
     this.localIdentity = params.localIdentity
     this.remoteIdentity = params.remoteIdentity
+    this.tasks = new TaskManager(ctx, {
+      hasKeys: () => this.keys !== undefined && this.chosen !== undefined,
+      inKeys: () => this.inKeys(),
+      encrypt: (e, m, r, p) => this.encrypt(e, m, r, p),
+      plain: (e, m, r, p) => this.plain(e, m, r, p),
+      send: (packet) => ctx.send(this, packet),
+      touch: () => {
+        this.lastReceived = ctx.clock.monotonic()
+      }
+    })
   }
 
   /** Our SPI. */
@@ -278,105 +247,10 @@ export class IkeSa {
     return encodeMessage(this.header(exchange, messageId, response), payloads)
   }
 
-  /**
-   * Sends a request and resolves with the response's (decrypted) payloads. Requests are queued:
-   * one is outstanding at a time. The request is retransmitted with backoff; after the last try
-   * it rejects with `IkeProtocolError` TIMEOUT.
-   *
-   * @param exchange - the exchange type
-   * @param build - builds the payloads (called when the request's turn comes)
-   * @param encrypted - false only for IKE_SA_INIT
-   */
-  request(
-    exchange: number,
-    build: () => Payload[],
-    encrypted = true
-  ): Promise<{ message: IkeMessage; payloads: Payload[] }> {
-    const run = (): Promise<{ message: IkeMessage; payloads: Payload[] }> => {
-      if (this.state === 'deleted') {
-        return Promise.reject(new IkeProtocolError('TEMPORARY_FAILURE', 'IKE SA was deleted'))
-      }
-      const messageId = this.nextRequestId++
-      const payloads = build()
-      const packet = encrypted
-        ? this.encrypt(exchange, messageId, false, payloads)
-        : this.plain(exchange, messageId, false, payloads)
-      if (exchange === 34 && messageId === 0) this.ourInit = packet
-      return new Promise((resolve, reject) => {
-        this.pending = { messageId, packet, resolve, reject, tries: 0, encrypted }
-        this.ctx.send(this, packet)
-        this.armRetransmit()
-      })
-    }
-    const p = this.queue.then(run, run)
-    this.queue = p.catch(() => undefined)
-    return p
-  }
-
-  private armRetransmit(): void {
-    const pending = this.pending
-    if (pending === undefined) return
-    const r = this.ctx.retransmit
-    const delay = r.timeoutMs * Math.pow(r.backoff, pending.tries)
-    pending.timer = this.ctx.clock.setTimeout(() => {
-      if (this.pending !== pending) return
-      if (pending.tries >= r.tries) {
-        this.pending = undefined
-        pending.reject(
-          new IkeProtocolError('TIMEOUT', `no response to message ${pending.messageId}`)
-        )
-        return
-      }
-      pending.tries++
-      this.ctx.stats.retransmitted++
-      this.ctx.send(this, pending.packet)
-      this.armRetransmit()
-    }, delay)
-  }
-
-  /** Resets the message ids for a retried IKE_SA_INIT (COOKIE, INVALID_KE_PAYLOAD). */
-  resetForInitRetry(): void {
-    this.nextRequestId = 0
-  }
-
-  /**
-   * Handles a response of the peer: resolves the pending request when the message id matches.
-   *
-   * @returns false when it was not expected (dropped)
-   */
-  handleResponse(message: IkeMessage): boolean {
-    const pending = this.pending
-    if (pending === undefined || pending.messageId !== message.header.messageId) {
-      this.ctx.drop('invalid-message-id')
-      return false
-    }
-    let payloads: Payload[]
-    if (pending.encrypted) {
-      try {
-        payloads = decryptMessage(message, this.inKeys())
-      } catch {
-        this.ctx.drop('icv-failure')
-        return false
-      }
-    } else {
-      payloads = message.payloads
-    }
-    this.lastReceived = this.ctx.clock.monotonic()
-    if (pending.timer !== undefined) this.ctx.clock.clearTimeout(pending.timer)
-    this.pending = undefined
-    pending.resolve({ message, payloads })
-    return true
-  }
-
   /** Fails the outstanding request and cancels every timer. */
   close(reason: Error): void {
     this.state = 'deleted'
-    const pending = this.pending
-    this.pending = undefined
-    if (pending !== undefined) {
-      if (pending.timer !== undefined) this.ctx.clock.clearTimeout(pending.timer)
-      pending.reject(reason)
-    }
+    this.tasks.close(reason)
     for (const t of this.timers) this.ctx.clock.clearTimeout(t)
     this.timers.length = 0
   }

@@ -2,7 +2,6 @@ import { Subject, type Observable, type Subscription } from 'rxjs'
 import {
   AbortError,
   IkeProtocolError,
-  NotFoundError,
   NotStartedError,
   throwIfAborted,
   type AbortOptions,
@@ -13,7 +12,6 @@ import {
   type IkeConnectRequest,
   type IkeCounters,
   type IkeDropReason,
-  type IkeErrorKind,
   type IkeEvent,
   type IkeSaRecords,
   type IkeService,
@@ -22,8 +20,7 @@ import {
   type Phase1Record,
   type Phase2Record,
   type RandomSource,
-  type RenegotiationOutcome,
-  type TimerHandle
+  type RenegotiationOutcome
 } from '@vipsec/interface'
 import {
   resolveInit,
@@ -32,32 +29,24 @@ import {
   type ResolvedInit
 } from './config.js'
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
-import { bytesEqual, decryptMessage } from './crypto.js'
-import { childRecord, IkeSa, type ChildSa } from './ike-sa.js'
-import { validateConnectRequest, validateInit } from './validate.js'
-import {
-  concat,
-  encodeMessage,
-  notify,
-  parseMessage,
-  type IkeMessage,
-  type Payload
-} from './message.js'
+import { bytesEqual, sha256 } from './crypto.js'
+import { HalfOpenTable } from './half-open.js'
+import { childRecord, IkeSa } from './ike-sa.js'
+import { Lifetimes } from './lifetimes.js'
+import { concat, encodeMessage, notify, parseMessage, type IkeMessage } from './message.js'
+import { renegotiate, renegotiateOne, toKind } from './renegotiate.js'
+import { SaTable } from './sa-table.js'
 import { sameIdentity, toWireSelector } from './selectors.js'
+import type { TaskAnswer, VerifiedRequest } from './task-manager.js'
+import { validateConnectRequest, validateInit } from './validate.js'
 import { childRequest, removeChild, type ChildRequest } from './tasks/child.js'
 import {
-  createChildSa,
   rekeyChildSa as rekeyChildTask,
   rekeyIkeSa as rekeyIkeTask,
   respondCreateChildSa
 } from './tasks/create-child-sa.js'
 import { initiateIkeAuth, respondIkeAuth } from './tasks/ike-auth.js'
-import {
-  initiateIkeSaInit,
-  respondIkeSaInit,
-  settleHalfOpen,
-  type ResponderInitState
-} from './tasks/ike-sa-init.js'
+import { initiateIkeSaInit, respondIkeSaInit } from './tasks/ike-sa-init.js'
 import {
   checkLiveness as livenessTask,
   deleteChildSa as deleteChildTask,
@@ -72,22 +61,17 @@ function emptyCounters(): IkeCounters {
     retransmitted: 0,
     responsesReplayed: 0,
     cookiesSent: 0,
+    notifiesSuppressed: 0,
     dropped: {
       malformed: 0,
       'unknown-sa': 0,
       'invalid-message-id': 0,
       'icv-failure': 0,
+      unprotected: 0,
       'half-open-limit': 0,
       unexpected: 0
     }
   }
-}
-
-function toKind(err: unknown): { kind: IkeErrorKind; message: string } {
-  if (err instanceof IkeProtocolError || (err as Error)?.name === 'IkeProtocolError') {
-    return { kind: (err as IkeProtocolError).kind, message: (err as Error).message }
-  }
-  return { kind: 'TEMPORARY_FAILURE', message: (err as Error)?.message ?? String(err) }
 }
 
 /**
@@ -121,14 +105,9 @@ export class IkeV2Service implements IkeService {
   private readonly components: IkeV2ServiceComponents
   private events = new Subject<IkeEvent>()
   private esp = new Subject<Datagram>()
-  private readonly table = new Map<string, IkeSa>()
-  /** Deleted SAs' last responses, replayed when the peer retransmits the request (RFC 7296 2.1). */
-  private readonly tombstones = new Map<
-    string,
-    { spiI: Uint8Array; messageId: number; packet: Uint8Array; natT: boolean; timer: TimerHandle }
-  >()
-  private readonly espSpis = new Set<number>()
-  private readonly initState: ResponderInitState
+  private readonly table: SaTable
+  private readonly halfOpen: HalfOpenTable
+  private readonly lifetimes: Lifetimes
   private subscriptions: Subscription[] = []
   private started = false
 
@@ -147,7 +126,18 @@ export class IkeV2Service implements IkeService {
     this.localAddress = components.udp500.local.address
     this.events$ = this.events.asObservable()
     this.espDatagrams$ = this.esp.asObservable()
-    this.initState = { halfOpen: new Map(), cookieSecret: this.random.randomBytes(32) }
+    this.table = new SaTable(this.clock, this.random)
+    this.halfOpen = new HalfOpenTable(
+      this.clock,
+      this.random,
+      this.init.unprotectedNotifiesPerSecond
+    )
+    this.lifetimes = new Lifetimes(this, {
+      isStarted: () => this.started,
+      keepalive: (sa) => this.components.udp4500.send(Uint8Array.of(0xff), sa.remote),
+      rekeyIke: (sa) => this.rekeyIke(sa),
+      reauthenticate: (sa) => this.reauthenticate(sa)
+    })
   }
 
   /** Subscribes to the UDP endpoints and the ESP engine's expiry events. */
@@ -163,9 +153,10 @@ export class IkeV2Service implements IkeService {
       this.components.udp500.datagrams$.subscribe((d) => this.onDatagram(d, false)),
       this.components.udp4500.datagrams$.subscribe((d) => this.onDatagram(d, true)),
       this.engine.events$.subscribe((e) => {
-        if (e.type === 'sa:soft-expired' && e.direction === 'outbound') this.onSoftExpired(e.spi)
+        if (e.type === 'sa:soft-expired' && e.direction === 'outbound')
+          this.lifetimes.softExpired(e.spi)
         if (e.type === 'sa:removed' && e.reason !== 'deleted')
-          this.onHardExpired(e.spi, e.direction)
+          this.lifetimes.hardExpired(e.spi, e.direction)
       })
     )
     this.started = true
@@ -175,9 +166,8 @@ export class IkeV2Service implements IkeService {
   async stop(): Promise<void> {
     if (!this.started) return
     this.started = false
-    for (const sa of [...this.table.values()]) this.destroy(sa, 'local')
-    for (const t of this.tombstones.values()) this.clock.clearTimeout(t.timer)
-    this.tombstones.clear()
+    for (const sa of this.table.all()) this.destroy(sa, 'local')
+    this.table.clearTombstones()
     for (const s of this.subscriptions) s.unsubscribe()
     this.subscriptions = []
     this.events.complete()
@@ -214,42 +204,37 @@ export class IkeV2Service implements IkeService {
 
   /** @internal */
   register(sa: IkeSa): void {
-    this.table.set(sa.key, sa)
+    this.table.register(sa)
   }
 
   /** @internal */
   unregister(sa: IkeSa): void {
-    if (this.table.get(sa.key) === sa) this.table.delete(sa.key)
+    this.table.unregister(sa)
   }
 
   /** @internal */
   sas(): IkeSa[] {
-    return [...this.table.values()]
+    return this.table.all()
   }
 
   /** @internal */
   newIkeSpi(): Uint8Array {
-    for (;;) {
-      const spi = this.random.randomBytes(8)
-      if (spi.every((b) => b === 0)) continue
-      if (!this.table.has(Buffer.from(spi).toString('hex'))) return spi
-    }
+    return this.table.newIkeSpi()
   }
 
   /** @internal */
   newEspSpi(): number {
-    for (;;) {
-      const spi = 256 + this.random.randomInt(0xffffffff - 256)
-      if (!this.espSpis.has(spi)) {
-        this.espSpis.add(spi)
-        return spi
-      }
-    }
+    return this.table.newEspSpi()
   }
 
   /** @internal */
   releaseEspSpi(spi: number): void {
-    this.espSpis.delete(spi)
+    this.table.releaseEspSpi(spi)
+  }
+
+  /** @internal */
+  armTimers(sa: IkeSa): void {
+    this.lifetimes.arm(sa)
   }
 
   /** @internal */
@@ -259,24 +244,14 @@ export class IkeV2Service implements IkeService {
   ): void {
     if (sa.state === 'deleted') return
     const announced = sa.state === 'established' || sa.state === 'deleting'
-    settleHalfOpen(this.initState, sa)
+    this.halfOpen.settle(sa)
     this.unregister(sa)
-    if (sa.lastResponse !== undefined && sa.keys !== undefined) {
-      const key = sa.key
-      // kept as long as the peer may still retransmit
-      const r = this.retransmit
-      let span = 0
-      for (let i = 0; i <= r.tries; i++) span += r.timeoutMs * Math.pow(r.backoff, i)
-      const previous = this.tombstones.get(key)
-      if (previous !== undefined) this.clock.clearTimeout(previous.timer)
-      this.tombstones.set(key, {
-        spiI: sa.spiI,
-        messageId: sa.lastResponse.messageId,
-        packet: sa.lastResponse.packets,
-        natT: sa.natT,
-        timer: this.clock.setTimeout(() => this.tombstones.delete(key), span)
-      })
-    }
+    // kept as long as the peer may still retransmit; only when a request protected by the SA's
+    // keys was answered (a half-open SA that expires leaves nothing)
+    const r = this.retransmit
+    let span = 0
+    for (let i = 0; i <= r.tries; i++) span += r.timeoutMs * Math.pow(r.backoff, i)
+    this.table.bury(sa, (sa.tasks.lastResponse?.messageId ?? 0) > 0, span)
     for (const child of [...sa.children.values()]) removeChild(this, sa, child, 'parent-deleted')
     sa.close(new IkeProtocolError('TEMPORARY_FAILURE', `IKE SA deleted (${reason})`))
     if (announced) this.emit({ type: 'ike:deleted', ikeSaId: sa.record().ikeSaId, reason })
@@ -328,6 +303,8 @@ export class IkeV2Service implements IkeService {
     if (data.length < 28 || data[18] !== ExchangeType.IKE_SA_INIT) return
     if ((data[19] & HeaderFlag.RESPONSE) !== 0 || (data[19] & HeaderFlag.INITIATOR) === 0) return
     if (data[20] !== 0 || data[21] !== 0 || data[22] !== 0 || data[23] !== 0) return
+    // an initial request has no SPIr yet: with one, it is aimed at a live SA and gets nothing
+    if (data.subarray(8, 16).some((b) => b !== 0)) return
     let payload
     if (err.kind === 'INVALID_MAJOR_VERSION') payload = notify(NotifyType.INVALID_MAJOR_VERSION)
     else if (err.kind === 'UNSUPPORTED_CRITICAL_PAYLOAD' && err.payloadType !== undefined) {
@@ -344,15 +321,21 @@ export class IkeV2Service implements IkeService {
       },
       [payload]
     )
-    this.sendTo(response, from, natT)
+    if (this.halfOpen.takeNotify()) this.sendTo(response, from, natT)
+    else this.stats.notifiesSuppressed++
   }
 
+  /**
+   * Demultiplexes a parsed message: an IKE_SA_INIT request goes to the responder's half-open
+   * table; anything else to the task manager of the SA named by our SPI, after the checks on
+   * the header that need no keys (SPIs, the initiator flag against the SA's role).
+   */
   private dispatch(message: IkeMessage, from: Endpoint, natT: boolean): void {
     const h = message.header
     const isResponse = (h.flags & HeaderFlag.RESPONSE) !== 0
     if (h.exchange === ExchangeType.IKE_SA_INIT && !isResponse) {
       const local = natT ? this.components.udp4500.local : this.components.udp500.local
-      respondIkeSaInit(this, this.initState, message, from, local, natT)
+      respondIkeSaInit(this, this.halfOpen, message, from, local, natT)
       return
     }
     const fromInitiator = (h.flags & HeaderFlag.INITIATOR) !== 0
@@ -360,15 +343,16 @@ export class IkeV2Service implements IkeService {
     const key = Buffer.from(ourSpi).toString('hex')
     const sa = this.table.get(key)
     if (sa === undefined || sa.initiator === fromInitiator) {
-      const t = this.tombstones.get(key)
+      const t = this.table.tombstone(key)
       if (
         t !== undefined &&
         !isResponse &&
-        h.messageId === t.messageId &&
-        bytesEqual(t.spiI, h.spiI)
+        h.messageId === t.response.messageId &&
+        bytesEqual(t.spiI, h.spiI) &&
+        bytesEqual(sha256(message.raw), t.response.requestHash)
       ) {
         this.stats.responsesReplayed++
-        this.sendTo(t.packet, from, t.natT)
+        this.sendTo(t.response.packet, from, t.natT)
         return
       }
       this.drop('unknown-sa')
@@ -383,55 +367,53 @@ export class IkeV2Service implements IkeService {
       return
     }
     if (isResponse) {
-      sa.handleResponse(message)
+      sa.tasks.processResponse(message)
       return
     }
-    this.handleRequest(sa, message, from, natT)
+    sa.tasks.processRequest(message, (request) => this.respond(sa, request, from, natT))
   }
 
-  private handleRequest(sa: IkeSa, message: IkeMessage, from: Endpoint, natT: boolean): void {
-    const h = message.header
-    if (sa.keys === undefined || sa.state === 'init') {
-      this.drop('unexpected')
-      return
-    }
-    const mid = h.messageId
+  /**
+   * The responder tasks, called by the task manager with a request whose integrity it verified.
+   * `undefined` refuses a request the SA's state does not allow (only IKE_AUTH before the SA is
+   * established, and only as responder): nothing is sent and the window stays.
+   */
+  private respond(
+    sa: IkeSa,
+    request: VerifiedRequest,
+    from: Endpoint,
+    natT: boolean
+  ): TaskAnswer | undefined {
+    const halfOpen = sa.state === 'init' || sa.state === 'auth'
+    if (halfOpen && (sa.initiator || request.exchange !== ExchangeType.IKE_AUTH)) return undefined
+    if (!halfOpen && request.exchange === ExchangeType.IKE_AUTH) return undefined
     if (
-      sa.lastResponse !== undefined &&
-      mid === sa.lastResponse.messageId &&
-      mid === sa.expectedRequestId - 1
+      request.exchange !== ExchangeType.IKE_AUTH &&
+      request.exchange !== ExchangeType.CREATE_CHILD_SA &&
+      request.exchange !== ExchangeType.INFORMATIONAL
     ) {
-      this.stats.responsesReplayed++
-      this.send(sa, sa.lastResponse.packets)
-      return
+      return undefined
     }
-    if (mid !== sa.expectedRequestId) {
-      this.drop('invalid-message-id')
-      return
-    }
-    let payloads: Payload[]
-    try {
-      payloads = decryptMessage(message, sa.inKeys())
-    } catch (err) {
-      const icv = /ICV|too short|CBC length|padding/.test((err as Error).message)
-      this.drop(icv ? 'icv-failure' : 'malformed')
-      if (!icv) this.answer(sa, h.exchange, mid, { payloads: [notify(NotifyType.INVALID_SYNTAX)] })
-      return
-    }
-    sa.lastReceived = this.clock.monotonic()
+    // authenticated: the peer may have moved (NAT-T, RFC 7296 section 2.23)
     if (natT && !sa.natT) {
       sa.natT = true
       sa.local = { address: sa.local.address, port: 4500 }
     }
     sa.remote = { ...from }
-    let answer: { payloads: Payload[]; after?: () => void }
-    switch (h.exchange) {
+    if (request.kind === 'syntax-error') {
+      const e = request.error
+      const payload =
+        e.kind === 'UNSUPPORTED_CRITICAL_PAYLOAD' && e.payloadType !== undefined
+          ? notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Uint8Array.of(e.payloadType))
+          : notify(NotifyType.INVALID_SYNTAX)
+      this.drop('malformed')
+      // a half-open SA whose IKE_AUTH is malformed is given up
+      return { payloads: [payload], after: halfOpen ? () => this.destroy(sa, 'local') : undefined }
+    }
+    const payloads = request.payloads
+    switch (request.exchange) {
       case ExchangeType.IKE_AUTH:
-        if (sa.initiator || sa.state !== 'auth' || mid !== 1) {
-          this.drop('unexpected')
-          return
-        }
-        answer = respondIkeAuth(
+        return respondIkeAuth(
           this,
           sa,
           payloads,
@@ -441,39 +423,16 @@ export class IkeV2Service implements IkeService {
             this.destroy(s, 'local')
           }
         )
-        break
       case ExchangeType.CREATE_CHILD_SA:
-        if (sa.state !== 'established') {
-          answer = { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] }
-          break
-        }
-        answer = respondCreateChildSa(this, sa, payloads, sa.childConfigs)
-        break
-      case ExchangeType.INFORMATIONAL:
-        answer = respondInformational(this, sa, payloads)
-        break
+        if (sa.state !== 'established') return { payloads: [notify(NotifyType.TEMPORARY_FAILURE)] }
+        return respondCreateChildSa(this, sa, payloads, sa.childConfigs)
       default:
-        this.drop('unexpected')
-        return
+        return respondInformational(this, sa, payloads)
     }
-    this.answer(sa, h.exchange, mid, answer)
-  }
-
-  private answer(
-    sa: IkeSa,
-    exchange: number,
-    mid: number,
-    answer: { payloads: Payload[]; after?: () => void }
-  ): void {
-    const packet = sa.encrypt(exchange, mid, true, answer.payloads)
-    sa.lastResponse = { messageId: mid, packets: packet }
-    sa.expectedRequestId = mid + 1
-    this.send(sa, packet)
-    answer.after?.()
   }
 
   private onEstablished(sa: IkeSa, initialContact: boolean): void {
-    settleHalfOpen(this.initState, sa)
+    this.halfOpen.settle(sa)
     sa.state = 'established'
     sa.establishedAt = this.clock.now()
     if (!sa.initiator) {
@@ -500,56 +459,6 @@ export class IkeV2Service implements IkeService {
     this.armTimers(sa)
   }
 
-  /** @internal */
-  armTimers(sa: IkeSa): void {
-    if (sa.nat.localBehindNat && this.init.keepaliveIntervalMs > 0) {
-      const tick = (): void => {
-        if (sa.state === 'deleted') return
-        if (this.started) this.components.udp4500.send(Uint8Array.of(0xff), sa.remote)
-        sa.timers.push(this.clock.setTimeout(tick, this.init.keepaliveIntervalMs))
-      }
-      sa.timers.push(this.clock.setTimeout(tick, this.init.keepaliveIntervalMs))
-    }
-    const interval = sa.policy.liveness?.intervalMs ?? 0
-    if (interval > 0) {
-      const tick = (): void => {
-        if (sa.state !== 'established') return
-        if (this.clock.monotonic() - sa.lastReceived >= interval) {
-          livenessTask(this, sa).catch(() => undefined)
-        }
-        sa.timers.push(this.clock.setTimeout(tick, interval))
-      }
-      sa.timers.push(this.clock.setTimeout(tick, interval))
-    }
-    const rekey = (sa.policy.lifetime?.rekeySeconds ?? 0) * 1000
-    if (rekey > 0) {
-      sa.timers.push(
-        // up to 10% early, at random, so that two peers with the same lifetime rarely collide
-        this.clock.setTimeout(
-          () => {
-            if (sa.state === 'established') this.rekeyIke(sa).catch(() => undefined)
-          },
-          rekey - this.random.randomInt(Math.floor(rekey / 10) + 1)
-        )
-      )
-    }
-    // re-authentication (RFC 7296 section 2.8.3), by the original initiator: a new IKE SA with
-    // new Child SAs, then the old one is deleted; the deadline survives IKE SA rekeys
-    const reauth = (sa.policy.lifetime?.reauthSeconds ?? 0) * 1000
-    if (reauth > 0 && sa.initiator) {
-      sa.reauthAt ??=
-        this.clock.monotonic() + reauth - this.random.randomInt(Math.floor(reauth / 10) + 1)
-      sa.timers.push(
-        this.clock.setTimeout(
-          () => {
-            if (sa.state === 'established') this.reauthenticate(sa).catch(() => undefined)
-          },
-          Math.max(0, sa.reauthAt - this.clock.monotonic())
-        )
-      )
-    }
-  }
-
   private async reauthenticate(sa: IkeSa): Promise<void> {
     const previous: IkeSaRecords = {
       phase1: sa.record(),
@@ -557,40 +466,9 @@ export class IkeV2Service implements IkeService {
         .filter((c) => c.silent !== true)
         .map((c) => childRecord(sa, c))
     }
-    const outcome = await this.renegotiateOne(previous, {}, false)
+    const outcome = await renegotiateOne(this.renegotiation(), previous, {}, false)
     if (outcome.status === 'renegotiated' && sa.state === 'established') {
       await deleteIkeTask(this, sa).catch(() => undefined)
-    }
-  }
-
-  private onSoftExpired(spi: number): void {
-    for (const sa of this.table.values()) {
-      for (const child of sa.children.values()) {
-        if (child.outboundSpi === spi && child.rekeyed !== true && sa.state === 'established') {
-          // both peers reach the soft limit together: a random delay makes rekey collisions rare
-          const jitter = this.random.randomInt(2000)
-          sa.timers.push(
-            this.clock.setTimeout(() => {
-              if (sa.state === 'established' && sa.children.get(child.id) === child) {
-                rekeyChildTask(this, sa, child).catch(() => undefined)
-              }
-            }, jitter)
-          )
-          return
-        }
-      }
-    }
-  }
-
-  private onHardExpired(spi: number, direction: 'inbound' | 'outbound'): void {
-    for (const sa of this.table.values()) {
-      for (const child of sa.children.values()) {
-        const mine = direction === 'inbound' ? child.inboundSpi : child.outboundSpi
-        if (mine === spi) {
-          deleteChildTask(this, sa, child, 'expired').catch(() => undefined)
-          return
-        }
-      }
     }
   }
 
@@ -695,103 +573,23 @@ export class IkeV2Service implements IkeService {
   ): Promise<RenegotiationOutcome[]> {
     throwIfAborted(options.signal)
     this.requireStarted()
-    // INITIAL_CONTACT makes the peer drop every other IKE SA of the same identities, so only the
-    // first IKE SA of each (identities, peer) group carries it, and the rest of the group waits
-    // for it; groups run in parallel
-    const groups = new Map<string, Promise<unknown>>()
-    return Promise.all(
-      records.map((r) => {
-        const p1 = r.phase1
-        const key = JSON.stringify([p1.localIdentity, p1.remoteIdentity, p1.peer.address])
-        const before = groups.get(key)
-        const run =
-          before === undefined
-            ? this.renegotiateOne(r, options, true)
-            : before.then(() => this.renegotiateOne(r, options, false))
-        groups.set(key, run)
-        return run
-      })
-    )
+    return renegotiate(this.renegotiation(), records, options)
   }
 
-  private async renegotiateOne(
-    previous: IkeSaRecords,
-    options: AbortOptions,
-    initialContact: boolean
-  ): Promise<RenegotiationOutcome> {
-    const p1 = previous.phase1
-    const [first, ...rest] = previous.phase2
-    if (first === undefined) {
-      return {
-        status: 'failed',
-        previous,
-        reason: 'INVALID_SELECTORS',
-        message: 'no phase 2 record to renegotiate'
-      }
-    }
-    try {
-      const peer = p1.nat.remoteBehindNat ? { ...p1.peer } : { address: p1.peer.address, port: 500 }
-      const current = await this.connect(
-        {
-          local: { address: p1.local.address, port: 500 },
-          peer,
-          localIdentity: p1.localIdentity,
-          remoteIdentity: p1.remoteIdentity,
-          phase1: p1.policy,
-          child: {
-            policy: first.policy,
-            mode: first.mode,
-            local: first.selectors.local,
-            remote: first.selectors.remote
-          },
-          initialContact,
-          forceEncapsulation: p1.nat.encapsulated || first.encapsulation === 'udp'
-        },
-        options
-      )
-      const sa = this.findIke(current.phase1.id)
-      const failedChildren: NonNullable<
-        Extract<RenegotiationOutcome, { status: 'renegotiated' }>['failedChildren']
-      > = []
-      for (const p2 of rest) {
-        try {
-          throwIfAborted(options.signal)
-          const child = await createChildSa(this, sa, {
-            policy: p2.policy,
-            mode: p2.mode,
-            local: p2.selectors.local.map(toWireSelector),
-            remote: p2.selectors.remote.map(toWireSelector)
-          })
-          current.phase2.push(childRecord(sa, child))
-        } catch (err) {
-          const { kind, message } = toKind(err)
-          failedChildren.push({ previous: p2, reason: kind, message })
-        }
-      }
-      return {
-        status: 'renegotiated',
-        previous,
-        current: { ...current, phase1: sa.record() },
-        failedChildren
-      }
-    } catch (err) {
-      const { kind, message } = toKind(err)
-      return { status: 'failed', previous, reason: kind, message }
+  private renegotiation(): Parameters<typeof renegotiate>[0] {
+    return {
+      ctx: this,
+      connect: (request, options) => this.connect(request, options),
+      findIke: (id) => this.findIke(id)
     }
   }
 
   private findIke(phase1Id: string): IkeSa {
-    for (const sa of this.table.values())
-      if (sa.id === phase1Id && sa.state === 'established') return sa
-    throw new NotFoundError(`no IKE SA ${phase1Id}`)
+    return this.table.findIke(phase1Id)
   }
 
-  private findChild(phase2Id: string): { sa: IkeSa; child: ChildSa } {
-    for (const sa of this.table.values()) {
-      const child = sa.children.get(phase2Id)
-      if (child !== undefined && sa.state === 'established') return { sa, child }
-    }
-    throw new NotFoundError(`no Child SA ${phase2Id}`)
+  private findChild(phase2Id: string): ReturnType<SaTable['findChild']> {
+    return this.table.findChild(phase2Id)
   }
 
   /**
@@ -880,7 +678,8 @@ export class IkeV2Service implements IkeService {
 
   /** The records of every established IKE SA and its Child SAs. */
   list(): IkeSaRecords[] {
-    return [...this.table.values()]
+    return this.table
+      .all()
       .filter((sa) => sa.state === 'established')
       .map((sa) => ({
         phase1: sa.record(),

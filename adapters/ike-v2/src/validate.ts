@@ -99,4 +99,13 @@ export function validateInit(init: IkeV2ServiceInit): void {
   if (r?.tries !== undefined && !(Number.isInteger(r.tries) && r.tries >= 0)) {
     fail('retransmit.tries', 'must be an integer >= 0')
   }
+  for (const k of [
+    'halfOpenLimitPerPeer',
+    'cookieThreshold',
+    'halfOpenLimit',
+    'unprotectedNotifiesPerSecond'
+  ] as const) {
+    const v = init[k]
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(k, 'must be an integer >= 0')
+  }
 }

@@ -501,14 +501,99 @@ describe('IkeV2Service', () => {
   })
 
   describe('when one peer opens too many half-open SAs', () => {
-    it('should drop its further IKE_SA_INIT requests and count them', async () => {
+    it('should demand a COOKIE of its further IKE_SA_INIT requests, never drop them', async () => {
       const p = makePair({ b: { halfOpenLimitPerPeer: 2, cookieThreshold: 100 } })
       await p.start()
       // A's IKE_AUTH never arrives, so every IKE SA it starts stays half-open at B
       p.net.filter = (x) => (header(x.data).exchange === ExchangeType.IKE_AUTH ? 'drop' : 'deliver')
       const attempts = [1, 2, 3].map(() => p.a.connect(p.request()).catch((e) => e))
       await p.drive(Promise.all(attempts))
-      expect(p.b.counters().dropped['half-open-limit']).to.be.greaterThan(0)
+      const c = p.b.counters()
+      expect(c.cookiesSent).to.be.greaterThan(0)
+      expect(c.dropped['half-open-limit']).to.equal(0)
+      // the third came back with its cookie and was admitted beyond the per-address limit
+      const admitted = p.net.log.filter((x) => {
+        if (x.from.address !== '10.0.0.2' || header(x.data).exchange !== ExchangeType.IKE_SA_INIT)
+          return false
+        return (
+          wire.findPayload(wire.parseMessage(x.data).payloads, wire.PayloadType.SA) !== undefined
+        )
+      })
+      expect(
+        new Set(admitted.map((x) => Buffer.from(x.data.subarray(0, 8)).toString('hex'))).size
+      ).to.equal(3)
+      await p.stop()
+    })
+  })
+
+  describe('.rekeyChildSa when the peer deletes the Child SA meanwhile (rekey against delete)', () => {
+    it('should end with no Child SA on either side and nothing left in the ESP engines', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      // A's rekey request is held until B's Delete of the same Child SA has reached A
+      let held: Uint8Array | undefined
+      p.net.filter = (x) => {
+        const h = header(x.data)
+        if (held === undefined && x.from.address === '10.0.0.1' && h.exchange === 36) {
+          held = x.data
+          return 'drop'
+        }
+        return 'deliver'
+      }
+      const rekey = p.a.rekeyChildSa(r.phase2[0].id).catch((e) => e)
+      await p.settle()
+      expect(held).to.not.equal(undefined)
+      await p.drive(p.b.deleteChildSa(p.b.list()[0].phase2[0].id))
+      p.net.filter = () => 'deliver'
+      p.net.send(held!, { address: '10.0.0.1', port: 500 }, { address: '10.0.0.2', port: 500 })
+      const err = await p.drive(rekey)
+      expect(err.kind).to.equal('CHILD_SA_NOT_FOUND')
+      await p.clock.advance(30_000)
+      await p.settle()
+      expect(p.a.list()[0].phase2).to.deep.equal([])
+      expect(p.b.list()[0].phase2).to.deep.equal([])
+      expect(p.aEngine.listSas()).to.deep.equal([])
+      expect(p.bEngine.listSas()).to.deep.equal([])
+      await p.stop()
+    })
+  })
+
+  describe('.rekeyChildSa when the peer answers and then deletes the old Child SA before its answer arrives', () => {
+    it('should keep the new Child SA on both sides', async () => {
+      const p = makePair()
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      let held: Uint8Array | undefined
+      p.net.filter = (x) => {
+        const h = header(x.data)
+        if (held === undefined && x.from.address === '10.0.0.2' && h.exchange === 36) {
+          held = x.data
+          return 'drop'
+        }
+        return 'deliver'
+      }
+      const rekey = p.a.rekeyChildSa(r.phase2[0].id)
+      await p.settle()
+      expect(held).to.not.equal(undefined)
+      // B made the new Child SA when it answered; now it deletes the old one
+      const oldAtB = p.b.list()[0].phase2.find((c) => c.outboundSpi === r.phase2[0].inboundSpi)!
+      expect(p.b.list()[0].phase2).to.have.length(2)
+      await p.drive(p.b.deleteChildSa(oldAtB.id))
+      p.net.filter = () => 'deliver'
+      p.net.send(held!, { address: '10.0.0.2', port: 500 }, { address: '10.0.0.1', port: 500 })
+      const next = await p.drive(rekey)
+      await p.clock.advance(30_000)
+      await p.settle()
+      const a = p.a.list()[0].phase2
+      const b = p.b.list()[0].phase2
+      expect(a.map((c) => c.id)).to.deep.equal([next.id])
+      expect(b).to.have.length(1)
+      expect(a[0].inboundSpi).to.equal(b[0].outboundSpi)
+      expect(p.aEngine.listSas()).to.have.length(2)
+      expect(p.bEngine.listSas()).to.have.length(2)
       await p.stop()
     })
   })

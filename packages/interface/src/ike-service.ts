@@ -139,12 +139,17 @@ export type IkeEvent =
       message: string
     }
 
-/** Why an IKE service dropped an incoming datagram; each reason has a counter. */
+/**
+ * Why an IKE service dropped an incoming datagram; each reason has a counter. `unprotected`: a
+ * message of an IKE SA with keys that carries no SK payload, or one too short to hold an IV and
+ * an ICV — it cannot be authenticated (RFC 7296 section 2.21) and is never answered.
+ */
 export type IkeDropReason =
   | 'malformed'
   | 'unknown-sa'
   | 'invalid-message-id'
   | 'icv-failure'
+  | 'unprotected'
   | 'half-open-limit'
   | 'unexpected'
 
@@ -160,6 +165,8 @@ export interface IkeCounters {
   responsesReplayed: number
   /** COOKIE notifies sent (RFC 7296 section 2.6). */
   cookiesSent: number
+  /** Unprotected error notifies not sent because their rate limit was reached. */
+  notifiesSuppressed: number
   /** Datagrams dropped, by reason. */
   dropped: Record<IkeDropReason, number>
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { IDLE } from '../collision.js'
 import {
   IkeProtocolError,
   type FilterSelector,
@@ -159,6 +160,7 @@ export function acceptChild(
     keys,
     initiator: true,
     nonces: [ni, nr],
+    rekey: IDLE,
     establishedAt: ctx.clock.now(),
     filters: []
   }
@@ -234,6 +236,7 @@ export function answerChild(
       keys,
       initiator: false,
       nonces: [ni, nr],
+      rekey: IDLE,
       establishedAt: ctx.clock.now(),
       filters: []
     }

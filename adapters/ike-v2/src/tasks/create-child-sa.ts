@@ -39,16 +39,13 @@ import {
   type ChildRequest
 } from './child.js'
 import { deleteChildSa, deleteIkeSa } from './informational.js'
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i]
-  return a.length - b.length
-}
-
-function lowest(nonces: Uint8Array[]): Uint8Array {
-  return nonces.reduce((a, b) => (compareBytes(a, b) <= 0 ? a : b))
-}
+import {
+  childPeerRekeyed,
+  IDLE,
+  oursIsRedundant,
+  type ChildRekey,
+  type IkeRekey
+} from '../collision.js'
 
 async function childExchange(
   ctx: IkeContext,
@@ -62,7 +59,7 @@ async function childExchange(
       pfs === 'none' ? undefined : createKeyExchange(pfs, ctx.random)
     const ni = ctx.random.randomBytes(ctx.init.nonceLength)
     const offer = offerChild(ctx, request, pfs)
-    const { payloads } = await sa.request(ExchangeType.CREATE_CHILD_SA, () => {
+    const { payloads } = await sa.tasks.request(ExchangeType.CREATE_CHILD_SA, () => {
       const out: Payload[] = []
       if (rekeySpi !== undefined) {
         out.push(notify(NotifyType.REKEY_SA, new Uint8Array(0), ProtocolId.ESP, u32Bytes(rekeySpi)))
@@ -122,10 +119,10 @@ export async function createChildSa(
  * @returns the Child SA that replaces `old`
  */
 export async function rekeyChildSa(ctx: IkeContext, sa: IkeSa, old: ChildSa): Promise<ChildSa> {
-  if (old.rekeyed === true)
+  if (old.rekey.state !== 'idle') {
     throw new IkeProtocolError('TEMPORARY_FAILURE', 'rekey already under way')
-  old.rekeyed = true
-  old.rekeyInFlight = true
+  }
+  old.rekey = { state: 'initiated' }
   const request: ChildRequest = {
     policy: old.policy,
     mode: old.mode,
@@ -136,34 +133,44 @@ export async function rekeyChildSa(ctx: IkeContext, sa: IkeSa, old: ChildSa): Pr
   try {
     child = await childExchange(ctx, sa, request, old.inboundSpi)
   } catch (err) {
-    old.rekeyInFlight = false
+    const now = old.rekey as ChildRekey // moved by the peer's requests meanwhile
     // the peer rekeyed it meanwhile and already deleted it: its replacement is the answer
-    const theirs = old.peerRekey
     if (
+      now.state === 'collided' &&
       (err as IkeProtocolError).kind === 'CHILD_SA_NOT_FOUND' &&
-      theirs !== undefined &&
-      sa.children.has(theirs.id)
+      sa.children.has(now.theirs.id)
     ) {
-      return theirs
+      old.rekey = { state: 'replaced', by: now.theirs, mine: false }
+      return now.theirs
     }
-    old.rekeyed = false
+    old.rekey = now.state === 'collided' ? { state: 'replaced', by: now.theirs, mine: false } : IDLE
     throw err
-  } finally {
-    old.rekeyInFlight = false
   }
   installChild(ctx, sa, child)
   sa.children.set(child.id, child)
-  old.replacedBy = child
-  const theirs = old.peerRekey
-  if (theirs !== undefined && sa.children.has(theirs.id)) {
-    // collision: the redundant SA is the one whose exchange had the lowest nonce
-    const oursLower = compareBytes(lowest(child.nonces), lowest(theirs.nonces)) < 0
-    if (oursLower) {
-      child.silent = true
-      await deleteChildSa(ctx, sa, child).catch(() => undefined)
-      return theirs
-    }
+  const collision = old.rekey as ChildRekey
+  switch (collision.state) {
+    case 'deleted-by-peer':
+      // rekey against delete: the peer answered our rekey and deleted the old Child SA before
+      // its answer reached us; the new one replaces it (as strongSwan's child_rekey does)
+      old.rekey = { state: 'replaced', by: child, mine: true }
+      ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
+      return child
+    case 'collided':
+      if (sa.children.has(collision.theirs.id)) {
+        // simultaneous rekeys: the redundant SA is the one whose exchange had the lowest nonce
+        if (oursIsRedundant(child.nonces, collision.theirs.nonces)) {
+          old.rekey = { state: 'replaced', by: collision.theirs, mine: false }
+          child.silent = true
+          await deleteChildSa(ctx, sa, child).catch(() => undefined)
+          return collision.theirs
+        }
+      }
+      break
+    default:
+      break
   }
+  old.rekey = { state: 'replaced', by: child, mine: true }
   ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
   if (sa.children.has(old.id)) await deleteChildSa(ctx, sa, old).catch(() => undefined)
   return child
@@ -179,8 +186,10 @@ export async function rekeyIkeSa(
   sa: IkeSa,
   deleteOld: (old: IkeSa) => Promise<void>
 ): Promise<IkeSa> {
-  if (sa.rekeying === true) throw new IkeProtocolError('TEMPORARY_FAILURE', 'IKE rekey under way')
-  sa.rekeying = true
+  if (sa.rekey.state !== 'idle') {
+    throw new IkeProtocolError('TEMPORARY_FAILURE', 'IKE rekey under way')
+  }
+  sa.rekey = { state: 'initiated' }
   let next: IkeSa
   let nonces: Uint8Array[]
   try {
@@ -188,7 +197,7 @@ export async function rekeyIkeSa(
     const ke = createKeyExchange(group, ctx.random)
     const ni = ctx.random.randomBytes(ctx.init.nonceLength)
     const spi = ctx.newIkeSpi()
-    const { payloads } = await sa.request(ExchangeType.CREATE_CHILD_SA, () => [
+    const { payloads } = await sa.tasks.request(ExchangeType.CREATE_CHILD_SA, () => [
       { type: PayloadType.SA, proposals: ikeProposals(sa.policy.proposals, spi) } as SaPayload,
       { type: PayloadType.NONCE, data: ni } as NoncePayload,
       { type: PayloadType.KE, group: GROUP_NUMBER[group], data: ke.publicValue } as KePayload
@@ -227,25 +236,30 @@ export async function rekeyIkeSa(
   } catch (err) {
     // the peer rekeyed this IKE SA meanwhile (our request was late): its SA is the answer, and
     // the peer deletes the old one
-    const peers = sa.peerSuccessor
-    if (peers !== undefined && peers.sa.state === 'established') return peers.sa
+    const now = sa.rekey as IkeRekey // moved by the peer's requests meanwhile
+    if (now.state === 'collided' && now.theirs.state === 'established') {
+      sa.rekey = { state: 'replaced', by: now.theirs }
+      return now.theirs
+    }
+    if (now.state === 'initiated') sa.rekey = IDLE
     throw err
-  } finally {
-    sa.rekeying = false
   }
-  const theirs = sa.peerSuccessor
-  if (theirs !== undefined && theirs.sa.state === 'established') {
+  const collision = sa.rekey as IkeRekey
+  if (collision.state === 'collided' && collision.theirs.state === 'established') {
+    const theirs = collision.theirs
     // both sides rekeyed at once: the SA made with the lowest nonce is redundant and is deleted
     // by the side that made it; the other side deletes the old SA (RFC 7296 section 2.8.2)
-    if (compareBytes(lowest(nonces), lowest(theirs.nonces)) < 0) {
-      for (const [id, c] of next.children) theirs.sa.children.set(id, c)
+    if (oursIsRedundant(nonces, collision.nonces)) {
+      for (const [id, c] of next.children) theirs.children.set(id, c)
       next.children.clear()
+      sa.rekey = { state: 'replaced', by: theirs }
       await deleteIkeSa(ctx, next).catch(() => undefined)
-      return theirs.sa
+      return theirs
     }
-    for (const [id, c] of theirs.sa.children) next.children.set(id, c)
-    theirs.sa.children.clear()
+    for (const [id, c] of theirs.children) next.children.set(id, c)
+    theirs.children.clear()
   }
+  sa.rekey = { state: 'replaced', by: next }
   await deleteOld(sa)
   return next
 }
@@ -295,7 +309,14 @@ function successor(
   next.lastReceived = ctx.clock.monotonic()
   for (const [id, c] of old.children) next.children.set(id, c)
   old.children.clear()
-  old.successor = next
+  if (!initiator) {
+    // the peer's rekey: while ours is in flight this is a collision, resolved when ours
+    // completes (our own rekey moves the case itself)
+    old.rekey =
+      old.rekey.state === 'initiated'
+        ? { state: 'collided', theirs: next, nonces: [ni, nr] }
+        : { state: 'replaced', by: next }
+  }
   old.state = 'rekeyed'
   ctx.register(next)
   ctx.emit({ type: 'ike:rekeyed', previous: old.record().ikeSaId, phase1: next.record() })
@@ -362,9 +383,7 @@ export function respondCreateChildSa(
         } as KePayload
       ],
       after: () => {
-        const rekeying = sa.rekeying === true
-        const next = successor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
-        if (rekeying) sa.peerSuccessor = { sa: next, nonces: [nonce.data, nr] }
+        successor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
       }
     }
   }
@@ -420,17 +439,16 @@ export function respondCreateChildSa(
       }
       installChild(ctx, sa, child)
       sa.children.set(child.id, child)
-      const ours = old.replacedBy
-      if (old.rekeyInFlight === true) {
-        old.peerRekey = child
-      } else if (ours !== undefined && sa.children.has(ours.id)) {
+      const before = old.rekey
+      if (before.state === 'replaced' && before.mine && sa.children.has(before.by.id)) {
         // a late collision (our rekey of the same Child SA finished first, the peer's request
         // was delayed): the same rule, the SA made with the lowest nonce goes, by its maker
-        if (compareBytes(lowest(ours.nonces), lowest(child.nonces)) < 0) {
-          deleteChildSa(ctx, sa, ours).catch(() => undefined)
+        if (oursIsRedundant(before.by.nonces, child.nonces)) {
+          deleteChildSa(ctx, sa, before.by).catch(() => undefined)
         }
+      } else {
+        old.rekey = childPeerRekeyed(before, child)
       }
-      old.rekeyed = true
       ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
     }
   }

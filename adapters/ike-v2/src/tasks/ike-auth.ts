@@ -48,7 +48,7 @@ export async function initiateIkeAuth(
   const idi = encodeIdentity(sa.localIdentity!, PayloadType.IDi)
   const idr = encodeIdentity(sa.remoteIdentity!, PayloadType.IDr)
   const offer = offerChild(ctx, request, 'none')
-  const { payloads } = await sa.request(ExchangeType.IKE_AUTH, () => [
+  const { payloads } = await sa.tasks.request(ExchangeType.IKE_AUTH, () => [
     idi,
     ...(initialContact ? [notify(NotifyType.INITIAL_CONTACT)] : []),
     ...(sa.policy.authMethod !== 'psk' ? certificateRequest(ctx) : []),
@@ -66,13 +66,7 @@ export async function initiateIkeAuth(
     // RFC 7296 section 2.21.2: an initiator that refuses the responder tells it in a separate
     // INFORMATIONAL exchange (sent once: the SA is deleted right after)
     if ((err as IkeProtocolError).kind === 'AUTHENTICATION_FAILED') {
-      const mid = sa.nextRequestId++
-      ctx.send(
-        sa,
-        sa.encrypt(ExchangeType.INFORMATIONAL, mid, false, [
-          notify(NotifyType.AUTHENTICATION_FAILED)
-        ])
-      )
+      sa.tasks.sendOnce(ExchangeType.INFORMATIONAL, [notify(NotifyType.AUTHENTICATION_FAILED)])
     }
     throw err
   }

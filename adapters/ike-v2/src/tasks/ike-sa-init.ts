@@ -12,8 +12,7 @@ import {
   deriveIkeKeys,
   GROUP_NUMBER,
   groupByNumber,
-  natHash,
-  sha256
+  natHash
 } from '../crypto.js'
 import type { IkeContext } from '../context.js'
 import { IkeSa } from '../ike-sa.js'
@@ -33,6 +32,7 @@ import {
 } from '../message.js'
 import { chooseIke, ikeChoiceProposal, ikeProposals, offeredGroups } from '../proposals.js'
 import { ipToBytes } from '../selectors.js'
+import type { HalfOpenTable } from '../half-open.js'
 import { errorNotify } from './child.js'
 import { certificateRequest, SIGNATURE_HASHES } from '../signature.js'
 
@@ -106,8 +106,8 @@ export async function initiateIkeSaInit(
   let ke = createKeyExchange(group, ctx.random)
   for (let attempt = 0; attempt <= MAX_INIT_RETRIES; attempt++) {
     if (ke.group !== group) ke = createKeyExchange(group, ctx.random)
-    sa.resetForInitRetry()
-    const { message, payloads } = await sa.request(
+    sa.tasks.restartInit()
+    const { message, payloads, request } = await sa.tasks.request(
       ExchangeType.IKE_SA_INIT,
       () => [
         ...(cookie !== undefined ? [notify(NotifyType.COOKIE, cookie)] : []),
@@ -117,7 +117,15 @@ export async function initiateIkeSaInit(
         ...natNotifies(sa.spiI, new Uint8Array(8), sa.local, sa.remote, fake),
         ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
       ],
-      false
+      false,
+      // an error notify in the response is unprotected and may be forged by anyone on the path:
+      // the real answer, if it comes soon, wins (RFC 7296 section 2.21.1)
+      (p) =>
+        findPayload(p, PayloadType.SA) === undefined &&
+        findNotify(p, NotifyType.COOKIE) === undefined &&
+        findNotify(p, NotifyType.INVALID_KE_PAYLOAD) === undefined
+          ? 'hold'
+          : 'accept'
     )
     const c = findNotify(payloads, NotifyType.COOKIE)
     if (c !== undefined) {
@@ -154,6 +162,7 @@ export async function initiateIkeSaInit(
     sa.spiR = spiR.slice()
     sa.chosen = chosen
     sa.nr = nonce.data
+    sa.ourInit = request
     sa.peerInit = message.raw
     sa.keys = deriveIkeKeys({
       prf: chosen.prf,
@@ -183,37 +192,20 @@ export async function initiateIkeSaInit(
   throw new IkeProtocolError('TEMPORARY_FAILURE', 'too many IKE_SA_INIT retries')
 }
 
-/** The state the responder keeps for IKE_SA_INIT: half-open SAs and the cookie secret. */
-export interface ResponderInitState {
-  /** Half-open SAs by `spiI|address|port` of the request. */
-  halfOpen: Map<string, IkeSa>
-  /** The secret cookies are made with. */
-  cookieSecret: Uint8Array
-}
-
-function cookieFor(
-  secret: Uint8Array,
-  ni: Uint8Array,
-  from: Endpoint,
-  spiI: Uint8Array
-): Uint8Array {
-  return sha256(secret, ni, ipToBytes(from.address), u16Bytes(from.port), spiI)
-}
-
-function halfOpenKey(spiI: Uint8Array, from: Endpoint): string {
-  return `${Buffer.from(spiI).toString('hex')}|${from.address}|${from.port}`
-}
-
 /**
- * Answers an IKE_SA_INIT request: a retransmission gets the cached response; otherwise limits,
- * cookie, proposal and KE group are checked and a half-open SA is created.
+ * Answers an IKE_SA_INIT request. In order: a retransmission gets the cached response; a
+ * request without SA, KE or Nonce gets INVALID_SYNTAX; under load (more half-open SAs than
+ * `cookieThreshold`), or when the source address holds `halfOpenLimitPerPeer` of them, a request
+ * without a valid COOKIE gets one and nothing else — no key exchange, no state; beyond
+ * `halfOpenLimit` half-open SAs the request is dropped; then proposal and KE group are checked
+ * and a half-open SA is made. Error notifies come out of the table's budget.
  *
  * @param local - the endpoint the request arrived on
  * @param natT - whether it arrived on port 4500
  */
 export function respondIkeSaInit(
   ctx: IkeContext,
-  state: ResponderInitState,
+  state: HalfOpenTable,
   message: IkeMessage,
   from: Endpoint,
   local: Endpoint,
@@ -224,12 +216,12 @@ export function respondIkeSaInit(
     ctx.drop('unexpected')
     return
   }
-  const key = halfOpenKey(h.spiI, from)
-  const existing = state.halfOpen.get(key)
+  const existing = state.get(h.spiI, from)
   if (existing !== undefined) {
-    if (existing.lastResponse !== undefined && bytesEqual(existing.peerInit, message.raw)) {
+    const cached = existing.tasks.lastResponse
+    if (cached !== undefined && bytesEqual(existing.peerInit, message.raw)) {
       ctx.stats.responsesReplayed++
-      ctx.send(existing, existing.lastResponse.packets)
+      ctx.send(existing, cached.packet)
     } else {
       ctx.drop('unexpected')
     }
@@ -251,26 +243,33 @@ export function respondIkeSaInit(
       },
       p
     )
+  const refuse = (p: Payload): void => {
+    if (state.takeNotify()) ctx.sendTo(plain([p]), from, natT)
+    else ctx.stats.notifiesSuppressed++
+  }
   if (saP === undefined || keP === undefined || nonce === undefined) {
-    ctx.sendTo(plain([notify(NotifyType.INVALID_SYNTAX)]), from, natT)
     ctx.drop('malformed')
+    refuse(notify(NotifyType.INVALID_SYNTAX))
     return
   }
-  let perPeer = 0
-  for (const sa of state.halfOpen.values()) if (sa.remote.address === from.address) perPeer++
-  if (perPeer >= ctx.init.halfOpenLimitPerPeer) {
-    ctx.drop('half-open-limit')
-    return
-  }
-  if (state.halfOpen.size >= ctx.init.cookieThreshold) {
-    const want = cookieFor(state.cookieSecret, nonce.data, from, h.spiI)
+  const underLoad = state.size >= ctx.init.cookieThreshold
+  const busyAddress = state.countFor(from.address) >= ctx.init.halfOpenLimitPerPeer
+  if (underLoad || busyAddress) {
     const got =
       payloads[0]?.type === PayloadType.NOTIFY ? (payloads[0] as NotifyPayload) : undefined
-    if (got?.notifyType !== NotifyType.COOKIE || !bytesEqual(got.data, want)) {
+    if (
+      got?.notifyType !== NotifyType.COOKIE ||
+      !state.validCookie(got.data, nonce.data, from, h.spiI)
+    ) {
       ctx.stats.cookiesSent++
-      ctx.sendTo(plain([notify(NotifyType.COOKIE, want)]), from, natT)
+      const cookie = state.cookieFor(nonce.data, from, h.spiI)
+      ctx.sendTo(plain([notify(NotifyType.COOKIE, cookie)]), from, natT)
       return
     }
+  }
+  if (state.size >= ctx.init.halfOpenLimit) {
+    ctx.drop('half-open-limit')
+    return
   }
   const policies = ctx.init.peers.map((p) => p.phase1)
   const allProposals = policies.flatMap((p) => p.proposals)
@@ -284,14 +283,10 @@ export function respondIkeSaInit(
   if (chosen === undefined) {
     const other = chooseIke(saP.proposals, allProposals)
     if (other !== undefined) {
-      ctx.sendTo(
-        plain([notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[other.group]))]),
-        from,
-        natT
-      )
+      refuse(notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[other.group])))
       return
     }
-    ctx.sendTo(plain([notify(NotifyType.NO_PROPOSAL_CHOSEN)]), from, natT)
+    refuse(notify(NotifyType.NO_PROPOSAL_CHOSEN))
     ctx.emit({
       type: 'ike:failed',
       peer: from,
@@ -317,8 +312,8 @@ export function respondIkeSaInit(
   try {
     shared = ke.computeSharedSecret(keP.data)
   } catch {
-    ctx.sendTo(plain([notify(NotifyType.INVALID_SYNTAX)]), from, natT)
     ctx.drop('malformed')
+    refuse(notify(NotifyType.INVALID_SYNTAX))
     return
   }
   chosen = { ...chosen }
@@ -352,24 +347,15 @@ export function respondIkeSaInit(
     ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
   ])
   sa.ourInit = response
-  sa.expectedRequestId = 1
-  sa.lastResponse = { messageId: 0, packets: response }
+  sa.tasks.answeredInit(message.raw, response)
   sa.state = 'auth'
   sa.lastReceived = ctx.clock.monotonic()
-  state.halfOpen.set(key, sa)
+  state.add(h.spiI, from, sa)
   ctx.register(sa)
   sa.timers.push(
     ctx.clock.setTimeout(() => {
-      if (state.halfOpen.get(key) === sa) {
-        state.halfOpen.delete(key)
-        if (sa.state !== 'established') ctx.destroy(sa, 'expired')
-      }
+      if (state.settle(sa) && sa.state !== 'established') ctx.destroy(sa, 'expired')
     }, ctx.init.halfOpenTimeoutMs)
   )
   ctx.send(sa, response)
-}
-
-/** Forgets a half-open SA once IKE_AUTH has completed or failed. */
-export function settleHalfOpen(state: ResponderInitState, sa: IkeSa): void {
-  for (const [k, v] of state.halfOpen) if (v === sa) state.halfOpen.delete(k)
 }

@@ -21,7 +21,7 @@ export async function deleteChildSa(
   reason: 'local' | 'expired' = 'local'
 ): Promise<void> {
   try {
-    await sa.request(ExchangeType.INFORMATIONAL, () => [
+    await sa.tasks.request(ExchangeType.INFORMATIONAL, () => [
       {
         type: PayloadType.DELETE,
         protocol: ProtocolId.ESP,
@@ -38,7 +38,7 @@ export async function deleteIkeSa(ctx: IkeContext, sa: IkeSa): Promise<void> {
   // a rekeyed SA was replaced, not lost: its end is not announced
   if (sa.state === 'established') sa.state = 'deleting'
   try {
-    await sa.request(ExchangeType.INFORMATIONAL, () => [
+    await sa.tasks.request(ExchangeType.INFORMATIONAL, () => [
       { type: PayloadType.DELETE, protocol: ProtocolId.IKE, spis: [] } as DeletePayload
     ])
   } finally {
@@ -54,7 +54,7 @@ export async function deleteIkeSa(ctx: IkeContext, sa: IkeSa): Promise<void> {
  */
 export async function checkLiveness(ctx: IkeContext, sa: IkeSa): Promise<void> {
   try {
-    await sa.request(ExchangeType.INFORMATIONAL, () => [])
+    await sa.tasks.request(ExchangeType.INFORMATIONAL, () => [])
   } catch (err) {
     if (sa.state !== 'deleted') ctx.destroy(sa, 'dead-peer')
     throw err
@@ -97,7 +97,11 @@ export function respondInformational(
   return {
     payloads: [{ type: PayloadType.DELETE, protocol: ProtocolId.ESP, spis: ours } as DeletePayload],
     after: () => {
-      for (const c of gone) removeChild(ctx, sa, c, 'remote')
+      for (const c of gone) {
+        // rekey against delete: our rekey of it in flight learns that the peer wants it gone
+        if (c.rekey.state === 'initiated') c.rekey = { state: 'deleted-by-peer' }
+        removeChild(ctx, sa, c, 'remote')
+      }
     }
   }
 }

@@ -191,6 +191,7 @@ export class VipsecPeer {
         'exec',
         this.ns,
         process.execPath,
+        '--expose-gc',
         '--import',
         'tsx',
         '--conditions=vipsec-source',

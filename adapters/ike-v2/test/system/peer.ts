@@ -9,6 +9,7 @@ import { CryptoRandomSource } from '@vipsec/random'
 import { SoftwareEspEngine, buildIpPacket, buildUdp, parseIpPacket } from '@vipsec/esp-software'
 import { IkeV2Service, type IkeV2ServiceInit } from '../../src/index.js'
 import { DgramUdpEndpoint } from '../helpers/dgram-endpoint.js'
+import type { SaTable } from '../../src/sa-table.js'
 
 interface Config {
   address: string
@@ -75,6 +76,25 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
   checkLiveness: (id: never) => service.checkLiveness(id),
   list: () => service.list(),
   counters: () => ({ ike: service.counters(), esp: engine.counters() }),
+  // what an attacker on the path reads off the wire: SPIs and both halves' next message IDs
+  windows: () =>
+    (service as unknown as { table: SaTable }).table
+      .all()
+      .filter((sa) => sa.state === 'established')
+      .map((sa) => ({
+        id: sa.id,
+        initiator: sa.initiator,
+        spiI: Buffer.from(sa.spiI).toString('hex'),
+        spiR: Buffer.from(sa.spiR).toString('hex'),
+        nextRequestId: sa.tasks.nextRequestId,
+        expectedRequestId: sa.tasks.expectedRequestId
+      })),
+  // memory after a full collection (the test process runs node with --expose-gc)
+  memory: () => {
+    ;(globalThis as { gc?: () => void }).gc?.()
+    const m = process.memoryUsage()
+    return { rss: m.rss, heapUsed: m.heapUsed, external: m.external + m.arrayBuffers }
+  },
   received: () => received.splice(0),
   sendUdp: (args: {
     from: string

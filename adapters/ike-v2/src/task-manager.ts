@@ -1,0 +1,397 @@
+/**
+ * The task manager of one IKE SA: it owns both halves of the message-ID window (RFC 7296
+ * section 2.2) — the requests we initiate (queued, one outstanding, retransmitted with backoff,
+ * matched to their responses) and the requests we answer (the next expected ID, the cached
+ * response replayed for an exact retransmission). Every message reaches the SA only through it,
+ * and only after its integrity is verified (sections 2.21 and 3.10.1): a message that fails the
+ * check is dropped and counted, never answered, and moves no window.
+ *
+ * @module
+ */
+import {
+  IkeProtocolError,
+  type Clock,
+  type IkeCounters,
+  type IkeDropReason,
+  type TimerHandle
+} from '@vipsec/interface'
+import { ExchangeType } from './constants.js'
+import { bytesEqual, openSk, sha256, type SkKeys } from './crypto.js'
+import { parsePayloads, type IkeMessage, type Payload } from './message.js'
+import type { ResolvedInit } from './config.js'
+
+/** What the task manager needs of the service. */
+export interface TaskManagerHost {
+  /** Time for the retransmission timers. */
+  readonly clock: Clock
+  /** Retransmission timing. */
+  readonly retransmit: ResolvedInit['retransmit']
+  /** Counters (retransmitted, responsesReplayed). */
+  readonly stats: IkeCounters
+  /** Counts a dropped datagram. */
+  drop(reason: IkeDropReason): void
+}
+
+/** What the task manager needs of its IKE SA: keys, and the ways to build and send messages. */
+export interface TaskManagerSa {
+  /** Whether SK keys exist (false before IKE_SA_INIT completes). */
+  hasKeys(): boolean
+  /** The keys the peer sends with. */
+  inKeys(): SkKeys
+  /** Builds an encrypted message of the SA. */
+  encrypt(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array
+  /** Builds an unencrypted message of the SA (IKE_SA_INIT only). */
+  plain(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array
+  /** Sends a message to the peer. */
+  send(packet: Uint8Array): void
+  /** Notes that an authenticated message came from the peer (liveness). */
+  touch(): void
+}
+
+/** A request of the peer whose integrity was verified, as the responder tasks see it. */
+export type VerifiedRequest =
+  | {
+      /** The inner payloads parsed. */
+      readonly kind: 'payloads'
+      /** The exchange type. */
+      readonly exchange: number
+      /** The decrypted payloads. */
+      readonly payloads: Payload[]
+    }
+  | {
+      /** Authenticated, but the inner payloads are malformed (answered with INVALID_SYNTAX). */
+      readonly kind: 'syntax-error'
+      /** The exchange type. */
+      readonly exchange: number
+      /** The parse error (kind INVALID_SYNTAX or UNSUPPORTED_CRITICAL_PAYLOAD). */
+      readonly error: IkeProtocolError & { payloadType?: number }
+    }
+
+/** What a responder task answers: the response payloads and what to do once it is sent. */
+export interface TaskAnswer {
+  /** The payloads of the (encrypted) response. */
+  payloads: Payload[]
+  /** Run after the response is sent. */
+  after?: () => void
+}
+
+/** The last response we sent, kept for the peer's retransmission of its request. */
+export interface CachedResponse {
+  /** The request's message ID. */
+  readonly messageId: number
+  /** SHA-256 of the request as received: only an identical retransmission is answered. */
+  readonly requestHash: Uint8Array
+  /** The response as sent. */
+  readonly packet: Uint8Array
+}
+
+/** A completed exchange we initiated. */
+export interface Exchanged {
+  /** The response as parsed. */
+  message: IkeMessage
+  /** Its payloads (decrypted and verified when encrypted). */
+  payloads: Payload[]
+  /** Our request as sent (IKE_SA_INIT's is signed in AUTH). */
+  request: Uint8Array
+}
+
+/**
+ * How an unprotected response (IKE_SA_INIT) is taken: `accept` completes the request at once;
+ * `hold` keeps it while a better one may still come — anyone on the path can forge it.
+ */
+export type Screen = (payloads: Payload[]) => 'accept' | 'hold'
+
+interface Pending {
+  readonly screen?: Screen
+  /** An unprotected response held back, and the timer that settles for it. */
+  held?: { message: IkeMessage; payloads: Payload[]; timer: TimerHandle }
+  readonly messageId: number
+  readonly exchange: number
+  readonly packet: Uint8Array
+  readonly encrypted: boolean
+  readonly resolve: (m: Exchanged) => void
+  readonly reject: (err: Error) => void
+  timer?: TimerHandle
+  tries: number
+}
+
+/** One IKE SA's message-ID window, both roles. */
+export class TaskManager {
+  /** The message ID of our next request. */
+  private nextId = 0
+  /** The message ID we expect in the peer's next request. */
+  private expectedId = 0
+  private pending?: Pending
+  private cached?: CachedResponse
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed?: Error
+
+  /**
+   * @param host - the service: clock, retransmission timing, counters
+   * @param sa - the SA: keys and the ways to build and send its messages
+   */
+  constructor(
+    private readonly host: TaskManagerHost,
+    private readonly sa: TaskManagerSa
+  ) {}
+
+  /** The message ID of our next request (for tests and records). */
+  get nextRequestId(): number {
+    return this.nextId
+  }
+
+  /** The message ID expected in the peer's next request. */
+  get expectedRequestId(): number {
+    return this.expectedId
+  }
+
+  /** The last response sent, if any (kept after the SA is deleted, for replays). */
+  get lastResponse(): CachedResponse | undefined {
+    return this.cached
+  }
+
+  /**
+   * Sends a request and resolves with the response's (verified, decrypted) payloads. Requests
+   * are queued: one is outstanding at a time (window size 1). The request is retransmitted with
+   * backoff; after the last try it rejects with `IkeProtocolError` TIMEOUT.
+   *
+   * @param exchange - the exchange type
+   * @param build - builds the payloads (called when the request's turn comes)
+   * @param encrypted - false only for IKE_SA_INIT
+   * @param screen - for an unprotected exchange: which responses to hold back; a held response
+   *   completes the request only if no accepted one arrives within half a retransmission timeout
+   *   (RFC 7296 section 2.21.1: an unprotected error may be forged)
+   */
+  request(
+    exchange: number,
+    build: () => Payload[],
+    encrypted = true,
+    screen?: Screen
+  ): Promise<Exchanged> {
+    const run = (): Promise<Exchanged> => {
+      if (this.closed !== undefined) return Promise.reject(this.closed)
+      const messageId = this.nextId++
+      const payloads = build()
+      const packet = encrypted
+        ? this.sa.encrypt(exchange, messageId, false, payloads)
+        : this.sa.plain(exchange, messageId, false, payloads)
+      return new Promise((resolve, reject) => {
+        this.pending = {
+          messageId,
+          exchange,
+          packet,
+          encrypted,
+          screen,
+          resolve,
+          reject,
+          tries: 0
+        }
+        this.sa.send(packet)
+        this.armRetransmit()
+      })
+    }
+    const p = this.queue.then(run, run)
+    this.queue = p.catch(() => undefined)
+    return p
+  }
+
+  /**
+   * Sends one encrypted request that expects no answer (an INFORMATIONAL telling the peer its
+   * authentication failed, sent just before the SA is deleted). It uses a message ID.
+   */
+  sendOnce(exchange: number, payloads: Payload[]): void {
+    this.sa.send(this.sa.encrypt(exchange, this.nextId++, false, payloads))
+  }
+
+  /** The first request of IKE_SA_INIT is sent again (COOKIE, INVALID_KE_PAYLOAD): ID 0 again. */
+  restartInit(): void {
+    if (this.pending === undefined) this.nextId = 0
+  }
+
+  private armRetransmit(): void {
+    const pending = this.pending
+    if (pending === undefined) return
+    const r = this.host.retransmit
+    const delay = r.timeoutMs * Math.pow(r.backoff, pending.tries)
+    pending.timer = this.host.clock.setTimeout(() => {
+      if (this.pending !== pending) return
+      if (pending.tries >= r.tries) {
+        if (pending.held !== undefined) return // settled by the held response's timer
+        this.pending = undefined
+        pending.reject(
+          new IkeProtocolError('TIMEOUT', `no response to message ${pending.messageId}`)
+        )
+        return
+      }
+      pending.tries++
+      this.host.stats.retransmitted++
+      this.sa.send(pending.packet)
+      this.armRetransmit()
+    }, delay)
+  }
+
+  /**
+   * Takes a response of the peer (R flag set). It completes the outstanding request only when
+   * its message ID and exchange type match and, for encrypted exchanges, its integrity holds;
+   * otherwise it is dropped and counted, and the request keeps being retransmitted.
+   *
+   * @returns whether it completed the outstanding request
+   */
+  processResponse(message: IkeMessage): boolean {
+    const pending = this.pending
+    if (pending === undefined || pending.messageId !== message.header.messageId) {
+      this.host.drop('invalid-message-id')
+      return false
+    }
+    if (message.header.exchange !== pending.exchange) {
+      this.host.drop('unexpected')
+      return false
+    }
+    let payloads: Payload[]
+    let syntax: IkeProtocolError | undefined
+    if (pending.encrypted) {
+      const opened = openSk(message, this.sa.inKeys())
+      if (!opened.ok) {
+        this.host.drop(opened.reason)
+        return false
+      }
+      try {
+        if (opened.sk.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
+        payloads = parsePayloads(opened.sk.innerType, opened.sk.body)
+      } catch (err) {
+        // authenticated but malformed: the exchange fails (nothing to answer to a response)
+        payloads = []
+        syntax =
+          err instanceof IkeProtocolError
+            ? err
+            : new IkeProtocolError('INVALID_SYNTAX', 'malformed response')
+      }
+    } else {
+      payloads = message.payloads
+      if (pending.screen?.(payloads) === 'hold') {
+        if (pending.held === undefined) {
+          const timer = this.host.clock.setTimeout(() => {
+            const held = pending.held
+            if (this.pending === pending && held !== undefined) this.settle(pending, held)
+          }, this.host.retransmit.timeoutMs / 2)
+          pending.held = { message, payloads, timer }
+        }
+        return false
+      }
+    }
+    this.sa.touch()
+    if (syntax !== undefined) {
+      this.clear(pending)
+      pending.reject(syntax)
+    } else this.settle(pending, { message, payloads })
+    return true
+  }
+
+  private clear(pending: Pending): void {
+    if (pending.timer !== undefined) this.host.clock.clearTimeout(pending.timer)
+    if (pending.held !== undefined) this.host.clock.clearTimeout(pending.held.timer)
+    this.pending = undefined
+  }
+
+  private settle(pending: Pending, r: { message: IkeMessage; payloads: Payload[] }): void {
+    this.clear(pending)
+    pending.resolve({ message: r.message, payloads: r.payloads, request: pending.packet })
+  }
+
+  /**
+   * Notes the IKE_SA_INIT response we sent as responder: the peer's IKE_SA_INIT request is
+   * message 0, its next request is expected with ID 1.
+   *
+   * @param request - the peer's IKE_SA_INIT request as received
+   * @param response - our response as sent
+   */
+  answeredInit(request: Uint8Array, response: Uint8Array): void {
+    this.cached = { messageId: 0, requestHash: sha256(request), packet: response }
+    this.expectedId = 1
+  }
+
+  /**
+   * Takes a request of the peer (R flag clear; never IKE_SA_INIT). In order:
+   * an identical retransmission of the last request gets the cached response again; a
+   * message ID other than the expected one is dropped; a message whose SK payload is missing,
+   * truncated or fails its ICV is dropped; an authenticated one goes to `handle`, whose answer
+   * is encrypted, cached and sent, and only then the window moves. `handle` may return
+   * `undefined` to refuse the request (wrong exchange for the SA's state): nothing is sent and
+   * the window stays.
+   *
+   * @param message - the parsed request
+   * @param handle - the responder task for it
+   */
+  processRequest(
+    message: IkeMessage,
+    handle: (request: VerifiedRequest) => TaskAnswer | undefined
+  ): void {
+    const h = message.header
+    if (!this.sa.hasKeys() || this.closed !== undefined) {
+      this.host.drop('unexpected')
+      return
+    }
+    const mid = h.messageId
+    if (mid !== this.expectedId) {
+      const c = this.cached
+      if (c !== undefined && mid === c.messageId && mid === this.expectedId - 1) {
+        if (bytesEqual(sha256(message.raw), c.requestHash)) {
+          this.host.stats.responsesReplayed++
+          this.sa.send(c.packet)
+          return
+        }
+      }
+      this.host.drop('invalid-message-id')
+      return
+    }
+    if (h.exchange === ExchangeType.IKE_SA_INIT) {
+      this.host.drop('unexpected')
+      return
+    }
+    const opened = openSk(message, this.sa.inKeys())
+    if (!opened.ok) {
+      this.host.drop(opened.reason)
+      return
+    }
+    let verified: VerifiedRequest
+    try {
+      if (opened.sk.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
+      verified = {
+        kind: 'payloads',
+        exchange: h.exchange,
+        payloads: parsePayloads(opened.sk.innerType, opened.sk.body)
+      }
+    } catch (err) {
+      verified = {
+        kind: 'syntax-error',
+        exchange: h.exchange,
+        error:
+          err instanceof IkeProtocolError
+            ? err
+            : new IkeProtocolError('INVALID_SYNTAX', 'malformed request')
+      }
+    }
+    this.sa.touch()
+    const answer = handle(verified)
+    if (answer === undefined) {
+      this.host.drop('unexpected')
+      return
+    }
+    const packet = this.sa.encrypt(h.exchange, mid, true, answer.payloads)
+    this.cached = { messageId: mid, requestHash: sha256(message.raw), packet }
+    this.expectedId = mid + 1
+    this.sa.send(packet)
+    answer.after?.()
+  }
+
+  /** Fails the outstanding and queued requests; later requests fail at once. */
+  close(reason: Error): void {
+    this.closed = reason
+    const pending = this.pending
+    this.pending = undefined
+    if (pending !== undefined) {
+      this.clear(pending)
+      pending.reject(reason)
+    }
+  }
+}
