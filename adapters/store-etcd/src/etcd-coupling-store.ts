@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
+import { noop } from 'cockatiel'
 import { Etcd3, type IOptions, type Watcher } from 'etcd3'
 import type {
   ICompare,
@@ -582,7 +583,8 @@ export class EtcdCouplingStore implements CouplingStore {
       client.leaseClient.leaseGrant({ TTL: Math.ceil(ttlMs / 1000) }, callOptions)
     )
     const key = this.keys.lease(node)
-    const res = await this.call('renewLease', options, true, async (client, callOptions) =>
+    // a put of the same value again is harmless: retried like a read
+    const res = await this.call('renewLease', options, false, async (client, callOptions) =>
       client.kv.put(
         { key: buf(key), value: buf(JSON.stringify({ ttlMs })), lease: grant.ID },
         callOptions
@@ -754,7 +756,19 @@ export class EtcdCouplingStore implements CouplingStore {
         )
         step = decide(snapshot.responses.map((r) => r.response_range))
       } catch (err) {
-        if (maybeApplied && (err as Error).name === StoreUnavailableError.name) {
+        const name = (err as Error).name
+        if (
+          maybeApplied &&
+          (name === StaleEpochError.name || name === OwnershipConflictError.name)
+        ) {
+          // An earlier attempt may have been applied and then overtaken by another writer:
+          // whether this call took effect cannot be told any more.
+          throw new StoreUnavailableError(
+            `${what}: no reply to an attempt, and the state has moved on since (${(err as Error).message}); it may have been applied`,
+            { cause: err, indeterminate: true }
+          )
+        }
+        if (maybeApplied && name === StoreUnavailableError.name) {
           throw new StoreUnavailableError((err as Error).message + '; it may have been applied', {
             cause: err,
             indeterminate: true
@@ -800,7 +814,6 @@ export class EtcdCouplingStore implements CouplingStore {
     const client = this.client
     if (client === undefined) throw new NotStartedError('EtcdCouplingStore is not started')
     let lastError: unknown
-    let sent = false
     for (;;) {
       throwIfAborted(options?.signal)
       if (this.client !== client)
@@ -810,24 +823,29 @@ export class EtcdCouplingStore implements CouplingStore {
         const why = lastError instanceof Error ? `: ${lastError.message}` : ''
         return Promise.reject(
           new StoreUnavailableError(
-            `${what}: etcd at ${this.init.hosts.join(', ')} unavailable for ${this.init.operationTimeoutMs} ms${why}` +
-              (write && sent ? '; the write may have been applied' : ''),
-            { cause: lastError, indeterminate: write && sent }
+            `${what}: etcd at ${this.init.hosts.join(', ')} unavailable for ${this.init.operationTimeoutMs} ms${why}`,
+            { cause: lastError }
           )
         )
       }
       const ms = Math.max(1, Math.min(remaining, this.init.attemptTimeoutMs))
       try {
-        sent = true
         return await attempt(client, { deadline: new Date(Date.now() + ms) })
       } catch (err) {
         if (AUTH_ERRORS.has(errorName(err))) throw this.refused(what, err)
         if (errorName(err) === 'GRPCInvalidArgumentError') {
           throw new StoreUnavailableError(
             `${what}: etcd refused the request: ${(err as Error).message}`,
-            {
-              cause: err
-            }
+            { cause: err }
+          )
+        }
+        if (write) {
+          // The write may be in etcd's log although its reply was lost: never resend it blindly
+          // (a guard that fails on the resend would hide that it was applied). The caller reads
+          // the state again and decides.
+          throw new StoreUnavailableError(
+            `${what}: no reply from etcd (${(err as Error).message}); the write may have been applied`,
+            { cause: err, indeterminate: true }
           )
         }
         lastError = err
@@ -852,7 +870,10 @@ export class EtcdCouplingStore implements CouplingStore {
     const init = this.init
     const options: IOptions = {
       hosts: init.hosts,
-      dialTimeout: init.attemptTimeoutMs
+      dialTimeout: init.attemptTimeoutMs,
+      // no retries inside the client: a write resent after a lost reply must be decided again
+      // by the store (see transact), never resent blindly
+      faultHandling: { global: noop }
     }
     if (init.username !== undefined && init.password !== undefined) {
       options.auth = { username: init.username, password: init.password }

@@ -34,6 +34,8 @@ export interface WorkloadVerdict {
   claims: number
   /** Whether every register is linearizable and no acknowledged write was lost. */
   ok: boolean
+  /** The recorded history, for a closer look at a failed run. */
+  history: HistoryRecorder
 }
 
 const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -105,6 +107,7 @@ export async function runWorkload(
     calls: history.entries.length,
     unknown,
     claims,
-    ok: registers.every((r) => r.linearizable) && lostWrites.length === 0
+    ok: registers.every((r) => r.linearizable) && lostWrites.length === 0,
+    history
   }
 }
