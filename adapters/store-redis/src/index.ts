@@ -106,6 +106,7 @@ export {
   type RedisSentinelAddress,
   type ResolvedRedisInit
 } from './options.js'
+export { RedisDurabilityError } from './errors.js'
 export {
   RedisCouplingStore,
   redisCouplingStore,
