@@ -566,12 +566,17 @@ export class EtcdCouplingStore implements CouplingStore {
   }
 
   /**
-   * {@inheritDoc @vipsec/interface!CouplingStore.renewLease}
+   * Renews a node's lease: it now expires `ttlMs` from now.
    *
    * The lease key is put on an etcd lease of `ttlMs` rounded up to whole seconds (etcd raises it
    * to its minimum, about 2 s with default timing), so a dead node's key disappears on etcd's
    * clock. Below that, readers count `ttlMs` from when they first saw each renewal (see
    * {@link EtcdCouplingStore.readLeases}).
+   *
+   * @param node - the node
+   * @param ttlMs - lifetime in ms, 1 or more
+   * @param options - the abort signal
+   * @throws InvalidParametersError when `ttlMs` is out of range
    */
   async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
     this.enter(options)
@@ -598,13 +603,16 @@ export class EtcdCouplingStore implements CouplingStore {
   }
 
   /**
-   * {@inheritDoc @vipsec/interface!CouplingStore.readLeases}
+   * Reads how long each node's lease has left, in ms: 0 for a lease that expired or never existed.
    *
    * A lease key that etcd expired reads 0. Otherwise the time left is counted on this process's
    * monotonic clock from when this store first saw the key's current revision (or sent the
    * renewal, for its own node): a new renewal seen for the first time counts as just made. So no
    * two clocks are ever compared, and a reader never declares a lease expired early; a reader that
    * starts late may see a dead node's lease for up to `ttlMs` (or etcd's expiry) longer.
+   *
+   * @param nodes - the nodes
+   * @param options - the abort signal
    */
   async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
     this.enter(options)

@@ -3,7 +3,12 @@ import { EtcdCouplingStore, type EtcdCouplingStoreInit } from '@vipsec/store-etc
 import { RedisCouplingStore, type RedisCouplingStoreInit } from '@vipsec/store-redis'
 
 /** Where `vipsec status` reads: Redis options, or `{ etcd: options }` for an etcd store. */
-export type StatusSource = RedisCouplingStoreInit | { etcd: EtcdCouplingStoreInit }
+export type StatusSource =
+  | RedisCouplingStoreInit
+  | {
+      /** The etcd store's options: member URLs, credentials, TLS, key prefix. */
+      etcd: EtcdCouplingStoreInit
+    }
 
 /** What `vipsec status` found for one DVIPA. */
 export interface DvipaReport {

@@ -22,6 +22,23 @@ export interface RegisterState {
   owner: string | null
 }
 
+/** What a claim came to. */
+export type ClaimOutcome =
+  | {
+      /** It won: the epoch became expected + 1. */
+      type: 'ok'
+    }
+  | {
+      /** It lost: the epoch was not the expected one. */
+      type: 'conflict'
+      /** The epoch the store reported instead (-1 when it did not say). */
+      current: number
+    }
+  | {
+      /** Timed out or lost its connection: it may or may not have taken effect. */
+      type: 'unknown'
+    }
+
 /** What an operation did or saw, by kind. */
 export type HistoryOp =
   | {
@@ -32,7 +49,7 @@ export type HistoryOp =
       /** The epoch it expected. */
       expected: number
       /** ok: the epoch became expected + 1; conflict: the epoch was `current` instead; unknown. */
-      outcome: { type: 'ok' } | { type: 'conflict'; current: number } | { type: 'unknown' }
+      outcome: ClaimOutcome
     }
   | {
       /** A read of the ownership; `epoch` 0 and owner null for never claimed. */
