@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
@@ -30,9 +30,19 @@ export async function freePort(): Promise<number> {
 const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** GETs a member's /health (or another path) and resolves with the body ('' on error). */
-async function get(port: number, path: string): Promise<string> {
+async function get(host: string, port: number, path: string, netns?: string): Promise<string> {
+  if (netns !== undefined) {
+    // the member is reachable only inside its namespace
+    return new Promise((resolve) => {
+      execFile(
+        'ip',
+        ['netns', 'exec', netns, 'curl', '-s', '-m', '1', `http://${host}:${port}${path}`],
+        (err, stdout) => resolve(err === null ? stdout : '')
+      )
+    })
+  }
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, timeout: 1000 }, (res) => {
+    const req = request({ host, port, path, timeout: 1000 }, (res) => {
       let body = ''
       res.on('data', (d: Buffer) => (body += d.toString('utf8')))
       res.on('end', () => resolve(body))
@@ -53,8 +63,8 @@ export class EtcdMember {
 
   /**
    * @param name - the member's name
-   * @param clientPort - its client port on 127.0.0.1
-   * @param peerPort - its peer port on 127.0.0.1
+   * @param clientPort - its client port
+   * @param peerPort - its peer port
    * @param dir - its data directory
    * @param args - the arguments it is started with
    */
@@ -63,12 +73,16 @@ export class EtcdMember {
     readonly clientPort: number,
     readonly peerPort: number,
     readonly dir: string,
-    private readonly args: string[]
+    private readonly args: string[],
+    /** The address it listens on. */
+    readonly host = '127.0.0.1',
+    /** The network namespace it runs in, if not this one. */
+    readonly netns?: string
   ) {}
 
   /** The client URL. */
   get url(): string {
-    return `http://127.0.0.1:${this.clientPort}`
+    return `http://${this.host}:${this.clientPort}`
   }
 
   /** The pid of the running process, if any. */
@@ -87,7 +101,13 @@ export class EtcdMember {
   /** Starts the process (again, with the same directory and ports). */
   launch(): void {
     if (this.pid !== undefined) throw new Error(`etcd ${this.name} is already running`)
-    const child = spawn('etcd', this.args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    // `ip netns exec` execs etcd, so the pid is etcd's
+    const child =
+      this.netns === undefined
+        ? spawn('etcd', this.args, { stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn('ip', ['netns', 'exec', this.netns, 'etcd', ...this.args], {
+            stdio: ['ignore', 'pipe', 'pipe']
+          })
     this.child = child
     this.paused = false
     const keep = (d: Buffer): void => {
@@ -100,12 +120,16 @@ export class EtcdMember {
 
   /** Whether the member answers /health with `"health":"true"` (it has a leader). */
   async healthy(): Promise<boolean> {
-    return (await get(this.clientPort, '/health')).includes('"health":"true"')
+    return (await get(this.host, this.clientPort, '/health', this.netns)).includes(
+      '"health":"true"'
+    )
   }
 
   /** Whether this member is the Raft leader now (from its /metrics). */
   async isLeader(): Promise<boolean> {
-    return /^etcd_server_is_leader 1$/m.test(await get(this.clientPort, '/metrics'))
+    return /^etcd_server_is_leader 1$/m.test(
+      await get(this.host, this.clientPort, '/metrics', this.netns)
+    )
   }
 
   /** Kills the process at once (SIGKILL), as a crash would, and waits for it to exit. */
@@ -154,6 +178,13 @@ export interface EtcdClusterOptions {
   size?: number
   /** Extra `etcd` arguments given to every member. Default: none. */
   args?: string[]
+  /**
+   * Run the members in this network namespace, on `host`, with client ports 2379, 2381, ... and
+   * peer ports 2380, 2382, ... Default: this namespace, 127.0.0.1, free ports.
+   */
+  netns?: string
+  /** The address the members listen on. Default: `127.0.0.1`. */
+  host?: string
 }
 
 /** A cluster of `etcd` members on loopback, started by a test. */
@@ -172,25 +203,32 @@ export class EtcdCluster {
   static async start(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
     const size = options.size ?? 1
     const root = await mkdtemp(join(tmpdir(), 'vipsec-etcd-'))
+    const host = options.host ?? '127.0.0.1'
     const ports: Array<[number, number]> = []
-    for (let i = 0; i < size; i++) ports.push([await freePort(), await freePort()])
-    const initial = ports.map(([, peer], i) => `m${i}=http://127.0.0.1:${peer}`).join(',')
+    for (let i = 0; i < size; i++) {
+      ports.push(
+        options.netns === undefined
+          ? [await freePort(), await freePort()]
+          : [2379 + 2 * i, 2380 + 2 * i]
+      )
+    }
+    const initial = ports.map(([, peer], i) => `m${i}=http://${host}:${peer}`).join(',')
     const token = `vipsec-${process.pid}-${Date.now()}`
     const members = ports.map(([client, peer], i) => {
       const dir = join(root, `m${i}`)
-      return new EtcdMember(`m${i}`, client, peer, dir, [
+      const args = [
         '--name',
         `m${i}`,
         '--data-dir',
         dir,
         '--listen-client-urls',
-        `http://127.0.0.1:${client}`,
+        `http://${host}:${client}`,
         '--advertise-client-urls',
-        `http://127.0.0.1:${client}`,
+        `http://${host}:${client}`,
         '--listen-peer-urls',
-        `http://127.0.0.1:${peer}`,
+        `http://${host}:${peer}`,
         '--initial-advertise-peer-urls',
-        `http://127.0.0.1:${peer}`,
+        `http://${host}:${peer}`,
         '--initial-cluster',
         initial,
         '--initial-cluster-state',
@@ -202,7 +240,8 @@ export class EtcdCluster {
         '--log-level',
         'warn',
         ...(options.args ?? [])
-      ])
+      ]
+      return new EtcdMember(`m${i}`, client, peer, dir, args, host, options.netns)
     })
     const cluster = new EtcdCluster(members, root)
     for (const member of members) member.launch()
