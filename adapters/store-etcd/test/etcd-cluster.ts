@@ -10,6 +10,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { request } from 'node:http'
+import { request as requestTls } from 'node:https'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -30,7 +31,13 @@ export async function freePort(): Promise<number> {
 const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** GETs a member's /health (or another path) and resolves with the body ('' on error). */
-async function get(host: string, port: number, path: string, netns?: string): Promise<string> {
+async function get(
+  host: string,
+  port: number,
+  path: string,
+  netns?: string,
+  tls = false
+): Promise<string> {
   if (netns !== undefined) {
     // the member is reachable only inside its namespace
     return new Promise((resolve) => {
@@ -42,7 +49,8 @@ async function get(host: string, port: number, path: string, netns?: string): Pr
     })
   }
   return new Promise((resolve) => {
-    const req = request({ host, port, path, timeout: 1000 }, (res) => {
+    const options = { host, port, path, timeout: 1000, rejectUnauthorized: false }
+    const req = (tls ? requestTls : request)(options, (res) => {
       let body = ''
       res.on('data', (d: Buffer) => (body += d.toString('utf8')))
       res.on('end', () => resolve(body))
@@ -77,12 +85,14 @@ export class EtcdMember {
     /** The address it listens on. */
     readonly host = '127.0.0.1',
     /** The network namespace it runs in, if not this one. */
-    readonly netns?: string
+    readonly netns?: string,
+    /** Whether clients talk TLS to it. */
+    readonly tls = false
   ) {}
 
   /** The client URL. */
   get url(): string {
-    return `http://${this.host}:${this.clientPort}`
+    return `${this.tls ? 'https' : 'http'}://${this.host}:${this.clientPort}`
   }
 
   /** The pid of the running process, if any. */
@@ -120,7 +130,7 @@ export class EtcdMember {
 
   /** Whether the member answers /health with `"health":"true"` (it has a leader). */
   async healthy(): Promise<boolean> {
-    return (await get(this.host, this.clientPort, '/health', this.netns)).includes(
+    return (await get(this.host, this.clientPort, '/health', this.netns, this.tls)).includes(
       '"health":"true"'
     )
   }
@@ -128,7 +138,7 @@ export class EtcdMember {
   /** Whether this member is the Raft leader now (from its /metrics). */
   async isLeader(): Promise<boolean> {
     return /^etcd_server_is_leader 1$/m.test(
-      await get(this.host, this.clientPort, '/metrics', this.netns)
+      await get(this.host, this.clientPort, '/metrics', this.netns, this.tls)
     )
   }
 
@@ -185,6 +195,8 @@ export interface EtcdClusterOptions {
   netns?: string
   /** The address the members listen on. Default: `127.0.0.1`. */
   host?: string
+  /** Serve clients TLS only, with this certificate and key (PEM files). Default: plain HTTP. */
+  tls?: { certFile: string; keyFile: string }
 }
 
 /** A cluster of `etcd` members on loopback, started by a test. */
@@ -212,6 +224,7 @@ export class EtcdCluster {
           : [2379 + 2 * i, 2380 + 2 * i]
       )
     }
+    const scheme = options.tls === undefined ? 'http' : 'https'
     const initial = ports.map(([, peer], i) => `m${i}=http://${host}:${peer}`).join(',')
     const token = `vipsec-${process.pid}-${Date.now()}`
     const members = ports.map(([client, peer], i) => {
@@ -222,9 +235,12 @@ export class EtcdCluster {
         '--data-dir',
         dir,
         '--listen-client-urls',
-        `http://${host}:${client}`,
+        `${scheme}://${host}:${client}`,
         '--advertise-client-urls',
-        `http://${host}:${client}`,
+        `${scheme}://${host}:${client}`,
+        ...(options.tls === undefined
+          ? []
+          : ['--cert-file', options.tls.certFile, '--key-file', options.tls.keyFile]),
         '--listen-peer-urls',
         `http://${host}:${peer}`,
         '--initial-advertise-peer-urls',
@@ -241,7 +257,16 @@ export class EtcdCluster {
         'warn',
         ...(options.args ?? [])
       ]
-      return new EtcdMember(`m${i}`, client, peer, dir, args, host, options.netns)
+      return new EtcdMember(
+        `m${i}`,
+        client,
+        peer,
+        dir,
+        args,
+        host,
+        options.netns,
+        options.tls !== undefined
+      )
     })
     const cluster = new EtcdCluster(members, root)
     for (const member of members) member.launch()
