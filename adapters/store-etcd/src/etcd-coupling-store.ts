@@ -229,7 +229,13 @@ export class EtcdCouplingStore implements CouplingStore {
     this.leaseSeen.clear()
     this.leaseOwn.clear()
     watcher?.removeAllListeners()
-    await watcher?.cancel().catch(() => undefined)
+    // a cancel waits for etcd's answer: not longer than one attempt when no member answers
+    if (watcher !== undefined) {
+      await Promise.race([
+        watcher.cancel().catch(() => undefined),
+        sleep(this.init.attemptTimeoutMs)
+      ])
+    }
     client.close()
     this.events.complete()
   }
