@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the system tests need, if any is missing (run as root).
-# redis-server: coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
+# redis-server: coupling store; redis-sentinel: its failover (history checker); etcd-server and
+# etcd-client: the etcd coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
 # plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
 # and ESP; python3-cryptography: a second ChaCha20-Poly1305 ESP opener (tshark 4.0 has none);
 # iproute2: network namespaces; iperf3, curl, python3: real applications behind the DVIPA.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
 [ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon)
 command -v swanctl >/dev/null || need+=(strongswan-swanctl)
 [ -f /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need+=(libcharon-extra-plugins)

@@ -78,7 +78,7 @@ say "network $tag-* up"
 
 # 2. the coupling store
 ip netns exec "$tag-store" redis-server --bind "${addr[store]}" --port 6379 --requirepass "$REDIS_PASSWORD" \
-  --dir "$dir" --save '' >"$dir/redis.log" 2>&1 &
+  --dir "$dir" --appendonly yes --save '' >"$dir/redis.log" 2>&1 &
 pid[redis]=$!
 wait_for 10 redis in_ns store redis-cli -h "${addr[store]}" -a "$REDIS_PASSWORD" --no-auth-warning ping
 

@@ -6,6 +6,11 @@ export class ConnectionLostError extends Error {
   override readonly name = 'ConnectionLostError'
 }
 
+/** Rejects an attempt of the replicated mode whose WAIT was not confirmed by enough replicas. */
+export class NotReplicatedError extends Error {
+  override readonly name = 'NotReplicatedError'
+}
+
 /** Rejects a wait that ran out of time. */
 export class DeadlineError extends Error {
   override readonly name = 'DeadlineError'

@@ -63,12 +63,25 @@
  *   operating system's cache) before its reply, so a crash or kill of `redis-server` loses
  *   nothing acknowledged; a power loss or kernel crash can lose about the last second or two.
  * - without the append-only file (RDB snapshots only), a restart loses everything since the last
- *   snapshot: ownership epochs could go backwards, which breaks fencing. Do not run it so.
+ *   snapshot: ownership epochs could go backwards, which breaks fencing. `start()` checks
+ *   `INFO persistence` and rejects with {@link RedisDurabilityError} when the append-only file is
+ *   off, unless `acceptNonDurableServer` says the risk is accepted.
  *
  * A script's effects reach the append-only file as one `MULTI`/`EXEC` block, and Redis loads a
  * truncated file only up to its last complete command, so a restart never shows half a script.
- * With replicas and Sentinel, a write acknowledged by the master but not yet replicated can be
- * lost in a failover; use `min-replicas-to-write` and treat a failover like a restart.
+ * ## Replicas and Sentinel: the replicated mode
+ *
+ * Redis replicates asynchronously: by default a write acknowledged by the master but not yet on
+ * the replica is lost when Sentinel promotes that replica, and the history checker
+ * (`@vipsec/compliance/coupling-store`) shows ownership epochs going backwards in every such
+ * failover it ran. With `waitForReplicas: N` (N = the number of replicas) every call, read or
+ * write, is followed by a barrier write and `WAIT N`; a call not confirmed within `waitTimeoutMs`
+ * is retried and at its deadline rejects with `StoreUnavailableError` with `indeterminate` set.
+ * Run the master with `min-replicas-to-write N` as well, so that a master cut off from its
+ * replicas refuses writes. In this mode every failover the checker ran stayed linearizable.
+ *
+ * A call resent after a lost reply that finds the state moved on (conflict or stale) rejects as
+ * indeterminate, not as a conflict: its first attempt may have been applied and overtaken.
  *
  * The system tests start `redis-server --appendonly yes --save ''` (fsync every second) on a free
  * loopback port, and kill and restart it mid-run.
@@ -106,6 +119,7 @@ export {
   type RedisSentinelAddress,
   type ResolvedRedisInit
 } from './options.js'
+export { RedisDurabilityError } from './errors.js'
 export {
   RedisCouplingStore,
   redisCouplingStore,

@@ -70,6 +70,24 @@ export interface RedisCouplingStoreInit {
    * a lost connection is not applied twice. At least `operationTimeoutMs`. Default: `300000`.
    */
   receiptTtlMs?: number
+  /**
+   * Start even when the server runs without the append-only file (`appendonly no`): a restart of
+   * such a server loses every write since its last snapshot, so ownership epochs can go
+   * backwards and fencing breaks. Without this, `start()` rejects with `RedisDurabilityError`.
+   * Default: `false`.
+   */
+  acceptNonDurableServer?: boolean
+  /**
+   * The replicated mode: after every write, `WAIT` until this many replicas have it, and after
+   * every read, write a barrier and wait for it the same way, so that nothing is acknowledged or
+   * read that a Sentinel failover to a replica could lose. Set it to the number of replicas, and
+   * run the master with `min-replicas-to-write` at the same number. A write not confirmed within
+   * `waitTimeoutMs` rejects with `StoreUnavailableError` with `indeterminate` set. Default: `0`
+   * (acknowledge what the master has: a failover can lose acknowledged writes).
+   */
+  waitForReplicas?: number
+  /** How long a `WAIT` of the replicated mode may take, in ms. Default: `1000`. */
+  waitTimeoutMs?: number
 }
 
 /** {@link RedisCouplingStoreInit} with every default applied, as the store uses it. */
@@ -104,6 +122,12 @@ export interface ResolvedRedisInit {
   reconnectDelayMs: (attempt: number) => number
   /** Time to live of mailbox receipts, in ms. */
   receiptTtlMs: number
+  /** Whether a server without the append-only file is accepted. */
+  acceptNonDurableServer: boolean
+  /** Replicas each write and read waits for (0: none). */
+  waitForReplicas: number
+  /** Time of one WAIT, in ms. */
+  waitTimeoutMs: number
 }
 
 /**
@@ -202,7 +226,20 @@ export function resolveInit(init: RedisCouplingStoreInit = {}): ResolvedRedisIni
   if (receiptTtlMs < operationTimeoutMs) {
     throw new InvalidConfigError('receiptTtlMs', 'must be at least operationTimeoutMs')
   }
+  const waitForReplicas = init.waitForReplicas ?? 0
+  if (!Number.isSafeInteger(waitForReplicas) || waitForReplicas < 0) {
+    throw new InvalidConfigError('waitForReplicas', 'expected a non-negative integer')
+  }
+  if (
+    init.acceptNonDurableServer !== undefined &&
+    typeof init.acceptNonDurableServer !== 'boolean'
+  ) {
+    throw new InvalidConfigError('acceptNonDurableServer', 'expected a boolean')
+  }
   return {
+    acceptNonDurableServer: init.acceptNonDurableServer ?? false,
+    waitForReplicas,
+    waitTimeoutMs: positive('waitTimeoutMs', init.waitTimeoutMs, 1000),
     host,
     port,
     db,

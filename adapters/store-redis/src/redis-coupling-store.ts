@@ -42,7 +42,13 @@ import {
   takeMessagesCall,
   type ScriptCall
 } from './calls.js'
-import { Connection, ConnectionLostError, DeadlineError, isAuthError } from './connection.js'
+import {
+  Connection,
+  ConnectionLostError,
+  DeadlineError,
+  isAuthError,
+  NotReplicatedError
+} from './connection.js'
 import { redisKeys, splitField, type RedisKeyLayout } from './keys.js'
 import {
   resolveInit,
@@ -50,6 +56,7 @@ import {
   type RedisCouplingStoreInit,
   type ResolvedRedisInit
 } from './options.js'
+import { RedisDurabilityError } from './errors.js'
 import { isReplyError, pairs, parseOutcome, type ScriptOutcome } from './scripts.js'
 
 /** What a {@link RedisCouplingStore} needs. */
@@ -62,7 +69,7 @@ export interface RedisCouplingStoreComponents {
 }
 
 /** Replies that mean "not now" (loading after a restart, a replica after a failover): retried. */
-const TRANSIENT = /^(LOADING|READONLY|TRYAGAIN|MASTERDOWN|BUSY )/
+const TRANSIENT = /^(LOADING|READONLY|TRYAGAIN|MASTERDOWN|NOREPLICAS|BUSY )/
 
 const EVENT_TYPES = new Set<string>([
   'ownership:claimed',
@@ -357,14 +364,28 @@ export class RedisCouplingStore implements CouplingStore {
     options: AbortOptions | undefined,
     call: ScriptCall
   ): Promise<ScriptOutcome> {
-    const reply = await this.call(what, options, async (redis) =>
-      call.script.run(redis, call.keys, call.args)
+    const trace = { resent: false }
+    const reply = await this.call(
+      what,
+      options,
+      async (redis) => call.script.run(redis, call.keys, call.args),
+      trace
     )
+    let outcome: ScriptOutcome
     try {
-      return parseOutcome(reply)
+      outcome = parseOutcome(reply)
     } catch (err) {
       throw new StoreUnavailableError(`${what}: ${(err as Error).message}`, { cause: err })
     }
+    if (trace.resent && outcome.status !== 'ok') {
+      // The first attempt may have been applied and then overtaken by another writer before the
+      // resend (which no longer recognises its request id): the outcome cannot be told.
+      throw new StoreUnavailableError(
+        `${what}: resent after a lost reply and found the state moved on (${outcome.status}); it may have been applied`,
+        { indeterminate: true }
+      )
+    }
+    return outcome
   }
 
   /**
@@ -374,20 +395,22 @@ export class RedisCouplingStore implements CouplingStore {
   private async call<T>(
     what: string,
     options: AbortOptions | undefined,
-    attempt: (redis: Redis) => Promise<T>
+    attempt: (redis: Redis) => Promise<T>,
+    trace?: { resent: boolean }
   ): Promise<T> {
     const connection = this.connection
     if (connection === undefined) throw new NotStartedError('RedisCouplingStore is not started')
     const signal = options?.signal
     const deadline = Date.now() + this.init.operationTimeoutMs
     let lastError: unknown
+    let sent = false
     for (;;) {
       throwIfAborted(signal)
       if (this.connection !== connection) {
         throw new NotStartedError(`RedisCouplingStore stopped during ${what}`)
       }
       const remaining = deadline - Date.now()
-      if (remaining <= 0) throw this.unavailable(what, lastError ?? connection.lastError)
+      if (remaining <= 0) throw this.unavailable(what, lastError ?? connection.lastError, sent)
       if (!connection.isReady()) {
         try {
           await connection.whenReady(remaining, signal)
@@ -398,7 +421,9 @@ export class RedisCouplingStore implements CouplingStore {
         continue
       }
       try {
-        return await connection.race(attempt(connection.redis), remaining)
+        if (sent && trace !== undefined) trace.resent = true
+        sent = true
+        return await connection.race(this.replicated(connection.redis, attempt), remaining)
       } catch (err) {
         if (isReplyError(err)) {
           if (isAuthError(err)) throw this.unavailable(what, err)
@@ -420,7 +445,29 @@ export class RedisCouplingStore implements CouplingStore {
     }
   }
 
-  private unavailable(what: string, cause: unknown): StoreUnavailableError {
+  /**
+   * Runs `attempt`; in the replicated mode (`waitForReplicas` > 0) then writes a barrier and waits
+   * until that many replicas have it, so that whatever the attempt wrote or read is on them.
+   * Replication is one ordered stream, so the barrier covers every write before it, whoever made
+   * it.
+   */
+  private async replicated<T>(redis: Redis, attempt: (redis: Redis) => Promise<T>): Promise<T> {
+    const result = await attempt(redis)
+    const replicas = this.init.waitForReplicas
+    if (replicas === 0) return result
+    await redis.incr(`${this.keys.prefix}barrier`)
+    const acked = Number(
+      await redis.call('WAIT', String(replicas), String(this.init.waitTimeoutMs))
+    )
+    if (acked < replicas) {
+      throw new NotReplicatedError(
+        `${acked} of ${replicas} replicas confirmed within ${this.init.waitTimeoutMs} ms`
+      )
+    }
+    return result
+  }
+
+  private unavailable(what: string, cause: unknown, sent = false): StoreUnavailableError {
     const where =
       this.init.sentinels === undefined
         ? `${this.init.host}:${this.init.port}`
@@ -439,8 +486,9 @@ export class RedisCouplingStore implements CouplingStore {
       )
     }
     return new StoreUnavailableError(
-      `${what}: Redis at ${where} unavailable for ${this.init.operationTimeoutMs} ms${why}`,
-      { cause }
+      `${what}: Redis at ${where} unavailable for ${this.init.operationTimeoutMs} ms${why}` +
+        (sent ? '; it may have been applied' : ''),
+      { cause, indeterminate: sent }
     )
   }
 
@@ -467,9 +515,11 @@ export class RedisCouplingStore implements CouplingStore {
         if (channel === this.keys.events) this.publish(message)
       })
       await subscriber.race(sub.subscribe(this.keys.events), Math.max(1, deadline - Date.now()))
+      if (!this.init.acceptNonDurableServer) await this.checkDurable(connection, deadline)
     } catch (err) {
       connection.close()
       subscriber.close()
+      if ((err as Error).name === RedisDurabilityError.name) throw err
       throw this.unavailable(
         'start',
         isAuthError(err) || connection.lastError === undefined ? err : connection.lastError
@@ -478,6 +528,32 @@ export class RedisCouplingStore implements CouplingStore {
     if (this.events.closed || this.events.isStopped) this.events = new Subject()
     this.connection = connection
     this.subscriber = subscriber
+  }
+
+  /** Rejects with RedisDurabilityError unless the server has the append-only file on. */
+  private async checkDurable(connection: Connection, deadline: number): Promise<void> {
+    let info: string
+    try {
+      info = String(
+        await connection.race(
+          connection.redis.info('persistence'),
+          Math.max(1, deadline - Date.now())
+        )
+      )
+    } catch (err) {
+      throw new RedisDurabilityError(
+        `cannot tell whether Redis has the append-only file on (INFO persistence failed: ${(err as Error).message}); ` +
+          'allow INFO to the user, or set acceptNonDurableServer',
+        { cause: err }
+      )
+    }
+    if (!/^aof_enabled:1\s*$/m.test(info)) {
+      throw new RedisDurabilityError(
+        'Redis runs without the append-only file (appendonly no): a restart would lose ownership ' +
+          'claims and let epochs go backwards. Run it with appendonly yes, or set ' +
+          'acceptNonDurableServer to accept the risk'
+      )
+    }
   }
 
   /** Forwards the events of one published message; anything malformed is ignored. */

@@ -24,7 +24,10 @@ describe('resolveInit', () => {
         keyPrefix: 'vipsec:',
         operationTimeoutMs: 5000,
         connectTimeoutMs: 2000,
-        receiptTtlMs: 300_000
+        receiptTtlMs: 300_000,
+        acceptNonDurableServer: false,
+        waitForReplicas: 0,
+        waitTimeoutMs: 1000
       })
       expect(init.username).to.equal(undefined)
       expect(init.tls).to.equal(undefined)
@@ -75,7 +78,11 @@ describe('resolveInit', () => {
       ['sentinels', { sentinels: [] }],
       ['sentinels[0].port', { sentinels: [{ host: 'a', port: 'x' }], name: 'm' }],
       ['name', { sentinels: [{ host: 'a', port: 26379 }] }],
-      ['username', { username: 5 }]
+      ['username', { username: 5 }],
+      ['waitForReplicas', { waitForReplicas: -1 }],
+      ['waitForReplicas', { waitForReplicas: 1.5 }],
+      ['waitTimeoutMs', { waitTimeoutMs: 0 }],
+      ['acceptNonDurableServer', { acceptNonDurableServer: 'yes' }]
     ]
     for (const [field, init] of cases) {
       it(`should reject ${JSON.stringify(init)} with InvalidConfigError naming ${field}`, () => {

@@ -3,7 +3,7 @@
  * three targets and IPsec peers sending requests), shows a live view, kills the primary, prints
  * the takeover timeline and a summary, and can write the timeline as an HTML page;
  * `vipsec node --config FILE` runs one node of a real cluster (JSON logs, Prometheus `/metrics`);
- * `vipsec status` prints owners, epochs, SAs and connections from a Redis coupling store.
+ * `vipsec status` prints owners, epochs, SAs and connections from a Redis or etcd coupling store.
  *
  * @example Running the demo from code
  * ```ts
@@ -43,5 +43,5 @@ export {
   type PskFileEntry,
   type StoreFileSection
 } from './node-file.js'
-export { formatStatus, readStatus, type DvipaReport } from './status-command.js'
+export { formatStatus, readStatus, type DvipaReport, type StatusSource } from './status-command.js'
 export { renderReport, type ReportInput } from './report.js'

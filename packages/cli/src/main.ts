@@ -19,9 +19,10 @@ commands:
   node      run a node from its configuration file until SIGTERM or SIGINT
             --config FILE      the node file (JSON; see the docs)
             --log LEVEL        error | warn | info | debug (default info)
-  status    print owners, epochs, SAs and connections from a Redis coupling store
+  status    print owners, epochs, SAs and connections from a Redis or etcd coupling store
             --redis URL        the store (default redis://127.0.0.1:6379)
-            --prefix P         the cluster's key prefix (default vipsec:)
+            --etcd URL,...     an etcd store instead: its members' client URLs
+            --prefix P         the cluster's key prefix (default vipsec: or vipsec/)
             --dvipa A          a DVIPA to show (repeat for more)
             --json             one JSON line instead of a table
   keygen    write a new cluster key file (mode 0600) for the node files' clusterKeys
@@ -104,6 +105,7 @@ export async function main(
           args: rest,
           options: {
             redis: { type: 'string' },
+            etcd: { type: 'string' },
             prefix: { type: 'string' },
             dvipa: { type: 'string', multiple: true },
             json: { type: 'boolean' }
@@ -112,11 +114,11 @@ export async function main(
         })
         if (values.dvipa === undefined || values.dvipa.length === 0)
           throw new Error('--dvipa is required')
+        const prefix = values.prefix === undefined ? {} : { keyPrefix: values.prefix }
         const reports = await readStatus(
-          {
-            url: values.redis ?? 'redis://127.0.0.1:6379',
-            ...(values.prefix === undefined ? {} : { keyPrefix: values.prefix })
-          },
+          values.etcd !== undefined
+            ? { etcd: { hosts: values.etcd.split(','), ...prefix } }
+            : { url: values.redis ?? 'redis://127.0.0.1:6379', ...prefix },
           values.dvipa
         )
         if (values.json === true) print(JSON.stringify(reports))

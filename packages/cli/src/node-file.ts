@@ -11,6 +11,7 @@ import {
   type Identity,
   type NetworkAdapter
 } from '@vipsec/interface'
+import type { EtcdCouplingStoreInit } from '@vipsec/store-etcd'
 import type { RedisCouplingStoreInit } from '@vipsec/store-redis'
 import { kernelDelivery } from '@vipsec/target-tun'
 import { checkClusterKeys, decodeKeyFile, type ClusterKey } from '@vipsec/cluster-link-udp'
@@ -129,12 +130,19 @@ export interface InlineClusterKey {
 }
 
 /** The coupling store of a {@link NodeFile}. */
-export interface StoreFileSection {
-  /** `memory` (this process only) or `redis`. */
-  type: 'memory' | 'redis'
-  /** For `redis`: URL or host and port, credentials, TLS, key prefix, Sentinel, timeouts. */
-  init?: RedisCouplingStoreInit
-}
+export type StoreFileSection =
+  | {
+      /** `memory` (this process only) or `redis`. */
+      type: 'memory' | 'redis'
+      /** For `redis`: URL or host and port, credentials, TLS, key prefix, Sentinel, timeouts. */
+      init?: RedisCouplingStoreInit
+    }
+  | {
+      /** `etcd`: an etcd cluster, for nodes on several machines. */
+      type: 'etcd'
+      /** Member URLs (`hosts`), credentials, TLS, key prefix, timeouts. */
+      init?: EtcdCouplingStoreInit
+    }
 
 /** The network adapter of a {@link NodeFile}. */
 export interface NetworkFileSection {
@@ -337,8 +345,11 @@ export function checkNodeFile(value: unknown): NodeFile {
       throw new InvalidConfigError('ike', `required for the ${role} role`)
   }
   if (value.store !== undefined) {
-    if (!isObject(value.store) || (value.store.type !== 'memory' && value.store.type !== 'redis')) {
-      throw new InvalidConfigError('store.type', "expected 'memory' or 'redis'")
+    if (
+      !isObject(value.store) ||
+      (value.store.type !== 'memory' && value.store.type !== 'redis' && value.store.type !== 'etcd')
+    ) {
+      throw new InvalidConfigError('store.type', "expected 'memory', 'redis' or 'etcd'")
     }
   }
   for (const [i, app] of ((value.apps as unknown[]) ?? []).entries()) {

@@ -1,5 +1,14 @@
 import { countRecords, type Ownership } from '@vipsec/interface'
+import { EtcdCouplingStore, type EtcdCouplingStoreInit } from '@vipsec/store-etcd'
 import { RedisCouplingStore, type RedisCouplingStoreInit } from '@vipsec/store-redis'
+
+/** Where `vipsec status` reads: Redis options, or `{ etcd: options }` for an etcd store. */
+export type StatusSource =
+  | RedisCouplingStoreInit
+  | {
+      /** The etcd store's options: member URLs, credentials, TLS, key prefix. */
+      etcd: EtcdCouplingStoreInit
+    }
 
 /** What `vipsec status` found for one DVIPA. */
 export interface DvipaReport {
@@ -22,16 +31,14 @@ export interface DvipaReport {
 }
 
 /**
- * Reads owners, epochs, SAs and connections of DVIPAs from a Redis coupling store.
+ * Reads owners, epochs, SAs and connections of DVIPAs from a Redis or etcd coupling store.
  *
  * @param init - how to reach the store
  * @param dvipas - which DVIPAs
  */
-export async function readStatus(
-  init: RedisCouplingStoreInit,
-  dvipas: string[]
-): Promise<DvipaReport[]> {
-  const store = new RedisCouplingStore({}, init)
+export async function readStatus(init: StatusSource, dvipas: string[]): Promise<DvipaReport[]> {
+  const store =
+    'etcd' in init ? new EtcdCouplingStore({}, init.etcd) : new RedisCouplingStore({}, init)
   await store.start()
   try {
     const reports: DvipaReport[] = []

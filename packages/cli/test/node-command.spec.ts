@@ -91,7 +91,7 @@ describe('vipsec node', function () {
         'processor'
       )
       expect(fieldOf(() => checkNodeFile({ ...primary, ike: undefined }))).to.equal('ike')
-      expect(fieldOf(() => checkNodeFile({ ...primary, store: { type: 'etcd' } }))).to.equal(
+      expect(fieldOf(() => checkNodeFile({ ...primary, store: { type: 'zookeeper' } }))).to.equal(
         'store.type'
       )
       expect(

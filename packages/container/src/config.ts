@@ -20,6 +20,7 @@ import type {
   Token
 } from '@vipsec/interface'
 import type { VirtualNetwork } from '@vipsec/network-virtual'
+import type { EtcdCouplingStoreInit } from '@vipsec/store-etcd'
 import type { RedisCouplingStoreInit } from '@vipsec/store-redis'
 import type { MemoryCouplingFacility } from '@vipsec/store-memory'
 
@@ -59,6 +60,12 @@ export type StoreConfig =
       type: 'redis'
       /** Connection options: URL or host and port, credentials, TLS, key prefix, Sentinel, timeouts. */
       init?: RedisCouplingStoreInit
+    }
+  | {
+      /** An etcd cluster shared by the cluster, for several machines: `@vipsec/store-etcd`. */
+      type: 'etcd'
+      /** Member URLs, credentials, TLS, key prefix, timeouts. */
+      init?: EtcdCouplingStoreInit
     }
   | {
       /** A store the integrator made. */

@@ -22,6 +22,7 @@ import {
 } from '@vipsec/interface'
 import { CryptoRandomSource, SeededRandomSource } from '@vipsec/random'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
+import { EtcdCouplingStore } from '@vipsec/store-etcd'
 import { RedisCouplingStore } from '@vipsec/store-redis'
 import type {
   ComponentSpec,
@@ -133,6 +134,13 @@ export function storeModule(config: NodeConfig): ContainerModule {
       bind(TOKENS.CouplingStore)
         .toResolvedValue(
           (clock: Clock) => new RedisCouplingStore({ clock }, store.init),
+          [TOKENS.Clock]
+        )
+        .inSingletonScope()
+    } else if (store.type === 'etcd') {
+      bind(TOKENS.CouplingStore)
+        .toResolvedValue(
+          (clock: Clock) => new EtcdCouplingStore({ clock }, store.init),
           [TOKENS.Clock]
         )
         .inSingletonScope()

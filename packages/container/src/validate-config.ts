@@ -60,7 +60,7 @@ export function validateNodeConfig(config: unknown): asserts config is NodeConfi
   if (typeof config.nodeId !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(config.nodeId)) {
     throw new InvalidConfigError('nodeId', 'expected 1 to 64 letters, digits, ".", "_" or "-"')
   }
-  checkChoice(config.store, 'store', ['memory', 'redis', 'custom'], (v) => {
+  checkChoice(config.store, 'store', ['memory', 'redis', 'etcd', 'custom'], (v) => {
     if (v.type === 'custom') checkComponent(v.component, 'store.component')
   })
   checkChoice(config.clock, 'clock', ['system', 'custom'], (v) => {

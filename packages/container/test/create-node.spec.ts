@@ -3,6 +3,7 @@ import { SystemClock, VirtualClock } from '@vipsec/clock'
 import { type InvalidConfigError, TOKENS, type CouplingStore } from '@vipsec/interface'
 import { CryptoRandomSource } from '@vipsec/random'
 import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
+import { EtcdCouplingStore } from '@vipsec/store-etcd'
 import { RedisCouplingStore } from '@vipsec/store-redis'
 import { createNode, type NodeConfig } from '../src/index.js'
 import { processorDoubles, RecordingPart } from './doubles.js'
@@ -150,6 +151,30 @@ describe('createNode', () => {
     })
   })
 
+  describe('when the store is etcd', () => {
+    it('should build an EtcdCouplingStore from the options, and name a bad option', () => {
+      const node = createNode({
+        role: 'primary',
+        nodeId: 'dp-1',
+        store: {
+          type: 'etcd',
+          init: { hosts: ['http://127.0.0.1:2379'], keyPrefix: 'cluster-a/' }
+        },
+        components: processorDoubles([])
+      })
+      const store = node.get(TOKENS.CouplingStore)
+      expect(store).to.be.instanceOf(EtcdCouplingStore)
+      expect((store as EtcdCouplingStore).keys.prefix).to.equal('cluster-a/')
+      const err = configError({
+        role: 'primary',
+        nodeId: 'dp-1',
+        store: { type: 'etcd', init: { hosts: ['ftp://x'] } },
+        components: processorDoubles([])
+      })
+      expect(err.field).to.match(/hosts/)
+    })
+  })
+
   describe('when randomness is seeded', () => {
     it('should give equal bytes to nodes with equal seeds', () => {
       const make = () =>
@@ -186,7 +211,7 @@ describe('createNode', () => {
       const err = configError({
         role: 'primary',
         nodeId: 'dp-1',
-        store: { type: 'etcd' },
+        store: { type: 'zookeeper' },
         components: processorDoubles([])
       })
       expect(err.field).to.equal('store.type')

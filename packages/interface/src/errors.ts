@@ -198,13 +198,28 @@ export class OwnershipConflictError extends VipsecError {
   }
 }
 
-/** Thrown when a coupling store cannot be reached or answered with an error of its own. */
+/**
+ * Thrown when a coupling store cannot be reached or answered with an error of its own. When
+ * `indeterminate` is true, a write may or may not have taken effect (its reply was lost or came
+ * too late): read the state back before acting on it, never assume it failed.
+ */
 export class StoreUnavailableError extends VipsecError {
   /** The class name, `StoreUnavailableError`, for matching errors by name. */
   static override readonly name = 'StoreUnavailableError'
   /** Always `StoreUnavailableError`. */
   override readonly name = 'StoreUnavailableError'
   override readonly code = 'ERR_STORE_UNAVAILABLE'
+  /** Whether the write may have been applied all the same; `false` when it certainly was not. */
+  readonly indeterminate: boolean
+
+  /**
+   * @param message - what happened, for a person
+   * @param options - the cause, and whether the outcome is unknown (default `false`)
+   */
+  constructor(message: string, options?: { cause?: unknown; indeterminate?: boolean }) {
+    super(message, options)
+    this.indeterminate = options?.indeterminate ?? false
+  }
 }
 
 /**

@@ -18,6 +18,8 @@ import {
 } from './fixtures.js'
 
 export * from './fixtures.js'
+export * from './history.js'
+export * from './history-workload.js'
 
 /** Options of {@link couplingStoreSuite}. */
 export interface CouplingStoreSuiteOptions extends TestSetup<CouplingStore> {

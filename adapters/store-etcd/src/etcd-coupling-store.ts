@@ -1,0 +1,986 @@
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { noop } from 'cockatiel'
+import { Etcd3, type IOptions, type Watcher } from 'etcd3'
+import type {
+  ICompare,
+  IKeyValue,
+  IRangeResponse,
+  IRequestOp,
+  ITxnResponse
+} from 'etcd3/lib/rpc.js'
+import { Subject, type Observable } from 'rxjs'
+import {
+  decodeDeleteMessage,
+  decodeOwnership,
+  decodeRecord,
+  decodeRecordSet,
+  encodeDeleteMessage,
+  encodeOwnership,
+  encodeRecord,
+  InvalidParametersError,
+  NotFoundError,
+  NotStartedError,
+  OwnershipConflictError,
+  StaleEpochError,
+  StoreUnavailableError,
+  throwIfAborted,
+  type AbortOptions,
+  type Clock,
+  type CouplingStore,
+  type CouplingStoreEvent,
+  type DeleteMessage,
+  type Dvipa,
+  type DvipaRecord,
+  type DvipaRecordSet,
+  type Fence,
+  type ListRecordsOptions,
+  type NodeId,
+  type Ownership,
+  type OwnershipClaim,
+  type RecordByKind,
+  type RecordKind,
+  type StoredEntry
+} from '@vipsec/interface'
+import { etcdKeys, prefixEnd, recordName, splitRecordName, type EtcdKeyLayout } from './keys.js'
+import { resolveInit, type EtcdCouplingStoreInit, type ResolvedEtcdInit } from './options.js'
+
+/** What an {@link EtcdCouplingStore} needs. */
+export interface EtcdCouplingStoreComponents {
+  /**
+   * Time for `claimedAt`. Default: the system's wall clock. Deadlines and lease ages always use
+   * real timers, whatever clock is given.
+   */
+  clock?: Pick<Clock, 'now'>
+}
+
+/** The ownership key's value. */
+interface OwnerValue {
+  epoch: number
+  owner: string | null
+  /** base64 of encodeOwnership */
+  record: string
+  claimId?: string
+  releaseId?: string
+}
+
+/** The journal key's value. */
+interface JournalValue {
+  takeId: string
+  journalEpoch: number | null
+  /** [record name, base64 bytes] */
+  entries: Array<[string, string]>
+}
+
+/** What a transaction's decision step returns: an answer, or a write to commit. */
+type Step<T> =
+  { done: T } | { compare: ICompare[]; success: IRequestOp[]; result: (res: ITxnResponse) => T }
+
+const EVENT_TYPES = new Set<string>([
+  'ownership:claimed',
+  'ownership:released',
+  'record:put',
+  'record:deleted',
+  'records:taken',
+  'mailbox:posted'
+])
+
+/** Error names that mean etcd refused the credentials or the rights: retrying will not help. */
+const AUTH_ERRORS = new Set([
+  'EtcdAuthenticationFailedError',
+  'EtcdPermissionDeniedError',
+  'GRPCUnauthenticatedError',
+  'EtcdRoleNotGrantedError',
+  'EtcdUserNotFoundError'
+])
+
+const errorName = (err: unknown): string =>
+  err instanceof Error ? (err.constructor?.name ?? err.name) : ''
+
+const sleep = async (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
+
+const buf = (s: string): Buffer => Buffer.from(s, 'utf8')
+const asBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+const range = (key: string): IRequestOp => ({ request_range: { key: buf(key) } })
+const rangePrefix = (prefix: string, sortByCreate = false): IRequestOp => ({
+  request_range: {
+    key: buf(prefix),
+    range_end: prefixEnd(buf(prefix)),
+    ...(sortByCreate ? { sort_target: 'Create', sort_order: 'Ascend' } : {})
+  }
+})
+const put = (key: string, value: Buffer | string, lease?: string): IRequestOp => ({
+  request_put: {
+    key: buf(key),
+    value: typeof value === 'string' ? buf(value) : value,
+    ...(lease === undefined ? {} : { lease })
+  }
+})
+const del = (key: string): IRequestOp => ({ request_delete_range: { key: buf(key) } })
+const delPrefix = (prefix: string): IRequestOp => ({
+  request_delete_range: { key: buf(prefix), range_end: prefixEnd(buf(prefix)) }
+})
+/** Compares a key's modification revision with what was read (0: the key must not exist). */
+const unchanged = (key: string, kv: IKeyValue | undefined): ICompare =>
+  kv === undefined
+    ? { key: buf(key), target: 'Create', result: 'Equal', create_revision: 0 }
+    : { key: buf(key), target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }
+
+/** How many operations one (nested) transaction holds at most: below etcd's `--max-txn-ops` default of 128. */
+const TXN_OPS = 100
+
+/**
+ * Packs a long list of operations into nested transactions of at most {@link TXN_OPS} each,
+ * which etcd applies as one (its operation limit counts each level on its own).
+ */
+function nest(ops: IRequestOp[]): IRequestOp[] {
+  if (ops.length <= TXN_OPS) return ops
+  const chunks: IRequestOp[] = []
+  for (let i = 0; i < ops.length; i += TXN_OPS) {
+    chunks.push({ request_txn: { success: ops.slice(i, i + TXN_OPS) } })
+  }
+  return nest(chunks)
+}
+
+const first = (r: IRangeResponse | undefined): IKeyValue | undefined => r?.kvs[0]
+
+/** Checks a fence's shape. */
+function checkFence(fence: Fence): void {
+  if (typeof fence?.owner !== 'string' || fence.owner.length === 0) {
+    throw new InvalidParametersError('fence.owner', 'expected a non-empty string')
+  }
+  if (!Number.isSafeInteger(fence.epoch) || fence.epoch < 0) {
+    throw new InvalidParametersError('fence.epoch', 'expected a non-negative integer')
+  }
+}
+
+/**
+ * The coupling store on etcd v3, through the `etcd3` client. etcd replicates every write through
+ * Raft to a majority of its members before it answers, and serves reads linearizably, so what this
+ * store acknowledges survives the loss of any minority of members, and a member that was cut off
+ * never answers with stale data.
+ *
+ * Every write is one etcd transaction guarded by the revisions of what it read: the ownership
+ * compare-and-set compares the ownership key's revision; fenced writes compare it too; a take
+ * compares the records' and the journal's revisions as well, and moves the live records into the
+ * journal in the same transaction. Each transaction also writes its change events to the events
+ * key, which every store watches from the revision it saw last. See the package documentation.
+ */
+export class EtcdCouplingStore implements CouplingStore {
+  /** The key layout of this store's cluster (its `keyPrefix`). */
+  readonly keys: EtcdKeyLayout
+  /** The options in force, defaults applied. */
+  readonly init: Readonly<ResolvedEtcdInit>
+  private readonly clock: Pick<Clock, 'now'>
+  private events = new Subject<CouplingStoreEvent>()
+  private client: Etcd3 | undefined
+  private watcher: Watcher | undefined
+  private starting: Promise<void> | undefined
+  /** The revision of the last change event seen. */
+  private lastEventRevision = 0n
+  /** The lease that receipts are attached to, and when it was granted (performance.now()). */
+  private receiptLease: { id: string; grantedAt: number } | undefined
+  private receiptLeasePending: Promise<string> | undefined
+  /** Per node: the revision of the lease key last seen, and when (performance.now()). */
+  private readonly leaseSeen = new Map<NodeId, { revision: string; at: number }>()
+  /** Per node renewed by this store: the revision its renewal wrote, and when it was sent. */
+  private readonly leaseOwn = new Map<NodeId, { revision: string; at: number; leaseId: string }>()
+
+  /**
+   * @param components - the clock
+   * @param init - members, credentials, TLS, timeouts, key prefix
+   * @throws InvalidConfigError when an option is invalid
+   */
+  constructor(components: EtcdCouplingStoreComponents = {}, init: EtcdCouplingStoreInit = {}) {
+    this.clock = components.clock ?? { now: () => Date.now() }
+    this.init = resolveInit(init)
+    this.keys = etcdKeys(this.init.keyPrefix)
+  }
+
+  /** Changes made by any store of this cluster (same etcd and prefix); completes on `stop()`. */
+  get events$(): Observable<CouplingStoreEvent> {
+    return this.events.asObservable()
+  }
+
+  /**
+   * Connects, reads the current revision and watches the events key from the next one.
+   * Idempotent.
+   *
+   * @throws StoreUnavailableError when no member answers within `operationTimeoutMs`, or etcd
+   *   refuses the credentials (the message says which)
+   */
+  async start(): Promise<void> {
+    if (this.client !== undefined) return
+    this.starting ??= this.open().finally(() => (this.starting = undefined))
+    await this.starting
+  }
+
+  /** Closes the connection and completes `events$`. Stored state is untouched. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.starting !== undefined) await this.starting.catch(() => undefined)
+    const { client, watcher } = this
+    if (client === undefined) return
+    this.client = undefined
+    this.watcher = undefined
+    this.receiptLease = undefined
+    this.leaseSeen.clear()
+    this.leaseOwn.clear()
+    watcher?.removeAllListeners()
+    // a cancel waits for etcd's answer: not longer than one attempt when no member answers
+    if (watcher !== undefined) {
+      await Promise.race([
+        watcher.cancel().catch(() => undefined),
+        sleep(this.init.attemptTimeoutMs)
+      ])
+    }
+    client.close()
+    this.events.complete()
+  }
+
+  /** Whether the store is started. */
+  isStarted(): boolean {
+    return this.client !== undefined
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.getOwnership} */
+  async getOwnership(dvipa: Dvipa, options?: AbortOptions): Promise<Ownership> {
+    this.enter(options)
+    const [owner] = await this.read('getOwnership', options, [range(this.keys.owner(dvipa))])
+    const value = this.ownerValue(first(owner))
+    if (value === undefined) throw new NotFoundError(`${dvipa} has never been claimed`)
+    return decodeOwnership(Buffer.from(value.record, 'base64'))
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.claimOwnership} */
+  async claimOwnership(
+    dvipa: Dvipa,
+    claim: OwnershipClaim,
+    options?: AbortOptions
+  ): Promise<Ownership> {
+    this.enter(options)
+    const expected = claim?.expectedEpoch
+    if (!Number.isSafeInteger(expected) || expected < 0) {
+      throw new InvalidParametersError('claim.expectedEpoch', 'expected a non-negative integer')
+    }
+    const ownership: Ownership = {
+      v: 1,
+      dvipa,
+      owner: claim.owner,
+      epoch: expected + 1,
+      ranks: Array.isArray(claim.ranks) ? [...claim.ranks] : claim.ranks,
+      claimedAt: this.clock.now()
+    }
+    // encodeOwnership validates before anything is sent
+    const record = Buffer.from(encodeOwnership(ownership)).toString('base64')
+    const claimId = randomUUID()
+    const key = this.keys.owner(dvipa)
+    return this.transact<Ownership>('claimOwnership', options, [range(key)], ([r]) => {
+      const kv = first(r)
+      const current = this.ownerValue(kv)
+      const epoch = current?.epoch ?? 0
+      if (current?.claimId === claimId && epoch === ownership.epoch) return { done: ownership }
+      if (epoch !== expected) {
+        throw new OwnershipConflictError(dvipa, expected, epoch, current?.owner ?? undefined)
+      }
+      const value: OwnerValue = { epoch: ownership.epoch, owner: claim.owner, record, claimId }
+      return {
+        compare: [unchanged(key, kv)],
+        success: [
+          put(key, JSON.stringify(value)),
+          this.eventsPut([{ type: 'ownership:claimed', ownership }])
+        ],
+        result: () => ownership
+      }
+    })
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.releaseOwnership} */
+  async releaseOwnership(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    const releaseId = randomUUID()
+    const key = this.keys.owner(dvipa)
+    await this.transact('releaseOwnership', options, [range(key)], ([r]) => {
+      const kv = first(r)
+      const current = this.ownerValue(kv)
+      if (
+        current !== undefined &&
+        current.owner === null &&
+        current.releaseId === releaseId &&
+        current.epoch === fence.epoch
+      ) {
+        return { done: undefined }
+      }
+      this.checkCurrent(dvipa, fence, current)
+      const released = { ...decodeOwnership(Buffer.from(current!.record, 'base64')), owner: null }
+      const value: OwnerValue = {
+        epoch: current!.epoch,
+        owner: null,
+        record: Buffer.from(encodeOwnership(released)).toString('base64'),
+        releaseId
+      }
+      return {
+        compare: [unchanged(key, kv)],
+        success: [
+          put(key, JSON.stringify(value)),
+          this.eventsPut([{ type: 'ownership:released', dvipa, epoch: fence.epoch }])
+        ],
+        result: () => undefined
+      }
+    })
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.putRecords} */
+  async putRecords(
+    dvipa: Dvipa,
+    records: DvipaRecord[],
+    fence: Fence,
+    options?: AbortOptions
+  ): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    if (!Array.isArray(records)) throw new InvalidParametersError('records', 'expected an array')
+    const events: CouplingStoreEvent[] = []
+    const prefix = this.keys.records(dvipa)
+    const byKey = new Map<string, IRequestOp>()
+    records.forEach((record, i) => {
+      if (record?.dvipa !== dvipa) {
+        throw new InvalidParametersError(`records[${i}].dvipa`, `must be ${dvipa}`)
+      }
+      // etcd refuses two puts of one key in a transaction: the last of a batch wins
+      const name = prefix + recordName(record.kind, record.id)
+      byKey.set(name, put(name, asBuffer(encodeRecord(record))))
+      events.push({
+        type: 'record:put',
+        dvipa,
+        kind: record.kind,
+        id: record.id,
+        epoch: fence.epoch
+      })
+    })
+    const ops = [...byKey.values()]
+    const key = this.keys.owner(dvipa)
+    await this.transact('putRecords', options, [range(key)], ([r]) => {
+      const kv = first(r)
+      this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+      if (ops.length === 0) return { done: undefined }
+      return {
+        compare: [unchanged(key, kv)],
+        success: [...ops, put(this.keys.recordsVersion(dvipa), ''), this.eventsPut(events)],
+        result: () => undefined
+      }
+    })
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.deleteRecords} */
+  async deleteRecords(
+    dvipa: Dvipa,
+    keys: { kind: RecordKind; id: string }[],
+    fence: Fence,
+    options?: AbortOptions
+  ): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    if (!Array.isArray(keys)) throw new InvalidParametersError('keys', 'expected an array')
+    const owner = this.keys.owner(dvipa)
+    const rv = this.keys.recordsVersion(dvipa)
+    const names = keys.map(({ kind, id }) => this.keys.records(dvipa) + recordName(kind, id))
+    await this.transact(
+      'deleteRecords',
+      options,
+      [range(owner), range(rv), ...names.map(range)],
+      ([o, v, ...found]) => {
+        const kv = first(o)
+        this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+        const events: CouplingStoreEvent[] = []
+        const ops: IRequestOp[] = []
+        found.forEach((r, i) => {
+          if (first(r) === undefined) return
+          ops.push(del(names[i]!))
+          events.push({ type: 'record:deleted', dvipa, ...keys[i]!, epoch: fence.epoch })
+        })
+        if (ops.length === 0) return { done: undefined }
+        return {
+          compare: [unchanged(owner, kv), unchanged(rv, first(v))],
+          success: [...ops, put(rv, ''), this.eventsPut(events)],
+          result: () => undefined
+        }
+      }
+    )
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.getRecord} */
+  async getRecord<K extends RecordKind>(
+    dvipa: Dvipa,
+    kind: K,
+    id: string,
+    options?: AbortOptions
+  ): Promise<RecordByKind[K]> {
+    this.enter(options)
+    const [r] = await this.read('getRecord', options, [
+      range(this.keys.records(dvipa) + recordName(kind, id))
+    ])
+    const kv = first(r)
+    if (kv === undefined) throw new NotFoundError(`no ${kind} record ${id} under ${dvipa}`)
+    return decodeRecord(kind, kv.value)
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.listRecords} */
+  async listRecords(dvipa: Dvipa, options?: ListRecordsOptions): Promise<DvipaRecordSet> {
+    this.enter(options)
+    const kind = options?.kind
+    const prefix = this.keys.records(dvipa)
+    const [r] = await this.read('listRecords', options, [
+      rangePrefix(kind === undefined ? prefix : `${prefix}${kind}/`)
+    ])
+    return decodeRecordSet(this.entries(prefix, r))
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.takeRecords} */
+  async takeRecords(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<DvipaRecordSet> {
+    this.enter(options)
+    checkFence(fence)
+    const takeId = randomUUID()
+    const owner = this.keys.owner(dvipa)
+    const rv = this.keys.recordsVersion(dvipa)
+    const journal = this.keys.take(dvipa)
+    const prefix = this.keys.records(dvipa)
+    return this.transact<DvipaRecordSet>(
+      'takeRecords',
+      options,
+      [range(owner), range(rv), range(journal), rangePrefix(prefix)],
+      ([o, v, j, live]) => {
+        const kv = first(o)
+        this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+        const previous = this.journalValue(first(j))
+        if (previous?.takeId === takeId) return { done: this.journalSet(previous) }
+        const merged = new Map<string, string>(previous?.entries ?? [])
+        for (const entry of this.entries(prefix, live)) {
+          merged.set(recordName(entry.kind, entry.id), asBuffer(entry.bytes).toString('base64'))
+        }
+        const value: JournalValue = { takeId, journalEpoch: fence.epoch, entries: [...merged] }
+        return {
+          compare: [unchanged(owner, kv), unchanged(rv, first(v)), unchanged(journal, first(j))],
+          success: [
+            delPrefix(prefix),
+            put(rv, ''),
+            put(journal, JSON.stringify(value)),
+            this.eventsPut([
+              { type: 'records:taken', dvipa, epoch: fence.epoch, count: merged.size }
+            ])
+          ],
+          result: () => this.journalSet(value)
+        }
+      }
+    )
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.settleTakeover} */
+  async settleTakeover(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    checkFence(fence)
+    const owner = this.keys.owner(dvipa)
+    const journal = this.keys.take(dvipa)
+    await this.transact('settleTakeover', options, [range(owner), range(journal)], ([o, j]) => {
+      const kv = first(o)
+      this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+      const previous = this.journalValue(first(j))
+      if (previous === undefined || previous.entries.length === 0) return { done: undefined }
+      const value: JournalValue = { takeId: previous.takeId, journalEpoch: null, entries: [] }
+      return {
+        compare: [unchanged(owner, kv), unchanged(journal, first(j))],
+        success: [put(journal, JSON.stringify(value))],
+        result: () => undefined
+      }
+    })
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.postMessage} */
+  async postMessage(message: DeleteMessage, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    const bytes = asBuffer(encodeDeleteMessage(message))
+    const postId = randomUUID()
+    const key = this.keys.mailbox(message.to) + postId
+    const receipt = this.keys.receipt(message.to, postId)
+    const lease = await this.receiptLeaseId(options)
+    await this.transact('postMessage', options, [range(receipt)], ([r]) => {
+      // the receipt outlives the message: a post retried after its take is not delivered again
+      if (first(r) !== undefined) return { done: undefined }
+      return {
+        compare: [unchanged(receipt, undefined)],
+        success: [
+          put(key, bytes),
+          put(this.keys.mailboxVersion(message.to), ''),
+          put(receipt, '', lease),
+          this.eventsPut([{ type: 'mailbox:posted', to: message.to, id: message.id }])
+        ],
+        result: () => undefined
+      }
+    })
+  }
+
+  /** {@inheritDoc @vipsec/interface!CouplingStore.takeMessages} */
+  async takeMessages(node: NodeId, options?: AbortOptions): Promise<DeleteMessage[]> {
+    this.enter(options)
+    if (typeof node !== 'string' || node.length === 0) {
+      throw new InvalidParametersError('node', 'expected a non-empty string')
+    }
+    const takeId = randomUUID()
+    const receipt = this.keys.receipt(node, takeId)
+    const mailbox = this.keys.mailbox(node)
+    const version = this.keys.mailboxVersion(node)
+    const lease = await this.receiptLeaseId(options)
+    const taken = await this.transact<Buffer[]>(
+      'takeMessages',
+      options,
+      [range(receipt), range(version), rangePrefix(mailbox, true)],
+      ([r, v, box]) => {
+        const done = first(r)
+        if (done !== undefined) {
+          return { done: (JSON.parse(done.value.toString('utf8')) as string[]).map(fromBase64) }
+        }
+        const kvs = box?.kvs ?? []
+        if (kvs.length === 0) return { done: [] as Buffer[] }
+        const messages = kvs.map((kv) => kv.value)
+        return {
+          compare: [unchanged(version, first(v))],
+          success: [
+            delPrefix(mailbox),
+            put(version, ''),
+            put(receipt, JSON.stringify(messages.map((m) => m.toString('base64'))), lease)
+          ],
+          result: () => messages
+        }
+      }
+    )
+    // The reply arrived: the receipt is no longer needed (it would expire anyway).
+    if (taken.length > 0) {
+      this.client?.kv.deleteRange({ key: buf(receipt) }).catch(() => undefined)
+    }
+    const messages: DeleteMessage[] = []
+    for (const bytes of taken) {
+      try {
+        messages.push(decodeDeleteMessage(bytes))
+      } catch {
+        // Only valid messages are ever stored; a damaged one cannot be acted on and is dropped.
+      }
+    }
+    return messages
+  }
+
+  /**
+   * Renews a node's lease: it now expires `ttlMs` from now.
+   *
+   * The lease key is put on an etcd lease of `ttlMs` rounded up to whole seconds (etcd raises it
+   * to its minimum, about 2 s with default timing), so a dead node's key disappears on etcd's
+   * clock. Below that, readers count `ttlMs` from when they first saw each renewal (see
+   * {@link EtcdCouplingStore.readLeases}).
+   *
+   * @param node - the node
+   * @param ttlMs - lifetime in ms, 1 or more
+   * @param options - the abort signal
+   * @throws InvalidParametersError when `ttlMs` is out of range
+   */
+  async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) {
+      throw new InvalidParametersError('ttlMs', 'must be an integer >= 1')
+    }
+    const sentAt = performance.now()
+    const grant = await this.call('renewLease', options, false, async (client, callOptions) =>
+      client.leaseClient.leaseGrant({ TTL: Math.ceil(ttlMs / 1000) }, callOptions)
+    )
+    const key = this.keys.lease(node)
+    // a put of the same value again is harmless: retried like a read
+    const res = await this.call('renewLease', options, false, async (client, callOptions) =>
+      client.kv.put(
+        { key: buf(key), value: buf(JSON.stringify({ ttlMs })), lease: grant.ID },
+        callOptions
+      )
+    )
+    const previous = this.leaseOwn.get(node)
+    this.leaseOwn.set(node, { revision: res.header.revision, at: sentAt, leaseId: grant.ID })
+    if (previous !== undefined) {
+      this.client?.leaseClient.leaseRevoke({ ID: previous.leaseId }).catch(() => undefined)
+    }
+  }
+
+  /**
+   * Reads how long each node's lease has left, in ms: 0 for a lease that expired or never existed.
+   *
+   * A lease key that etcd expired reads 0. Otherwise the time left is counted on this process's
+   * monotonic clock from when this store first saw the key's current revision (or sent the
+   * renewal, for its own node): a new renewal seen for the first time counts as just made. So no
+   * two clocks are ever compared, and a reader never declares a lease expired early; a reader that
+   * starts late may see a dead node's lease for up to `ttlMs` (or etcd's expiry) longer.
+   *
+   * @param nodes - the nodes
+   * @param options - the abort signal
+   */
+  async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
+    this.enter(options)
+    if (nodes.length === 0) return {}
+    const ranges = await this.read(
+      'readLeases',
+      options,
+      nodes.map((node) => range(this.keys.lease(node)))
+    )
+    const now = performance.now()
+    const out: Record<NodeId, number> = {}
+    nodes.forEach((node, i) => {
+      const kv = first(ranges[i])
+      if (kv === undefined) {
+        this.leaseSeen.delete(node)
+        out[node] = 0
+        return
+      }
+      let ttlMs = 0
+      try {
+        ttlMs = Number((JSON.parse(kv.value.toString('utf8')) as { ttlMs: unknown }).ttlMs)
+      } catch {
+        // a damaged lease key counts as expired
+      }
+      let seen = this.leaseSeen.get(node)
+      if (seen?.revision !== kv.mod_revision) {
+        const own = this.leaseOwn.get(node)
+        seen = { revision: kv.mod_revision, at: own?.revision === kv.mod_revision ? own.at : now }
+        this.leaseSeen.set(node, seen)
+      }
+      const left = Number.isFinite(ttlMs) ? ttlMs - (now - seen.at) : 0
+      out[node] = left > 0 ? Math.ceil(left) : 0
+    })
+    return out
+  }
+
+  /** Checks the signal and the lifecycle before any work. */
+  private enter(options?: AbortOptions): void {
+    throwIfAborted(options?.signal)
+    if (!this.isStarted()) throw new NotStartedError('EtcdCouplingStore is not started')
+  }
+
+  /** Throws StaleEpochError unless `current` names the fence's owner and epoch. */
+  private checkCurrent(dvipa: Dvipa, fence: Fence, current: OwnerValue | undefined): void {
+    const epoch = current?.epoch ?? 0
+    if (current === undefined || current.owner !== fence.owner || epoch !== fence.epoch) {
+      throw new StaleEpochError(dvipa, fence.epoch, epoch)
+    }
+  }
+
+  private ownerValue(kv: IKeyValue | undefined): OwnerValue | undefined {
+    if (kv === undefined) return undefined
+    try {
+      const value = JSON.parse(kv.value.toString('utf8')) as OwnerValue
+      if (Number.isSafeInteger(value.epoch) && typeof value.record === 'string') return value
+    } catch {
+      // fall through
+    }
+    throw new StoreUnavailableError(`the ownership key ${kv.key.toString('utf8')} is damaged`)
+  }
+
+  private journalValue(kv: IKeyValue | undefined): JournalValue | undefined {
+    if (kv === undefined) return undefined
+    try {
+      const value = JSON.parse(kv.value.toString('utf8')) as JournalValue
+      if (typeof value.takeId === 'string' && Array.isArray(value.entries)) return value
+    } catch {
+      // fall through
+    }
+    throw new StoreUnavailableError(`the journal key ${kv.key.toString('utf8')} is damaged`)
+  }
+
+  private journalSet(value: JournalValue): DvipaRecordSet {
+    return decodeRecordSet(
+      value.entries.map(([name, bytes]) => ({ ...splitRecordName(name), bytes: fromBase64(bytes) }))
+    )
+  }
+
+  private entries(prefix: string, r: IRangeResponse | undefined): StoredEntry[] {
+    return (r?.kvs ?? []).map((kv) => ({
+      ...splitRecordName(kv.key.toString('utf8').slice(prefix.length)),
+      bytes: kv.value
+    }))
+  }
+
+  private eventsPut(events: CouplingStoreEvent[]): IRequestOp {
+    return put(this.keys.events, JSON.stringify(events))
+  }
+
+  /** The id of a lease for receipts that lives at least `receiptTtlMs` from now. */
+  private async receiptLeaseId(options?: AbortOptions): Promise<string> {
+    const lease = this.receiptLease
+    const ttl = this.init.receiptTtlMs
+    if (lease !== undefined && performance.now() - lease.grantedAt < ttl / 2) return lease.id
+    this.receiptLeasePending ??= (async () => {
+      const grantedAt = performance.now()
+      const res = await this.call('receipt lease', options, false, async (client, callOptions) =>
+        client.leaseClient.leaseGrant({ TTL: Math.ceil((ttl * 1.5) / 1000) }, callOptions)
+      )
+      this.receiptLease = { id: res.ID, grantedAt }
+      return res.ID
+    })().finally(() => (this.receiptLeasePending = undefined))
+    return this.receiptLeasePending
+  }
+
+  /** One consistent read of several ranges (a transaction of reads only). */
+  private async read(
+    what: string,
+    options: AbortOptions | undefined,
+    reads: IRequestOp[]
+  ): Promise<IRangeResponse[]> {
+    const res = await this.call(what, options, false, async (client, callOptions) =>
+      client.kv.txn({ success: reads }, callOptions)
+    )
+    return res.responses.map((r) => r.response_range)
+  }
+
+  /**
+   * Optimistic transaction: reads `reads` as one snapshot, lets `decide` check it and build the
+   * write guarded by what it read, commits that; when a guard fails (someone wrote in between),
+   * or the commit's reply was lost, reads again. `decide` recognises a write of its own that was
+   * applied although its reply was lost (by request id) and answers `done`.
+   */
+  private async transact<T>(
+    what: string,
+    options: AbortOptions | undefined,
+    reads: IRequestOp[],
+    decide: (ranges: IRangeResponse[]) => Step<T>
+  ): Promise<T> {
+    const deadline = performance.now() + this.init.operationTimeoutMs
+    let maybeApplied = false
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - performance.now()
+      if (remaining <= 0) {
+        throw new StoreUnavailableError(
+          `${what}: etcd kept changing under it for ${this.init.operationTimeoutMs} ms` +
+            (maybeApplied ? '; it may have been applied' : ''),
+          { indeterminate: maybeApplied }
+        )
+      }
+      let step: Step<T>
+      try {
+        const snapshot = await this.call(
+          what,
+          options,
+          false,
+          async (c, o) => c.kv.txn({ success: reads }, o),
+          deadline
+        )
+        step = decide(snapshot.responses.map((r) => r.response_range))
+      } catch (err) {
+        const name = (err as Error).name
+        if (
+          maybeApplied &&
+          (name === StaleEpochError.name || name === OwnershipConflictError.name)
+        ) {
+          // An earlier attempt may have been applied and then overtaken by another writer:
+          // whether this call took effect cannot be told any more.
+          throw new StoreUnavailableError(
+            `${what}: no reply to an attempt, and the state has moved on since (${(err as Error).message}); it may have been applied`,
+            { cause: err, indeterminate: true }
+          )
+        }
+        if (maybeApplied && name === StoreUnavailableError.name) {
+          throw new StoreUnavailableError((err as Error).message + '; it may have been applied', {
+            cause: err,
+            indeterminate: true
+          })
+        }
+        throw err
+      }
+      if ('done' in step) return step.done
+      let res: ITxnResponse
+      try {
+        const success = nest(step.success)
+        res = await this.call(
+          what,
+          options,
+          true,
+          async (c, o) => c.kv.txn({ compare: step.compare, success }, o),
+          deadline
+        )
+      } catch (err) {
+        if ((err as Error).name !== StoreUnavailableError.name) throw err
+        if (!(err as StoreUnavailableError).indeterminate) throw err
+        maybeApplied = true
+        continue
+      }
+      if (res.succeeded) return step.result(res)
+      // lost the race to another writer: read again (a short pause when it keeps happening)
+      if (attempt > 2) await sleep(Math.min(20, attempt * 2) * Math.random())
+    }
+  }
+
+  /**
+   * Runs one RPC with a deadline, retrying errors that mean "not now" (no leader, member down,
+   * connection lost) until the call's deadline. A write whose attempts all failed rejects with
+   * `indeterminate` set unless every attempt certainly failed before reaching etcd.
+   */
+  private async call<T>(
+    what: string,
+    options: AbortOptions | undefined,
+    write: boolean,
+    attempt: (client: Etcd3, callOptions: { deadline: Date }) => Promise<T>,
+    deadline = performance.now() + this.init.operationTimeoutMs
+  ): Promise<T> {
+    const client = this.client
+    if (client === undefined) throw new NotStartedError('EtcdCouplingStore is not started')
+    let lastError: unknown
+    for (;;) {
+      throwIfAborted(options?.signal)
+      if (this.client !== client)
+        throw new NotStartedError(`EtcdCouplingStore stopped during ${what}`)
+      const remaining = deadline - performance.now()
+      if (remaining <= 0) {
+        const why = lastError instanceof Error ? `: ${lastError.message}` : ''
+        return Promise.reject(
+          new StoreUnavailableError(
+            `${what}: etcd at ${this.init.hosts.join(', ')} unavailable for ${this.init.operationTimeoutMs} ms${why}`,
+            { cause: lastError }
+          )
+        )
+      }
+      const ms = Math.max(1, Math.min(remaining, this.init.attemptTimeoutMs))
+      try {
+        return await attempt(client, { deadline: new Date(Date.now() + ms) })
+      } catch (err) {
+        if (AUTH_ERRORS.has(errorName(err))) throw this.refused(what, err)
+        if (errorName(err) === 'GRPCInvalidArgumentError') {
+          throw new StoreUnavailableError(
+            `${what}: etcd refused the request: ${(err as Error).message}`,
+            { cause: err }
+          )
+        }
+        if (write) {
+          // The write may be in etcd's log although its reply was lost: never resend it blindly
+          // (a guard that fails on the resend would hide that it was applied). The caller reads
+          // the state again and decides.
+          throw new StoreUnavailableError(
+            `${what}: no reply from etcd (${(err as Error).message}); the write may have been applied`,
+            { cause: err, indeterminate: true }
+          )
+        }
+        lastError = err
+        await sleep(Math.min(50, deadline - performance.now()))
+      }
+    }
+  }
+
+  private refused(what: string, cause: unknown): StoreUnavailableError {
+    const user = this.init.username ?? '(none)'
+    const why = cause instanceof Error ? `: ${cause.message}` : ''
+    const advice =
+      errorName(cause) === 'EtcdPermissionDeniedError'
+        ? `the role of user ${user} must grant readwrite on the prefix ${this.keys.prefix}`
+        : `check the username (${user}) and the password`
+    return new StoreUnavailableError(`${what}: etcd refused user ${user}${why} (${advice})`, {
+      cause
+    })
+  }
+
+  private async open(): Promise<void> {
+    const init = this.init
+    const options: IOptions = {
+      hosts: init.hosts,
+      dialTimeout: init.attemptTimeoutMs,
+      // no retries inside the client: a write resent after a lost reply must be decided again
+      // by the store (see transact), never resent blindly
+      faultHandling: { global: noop }
+    }
+    if (init.username !== undefined && init.password !== undefined) {
+      options.auth = { username: init.username, password: init.password }
+    }
+    if (init.tls !== undefined) {
+      const { ca, cert, key } = init.tls
+      options.credentials = {
+        rootCertificate: Buffer.from(ca),
+        ...(cert === undefined ? {} : { certChain: Buffer.from(cert) }),
+        ...(key === undefined ? {} : { privateKey: Buffer.from(key) })
+      }
+    }
+    const client = new Etcd3(options)
+    this.client = client
+    try {
+      const res = await this.call('start', undefined, false, async (c, o) =>
+        c.kv.range({ key: buf(this.keys.events) }, o)
+      )
+      this.lastEventRevision = BigInt(res.header.revision)
+      if (this.events.closed || this.events.isStopped) this.events = new Subject()
+      this.watcher = await this.watch(client)
+    } catch (err) {
+      this.client = undefined
+      client.close()
+      throw err
+    }
+  }
+
+  /** Watches the events key from the revision after the last one seen. */
+  private async watch(client: Etcd3): Promise<Watcher> {
+    const watcher = await client
+      .watch()
+      .key(this.keys.events)
+      .startRevision(String(this.lastEventRevision + 1n))
+      .create()
+    watcher.on('put', (kv: IKeyValue) => this.publish(kv))
+    watcher.on('disconnected', () => {
+      // The client resumes from the revision in its request; make that the one after the last
+      // event seen, not the header revision of the last (re)connect, so nothing is skipped.
+      ;(watcher.request as { start_revision?: string }).start_revision = String(
+        this.lastEventRevision + 1n
+      )
+    })
+    watcher.on('error', () => {
+      // cancelled by etcd (e.g. the revision was compacted): watch again from the last seen
+      if (this.client !== client || this.watcher !== watcher) return
+      watcher.removeAllListeners()
+      this.watch(client)
+        .then((next) => {
+          if (this.client === client) this.watcher = next
+          else void next.cancel()
+        })
+        .catch(() => undefined)
+    })
+    return watcher
+  }
+
+  /** Forwards the events of one write of the events key, each revision once. */
+  private publish(kv: IKeyValue): void {
+    if (this.client === undefined) return
+    const revision = BigInt(kv.mod_revision)
+    if (revision <= this.lastEventRevision) return
+    this.lastEventRevision = revision
+    let events: unknown
+    try {
+      events = JSON.parse(kv.value.toString('utf8'))
+    } catch {
+      return
+    }
+    if (!Array.isArray(events)) return
+    for (const event of events) {
+      if (
+        event !== null &&
+        typeof event === 'object' &&
+        EVENT_TYPES.has((event as { type: string }).type)
+      ) {
+        this.events.next(event as CouplingStoreEvent)
+      }
+    }
+  }
+}
+
+const fromBase64 = (s: string): Buffer => Buffer.from(s, 'base64')
+
+/**
+ * Creates an {@link EtcdCouplingStore}.
+ *
+ * @param components - the clock
+ * @param init - members, credentials, TLS, timeouts, key prefix
+ */
+export function etcdCouplingStore(
+  components?: EtcdCouplingStoreComponents,
+  init?: EtcdCouplingStoreInit
+): EtcdCouplingStore {
+  return new EtcdCouplingStore(components, init)
+}
