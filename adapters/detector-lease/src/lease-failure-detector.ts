@@ -100,6 +100,15 @@ export class LeaseFailureDetector implements FailureDetector {
     return this.ttlMs
   }
 
+  /**
+   * The least time from a node's last renewal that reached the store to its declaration as
+   * failed: a lease renewed just before its node was cut off lasts `ttlMs` from the renewal, and
+   * the renewal before it came at most one interval earlier, so `ttlMs - intervalMs`.
+   */
+  get minDetectionMs(): number {
+    return this.ttlMs - this.intervalMs
+  }
+
   /** The detector's counters (a copy). */
   counters(): LeaseCounters {
     return { ...this.counts }
