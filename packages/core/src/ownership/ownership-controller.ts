@@ -380,6 +380,8 @@ export class OwnershipController {
     switch (s.role) {
       case 'owner':
       case 'fenced': {
+        // Only this node claims in its own name: a higher epoch naming it is its recovery's claim.
+        if (owner === this.node) return
         if (epoch > mine || (epoch === mine && owner === null && source === 'store')) {
           this.lose(
             epoch,
