@@ -74,7 +74,9 @@ describe('ownership under faults (whole cluster)', function () {
       await running()
       cluster.facility.dvipas.clear()
       await cluster.advance(2000)
-      const alarm = events.find((e) => e.event.type === 'ownership:epoch-regressed')
+      const alarm = events.find(
+        (e) => e.node === 'dp-1' && e.event.type === 'ownership:epoch-regressed'
+      )
       expect(alarm?.node).to.equal('dp-1')
       expect(alarm?.event).to.include({ storeEpoch: 0, highestSeen: 1 })
       expect(cluster.ownership()).to.include({ owner: 'dp-1', epoch: 2 })
