@@ -20,6 +20,7 @@ import {
   TOKENS,
   type ChildProposal,
   type Clock,
+  type CouplingStore,
   type DistributionEvent,
   type Endpoint,
   type Identity,
@@ -33,7 +34,7 @@ import {
 } from '@vipsec/interface'
 import { VirtualNetwork, type VirtualNetworkAdapter } from '@vipsec/network-virtual'
 import { SeededRandomSource } from '@vipsec/random'
-import { MemoryCouplingFacility, type MemoryCouplingStore } from '@vipsec/store-memory'
+import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
 
 /** Options of a {@link SimulatedCluster}; every field has a default. */
 export interface SimulatedClusterOptions {
@@ -86,6 +87,30 @@ export interface SimulatedClusterOptions {
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
    */
   realTime?: boolean
+  /** How long {@link SimulatedCluster.start} lets the peers connect, ms. Default 2000. */
+  startSettleMs?: number
+  /** The DPs' `rankDelayMs`. Default 50. */
+  rankDelayMs?: number
+  /** The DPs' `ownershipCheckMs`. Default the smaller of 250 and the heartbeat interval. */
+  ownershipCheckMs?: number
+  /**
+   * Hooks for fault injection (the chaos checker uses them): what each DP's store and clock
+   * are, and a look at every ESP engine before it starts. Default none.
+   */
+  hooks?: SimulationHooks
+}
+
+/** Hooks of a {@link SimulatedCluster} for fault injection. Every one is optional. */
+export interface SimulationHooks {
+  /**
+   * The coupling store a DP uses, given its own client of the shared facility (called at
+   * every start of the DP). Default: that client.
+   */
+  store?: (node: NodeId, store: MemoryCouplingStore) => CouplingStore
+  /** The clock a DP runs on (called at every start of the DP). Default: the cluster's clock. */
+  clock?: (node: NodeId) => Clock
+  /** Called with each ESP engine, of DPs (at every start) and of peers, before it starts. */
+  espEngine?: (node: NodeId, engine: SoftwareEspEngine) => void
 }
 
 /** The DVIPA of the simulated cluster. */
@@ -156,8 +181,10 @@ export interface SimDp {
   processor: DefaultDistributionProcessor
   /** Its ESP engine. */
   esp: SoftwareEspEngine
-  /** Its coupling-store client. */
+  /** Its client of the shared facility. */
   store: MemoryCouplingStore
+  /** The coupling store it uses: `store`, or what the `store` hook made of it. */
+  couplingStore: CouplingStore
   /** Its failure detector. */
   detector: HeartbeatFailureDetector
   /** Its cluster link. */
@@ -200,6 +227,8 @@ export interface PeerTraffic {
   servedBy: Record<string, number>
   /** Virtual monotonic ms of each answer, in order. */
   answerTimes: number[]
+  /** The target named in each answer, in the order of `answerTimes`. */
+  answerTargets: string[]
   /** Sequence numbers answered. */
   answeredSeqs: Set<number>
 }
@@ -294,7 +323,13 @@ export class SimulatedCluster {
       connectionIdleMs: options.connectionIdleMs ?? 300_000,
       renegotiationDeadlineMs: options.renegotiationDeadlineMs ?? 10_000,
       detector: options.detector ?? 'heartbeat',
-      selfFenceMs: options.selfFenceMs ?? 0
+      selfFenceMs: options.selfFenceMs ?? 0,
+      startSettleMs: options.startSettleMs ?? 2000,
+      rankDelayMs: options.rankDelayMs ?? 50,
+      ownershipCheckMs:
+        options.ownershipCheckMs ??
+        Math.min(250, (options.heartbeat ?? { intervalMs: 100 }).intervalMs),
+      hooks: options.hooks ?? {}
     }
     this.clock = this.options.realTime
       ? new SystemClock()
@@ -335,7 +370,7 @@ export class SimulatedCluster {
     for (const [i, node] of this.ranks.entries()) await this.startDp(node, `10.9.0.${i + 1}`)
     await this.advance(50)
     for (let k = 1; k <= this.options.peers; k++) this.peers.push(await this.makePeer(k))
-    await Promise.all([this.connectPeers(), this.advance(2000)])
+    await Promise.all([this.connectPeers(), this.advance(this.options.startSettleMs)])
   }
 
   /** Stops everything. */
@@ -519,7 +554,8 @@ export class SimulatedCluster {
   }
 
   private async startDp(node: NodeId, address: string): Promise<void> {
-    const clock = this.clock
+    const hooks = this.options.hooks
+    const clock = hooks.clock?.(node) ?? this.clock
     const previous = this.dps.get(node)
     const ikeServices: IkeV2Service[] = previous?.ikeServices ?? []
     const linkPeers = this.dpLinkPeers(node)
@@ -543,10 +579,13 @@ export class SimulatedCluster {
       retransmit: this.options.retransmit
     }
     const { networkAdapter, ...base } = this.base(node, address)
+    const memoryStore = new MemoryCouplingStore({ clock }, { facility: this.facility })
+    const couplingStore = hooks.store?.(node, memoryStore) ?? memoryStore
     const built = createNode({
       ...base,
+      clock: { type: 'custom', component: { instance: clock } },
       role: node === this.ranks[0] ? 'primary' : 'backup',
-      store: { type: 'memory', facility: this.facility },
+      store: { type: 'custom', component: { instance: couplingStore } },
       random: { type: 'seeded', seed: `${this.options.seed}/${node}/${this.ikeCount++}` },
       components: {
         networkAdapter,
@@ -616,11 +655,11 @@ export class SimulatedCluster {
                       { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }
                     ])
                   ),
-            rankDelayMs: 50,
+            rankDelayMs: this.options.rankDelayMs,
             connectionIdleMs: this.options.connectionIdleMs,
             renegotiationDeadlineMs: this.options.renegotiationDeadlineMs,
             selfFenceMs: this.options.selfFenceMs,
-            ownershipCheckMs: Math.min(250, this.options.heartbeat.intervalMs)
+            ownershipCheckMs: this.options.ownershipCheckMs
           }
         }
       }
@@ -629,6 +668,7 @@ export class SimulatedCluster {
     processor.events$.subscribe((event) =>
       this.eventsSubject.next({ at: clock.monotonic(), node, event })
     )
+    hooks.espEngine?.(node, built.get(TOKENS.EspEngine) as SoftwareEspEngine)
     await built.start()
     this.dps.set(node, {
       node,
@@ -637,7 +677,8 @@ export class SimulatedCluster {
       adapter: built.get(TOKENS.NetworkAdapter) as VirtualNetworkAdapter,
       processor,
       esp: built.get(TOKENS.EspEngine) as SoftwareEspEngine,
-      store: built.get(TOKENS.CouplingStore) as MemoryCouplingStore,
+      store: memoryStore,
+      couplingStore,
       detector: built.get(TOKENS.FailureDetector) as HeartbeatFailureDetector,
       link: built.get(TOKENS.ClusterLink) as UdpClusterLink,
       target: built.has(TOKENS.TargetStack)
@@ -663,6 +704,7 @@ export class SimulatedCluster {
     await adapter.start()
     await adapter.acquireAddress(address)
     const esp = new SoftwareEspEngine({ clock: this.clock })
+    this.options.hooks.espEngine?.(node, esp)
     await esp.start()
     const udp500 = await adapter.openUdp({ address, port: 500 })
     const udp4500 = await adapter.openUdp({ address, port: 4500 })
@@ -705,7 +747,14 @@ export class SimulatedCluster {
       ike,
       esp,
       udp4500,
-      traffic: { sent: 0, answered: 0, servedBy: {}, answerTimes: [], answeredSeqs: new Set() }
+      traffic: {
+        sent: 0,
+        answered: 0,
+        servedBy: {},
+        answerTimes: [],
+        answerTargets: [],
+        answeredSeqs: new Set()
+      }
     }
     udp4500.datagrams$.subscribe(({ data }) => this.onPeerDatagram(peer, data))
     return peer
@@ -775,6 +824,7 @@ export class SimulatedCluster {
     peer.traffic.answered++
     peer.traffic.servedBy[target] = (peer.traffic.servedBy[target] ?? 0) + 1
     peer.traffic.answerTimes.push(this.clock.monotonic())
+    peer.traffic.answerTargets.push(target)
     peer.traffic.answeredSeqs.add(Number(seq))
   }
 }
