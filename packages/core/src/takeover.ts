@@ -99,7 +99,12 @@ export interface TakeoverPlan {
   /** How long the owner had been silent when it was declared failed, if known. */
   silentMs: number | undefined
   /** Monotonic ms at which the claim was sent, and how long it took. */
-  claim: { startedAt: number; durationMs: number }
+  claim: {
+    /** Monotonic ms at which the claim was sent. */
+    startedAt: number
+    /** How long until it was known to have won, ms. */
+    durationMs: number
+  }
 }
 
 /** Times one step and reports it. */

@@ -47,7 +47,12 @@ export interface TakeoverRun {
   /** How long the owner had been silent then, if known. */
   silentMs: number | undefined
   /** Monotonic ms at which the (first) claim was sent, and how long until it was known to have won. */
-  claim: { startedAt: number; durationMs: number }
+  claim: {
+    /** Monotonic ms at which the claim was sent. */
+    startedAt: number
+    /** How long until it was known to have won, ms. */
+    durationMs: number
+  }
 }
 
 /**
