@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import {
   OwnershipConflictError,
   TakeoverError,
@@ -574,6 +575,8 @@ export class OwnershipController {
       timer: undefined,
       claimStartedAt: undefined
     }
+    // every renegotiation of the takeover listens to it
+    setMaxListeners(0, attempt.abort.signal)
     this.attempt = attempt
     this.actions.emit({ type: 'takeover:started', dvipa: this.dvipa, previousOwner: from })
     const delay = this.rankDelay(from)
