@@ -7,8 +7,9 @@
  *
  * `npm run test:chaos`: the same over the families `npm test` runs (see
  * `CHAOS_PASSING_FAMILIES`), 500 schedules; exits 1 on a violation.
- * `npm run test:chaos -- --seed N [--family F] [--faults 1,3]`: replays one schedule (the faults
- * a shrunk trace kept) and prints its whole trace.
+ * `npm run test:chaos -- --seed N [--family F] [--faults 1,3] [--shrink]`: replays one schedule
+ * (the faults a shrunk trace kept) and prints its whole trace; `--shrink` also shrinks each
+ * violation it shows.
  *
  * Options: --count N, --first N (the first seed), --family a,b (families), --seed N,
  * --faults ids, --no-shrink, --passing (only the families `npm test` runs).
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     faults: { type: 'string' },
     'no-shrink': { type: 'boolean' },
+    shrink: { type: 'boolean' },
     passing: { type: 'boolean' }
   }
 })
@@ -60,6 +62,11 @@ async function replay(seed: number): Promise<void> {
   for (const v of result.violations)
     console.log(`VIOLATION ${v.invariant} at +${v.at.toFixed(1)}ms: ${v.detail}`)
   console.log(result.violations.length === 0 ? 'ok: every invariant held' : '')
+  if (values.shrink === true)
+    for (const invariant of new Set(result.violations.map((v) => v.invariant))) {
+      console.log()
+      console.log(formatViolation(await shrink(result, invariant), schedule))
+    }
   process.exitCode = result.violations.length === 0 ? 0 : 1
 }
 
@@ -88,7 +95,7 @@ async function sweep(): Promise<void> {
       const key = `${schedule.family}/${v}`
       if (!firstOf.has(key)) firstOf.set(key, result)
     }
-    if ((i + 1) % 500 === 0)
+    if ((i + 1) % 50 === 0)
       process.stderr.write(
         `${i + 1}/${count} schedules, ${((performance.now() - started) / 1000).toFixed(0)} s\n`
       )

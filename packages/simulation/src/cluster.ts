@@ -669,7 +669,14 @@ export class SimulatedCluster {
       this.eventsSubject.next({ at: clock.monotonic(), node, event })
     )
     hooks.espEngine?.(node, built.get(TOKENS.EspEngine) as SoftwareEspEngine)
-    await built.start()
+    try {
+      await built.start()
+    } catch (e) {
+      // A process whose start failed exits: nothing of it may keep running, its sockets close.
+      await built.stop().catch(() => undefined)
+      await (built.get(TOKENS.NetworkAdapter) as VirtualNetworkAdapter).stop()
+      throw e
+    }
     this.dps.set(node, {
       node,
       address,

@@ -474,7 +474,24 @@ class ChaosRun {
   private restart(node: NodeId): void {
     if (this.isUp(node)) return
     this.log('fault', `restart ${node}`)
-    this.track(this.cluster.restart(node))
+    this.track(this.startAgain(node))
+  }
+
+  /**
+   * Restarts a node. A start that fails (the new core refuses to start when it cannot reach the
+   * store, as a process would exit) leaves it down, to be restarted again at the heal point.
+   */
+  private async startAgain(node: NodeId): Promise<void> {
+    const afterHeal = this.healed
+    this.resumedAt.set(node, this.base.monotonic())
+    try {
+      await this.cluster.restart(node)
+    } catch (e) {
+      this.log(node, `start failed: ${(e as Error)?.name}: ${(e as Error)?.message}`)
+      const dp = this.cluster.dps.get(node)
+      if (dp?.up === true) await this.cluster.crash(node)
+      if (afterHeal) throw e
+    }
   }
 
   private track(p: Promise<void>): void {
@@ -552,7 +569,7 @@ class ChaosRun {
     for (const node of [...CHAOS_TOPOLOGY.dps, ...CHAOS_TOPOLOGY.targets])
       if (!this.permanent.has(node) && !this.isUp(node)) {
         this.log('heal', `restart ${node}`)
-        this.track(this.cluster.restart(node))
+        this.track(this.startAgain(node))
       }
     await this.drain()
   }
@@ -576,6 +593,8 @@ class ChaosRun {
   }
 
   private snapshot(): void {
+    // Only a rollback reads them.
+    if (!this.schedule.faults.some((f) => f.action.kind === 'store-loss')) return
     this.snapshots.push({
       at: this.base.monotonic(),
       state: captureFacility(this.cluster.facility)
@@ -670,7 +689,8 @@ class ChaosRun {
 
   /**
    * How long `node` has been superseded: since another, live DP made the latest claim, or since
-   * `node` resumed from a pause if that was later (a stopped process serves nothing). Undefined
+   * `node` resumed from a pause or restarted if that was later (a stopped process serves
+   * nothing). Undefined
    * when it holds the latest claim, or the claimer is down.
    */
   private superseded(node: NodeId): number | undefined {
