@@ -212,8 +212,10 @@ export class LeaseFailureDetector implements FailureDetector {
             this.events.next({ type: 'node:recovered', node })
         }
       } else {
+        // A lease that expired was renewed at least ttlMs ago; one that vanished sooner (a
+        // store that lost its data) says nothing about its node: wait out its lifetime first.
         const silentMs = now - w.lastAlive
-        if (w.health !== 'failed' && (w.health !== 'unknown' || silentMs >= this.ttlMs)) {
+        if (w.health !== 'failed' && silentMs >= this.ttlMs) {
           w.health = 'failed'
           this.events.next({ type: 'node:failed', node, silentMs })
         }

@@ -349,7 +349,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       await this.applyMailbox()
       this.scheduleIdleSweep()
       for (const config of this.init.dvipas) this.states.set(config.dvipa, this.newState(config))
-      for (const state of this.states.values()) await state.ownership.start()
+      for (const state of this.states.values()) {
+        // A node that died while it owned the DVIPA may still hold its address: let it go, or
+        // the neighbours could keep sending the DVIPA's traffic here. It takes it again if it
+        // is to serve.
+        if (this.components.network.isStarted())
+          await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
+        await state.ownership.start()
+      }
       this.publishStatus()
     } catch (err) {
       for (const state of this.states.values()) await state.ownership.abandon()

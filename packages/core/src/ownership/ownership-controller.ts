@@ -380,6 +380,7 @@ export class OwnershipController {
   observe(epoch: number, owner: NodeId | null | undefined, source: EpochSource): void {
     if (!this.running) return
     if (source === 'store' || source === 'rejected-write') this.learnStore(owner, epoch)
+    const seen = this.highest
     if (epoch > this.highest) this.highest = epoch
     const s = this.state
     const mine = stateEpoch(s)
@@ -418,9 +419,12 @@ export class OwnershipController {
         return
       }
       case 'backup': {
-        if (epoch < viewEpoch(s.view) || epoch < this.highest) return
+        if (owner === undefined || epoch < viewEpoch(s.view) || epoch < seen) return
+        // An epoch already seen is accepted again only as it was (a repeated event, a release).
+        const known = s.view.kind === 'owned' ? s.view.owner : null
+        if (epoch === seen && !(epoch === viewEpoch(s.view) && (owner === null || owner === known)))
+          return
         if (epoch === viewEpoch(s.view) && source !== 'store') return
-        if (owner === undefined) return
         this.setState(
           {
             role: 'backup',
@@ -890,7 +894,9 @@ export class OwnershipController {
       this.checkTimer = undefined
       this.checkLateness()
       this.checkDue = undefined
-      void this.tick().finally(() => this.scheduleCheck())
+      // the next check does not wait for this one: a read that hangs must not stop the clock
+      this.scheduleCheck()
+      void this.tick()
     }, this.checkMs)
   }
 
