@@ -55,10 +55,10 @@ async function replay(seed: number): Promise<void> {
   }
   console.log(`seed ${seed} family ${schedule.family} ${JSON.stringify(schedule.config)}`)
   for (const f of schedule.faults) console.log(`  ${describeFault(f)}`)
-  const result = await runSchedule(schedule)
   console.log('trace (ms after the faults began):')
-  for (const t of result.trace)
-    console.log(`  ${t.at.toFixed(1).padStart(8)} ${t.source.padEnd(8)} ${t.text}`)
+  const result = await runSchedule(schedule, {
+    onTrace: (t) => console.log(`  ${t.at.toFixed(1).padStart(8)} ${t.source.padEnd(8)} ${t.text}`)
+  })
   for (const v of result.violations)
     console.log(`VIOLATION ${v.invariant} at +${v.at.toFixed(1)}ms: ${v.detail}`)
   console.log(result.violations.length === 0 ? 'ok: every invariant held' : '')
@@ -95,7 +95,7 @@ async function sweep(): Promise<void> {
       const key = `${schedule.family}/${v}`
       if (!firstOf.has(key)) firstOf.set(key, result)
     }
-    if ((i + 1) % 50 === 0)
+    if ((i + 1) % 10 === 0)
       process.stderr.write(
         `${i + 1}/${count} schedules, ${((performance.now() - started) / 1000).toFixed(0)} s\n`
       )

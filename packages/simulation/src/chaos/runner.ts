@@ -38,6 +38,8 @@ export type InvariantName =
   | 'converge-flows'
   /** After the heal, the store's records are not what the owner holds, or a journal is still open. */
   | 'converge-records'
+  /** More than {@link CHAOS_BOUNDS.maxClaims} claims in the store in one run: the DPs claim in a loop. */
+  | 'claim-storm'
   /** The run itself threw. */
   | 'run-error'
 
@@ -51,6 +53,7 @@ export const INVARIANTS: readonly InvariantName[] = [
   'converge-ike',
   'converge-flows',
   'converge-records',
+  'claim-storm',
   'run-error'
 ]
 
@@ -104,6 +107,11 @@ export const CHAOS_BOUNDS = {
    * first renegotiation retry (1 s), with room to spare.
    */
   convergeMs: 6000,
+  /**
+   * A run with more claims than this is a claim storm (normal runs make a handful); the run then
+   * cuts every DP off from the store and ends, since a storm may never let virtual time move.
+   */
+  maxClaims: 200,
   /** The convergence checks look at windows of this many ms of traffic (five requests per peer). */
   finalWindowMs: 500
 } as const
@@ -131,6 +139,8 @@ export interface RunOptions {
    * leave a stale record). Never in a real run.
    */
   tamper?: (context: TamperContext) => Promise<void> | void
+  /** Called with each trace entry as it happens (to watch a run that does not end). */
+  onTrace?: (entry: TraceEntry) => void
 }
 
 interface Claim {
@@ -188,6 +198,8 @@ class ChaosRun {
   private readonly resumedAt = new Map<NodeId, number>()
   private readonly installed = new Map<NodeId, EspSaParams[]>()
   private stopped = false
+  private storm = false
+  private storeClaims = 0
   private readonly eventCounts = new Map<string, number>()
   private readonly origin = new Map<string, string | undefined>()
   private t0 = 0
@@ -266,9 +278,10 @@ class ChaosRun {
     const { cluster } = this
     cluster.events$.subscribe(({ node, event }) => this.onEvent(node, event))
     cluster.facility.changes$.subscribe((change) => {
-      if (change.type === 'ownership:claimed')
+      if (change.type === 'ownership:claimed') {
         this.log('store', `claimed epoch ${change.ownership.epoch} by ${change.ownership.owner}`)
-      else if (change.type === 'ownership:released')
+        this.onStoreClaim(change.ownership.epoch)
+      } else if (change.type === 'ownership:released')
         this.log('store', `released epoch ${change.epoch}`)
     })
     this.t0 = Number.NaN
@@ -288,12 +301,14 @@ class ChaosRun {
     let activeUntil = FAULT_WINDOW_MS
     for (;;) {
       await this.base.advance(100)
+      if (this.storm) return this.end()
       this.snapshot()
       activeUntil = Math.max(activeUntil, this.activeUntil)
       if (this.now() >= activeUntil && this.quiet()) break
       if (this.now() > FAULT_WINDOW_MS + 20_000) throw new Error('faults did not end')
     }
     await this.heal()
+    if (this.storm) return this.end()
     // Converged means every check below passes over one window of traffic; the run looks window
     // after window and reports what still fails when the bound is reached.
     const deadline = this.base.monotonic() + CHAOS_BOUNDS.convergeMs
@@ -302,6 +317,7 @@ class ChaosRun {
       this.windowSenders.clear()
       await this.base.advance(CHAOS_BOUNDS.finalWindowMs)
       await this.drain()
+      if (this.storm) return this.end()
       const failures = await this.convergenceFailures()
       if (failures.length === 0) break
       if (this.base.monotonic() + CHAOS_BOUNDS.finalWindowMs > deadline) {
@@ -310,9 +326,15 @@ class ChaosRun {
         break
       }
     }
+    await this.end()
+  }
+
+  /** Stops the cluster (every DP's store client dead first, after a claim storm). */
+  private async end(): Promise<void> {
     this.stopped = true
-    cluster.stopTraffic()
-    await cluster.stop()
+    this.cluster.stopTraffic()
+    if (this.storm) for (const store of this.stores.values()) store.kill()
+    await this.cluster.stop()
   }
 
   // ---- faults ----
@@ -589,7 +611,9 @@ class ChaosRun {
   }
 
   private log(source: string, text: string): void {
-    this.trace.push({ at: this.now(), source, text })
+    const entry = { at: this.now(), source, text }
+    this.trace.push(entry)
+    this.options.onTrace?.(entry)
   }
 
   private snapshot(): void {
@@ -627,6 +651,18 @@ class ChaosRun {
     }
     if (same === undefined) this.byEpoch.set(claim.epoch, claim)
     this.claims.push(claim)
+  }
+
+  /** Counts the store's claims; too many is a storm, which is stopped by killing every client. */
+  private onStoreClaim(epoch: number): void {
+    this.storeClaims++
+    if (this.storeClaims <= CHAOS_BOUNDS.maxClaims || this.storm) return
+    this.storm = true
+    this.violate(
+      'claim-storm',
+      `${this.storeClaims} claims (epoch ${epoch}) by +${Math.round(this.now())}ms: the DPs claim in a loop`
+    )
+    for (const store of this.stores.values()) store.kill()
   }
 
   private tapNetwork(): void {
