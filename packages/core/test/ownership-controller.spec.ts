@@ -231,6 +231,19 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('when every DP is cut off from the others but all reach the store', () => {
+    it('should settle on one owner, not claim in a loop on verdicts older than the claims', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      for (const id of cluster.ranks)
+        for (const other of cluster.ranks) if (other !== id) cluster.node(id).detector.fail(other)
+      await cluster.advance(5000)
+      const o = cluster.ownership()!
+      expect(o.epoch).to.be.at.most(3)
+      expect(cluster.serving()).to.deep.equal([o.owner])
+    })
+  })
+
   describe('fault 7: the store loses data and its epoch goes backwards', () => {
     it('should raise an alarm and claim above the highest epoch seen', async () => {
       const cluster = new TestCluster()

@@ -200,6 +200,11 @@ export class OwnershipController {
   private lastAlarm = -1
   /** The last owner this node knew of (a released DVIPA is taken over from it). */
   private lastOwner: NodeId | undefined
+  /** Monotonic ms of the last `node:failed` verdict per node (cleared when it recovers). */
+  private readonly failedAt = new Map<NodeId, number>()
+  /** The owner and epoch this node knows, and since when (monotonic ms). */
+  private ownerKey = ''
+  private ownerSince = 0
   private readonly counts: OwnershipCounters = {
     epochRegressions: 0,
     indeterminateClaims: 0,
@@ -359,6 +364,11 @@ export class OwnershipController {
       return
     }
     this.checkLateness()
+    // A verdict that arrives during the grace after a pause was computed from stale state: it
+    // never counts as fresh (the owner's lease decides instead).
+    if (event.type === 'node:failed' && this.clock.monotonic() >= this.distrustUntil)
+      this.failedAt.set(event.node, this.clock.monotonic())
+    if (event.type === 'node:recovered') this.failedAt.delete(event.node)
     const s = this.state
     if (s.role === 'taking-over' && s.phase.step === 'rank-delay') {
       this.rescheduleRankDelay()
@@ -474,6 +484,11 @@ export class OwnershipController {
     this.state = next
     const named = stateOwner(next)
     if (named !== undefined && named !== '') this.lastOwner = named
+    const key = `${named ?? ''}@${stateEpoch(next)}`
+    if (key !== this.ownerKey) {
+      this.ownerKey = key
+      this.ownerSince = this.clock.monotonic()
+    }
     const epoch = stateEpoch(next)
     if (epoch > this.highest) this.highest = epoch
     this.actions.emit({
@@ -858,8 +873,11 @@ export class OwnershipController {
       return
     }
     if (this.detector.health(view.owner) !== 'failed') return
-    if (this.supersededBy === view.owner) {
-      // This node lost the DVIPA to that owner: take it back only once its lease is gone.
+    const fresh = (this.failedAt.get(view.owner) ?? Number.NEGATIVE_INFINITY) > this.ownerSince
+    if (!fresh) {
+      // The verdict is older than this owner's claim (it claimed while this node already held
+      // it failed: a partition between the DPs, or this node lost the DVIPA to it): take over
+      // only once its owner lease in the store is gone, never on the old verdict alone.
       void this.store
         .readLeases([ownerLease(this.dvipa, view.owner)])
         .then((leases) => {
