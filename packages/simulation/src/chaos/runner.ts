@@ -24,7 +24,7 @@ import {
 export type InvariantName =
   /** A node claimed an epoch at or below one already claimed. */
   | 'epoch-order'
-  /** Two nodes claimed the same epoch. */
+  /** Two nodes claimed the same epoch, or the store granted one twice (before any data loss). */
   | 'epoch-owner'
   /** A DP sent from the DVIPA while another, live DP held a newer claim, for longer than the fencing bound. */
   | 'dual-serve'
@@ -200,6 +200,8 @@ class ChaosRun {
   private stopped = false
   private storm = false
   private storeClaims = 0
+  private storeLost = false
+  private readonly granted = new Map<number, NodeId>()
   private readonly eventCounts = new Map<string, number>()
   private readonly origin = new Map<string, string | undefined>()
   private t0 = 0
@@ -280,7 +282,7 @@ class ChaosRun {
     cluster.facility.changes$.subscribe((change) => {
       if (change.type === 'ownership:claimed') {
         this.log('store', `claimed epoch ${change.ownership.epoch} by ${change.ownership.owner}`)
-        this.onStoreClaim(change.ownership.epoch)
+        this.onStoreClaim(change.ownership.epoch, change.ownership.owner)
       } else if (change.type === 'ownership:released')
         this.log('store', `released epoch ${change.epoch}`)
     })
@@ -438,6 +440,7 @@ class ChaosRun {
         return
       }
       case 'store-loss': {
+        this.storeLost = true
         const { facility } = this.cluster
         if (a.mode === 'empty') restoreFacility(facility, emptyState())
         else {
@@ -654,8 +657,20 @@ class ChaosRun {
   }
 
   /** Counts the store's claims; too many is a storm, which is stopped by killing every client. */
-  private onStoreClaim(epoch: number): void {
+  private onStoreClaim(epoch: number, owner: NodeId | null): void {
     this.storeClaims++
+    // Until the store loses data it must never grant one epoch twice (after a loss it may, while
+    // the DPs climb back above what they saw: then only their own claims count).
+    if (!this.storeLost && owner !== null) {
+      const granted = this.granted.get(epoch)
+      if (granted !== undefined && granted !== owner)
+        this.violate(
+          'epoch-owner',
+          `the store granted epoch ${epoch} to ${granted} and then to ${owner}`,
+          `store/${epoch}`
+        )
+      else this.granted.set(epoch, owner)
+    }
     if (this.storeClaims <= CHAOS_BOUNDS.maxClaims || this.storm) return
     this.storm = true
     this.violate(

@@ -486,5 +486,6 @@ export const CHAOS_PASSING_FAMILIES: readonly string[] = [
   'crash',
   'crash-target',
   'pause',
+  'store-cut',
   'takeover'
 ]
