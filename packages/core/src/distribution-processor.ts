@@ -142,7 +142,8 @@ export interface DefaultDistributionProcessorInit {
   /**
    * A timer of this node that runs this late (ms) means the process was paused (stopped,
    * starved): an owner then confirms its epoch before serving again, and detector verdicts are
-   * not acted on for `pauseGraceMs`. Default twice the read-back interval, at least 200.
+   * not acted on for `pauseGraceMs`. Default twice the read-back interval, at least 1000 (an
+   * event loop that a loaded host stalls for half a second is not a pause).
    */
   pauseThresholdMs?: number
   /** After a pause, how long detector verdicts are not acted on, ms. Default 1000. */
@@ -238,7 +239,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       connectionIdleMs: init.connectionIdleMs ?? 300_000,
       ownershipCheckMs,
       selfFenceMs: init.selfFenceMs ?? 0,
-      pauseThresholdMs: init.pauseThresholdMs ?? Math.max(200, 2 * ownershipCheckMs),
+      pauseThresholdMs: init.pauseThresholdMs ?? Math.max(1000, 2 * ownershipCheckMs),
       pauseGraceMs: init.pauseGraceMs ?? 1000,
       failureBackoffMs: init.failureBackoffMs ?? 1000,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }

@@ -107,7 +107,7 @@ export interface OwnershipControllerInit {
   ownershipCheckMs: number
   /** An owner that could not confirm its epoch for this long stops serving, ms (0: off). */
   selfFenceMs: number
-  /** A timer of the unit this late means the process was paused, ms. Default 2 check intervals (at least 200). */
+  /** A timer of the unit this late means the process was paused, ms. Default 2 check intervals (at least 1000). */
   pauseThresholdMs?: number
   /** After a pause, detector verdicts are not acted on for this long, ms. Default 1000. */
   pauseGraceMs?: number
@@ -230,7 +230,7 @@ export class OwnershipController {
       init.selfFenceMs > 0 && init.ownershipCheckMs > 0
         ? Math.max(1, Math.min(init.ownershipCheckMs, Math.floor(init.selfFenceMs / 3)))
         : init.ownershipCheckMs
-    this.pauseThresholdMs = init.pauseThresholdMs ?? Math.max(200, 2 * this.checkMs)
+    this.pauseThresholdMs = init.pauseThresholdMs ?? Math.max(1000, 2 * this.checkMs)
     this.pauseGraceMs = init.pauseGraceMs ?? 1000
     this.ownerLeaseMs = init.ownerLeaseMs ?? Math.max(1, 4 * (this.checkMs || 250))
     this.failureBackoffMs = init.failureBackoffMs ?? 1000
