@@ -485,6 +485,7 @@ export function describeFault(fault: Fault): string {
 export const CHAOS_PASSING_FAMILIES: readonly string[] = [
   'crash',
   'crash-target',
+  'partition',
   'pause',
   'store-cut',
   'takeover'
