@@ -87,6 +87,16 @@ export interface SimulatedClusterOptions {
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
    */
   realTime?: boolean
+  /**
+   * Dead peer detection on the peers: an IKE SA idle this long is probed, and a peer whose IKE
+   * SA died that way connects again after `reconnectMs`. Default none (peers never probe).
+   */
+  peerLiveness?: {
+    /** Idle time before a probe, ms. */
+    intervalMs: number
+    /** Delay before connecting again, ms. */
+    reconnectMs: number
+  }
   /** How long {@link SimulatedCluster.start} lets the peers connect, ms. Default 2000. */
   startSettleMs?: number
   /** The DPs' `rankDelayMs`. Default 50. */
@@ -325,6 +335,7 @@ export class SimulatedCluster {
       detector: options.detector ?? 'heartbeat',
       selfFenceMs: options.selfFenceMs ?? 0,
       startSettleMs: options.startSettleMs ?? 2000,
+      peerLiveness: options.peerLiveness ?? { intervalMs: 0, reconnectMs: 0 },
       rankDelayMs: options.rankDelayMs ?? 50,
       ownershipCheckMs:
         options.ownershipCheckMs ??
@@ -716,6 +727,7 @@ export class SimulatedCluster {
     const udp500 = await adapter.openUdp({ address, port: 500 })
     const udp4500 = await adapter.openUdp({ address, port: 4500 })
     const identity = peerIdentity(k)
+    const phase1 = this.peerPhase1()
     const ike = new IkeV2Service(
       {
         clock: this.clock,
@@ -730,7 +742,7 @@ export class SimulatedCluster {
           {
             localIdentity: identity,
             remoteIdentity: CLUSTER_IDENTITY,
-            phase1: PHASE1,
+            phase1,
             children: [
               {
                 policy: PHASE2,
@@ -764,7 +776,23 @@ export class SimulatedCluster {
       }
     }
     udp4500.datagrams$.subscribe(({ data }) => this.onPeerDatagram(peer, data))
+    const { intervalMs, reconnectMs } = this.options.peerLiveness
+    if (intervalMs > 0)
+      ike.events$.subscribe((event) => {
+        if (event.type !== 'ike:deleted' || event.reason !== 'dead-peer') return
+        this.clock.setTimeout(() => {
+          if (ike.list().length === 0) this.connectBatch([peer], k - 1).catch(() => undefined)
+        }, reconnectMs)
+      })
     return peer
+  }
+
+  /** The phase 1 policy of the peers: {@link PHASE1}, with their dead peer detection. */
+  private peerPhase1(): Phase1Policy {
+    const { intervalMs } = this.options.peerLiveness
+    return intervalMs > 0
+      ? { ...PHASE1, liveness: { intervalMs, timeoutMs: 4 * intervalMs } }
+      : PHASE1
   }
 
   /** Connects the peers, at most 50 handshakes at a time (a thousand at once would only retransmit). */
@@ -783,7 +811,7 @@ export class SimulatedCluster {
           peer: { address: DVIPA, port: 500 },
           localIdentity: peer.identity,
           remoteIdentity: CLUSTER_IDENTITY,
-          phase1: PHASE1,
+          phase1: this.peerPhase1(),
           child: {
             policy: PHASE2,
             mode: 'tunnel',

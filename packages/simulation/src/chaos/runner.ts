@@ -229,6 +229,7 @@ class ChaosRun {
       rankDelayMs: config.rankDelayMs,
       heartbeat: { intervalMs: 100, multiplier: 3 },
       retransmit: { timeoutMs: 200, backoff: 2, tries: 3 },
+      ...(config.peerDpd === true ? { peerLiveness: { intervalMs: 500, reconnectMs: 100 } } : {}),
       hooks: {
         clock: (node) => {
           const clock = new PausableClock(this.base)
@@ -848,7 +849,9 @@ class ChaosRun {
         continue
       }
       const origin = this.origin.get(peer.node)
-      const originLives = origin !== undefined && !this.troubledTargets.has(origin)
+      // (The connection table dies with the store: after a data loss any live target will do.)
+      const originLives =
+        origin !== undefined && !this.troubledTargets.has(origin) && !this.storeLost
       for (const target of new Set(recent)) {
         if (originLives && target !== origin)
           fail(

@@ -102,6 +102,11 @@ export interface ChaosConfig {
   rankDelayMs: number
   /** The store client's call timeout (as the Redis store's `operationTimeoutMs`). */
   storeTimeoutMs: number
+  /**
+   * Whether the peers run dead peer detection (500 ms) and connect again when it fails: for the
+   * families that lose the store, where the records of the SAs may be gone. Default false.
+   */
+  peerDpd?: boolean
 }
 
 /** A seeded fault schedule. */
@@ -362,7 +367,7 @@ export const CHAOS_FAMILIES: readonly ChaosFamily[] = [
   {
     name: 'store-loss',
     description: 'the store restarts empty or from an older snapshot, with or without a takeover',
-    config: () => HEARTBEAT,
+    config: () => ({ ...HEARTBEAT, peerDpd: true }),
     faults: (random) => [storeLoss(random), ...(random.chance(0.5) ? [crashDp(random, false)] : [])]
   },
   {
@@ -401,7 +406,7 @@ export const CHAOS_FAMILIES: readonly ChaosFamily[] = [
   {
     name: 'mixed',
     description: 'two to five faults of every kind, heartbeat or lease detector',
-    config: (random) => (random.chance(0.5) ? HEARTBEAT : LEASE),
+    config: (random) => ({ ...(random.chance(0.5) ? HEARTBEAT : LEASE), peerDpd: true }),
     faults: (random) => Array.from({ length: random.int(2, 5) }, () => anyFault(random))
   }
 ]
