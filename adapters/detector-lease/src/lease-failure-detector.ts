@@ -100,6 +100,15 @@ export class LeaseFailureDetector implements FailureDetector {
     return this.ttlMs
   }
 
+  /**
+   * The least time from a node's last renewal that reached the store to its declaration as
+   * failed: a lease renewed just before its node was cut off lasts `ttlMs` from the renewal, and
+   * the renewal before it came at most one interval earlier, so `ttlMs - intervalMs`.
+   */
+  get minDetectionMs(): number {
+    return this.ttlMs - this.intervalMs
+  }
+
   /** The detector's counters (a copy). */
   counters(): LeaseCounters {
     return { ...this.counts }
@@ -203,8 +212,10 @@ export class LeaseFailureDetector implements FailureDetector {
             this.events.next({ type: 'node:recovered', node })
         }
       } else {
+        // A lease that expired was renewed at least ttlMs ago; one that vanished sooner (a
+        // store that lost its data) says nothing about its node: wait out its lifetime first.
         const silentMs = now - w.lastAlive
-        if (w.health !== 'failed' && (w.health !== 'unknown' || silentMs >= this.ttlMs)) {
+        if (w.health !== 'failed' && silentMs >= this.ttlMs) {
           w.health = 'failed'
           this.events.next({ type: 'node:failed', node, silentMs })
         }

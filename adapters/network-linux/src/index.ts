@@ -37,5 +37,11 @@ export {
   type LinuxNetworkAdapterInit,
   type LinuxNetworkStats
 } from './linux-network-adapter.js'
+export {
+  TapDeviceHolder,
+  type DeviceHolder,
+  type HeldDevice,
+  type TapDeviceHolderInit
+} from './device-holder.js'
 export { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
 export { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'

@@ -13,12 +13,15 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
+import { TapDeviceHolder, type DeviceHolder, type HeldDevice } from './device-holder.js'
 import { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
   /** Runs `ip` and `arping`. Default: {@link ExecFileCommandRunner}. */
   commands?: CommandRunner
+  /** Holds the devices of `holdAddresses: 'process'`. Default: {@link TapDeviceHolder}. */
+  devices?: DeviceHolder
 }
 
 /** How the adapter announces an IPv4 address it acquired (gratuitous ARP with iputils `arping`). */
@@ -62,6 +65,22 @@ export interface LinuxNetworkAdapterInit {
   ipv6Dad?: boolean
   /** How long `acquireAddress` waits for IPv6 duplicate address detection. Default 5000 ms. */
   dadTimeoutMs?: number
+  /**
+   * Where an acquired address is put:
+   * - `interface`: on `interface` itself (`ip addr add A dev IF`); it stays there if this
+   *   process dies, and the host keeps answering ARP for it until someone removes it;
+   * - `process`: on a TAP device of its own that exists only while this process lives (a
+   *   non-persistent TAP held open by a helper that the kernel kills with this process, see
+   *   {@link TapDeviceHolder}); when this process dies, even by `kill -9`, the device and the
+   *   address go with it and the host stops answering for it. Traffic still arrives on
+   *   `interface` (Linux answers ARP and accepts packets for any local address), and the
+   *   gratuitous ARP still goes out on `interface`.
+   *
+   * Default `interface`.
+   */
+  holdAddresses?: 'interface' | 'process'
+  /** The name prefix of the devices of `holdAddresses: 'process'`. Default `vs` and the pid. */
+  devicePrefix?: string
 }
 
 /** Counters of a {@link LinuxNetworkAdapter}, since it was made. */
@@ -125,6 +144,11 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private readonly arp: Required<GratuitousArpInit>
   private readonly ipv6Dad: boolean
   private readonly dadTimeoutMs: number
+  private readonly holding: 'interface' | 'process'
+  private readonly devicePrefix: string
+  private readonly devices: DeviceHolder
+  private readonly heldDevices = new Map<string, HeldDevice>()
+  private nextDevice = 0
   private events = new Subject<NetworkEvent>()
   private announcementSubject = new Subject<AnnouncementEvent>()
   private started = false
@@ -158,6 +182,15 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
    */
   constructor(components: LinuxNetworkAdapterComponents, init: LinuxNetworkAdapterInit) {
     this.commands = components.commands ?? new ExecFileCommandRunner()
+    this.devices = components.devices ?? new TapDeviceHolder()
+    this.holding = init.holdAddresses ?? 'interface'
+    if (this.holding !== 'interface' && this.holding !== 'process') {
+      throw new InvalidConfigError('holdAddresses', "must be 'interface' or 'process'")
+    }
+    this.devicePrefix = init.devicePrefix ?? `vs${process.pid}x`
+    if (!/^[^\s/]{1,12}$/.test(this.devicePrefix)) {
+      throw new InvalidConfigError('devicePrefix', 'must be a name of 1 to 12 characters')
+    }
     if (typeof init.interface !== 'string' || !/^[^\s/]{1,15}$/.test(init.interface)) {
       throw new InvalidConfigError('interface', 'must be a device name of 1 to 15 characters')
     }
@@ -261,13 +294,16 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   async acquireAddress(address: string, options?: AbortOptions): Promise<void> {
     this.enter(options)
     const family = checkAddress(address)
-    const args = ['addr', 'add', this.cidr(address, family), 'dev', this.device]
+    const device = this.holding === 'process' ? await this.deviceFor(address, options) : undefined
+    const dev = device?.name ?? this.device
+    const args = ['addr', 'add', this.cidr(address, family), 'dev', dev]
     if (family === 6 && !this.ipv6Dad) args.push('nodad')
     const result = await this.ip(args, options)
     if (result.exitCode !== 0 && !ALREADY_THERE.test(result.stderr)) {
+      await this.dropDevice(address)
       throw this.commandError(args, result)
     }
-    if (family === 6 && this.ipv6Dad) await this.awaitDad(address, options)
+    if (family === 6 && this.ipv6Dad) await this.awaitDad(address, dev, options)
     this.held.add(address)
     if (family === 4 && this.arp.enabled) this.announce(address)
     this.events.next({ type: 'address:acquired', address })
@@ -292,6 +328,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     for (const [controller, pending] of this.pendingAnnouncements) {
       if (pending.address === address) controller.abort()
     }
+    // its own device goes with it; then the interface, in case an older run left it there
+    await this.dropDevice(address)
     const result = await this.ip(args, options)
     let removed = result.exitCode === 0
     if (!removed && !NOT_THERE.test(result.stderr)) {
@@ -326,9 +364,47 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     return socket
   }
 
+  /**
+   * The device that holds `address` in `process` mode: made, held and brought up here (one per
+   * address, so that each goes on its own).
+   */
+  private async deviceFor(address: string, options?: AbortOptions): Promise<HeldDevice> {
+    const had = this.heldDevices.get(address)
+    if (had !== undefined) return had
+    const name = `${this.devicePrefix}${this.nextDevice++}`
+    const device = await this.devices.hold(name, options)
+    const up = ['link', 'set', 'dev', name, 'up']
+    const result = await this.ip(up, options).catch(async (err: Error) => {
+      await device.close()
+      throw err
+    })
+    if (result.exitCode !== 0) {
+      await device.close()
+      throw this.commandError(up, result)
+    }
+    this.heldDevices.set(address, device)
+    void device.gone.then(() => {
+      // the holder died under us: the address is gone with its device
+      if (this.heldDevices.get(address) !== device) return
+      this.heldDevices.delete(address)
+      this.counters.commandFailures++
+      if (this.held.delete(address) && this.started)
+        this.events.next({ type: 'address:released', address })
+    })
+    return device
+  }
+
+  /** Lets the device of `address` go, if it has one. */
+  private async dropDevice(address: string): Promise<void> {
+    const device = this.heldDevices.get(address)
+    if (device === undefined) return
+    this.heldDevices.delete(address)
+    await device.close()
+  }
+
   /** Waits until the kernel's duplicate address detection of `address` is over. */
-  private async awaitDad(address: string, options?: AbortOptions): Promise<void> {
-    const show = ['-j', '-6', 'addr', 'show', 'dev', this.device, 'to', `${address}/128`]
+  private async awaitDad(address: string, dev: string, options?: AbortOptions): Promise<void> {
+    const show = ['-j', '-6', 'addr', 'show', 'dev', dev, 'to', `${address}/128`]
     const polls = Math.ceil(this.dadTimeoutMs / DAD_POLL_MS)
     for (let i = 0; ; i++) {
       const result = await this.ip(show, options)
@@ -338,12 +414,13 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
       if (state !== 'tentative') {
         this.counters.commandFailures++
         if (state === 'failed') {
-          await this.ip(['addr', 'del', this.cidr(address, 6), 'dev', this.device], options)
+          await this.ip(['addr', 'del', this.cidr(address, 6), 'dev', dev], options)
+          await this.dropDevice(address)
         }
         const why =
           state === 'failed'
             ? `duplicate address detection failed: another node answers for ${address}`
-            : `${address} is no longer on ${this.device}`
+            : `${address} is no longer on ${dev}`
         throw new NetworkCommandError(commandLine(this.ipPath, show), why)
       }
       if (i >= polls) {

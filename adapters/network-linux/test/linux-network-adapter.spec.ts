@@ -7,6 +7,8 @@ import {
   type AnnouncementEvent,
   type CommandResult,
   type CommandRunner,
+  type DeviceHolder,
+  type HeldDevice,
   type LinuxNetworkAdapterInit
 } from '../src/index.js'
 
@@ -57,6 +59,27 @@ async function rejection(p: Promise<unknown>): Promise<Error & Record<string, un
 /** Lets queued promise callbacks (a background arping) run. */
 async function tick(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+}
+
+/** Holds devices in memory: each can be made to die as its holder process would. */
+class FakeDevices implements DeviceHolder {
+  readonly devices: (HeldDevice & { die: () => void; closed: boolean })[] = []
+  async hold(name: string): Promise<HeldDevice> {
+    let die!: () => void
+    const gone = new Promise<void>((resolve) => (die = resolve))
+    const device = {
+      name,
+      gone,
+      die,
+      closed: false,
+      close: async () => {
+        device.closed = true
+        die()
+      }
+    }
+    this.devices.push(device)
+    return device
+  }
 }
 
 /** Waits, a bounded number of times, for `got` to reach `n` datagrams. */
@@ -527,6 +550,60 @@ describe(LinuxNetworkAdapter.name, () => {
         )
         expect(err.name).to.equal('AbortError')
       })
+    })
+  })
+
+  describe('when addresses are held by the process (holdAddresses: process)', () => {
+    let devices: FakeDevices
+
+    beforeEach(async () => {
+      await adapter.stop()
+      devices = new FakeDevices()
+      adapter = linuxNetworkAdapter(
+        { commands: runner, devices },
+        { interface: 'eth9', holdAddresses: 'process', devicePrefix: 'vt' }
+      )
+      await adapter.start()
+      adapter.events$.subscribe((e) => events.push(e))
+    })
+
+    it('should put the address on a device of its own, announced on the interface', async () => {
+      await adapter.acquireAddress('10.0.0.100')
+      await tick()
+      expect(devices.devices.map((d) => d.name)).to.deep.equal(['vt0'])
+      expect(runner.lines()).to.deep.equal([
+        'ip link set dev vt0 up',
+        'ip addr add 10.0.0.100/32 dev vt0',
+        'arping -U -c 3 -I eth9 10.0.0.100'
+      ])
+      expect(adapter.addresses()).to.deep.equal(['10.0.0.100'])
+    })
+
+    it('should let the device go on release, and clear the interface of an older address', async () => {
+      await adapter.acquireAddress('10.0.0.100')
+      runner.calls.length = 0
+      await adapter.releaseAddress('10.0.0.100')
+      expect(devices.devices[0]!.closed).to.equal(true)
+      expect(runner.lines()).to.deep.equal(['ip addr del 10.0.0.100/32 dev eth9'])
+      expect(events.map((e) => e.type)).to.deep.equal(['address:acquired', 'address:released'])
+    })
+
+    it('should report the address released when its holder dies', async () => {
+      await adapter.acquireAddress('10.0.0.100')
+      devices.devices[0]!.die()
+      await tick()
+      expect(adapter.addresses()).to.deep.equal([])
+      expect(events.map((e) => e.type)).to.deep.equal(['address:acquired', 'address:released'])
+    })
+
+    it('should let the device go when the address cannot be added to it', async () => {
+      runner.answer = (c) =>
+        c.args[1] === 'add'
+          ? { exitCode: 2, stderr: 'RTNETLINK answers: Operation not permitted' }
+          : {}
+      const err = await rejection(adapter.acquireAddress('10.0.0.100'))
+      expect(err.name).to.equal('NetworkCommandError')
+      expect(devices.devices[0]!.closed).to.equal(true)
     })
   })
 })

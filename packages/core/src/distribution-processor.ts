@@ -1,5 +1,6 @@
 import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rxjs'
 import {
+  InvalidConfigError,
   StaleEpochError,
   TakeoverError,
   throwIfAborted,
@@ -15,12 +16,12 @@ import {
   type DistributionProcessor,
   type Dvipa,
   type DvipaRecord,
+  type DvipaRole,
   type DvipaStatus,
   type Endpoint,
   type EspEngine,
   type FailureDetector,
   type FilterRecord,
-  type Fence,
   type IkeEvent,
   type IkeService,
   type IkeServiceFactory,
@@ -34,8 +35,9 @@ import {
 } from '@vipsec/interface'
 import { readFlow } from '@vipsec/esp-software'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
+import { OwnershipController, type OwnershipActions } from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'
-import { runTakeover, type TakeoverHost } from './takeover.js'
+import { runTakeover, type TakeoverParts } from './takeover.js'
 import type { DefaultTargetStack } from './target-stack.js'
 
 /** One DVIPA a distribution processor owns or backs up. */
@@ -119,28 +121,46 @@ export interface DefaultDistributionProcessorInit {
    */
   connectionIdleMs?: number
   /**
-   * How often each node reads the ownership back from the store, ms: an owner to learn of a
-   * higher epoch, a backup to correct a missed change event and to take over a DVIPA that was
-   * released or whose owner is failed with no takeover under way. Default 250.
+   * How often each node reads the ownership back from the store, ms: an owner to confirm its
+   * epoch (and learn of a higher one), a backup to correct a missed change event and to take
+   * over a DVIPA that was released, that names it (a claim whose reply was lost), or whose owner
+   * is failed with no takeover under way. With `selfFenceMs`, at least three times per
+   * `selfFenceMs`. Default 250.
    */
   ownershipCheckMs?: number
   /**
    * An owner that could not confirm its ownership in the store for this long (ms) stops serving
-   * the DVIPA (`ownership:fenced`): the backups, which can reach the store, may have taken it over
-   * already. It serves again (a takeover from itself) once the store says it is still the owner.
-   * Pair it with the lease failure detector and set it below the lease lifetime, so that the
-   * owner stops before a backup may start. Default 0 (off: with heartbeats, the backups would
-   * still see a fenced owner alive).
+   * the DVIPA (`ownership:fenced`), on a local timer whatever the store's call timeouts: the
+   * backups, which can reach the store, may have taken it over already. It serves again (a
+   * takeover from itself) once the store says it is still the owner. Pair it with the lease
+   * failure detector and set it at most the detector's `minDetectionMs` (lease lifetime less one
+   * interval): a start with a larger value is rejected, since the owner could then still serve
+   * when a backup takes over. Default 0 (off: with heartbeats, the backups would still see a
+   * fenced owner alive).
    */
   selfFenceMs?: number
+  /**
+   * A timer of this node that runs this late (ms) means the process was paused (stopped,
+   * starved): an owner then confirms its epoch before serving again, and detector verdicts are
+   * not acted on for `pauseGraceMs`. Default twice the read-back interval, at least 1000 (an
+   * event loop that a loaded host stalls for half a second is not a pause).
+   */
+  pauseThresholdMs?: number
+  /** After a pause, how long detector verdicts are not acted on, ms. Default 1000. */
+  pauseGraceMs?: number
+  /**
+   * After a takeover of this node failed (after its claim), how long it waits before it tries
+   * again, ms; the wait doubles with each failure up to 30 s, so that a node that cannot serve
+   * leaves the DVIPA to the others. Default 1000.
+   */
+  failureBackoffMs?: number
 }
 
-/** @internal The state of one DVIPA on this node. */
+/** @internal The data path and records of one DVIPA on this node; ownership is in `ownership`. */
 export interface DvipaState {
   config: DvipaConfig
-  role: DvipaStatus['role']
-  epoch: number
-  owner: NodeId | undefined
+  /** The ownership unit: role, epoch, owner and fence live there only. */
+  ownership: OwnershipController
   table: ConnectionTable
   ike: IkeService | undefined
   sockets: UdpEndpoint[]
@@ -155,28 +175,24 @@ export interface DvipaState {
   filterIds: Map<string, string[]>
   /** Serialises the store writes of this DVIPA. */
   writes: Promise<void>
-  /** A takeover in progress. */
-  takeover: Promise<TakeoverReport> | undefined
-  /** Monotonic ms when the store last confirmed this node's ownership. */
-  confirmedAt: number
-  /** Whether this node stopped serving because it could not reach the store. */
-  fenced: boolean
-  /** The owner a takeover from failed (not lost: failed, e.g. the store was down), to retry. */
-  failedTakeoverOf: NodeId | undefined
-  /** Monotonic ms of the last renegotiation retry timers, so they stop when the DVIPA is lost. */
+  /** Serialises opening and closing the DVIPA (address, sockets, IKE service). */
+  serial: Promise<void>
+  /** The renegotiation retry timers, so they stop when the DVIPA is closed. */
   retryTimers: Set<ReturnType<Clock['setTimeout']>>
 }
 
 /**
- * The default distribution processor. As owner of a DVIPA it terminates IKE (through a per-DVIPA
- * IKE service) and ESP-in-UDP (through the node's ESP engine) on the DVIPA's ports 500 and 4500,
- * distributes each new flow to a target and forwards its cleartext over the cluster link,
- * protects what targets send back, and records every SA, filter and connection in the coupling
- * store under its epoch. As a backup it watches the owner and, when the failure detector
- * declares it failed, runs the takeover (see `runTakeover`). An owner that learns of a higher
- * epoch (a store change, a rejected write, a notice) stops serving at once.
+ * The default distribution processor: wiring over, per DVIPA, the ownership unit
+ * ({@link OwnershipController}: who serves, under which epoch), the recorder (IKE events to the
+ * coupling store under the epoch), the data path and the mailbox. As owner of a DVIPA it
+ * terminates IKE (through a per-DVIPA IKE service) and ESP-in-UDP (through the node's ESP
+ * engine) on the DVIPA's ports 500 and 4500, distributes each new flow to a target and forwards
+ * its cleartext over the cluster link, protects what targets send back, and records every SA,
+ * filter and connection in the coupling store. As a backup, when its ownership unit decides to
+ * take over, it runs the takeover steps (see `runTakeover`). Every epoch it sees (store, link,
+ * targets, rejected writes, mailbox) goes to the ownership unit.
  */
-export class DefaultDistributionProcessor implements DistributionProcessor, TakeoverHost {
+export class DefaultDistributionProcessor implements DistributionProcessor {
   /** This node's id. */
   readonly id: NodeId
   /** @internal */
@@ -192,13 +208,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   private subscriptions: Subscription[] = []
   private started = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
-  private checkTimer: ReturnType<Clock['setTimeout']> | undefined
   private readonly counts: DistributionCounters = {
     inbound: 0,
     outbound: 0,
     dropped: 0,
     notOwner: 0,
-    storeErrors: 0
+    storeErrors: 0,
+    epochRegressions: 0
   }
 
   /**
@@ -211,6 +227,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   ) {
     this.components = components
     this.id = init.node
+    const ownershipCheckMs = init.ownershipCheckMs ?? 250
     this.init = {
       node: init.node,
       dvipas: init.dvipas,
@@ -220,8 +237,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       renegotiationConcurrency: init.renegotiationConcurrency ?? 64,
       renegotiationDeadlineMs: init.renegotiationDeadlineMs ?? 10_000,
       connectionIdleMs: init.connectionIdleMs ?? 300_000,
-      ownershipCheckMs: init.ownershipCheckMs ?? 250,
+      ownershipCheckMs,
       selfFenceMs: init.selfFenceMs ?? 0,
+      pauseThresholdMs: init.pauseThresholdMs ?? Math.max(1000, 2 * ownershipCheckMs),
+      pauseGraceMs: init.pauseGraceMs ?? 1000,
+      failureBackoffMs: init.failureBackoffMs ?? 1000,
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
   }
@@ -236,57 +256,114 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     return this.status.asObservable()
   }
 
-  /** Packet counters (a copy). */
+  /** Packet counters (a copy), with the ownership alarms of every DVIPA. */
   counters(): DistributionCounters {
-    return { ...this.counts }
+    let epochRegressions = 0
+    for (const state of this.states.values())
+      epochRegressions += state.ownership.counters().epochRegressions
+    return { ...this.counts, epochRegressions: this.counts.epochRegressions + epochRegressions }
   }
 
   /**
-   * Starts: applies deletes left in this node's mailbox, then for each DVIPA claims it (the
-   * primary, if nobody owns it), takes it over (if the store still names this node as owner
-   * after a restart: its SAs died with the process) or watches its owner (a backup).
-   * Idempotent.
+   * Checks the configuration as a whole, before anything is claimed or bound: every DVIPA once,
+   * this node ranked for each, timings that keep the fencing promise.
+   *
+   * @throws InvalidConfigError naming the first bad field and why
+   */
+  validate(): void {
+    const seen = new Set<Dvipa>()
+    this.init.dvipas.forEach((d, i) => {
+      if (seen.has(d.dvipa))
+        throw new InvalidConfigError(`dvipas[${i}].dvipa`, `${d.dvipa} is listed twice`)
+      seen.add(d.dvipa)
+      if (!d.ranks.includes(this.id))
+        throw new InvalidConfigError(`dvipas[${i}].ranks`, `does not rank this node (${this.id})`)
+      if (new Set(d.ranks).size !== d.ranks.length)
+        throw new InvalidConfigError(`dvipas[${i}].ranks`, 'names a node twice')
+    })
+    const { selfFenceMs, ownershipCheckMs, rankDelayMs } = this.init
+    for (const [field, value] of Object.entries({ selfFenceMs, ownershipCheckMs, rankDelayMs })) {
+      if (!Number.isFinite(value) || value < 0)
+        throw new InvalidConfigError(field, 'must be a number of ms, 0 or more')
+    }
+    if (selfFenceMs > 0 && ownershipCheckMs <= 0)
+      throw new InvalidConfigError(
+        'selfFenceMs',
+        'needs ownershipCheckMs > 0: an owner confirms its epoch by reading it back'
+      )
+    const detection = this.components.detector.minDetectionMs
+    if (selfFenceMs > 0 && detection !== undefined && selfFenceMs > detection)
+      throw new InvalidConfigError(
+        'selfFenceMs',
+        `${selfFenceMs} ms is longer than the failure detector's shortest detection (${detection} ms): ` +
+          'a cut-off owner could still serve when a backup takes over'
+      )
+  }
+
+  /**
+   * Starts, all or nothing: validates the whole configuration first, applies deletes left in
+   * this node's mailbox, then for each DVIPA starts its ownership unit (the primary claims a
+   * DVIPA nobody ever claimed and serves it; a DVIPA the store names this node's after a restart,
+   * or nobody's, is taken over; otherwise this node backs it up). A start that fails releases
+   * what it claimed, gives up the addresses it took, and rejects. Idempotent.
+   *
+   * @throws InvalidConfigError when the configuration is invalid (nothing was claimed)
+   * @throws the store's or network's error when a DVIPA could not be joined (everything undone)
    */
   async start(): Promise<void> {
     if (this.started) return
+    this.validate()
     this.started = true
     if (this.events.isStopped) this.events = new Subject()
     if (this.status.isStopped) this.status = new BehaviorSubject<DvipaStatus[]>([])
     const { store, detector, link, localTarget } = this.components
-    this.subscriptions.push(
-      detector.events$.subscribe((e) => {
-        if (e.type === 'node:failed') this.onNodeFailed(e.node, e.silentMs)
-        if (
-          e.node in this.init.targetHeartbeats &&
-          (e.type === 'node:failed' || e.type === 'node:recovered')
-        ) {
-          for (const state of this.states.values())
-            state.table.setHealth(e.node, e.type === 'node:recovered')
-        }
-      }),
-      store.events$.subscribe((e) => {
-        if (e.type === 'ownership:claimed')
-          this.onOwnershipChange(e.ownership.dvipa, e.ownership.owner, e.ownership.epoch)
-        if (e.type === 'mailbox:posted' && e.to === this.id) void this.applyMailbox()
-      }),
-      link.messages$.subscribe((envelope) => this.onLinkMessage(envelope))
-    )
-    localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
-    for (const [node, endpoint] of Object.entries({
-      ...this.init.heartbeats,
-      ...this.init.targetHeartbeats
-    })) {
-      if (node !== this.id) detector.watch({ node, endpoint })
+    try {
+      this.subscriptions.push(
+        detector.events$.subscribe((e) => {
+          for (const state of this.states.values()) state.ownership.onDetectorEvent(e)
+          if (
+            e.node in this.init.targetHeartbeats &&
+            (e.type === 'node:failed' || e.type === 'node:recovered')
+          ) {
+            for (const state of this.states.values())
+              state.table.setHealth(e.node, e.type === 'node:recovered')
+          }
+        }),
+        store.events$.subscribe((e) => {
+          if (e.type === 'ownership:claimed')
+            this.states
+              .get(e.ownership.dvipa)
+              ?.ownership.observe(e.ownership.epoch, e.ownership.owner, 'store')
+          if (e.type === 'ownership:released')
+            this.states.get(e.dvipa)?.ownership.observe(e.epoch, null, 'store')
+          if (e.type === 'mailbox:posted' && e.to === this.id) void this.applyMailbox()
+        }),
+        link.messages$.subscribe((envelope) => this.onLinkMessage(envelope))
+      )
+      localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
+      for (const [node, endpoint] of Object.entries({
+        ...this.init.heartbeats,
+        ...this.init.targetHeartbeats
+      })) {
+        if (node !== this.id) detector.watch({ node, endpoint })
+      }
+      await this.applyMailbox()
+      this.scheduleIdleSweep()
+      for (const config of this.init.dvipas) this.states.set(config.dvipa, this.newState(config))
+      for (const state of this.states.values()) {
+        // A node that died while it owned the DVIPA may still hold its address: let it go, or
+        // the neighbours could keep sending the DVIPA's traffic here. It takes it again if it
+        // is to serve.
+        if (this.components.network.isStarted())
+          await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
+        await state.ownership.start()
+      }
+      this.publishStatus()
+    } catch (err) {
+      for (const state of this.states.values()) await state.ownership.abandon()
+      await this.stop()
+      throw err
     }
-    await this.applyMailbox()
-    this.scheduleIdleSweep()
-    this.scheduleOwnershipCheck()
-    for (const config of this.init.dvipas) {
-      const state = this.newState(config)
-      this.states.set(config.dvipa, state)
-      await this.join(state)
-    }
-    this.publishStatus()
   }
 
   /** Stops serving every DVIPA (without releasing ownership in the store), completes the streams. Idempotent. */
@@ -295,12 +372,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     this.started = false
     if (this.idleTimer !== undefined) this.components.clock.clearTimeout(this.idleTimer)
     this.idleTimer = undefined
-    if (this.checkTimer !== undefined) this.components.clock.clearTimeout(this.checkTimer)
-    this.checkTimer = undefined
     for (const s of this.subscriptions) s.unsubscribe()
     this.subscriptions = []
     this.components.localTarget?.attachLocalOwner(undefined)
-    for (const state of this.states.values()) await this.closeDvipa(state)
+    for (const state of this.states.values()) {
+      await state.ownership.stop()
+      await this.closeDvipa(state)
+    }
     this.states.clear()
     this.events.complete()
     this.status.complete()
@@ -321,7 +399,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   }
 
   /**
-   * Takes a DVIPA over from `previousOwner` now (steps 4 to 12).
+   * Takes a DVIPA over from `previousOwner` now (steps 4 to 12), through its ownership unit.
    *
    * @param dvipa - the DVIPA
    * @param previousOwner - the failed owner
@@ -336,28 +414,18 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     throwIfAborted(options?.signal)
     const state = this.states.get(dvipa)
     if (state === undefined) throw new TakeoverError(`${this.id} does not back up ${dvipa}`)
-    if (state.takeover !== undefined) return state.takeover
-    state.takeover = runTakeover(this, state, previousOwner, {
-      detectedAt: this.components.clock.monotonic(),
-      silentMs: 0
-    })
     try {
-      return await state.takeover
+      return await state.ownership.requestTakeover(previousOwner)
     } finally {
-      state.takeover = undefined
       this.publishStatus()
     }
   }
 
-  // ---- TakeoverHost: what the takeover coordinator uses ----
-
-  /** @internal */
-  emit(event: DistributionEvent): void {
+  private emit(event: DistributionEvent): void {
     if (!this.events.closed && !this.events.isStopped) this.events.next(event)
   }
 
-  /** @internal */
-  publishStatus(): void {
+  private publishStatus(): void {
     if (this.status.isStopped) return
     this.status.next(
       [...this.states.values()].map((s) => {
@@ -365,9 +433,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
         for (const sa of s.sas.values()) childSas += sa.phase2.size
         return {
           dvipa: s.config.dvipa,
-          role: s.role,
-          epoch: s.epoch,
-          owner: s.owner,
+          role: statusRole(s.ownership),
+          epoch: s.ownership.epoch,
+          owner: s.ownership.owner,
           ikeSas: s.sas.size,
           childSas,
           connections: s.table.size
@@ -376,69 +444,78 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     )
   }
 
-  /**
-   * @internal Takes the DVIPA's address and opens its IKE service (recording off until asked).
-   */
-  async openDvipa(state: DvipaState, recording: boolean): Promise<void> {
-    const { network, ikeFactory } = this.components
-    const dvipa = state.config.dvipa
-    await network.acquireAddress(dvipa)
-    const udp500 = await network.openUdp({ address: dvipa, port: 500 })
-    const udp4500 = await network.openUdp({ address: dvipa, port: 4500 })
-    state.sockets = [udp500, udp4500]
-    const ike = ikeFactory({ udp500, udp4500 })
-    state.ike = ike
-    state.recording = recording
-    state.subscriptions.push(
-      ike.events$.subscribe((e) => this.onIkeEvent(state, e)),
-      udp4500.datagrams$.subscribe(({ data }) => this.onEspDatagram(state, data))
-    )
-    await ike.start()
-  }
-
-  /** @internal Stops serving a DVIPA: IKE service (which removes its SAs), sockets, address. */
-  async closeDvipa(state: DvipaState): Promise<void> {
-    for (const timer of state.retryTimers) this.components.clock.clearTimeout(timer)
-    state.retryTimers.clear()
-    for (const s of state.subscriptions) s.unsubscribe()
-    state.subscriptions = []
-    const ike = state.ike
-    state.ike = undefined
-    if (ike !== undefined) await ike.stop()
-    for (const socket of state.sockets) await socket.close()
-    state.sockets = []
-    state.sas.clear()
-    state.filterIds.clear()
-    state.childByInboundSpi.clear()
-    if (this.components.network.isStarted()) {
-      await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
+  /** Takes the DVIPA's address and opens its IKE service (recording off until asked). */
+  private openDvipa(state: DvipaState, recording: boolean): Promise<IkeService> {
+    const run = async (): Promise<IkeService> => {
+      const { network, ikeFactory } = this.components
+      const dvipa = state.config.dvipa
+      if (state.ike !== undefined) return state.ike
+      await network.acquireAddress(dvipa)
+      const udp500 = await network.openUdp({ address: dvipa, port: 500 })
+      const udp4500 = await network.openUdp({ address: dvipa, port: 4500 })
+      state.sockets = [udp500, udp4500]
+      const ike = ikeFactory({ udp500, udp4500 })
+      state.ike = ike
+      state.recording = recording
+      state.subscriptions.push(
+        ike.events$.subscribe((e) => this.onIkeEvent(state, e)),
+        udp4500.datagrams$.subscribe(({ data }) => this.onEspDatagram(state, data))
+      )
+      await ike.start()
+      return ike
     }
+    const done = state.serial.then(run, run)
+    state.serial = done.then(
+      () => undefined,
+      () => undefined
+    )
+    return done
   }
 
-  /** @internal The fence of a DVIPA this node owns. */
-  fence(state: DvipaState): Fence {
-    return { owner: this.id, epoch: state.epoch }
+  /** Stops serving a DVIPA: IKE service (which removes its SAs), sockets, address. */
+  private closeDvipa(state: DvipaState): Promise<void> {
+    const run = async (): Promise<void> => {
+      for (const timer of state.retryTimers) this.components.clock.clearTimeout(timer)
+      state.retryTimers.clear()
+      for (const s of state.subscriptions) s.unsubscribe()
+      state.subscriptions = []
+      const ike = state.ike
+      state.ike = undefined
+      if (ike !== undefined) await ike.stop()
+      for (const socket of state.sockets) await socket.close()
+      state.sockets = []
+      state.sas.clear()
+      state.filterIds.clear()
+      state.childByInboundSpi.clear()
+      if (this.components.network.isStarted()) {
+        await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
+      }
+    }
+    const done = state.serial.then(run, run)
+    state.serial = done.catch(() => undefined)
+    return done
   }
 
   /**
-   * @internal Queues fenced writes for a DVIPA. A StaleEpochError means another node owns it
-   * now: this node stops serving it.
+   * Queues fenced writes for a DVIPA. A StaleEpochError goes to the ownership unit (another node
+   * owns it now, or the store lost data).
    */
-  write(
+  private write(
     state: DvipaState,
     put: DvipaRecord[],
     remove: { kind: RecordKind; id: string }[] = []
   ): Promise<void> {
-    const fence = this.fence(state)
+    const fence = state.ownership.fence()
+    if (fence === undefined) return Promise.resolve()
     const run = async (): Promise<void> => {
-      if (state.epoch !== fence.epoch) return
+      if (state.ownership.fence()?.epoch !== fence.epoch) return
       try {
         if (remove.length > 0)
           await this.components.store.deleteRecords(state.config.dvipa, remove, fence)
         if (put.length > 0) await this.components.store.putRecords(state.config.dvipa, put, fence)
       } catch (err) {
         if ((err as Error).name === StaleEpochError.name) {
-          await this.loseOwnership(state, (err as StaleEpochError).current)
+          state.ownership.onStaleWrite(err as StaleEpochError)
           return
         }
         throw err
@@ -448,8 +525,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     return state.writes
   }
 
-  /** @internal Registers an IKE SA (and its Child SAs) in the DVIPA's bookkeeping. */
-  track(state: DvipaState, phase1: Phase1Record, phase2: Phase2Record[]): void {
+  /** Registers an IKE SA (and its Child SAs) in the DVIPA's bookkeeping. */
+  private track(state: DvipaState, phase1: Phase1Record, phase2: Phase2Record[]): void {
     const entry = state.sas.get(phase1.id) ?? { phase1, phase2: new Map<string, Phase2Record>() }
     entry.phase1 = phase1
     for (const child of phase2) {
@@ -459,27 +536,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     state.sas.set(phase1.id, entry)
   }
 
-  /** @internal Stops serving a DVIPA because `epoch` superseded this node's. */
-  async loseOwnership(state: DvipaState, epoch: number): Promise<void> {
-    if (state.role !== 'owner' && state.role !== 'taking-over') return
-    const had = state.epoch
-    state.role = 'backup'
-    await this.closeDvipa(state)
-    this.emit({
-      type: 'ownership:lost',
-      dvipa: state.config.dvipa,
-      epoch: had,
-      supersededBy: epoch
-    })
-    this.publishStatus()
-    await this.applyMailbox()
-  }
-
   /**
-   * @internal The filters the ESP engine holds for Child SAs, as records (one listing of the
-   * SPD for all of them); remembers their ids so they are deleted with their Child SA.
+   * The filters the ESP engine holds for Child SAs, as records (one listing of the SPD for all
+   * of them); remembers their ids so they are deleted with their Child SA.
    */
-  filtersOf(state: DvipaState, children: Iterable<Phase2Record>): FilterRecord[] {
+  private filtersOf(state: DvipaState, children: Iterable<Phase2Record>): FilterRecord[] {
     const wanted = new Map<string, Phase2Record>()
     for (const child of children) wanted.set(child.id, child)
     const records: FilterRecord[] = []
@@ -495,8 +556,25 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     return records
   }
 
-  /** @internal Forgets a Child SA; returns the keys of its phase 2 and filter records. */
-  forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
+  /** Every record this node holds for a DVIPA: SAs, correlations, filters, connections. */
+  private ownRecords(state: DvipaState): DvipaRecord[] {
+    const records: DvipaRecord[] = []
+    const children: Phase2Record[] = []
+    for (const sa of state.sas.values()) {
+      records.push(...saRecords(sa.phase1, [...sa.phase2.values()]))
+      children.push(...sa.phase2.values())
+    }
+    // One listing of the SPD for every Child SA (a listing per IKE SA is quadratic).
+    records.push(...this.filtersOf(state, children))
+    for (const f of this.components.esp.listFilters()) {
+      if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
+    }
+    records.push(...state.table.all())
+    return records
+  }
+
+  /** Forgets a Child SA; returns the keys of its phase 2 and filter records. */
+  private forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
     state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
     const filters = state.filterIds.get(child.id) ?? []
     state.filterIds.delete(child.id)
@@ -506,83 +584,68 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     ]
   }
 
-  // ---- internals ----
+  // ---- wiring of one DVIPA ----
 
-  /**
-   * Reads the ownership of each DVIPA back from the store: an owner that sees a higher epoch stops
-   * serving; one that cannot reach the store for `selfFenceMs` fences itself; a fenced node that
-   * finds it still owns the DVIPA takes it over from itself.
-   */
-  private scheduleOwnershipCheck(): void {
-    const { clock, store } = this.components
-    const every = this.init.ownershipCheckMs
-    if (every <= 0) return
-    this.checkTimer = clock.setTimeout(() => {
-      void (async () => {
-        for (const state of this.states.values()) {
-          if (state.role === 'backup' && !state.fenced) {
-            // A backup refreshes its view too: a change event may have been missed. And it takes
-            // over a DVIPA nobody serves: one released (a takeover failed after its claim), or
-            // one whose owner it failed to take over from (say the store was down at the claim)
-            // while its detector still holds that owner failed.
-            const o = await store.getOwnership(state.config.dvipa).catch(() => undefined)
-            if (o === undefined) continue
-            this.onOwnershipChange(state.config.dvipa, o.owner, o.epoch)
-            const retry =
-              o.owner !== null &&
-              state.failedTakeoverOf === o.owner &&
-              this.components.detector.health(o.owner) === 'failed'
-            if ((o.owner === null || retry) && state.takeover === undefined) {
-              this.takeoverQuietly(state, o.owner ?? state.owner ?? this.id)
-            }
-            continue
-          }
-          if (state.role !== 'owner' && !state.fenced) continue
-          try {
-            const ownership = await store.getOwnership(state.config.dvipa)
-            state.confirmedAt = clock.monotonic()
-            if (ownership.owner !== this.id || ownership.epoch > state.epoch) {
-              state.fenced = false
-              if (state.role === 'owner') await this.loseOwnership(state, ownership.epoch)
-            } else if (state.fenced && state.takeover === undefined) {
-              state.fenced = false
-              this.takeoverQuietly(state, this.id)
-            }
-          } catch {
-            const silent = clock.monotonic() - state.confirmedAt
-            const limit = this.init.selfFenceMs
-            if (state.role === 'owner' && limit > 0 && silent >= limit) {
-              state.role = 'backup'
-              state.fenced = true
-              await this.closeDvipa(state)
-              this.emit({
-                type: 'ownership:fenced',
-                dvipa: state.config.dvipa,
-                epoch: state.epoch,
-                silentMs: silent
-              })
-              this.publishStatus()
-            }
-          }
-        }
-      })().finally(() => {
-        if (this.started) this.scheduleOwnershipCheck()
-      })
-    }, every)
+  /** What the takeover steps reach of this processor for one DVIPA. */
+  private takeoverParts(state: DvipaState): TakeoverParts {
+    const { clock, store, esp } = this.components
+    return {
+      node: this.id,
+      dvipa: state.config.dvipa,
+      clock,
+      store,
+      esp,
+      table: state.table,
+      renegotiationConcurrency: this.init.renegotiationConcurrency,
+      renegotiationDeadlineMs: this.init.renegotiationDeadlineMs,
+      retry: this.init.retry,
+      emit: (e) => this.emit(e),
+      changed: () => this.publishStatus(),
+      open: async () => this.openDvipa(state, false),
+      close: async () => this.closeDvipa(state),
+      track: (phase1, phase2) => this.track(state, phase1, phase2),
+      ownRecords: () => this.ownRecords(state),
+      startRecording: () => {
+        state.recording = true
+      },
+      notifyTargets: async (epoch) => this.notifyTargets(state, epoch),
+      serving: (fence) =>
+        state.ownership.fence()?.epoch === fence.epoch && state.ownership.mayServe(),
+      ike: () => state.ike,
+      keepTimer: (timer) => void state.retryTimers.add(timer),
+      forgetTimer: (timer) => void state.retryTimers.delete(timer)
+    }
   }
 
-  /** Starts a takeover in the background; its outcome is in the events. */
-  private takeoverQuietly(state: DvipaState, previousOwner: NodeId): void {
-    state.takeover = runTakeover(this, state, previousOwner, {
-      detectedAt: this.components.clock.monotonic(),
-      silentMs: 0
-    })
-    state.takeover
-      .catch(() => undefined)
-      .finally(() => {
-        state.takeover = undefined
-        this.publishStatus()
-      })
+  /** The effects of the ownership unit's transitions for one DVIPA. */
+  private ownershipActions(state: () => DvipaState): OwnershipActions {
+    return {
+      takeOver: async (run) =>
+        runTakeover(this.takeoverParts(state()), {
+          previousOwner: run.from,
+          fence: run.fence,
+          signal: run.signal,
+          detectedAt: run.detectedAt,
+          silentMs: run.silentMs,
+          claim: run.claim
+        }),
+      serveFresh: async (fence) => {
+        await this.openDvipa(state(), true)
+        await this.notifyTargets(state(), fence.epoch)
+      },
+      stopServing: async () => {
+        await this.closeDvipa(state())
+        if (this.started) void this.applyMailbox()
+      },
+      reassert: async (fence) => {
+        const s = state()
+        await this.components.store.putRecords(s.config.dvipa, this.ownRecords(s), fence)
+        const targets = await this.notifyTargets(s, fence.epoch)
+        this.emit({ type: 'targets:notified', dvipa: s.config.dvipa, targets, epoch: fence.epoch })
+      },
+      emit: (e) => this.emit(e),
+      changed: () => this.publishStatus()
+    }
   }
 
   /** Removes idle connections from the tables and the store, every tenth of the idle time. */
@@ -593,7 +656,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     this.idleTimer = clock.setTimeout(() => {
       const before = clock.monotonic() - idle
       for (const state of this.states.values()) {
-        if (state.role !== 'owner') continue
+        if (state.ownership.current().role !== 'owner') continue
         const removed = state.table.expireIdle(before, clock.monotonic())
         if (removed.length === 0) continue
         for (const connection of removed) this.emit({ type: 'connection:expired', connection })
@@ -609,11 +672,27 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
   }
 
   private newState(config: DvipaConfig): DvipaState {
-    return {
+    const state: DvipaState = {
       config,
-      role: 'backup',
-      epoch: 0,
-      owner: undefined,
+      ownership: new OwnershipController(
+        {
+          store: this.components.store,
+          clock: this.components.clock,
+          detector: this.components.detector,
+          actions: this.ownershipActions(() => state)
+        },
+        {
+          node: this.id,
+          dvipa: config.dvipa,
+          ranks: config.ranks,
+          rankDelayMs: this.init.rankDelayMs,
+          ownershipCheckMs: this.init.ownershipCheckMs,
+          selfFenceMs: this.init.selfFenceMs,
+          pauseThresholdMs: this.init.pauseThresholdMs,
+          pauseGraceMs: this.init.pauseGraceMs,
+          failureBackoffMs: this.init.failureBackoffMs
+        }
+      ),
       table: new ConnectionTable(config.dvipa, config.targets, config.policy),
       ike: undefined,
       sockets: [],
@@ -623,60 +702,19 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       sas: new Map(),
       filterIds: new Map(),
       writes: Promise.resolve(),
-      takeover: undefined,
-      confirmedAt: this.components.clock.monotonic(),
-      fenced: false,
-      failedTakeoverOf: undefined,
+      serial: Promise.resolve(),
       retryTimers: new Set()
     }
+    return state
   }
 
-  /** Decides, at start, whether to claim, take over or back up a DVIPA. */
-  private async join(state: DvipaState): Promise<void> {
-    const { store } = this.components
-    const dvipa = state.config.dvipa
-    let ownership
-    try {
-      ownership = await store.getOwnership(dvipa)
-    } catch (err) {
-      if ((err as Error).name !== 'NotFoundError') throw err
-    }
-    if (ownership === undefined) {
-      if (state.config.ranks[0] !== this.id) return
-      const claimed = await store.claimOwnership(dvipa, {
-        owner: this.id,
-        ranks: state.config.ranks,
-        expectedEpoch: 0
-      })
-      state.epoch = claimed.epoch
-      state.owner = this.id
-      state.role = 'owner'
-      state.confirmedAt = this.components.clock.monotonic()
-      this.emit({ type: 'ownership:claimed', dvipa, epoch: claimed.epoch })
-      await this.openDvipa(state, true)
-      await this.notifyTargets(state)
-      return
-    }
-    state.epoch = ownership.epoch
-    state.owner = ownership.owner ?? undefined
-    if (ownership.owner !== this.id && ownership.owner !== null) {
-      // A node that died while it owned the DVIPA may still hold its address: let it go, or the
-      // neighbours could keep sending the DVIPA's traffic here.
-      await this.components.network.releaseAddress(dvipa).catch(() => undefined)
-    }
-    if (ownership.owner === this.id || ownership.owner === null) {
-      // This node owned it before a restart (its SAs died with it), or the owner let it go.
-      void this.takeover(dvipa, ownership.owner ?? this.id).catch(() => undefined)
-    }
-  }
-
-  /** @internal Sends the ownership notice to every target (and the local target stack). */
-  async notifyTargets(state: DvipaState): Promise<NodeId[]> {
+  /** Sends the ownership notice to every target (and the local target stack). */
+  private async notifyTargets(state: DvipaState, epoch: number): Promise<NodeId[]> {
     const notice: ClusterMessage = {
       type: 'ownership:notice',
       dvipa: state.config.dvipa,
       owner: this.id,
-      epoch: state.epoch
+      epoch
     }
     const told: NodeId[] = []
     for (const target of state.config.targets) {
@@ -690,57 +728,16 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     return told
   }
 
-  private onNodeFailed(node: NodeId, silentMs: number): void {
-    for (const state of this.states.values()) {
-      if (state.role !== 'backup' || !state.config.ranks.includes(this.id)) continue
-      if (state.owner !== node) {
-        // Maybe this node's view is behind (a missed change event): ask the store.
-        void this.components.store
-          .getOwnership(state.config.dvipa)
-          .then((o) => {
-            this.onOwnershipChange(state.config.dvipa, o.owner, o.epoch)
-            if (o.owner === node && state.owner === node) this.onNodeFailed(node, silentMs)
-          })
-          .catch(() => undefined)
-        continue
-      }
-      if (!state.config.ranks.includes(this.id)) continue
-      if (state.takeover !== undefined) continue
-      state.takeover = runTakeover(this, state, node, {
-        detectedAt: this.components.clock.monotonic(),
-        silentMs
-      })
-      state.takeover
-        .catch(() => undefined)
-        .finally(() => {
-          state.takeover = undefined
-          this.publishStatus()
-        })
-    }
-  }
-
-  private onOwnershipChange(dvipa: Dvipa, owner: NodeId | null, epoch: number): void {
-    const state = this.states.get(dvipa)
-    if (state === undefined || epoch <= state.epoch) return
-    if (owner === this.id) return
-    if (state.role === 'owner') {
-      void this.loseOwnership(state, epoch)
-    }
-    state.epoch = epoch
-    state.owner = owner ?? undefined
-    this.publishStatus()
-  }
-
   private onLinkMessage({ from, message }: ClusterEnvelope): void {
     if (message.type === 'packet:outbound') this.onOutbound(from, message)
     else if (message.type === 'ownership:notice' && message.owner !== this.id) {
-      this.onOwnershipChange(message.dvipa, message.owner, message.epoch)
+      this.states.get(message.dvipa)?.ownership.observe(message.epoch, message.owner, 'link')
     }
   }
 
   /** Inbound: an ESP-in-UDP datagram on the DVIPA's port 4500. */
   private onEspDatagram(state: DvipaState, data: Uint8Array): void {
-    if (state.role !== 'owner' && state.role !== 'taking-over') return
+    if (!state.ownership.mayServe()) return
     const result = this.components.esp.unprotectUdp(data)
     if (result.action === 'ike' || result.action === 'keepalive') return
     if (result.action !== 'accept') return void this.counts.dropped++
@@ -768,7 +765,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     const message: ClusterMessage = {
       type: 'packet:inbound',
       dvipa: state.config.dvipa,
-      epoch: state.epoch,
+      epoch: state.ownership.epoch,
       flow,
       packet: result.packet
     }
@@ -785,26 +782,30 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
     message: Extract<ClusterMessage, { type: 'packet:outbound' }>
   ): void {
     const state = this.states.get(message.dvipa)
-    // A node taking over holds the new epoch's claim: it serves replies before the takeover ends.
-    const serving = state?.role === 'owner' || state?.role === 'taking-over'
-    if (state === undefined || !serving || state.sockets.length < 2) {
+    if (state === undefined) {
       this.counts.notOwner++
       return
     }
-    if (message.epoch > state.epoch) {
+    const epoch = state.ownership.epoch
+    if (message.epoch > epoch) {
       // The target knows a newer owner than this node: stop encrypting for this DVIPA now.
       this.counts.notOwner++
-      void this.loseOwnership(state, message.epoch)
+      state.ownership.observe(message.epoch, undefined, 'target')
       return
     }
-    if (message.epoch < state.epoch && from !== this.id) {
+    // A node taking over holds the new epoch's claim: it serves replies before the takeover ends.
+    if (!state.ownership.mayServe() || state.sockets.length < 2) {
+      this.counts.notOwner++
+      return
+    }
+    if (message.epoch < epoch && from !== this.id) {
       // The target missed the notice: tell it again, and serve the packet (this node is the owner).
       this.components.link
         .send(from, {
           type: 'ownership:notice',
           dvipa: state.config.dvipa,
           owner: this.id,
-          epoch: state.epoch
+          epoch
         })
         .catch(() => undefined)
     }
@@ -815,7 +816,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       const icmp: ClusterMessage = {
         ...message,
         type: 'packet:inbound',
-        epoch: state.epoch,
+        epoch,
         packet: tooBig
       }
       if (from === this.id) void this.components.localTarget?.receive({ from, message: icmp })
@@ -932,14 +933,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
         if (esp.removeSa(Number.parseInt(child.inboundSpi, 16), 'inbound')) childSas++
         esp.removeSa(Number.parseInt(child.outboundSpi, 16), 'outbound')
       }
-      const state = this.states.get(message.dvipa)
-      if (
-        state !== undefined &&
-        message.epoch > state.epoch &&
-        (state.role === 'owner' || state.role === 'taking-over')
-      ) {
-        await this.loseOwnership(state, message.epoch)
-      }
+      this.states.get(message.dvipa)?.ownership.observe(message.epoch, message.from, 'mailbox')
       this.emit({
         type: 'deletes:applied',
         dvipa: message.dvipa,
@@ -949,6 +943,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor, Take
       })
     }
   }
+}
+
+/** The role a status reports for an ownership state. */
+function statusRole(ownership: OwnershipController): DvipaRole {
+  const s = ownership.current()
+  if (s.role === 'taking-over') return s.phase.step === 'rank-delay' ? 'backup' : 'taking-over'
+  return s.role
 }
 
 /**

@@ -52,9 +52,35 @@ export {
   planRenegotiation,
   saRecords,
   spiHex,
+  type Merge,
+  type MergeReason,
   type RenegotiationPlan
 } from './records.js'
-export { runTakeover, type Detection, type TakeoverHost } from './takeover.js'
+export {
+  runTakeover,
+  type TakeoverParts,
+  type TakeoverPlan,
+  type TakeoverRetry
+} from './takeover.js'
+export {
+  OwnershipController,
+  ownerLease,
+  type OwnershipActions,
+  type OwnershipControllerComponents,
+  type OwnershipControllerInit,
+  type OwnershipCounters,
+  type OwnershipDetector,
+  type TakeoverRun
+} from './ownership/ownership-controller.js'
+export {
+  stateEpoch,
+  stateOwner,
+  viewEpoch,
+  type OwnerStanding,
+  type OwnershipState,
+  type StoreView,
+  type TakeoverPhase
+} from './ownership/ownership-state.js'
 export {
   DefaultTargetStack,
   defaultTargetStack,

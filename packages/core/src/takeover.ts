@@ -1,49 +1,110 @@
 import { performance } from 'node:perf_hooks'
 import {
-  OwnershipConflictError,
-  TakeoverError,
+  AbortError,
   type Clock,
   type ConnectionRecord,
+  type CouplingStore,
   type DeleteMessage,
   type DistributionEvent,
+  type Dvipa,
   type DvipaRecord,
   type DvipaRecordSet,
+  type EspEngine,
   type Fence,
   type FilterRecord,
   type IkeErrorKind,
   type IkeSaRecords,
+  type IkeService,
   type NodeId,
+  type Phase1Record,
   type Phase2Record,
   type RenegotiationOutcome,
   type StepTiming,
   type TakeoverReport,
-  type TakeoverStep
+  type TakeoverStep,
+  type TimerHandle
 } from '@vipsec/interface'
-import type { DefaultDistributionProcessor, DvipaState } from './distribution-processor.js'
-import { filterRecord, planRenegotiation, saRecords } from './records.js'
+import type { ConnectionTable } from './connection-table.js'
+import { planRenegotiation } from './records.js'
 
-/** What the takeover needs from its distribution processor. */
-export type TakeoverHost = Pick<
-  DefaultDistributionProcessor,
-  | 'id'
-  | 'components'
-  | 'init'
-  | 'emit'
-  | 'publishStatus'
-  | 'openDvipa'
-  | 'closeDvipa'
-  | 'fence'
-  | 'track'
-  | 'notifyTargets'
-  | 'filtersOf'
->
+/** Retry timing of renegotiations that failed during a takeover, all fields set. */
+export interface TakeoverRetry {
+  /** First delay in ms. */
+  initialMs: number
+  /** Largest delay in ms. */
+  maxMs: number
+  /** Attempts after the first before giving up. */
+  attempts: number
+}
 
-/** When and how the failure was detected. */
-export interface Detection {
+/**
+ * What the takeover steps reach of the distribution processor: the parts of one DVIPA, declared
+ * here so that the steps depend on exactly this and nothing else of their host.
+ */
+export interface TakeoverParts {
+  /** This node. */
+  readonly node: NodeId
+  /** The DVIPA. */
+  readonly dvipa: Dvipa
+  /** Time. */
+  readonly clock: Clock
+  /** The coupling store. */
+  readonly store: CouplingStore
+  /** The node's ESP engine. */
+  readonly esp: EspEngine
+  /** The DVIPA's connection routing table. */
+  readonly table: ConnectionTable
+  /** How many IKE SAs are renegotiated at the same time. */
+  readonly renegotiationConcurrency: number
+  /** How long the takeover waits for its renegotiations, ms. */
+  readonly renegotiationDeadlineMs: number
+  /** Retry timing of failed renegotiations. */
+  readonly retry: TakeoverRetry
+  /** Emits a distribution event. */
+  emit(event: DistributionEvent): void
+  /** Publishes the status. */
+  changed(): void
+  /** Takes the DVIPA's address and opens its IKE service, not recording yet; returns the service. */
+  open(): Promise<IkeService>
+  /** Stops serving the DVIPA: IKE service, sockets, address (idempotent). */
+  close(): Promise<void>
+  /** Registers an IKE SA with its Child SAs in the DVIPA's bookkeeping. */
+  track(phase1: Phase1Record, phase2: Phase2Record[]): void
+  /** Every record this node holds for the DVIPA (SAs, correlations, filters, connections). */
+  ownRecords(): DvipaRecord[]
+  /** Turns on the recording of IKE events to the store. */
+  startRecording(): void
+  /** Sends the ownership notice at `epoch` to every target; returns the targets told. */
+  notifyTargets(epoch: number): Promise<NodeId[]>
+  /** Whether this node still serves the DVIPA under `fence` (retries stop when not). */
+  serving(fence: Fence): boolean
+  /** The DVIPA's IKE service while it is open. */
+  ike(): IkeService | undefined
+  /** Keeps a retry timer, so that it is cleared when the DVIPA is closed. */
+  keepTimer(timer: TimerHandle): void
+  /** Forgets a retry timer that fired. */
+  forgetTimer(timer: TimerHandle): void
+}
+
+/** The takeover to run: from whom, under which fence, and how the failure and the claim went. */
+export interface TakeoverPlan {
+  /** The failed owner (this node for a takeover from itself). */
+  previousOwner: NodeId
+  /** The fence the claim won. */
+  fence: Fence
+  /** Aborted when a higher epoch is seen: the steps stop at once and give the address up. */
+  signal: AbortSignal
   /** Monotonic ms at which the failure was declared. */
   detectedAt: number
   /** How long the owner had been silent when it was declared failed, if known. */
   silentMs: number | undefined
+  /** Monotonic ms at which the claim was sent, and how long it took. */
+  claim: {
+    /** Monotonic ms at which the claim was sent. */
+    startedAt: number
+    /** How long until it was known to have won, ms. */
+    durationMs: number
+  }
 }
 
 /** Times one step and reports it. */
@@ -52,10 +113,13 @@ class StepClock {
   constructor(
     private readonly clock: Clock,
     private readonly emit: (event: DistributionEvent) => void,
-    private readonly dvipa: string
+    private readonly dvipa: string,
+    private readonly signal: AbortSignal
   ) {}
 
   async run<T>(step: TakeoverStep, work: () => Promise<T> | T): Promise<T> {
+    if (this.signal.aborted)
+      throw new AbortError(`takeover of ${this.dvipa} aborted before ${step}`)
     const startedAt = this.clock.monotonic()
     const wallStart = performance.now()
     const result = await work()
@@ -65,6 +129,7 @@ class StepClock {
       durationMs: this.clock.monotonic() - startedAt,
       wallMs: performance.now() - wallStart
     })
+    if (this.signal.aborted) throw new AbortError(`takeover of ${this.dvipa} aborted after ${step}`)
     return result
   }
 
@@ -75,13 +140,12 @@ class StepClock {
 }
 
 /**
- * Runs the takeover of one DVIPA from a failed owner, steps 4 to 12 of the method, each step
- * timed and reported as a `takeover:step` event:
+ * Runs the takeover of one DVIPA whose claim has won, steps 5 to 12 of the method, each step
+ * timed and reported as a `takeover:step` event (the ownership unit ran steps 4, detect and
+ * claim, and reports their timings here):
  *
  * 1. detect: the failure detector declared the owner failed (its silence is the step's time);
- *    a backup waits `rankDelayMs` for each better-ranked live backup, so the best live one
- *    claims first;
- * 2. claim: compare-and-set of the ownership record to a new epoch; losing it stands down;
+ * 2. claim: compare-and-set of the ownership record to a new epoch (by the ownership unit);
  * 3. read-and-clear: `takeRecords` (kept in the store's journal until settled);
  * 4. take-address: the DVIPA moves here and its IKE service opens on ports 500 and 4500;
  * 5. reroute-connections: every flow goes back in the table with its old target, now through
@@ -96,119 +160,69 @@ class StepClock {
  * 10. write-records: this node's records under the new epoch, then the journal is settled;
  * 11. send-deletes: the old owner's SAs go to its mailbox.
  *
- * @param host - the distribution processor
- * @param state - the DVIPA's state
- * @param previousOwner - the failed owner
- * @param detection - when the failure was declared
+ * When `plan.signal` aborts (the ownership unit saw a higher epoch), the steps stop at the next
+ * step boundary, the address is given up and the IKE service stopped (which ends its
+ * renegotiations); the taken records stay in the store's journal for the next taker.
+ *
+ * @param parts - what the steps use of the distribution processor
+ * @param plan - the failed owner, the fence and the timings so far
  */
 export async function runTakeover(
-  host: TakeoverHost,
-  state: DvipaState,
-  previousOwner: NodeId,
-  detection: Detection
+  parts: TakeoverParts,
+  plan: TakeoverPlan
 ): Promise<TakeoverReport> {
-  const { clock, store, detector } = host.components
-  const dvipa = state.config.dvipa
-  const steps = new StepClock(clock, (e) => host.emit(e), dvipa)
-  const startedAt = detection.detectedAt - (detection.silentMs ?? 0)
-  host.emit({ type: 'takeover:started', dvipa, previousOwner })
-  steps.record({ step: 'detect', startedAt, durationMs: detection.silentMs ?? 0, wallMs: 0 })
-
-  // The DVIPA must still belong to the failed owner: another backup may have claimed it already.
-  if (state.owner !== undefined && state.owner !== previousOwner) {
-    host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
-    throw new TakeoverError(`${dvipa} is owned by ${state.owner} now, not by ${previousOwner}`)
-  }
-  // Rank: wait for each better-ranked backup that is still alive, then claim unless one did.
-  const seenEpoch = state.epoch
-  const better = state.config.ranks
-    .slice(0, state.config.ranks.indexOf(host.id))
-    .filter((n) => n !== previousOwner && n !== host.id && detector.health(n) === 'alive')
-  if (better.length > 0) await clock.sleep(host.init.rankDelayMs * better.length)
-  if (state.epoch !== seenEpoch) {
-    host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
-    throw new TakeoverError(`${dvipa} was claimed by ${state.owner ?? 'another node'} first`)
-  }
-
-  state.role = 'taking-over'
-  host.publishStatus()
-  let fence: Fence
-  try {
-    fence = await steps.run('claim', async () => {
-      const ownership = await store.claimOwnership(dvipa, {
-        owner: host.id,
-        ranks: state.config.ranks,
-        expectedEpoch: seenEpoch
-      })
-      state.epoch = ownership.epoch
-      state.owner = host.id
-      state.confirmedAt = clock.monotonic()
-      return host.fence(state)
-    })
-  } catch (err) {
-    state.role = 'backup'
-    host.publishStatus()
-    if ((err as Error).name === OwnershipConflictError.name) {
-      // Learn who won, in case the store's change event has not arrived (or never will).
-      const conflict = err as OwnershipConflictError
-      if (conflict.currentEpoch > state.epoch) {
-        state.epoch = conflict.currentEpoch
-        state.owner = conflict.currentOwner
-      }
-      host.emit({ type: 'takeover:stood-down', dvipa, reason: 'lost-claim' })
-      throw new TakeoverError(`lost the claim of ${dvipa}`, { cause: err })
-    }
-    // The claim itself failed (the store did not answer): say so, and retry from the read-back.
-    state.failedTakeoverOf = previousOwner
-    host.emit({
-      type: 'takeover:failed',
-      dvipa,
-      error: `${(err as Error).name}: ${(err as Error).message}`
-    })
-    throw err
-  }
-  state.failedTakeoverOf = undefined
-  host.emit({ type: 'ownership:claimed', dvipa, epoch: fence.epoch })
-
+  const { clock, store, dvipa } = parts
+  const { fence, previousOwner, signal } = plan
+  const steps = new StepClock(clock, (e) => parts.emit(e), dvipa, signal)
+  const startedAt = plan.detectedAt - (plan.silentMs ?? 0)
+  steps.record({ step: 'detect', startedAt, durationMs: plan.silentMs ?? 0, wallMs: 0 })
+  steps.record({
+    step: 'claim',
+    startedAt: plan.claim.startedAt,
+    durationMs: plan.claim.durationMs,
+    wallMs: 0
+  })
+  const onAbort = (): void => void parts.close().catch(() => undefined)
+  signal.addEventListener('abort', onAbort)
   try {
     const taken = await steps.run('read-and-clear', async () => store.takeRecords(dvipa, fence))
-    await steps.run('take-address', async () => host.openDvipa(state, false))
+    const ike = await steps.run('take-address', async () => parts.open())
     // The flows go back in the table before any SA is renegotiated, so that the first packet of
     // each finds its old target rather than being distributed anew.
     const connections = await steps.run('reroute-connections', () =>
-      reroute(host, state, taken.connection)
+      reroute(parts, taken.connection)
     )
-    const plan = planRenegotiation(taken)
+    const renegotiation = planRenegotiation(taken)
+    for (const merge of renegotiation.merged) {
+      parts.emit({ type: 'takeover:merged', dvipa, ...merge })
+    }
     const pending = new Set<string>()
     const outcomes = await steps.run('renegotiate', async () =>
-      renegotiate(host, state, plan.sas, pending)
+      renegotiate(parts, ike, fence, renegotiation.sas, pending, signal)
     )
     const renegotiated = outcomes.filter((o) => o.status === 'renegotiated')
     const failed = outcomes.filter((o) => o.status === 'failed')
-    host.emit({
+    parts.emit({
       type: 'takeover:renegotiated',
       dvipa,
       renegotiated: renegotiated.length,
       failed: failed.length
     })
-    relink(state, mapChildren(renegotiated))
-    await steps.run('install-filters', () => installFilters(host, taken.filter))
+    relink(parts.table, mapChildren(renegotiated))
+    await steps.run('install-filters', () => installFilters(parts, taken.filter))
     await steps.run('notify-targets', async () => {
-      const targets = await host.notifyTargets(state)
-      host.emit({ type: 'targets:notified', dvipa, targets, epoch: fence.epoch })
+      const targets = await parts.notifyTargets(fence.epoch)
+      parts.emit({ type: 'targets:notified', dvipa, targets, epoch: fence.epoch })
     })
-    await steps.run('localize-connections', () => localize(host, state))
-    state.role = 'owner'
+    await steps.run('localize-connections', () => localize(parts))
     await steps.run('write-records', async () => {
-      await store.putRecords(dvipa, ownRecords(host, state), fence)
+      await store.putRecords(dvipa, parts.ownRecords(), fence)
       await store.settleTakeover(dvipa, fence)
-      state.recording = true
+      parts.startRecording()
     })
-    await steps.run('send-deletes', async () =>
-      sendDeletes(host, state, previousOwner, taken, fence)
-    )
+    await steps.run('send-deletes', async () => sendDeletes(parts, previousOwner, taken, fence))
     for (const outcome of failed) {
-      if (!pending.has(outcome.previous.phase1.id)) scheduleRetry(host, state, outcome.previous, 2)
+      if (!pending.has(outcome.previous.phase1.id)) scheduleRetry(parts, fence, outcome.previous, 2)
     }
 
     const report: TakeoverReport = {
@@ -219,7 +233,7 @@ export async function runTakeover(
       renegotiated: renegotiated.length,
       failed: [
         ...failed.map((o) => ({ phase1Id: o.previous.phase1.id, reason: o.reason })),
-        ...plan.orphans.map((p) => ({
+        ...renegotiation.orphans.map((p) => ({
           phase1Id: p.id,
           reason: 'CHILD_SA_NOT_FOUND' as IkeErrorKind
         }))
@@ -228,22 +242,23 @@ export async function runTakeover(
       corrupt: taken.corrupt,
       durationMs: clock.monotonic() - startedAt
     }
-    host.publishStatus()
-    host.emit({ type: 'takeover:completed', report })
+    parts.changed()
+    parts.emit({ type: 'takeover:completed', report })
     return report
   } catch (err) {
     // Nothing is lost: the store keeps the taken records in its journal for the next taker.
-    state.role = 'backup'
-    await host.closeDvipa(state)
-    // Released, the DVIPA is taken over by the best backup from its ownership read-back.
-    await store.releaseOwnership(dvipa, fence).catch(() => undefined)
-    host.emit({
-      type: 'takeover:failed',
-      dvipa,
-      error: `${(err as Error).name}: ${(err as Error).message}`
-    })
-    host.publishStatus()
+    await parts.close()
+    if (!signal.aborted) {
+      parts.emit({
+        type: 'takeover:failed',
+        dvipa,
+        error: `${(err as Error).name}: ${(err as Error).message}`
+      })
+    }
+    parts.changed()
     throw err
+  } finally {
+    signal.removeEventListener('abort', onAbort)
   }
 }
 
@@ -252,24 +267,27 @@ export async function runTakeover(
  * started at once would overrun the peers and the node and mostly retransmit), for at most
  * `renegotiationDeadlineMs`. What is still under way then is reported as failed with `TIMEOUT`
  * and goes on in the background: if it succeeds, the IKE events record it; if it fails, it is
- * retried with backoff. So one unreachable peer never holds the takeover up.
+ * retried with backoff. So one unreachable peer never holds the takeover up. An aborted takeover
+ * starts no more renegotiations.
  */
 async function renegotiate(
-  host: TakeoverHost,
-  state: DvipaState,
+  parts: TakeoverParts,
+  ike: IkeService,
+  fence: Fence,
   sas: IkeSaRecords[],
-  pending: Set<string>
+  pending: Set<string>,
+  signal: AbortSignal
 ): Promise<RenegotiationOutcome[]> {
   const outcomes: (RenegotiationOutcome | undefined)[] = new Array(sas.length)
   let next = 0
   let late = false
   const worker = async (): Promise<void> => {
-    while (next < sas.length) {
+    while (next < sas.length && !signal.aborted) {
       const i = next++
       const previous = sas[i]!
       let outcome: RenegotiationOutcome
       try {
-        ;[outcome] = (await state.ike!.renegotiate([previous])) as [RenegotiationOutcome]
+        ;[outcome] = (await ike.renegotiate([previous], { signal })) as [RenegotiationOutcome]
       } catch (err) {
         // the IKE service stopped (ownership lost) or broke: report, do not throw
         outcome = {
@@ -279,23 +297,26 @@ async function renegotiate(
           message: (err as Error).message
         }
       }
-      if (outcome.status === 'renegotiated')
-        host.track(state, outcome.current.phase1, outcome.current.phase2)
+      if (outcome.status === 'renegotiated' && !signal.aborted)
+        parts.track(outcome.current.phase1, outcome.current.phase2)
       if (!late) outcomes[i] = outcome
-      else if (outcome.status === 'failed') scheduleRetry(host, state, previous, 2)
+      else if (outcome.status === 'failed') scheduleRetry(parts, fence, previous, 2)
       pending.delete(previous.phase1.id)
     }
   }
   for (const sa of sas) pending.add(sa.phase1.id)
-  const workers = Math.max(1, Math.min(host.init.renegotiationConcurrency, sas.length))
+  const workers = Math.max(1, Math.min(parts.renegotiationConcurrency, sas.length))
   const all = Promise.all(Array.from({ length: workers }, worker))
   const deadline = new AbortController()
+  const stop = (): void => deadline.abort()
+  signal.addEventListener('abort', stop)
   await Promise.race([
     all,
-    host.components.clock
-      .sleep(host.init.renegotiationDeadlineMs, { signal: deadline.signal })
+    parts.clock
+      .sleep(parts.renegotiationDeadlineMs, { signal: deadline.signal })
       .catch(() => undefined)
   ])
+  signal.removeEventListener('abort', stop)
   deadline.abort()
   late = true
   return sas.map(
@@ -304,7 +325,7 @@ async function renegotiate(
         status: 'failed',
         previous,
         reason: 'TIMEOUT',
-        message: `not renegotiated within ${host.init.renegotiationDeadlineMs} ms; still trying in the background`
+        message: `not renegotiated within ${parts.renegotiationDeadlineMs} ms; still trying in the background`
       }
   )
 }
@@ -330,10 +351,10 @@ function mapChildren(outcomes: RenegotiationOutcome[]): Map<string, Phase2Record
  * per direction and selector: installing one removes any active duplicate
  * (`filter:duplicate-removed`), for example a filter left from an earlier ownership.
  */
-function installFilters(host: TakeoverHost, records: FilterRecord[]): void {
+function installFilters(parts: TakeoverParts, records: FilterRecord[]): void {
   for (const record of records) {
     if (record.action === 'protect') continue
-    host.components.esp.installFilter({
+    parts.esp.installFilter({
       id: record.id,
       direction: record.direction,
       selector: record.selector,
@@ -344,112 +365,94 @@ function installFilters(host: TakeoverHost, records: FilterRecord[]): void {
 }
 
 /** Puts every flow back in the routing table with its old target, now through this node. */
-function reroute(host: TakeoverHost, state: DvipaState, connections: ConnectionRecord[]): number {
-  const now = host.components.clock.monotonic()
+function reroute(parts: TakeoverParts, connections: ConnectionRecord[]): number {
+  const now = parts.clock.monotonic()
   for (const old of connections) {
-    const connection: ConnectionRecord = { ...old, dvipa: state.config.dvipa }
-    state.table.add(connection)
-    state.table.touch(connection.flow, now)
-    host.emit({ type: 'connection:rerouted', connection })
+    const connection: ConnectionRecord = { ...old, dvipa: parts.dvipa }
+    parts.table.add(connection)
+    parts.table.touch(connection.flow, now)
+    parts.emit({ type: 'connection:rerouted', connection })
   }
   return connections.length
 }
 
 /** Points each flow at the Child SA that replaced the one it travelled in. */
-function relink(state: DvipaState, replaced: Map<string, Phase2Record>): void {
-  for (const connection of state.table.all()) {
+function relink(table: ConnectionTable, replaced: Map<string, Phase2Record>): void {
+  for (const connection of table.all()) {
     const next = connection.phase2Id === null ? undefined : replaced.get(connection.phase2Id)
-    if (next !== undefined) state.table.add({ ...connection, phase2Id: next.id })
+    if (next !== undefined) table.add({ ...connection, phase2Id: next.id })
   }
 }
 
 /** Connections to this node as a target are now local: not distributed. */
-function localize(host: TakeoverHost, state: DvipaState): void {
-  for (const connection of state.table.all()) {
-    if (connection.target === host.id && connection.distributed) {
-      state.table.add({ ...connection, distributed: false })
+function localize(parts: TakeoverParts): void {
+  for (const connection of parts.table.all()) {
+    if (connection.target === parts.node && connection.distributed) {
+      parts.table.add({ ...connection, distributed: false })
     }
   }
 }
 
-function ownRecords(host: TakeoverHost, state: DvipaState): DvipaRecord[] {
-  const records: DvipaRecord[] = []
-  const children: Phase2Record[] = []
-  for (const sa of state.sas.values()) {
-    records.push(...saRecords(sa.phase1, [...sa.phase2.values()]))
-    children.push(...sa.phase2.values())
-  }
-  // One listing of the SPD for every Child SA (a listing per IKE SA is quadratic).
-  records.push(...host.filtersOf(state, children))
-  for (const f of host.components.esp.listFilters()) {
-    if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
-  }
-  records.push(...state.table.all())
-  return records
-}
-
 async function sendDeletes(
-  host: TakeoverHost,
-  state: DvipaState,
+  parts: TakeoverParts,
   previousOwner: NodeId,
   taken: DvipaRecordSet,
   fence: Fence
 ): Promise<void> {
-  if (previousOwner === host.id || (taken.phase1.length === 0 && taken.phase2.length === 0)) return
-  const { store, clock } = host.components
+  if (previousOwner === parts.node || (taken.phase1.length === 0 && taken.phase2.length === 0))
+    return
   const message: DeleteMessage = {
     v: 1,
-    id: `${state.config.dvipa}/${fence.epoch}`,
+    id: `${parts.dvipa}/${fence.epoch}`,
     to: previousOwner,
-    from: host.id,
-    dvipa: state.config.dvipa,
+    from: parts.node,
+    dvipa: parts.dvipa,
     epoch: fence.epoch,
     ikeSas: taken.phase1.map((p) => p.ikeSaId),
     childSas: taken.phase2.map((p) => ({ inboundSpi: p.inboundSpi, outboundSpi: p.outboundSpi })),
-    sentAt: clock.now()
+    sentAt: parts.clock.now()
   }
-  await store.postMessage(message)
-  host.emit({
+  await parts.store.postMessage(message)
+  parts.emit({
     type: 'deletes:sent',
-    dvipa: state.config.dvipa,
+    dvipa: parts.dvipa,
     to: previousOwner,
     ikeSas: message.ikeSas.length,
     childSas: message.childSas.length
   })
 }
 
-/** Retries a failed renegotiation with exponential backoff while this node owns the DVIPA. */
+/** Retries a failed renegotiation with exponential backoff while this node serves under `fence`. */
 function scheduleRetry(
-  host: TakeoverHost,
-  state: DvipaState,
+  parts: TakeoverParts,
+  fence: Fence,
   previous: IkeSaRecords,
   attempt: number
 ): void {
-  const { clock } = host.components
-  const { initialMs, maxMs, attempts } = host.init.retry
+  const { initialMs, maxMs, attempts } = parts.retry
   if (attempt > attempts + 1) return
   const delay = Math.min(maxMs, initialMs * 2 ** (attempt - 2))
-  const epoch = state.epoch
-  const timer = clock.setTimeout(() => {
-    state.retryTimers.delete(timer)
-    if (state.role !== 'owner' || state.epoch !== epoch || state.ike === undefined) return
-    void state.ike.renegotiate([previous]).then(
+  const timer = parts.clock.setTimeout(() => {
+    parts.forgetTimer(timer)
+    const ike = parts.ike()
+    if (!parts.serving(fence) || ike === undefined) return
+    void ike.renegotiate([previous]).then(
       ([outcome]) => {
         const succeeded = outcome?.status === 'renegotiated'
-        host.emit({
+        parts.emit({
           type: 'renegotiation:retried',
-          dvipa: state.config.dvipa,
+          dvipa: parts.dvipa,
           phase1Id: previous.phase1.id,
           attempt,
           succeeded
         })
         if (outcome?.status === 'renegotiated')
-          host.track(state, outcome.current.phase1, outcome.current.phase2)
-        else scheduleRetry(host, state, previous, attempt + 1)
-        host.publishStatus()
+          parts.track(outcome.current.phase1, outcome.current.phase2)
+        else scheduleRetry(parts, fence, previous, attempt + 1)
+        parts.changed()
       },
-      () => scheduleRetry(host, state, previous, attempt + 1)
+      () => scheduleRetry(parts, fence, previous, attempt + 1)
     )
   }, delay)
-  state.retryTimers.add(timer)
+  parts.keepTimer(timer)
 }

@@ -3,6 +3,7 @@ import type { AbortOptions } from './abort.js'
 import type { Dvipa, NodeId } from './addressing.js'
 import type { IkeErrorKind } from './errors.js'
 import type { ConnectionRecord, CorruptEntry } from './records.js'
+import type { OwnershipEvent } from './ownership.js'
 import type { Startable } from './startable.js'
 
 /**
@@ -84,13 +85,14 @@ export interface TakeoverReport {
 }
 
 /** The role a distribution processor has for a DVIPA. */
-export type DvipaRole = 'owner' | 'backup' | 'taking-over' | 'stood-down'
+export type DvipaRole = 'owner' | 'backup' | 'taking-over' | 'stood-down' | 'fenced'
 
 /** Why a backup did not take a DVIPA over. */
 export type StandDownReason = 'lost-claim'
 
 /** Events of a distribution processor. */
 export type DistributionEvent =
+  | OwnershipEvent
   | {
       /** This node claimed a DVIPA. */
       type: 'ownership:claimed'
@@ -152,6 +154,23 @@ export type DistributionEvent =
       dvipa: Dvipa
       /** Why. */
       reason: StandDownReason
+    }
+  | {
+      /**
+       * An IKE SA of the taken records was merged into another of the same peer and identities:
+       * one IKE SA per peer is renegotiated, carrying the Child SAs of both.
+       */
+      type: 'takeover:merged'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** The phase 1 record merged. */
+      phase1Id: string
+      /** The phase 1 record it was merged into. */
+      into: string
+      /** `no-child-sa` (it had none) or `same-peer` (an older IKE SA of the same peer). */
+      reason: 'no-child-sa' | 'same-peer'
+      /** The Child SAs it brought along. */
+      childSas: number
     }
   | {
       /** A takeover completed. */
@@ -262,6 +281,8 @@ export interface DistributionCounters {
   notOwner: number
   /** Coupling-store writes that failed for another reason than a newer epoch (they are retried by the next change). */
   storeErrors: number
+  /** Times the store held a lower epoch than this node had seen (the store lost data): an alarm. */
+  epochRegressions: number
 }
 
 /**

@@ -47,6 +47,14 @@ export interface FailureDetector extends Startable {
   readonly events$: Observable<FailureDetectorEvent>
 
   /**
+   * The least time, ms, from a node's last sign of life to the moment this detector (on any
+   * node) may declare it failed, when the detector can state it: for a lease detector, its lease
+   * lifetime less one renewal interval. A distribution processor checks its `selfFenceMs` against
+   * it at start: an owner must stop serving before a backup may start.
+   */
+  readonly minDetectionMs?: number
+
+  /**
    * Starts watching a node; watching one already watched updates its endpoint. The node is
    * `unknown` until first heard; from then on `events$` reports `node:suspect`, `node:failed`
    * and `node:recovered` for it.

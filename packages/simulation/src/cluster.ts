@@ -21,6 +21,7 @@ import {
   TOKENS,
   type ChildProposal,
   type Clock,
+  type CouplingStore,
   type DistributionEvent,
   type Endpoint,
   type Identity,
@@ -34,7 +35,7 @@ import {
 } from '@vipsec/interface'
 import { VirtualNetwork, type VirtualNetworkAdapter } from '@vipsec/network-virtual'
 import { SeededRandomSource } from '@vipsec/random'
-import { MemoryCouplingFacility, type MemoryCouplingStore } from '@vipsec/store-memory'
+import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
 
 /** Options of a {@link SimulatedCluster}; every field has a default. */
 export interface SimulatedClusterOptions {
@@ -87,6 +88,40 @@ export interface SimulatedClusterOptions {
    * time), `advance` sleeps. For measuring end to end; runs are then not deterministic. Default false.
    */
   realTime?: boolean
+  /**
+   * Dead peer detection on the peers: an IKE SA idle this long is probed, and a peer whose IKE
+   * SA died that way connects again after `reconnectMs`. Default none (peers never probe).
+   */
+  peerLiveness?: {
+    /** Idle time before a probe, ms. */
+    intervalMs: number
+    /** Delay before connecting again, ms. */
+    reconnectMs: number
+  }
+  /** How long {@link SimulatedCluster.start} lets the peers connect, ms. Default 2000. */
+  startSettleMs?: number
+  /** The DPs' `rankDelayMs`. Default 50. */
+  rankDelayMs?: number
+  /** The DPs' `ownershipCheckMs`. Default the smaller of 250 and the heartbeat interval. */
+  ownershipCheckMs?: number
+  /**
+   * Hooks for fault injection (the chaos checker uses them): what each DP's store and clock
+   * are, and a look at every ESP engine before it starts. Default none.
+   */
+  hooks?: SimulationHooks
+}
+
+/** Hooks of a {@link SimulatedCluster} for fault injection. Every one is optional. */
+export interface SimulationHooks {
+  /**
+   * The coupling store a DP uses, given its own client of the shared facility (called at
+   * every start of the DP). Default: that client.
+   */
+  store?: (node: NodeId, store: MemoryCouplingStore) => CouplingStore
+  /** The clock a DP runs on (called at every start of the DP). Default: the cluster's clock. */
+  clock?: (node: NodeId) => Clock
+  /** Called with each ESP engine, of DPs (at every start) and of peers, before it starts. */
+  espEngine?: (node: NodeId, engine: SoftwareEspEngine) => void
 }
 
 /** The DVIPA of the simulated cluster. */
@@ -157,8 +192,10 @@ export interface SimDp {
   processor: DefaultDistributionProcessor
   /** Its ESP engine. */
   esp: SoftwareEspEngine
-  /** Its coupling-store client. */
+  /** Its client of the shared facility. */
   store: MemoryCouplingStore
+  /** The coupling store it uses: `store`, or what the `store` hook made of it. */
+  couplingStore: CouplingStore
   /** Its failure detector. */
   detector: HeartbeatFailureDetector
   /** Its cluster link. */
@@ -201,6 +238,8 @@ export interface PeerTraffic {
   servedBy: Record<string, number>
   /** Virtual monotonic ms of each answer, in order. */
   answerTimes: number[]
+  /** The target named in each answer, in the order of `answerTimes`. */
+  answerTargets: string[]
   /** Sequence numbers answered. */
   answeredSeqs: Set<number>
 }
@@ -301,7 +340,14 @@ export class SimulatedCluster {
       connectionIdleMs: options.connectionIdleMs ?? 300_000,
       renegotiationDeadlineMs: options.renegotiationDeadlineMs ?? 10_000,
       detector: options.detector ?? 'heartbeat',
-      selfFenceMs: options.selfFenceMs ?? 0
+      selfFenceMs: options.selfFenceMs ?? 0,
+      startSettleMs: options.startSettleMs ?? 2000,
+      peerLiveness: options.peerLiveness ?? { intervalMs: 0, reconnectMs: 0 },
+      rankDelayMs: options.rankDelayMs ?? 50,
+      ownershipCheckMs:
+        options.ownershipCheckMs ??
+        Math.min(250, (options.heartbeat ?? { intervalMs: 100 }).intervalMs),
+      hooks: options.hooks ?? {}
     }
     this.clock = this.options.realTime
       ? new SystemClock()
@@ -342,7 +388,7 @@ export class SimulatedCluster {
     for (const [i, node] of this.ranks.entries()) await this.startDp(node, `10.9.0.${i + 1}`)
     await this.advance(50)
     for (let k = 1; k <= this.options.peers; k++) this.peers.push(await this.makePeer(k))
-    await Promise.all([this.connectPeers(), this.advance(2000)])
+    await Promise.all([this.connectPeers(), this.advance(this.options.startSettleMs)])
   }
 
   /** Stops everything. */
@@ -531,7 +577,8 @@ export class SimulatedCluster {
   }
 
   private async startDp(node: NodeId, address: string): Promise<void> {
-    const clock = this.clock
+    const hooks = this.options.hooks
+    const clock = hooks.clock?.(node) ?? this.clock
     const previous = this.dps.get(node)
     const ikeServices: IkeV2Service[] = previous?.ikeServices ?? []
     const linkPeers = this.dpLinkPeers(node)
@@ -555,10 +602,13 @@ export class SimulatedCluster {
       retransmit: this.options.retransmit
     }
     const { networkAdapter, ...base } = this.base(node, address)
+    const memoryStore = new MemoryCouplingStore({ clock }, { facility: this.facility })
+    const couplingStore = hooks.store?.(node, memoryStore) ?? memoryStore
     const built = createNode({
       ...base,
+      clock: { type: 'custom', component: { instance: clock } },
       role: node === this.ranks[0] ? 'primary' : 'backup',
-      store: { type: 'memory', facility: this.facility },
+      store: { type: 'custom', component: { instance: couplingStore } },
       random: { type: 'seeded', seed: `${this.options.seed}/${node}/${this.ikeCount++}` },
       components: {
         networkAdapter,
@@ -635,11 +685,11 @@ export class SimulatedCluster {
                       { address: `10.9.1.${t.split('-')[1]}`, port: 7500 }
                     ])
                   ),
-            rankDelayMs: 50,
+            rankDelayMs: this.options.rankDelayMs,
             connectionIdleMs: this.options.connectionIdleMs,
             renegotiationDeadlineMs: this.options.renegotiationDeadlineMs,
             selfFenceMs: this.options.selfFenceMs,
-            ownershipCheckMs: Math.min(250, this.options.heartbeat.intervalMs)
+            ownershipCheckMs: this.options.ownershipCheckMs
           }
         }
       }
@@ -648,7 +698,15 @@ export class SimulatedCluster {
     processor.events$.subscribe((event) =>
       this.eventsSubject.next({ at: clock.monotonic(), node, event })
     )
-    await built.start()
+    hooks.espEngine?.(node, built.get(TOKENS.EspEngine) as SoftwareEspEngine)
+    try {
+      await built.start()
+    } catch (e) {
+      // A process whose start failed exits: nothing of it may keep running, its sockets close.
+      await built.stop().catch(() => undefined)
+      await (built.get(TOKENS.NetworkAdapter) as VirtualNetworkAdapter).stop()
+      throw e
+    }
     this.dps.set(node, {
       node,
       address,
@@ -656,7 +714,8 @@ export class SimulatedCluster {
       adapter: built.get(TOKENS.NetworkAdapter) as VirtualNetworkAdapter,
       processor,
       esp: built.get(TOKENS.EspEngine) as SoftwareEspEngine,
-      store: built.get(TOKENS.CouplingStore) as MemoryCouplingStore,
+      store: memoryStore,
+      couplingStore,
       detector: built.get(TOKENS.FailureDetector) as HeartbeatFailureDetector,
       link: built.get(TOKENS.ClusterLink) as UdpClusterLink,
       target: built.has(TOKENS.TargetStack)
@@ -682,10 +741,12 @@ export class SimulatedCluster {
     await adapter.start()
     await adapter.acquireAddress(address)
     const esp = new SoftwareEspEngine({ clock: this.clock })
+    this.options.hooks.espEngine?.(node, esp)
     await esp.start()
     const udp500 = await adapter.openUdp({ address, port: 500 })
     const udp4500 = await adapter.openUdp({ address, port: 4500 })
     const identity = peerIdentity(k)
+    const phase1 = this.peerPhase1()
     const ike = new IkeV2Service(
       {
         clock: this.clock,
@@ -700,7 +761,7 @@ export class SimulatedCluster {
           {
             localIdentity: identity,
             remoteIdentity: CLUSTER_IDENTITY,
-            phase1: PHASE1,
+            phase1,
             children: [
               {
                 policy: PHASE2,
@@ -724,10 +785,33 @@ export class SimulatedCluster {
       ike,
       esp,
       udp4500,
-      traffic: { sent: 0, answered: 0, servedBy: {}, answerTimes: [], answeredSeqs: new Set() }
+      traffic: {
+        sent: 0,
+        answered: 0,
+        servedBy: {},
+        answerTimes: [],
+        answerTargets: [],
+        answeredSeqs: new Set()
+      }
     }
     udp4500.datagrams$.subscribe(({ data }) => this.onPeerDatagram(peer, data))
+    const { intervalMs, reconnectMs } = this.options.peerLiveness
+    if (intervalMs > 0)
+      ike.events$.subscribe((event) => {
+        if (event.type !== 'ike:deleted' || event.reason !== 'dead-peer') return
+        this.clock.setTimeout(() => {
+          if (ike.list().length === 0) this.connectBatch([peer], k - 1).catch(() => undefined)
+        }, reconnectMs)
+      })
     return peer
+  }
+
+  /** The phase 1 policy of the peers: {@link PHASE1}, with their dead peer detection. */
+  private peerPhase1(): Phase1Policy {
+    const { intervalMs } = this.options.peerLiveness
+    return intervalMs > 0
+      ? { ...PHASE1, liveness: { intervalMs, timeoutMs: 4 * intervalMs } }
+      : PHASE1
   }
 
   /** Connects the peers, at most 50 handshakes at a time (a thousand at once would only retransmit). */
@@ -746,7 +830,7 @@ export class SimulatedCluster {
           peer: { address: DVIPA, port: 500 },
           localIdentity: peer.identity,
           remoteIdentity: CLUSTER_IDENTITY,
-          phase1: PHASE1,
+          phase1: this.peerPhase1(),
           child: {
             policy: PHASE2,
             mode: 'tunnel',
@@ -794,6 +878,7 @@ export class SimulatedCluster {
     peer.traffic.answered++
     peer.traffic.servedBy[target] = (peer.traffic.servedBy[target] ?? 0) + 1
     peer.traffic.answerTimes.push(this.clock.monotonic())
+    peer.traffic.answerTargets.push(target)
     peer.traffic.answeredSeqs.add(Number(seq))
   }
 }

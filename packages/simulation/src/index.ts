@@ -38,5 +38,7 @@ export {
   type SimPeer,
   type SimTarget,
   type SimulatedClusterOptions,
+  type SimulationHooks,
   type TrafficTotals
 } from './cluster.js'
+export * from './chaos/index.js'

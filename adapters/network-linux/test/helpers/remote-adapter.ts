@@ -124,6 +124,15 @@ export class AdapterChild {
     return this.current
   }
 
+  /** Kills the child with SIGKILL (as `kill -9` would) and waits until it is gone (bounded). */
+  async kill(): Promise<void> {
+    const proc = this.proc
+    if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = new Promise((r) => proc.once('exit', r))
+    process.kill(proc.pid, 'SIGKILL')
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))])
+  }
+
   /** Asks the child to exit, then kills it by pid if it has not (bounded). */
   async stop(): Promise<void> {
     const proc = this.proc

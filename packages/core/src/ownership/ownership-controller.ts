@@ -1,0 +1,1236 @@
+import { setMaxListeners } from 'node:events'
+import {
+  OwnershipConflictError,
+  TakeoverError,
+  type Clock,
+  type CouplingStore,
+  type DistributionEvent,
+  type Dvipa,
+  type EpochSource,
+  type Fence,
+  type FailureDetectorEvent,
+  type NodeHealth,
+  type NodeId,
+  type Ownership,
+  type StaleEpochError,
+  type OwnershipCause,
+  type TakeoverReport,
+  type TimerHandle
+} from '@vipsec/interface'
+import {
+  stateEpoch,
+  stateOwner,
+  viewEpoch,
+  type OwnershipState,
+  type StoreView
+} from './ownership-state.js'
+
+/** What the ownership unit reads of the failure detector. */
+export interface OwnershipDetector {
+  /**
+   * What the detector believes of a node.
+   *
+   * @param node - the node
+   */
+  health(node: NodeId): NodeHealth
+}
+
+/** A takeover the ownership unit asks its host to run once its claim has won. */
+export interface TakeoverRun {
+  /** The owner it is taken from (this node for a takeover from itself). */
+  from: NodeId
+  /** The fence the claim won. */
+  fence: Fence
+  /** Aborted as soon as the unit sees a higher epoch: the steps stop and give the address up. */
+  signal: AbortSignal
+  /** Monotonic ms at which the failure was declared. */
+  detectedAt: number
+  /** How long the owner had been silent then, if known. */
+  silentMs: number | undefined
+  /** Monotonic ms at which the (first) claim was sent, and how long until it was known to have won. */
+  claim: {
+    /** Monotonic ms at which the claim was sent. */
+    startedAt: number
+    /** How long until it was known to have won, ms. */
+    durationMs: number
+  }
+}
+
+/**
+ * What the ownership unit asks of its host (the distribution processor's wiring): the effects
+ * of its transitions. The unit decides; the host acts.
+ */
+export interface OwnershipActions {
+  /**
+   * Runs the takeover steps (read-and-clear, take the address, renegotiate, ...) under the
+   * fence. Resolves with the report; rejects when a step fails (or the signal aborted).
+   */
+  takeOver(run: TakeoverRun): Promise<TakeoverReport>
+  /** Starts serving a DVIPA claimed fresh (nothing to take over): address, IKE, notices. */
+  serveFresh(fence: Fence): Promise<void>
+  /** Stops serving at once: IKE service, sockets, address. */
+  stopServing(): Promise<void>
+  /**
+   * After the store lost data and the owner claimed again above the highest epoch seen:
+   * writes its records again under the new fence and tells the targets.
+   */
+  reassert(fence: Fence): Promise<void>
+  /** Emits a distribution event. */
+  emit(event: DistributionEvent): void
+  /** Publishes the status (the state changed). */
+  changed(): void
+}
+
+/** What an {@link OwnershipController} needs. */
+export interface OwnershipControllerComponents {
+  /** The coupling store: the arbiter of ownership. */
+  store: CouplingStore
+  /** Time: every timer of the unit. */
+  clock: Clock
+  /** The failure detector's view of the other nodes. */
+  detector: OwnershipDetector
+  /** The effects of its transitions. */
+  actions: OwnershipActions
+}
+
+/** Options of an {@link OwnershipController}. */
+export interface OwnershipControllerInit {
+  /** This node. */
+  node: NodeId
+  /** The DVIPA. */
+  dvipa: Dvipa
+  /** The distribution processors of the DVIPA, best first. */
+  ranks: NodeId[]
+  /** The wait per better-ranked live backup before a claim, ms. */
+  rankDelayMs: number
+  /** How often the store is read back, ms (0: never). */
+  ownershipCheckMs: number
+  /** An owner that could not confirm its epoch for this long stops serving, ms (0: off). */
+  selfFenceMs: number
+  /** A timer of the unit this late means the process was paused, ms. Default 2 check intervals (at least 1000). */
+  pauseThresholdMs?: number
+  /** After a pause, detector verdicts are not acted on for this long, ms. Default 1000. */
+  pauseGraceMs?: number
+  /** The lifetime of the owner's liveness lease in the store, ms. Default 4 check intervals. */
+  ownerLeaseMs?: number
+  /** The first wait after a failed takeover before this node tries again, ms (it doubles). Default 1000. */
+  failureBackoffMs?: number
+}
+
+/** The counters of an ownership unit. */
+export interface OwnershipCounters {
+  /** Times the store held a lower epoch than this node had seen. */
+  epochRegressions: number
+  /** Claims whose reply was lost and that were resolved by reading back. */
+  indeterminateClaims: number
+  /** Pauses detected. */
+  pauses: number
+}
+
+/** The name of a node's owner-liveness lease for a DVIPA in the store. */
+export function ownerLease(dvipa: Dvipa, node: NodeId): string {
+  return `${node}@${dvipa}`
+}
+
+interface Attempt {
+  report: Promise<TakeoverReport>
+  resolve: (report: TakeoverReport) => void
+  reject: (err: Error) => void
+  detectedAt: number
+  silentMs: number | undefined
+  abort: AbortController
+  timer: TimerHandle | undefined
+  claimStartedAt: number | undefined
+}
+
+/**
+ * The ownership of one DVIPA on one node, as one explicit state machine: role (`backup`,
+ * `taking-over`, `owner`, `fenced`), epoch, owner, the highest epoch seen and the fence. Nothing
+ * else writes that state. It changes only through the transitions below, each emitted as
+ * `ownership:changed` with its cause, driven by events:
+ *
+ * - detector verdicts ({@link onDetectorEvent}): a backup takes over from an owner the detector
+ *   holds failed (level-triggered: re-evaluated on every event, so a second failure in the middle
+ *   of a takeover is never dropped);
+ * - store results: a claim that wins, loses (conflict), or whose reply is lost (indeterminate:
+ *   resolved by reading back, never assumed failed);
+ * - a higher epoch seen anywhere ({@link observe}): store, cluster link, targets, rejected writes;
+ * - timers: the rank delay, the read-back every `ownershipCheckMs`, the self-fence deadline
+ *   (a local timer, whatever the store's call timeouts), and its own lateness (a pause).
+ *
+ * Rules it keeps: a node that has seen epoch E never serves or accepts ownership at E or below;
+ * an owner that cannot confirm its epoch stops serving within `selfFenceMs`; a node waking from
+ * a pause confirms before it serves and ignores verdicts computed during the pause; a node that
+ * lost the DVIPA does not take it back while the new owner's lease in the store is live; when
+ * the store's epoch is below the highest seen, it claims above the highest seen (an alarm).
+ */
+export class OwnershipController {
+  private readonly store: CouplingStore
+  private readonly clock: Clock
+  private readonly detector: OwnershipDetector
+  private readonly actions: OwnershipActions
+  private readonly node: NodeId
+  private readonly dvipa: Dvipa
+  private readonly ranks: NodeId[]
+  private readonly rankDelayMs: number
+  private readonly checkMs: number
+  private readonly selfFenceMs: number
+  private readonly pauseThresholdMs: number
+  private readonly pauseGraceMs: number
+  private readonly ownerLeaseMs: number
+  private readonly failureBackoffMs: number
+  private state: OwnershipState = { role: 'backup', view: { kind: 'unclaimed' } }
+  private highest = 0
+  /** The epoch the store reported last (by a read, an event or a conflict): claims replace it. */
+  private storeEpoch = 0
+  private attempt: Attempt | undefined
+  private confirmedAt = 0
+  private running = false
+  private checkTimer: TimerHandle | undefined
+  private checkDue: number | undefined
+  private fenceTimer: TimerHandle | undefined
+  private evaluateTimer: TimerHandle | undefined
+  private reading = false
+  private readSince = 0
+  private distrustUntil = 0
+  private backoffUntil = 0
+  private failures = 0
+  /** The node that superseded this one, until it is seen failed with no live lease. */
+  private supersededBy: NodeId | undefined
+  private lastAlarm = -1
+  /** The last owner this node knew of (a released DVIPA is taken over from it). */
+  private lastOwner: NodeId | undefined
+  /** Monotonic ms of the last `node:failed` verdict per node (cleared when it recovers). */
+  private readonly failedAt = new Map<NodeId, number>()
+  /** The owner and epoch this node knows, and since when (monotonic ms). */
+  private ownerKey = ''
+  private ownerSince = 0
+  private readonly counts: OwnershipCounters = {
+    epochRegressions: 0,
+    indeterminateClaims: 0,
+    pauses: 0
+  }
+
+  /**
+   * @param components - store, clock, detector and the host's actions
+   * @param init - node, DVIPA, ranks and timing
+   */
+  constructor(components: OwnershipControllerComponents, init: OwnershipControllerInit) {
+    this.store = components.store
+    this.clock = components.clock
+    this.detector = components.detector
+    this.actions = components.actions
+    this.node = init.node
+    this.dvipa = init.dvipa
+    this.ranks = init.ranks
+    this.rankDelayMs = init.rankDelayMs
+    this.selfFenceMs = init.selfFenceMs
+    // With self-fencing, confirm at least three times per fencing time, so one lost read never fences.
+    this.checkMs =
+      init.selfFenceMs > 0 && init.ownershipCheckMs > 0
+        ? Math.max(1, Math.min(init.ownershipCheckMs, Math.floor(init.selfFenceMs / 3)))
+        : init.ownershipCheckMs
+    this.pauseThresholdMs = init.pauseThresholdMs ?? Math.max(1000, 2 * this.checkMs)
+    this.pauseGraceMs = init.pauseGraceMs ?? 1000
+    this.ownerLeaseMs = init.ownerLeaseMs ?? Math.max(1, 4 * (this.checkMs || 250))
+    this.failureBackoffMs = init.failureBackoffMs ?? 1000
+  }
+
+  // ---- what others read ----
+
+  /** The current state (a snapshot). */
+  current(): OwnershipState {
+    return structuredClone(this.state)
+  }
+
+  /** The epoch this node knows. */
+  get epoch(): number {
+    return stateEpoch(this.state)
+  }
+
+  /** The owner this node knows. */
+  get owner(): NodeId | undefined {
+    return stateOwner(this.state)
+  }
+
+  /** The highest epoch seen for the DVIPA anywhere. */
+  get highestSeen(): number {
+    return this.highest
+  }
+
+  /** The unit's counters (a copy). */
+  counters(): OwnershipCounters {
+    return { ...this.counts }
+  }
+
+  /** The fence to write with: set while this node owns the DVIPA or runs its takeover. */
+  fence(): Fence | undefined {
+    const s = this.state
+    if (s.role === 'owner') return s.fence
+    if (s.role === 'taking-over' && s.phase.step === 'running') return s.phase.fence
+    return undefined
+  }
+
+  /**
+   * Whether this node may serve the DVIPA now (encrypt for it, answer on it): it owns it and
+   * serves, or its takeover runs. Checks the self-fence deadline and its own lateness on the
+   * spot, so a paused node never serves a packet before its timers catch up.
+   */
+  mayServe(): boolean {
+    this.checkLateness()
+    this.checkDeadline()
+    const s = this.state
+    if (s.role === 'owner') return s.standing.kind === 'serving'
+    return s.role === 'taking-over' && s.phase.step === 'running'
+  }
+
+  // ---- lifecycle ----
+
+  /**
+   * Joins: reads the ownership; the primary claims a DVIPA nobody ever claimed (and serves it);
+   * a DVIPA the store names this node's (a restart) or nobody's (released) is taken over in the
+   * background; otherwise this node backs it up. Starts the read-back timer.
+   *
+   * @throws a store error when the ownership cannot be read, or a fresh claim fails for good
+   */
+  async start(): Promise<void> {
+    if (this.running) return
+    this.running = true
+    this.confirmedAt = this.clock.monotonic()
+    let ownership: Ownership | undefined
+    try {
+      ownership = await this.store.getOwnership(this.dvipa)
+    } catch (err) {
+      if ((err as Error).name !== 'NotFoundError') {
+        this.running = false
+        throw err
+      }
+    }
+    this.scheduleCheck()
+    if (ownership === undefined) {
+      if (this.ranks[0] !== this.node) return
+      await this.claimFresh()
+      return
+    }
+    this.learnStore(ownership.owner, ownership.epoch)
+    this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'start', 'store')
+    if (ownership.owner === null || ownership.owner === this.node) {
+      this.beginAttempt(
+        ownership.owner ?? this.node,
+        ownership.owner === null ? 'released' : 'named-owner',
+        undefined
+      )
+    }
+  }
+
+  /**
+   * Stops: cancels every timer and any takeover (the host stops serving). Ownership stays in the
+   * store. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    this.clearTimers()
+    this.cancelAttempt(new TakeoverError(`${this.node} stopped`))
+    if (this.state.role !== 'backup')
+      this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, 'stop')
+  }
+
+  /**
+   * Gives up what a failed start took: releases an epoch this node claimed and stops.
+   */
+  async abandon(): Promise<void> {
+    const fence = this.fence()
+    await this.stop()
+    await this.actions.stopServing().catch(() => undefined)
+    if (fence !== undefined)
+      await this.store.releaseOwnership(this.dvipa, fence).catch(() => undefined)
+  }
+
+  // ---- events that drive it ----
+
+  /**
+   * A detector verdict. A backup re-evaluates (the owner failed: take over; a better-ranked
+   * backup failed during the rank delay: claim sooner). Verdicts that arrive while this node's own
+   * timers are late were computed during a pause and are not acted on.
+   *
+   * @param event - the detector's event
+   */
+  onDetectorEvent(event: FailureDetectorEvent): void {
+    if (!this.running) return
+    if (event.node === this.node) {
+      // A detector that suspects itself (its own ticks were late): this process paused.
+      if (event.type === 'node:suspect' || event.type === 'node:failed') this.paused(0)
+      return
+    }
+    this.checkLateness()
+    // A verdict that arrives during the grace after a pause was computed from stale state: it
+    // never counts as fresh (the owner's lease decides instead).
+    if (event.type === 'node:failed' && this.clock.monotonic() >= this.distrustUntil)
+      this.failedAt.set(event.node, this.clock.monotonic())
+    if (event.type === 'node:recovered') this.failedAt.delete(event.node)
+    const s = this.state
+    if (s.role === 'taking-over' && s.phase.step === 'rank-delay') {
+      this.rescheduleRankDelay()
+      return
+    }
+    if (s.role === 'backup')
+      this.evaluate(event.type === 'node:failed' ? event.silentMs : undefined)
+  }
+
+  /**
+   * An epoch seen somewhere: the store's change stream, an ownership notice on the link, the
+   * epoch of a target's reply, a rejected write, a mailbox message. A higher epoch than this
+   * node's ends its ownership or its takeover at once.
+   *
+   * @param epoch - the epoch
+   * @param owner - its owner, `null` when it was released, `undefined` when not known
+   * @param source - where it was seen
+   */
+  observe(epoch: number, owner: NodeId | null | undefined, source: EpochSource): void {
+    if (!this.running) return
+    if (source === 'store' || source === 'rejected-write') this.learnStore(owner, epoch)
+    const seen = this.highest
+    if (epoch > this.highest) this.highest = epoch
+    const s = this.state
+    const mine = stateEpoch(s)
+    switch (s.role) {
+      case 'owner':
+      case 'fenced': {
+        // Only this node claims in its own name: a higher epoch naming it is its recovery's claim.
+        if (owner === this.node) return
+        if (epoch > mine || (epoch === mine && owner === null && source === 'store')) {
+          this.lose(
+            epoch,
+            owner,
+            source === 'store' && owner === null ? 'released' : 'higher-epoch',
+            source
+          )
+        } else if (epoch === mine && owner !== undefined && owner !== null && owner !== this.node) {
+          // Two nodes name one epoch (a store that lost a claim): the store decides.
+          void this.readBack()
+        }
+        return
+      }
+      case 'taking-over': {
+        const phase = s.phase
+        if (phase.step === 'running') {
+          if (epoch > phase.fence.epoch) this.abortTakeover(epoch, owner, source)
+          return
+        }
+        const expected = phase.step === 'rank-delay' ? viewEpoch(s.view) : phase.expectedEpoch
+        if (epoch <= expected) return
+        if (owner === this.node && phase.step !== 'rank-delay') {
+          // Our own claim, seen before (or instead of) its reply.
+          if (phase.step === 'resolving') this.claimWon({ owner: this.node, epoch })
+          return
+        }
+        this.standDown(epoch, owner, source)
+        return
+      }
+      case 'backup': {
+        if (owner === undefined || epoch < viewEpoch(s.view) || epoch < seen) return
+        // An epoch already seen is accepted again only as it was (a repeated event, a release).
+        const known = s.view.kind === 'owned' ? s.view.owner : null
+        if (epoch === seen && !(epoch === viewEpoch(s.view) && (owner === null || owner === known)))
+          return
+        if (epoch === viewEpoch(s.view) && source !== 'store') return
+        this.setState(
+          {
+            role: 'backup',
+            view: owner === null ? { kind: 'released', epoch } : { kind: 'owned', owner, epoch }
+          },
+          'higher-epoch',
+          source
+        )
+        this.evaluate(undefined)
+      }
+    }
+  }
+
+  /**
+   * A fenced write was rejected: another node holds a newer epoch (or the store lost data).
+   *
+   * @param err - the rejection
+   */
+  onStaleWrite(err: StaleEpochError): void {
+    if (err.current > err.presented) this.observe(err.current, undefined, 'rejected-write')
+    else void this.readBack()
+  }
+
+  /**
+   * Takes the DVIPA over from `from` now, as a detector verdict would (the public `takeover`).
+   * A call while an attempt runs returns that attempt's result.
+   *
+   * @param from - the owner to replace
+   * @throws TakeoverError when the store names another owner, or the claim is lost
+   */
+  requestTakeover(from: NodeId): Promise<TakeoverReport> {
+    if (this.attempt !== undefined) return this.attempt.report
+    const owner = this.owner
+    if (this.state.role !== 'backup' || (owner !== undefined && owner !== from)) {
+      this.actions.emit({ type: 'takeover:stood-down', dvipa: this.dvipa, reason: 'lost-claim' })
+      return Promise.reject(
+        new TakeoverError(`${this.dvipa} is owned by ${owner ?? 'nobody'} now, not by ${from}`)
+      )
+    }
+    return this.beginAttempt(from, 'owner-failed', 0)
+  }
+
+  // ---- transitions ----
+
+  private setState(next: OwnershipState, cause: OwnershipCause, source?: EpochSource): void {
+    const from = this.state.role
+    this.state = next
+    const named = stateOwner(next)
+    if (named !== undefined && named !== '') this.lastOwner = named
+    const key = `${named ?? ''}@${stateEpoch(next)}`
+    if (key !== this.ownerKey) {
+      this.ownerKey = key
+      this.ownerSince = this.clock.monotonic()
+    }
+    const epoch = stateEpoch(next)
+    if (epoch > this.highest) this.highest = epoch
+    this.actions.emit({
+      type: 'ownership:changed',
+      dvipa: this.dvipa,
+      from,
+      to: next.role,
+      ...(next.role === 'taking-over' ? { step: next.phase.step } : {}),
+      epoch,
+      owner: stateOwner(next),
+      cause,
+      ...(source !== undefined ? { source } : {})
+    })
+    this.actions.changed()
+  }
+
+  /** The primary claims a DVIPA nobody ever claimed, at start, and serves it. */
+  private async claimFresh(): Promise<void> {
+    this.setState(
+      {
+        role: 'taking-over',
+        view: { kind: 'unclaimed' },
+        from: this.node,
+        phase: { step: 'claiming', expectedEpoch: 0 }
+      },
+      'start'
+    )
+    let won: Ownership | undefined
+    for (let attempt = 0; won === undefined; attempt++) {
+      try {
+        won = await this.claimAbove(0)
+      } catch (err) {
+        if ((err as Error).name === OwnershipConflictError.name) {
+          const c = err as OwnershipConflictError
+          this.learnStore(c.currentOwner, c.currentEpoch)
+          this.setState(
+            {
+              role: 'backup',
+              view:
+                c.currentOwner === undefined
+                  ? { kind: 'released', epoch: c.currentEpoch }
+                  : { kind: 'owned', owner: c.currentOwner, epoch: c.currentEpoch }
+            },
+            'claim-lost',
+            'claim'
+          )
+          return
+        }
+        // Indeterminate: read back before deciding anything.
+        this.counts.indeterminateClaims++
+        this.actions.emit({
+          type: 'ownership:indeterminate',
+          dvipa: this.dvipa,
+          expectedEpoch: 0,
+          error: `${(err as Error).name}: ${(err as Error).message}`
+        })
+        const o = await this.store.getOwnership(this.dvipa).catch((e: Error) => e)
+        if (!(o instanceof Error)) {
+          if (o.owner === this.node) won = o
+          else {
+            this.learnStore(o.owner, o.epoch)
+            this.setState({ role: 'backup', view: this.viewOf(o) }, 'claim-lost', 'store')
+            return
+          }
+        } else if (o.name !== 'NotFoundError' && attempt >= 3) {
+          this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, 'start-failed')
+          throw err
+        }
+      }
+    }
+    const fence = { owner: this.node, epoch: won.epoch }
+    this.setState({ role: 'owner', fence, standing: { kind: 'serving' } }, 'claim-won', 'claim')
+    this.confirmed(this.clock.monotonic())
+    this.actions.emit({ type: 'ownership:claimed', dvipa: this.dvipa, epoch: fence.epoch })
+    await this.actions.serveFresh(fence)
+  }
+
+  /**
+   * Begins a takeover attempt from `from`: a rank delay for the better-ranked live backups,
+   * then the claim.
+   */
+  private beginAttempt(
+    from: NodeId,
+    cause: OwnershipCause,
+    silentMs: number | undefined
+  ): Promise<TakeoverReport> {
+    const s = this.state
+    const view = s.role === 'backup' ? s.view : { kind: 'unclaimed' as const }
+    let resolve!: (r: TakeoverReport) => void
+    let reject!: (e: Error) => void
+    const report = new Promise<TakeoverReport>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    report.catch(() => undefined)
+    const attempt: Attempt = {
+      report,
+      resolve,
+      reject,
+      detectedAt: this.clock.monotonic(),
+      silentMs,
+      abort: new AbortController(),
+      timer: undefined,
+      claimStartedAt: undefined
+    }
+    // every renegotiation of the takeover listens to it
+    setMaxListeners(0, attempt.abort.signal)
+    this.attempt = attempt
+    this.actions.emit({ type: 'takeover:started', dvipa: this.dvipa, previousOwner: from })
+    const delay = this.rankDelay(from)
+    if (delay === 0) {
+      this.setState(
+        {
+          role: 'taking-over',
+          view,
+          from,
+          phase: { step: 'claiming', expectedEpoch: this.storeEpoch }
+        },
+        cause
+      )
+      void this.claim()
+    } else {
+      const until = this.clock.monotonic() + delay
+      this.setState(
+        { role: 'taking-over', view, from, phase: { step: 'rank-delay', until } },
+        cause
+      )
+      attempt.timer = this.clock.setTimeout(() => this.rankDelayElapsed(attempt), delay)
+    }
+    return report
+  }
+
+  /** The rank delay: `rankDelayMs` per better-ranked backup the detector holds alive. */
+  private rankDelay(from: NodeId): number {
+    const mine = this.ranks.indexOf(this.node)
+    // A node that just lost the DVIPA (or released it) goes last: hysteresis against ping-pong.
+    const last = this.supersededBy !== undefined
+    const better = this.ranks.filter(
+      (n, i) =>
+        n !== this.node && n !== from && (last || i < mine) && this.detector.health(n) === 'alive'
+    )
+    return better.length * this.rankDelayMs
+  }
+
+  private rescheduleRankDelay(): void {
+    const s = this.state
+    const attempt = this.attempt
+    if (s.role !== 'taking-over' || s.phase.step !== 'rank-delay' || attempt === undefined) return
+    const delay = this.rankDelay(s.from)
+    const elapsed = this.clock.monotonic() - attempt.detectedAt
+    const left = Math.max(0, delay - elapsed)
+    const until = this.clock.monotonic() + left
+    if (until >= s.phase.until) return
+    if (attempt.timer !== undefined) this.clock.clearTimeout(attempt.timer)
+    this.state = { ...s, phase: { step: 'rank-delay', until } }
+    attempt.timer = this.clock.setTimeout(() => this.rankDelayElapsed(attempt), left)
+  }
+
+  private rankDelayElapsed(attempt: Attempt): void {
+    attempt.timer = undefined
+    const s = this.state
+    if (this.attempt !== attempt || s.role !== 'taking-over' || s.phase.step !== 'rank-delay')
+      return
+    if (this.storeEpoch > viewEpoch(s.view)) {
+      // The store moved on during the wait (a better backup claimed): stand down.
+      this.standDown(this.storeEpoch, undefined, 'store')
+      return
+    }
+    this.setState(
+      { ...s, phase: { step: 'claiming', expectedEpoch: this.storeEpoch } },
+      'rank-delay-elapsed'
+    )
+    void this.claim()
+  }
+
+  /** Claims, replacing the store's epoch; lifts the epoch above the highest seen. */
+  private async claim(): Promise<void> {
+    const s = this.state
+    const attempt = this.attempt
+    if (s.role !== 'taking-over' || s.phase.step !== 'claiming' || attempt === undefined) return
+    // The lease first: whoever sees the new epoch finds this owner's lease live.
+    await this.store
+      .renewLease(ownerLease(this.dvipa, this.node), this.ownerLeaseMs)
+      .catch(() => undefined)
+    if (this.attempt !== attempt || this.state !== s) return
+    const expected = s.phase.expectedEpoch
+    attempt.claimStartedAt ??= this.clock.monotonic()
+    try {
+      const won = await this.claimAbove(expected)
+      if (this.attempt !== attempt) return
+      this.claimWon(won)
+    } catch (err) {
+      if (this.attempt !== attempt) return
+      if ((err as Error).name === OwnershipConflictError.name) {
+        const c = err as OwnershipConflictError
+        this.standDown(c.currentEpoch, c.currentOwner ?? null, 'claim')
+        return
+      }
+      // The claim may have applied: never assume it failed. Read back.
+      this.counts.indeterminateClaims++
+      this.actions.emit({
+        type: 'ownership:indeterminate',
+        dvipa: this.dvipa,
+        expectedEpoch: expected,
+        error: `${(err as Error).name}: ${(err as Error).message}`
+      })
+      const cur = this.state
+      if (cur.role !== 'taking-over') return
+      this.setState(
+        {
+          ...cur,
+          phase: { step: 'resolving', expectedEpoch: expected, since: this.clock.monotonic() }
+        },
+        'claim-indeterminate'
+      )
+      void this.readBack()
+    }
+  }
+
+  /**
+   * Claims until the epoch is above the highest seen (one claim, unless the store lost data).
+   * Every intermediate claim names this node, so nobody else can hold those epochs.
+   */
+  private async claimAbove(expected: number): Promise<Ownership> {
+    // The floor is what was seen before this claim: the claim's own change event raises `highest`.
+    const floor = this.highest
+    let won = await this.store.claimOwnership(this.dvipa, {
+      owner: this.node,
+      ranks: this.ranks,
+      expectedEpoch: expected
+    })
+    this.learnStore(this.node, won.epoch)
+    while (won.epoch <= floor) {
+      won = await this.store.claimOwnership(this.dvipa, {
+        owner: this.node,
+        ranks: this.ranks,
+        expectedEpoch: won.epoch
+      })
+      this.learnStore(this.node, won.epoch)
+    }
+    return won
+  }
+
+  private claimWon(won: Pick<Ownership, 'owner' | 'epoch'>): void {
+    const s = this.state
+    const attempt = this.attempt
+    if (s.role !== 'taking-over' || attempt === undefined) return
+    const fence: Fence = { owner: this.node, epoch: won.epoch }
+    this.failures = 0
+    this.supersededBy = undefined
+    this.setState({ ...s, phase: { step: 'running', fence } }, 'claim-won', 'claim')
+    this.confirmed(this.clock.monotonic())
+    this.actions.emit({ type: 'ownership:claimed', dvipa: this.dvipa, epoch: fence.epoch })
+    const run: TakeoverRun = {
+      from: s.from,
+      fence,
+      signal: attempt.abort.signal,
+      detectedAt: attempt.detectedAt,
+      silentMs: attempt.silentMs,
+      claim: {
+        startedAt: attempt.claimStartedAt ?? this.clock.monotonic(),
+        durationMs: this.clock.monotonic() - (attempt.claimStartedAt ?? this.clock.monotonic())
+      }
+    }
+    this.actions.takeOver(run).then(
+      (report) => this.takeoverCompleted(attempt, fence, report),
+      (err: Error) => void this.takeoverFailed(attempt, fence, err)
+    )
+  }
+
+  private takeoverCompleted(attempt: Attempt, fence: Fence, report: TakeoverReport): void {
+    if (this.attempt !== attempt) return
+    this.attempt = undefined
+    const s = this.state
+    if (
+      s.role === 'taking-over' &&
+      s.phase.step === 'running' &&
+      s.phase.fence.epoch === fence.epoch
+    ) {
+      this.setState({ role: 'owner', fence, standing: { kind: 'serving' } }, 'takeover-completed')
+      this.armFence()
+    }
+    attempt.resolve(report)
+  }
+
+  private async takeoverFailed(attempt: Attempt, fence: Fence, err: Error): Promise<void> {
+    if (this.attempt !== attempt) return
+    this.attempt = undefined
+    attempt.reject(err)
+    const s = this.state
+    if (s.role !== 'taking-over' || s.phase.step !== 'running') return
+    // Nothing is lost: the store keeps the taken records in its journal for the next taker.
+    this.failures++
+    this.backoffUntil =
+      this.clock.monotonic() + Math.min(30_000, this.failureBackoffMs * 2 ** (this.failures - 1))
+    this.setState(
+      { role: 'backup', view: { kind: 'released', epoch: fence.epoch } },
+      'takeover-failed'
+    )
+    await this.actions.stopServing().catch(() => undefined)
+    await this.store.releaseOwnership(this.dvipa, fence).catch(() => undefined)
+    this.scheduleEvaluate(this.backoffUntil)
+  }
+
+  /** A higher epoch during the takeover steps: stop at once, give the address up. */
+  private abortTakeover(
+    epoch: number,
+    owner: NodeId | null | undefined,
+    source: EpochSource
+  ): void {
+    const attempt = this.attempt
+    this.attempt = undefined
+    attempt?.abort.abort()
+    attempt?.reject(new TakeoverError(`${this.dvipa}: epoch ${epoch} seen during the takeover`))
+    this.setState({ role: 'backup', view: this.viewFrom(epoch, owner) }, 'higher-epoch', source)
+    this.actions.emit({ type: 'takeover:stood-down', dvipa: this.dvipa, reason: 'lost-claim' })
+    void this.actions.stopServing().catch(() => undefined)
+    this.evaluate(undefined)
+  }
+
+  /** A higher epoch before the claim won: this attempt stands down. */
+  private standDown(epoch: number, owner: NodeId | null | undefined, source: EpochSource): void {
+    const attempt = this.attempt
+    this.attempt = undefined
+    if (attempt?.timer !== undefined) this.clock.clearTimeout(attempt.timer)
+    this.actions.emit({ type: 'takeover:stood-down', dvipa: this.dvipa, reason: 'lost-claim' })
+    attempt?.reject(new TakeoverError(`lost the claim of ${this.dvipa} (epoch ${epoch})`))
+    this.setState({ role: 'backup', view: this.viewFrom(epoch, owner) }, 'claim-lost', source)
+    this.evaluate(undefined)
+  }
+
+  /** An owner (or fenced owner) sees a higher epoch, or its epoch released: it stops serving. */
+  private lose(
+    epoch: number,
+    owner: NodeId | null | undefined,
+    cause: OwnershipCause,
+    source: EpochSource
+  ): void {
+    const s = this.state
+    if (s.role !== 'owner' && s.role !== 'fenced') return
+    const had = s.fence.epoch
+    this.clearFence()
+    if (owner !== undefined && owner !== null && owner !== this.node) this.supersededBy = owner
+    else if (owner === null) this.supersededBy = this.node
+    this.setState({ role: 'backup', view: this.viewFrom(epoch, owner) }, cause, source)
+    void this.actions.stopServing().then(() => {
+      this.actions.emit({
+        type: 'ownership:lost',
+        dvipa: this.dvipa,
+        epoch: had,
+        supersededBy: epoch
+      })
+    })
+    this.evaluate(undefined)
+  }
+
+  /**
+   * Level-triggered: a backup takes over when the store names this node (a claim whose reply
+   * was lost, a restart), nobody (released), or an owner the detector holds failed. Called after
+   * every event, so no failure is dropped because it came at the wrong moment.
+   */
+  private evaluate(silentMs: number | undefined): void {
+    if (!this.running || this.attempt !== undefined) return
+    const s = this.state
+    if (s.role !== 'backup') return
+    const now = this.clock.monotonic()
+    const wait = Math.max(this.distrustUntil, this.backoffUntil)
+    if (now < wait) {
+      this.scheduleEvaluate(wait)
+      return
+    }
+    if (!this.ranks.includes(this.node)) return
+    const view = s.view
+    if (view.kind === 'unclaimed') return
+    if (view.epoch < this.highest) return // the store lost data: the owner at the highest epoch recovers
+    if (view.kind === 'released') {
+      this.beginAttempt(this.lastOwner ?? this.node, 'released', undefined)
+      return
+    }
+    if (view.owner === this.node) {
+      this.beginAttempt(this.node, 'named-owner', undefined)
+      return
+    }
+    if (this.detector.health(view.owner) !== 'failed') return
+    const fresh = (this.failedAt.get(view.owner) ?? Number.NEGATIVE_INFINITY) > this.ownerSince
+    if (!fresh) {
+      // The verdict is older than this owner's claim (it claimed while this node already held
+      // it failed: a partition between the DPs, or this node lost the DVIPA to it): take over
+      // only once its owner lease in the store is gone, never on the old verdict alone.
+      void this.store
+        .readLeases([ownerLease(this.dvipa, view.owner)])
+        .then((leases) => {
+          const cur = this.state
+          if ((leases[ownerLease(this.dvipa, view.owner)] ?? 0) > 0) return
+          if (cur !== s || this.attempt !== undefined) return
+          this.beginAttempt(view.owner, 'owner-failed', silentMs)
+        })
+        .catch(() => undefined)
+      return
+    }
+    this.beginAttempt(view.owner, 'owner-failed', silentMs)
+  }
+
+  private scheduleEvaluate(at: number): void {
+    if (this.evaluateTimer !== undefined) this.clock.clearTimeout(this.evaluateTimer)
+    this.evaluateTimer = this.clock.setTimeout(
+      () => {
+        this.evaluateTimer = undefined
+        this.evaluate(undefined)
+      },
+      Math.max(0, at - this.clock.monotonic())
+    )
+  }
+
+  // ---- the read-back, the fence, pauses ----
+
+  private scheduleCheck(): void {
+    if (!this.running || this.checkMs <= 0) return
+    this.checkDue = this.clock.monotonic() + this.checkMs
+    this.checkTimer = this.clock.setTimeout(() => {
+      this.checkTimer = undefined
+      this.checkLateness()
+      this.checkDue = undefined
+      // the next check does not wait for this one: a read that hangs must not stop the clock
+      this.scheduleCheck()
+      void this.tick()
+    }, this.checkMs)
+  }
+
+  private async tick(): Promise<void> {
+    const s = this.state
+    if (s.role === 'owner') {
+      void this.store
+        .renewLease(ownerLease(this.dvipa, this.node), this.ownerLeaseMs)
+        .catch(() => undefined)
+    }
+    await this.readBack()
+    if (this.state.role === 'backup' && this.attempt === undefined) this.evaluate(undefined)
+  }
+
+  /** A timer that is overdue by more than the pause threshold means this process was paused. */
+  private checkLateness(): void {
+    if (this.checkDue === undefined) return
+    const late = this.clock.monotonic() - this.checkDue
+    if (late > this.pauseThresholdMs) {
+      this.checkDue = undefined
+      this.paused(late)
+    }
+  }
+
+  private paused(lateMs: number): void {
+    this.counts.pauses++
+    this.actions.emit({ type: 'ownership:paused', dvipa: this.dvipa, lateMs })
+    this.distrustUntil = this.clock.monotonic() + this.pauseGraceMs
+    const s = this.state
+    if (s.role === 'owner') {
+      this.setState(
+        { ...s, standing: { kind: 'confirming', reason: 'paused', since: this.clock.monotonic() } },
+        'paused'
+      )
+      void this.readBack()
+    } else if (s.role === 'taking-over' && s.phase.step === 'rank-delay') {
+      // The verdict behind it was computed during the pause.
+      const attempt = this.attempt
+      this.attempt = undefined
+      if (attempt?.timer !== undefined) this.clock.clearTimeout(attempt.timer)
+      attempt?.reject(new TakeoverError(`${this.node} paused; verdict not acted on`))
+      this.setState({ role: 'backup', view: s.view }, 'paused')
+      this.scheduleEvaluate(this.distrustUntil)
+    }
+  }
+
+  /** Reads the ownership back and applies what it says. */
+  private async readBack(): Promise<void> {
+    const now = this.clock.monotonic()
+    // One read at a time, unless the one under way is older than a fencing time (abandoned).
+    if (this.reading && now - this.readSince < Math.max(this.checkMs * 4, this.selfFenceMs)) return
+    this.reading = true
+    this.readSince = now
+    const sentAt = now
+    let ownership: Ownership | undefined
+    let missing = false
+    try {
+      ownership = await this.store.getOwnership(this.dvipa)
+    } catch (err) {
+      if ((err as Error).name === 'NotFoundError') missing = true
+      else {
+        if (this.readSince === sentAt) this.reading = false
+        this.readFailed()
+        return
+      }
+    }
+    if (this.readSince === sentAt) this.reading = false
+    if (!this.running) return
+    const storeEpoch = ownership?.epoch ?? 0
+    if (storeEpoch < this.highest) {
+      this.regressed(storeEpoch, ownership, missing)
+      return
+    }
+    if (ownership === undefined) return
+    this.learnStore(ownership.owner, ownership.epoch)
+    const s = this.state
+    switch (s.role) {
+      case 'owner':
+        if (ownership.owner === this.node && ownership.epoch === s.fence.epoch) {
+          this.confirmed(sentAt)
+        } else {
+          this.lose(
+            ownership.epoch,
+            ownership.owner,
+            ownership.owner === null ? 'released' : 'higher-epoch',
+            'store'
+          )
+        }
+        return
+      case 'fenced':
+        if (ownership.owner === this.node && ownership.epoch === s.fence.epoch) {
+          // Still ours: serve again, by a takeover from itself under a new epoch.
+          this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'confirmed', 'store')
+          this.beginAttempt(this.node, 'confirmed', undefined)
+        } else {
+          this.lose(ownership.epoch, ownership.owner, 'higher-epoch', 'store')
+        }
+        return
+      case 'taking-over': {
+        const phase = s.phase
+        if (phase.step === 'resolving') {
+          if (ownership.owner === this.node && ownership.epoch > phase.expectedEpoch) {
+            this.claimWon(ownership)
+          } else if (ownership.epoch === phase.expectedEpoch) {
+            // The claim did not apply: claim again.
+            this.setState(
+              { ...s, phase: { step: 'claiming', expectedEpoch: phase.expectedEpoch } },
+              'claim-indeterminate',
+              'store'
+            )
+            void this.claim()
+          } else {
+            this.standDown(ownership.epoch, ownership.owner, 'store')
+          }
+        } else if (phase.step === 'running') {
+          if (ownership.epoch > phase.fence.epoch || ownership.owner !== this.node)
+            this.abortTakeover(ownership.epoch, ownership.owner, 'store')
+        } else if (
+          ownership.epoch > (phase.step === 'claiming' ? phase.expectedEpoch : viewEpoch(s.view))
+        ) {
+          if (ownership.owner !== this.node)
+            this.standDown(ownership.epoch, ownership.owner, 'store')
+        }
+        return
+      }
+      case 'backup':
+        if (
+          ownership.epoch > viewEpoch(s.view) ||
+          (ownership.epoch === viewEpoch(s.view) &&
+            (s.view.kind !== 'owned' || ownership.owner !== s.view.owner))
+        ) {
+          this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'higher-epoch', 'store')
+        }
+    }
+  }
+
+  private readFailed(): void {
+    this.checkDeadline()
+  }
+
+  /** The store confirmed this owner's epoch as of `sentAt` (when the read was sent). */
+  private confirmed(sentAt: number): void {
+    this.confirmedAt = Math.max(this.confirmedAt, sentAt)
+    const s = this.state
+    if (s.role === 'owner' && s.standing.kind === 'confirming') {
+      const reason = s.standing.reason
+      this.setState({ ...s, standing: { kind: 'serving' } }, 'confirmed', 'store')
+      this.actions.emit({
+        type: 'ownership:confirmed',
+        dvipa: this.dvipa,
+        epoch: s.fence.epoch,
+        reason
+      })
+    }
+    this.armFence()
+  }
+
+  /** The self-fence deadline: a local timer from the last confirmation, whatever the store does. */
+  private armFence(): void {
+    this.clearFence()
+    if (this.selfFenceMs <= 0 || !this.running) return
+    const s = this.state
+    if (s.role !== 'owner' && !(s.role === 'taking-over' && s.phase.step === 'running')) return
+    const left = this.confirmedAt + this.selfFenceMs - this.clock.monotonic()
+    this.fenceTimer = this.clock.setTimeout(
+      () => {
+        this.fenceTimer = undefined
+        this.checkDeadline()
+      },
+      Math.max(0, left)
+    )
+  }
+
+  private clearFence(): void {
+    if (this.fenceTimer !== undefined) this.clock.clearTimeout(this.fenceTimer)
+    this.fenceTimer = undefined
+  }
+
+  private checkDeadline(): void {
+    if (this.selfFenceMs <= 0) return
+    const s = this.state
+    if (s.role !== 'owner') return
+    const silent = this.clock.monotonic() - this.confirmedAt
+    if (silent < this.selfFenceMs) return
+    this.clearFence()
+    this.setState(
+      { role: 'fenced', fence: s.fence, since: this.clock.monotonic() },
+      'fence-deadline'
+    )
+    void this.actions.stopServing().then(() => {
+      this.actions.emit({
+        type: 'ownership:fenced',
+        dvipa: this.dvipa,
+        epoch: s.fence.epoch,
+        silentMs: silent
+      })
+    })
+  }
+
+  /**
+   * The store holds a lower epoch than this node has seen: it lost data. An alarm; the owner at
+   * the highest epoch claims above it and writes its records again; a backup waits for it, or
+   * takes over above the highest epoch if the detector holds that owner failed.
+   */
+  private regressed(storeEpoch: number, ownership: Ownership | undefined, missing: boolean): void {
+    this.storeEpoch = storeEpoch
+    if (this.lastAlarm !== storeEpoch) {
+      this.lastAlarm = storeEpoch
+      this.counts.epochRegressions++
+      this.actions.emit({
+        type: 'ownership:epoch-regressed',
+        dvipa: this.dvipa,
+        storeEpoch,
+        highestSeen: this.highest
+      })
+    }
+    const s = this.state
+    if (s.role === 'owner') {
+      if (s.standing.kind === 'serving' || s.standing.reason !== 'epoch-regressed')
+        this.setState(
+          {
+            ...s,
+            standing: {
+              kind: 'confirming',
+              reason: 'epoch-regressed',
+              since: this.clock.monotonic()
+            }
+          },
+          'epoch-regressed',
+          'store'
+        )
+      void this.recover(s.fence, storeEpoch, missing)
+      return
+    }
+    if (s.role === 'backup' && s.view.kind === 'owned' && s.view.owner !== this.node) {
+      if (this.detector.health(s.view.owner) === 'failed' && this.attempt === undefined)
+        this.beginAttempt(s.view.owner, 'epoch-regressed', undefined)
+    }
+    void ownership
+  }
+
+  private recovering = false
+
+  private async recover(fence: Fence, storeEpoch: number, missing: boolean): Promise<void> {
+    if (this.recovering) return
+    this.recovering = true
+    try {
+      const won = await this.claimAbove(missing ? 0 : storeEpoch)
+      const s = this.state
+      if (s.role !== 'owner' || s.fence.epoch !== fence.epoch) return
+      const next: Fence = { owner: this.node, epoch: won.epoch }
+      this.state = { role: 'owner', fence: next, standing: s.standing }
+      await this.actions.reassert(next)
+      this.actions.emit({ type: 'ownership:claimed', dvipa: this.dvipa, epoch: next.epoch })
+      const cur = this.state
+      if (cur.role === 'owner' && cur.fence.epoch === next.epoch) {
+        this.setState({ ...cur, standing: { kind: 'serving' } }, 'epoch-regressed', 'claim')
+        this.actions.emit({
+          type: 'ownership:confirmed',
+          dvipa: this.dvipa,
+          epoch: next.epoch,
+          reason: 'epoch-regressed'
+        })
+        this.confirmed(this.clock.monotonic())
+      }
+    } catch (err) {
+      if ((err as Error).name === OwnershipConflictError.name) {
+        const c = err as OwnershipConflictError
+        if (c.currentEpoch > this.highest) this.observe(c.currentEpoch, c.currentOwner, 'store')
+      }
+    } finally {
+      this.recovering = false
+    }
+  }
+
+  // ---- helpers ----
+
+  private learnStore(owner: NodeId | null | undefined, epoch: number): void {
+    if (epoch > this.storeEpoch || owner !== undefined)
+      this.storeEpoch = Math.max(epoch, this.storeEpoch)
+  }
+
+  private viewOf(o: Ownership): StoreView {
+    return o.owner === null
+      ? { kind: 'released', epoch: o.epoch }
+      : { kind: 'owned', owner: o.owner, epoch: o.epoch }
+  }
+
+  private viewFrom(epoch: number, owner: NodeId | null | undefined): StoreView {
+    if (owner === null) return { kind: 'released', epoch }
+    if (owner === undefined) {
+      const s = this.state
+      const known = s.role === 'backup' || s.role === 'taking-over' ? s.view : undefined
+      if (known?.kind === 'owned' && known.epoch === epoch) return known
+      // An epoch whose owner is not known yet: the next read-back fills it in.
+      return { kind: 'owned', owner: '', epoch }
+    }
+    return { kind: 'owned', owner, epoch }
+  }
+
+  private cancelAttempt(err: Error): void {
+    const attempt = this.attempt
+    this.attempt = undefined
+    if (attempt === undefined) return
+    if (attempt.timer !== undefined) this.clock.clearTimeout(attempt.timer)
+    attempt.abort.abort()
+    attempt.reject(err)
+  }
+
+  private clearTimers(): void {
+    for (const t of [this.checkTimer, this.fenceTimer, this.evaluateTimer]) {
+      if (t !== undefined) this.clock.clearTimeout(t)
+    }
+    this.checkTimer = undefined
+    this.fenceTimer = undefined
+    this.evaluateTimer = undefined
+    this.checkDue = undefined
+  }
+}

@@ -1,0 +1,129 @@
+import { expect } from 'chai'
+import { NEVER } from 'rxjs'
+import { VirtualClock } from '@vipsec/clock'
+import {
+  NetworkCommandError,
+  type ClusterLink,
+  type EspEngine,
+  type FailureDetector,
+  type IkeServiceFactory,
+  type NetworkAdapter
+} from '@vipsec/interface'
+import { MemoryCouplingStore } from '@vipsec/store-memory'
+import {
+  DefaultDistributionProcessor,
+  type DefaultDistributionProcessorInit
+} from '../src/index.js'
+import { DVIPA, ScriptedDetector } from './helpers/ownership-harness.js'
+
+/** A processor over a memory store whose network cannot take the address (a wrong interface). */
+function processor(
+  init: Partial<DefaultDistributionProcessorInit> = {},
+  detectorExtras: Partial<FailureDetector> = {}
+): {
+  dp: DefaultDistributionProcessor
+  store: MemoryCouplingStore
+  released: string[]
+  clock: VirtualClock
+} {
+  const clock = new VirtualClock()
+  const store = new MemoryCouplingStore({ clock })
+  const scripted = new ScriptedDetector()
+  const detector = {
+    events$: scripted.events$,
+    health: (n: string) => scripted.health(n),
+    watch: () => undefined,
+    unwatch: () => undefined,
+    start: async () => undefined,
+    stop: async () => undefined,
+    isStarted: () => true,
+    ...detectorExtras
+  } as unknown as FailureDetector
+  const released: string[] = []
+  const network = {
+    events$: NEVER,
+    isStarted: () => true,
+    acquireAddress: async (address: string) => {
+      throw new NetworkCommandError(`ip addr add ${address}/32 dev nosuch0`, 'Cannot find device')
+    },
+    releaseAddress: async (address: string) => void released.push(address),
+    openUdp: async () => {
+      throw new Error('no sockets expected')
+    }
+  } as unknown as NetworkAdapter
+  const link = { messages$: NEVER, send: async () => undefined } as unknown as ClusterLink
+  const esp = { listFilters: () => [], removeSa: () => false } as unknown as EspEngine
+  const ikeFactory: IkeServiceFactory = () => {
+    throw new Error('no IKE service expected')
+  }
+  const dp = new DefaultDistributionProcessor(
+    { store, esp, ikeFactory, detector, link, network, clock },
+    {
+      node: 'dp-1',
+      dvipas: [{ dvipa: DVIPA, ranks: ['dp-1', 'dp-2'], targets: [{ node: 'target-1' }] }],
+      heartbeats: {},
+      ...init
+    }
+  )
+  return { dp, store, released, clock }
+}
+
+describe(DefaultDistributionProcessor.name, () => {
+  describe('.start', () => {
+    describe('fault 8: when the primary cannot take the DVIPA address (a wrong interface)', () => {
+      it('should reject, release the epoch it claimed and the address, and stop', async () => {
+        const { dp, store, released } = processor()
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error?.name).to.equal('NetworkCommandError')
+        expect(dp.isStarted()).to.equal(false)
+        const ownership = await store.getOwnership(DVIPA)
+        expect(ownership).to.include({ owner: null, epoch: 1 })
+        expect(released).to.include(DVIPA)
+      })
+    })
+
+    describe('when the configuration is invalid', () => {
+      it('should reject before anything is claimed: a DVIPA that does not rank this node', async () => {
+        const { dp, store } = processor({
+          dvipas: [{ dvipa: DVIPA, ranks: ['dp-2', 'dp-3'], targets: [] }]
+        })
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.include({ name: 'InvalidConfigError', field: 'dvipas[0].ranks' })
+        expect(dp.isStarted()).to.equal(false)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+      })
+
+      it('fault 5: should reject a selfFenceMs longer than the detector’s shortest detection', async () => {
+        const { dp, store } = processor({ selfFenceMs: 400 }, { minDetectionMs: 200 } as never)
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.include({ name: 'InvalidConfigError', field: 'selfFenceMs' })
+        expect(error!.message).to.match(/shortest detection \(200 ms\)/)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+      })
+
+      it('should reject selfFenceMs without read-backs (ownershipCheckMs 0)', async () => {
+        const { dp, store } = processor({ selfFenceMs: 400, ownershipCheckMs: 0 })
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.include({ name: 'InvalidConfigError', field: 'selfFenceMs' })
+      })
+    })
+  })
+})

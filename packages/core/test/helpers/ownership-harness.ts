@@ -1,0 +1,285 @@
+import { Subject } from 'rxjs'
+import { VirtualClock } from '@vipsec/clock'
+import {
+  StoreUnavailableError,
+  type Clock,
+  type CouplingStore,
+  type DistributionEvent,
+  type FailureDetectorEvent,
+  type Fence,
+  type NodeHealth,
+  type NodeId,
+  type TakeoverReport,
+  type TimerHandle
+} from '@vipsec/interface'
+import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
+import {
+  OwnershipController,
+  type OwnershipActions,
+  type OwnershipControllerInit,
+  type TakeoverRun
+} from '../../src/index.js'
+
+export const DVIPA = '10.0.0.100'
+
+/** A detector whose verdicts the test writes. */
+export class ScriptedDetector {
+  private readonly healths = new Map<NodeId, NodeHealth>()
+  private readonly subject = new Subject<FailureDetectorEvent>()
+  readonly events$ = this.subject.asObservable()
+
+  health(node: NodeId): NodeHealth {
+    return this.healths.get(node) ?? 'alive'
+  }
+
+  /** Sets a node's health without an event (a stale view, say). */
+  set(node: NodeId, health: NodeHealth): void {
+    this.healths.set(node, health)
+  }
+
+  /** Declares a node failed, with the event. */
+  fail(node: NodeId, silentMs = 300): FailureDetectorEvent {
+    this.healths.set(node, 'failed')
+    const event: FailureDetectorEvent = { type: 'node:failed', node, silentMs }
+    this.subject.next(event)
+    return event
+  }
+
+  /** Declares a node alive again, with the event. */
+  recover(node: NodeId): FailureDetectorEvent {
+    this.healths.set(node, 'alive')
+    const event: FailureDetectorEvent = { type: 'node:recovered', node }
+    this.subject.next(event)
+    return event
+  }
+}
+
+/**
+ * A clock over a virtual clock whose timers can be held back: `pause()` makes every timer that
+ * falls due wait until `resume()`, as the timers of a stopped (SIGSTOP) process do, while time
+ * goes on.
+ */
+export class PausableClock implements Clock {
+  private paused = false
+  private held: (() => void)[] = []
+  constructor(private readonly inner: VirtualClock) {}
+  now(): number {
+    return this.inner.now()
+  }
+  monotonic(): number {
+    return this.inner.monotonic()
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    return this.inner.setTimeout(() => {
+      if (this.paused) this.held.push(fn)
+      else fn()
+    }, ms)
+  }
+  clearTimeout(handle: TimerHandle): void {
+    this.inner.clearTimeout(handle)
+  }
+  async sleep(ms: number, options?: { signal?: AbortSignal }): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const timer = this.setTimeout(resolve, ms)
+      options?.signal?.addEventListener('abort', () => {
+        this.clearTimeout(timer)
+        reject(new Error('aborted'))
+      })
+    })
+  }
+  pause(): void {
+    this.paused = true
+  }
+  /** Lets the held timers run, late, in order. */
+  resume(): void {
+    this.paused = false
+    const held = this.held
+    this.held = []
+    for (const fn of held) fn()
+  }
+}
+
+/** Faults a test can put on one node's store. */
+export interface StoreFaults {
+  /** The next claim is applied, then its reply is lost. */
+  loseNextClaimReply: boolean
+  /** Every call waits this long (ms) and then fails, as a store cut off with a long timeout. */
+  downWithTimeoutMs: number | undefined
+}
+
+/** A node's store client that applies faults around a memory store. */
+export function faultyStore(
+  inner: MemoryCouplingStore,
+  clock: Clock,
+  faults: StoreFaults
+): CouplingStore {
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown
+      if (
+        typeof value !== 'function' ||
+        prop === 'isStarted' ||
+        prop === 'start' ||
+        prop === 'stop'
+      )
+        return typeof value === 'function' ? value.bind(target) : value
+      return async (...args: unknown[]) => {
+        if (faults.downWithTimeoutMs !== undefined) {
+          await clock.sleep(faults.downWithTimeoutMs)
+          throw new StoreUnavailableError(`${String(prop)}: timed out`)
+        }
+        const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
+        if (prop === 'claimOwnership' && faults.loseNextClaimReply) {
+          faults.loseNextClaimReply = false
+          throw new StoreUnavailableError('claimOwnership: the reply was lost')
+        }
+        return result
+      }
+    }
+  }) as CouplingStore
+}
+
+/** The host side of one node: records what the unit asked for. */
+export class RecordingActions implements OwnershipActions {
+  readonly events: DistributionEvent[] = []
+  readonly calls: string[] = []
+  serving = false
+  takeoverMs = 50
+  failTakeover = false
+  lastRun: TakeoverRun | undefined
+  constructor(private readonly clock: Clock) {}
+
+  async takeOver(run: TakeoverRun): Promise<TakeoverReport> {
+    this.calls.push(`takeOver from ${run.from} at ${run.fence.epoch}`)
+    this.lastRun = run
+    this.serving = true
+    await new Promise<void>((resolve, reject) => {
+      const timer = this.clock.setTimeout(resolve, this.takeoverMs)
+      run.signal.addEventListener('abort', () => {
+        this.clock.clearTimeout(timer)
+        reject(new Error('aborted'))
+      })
+    })
+    if (this.failTakeover) throw new Error('cannot serve')
+    return {
+      dvipa: DVIPA,
+      previousOwner: run.from,
+      epoch: run.fence.epoch,
+      steps: [],
+      renegotiated: 0,
+      failed: [],
+      connections: 0,
+      corrupt: [],
+      durationMs: this.takeoverMs
+    }
+  }
+  async serveFresh(fence: Fence): Promise<void> {
+    this.calls.push(`serveFresh at ${fence.epoch}`)
+    this.serving = true
+  }
+  async stopServing(): Promise<void> {
+    if (this.serving) this.calls.push('stopServing')
+    this.serving = false
+  }
+  async reassert(fence: Fence): Promise<void> {
+    this.calls.push(`reassert at ${fence.epoch}`)
+  }
+  emit(event: DistributionEvent): void {
+    this.events.push(event)
+  }
+  changed(): void {}
+
+  of<T extends DistributionEvent['type']>(type: T): Extract<DistributionEvent, { type: T }>[] {
+    return this.events.filter((e) => e.type === type) as Extract<DistributionEvent, { type: T }>[]
+  }
+}
+
+/** One node of a test cluster: its unit, host, detector, store and clock. */
+export interface TestNode {
+  id: NodeId
+  unit: OwnershipController
+  actions: RecordingActions
+  detector: ScriptedDetector
+  store: CouplingStore
+  memory: MemoryCouplingStore
+  faults: StoreFaults
+  clock: PausableClock
+}
+
+/** A cluster of ownership units over one memory facility and one virtual clock. */
+export class TestCluster {
+  readonly clock = new VirtualClock({ startTime: Date.UTC(2026, 0, 1) })
+  readonly facility = new MemoryCouplingFacility()
+  readonly nodes = new Map<NodeId, TestNode>()
+  readonly ranks: NodeId[]
+
+  constructor(
+    size = 3,
+    private readonly init: Partial<OwnershipControllerInit> = {}
+  ) {
+    this.ranks = Array.from({ length: size }, (_, i) => `dp-${i + 1}`)
+  }
+
+  async add(id: NodeId, init: Partial<OwnershipControllerInit> = {}): Promise<TestNode> {
+    const clock = new PausableClock(this.clock)
+    const memory = new MemoryCouplingStore({ clock: this.clock }, { facility: this.facility })
+    await memory.start()
+    const faults: StoreFaults = { loseNextClaimReply: false, downWithTimeoutMs: undefined }
+    const store = faultyStore(memory, clock, faults)
+    const detector = new ScriptedDetector()
+    const actions = new RecordingActions(clock)
+    const unit = new OwnershipController(
+      { store, clock, detector, actions },
+      {
+        node: id,
+        dvipa: DVIPA,
+        ranks: this.ranks,
+        rankDelayMs: 200,
+        ownershipCheckMs: 250,
+        selfFenceMs: 0,
+        ...this.init,
+        ...init
+      }
+    )
+    // the wiring a distribution processor does
+    memory.events$.subscribe((e) => {
+      if (e.type === 'ownership:claimed')
+        unit.observe(e.ownership.epoch, e.ownership.owner, 'store')
+      if (e.type === 'ownership:released' && e.dvipa === DVIPA) unit.observe(e.epoch, null, 'store')
+    })
+    detector.events$.subscribe((e) => unit.onDetectorEvent(e))
+    const node = { id, unit, actions, detector, store, memory, faults, clock }
+    this.nodes.set(id, node)
+    return node
+  }
+
+  /** Starts nodes dp-1..dp-N in rank order. */
+  async startAll(): Promise<void> {
+    for (const id of this.ranks) await (await this.add(id)).unit.start()
+    await this.advance(100)
+  }
+
+  node(id: NodeId): TestNode {
+    return this.nodes.get(id)!
+  }
+
+  /** Kills a node: its unit stops (no more reads, renewals or claims). */
+  async kill(id: NodeId): Promise<void> {
+    await this.node(id).unit.stop()
+  }
+
+  async advance(ms: number): Promise<void> {
+    for (let t = 0; t < ms; t += 10) await this.clock.advance(Math.min(10, ms - t))
+  }
+
+  /** The ownership the store holds. */
+  ownership(): { owner: NodeId | null; epoch: number } | undefined {
+    const slot = this.facility.dvipas.get(DVIPA)
+    return slot === undefined ? undefined : { owner: slot.owner, epoch: slot.epoch }
+  }
+
+  /** The nodes that may serve now. */
+  serving(): NodeId[] {
+    return [...this.nodes.values()].filter((n) => n.unit.mayServe()).map((n) => n.id)
+  }
+}

@@ -1,0 +1,310 @@
+import { expect } from 'chai'
+import { OwnershipController } from '../src/index.js'
+import { DVIPA, TestCluster } from './helpers/ownership-harness.js'
+
+describe(OwnershipController.name, () => {
+  describe('.start', () => {
+    describe('when nobody ever claimed the DVIPA', () => {
+      it('should have the primary claim epoch 1 and serve, the others back it up', async () => {
+        const cluster = new TestCluster()
+        await cluster.startAll()
+        expect(cluster.ownership()).to.deep.equal({ owner: 'dp-1', epoch: 1 })
+        expect(cluster.serving()).to.deep.equal(['dp-1'])
+        const dp1 = cluster.node('dp-1')
+        expect(dp1.actions.calls).to.deep.equal(['serveFresh at 1'])
+        expect(dp1.unit.current()).to.deep.include({ role: 'owner' })
+        const changes = dp1.actions.of('ownership:changed')
+        expect(changes.map((c) => [c.from, c.to, c.cause])).to.deep.equal([
+          ['backup', 'taking-over', 'start'],
+          ['taking-over', 'owner', 'claim-won']
+        ])
+        expect(cluster.node('dp-2').unit.current()).to.deep.equal({
+          role: 'backup',
+          view: { kind: 'owned', owner: 'dp-1', epoch: 1 }
+        })
+      })
+    })
+  })
+
+  describe('when the owner fails', () => {
+    it('should have the best live backup take over at epoch 2 and the next one stand down', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(1000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+      expect(cluster.node('dp-3').actions.of('takeover:stood-down')).to.have.length(1)
+      expect(cluster.node('dp-3').actions.calls).to.deep.equal([])
+    })
+  })
+
+  describe('fault 1: the reply of a claim that the store applied is lost', () => {
+    it('should read back, find itself the owner, and take over (nobody is left without the DVIPA)', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      dp2.faults.loseNextClaimReply = true
+      dp2.detector.fail('dp-1')
+      await cluster.advance(500)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(dp2.actions.of('ownership:indeterminate')).to.have.length(1)
+      expect(dp2.actions.calls).to.deep.equal(['takeOver from dp-1 at 2'])
+      expect(dp2.unit.current()).to.deep.include({ role: 'owner' })
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+
+    it('should claim again when the read-back shows the claim did not apply', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      // The store is cut off for one call (5 s timeout), then answers again.
+      dp2.faults.downWithTimeoutMs = 5000
+      dp2.detector.fail('dp-1')
+      await cluster.advance(100)
+      dp2.faults.downWithTimeoutMs = undefined
+      await cluster.advance(6000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+  })
+
+  describe('fault 2: the owner is paused and wakes', () => {
+    it('should not serve before it confirms, and not act on the verdicts computed during the pause', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      dp1.clock.pause()
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(2000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      // dp-1 wakes: its detector's state is stale and declares the others failed first.
+      dp1.clock.resume()
+      dp1.detector.fail('dp-2')
+      dp1.detector.fail('dp-3')
+      expect(dp1.unit.mayServe(), 'dp-1 serves before confirming').to.equal(false)
+      await cluster.advance(200)
+      expect(dp1.unit.current().role).to.equal('backup')
+      await cluster.advance(3000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(dp1.actions.calls).to.deep.equal(['serveFresh at 1', 'stopServing'])
+      expect(dp1.actions.of('ownership:paused')).to.have.length(1)
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+
+    it('should serve again once the store confirms its epoch when nobody took over', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      dp1.clock.pause()
+      await cluster.advance(1500)
+      dp1.clock.resume()
+      expect(dp1.unit.mayServe()).to.equal(false)
+      await cluster.advance(50)
+      expect(dp1.unit.mayServe()).to.equal(true)
+      expect(dp1.actions.of('ownership:confirmed')).to.deep.equal([
+        { type: 'ownership:confirmed', dvipa: DVIPA, epoch: 1, reason: 'paused' }
+      ])
+    })
+  })
+
+  describe('fault 3: a node taking over sees a higher epoch', () => {
+    it('should abort the takeover at once: stop serving, give the address up', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      dp2.actions.takeoverMs = 10_000
+      dp2.detector.fail('dp-1')
+      await cluster.advance(100)
+      expect(dp2.unit.current()).to.deep.include({ role: 'taking-over' })
+      expect(dp2.actions.serving).to.equal(true)
+      // dp-3 claims above it (say it had seen a newer epoch)
+      await cluster.node('dp-3').memory.claimOwnership(DVIPA, {
+        owner: 'dp-3',
+        ranks: cluster.ranks,
+        expectedEpoch: 2
+      })
+      expect(dp2.actions.lastRun!.signal.aborted).to.equal(true)
+      expect(dp2.unit.current().role).to.equal('backup')
+      expect(dp2.unit.mayServe()).to.equal(false)
+      await cluster.advance(1)
+      expect(dp2.actions.serving).to.equal(false)
+    })
+
+    it('should take a released DVIPA over from the epoch it read back, never from an older view', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp3 = cluster.node('dp-3')
+      // dp-3 missed epoch 2 (dp-2 claimed it); then dp-2 released it at 2.
+      dp3.memory.events$.subscribe(() => undefined)
+      await cluster.node('dp-2').memory.claimOwnership(DVIPA, {
+        owner: 'dp-2',
+        ranks: cluster.ranks,
+        expectedEpoch: 1
+      })
+      await cluster.advance(10)
+      await cluster.node('dp-2').memory.releaseOwnership(DVIPA, { owner: 'dp-2', epoch: 2 })
+      await cluster.advance(1500)
+      const o = cluster.ownership()!
+      expect(o.epoch).to.equal(3)
+      expect(cluster.serving()).to.deep.equal([o.owner])
+    })
+  })
+
+  describe('fault 4: a second failure during the rank delay', () => {
+    it('should not be dropped: the next backup takes over from the new dead owner', async () => {
+      const cluster = new TestCluster(3, { rankDelayMs: 600 })
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      const dp3 = cluster.node('dp-3')
+      // dp-2 claims and dies mid-takeover; dp-3 is still waiting out its rank delay
+      dp2.actions.takeoverMs = 10_000
+      dp3.detector.fail('dp-1')
+      dp2.detector.fail('dp-1')
+      await cluster.advance(100)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      await cluster.kill('dp-2')
+      dp3.detector.fail('dp-2')
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-3', epoch: 3 })
+      expect(dp3.actions.calls).to.deep.equal(['takeOver from dp-2 at 3'])
+      expect(cluster.serving()).to.deep.equal(['dp-3'])
+    })
+
+    it('should claim at once when the better backup it waits for fails before claiming', async () => {
+      const cluster = new TestCluster(3, { rankDelayMs: 600 })
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      await cluster.kill('dp-2')
+      const dp3 = cluster.node('dp-3')
+      dp3.detector.fail('dp-1')
+      await cluster.advance(100)
+      expect(dp3.unit.current()).to.deep.include({ role: 'taking-over' })
+      dp3.detector.fail('dp-2')
+      await cluster.advance(100)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-3', epoch: 2 })
+    })
+  })
+
+  describe('fault 5: the owner is cut off from the store, whose calls time out after 5 s', () => {
+    it('should stop serving within selfFenceMs on its own deadline timer', async () => {
+      const cluster = new TestCluster(2, { selfFenceMs: 400 })
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      const cutAt = cluster.clock.monotonic()
+      dp1.faults.downWithTimeoutMs = 5000
+      let stoppedAt: number | undefined
+      for (let t = 0; t < 2000 && stoppedAt === undefined; t += 10) {
+        await cluster.advance(10)
+        if (!dp1.unit.mayServe()) stoppedAt = cluster.clock.monotonic()
+      }
+      expect(stoppedAt! - cutAt).to.be.at.most(400)
+      expect(dp1.unit.current().role).to.equal('fenced')
+      await cluster.advance(10)
+      expect(dp1.actions.of('ownership:fenced')).to.have.length(1)
+      expect(dp1.actions.serving).to.equal(false)
+    })
+  })
+
+  describe('fault 6: heartbeats between the DPs are lost (each holds the other failed)', () => {
+    it('should not take the DVIPA back while the new owner is live, and take it once it dies', async () => {
+      const cluster = new TestCluster(2)
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      const dp2 = cluster.node('dp-2')
+      dp2.detector.fail('dp-1')
+      dp1.detector.fail('dp-2')
+      await cluster.advance(5000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(dp1.actions.of('ownership:claimed')).to.have.length(1)
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+      // dp-2 really dies: its owner lease runs out and dp-1 takes over
+      await cluster.kill('dp-2')
+      await cluster.advance(3000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-1', epoch: 3 })
+      expect(cluster.serving()).to.deep.equal(['dp-1'])
+    })
+  })
+
+  describe('when every DP is cut off from the others but all reach the store', () => {
+    it('should settle on one owner, not claim in a loop on verdicts older than the claims', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      for (const id of cluster.ranks)
+        for (const other of cluster.ranks) if (other !== id) cluster.node(id).detector.fail(other)
+      await cluster.advance(5000)
+      const o = cluster.ownership()!
+      expect(o.epoch).to.be.at.most(3)
+      expect(cluster.serving()).to.deep.equal([o.owner])
+    })
+  })
+
+  describe('fault 7: the store loses data and its epoch goes backwards', () => {
+    it('should raise an alarm and claim above the highest epoch seen', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(1000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      // Redis restarts without its append-only file
+      cluster.facility.dvipas.clear()
+      await cluster.advance(1000)
+      const dp2 = cluster.node('dp-2')
+      expect(dp2.actions.of('ownership:epoch-regressed')).to.deep.equal([
+        { type: 'ownership:epoch-regressed', dvipa: DVIPA, storeEpoch: 0, highestSeen: 2 }
+      ])
+      expect(dp2.unit.counters().epochRegressions).to.equal(1)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 3 })
+      expect(dp2.actions.calls).to.include('reassert at 3')
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+
+    it('should never accept ownership at or below an epoch it has seen', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(1000)
+      // a replica that missed epoch 2 names dp-3 at epoch 1
+      const slot = cluster.facility.dvipas.get(DVIPA)!
+      await cluster.node('dp-3').memory.releaseOwnership(DVIPA, { owner: 'dp-2', epoch: 2 })
+      slot.epoch = 1
+      slot.owner = 'dp-3'
+      slot.ownership = new TextEncoder().encode(
+        JSON.stringify({
+          v: 1,
+          dvipa: DVIPA,
+          owner: 'dp-3',
+          epoch: 1,
+          ranks: cluster.ranks,
+          claimedAt: 0
+        })
+      )
+      await cluster.advance(1000)
+      expect(cluster.node('dp-3').actions.calls).to.deep.equal([])
+      expect(cluster.ownership()!.epoch).to.be.greaterThan(2)
+    })
+  })
+
+  describe('when a takeover fails after its claim', () => {
+    it('should release, back off, and leave the DVIPA to a node that can serve it', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      dp2.actions.failTakeover = true
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(3000)
+      const o = cluster.ownership()!
+      expect(o.owner).to.equal('dp-3')
+      expect(dp2.actions.calls.filter((c) => c.startsWith('takeOver'))).to.have.length(1)
+      expect(cluster.serving()).to.deep.equal(['dp-3'])
+    })
+  })
+})
