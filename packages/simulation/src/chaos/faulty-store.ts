@@ -27,6 +27,30 @@ import type { MemoryCouplingFacility } from '@vipsec/store-memory'
 /** What happens to a store call's reply while a reply fault is on. */
 export type ReplyFault = 'lose' | 'duplicate' | 'delay'
 
+/** A reply fault as it is switched on: what happens, to which share of calls, with what delay. */
+export interface ReplyFaultSetting {
+  /** What happens to a reply. */
+  mode: ReplyFault
+  /** The fraction of calls it happens to, 0 to 1. */
+  rate: number
+  /** The delay of a delayed reply or of the duplicate, ms. */
+  delayMs: number
+}
+
+/** What a {@link FaultyCouplingStore} did. */
+export interface FaultyStoreStats {
+  /** Calls made. */
+  calls: number
+  /** Calls that timed out (cut off, or reply lost). */
+  timedOut: number
+  /** Replies lost. */
+  lost: number
+  /** Calls applied twice. */
+  duplicated: number
+  /** Replies delayed. */
+  delayed: number
+}
+
 /**
  * Deliberate defects, for proving that the chaos checker catches a broken cluster. Never on in a
  * real schedule.
@@ -83,9 +107,9 @@ export class FaultyCouplingStore implements CouplingStore {
   /** Whether the path to the store is cut. */
   cut = false
   /** The reply fault on, if any, with its rate (0 to 1) and delay. */
-  replies: { mode: ReplyFault; rate: number; delayMs: number } | undefined
+  replies: ReplyFaultSetting | undefined
   /** Calls made, and how many of them a fault touched, by fault. */
-  readonly stats = { calls: 0, timedOut: 0, lost: 0, duplicated: 0, delayed: 0 }
+  readonly stats: FaultyStoreStats = { calls: 0, timedOut: 0, lost: 0, duplicated: 0, delayed: 0 }
   private paused = false
   private dead = false
   private held: Held[] = []

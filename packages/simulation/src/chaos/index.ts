@@ -2,7 +2,9 @@ export {
   FaultyCouplingStore,
   type FaultyCouplingStoreComponents,
   type FaultyCouplingStoreInit,
+  type FaultyStoreStats,
   type ReplyFault,
+  type ReplyFaultSetting,
   type StoreDefects
 } from './faulty-store.js'
 export { PausableClock } from './pausable-clock.js'
@@ -30,6 +32,8 @@ export {
   makeSchedule,
   type ChaosConfig,
   type ChaosFamily,
+  type ChaosTopology,
+  type TimedFault,
   type Fault,
   type FaultAction,
   type FaultStart,

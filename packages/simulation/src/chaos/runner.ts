@@ -38,7 +38,7 @@ export type InvariantName =
   | 'converge-flows'
   /** After the heal, the store's records are not what the owner holds, or a journal is still open. */
   | 'converge-records'
-  /** More than {@link CHAOS_BOUNDS.maxClaims} claims in the store in one run: the DPs claim in a loop. */
+  /** More than {@link CHAOS_BOUNDS.maxClaims} claims in the store, or takeover attempts, in one run: a loop. */
   | 'claim-storm'
   /** The run itself threw. */
   | 'run-error'
@@ -108,7 +108,8 @@ export const CHAOS_BOUNDS = {
    */
   convergeMs: 6000,
   /**
-   * A run with more claims than this is a claim storm (normal runs make a handful); the run then
+   * A run with more claims in the store, or more takeover attempts, than this is a claim storm
+   * (normal runs make a handful); the run then
    * cuts every DP off from the store and ends, since a storm may never let virtual time move.
    */
   maxClaims: 200,
@@ -200,6 +201,7 @@ class ChaosRun {
   private stopped = false
   private storm = false
   private storeClaims = 0
+  private attempts = 0
   private storeLost = false
   private readonly granted = new Map<number, NodeId>()
   private readonly eventCounts = new Map<string, number>()
@@ -635,6 +637,10 @@ class ChaosRun {
       if (event.type !== 'takeover:step' && event.type !== 'takeover:renegotiated')
         this.log(node, describeEvent(event))
     }
+    if (event.type === 'takeover:started') {
+      this.attempts++
+      this.checkStorm(`${this.attempts} takeover attempts`, this.attempts)
+    }
     if (event.type !== 'ownership:claimed' || event.dvipa !== DVIPA) return
     const claim: Claim = { epoch: event.epoch, owner: node, at: this.base.monotonic() }
     const same = this.byEpoch.get(claim.epoch)
@@ -660,6 +666,7 @@ class ChaosRun {
   /** Counts the store's claims; too many is a storm, which is stopped by killing every client. */
   private onStoreClaim(epoch: number, owner: NodeId | null): void {
     this.storeClaims++
+    this.checkStorm(`${this.storeClaims} claims in the store (epoch ${epoch})`, this.storeClaims)
     // Until the store loses data it must never grant one epoch twice (after a loss it may, while
     // the DPs climb back above what they saw: then only their own claims count).
     if (!this.storeLost && owner !== null) {
@@ -672,11 +679,15 @@ class ChaosRun {
         )
       else this.granted.set(epoch, owner)
     }
-    if (this.storeClaims <= CHAOS_BOUNDS.maxClaims || this.storm) return
+  }
+
+  /** Too many claims or takeover attempts is a storm, stopped by killing every store client. */
+  private checkStorm(what: string, count: number): void {
+    if (count <= CHAOS_BOUNDS.maxClaims || this.storm) return
     this.storm = true
     this.violate(
       'claim-storm',
-      `${this.storeClaims} claims (epoch ${epoch}) by +${Math.round(this.now())}ms: the DPs claim in a loop`
+      `${what} by +${Math.round(this.now())}ms: the DPs claim or try to take over in a loop`
     )
     for (const store of this.stores.values()) store.kill()
   }

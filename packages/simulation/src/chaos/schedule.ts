@@ -168,12 +168,30 @@ export class ScheduleRandom {
   }
 }
 
-/** The sizes of the cluster every schedule runs on. */
-export const CHAOS_TOPOLOGY = {
+/** The nodes of the cluster every schedule runs on. */
+export interface ChaosTopology {
+  /** The DPs, best first. */
+  readonly dps: readonly NodeId[]
+  /** The targets. */
+  readonly targets: readonly NodeId[]
+  /** The peers. */
+  readonly peers: readonly NodeId[]
+}
+
+/** A fault with its start, before it is numbered. */
+export interface TimedFault {
+  /** When it fires. */
+  start: FaultStart
+  /** What it does. */
+  action: FaultAction
+}
+
+/** The nodes of the cluster every schedule runs on. */
+export const CHAOS_TOPOLOGY: ChaosTopology = {
   dps: ['dp-1', 'dp-2', 'dp-3'],
   targets: ['target-1', 'target-2'],
   peers: ['peer-1', 'peer-2']
-} as const
+}
 
 /** The time in which faults begin, ms after the cluster is warm. */
 export const FAULT_WINDOW_MS = 1500
@@ -213,9 +231,7 @@ export interface ChaosFamily {
    *
    * @param random - the schedule's random source
    */
-  faults: (
-    random: ScheduleRandom
-  ) => FaultAction[] | Array<{ start: FaultStart; action: FaultAction }>
+  faults: (random: ScheduleRandom) => FaultAction[] | TimedFault[]
 }
 
 const at = (random: ScheduleRandom): number => random.int(0, FAULT_WINDOW_MS)
@@ -341,7 +357,7 @@ export const CHAOS_FAMILIES: readonly ChaosFamily[] = [
       // The faults sit on the backups (they make the claims) and on the owner, and the owner
       // crashes while they last, so that claims, take, write and settle all go through them.
       const onset = random.int(0, 800)
-      const faults: Array<{ start: FaultStart; action: FaultAction }> = [
+      const faults: TimedFault[] = [
         {
           start: onset,
           action: {
@@ -376,7 +392,7 @@ export const CHAOS_FAMILIES: readonly ChaosFamily[] = [
       'the owner crashes; second and third faults hit the taker or the next backup mid-takeover',
     config: (random) => ({ ...HEARTBEAT, rankDelayMs: random.pick([50, 600]) }),
     faults: (random) => {
-      const faults: Array<{ start: FaultStart; action: FaultAction }> = [
+      const faults: TimedFault[] = [
         { start: at(random), action: { kind: 'crash', node: '@owner', restartAfterMs: null } }
       ]
       const more = random.int(1, 2)
