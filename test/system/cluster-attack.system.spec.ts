@@ -308,7 +308,7 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
     }
 
     const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
-    args.push('--dir', dir, '--save', '')
+    args.push('--dir', dir, '--appendonly', 'yes', '--save', '')
     redis = spawn('ip', ['netns', 'exec', ns('store'), 'redis-server', ...args], {
       stdio: 'ignore'
     })

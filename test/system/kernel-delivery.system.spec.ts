@@ -219,7 +219,7 @@ describe('real applications behind the DVIPA through kernel delivery', function 
 
     redis = inNs('store', 'redis-server', [
       ...['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD],
-      ...['--dir', dir, '--save', '']
+      ...['--dir', dir, '--appendonly', 'yes', '--save', '']
     ])
     await waitFor(
       () => {
