@@ -57,7 +57,9 @@ const succeeded = (e: HistoryEntry): boolean =>
     (e.kind === 'read' && e.seen !== undefined))
 
 describe('EtcdCouplingStore under real network partitions (namespaces)', function () {
-  this.timeout(170_000)
+  // every hook and test is bounded so that the file ends within 3 minutes whatever happens:
+  // 25 s to build, 4 x (25 s test + 8 s heal), 20 s to tear down
+  this.timeout(25_000)
   let net: PartitionNet | undefined
   let cluster: EtcdCluster | undefined
   const children = new Set<ChildProcess>()
@@ -65,7 +67,6 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
   const summary: string[] = []
 
   before(async function () {
-    this.timeout(40_000)
     net = await PartitionNet.up(TAG, OCTET, ['m0', 'm1', 'm2', 'c0', 'c1'])
     cluster = await EtcdCluster.start({
       placement: ['m0', 'm1', 'm2'].map((m) => ({ netns: net!.ns(m), host: net!.address(m) })),
@@ -74,7 +75,7 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
   })
 
   after(async function () {
-    this.timeout(30_000)
+    this.timeout(20_000)
     for (const child of children) killChild(child)
     try {
       await cluster?.remove()
@@ -85,10 +86,10 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
   })
 
   afterEach(async function () {
-    this.timeout(30_000)
+    this.timeout(8_000)
     for (const child of children) killChild(child)
     await net?.heal()
-    await cluster?.waitHealthy(cluster.members, 20_000)
+    await cluster?.waitHealthy(cluster.members, 6_000)
   })
 
   /** Starts one client in its namespace; resolves once it is ready, with its result to come. */
@@ -123,7 +124,7 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       })
       void exited.then((code) => reject(new Error(`${node} exited ${code}: ${stderr}`)))
     })
-    const timer = setTimeout(() => killChild(child), config.durationMs + 25_000)
+    const timer = setTimeout(() => killChild(child), config.durationMs + 12_000)
     await ready
     const result = exited.then((code) => {
       clearTimeout(timer)
@@ -267,7 +268,7 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
     expectSound(`(c) healed after c0 with ${minority.name} cut off`, v)
     expect(successes(v, 'dp-c0', 0, healed), 'dp-c0 successes before the heal').to.equal(0)
     expect(successes(v, 'dp-c0', healed, Infinity), 'dp-c0 after the heal').to.be.greaterThan(0)
-    await cluster!.waitHealthy(cluster!.members)
+    await cluster!.waitHealthy(cluster!.members, 5_000)
   })
 
   it('should catch a client that reads the ownership serializably from an isolated member', async () => {
