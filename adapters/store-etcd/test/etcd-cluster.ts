@@ -197,6 +197,12 @@ export interface EtcdClusterOptions {
   host?: string
   /** Serve clients TLS only, with this certificate and key (PEM files). Default: plain HTTP. */
   tls?: { certFile: string; keyFile: string }
+  /**
+   * Run each member in a namespace of its own, on its own address (one entry per member, in
+   * order; `size` defaults to its length), with client port 2379 and peer port 2380. Overrides
+   * `netns` and `host`. Default: as `netns` and `host` say.
+   */
+  placement?: Array<{ netns: string; host: string }>
 }
 
 /** A cluster of `etcd` members on loopback, started by a test. */
@@ -213,22 +219,27 @@ export class EtcdCluster {
    * @param options - size and extra arguments
    */
   static async start(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
-    const size = options.size ?? 1
+    const placement = options.placement
+    const size = options.size ?? placement?.length ?? 1
     const root = await mkdtemp(join(tmpdir(), 'vipsec-etcd-'))
-    const host = options.host ?? '127.0.0.1'
+    const hostOf = (i: number): string => placement?.[i]?.host ?? options.host ?? '127.0.0.1'
+    const netnsOf = (i: number): string | undefined => placement?.[i]?.netns ?? options.netns
     const ports: Array<[number, number]> = []
     for (let i = 0; i < size; i++) {
       ports.push(
-        options.netns === undefined
-          ? [await freePort(), await freePort()]
-          : [2379 + 2 * i, 2380 + 2 * i]
+        placement !== undefined
+          ? [2379, 2380]
+          : options.netns === undefined
+            ? [await freePort(), await freePort()]
+            : [2379 + 2 * i, 2380 + 2 * i]
       )
     }
     const scheme = options.tls === undefined ? 'http' : 'https'
-    const initial = ports.map(([, peer], i) => `m${i}=http://${host}:${peer}`).join(',')
+    const initial = ports.map(([, peer], i) => `m${i}=http://${hostOf(i)}:${peer}`).join(',')
     const token = `vipsec-${process.pid}-${Date.now()}`
     const members = ports.map(([client, peer], i) => {
       const dir = join(root, `m${i}`)
+      const host = hostOf(i)
       const args = [
         '--name',
         `m${i}`,
@@ -264,7 +275,7 @@ export class EtcdCluster {
         dir,
         args,
         host,
-        options.netns,
+        netnsOf(i),
         options.tls !== undefined
       )
     })

@@ -1,0 +1,145 @@
+/**
+ * One racing store client ("DP") of the partition test, run as a child process in a namespace of
+ * its own: `node --import tsx --conditions=vipsec-source partition-dp.ts CONFIG-JSON`. It starts
+ * its store, prints `ready` on stderr, waits for a line on stdin, then runs the history workload
+ * (read the ownership, claim the next epoch, take, put, settle, keep writing under a fence that may
+ * have gone stale) for `durationMs` and prints what it recorded as one JSON line on stdout, with
+ * wall-clock times so that the histories of several processes can be merged.
+ *
+ * With `staleFrom`, ownership reads are serializable reads from that one member: a deliberately
+ * broken store, for showing that the checker notices.
+ *
+ * @module
+ */
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { Etcd3 } from 'etcd3'
+import {
+  decodeOwnership,
+  NotFoundError,
+  type CouplingStore,
+  type Dvipa,
+  type Fence,
+  type Ownership
+} from '@vipsec/interface'
+import { HistoryRecorder, samplePhase1 } from '@vipsec/compliance/coupling-store'
+import { EtcdCouplingStore } from '../src/index.js'
+import { etcdKeys } from '../src/keys.js'
+
+/** What the parent passes. */
+export interface DpConfig {
+  /** The client's name, used as the owner of its claims. */
+  client: string
+  /** Member URLs. */
+  hosts: string[]
+  /** Key prefix of the run. */
+  keyPrefix: string
+  /** DVIPAs contended for. */
+  dvipas: string[]
+  /** How long to run after the go line, in ms. */
+  durationMs: number
+  /** Read the ownership serializably from this member (broken on purpose). */
+  staleFrom?: string
+}
+
+/** What the child prints: the recorder's lists, `Infinity` as null. */
+export interface DpResult {
+  /** The recorder's entries. */
+  entries: HistoryRecorder['entries']
+  /** Acknowledged puts. */
+  puts: HistoryRecorder['puts']
+  /** Successful takes. */
+  takes: HistoryRecorder['takes']
+}
+
+const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** A store whose ownership reads are serializable reads from one member (may be stale). */
+function staleReads(store: CouplingStore, url: string, keyPrefix: string): CouplingStore {
+  const client = new Etcd3({ hosts: [url], dialTimeout: 1000 })
+  const keys = etcdKeys(keyPrefix)
+  const getOwnership = async (dvipa: Dvipa): Promise<Ownership> => {
+    const res = await client.kv.range(
+      { key: Buffer.from(keys.owner(dvipa)), serializable: true },
+      { deadline: new Date(Date.now() + 1000) }
+    )
+    const kv = res.kvs[0]
+    if (kv === undefined) throw new NotFoundError(`${dvipa} has never been claimed`)
+    const value = JSON.parse(kv.value.toString('utf8')) as { record: string }
+    return decodeOwnership(Buffer.from(value.record, 'base64'))
+  }
+  return new Proxy(store, {
+    get: (target, prop, receiver) =>
+      prop === 'getOwnership' ? getOwnership : Reflect.get(target, prop, receiver)
+  })
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.argv[2] ?? '{}') as DpConfig
+  const inner = new EtcdCouplingStore(
+    {},
+    {
+      hosts: config.hosts,
+      keyPrefix: config.keyPrefix,
+      operationTimeoutMs: 2500,
+      attemptTimeoutMs: 800
+    }
+  )
+  await inner.start()
+  const store =
+    config.staleFrom === undefined ? inner : staleReads(inner, config.staleFrom, config.keyPrefix)
+  // wall-clock milliseconds, comparable between processes on one machine
+  const history = new HistoryRecorder({ now: () => performance.timeOrigin + performance.now() })
+  process.stderr.write('ready\n')
+  const lines = createInterface({ input: process.stdin })
+  await new Promise<void>((resolve) => lines.once('line', () => resolve()))
+  lines.close()
+
+  const client = config.client
+  const until = performance.now() + config.durationMs
+  const fences = new Map<string, Fence>()
+  let serial = 0
+  for (let round = 0; performance.now() < until; round++) {
+    const dvipa = config.dvipas[round % config.dvipas.length]!
+    const seen = await history.read(client, store, dvipa)
+    if (seen === undefined) {
+      await sleep(20)
+      continue
+    }
+    const mine = fences.get(dvipa)
+    if (mine !== undefined && (seen.owner !== client || seen.epoch !== mine.epoch)) {
+      // a write with a fence that has (probably) gone stale: it must be refused
+      await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], mine)
+      fences.delete(dvipa)
+    }
+    if (seen.owner === client && mine !== undefined) {
+      await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], mine)
+      await sleep(Math.random() * 10)
+      continue
+    }
+    const epoch = await history.claim(client, store, dvipa, {
+      owner: client,
+      ranks: [],
+      expectedEpoch: seen.epoch
+    })
+    if (epoch === undefined) continue
+    const fence = { owner: client, epoch }
+    fences.set(dvipa, fence)
+    if ((await history.take(client, store, dvipa, fence)) === undefined) continue
+    await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], fence)
+    await history.settle(client, store, dvipa, fence)
+    await sleep(Math.random() * 20)
+  }
+  const result: DpResult = { entries: history.entries, puts: history.puts, takes: history.takes }
+  process.stdout.write(
+    JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? null : v)) + '\n'
+  )
+  // do not wait for the store to close cleanly across a partition
+  void inner.stop().catch(() => undefined)
+  setTimeout(() => process.exit(0), 200).unref()
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

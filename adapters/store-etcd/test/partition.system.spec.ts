@@ -1,0 +1,295 @@
+/**
+ * Real network partitions of a three-member etcd cluster: each member and each of two racing
+ * store clients ("DPs", child processes running the history workload) in a network namespace of
+ * its own, joined by a bridge; faults cut links in the switch namespace. After each fault the
+ * merged history of both clients must be linearizable, lose no acknowledged write and have at most
+ * one claimer per epoch. (a) the leader isolated alone; (b) one client with a minority member: it
+ * succeeds at nothing while cut off, the majority goes on; (c) healing under load: the cut-off
+ * client comes back. Last, a client reading the ownership serializably from an isolated member is
+ * shown to be caught by the checker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { expect } from 'chai'
+import {
+  checkHistory,
+  findLostWrites,
+  type HistoryEntry,
+  type RegisterVerdict
+} from '@vipsec/compliance/coupling-store'
+import { EtcdCluster, type EtcdMember } from './etcd-cluster.js'
+import type { DpConfig, DpResult } from './partition-dp.js'
+import { PartitionNet } from './partition-net.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const TAG = `ep${(process.pid % 46656).toString(36)}`
+const OCTET = 100 + (process.pid % 150)
+const DVIPAS = ['10.9.0.1', '10.9.0.2']
+/** Clock slack between processes: every call's interval is widened by this much (ms). */
+const SLACK = 2
+const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** SIGKILLs a child process if it still runs. */
+function killChild(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  try {
+    process.kill(child.pid, 'SIGKILL')
+  } catch {
+    // it exited meanwhile
+  }
+}
+
+/** The merged verdict of one run. */
+interface Verdict {
+  registers: RegisterVerdict[]
+  lostWrites: string[]
+  /** `dvipa epoch: owners` for each epoch won by more than one claimer. */
+  doubleClaims: string[]
+  entries: HistoryEntry[]
+}
+
+/** A call that came back with a definite success. */
+const succeeded = (e: HistoryEntry): boolean =>
+  e.completedAt !== Infinity &&
+  ((e.kind === 'claim' && e.outcome.type === 'ok') ||
+    (e.kind === 'fenced' && e.outcome === 'ok') ||
+    (e.kind === 'read' && e.seen !== undefined))
+
+describe('EtcdCouplingStore under real network partitions (namespaces)', function () {
+  // every hook and test is bounded so that the file ends within 3 minutes whatever happens:
+  // 25 s to build, 4 x (25 s test + 8 s heal), 20 s to tear down
+  this.timeout(25_000)
+  let net: PartitionNet | undefined
+  let cluster: EtcdCluster | undefined
+  const children = new Set<ChildProcess>()
+  let run = 0
+  const summary: string[] = []
+
+  before(async function () {
+    net = await PartitionNet.up(TAG, OCTET, ['m0', 'm1', 'm2', 'c0', 'c1'])
+    cluster = await EtcdCluster.start({
+      placement: ['m0', 'm1', 'm2'].map((m) => ({ netns: net!.ns(m), host: net!.address(m) })),
+      args: ['--heartbeat-interval', '100', '--election-timeout', '1000']
+    })
+  })
+
+  after(async function () {
+    this.timeout(20_000)
+    for (const child of children) killChild(child)
+    try {
+      await cluster?.remove()
+    } finally {
+      await net?.down()
+      for (const line of summary) console.log(line)
+    }
+  })
+
+  afterEach(async function () {
+    this.timeout(8_000)
+    for (const child of children) killChild(child)
+    await net?.heal()
+    await cluster?.waitHealthy(cluster.members, 6_000)
+  })
+
+  /** Starts one client in its namespace; resolves once it is ready, with its result to come. */
+  async function dp(
+    node: 'c0' | 'c1',
+    config: DpConfig
+  ): Promise<{ go: () => void; result: Promise<DpResult> }> {
+    const child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        net!.ns(node),
+        process.execPath,
+        '--import',
+        'tsx',
+        '--conditions=vipsec-source',
+        join(here, 'partition-dp.ts'),
+        JSON.stringify(config)
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(here, '..') }
+    )
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    const ready = new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString('utf8')
+        if (stderr.includes('ready\n')) resolve()
+      })
+      void exited.then((code) => reject(new Error(`${node} exited ${code}: ${stderr}`)))
+    })
+    const timer = setTimeout(() => killChild(child), config.durationMs + 12_000)
+    await ready
+    const result = exited.then((code) => {
+      clearTimeout(timer)
+      children.delete(child)
+      if (code !== 0) throw new Error(`${node} exited ${code}: ${stderr.slice(-4000)}`)
+      return JSON.parse(stdout) as DpResult
+    })
+    return { go: () => child.stdin.end('go\n'), result }
+  }
+
+  /**
+   * Runs both clients for `durationMs` while `faults` runs (given the time they started, wall
+   * clock), and merges their histories.
+   */
+  async function race(
+    durationMs: number,
+    faults: (t0: number) => Promise<void>,
+    stale?: { client: 'c0'; from: EtcdMember },
+    beforeGo?: () => Promise<void>
+  ): Promise<Verdict> {
+    const keyPrefix = `partition-${process.pid}-${++run}/`
+    const hosts = cluster!.hosts
+    const clients = await Promise.all(
+      (['c0', 'c1'] as const).map(async (node, i) =>
+        dp(node, {
+          client: `dp-${node}`,
+          // each client lists the members in its own order
+          hosts: [...hosts.slice(i), ...hosts.slice(0, i)],
+          keyPrefix,
+          dvipas: DVIPAS,
+          durationMs,
+          ...(stale?.client === node ? { staleFrom: stale.from.url } : {})
+        })
+      )
+    )
+    await beforeGo?.()
+    const t0 = performance.timeOrigin + performance.now()
+    for (const c of clients) c.go()
+    await faults(t0)
+    const results = await Promise.all(clients.map(async (c) => c.result))
+    const entries = results.flatMap((r) =>
+      r.entries.map((e) => ({
+        ...e,
+        invokedAt: e.invokedAt - SLACK,
+        completedAt: e.completedAt === null ? Infinity : e.completedAt + SLACK
+      }))
+    )
+    const winners = new Map<string, Set<string>>()
+    for (const e of entries) {
+      if (e.kind !== 'claim' || e.outcome.type !== 'ok') continue
+      const key = `${e.dvipa} ${e.expected + 1}`
+      winners.set(key, new Set([...(winners.get(key) ?? []), e.owner]))
+    }
+    return {
+      registers: checkHistory(entries),
+      lostWrites: findLostWrites(
+        results.flatMap((r) => r.puts),
+        results.flatMap((r) => r.takes)
+      ),
+      doubleClaims: [...winners]
+        .filter(([, owners]) => owners.size > 1)
+        .map(([key, owners]) => `${key}: ${[...owners].join(', ')}`),
+      entries
+    }
+  }
+
+  /** Asserts the three promises and notes the run in the summary. */
+  function expectSound(name: string, v: Verdict): void {
+    const claims = v.entries.filter((e) => e.kind === 'claim' && succeeded(e)).length
+    const unknown = v.entries.filter((e) => e.completedAt === Infinity).length
+    summary.push(
+      `partition ${name}: ${v.registers.every((r) => r.linearizable) ? 'LINEARIZABLE' : 'NOT LINEARIZABLE'}` +
+        ` (${v.entries.length} calls, ${unknown} unknown, ${claims} claims won,` +
+        ` lost writes ${v.lostWrites.length}, double claims ${v.doubleClaims.length})`
+    )
+    expect(v.registers.map((r) => r.linearizable)).to.deep.equal(v.registers.map(() => true))
+    expect(v.lostWrites).to.deep.equal([])
+    expect(v.doubleClaims).to.deep.equal([])
+    expect(claims).to.be.greaterThan(0)
+  }
+
+  /** Successes of `client` among calls invoked in [from, to) and completed before `to`. */
+  const successes = (v: Verdict, client: string, from: number, to: number): number =>
+    v.entries.filter(
+      (e) => e.client === client && e.invokedAt >= from && e.completedAt <= to && succeeded(e)
+    ).length
+
+  it('(a) should stay linearizable with the leader isolated alone; the majority goes on', async () => {
+    const leader = await cluster!.leader()
+    expect(leader, 'a leader').to.not.equal(undefined)
+    let cut = 0
+    let healed = 0
+    const v = await race(9000, async (t0) => {
+      await sleep(1500)
+      await net!.isolate(leader!.name)
+      cut = performance.timeOrigin + performance.now()
+      await sleep(6000)
+      await net!.heal()
+      healed = performance.timeOrigin + performance.now()
+      void t0
+    })
+    expectSound(`(a) leader ${leader!.name} isolated`, v)
+    // after an election (about 1 s) and a failover of the clients, the majority serves again
+    const during = successes(v, 'dp-c0', cut, healed) + successes(v, 'dp-c1', cut, healed)
+    expect(during, 'calls that succeeded while the old leader was cut off').to.be.greaterThan(0)
+  })
+
+  it('(b) should let a client cut off with a minority member succeed at nothing', async () => {
+    const leader = await cluster!.leader()
+    const minority = cluster!.members.find((m) => m !== leader)!
+    let cut = 0
+    let healed = 0
+    const v = await race(9000, async () => {
+      await sleep(1500)
+      await net!.split(['c0', minority.name])
+      cut = performance.timeOrigin + performance.now()
+      await sleep(6000)
+      await net!.heal()
+      healed = performance.timeOrigin + performance.now()
+    })
+    expectSound(`(b) c0 with ${minority.name} cut off`, v)
+    expect(successes(v, 'dp-c0', cut, healed), 'dp-c0 successes while cut off').to.equal(0)
+    expect(successes(v, 'dp-c1', cut, healed), 'dp-c1 successes meanwhile').to.be.greaterThan(0)
+  })
+
+  it('(c) should heal under load: the cut-off client comes back, histories stay sound', async () => {
+    const leader = await cluster!.leader()
+    const minority = cluster!.members.find((m) => m !== leader)!
+    let healed = 0
+    const v = await race(
+      9000,
+      async () => {
+        await sleep(2500)
+        await net!.heal()
+        healed = performance.timeOrigin + performance.now()
+      },
+      undefined,
+      // the clients start while the network is whole, then c0 is cut off before they begin
+      async () => net!.split(['c0', minority.name])
+    )
+    expectSound(`(c) healed after c0 with ${minority.name} cut off`, v)
+    expect(successes(v, 'dp-c0', 0, healed), 'dp-c0 successes before the heal').to.equal(0)
+    expect(successes(v, 'dp-c0', healed, Infinity), 'dp-c0 after the heal').to.be.greaterThan(0)
+    await cluster!.waitHealthy(cluster!.members, 5_000)
+  })
+
+  it('should catch a client that reads the ownership serializably from an isolated member', async () => {
+    const leader = await cluster!.leader()
+    const isolated = cluster!.members.find((m) => m !== leader)!
+    // c0 keeps reaching the member over a link of its own after the switch cuts it off
+    await net!.backdoor('c0', isolated.name)
+    const v = await race(
+      6000,
+      async () => {
+        await sleep(1000)
+        await net!.isolate(isolated.name)
+      },
+      { client: 'c0', from: isolated }
+    )
+    const linearizable = v.registers.every((r) => r.linearizable)
+    summary.push(
+      `partition broken store (c0 reads serializably from isolated ${isolated.name}):` +
+        ` ${linearizable ? 'LINEARIZABLE (missed!)' : 'NOT LINEARIZABLE (caught)'}` +
+        ` (${v.entries.length} calls)`
+    )
+    expect(linearizable, 'the checker flags stale reads').to.equal(false)
+  })
+})
