@@ -1,6 +1,6 @@
 import { Container } from 'inversify'
 import { start, stop, TOKENS, type Startable, type Token } from '@vipsec/interface'
-import { ROLE_REQUIREMENTS, type NodeConfig, type NodeRole } from './config.js'
+import { ROLE_REQUIREMENTS, type NodeConfig, type NodeRole } from './schema.js'
 import {
   COMPONENT_TOKENS,
   NETWORK_BOOTSTRAP,

@@ -48,8 +48,17 @@ export {
   type NodeRole,
   type RandomConfig,
   type Resolve,
-  type StoreConfig
-} from './config.js'
+  type StoreConfig,
+  nodeConfigSchema
+} from './schema.js'
+export {
+  configErrorMap,
+  didYouMean,
+  formatPath,
+  parseConfig,
+  throwIssues,
+  type ConfigIssue
+} from './config-issues.js'
 export { createNode, type VipsecNode } from './create-node.js'
 export {
   COMPONENT_TOKENS,
@@ -60,4 +69,4 @@ export {
   runtimeModule,
   storeModule
 } from './modules.js'
-export { validateNodeConfig } from './validate-config.js'
+export { nodeConfigIssues, validateNodeConfig } from './validate-config.js'

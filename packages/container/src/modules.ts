@@ -35,7 +35,7 @@ import type {
   SoftwareEspConfig,
   UdpLinkConfig,
   VirtualNetworkConfig
-} from './config.js'
+} from './schema.js'
 
 /** The token under which a node's role is bound. */
 export const NODE_ROLE: Token<NodeConfig['role']> = Symbol.for('@vipsec/NodeRole') as Token<
@@ -155,7 +155,7 @@ export function componentsModule(config: NodeConfig): ContainerModule {
     for (const [key, spec] of Object.entries(config.components ?? {})) {
       if (spec === undefined) continue
       const token = COMPONENT_TOKENS[key as keyof NodeComponents]
-      if (!isBuiltIn(spec)) {
+      if (!isBuiltIn(spec as object)) {
         bindSpec(bind, token, spec as ComponentSpec<unknown>)
         continue
       }
