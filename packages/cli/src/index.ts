@@ -2,7 +2,9 @@
  * The `vipsec` command line: `vipsec demo` runs a simulated cluster (one primary, two backups,
  * three targets and IPsec peers sending requests), shows a live view, kills the primary, prints
  * the takeover timeline and a summary, and can write the timeline as an HTML page;
- * `vipsec node --config FILE` runs one node of a real cluster (JSON logs, Prometheus `/metrics`);
+ * `vipsec check --config FILE` checks a node's cluster, node and secrets files as a start would;
+ * `vipsec node --config FILE` runs one node of a real cluster (pino JSON logs, Prometheus
+ * `/metrics`, `/healthz`, `/readyz`);
  * `vipsec status` prints owners, epochs, SAs and connections from a Redis coupling store.
  *
  * @example Running the demo from code
@@ -16,29 +18,40 @@
  * @packageDocumentation
  */
 export { runDemo, type DemoOptions, type DemoSummary } from './demo.js'
-export { main } from './main.js'
-export { JsonLogger, logNodeEvents, type LogLevel } from './log.js'
+export { main, version } from './main.js'
+export { checkConfig, runCheck } from './check-command.js'
 export {
-  NodeMetrics,
-  renderPrometheus,
-  serveMetrics,
-  type Family,
-  type MetricsServer,
-  type Sample
-} from './metrics.js'
-export { networkFor, startNode, type RunningNode } from './node-command.js'
-export {
-  checkNodeFile,
-  readNodeFile,
-  toNodeConfig,
-  type AppFileSection,
-  type CertificateFileEntry,
-  type IkeFileSection,
-  type MetricsFileSection,
-  type NetworkFileSection,
+  clusterFileSchema,
+  nodeFileSchema,
+  secretsFileSchema,
+  type ClusterFile,
   type NodeFile,
-  type PskFileEntry,
-  type StoreFileSection
-} from './node-file.js'
+  type SecretsFile
+} from './config-files.js'
+export {
+  endpointsOf,
+  formatIssues,
+  loadConfig,
+  loadConfigOrThrow,
+  toNodeConfig,
+  type FileIssue,
+  type LoadedConfig,
+  type LoadOptions,
+  type LoadResult
+} from './load-config.js'
+export { addPartMetrics, isReady, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
+export { networkFor, startNode, type RunningNode, type StartOptions } from './node-command.js'
+export {
+  ConfigSyntaxError,
+  DEFAULT_IKE_PROPOSALS,
+  count,
+  espProposals,
+  identity,
+  ikeProposals,
+  inPrefix,
+  prefixRange,
+  seconds,
+  trafficSelectors
+} from './strongswan.js'
 export { formatStatus, readStatus, type DvipaReport } from './status-command.js'
 export { renderReport, type ReportInput } from './report.js'

@@ -69,4 +69,14 @@ export {
   runtimeModule,
   storeModule
 } from './modules.js'
+export {
+  NodeMetrics,
+  eventFields,
+  observeIke,
+  observeNode,
+  pinoLogger,
+  type ObservedParts,
+  type Observers,
+  type PinoLoggerInit
+} from './observe.js'
 export { nodeConfigIssues, validateNodeConfig } from './validate-config.js'
