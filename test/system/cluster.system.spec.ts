@@ -10,7 +10,6 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -36,13 +35,6 @@ const ids = {
   cluster: { type: 'fqdn', value: 'vpn.cluster.test' },
   peer: { type: 'fqdn', value: 'peer.example.test' }
 }
-const ts = (start: string, end = start) => ({
-  startAddress: start,
-  endAddress: end,
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-})
 /** One `vipsec node` process and the JSON lines it logged. */
 class NodeProcess {
   readonly lines: Record<string, unknown>[] = []
@@ -175,6 +167,25 @@ secrets {
 `
 }
 
+/** The cluster file every node reads: the same tunnel as swanctlConf(), from the cluster's side. */
+function clusterYaml(): string {
+  return `store: { type: redis, address: ${addr.store}:6379, prefix: "${tag}:" }
+nodes:
+${[...dps, ...targets].map((n) => `  ${n}: ${addr[n]}`).join('\n')}
+dvipas:
+  ${DVIPA}: { ranks: [${dps.join(', ')}], targets: [${targets.join(', ')}] }
+ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
+connections:
+  peer:
+    proposals: aes256gcm16-prfsha256-x25519
+    rekey_time: 0
+    local: { id: ${ids.cluster.value} }
+    remote: { id: ${ids.peer.value} }
+    children:
+      net: { local_ts: 10.77.0.0/24, remote_ts: ${INNER}/32, esp_proposals: aes256gcm16, rekey_time: 0 }
+`
+}
+
 /** redis-server in the store namespace, with a password and an append-only file in `dir`. */
 function startRedis(dir: string): ChildProcess {
   const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
@@ -230,82 +241,27 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
       'redis'
     )
 
-    // the nodes
-    const heartbeats = Object.fromEntries(dps.map((d) => [d, { address: addr[d], port: 7500 }]))
-    const targetHeartbeats = Object.fromEntries(
-      targets.map((t) => [t, { address: addr[t], port: 7500 }])
+    // the nodes: one cluster file, a node file each, the secrets beside them
+    writeFileSync(join(dir, 'cluster.yaml'), clusterYaml())
+    writeFileSync(
+      join(dir, 'secrets.yaml'),
+      `ike:\n  peer: { id: ${ids.peer.value}, secret: "${PSK}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`,
+      { mode: 0o600 }
     )
-    const linkOf = (me: string, others: string[]) => ({
-      local: { address: addr[me], port: 7400 },
-      peers: Object.fromEntries(
-        others.filter((o) => o !== me).map((o) => [o, { address: addr[o], port: 7400 }])
-      )
-    })
-    for (const dp of dps) {
-      const file = join(dir, `${dp}.json`)
+    for (const name of [...dps, ...targets]) {
+      const file = join(dir, `${name}.yaml`)
+      const apps = targets.includes(name) ? 'apps: [{ app: request-response, port: 7 }]\n' : ''
       writeFileSync(
         file,
-        JSON.stringify({
-          role: dp === 'dp-1' ? 'primary' : 'backup',
-          nodeId: dp,
-          store: {
-            type: 'redis',
-            init: { host: addr.store, port: 6379, password: REDIS_PASSWORD, keyPrefix: `${tag}:` }
-          },
-          network: { type: 'linux', init: { interface: 'eth0' } },
-          ike: {
-            psks: [{ remote: ids.peer, secret: PSK }],
-            peers: [
-              {
-                localIdentity: ids.cluster,
-                remoteIdentity: ids.peer,
-                phase1,
-                children: [
-                  {
-                    policy: phase2,
-                    mode: 'tunnel',
-                    local: [ts('10.77.0.0', '10.77.0.255')],
-                    remote: [ts(INNER)]
-                  }
-                ]
-              }
-            ],
-            retransmit: { timeoutMs: 500, backoff: 2, tries: 4 }
-          },
-          detector: { local: { address: addr[dp], port: 7500 } },
-          link: linkOf(dp, [...dps, ...targets]),
-          processor: {
-            dvipas: [{ dvipa: DVIPA, ranks: dps, targets: targets.map((t) => ({ node: t })) }],
-            heartbeats,
-            targetHeartbeats
-          }
-        })
+        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\n${apps}`
       )
-      nodes.set(dp, new NodeProcess(dp, file))
-      if (dp === 'dp-1')
+      nodes.set(name, new NodeProcess(name, file))
+      if (name === 'dp-1')
         await waitFor(
           () => nodes.get('dp-1')!.has('ownership:claimed'),
           60_000,
           'dp-1 to claim the DVIPA'
         )
-    }
-    for (const t of targets) {
-      const file = join(dir, `${t}.json`)
-      writeFileSync(
-        file,
-        JSON.stringify({
-          role: 'target',
-          nodeId: t,
-          network: { type: 'linux', init: { interface: 'eth0' } },
-          detector: {
-            local: { address: addr[t], port: 7500 },
-            announceTo: dps.map((d) => heartbeats[d])
-          },
-          link: linkOf(t, dps),
-          apps: [{ port: 7, app: 'request-response' }]
-        })
-      )
-      nodes.set(t, new NodeProcess(t, file))
     }
     await waitFor(
       () => [...nodes.values()].every((n) => n.has('node:started')),
@@ -400,7 +356,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
   async function restart(name: string): Promise<void> {
     const old = nodes.get(name)!
     await old.stop()
-    const again = new NodeProcess(name, join(dir, `${name}.json`))
+    const again = new NodeProcess(name, join(dir, `${name}.yaml`))
     nodes.set(name, again)
     await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
   }

@@ -1,0 +1,93 @@
+import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { get } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { expect } from 'chai'
+import { SystemClock } from '@vipsec/clock'
+import { TOKENS } from '@vipsec/interface'
+import { VirtualNetwork } from '@vipsec/network-virtual'
+import { main, startNode, version, type RunningNode } from '../src/index.js'
+
+const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
+
+function fetchText(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path }, (res) => {
+      let body = ''
+      res.on('data', (c) => (body += c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    }).on('error', reject)
+  })
+}
+
+describe('vipsec node', function () {
+  this.timeout(30_000)
+  let dir: string
+  let running: RunningNode | undefined
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vipsec-ops-node-'))
+    cpSync(fixtures, dir, { recursive: true })
+    chmodSync(join(dir, 'secrets.yaml'), 0o600)
+  })
+
+  afterEach(async () => {
+    await running?.stop()
+    running = undefined
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  describe('startNode', () => {
+    it('should claim the DVIPA, log pino lines with the writer apart from the subject, and serve /metrics, /healthz, /readyz', async () => {
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      await network.start()
+      await network.acquireAddress('10.9.0.1')
+      const lines: Record<string, unknown>[] = []
+      running = await startNode(join(dir, 'dp-1.yaml'), {
+        host: false,
+        network,
+        destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) }
+      })
+      const store = running.node.get(TOKENS.CouplingStore)
+      expect(await store.getOwnership('10.9.0.100')).to.include({ owner: 'dp-1', epoch: 1 })
+      const claimed = lines.find((l) => l.type === 'ownership:claimed')
+      expect(claimed).to.include({ node: 'dp-1', component: 'processor', level: 'info' })
+      expect(lines.find((l) => l.type === 'node:started')).to.include({ role: 'primary' })
+      expect(lines.every((l) => l.node === 'dp-1' && typeof l.time === 'string')).to.equal(true)
+      const port = running.adminPort!
+      const metrics = await fetchText(port, '/metrics')
+      expect(metrics.status).to.equal(200)
+      expect(metrics.body).to.match(/^vipsec_dvipa_owned\{dvipa="10\.9\.0\.100"\} 1$/m)
+      expect(metrics.body).to.match(/^vipsec_dvipa_epoch\{dvipa="10\.9\.0\.100"\} 1$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_takeover_duration_seconds histogram$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_ike_handshake_duration_seconds histogram$/m)
+      expect(metrics.body).to.match(/^vipsec_ownership_transitions_total\{type="ownership:claimed"\} 1$/m)
+      expect(metrics.body).to.match(/^vipsec_node_info\{node="dp-1",role="primary"\} 1$/m)
+      expect((await fetchText(port, '/healthz')).status).to.equal(200)
+      expect((await fetchText(port, '/readyz')).status).to.equal(200)
+      expect((await fetchText(port, '/nope')).status).to.equal(404)
+    })
+  })
+
+  describe('main', () => {
+    it('should print --help and --version for every command', async () => {
+      for (const command of ['demo', 'node', 'check', 'status']) {
+        const help: string[] = []
+        expect(await main([command, '--help'], (l) => help.push(l))).to.equal(0)
+        expect(help.join('\n')).to.include(`vipsec ${command}`)
+        const v: string[] = []
+        expect(await main([command, '--version'], (l) => v.push(l))).to.equal(0)
+        expect(v).to.deep.equal([version()])
+      }
+      expect(version()).to.match(/^\d+\.\d+\.\d+/)
+    })
+
+    it('should exit non-zero naming the field when the node cannot start', async () => {
+      const lines: string[] = []
+      const code = await main(['node', '--config', join(dir, 'missing.yaml')], (l) => lines.push(l))
+      expect(code).to.not.equal(0)
+      expect(lines.join('\n')).to.include('missing.yaml')
+    })
+  })
+})
