@@ -13,6 +13,7 @@
  * @module
  */
 import { isIP } from 'node:net'
+import type { Endpoint } from '@vipsec/interface'
 import * as z from 'zod'
 import { count, espProposals, identity, ikeProposals, seconds } from './strongswan.js'
 
@@ -36,7 +37,7 @@ const nodeName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, {
   message: 'expected 1 to 64 letters, digits, ".", "_" or "-"'
 })
 /** `host:port` or `[v6]:port`. */
-const endpoint = parsed(z.string(), (v) => {
+const endpoint = parsed(z.string(), (v): Endpoint => {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(v)
   const host = m?.[1] ?? m?.[2]
   if (m === null || host === undefined || isIP(host) === 0 || Number(m[3]) > 65535)
@@ -135,7 +136,7 @@ const storeSchema = z.discriminatedUnion('type', [
 ])
 
 /** The schema of the cluster file: the same on every node. */
-export const clusterFileSchema = z.strictObject({
+const clusterFile = z.strictObject({
   /** The coupling store. Required: a cluster without one would not survive its owner. */
   store: storeSchema,
   /** Every node's address on the cluster network, by node id. */
@@ -217,10 +218,13 @@ export const clusterFileSchema = z.strictObject({
 })
 
 /** The cluster file, as read (durations in seconds or ms, proposals and identities parsed). */
-export type ClusterFile = z.output<typeof clusterFileSchema>
+export type ClusterFile = z.output<typeof clusterFile>
+
+/** The schema of {@link ClusterFile}: parses the file's YAML value into it. */
+export const clusterFileSchema: z.ZodType<ClusterFile> = clusterFile
 
 /** The schema of a node file. */
-export const nodeFileSchema = z.strictObject({
+const nodeFile = z.strictObject({
   /** Which node of the cluster file this is. */
   node: nodeName,
   /** The cluster file, relative to this file. */
@@ -245,10 +249,13 @@ export const nodeFileSchema = z.strictObject({
 })
 
 /** A node file, as read. */
-export type NodeFile = z.output<typeof nodeFileSchema>
+export type NodeFile = z.output<typeof nodeFile>
+
+/** The schema of {@link NodeFile}: parses the file's YAML value into it. */
+export const nodeFileSchema: z.ZodType<NodeFile> = nodeFile
 
 /** The schema of the secrets file. */
-export const secretsFileSchema = z.strictObject({
+const secretsFile = z.strictObject({
   /** Pre-shared keys by name, as swanctl's `secrets { ike-NAME { id, secret } }`. */
   ike: z
     .record(
@@ -273,4 +280,7 @@ export const secretsFileSchema = z.strictObject({
 })
 
 /** A secrets file, as read. */
-export type SecretsFile = z.output<typeof secretsFileSchema>
+export type SecretsFile = z.output<typeof secretsFile>
+
+/** The schema of {@link SecretsFile}: parses the file's YAML value into it. */
+export const secretsFileSchema: z.ZodType<SecretsFile> = secretsFile

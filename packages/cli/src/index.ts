@@ -37,12 +37,14 @@ export {
   type FileIssue,
   type LoadedConfig,
   type LoadOptions,
-  type LoadResult
+  type LoadResult,
+  type NodeEndpoints
 } from './load-config.js'
 export { addPartMetrics, isReady, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
 export { networkFor, startNode, type RunningNode, type StartOptions } from './node-command.js'
 export {
   ConfigSyntaxError,
+  type AddressRange,
   DEFAULT_IKE_PROPOSALS,
   count,
   espProposals,

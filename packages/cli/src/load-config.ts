@@ -73,7 +73,27 @@ export interface LoadOptions {
 }
 
 /** The result of {@link loadConfig}: the configuration, or every problem found. */
-export type LoadResult = { ok: true; config: LoadedConfig } | { ok: false; issues: FileIssue[] }
+export type LoadResult =
+  | {
+      /** Everything checked out. */
+      ok: true
+      /** The configuration. */
+      config: LoadedConfig
+    }
+  | {
+      /** Something is wrong. */
+      ok: false
+      /** Every problem, each with its file and field. */
+      issues: FileIssue[]
+    }
+
+/** A node's endpoints on the cluster network. */
+export interface NodeEndpoints {
+  /** Its cluster-link endpoint. */
+  link: Endpoint
+  /** Its heartbeat endpoint. */
+  heartbeat: Endpoint
+}
 
 async function readYaml(path: string, label: string, issues: FileIssue[]): Promise<unknown> {
   let text: string
@@ -118,11 +138,13 @@ const nodeAddress = (cluster: ClusterFile, node: string): string | undefined => 
   return e === undefined ? undefined : typeof e === 'string' ? e : e.address
 }
 
-/** The link and heartbeat endpoints of a node of the cluster file. */
-export function endpointsOf(
-  cluster: ClusterFile,
-  node: string
-): { link: Endpoint; heartbeat: Endpoint } {
+/**
+ * The link and heartbeat endpoints of a node of the cluster file.
+ *
+ * @param cluster - the cluster file
+ * @param node - a node it defines
+ */
+export function endpointsOf(cluster: ClusterFile, node: string): NodeEndpoints {
   const e = cluster.nodes[node]!
   const address = typeof e === 'string' ? e : e.address
   const entry: { link_port?: number; heartbeat_port?: number } = typeof e === 'string' ? {} : e

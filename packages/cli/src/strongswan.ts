@@ -339,13 +339,23 @@ function fromBig(n: bigint, family: 4 | 6): string {
   return groups.join(':')
 }
 
+/** An address range of one family. */
+export interface AddressRange {
+  /** The first address. */
+  start: string
+  /** The last address. */
+  end: string
+  /** 4 or 6. */
+  family: 4 | 6
+}
+
 /**
  * The first and last address of a prefix, e.g. `10.77.0.0/24`.
  *
  * @param prefix - `address/length` (a bare address is a host)
  * @throws ConfigSyntaxError when the address or the length is wrong
  */
-export function prefixRange(prefix: string): { start: string; end: string; family: 4 | 6 } {
+export function prefixRange(prefix: string): AddressRange {
   const [address = '', length] = prefix.split('/')
   const family = isIP(address)
   if (family === 0) throw new ConfigSyntaxError(`'${address}' is not an IP address`)

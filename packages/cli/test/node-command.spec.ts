@@ -1,4 +1,4 @@
-import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { get } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -47,7 +47,9 @@ describe('vipsec node', function () {
       running = await startNode(join(dir, 'dp-1.yaml'), {
         host: false,
         network,
-        destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) }
+        destination: {
+          write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>)
+        }
       })
       const store = running.node.get(TOKENS.CouplingStore)
       expect(await store.getOwnership('10.9.0.100')).to.include({ owner: 'dp-1', epoch: 1 })
@@ -62,8 +64,21 @@ describe('vipsec node', function () {
       expect(metrics.body).to.match(/^vipsec_dvipa_epoch\{dvipa="10\.9\.0\.100"\} 1$/m)
       expect(metrics.body).to.match(/^# TYPE vipsec_takeover_duration_seconds histogram$/m)
       expect(metrics.body).to.match(/^# TYPE vipsec_ike_handshake_duration_seconds histogram$/m)
-      expect(metrics.body).to.match(/^vipsec_ownership_transitions_total\{type="ownership:claimed"\} 1$/m)
+      expect(metrics.body).to.match(
+        /^vipsec_ownership_transitions_total\{type="ownership:claimed"\} 1$/m
+      )
       expect(metrics.body).to.match(/^vipsec_node_info\{node="dp-1",role="primary"\} 1$/m)
+      const dashboard = readFileSync(
+        new URL('../../../docs/grafana-dashboard.json', import.meta.url),
+        'utf8'
+      )
+      const used = new Set(
+        [...dashboard.matchAll(/vipsec_[a-z_]+/g)].map((m) =>
+          m[0].replace(/_(bucket|count|sum)$/, '')
+        )
+      )
+      for (const name of used)
+        expect(metrics.body, `the dashboard's ${name}`).to.include(`# TYPE ${name} `)
       expect((await fetchText(port, '/healthz')).status).to.equal(200)
       expect((await fetchText(port, '/readyz')).status).to.equal(200)
       expect((await fetchText(port, '/nope')).status).to.equal(404)

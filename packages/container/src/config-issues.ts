@@ -144,6 +144,21 @@ function flatten(
   }
 }
 
+/** What {@link parseConfig} found: the parsed value, or every problem. */
+export type ParseResult<T> =
+  | {
+      /** The value is valid. */
+      ok: true
+      /** The parsed value (durations, proposals and the like already read). */
+      value: T
+    }
+  | {
+      /** The value is not valid. */
+      ok: false
+      /** Every problem, in the order found. */
+      issues: ConfigIssue[]
+    }
+
 /**
  * Parses a value with a schema and returns every problem found, each with its path.
  *
@@ -155,7 +170,7 @@ export function parseConfig<S extends z.ZodType>(
   schema: S,
   value: unknown,
   prefix: PropertyKey[] = []
-): { ok: true; value: z.output<S> } | { ok: false; issues: ConfigIssue[] } {
+): ParseResult<z.output<S>> {
   const result = schema.safeParse(value, { error: configErrorMap })
   if (result.success) return { ok: true, value: result.data }
   const issues: ConfigIssue[] = []

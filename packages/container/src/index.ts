@@ -57,7 +57,8 @@ export {
   formatPath,
   parseConfig,
   throwIssues,
-  type ConfigIssue
+  type ConfigIssue,
+  type ParseResult
 } from './config-issues.js'
 export { createNode, type VipsecNode } from './create-node.js'
 export {
@@ -75,6 +76,7 @@ export {
   observeIke,
   observeNode,
   pinoLogger,
+  type EventSource,
   type ObservedParts,
   type Observers,
   type PinoLoggerInit

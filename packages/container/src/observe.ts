@@ -197,6 +197,15 @@ function processorLevel(type: string): 'debug' | 'info' | 'warn' {
   return 'info'
 }
 
+/** A part that reports events. */
+export interface EventSource {
+  /** Its events. */
+  readonly events$: {
+    /** Calls `fn` with each event. */
+    subscribe(fn: (e: { type: string }) => void): unknown
+  }
+}
+
 /** A node's parts that {@link observeNode} watches; any may be absent for the role. */
 export interface ObservedParts {
   /** The distribution processor. */
@@ -204,7 +213,7 @@ export interface ObservedParts {
   /** The ESP engine. */
   esp?: EspEngine
   /** Anything else with `events$` (detector, network adapter, target stack), by component name. */
-  others: Record<string, { events$: { subscribe(fn: (e: { type: string }) => void): unknown } }>
+  others: Record<string, EventSource>
 }
 
 /**

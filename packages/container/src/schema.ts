@@ -116,24 +116,47 @@ const storeSchema = z.discriminatedUnion('type', [
 export type StoreConfig = z.output<typeof storeSchema>
 
 const clockSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('system') }),
-  z.strictObject({ type: z.literal('custom'), component: componentSpec<Clock>() })
+  z.strictObject({
+    /** The system clock. */
+    type: z.literal('system')
+  }),
+  z.strictObject({
+    /** A clock the integrator made. */
+    type: z.literal('custom'),
+    /** The clock or its factory. */
+    component: componentSpec<Clock>()
+  })
 ])
 
 /** Where time comes from: `system` (default) or `custom` (e.g. a shared `VirtualClock`). */
 export type ClockConfig = z.output<typeof clockSchema>
 
 const randomSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('crypto') }),
-  z.strictObject({ type: z.literal('seeded'), seed: z.string().min(1) }),
-  z.strictObject({ type: z.literal('custom'), component: componentSpec<RandomSource>() })
+  z.strictObject({
+    /** node:crypto. */
+    type: z.literal('crypto')
+  }),
+  z.strictObject({
+    /** A deterministic source: tests and simulations only. */
+    type: z.literal('seeded'),
+    /** The seed, not empty. */
+    seed: z.string().min(1)
+  }),
+  z.strictObject({
+    /** A source the integrator made. */
+    type: z.literal('custom'),
+    /** The source or its factory. */
+    component: componentSpec<RandomSource>()
+  })
 ])
 
 /** Where randomness comes from: `crypto` (default), `seeded` (tests only) or `custom`. */
 export type RandomConfig = z.output<typeof randomSchema>
 
 const softwareEsp = z.strictObject({
+  /** Selects `@vipsec/esp-software`. */
   type: z.literal('software'),
+  /** Its options: anti-replay window, worker threads. */
   init: options<SoftwareEspEngineInit>('@vipsec/esp-software').optional()
 })
 
@@ -141,7 +164,9 @@ const softwareEsp = z.strictObject({
 export type SoftwareEspConfig = z.output<typeof softwareEsp>
 
 const ikeV2 = z.strictObject({
+  /** Selects `@vipsec/ike-v2`. */
   type: z.literal('ike-v2'),
+  /** Its options: credentials, peers, timing. */
   init: options<IkeV2ServiceInit>('@vipsec/ike-v2')
 })
 
@@ -152,8 +177,11 @@ const ikeV2 = z.strictObject({
 export type IkeV2Config = z.output<typeof ikeV2>
 
 const heartbeat = z.strictObject({
+  /** Selects `@vipsec/detector-heartbeat`. */
   type: z.literal('heartbeat'),
+  /** Its options except the node id. */
   init: options<Omit<HeartbeatFailureDetectorInit, 'node'>>('@vipsec/detector-heartbeat'),
+  /** On a worker thread with its own UDP socket (real networks only). Default false. */
   worker: z.boolean().optional()
 })
 
@@ -165,7 +193,9 @@ const heartbeat = z.strictObject({
 export type HeartbeatDetectorConfig = z.output<typeof heartbeat>
 
 const lease = z.strictObject({
+  /** Selects `@vipsec/detector-lease`. */
   type: z.literal('lease'),
+  /** Its options except the node id. */
   init: options<Omit<LeaseFailureDetectorInit, 'node'>>('@vipsec/detector-lease')
 })
 
@@ -173,7 +203,9 @@ const lease = z.strictObject({
 export type LeaseDetectorConfig = z.output<typeof lease>
 
 const udpLink = z.strictObject({
+  /** Selects `@vipsec/cluster-link-udp`. */
   type: z.literal('udp'),
+  /** Its options except the node id. */
   init: options<Omit<UdpClusterLinkInit, 'node'>>('@vipsec/cluster-link-udp')
 })
 
@@ -181,8 +213,11 @@ const udpLink = z.strictObject({
 export type UdpLinkConfig = z.output<typeof udpLink>
 
 const virtualNetwork = z.strictObject({
+  /** Selects `@vipsec/network-virtual`. */
   type: z.literal('virtual'),
+  /** The network the node attaches to. */
   network: z.custom<VirtualNetwork>(isObject, { message: 'expected a VirtualNetwork' }),
+  /** The node's own addresses, acquired at start. */
   addresses: z.array(z.string())
 })
 
@@ -193,7 +228,9 @@ const virtualNetwork = z.strictObject({
 export type VirtualNetworkConfig = z.output<typeof virtualNetwork>
 
 const defaultProcessor = z.strictObject({
+  /** Selects the processor of `@vipsec/core`. */
   type: z.literal('default'),
+  /** Its options except the node id. */
   init: options<Omit<DefaultDistributionProcessorInit, 'node'>>('@vipsec/core')
 })
 
@@ -201,12 +238,17 @@ const defaultProcessor = z.strictObject({
 export type DefaultProcessorConfig = z.output<typeof defaultProcessor>
 
 const defaultTarget = z.strictObject({
+  /** Selects the target stack of `@vipsec/core`. */
   type: z.literal('default'),
+  /** Applications to register. */
   apps: z
     .array(
       z.strictObject({
+        /** IP protocol number (17 for UDP). */
         protocol: z.number().int().min(0).max(255),
+        /** Destination port. */
         port: z.number().int().min(0).max(65535),
+        /** The application. */
         handler: z.custom<AppHandler>((v) => typeof v === 'function' || isObject(v))
       })
     )
@@ -280,11 +322,7 @@ export const BUILT_IN_TYPES: Readonly<Record<keyof NodeComponents, readonly stri
   targetStack: ['default']
 }
 
-/**
- * The schema of {@link NodeConfig}, the options of `createNode`: the one definition its type
- * and its validation come from. Unknown fields are errors.
- */
-export const nodeConfigSchema = z
+const nodeConfig = z
   .strictObject({
     /** The node's role. */
     role: z.enum(['primary', 'backup', 'target']),
@@ -313,6 +351,7 @@ export const nodeConfigSchema = z
     /** Registers the node's metrics (prom-client) in this registry. Default: no metrics. */
     metrics: z
       .strictObject({
+        /** A prom-client registry. */
         registry: z.custom<Registry>(
           (v) => isObject(v) && typeof (v as Registry).registerMetric === 'function',
           { message: 'expected a prom-client Registry' }
@@ -335,4 +374,10 @@ export const nodeConfigSchema = z
   })
 
 /** The configuration of one node: the options of `createNode`, as {@link nodeConfigSchema} says. */
-export type NodeConfig = z.input<typeof nodeConfigSchema>
+export type NodeConfig = z.input<typeof nodeConfig>
+
+/**
+ * The schema of {@link NodeConfig}, the options of `createNode`: the one definition its type
+ * and its validation come from. Unknown fields are errors.
+ */
+export const nodeConfigSchema: z.ZodType<NodeConfig, NodeConfig> = nodeConfig
