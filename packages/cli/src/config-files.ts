@@ -270,6 +270,14 @@ const secretsFile = z.strictObject({
     .optional(),
   /** Private keys (PEM PKCS#8 files, relative to this file) of the local certificates. */
   private: z.array(z.string()).optional(),
+  /**
+   * The cluster key, 32 or more hex digits (16 bytes or more), the same on every node: it
+   * authenticates cluster-link frames and heartbeats. Without it they are not authenticated.
+   */
+  cluster_key: z
+    .string()
+    .regex(/^([0-9a-fA-F]{2}){16,}$/, { message: 'expected 32 or more hex digits' })
+    .optional(),
   /** Store credentials. */
   store: z
     .strictObject({

@@ -481,6 +481,8 @@ export function toNodeConfig(config: LoadedConfig, network: NetworkAdapter): Nod
       ? [...new Set(served.flatMap((d) => d.ranks))]
       : [...new Set([...dps, ...served.flatMap((d) => d.targets)])]
   const detector = cluster.detector ?? { type: 'heartbeat' as const }
+  const hex = config.secrets?.cluster_key
+  const key = hex === undefined ? undefined : new Uint8Array(Buffer.from(hex, 'hex'))
   const components: NodeComponents = {
     networkAdapter: { instance: network },
     clusterLink: {
@@ -489,7 +491,8 @@ export function toNodeConfig(config: LoadedConfig, network: NetworkAdapter): Nod
         local: ends.link,
         peers: Object.fromEntries(
           linkPeers.filter((p) => p !== me).map((p) => [p, endpointsOf(cluster, p).link])
-        )
+        ),
+        ...(key === undefined ? {} : { key })
       }
     }
   }
@@ -514,6 +517,7 @@ export function toNodeConfig(config: LoadedConfig, network: NetworkAdapter): Nod
         local: ends.heartbeat,
         intervalMs: hb.interval,
         multiplier: hb.multiplier,
+        key,
         ...(role === 'target'
           ? {
               announceTo: [...new Set(served.flatMap((d) => d.ranks))].map(

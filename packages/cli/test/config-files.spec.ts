@@ -194,6 +194,24 @@ describe('the cluster, node and secrets files', function () {
       ])
     })
 
+    it('should authenticate link frames and heartbeats with the cluster key of the secrets file', async () => {
+      const key = '00112233445566778899aabbccddeeff'
+      const result = await loadConfig(
+        variant(dir, 'secrets.yaml', (t) => `${t}cluster_key: ${key}\n`),
+        host
+      )
+      if (!result.ok) throw new Error(JSON.stringify(result.issues))
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      const c = toNodeConfig(result.config, network)
+      const bytes = new Uint8Array(Buffer.from(key, 'hex'))
+      expect((c.components?.clusterLink as { init: { key: Uint8Array } }).init.key).to.deep.equal(
+        bytes
+      )
+      expect(
+        (c.components?.failureDetector as { init: { key: Uint8Array } }).init.key
+      ).to.deep.equal(bytes)
+    })
+
     it('should wire the link and heartbeats to the other nodes from the cluster file', async () => {
       const result = await loadConfig(
         variant(dir, 'dp-1.yaml', (t) => t),
@@ -212,6 +230,9 @@ describe('the cluster, node and secrets files', function () {
           }
         }
       })
+      expect((c.components?.clusterLink as { init: { key?: unknown } }).init.key).to.equal(
+        undefined
+      )
       const dp = c.components?.distributionProcessor as { init: Record<string, unknown> }
       expect(dp.init.heartbeats).to.deep.equal({
         'dp-1': { address: '10.9.0.1', port: 7500 },

@@ -54,7 +54,7 @@ export function pinoLogger(init: PinoLoggerInit): ComponentLogger {
  * An event as log fields: byte arrays as their length, bigints as text, and the event's own
  * `node` (the node it is about) as `subject`, so that `node` stays the writer.
  */
-export function eventFields(event: { type: string } & object): LogFields {
+export function eventFields<E extends { type: string }>(event: E): LogFields {
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(event)) {
     const key = k === 'node' ? 'subject' : k
