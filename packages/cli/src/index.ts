@@ -52,8 +52,18 @@ export {
   ikeProposals,
   inPrefix,
   prefixRange,
+  proposalName,
+  selectorName,
   seconds,
   trafficSelectors
 } from './strongswan.js'
-export { formatStatus, readStatus, type DvipaReport } from './status-command.js'
+export {
+  formatStatus,
+  isEmpty,
+  readStatus,
+  statusTarget,
+  type ChildReport,
+  type DvipaReport,
+  type PeerReport
+} from './status-command.js'
 export { renderReport, type ReportInput } from './report.js'

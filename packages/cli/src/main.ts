@@ -4,7 +4,8 @@ import { checkConfig, runCheck } from './check-command.js'
 import { formatIssues } from './load-config.js'
 import { runDemo, type DemoOptions } from './demo.js'
 import { startNode } from './node-command.js'
-import { formatStatus, readStatus } from './status-command.js'
+import type { RedisCouplingStoreInit } from '@vipsec/store-redis'
+import { formatStatus, isEmpty, readStatus, statusTarget } from './status-command.js'
 
 const COMMANDS: Record<string, string> = {
   demo: `vipsec demo [options]: run a simulated cluster, kill its owner and show the takeover
@@ -23,8 +24,9 @@ const COMMANDS: Record<string, string> = {
 store nor network; prints each problem as file: field: message, exits 1 if there is any
   --config FILE      the node file
   --no-host          skip the checks of this host (interface, subnets, the node's address)`,
-  status: `vipsec status [options]: owners, epochs, SAs and connections from a Redis coupling store
-  --redis URL        the store (default redis://127.0.0.1:6379)
+  status: `vipsec status [options]: owners, epochs, every IKE and Child SA from a Redis coupling store
+  --config FILE      a node file: the store, its password and the DVIPAs from its cluster and secrets
+  --redis URL        the store (default redis://127.0.0.1:6379), without --config
   --prefix P         the cluster's key prefix (default vipsec:)
   --dvipa A          a DVIPA to show (repeat for more)
   --json             one JSON line instead of a table`
@@ -167,6 +169,7 @@ export async function main(
         const { values } = parseArgs({
           args: rest,
           options: {
+            config: { type: 'string' },
             redis: { type: 'string' },
             prefix: { type: 'string' },
             dvipa: { type: 'string', multiple: true },
@@ -174,15 +177,21 @@ export async function main(
           },
           strict: true
         })
-        if (values.dvipa === undefined || values.dvipa.length === 0)
-          throw new Error('--dvipa is required')
-        const reports = await readStatus(
-          {
-            url: values.redis ?? 'redis://127.0.0.1:6379',
-            ...(values.prefix === undefined ? {} : { keyPrefix: values.prefix })
-          },
-          values.dvipa
-        )
+        const fromFile = values.config === undefined ? undefined : await statusTarget(values.config)
+        const init: RedisCouplingStoreInit = fromFile?.init ?? {
+          url: values.redis ?? 'redis://127.0.0.1:6379'
+        }
+        if (values.prefix !== undefined) init.keyPrefix = values.prefix
+        const dvipas = values.dvipa ?? fromFile?.dvipas ?? []
+        if (dvipas.length === 0) throw new Error('--dvipa (or --config) is required')
+        const reports = await readStatus(init, dvipas)
+        if (isEmpty(reports)) {
+          const where = fromFile?.where ?? values.redis ?? 'redis://127.0.0.1:6379'
+          print(
+            `vipsec status: nothing under prefix '${init.keyPrefix ?? 'vipsec:'}' at ${where} for ${dvipas.join(', ')}: no cluster there (a wrong --prefix?)`
+          )
+          return 1
+        }
         if (values.json === true) print(JSON.stringify(reports))
         else for (const line of formatStatus(reports)) print(line)
         return 0

@@ -465,3 +465,72 @@ export function trafficSelectors(value: string | string[], dynamic?: string): Tr
     return { startAddress: start, endAddress: end, protocol, startPort, endPort }
   })
 }
+
+const ENCRYPTION_NAMES: Record<string, string> = {
+  'aes-gcm-16': 'gcm16',
+  'aes-cbc': '',
+  'null-aes-gmac': 'gmac'
+}
+const INTEGRITY_NAMES: Record<string, string> = {
+  'hmac-sha2-256-128': 'sha256',
+  'hmac-sha2-384-192': 'sha384',
+  'hmac-sha2-512-256': 'sha512'
+}
+const PRF_NAMES: Record<string, string> = {
+  'hmac-sha2-256': 'prfsha256',
+  'hmac-sha2-384': 'prfsha384',
+  'hmac-sha2-512': 'prfsha512'
+}
+const GROUP_NAMES: Record<string, string> = {
+  curve25519: 'x25519',
+  ecp256: 'ecp256',
+  modp2048: 'modp2048'
+}
+
+/**
+ * A proposal in strongSwan's words, the inverse of {@link ikeProposals} and
+ * {@link espProposals}: e.g. `aes256gcm16-prfsha256-x25519`.
+ *
+ * @param proposal - an IKE or Child SA proposal
+ */
+export function proposalName(proposal: IkeProposal | ChildProposal): string {
+  const parts = proposal.encryption.map(
+    (e) => `aes${e.keyBits}${ENCRYPTION_NAMES[e.algorithm] ?? e.algorithm}`
+  )
+  parts.push(...proposal.integrity.filter((i) => i !== 'none').map((i) => INTEGRITY_NAMES[i] ?? i))
+  if ('prf' in proposal) parts.push(...proposal.prf.map((p) => PRF_NAMES[p] ?? p))
+  parts.push(...proposal.keyExchange.filter((g) => g !== 'none').map((g) => GROUP_NAMES[g] ?? g))
+  if ('extendedSequenceNumbers' in proposal && proposal.extendedSequenceNumbers.includes(true))
+    parts.push(proposal.extendedSequenceNumbers.includes(false) ? 'esn-noesn' : 'esn')
+  return parts.join('-')
+}
+
+/**
+ * A traffic selector as swanctl prints it: a prefix where the range is one, else `first-last`,
+ * with `[protocol/ports]` unless they are any.
+ *
+ * @param ts - the selector
+ */
+export function selectorName(ts: TrafficSelector): string {
+  const family = isIP(ts.startAddress) as 4 | 6
+  const bits = family === 4 ? 32 : 128
+  const start = toBig(ts.startAddress)
+  const size = toBig(ts.endAddress) - start + 1n
+  let range = `${ts.startAddress}-${ts.endAddress}`
+  for (let len = 0; len <= bits; len++) {
+    if (size === 1n << BigInt(bits - len) && start % size === 0n) {
+      range = `${fromBig(start, family)}/${len}`
+      break
+    }
+  }
+  const anyPorts = ts.startPort === 0 && ts.endPort === 65535
+  if (ts.protocol === 0 && anyPorts) return range
+  const name =
+    Object.entries(PROTOCOLS).find(([, n]) => n === ts.protocol)?.[0] ?? String(ts.protocol)
+  const ports = anyPorts
+    ? ''
+    : ts.startPort === ts.endPort
+      ? `/${ts.startPort}`
+      : `/${ts.startPort}-${ts.endPort}`
+  return `${range}[${name}${ports}]`
+}
