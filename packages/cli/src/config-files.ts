@@ -235,6 +235,19 @@ const nodeFile = z.strictObject({
   interface: z.string().min(1),
   /** Where `/metrics`, `/healthz` and `/readyz` are served, e.g. `127.0.0.1:9100`. Default: none. */
   admin: endpoint.optional(),
+  /**
+   * A program run on every ownership transition and every ESP SA installed or removed, with the
+   * event in its environment (`VIPSEC_EVENT`, `VIPSEC_DVIPA`, ...), like keepalived's
+   * `notify_master` or strongSwan's updown script. Relative to this file.
+   */
+  hook: z
+    .strictObject({
+      /** The program (run without a shell). */
+      command: z.string().min(1),
+      /** The most time a run may take. Default 10s. */
+      timeout: ms.optional()
+    })
+    .optional(),
   /** Built-in applications this node serves as a target. */
   apps: z
     .array(

@@ -19,6 +19,7 @@
  */
 export { runDemo, type DemoOptions, type DemoSummary } from './demo.js'
 export { main, version } from './main.js'
+export { HOOK_EVENTS, runHooks, type HookOptions } from './hooks.js'
 export { checkConfig, runCheck } from './check-command.js'
 export {
   clusterFileSchema,

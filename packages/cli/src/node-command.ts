@@ -1,3 +1,4 @@
+import { dirname, resolve } from 'node:path'
 import { createNode, pinoLogger, type VipsecNode } from '@vipsec/container'
 import { InvalidConfigError, type NetworkAdapter } from '@vipsec/interface'
 import type { DestinationStream, Level } from 'pino'
@@ -7,6 +8,7 @@ import {
   type LoadedConfig,
   type LoadOptions
 } from './load-config.js'
+import { runHooks } from './hooks.js'
 import { addPartMetrics, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
 
 /** A running `vipsec node`. */
@@ -73,6 +75,14 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
   const node = createNode({ ...toNodeConfig(config, network), logger, metrics: { registry } })
   addPartMetrics(registry, node)
   const log = logger.forComponent('node')
+  const hooks =
+    config.node.hook === undefined
+      ? undefined
+      : runHooks(node, {
+          command: resolve(dirname(resolve(path)), config.node.hook.command),
+          log: logger.forComponent('hook'),
+          ...(config.node.hook.timeout === undefined ? {} : { timeoutMs: config.node.hook.timeout })
+        })
   await node.start()
   let admin: AdminServer | undefined
   if (config.node.admin !== undefined)
@@ -84,8 +94,9 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
     adminPort: admin?.port,
     async stop() {
       await node.stop()
-      await new Promise<void>((resolve) =>
-        admin === undefined ? resolve() : admin.server.close(() => resolve())
+      await hooks?.()
+      await new Promise<void>((done) =>
+        admin === undefined ? done() : admin.server.close(() => done())
       )
       log.info({ type: 'node:stopped' }, 'node stopped')
     }

@@ -1,4 +1,12 @@
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import {
+  appendFileSync,
+  chmodSync,
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
 import { get } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -82,6 +90,55 @@ describe('vipsec node', function () {
       expect((await fetchText(port, '/healthz')).status).to.equal(200)
       expect((await fetchText(port, '/readyz')).status).to.equal(200)
       expect((await fetchText(port, '/nope')).status).to.equal(404)
+    })
+  })
+
+  describe('a hook', () => {
+    it('should run on the ownership claim and each ESP SA with the event in its environment', async () => {
+      const out = join(dir, 'hook.out')
+      writeFileSync(
+        join(dir, 'hook.sh'),
+        `#!/bin/sh\necho "$VIPSEC_EVENT $VIPSEC_NODE $VIPSEC_DVIPA $VIPSEC_EPOCH" >> ${out}\n`,
+        { mode: 0o755 }
+      )
+      appendFileSync(join(dir, 'dp-1.yaml'), 'hook: { command: hook.sh, timeout: 5s }\n')
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      await network.start()
+      await network.acquireAddress('10.9.0.1')
+      running = await startNode(join(dir, 'dp-1.yaml'), {
+        host: false,
+        network,
+        destination: { write: () => undefined }
+      })
+      await running.stop()
+      running = undefined
+      expect(readFileSync(out, 'utf8').split('\n')).to.include(
+        'ownership:claimed dp-1 10.9.0.100 1'
+      )
+    })
+
+    it('should log a hook that fails, and keep the node running', async () => {
+      appendFileSync(join(dir, 'dp-1.yaml'), 'hook: { command: no-such-hook }\n')
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      await network.start()
+      await network.acquireAddress('10.9.0.1')
+      const lines: Record<string, unknown>[] = []
+      running = await startNode(join(dir, 'dp-1.yaml'), {
+        host: false,
+        network,
+        destination: {
+          write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>)
+        }
+      })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const started = running.node.isStarted()
+      await running.stop()
+      running = undefined
+      expect(lines.find((l) => l.type === 'hook:failed')).to.include({
+        component: 'hook',
+        event: 'ownership:claimed'
+      })
+      expect(started).to.equal(true)
     })
   })
 
