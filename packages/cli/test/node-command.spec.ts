@@ -93,6 +93,29 @@ describe('vipsec node', function () {
     })
   })
 
+  describe('a target', () => {
+    it('should start from its node file without secrets and serve its own metrics', async () => {
+      writeFileSync(
+        join(dir, 'target-1.yaml'),
+        'node: target-1\ncluster: cluster.yaml\ninterface: eth0\nadmin: 127.0.0.1:0\napps: [{ app: echo, port: 7 }]\n'
+      )
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('target-1')
+      await network.start()
+      await network.acquireAddress('10.9.1.1')
+      running = await startNode(join(dir, 'target-1.yaml'), {
+        host: false,
+        network,
+        destination: { write: () => undefined }
+      })
+      expect(running.config.role).to.equal('target')
+      const metrics = await fetchText(running.adminPort!, '/metrics')
+      expect(metrics.body).to.match(/^vipsec_node_info\{node="target-1",role="target"\} 1$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_link_frames_total counter$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_target_packets_total counter$/m)
+      expect((await fetchText(running.adminPort!, '/readyz')).status).to.equal(200)
+    })
+  })
+
   describe('a hook', () => {
     it('should run on the ownership claim and each ESP SA with the event in its environment', async () => {
       const out = join(dir, 'hook.out')
