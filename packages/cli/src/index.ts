@@ -65,6 +65,7 @@ export {
   statusTarget,
   type ChildReport,
   type DvipaReport,
-  type PeerReport
+  type PeerReport,
+  type StatusTarget
 } from './status-command.js'
 export { renderReport, type ReportInput } from './report.js'

@@ -128,15 +128,23 @@ export async function readStatus(
   }
 }
 
+/** Where `vipsec status` reads from. */
+export interface StatusTarget {
+  /** How to reach the store, password included. */
+  init: RedisCouplingStoreInit
+  /** The DVIPAs of the cluster file. */
+  dvipas: string[]
+  /** The store's `host:port`, for messages. */
+  where: string
+}
+
 /**
  * The store and DVIPAs a node file's cluster names, with the password from its secrets file.
  *
  * @param path - a node file
  * @throws InvalidConfigError naming the field when the files are wrong, or the store is not Redis
  */
-export async function statusTarget(
-  path: string
-): Promise<{ init: RedisCouplingStoreInit; dvipas: string[]; where: string }> {
+export async function statusTarget(path: string): Promise<StatusTarget> {
   const config = await loadConfigOrThrow(path, { host: false })
   const store = config.cluster.store
   if (store.type !== 'redis')

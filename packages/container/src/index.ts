@@ -79,6 +79,7 @@ export {
   type EventSource,
   type ObservedParts,
   type Observers,
-  type PinoLoggerInit
+  type PinoLoggerInit,
+  type TypedEvent
 } from './observe.js'
 export { nodeConfigIssues, validateNodeConfig } from './validate-config.js'

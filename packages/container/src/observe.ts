@@ -50,11 +50,17 @@ export function pinoLogger(init: PinoLoggerInit): ComponentLogger {
   }
 }
 
+/** Anything with an event type. */
+export interface TypedEvent {
+  /** The event type, `noun:verb`. */
+  type: string
+}
+
 /**
  * An event as log fields: byte arrays as their length, bigints as text, and the event's own
  * `node` (the node it is about) as `subject`, so that `node` stays the writer.
  */
-export function eventFields<E extends { type: string }>(event: E): LogFields {
+export function eventFields<E extends TypedEvent>(event: E): LogFields {
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(event)) {
     const key = k === 'node' ? 'subject' : k
