@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
+import { writeKeyFile } from '../../packages/cli/src/index.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const tag = `v${process.pid % 10000}`
@@ -241,8 +242,10 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
       'redis'
     )
 
-    // the nodes: one cluster file, a node file each, the secrets beside them
+    // the nodes: one cluster file, a node file each, the secrets and a cluster key file made as
+    // `vipsec keygen` makes it beside them
     writeFileSync(join(dir, 'cluster.yaml'), clusterYaml())
+    await writeKeyFile(join(dir, 'cluster.key'))
     writeFileSync(
       join(dir, 'secrets.yaml'),
       `ike:\n  peer: { id: ${ids.peer.value}, secret: "${PSK}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`,
@@ -253,7 +256,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
       const apps = targets.includes(name) ? 'apps: [{ app: request-response, port: 7 }]\n' : ''
       writeFileSync(
         file,
-        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\n${apps}`
+        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n${apps}`
       )
       nodes.set(name, new NodeProcess(name, file))
       if (name === 'dp-1')
