@@ -78,11 +78,13 @@ say "network $tag-* up"
 
 # 2. the coupling store
 ip netns exec "$tag-store" redis-server --bind "${addr[store]}" --port 6379 --requirepass "$REDIS_PASSWORD" \
-  --dir "$dir" --save '' >"$dir/redis.log" 2>&1 &
+  --dir "$dir" --appendonly yes --save '' >"$dir/redis.log" 2>&1 &
 pid[redis]=$!
 wait_for 10 redis in_ns store redis-cli -h "${addr[store]}" -a "$REDIS_PASSWORD" --no-auth-warning ping
 
-# 2. the nodes: one cluster file for all, a node file each, the secrets apart (docs/node.md)
+# 2. the nodes: one cluster file for all, a node file each, the secrets apart (docs/node.md),
+# and one cluster key for all (`vipsec keygen`, a 0600 file)
+(cd "$root" && node --import tsx --conditions=vipsec-source packages/cli/src/bin.ts keygen --out "$dir/cluster.key") >/dev/null
 cat >"$dir/cluster.yaml" <<EOF
 store: { type: redis, address: ${addr[store]}:6379, prefix: "$tag:" }
 nodes:
@@ -109,7 +111,7 @@ store: { password: "$REDIS_PASSWORD" }
 EOF
 )
 for n in dp-1 dp-2 dp-3 target-1 target-2; do
-  printf 'node: %s\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\n' "$n" >"$dir/$n.yaml"
+  printf 'node: %s\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n' "$n" >"$dir/$n.yaml"
 done
 for t in target-1 target-2; do echo 'apps: [{ app: request-response, port: 7 }]' >>"$dir/$t.yaml"; done
 start_node() {
