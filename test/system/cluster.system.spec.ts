@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
 import { writeKeyFile } from '../../packages/cli/src/index.js'
+import { NodeProcess } from './helpers/node-process.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const tag = `v${process.pid % 10000}`
@@ -36,66 +37,6 @@ const ids = {
   cluster: { type: 'fqdn', value: 'vpn.cluster.test' },
   peer: { type: 'fqdn', value: 'peer.example.test' }
 }
-/** One `vipsec node` process and the JSON lines it logged. */
-class NodeProcess {
-  readonly lines: Record<string, unknown>[] = []
-  readonly proc: ChildProcess
-
-  constructor(
-    readonly name: string,
-    config: string
-  ) {
-    const bin = join(root, 'packages/cli/src/bin.ts')
-    const args = [
-      'netns',
-      'exec',
-      ns(name),
-      process.execPath,
-      '--import',
-      'tsx',
-      '--conditions=vipsec-source',
-      bin
-    ]
-    this.proc = spawn('ip', [...args, 'node', '--config', config], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      try {
-        this.lines.push(JSON.parse(line) as Record<string, unknown>)
-      } catch {
-        this.lines.push({ type: 'text', line })
-      }
-    })
-    createInterface({ input: this.proc.stderr! }).on('line', (line) =>
-      this.lines.push({ type: 'stderr', line })
-    )
-  }
-
-  has(type: string, where: Record<string, unknown> = {}): boolean {
-    return this.lines.some(
-      (l) => l.type === type && Object.entries(where).every(([k, v]) => l[k] === v)
-    )
-  }
-
-  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
-    try {
-      process.kill(this.proc.pid, signal)
-    } catch {
-      // it exited meanwhile
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
-    const exited = new Promise((resolve) => this.proc.once('exit', resolve))
-    this.kill('SIGTERM')
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000))])
-    this.kill('SIGKILL')
-  }
-}
-
 /** The client behind charon: sends requests on four flows, logs each answer with its time. */
 function startClient(): {
   proc: ChildProcess
@@ -258,7 +199,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
         file,
         `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n${apps}`
       )
-      nodes.set(name, new NodeProcess(name, file))
+      nodes.set(name, new NodeProcess(name, file, ns(name)))
       if (name === 'dp-1')
         await waitFor(
           () => nodes.get('dp-1')!.has('ownership:claimed'),
@@ -359,7 +300,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
   async function restart(name: string): Promise<void> {
     const old = nodes.get(name)!
     await old.stop()
-    const again = new NodeProcess(name, join(dir, `${name}.yaml`))
+    const again = new NodeProcess(name, join(dir, `${name}.yaml`), ns(name))
     nodes.set(name, again)
     await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
   }

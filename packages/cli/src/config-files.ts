@@ -174,8 +174,11 @@ const clusterFile = z.strictObject({
       ranks: z.array(nodeName).min(1),
       /** The targets connections are distributed to. */
       targets: z.array(nodeName).min(1),
-      /** `round-robin` (default) or `least-connections`. */
-      policy: z.enum(['round-robin', 'least-connections']).optional()
+      /**
+       * `round-robin` (default), `least-connections`, or `source-hash` (a peer's inner source
+       * address always on the same target while the targets stay).
+       */
+      policy: z.enum(['round-robin', 'least-connections', 'source-hash']).optional()
     })
   ),
   /** The cluster link between the nodes. */
