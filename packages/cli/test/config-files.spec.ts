@@ -214,6 +214,18 @@ describe('the cluster, node and secrets files', function () {
       ).to.deep.equal(keys)
     })
 
+    it('should give the processor a DVIPA’s policy, source-hash included, and refuse others', async () => {
+      const withPolicy = (p: string) => (t: string) =>
+        t.replace('    targets: [target-1]\n', `    targets: [target-1]\n    policy: ${p}\n`)
+      const result = await loadConfig(variant(dir, 'cluster.yaml', withPolicy('source-hash')), host)
+      if (!result.ok) throw new Error(JSON.stringify(result.issues))
+      expect(result.config.dvipas[0]?.policy).to.equal('source-hash')
+      const bad = await loadConfig(variant(dir, 'cluster.yaml', withPolicy('source-hsh')), host)
+      expect(bad.ok ? [] : bad.issues.map((i) => i.path)).to.deep.equal([
+        'dvipas.10.9.0.100.policy'
+      ])
+    })
+
     it('should wire the link and heartbeats to the other nodes from the cluster file', async () => {
       const result = await loadConfig(
         variant(dir, 'dp-1.yaml', (t) => t),
