@@ -300,7 +300,7 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
     }
 
     const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
-    args.push('--dir', dir, '--save', '')
+    args.push('--dir', dir, '--appendonly', 'yes', '--save', '')
     redis = spawn('ip', ['netns', 'exec', ns('store'), 'redis-server', ...args], {
       stdio: 'ignore'
     })
@@ -361,7 +361,13 @@ connections:
       )
       nodes.set(name, new NodeProcess(name, file, ns(name)))
       if (name === 'dp-1')
-        await waitFor(() => nodes.get('dp-1')!.has('ownership:claimed'), 60_000, 'dp-1 to claim')
+        await waitFor(
+          () => nodes.get('dp-1')!.has('ownership:claimed'),
+          60_000,
+          'dp-1 to claim'
+        ).catch((err: Error) => {
+          throw new Error(`${err.message}: ${JSON.stringify(nodes.get('dp-1')!.lines.slice(-5))}`)
+        })
     }
     await waitFor(() => all().every((n) => n.has('node:started')), 60_000, 'every node to start')
     charon = new Charon(ns('peer'))
