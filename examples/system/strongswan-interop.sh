@@ -82,79 +82,41 @@ ip netns exec "$tag-store" redis-server --bind "${addr[store]}" --port 6379 --re
 pid[redis]=$!
 wait_for 10 redis in_ns store redis-cli -h "${addr[store]}" -a "$REDIS_PASSWORD" --no-auth-warning ping
 
-# 2. the nodes: one cluster key for all (`vipsec keygen`, a 0600 file), a JSON configuration
-# each (see docs/node.md), then `vipsec node --config`
+# 2. the nodes: one cluster file for all, a node file each, the secrets apart (docs/node.md),
+# and one cluster key for all (`vipsec keygen`, a 0600 file)
 (cd "$root" && node --import tsx --conditions=vipsec-source packages/cli/src/bin.ts keygen --out "$dir/cluster.key") >/dev/null
-selector() { echo "{\"startAddress\":\"$1\",\"endAddress\":\"$2\",\"protocol\":0,\"startPort\":0,\"endPort\":65535}"; }
-endpoint() { echo "{\"address\":\"${addr[$1]}\",\"port\":$2}"; }
-peers_of() { # cluster-link peers of $1 among the rest of the arguments
-  local me=$1 out='' n
-  shift
-  for n in "$@"; do [[ $n == "$me" ]] || out+="${out:+,}\"$n\":$(endpoint "$n" 7400)"; done
-  echo "{$out}"
-}
-cluster_id='{"type":"fqdn","value":"vpn.cluster.test"}'
-peer_id='{"type":"fqdn","value":"peer.example.test"}'
-heartbeats="{\"dp-1\":$(endpoint dp-1 7500),\"dp-2\":$(endpoint dp-2 7500),\"dp-3\":$(endpoint dp-3 7500)}"
-for dp in dp-1 dp-2 dp-3; do
-  role=backup
-  [[ $dp == dp-1 ]] && role=primary
-  cat >"$dir/$dp.json" <<EOF
-{
-  "role": "$role",
-  "nodeId": "$dp",
-  "store": { "type": "redis", "init": { "host": "${addr[store]}", "port": 6379, "password": "$REDIS_PASSWORD", "keyPrefix": "$tag:" } },
-  "network": { "type": "linux", "init": { "interface": "eth0" } },
-  "ike": {
-    "psks": [{ "remote": $peer_id, "secret": "$PSK" }],
-    "peers": [{
-      "localIdentity": $cluster_id,
-      "remoteIdentity": $peer_id,
-      "phase1": {
-        "proposals": [{ "encryption": [{ "algorithm": "aes-gcm-16", "keyBits": 256 }], "integrity": ["none"], "prf": ["hmac-sha2-256"], "keyExchange": ["curve25519"] }],
-        "authMethod": "psk",
-        "lifetime": { "rekeySeconds": 0, "reauthSeconds": 0 },
-        "liveness": { "intervalMs": 0, "timeoutMs": 0 }
-      },
-      "children": [{
-        "policy": {
-          "proposals": [{ "protocol": "esp", "encryption": [{ "algorithm": "aes-gcm-16", "keyBits": 256 }], "integrity": ["none"], "keyExchange": ["none"], "extendedSequenceNumbers": [true, false] }],
-          "pfsGroup": "none",
-          "lifetime": { "softSeconds": 0, "hardSeconds": 0, "softBytes": 0, "hardBytes": 0, "softPackets": 0, "hardPackets": 0 }
-        },
-        "mode": "tunnel",
-        "local": [$(selector 10.77.0.0 10.77.0.255)],
-        "remote": [$(selector 172.16.2.1 172.16.2.1)]
-      }]
-    }]
-  },
-  "detector": { "local": $(endpoint "$dp" 7500) },
-  "link": { "local": $(endpoint "$dp" 7400), "peers": $(peers_of "$dp" dp-1 dp-2 dp-3 target-1 target-2) },
-  "clusterKeys": ["cluster.key"],
-  "processor": {
-    "dvipas": [{ "dvipa": "$DVIPA", "ranks": ["dp-1", "dp-2", "dp-3"], "targets": [{ "node": "target-1" }, { "node": "target-2" }] }],
-    "heartbeats": $heartbeats,
-    "targetHeartbeats": { "target-1": $(endpoint target-1 7500), "target-2": $(endpoint target-2 7500) }
-  }
-}
+cat >"$dir/cluster.yaml" <<EOF
+store: { type: redis, address: ${addr[store]}:6379, prefix: "$tag:" }
+nodes:
+  dp-1: ${addr[dp-1]}
+  dp-2: ${addr[dp-2]}
+  dp-3: ${addr[dp-3]}
+  target-1: ${addr[target-1]}
+  target-2: ${addr[target-2]}
+dvipas:
+  $DVIPA: { ranks: [dp-1, dp-2, dp-3], targets: [target-1, target-2] }
+connections:
+  peer:
+    proposals: aes256gcm16-prfsha256-x25519
+    rekey_time: 0
+    local: { id: vpn.cluster.test }
+    remote: { id: peer.example.test }
+    children:
+      net: { local_ts: 10.77.0.0/24, remote_ts: 172.16.2.1/32, esp_proposals: aes256gcm16, rekey_time: 0 }
 EOF
-done
-for t in target-1 target-2; do
-  cat >"$dir/$t.json" <<EOF
-{
-  "role": "target",
-  "nodeId": "$t",
-  "network": { "type": "linux", "init": { "interface": "eth0" } },
-  "detector": { "local": $(endpoint "$t" 7500), "announceTo": [$(endpoint dp-1 7500), $(endpoint dp-2 7500), $(endpoint dp-3 7500)] },
-  "link": { "local": $(endpoint "$t" 7400), "peers": $(peers_of "$t" dp-1 dp-2 dp-3) },
-  "clusterKeys": ["cluster.key"],
-  "apps": [{ "port": 7, "app": "request-response" }]
-}
+(umask 077 && cat >"$dir/secrets.yaml" <<EOF
+ike:
+  peer: { id: peer.example.test, secret: "$PSK" }
+store: { password: "$REDIS_PASSWORD" }
 EOF
+)
+for n in dp-1 dp-2 dp-3 target-1 target-2; do
+  printf 'node: %s\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n' "$n" >"$dir/$n.yaml"
 done
+for t in target-1 target-2; do echo 'apps: [{ app: request-response, port: 7 }]' >>"$dir/$t.yaml"; done
 start_node() {
   (cd "$root" && exec ip netns exec "$tag-$1" node --import tsx --conditions=vipsec-source \
-    packages/cli/src/bin.ts node --config "$dir/$1.json") >"$dir/$1.log" 2>&1 &
+    packages/cli/src/bin.ts node --config "$dir/$1.yaml") >"$dir/$1.log" 2>&1 &
   pid[$1]=$!
 }
 start_node dp-1

@@ -19,7 +19,6 @@ import { encodeMessage, FrameGuard, LINK_MAGIC, type ClusterKey } from '@vipsec/
 import { heartbeatGuard } from '@vipsec/detector-heartbeat'
 import { buildIpPacket, buildUdp } from '@vipsec/esp-software'
 import type { ClusterMessage, Endpoint } from '@vipsec/interface'
-import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
 import { NodeProcess } from './helpers/node-process.js'
 
@@ -47,13 +46,6 @@ const ids = {
   cluster: { type: 'fqdn', value: 'vpn.cluster.test' },
   peer: { type: 'fqdn', value: 'peer.example.test' }
 }
-const ts = (start: string, end = start) => ({
-  startAddress: start,
-  endAddress: end,
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-})
 const link = (node: string): Endpoint => ({ address: addr[node]!, port: 7400 })
 const beat = (node: string): Endpoint => ({ address: addr[node]!, port: 7500 })
 
@@ -336,73 +328,46 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
     )
 
     key = await writeKeyFile(join(dir, 'cluster.key'))
-    const heartbeats = Object.fromEntries(dps.map((d) => [d, beat(d)]))
-    const targetHeartbeats = Object.fromEntries(targets.map((t) => [t, beat(t)]))
-    const linkOf = (me: string, others: string[]) => ({
-      local: link(me),
-      peers: Object.fromEntries(others.filter((o) => o !== me).map((o) => [o, link(o)]))
-    })
-    const common = { clusterKeys: ['cluster.key'], metrics: { address: '127.0.0.1', port: 0 } }
-    for (const dp of dps) {
-      const file = join(dir, `${dp}.json`)
+    // one cluster file, the secrets beside it, a node file each naming the key (docs/node.md)
+    writeFileSync(
+      join(dir, 'cluster.yaml'),
+      `store: { type: redis, address: ${addr.store}:6379, prefix: "${tag}:" }
+nodes:
+${[...dps, ...targets].map((n) => `  ${n}: ${addr[n]}`).join('\n')}
+dvipas:
+  ${DVIPA}: { ranks: [${dps.join(', ')}], targets: [${targets.join(', ')}] }
+ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
+connections:
+  peer:
+    proposals: aes256gcm16-prfsha256-x25519
+    rekey_time: 0
+    local: { id: ${ids.cluster.value} }
+    remote: { id: ${ids.peer.value} }
+    children:
+      net: { local_ts: 10.77.0.0/24, remote_ts: ${INNER}/32, esp_proposals: aes256gcm16, rekey_time: 0 }
+`
+    )
+    writeFileSync(
+      join(dir, 'secrets.yaml'),
+      `ike:\n  peer: { id: ${ids.peer.value}, secret: "${PSK}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`,
+      { mode: 0o600 }
+    )
+    for (const name of [...dps, ...targets]) {
+      const file = join(dir, `${name}.yaml`)
+      const apps = targets.includes(name) ? 'apps: [{ app: request-response, port: 7 }]\n' : ''
       writeFileSync(
         file,
-        JSON.stringify({
-          role: dp === 'dp-1' ? 'primary' : 'backup',
-          nodeId: dp,
-          store: {
-            type: 'redis',
-            init: { host: addr.store, port: 6379, password: REDIS_PASSWORD, keyPrefix: `${tag}:` }
-          },
-          network: { type: 'linux', init: { interface: 'eth0' } },
-          ike: {
-            psks: [{ remote: ids.peer, secret: PSK }],
-            peers: [
-              {
-                localIdentity: ids.cluster,
-                remoteIdentity: ids.peer,
-                phase1,
-                children: [
-                  {
-                    policy: phase2,
-                    mode: 'tunnel',
-                    local: [ts('10.77.0.0', '10.77.0.255')],
-                    remote: [ts(INNER)]
-                  }
-                ]
-              }
-            ],
-            retransmit: { timeoutMs: 500, backoff: 2, tries: 4 }
-          },
-          detector: { local: beat(dp) },
-          link: linkOf(dp, [...dps, ...targets]),
-          processor: {
-            dvipas: [{ dvipa: DVIPA, ranks: dps, targets: targets.map((t) => ({ node: t })) }],
-            heartbeats,
-            targetHeartbeats
-          },
-          ...common
-        })
+        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\nadmin: 127.0.0.1:0\ncluster_key_files: [cluster.key]\n${apps}`
       )
-      nodes.set(dp, new NodeProcess(dp, file, ns(dp)))
-      if (dp === 'dp-1')
-        await waitFor(() => nodes.get('dp-1')!.has('ownership:claimed'), 60_000, 'dp-1 to claim')
-    }
-    for (const t of targets) {
-      const file = join(dir, `${t}.json`)
-      writeFileSync(
-        file,
-        JSON.stringify({
-          role: 'target',
-          nodeId: t,
-          network: { type: 'linux', init: { interface: 'eth0' } },
-          detector: { local: beat(t), announceTo: dps.map((d) => heartbeats[d]) },
-          link: linkOf(t, dps),
-          apps: [{ port: 7, app: 'request-response' }],
-          ...common
+      nodes.set(name, new NodeProcess(name, file, ns(name)))
+      if (name === 'dp-1')
+        await waitFor(
+          () => nodes.get('dp-1')!.has('ownership:claimed'),
+          60_000,
+          'dp-1 to claim'
+        ).catch((err: Error) => {
+          throw new Error(`${err.message}: ${JSON.stringify(nodes.get('dp-1')!.lines.slice(-5))}`)
         })
-      )
-      nodes.set(t, new NodeProcess(t, file, ns(t)))
     }
     await waitFor(() => all().every((n) => n.has('node:started')), 60_000, 'every node to start')
     charon = new Charon(ns('peer'))
@@ -624,12 +589,12 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
     const name = killed!
     const old = nodes.get(name)!
     await old.stop()
-    const again = new NodeProcess(name, join(dir, `${name}.json`), ns(name))
+    const again = new NodeProcess(name, join(dir, `${name}.yaml`), ns(name))
     nodes.set(name, again)
     await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
     const heir = nodes.get(owner)!
     await waitFor(
-      () => heir.lines.some((l) => l.type === 'node:recovered' && l.node === name),
+      () => heir.lines.some((l) => l.type === 'node:recovered' && l.subject === name),
       10_000,
       `${owner} to hear ${name} again`
     )

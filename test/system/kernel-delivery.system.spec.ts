@@ -12,9 +12,9 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
 import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
-import { NodeProcess } from './node-process.js'
+import { writeKeyFile } from '../../packages/cli/src/index.js'
+import { NodeProcess } from './helpers/node-process.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const fixtures = join(root, 'test/system/fixtures')
@@ -42,13 +42,6 @@ const ids = {
   cluster: { type: 'fqdn', value: 'vpn.cluster.test' },
   peer: { type: 'fqdn', value: 'peer.example.test' }
 }
-const ts = (start: string, end = start) => ({
-  startAddress: start,
-  endAddress: end,
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-})
 
 function swanctlConf(): string {
   return `connections {
@@ -207,7 +200,7 @@ describe('real applications behind the DVIPA through kernel delivery', function 
   async function restart(name: string): Promise<void> {
     const old = nodes.get(name)!
     await old.stop()
-    const again = new NodeProcess(name, old.ns, old.config)
+    const again = new NodeProcess(name, old.config, old.ns)
     nodes.set(name, again)
     await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
   }
@@ -236,87 +229,54 @@ describe('real applications behind the DVIPA through kernel delivery', function 
       'redis'
     )
 
-    const heartbeats = Object.fromEntries(dps.map((d) => [d, { address: addr[d], port: 7500 }]))
-    const targetHeartbeats = Object.fromEntries(
-      targets.map((t) => [t, { address: addr[t], port: 7500 }])
+    // one cluster file, the secrets and a cluster key beside it, a node file each (docs/node.md)
+    writeFileSync(
+      join(dir, 'cluster.yaml'),
+      `store: { type: redis, address: ${addr.store}:6379, prefix: "${tag}:" }
+nodes:
+${[...dps, ...targets].map((n) => `  ${n}: ${addr[n]}`).join('\n')}
+dvipas:
+  # a peer address stays on one target: iperf3's control and data connections
+  ${DVIPA}: { ranks: [${dps.join(', ')}], targets: [${targets.join(', ')}], policy: source-hash }
+ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
+connections:
+  peer:
+    proposals: aes256gcm16-prfsha256-x25519
+    rekey_time: 0
+    local: { id: ${ids.cluster.value} }
+    remote: { id: ${ids.peer.value} }
+    children:
+      net: { local_ts: 10.77.0.0/24, remote_ts: 172.16.2.0/28, esp_proposals: aes256gcm16, rekey_time: 0 }
+`
     )
-    const linkOf = (me: string, others: string[]) => ({
-      local: { address: addr[me], port: 7400 },
-      peers: Object.fromEntries(
-        others.filter((o) => o !== me).map((o) => [o, { address: addr[o], port: 7400 }])
-      )
-    })
-    for (const dp of dps) {
-      const file = join(dir, `${dp}.json`)
+    writeFileSync(
+      join(dir, 'secrets.yaml'),
+      `ike:\n  peer: { id: ${ids.peer.value}, secret: "${PSK}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`,
+      { mode: 0o600 }
+    )
+    await writeKeyFile(join(dir, 'cluster.key'))
+    const nodeFile = (name: string, extra = ''): string => {
+      const file = join(dir, `${name}.yaml`)
       writeFileSync(
         file,
-        JSON.stringify({
-          role: dp === 'dp-1' ? 'primary' : 'backup',
-          nodeId: dp,
-          store: {
-            type: 'redis',
-            init: { host: addr.store, port: 6379, password: REDIS_PASSWORD, keyPrefix: `${tag}:` }
-          },
-          network: { type: 'linux', init: { interface: 'eth0' } },
-          ike: {
-            psks: [{ remote: ids.peer, secret: PSK }],
-            peers: [
-              {
-                localIdentity: ids.cluster,
-                remoteIdentity: ids.peer,
-                phase1,
-                children: [
-                  {
-                    policy: phase2,
-                    mode: 'tunnel',
-                    local: [ts('10.77.0.0', '10.77.0.255')],
-                    remote: [ts('172.16.2.0', '172.16.2.15')]
-                  }
-                ]
-              }
-            ],
-            retransmit: { timeoutMs: 500, backoff: 2, tries: 4 }
-          },
-          detector: { local: { address: addr[dp], port: 7500 } },
-          link: linkOf(dp, [...dps, ...targets]),
-          processor: {
-            dvipas: [
-              {
-                dvipa: DVIPA,
-                ranks: dps,
-                targets: targets.map((t) => ({ node: t })),
-                // a peer address stays on one target: iperf3's control and data connections
-                policy: 'source-hash'
-              }
-            ],
-            heartbeats,
-            targetHeartbeats
-          }
-        })
+        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n${extra}`
       )
-      nodes.set(dp, new NodeProcess(dp, ns(dp), file))
+      return file
+    }
+    for (const dp of dps) {
+      nodes.set(dp, new NodeProcess(dp, nodeFile(dp), ns(dp)))
       if (dp === 'dp-1')
         await waitFor(() => nodes.get('dp-1')!.has('ownership:claimed'), 60_000, 'dp-1 to claim')
     }
-    for (const t of targets) {
-      const file = join(dir, `${t}.json`)
-      writeFileSync(
-        file,
-        JSON.stringify({
-          role: 'target',
-          nodeId: t,
-          network: { type: 'linux', init: { interface: 'eth0' } },
-          detector: {
-            local: { address: addr[t], port: 7500 },
-            announceTo: dps.map((d) => heartbeats[d])
-          },
-          link: linkOf(t, dps),
-          deliver: 'kernel',
-          kernel: { addresses: [SERVICE] }
-        })
+    for (const t of targets)
+      nodes.set(
+        t,
+        new NodeProcess(
+          t,
+          nodeFile(t, `deliver: kernel\nkernel: { addresses: [${SERVICE}] }\n`),
+          ns(t)
+        )
       )
-      nodes.set(t, new NodeProcess(t, ns(t), file))
-    }
     await waitFor(
       () => [...nodes.values()].every((n) => n.has('node:started')),
       60_000,

@@ -23,9 +23,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { PHASE1 as phase1, PHASE2 as phase2 } from '@vipsec/simulation'
 import { Charon, sh, startEcho, waitFor } from '../../ike-v2/test/helpers/netns.js'
-import { NodeProcess } from '../../../test/system/node-process.js'
+import { writeKeyFile } from '../../../packages/cli/src/index.js'
+import { NodeProcess } from '../../../test/system/helpers/node-process.js'
 
 const { values } = parseArgs({
   options: {
@@ -258,68 +258,42 @@ async function measure(system: Result['system'], dpPid: number): Promise<Result>
 
 async function benchVipsec(dir: string): Promise<Result> {
   const nodes: NodeProcess[] = []
-  const link = (me: string, other: string, otherAddress: string, myAddress: string) => ({
-    local: { address: myAddress, port: 7400 },
-    peers: { [other]: { address: otherAddress, port: 7400 } }
-  })
-  const ts = (start: string, end = start) => ({
-    startAddress: start,
-    endAddress: end,
-    protocol: 0,
-    startPort: 0,
-    endPort: 65535
-  })
+  // the cluster file, the secrets, a cluster key and a node file each (docs/node.md)
   writeFileSync(
-    join(dir, 'dp.json'),
-    JSON.stringify({
-      role: 'primary',
-      nodeId: 'dp-1',
-      store: { type: 'memory' },
-      network: { type: 'linux', init: { interface: 'eth0' } },
-      ike: {
-        psks: [{ remote: { type: 'fqdn', value: ids.peer }, secret: PSK }],
-        peers: [
-          {
-            localIdentity: { type: 'fqdn', value: ids.cluster },
-            remoteIdentity: { type: 'fqdn', value: ids.peer },
-            phase1,
-            children: [
-              {
-                policy: phase2,
-                mode: 'tunnel',
-                local: [ts('10.77.0.0', '10.77.0.255')],
-                remote: [ts(CLIENT)]
-              }
-            ]
-          }
-        ]
-      },
-      detector: { local: { address: DP, port: 7500 } },
-      link: link('dp-1', 'target-1', TARGET, DP),
-      processor: {
-        dvipas: [{ dvipa: DVIPA, ranks: ['dp-1'], targets: [{ node: 'target-1' }] }],
-        heartbeats: { 'dp-1': { address: DP, port: 7500 } }
-      }
-    })
+    join(dir, 'cluster.yaml'),
+    `store: { type: memory }
+nodes: { dp-1: ${DP}, target-1: ${TARGET} }
+dvipas:
+  ${DVIPA}: { ranks: [dp-1], targets: [target-1] }
+connections:
+  peer:
+    proposals: aes256gcm16-prfsha256-x25519
+    rekey_time: 0
+    local: { id: ${ids.cluster} }
+    remote: { id: ${ids.peer} }
+    children:
+      net: { local_ts: 10.77.0.0/24, remote_ts: ${CLIENT}/32, esp_proposals: aes256gcm16, rekey_time: 0 }
+`
   )
   writeFileSync(
-    join(dir, 'target.json'),
-    JSON.stringify({
-      role: 'target',
-      nodeId: 'target-1',
-      network: { type: 'linux', init: { interface: 'eth0' } },
-      detector: {
-        local: { address: TARGET, port: 7500 },
-        announceTo: [{ address: DP, port: 7500 }]
-      },
-      link: link('target-1', 'dp-1', DP, TARGET),
-      kernel: { addresses: [SERVICE] }
-    })
+    join(dir, 'secrets.yaml'),
+    `ike:\n  peer: { id: ${ids.peer}, secret: "${PSK}" }\n`,
+    {
+      mode: 0o600
+    }
+  )
+  await writeKeyFile(join(dir, 'cluster.key'))
+  const common =
+    'cluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n'
+  writeFileSync(join(dir, 'dp.yaml'), `node: dp-1\n${common}`)
+  writeFileSync(
+    join(dir, 'target.yaml'),
+    `node: target-1\n${common}kernel: { addresses: [${SERVICE}] }\n`
   )
   const charon = new Charon(ns('peer'))
   try {
-    nodes.push(new NodeProcess('dp-1', ns('dp-1'), join(dir, 'dp.json')))
-    nodes.push(new NodeProcess('target-1', ns('target-1'), join(dir, 'target.json')))
+    nodes.push(new NodeProcess('dp-1', join(dir, 'dp.yaml'), ns('dp-1')))
+    nodes.push(new NodeProcess('target-1', join(dir, 'target.yaml'), ns('target-1')))
     await waitFor(() => nodes.every((n) => n.has('node:started')), 60_000, 'the vipsec nodes')
     await charon.start(peerConf())
     charon.swanctl(['--initiate', '--child', 'net'])

@@ -2,8 +2,11 @@
  * The `vipsec` command line: `vipsec demo` runs a simulated cluster (one primary, two backups,
  * three targets and IPsec peers sending requests), shows a live view, kills the primary, prints
  * the takeover timeline and a summary, and can write the timeline as an HTML page;
- * `vipsec node --config FILE` runs one node of a real cluster (JSON logs, Prometheus `/metrics`);
- * `vipsec status` prints owners, epochs, SAs and connections from a Redis or etcd coupling store.
+ * `vipsec check --config FILE` checks a node's cluster, node and secrets files as a start would;
+ * `vipsec node --config FILE` runs one node of a real cluster (pino JSON logs, Prometheus
+ * `/metrics`, `/healthz`, `/readyz`);
+ * `vipsec status` prints owners, epochs, SAs and connections from a Redis or etcd coupling store;
+ * `vipsec keygen --out FILE` writes a new cluster key file.
  *
  * @example Running the demo from code
  * ```ts
@@ -16,32 +19,58 @@
  * @packageDocumentation
  */
 export { runDemo, type DemoOptions, type DemoSummary } from './demo.js'
-export { writeKeyFile, type KeygenOptions } from './keygen-command.js'
-export { main } from './main.js'
-export { JsonLogger, logNodeEvents, type LogLevel } from './log.js'
+export { main, version } from './main.js'
+export { HOOK_EVENTS, runHooks, type HookOptions } from './hooks.js'
+export { checkConfig, runCheck } from './check-command.js'
 export {
-  NodeMetrics,
-  renderPrometheus,
-  serveMetrics,
-  type Family,
-  type MetricsServer,
-  type Sample
-} from './metrics.js'
-export { networkFor, startNode, type RunningNode } from './node-command.js'
-export {
-  checkNodeFile,
-  readNodeFile,
-  toNodeConfig,
-  type AppFileSection,
-  type KernelFileSection,
-  type CertificateFileEntry,
-  type IkeFileSection,
-  type InlineClusterKey,
-  type MetricsFileSection,
-  type NetworkFileSection,
+  clusterFileSchema,
+  nodeFileSchema,
+  secretsFileSchema,
+  type ClusterFile,
   type NodeFile,
-  type PskFileEntry,
-  type StoreFileSection
-} from './node-file.js'
-export { formatStatus, readStatus, type DvipaReport, type StatusSource } from './status-command.js'
+  type SecretsFile
+} from './config-files.js'
+export {
+  endpointsOf,
+  formatIssues,
+  loadConfig,
+  loadConfigOrThrow,
+  toNodeConfig,
+  type FileIssue,
+  type LoadedConfig,
+  type LoadOptions,
+  type LoadResult,
+  type NodeEndpoints
+} from './load-config.js'
+export { writeKeyFile, type KeygenOptions } from './keygen-command.js'
+export { addClusterNetworkMetrics } from './link-metrics.js'
+export { addPartMetrics, isReady, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
+export { networkFor, startNode, type RunningNode, type StartOptions } from './node-command.js'
+export {
+  ConfigSyntaxError,
+  type AddressRange,
+  DEFAULT_IKE_PROPOSALS,
+  count,
+  espProposals,
+  identity,
+  ikeProposals,
+  inPrefix,
+  prefixRange,
+  proposalName,
+  selectorName,
+  seconds,
+  trafficSelectors
+} from './strongswan.js'
+export {
+  formatStatus,
+  isEmpty,
+  prefixOf,
+  readStatus,
+  statusTarget,
+  type ChildReport,
+  type DvipaReport,
+  type PeerReport,
+  type StatusSource,
+  type StatusTarget
+} from './status-command.js'
 export { renderReport, type ReportInput } from './report.js'

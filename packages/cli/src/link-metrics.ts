@@ -5,52 +5,66 @@ import {
   ThreadedHeartbeatFailureDetector
 } from '@vipsec/detector-heartbeat'
 import { TOKENS } from '@vipsec/interface'
-import type { Family } from './metrics.js'
+import { Counter, type Registry } from 'prom-client'
+
+interface NetworkCounters {
+  sent: number
+  received: number
+  dropped: Record<string, number>
+}
+
+function register(
+  registry: Registry,
+  prefix: string,
+  what: string,
+  counters: () => NetworkCounters
+): void {
+  const registers = [registry]
+  new Counter({
+    name: `vipsec_${prefix}_total`,
+    help: `${what} sent and accepted`,
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      const c = counters()
+      this.reset()
+      this.inc({ kind: 'sent' }, c.sent)
+      this.inc({ kind: 'received' }, c.received)
+    }
+  })
+  new Counter({
+    name: `vipsec_${prefix}_dropped_total`,
+    help: `${what} received and dropped, by reason`,
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset()
+      for (const [reason, n] of Object.entries(counters().dropped)) this.inc({ reason }, n)
+    }
+  })
+}
 
 /**
- * The metrics of a node's cluster network: frames of the cluster link and heartbeats sent,
- * received, and dropped by reason (forged, replayed, too old, unknown key, ...). Parts that are
- * not the built-in link or heartbeat detector have none.
+ * Registers the metrics of a node's cluster network, read at scrape time: frames of the cluster
+ * link and heartbeats sent, received (`vipsec_link_frames_total{kind}`,
+ * `vipsec_heartbeats_total{kind}`), and dropped by reason (forged, replayed, too old, unknown
+ * key, ...: `vipsec_link_frames_dropped_total{reason}`, `vipsec_heartbeats_dropped_total{reason}`).
+ * Parts that are not the built-in link or heartbeat detector have none.
  *
+ * @param registry - the node's registry
  * @param node - the node
+ * @returns whether the cluster link's metrics were registered
  */
-export function clusterNetworkFamilies(node: VipsecNode): Family[] {
-  const nodeLabel = { node: node.nodeId }
-  const families: Family[] = []
-  const add = (
-    prefix: string,
-    what: string,
-    c: { sent: number; received: number; dropped: Record<string, number> }
-  ): void => {
-    families.push(
-      {
-        name: `vipsec_${prefix}_total`,
-        help: `${what} sent and accepted`,
-        type: 'counter',
-        samples: [
-          { labels: { ...nodeLabel, kind: 'sent' }, value: c.sent },
-          { labels: { ...nodeLabel, kind: 'received' }, value: c.received }
-        ]
-      },
-      {
-        name: `vipsec_${prefix}_dropped_total`,
-        help: `${what} received and dropped, by reason`,
-        type: 'counter',
-        samples: Object.entries(c.dropped).map(([reason, value]) => ({
-          labels: { ...nodeLabel, reason },
-          value
-        }))
-      }
-    )
-  }
+export function addClusterNetworkMetrics(registry: Registry, node: VipsecNode): boolean {
   const link = node.has(TOKENS.ClusterLink) ? node.get(TOKENS.ClusterLink) : undefined
-  if (link instanceof UdpClusterLink) add('link_frames', 'Cluster-link frames', link.counters())
+  if (link instanceof UdpClusterLink)
+    register(registry, 'link_frames', 'Cluster-link frames', () => link.counters())
   const detector = node.has(TOKENS.FailureDetector) ? node.get(TOKENS.FailureDetector) : undefined
   if (
     detector instanceof HeartbeatFailureDetector ||
     detector instanceof ThreadedHeartbeatFailureDetector
   ) {
-    add('heartbeats', 'Heartbeats', detector.counters())
+    register(registry, 'heartbeats', 'Heartbeats', () => detector.counters())
   }
-  return families
+  return link instanceof UdpClusterLink
 }

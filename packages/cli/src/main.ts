@@ -1,36 +1,75 @@
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { checkConfig, runCheck } from './check-command.js'
+import { formatIssues } from './load-config.js'
 import { runDemo, type DemoOptions } from './demo.js'
-import type { LogLevel } from './log.js'
 import { startNode } from './node-command.js'
-import { formatStatus, readStatus } from './status-command.js'
 import { writeKeyFile } from './keygen-command.js'
+import {
+  formatStatus,
+  isEmpty,
+  prefixOf,
+  readStatus,
+  statusTarget,
+  type StatusSource
+} from './status-command.js'
 
-const USAGE = `usage: vipsec <command> [options]
+const COMMANDS: Record<string, string> = {
+  demo: `vipsec demo [options]: run a simulated cluster, kill its owner and show the takeover
+  --peers N          IPsec peers (default 6)
+  --failure KIND     crash | partition | none (default crash)
+  --before MS        virtual ms before the failure (default 3000)
+  --after MS         virtual ms after it (default 4000)
+  --speed X          virtual time per real time, 0 = as fast as possible (default 1)
+  --seed S           simulation seed (default demo)
+  --report FILE      write the takeover timeline as an HTML page`,
+  node: `vipsec node --config FILE [options]: run a node until SIGTERM or SIGINT
+  --config FILE      the node file (YAML; it names the cluster and secrets files)
+  --log LEVEL        error | warn | info | debug (default info)
+  SIGHUP checks the files again and logs what a restart would change`,
+  check: `vipsec check --config FILE [options]: check everything a start would, touching neither
+store nor network; prints each problem as file: field: message, exits 1 if there is any
+  --config FILE      the node file
+  --no-host          skip the checks of this host (interface, subnets, the node's address)`,
+  status: `vipsec status [options]: owners, epochs, every IKE and Child SA from a Redis or etcd coupling store
+  --config FILE      a node file: the store, its password and the DVIPAs from its cluster and secrets
+  --redis URL        the store (default redis://127.0.0.1:6379), without --config
+  --etcd URL,...     an etcd store instead: its members' client URLs, without --config
+  --prefix P         the cluster's key prefix (default vipsec: for Redis, vipsec/ for etcd)
+  --dvipa A          a DVIPA to show (repeat for more)
+  --json             one JSON line instead of a table`,
+  keygen: `vipsec keygen --out FILE [options]: write a new cluster key file (mode 0600) for the node files' cluster_key_files
+  --out FILE         the key file (required; never overwritten without --force)
+  --id N             the key id (default random)
+  --force            replace an existing file`
+}
+
+const USAGE = `usage: vipsec <command> [options]   (vipsec <command> --help for its options)
 
 commands:
-  demo      run a simulated cluster, kill its owner and show the takeover
-            --peers N          IPsec peers (default 6)
-            --failure KIND     crash | partition | none (default crash)
-            --before MS        virtual ms before the failure (default 3000)
-            --after MS         virtual ms after it (default 4000)
-            --speed X          virtual time per real time, 0 = as fast as possible (default 1)
-            --seed S           simulation seed (default demo)
-            --report FILE      write the takeover timeline as an HTML page
-  node      run a node from its configuration file until SIGTERM or SIGINT
-            --config FILE      the node file (JSON; see the docs)
-            --log LEVEL        error | warn | info | debug (default info)
-  status    print owners, epochs, SAs and connections from a Redis or etcd coupling store
-            --redis URL        the store (default redis://127.0.0.1:6379)
-            --etcd URL,...     an etcd store instead: its members' client URLs
-            --prefix P         the cluster's key prefix (default vipsec: or vipsec/)
-            --dvipa A          a DVIPA to show (repeat for more)
-            --json             one JSON line instead of a table
-  keygen    write a new cluster key file (mode 0600) for the node files' clusterKeys
-            --out FILE         the key file (required; never overwritten without --force)
-            --id N             the key id (default random)
-            --force            replace an existing file
-  help      print this
+${Object.entries(COMMANDS)
+  .map(([name, text]) => `  ${name.padEnd(8)}${text.split('\n')[0]!.replace(/^[^:]*: /, '')}`)
+  .join('\n')}
+  help    print this
+
+every command takes --help and --version
 `
+
+/** The CLI's version, from its package.json (next to `src/` and to `dist/src/`). */
+export function version(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string
+        version?: string
+      }
+      if (pkg.name === '@vipsec/cli') return pkg.version ?? '0.0.0'
+    } catch {
+      // not there
+    }
+  }
+  return '0.0.0'
+}
 
 function number(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined
@@ -51,6 +90,18 @@ export async function main(
   print: (line: string) => void = (l) => console.log(l)
 ): Promise<number> {
   const [command, ...rest] = argv
+  if (command === '--version' || command === '-V' || rest.includes('--version')) {
+    print(version())
+    return 0
+  }
+  if (
+    command !== undefined &&
+    command in COMMANDS &&
+    (rest.includes('--help') || rest.includes('-h'))
+  ) {
+    print(COMMANDS[command]!)
+    return 0
+  }
   try {
     switch (command) {
       case 'demo': {
@@ -89,21 +140,48 @@ export async function main(
           strict: true
         })
         if (values.config === undefined) throw new Error('--config FILE is required')
-        const level = (values.log ?? 'info') as LogLevel
+        const level = (values.log ?? 'info') as 'error' | 'warn' | 'info' | 'debug'
         if (!['error', 'warn', 'info', 'debug'].includes(level))
           throw new Error(`--log: unknown level ${level}`)
         const running = await startNode(values.config, { level })
+        const log = running.node.logger.forComponent('node')
+        const config = values.config
+        const onHup = (): void => {
+          void checkConfig(config).then((issues) =>
+            issues.length === 0
+              ? log.warn(
+                  { type: 'reload:refused', reason: 'not-supported' },
+                  'SIGHUP: the files check out; this version applies changes only on restart'
+                )
+              : log.error(
+                  { type: 'reload:refused', reason: 'invalid', issues: formatIssues(issues) },
+                  'SIGHUP: the files have errors; nothing changed'
+                )
+          )
+        }
+        process.on('SIGHUP', onHup)
         await new Promise<void>((resolve) => {
           process.once('SIGTERM', resolve)
           process.once('SIGINT', resolve)
         })
+        process.off('SIGHUP', onHup)
         await running.stop()
         return 0
+      }
+      case 'check': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string' }, 'no-host': { type: 'boolean' } },
+          strict: true
+        })
+        if (values.config === undefined) throw new Error('--config FILE is required')
+        return await runCheck(values.config, print, { host: values['no-host'] !== true })
       }
       case 'status': {
         const { values } = parseArgs({
           args: rest,
           options: {
+            config: { type: 'string' },
             redis: { type: 'string' },
             etcd: { type: 'string' },
             prefix: { type: 'string' },
@@ -112,15 +190,29 @@ export async function main(
           },
           strict: true
         })
-        if (values.dvipa === undefined || values.dvipa.length === 0)
-          throw new Error('--dvipa is required')
-        const prefix = values.prefix === undefined ? {} : { keyPrefix: values.prefix }
-        const reports = await readStatus(
-          values.etcd !== undefined
-            ? { etcd: { hosts: values.etcd.split(','), ...prefix } }
-            : { url: values.redis ?? 'redis://127.0.0.1:6379', ...prefix },
-          values.dvipa
-        )
+        const fromFile = values.config === undefined ? undefined : await statusTarget(values.config)
+        if (values.redis !== undefined && values.etcd !== undefined)
+          throw new Error('--redis or --etcd, not both')
+        let init: StatusSource =
+          fromFile?.init ??
+          (values.etcd !== undefined
+            ? { etcd: { hosts: values.etcd.split(',') } }
+            : { url: values.redis ?? 'redis://127.0.0.1:6379' })
+        if (values.prefix !== undefined)
+          init =
+            'etcd' in init
+              ? { etcd: { ...init.etcd, keyPrefix: values.prefix } }
+              : { ...init, keyPrefix: values.prefix }
+        const dvipas = values.dvipa ?? fromFile?.dvipas ?? []
+        if (dvipas.length === 0) throw new Error('--dvipa (or --config) is required')
+        const reports = await readStatus(init, dvipas)
+        if (isEmpty(reports)) {
+          const where = fromFile?.where ?? values.etcd ?? values.redis ?? 'redis://127.0.0.1:6379'
+          print(
+            `vipsec status: nothing under prefix '${prefixOf(init)}' at ${where} for ${dvipas.join(', ')}: no cluster there (a wrong --prefix?)`
+          )
+          return 1
+        }
         if (values.json === true) print(JSON.stringify(reports))
         else for (const line of formatStatus(reports)) print(line)
         return 0
@@ -142,6 +234,7 @@ export async function main(
       }
       case undefined:
       case 'help':
+      case '-h':
       case '--help':
         print(USAGE)
         return command === undefined ? 2 : 0

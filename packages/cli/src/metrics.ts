@@ -2,211 +2,226 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { VipsecNode } from '@vipsec/container'
 import type { DefaultDistributionProcessor } from '@vipsec/core'
-import { TOKENS, type DvipaStatus, type TakeoverReport } from '@vipsec/interface'
-import { clusterNetworkFamilies } from './link-metrics.js'
+import { TOKENS, type DvipaStatus } from '@vipsec/interface'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { addClusterNetworkMetrics } from './link-metrics.js'
 
-/** One sample of a metric. */
-export interface Sample {
-  /** Its labels. */
-  labels?: Record<string, string>
-  /** Its value. */
-  value: number
-}
-
-/** A metric family in the Prometheus text format. */
-export interface Family {
-  /** The metric name. */
-  name: string
-  /** One line of help. */
-  help: string
-  /** Counter or gauge. */
-  type: 'counter' | 'gauge'
-  /** Its samples. */
-  samples: Sample[]
-}
-
-/** A running metrics server. */
-export interface MetricsServer {
+/** A running admin server: `/metrics`, `/healthz`, `/readyz`. */
+export interface AdminServer {
   /** The HTTP server. */
   server: Server
   /** The port it listens on. */
   port: number
 }
 
-const escape = (v: string): string =>
-  v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
-
 /**
- * Renders metric families in the Prometheus text exposition format (version 0.0.4).
- *
- * @param families - the metrics
+ * A registry for one node: process metrics (`process_*`, `nodejs_*`) and gauges and counters
+ * read from the node's parts when scraped. Pass it to `createNode` as `metrics.registry`, then
+ * call {@link addPartMetrics} with the node.
  */
-export function renderPrometheus(families: Family[]): string {
-  const lines: string[] = []
-  for (const f of families) {
-    lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`)
-    for (const s of f.samples) {
-      const labels = Object.entries(s.labels ?? {})
-      const text =
-        labels.length === 0 ? '' : `{${labels.map(([k, v]) => `${k}="${escape(v)}"`).join(',')}}`
-      lines.push(`${f.name}${text} ${Number.isFinite(s.value) ? s.value : 0}`)
-    }
-  }
-  return `${lines.join('\n')}\n`
+export function nodeRegistry(): Registry {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  return registry
 }
 
-/** What a node's metrics are made of: its parts' counters, its status and its takeovers. */
-export class NodeMetrics {
-  private readonly node: VipsecNode
-  private status: DvipaStatus[] = []
-  private readonly takeovers: TakeoverReport[] = []
-
-  /**
-   * @param node - the node built by `createNode`
-   */
-  constructor(node: VipsecNode) {
-    this.node = node
-    if (node.has(TOKENS.DistributionProcessor)) {
-      const dp = node.get(TOKENS.DistributionProcessor)
-      dp.status$.subscribe((s) => (this.status = s))
-      dp.events$.subscribe((e) => {
-        if (e.type === 'takeover:completed') this.takeovers.push(e.report)
+/**
+ * Registers the metrics read from a node's parts at scrape time: per-DVIPA ownership, epoch, SAs
+ * and connections, packet and drop counters of the processor, ESP engine, IKE services, cluster
+ * link, heartbeats and target stack. A target has the link, heartbeat and target-stack ones.
+ *
+ * @param registry - the node's registry
+ * @param node - the node
+ */
+export function addPartMetrics(registry: Registry, node: VipsecNode): void {
+  const registers = [registry]
+  let status: DvipaStatus[] = []
+  const dp = node.has(TOKENS.DistributionProcessor)
+    ? (node.get(TOKENS.DistributionProcessor) as DefaultDistributionProcessor)
+    : undefined
+  dp?.status$.subscribe((s) => (status = s))
+  if (dp !== undefined) {
+    for (const [name, help, pick] of [
+      [
+        'vipsec_dvipa_epoch',
+        'The epoch this node knows for each DVIPA',
+        (s: DvipaStatus) => s.epoch
+      ],
+      [
+        'vipsec_dvipa_owned',
+        '1 when this node owns the DVIPA',
+        (s: DvipaStatus) => (s.role === 'owner' ? 1 : 0)
+      ],
+      ['vipsec_ike_sas', 'IKE SAs of the DVIPA on this node', (s: DvipaStatus) => s.ikeSas],
+      ['vipsec_child_sas', 'Child SAs of the DVIPA on this node', (s: DvipaStatus) => s.childSas],
+      [
+        'vipsec_connections',
+        'Connections in the routing table of the DVIPA',
+        (s: DvipaStatus) => s.connections
+      ]
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['dvipa'],
+        registers,
+        collect() {
+          this.reset()
+          for (const s of status) this.set({ dvipa: s.dvipa }, pick(s))
+        }
       })
     }
-  }
-
-  /** The metrics now, as Prometheus text. */
-  render(): string {
-    const families: Family[] = []
-    const nodeLabel = { node: this.node.nodeId }
-    const counter = (name: string, help: string, samples: Sample[]): void => {
-      families.push({ name, help, type: 'counter', samples })
-    }
-    const gauge = (name: string, help: string, samples: Sample[]): void => {
-      families.push({ name, help, type: 'gauge', samples })
-    }
-    if (this.node.has(TOKENS.DistributionProcessor)) {
-      const dp = this.node.get(TOKENS.DistributionProcessor) as DefaultDistributionProcessor
-      const c = dp.counters()
-      counter(
-        'vipsec_packets_total',
-        'Packets through the distribution processor, by direction and outcome',
-        [
-          {
-            labels: { ...nodeLabel, direction: 'inbound', outcome: 'forwarded' },
-            value: c.inbound
-          },
-          { labels: { ...nodeLabel, direction: 'outbound', outcome: 'sent' }, value: c.outbound },
-          { labels: { ...nodeLabel, direction: 'any', outcome: 'dropped' }, value: c.dropped },
-          {
-            labels: { ...nodeLabel, direction: 'outbound', outcome: 'not-owner' },
-            value: c.notOwner
-          }
-        ]
-      )
-      counter('vipsec_store_errors_total', 'Coupling-store writes that failed', [
-        { labels: nodeLabel, value: c.storeErrors }
-      ])
-      for (const [name, help, pick] of [
-        [
-          'vipsec_dvipa_epoch',
-          'The epoch this node knows for each DVIPA',
-          (s: DvipaStatus) => s.epoch
-        ],
-        [
-          'vipsec_dvipa_owned',
-          '1 when this node owns the DVIPA',
-          (s: DvipaStatus) => (s.role === 'owner' ? 1 : 0)
-        ],
-        ['vipsec_ike_sas', 'IKE SAs of the DVIPA on this node', (s: DvipaStatus) => s.ikeSas],
-        ['vipsec_child_sas', 'Child SAs of the DVIPA on this node', (s: DvipaStatus) => s.childSas],
-        [
-          'vipsec_connections',
-          'Connections in the routing table of the DVIPA',
-          (s: DvipaStatus) => s.connections
-        ]
-      ] as const) {
-        gauge(
-          name,
-          help,
-          this.status.map((s) => ({ labels: { ...nodeLabel, dvipa: s.dvipa }, value: pick(s) }))
-        )
+    new Counter({
+      name: 'vipsec_packets_total',
+      help: 'Packets through the distribution processor, by direction and outcome',
+      labelNames: ['direction', 'outcome'],
+      registers,
+      collect() {
+        const c = dp.counters()
+        this.reset()
+        this.inc({ direction: 'inbound', outcome: 'forwarded' }, c.inbound)
+        this.inc({ direction: 'outbound', outcome: 'sent' }, c.outbound)
+        this.inc({ direction: 'any', outcome: 'dropped' }, c.dropped)
+        this.inc({ direction: 'outbound', outcome: 'not-owner' }, c.notOwner)
       }
-      counter('vipsec_takeovers_total', 'Takeovers this node completed', [
-        { labels: nodeLabel, value: this.takeovers.length }
-      ])
-      const last = this.takeovers.at(-1)
-      gauge(
-        'vipsec_last_takeover_step_ms',
-        'Duration of each step of the last takeover (detect is the silence before it)',
-        (last?.steps ?? []).map((s) => ({
-          labels: { ...nodeLabel, step: s.step },
-          value: s.durationMs
-        }))
-      )
-      gauge('vipsec_last_takeover_ms', 'Total duration of the last takeover, detection included', [
-        { labels: nodeLabel, value: last?.durationMs ?? 0 }
-      ])
-      const ikes = [...dp.states.values()].flatMap((s) =>
-        s.ike === undefined ? [] : [s.ike.counters()]
-      )
-      const sum = (pick: (x: (typeof ikes)[number]) => number): number =>
-        ikes.reduce((n, x) => n + pick(x), 0)
-      counter('vipsec_ike_messages_total', 'IKE messages, by kind', [
-        { labels: { ...nodeLabel, kind: 'received' }, value: sum((x) => x.received) },
-        { labels: { ...nodeLabel, kind: 'sent' }, value: sum((x) => x.sent) },
-        { labels: { ...nodeLabel, kind: 'retransmitted' }, value: sum((x) => x.retransmitted) }
-      ])
-      const reasons = new Set(ikes.flatMap((x) => Object.keys(x.dropped)))
-      counter(
-        'vipsec_ike_dropped_total',
-        'IKE messages dropped, by reason',
-        [...reasons].map((reason) => ({
-          labels: { ...nodeLabel, reason },
-          value: sum((x) => (x.dropped as Record<string, number>)[reason] ?? 0)
-        }))
-      )
+    })
+    new Counter({
+      name: 'vipsec_store_errors_total',
+      help: 'Coupling-store writes that failed',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(dp.counters().storeErrors)
+      }
+    })
+    const ikes = () =>
+      [...dp.states.values()].flatMap((s) => (s.ike === undefined ? [] : [s.ike.counters()]))
+    new Counter({
+      name: 'vipsec_ike_messages_total',
+      help: 'IKE messages, by kind',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset()
+        for (const x of ikes()) {
+          this.inc({ kind: 'received' }, x.received)
+          this.inc({ kind: 'sent' }, x.sent)
+          this.inc({ kind: 'retransmitted' }, x.retransmitted)
+        }
+      }
+    })
+    new Counter({
+      name: 'vipsec_ike_dropped_total',
+      help: 'IKE messages dropped, by reason',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset()
+        for (const x of ikes())
+          for (const [reason, n] of Object.entries(x.dropped)) this.inc({ reason }, n)
+      }
+    })
+  }
+  if (node.has(TOKENS.EspEngine)) {
+    const esp = node.get(TOKENS.EspEngine)
+    new Counter({
+      name: 'vipsec_esp_packets_total',
+      help: 'ESP packets, by operation',
+      labelNames: ['op'],
+      registers,
+      collect() {
+        const e = esp.counters()
+        this.reset()
+        this.inc({ op: 'encapsulated' }, e.encapsulated)
+        this.inc({ op: 'decapsulated' }, e.decapsulated)
+        this.inc({ op: 'bypassed' }, e.bypassed)
+      }
+    })
+    new Counter({
+      name: 'vipsec_esp_dropped_total',
+      help: 'ESP packets dropped, by reason',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [reason, n] of Object.entries(esp.counters().dropped)) this.inc({ reason }, n)
+      }
+    })
+  }
+  const udpLink = addClusterNetworkMetrics(registry, node)
+  for (const [token, name, help] of [
+    [TOKENS.ClusterLink, 'vipsec_link_frames_total', 'Cluster-link frames, by outcome'],
+    [TOKENS.TargetStack, 'vipsec_target_packets_total', 'Target-stack packets, by outcome']
+  ] as const) {
+    if (!node.has(token) || (token === TOKENS.ClusterLink && udpLink)) continue
+    const part = node.get(token as symbol) as unknown as {
+      counters?: () => Record<string, unknown>
     }
-    if (this.node.has(TOKENS.EspEngine)) {
-      const e = this.node.get(TOKENS.EspEngine).counters()
-      counter('vipsec_esp_packets_total', 'ESP packets, by operation', [
-        { labels: { ...nodeLabel, op: 'encapsulated' }, value: e.encapsulated },
-        { labels: { ...nodeLabel, op: 'decapsulated' }, value: e.decapsulated },
-        { labels: { ...nodeLabel, op: 'bypassed' }, value: e.bypassed }
-      ])
-      counter(
-        'vipsec_esp_dropped_total',
-        'ESP packets dropped, by reason',
-        Object.entries(e.dropped).map(([reason, value]) => ({
-          labels: { ...nodeLabel, reason },
-          value
-        }))
-      )
-    }
-    families.push(...clusterNetworkFamilies(this.node))
-    return renderPrometheus(families)
+    if (typeof part.counters !== 'function') continue
+    new Counter({
+      name,
+      help,
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [outcome, n] of Object.entries(part.counters!()))
+          if (typeof n === 'number') this.inc({ outcome }, n)
+      }
+    })
   }
 }
 
 /**
- * Serves `/metrics` over HTTP.
+ * Whether a node is ready to serve: started, and (for a distribution processor) owning or
+ * backing up every DVIPA with a known epoch, none in takeover.
  *
- * @param metrics - what to serve
+ * @param node - the node
+ */
+export function isReady(node: VipsecNode): boolean {
+  if (!node.isStarted()) return false
+  if (!node.has(TOKENS.DistributionProcessor)) return true
+  let status: DvipaStatus[] = []
+  node
+    .get(TOKENS.DistributionProcessor)
+    .status$.subscribe((s) => (status = s))
+    .unsubscribe()
+  return (
+    status.length > 0 &&
+    status.every((s) => (s.role === 'owner' || s.role === 'backup') && s.epoch > 0)
+  )
+}
+
+/**
+ * Serves `/metrics` (Prometheus text), `/healthz` (200 while the process runs the node) and
+ * `/readyz` (200 when {@link isReady}, else 503).
+ *
+ * @param registry - the node's registry
+ * @param node - the node
  * @param address - the address to listen on
  * @param port - the port (0: any free one)
- * @returns the server and the port it listens on
  */
-export async function serveMetrics(
-  metrics: NodeMetrics,
+export async function serveAdmin(
+  registry: Registry,
+  node: VipsecNode,
   address: string,
   port: number
-): Promise<MetricsServer> {
+): Promise<AdminServer> {
   const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500).end(`${err.message}\n`)
+      )
+    } else if (req.url === '/healthz') {
+      const ok = node.isStarted()
+      res.writeHead(ok ? 200 : 503).end(ok ? 'ok\n' : 'stopped\n')
+    } else if (req.url === '/readyz') {
+      const ok = isReady(node)
+      res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n')
+    } else {
       res.writeHead(404).end('not found\n')
-      return
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render())
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -1,79 +1,109 @@
-import { createNode, type VipsecNode } from '@vipsec/container'
+import { dirname, resolve } from 'node:path'
+import { createNode, pinoLogger, type VipsecNode } from '@vipsec/container'
 import { InvalidConfigError, type NetworkAdapter } from '@vipsec/interface'
-import { JsonLogger, logNodeEvents, type LogLevel } from './log.js'
-import { NodeMetrics, serveMetrics } from './metrics.js'
-import { readNodeFile, toNodeConfig, type NodeFile } from './node-file.js'
+import type { DestinationStream, Level } from 'pino'
+import {
+  loadConfigOrThrow,
+  toNodeConfig,
+  type LoadedConfig,
+  type LoadOptions
+} from './load-config.js'
+import { runHooks } from './hooks.js'
+import { addPartMetrics, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
 
 /** A running `vipsec node`. */
 export interface RunningNode {
   /** The node. */
   node: VipsecNode
-  /** The port `/metrics` is served on, if any. */
-  metricsPort: number | undefined
-  /** Stops the node and the metrics server. */
+  /** The configuration it was started from. */
+  config: LoadedConfig
+  /** The port `/metrics`, `/healthz` and `/readyz` are served on, if any. */
+  adminPort: number | undefined
+  /** Stops the node and the admin server. */
   stop(): Promise<void>
 }
 
 /**
- * Builds the network adapter a node file asks for. The Linux adapter is loaded when asked for,
+ * Builds the Linux network adapter for the node file's interface. It is loaded when asked for,
  * so that the rest of the command line works where it is not installed.
  *
- * @param file - the node file
+ * @param config - the loaded configuration
  */
-export async function networkFor(file: NodeFile): Promise<NetworkAdapter> {
+export async function networkFor(config: LoadedConfig): Promise<NetworkAdapter> {
   const name = '@vipsec/network-linux'
   let mod: Record<string, unknown>
   try {
     mod = (await import(name)) as Record<string, unknown>
   } catch (err) {
-    throw new InvalidConfigError('network.type', `'linux' needs ${name}: ${(err as Error).message}`)
+    throw new InvalidConfigError('interface', `needs ${name}: ${(err as Error).message}`)
   }
   const Adapter = mod.LinuxNetworkAdapter as new (
     components: object,
     init: object
   ) => NetworkAdapter
-  return new Adapter({}, file.network.init ?? {})
+  return new Adapter({}, { interface: config.node.interface })
+}
+
+/** Options of {@link startNode}. */
+export interface StartOptions extends LoadOptions {
+  /** The most verbose log level. Default `info`. */
+  level?: Level
+  /** Where log lines go (default stdout). */
+  destination?: DestinationStream
+  /** A network adapter to use instead of the Linux one (tests, simulations). */
+  network?: NetworkAdapter
 }
 
 /**
- * Starts a node from a node file: builds it through the container, logs its events as JSON
- * lines and serves `/metrics` if asked.
+ * Starts a node from its node file: checks the node, cluster and secrets files as
+ * `vipsec check` does (nothing starts if anything is wrong), builds the node through the
+ * container with a pino logger and a prom-client registry, and serves the admin endpoint.
  *
  * @param path - the node file
- * @param options - the log level and writer, and a network adapter to use instead of the file's
- * @throws InvalidConfigError naming the field when the file or an adapter's option is bad
+ * @param options - log level and destination, host checks, a network adapter
+ * @throws InvalidConfigError naming the file and field when anything is wrong
  */
-export async function startNode(
-  path: string,
-  options: { level?: LogLevel; write?: (line: string) => void; network?: NetworkAdapter } = {}
-): Promise<RunningNode> {
-  const file = await readNodeFile(path)
-  const network = options.network ?? (await networkFor(file))
-  const node = createNode(await toNodeConfig(file, path, network))
-  const logger = new JsonLogger(file.nodeId, options.level ?? 'info', options.write)
-  logNodeEvents(node, logger)
-  if (file.insecure === true) {
-    logger.log('warn', {
-      type: 'node:insecure',
-      message:
-        'cluster link and heartbeats run without keys: anyone on the cluster network can forge them'
-    })
-  }
-  const metrics = new NodeMetrics(node)
+export async function startNode(path: string, options: StartOptions = {}): Promise<RunningNode> {
+  const config = await loadConfigOrThrow(path, options)
+  const network = options.network ?? (await networkFor(config))
+  const logger = pinoLogger({
+    node: config.node.node,
+    level: options.level ?? 'info',
+    ...(options.destination === undefined ? {} : { destination: options.destination })
+  })
+  const registry = nodeRegistry()
+  const node = createNode({ ...toNodeConfig(config, network), logger, metrics: { registry } })
+  addPartMetrics(registry, node)
+  const log = logger.forComponent('node')
+  const hooks =
+    config.node.hook === undefined
+      ? undefined
+      : runHooks(node, {
+          command: resolve(dirname(resolve(path)), config.node.hook.command),
+          log: logger.forComponent('hook'),
+          ...(config.node.hook.timeout === undefined ? {} : { timeoutMs: config.node.hook.timeout })
+        })
+  if (config.insecure)
+    log.warn(
+      { type: 'node:insecure' },
+      'cluster link and heartbeats run without keys: anyone on the cluster network can forge them'
+    )
   await node.start()
-  let server: Awaited<ReturnType<typeof serveMetrics>> | undefined
-  if (file.metrics !== undefined)
-    server = await serveMetrics(metrics, file.metrics.address ?? '127.0.0.1', file.metrics.port)
-  logger.log('info', { type: 'node:started', role: file.role, metricsPort: server?.port })
+  let admin: AdminServer | undefined
+  if (config.node.admin !== undefined)
+    admin = await serveAdmin(registry, node, config.node.admin.address, config.node.admin.port)
+  log.info({ type: 'node:started', role: config.role, adminPort: admin?.port }, 'node started')
   return {
     node,
-    metricsPort: server?.port,
+    config,
+    adminPort: admin?.port,
     async stop() {
       await node.stop()
-      await new Promise<void>((resolve) =>
-        server === undefined ? resolve() : server.server.close(() => resolve())
+      await hooks?.()
+      await new Promise<void>((done) =>
+        admin === undefined ? done() : admin.server.close(() => done())
       )
-      logger.log('info', { type: 'node:stopped' })
+      log.info({ type: 'node:stopped' }, 'node stopped')
     }
   }
 }

@@ -1,43 +1,23 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  chmodSync,
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
 import { get } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { SystemClock } from '@vipsec/clock'
-import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { TOKENS } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
-import {
-  checkNodeFile,
-  readNodeFile,
-  startNode,
-  toNodeConfig,
-  type NodeFile,
-  type RunningNode
-} from '../src/index.js'
+import { main, startNode, version, writeKeyFile, type RunningNode } from '../src/index.js'
 
-const clusterKey = generateClusterKey()
-const primary: NodeFile = {
-  role: 'primary',
-  nodeId: 'dp-1',
-  store: { type: 'memory' },
-  network: { type: 'linux', init: { interface: 'eth0' } },
-  ike: { psks: [{ remote: { type: 'fqdn', value: 'peer.example' }, secret: 'test secret' }] },
-  detector: { local: { address: '10.9.0.1', port: 7500 }, worker: false },
-  link: {
-    local: { address: '10.9.0.1', port: 7400 },
-    peers: { 'target-1': { address: '10.9.1.1', port: 7400 } }
-  },
-  processor: {
-    dvipas: [{ dvipa: '10.0.0.100', ranks: ['dp-1', 'dp-2'], targets: [{ node: 'target-1' }] }],
-    heartbeats: {
-      'dp-1': { address: '10.9.0.1', port: 7500 },
-      'dp-2': { address: '10.9.0.2', port: 7500 }
-    }
-  },
-  clusterKeys: [{ id: clusterKey.id, secret: Buffer.from(clusterKey.secret).toString('hex') }],
-  metrics: { address: '127.0.0.1', port: 0 }
-}
+const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
 
 function fetchText(port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -49,22 +29,15 @@ function fetchText(port: number, path: string): Promise<{ status: number; body: 
   })
 }
 
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn()
-  } catch (err) {
-    return (err as { field?: string }).field
-  }
-  return undefined
-}
-
 describe('vipsec node', function () {
   this.timeout(30_000)
   let dir: string
   let running: RunningNode | undefined
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'vipsec-node-'))
+    dir = mkdtempSync(join(tmpdir(), 'vipsec-ops-node-'))
+    cpSync(fixtures, dir, { recursive: true })
+    chmodSync(join(dir, 'secrets.yaml'), 0o600)
   })
 
   afterEach(async () => {
@@ -73,114 +46,146 @@ describe('vipsec node', function () {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  describe('checkNodeFile', () => {
-    it('should name the first bad field', () => {
-      expect(fieldOf(() => checkNodeFile({ ...primary, role: 'leader' }))).to.equal('role')
-      expect(fieldOf(() => checkNodeFile({ ...primary, network: { type: 'dummy' } }))).to.equal(
-        'network.type'
-      )
-      expect(
-        fieldOf(() =>
-          checkNodeFile({ ...primary, link: { ...primary.link, local: { address: 'x' } } })
-        )
-      ).to.equal('link.local')
-      expect(fieldOf(() => checkNodeFile({ ...primary, clusterKeys: [{ id: 1 }] }))).to.equal(
-        'clusterKeys[0]'
-      )
-      expect(fieldOf(() => checkNodeFile({ ...primary, processor: undefined }))).to.equal(
-        'processor'
-      )
-      expect(fieldOf(() => checkNodeFile({ ...primary, ike: undefined }))).to.equal('ike')
-      expect(fieldOf(() => checkNodeFile({ ...primary, store: { type: 'zookeeper' } }))).to.equal(
-        'store.type'
-      )
-      expect(
-        fieldOf(() => checkNodeFile({ ...primary, apps: [{ port: 7, app: 'chat' }] }))
-      ).to.equal('apps[0]')
-    })
-  })
-
-  describe('a lease detector', () => {
-    const leased: NodeFile = {
-      ...primary,
-      detector: { type: 'lease', intervalMs: 50, ttlMs: 150 },
-      processor: { ...primary.processor!, selfFenceMs: 100, ownershipCheckMs: 40 }
-    }
-
-    it('should be accepted without a heartbeat endpoint and reject an unknown type', () => {
-      expect(checkNodeFile(leased).detector?.type).to.equal('lease')
-      expect(fieldOf(() => checkNodeFile({ ...primary, detector: { type: 'gossip' } }))).to.equal(
-        'detector.type'
-      )
-    })
-
-    it('should become the lease detector with the self-fence and read-back settings', async () => {
-      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
-      const config = await toNodeConfig(leased, join(dir, 'dp-1.json'), network)
-      expect(config.components?.failureDetector).to.deep.equal({
-        type: 'lease',
-        init: { intervalMs: 50, ttlMs: 150 }
-      })
-      const dp = config.components?.distributionProcessor as { init: Record<string, unknown> }
-      expect(dp.init).to.include({ selfFenceMs: 100, ownershipCheckMs: 40 })
-    })
-  })
-
-  describe('readNodeFile', () => {
-    it('should report a JSON syntax error with the file', async () => {
-      const path = join(dir, 'bad.json')
-      writeFileSync(path, '{ "role": "primary", ')
-      const err = await readNodeFile(path).then(
-        () => undefined,
-        (e: Error & { field?: string }) => e
-      )
-      expect(err?.name).to.equal('InvalidConfigError')
-      expect(err?.message).to.include('bad.json is not valid JSON')
-    })
-  })
-
   describe('startNode', () => {
-    it('should build the node from its file, claim the DVIPA, log JSON lines and serve /metrics', async () => {
-      const path = join(dir, 'dp-1.json')
-      writeFileSync(path, JSON.stringify(primary))
+    it('should claim the DVIPA, log pino lines with the writer apart from the subject, and serve /metrics, /healthz, /readyz', async () => {
       const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
       await network.start()
       await network.acquireAddress('10.9.0.1')
-      const lines: string[] = []
-      running = await startNode(path, { network, write: (l) => lines.push(l) })
+      const lines: Record<string, unknown>[] = []
+      running = await startNode(join(dir, 'dp-1.yaml'), {
+        host: false,
+        network,
+        destination: {
+          write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>)
+        }
+      })
       const store = running.node.get(TOKENS.CouplingStore)
-      expect(await store.getOwnership('10.0.0.100')).to.include({ owner: 'dp-1', epoch: 1 })
-      const logged = lines.map(
-        (l) => JSON.parse(l) as { type: string; node: string; level: string }
-      )
-      expect(logged.map((l) => l.type)).to.include.members(['ownership:claimed', 'node:started'])
-      expect(logged.every((l) => l.node === 'dp-1' && typeof l.level === 'string')).to.equal(true)
-      const metrics = await fetchText(running.metricsPort!, '/metrics')
+      expect(await store.getOwnership('10.9.0.100')).to.include({ owner: 'dp-1', epoch: 1 })
+      const claimed = lines.find((l) => l.type === 'ownership:claimed')
+      expect(claimed).to.include({ node: 'dp-1', component: 'processor', level: 'info' })
+      expect(lines.find((l) => l.type === 'node:started')).to.include({ role: 'primary' })
+      expect(lines.every((l) => l.node === 'dp-1' && typeof l.time === 'string')).to.equal(true)
+      const port = running.adminPort!
+      const metrics = await fetchText(port, '/metrics')
       expect(metrics.status).to.equal(200)
-      expect(metrics.body).to.match(/^vipsec_dvipa_owned\{node="dp-1",dvipa="10\.0\.0\.100"\} 1$/m)
-      expect(metrics.body).to.match(/^vipsec_dvipa_epoch\{node="dp-1",dvipa="10\.0\.0\.100"\} 1$/m)
-      expect(metrics.body).to.match(/^# TYPE vipsec_esp_dropped_total counter$/m)
-      expect((await fetchText(running.metricsPort!, '/nope')).status).to.equal(404)
+      expect(metrics.body).to.match(/^vipsec_dvipa_owned\{dvipa="10\.9\.0\.100"\} 1$/m)
+      expect(metrics.body).to.match(/^vipsec_dvipa_epoch\{dvipa="10\.9\.0\.100"\} 1$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_takeover_duration_seconds histogram$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_ike_handshake_duration_seconds histogram$/m)
+      expect(metrics.body).to.match(
+        /^vipsec_ownership_transitions_total\{type="ownership:claimed"\} 1$/m
+      )
+      expect(metrics.body).to.match(/^vipsec_node_info\{node="dp-1",role="primary"\} 1$/m)
+      const dashboard = readFileSync(
+        new URL('../../../docs/grafana-dashboard.json', import.meta.url),
+        'utf8'
+      )
+      const used = new Set(
+        [...dashboard.matchAll(/vipsec_[a-z_]+/g)].map((m) =>
+          m[0].replace(/_(bucket|count|sum)$/, '')
+        )
+      )
+      for (const name of used)
+        expect(metrics.body, `the dashboard's ${name}`).to.include(`# TYPE ${name} `)
+      expect((await fetchText(port, '/healthz')).status).to.equal(200)
+      expect((await fetchText(port, '/readyz')).status).to.equal(200)
+      expect((await fetchText(port, '/nope')).status).to.equal(404)
+    })
+  })
+
+  describe('a target', () => {
+    it('should start from its node file without secrets, with a key file, and serve its own metrics', async () => {
+      await writeKeyFile(join(dir, 'cluster.key'))
+      writeFileSync(
+        join(dir, 'target-1.yaml'),
+        'node: target-1\ncluster: cluster.yaml\ninterface: eth0\nadmin: 127.0.0.1:0\napps: [{ app: echo, port: 7 }]\ncluster_key_files: [cluster.key]\n'
+      )
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('target-1')
+      await network.start()
+      await network.acquireAddress('10.9.1.1')
+      running = await startNode(join(dir, 'target-1.yaml'), {
+        host: false,
+        network,
+        destination: { write: () => undefined }
+      })
+      expect(running.config.role).to.equal('target')
+      const metrics = await fetchText(running.adminPort!, '/metrics')
+      expect(metrics.body).to.match(/^vipsec_node_info\{node="target-1",role="target"\} 1$/m)
+      expect(metrics.body).to.match(/^vipsec_link_frames_total\{kind="sent"\} \d+$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_link_frames_dropped_total counter$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_heartbeats_total counter$/m)
+      expect(metrics.body).to.match(/^# TYPE vipsec_target_packets_total counter$/m)
+      expect((await fetchText(running.adminPort!, '/readyz')).status).to.equal(200)
+    })
+  })
+
+  describe('a hook', () => {
+    it('should run on the ownership claim and each ESP SA with the event in its environment', async () => {
+      const out = join(dir, 'hook.out')
+      writeFileSync(
+        join(dir, 'hook.sh'),
+        `#!/bin/sh\necho "$VIPSEC_EVENT $VIPSEC_NODE $VIPSEC_DVIPA $VIPSEC_EPOCH" >> ${out}\n`,
+        { mode: 0o755 }
+      )
+      appendFileSync(join(dir, 'dp-1.yaml'), 'hook: { command: hook.sh, timeout: 5s }\n')
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      await network.start()
+      await network.acquireAddress('10.9.0.1')
+      running = await startNode(join(dir, 'dp-1.yaml'), {
+        host: false,
+        network,
+        destination: { write: () => undefined }
+      })
+      await running.stop()
+      running = undefined
+      expect(readFileSync(out, 'utf8').split('\n')).to.include(
+        'ownership:claimed dp-1 10.9.0.100 1'
+      )
     })
 
-    describe('when an adapter option is bad', () => {
-      it('should name it', async () => {
-        const path = join(dir, 'dp-1.json')
-        writeFileSync(
-          path,
-          JSON.stringify({
-            ...primary,
-            detector: { local: primary.detector!.local, multiplier: 1 }
-          })
-        )
-        const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
-        const err = await startNode(path, { network }).then(
-          () => undefined,
-          (e: Error & { argument?: string }) => e
-        )
-        expect(err?.name).to.equal('InvalidParametersError')
-        expect(err?.argument).to.equal('init.multiplier')
+    it('should log a hook that fails, and keep the node running', async () => {
+      appendFileSync(join(dir, 'dp-1.yaml'), 'hook: { command: no-such-hook }\n')
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      await network.start()
+      await network.acquireAddress('10.9.0.1')
+      const lines: Record<string, unknown>[] = []
+      running = await startNode(join(dir, 'dp-1.yaml'), {
+        host: false,
+        network,
+        destination: {
+          write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>)
+        }
       })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const started = running.node.isStarted()
+      await running.stop()
+      running = undefined
+      expect(lines.find((l) => l.type === 'hook:failed')).to.include({
+        component: 'hook',
+        event: 'ownership:claimed'
+      })
+      expect(started).to.equal(true)
+    })
+  })
+
+  describe('main', () => {
+    it('should print --help and --version for every command', async () => {
+      for (const command of ['demo', 'node', 'check', 'status']) {
+        const help: string[] = []
+        expect(await main([command, '--help'], (l) => help.push(l))).to.equal(0)
+        expect(help.join('\n')).to.include(`vipsec ${command}`)
+        const v: string[] = []
+        expect(await main([command, '--version'], (l) => v.push(l))).to.equal(0)
+        expect(v).to.deep.equal([version()])
+      }
+      expect(version()).to.match(/^\d+\.\d+\.\d+/)
+    })
+
+    it('should exit non-zero naming the field when the node cannot start', async () => {
+      const lines: string[] = []
+      const code = await main(['node', '--config', join(dir, 'missing.yaml')], (l) => lines.push(l))
+      expect(code).to.not.equal(0)
+      expect(lines.join('\n')).to.include('missing.yaml')
     })
   })
 })

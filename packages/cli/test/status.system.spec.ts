@@ -1,3 +1,7 @@
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { sampleRecords } from '@vipsec/compliance/coupling-store'
 import { RedisCouplingStore } from '@vipsec/store-redis'
@@ -76,6 +80,72 @@ describe('vipsec status', function () {
     const [report] = JSON.parse(lines[0]!) as DvipaReport[]
     expect(report).to.include({ dvipa: '10.0.0.100', ikeSas: 2, connections: 2, records: 10 })
     expect(report!.ownership).to.include({ owner: 'dp-1', epoch: 1 })
+  })
+
+  it('should list each IKE SA with its Child SAs in swanctl’s words', async () => {
+    const lines: string[] = []
+    await main(
+      [
+        'status',
+        '--redis',
+        `redis://127.0.0.1:${server.port}`,
+        '--prefix',
+        'status-test:',
+        '--dvipa',
+        '10.0.0.100'
+      ],
+      (l) => lines.push(l)
+    )
+    const ike = lines.find((l) => l.includes('peer1@example.test'))
+    expect(ike).to.match(
+      /^10\.0\.0\.100: vpn\.example\.test === peer1@example\.test at 192\.0\.2\.2:4500, IKE 0*1001_i 0*2001_r, aes256gcm16-prfsha256-x25519-ecp256, \d+s$/
+    )
+    const child = lines[lines.indexOf(ike!) + 1]
+    expect(child).to.match(/^ {2}ESP \w+_i \w+_o tunnel \S+: \S+ === \S+, \d+s$/)
+  })
+
+  it('should say so, and exit 1, when nothing is under the prefix', async () => {
+    const lines: string[] = []
+    const code = await main(
+      [
+        'status',
+        '--redis',
+        `redis://127.0.0.1:${server.port}`,
+        '--prefix',
+        'status-tset:',
+        '--dvipa',
+        '10.0.0.100'
+      ],
+      (l) => lines.push(l)
+    )
+    expect(code).to.equal(1)
+    expect(lines.join('\n')).to.include("nothing under prefix 'status-tset:'")
+  })
+
+  it('should take the store, its password and the DVIPAs from a node file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vipsec-ops-status-'))
+    try {
+      const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
+      cpSync(fixtures, dir, { recursive: true })
+      chmodSync(join(dir, 'secrets.yaml'), 0o600)
+      const cluster = readFileSync(join(dir, 'cluster.yaml'), 'utf8')
+        .replace(
+          'store: { type: memory }',
+          `store: { type: redis, address: 127.0.0.1:${server.port}, prefix: "status-test:" }`
+        )
+        .replace('10.9.0.100:', '10.0.0.100:')
+      writeFileSync(join(dir, 'cluster.yaml'), cluster)
+      const lines: string[] = []
+      const code = await main(['status', '--config', join(dir, 'dp-1.yaml'), '--json'], (l) =>
+        lines.push(l)
+      )
+      expect(code, lines.join('\n')).to.equal(0)
+      const [report] = JSON.parse(lines[0]!) as DvipaReport[]
+      expect(report).to.include({ dvipa: '10.0.0.100', ikeSas: 2 })
+      expect(report!.peers[0]!.children[0]!.proposals).to.have.length(1)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   describe('when the store cannot be reached', () => {

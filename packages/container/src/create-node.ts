@@ -1,6 +1,14 @@
 import { Container } from 'inversify'
-import { start, stop, TOKENS, type Startable, type Token } from '@vipsec/interface'
-import { ROLE_REQUIREMENTS, type NodeConfig, type NodeRole } from './config.js'
+import {
+  silentLogger,
+  start,
+  stop,
+  TOKENS,
+  type ComponentLogger,
+  type Startable,
+  type Token
+} from '@vipsec/interface'
+import { ROLE_REQUIREMENTS, type NodeConfig, type NodeRole } from './schema.js'
 import {
   COMPONENT_TOKENS,
   NETWORK_BOOTSTRAP,
@@ -9,6 +17,7 @@ import {
   runtimeModule,
   storeModule
 } from './modules.js'
+import { NodeMetrics, observeNode, type Observers } from './observe.js'
 import { validateNodeConfig } from './validate-config.js'
 
 /** A node built by {@link createNode}: its parts, resolved, and one lifecycle for all of them. */
@@ -26,6 +35,10 @@ export interface VipsecNode extends Startable {
   get<T>(token: Token<T>): T
   /** Whether a part is bound to the token for this role. */
   has(token: symbol): boolean
+  /** The node's logger (`config.logger`, or one that writes nothing). */
+  readonly logger: ComponentLogger
+  /** The node's event metrics, when `config.metrics` gave a registry. */
+  readonly metrics: NodeMetrics | undefined
 }
 
 /** The order parts start in (stopped in reverse): foundations first, the role's part last. */
@@ -50,16 +63,42 @@ const START_ORDER: readonly symbol[] = [
  */
 export function createNode(config: NodeConfig): VipsecNode {
   validateNodeConfig(config)
+  const observers: Observers = {
+    logger: config.logger ?? silentLogger,
+    metrics:
+      config.metrics === undefined
+        ? undefined
+        : new NodeMetrics(config.metrics.registry, { id: config.nodeId, role: config.role })
+  }
   const container = new Container()
   container.load(
     identityModule(config),
     runtimeModule(config),
     storeModule(config),
-    componentsModule(config)
+    componentsModule(config, observers)
   )
   // Resolve now, so that a bad option of any part fails here, naming its field.
   if (container.isBound(TOKENS.CouplingStore)) container.get(TOKENS.CouplingStore)
   for (const key of ROLE_REQUIREMENTS[config.role]) container.get(COMPONENT_TOKENS[key])
+  const optional = <T>(token: Token<T>): T | undefined =>
+    container.isBound(token) ? container.get(token) : undefined
+  const others: Record<string, unknown> = {
+    detector: optional(TOKENS.FailureDetector),
+    network: optional(TOKENS.NetworkAdapter),
+    target: optional(TOKENS.TargetStack)
+  }
+  observeNode(
+    {
+      processor: optional(TOKENS.DistributionProcessor),
+      esp: optional(TOKENS.EspEngine),
+      others: Object.fromEntries(
+        Object.entries(others).filter(
+          ([, p]) => typeof (p as { events$?: unknown } | undefined)?.events$ === 'object'
+        )
+      ) as never
+    },
+    observers
+  )
 
   const parts = (): unknown[] =>
     START_ORDER.filter((t) => container.isBound(t)).map((t) => container.get(t))
@@ -67,6 +106,8 @@ export function createNode(config: NodeConfig): VipsecNode {
   return {
     nodeId: config.nodeId,
     role: config.role,
+    logger: observers.logger,
+    metrics: observers.metrics,
     get: <T>(token: Token<T>): T => container.get<T>(token),
     has: (token: symbol): boolean => container.isBound(token),
     async start() {

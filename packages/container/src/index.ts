@@ -48,8 +48,18 @@ export {
   type NodeRole,
   type RandomConfig,
   type Resolve,
-  type StoreConfig
-} from './config.js'
+  type StoreConfig,
+  nodeConfigSchema
+} from './schema.js'
+export {
+  configErrorMap,
+  didYouMean,
+  formatPath,
+  parseConfig,
+  throwIssues,
+  type ConfigIssue,
+  type ParseResult
+} from './config-issues.js'
 export { createNode, type VipsecNode } from './create-node.js'
 export {
   COMPONENT_TOKENS,
@@ -60,4 +70,16 @@ export {
   runtimeModule,
   storeModule
 } from './modules.js'
-export { validateNodeConfig } from './validate-config.js'
+export {
+  NodeMetrics,
+  eventFields,
+  observeIke,
+  observeNode,
+  pinoLogger,
+  type EventSource,
+  type ObservedParts,
+  type Observers,
+  type PinoLoggerInit,
+  type TypedEvent
+} from './observe.js'
+export { nodeConfigIssues, validateNodeConfig } from './validate-config.js'

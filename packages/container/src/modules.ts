@@ -36,7 +36,8 @@ import type {
   SoftwareEspConfig,
   UdpLinkConfig,
   VirtualNetworkConfig
-} from './config.js'
+} from './schema.js'
+import { observeIke, type Observers } from './observe.js'
 
 /** The token under which a node's role is bound. */
 export const NODE_ROLE: Token<NodeConfig['role']> = Symbol.for('@vipsec/NodeRole') as Token<
@@ -63,6 +64,8 @@ export const NETWORK_BOOTSTRAP: Token<() => Promise<void>> = Symbol.for(
 ) as Token<() => Promise<void>>
 
 type Bind = ContainerModuleLoadOptions['bind']
+
+const RAW_IKE_FACTORY = Symbol.for('@vipsec/container/RawIkeServiceFactory')
 
 function bindSpec<T>(bind: Bind, token: symbol, spec: ComponentSpec<T>): void {
   if ('instance' in spec) {
@@ -156,14 +159,30 @@ export function storeModule(config: NodeConfig): ContainerModule {
  * or the integrator's own instances and factories.
  *
  * @param config - the node configuration
+ * @param observers - where the IKE services it makes log and count (default: not observed)
  */
-export function componentsModule(config: NodeConfig): ContainerModule {
-  return new ContainerModule(({ bind }) => {
+export function componentsModule(config: NodeConfig, observers?: Observers): ContainerModule {
+  return new ContainerModule(({ bind: bindAny }) => {
     const node = config.nodeId
+    // The IKE factory is bound raw and wrapped, so that every service it makes is observed.
+    const bind = ((token: symbol) =>
+      bindAny(
+        token === TOKENS.IkeServiceFactory && observers !== undefined ? RAW_IKE_FACTORY : token
+      )) as Bind
+    if (observers !== undefined && config.components?.ikeServiceFactory !== undefined) {
+      bindAny(TOKENS.IkeServiceFactory)
+        .toResolvedValue(
+          (raw: IkeServiceFactory): IkeServiceFactory =>
+            (sockets) =>
+              observeIke(raw(sockets), observers),
+          [RAW_IKE_FACTORY]
+        )
+        .inSingletonScope()
+    }
     for (const [key, spec] of Object.entries(config.components ?? {})) {
       if (spec === undefined) continue
       const token = COMPONENT_TOKENS[key as keyof NodeComponents]
-      if (!isBuiltIn(spec)) {
+      if (!isBuiltIn(spec as object)) {
         bindSpec(bind, token, spec as ComponentSpec<unknown>)
         continue
       }

@@ -5,7 +5,7 @@ import { CryptoRandomSource } from '@vipsec/random'
 import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
 import { EtcdCouplingStore } from '@vipsec/store-etcd'
 import { RedisCouplingStore } from '@vipsec/store-redis'
-import { createNode, type NodeConfig } from '../src/index.js'
+import { createNode, nodeConfigIssues, type NodeConfig } from '../src/index.js'
 import { processorDoubles, RecordingPart } from './doubles.js'
 
 function configError(config: unknown): InvalidConfigError {
@@ -225,6 +225,32 @@ describe('createNode', () => {
         components: processorDoubles([])
       })
       expect(err.field).to.equal('random.seed')
+    })
+
+    it('should call a misspelt field unknown and suggest the nearest one', () => {
+      const err = configError({
+        role: 'primary',
+        nodeId: 'dp-1',
+        compnents: processorDoubles([])
+      })
+      expect(err.field).to.equal('compnents')
+      expect(err.message).to.include("unknown field 'compnents'; did you mean 'components'?")
+    })
+
+    it('should name an unknown option of a built-in part, with its path', () => {
+      const components = processorDoubles([]) as Record<string, unknown>
+      components.failureDetector = { type: 'heartbeat', init: {}, wroker: true }
+      const err = configError({ role: 'backup', nodeId: 'dp-2', components })
+      expect(err.field).to.equal('components.failureDetector.wroker')
+      expect(err.message).to.include("did you mean 'worker'?")
+    })
+
+    it('should list every problem, not only the first', () => {
+      expect(
+        nodeConfigIssues({ role: 'primary', nodeId: 'a b', random: { type: 'seeded', seed: '' } })
+          .map((i) => i.path)
+          .sort()
+      ).to.include.members(['nodeId', 'random.seed', 'components.espEngine'])
     })
 
     it('should name a component that is neither an instance nor a factory', () => {

@@ -1,5 +1,5 @@
 // One `vipsec node` process in a network namespace, and the JSON lines it logged: used by the
-// system tests that run a real cluster (cluster.system.spec.ts, cluster-attack.system.spec.ts).
+// system tests that run a real cluster (cluster, cluster-attack and kernel-delivery).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -19,7 +19,7 @@ export class NodeProcess {
    */
   constructor(
     readonly name: string,
-    config: string,
+    readonly config: string,
     readonly ns: string
   ) {
     const bin = join(root, 'packages/cli/src/bin.ts')
@@ -49,18 +49,29 @@ export class NodeProcess {
     )
   }
 
-  has(type: string, where: Record<string, unknown> = {}): boolean {
-    return this.lines.some(
+  /** How many lines of `type` (with the given fields) it logged. */
+  count(type: string, where: Record<string, unknown> = {}): number {
+    return this.lines.filter(
       (l) => l.type === type && Object.entries(where).every(([k, v]) => l[k] === v)
-    )
+    ).length
+  }
+
+  /** Whether it logged a line of `type` (with the given fields). */
+  has(type: string, where: Record<string, unknown> = {}): boolean {
+    return this.count(type, where) > 0
+  }
+
+  /** Whether it is still running. */
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null
   }
 
   /**
-   * Reads the node's `/metrics` (its node file must have `metrics`): the value of every sample
+   * Reads the node's `/metrics` (its node file must have `admin`): the value of every sample
    * of `name` whose labels include `labels`, summed.
    */
   metric(name: string, labels: Record<string, string> = {}): number {
-    const port = this.lines.find((l) => l.type === 'node:started')?.metricsPort
+    const port = this.lines.find((l) => l.type === 'node:started')?.adminPort
     if (typeof port !== 'number') throw new Error(`${this.name} serves no metrics`)
     const text = execFileSync(
       'ip',
@@ -79,8 +90,9 @@ export class NodeProcess {
     return sum
   }
 
+  /** Sends a signal (by pid) if it still runs. */
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
+    if (!this.running || this.proc.pid === undefined) return
     try {
       process.kill(this.proc.pid, signal)
     } catch {
@@ -88,8 +100,9 @@ export class NodeProcess {
     }
   }
 
+  /** SIGTERM, then SIGKILL after 3 s. */
   async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.pid === undefined) return
+    if (!this.running) return
     const exited = new Promise((resolve) => this.proc.once('exit', resolve))
     this.kill('SIGTERM')
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000))])

@@ -1,0 +1,92 @@
+import { expect } from 'chai'
+import { Subject } from 'rxjs'
+import { Registry } from 'prom-client'
+import type { IkeEvent, IkeService, Logger } from '@vipsec/interface'
+import { eventFields, NodeMetrics, observeIke, pinoLogger } from '../src/index.js'
+
+/** A logger that keeps what it was given, by component. */
+function recordingLogger() {
+  const lines: {
+    component: string
+    level: string
+    fields: Record<string, unknown>
+    message?: string
+  }[] = []
+  const logger = {
+    forComponent: (component: string): Logger => {
+      const at =
+        (level: string) =>
+        (fields: Record<string, unknown>, message?: string): void => {
+          lines.push({ component, level, fields, ...(message === undefined ? {} : { message }) })
+        }
+      return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') }
+    }
+  }
+  return { logger, lines }
+}
+
+describe('observeIke', () => {
+  it('should log a failed exchange as an error with its notify and peer, and count it', async () => {
+    const events = new Subject<IkeEvent>()
+    const service = {
+      events$: events.asObservable(),
+      connect: () => Promise.reject(new Error('refused')),
+      renegotiate: () => Promise.resolve([])
+    } as unknown as IkeService
+    const { logger, lines } = recordingLogger()
+    const registry = new Registry()
+    const metrics = new NodeMetrics(registry, { id: 'dp-1', role: 'primary' })
+    observeIke(service, { logger, metrics })
+    events.next({
+      type: 'ike:failed',
+      peer: { address: '192.0.2.7', port: 500 },
+      reason: 'NO_PROPOSAL_CHOSEN',
+      message: 'no proposal matched'
+    } as IkeEvent)
+    expect(lines).to.have.length(1)
+    expect(lines[0]).to.deep.include({ component: 'ike', level: 'error' })
+    expect(lines[0]!.fields).to.include({
+      type: 'ike:failed',
+      peer: '192.0.2.7:500',
+      notify: 'NO_PROPOSAL_CHOSEN'
+    })
+    await service.connect({} as never).catch(() => undefined)
+    const text = await registry.metrics()
+    expect(text).to.match(
+      /^vipsec_ike_events_total\{type="ike:failed",reason="NO_PROPOSAL_CHOSEN"\} 1$/m
+    )
+    expect(text).to.match(
+      /^vipsec_ike_handshake_duration_seconds_count\{kind="connect",outcome="failed"\} 1$/m
+    )
+  })
+})
+
+describe('eventFields', () => {
+  it('should move the event’s node to subject, so that node stays the writer', () => {
+    expect(eventFields({ type: 'node:failed', node: 'dp-2' })).to.deep.equal({
+      type: 'node:failed',
+      subject: 'dp-2'
+    })
+  })
+})
+
+describe('pinoLogger', () => {
+  it('should write JSON lines with the writer node, the component and the level by name', () => {
+    const out: string[] = []
+    const log = pinoLogger({
+      node: 'dp-1',
+      destination: { write: (l: string) => void out.push(l) }
+    })
+    log
+      .forComponent('detector')
+      .warn(eventFields({ type: 'node:failed', node: 'dp-2' }), 'node:failed')
+    const line = JSON.parse(out[0]!) as Record<string, unknown>
+    expect(line).to.include({
+      node: 'dp-1',
+      component: 'detector',
+      level: 'warn',
+      type: 'node:failed',
+      subject: 'dp-2'
+    })
+  })
+})
