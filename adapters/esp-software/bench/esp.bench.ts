@@ -28,13 +28,8 @@ import {
   type EspIntegrityAlgorithm,
   type EspSaParams
 } from '@vipsec/interface'
-import {
-  CBC_IV_BATCH,
-  SoftwareEspEngine,
-  buildIpPacket,
-  buildUdp,
-  espPadLength
-} from '../src/index.js'
+import { buildIpPacket, buildUdp } from '@vipsec/wire'
+import { CBC_IV_BATCH, SoftwareEspEngine, espPadLength } from '../src/index.js'
 
 const SIZES = [64, 512, 1400]
 const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 9)

@@ -21,7 +21,8 @@
  *   key drawn once per outbound SA (from the optional `random` component), 256 at a time, so they
  *   never repeat either and cost no randomness per packet.
  * - **ESP-in-UDP** (RFC 3948): `unprotectUdp` tells IKE (behind the four-zero-byte non-ESP marker)
- *   from ESP and ignores NAT keep-alives (0xFF); {@link encapsulateUdp} frames outbound packets.
+ *   from ESP and ignores NAT keep-alives (0xFF); `encapsulateUdp` (in `@vipsec/wire`) frames
+ *   outbound packets.
  * - **SAD** keyed by SPI and direction; **SPD** of ordered dynamic filters (source and destination
  *   prefixes, protocol, port ranges; protect, bypass or discard; lower priority first). Installing
  *   a filter with the same id, or the same direction and selector, as an active one removes that
@@ -33,8 +34,9 @@
  *   hard (`sa:removed`).
  * - **Counters** for every drop reason (`bad-padding` for an authenticated packet whose padding is
  *   wrong); malformed input is dropped and counted, never thrown.
- * - **Packet codecs** for IPv4/IPv6 with UDP, TCP and ICMP/ICMPv6 (checksums, the flow 5-tuple,
- *   {@link buildReply}).
+ * - **Packet codecs** for IPv4/IPv6 with UDP, TCP and ICMP/ICMPv6, addresses, prefixes and the
+ *   RFC 3948 framing live in `@vipsec/wire`; the names this package exported for them are
+ *   deprecated re-exports.
  * - A **worker-thread mode** (`workers` option, {@link SoftwareEspEngine.protectBatch} and
  *   {@link SoftwareEspEngine.unprotectBatch}) that spreads the crypto of batches over threads
  *   while SAD, SPD, sequence numbers and replay windows stay on the calling thread. It pays off
@@ -127,6 +129,46 @@ export * from './esp-crypto.js'
 export * from './capabilities.js'
 export * from './replay-window.js'
 export * from './spd.js'
-export * from './packet.js'
-export * from './ip-address.js'
-export * from './udp-encapsulation.js'
+/**
+ * The packet codecs, address helpers and RFC 3948 framing, now in `@vipsec/wire`.
+ *
+ * @deprecated import them from `@vipsec/wire`; these re-exports go in the next minor version.
+ */
+export {
+  buildIcmpEcho,
+  buildIpPacket,
+  buildReply,
+  buildTcp,
+  buildUdp,
+  checksumAdd,
+  checksumFinish,
+  classifyUdpPayload,
+  encapsulateUdp,
+  formatIp,
+  formatPrefix,
+  internetChecksum,
+  NAT_T_PORT,
+  natKeepalive,
+  parseIp,
+  parseIpPacket,
+  parsePrefix,
+  parseTcp,
+  prefixContains,
+  readFlow,
+  readPorts,
+  TcpFlags,
+  transportChecksum,
+  tryParseIp,
+  verifyIpv4Checksum,
+  verifyTransportChecksum,
+  withNonEspMarker,
+  type IcmpEchoFields,
+  type IpPacketFields,
+  type IpPacketInfo,
+  type IpPrefix,
+  type TcpFields,
+  type TcpHeader,
+  type UdpEncapsulationFields,
+  type UdpFields,
+  type UdpPayloadKind
+} from '@vipsec/wire'

@@ -37,11 +37,16 @@ import {
 } from './esp-crypto.js'
 import { SOFTWARE_ESP_CAPABILITIES, type EspTransformCapability } from './capabilities.js'
 import { CryptoWorkerPool, type OpenJob, type SealJob } from './crypto-worker-pool.js'
-import { formatIp, parseIp } from './ip-address.js'
-import { buildIpPacket, parseIpPacket, type IpPacketInfo } from './packet.js'
+import {
+  buildIpPacket,
+  classifyUdpPayload,
+  formatIp,
+  parseIp,
+  parseIpPacket,
+  type IpPacketInfo
+} from '@vipsec/wire'
 import { DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, ReplayWindow } from './replay-window.js'
 import { Spd } from './spd.js'
-import { classifyUdpPayload } from './udp-encapsulation.js'
 
 /** What a {@link SoftwareEspEngine} needs. */
 export interface SoftwareEspEngineComponents {

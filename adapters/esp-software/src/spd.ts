@@ -4,8 +4,14 @@ import {
   type EspDirection,
   type FilterSelector
 } from '@vipsec/interface'
-import { formatPrefix, parsePrefix, prefixContains, type IpPrefix } from './ip-address.js'
-import { packedPorts, type IpPacketInfo } from './packet.js'
+import {
+  formatPrefix,
+  packedPorts,
+  parsePrefix,
+  prefixContains,
+  type IpPacketInfo,
+  type IpPrefix
+} from '@vipsec/wire'
 
 /** A filter with its selector in binary form, ready for matching. */
 export interface CompiledFilter {

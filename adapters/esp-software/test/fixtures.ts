@@ -4,7 +4,7 @@ import {
   type DynamicFilter,
   type EspSaParams
 } from '@vipsec/interface'
-import { buildIpPacket, buildUdp } from '../src/packet.js'
+import { buildIpPacket, buildUdp } from '@vipsec/wire'
 
 /** No lifetime limits. */
 export const NO_LIMITS: ChildLifetime = {

@@ -8,7 +8,7 @@ import {
   type EspSaParams
 } from '@vipsec/interface'
 import { softwareEspEngine, type SoftwareEspEngine } from '../src/index.js'
-import { buildIpPacket, buildTcp, buildUdp, TcpFlags } from '../src/packet.js'
+import { buildIpPacket, buildTcp, buildUdp, TcpFlags } from '@vipsec/wire'
 import { anyFilter, inboundTwin, keyMaterial, saParams } from './fixtures.js'
 
 const RUNS = 200

@@ -10,8 +10,7 @@ import {
   type OutboundResult
 } from '@vipsec/interface'
 import { SoftwareEspEngine, espPadLength, softwareEspEngine } from '../src/index.js'
-import { readFlow } from '../src/packet.js'
-import { withNonEspMarker } from '../src/udp-encapsulation.js'
+import { readFlow, withNonEspMarker } from '@vipsec/wire'
 import { NO_LIMITS, anyFilter, inboundTwin, keyMaterial, saParams, udpPacket } from './fixtures.js'
 
 function espOf(result: OutboundResult): Uint8Array {

@@ -8,15 +8,14 @@ import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
 import { IpProtocol, type EspIntegrityAlgorithm, type EspSaParams } from '@vipsec/interface'
 import {
-  ESP_INTEGRITY,
-  SoftwareEspEngine,
   buildIcmpEcho,
   buildIpPacket,
   buildTcp,
   buildUdp,
   encapsulateUdp,
   TcpFlags
-} from '../src/index.js'
+} from '@vipsec/wire'
+import { ESP_INTEGRITY, SoftwareEspEngine } from '../src/index.js'
 import { writePcap } from './pcap.js'
 import { NO_LIMITS, anyFilter } from './fixtures.js'
 

@@ -33,7 +33,7 @@ import {
   type TakeoverReport,
   type UdpEndpoint
 } from '@vipsec/interface'
-import { readFlow } from '@vipsec/esp-software'
+import { readFlow } from '@vipsec/wire'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
 import { OwnershipController, type OwnershipActions } from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'

@@ -26,12 +26,8 @@
 export { requestResponse, udpEcho } from './apps.js'
 export {
   ConnectionTable,
-  clampMss,
   connectionId,
   flowKey,
-  isIcmpError,
-  quotedFlow,
-  tooBig,
   type RouteResult,
   type SelectionPolicy,
   type TargetConfig,

@@ -12,7 +12,7 @@ import {
   type TargetEvent,
   type TargetStack
 } from '@vipsec/interface'
-import { buildReply, parseIpPacket, readFlow } from '@vipsec/esp-software'
+import { buildReply, parseIpPacket, readFlow } from '@vipsec/wire'
 
 /** What a {@link DefaultTargetStack} needs. */
 export interface DefaultTargetStackComponents {

@@ -3,13 +3,15 @@ import type { FiveTuple } from '@vipsec/interface'
 import {
   buildIpPacket,
   buildUdp,
+  clampMss,
   parseIp,
   parseIpPacket,
+  quotedFlow,
   readFlow,
   transportChecksum,
   verifyTransportChecksum
-} from '@vipsec/esp-software'
-import { ConnectionTable, clampMss, quotedFlow } from '../src/index.js'
+} from '@vipsec/wire'
+import { ConnectionTable } from '../src/index.js'
 
 const CLIENT = '172.16.2.1'
 const SERVICE = '10.77.0.10'

@@ -7,7 +7,7 @@ import type {
   PacketDelivery,
   TargetEvent
 } from '@vipsec/interface'
-import { buildIpPacket, buildTcp, buildUdp, parseIpPacket, TcpFlags } from '@vipsec/esp-software'
+import { buildIpPacket, buildTcp, buildUdp, parseIpPacket, TcpFlags } from '@vipsec/wire'
 import { DefaultTargetStack, requestResponse, udpEcho } from '../src/index.js'
 
 /** A link double that records what is sent and lets the test deliver messages. */

@@ -1,26 +1,13 @@
 /**
  * Named error classes. Every condition a caller may want to handle has its own class, recognised
  * by `err.name` (stable across package copies, unlike `instanceof`). Each class has a static
- * `name` equal to the instance `name`.
+ * `name` equal to the instance `name`. `VipsecError` and `InvalidParametersError` are defined in
+ * `@vipsec/wire`, whose packet codecs throw them, and re-exported here.
  */
 
-/** The base of every vipsec error; `code` is a stable machine-readable form of the name. */
-export class VipsecError extends Error {
-  /** The class name, `VipsecError`, for matching errors by name. */
-  static override readonly name: string = 'VipsecError'
-  /** Always `VipsecError`. */
-  override readonly name: string = 'VipsecError'
-  /** A stable code for logs and metrics, derived from the class, e.g. `ERR_NOT_FOUND`. */
-  readonly code: string = 'ERR_VIPSEC'
+import { VipsecError } from '@vipsec/wire'
 
-  /**
-   * @param message - what happened, for a person
-   * @param options - the underlying cause, if any
-   */
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options)
-  }
-}
+export { InvalidParametersError, VipsecError } from '@vipsec/wire'
 
 /** Thrown when a record, SA, node or message that was asked for does not exist. */
 export class NotFoundError extends VipsecError {
@@ -52,26 +39,6 @@ export class NotStartedError extends VipsecError {
   /** Always `NotStartedError`. */
   override readonly name = 'NotStartedError'
   override readonly code = 'ERR_NOT_STARTED'
-}
-
-/** Thrown when a function is called with an argument it cannot accept; `argument` names it. */
-export class InvalidParametersError extends VipsecError {
-  /** The class name, `InvalidParametersError`, for matching errors by name. */
-  static override readonly name = 'InvalidParametersError'
-  /** Always `InvalidParametersError`. */
-  override readonly name = 'InvalidParametersError'
-  override readonly code = 'ERR_INVALID_PARAMETERS'
-  /** The name of the offending argument (or `argument.field`). */
-  readonly argument: string
-
-  /**
-   * @param argument - the name of the argument that was rejected
-   * @param message - why it was rejected
-   */
-  constructor(argument: string, message: string) {
-    super(`${argument}: ${message}`)
-    this.argument = argument
-  }
 }
 
 /** Thrown when a node or adapter configuration is invalid; `field` is the path of the bad field. */

@@ -5,7 +5,8 @@
  * with their codec, the event unions, the named errors and the injection tokens.
  *
  * This package holds no implementation; adapters depend on it, and it depends on nothing but
- * RxJS types.
+ * RxJS types and `@vipsec/wire` (the packet layer, whose `IpProtocol`, `FiveTuple`,
+ * `VipsecError` and `InvalidParametersError` it re-exports).
  *
  * @example Handling coupling-store errors by name
  * ```ts

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { tryParseIp } from '@vipsec/wire'
 import { CorruptRecordError, UnsupportedRecordVersionError } from './errors.js'
 import {
   RECORD_KINDS,
@@ -90,20 +91,16 @@ const object =
     }
   }
 
-const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
-const ipv6 = /^[0-9a-fA-F:.]+$/
 const address: Check = (v, p) => {
   str(v, p)
-  const s = v as string
-  if (!(ipv4.test(s) || (s.includes(':') && ipv6.test(s))))
-    fail(p, 'expected an IPv4 or IPv6 address')
+  if (tryParseIp(v as string) === undefined) fail(p, 'expected an IPv4 or IPv6 address')
 }
 const prefix: Check = (v, p) => {
   str(v, p)
   const [a, len, extra] = (v as string).split('/')
   if (extra !== undefined || len === undefined) return fail(p, 'expected address/length')
   address(a, p)
-  const max = (a as string).includes(':') ? 128 : 32
+  const max = tryParseIp(a as string)!.length * 8
   if (!/^\d+$/.test(len) || Number(len) > max) fail(p, `expected a prefix length from 0 to ${max}`)
 }
 

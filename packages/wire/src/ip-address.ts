@@ -1,4 +1,4 @@
-import { InvalidParametersError } from '@vipsec/interface'
+import { InvalidParametersError } from './errors.js'
 
 /** An IP prefix in binary form: the address bytes (4 or 16) and the prefix length in bits. */
 export interface IpPrefix {

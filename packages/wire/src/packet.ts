@@ -1,4 +1,5 @@
-import { InvalidParametersError, IpProtocol, type FiveTuple } from '@vipsec/interface'
+import { InvalidParametersError } from './errors.js'
+import { IpProtocol, type FiveTuple } from './flow.js'
 import { formatIp, parseIp } from './ip-address.js'
 
 /** What {@link parseIpPacket} finds in an IPv4 or IPv6 packet. */

@@ -1,4 +1,4 @@
-import { InvalidParametersError } from '@vipsec/interface'
+import { InvalidParametersError } from './errors.js'
 import { buildUdp } from './packet.js'
 
 /** The UDP port of IKE and ESP after NAT detection (RFC 3948, RFC 7296). */

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
-import { IpProtocol } from '@vipsec/interface'
 import {
+  IpProtocol,
   TcpFlags,
   buildIcmpEcho,
   buildIpPacket,
@@ -12,9 +12,12 @@ import {
   parseTcp,
   readFlow,
   verifyIpv4Checksum,
-  verifyTransportChecksum
-} from '../src/packet.js'
-import { formatIp, parsePrefix, prefixContains, tryParseIp } from '../src/ip-address.js'
+  verifyTransportChecksum,
+  formatIp,
+  parsePrefix,
+  prefixContains,
+  tryParseIp
+} from '../src/index.js'
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'))
 
