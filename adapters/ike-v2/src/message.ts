@@ -8,6 +8,13 @@
  * @module
  */
 import { IkeProtocolError } from '@vipsec/interface'
+import {
+  concat,
+  readU16 as u16,
+  readU32 as u32,
+  writeU16 as put16,
+  writeU32 as put32
+} from '@vipsec/wire'
 import { ATTRIBUTE_KEY_LENGTH, IKE_HEADER_LENGTH, PayloadType, TsType } from './constants.js'
 
 /** The fixed IKE header (RFC 7296 section 3.1). */
@@ -208,39 +215,6 @@ export interface IkeMessage {
 
 function syntax(message: string): IkeProtocolError {
   return new IkeProtocolError('INVALID_SYNTAX', message)
-}
-
-function u16(b: Uint8Array, o: number): number {
-  return (b[o] << 8) | b[o + 1]
-}
-
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) >>> 0) + ((b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3])
-}
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff
-  b[o + 1] = v & 0xff
-}
-
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff
-  b[o + 1] = (v >>> 16) & 0xff
-  b[o + 2] = (v >>> 8) & 0xff
-  b[o + 3] = v & 0xff
-}
-
-/** Concatenates byte arrays. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0
-  for (const p of parts) n += p.length
-  const out = new Uint8Array(n)
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
-  return out
 }
 
 /**
@@ -668,26 +642,4 @@ export function notify(
   return { type: PayloadType.NOTIFY, protocol, notifyType, spi, data }
 }
 
-/** Reads a big-endian 16-bit number (exported for the exchanges). */
-export function readU16(b: Uint8Array, o: number): number {
-  return u16(b, o)
-}
-
-/** Reads a big-endian 32-bit number (exported for the exchanges). */
-export function readU32(b: Uint8Array, o: number): number {
-  return u32(b, o)
-}
-
-/** Writes a big-endian 32-bit number into a new 4-byte array. */
-export function u32Bytes(v: number): Uint8Array {
-  const b = new Uint8Array(4)
-  put32(b, 0, v)
-  return b
-}
-
-/** Writes a big-endian 16-bit number into a new 2-byte array. */
-export function u16Bytes(v: number): Uint8Array {
-  const b = new Uint8Array(2)
-  put16(b, 0, v)
-  return b
-}
+export { concat, readU16, readU32, u16Bytes, u32Bytes } from '@vipsec/wire'

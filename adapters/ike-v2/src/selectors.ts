@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { isIPv4, isIPv6 } from 'node:net'
 import {
   IkeProtocolError,
   InvalidParametersError,
   type Identity,
   type TrafficSelector
 } from '@vipsec/interface'
+import { formatIp, parseIp } from '@vipsec/wire'
 import { IdType, type PayloadType, TsType } from './constants.js'
 import type { IdPayload, WireTrafficSelector } from './message.js'
 import { decodeDn, encodeDn } from './dn.js'
@@ -32,58 +32,15 @@ export function ipToBytes(address: string): Uint8Array {
 
 const ipCache = new Map<string, Uint8Array>()
 
-function parseIp(address: string): Uint8Array {
-  if (isIPv4(address)) return Uint8Array.from(address.split('.').map(Number))
-  if (!isIPv6(address)) throw new InvalidParametersError('address', `not an IP address: ${address}`)
-  let text = address
-  const out = new Uint8Array(16)
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
-  if (v4 !== null) {
-    const b = parseIp(v4[1])
-    text =
-      text.slice(0, -v4[1].length) +
-      `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined]
-  const h = head === '' ? [] : head.split(':')
-  const t = tail === undefined || tail === '' ? [] : tail.split(':')
-  const groups = [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t]
-  groups.forEach((g, i) => {
-    const v = parseInt(g, 16)
-    out[2 * i] = v >> 8
-    out[2 * i + 1] = v & 0xff
-  })
-  return out
-}
-
 /**
  * Converts 4 or 16 bytes to a textual address (IPv6 in the RFC 5952 short form).
  *
  * @param b - the bytes
  */
 export function bytesToIp(b: Uint8Array): string {
-  if (b.length === 4) return Array.from(b).join('.')
-  if (b.length !== 16) throw new InvalidParametersError('b', 'must be 4 or 16 bytes')
-  const g: number[] = []
-  for (let i = 0; i < 8; i++) g.push((b[2 * i] << 8) | b[2 * i + 1])
-  let best = -1
-  let bestLen = 1
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) {
-      best = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = g.map((x) => x.toString(16))
-  if (best < 0) return hex.join(':')
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`
+  if (b.length !== 4 && b.length !== 16)
+    throw new InvalidParametersError('b', 'must be 4 or 16 bytes')
+  return formatIp(b)
 }
 
 function compare(a: Uint8Array, b: Uint8Array): number {
