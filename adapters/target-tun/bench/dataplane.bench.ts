@@ -16,9 +16,15 @@
  *
  * Options: --seconds S (per trial, default 2), --tcp-seconds S (default 5), --cpu-pps N (the
  * fixed rate for CPU per packet, default 3000).
+ *
+ * `--profile` measures nothing of the above: it runs the DP and the target under `node
+ * --cpu-prof`, sends UDP one way at a fixed rate (`--profile-pps`, default 5000, for
+ * `--profile-seconds`, default 8) at 64 and 1372 bytes, and prints where each process's CPU time
+ * went in that window, per stage and per function, in microseconds per packet
+ * (docs/dataplane-profile.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -26,20 +32,27 @@ import { fileURLToPath } from 'node:url'
 import { Charon, sh, startEcho, waitFor } from '../../ike-v2/test/helpers/netns.js'
 import { writeKeyFile } from '../../../packages/cli/src/index.js'
 import { NodeProcess } from '../../../test/system/helpers/node-process.js'
+import { formatSummary, summarizeProfile } from './cpu-profile.js'
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string' },
     'tcp-seconds': { type: 'string' },
-    'cpu-pps': { type: 'string' }
+    'cpu-pps': { type: 'string' },
+    profile: { type: 'boolean' },
+    'profile-pps': { type: 'string' },
+    'profile-seconds': { type: 'string' }
   }
 })
 const SECONDS = Number(values.seconds ?? 2)
 const TCP_SECONDS = Number(values['tcp-seconds'] ?? 5)
 const CPU_PPS = Number(values['cpu-pps'] ?? 3000)
+const PROFILE = values.profile === true
+const PROFILE_PPS = Number(values['profile-pps'] ?? 5000)
+const PROFILE_SECONDS = Number(values['profile-seconds'] ?? 8)
 
 const root = fileURLToPath(new URL('../../..', import.meta.url))
-const tag = `tunb${process.pid % 1000}`
+const tag = `vdb${process.pid % 1000}`
 const ns = (name: string): string => `${tag}-${name}`
 const PSK = 'dataplane bench key'
 const DVIPA = '10.88.0.50'
@@ -256,7 +269,19 @@ async function measure(system: Result['system'], dpPid: number): Promise<Result>
   }
 }
 
-async function benchVipsec(dir: string): Promise<Result> {
+/**
+ * Runs a vipsec DP and kernel-delivery target with the strongSwan peer's tunnel up, calls `run`
+ * with their pids, and stops everything.
+ *
+ * @param dir - a temporary directory for the files
+ * @param run - the measurement
+ * @param nodeArgs - extra node options per node (`--cpu-prof`)
+ */
+async function withVipsec<T>(
+  dir: string,
+  run: (dpPid: number, targetPid: number) => Promise<T>,
+  nodeArgs: { dp?: string[]; target?: string[] } = {}
+): Promise<T> {
   const nodes: NodeProcess[] = []
   // the cluster file, the secrets, a cluster key and a node file each (docs/node.md)
   writeFileSync(
@@ -282,7 +307,7 @@ connections:
       mode: 0o600
     }
   )
-  await writeKeyFile(join(dir, 'cluster.key'))
+  await writeKeyFile(join(dir, 'cluster.key'), { force: true })
   const common =
     'cluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n'
   writeFileSync(join(dir, 'dp.yaml'), `node: dp-1\n${common}`)
@@ -292,16 +317,94 @@ connections:
   )
   const charon = new Charon(ns('peer'))
   try {
-    nodes.push(new NodeProcess('dp-1', join(dir, 'dp.yaml'), ns('dp-1')))
-    nodes.push(new NodeProcess('target-1', join(dir, 'target.yaml'), ns('target-1')))
+    nodes.push(new NodeProcess('dp-1', join(dir, 'dp.yaml'), ns('dp-1'), nodeArgs.dp))
+    nodes.push(
+      new NodeProcess('target-1', join(dir, 'target.yaml'), ns('target-1'), nodeArgs.target)
+    )
     await waitFor(() => nodes.every((n) => n.has('node:started')), 60_000, 'the vipsec nodes')
     await charon.start(peerConf())
     charon.swanctl(['--initiate', '--child', 'net'])
-    return await measure('vipsec', nodes[0]!.proc.pid!)
+    return await run(nodes[0]!.proc.pid!, nodes[1]!.proc.pid!)
   } finally {
     await charon.stop()
-    for (const n of nodes) await n.stop()
+    for (const n of nodes) {
+      // a profiled node writes its profile on a clean exit: give it time
+      if (nodeArgs.dp !== undefined) {
+        const exited = new Promise((resolve) => n.proc.once('exit', resolve))
+        n.kill('SIGTERM')
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 20_000))])
+      }
+      await n.stop()
+    }
   }
+}
+
+function benchVipsec(dir: string): Promise<Result> {
+  return withVipsec(dir, (dpPid) => measure('vipsec', dpPid))
+}
+
+/** The single `.cpuprofile` a process wrote into `dir`. */
+function profileIn(dir: string): string {
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
+  if (file === undefined) throw new Error(`no CPU profile in ${dir}`)
+  return join(dir, file)
+}
+
+/** The profile run: where the DP's and the target's microseconds go, per size. */
+async function profileVipsec(dir: string): Promise<void> {
+  const out: Record<string, unknown>[] = []
+  for (const length of [64, 1372]) {
+    const dpDir = join(dir, `prof-${length}-dp`)
+    const targetDir = join(dir, `prof-${length}-target`)
+    const args = (d: string) => ['--cpu-prof', `--cpu-prof-dir=${d}`, '--cpu-prof-interval=200']
+    let window = { from: 0, to: 0, packets: 0, dpTicks: 0, targetTicks: 0 }
+    await withVipsec(
+      dir,
+      async (dpPid, targetPid) => {
+        await udp(length, 1000, 1) // warm up (JIT) before the window
+        const dp0 = cpuTicks(dpPid)
+        const target0 = cpuTicks(targetPid)
+        const from = Number(process.hrtime.bigint() / 1000n)
+        const r = await udp(length, PROFILE_PPS, PROFILE_SECONDS)
+        window = {
+          from,
+          to: Number(process.hrtime.bigint() / 1000n),
+          packets: r.packets,
+          dpTicks: cpuTicks(dpPid) - dp0,
+          targetTicks: cpuTicks(targetPid) - target0
+        }
+        console.error(`${length} B: ${r.packets} packets, ${r.lost_percent.toFixed(2)}% lost`)
+      },
+      { dp: args(dpDir), target: args(targetDir) }
+    )
+    for (const [who, d, ticks] of [
+      ['DP', dpDir, window.dpTicks],
+      ['target', targetDir, window.targetTicks]
+    ] as const) {
+      const summary = summarizeProfile(profileIn(d), window.from, window.to)
+      const osUs = ((ticks / TICKS) * 1e6) / Math.max(1, window.packets)
+      console.log(
+        formatSummary(
+          `${who}, ${length} B at ${PROFILE_PPS} pps (process CPU from /proc: ${osUs.toFixed(1)} us/packet)`,
+          summary,
+          window.packets
+        )
+      )
+      console.log('')
+      out.push({
+        process: who,
+        length,
+        pps: PROFILE_PPS,
+        packets: window.packets,
+        processCpuUsPerPacket: osUs,
+        sampledBusyUsPerPacket: (summary.totalUs - summary.idleUs) / Math.max(1, window.packets),
+        stages: Object.fromEntries(
+          [...summary.stages].map(([k, v]) => [k, v / Math.max(1, window.packets)])
+        )
+      })
+    }
+  }
+  console.log(JSON.stringify({ bench: 'dataplane-profile', profiles: out }))
 }
 
 async function benchStrongswan(): Promise<Result> {
@@ -350,15 +453,20 @@ const results: Result[] = []
 try {
   sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
   iperfs = inNs('target-1', 'iperf3', ['-s', '-p', '5201'])
-  results.push(await benchVipsec(dir))
-  console.error('vipsec measured; now the strongSwan gateway')
-  results.push(await benchStrongswan())
+  if (PROFILE) {
+    await profileVipsec(dir)
+  } else {
+    results.push(await benchVipsec(dir))
+    console.error('vipsec measured; now the strongSwan gateway')
+    results.push(await benchStrongswan())
+  }
 } finally {
   killProc(iperfs)
   sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', tag])
   rmSync(dir, { recursive: true, force: true })
 }
 
+if (PROFILE) process.exit(0)
 const [v, s] = results as [Result, Result]
 const row = (name: string, a: number, b: number, digits = 1, higherIsBetter = true) =>
   `${name.padEnd(26)} | ${a.toFixed(digits).padStart(10)} | ${b.toFixed(digits).padStart(10)} | ${(a / b).toFixed(2).padStart(5)}x${higherIsBetter ? '' : ' (lower is better)'}`

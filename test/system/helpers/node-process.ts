@@ -16,11 +16,13 @@ export class NodeProcess {
    * @param name - the node id
    * @param config - its node file
    * @param ns - its network namespace
+   * @param nodeArgs - extra options for node itself (e.g. `--cpu-prof`)
    */
   constructor(
     readonly name: string,
     readonly config: string,
-    readonly ns: string
+    readonly ns: string,
+    nodeArgs: readonly string[] = []
   ) {
     const bin = join(root, 'packages/cli/src/bin.ts')
     const args = [
@@ -28,6 +30,7 @@ export class NodeProcess {
       'exec',
       ns,
       process.execPath,
+      ...nodeArgs,
       '--import',
       'tsx',
       '--conditions=vipsec-source',
