@@ -16,47 +16,82 @@ const decoder = new TextDecoder('utf-8', { fatal: true })
 /** Thrown inside the codec for a frame that cannot be decoded; never leaves the link. */
 class FrameError extends Error {}
 
+/** The encoded length of a string with its 2-byte length (ASCII counted without encoding). */
+function strLength(s: string): number {
+  let n = s.length
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) {
+      n = encoder.encode(s).length
+      break
+    }
+  }
+  if (n > 0xffff) throw new RangeError('string too long')
+  return 2 + n
+}
+
+/**
+ * Writes fields straight into the frame buffer at their offsets: no chunks, no intermediate
+ * arrays, ASCII strings (addresses, most ids) copied by character.
+ */
 class Writer {
-  private chunks: Uint8Array[] = []
-  private length = 0
+  constructor(
+    private readonly b: Uint8Array,
+    private o: number
+  ) {}
 
   u8(v: number): this {
-    return this.raw(Uint8Array.of(v))
-  }
-
-  u16(v: number): this {
-    return this.raw(Uint8Array.of(v >>> 8, v & 0xff))
-  }
-
-  u64(v: number): this {
-    const b = new Uint8Array(8)
-    new DataView(b.buffer).setBigUint64(0, BigInt(v))
-    return this.raw(b)
-  }
-
-  str(s: string): this {
-    const b = encoder.encode(s)
-    if (b.length > 0xffff) throw new RangeError('string too long')
-    return this.u16(b.length).raw(b)
-  }
-
-  raw(b: Uint8Array): this {
-    this.chunks.push(b)
-    this.length += b.length
+    this.b[this.o++] = v
     return this
   }
 
-  bytes(): Uint8Array {
-    const out = new Uint8Array(this.length)
-    let offset = 0
-    for (const c of this.chunks) {
-      out.set(c, offset)
-      offset += c.length
+  u16(v: number): this {
+    this.b[this.o++] = (v >>> 8) & 0xff
+    this.b[this.o++] = v & 0xff
+    return this
+  }
+
+  u64(v: number): this {
+    const high = Math.floor(v / 2 ** 32)
+    const low = v >>> 0
+    const b = this.b
+    let o = this.o
+    b[o++] = high >>> 24
+    b[o++] = (high >>> 16) & 0xff
+    b[o++] = (high >>> 8) & 0xff
+    b[o++] = high & 0xff
+    b[o++] = low >>> 24
+    b[o++] = (low >>> 16) & 0xff
+    b[o++] = (low >>> 8) & 0xff
+    b[o++] = low & 0xff
+    this.o = o
+    return this
+  }
+
+  str(s: string): this {
+    const b = this.b
+    const start = this.o + 2
+    let i = 0
+    for (; i < s.length; i++) {
+      const c = s.charCodeAt(i)
+      if (c > 0x7f) break
+      b[start + i] = c
     }
-    return out
+    const n = i === s.length ? i : encoder.encodeInto(s, b.subarray(start)).written
+    this.u16(n)
+    this.o += n
+    return this
+  }
+
+  raw(bytes: Uint8Array): this {
+    this.b.set(bytes, this.o)
+    this.o += bytes.length
+    return this
+  }
+
+  get offset(): number {
+    return this.o
   }
 }
-
 class Reader {
   private offset = 0
   constructor(private readonly b: Uint8Array) {}
@@ -88,17 +123,25 @@ class Reader {
   str(): string {
     const n = this.u16()
     this.need(n)
-    const s = decoder.decode(this.b.subarray(this.offset, this.offset + n))
+    const b = this.b
+    const start = this.offset
     this.offset += n
-    return s
+    let ascii = ''
+    for (let i = start; i < start + n; i++) {
+      const c = b[i]!
+      if (c > 0x7f) return decoder.decode(b.subarray(start, start + n))
+      ascii += String.fromCharCode(c)
+    }
+    return ascii
   }
 
   end(): void {
     if (this.offset !== this.b.length) throw new FrameError('trailing bytes')
   }
 
+  /** The bytes left, as a view (the frame is not reused after it is decoded). */
   rest(): Uint8Array {
-    const out = this.b.slice(this.offset)
+    const out = this.b.subarray(this.offset)
     this.offset = this.b.length
     return out
   }
@@ -123,13 +166,46 @@ function readFlow(r: Reader): FiveTuple {
 }
 
 /**
- * Encodes a cluster message as the payload of a link frame: its type, its fields, and the packet
- * bytes last. The frame around it (sender, counters, tag) is made by a `FrameGuard`.
+ * The length of a cluster message's encoding, for {@link writeMessage}.
  *
  * @param message - the message
  */
-export function encodeMessage(message: ClusterMessage): Uint8Array {
-  const w = new Writer().u8(TYPE_CODES[message.type])
+export function messageLength(message: ClusterMessage): number {
+  switch (message.type) {
+    case 'packet:inbound':
+    case 'packet:outbound': {
+      const flow = message.flow
+      return (
+        1 +
+        strLength(message.dvipa) +
+        8 +
+        1 +
+        strLength(flow.sourceAddress) +
+        2 +
+        strLength(flow.destinationAddress) +
+        2 +
+        message.packet.length
+      )
+    }
+    case 'ownership:notice':
+      return 1 + strLength(message.dvipa) + strLength(message.owner) + 8
+    case 'heartbeat':
+      return 9
+  }
+}
+
+/**
+ * Writes a cluster message into `out` at `offset` (the payload of a link frame): its type, its
+ * fields, and the packet bytes last; `out` must have {@link messageLength} bytes there. The frame
+ * around it (sender, counters, tag) is made by a `FrameGuard`.
+ *
+ * @param out - the frame buffer
+ * @param offset - where the payload starts
+ * @param message - the message
+ * @returns the offset after it
+ */
+export function writeMessage(out: Uint8Array, offset: number, message: ClusterMessage): number {
+  const w = new Writer(out, offset).u8(TYPE_CODES[message.type])
   switch (message.type) {
     case 'packet:inbound':
     case 'packet:outbound':
@@ -144,7 +220,19 @@ export function encodeMessage(message: ClusterMessage): Uint8Array {
       w.u64(message.sequence)
       break
   }
-  return w.bytes()
+  return w.offset
+}
+
+/**
+ * Encodes a cluster message as the payload of a link frame, in a new array (see
+ * {@link writeMessage}, which the link uses to write straight into the frame).
+ *
+ * @param message - the message
+ */
+export function encodeMessage(message: ClusterMessage): Uint8Array {
+  const out = new Uint8Array(messageLength(message))
+  writeMessage(out, 0, message)
+  return out
 }
 
 /**

@@ -45,7 +45,7 @@ export {
   MAX_CLUSTER_KEYS,
   type ClusterKey
 } from './cluster-key.js'
-export { decodeMessage, encodeMessage, LINK_MAGIC } from './codec.js'
+export { decodeMessage, encodeMessage, LINK_MAGIC, messageLength, writeMessage } from './codec.js'
 export { ReplayWindow, type ReplayVerdict } from './replay-window.js'
 export {
   CLUSTER_FRAME_DROP_REASONS,

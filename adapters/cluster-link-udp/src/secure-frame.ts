@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto'
 import { InvalidParametersError, SequenceExhaustedError } from '@vipsec/interface'
+import { ByteSlab, writeU32 } from '@vipsec/wire'
 import { checkClusterKeys, type ClusterKey } from './cluster-key.js'
 import { ReplayWindow } from './replay-window.js'
 
@@ -93,6 +94,25 @@ function readU64(view: DataView, offset: number): number | undefined {
   return hi * 2 ** 32 + view.getUint32(offset + 4)
 }
 
+const senderDecoder = new TextDecoder('utf-8', { fatal: true })
+
+/** The sender id of a frame: ASCII by character, UTF-8 through a decoder; undefined if invalid. */
+function senderId(frame: Uint8Array, end: number): string | undefined {
+  let id = ''
+  for (let i = FIXED_HEADER; i < end; i++) {
+    const c = frame[i]!
+    if (c > 0x7f) {
+      try {
+        return senderDecoder.decode(frame.subarray(FIXED_HEADER, end))
+      } catch {
+        return undefined
+      }
+    }
+    id += String.fromCharCode(c)
+  }
+  return id
+}
+
 /**
  * Parses the cleartext header of a frame; never throws.
  *
@@ -118,14 +138,8 @@ export function parseFrameHeader(
   if (incarnation === undefined || counter === undefined || senderLength === 0) return 'malformed'
   if (frame.length < payloadStart + tagLength) return 'malformed'
   if (keyId === 0 && (flags & FLAG_ENCRYPTED) !== 0) return 'malformed'
-  let sender: string
-  try {
-    sender = new TextDecoder('utf-8', { fatal: true }).decode(
-      frame.subarray(FIXED_HEADER, payloadStart)
-    )
-  } catch {
-    return 'malformed'
-  }
+  const sender = senderId(frame, payloadStart)
+  if (sender === undefined) return 'malformed'
   return {
     sender,
     keyId,
@@ -173,6 +187,7 @@ export class FrameGuard {
   private sendKey: Buffer | undefined
   private readonly windows = new Map<string, ReplayWindow>()
   private readonly derived = new Map<string, DerivedKey>()
+  private readonly slab = new ByteSlab()
 
   /**
    * @param init - magic, purpose, keys and window size
@@ -260,43 +275,59 @@ export class FrameGuard {
    * @throws SequenceExhaustedError when the counter would pass 2^53 - 1 (restart for a new incarnation)
    */
   seal(payload: Uint8Array, encrypt = false): Uint8Array {
+    return this.sealWith(payload.length, copyPayload, payload, encrypt)
+  }
+
+  /**
+   * Seals a frame whose payload `write` puts straight into the frame buffer (no intermediate
+   * copy): the frame is a view into a shared slab, one allocation per frame at most.
+   *
+   * @param length - the payload's length in bytes
+   * @param write - writes exactly `length` bytes of payload into `out` at `offset`
+   * @param value - what `write` encodes
+   * @param encrypt - encrypt the payload (it is authenticated either way)
+   * @throws SequenceExhaustedError when the counter would pass 2^53 - 1 (restart for a new incarnation)
+   */
+  sealWith<T>(
+    length: number,
+    write: (out: Uint8Array, offset: number, value: T) => unknown,
+    value: T,
+    encrypt = false
+  ): Uint8Array {
     const sender = this.sender
     if (sender === undefined) throw new InvalidParametersError('sender', 'startSending() first')
     if (this.counter >= MAX_COUNTER)
       throw new SequenceExhaustedError('cluster frame counter exhausted')
-    const counter = this.counter++
     const secure = this.sendKey !== undefined
     const payloadStart = FIXED_HEADER + sender.length
-    const frame = new Uint8Array(payloadStart + payload.length + (secure ? FRAME_TAG_BYTES : 0))
-    const view = new DataView(frame.buffer)
+    const end = payloadStart + length
+    const frame = this.slab.take(end + (secure ? FRAME_TAG_BYTES : 0))
+    write(frame, payloadStart, value)
+    const counter = this.counter++
     frame[0] = this.magic[0]
     frame[1] = this.magic[1]
     frame[2] = VERSION
     frame[3] = secure && encrypt ? FLAG_ENCRYPTED : 0
-    view.setUint32(4, this.sendKeyId)
-    u64(view, 8, this.incarnation)
-    u64(view, 16, counter)
+    writeU32(frame, 4, this.sendKeyId)
+    writeU64(frame, 8, this.incarnation)
+    writeU64(frame, 16, counter)
     frame[24] = sender.length
     frame.set(sender, FIXED_HEADER)
-    if (!secure) {
-      frame.set(payload, payloadStart)
-      return frame
-    }
+    if (!secure) return frame
     const cipher = createCipheriv('aes-256-gcm', this.sendKey!, nonce(counter), {
       authTagLength: FRAME_TAG_BYTES
     })
     if (encrypt) {
       cipher.setAAD(frame.subarray(0, payloadStart))
-      const head = cipher.update(payload)
+      const head = cipher.update(frame.subarray(payloadStart, end))
       const tail = cipher.final()
       frame.set(head, payloadStart)
       frame.set(tail, payloadStart + head.length)
     } else {
-      frame.set(payload, payloadStart)
-      cipher.setAAD(frame.subarray(0, payloadStart + payload.length))
+      cipher.setAAD(frame.subarray(0, end))
       cipher.final()
     }
-    frame.set(cipher.getAuthTag(), frame.length - FRAME_TAG_BYTES)
+    frame.set(cipher.getAuthTag(), end)
     return frame
   }
 
@@ -397,9 +428,20 @@ export class FrameGuard {
   }
 }
 
+/** One nonce buffer, rewritten per frame: node:crypto copies the IV when a cipher is made. */
+const nonceBytes = Buffer.alloc(12)
+
 function nonce(counter: number): Buffer {
-  const n = Buffer.alloc(12)
-  n.writeUInt32BE(Math.floor(counter / 2 ** 32), 4)
-  n.writeUInt32BE(counter >>> 0, 8)
-  return n
+  nonceBytes.writeUInt32BE(Math.floor(counter / 2 ** 32), 4)
+  nonceBytes.writeUInt32BE(counter >>> 0, 8)
+  return nonceBytes
+}
+
+function copyPayload(out: Uint8Array, offset: number, payload: Uint8Array): void {
+  out.set(payload, offset)
+}
+
+function writeU64(b: Uint8Array, offset: number, v: number): void {
+  writeU32(b, offset, Math.floor(v / 2 ** 32))
+  writeU32(b, offset + 4, v >>> 0)
 }

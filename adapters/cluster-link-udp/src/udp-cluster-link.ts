@@ -17,7 +17,7 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import type { ClusterKey } from './cluster-key.js'
-import { decodeMessage, encodeMessage, LINK_MAGIC } from './codec.js'
+import { decodeMessage, LINK_MAGIC, messageLength, writeMessage } from './codec.js'
 import {
   emptyDropCounts,
   FrameGuard,
@@ -252,7 +252,7 @@ export class UdpClusterLink implements ClusterLink {
     if (this.socket === undefined) throw new NotStartedError('cluster link is not started')
     const endpoint = this.peers.get(to)
     if (endpoint === undefined) throw new NotFoundError(`${to} is not a peer of ${this.localNode}`)
-    const frame = this.guard.seal(encodeMessage(message), this.encrypt)
+    const frame = this.guard.sealWith(messageLength(message), writeMessage, message, this.encrypt)
     if (frame.length > this.maxFrameBytes) return void this.counts.oversizedSends++
     this.socket.send(frame, endpoint)
     this.counts.sent++

@@ -87,3 +87,37 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
   }
   return out
 }
+
+/**
+ * Hands out packet-sized views of large zero-filled buffers, so that building a packet costs a
+ * view rather than its own `ArrayBuffer` (which the garbage collector tracks one by one). A view
+ * keeps its whole slab alive, as a pooled `Buffer` keeps its pool; a slab is never written again
+ * after it handed out a view of it, except through that view.
+ */
+export class ByteSlab {
+  private readonly size: number
+  private buffer: ArrayBuffer
+  private used = 0
+
+  /** @param size - bytes per slab (default 64 KiB); larger requests get their own buffer */
+  constructor(size = 65536) {
+    this.size = size
+    this.buffer = new ArrayBuffer(size)
+  }
+
+  /**
+   * A fresh, zero-filled view of `length` bytes.
+   *
+   * @param length - its size
+   */
+  take(length: number): Uint8Array {
+    if (length > this.size / 4) return new Uint8Array(length)
+    if (this.used + length > this.size) {
+      this.buffer = new ArrayBuffer(this.size)
+      this.used = 0
+    }
+    const at = this.used
+    this.used += (length + 7) & ~7
+    return new Uint8Array(this.buffer, at, length)
+  }
+}

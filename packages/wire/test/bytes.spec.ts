@@ -1,5 +1,14 @@
 import { expect } from 'chai'
-import { concat, readU16, readU32, u16Bytes, u32Bytes, writeU16, writeU32 } from '../src/index.js'
+import {
+  ByteSlab,
+  concat,
+  readU16,
+  readU32,
+  u16Bytes,
+  u32Bytes,
+  writeU16,
+  writeU32
+} from '../src/index.js'
 
 describe('bytes', () => {
   describe('readU16 and readU32', () => {
@@ -30,6 +39,21 @@ describe('bytes', () => {
       expect([...out]).to.deep.equal([1, 2, 3])
       out[0] = 9
       expect(a[0]).to.equal(1)
+    })
+  })
+
+  describe('ByteSlab', () => {
+    it('should hand out zero-filled views that never overlap, across slabs', () => {
+      const slab = new ByteSlab(256)
+      const views = Array.from({ length: 40 }, (_, i) => slab.take(1 + (i % 50)))
+      views.forEach((v, i) => {
+        expect(v.length).to.equal(1 + (i % 50))
+        expect(v.every((b) => b === 0)).to.equal(true)
+        v.fill(i + 1)
+      })
+      views.forEach((v, i) => expect(v.every((b) => b === i + 1)).to.equal(true))
+      expect(new Set(views.map((v) => v.buffer)).size).to.be.greaterThan(1)
+      expect(slab.take(200).buffer.byteLength).to.equal(200)
     })
   })
 })
