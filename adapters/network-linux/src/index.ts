@@ -44,4 +44,4 @@ export {
   type TapDeviceHolderInit
 } from './device-holder.js'
 export { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
-export { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
+export { DgramUdpEndpoint, MAX_SEND_QUEUE, type UdpCounters } from './udp-socket.js'

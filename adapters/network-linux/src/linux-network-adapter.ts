@@ -95,6 +95,8 @@ export interface LinuxNetworkStats {
   datagramsSent: number
   /** Datagrams that could not be sent (counted, never thrown). */
   sendErrors: number
+  /** Datagrams dropped because their socket's send queue was full (overload). */
+  sendQueueFull: number
   /** Datagrams received. */
   datagramsReceived: number
   /** Errors a socket reported outside a send. */
@@ -164,12 +166,14 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     announcementFailures: 0,
     datagramsSent: 0,
     sendErrors: 0,
+    sendQueueFull: 0,
     datagramsReceived: 0,
     socketErrors: 0
   }
   private readonly udpCounters: UdpCounters = {
     sent: () => void this.counters.datagramsSent++,
     sendFailed: () => void this.counters.sendErrors++,
+    sendQueueFull: () => void this.counters.sendQueueFull++,
     received: () => void this.counters.datagramsReceived++,
     socketFailed: () => void this.counters.socketErrors++,
     closed: (endpoint) => void this.sockets.delete(endpoint)

@@ -14,6 +14,8 @@ export interface UdpCounters {
   sent(bytes: number): void
   /** A send failed (counted, never thrown). */
   sendFailed(err: unknown): void
+  /** A datagram was dropped because the socket's send queue was full (overload). */
+  sendQueueFull(): void
   /** A datagram arrived. */
   received(bytes: number): void
   /** The socket reported an error outside a send. */
@@ -21,6 +23,12 @@ export interface UdpCounters {
   /** The socket closed. */
   closed(endpoint: DgramUdpEndpoint): void
 }
+
+/**
+ * Datagrams a socket may hold in user space, waiting for the kernel's send buffer, before it
+ * drops new ones: the queue (and the memory) stays bounded when a receiver cannot keep up.
+ */
+export const MAX_SEND_QUEUE = 1024
 
 /** A UDP socket of the Linux adapter, over `node:dgram`. */
 export class DgramUdpEndpoint implements UdpEndpoint {
@@ -78,13 +86,15 @@ export class DgramUdpEndpoint implements UdpEndpoint {
   }
 
   /**
-   * Sends a datagram; does nothing once closed. Errors are counted, not thrown.
+   * Sends a datagram; does nothing once closed. Errors are counted, not thrown; with
+   * {@link MAX_SEND_QUEUE} datagrams already waiting in user space it is dropped and counted.
    *
    * @param data - the payload
    * @param to - the destination
    */
   send(data: Uint8Array, to: Endpoint): void {
     if (this.closing !== undefined) return
+    if (this.socket.getSendQueueCount() >= MAX_SEND_QUEUE) return this.counters.sendQueueFull()
     try {
       this.socket.send(data, to.port, to.address, (err) => {
         if (err == null) this.counters.sent(data.length)

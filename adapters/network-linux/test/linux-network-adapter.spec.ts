@@ -3,6 +3,7 @@ import { firstValueFrom, toArray } from 'rxjs'
 import type { AbortOptions, Datagram, NetworkEvent, UdpEndpoint } from '@vipsec/interface'
 import {
   LinuxNetworkAdapter,
+  MAX_SEND_QUEUE,
   linuxNetworkAdapter,
   type AnnouncementEvent,
   type CommandResult,
@@ -523,6 +524,25 @@ describe(LinuxNetworkAdapter.name, () => {
           await new Promise((r) => setTimeout(r, 10))
         }
         expect(adapter.stats().sendErrors).to.equal(2)
+      })
+    })
+
+    describe('when the send queue is full (overload)', () => {
+      it('should drop the datagram and count it, so that memory stays bounded', async () => {
+        const socket = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const receiver = await adapter.openUdp({ address: '127.0.0.1', port: 0 })
+        const got: string[] = []
+        receiver.datagrams$.subscribe((d) => got.push(new TextDecoder().decode(d.data)))
+        // the kernel would take these at once: pretend MAX_SEND_QUEUE datagrams are waiting
+        const dgram = (socket as unknown as { socket: { getSendQueueCount(): number } }).socket
+        const real = dgram.getSendQueueCount.bind(dgram)
+        dgram.getSendQueueCount = () => MAX_SEND_QUEUE
+        socket.send(text('dropped'), receiver.local)
+        dgram.getSendQueueCount = real
+        socket.send(text('sent'), receiver.local)
+        for (let i = 0; i < 100 && got.length < 1; i++) await new Promise((r) => setTimeout(r, 10))
+        expect(got).to.deep.equal(['sent'])
+        expect(adapter.stats().sendQueueFull).to.equal(1)
       })
     })
 
