@@ -78,6 +78,8 @@ export interface ClusterLinkCounters {
   dropped: Record<ClusterFrameDropReason, number>
   /** Messages not sent because their frame would exceed `maxFrameBytes`. */
   oversizedSends: number
+  /** Messages given to `post` while the link was stopped or for a node that is not a peer. */
+  unsentPosts: number
 }
 
 /**
@@ -106,7 +108,8 @@ export class UdpClusterLink implements ClusterLink {
     sent: 0,
     received: 0,
     dropped: emptyDropCounts(),
-    oversizedSends: 0
+    oversizedSends: 0,
+    unsentPosts: 0
   }
 
   /**
@@ -252,10 +255,35 @@ export class UdpClusterLink implements ClusterLink {
     if (this.socket === undefined) throw new NotStartedError('cluster link is not started')
     const endpoint = this.peers.get(to)
     if (endpoint === undefined) throw new NotFoundError(`${to} is not a peer of ${this.localNode}`)
+    this.transmit(this.socket, endpoint, message)
+  }
+
+  /**
+   * Sends a message at once, for the per-packet path: no promise, no microtask.
+   *
+   * @param to - the peer's node id
+   * @param message - the message
+   * @returns false, counted in `unsentPosts`, when the link is stopped or `to` is not a peer;
+   *   false, counted in `oversizedSends`, when the frame is too long
+   */
+  post(to: NodeId, message: ClusterMessage): boolean {
+    const endpoint = this.peers.get(to)
+    if (this.socket === undefined || endpoint === undefined) {
+      this.counts.unsentPosts++
+      return false
+    }
+    return this.transmit(this.socket, endpoint, message)
+  }
+
+  private transmit(socket: UdpEndpoint, endpoint: Endpoint, message: ClusterMessage): boolean {
     const frame = this.guard.sealWith(messageLength(message), writeMessage, message, this.encrypt)
-    if (frame.length > this.maxFrameBytes) return void this.counts.oversizedSends++
-    this.socket.send(frame, endpoint)
+    if (frame.length > this.maxFrameBytes) {
+      this.counts.oversizedSends++
+      return false
+    }
+    socket.send(frame, endpoint)
     this.counts.sent++
+    return true
   }
 }
 

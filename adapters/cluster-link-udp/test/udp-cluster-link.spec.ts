@@ -244,6 +244,32 @@ describe('UdpClusterLink', () => {
     })
   })
 
+  describe('.post', () => {
+    it('should send at once like send, and return false (counted) where send would throw', async () => {
+      const { dp, got, settle } = await pair()
+      const message: ClusterMessage = {
+        type: 'packet:inbound',
+        dvipa: '10.0.0.100',
+        epoch: 2,
+        flow: {
+          protocol: 17,
+          sourceAddress: '172.16.2.1',
+          sourcePort: 4000,
+          destinationAddress: '10.77.0.10',
+          destinationPort: 7
+        },
+        packet: new Uint8Array([0x45, 1, 2, 3])
+      }
+      expect(dp.post('target-1', message)).to.equal(true)
+      expect(dp.post('target-9', message)).to.equal(false)
+      await settle()
+      expect(got).to.deep.equal([{ from: 'dp-1', message }])
+      await dp.stop()
+      expect(dp.post('target-1', message)).to.equal(false)
+      expect(dp.counters()).to.include({ sent: 1, unsentPosts: 2 })
+    })
+  })
+
   describe('when the link encrypts', () => {
     it('should carry packets that only the peer can read', async () => {
       const { dp, got, settle, wire } = await pair({ encrypt: true })

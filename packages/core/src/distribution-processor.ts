@@ -772,9 +772,21 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (!connection.distributed && this.components.localTarget !== undefined) {
       void this.components.localTarget.receive({ from: this.id, message })
     } else {
-      this.components.link.send(connection.target, message).catch(() => void this.counts.dropped++)
+      this.forward(connection.target, message)
     }
   }
+
+  /** Hands a packet to a target: without a promise when the link can (`post`). */
+  private forward(target: NodeId, message: ClusterMessage): void {
+    const link = this.components.link
+    if (link.post !== undefined) {
+      if (!link.post(target, message)) this.counts.dropped++
+    } else {
+      link.send(target, message).catch(this.countDropped)
+    }
+  }
+
+  private readonly countDropped = (): void => void this.counts.dropped++
 
   /** Outbound: a cleartext reply from a target, to be protected and sent to the peer. */
   private onOutbound(

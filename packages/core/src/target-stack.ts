@@ -265,9 +265,9 @@ export class DefaultTargetStack implements TargetStack {
       this.localOwner(message)
       return
     }
-    this.link.send(owner.owner, message).catch(() => {
-      // the link counts what it cannot send; a lost reply is like a lost datagram
-    })
+    // the link counts what it cannot send; a lost reply is like a lost datagram
+    if (this.link.post !== undefined) this.link.post(owner.owner, message)
+    else this.link.send(owner.owner, message).catch(ignore)
   }
 
   /** Accepts `owner` at `epoch` unless an older epoch; returns whether the message is current. */
@@ -302,4 +302,8 @@ export function defaultTargetStack(
   init: DefaultTargetStackInit
 ): DefaultTargetStack {
   return new DefaultTargetStack(components, init)
+}
+
+function ignore(): void {
+  // a reply the link could not send is lost like a datagram
 }

@@ -67,4 +67,12 @@ export interface ClusterLink extends Startable {
    * @throws NotFoundError when the node is not known to the link
    */
   send(to: NodeId, message: ClusterMessage, options?: AbortOptions): Promise<void>
+
+  /**
+   * Optional: sends a message at once, without a promise, for the per-packet path (a promise
+   * and a microtask per packet cost as much as the frame's encoding). Returns false when the
+   * message was not sent (unknown node, link stopped, frame too long), which the link counts;
+   * never throws for those.
+   */
+  post?(to: NodeId, message: ClusterMessage): boolean
 }
