@@ -59,6 +59,9 @@ const DVIPA = '10.88.0.50'
 const SERVICE = '10.77.0.10'
 const CLIENT = '172.16.2.1'
 const DP = '10.88.0.1'
+const DP2 = '10.88.0.2'
+const STORE = '10.88.0.20'
+const REDIS_PASSWORD = 'dataplane bench redis password'
 const TARGET = '10.88.0.11'
 const PEER = '10.88.0.100'
 const ids = { cluster: 'vpn.cluster.test', peer: 'peer.example.test' }
@@ -83,7 +86,25 @@ interface Result {
   udpPps1372: number
   rttP50Ms: number
   rttP99Ms: number
-  cpuUsPerPacket: number
+  /** DP process CPU per packet at the fixed rate, 64 and 1372 B. */
+  dpCpuUs64: number
+  dpCpuUs1372: number
+  /** The target's vipsec process (none for the gateway: the target's kernel alone serves). */
+  targetCpuUs64: number | null
+  targetCpuUs1372: number | null
+  /** The peer's charon per packet at the fixed rate, 1372 B (the shared peer). */
+  peerCpuUs1372: number
+  /** Under twice the highest 1372 B rate with < 1% loss, for OVERLOAD_SECONDS. */
+  overload: {
+    pps: number
+    lostPercent: number
+    dpRssStartMb: number
+    dpRssMaxMb: number
+    dpCpuPercent: number
+    peerCpuPercent: number
+    /** UDP datagrams the DP's kernel dropped, by reason (/proc/net/snmp in its namespace). */
+    kernelDrops: { receiveBuffer: number; other: number }
+  }
 }
 
 function peerConf(): string {
@@ -244,7 +265,48 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]) // utime + stime
 }
 
-async function measure(system: Result['system'], dpPid: number): Promise<Result> {
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? NaN : Number(m[1]) / 1024
+}
+
+/** The pid of the charon in a namespace. */
+function charonPid(name: string): number {
+  return Number(
+    sh('ip', ['netns', 'pids', ns(name)])
+      .split('\n')
+      .find((p) => p !== '' && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'charon')
+  )
+}
+
+/** UDP receive errors of a namespace's kernel: buffer overflows and the rest. */
+function udpErrors(name: string): { receiveBuffer: number; other: number } {
+  const lines = sh('ip', ['netns', 'exec', ns(name), 'cat', '/proc/net/snmp'])
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'))
+  const keys = lines[0]!.split(/\s+/)
+  const values = lines[1]!.split(/\s+/).map(Number)
+  const get = (k: string) => values[keys.indexOf(k)] ?? 0
+  return { receiveBuffer: get('RcvbufErrors'), other: get('InErrors') - get('RcvbufErrors') }
+}
+
+const OVERLOAD_SECONDS = 5
+
+/** CPU microseconds per packet of each pid over one fixed-rate trial. */
+async function cpuPerPacket(length: number, pids: number[]): Promise<number[]> {
+  const before = pids.map(cpuTicks)
+  const run = await udp(length, CPU_PPS, 4)
+  return pids.map(
+    (pid, i) => (((cpuTicks(pid) - before[i]!) / TICKS) * 1e6) / Math.max(1, run.packets)
+  )
+}
+
+async function measure(
+  system: Result['system'],
+  dpPid: number,
+  targetPid: number | undefined
+): Promise<Result> {
+  const peerPid = charonPid('peer')
   const tcp = (await iperf3(['-t', String(TCP_SECONDS)])) as {
     end: { sum_received: { bits_per_second: number } }
   }
@@ -255,9 +317,22 @@ async function measure(system: Result['system'], dpPid: number): Promise<Result>
   const probe = await runIn('peer', process.execPath, ['-e', RTT_PROBE])
   killProc(echo)
   const rtts = (JSON.parse(probe) as number[]).sort((a, b) => a - b)
-  const before = cpuTicks(dpPid)
-  const cpuRun = await udp(1372, CPU_PPS, 4)
-  const used = cpuTicks(dpPid) - before
+  const withTarget = targetPid === undefined ? [dpPid] : [dpPid, targetPid]
+  const cpu64 = await cpuPerPacket(64, withTarget)
+  const cpu1372 = await cpuPerPacket(1372, [...withTarget, peerPid])
+  // twice the sustainable rate: memory must stay bounded, drops are counted by the kernel
+  const pps = Math.max(2000, 2 * udpPps1372)
+  const drops0 = udpErrors('dp-1')
+  const rssStart = rssMb(dpPid)
+  let rssMax = rssStart
+  const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMb(dpPid))), 200)
+  const dp0 = cpuTicks(dpPid)
+  const peer0 = cpuTicks(peerPid)
+  const t0 = Date.now()
+  const flood = await udp(1372, pps, OVERLOAD_SECONDS)
+  const wall = (Date.now() - t0) / 1000
+  clearInterval(sampler)
+  const drops1 = udpErrors('dp-1')
   return {
     system,
     tcpMbits: tcp.end.sum_received.bits_per_second / 1e6,
@@ -265,7 +340,23 @@ async function measure(system: Result['system'], dpPid: number): Promise<Result>
     udpPps1372,
     rttP50Ms: rtts[Math.floor(rtts.length * 0.5)] ?? NaN,
     rttP99Ms: rtts[Math.min(rtts.length - 1, Math.floor(rtts.length * 0.99))] ?? NaN,
-    cpuUsPerPacket: ((used / TICKS) * 1e6) / Math.max(1, cpuRun.packets)
+    dpCpuUs64: cpu64[0]!,
+    dpCpuUs1372: cpu1372[0]!,
+    targetCpuUs64: targetPid === undefined ? null : cpu64[1]!,
+    targetCpuUs1372: targetPid === undefined ? null : cpu1372[1]!,
+    peerCpuUs1372: cpu1372[cpu1372.length - 1]!,
+    overload: {
+      pps,
+      lostPercent: flood.lost_percent,
+      dpRssStartMb: rssStart,
+      dpRssMaxMb: rssMax,
+      dpCpuPercent: (100 * (cpuTicks(dpPid) - dp0)) / TICKS / wall,
+      peerCpuPercent: (100 * (cpuTicks(peerPid) - peer0)) / TICKS / wall,
+      kernelDrops: {
+        receiveBuffer: drops1.receiveBuffer - drops0.receiveBuffer,
+        other: drops1.other - drops0.other
+      }
+    }
   }
 }
 
@@ -276,20 +367,44 @@ async function measure(system: Result['system'], dpPid: number): Promise<Result>
  * @param dir - a temporary directory for the files
  * @param run - the measurement
  * @param nodeArgs - extra node options per node (`--cpu-prof`)
+ * @param standby - also run a backup DP (dp-2) with Redis as the coupling store, whose detector
+ *   watches dp-1's heartbeats through the run: a takeover would be a false failover
  */
 async function withVipsec<T>(
   dir: string,
-  run: (dpPid: number, targetPid: number) => Promise<T>,
-  nodeArgs: { dp?: string[]; target?: string[] } = {}
+  run: (dpPid: number, targetPid: number, standby: NodeProcess | undefined) => Promise<T>,
+  nodeArgs: { dp?: string[]; target?: string[] } = {},
+  standby = false
 ): Promise<T> {
   const nodes: NodeProcess[] = []
+  let redis: ChildProcess | undefined
+  if (standby) {
+    redis = inNs('store', 'redis-server', [
+      ...['--bind', STORE, '--port', '6379', '--requirepass', REDIS_PASSWORD],
+      ...['--dir', dir, '--appendonly', 'yes', '--save', '']
+    ])
+    await waitFor(
+      () => {
+        try {
+          return sh('ip', [
+            ...['netns', 'exec', ns('store'), 'redis-cli', '-h', STORE],
+            ...['-a', REDIS_PASSWORD, '--no-auth-warning', 'ping']
+          ]).includes('PONG')
+        } catch {
+          return false
+        }
+      },
+      20_000,
+      'redis'
+    )
+  }
   // the cluster file, the secrets, a cluster key and a node file each (docs/node.md)
   writeFileSync(
     join(dir, 'cluster.yaml'),
-    `store: { type: memory }
-nodes: { dp-1: ${DP}, target-1: ${TARGET} }
+    `${standby ? `store: { type: redis, address: ${STORE}:6379, prefix: "${tag}:" }` : 'store: { type: memory }'}
+nodes: { dp-1: ${DP}, dp-2: ${DP2}, target-1: ${TARGET} }
 dvipas:
-  ${DVIPA}: { ranks: [dp-1], targets: [target-1] }
+  ${DVIPA}: { ranks: [${standby ? 'dp-1, dp-2' : 'dp-1'}], targets: [target-1] }
 connections:
   peer:
     proposals: aes256gcm16-prfsha256-x25519
@@ -302,7 +417,7 @@ connections:
   )
   writeFileSync(
     join(dir, 'secrets.yaml'),
-    `ike:\n  peer: { id: ${ids.peer}, secret: "${PSK}" }\n`,
+    `ike:\n  peer: { id: ${ids.peer}, secret: "${PSK}" }\n${standby ? `store: { password: "${REDIS_PASSWORD}" }\n` : ''}`,
     {
       mode: 0o600
     }
@@ -311,6 +426,7 @@ connections:
   const common =
     'cluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n'
   writeFileSync(join(dir, 'dp.yaml'), `node: dp-1\n${common}`)
+  writeFileSync(join(dir, 'dp-2.yaml'), `node: dp-2\n${common}`)
   writeFileSync(
     join(dir, 'target.yaml'),
     `node: target-1\n${common}kernel: { addresses: [${SERVICE}] }\n`
@@ -322,12 +438,20 @@ connections:
       new NodeProcess('target-1', join(dir, 'target.yaml'), ns('target-1'), nodeArgs.target)
     )
     await waitFor(() => nodes.every((n) => n.has('node:started')), 60_000, 'the vipsec nodes')
+    let backup: NodeProcess | undefined
+    if (standby) {
+      await waitFor(() => nodes[0]!.has('ownership:claimed'), 30_000, 'dp-1 owning the DVIPA')
+      backup = new NodeProcess('dp-2', join(dir, 'dp-2.yaml'), ns('dp-2'))
+      nodes.push(backup)
+      await waitFor(() => backup!.has('node:started'), 60_000, 'the standby DP')
+    }
     await charon.start(peerConf())
     charon.swanctl(['--initiate', '--child', 'net'])
-    return await run(nodes[0]!.proc.pid!, nodes[1]!.proc.pid!)
+    return await run(nodes[0]!.proc.pid!, nodes[1]!.proc.pid!, backup)
   } finally {
     await charon.stop()
-    for (const n of nodes) {
+    // the standby first: it must not take the DVIPA over when dp-1 stops
+    for (const n of [...nodes].reverse()) {
       // a profiled node writes its profile on a clean exit: give it time
       if (nodeArgs.dp !== undefined) {
         const exited = new Promise((resolve) => n.proc.once('exit', resolve))
@@ -336,11 +460,44 @@ connections:
       }
       await n.stop()
     }
+    killProc(redis)
   }
 }
 
-function benchVipsec(dir: string): Promise<Result> {
-  return withVipsec(dir, (dpPid) => measure('vipsec', dpPid))
+/** What the standby DP saw while dp-1 carried the full load. */
+interface Standby {
+  /** Its detector suspected or declared dp-1 failed. */
+  suspects: number
+  failures: number
+  /** It claimed the DVIPA or started a takeover: a false failover. */
+  falseFailovers: number
+}
+
+async function benchVipsec(dir: string): Promise<Result & { standby: Standby }> {
+  return withVipsec(
+    dir,
+    async (dpPid, targetPid, backup) => {
+      const before = {
+        suspects: backup!.count('node:suspect'),
+        failures: backup!.count('node:failed'),
+        takeovers: backup!.count('takeover:started') + backup!.count('ownership:claimed')
+      }
+      const result = await measure('vipsec', dpPid, targetPid)
+      return {
+        ...result,
+        standby: {
+          suspects: backup!.count('node:suspect') - before.suspects,
+          failures: backup!.count('node:failed') - before.failures,
+          falseFailovers:
+            backup!.count('takeover:started') +
+            backup!.count('ownership:claimed') -
+            before.takeovers
+        }
+      }
+    },
+    {},
+    true
+  )
 }
 
 /** The single `.cpuprofile` a process wrote into `dir`. */
@@ -435,12 +592,7 @@ async function benchStrongswan(): Promise<Result> {
       )
       throw err
     }
-    const pid = Number(
-      sh('ip', ['netns', 'pids', ns('dp-1')])
-        .split('\n')
-        .find((p) => p !== '' && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'charon')
-    )
-    return await measure('strongswan', pid)
+    return await measure('strongswan', charonPid('dp-1'), undefined)
   } finally {
     await peer.stop()
     await gateway.stop()
@@ -449,16 +601,28 @@ async function benchStrongswan(): Promise<Result> {
 
 const dir = mkdtempSync(join(tmpdir(), 'vipsec-bench-dataplane-'))
 let iperfs: ChildProcess | undefined
-const results: Result[] = []
+let vipsec: (Result & { standby: Standby }) | undefined
+let strongswan: Result | undefined
 try {
   sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
   iperfs = inNs('target-1', 'iperf3', ['-s', '-p', '5201'])
   if (PROFILE) {
     await profileVipsec(dir)
   } else {
-    results.push(await benchVipsec(dir))
-    console.error('vipsec measured; now the strongSwan gateway')
-    results.push(await benchStrongswan())
+    vipsec = await benchVipsec(dir)
+    console.error(`vipsec measured: ${JSON.stringify(vipsec)}; now the strongSwan gateway`)
+    // whatever vipsec left: the DVIPA on a DP, the peer's ARP entry for it
+    for (const name of ['dp-1', 'dp-2']) {
+      for (const length of [24, 32]) {
+        try {
+          sh('ip', ['-n', ns(name), 'addr', 'del', `${DVIPA}/${length}`, 'dev', 'eth0'])
+        } catch {
+          // not there
+        }
+      }
+    }
+    sh('ip', ['-n', ns('peer'), 'neigh', 'flush', 'all'])
+    strongswan = await benchStrongswan()
   }
 } finally {
   killProc(iperfs)
@@ -467,24 +631,44 @@ try {
 }
 
 if (PROFILE) process.exit(0)
-const [v, s] = results as [Result, Result]
+const v = vipsec!
+const s = strongswan!
 const row = (name: string, a: number, b: number, digits = 1, higherIsBetter = true) =>
-  `${name.padEnd(26)} | ${a.toFixed(digits).padStart(10)} | ${b.toFixed(digits).padStart(10)} | ${(a / b).toFixed(2).padStart(5)}x${higherIsBetter ? '' : ' (lower is better)'}`
+  `${name.padEnd(34)} | ${a.toFixed(digits).padStart(10)} | ${b.toFixed(digits).padStart(10)} | ${(a / b).toFixed(2).padStart(5)}x${higherIsBetter ? '' : ' (lower is better)'}`
 console.log(
-  `${'metric'.padEnd(26)} | ${'vipsec'.padStart(10)} | ${'strongSwan'.padStart(10)} | ratio`
+  `${'metric'.padEnd(34)} | ${'vipsec'.padStart(10)} | ${'strongSwan'.padStart(10)} | ratio`
 )
 console.log(row('TCP Mbit/s (iperf3)', v.tcpMbits, s.tcpMbits))
 console.log(row('UDP pps <1% loss, 64 B', v.udpPps64, s.udpPps64, 0))
 console.log(row('UDP pps <1% loss, 1372 B', v.udpPps1372, s.udpPps1372, 0))
 console.log(row('RTT p50 ms', v.rttP50Ms, s.rttP50Ms, 3, false))
 console.log(row('RTT p99 ms', v.rttP99Ms, s.rttP99Ms, 3, false))
-console.log(row(`DP CPU us/packet @${CPU_PPS} pps`, v.cpuUsPerPacket, s.cpuUsPerPacket, 1, false))
+console.log(row(`DP CPU us/packet @${CPU_PPS} pps, 64 B`, v.dpCpuUs64, s.dpCpuUs64, 1, false))
+console.log(row(`DP CPU us/packet @${CPU_PPS} pps, 1372 B`, v.dpCpuUs1372, s.dpCpuUs1372, 1, false))
+console.log(
+  `${'target CPU us/packet, 64 / 1372 B'.padEnd(34)} | ${`${v.targetCpuUs64!.toFixed(1)} / ${v.targetCpuUs1372!.toFixed(1)}`.padStart(10)} | ${'(kernel)'.padStart(10)} |`
+)
+console.log(row('peer charon CPU us/packet, 1372 B', v.peerCpuUs1372, s.peerCpuUs1372, 1, false))
+console.log(
+  row(`DP RSS max MB, 2x overload`, v.overload.dpRssMaxMb, s.overload.dpRssMaxMb, 1, false)
+)
+console.log(
+  `${'2x overload: pps, loss, DP/peer CPU'.padEnd(34)} | ${`${v.overload.pps} ${v.overload.lostPercent.toFixed(0)}% ${v.overload.dpCpuPercent.toFixed(0)}/${v.overload.peerCpuPercent.toFixed(0)}%`.padStart(10)} | ${`${s.overload.pps} ${s.overload.lostPercent.toFixed(0)}% ${s.overload.dpCpuPercent.toFixed(0)}/${s.overload.peerCpuPercent.toFixed(0)}%`.padStart(10)} |`
+)
+console.log(
+  `standby DP during the run: ${v.standby.suspects} suspicions, ${v.standby.failures} failures, ${v.standby.falseFailovers} false failovers`
+)
 console.log(
   JSON.stringify({
     bench: 'dataplane',
     vipsec: v,
     strongswan: s,
     tcpRatio: v.tcpMbits / s.tcpMbits,
-    cpuPerPacketRatio: v.cpuUsPerPacket / s.cpuUsPerPacket
+    rateRatio64: v.udpPps64 / s.udpPps64,
+    rateRatio1372: v.udpPps1372 / s.udpPps1372,
+    dpCpuRatio64: v.dpCpuUs64 / s.dpCpuUs64,
+    dpCpuRatio1372: v.dpCpuUs1372 / s.dpCpuUs1372,
+    overloadRssRatio: v.overload.dpRssMaxMb / s.overload.dpRssMaxMb,
+    falseFailovers: v.standby.falseFailovers
   })
 )
