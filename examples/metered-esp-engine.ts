@@ -9,7 +9,8 @@
  */
 import { pathToFileURL } from 'node:url'
 import { SystemClock } from '@vipsec/clock'
-import { SoftwareEspEngine, buildIpPacket, buildUdp } from '@vipsec/esp-software'
+import { SoftwareEspEngine } from '@vipsec/esp-software'
+import { buildIpPacket, buildUdp } from '@vipsec/wire'
 import type {
   CleartextInboundResult,
   DynamicFilter,
