@@ -1032,6 +1032,9 @@ export class OwnershipController {
         } else if (phase.step === 'running') {
           if (ownership.epoch > phase.fence.epoch || ownership.owner !== this.node)
             this.abortTakeover(ownership.epoch, ownership.owner, 'store')
+          // still this node's epoch: a confirmation, or a takeover longer than selfFenceMs
+          // would fence itself the moment it completes
+          else this.confirmed(sentAt)
         } else if (
           ownership.epoch > (phase.step === 'claiming' ? phase.expectedEpoch : viewEpoch(s.view))
         ) {

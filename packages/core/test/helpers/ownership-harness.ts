@@ -105,6 +105,8 @@ export interface StoreFaults {
   loseNextClaimReply: boolean
   /** Every call waits this long (ms) and then fails, as a store cut off with a long timeout. */
   downWithTimeoutMs: number | undefined
+  /** Every call answers after this long (ms), as a real store's round trip. Default 0. */
+  latencyMs?: number
 }
 
 /** A node's store client that applies faults around a memory store. */
@@ -128,6 +130,7 @@ export function faultyStore(
           await clock.sleep(faults.downWithTimeoutMs)
           throw new StoreUnavailableError(`${String(prop)}: timed out`)
         }
+        if (faults.latencyMs !== undefined) await clock.sleep(faults.latencyMs)
         const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
         if (prop === 'claimOwnership' && faults.loseNextClaimReply) {
           faults.loseNextClaimReply = false
