@@ -1101,7 +1101,11 @@ export class OwnershipController {
     const s = this.state
     if (s.role !== 'owner') return
     const silent = this.clock.monotonic() - this.confirmedAt
-    if (silent < this.selfFenceMs) return
+    if (silent < this.selfFenceMs) {
+      // a timer may fire early (Node counts from a cached loop time): arm it again
+      this.armFence()
+      return
+    }
     this.clearFence()
     this.setState(
       { role: 'fenced', fence: s.fence, since: this.clock.monotonic() },

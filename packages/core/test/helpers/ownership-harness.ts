@@ -62,6 +62,8 @@ export class ScriptedDetector {
 export class PausableClock implements Clock {
   private paused = false
   private held: (() => void)[] = []
+  /** Timers fire this much (ms) early, as Node's do by up to a millisecond. Default 0. */
+  earlyMs = 0
   constructor(private readonly inner: VirtualClock) {}
   now(): number {
     return this.inner.now()
@@ -70,10 +72,13 @@ export class PausableClock implements Clock {
     return this.inner.monotonic()
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    return this.inner.setTimeout(() => {
-      if (this.paused) this.held.push(fn)
-      else fn()
-    }, ms)
+    return this.inner.setTimeout(
+      () => {
+        if (this.paused) this.held.push(fn)
+        else fn()
+      },
+      ms > this.earlyMs ? ms - this.earlyMs : ms
+    )
   }
   clearTimeout(handle: TimerHandle): void {
     this.inner.clearTimeout(handle)
