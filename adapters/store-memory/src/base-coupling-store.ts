@@ -107,7 +107,7 @@ export function mergeJournal<K, V>(
 export abstract class BaseCouplingStore implements CouplingStore {
   /** Time for `claimedAt`. */
   protected readonly clock: Pick<Clock, 'now'>
-  private changes = new Subject<CouplingStoreEvent>()
+  private events = new Subject<CouplingStoreEvent>()
 
   /**
    * @param storeName - the class name, for NotStartedError's message
@@ -122,7 +122,7 @@ export abstract class BaseCouplingStore implements CouplingStore {
 
   /** Changes made by any store of this cluster; completes on `stop()`. */
   get events$(): Observable<CouplingStoreEvent> {
-    return this.changes.asObservable()
+    return this.events.asObservable()
   }
 
   /** Starts the store. Idempotent. */
@@ -464,12 +464,12 @@ export abstract class BaseCouplingStore implements CouplingStore {
 
   /** Makes `events$` live again after a stop (call when the store starts). */
   protected openEvents(): void {
-    if (this.changes.closed || this.changes.isStopped) this.changes = new Subject()
+    if (this.events.closed || this.events.isStopped) this.events = new Subject()
   }
 
   /** Completes `events$` (call when the store stops). */
   protected closeEvents(): void {
-    this.changes.complete()
+    this.events.complete()
   }
 
   /**
@@ -478,7 +478,7 @@ export abstract class BaseCouplingStore implements CouplingStore {
    * @param event - the event
    */
   protected emitEvent(event: CouplingStoreEvent): void {
-    this.changes.next(event)
+    this.events.next(event)
   }
 
   /**
@@ -501,7 +501,7 @@ export abstract class BaseCouplingStore implements CouplingStore {
         typeof event === 'object' &&
         COUPLING_STORE_EVENT_TYPES.has((event as { type: string }).type)
       ) {
-        this.changes.next(event as CouplingStoreEvent)
+        this.events.next(event as CouplingStoreEvent)
       }
     }
   }
