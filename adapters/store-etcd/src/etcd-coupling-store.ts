@@ -9,17 +9,11 @@ import type {
   IRequestOp,
   ITxnResponse
 } from 'etcd3/lib/rpc.js'
-import { Subject, type Observable } from 'rxjs'
 import {
-  decodeDeleteMessage,
   decodeOwnership,
-  decodeRecord,
-  decodeRecordSet,
   encodeDeleteMessage,
   encodeOwnership,
   encodeRecord,
-  InvalidParametersError,
-  NotFoundError,
   NotStartedError,
   OwnershipConflictError,
   StaleEpochError,
@@ -27,21 +21,17 @@ import {
   throwIfAborted,
   type AbortOptions,
   type Clock,
-  type CouplingStore,
   type CouplingStoreEvent,
   type DeleteMessage,
   type Dvipa,
   type DvipaRecord,
-  type DvipaRecordSet,
   type Fence,
-  type ListRecordsOptions,
   type NodeId,
   type Ownership,
-  type OwnershipClaim,
-  type RecordByKind,
   type RecordKind,
   type StoredEntry
 } from '@vipsec/interface'
+import { BaseCouplingStore, checkCurrent, mergeJournal } from '@vipsec/store-memory'
 import { etcdKeys, prefixEnd, recordName, splitRecordName, type EtcdKeyLayout } from './keys.js'
 import { resolveInit, type EtcdCouplingStoreInit, type ResolvedEtcdInit } from './options.js'
 
@@ -75,15 +65,6 @@ interface JournalValue {
 /** What a transaction's decision step returns: an answer, or a write to commit. */
 type Step<T> =
   { done: T } | { compare: ICompare[]; success: IRequestOp[]; result: (res: ITxnResponse) => T }
-
-const EVENT_TYPES = new Set<string>([
-  'ownership:claimed',
-  'ownership:released',
-  'record:put',
-  'record:deleted',
-  'records:taken',
-  'mailbox:posted'
-])
 
 /** Error names that mean etcd refused the credentials or the rights: retrying will not help. */
 const AUTH_ERRORS = new Set([
@@ -147,16 +128,6 @@ function nest(ops: IRequestOp[]): IRequestOp[] {
 
 const first = (r: IRangeResponse | undefined): IKeyValue | undefined => r?.kvs[0]
 
-/** Checks a fence's shape. */
-function checkFence(fence: Fence): void {
-  if (typeof fence?.owner !== 'string' || fence.owner.length === 0) {
-    throw new InvalidParametersError('fence.owner', 'expected a non-empty string')
-  }
-  if (!Number.isSafeInteger(fence.epoch) || fence.epoch < 0) {
-    throw new InvalidParametersError('fence.epoch', 'expected a non-negative integer')
-  }
-}
-
 /**
  * The coupling store on etcd v3, through the `etcd3` client. etcd replicates every write through
  * Raft to a majority of its members before it answers, and serves reads linearizably, so what this
@@ -168,14 +139,15 @@ function checkFence(fence: Fence): void {
  * compares the records' and the journal's revisions as well, and moves the live records into the
  * journal in the same transaction. Each transaction also writes its change events to the events
  * key, which every store watches from the revision it saw last. See the package documentation.
+ *
+ * The contract behaviour the stores share is in `BaseCouplingStore` (of `@vipsec/store-memory`);
+ * this class holds the etcd primitives.
  */
-export class EtcdCouplingStore implements CouplingStore {
+export class EtcdCouplingStore extends BaseCouplingStore {
   /** The key layout of this store's cluster (its `keyPrefix`). */
   readonly keys: EtcdKeyLayout
   /** The options in force, defaults applied. */
   readonly init: Readonly<ResolvedEtcdInit>
-  private readonly clock: Pick<Clock, 'now'>
-  private events = new Subject<CouplingStoreEvent>()
   private client: Etcd3 | undefined
   private watcher: Watcher | undefined
   private starting: Promise<void> | undefined
@@ -195,14 +167,9 @@ export class EtcdCouplingStore implements CouplingStore {
    * @throws InvalidConfigError when an option is invalid
    */
   constructor(components: EtcdCouplingStoreComponents = {}, init: EtcdCouplingStoreInit = {}) {
-    this.clock = components.clock ?? { now: () => Date.now() }
+    super('EtcdCouplingStore', components.clock)
     this.init = resolveInit(init)
     this.keys = etcdKeys(this.init.keyPrefix)
-  }
-
-  /** Changes made by any store of this cluster (same etcd and prefix); completes on `stop()`. */
-  get events$(): Observable<CouplingStoreEvent> {
-    return this.events.asObservable()
   }
 
   /**
@@ -237,7 +204,7 @@ export class EtcdCouplingStore implements CouplingStore {
       ])
     }
     client.close()
-    this.events.complete()
+    this.closeEvents()
   }
 
   /** Whether the store is started. */
@@ -245,34 +212,24 @@ export class EtcdCouplingStore implements CouplingStore {
     return this.client !== undefined
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.getOwnership} */
-  async getOwnership(dvipa: Dvipa, options?: AbortOptions): Promise<Ownership> {
-    this.enter(options)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readOwnership} */
+  protected async readOwnership(
+    dvipa: Dvipa,
+    options: AbortOptions | undefined
+  ): Promise<Uint8Array | undefined> {
     const [owner] = await this.read('getOwnership', options, [range(this.keys.owner(dvipa))])
     const value = this.ownerValue(first(owner))
-    if (value === undefined) throw new NotFoundError(`${dvipa} has never been claimed`)
-    return decodeOwnership(Buffer.from(value.record, 'base64'))
+    return value === undefined ? undefined : Buffer.from(value.record, 'base64')
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.claimOwnership} */
-  async claimOwnership(
-    dvipa: Dvipa,
-    claim: OwnershipClaim,
-    options?: AbortOptions
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeClaim} */
+  protected async writeClaim(
+    ownership: Ownership,
+    options: AbortOptions | undefined
   ): Promise<Ownership> {
-    this.enter(options)
-    const expected = claim?.expectedEpoch
-    if (!Number.isSafeInteger(expected) || expected < 0) {
-      throw new InvalidParametersError('claim.expectedEpoch', 'expected a non-negative integer')
-    }
-    const ownership: Ownership = {
-      v: 1,
-      dvipa,
-      owner: claim.owner,
-      epoch: expected + 1,
-      ranks: Array.isArray(claim.ranks) ? [...claim.ranks] : claim.ranks,
-      claimedAt: this.clock.now()
-    }
+    const { dvipa } = ownership
+    const owner = ownership.owner
+    const expected = ownership.epoch - 1
     // encodeOwnership validates before anything is sent
     const record = Buffer.from(encodeOwnership(ownership)).toString('base64')
     const claimId = randomUUID()
@@ -285,7 +242,7 @@ export class EtcdCouplingStore implements CouplingStore {
       if (epoch !== expected) {
         throw new OwnershipConflictError(dvipa, expected, epoch, current?.owner ?? undefined)
       }
-      const value: OwnerValue = { epoch: ownership.epoch, owner: claim.owner, record, claimId }
+      const value: OwnerValue = { epoch: ownership.epoch, owner, record, claimId }
       return {
         compare: [unchanged(key, kv)],
         success: [
@@ -297,10 +254,12 @@ export class EtcdCouplingStore implements CouplingStore {
     })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.releaseOwnership} */
-  async releaseOwnership(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeRelease} */
+  protected async writeRelease(
+    dvipa: Dvipa,
+    fence: Fence,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const releaseId = randomUUID()
     const key = this.keys.owner(dvipa)
     await this.transact('releaseOwnership', options, [range(key)], ([r]) => {
@@ -314,7 +273,7 @@ export class EtcdCouplingStore implements CouplingStore {
       ) {
         return { done: undefined }
       }
-      this.checkCurrent(dvipa, fence, current)
+      checkCurrent(dvipa, fence, current)
       const released = { ...decodeOwnership(Buffer.from(current!.record, 'base64')), owner: null }
       const value: OwnerValue = {
         epoch: current!.epoch,
@@ -333,23 +292,17 @@ export class EtcdCouplingStore implements CouplingStore {
     })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.putRecords} */
-  async putRecords(
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeRecords} */
+  protected async writeRecords(
     dvipa: Dvipa,
     records: DvipaRecord[],
     fence: Fence,
-    options?: AbortOptions
+    options: AbortOptions | undefined
   ): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
-    if (!Array.isArray(records)) throw new InvalidParametersError('records', 'expected an array')
     const events: CouplingStoreEvent[] = []
     const prefix = this.keys.records(dvipa)
     const byKey = new Map<string, IRequestOp>()
-    records.forEach((record, i) => {
-      if (record?.dvipa !== dvipa) {
-        throw new InvalidParametersError(`records[${i}].dvipa`, `must be ${dvipa}`)
-      }
+    for (const record of records) {
       // etcd refuses two puts of one key in a transaction: the last of a batch wins
       const name = prefix + recordName(record.kind, record.id)
       byKey.set(name, put(name, asBuffer(encodeRecord(record))))
@@ -360,12 +313,12 @@ export class EtcdCouplingStore implements CouplingStore {
         id: record.id,
         epoch: fence.epoch
       })
-    })
+    }
     const ops = [...byKey.values()]
     const key = this.keys.owner(dvipa)
     await this.transact('putRecords', options, [range(key)], ([r]) => {
       const kv = first(r)
-      this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+      checkCurrent(dvipa, fence, this.ownerValue(kv))
       if (ops.length === 0) return { done: undefined }
       return {
         compare: [unchanged(key, kv)],
@@ -375,16 +328,13 @@ export class EtcdCouplingStore implements CouplingStore {
     })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.deleteRecords} */
-  async deleteRecords(
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.removeRecords} */
+  protected async removeRecords(
     dvipa: Dvipa,
     keys: { kind: RecordKind; id: string }[],
     fence: Fence,
-    options?: AbortOptions
+    options: AbortOptions | undefined
   ): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
-    if (!Array.isArray(keys)) throw new InvalidParametersError('keys', 'expected an array')
     const owner = this.keys.owner(dvipa)
     const rv = this.keys.recordsVersion(dvipa)
     const names = keys.map(({ kind, id }) => this.keys.records(dvipa) + recordName(kind, id))
@@ -394,7 +344,7 @@ export class EtcdCouplingStore implements CouplingStore {
       [range(owner), range(rv), ...names.map(range)],
       ([o, v, ...found]) => {
         const kv = first(o)
-        this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+        checkCurrent(dvipa, fence, this.ownerValue(kv))
         const events: CouplingStoreEvent[] = []
         const ops: IRequestOp[] = []
         found.forEach((r, i) => {
@@ -412,55 +362,58 @@ export class EtcdCouplingStore implements CouplingStore {
     )
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.getRecord} */
-  async getRecord<K extends RecordKind>(
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readRecord} */
+  protected async readRecord(
     dvipa: Dvipa,
-    kind: K,
+    kind: RecordKind,
     id: string,
-    options?: AbortOptions
-  ): Promise<RecordByKind[K]> {
-    this.enter(options)
+    options: AbortOptions | undefined
+  ): Promise<Uint8Array | undefined> {
     const [r] = await this.read('getRecord', options, [
       range(this.keys.records(dvipa) + recordName(kind, id))
     ])
-    const kv = first(r)
-    if (kv === undefined) throw new NotFoundError(`no ${kind} record ${id} under ${dvipa}`)
-    return decodeRecord(kind, kv.value)
+    return first(r)?.value
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.listRecords} */
-  async listRecords(dvipa: Dvipa, options?: ListRecordsOptions): Promise<DvipaRecordSet> {
-    this.enter(options)
-    const kind = options?.kind
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readRecords} */
+  protected async readRecords(
+    dvipa: Dvipa,
+    kind: RecordKind | undefined,
+    options: AbortOptions | undefined
+  ): Promise<StoredEntry[]> {
     const prefix = this.keys.records(dvipa)
     const [r] = await this.read('listRecords', options, [
       rangePrefix(kind === undefined ? prefix : `${prefix}${kind}/`)
     ])
-    return decodeRecordSet(this.entries(prefix, r))
+    return this.entries(prefix, r)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.takeRecords} */
-  async takeRecords(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<DvipaRecordSet> {
-    this.enter(options)
-    checkFence(fence)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.moveToJournal} */
+  protected async moveToJournal(
+    dvipa: Dvipa,
+    fence: Fence,
+    options: AbortOptions | undefined
+  ): Promise<StoredEntry[]> {
     const takeId = randomUUID()
     const owner = this.keys.owner(dvipa)
     const rv = this.keys.recordsVersion(dvipa)
     const journal = this.keys.take(dvipa)
     const prefix = this.keys.records(dvipa)
-    return this.transact<DvipaRecordSet>(
+    return this.transact<StoredEntry[]>(
       'takeRecords',
       options,
       [range(owner), range(rv), range(journal), rangePrefix(prefix)],
       ([o, v, j, live]) => {
         const kv = first(o)
-        this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+        checkCurrent(dvipa, fence, this.ownerValue(kv))
         const previous = this.journalValue(first(j))
-        if (previous?.takeId === takeId) return { done: this.journalSet(previous) }
-        const merged = new Map<string, string>(previous?.entries ?? [])
-        for (const entry of this.entries(prefix, live)) {
-          merged.set(recordName(entry.kind, entry.id), asBuffer(entry.bytes).toString('base64'))
-        }
+        if (previous?.takeId === takeId) return { done: this.journalEntries(previous) }
+        const merged = mergeJournal(
+          [previous?.entries ?? []],
+          this.entries(prefix, live).map(
+            (e) => [recordName(e.kind, e.id), asBuffer(e.bytes).toString('base64')] as const
+          )
+        )
         const value: JournalValue = { takeId, journalEpoch: fence.epoch, entries: [...merged] }
         return {
           compare: [unchanged(owner, kv), unchanged(rv, first(v)), unchanged(journal, first(j))],
@@ -472,21 +425,23 @@ export class EtcdCouplingStore implements CouplingStore {
               { type: 'records:taken', dvipa, epoch: fence.epoch, count: merged.size }
             ])
           ],
-          result: () => this.journalSet(value)
+          result: () => this.journalEntries(value)
         }
       }
     )
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.settleTakeover} */
-  async settleTakeover(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.clearJournal} */
+  protected async clearJournal(
+    dvipa: Dvipa,
+    fence: Fence,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const owner = this.keys.owner(dvipa)
     const journal = this.keys.take(dvipa)
     await this.transact('settleTakeover', options, [range(owner), range(journal)], ([o, j]) => {
       const kv = first(o)
-      this.checkCurrent(dvipa, fence, this.ownerValue(kv))
+      checkCurrent(dvipa, fence, this.ownerValue(kv))
       const previous = this.journalValue(first(j))
       if (previous === undefined || previous.entries.length === 0) return { done: undefined }
       const value: JournalValue = { takeId: previous.takeId, journalEpoch: null, entries: [] }
@@ -498,9 +453,11 @@ export class EtcdCouplingStore implements CouplingStore {
     })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.postMessage} */
-  async postMessage(message: DeleteMessage, options?: AbortOptions): Promise<void> {
-    this.enter(options)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.appendMessage} */
+  protected async appendMessage(
+    message: DeleteMessage,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const bytes = asBuffer(encodeDeleteMessage(message))
     const postId = randomUUID()
     const key = this.keys.mailbox(message.to) + postId
@@ -522,12 +479,11 @@ export class EtcdCouplingStore implements CouplingStore {
     })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.takeMessages} */
-  async takeMessages(node: NodeId, options?: AbortOptions): Promise<DeleteMessage[]> {
-    this.enter(options)
-    if (typeof node !== 'string' || node.length === 0) {
-      throw new InvalidParametersError('node', 'expected a non-empty string')
-    }
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.drainMailbox} */
+  protected async drainMailbox(
+    node: NodeId,
+    options: AbortOptions | undefined
+  ): Promise<Uint8Array[]> {
     const takeId = randomUUID()
     const receipt = this.keys.receipt(node, takeId)
     const mailbox = this.keys.mailbox(node)
@@ -560,19 +516,11 @@ export class EtcdCouplingStore implements CouplingStore {
     if (taken.length > 0) {
       this.client?.kv.deleteRange({ key: buf(receipt) }).catch(() => undefined)
     }
-    const messages: DeleteMessage[] = []
-    for (const bytes of taken) {
-      try {
-        messages.push(decodeDeleteMessage(bytes))
-      } catch {
-        // Only valid messages are ever stored; a damaged one cannot be acted on and is dropped.
-      }
-    }
-    return messages
+    return taken
   }
 
   /**
-   * Renews a node's lease: it now expires `ttlMs` from now.
+   * Makes a node's lease expire `ttlMs` from now.
    *
    * The lease key is put on an etcd lease of `ttlMs` rounded up to whole seconds (etcd raises it
    * to its minimum, about 2 s with default timing), so a dead node's key disappears on etcd's
@@ -582,13 +530,12 @@ export class EtcdCouplingStore implements CouplingStore {
    * @param node - the node
    * @param ttlMs - lifetime in ms, 1 or more
    * @param options - the abort signal
-   * @throws InvalidParametersError when `ttlMs` is out of range
    */
-  async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) {
-      throw new InvalidParametersError('ttlMs', 'must be an integer >= 1')
-    }
+  protected async writeLease(
+    node: NodeId,
+    ttlMs: number,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const sentAt = performance.now()
     const grant = await this.call('renewLease', options, false, async (client, callOptions) =>
       client.leaseClient.leaseGrant({ TTL: Math.ceil(ttlMs / 1000) }, callOptions)
@@ -620,9 +567,10 @@ export class EtcdCouplingStore implements CouplingStore {
    * @param nodes - the nodes
    * @param options - the abort signal
    */
-  async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
-    this.enter(options)
-    if (nodes.length === 0) return {}
+  protected async readLeaseTimes(
+    nodes: NodeId[],
+    options: AbortOptions | undefined
+  ): Promise<Record<NodeId, number>> {
     const ranges = await this.read(
       'readLeases',
       options,
@@ -655,20 +603,6 @@ export class EtcdCouplingStore implements CouplingStore {
     return out
   }
 
-  /** Checks the signal and the lifecycle before any work. */
-  private enter(options?: AbortOptions): void {
-    throwIfAborted(options?.signal)
-    if (!this.isStarted()) throw new NotStartedError('EtcdCouplingStore is not started')
-  }
-
-  /** Throws StaleEpochError unless `current` names the fence's owner and epoch. */
-  private checkCurrent(dvipa: Dvipa, fence: Fence, current: OwnerValue | undefined): void {
-    const epoch = current?.epoch ?? 0
-    if (current === undefined || current.owner !== fence.owner || epoch !== fence.epoch) {
-      throw new StaleEpochError(dvipa, fence.epoch, epoch)
-    }
-  }
-
   private ownerValue(kv: IKeyValue | undefined): OwnerValue | undefined {
     if (kv === undefined) return undefined
     try {
@@ -691,10 +625,11 @@ export class EtcdCouplingStore implements CouplingStore {
     throw new StoreUnavailableError(`the journal key ${kv.key.toString('utf8')} is damaged`)
   }
 
-  private journalSet(value: JournalValue): DvipaRecordSet {
-    return decodeRecordSet(
-      value.entries.map(([name, bytes]) => ({ ...splitRecordName(name), bytes: fromBase64(bytes) }))
-    )
+  private journalEntries(value: JournalValue): StoredEntry[] {
+    return value.entries.map(([name, bytes]) => ({
+      ...splitRecordName(name),
+      bytes: fromBase64(bytes)
+    }))
   }
 
   private entries(prefix: string, r: IRangeResponse | undefined): StoredEntry[] {
@@ -907,7 +842,7 @@ export class EtcdCouplingStore implements CouplingStore {
         c.kv.range({ key: buf(this.keys.events) }, o)
       )
       this.lastEventRevision = BigInt(res.header.revision)
-      if (this.events.closed || this.events.isStopped) this.events = new Subject()
+      this.openEvents()
       this.watcher = await this.watch(client)
     } catch (err) {
       this.client = undefined
@@ -951,22 +886,7 @@ export class EtcdCouplingStore implements CouplingStore {
     const revision = BigInt(kv.mod_revision)
     if (revision <= this.lastEventRevision) return
     this.lastEventRevision = revision
-    let events: unknown
-    try {
-      events = JSON.parse(kv.value.toString('utf8'))
-    } catch {
-      return
-    }
-    if (!Array.isArray(events)) return
-    for (const event of events) {
-      if (
-        event !== null &&
-        typeof event === 'object' &&
-        EVENT_TYPES.has((event as { type: string }).type)
-      ) {
-        this.events.next(event as CouplingStoreEvent)
-      }
-    }
+    this.emitPublished(kv.value.toString('utf8'))
   }
 }
 

@@ -35,7 +35,12 @@ export interface EtcdCouplingStoreInit {
    * may have been applied). `start()` waits as long for the first answer. Default: `5000`.
    */
   operationTimeoutMs?: number
-  /** How long one attempt (one RPC) may take, in ms. Default: `2000`. */
+  /**
+   * How long one attempt (one RPC) may take, in ms, before the call tries again, on another member
+   * once the client has given up on this one. Keep it well below the DPs' `self_fence`: an owner
+   * whose read went to a member cut off from it waits this long before its read is tried
+   * elsewhere. Default: `500`.
+   */
   attemptTimeoutMs?: number
   /**
    * How long the receipt of a mailbox post or take is kept, in ms (rounded up to whole seconds,
@@ -126,7 +131,7 @@ export function resolveInit(init: EtcdCouplingStoreInit = {}): ResolvedEtcdInit 
   const attemptTimeoutMs = positive(
     'attemptTimeoutMs',
     init.attemptTimeoutMs,
-    Math.min(2000, operationTimeoutMs)
+    Math.min(500, operationTimeoutMs)
   )
   const receiptTtlMs = positive('receiptTtlMs', init.receiptTtlMs, 300_000)
   if (receiptTtlMs < operationTimeoutMs) {

@@ -19,7 +19,7 @@ describe('resolveInit', () => {
     expect(init).to.include({
       keyPrefix: 'vipsec/',
       operationTimeoutMs: 5000,
-      attemptTimeoutMs: 2000,
+      attemptTimeoutMs: 500,
       receiptTtlMs: 300_000
     })
   })

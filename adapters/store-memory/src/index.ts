@@ -4,6 +4,10 @@
  * own {@link MemoryCouplingStore} on it, exactly as separate processes would each hold a client
  * of one Redis server. It passes the whole `CouplingStore` compliance suite.
  *
+ * {@link BaseCouplingStore} holds the contract behaviour every store shares (checks, decoding,
+ * the mailbox's damaged messages, the change stream); the Redis and etcd stores extend it too,
+ * each with its backend's primitives, as the memory store does with the facility's.
+ *
  * @example Two nodes sharing one facility
  * ```ts
  * import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
@@ -21,6 +25,13 @@
  *
  * @packageDocumentation
  */
+export {
+  BaseCouplingStore,
+  checkCurrent,
+  checkFence,
+  COUPLING_STORE_EVENT_TYPES,
+  mergeJournal
+} from './base-coupling-store.js'
 export { MemoryCouplingFacility, type DvipaSlot, type RecordKey } from './facility.js'
 export {
   MemoryCouplingStore,

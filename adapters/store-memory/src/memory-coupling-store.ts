@@ -1,35 +1,21 @@
-import { Subject, type Observable, type Subscription } from 'rxjs'
+import type { Subscription } from 'rxjs'
 import {
-  decodeDeleteMessage,
   decodeOwnership,
-  decodeRecord,
-  decodeRecordSet,
   encodeDeleteMessage,
   encodeOwnership,
   encodeRecord,
-  InvalidParametersError,
-  NotFoundError,
-  NotStartedError,
   OwnershipConflictError,
-  StaleEpochError,
-  throwIfAborted,
-  type AbortOptions,
   type Clock,
-  type CouplingStore,
-  type CouplingStoreEvent,
   type DeleteMessage,
   type Dvipa,
   type DvipaRecord,
-  type DvipaRecordSet,
   type Fence,
-  type ListRecordsOptions,
   type NodeId,
   type Ownership,
-  type OwnershipClaim,
-  type RecordByKind,
   type RecordKind,
   type StoredEntry
 } from '@vipsec/interface'
+import { BaseCouplingStore, checkCurrent, mergeJournal } from './base-coupling-store.js'
 import { MemoryCouplingFacility, type DvipaSlot, type RecordKey } from './facility.js'
 
 /** What a {@link MemoryCouplingStore} needs. */
@@ -66,13 +52,12 @@ function entries(map: Map<RecordKey, Uint8Array>): StoredEntry[] {
  * Every operation checks its arguments and fence, then changes state synchronously in a single
  * turn of the event loop, so claims are true compare-and-set, batches are all-or-none and
  * read-and-clear is atomic. Records are held as the bytes `encodeRecord` makes and decoded (and
- * validated) on every read, exactly as a remote store would.
+ * validated) on every read, exactly as a remote store would. The contract behaviour the stores
+ * share is in {@link BaseCouplingStore}; this class holds the facility's primitives.
  */
-export class MemoryCouplingStore implements CouplingStore {
+export class MemoryCouplingStore extends BaseCouplingStore {
   /** The shared state this store works on. */
   readonly facility: MemoryCouplingFacility
-  private readonly clock: Pick<Clock, 'now'>
-  private events = new Subject<CouplingStoreEvent>()
   private subscription: Subscription | undefined
 
   /**
@@ -80,20 +65,15 @@ export class MemoryCouplingStore implements CouplingStore {
    * @param init - the facility to share
    */
   constructor(components: MemoryCouplingStoreComponents = {}, init: MemoryCouplingStoreInit = {}) {
-    this.clock = components.clock ?? { now: () => Date.now() }
+    super('MemoryCouplingStore', components.clock)
     this.facility = init.facility ?? new MemoryCouplingFacility()
-  }
-
-  /** Changes made through any store on the same facility; completes on `stop()`. */
-  get events$(): Observable<CouplingStoreEvent> {
-    return this.events.asObservable()
   }
 
   /** Starts forwarding the facility's changes. Idempotent. */
   async start(): Promise<void> {
     if (this.subscription !== undefined) return
-    if (this.events.closed || this.events.isStopped) this.events = new Subject()
-    this.subscription = this.facility.changes$.subscribe((event) => this.events.next(event))
+    this.openEvents()
+    this.subscription = this.facility.changes$.subscribe((event) => this.emitEvent(event))
   }
 
   /** Stops; completes `events$`. The facility keeps its state. Idempotent. */
@@ -101,7 +81,7 @@ export class MemoryCouplingStore implements CouplingStore {
     if (this.subscription === undefined) return
     this.subscription.unsubscribe()
     this.subscription = undefined
-    this.events.complete()
+    this.closeEvents()
   }
 
   /** Whether the store is started. */
@@ -109,48 +89,29 @@ export class MemoryCouplingStore implements CouplingStore {
     return this.subscription !== undefined
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.getOwnership} */
-  async getOwnership(dvipa: Dvipa, options?: AbortOptions): Promise<Ownership> {
-    this.enter(options)
-    const bytes = this.facility.dvipas.get(dvipa)?.ownership
-    if (bytes === undefined) throw new NotFoundError(`${dvipa} has never been claimed`)
-    return decodeOwnership(bytes)
+  /** {@inheritDoc BaseCouplingStore.readOwnership} */
+  protected async readOwnership(dvipa: Dvipa): Promise<Uint8Array | undefined> {
+    return this.facility.dvipas.get(dvipa)?.ownership
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.claimOwnership} */
-  async claimOwnership(
-    dvipa: Dvipa,
-    claim: OwnershipClaim,
-    options?: AbortOptions
-  ): Promise<Ownership> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.writeClaim} */
+  protected async writeClaim(ownership: Ownership): Promise<Ownership> {
+    const dvipa = ownership.dvipa
+    const expected = ownership.epoch - 1
     const slot = this.facility.slot(dvipa)
-    if (slot.epoch !== claim.expectedEpoch) {
-      throw new OwnershipConflictError(
-        dvipa,
-        claim.expectedEpoch,
-        slot.epoch,
-        slot.owner ?? undefined
-      )
+    if (slot.epoch !== expected) {
+      throw new OwnershipConflictError(dvipa, expected, slot.epoch, slot.owner ?? undefined)
     }
-    const ownership: Ownership = {
-      v: 1,
-      dvipa,
-      owner: claim.owner,
-      epoch: slot.epoch + 1,
-      ranks: [...claim.ranks],
-      claimedAt: this.clock.now()
-    }
-    slot.ownership = encodeOwnership(ownership)
+    const bytes = encodeOwnership(ownership)
+    slot.ownership = bytes
     slot.owner = ownership.owner
     slot.epoch = ownership.epoch
     this.facility.publish({ type: 'ownership:claimed', ownership })
-    return decodeOwnership(slot.ownership)
+    return decodeOwnership(bytes)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.releaseOwnership} */
-  async releaseOwnership(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.writeRelease} */
+  protected async writeRelease(dvipa: Dvipa, fence: Fence): Promise<void> {
     const slot = this.fenced(dvipa, fence)
     const ownership = { ...decodeOwnership(slot.ownership!), owner: null }
     slot.ownership = encodeOwnership(ownership)
@@ -158,21 +119,12 @@ export class MemoryCouplingStore implements CouplingStore {
     this.facility.publish({ type: 'ownership:released', dvipa, epoch: slot.epoch })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.putRecords} */
-  async putRecords(
-    dvipa: Dvipa,
-    records: DvipaRecord[],
-    fence: Fence,
-    options?: AbortOptions
-  ): Promise<void> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.writeRecords} */
+  protected async writeRecords(dvipa: Dvipa, records: DvipaRecord[], fence: Fence): Promise<void> {
     const slot = this.fenced(dvipa, fence)
-    const encoded = records.map((record, i) => {
-      if (record?.dvipa !== dvipa) {
-        throw new InvalidParametersError(`records[${i}].dvipa`, `must be ${dvipa}`)
-      }
-      return [keyOf(record.kind, record.id), encodeRecord(record)] as const
-    })
+    const encoded = records.map(
+      (record) => [keyOf(record.kind, record.id), encodeRecord(record)] as const
+    )
     for (const [key, bytes] of encoded) slot.records.set(key, bytes)
     for (const record of records) {
       this.facility.publish({
@@ -185,14 +137,12 @@ export class MemoryCouplingStore implements CouplingStore {
     }
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.deleteRecords} */
-  async deleteRecords(
+  /** {@inheritDoc BaseCouplingStore.removeRecords} */
+  protected async removeRecords(
     dvipa: Dvipa,
     keys: { kind: RecordKind; id: string }[],
-    fence: Fence,
-    options?: AbortOptions
+    fence: Fence
   ): Promise<void> {
-    this.enter(options)
     const slot = this.fenced(dvipa, fence)
     for (const { kind, id } of keys) {
       if (slot.records.delete(keyOf(kind, id))) {
@@ -201,57 +151,42 @@ export class MemoryCouplingStore implements CouplingStore {
     }
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.getRecord} */
-  async getRecord<K extends RecordKind>(
+  /** {@inheritDoc BaseCouplingStore.readRecord} */
+  protected async readRecord(
     dvipa: Dvipa,
-    kind: K,
-    id: string,
-    options?: AbortOptions
-  ): Promise<RecordByKind[K]> {
-    this.enter(options)
-    const bytes = this.facility.dvipas.get(dvipa)?.records.get(keyOf(kind, id))
-    if (bytes === undefined) throw new NotFoundError(`no ${kind} record ${id} under ${dvipa}`)
-    return decodeRecord(kind, bytes)
+    kind: RecordKind,
+    id: string
+  ): Promise<Uint8Array | undefined> {
+    return this.facility.dvipas.get(dvipa)?.records.get(keyOf(kind, id))
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.listRecords} */
-  async listRecords(dvipa: Dvipa, options?: ListRecordsOptions): Promise<DvipaRecordSet> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.readRecords} */
+  protected async readRecords(dvipa: Dvipa): Promise<StoredEntry[]> {
     const slot = this.facility.dvipas.get(dvipa)
-    const all = slot === undefined ? [] : entries(slot.records)
-    return decodeRecordSet(
-      options?.kind === undefined ? all : all.filter((e) => e.kind === options.kind)
-    )
+    return slot === undefined ? [] : entries(slot.records)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.takeRecords} */
-  async takeRecords(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<DvipaRecordSet> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.moveToJournal} */
+  protected async moveToJournal(dvipa: Dvipa, fence: Fence): Promise<StoredEntry[]> {
     const slot = this.fenced(dvipa, fence)
-    // Older unsettled journals first, so that live records (newer) replace them by key.
-    const merged = new Map<RecordKey, Uint8Array>()
-    for (const epoch of [...slot.journals.keys()].sort((a, b) => a - b)) {
-      for (const [key, bytes] of slot.journals.get(epoch)!) merged.set(key, bytes)
-    }
-    for (const [key, bytes] of slot.records) merged.set(key, bytes)
+    const journals = [...slot.journals.keys()]
+      .sort((a, b) => a - b)
+      .map((e) => slot.journals.get(e)!)
+    const merged = mergeJournal(journals, slot.records)
     slot.journals.clear()
     slot.journals.set(fence.epoch, merged)
     slot.records = new Map()
-    const set = decodeRecordSet(entries(merged))
     this.facility.publish({ type: 'records:taken', dvipa, epoch: fence.epoch, count: merged.size })
-    return set
+    return entries(merged)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.settleTakeover} */
-  async settleTakeover(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    const slot = this.fenced(dvipa, fence)
-    slot.journals.clear()
+  /** {@inheritDoc BaseCouplingStore.clearJournal} */
+  protected async clearJournal(dvipa: Dvipa, fence: Fence): Promise<void> {
+    this.fenced(dvipa, fence).journals.clear()
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.postMessage} */
-  async postMessage(message: DeleteMessage, options?: AbortOptions): Promise<void> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.appendMessage} */
+  protected async appendMessage(message: DeleteMessage): Promise<void> {
     const bytes = encodeDeleteMessage(message)
     const box = this.facility.mailboxes.get(message.to) ?? []
     box.push(bytes)
@@ -259,58 +194,35 @@ export class MemoryCouplingStore implements CouplingStore {
     this.facility.publish({ type: 'mailbox:posted', to: message.to, id: message.id })
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.takeMessages} */
-  async takeMessages(node: NodeId, options?: AbortOptions): Promise<DeleteMessage[]> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.drainMailbox} */
+  protected async drainMailbox(node: NodeId): Promise<Uint8Array[]> {
     const box = this.facility.mailboxes.get(node) ?? []
     this.facility.mailboxes.delete(node)
-    const messages: DeleteMessage[] = []
-    for (const bytes of box) {
-      try {
-        messages.push(decodeDeleteMessage(bytes))
-      } catch {
-        // Only valid messages are ever stored; a damaged one cannot be acted on and is dropped.
-      }
-    }
-    return messages
+    return box
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.renewLease} */
-  async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1)
-      throw new InvalidParametersError('ttlMs', 'must be an integer >= 1')
+  /** {@inheritDoc BaseCouplingStore.writeLease} */
+  protected async writeLease(node: NodeId, ttlMs: number): Promise<void> {
     this.facility.leases.set(node, this.clock.now() + ttlMs)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.readLeases} */
-  async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
-    this.enter(options)
+  /** {@inheritDoc BaseCouplingStore.readLeaseTimes} */
+  protected async readLeaseTimes(nodes: NodeId[]): Promise<Record<NodeId, number>> {
     const now = this.clock.now()
     const out: Record<NodeId, number> = {}
     for (const node of nodes) out[node] = Math.max(0, (this.facility.leases.get(node) ?? now) - now)
     return out
   }
 
-  /** Checks the lifecycle and the signal before any work. */
-  private enter(options?: AbortOptions): void {
-    throwIfAborted(options?.signal)
-    if (!this.isStarted()) throw new NotStartedError('MemoryCouplingStore is not started')
-  }
-
   /** Returns the slot if `fence` names its current owner and epoch, else throws StaleEpochError. */
   private fenced(dvipa: Dvipa, fence: Fence): DvipaSlot {
     const slot = this.facility.dvipas.get(dvipa)
-    const epoch = slot?.epoch ?? 0
-    if (
-      slot === undefined ||
-      slot.owner === null ||
-      slot.owner !== fence.owner ||
-      epoch !== fence.epoch
-    ) {
-      throw new StaleEpochError(dvipa, fence.epoch, epoch)
-    }
-    return slot
+    checkCurrent(
+      dvipa,
+      fence,
+      slot === undefined ? undefined : { owner: slot.owner, epoch: slot.epoch }
+    )
+    return slot!
   }
 }
 

@@ -44,20 +44,8 @@ export interface ScriptCall {
 
 const json = (events: CouplingStoreEvent[]): string => JSON.stringify(events)
 
-/**
- * Checks a fence's shape: a non-empty owner and a non-negative integer epoch.
- *
- * @param fence - what the caller presented
- * @throws InvalidParametersError naming `fence.owner` or `fence.epoch`
- */
-export function checkFence(fence: Fence): void {
-  if (typeof fence?.owner !== 'string' || fence.owner.length === 0) {
-    throw new InvalidParametersError('fence.owner', 'expected a non-empty string')
-  }
-  if (!Number.isSafeInteger(fence.epoch) || fence.epoch < 0) {
-    throw new InvalidParametersError('fence.epoch', 'expected a non-negative integer')
-  }
-}
+/** Checks a fence's shape (the one check every store shares). */
+export { checkFence } from '@vipsec/store-memory'
 
 /**
  * A claim: the new ownership is encoded (and validated) here; the script only compares epochs.

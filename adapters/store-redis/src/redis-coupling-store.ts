@@ -1,13 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { Subject, type Observable } from 'rxjs'
 import {
-  decodeDeleteMessage,
   decodeOwnership,
-  decodeRecord,
-  decodeRecordSet,
-  InvalidParametersError,
-  NotFoundError,
   NotStartedError,
   OwnershipConflictError,
   StaleEpochError,
@@ -15,23 +9,17 @@ import {
   throwIfAborted,
   type AbortOptions,
   type Clock,
-  type CouplingStore,
-  type CouplingStoreEvent,
   type DeleteMessage,
   type Dvipa,
   type DvipaRecord,
-  type DvipaRecordSet,
   type Fence,
-  type ListRecordsOptions,
   type NodeId,
   type Ownership,
-  type OwnershipClaim,
-  type RecordByKind,
   type RecordKind,
   type StoredEntry
 } from '@vipsec/interface'
+import { BaseCouplingStore, checkCurrent } from '@vipsec/store-memory'
 import {
-  checkFence,
   claimCall,
   deleteCall,
   postCall,
@@ -71,15 +59,6 @@ export interface RedisCouplingStoreComponents {
 /** Replies that mean "not now" (loading after a restart, a replica after a failover): retried. */
 const TRANSIENT = /^(LOADING|READONLY|TRYAGAIN|MASTERDOWN|NOREPLICAS|BUSY )/
 
-const EVENT_TYPES = new Set<string>([
-  'ownership:claimed',
-  'ownership:released',
-  'record:put',
-  'record:deleted',
-  'records:taken',
-  'mailbox:posted'
-])
-
 const sleep = async (ms: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
 
@@ -96,14 +75,15 @@ const sleep = async (ms: number): Promise<void> =>
  * while a call is in flight, the call is sent again with the same request id once it is back, and
  * the scripts recognise the repeat (see the package documentation). After the deadline the call
  * rejects with `StoreUnavailableError`.
+ *
+ * The contract behaviour the stores share is in `BaseCouplingStore` (of `@vipsec/store-memory`);
+ * this class holds the Redis primitives.
  */
-export class RedisCouplingStore implements CouplingStore {
+export class RedisCouplingStore extends BaseCouplingStore {
   /** The key layout of this store's cluster (its `keyPrefix`). */
   readonly keys: RedisKeyLayout
   /** The options in force, defaults applied. */
   readonly init: Readonly<ResolvedRedisInit>
-  private readonly clock: Pick<Clock, 'now'>
-  private events = new Subject<CouplingStoreEvent>()
   private connection: Connection | undefined
   private subscriber: Connection | undefined
   private starting: Promise<void> | undefined
@@ -114,14 +94,9 @@ export class RedisCouplingStore implements CouplingStore {
    * @throws InvalidConfigError when an option is invalid
    */
   constructor(components: RedisCouplingStoreComponents = {}, init: RedisCouplingStoreInit = {}) {
-    this.clock = components.clock ?? { now: () => Date.now() }
+    super('RedisCouplingStore', components.clock)
     this.init = resolveInit(init)
     this.keys = redisKeys(this.init.keyPrefix)
-  }
-
-  /** Changes made by any store of this cluster (same server and prefix); completes on `stop()`. */
-  get events$(): Observable<CouplingStoreEvent> {
-    return this.events.asObservable()
   }
 
   /**
@@ -146,7 +121,7 @@ export class RedisCouplingStore implements CouplingStore {
     this.subscriber = undefined
     connection.close()
     subscriber?.close()
-    this.events.complete()
+    this.closeEvents()
   }
 
   /** Whether the store is started. */
@@ -154,35 +129,24 @@ export class RedisCouplingStore implements CouplingStore {
     return this.connection !== undefined
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.getOwnership} */
-  async getOwnership(dvipa: Dvipa, options?: AbortOptions): Promise<Ownership> {
-    this.enter(options)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readOwnership} */
+  protected async readOwnership(
+    dvipa: Dvipa,
+    options: AbortOptions | undefined
+  ): Promise<Uint8Array | undefined> {
     const bytes = await this.call('getOwnership', options, async (redis) =>
       redis.hgetBuffer(this.keys.owner(dvipa), 'record')
     )
-    if (bytes === null) throw new NotFoundError(`${dvipa} has never been claimed`)
-    return decodeOwnership(bytes)
+    return bytes ?? undefined
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.claimOwnership} */
-  async claimOwnership(
-    dvipa: Dvipa,
-    claim: OwnershipClaim,
-    options?: AbortOptions
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeClaim} */
+  protected async writeClaim(
+    ownership: Ownership,
+    options: AbortOptions | undefined
   ): Promise<Ownership> {
-    this.enter(options)
-    const expected = claim?.expectedEpoch
-    if (!Number.isSafeInteger(expected) || expected < 0) {
-      throw new InvalidParametersError('claim.expectedEpoch', 'expected a non-negative integer')
-    }
-    const ownership: Ownership = {
-      v: 1,
-      dvipa,
-      owner: claim.owner,
-      epoch: expected + 1,
-      ranks: Array.isArray(claim.ranks) ? [...claim.ranks] : claim.ranks,
-      claimedAt: this.clock.now()
-    }
+    const { dvipa } = ownership
+    const expected = ownership.epoch - 1
     const outcome = await this.script(
       'claimOwnership',
       options,
@@ -195,140 +159,132 @@ export class RedisCouplingStore implements CouplingStore {
     return ownership
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.releaseOwnership} */
-  async releaseOwnership(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeRelease} */
+  protected async writeRelease(
+    dvipa: Dvipa,
+    fence: Fence,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const bytes = await this.call('releaseOwnership', options, async (redis) =>
       redis.hgetBuffer(this.keys.owner(dvipa), 'record')
     )
-    if (bytes === null) throw new StaleEpochError(dvipa, fence.epoch, 0)
-    const current = decodeOwnership(bytes)
-    if (current.owner !== fence.owner || current.epoch !== fence.epoch) {
-      throw new StaleEpochError(dvipa, fence.epoch, current.epoch)
-    }
+    const current = bytes === null ? undefined : decodeOwnership(bytes)
+    checkCurrent(dvipa, fence, current)
     // The record of an epoch changes only when its owner releases it, so the script, having
     // checked the fence again, replaces exactly what was read here.
-    const call = releaseCall(this.keys, { ...current, owner: null }, fence, randomUUID())
+    const call = releaseCall(this.keys, { ...current!, owner: null }, fence, randomUUID())
     this.expectOk(await this.script('releaseOwnership', options, call), dvipa, fence.epoch)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.putRecords} */
-  async putRecords(
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeRecords} */
+  protected async writeRecords(
     dvipa: Dvipa,
     records: DvipaRecord[],
     fence: Fence,
-    options?: AbortOptions
+    options: AbortOptions | undefined
   ): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
     const call = putCall(this.keys, dvipa, records, fence)
     this.expectOk(await this.script('putRecords', options, call), dvipa, fence.epoch)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.deleteRecords} */
-  async deleteRecords(
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.removeRecords} */
+  protected async removeRecords(
     dvipa: Dvipa,
     keys: { kind: RecordKind; id: string }[],
     fence: Fence,
-    options?: AbortOptions
+    options: AbortOptions | undefined
   ): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
     const call = deleteCall(this.keys, dvipa, keys, fence)
     this.expectOk(await this.script('deleteRecords', options, call), dvipa, fence.epoch)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.getRecord} */
-  async getRecord<K extends RecordKind>(
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readRecord} */
+  protected async readRecord(
     dvipa: Dvipa,
-    kind: K,
+    kind: RecordKind,
     id: string,
-    options?: AbortOptions
-  ): Promise<RecordByKind[K]> {
-    this.enter(options)
+    options: AbortOptions | undefined
+  ): Promise<Uint8Array | undefined> {
     const bytes = await this.call('getRecord', options, async (redis) =>
       redis.hgetBuffer(this.keys.records(dvipa), this.keys.field(kind, id))
     )
-    if (bytes === null) throw new NotFoundError(`no ${kind} record ${id} under ${dvipa}`)
-    return decodeRecord(kind, bytes)
+    return bytes ?? undefined
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.listRecords} */
-  async listRecords(dvipa: Dvipa, options?: ListRecordsOptions): Promise<DvipaRecordSet> {
-    this.enter(options)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readRecords} */
+  protected async readRecords(
+    dvipa: Dvipa,
+    _kind: RecordKind | undefined,
+    options: AbortOptions | undefined
+  ): Promise<StoredEntry[]> {
     const flat = await this.call('listRecords', options, async (redis) =>
       redis.callBuffer('HGETALL', this.keys.records(dvipa))
     )
-    const all = toEntries(flat)
-    const kind = options?.kind
-    return decodeRecordSet(kind === undefined ? all : all.filter((e) => e.kind === kind))
+    return toEntries(flat)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.takeRecords} */
-  async takeRecords(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<DvipaRecordSet> {
-    this.enter(options)
-    checkFence(fence)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.moveToJournal} */
+  protected async moveToJournal(
+    dvipa: Dvipa,
+    fence: Fence,
+    options: AbortOptions | undefined
+  ): Promise<StoredEntry[]> {
     const call = takeCall(this.keys, dvipa, fence, randomUUID())
     const outcome = await this.script('takeRecords', options, call)
     this.expectOk(outcome, dvipa, fence.epoch)
-    return decodeRecordSet(toEntries((outcome as { result: unknown }).result))
+    return toEntries((outcome as { result: unknown }).result)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.settleTakeover} */
-  async settleTakeover(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    checkFence(fence)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.clearJournal} */
+  protected async clearJournal(
+    dvipa: Dvipa,
+    fence: Fence,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const call = settleCall(this.keys, dvipa, fence)
     this.expectOk(await this.script('settleTakeover', options, call), dvipa, fence.epoch)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.postMessage} */
-  async postMessage(message: DeleteMessage, options?: AbortOptions): Promise<void> {
-    this.enter(options)
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.appendMessage} */
+  protected async appendMessage(
+    message: DeleteMessage,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     const call = postCall(this.keys, message, randomUUID(), this.init.receiptTtlMs)
     await this.script('postMessage', options, call)
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.takeMessages} */
-  async takeMessages(node: NodeId, options?: AbortOptions): Promise<DeleteMessage[]> {
-    this.enter(options)
-    if (typeof node !== 'string' || node.length === 0) {
-      throw new InvalidParametersError('node', 'expected a non-empty string')
-    }
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.drainMailbox} */
+  protected async drainMailbox(
+    node: NodeId,
+    options: AbortOptions | undefined
+  ): Promise<Uint8Array[]> {
     const call = takeMessagesCall(this.keys, node, randomUUID(), this.init.receiptTtlMs)
     const outcome = await this.script('takeMessages', options, call)
     const list = (outcome as { result: unknown }).result
     // The reply arrived: the receipt is no longer needed (it would expire anyway).
     if (Array.isArray(list) && list.length > 0)
       this.connection?.redis.del(call.keys[1]!).catch(() => {})
-    const messages: DeleteMessage[] = []
-    for (const bytes of Array.isArray(list) ? list : []) {
-      try {
-        messages.push(decodeDeleteMessage(bytes as Buffer))
-      } catch {
-        // Only valid messages are ever stored; a damaged one cannot be acted on and is dropped.
-      }
-    }
-    return messages
+    return Array.isArray(list) ? (list as Buffer[]) : []
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.renewLease} */
-  async renewLease(node: NodeId, ttlMs: number, options?: AbortOptions): Promise<void> {
-    this.enter(options)
-    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) {
-      throw new InvalidParametersError('ttlMs', 'must be an integer >= 1')
-    }
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.writeLease} */
+  protected async writeLease(
+    node: NodeId,
+    ttlMs: number,
+    options: AbortOptions | undefined
+  ): Promise<void> {
     // SET with PX: the lease expires on Redis's clock, which every node shares.
     await this.call('renewLease', options, async (redis) =>
       redis.set(this.keys.lease(node), '1', 'PX', ttlMs)
     )
   }
 
-  /** {@inheritDoc @vipsec/interface!CouplingStore.readLeases} */
-  async readLeases(nodes: NodeId[], options?: AbortOptions): Promise<Record<NodeId, number>> {
-    this.enter(options)
-    if (nodes.length === 0) return {}
+  /** {@inheritDoc @vipsec/store-memory!BaseCouplingStore.readLeaseTimes} */
+  protected async readLeaseTimes(
+    nodes: NodeId[],
+    options: AbortOptions | undefined
+  ): Promise<Record<NodeId, number>> {
     const ttls = await this.call('readLeases', options, async (redis) => {
       const pipeline = redis.pipeline()
       for (const node of nodes) pipeline.pttl(this.keys.lease(node))
@@ -343,12 +299,6 @@ export class RedisCouplingStore implements CouplingStore {
       out[node] = typeof ttl === 'number' && ttl > 0 ? ttl : 0
     })
     return out
-  }
-
-  /** Checks the signal and the lifecycle before any work. */
-  private enter(options?: AbortOptions): void {
-    throwIfAborted(options?.signal)
-    if (!this.isStarted()) throw new NotStartedError('RedisCouplingStore is not started')
   }
 
   /** Throws StaleEpochError for a `stale` outcome. */
@@ -525,7 +475,7 @@ export class RedisCouplingStore implements CouplingStore {
         isAuthError(err) || connection.lastError === undefined ? err : connection.lastError
       )
     }
-    if (this.events.closed || this.events.isStopped) this.events = new Subject()
+    this.openEvents()
     this.connection = connection
     this.subscriber = subscriber
   }
@@ -559,22 +509,7 @@ export class RedisCouplingStore implements CouplingStore {
   /** Forwards the events of one published message; anything malformed is ignored. */
   private publish(message: string): void {
     if (this.connection === undefined) return
-    let events: unknown
-    try {
-      events = JSON.parse(message)
-    } catch {
-      return
-    }
-    if (!Array.isArray(events)) return
-    for (const event of events) {
-      if (
-        event !== null &&
-        typeof event === 'object' &&
-        EVENT_TYPES.has((event as { type: string }).type)
-      ) {
-        this.events.next(event as CouplingStoreEvent)
-      }
-    }
+    this.emitPublished(message)
   }
 }
 

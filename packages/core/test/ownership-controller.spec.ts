@@ -211,6 +211,43 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('a takeover that lasts longer than selfFenceMs, the store answering throughout', () => {
+    it('should count the read-backs during the takeover as confirmations: no fence, one claim', async () => {
+      const cluster = new TestCluster(2, { selfFenceMs: 300, ownershipCheckMs: 100 })
+      await cluster.startAll()
+      const dp2 = cluster.node('dp-2')
+      // a store that answers in 30 ms, and a takeover (renegotiation, writes) of 1.5 s
+      dp2.faults.latencyMs = 30
+      dp2.actions.takeoverMs = 1500
+      await cluster.kill('dp-1')
+      dp2.detector.fail('dp-1')
+      await cluster.advance(5000)
+      expect(dp2.actions.of('ownership:fenced')).to.deep.equal([])
+      expect(dp2.actions.of('ownership:claimed')).to.have.length(1)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+  })
+
+  describe('fault 5, with timers that fire a little early (as Node may, by up to 1 ms)', () => {
+    it('should still stop serving within selfFenceMs: an early deadline timer is armed again', async () => {
+      const cluster = new TestCluster(2, { selfFenceMs: 400 })
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      dp1.clock.earlyMs = 1
+      // read-backs confirm the epoch and arm the deadline timer, which now fires 1 ms early
+      await cluster.advance(300)
+      const cutAt = cluster.clock.monotonic()
+      dp1.faults.downWithTimeoutMs = 5000
+      let stoppedAt: number | undefined
+      for (let t = 0; t < 6000 && stoppedAt === undefined; t += 10) {
+        await cluster.advance(10)
+        if (dp1.actions.of('ownership:fenced').length > 0) stoppedAt = cluster.clock.monotonic()
+      }
+      expect(stoppedAt! - cutAt).to.be.at.most(420)
+    })
+  })
+
   describe('fault 6: heartbeats between the DPs are lost (each holds the other failed)', () => {
     it('should not take the DVIPA back while the new owner is live, and take it once it dies', async () => {
       const cluster = new TestCluster(2)

@@ -1032,6 +1032,9 @@ export class OwnershipController {
         } else if (phase.step === 'running') {
           if (ownership.epoch > phase.fence.epoch || ownership.owner !== this.node)
             this.abortTakeover(ownership.epoch, ownership.owner, 'store')
+          // still this node's epoch: a confirmation, or a takeover longer than selfFenceMs
+          // would fence itself the moment it completes
+          else this.confirmed(sentAt)
         } else if (
           ownership.epoch > (phase.step === 'claiming' ? phase.expectedEpoch : viewEpoch(s.view))
         ) {
@@ -1098,7 +1101,11 @@ export class OwnershipController {
     const s = this.state
     if (s.role !== 'owner') return
     const silent = this.clock.monotonic() - this.confirmedAt
-    if (silent < this.selfFenceMs) return
+    if (silent < this.selfFenceMs) {
+      // a timer may fire early (Node counts from a cached loop time): arm it again
+      this.armFence()
+      return
+    }
     this.clearFence()
     this.setState(
       { role: 'fenced', fence: s.fence, since: this.clock.monotonic() },

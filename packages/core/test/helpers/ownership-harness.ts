@@ -62,6 +62,8 @@ export class ScriptedDetector {
 export class PausableClock implements Clock {
   private paused = false
   private held: (() => void)[] = []
+  /** Timers fire this much (ms) early, as Node's do by up to a millisecond. Default 0. */
+  earlyMs = 0
   constructor(private readonly inner: VirtualClock) {}
   now(): number {
     return this.inner.now()
@@ -70,10 +72,13 @@ export class PausableClock implements Clock {
     return this.inner.monotonic()
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    return this.inner.setTimeout(() => {
-      if (this.paused) this.held.push(fn)
-      else fn()
-    }, ms)
+    return this.inner.setTimeout(
+      () => {
+        if (this.paused) this.held.push(fn)
+        else fn()
+      },
+      ms > this.earlyMs ? ms - this.earlyMs : ms
+    )
   }
   clearTimeout(handle: TimerHandle): void {
     this.inner.clearTimeout(handle)
@@ -105,6 +110,8 @@ export interface StoreFaults {
   loseNextClaimReply: boolean
   /** Every call waits this long (ms) and then fails, as a store cut off with a long timeout. */
   downWithTimeoutMs: number | undefined
+  /** Every call answers after this long (ms), as a real store's round trip. Default 0. */
+  latencyMs?: number
 }
 
 /** A node's store client that applies faults around a memory store. */
@@ -128,6 +135,7 @@ export function faultyStore(
           await clock.sleep(faults.downWithTimeoutMs)
           throw new StoreUnavailableError(`${String(prop)}: timed out`)
         }
+        if (faults.latencyMs !== undefined) await clock.sleep(faults.latencyMs)
         const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
         if (prop === 'claimOwnership' && faults.loseNextClaimReply) {
           faults.loseNextClaimReply = false
