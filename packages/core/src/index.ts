@@ -56,6 +56,7 @@ export {
   type MergeReason,
   type RenegotiationPlan
 } from './records.js'
+export { releaseForSwitchover, setDvipaTargets, type ReleasedDvipa } from './operations.js'
 export {
   runTakeover,
   type TakeoverParts,
