@@ -4,6 +4,7 @@ import { runCheck } from './check-command.js'
 import { runDemo, type DemoOptions } from './demo.js'
 import { startNode } from './node-command.js'
 import { runReload, runSwitchover } from './operator-commands.js'
+import { notifyLifecycle, systemdNotifier } from './sd-notify.js'
 import { writeKeyFile } from './keygen-command.js'
 import {
   formatStatus,
@@ -155,14 +156,34 @@ export async function main(
         if (!['error', 'warn', 'info', 'debug'].includes(level))
           throw new Error(`--log: unknown level ${level}`)
         const running = await startNode(values.config, { level })
-        const onHup = (): void => void running.reload().catch(() => undefined)
+        // systemd Type=notify: READY=1 once owning or backing up with a confirmed epoch
+        const sd = systemdNotifier()
+        const watchdogPid = process.env.WATCHDOG_PID
+        const endNotify =
+          sd === undefined
+            ? undefined
+            : notifyLifecycle(running.node, sd, {
+                watchdogUsec:
+                  watchdogPid === undefined || Number(watchdogPid) === process.pid
+                    ? Number(process.env.WATCHDOG_USEC ?? 0)
+                    : 0
+              })
+        const onHup = (): void => {
+          sd?.send({ RELOADING: 1 })
+          void running.reload().then(
+            (r) => sd?.send({ READY: 1, STATUS: `reload ${r.outcome}` }),
+            () => sd?.send({ READY: 1 })
+          )
+        }
         process.on('SIGHUP', onHup)
         await new Promise<void>((resolve) => {
           process.once('SIGTERM', resolve)
           process.once('SIGINT', resolve)
         })
         process.off('SIGHUP', onHup)
+        await endNotify?.()
         await running.stop({ switchover: true })
+        await sd?.close()
         return 0
       }
       case 'reload': {
