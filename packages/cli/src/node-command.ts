@@ -11,6 +11,7 @@ import {
 import { runHooks } from './hooks.js'
 import { addPartMetrics, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
 import { reloadNode, type ReloadResult } from './reload.js'
+import { STATUS_PAGE, StatusTracker } from './status-page.js'
 import {
   releaseForSwitchover,
   type DefaultDistributionProcessor,
@@ -106,6 +107,7 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
       { type: 'node:insecure' },
       'cluster link and heartbeats run without keys: anyone on the cluster network can forge them'
     )
+  const tracker = new StatusTracker(node, () => running.config)
   await node.start()
   const reloads = new Counter({
     name: 'vipsec_reloads_total',
@@ -157,14 +159,18 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
       await node.stop()
       await hooks?.()
       await new Promise<void>((done) =>
-        admin === undefined ? done() : admin.server.close(() => done())
+        admin === undefined
+          ? done()
+          : (admin.server.close(() => done()), admin.server.closeAllConnections())
       )
       log.info({ type: 'node:stopped' }, 'node stopped')
     }
   }
   if (config.node.admin !== undefined)
     admin = await serveAdmin(registry, node, config.node.admin.address, config.node.admin.port, {
-      reload: () => running.reload()
+      reload: () => running.reload(),
+      status: () => tracker.view(),
+      page: STATUS_PAGE
     })
   running.adminPort = admin?.port
   log.info({ type: 'node:started', role: config.role, adminPort: admin?.port }, 'node started')
