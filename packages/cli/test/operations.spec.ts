@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import { releaseForSwitchover, setDvipaTargets } from '@vipsec/core'
 import { DVIPA, SimulatedCluster, type ClusterEvent } from '@vipsec/simulation'
+import { switchover } from '../src/operator-commands.js'
 
 // The core operations that `vipsec node` uses on SIGTERM and on a reload, on an in-process cluster
 // (virtual time, heartbeats of 100 ms x 3).
@@ -44,6 +45,36 @@ describe('core operations for the operator', function () {
       expect(await releaseForSwitchover(cluster.dps.get('dp-2')!.processor)).to.deep.equal([])
       await cluster.advance(500)
       expect(cluster.ownership()).to.include({ owner: 'dp-1', epoch: 1 })
+    })
+  })
+
+  describe('switchover (vipsec switchover, through the store)', () => {
+    it('should hand the DVIPA to the best live backup, or to the node named, and refuse bad requests', async () => {
+      const store = cluster.dps.get('dp-3')!.store
+      // real time passes in switchover's wait: let virtual time run beside it
+      const run = async <T>(p: Promise<T>): Promise<T> => {
+        let done = false
+        void p.finally(() => (done = true))
+        while (!done) await cluster.advance(20)
+        return p
+      }
+      const first = await run(switchover(store, { dvipa: DVIPA, timeoutMs: 5000 }))
+      expect(first.from).to.deep.equal({ owner: 'dp-1', epoch: 1 })
+      expect(first.to).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      const second = await run(switchover(store, { dvipa: DVIPA, to: 'dp-3', timeoutMs: 5000 }))
+      expect(second.to?.owner).to.equal('dp-3')
+      expect(second.to!.epoch).to.be.greaterThan(3)
+      await cluster.advance(1000)
+      expect(cluster.ownership()).to.include({ owner: 'dp-3' })
+      for (const peer of cluster.peers) expect(peer.ike.list(), peer.node).to.have.length(1)
+      const refused = async (options: Parameters<typeof switchover>[1]): Promise<string> =>
+        switchover(store, options).then(
+          () => '',
+          (e: Error) => e.message
+        )
+      expect(await refused({ dvipa: DVIPA, to: 'dp-9' })).to.match(/not in the ranks/)
+      expect(await refused({ dvipa: DVIPA, to: 'dp-3' })).to.match(/owns .* already/)
+      expect(await refused({ dvipa: '10.1.2.3' })).to.match(/never claimed/)
     })
   })
 
