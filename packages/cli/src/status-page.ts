@@ -142,7 +142,8 @@ export class StatusTracker {
           : typeof x.previousOwner === 'string'
             ? `from ${x.previousOwner}`
             : ''
-    this.recent.push({ at, type: e.type, dvipa: String(x.dvipa ?? ''), detail })
+    const dvipa = e.type === 'takeover:completed' ? e.report.dvipa : String(x.dvipa ?? '')
+    this.recent.push({ at, type: e.type, dvipa, detail })
     if (this.recent.length > 30) this.recent.shift()
   }
 
@@ -252,7 +253,7 @@ function spans(items) { const d = el('span'); items.forEach((x, i) => { if (i) d
 function fill(id, rows) { const b = document.querySelector('#' + id + ' tbody'); b.replaceChildren(...rows) }
 function draw(v) {
   document.getElementById('node').textContent = v.node
-  document.getElementById('role').textContent = '(' + v.role + ')'
+  document.getElementById('role').textContent = '(' + v.role + ' by rank)'
   fill('dvipas', v.dvipas.map((d) => { const r = row([d.dvipa, el('span', d.role, d.role), d.owner || '-', d.epoch,
     spans(d.ranks.map((x) => ({ text: x.node + ' ' + x.health, cls: x.health }))),
     spans(d.targets.map((x) => ({ text: x.node + ' (' + x.connections + ')', cls: x.health }))), d.ikeSas, d.childSas]); r.dataset.dvipa = d.dvipa; r.dataset.owner = d.owner || ''; return r }))

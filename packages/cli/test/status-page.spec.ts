@@ -104,7 +104,7 @@ describe('the status page', function () {
           'claim',
           'renegotiate'
         ])
-        expect(view.events.map((e) => e.type)).to.include('takeover:completed')
+        expect(view.events.find((e) => e.type === 'takeover:completed')?.dvipa).to.equal(DVIPA)
       } finally {
         await cluster.stop()
       }
