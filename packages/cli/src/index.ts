@@ -60,6 +60,7 @@ export {
 } from './metrics.js'
 export {
   applyReload,
+  type AppliedReload,
   canonical,
   planReload,
   reloadNode,
@@ -75,6 +76,7 @@ export {
   runReload,
   runSwitchover,
   switchover,
+  type OwnerAtEpoch,
   type SwitchoverOptions,
   type SwitchoverResult
 } from './operator-commands.js'
@@ -83,6 +85,10 @@ export {
   StatusTracker,
   type ChildView,
   type DvipaView,
+  type EventView,
+  type HealthView,
+  type InOut,
+  type TargetView,
   type NodeView,
   type PeerView,
   type TakeoverView
@@ -102,6 +108,7 @@ export {
   SwanctlConfError,
   type ParsedSwanctl,
   type SwanctlConnections,
+  type SwanctlPsk,
   type SwanctlSection,
   type SwanctlSecrets
 } from './swanctl-conf.js'

@@ -94,12 +94,20 @@ export interface SwitchoverOptions {
   timeoutMs?: number
 }
 
+/** An owner and its epoch. */
+export interface OwnerAtEpoch {
+  /** The owning node. */
+  owner: string
+  /** Its epoch. */
+  epoch: number
+}
+
 /** The result of {@link switchover}. */
 export interface SwitchoverResult {
   /** The owner before. */
-  from: { owner: string; epoch: number }
+  from: OwnerAtEpoch
   /** The owner after, if one claimed in time. */
-  to: { owner: string; epoch: number } | undefined
+  to: OwnerAtEpoch | undefined
   /** Milliseconds from the store write until the new owner's claim was seen. */
   ms: number
 }

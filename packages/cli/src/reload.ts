@@ -200,6 +200,14 @@ function replace<T>(target: T[] | undefined, values: T[] | undefined): void {
 const sameIdentity = (a: Identity | undefined, b: Identity | undefined): boolean =>
   a !== undefined && b !== undefined && a.type === b.type && a.value === b.value
 
+/** What {@link applyReload} did. */
+export interface AppliedReload {
+  /** The configuration the node runs now. */
+  config: LoadedConfig
+  /** IKE SAs deleted because their connection was removed. */
+  deletedIkeSas: number
+}
+
 /**
  * Applies a plan without refusals to a running node: the IKE options in place (every IKE
  * service of the node reads them at its next negotiation), deletes the IKE SAs of removed
@@ -216,7 +224,7 @@ export async function applyReload(
   current: LoadedConfig,
   next: LoadedConfig,
   plan: ReloadPlan
-): Promise<{ config: LoadedConfig; deletedIkeSas: number }> {
+): Promise<AppliedReload> {
   if (plan.refused.length > 0) throw new Error('a plan with refusals is never applied')
   let deletedIkeSas = 0
   const ike: IkeV2ServiceInit | undefined = current.ike

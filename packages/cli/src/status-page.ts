@@ -20,6 +20,40 @@ import {
 import type { LoadedConfig } from './load-config.js'
 import { proposalName, selectorName } from './strongswan.js'
 
+/** Inbound and outbound amounts. */
+export interface InOut {
+  /** Inbound. */
+  in: number
+  /** Outbound. */
+  out: number
+}
+
+/** A node as this node's failure detector sees it. */
+export interface HealthView {
+  /** The node. */
+  node: string
+  /** `self`, or the detector's health: `alive`, `suspect`, `failed`, `unknown`. */
+  health: string
+}
+
+/** A target of a DVIPA on the page. */
+export interface TargetView extends HealthView {
+  /** Connections the owner's routing table holds to it. */
+  connections: number
+}
+
+/** An ownership or takeover event on the page. */
+export interface EventView {
+  /** Wall time, ms since the Unix epoch. */
+  at: number
+  /** The event's type. */
+  type: string
+  /** The DVIPA. */
+  dvipa: string
+  /** Epoch, previous owner or duration, in words. */
+  detail: string
+}
+
 /** A Child SA on the page. */
 export interface ChildView {
   /** Inbound SPI (hex). */
@@ -33,9 +67,9 @@ export interface ChildView {
   /** Remote traffic selectors. */
   remoteTs: string[]
   /** Inner bytes in and out (from the ESP engine). */
-  bytes: { in: number; out: number }
+  bytes: InOut
   /** Packets in and out. */
-  packets: { in: number; out: number }
+  packets: InOut
   /** Seconds since it was established. */
   ageSeconds: number
 }
@@ -63,9 +97,9 @@ export interface PeerView {
 /** One DVIPA on the page. */
 export interface DvipaView extends DvipaStatus {
   /** The ranks, best first, with this node's detector's view of each. */
-  ranks: { node: string; health: string }[]
+  ranks: HealthView[]
   /** The targets, with their health and connections. */
-  targets: { node: string; health: string; connections: number }[]
+  targets: TargetView[]
 }
 
 /** A takeover on the page. */
@@ -93,7 +127,7 @@ export interface NodeView {
   /** The last takeover this node ran, if any. */
   lastTakeover: TakeoverView | undefined
   /** The last ownership and takeover events (newest last), wall ms. */
-  events: { at: number; type: string; dvipa: string; detail: string }[]
+  events: EventView[]
 }
 
 const EVENT_TYPES = new Set([

@@ -259,10 +259,18 @@ export function swanctlConnections(parsed: ParsedSwanctl): SwanctlConnections {
   return { connections: out, lines: outLines }
 }
 
+/** One PSK read from a swanctl.conf. */
+export interface SwanctlPsk {
+  /** Every identity of the entry (`id`, `id-1`, `id-x`). */
+  id: string[]
+  /** The key. */
+  secret: string
+}
+
 /** The secrets-file PSKs of a parsed swanctl.conf, with the line of each. */
 export interface SwanctlSecrets {
   /** In the secrets file's `ike` form (before its schema). */
-  ike: Record<string, { id: string[]; secret: string }>
+  ike: Record<string, SwanctlPsk>
   /** `ike.NAME` -> line. */
   lines: Map<string, number>
 }

@@ -56,7 +56,12 @@ export {
   type MergeReason,
   type RenegotiationPlan
 } from './records.js'
-export { releaseForSwitchover, setDvipaTargets, type ReleasedDvipa } from './operations.js'
+export {
+  releaseForSwitchover,
+  setDvipaTargets,
+  type ReleasedDvipa,
+  type TargetChange
+} from './operations.js'
 export {
   runTakeover,
   type TakeoverParts,

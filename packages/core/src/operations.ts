@@ -39,6 +39,14 @@ export async function releaseForSwitchover(
   return released
 }
 
+/** The targets {@link setDvipaTargets} added and removed. */
+export interface TargetChange {
+  /** Targets now in the list that were not. */
+  added: NodeId[]
+  /** Targets no longer in the list. */
+  removed: NodeId[]
+}
+
 /**
  * Replaces the targets of a DVIPA while running (a reload): the connection table's new flows
  * go to the new list at once (existing flows keep their target), the failure detector watches
@@ -57,7 +65,7 @@ export function setDvipaTargets(
   dvipa: Dvipa,
   targets: TargetConfig[],
   heartbeats: Record<NodeId, Endpoint> = {}
-): { added: NodeId[]; removed: NodeId[] } {
+): TargetChange {
   const config = dp.init.dvipas.find((d) => d.dvipa === dvipa)
   if (config === undefined) throw new Error(`${dp.id} does not serve ${dvipa}`)
   const state = dp.states.get(dvipa)
