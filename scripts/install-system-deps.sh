@@ -4,7 +4,8 @@
 # etcd-client: the etcd coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
 # plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
 # and ESP; python3-cryptography: a second ChaCha20-Poly1305 ESP opener (tshark 4.0 has none);
-# iproute2: network namespaces; iperf3, curl, python3: real applications behind the DVIPA.
+# iproute2: network namespaces; iperf3, curl, python3: real applications behind the DVIPA;
+# systemd (systemd-notify) and python3: the Type=notify tests; chromium: the status page's test.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -25,6 +26,8 @@ command -v arping >/dev/null || need+=(iputils-arping)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/python3 ] || need+=(python3)
+command -v systemd-notify >/dev/null || need+=(systemd)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

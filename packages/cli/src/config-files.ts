@@ -245,7 +245,12 @@ const clusterFile = z.strictObject({
     })
     .optional(),
   /** The peer connections, by name, as in swanctl.conf's `connections { }`. */
-  connections: z.record(z.string(), connectionSchema)
+  connections: z.record(z.string(), connectionSchema).default({}),
+  /**
+   * An existing swanctl.conf, relative to this file: its `connections { }` are read as if they
+   * were written under `connections` here (errors name its lines).
+   */
+  swanctl: z.string().min(1).optional()
 })
 
 /** The cluster file, as read (durations in seconds or ms, proposals and identities parsed). */
@@ -370,6 +375,11 @@ const secretsFile = z.strictObject({
         .max(2)
     ])
     .optional(),
+  /**
+   * An existing swanctl.conf, relative to this file: its `secrets { ike-NAME { id secret } }`
+   * are read as PSKs under `ike` (the file must be readable by its owner only, as this one).
+   */
+  swanctl: z.string().min(1).optional(),
   /** Store credentials. */
   store: z
     .strictObject({

@@ -6,6 +6,11 @@
  * `vipsec node --config FILE` runs one node of a real cluster (pino JSON logs, Prometheus
  * `/metrics`, `/healthz`, `/readyz`);
  * `vipsec status` prints owners, epochs, SAs and connections from a Redis or etcd coupling store;
+ * `vipsec reload --config FILE` makes a running node apply changed peers, secrets, cluster keys
+ * and targets without a failover (or refuse, with the reason); `vipsec switchover --dvipa A
+ * [--to NODE]` hands a DVIPA over, planned, as `SIGTERM` on its owner does; a node's admin
+ * endpoint serves a live status page; `Type=notify` for systemd; connections may come from an
+ * existing swanctl.conf;
  * `vipsec keygen --out FILE` writes a new cluster key file.
  *
  * @example Running the demo from code
@@ -44,7 +49,69 @@ export {
 } from './load-config.js'
 export { writeKeyFile, type KeygenOptions } from './keygen-command.js'
 export { addClusterNetworkMetrics } from './link-metrics.js'
-export { addPartMetrics, isReady, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
+export {
+  addPartMetrics,
+  fromThisHost,
+  isReady,
+  nodeRegistry,
+  serveAdmin,
+  type AdminHandlers,
+  type AdminServer
+} from './metrics.js'
+export {
+  applyReload,
+  type AppliedReload,
+  canonical,
+  planReload,
+  reloadNode,
+  type Reloadable,
+  type ReloadChange,
+  type ReloadPlan,
+  type ReloadReason,
+  type ReloadRefusal,
+  type ReloadResult
+} from './reload.js'
+export {
+  adminUrl,
+  runReload,
+  runSwitchover,
+  switchover,
+  type OwnerAtEpoch,
+  type SwitchoverOptions,
+  type SwitchoverResult
+} from './operator-commands.js'
+export {
+  STATUS_PAGE,
+  StatusTracker,
+  type ChildView,
+  type DvipaView,
+  type EventView,
+  type HealthView,
+  type InOut,
+  type TargetView,
+  type NodeView,
+  type PeerView,
+  type TakeoverView
+} from './status-page.js'
+export {
+  notifyLifecycle,
+  statusLine,
+  SystemdNotifier,
+  systemdNotifier,
+  type NotifyVia
+} from './sd-notify.js'
+export {
+  IGNORED_KEYS,
+  parseSwanctlConf,
+  swanctlConnections,
+  swanctlSecrets,
+  SwanctlConfError,
+  type ParsedSwanctl,
+  type SwanctlConnections,
+  type SwanctlPsk,
+  type SwanctlSection,
+  type SwanctlSecrets
+} from './swanctl-conf.js'
 export { networkFor, startNode, type RunningNode, type StartOptions } from './node-command.js'
 export {
   ConfigSyntaxError,

@@ -38,6 +38,107 @@ import {
   type SecretsFile
 } from './config-files.js'
 import { espProposals, ikeProposals, inPrefix, trafficSelectors } from './strongswan.js'
+import {
+  parseSwanctlConf,
+  swanctlConnections,
+  swanctlSecrets,
+  SwanctlConfError,
+  type ParsedSwanctl
+} from './swanctl-conf.js'
+
+/** Where the entries read from a swanctl.conf came from: its label and each path's line. */
+interface SwanctlOrigin {
+  label: string
+  /** The top-level section they went under (`connections`, `ike`) and their names. */
+  under: string
+  names: Set<string>
+  lines: Map<string, number>
+}
+
+/**
+ * Reads the swanctl.conf a cluster or secrets file names (its `swanctl` key), and merges its
+ * connections or PSKs into the file's value before the schema sees it.
+ */
+async function mergeSwanctl(
+  value: unknown,
+  from: string,
+  fromLabel: string,
+  kind: 'connections' | 'secrets',
+  issues: FileIssue[]
+): Promise<SwanctlOrigin | undefined> {
+  if (value === null || typeof value !== 'object') return undefined
+  const file = (value as Record<string, unknown>).swanctl
+  if (typeof file !== 'string') return undefined
+  const path = resolve(dirname(from), file)
+  const label = basename(path)
+  let text: string
+  try {
+    if (kind === 'secrets') {
+      const mode = (await stat(path)).mode & 0o777
+      if ((mode & 0o077) !== 0)
+        issues.push({
+          file: label,
+          path: '',
+          message: `holds PSKs and is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 ${path}`
+        })
+    }
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    issues.push({
+      file: fromLabel,
+      path: 'swanctl',
+      message: `cannot read ${path}: ${(err as Error).message}`
+    })
+    return undefined
+  }
+  let parsed: ParsedSwanctl
+  let entries: Record<string, unknown>
+  let lines: Map<string, number>
+  try {
+    parsed = parseSwanctlConf(text)
+    if (kind === 'connections') ({ connections: entries, lines } = swanctlConnections(parsed))
+    else ({ ike: entries, lines } = swanctlSecrets(parsed))
+  } catch (err) {
+    if (!(err instanceof SwanctlConfError)) throw err
+    issues.push({ file: `${label}:${err.line}`, path: '', message: err.message })
+    return undefined
+  }
+  const under = kind === 'connections' ? 'connections' : 'ike'
+  const target = value as Record<string, unknown>
+  const own = (target[under] ?? {}) as Record<string, unknown>
+  for (const name of Object.keys(entries))
+    if (name in own)
+      issues.push({
+        file: `${label}:${lines.get(`${under}.${name}`) ?? 0}`,
+        path: `${under}.${name}`,
+        message: `also defined in ${fromLabel}`
+      })
+  target[under] = { ...entries, ...own }
+  return { label, under, names: new Set(Object.keys(entries)), lines }
+}
+
+/** Points the issues about entries read from a swanctl.conf at its lines. */
+function toSwanctlLines(
+  issues: FileIssue[],
+  fileLabel: string,
+  origin: SwanctlOrigin | undefined
+): void {
+  if (origin === undefined) return
+  for (const issue of issues) {
+    if (issue.file !== fileLabel) continue
+    const parts = issue.path.split('.')
+    if (parts[0] !== origin.under || !origin.names.has(parts[1] ?? '')) continue
+    let line: number | undefined
+    for (let n = parts.length; n >= 2 && line === undefined; n--)
+      line = origin.lines.get(
+        parts
+          .slice(0, n)
+          .join('.')
+          .replace(/\[\d+\]$/, '')
+      )
+    issue.file = `${origin.label}:${line ?? 0}`
+  }
+}
 
 /** A problem in one of the files, with the file it is in. */
 export interface FileIssue extends ConfigIssue {
@@ -185,14 +286,25 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
   const base = dirname(resolve(path))
   const clusterPath = resolve(base, node.cluster)
   const clusterLabel = basename(clusterPath)
-  const cluster = checked(
-    clusterFileSchema,
-    await readYaml(clusterPath, clusterLabel, issues),
+  const clusterValue = await readYaml(clusterPath, clusterLabel, issues)
+  const swanConnections = await mergeSwanctl(
+    clusterValue,
+    clusterPath,
     clusterLabel,
+    'connections',
     issues
   )
+  const cluster = checked(clusterFileSchema, clusterValue, clusterLabel, issues)
   let secrets: SecretsFile | undefined
   let secretsLabel = 'secrets'
+  let swanSecrets: SwanctlOrigin | undefined
+  const lined = (result: LoadResult): LoadResult => {
+    if (!result.ok) {
+      toSwanctlLines(result.issues, clusterLabel, swanConnections)
+      toSwanctlLines(result.issues, secretsLabel, swanSecrets)
+    }
+    return result
+  }
   const secretsPath = node.secrets === undefined ? base : resolve(base, node.secrets)
   if (node.secrets !== undefined) {
     secretsLabel = basename(secretsPath)
@@ -207,14 +319,11 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
     } catch {
       // readYaml says it cannot be read
     }
-    secrets = checked(
-      secretsFileSchema,
-      await readYaml(secretsPath, secretsLabel, issues),
-      secretsLabel,
-      issues
-    )
+    const secretsValue = await readYaml(secretsPath, secretsLabel, issues)
+    swanSecrets = await mergeSwanctl(secretsValue, secretsPath, secretsLabel, 'secrets', issues)
+    secrets = checked(secretsFileSchema, secretsValue, secretsLabel, issues)
   }
-  if (cluster === undefined) return { ok: false, issues }
+  if (cluster === undefined) return lined({ ok: false, issues })
 
   const add = (file: string, at: string, message: string): void => {
     issues.push({ file, path: at, message })
@@ -261,6 +370,12 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
       : 'target'
 
   // connections
+  if (role !== 'target' && Object.keys(cluster.connections).length === 0)
+    add(
+      clusterLabel,
+      'connections',
+      'expected at least one peer connection (or swanctl: FILE to read them from a swanctl.conf)'
+    )
   const peers: IkePeerConfig[] = []
   const psks: PskCredential[] = []
   const certificates: CertificateCredential[] = []
@@ -495,7 +610,7 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
   if (deliver === 'kernel' && node.kernel === undefined)
     add(label, 'kernel', 'expected the service addresses for kernel delivery (or deliver: apps)')
 
-  if (issues.length > 0) return { ok: false, issues }
+  if (issues.length > 0) return lined({ ok: false, issues })
   const dvipas: DvipaConfig[] = mine.map(([dvipa, d]) => ({
     dvipa,
     ranks: d.ranks,

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { checkConfig, runCheck } from './check-command.js'
-import { formatIssues } from './load-config.js'
+import { runCheck } from './check-command.js'
 import { runDemo, type DemoOptions } from './demo.js'
 import { startNode } from './node-command.js'
+import { runReload, runSwitchover } from './operator-commands.js'
+import { notifyLifecycle, systemdNotifier } from './sd-notify.js'
 import { writeKeyFile } from './keygen-command.js'
 import {
   formatStatus,
@@ -26,7 +27,18 @@ const COMMANDS: Record<string, string> = {
   node: `vipsec node --config FILE [options]: run a node until SIGTERM or SIGINT
   --config FILE      the node file (YAML; it names the cluster and secrets files)
   --log LEVEL        error | warn | info | debug (default info)
-  SIGHUP checks the files again and logs what a restart would change`,
+  SIGHUP reloads the files (as vipsec reload); SIGTERM or SIGINT hands the DVIPAs this node
+  owns to the best live backup (a planned switchover), then exits 0`,
+  reload: `vipsec reload --config FILE: make the running node of a node file read its files again
+(through its admin endpoint, from this host); applies peers, secrets, cluster keys and targets
+without a failover, refuses with the reason what needs a restart; exits 1 when refused
+  --config FILE      the node file (it names the admin endpoint)`,
+  switchover: `vipsec switchover --config FILE --dvipa A [--to NODE]: hand a DVIPA to another DP now, planned
+(through the coupling store, with the node file's store credentials)
+  --config FILE      a node file of the cluster
+  --dvipa A          the DVIPA
+  --to NODE          the new owner (default: the best live backup)
+  --timeout MS       how long to wait for the new owner (default 15000)`,
   check: `vipsec check --config FILE [options]: check everything a start would, touching neither
 store nor network; prints each problem as file: field: message, exits 1 if there is any
   --config FILE      the node file
@@ -48,9 +60,9 @@ const USAGE = `usage: vipsec <command> [options]   (vipsec <command> --help for 
 
 commands:
 ${Object.entries(COMMANDS)
-  .map(([name, text]) => `  ${name.padEnd(8)}${text.split('\n')[0]!.replace(/^[^:]*: /, '')}`)
+  .map(([name, text]) => `  ${name.padEnd(11)}${text.split('\n')[0]!.replace(/^[^:]*: /, '')}`)
   .join('\n')}
-  help    print this
+  help       print this
 
 every command takes --help and --version
 `
@@ -144,19 +156,23 @@ export async function main(
         if (!['error', 'warn', 'info', 'debug'].includes(level))
           throw new Error(`--log: unknown level ${level}`)
         const running = await startNode(values.config, { level })
-        const log = running.node.logger.forComponent('node')
-        const config = values.config
+        // systemd Type=notify: READY=1 once owning or backing up with a confirmed epoch
+        const sd = systemdNotifier()
+        const watchdogPid = process.env.WATCHDOG_PID
+        const endNotify =
+          sd === undefined
+            ? undefined
+            : notifyLifecycle(running.node, sd, {
+                watchdogUsec:
+                  watchdogPid === undefined || Number(watchdogPid) === process.pid
+                    ? Number(process.env.WATCHDOG_USEC ?? 0)
+                    : 0
+              })
         const onHup = (): void => {
-          void checkConfig(config).then((issues) =>
-            issues.length === 0
-              ? log.warn(
-                  { type: 'reload:refused', reason: 'not-supported' },
-                  'SIGHUP: the files check out; this version applies changes only on restart'
-                )
-              : log.error(
-                  { type: 'reload:refused', reason: 'invalid', issues: formatIssues(issues) },
-                  'SIGHUP: the files have errors; nothing changed'
-                )
+          sd?.send({ RELOADING: 1 })
+          void running.reload().then(
+            (r) => sd?.send({ READY: 1, STATUS: `reload ${r.outcome}` }),
+            () => sd?.send({ READY: 1 })
           )
         }
         process.on('SIGHUP', onHup)
@@ -165,8 +181,43 @@ export async function main(
           process.once('SIGINT', resolve)
         })
         process.off('SIGHUP', onHup)
-        await running.stop()
+        await endNotify?.()
+        await running.stop({ switchover: true })
+        await sd?.close()
         return 0
+      }
+      case 'reload': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string' } },
+          strict: true
+        })
+        if (values.config === undefined) throw new Error('--config FILE is required')
+        return await runReload(values.config, print)
+      }
+      case 'switchover': {
+        const { values } = parseArgs({
+          args: rest,
+          options: {
+            config: { type: 'string' },
+            dvipa: { type: 'string' },
+            to: { type: 'string' },
+            timeout: { type: 'string' }
+          },
+          strict: true
+        })
+        if (values.config === undefined) throw new Error('--config FILE is required')
+        if (values.dvipa === undefined) throw new Error('--dvipa A is required')
+        const timeoutMs = number(values.timeout, 'timeout')
+        return await runSwitchover(
+          values.config,
+          {
+            dvipa: values.dvipa,
+            ...(values.to === undefined ? {} : { to: values.to }),
+            ...(timeoutMs === undefined ? {} : { timeoutMs })
+          },
+          print
+        )
       }
       case 'check': {
         const { values } = parseArgs({

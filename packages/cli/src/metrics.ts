@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { VipsecNode } from '@vipsec/container'
 import type { DefaultDistributionProcessor } from '@vipsec/core'
@@ -192,33 +192,89 @@ export function isReady(node: VipsecNode): boolean {
   )
 }
 
+/** What the admin endpoint serves besides `/metrics`, `/healthz` and `/readyz`. */
+export interface AdminHandlers {
+  /** `POST /reload`: reloads the node's files and answers with the result (JSON). */
+  reload?: () => Promise<unknown>
+  /** `GET /status`: the node's live view (JSON), for the status page. */
+  status?: () => unknown
+  /** `GET /`: the status page (HTML). */
+  page?: string
+}
+
+/** Whether a request comes from this host: a loopback address, or the address it was sent to. */
+export function fromThisHost(remote: string | undefined, local: string | undefined): boolean {
+  if (remote === undefined) return false
+  const bare = remote.replace(/^::ffff:/, '')
+  return bare.startsWith('127.') || bare === '::1' || remote === local
+}
+
 /**
- * Serves `/metrics` (Prometheus text), `/healthz` (200 while the process runs the node) and
- * `/readyz` (200 when {@link isReady}, else 503).
+ * Serves `/metrics` (Prometheus text), `/healthz` (200 while the process runs the node),
+ * `/readyz` (200 when {@link isReady}, else 503), and with `handlers` the status page (`/`),
+ * its data (`/status`) and `POST /reload`. A POST is taken from this host only (403 otherwise,
+ * counted in `vipsec_admin_refused_total`): it changes what the node runs.
  *
  * @param registry - the node's registry
  * @param node - the node
  * @param address - the address to listen on
  * @param port - the port (0: any free one)
+ * @param handlers - the reload, the status view and the page
  */
 export async function serveAdmin(
   registry: Registry,
   node: VipsecNode,
   address: string,
-  port: number
+  port: number,
+  handlers: AdminHandlers = {}
 ): Promise<AdminServer> {
+  const refused = new Counter({
+    name: 'vipsec_admin_refused_total',
+    help: 'Admin requests refused: a POST from another host',
+    registers: [registry]
+  })
+  const json = (res: ServerResponse, status: number, body: unknown): void =>
+    void res
+      .writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+      .end(`${JSON.stringify(body)}\n`)
   const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
+    const path = (req.url ?? '/').split('?')[0]
+    if (req.method === 'POST') {
+      if (!fromThisHost(req.socket.remoteAddress, req.socket.localAddress)) {
+        refused.inc()
+        return json(res, 403, { error: 'admin requests are taken from this host only' })
+      }
+      if (path === '/reload' && handlers.reload !== undefined) {
+        handlers.reload().then(
+          (result) => json(res, 200, result),
+          (err: Error) => json(res, 500, { error: err.message })
+        )
+        return
+      }
+      return json(res, 404, { error: 'not found' })
+    }
+    if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
         (err: Error) => res.writeHead(500).end(`${err.message}\n`)
       )
-    } else if (req.url === '/healthz') {
+    } else if (path === '/healthz') {
       const ok = node.isStarted()
       res.writeHead(ok ? 200 : 503).end(ok ? 'ok\n' : 'stopped\n')
-    } else if (req.url === '/readyz') {
+    } else if (path === '/readyz') {
       const ok = isReady(node)
       res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n')
+    } else if (path === '/status' && handlers.status !== undefined) {
+      json(res, 200, handlers.status())
+    } else if (path === '/' && handlers.page !== undefined) {
+      res
+        .writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          'content-security-policy':
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+        })
+        .end(handlers.page)
     } else {
       res.writeHead(404).end('not found\n')
     }

@@ -10,17 +10,36 @@ import {
 } from './load-config.js'
 import { runHooks } from './hooks.js'
 import { addPartMetrics, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
+import { reloadNode, type ReloadResult } from './reload.js'
+import { STATUS_PAGE, StatusTracker } from './status-page.js'
+import {
+  releaseForSwitchover,
+  type DefaultDistributionProcessor,
+  type ReleasedDvipa
+} from '@vipsec/core'
+import { TOKENS } from '@vipsec/interface'
+import { Counter } from 'prom-client'
 
 /** A running `vipsec node`. */
 export interface RunningNode {
   /** The node. */
   node: VipsecNode
-  /** The configuration it was started from. */
+  /** The configuration it runs (replaced by a reload that applied). */
   config: LoadedConfig
   /** The port `/metrics`, `/healthz` and `/readyz` are served on, if any. */
   adminPort: number | undefined
-  /** Stops the node and the admin server. */
-  stop(): Promise<void>
+  /**
+   * Reads the files again and applies what changed without a failover, or refuses all of it
+   * with the reason (see `reloadNode`); counted in `vipsec_reloads_total{outcome}`. Reloads run
+   * one at a time.
+   */
+  reload(): Promise<ReloadResult>
+  /**
+   * Stops the node and the admin server. With `switchover`, first hands every DVIPA it owns to
+   * the best live backup (`releaseForSwitchover`: records flushed, DVIPA released, so the backup
+   * claims at once) and logs `switchover:released` for each.
+   */
+  stop(options?: { switchover?: boolean }): Promise<void>
 }
 
 /**
@@ -88,22 +107,72 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
       { type: 'node:insecure' },
       'cluster link and heartbeats run without keys: anyone on the cluster network can forge them'
     )
+  const tracker = new StatusTracker(node, () => running.config)
   await node.start()
+  const reloads = new Counter({
+    name: 'vipsec_reloads_total',
+    help: 'Reloads (SIGHUP, vipsec reload), by outcome: applied, unchanged, refused, invalid',
+    labelNames: ['outcome'],
+    registers: [registry]
+  })
+  for (const outcome of ['applied', 'unchanged', 'refused', 'invalid']) reloads.inc({ outcome }, 0)
+  let reloading: Promise<unknown> = Promise.resolve()
   let admin: AdminServer | undefined
-  if (config.node.admin !== undefined)
-    admin = await serveAdmin(registry, node, config.node.admin.address, config.node.admin.port)
-  log.info({ type: 'node:started', role: config.role, adminPort: admin?.port }, 'node started')
-  return {
+  const running: RunningNode = {
     node,
     config,
-    adminPort: admin?.port,
-    async stop() {
+    adminPort: undefined,
+    reload() {
+      const run = async (): Promise<ReloadResult> => {
+        const result = await reloadNode(running, { host: options.host ?? true })
+        reloads.inc({ outcome: result.outcome })
+        return result
+      }
+      const done = reloading.then(run, run)
+      reloading = done.catch(() => undefined)
+      return done
+    },
+    async stop(stopOptions = {}) {
+      if (stopOptions.switchover === true && node.has(TOKENS.DistributionProcessor)) {
+        let released: ReleasedDvipa[] = []
+        try {
+          released = await releaseForSwitchover(
+            node.get(TOKENS.DistributionProcessor) as DefaultDistributionProcessor
+          )
+        } catch (err) {
+          log.error(
+            { type: 'switchover:failed', error: (err as Error).message },
+            'could not release the DVIPAs: the backups take over when they detect the exit'
+          )
+        }
+        for (const r of released)
+          log.info(
+            {
+              type: 'switchover:released',
+              dvipa: r.dvipa,
+              epoch: r.epoch,
+              durationMs: r.durationMs
+            },
+            `released ${r.dvipa} (epoch ${r.epoch}) for the best live backup`
+          )
+      }
       await node.stop()
       await hooks?.()
       await new Promise<void>((done) =>
-        admin === undefined ? done() : admin.server.close(() => done())
+        admin === undefined
+          ? done()
+          : (admin.server.close(() => done()), admin.server.closeAllConnections())
       )
       log.info({ type: 'node:stopped' }, 'node stopped')
     }
   }
+  if (config.node.admin !== undefined)
+    admin = await serveAdmin(registry, node, config.node.admin.address, config.node.admin.port, {
+      reload: () => running.reload(),
+      status: () => tracker.view(),
+      page: STATUS_PAGE
+    })
+  running.adminPort = admin?.port
+  log.info({ type: 'node:started', role: config.role, adminPort: admin?.port }, 'node started')
+  return running
 }

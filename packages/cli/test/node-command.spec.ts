@@ -170,7 +170,7 @@ describe('vipsec node', function () {
 
   describe('main', () => {
     it('should print --help and --version for every command', async () => {
-      for (const command of ['demo', 'node', 'check', 'status']) {
+      for (const command of ['demo', 'node', 'check', 'status', 'reload', 'switchover']) {
         const help: string[] = []
         expect(await main([command, '--help'], (l) => help.push(l))).to.equal(0)
         expect(help.join('\n')).to.include(`vipsec ${command}`)

@@ -170,6 +170,29 @@ export class ConnectionTable {
   }
 
   /**
+   * Replaces the targets while running (a reload): new targets are healthy and get new flows at
+   * once; a removed target gets no new flows, and its existing flows keep it until they expire or
+   * their target is marked unhealthy.
+   *
+   * @param targets - the new targets
+   * @throws InvalidParametersError when a weight is not positive (nothing changes)
+   */
+  setTargets(targets: TargetConfig[]): void {
+    for (const [i, t] of targets.entries()) {
+      if (t.weight !== undefined && !(t.weight > 0))
+        throw new InvalidParametersError(`targets[${i}].weight`, 'must be > 0')
+    }
+    const before = new Set(this.targets.map((t) => t.node))
+    this.targets.splice(0, this.targets.length, ...targets.map((t) => ({ ...t })))
+    for (const t of targets) {
+      if (before.has(t.node)) continue
+      this.healthy.add(t.node)
+      if (!this.load.has(t.node)) this.load.set(t.node, 0)
+    }
+    this.weightedCredit.clear()
+  }
+
+  /**
    * The connection of a flow, if it is known.
    *
    * @param flow - the 5-tuple

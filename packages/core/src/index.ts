@@ -53,6 +53,12 @@ export {
   type RenegotiationPlan
 } from './records.js'
 export {
+  releaseForSwitchover,
+  setDvipaTargets,
+  type ReleasedDvipa,
+  type TargetChange
+} from './operations.js'
+export {
   runTakeover,
   type TakeoverParts,
   type TakeoverPlan,
