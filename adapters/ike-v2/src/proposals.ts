@@ -238,6 +238,48 @@ export function chooseChild(
   return undefined
 }
 
+/** Whether a responder's proposal has exactly one transform of each type it names. */
+function oneOfEach(p: Proposal): boolean {
+  const seen = new Set<number>()
+  for (const t of p.transforms) {
+    if (seen.has(t.type)) return false
+    seen.add(t.type)
+  }
+  return true
+}
+
+/**
+ * Checks the responder's answer to our IKE SA offer: one proposal, carrying the number of the
+ * proposal of ours it accepted (RFC 7296 section 3.3.1, any of them, not only the first), with
+ * one transform of each type, all of them from that proposal.
+ *
+ * @param answer - the proposals of the response's SA payload
+ * @param offered - our proposals, in the order they were numbered
+ * @returns the choice, or undefined when the answer is not a subset of what we offered
+ */
+export function acceptIkeAnswer(answer: Proposal[], offered: IkeProposal[]): ChosenIke | undefined {
+  if (answer.length !== 1 || !oneOfEach(answer[0])) return undefined
+  const ours = offered[answer[0].number - 1]
+  return ours === undefined ? undefined : chooseIke(answer, [ours])
+}
+
+/**
+ * Checks the responder's answer to our Child SA offer, as {@link acceptIkeAnswer} does.
+ *
+ * @param answer - the proposals of the response's SA payload
+ * @param offered - our proposals, in the order they were numbered
+ * @param pfs - the PFS group we sent a KE payload for, or `none`
+ */
+export function acceptChildAnswer(
+  answer: Proposal[],
+  offered: ChildProposal[],
+  pfs: KeyExchangeGroup
+): ChosenChild | undefined {
+  if (answer.length !== 1 || !oneOfEach(answer[0])) return undefined
+  const ours = offered[answer[0].number - 1]
+  return ours === undefined ? undefined : chooseChild(answer, [ours], pfs !== 'none', [pfs])
+}
+
 /** The wire proposal that states a choice (the responder's SA payload). */
 export function ikeChoiceProposal(c: ChosenIke, spi: Uint8Array = new Uint8Array(0)): Proposal {
   return {

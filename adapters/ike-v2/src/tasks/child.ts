@@ -29,7 +29,12 @@ import {
   type TsPayload,
   type WireTrafficSelector
 } from '../message.js'
-import { childChoiceProposal, childProposals, chooseChild } from '../proposals.js'
+import {
+  acceptChildAnswer,
+  childChoiceProposal,
+  childProposals,
+  chooseChild
+} from '../proposals.js'
 import { bytesToIp, narrow, toWireSelector, within } from '../selectors.js'
 import type { IkeChildConfig } from '../config.js'
 
@@ -127,7 +132,7 @@ export function acceptChild(
   if (saP.proposals.length !== 1) {
     throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
   }
-  const chosen = chooseChild(saP.proposals, offer.request.policy.proposals, pfs !== 'none', [pfs])
+  const chosen = acceptChildAnswer(saP.proposals, offer.request.policy.proposals, pfs)
   if (chosen === undefined) {
     throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'responder chose a proposal we did not offer')
   }

@@ -30,7 +30,13 @@ import {
   type Payload,
   type SaPayload
 } from '../message.js'
-import { chooseIke, ikeChoiceProposal, ikeProposals, offeredGroups } from '../proposals.js'
+import {
+  acceptIkeAnswer,
+  chooseIke,
+  ikeChoiceProposal,
+  ikeProposals,
+  offeredGroups
+} from '../proposals.js'
 import { ipToBytes } from '../selectors.js'
 import type { HalfOpenTable } from '../half-open.js'
 import { errorNotify } from './child.js'
@@ -153,7 +159,7 @@ export async function initiateIkeSaInit(
     if (saP.proposals.length !== 1) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
     }
-    const chosen = chooseIke(saP.proposals, sa.policy.proposals)
+    const chosen = acceptIkeAnswer(saP.proposals, sa.policy.proposals)
     if (chosen === undefined || chosen.group !== group || keP.group !== GROUP_NUMBER[group]) {
       throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'responder chose what we did not offer')
     }
