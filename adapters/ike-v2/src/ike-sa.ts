@@ -7,6 +7,7 @@
 import {
   type ChildLifetime,
   type Endpoint,
+  type DynamicFilter,
   type Identity,
   type Phase1Policy,
   type Phase1Record,
@@ -53,8 +54,8 @@ export interface ChildSa {
   nonces: Uint8Array[]
   /** When it was established (wall ms). */
   establishedAt: number
-  /** The ids of the ESP engine filters installed for it. */
-  filters: string[]
+  /** The ESP engine filters made for it, inbound ones pinned to its SPI. */
+  filters: DynamicFilter[]
   /** Where a rekey of this Child SA stands (collisions included). */
   rekey: ChildRekey
   /** A redundant Child SA of a rekey collision: never announced, so its deletion is not either. */
