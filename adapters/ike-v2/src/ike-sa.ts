@@ -207,8 +207,9 @@ export class IkeSa {
   }
 
   private nextIv(): Uint8Array {
-    if (this.chosen!.encryption.algorithm === 'aes-gcm-16') {
-      // RFC 5282: the IV must never repeat under a key; a counter guarantees it
+    const algorithm = this.chosen!.encryption.algorithm
+    if (algorithm === 'aes-gcm-16' || algorithm === 'chacha20-poly1305') {
+      // RFC 5282, RFC 7634: the IV must never repeat under a key; a counter guarantees it
       this.ivCounter += 1n
       const iv = new Uint8Array(8)
       new DataView(iv.buffer).setBigUint64(0, this.ivCounter)

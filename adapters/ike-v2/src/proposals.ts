@@ -51,26 +51,30 @@ export interface ChosenChild {
 const ENCR: Record<EncryptionTransform['algorithm'], number> = {
   'aes-gcm-16': EncrId.AES_GCM_16,
   'aes-cbc': EncrId.AES_CBC,
-  'null-aes-gmac': EncrId.NULL_AUTH_AES_GMAC
+  'null-aes-gmac': EncrId.NULL_AUTH_AES_GMAC,
+  'chacha20-poly1305': EncrId.CHACHA20_POLY1305
 }
 const INTEG: Record<IntegrityAlgorithm, number> = {
   none: IntegId.NONE,
   'hmac-sha2-256-128': IntegId.HMAC_SHA2_256_128,
   'hmac-sha2-384-192': IntegId.HMAC_SHA2_384_192,
-  'hmac-sha2-512-256': IntegId.HMAC_SHA2_512_256
+  'hmac-sha2-512-256': IntegId.HMAC_SHA2_512_256,
+  'hmac-sha1-96': IntegId.HMAC_SHA1_96
 }
 const PRF: Record<PrfAlgorithm, number> = {
   'hmac-sha2-256': PrfId.HMAC_SHA2_256,
   'hmac-sha2-384': PrfId.HMAC_SHA2_384,
-  'hmac-sha2-512': PrfId.HMAC_SHA2_512
+  'hmac-sha2-512': PrfId.HMAC_SHA2_512,
+  'hmac-sha1': PrfId.HMAC_SHA1
 }
 
 function encrTransforms(list: EncryptionTransform[]): Transform[] {
-  return list.map((e) => ({
-    type: TransformType.ENCR,
-    id: ENCR[e.algorithm],
-    keyLength: e.keyBits
-  }))
+  return list.map((e) =>
+    // ChaCha20-Poly1305 has one key size and no Key Length attribute (RFC 7634 section 4)
+    e.algorithm === 'chacha20-poly1305'
+      ? { type: TransformType.ENCR, id: ENCR[e.algorithm] }
+      : { type: TransformType.ENCR, id: ENCR[e.algorithm], keyLength: e.keyBits }
+  )
 }
 
 function integTransforms(list: IntegrityAlgorithm[]): Transform[] {
@@ -137,7 +141,13 @@ function pickEncr(
 ): EncryptionTransform | undefined {
   for (const t of offered) {
     if (t.type !== TransformType.ENCR) continue
-    const hit = ours.find((e) => ENCR[e.algorithm] === t.id && e.keyBits === t.keyLength)
+    const hit = ours.find(
+      (e) =>
+        ENCR[e.algorithm] === t.id &&
+        (e.algorithm === 'chacha20-poly1305'
+          ? t.keyLength === undefined
+          : e.keyBits === t.keyLength)
+    )
     if (hit !== undefined) return hit
   }
   return undefined

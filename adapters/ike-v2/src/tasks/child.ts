@@ -19,6 +19,7 @@ import { deriveChildKeys } from '../crypto.js'
 import type { IkeContext } from '../context.js'
 import { childRecord, NO_LIFETIME, spiHex, type ChildSa, type IkeSa } from '../ike-sa.js'
 import {
+  concat,
   findNotify,
   findPayload,
   notify,
@@ -376,13 +377,12 @@ function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
  * @throws whatever the engine throws (the caller reports it)
  */
 export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
-  const { encrI, encrR } = child.keys
-  const outKey = child.initiator ? encrI : encrR
-  const inKey = child.initiator ? encrR : encrI
+  const { encrI, encrR, integI, integR } = child.keys
   const algorithm = child.chosen.encryption.algorithm
-  if (algorithm !== 'aes-gcm-16' && algorithm !== 'null-aes-gmac') {
-    throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', `ESP engine cannot do ${algorithm}`)
-  }
+  const integrity = child.chosen.integrity
+  // the ESP engine takes the encryption key then the integrity key (RFC 7296 section 2.17)
+  const outKey = child.initiator ? concat(encrI, integI) : concat(encrR, integR)
+  const inKey = child.initiator ? concat(encrR, integR) : concat(encrI, integI)
   const lifetime = child.policy.lifetime ?? NO_LIFETIME
   const tunnel = { local: sa.local.address, remote: sa.remote.address }
   const udpEncapsulation = child.encapsulated
@@ -394,6 +394,7 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
   const common = {
     mode: child.mode,
     algorithm,
+    ...(integrity === 'none' ? {} : { integrity }),
     extendedSequenceNumbers: child.chosen.esn,
     lifetime,
     tunnel,
