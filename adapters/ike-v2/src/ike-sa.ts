@@ -117,6 +117,11 @@ export class IkeSa {
   ourInit: Uint8Array = new Uint8Array(0)
   /** The peer's IKE_SA_INIT message. */
   peerInit: Uint8Array = new Uint8Array(0)
+  /**
+   * The hash algorithms the peer's SIGNATURE_HASH_ALGORITHMS notify named (RFC 7427 section 4,
+   * IANA numbers: 2 SHA2-256, 3 SHA2-384, 4 SHA2-512); undefined when it sent none.
+   */
+  peerSignatureHashes?: number[]
   /** NAT state. */
   nat = { localBehindNat: false, remoteBehindNat: false, encapsulated: false }
   /** Whether IKE is carried on port 4500 with the non-ESP marker. */

@@ -40,7 +40,7 @@ import {
 import { ipToBytes } from '../selectors.js'
 import type { HalfOpenTable } from '../half-open.js'
 import { errorNotify } from './child.js'
-import { certificateRequest, SIGNATURE_HASHES } from '../signature.js'
+import { certificateRequest, SIGNATURE_HASHES, signatureHashes } from '../signature.js'
 
 /** At most this many IKE_SA_INIT retries (COOKIE, INVALID_KE_PAYLOAD) before giving up. */
 const MAX_INIT_RETRIES = 4
@@ -156,6 +156,7 @@ export async function initiateIkeSaInit(
     if (saP === undefined || keP === undefined || nonce === undefined) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'IKE_SA_INIT response lacks SA, KE or Nonce')
     }
+    sa.peerSignatureHashes = signatureHashes(payloads)
     if (saP.proposals.length !== 1) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
     }
@@ -343,7 +344,8 @@ export function respondIkeSaInit(
     remoteBehindNat: nat.remoteBehindNat,
     encapsulated: nat.supported && (natT || nat.localBehindNat || nat.remoteBehindNat)
   }
-  const cert = findNotify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) !== undefined
+  sa.peerSignatureHashes = signatureHashes(payloads)
+  const cert = sa.peerSignatureHashes !== undefined
   const response = sa.plain(ExchangeType.IKE_SA_INIT, 0, true, [
     { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen)] } as SaPayload,
     { type: PayloadType.KE, group: GROUP_NUMBER[chosen.group], data: ke.publicValue } as KePayload,
