@@ -45,8 +45,13 @@ export interface CertificateCredential {
   identity: Identity
   /** The DER certificate, sent in a CERT payload. */
   certificate: Uint8Array
-  /** The private key in PEM (PKCS#8) form: ECDSA P-256 or RSA. */
+  /** The private key in PEM (PKCS#8) form: ECDSA (P-256, P-384, P-521) or RSA. */
   privateKey: string
+  /**
+   * The intermediate CA certificates (DER) between it and the peer's trust anchor, sent in
+   * further CERT payloads, the one that issued `certificate` first. Default: none.
+   */
+  intermediates?: Uint8Array[]
 }
 
 /** A certification authority this side trusts. */
