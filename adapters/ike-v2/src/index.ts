@@ -93,4 +93,5 @@ export type {
   RetransmitOptions,
   TrustAnchor
 } from './config.js'
+export type { IkeStartConnection } from './keep-up.js'
 export * as wire from './wire.js'
