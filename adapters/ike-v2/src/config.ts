@@ -107,7 +107,9 @@ export interface IkeV2ServiceInit {
   trustAnchors?: TrustAnchor[]
   /**
    * Connections this service initiates itself when it starts, and keeps up (strongSwan's
-   * `start_action = start`). Default: none (the service only answers and does what it is asked).
+   * `start_action = start`): those whose `request.local.address` is the address of this
+   * service's sockets (so that every service of a factory starts its own DVIPA's). Default: none
+   * (the service only answers and does what it is asked).
    */
   connections?: IkeStartConnection[]
   /**

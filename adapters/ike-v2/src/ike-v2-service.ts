@@ -146,7 +146,8 @@ export class IkeV2Service implements IkeService {
         connect: (request) => this.connect(request),
         sas: () => this.sas()
       },
-      this.init.connections
+      // a factory's services share the options: each starts the connections of its own address
+      this.init.connections.filter((c) => c.request?.local?.address === this.localAddress)
     )
   }
 

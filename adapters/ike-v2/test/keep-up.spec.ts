@@ -70,6 +70,15 @@ describe('IkeV2Service connections (start_action = start)', () => {
     await p.b.stop()
   })
 
+  it('should leave a connection of another local address to the service of that address', async () => {
+    const request = { ...makePair().request(), local: { address: '10.0.0.3', port: 500 } }
+    const p = makePair({ a: { connections: [{ name: 'elsewhere', request }] } })
+    await p.start()
+    await p.clock.advance(10_000)
+    expect(p.a.connectionAttempts()).to.deep.equal({})
+    await p.stop()
+  })
+
   it('should not initiate a connection whose start action is none', async () => {
     const p = pair('none')
     await p.start()
