@@ -82,6 +82,13 @@ const authSchema = z.strictObject({
 const connectionSchema = z.strictObject({
   /** The DVIPA this connection terminates on (swanctl's `local_addrs`). Default: the only DVIPA. */
   local_addrs: address.optional(),
+  /** The peer's address (swanctl's `remote_addrs`); needed to initiate. */
+  remote_addrs: address.optional(),
+  /**
+   * `start`: the owner of the DVIPA initiates the connection and keeps it up (swanctl's
+   * `start_action = start`); `none` (default): it only answers.
+   */
+  start_action: z.enum(['none', 'start']).optional(),
   /** IKE proposals, e.g. `aes256gcm16-prfsha256-x25519`. Default `default`. */
   proposals: parsed(z.string(), ikeProposals).optional(),
   /** Seconds (or `4h`) to rekey the IKE SA; 0: never. Default 4h. */

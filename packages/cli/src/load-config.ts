@@ -15,6 +15,7 @@ import { requestResponse, udpEcho, type DvipaConfig } from '@vipsec/core'
 import type {
   CertificateCredential,
   IkePeerConfig,
+  IkeStartConnection,
   IkeV2ServiceInit,
   PskCredential
 } from '@vipsec/ike-v2'
@@ -377,6 +378,7 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
       'expected at least one peer connection (or swanctl: FILE to read them from a swanctl.conf)'
     )
   const peers: IkePeerConfig[] = []
+  const connections: IkeStartConnection[] = []
   const psks: PskCredential[] = []
   const certificates: CertificateCredential[] = []
   const trustAnchors: { certificate: string }[] = []
@@ -551,21 +553,48 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
         }
       }
     }
+    const phase1 = {
+      proposals: c.proposals ?? ikeProposals('default'),
+      authMethod: auth === 'psk' ? ('psk' as const) : ('digital-signature' as const),
+      lifetime: { rekeySeconds: c.rekey_time ?? 14400, reauthSeconds: c.reauth_time ?? 0 },
+      liveness: {
+        intervalMs: Math.round((c.dpd_delay ?? 0) * 1000),
+        timeoutMs: Math.round((c.dpd_timeout ?? 30) * 1000)
+      }
+    }
     if (mine.some(([d]) => d === dvipa) && c.local.id !== undefined)
       peers.push({
         localIdentity: c.local.id,
         ...(c.remote.id === undefined ? {} : { remoteIdentity: c.remote.id }),
-        phase1: {
-          proposals: c.proposals ?? ikeProposals('default'),
-          authMethod: auth === 'psk' ? 'psk' : 'digital-signature',
-          lifetime: { rekeySeconds: c.rekey_time ?? 14400, reauthSeconds: c.reauth_time ?? 0 },
-          liveness: {
-            intervalMs: Math.round((c.dpd_delay ?? 0) * 1000),
-            timeoutMs: Math.round((c.dpd_timeout ?? 30) * 1000)
-          }
-        },
+        phase1,
         children
       })
+    if (c.start_action === 'start') {
+      // the owner initiates: it must know where the peer is and whom to expect there
+      if (c.remote_addrs === undefined)
+        add(clusterLabel, `${at}.remote_addrs`, 'required with start_action: start')
+      if (c.remote.id === undefined)
+        add(clusterLabel, `${at}.remote.id`, 'required with start_action: start')
+      if (
+        mine.some(([d]) => d === dvipa) &&
+        c.local.id !== undefined &&
+        c.remote.id !== undefined &&
+        c.remote_addrs !== undefined &&
+        children.length > 0
+      )
+        connections.push({
+          name,
+          startAction: 'start',
+          request: {
+            local: { address: dvipa, port: 500 },
+            peer: { address: c.remote_addrs, port: 500 },
+            localIdentity: c.local.id,
+            remoteIdentity: c.remote.id,
+            phase1,
+            child: children[0]
+          }
+        })
+    }
   }
 
   // the host
@@ -625,6 +654,7 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
           psks,
           certificates,
           trustAnchors,
+          ...(connections.length === 0 ? {} : { connections }),
           ...(cluster.ike === undefined
             ? {}
             : {

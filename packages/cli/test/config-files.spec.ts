@@ -110,9 +110,9 @@ const BROKEN: {
   {
     name: 'an algorithm the engine cannot do',
     file: 'cluster.yaml',
-    edit: (t) => t.replace('esp_proposals: aes256gcm16', 'esp_proposals: aes256-sha256'),
+    edit: (t) => t.replace('esp_proposals: aes256gcm16', 'esp_proposals: aes256ctr'),
     field: 'connections.peer.children.net.esp_proposals',
-    says: /the ESP engine cannot do 'aes256'; it does/
+    says: /the ESP engine cannot do encryption 'aes256ctr'; it does/
   },
   {
     name: 'a selector that is not a CIDR',
@@ -192,6 +192,38 @@ describe('the cluster, node and secrets files', function () {
       expect(config.ike!.psks).to.deep.equal([
         { remote: { type: 'fqdn', value: 'peer.example.test' }, secret: 'test secret' }
       ])
+    })
+
+    it('should make a connection with start_action: start one the IKE service initiates', async () => {
+      const result = await loadConfig(
+        variant(dir, 'cluster.yaml', (t) =>
+          t.replace(
+            '    rekey_time: 4h\n',
+            '    rekey_time: 4h\n    remote_addrs: 10.9.0.50\n    start_action: start\n'
+          )
+        ),
+        host
+      )
+      if (!result.ok) throw new Error(JSON.stringify(result.issues))
+      const [connection] = result.config.ike!.connections!
+      expect(connection.name).to.equal('peer')
+      expect(connection.startAction).to.equal('start')
+      expect(connection.request.local).to.deep.equal({ address: '10.9.0.100', port: 500 })
+      expect(connection.request.peer).to.deep.equal({ address: '10.9.0.50', port: 500 })
+      expect(connection.request.remoteIdentity).to.deep.equal({
+        type: 'fqdn',
+        value: 'peer.example.test'
+      })
+      expect(connection.request.child).to.deep.equal(result.config.ike!.peers![0]!.children[0])
+      const without = await loadConfig(
+        variant(dir, 'cluster.yaml', (t) =>
+          t.replace('    rekey_time: 4h\n', '    rekey_time: 4h\n    start_action: start\n')
+        ),
+        host
+      )
+      expect(without.ok).to.equal(false)
+      if (!without.ok)
+        expect(without.issues.map((i) => i.path)).to.include('connections.peer.remote_addrs')
     })
 
     it('should authenticate link frames and heartbeats with the cluster key of the secrets file', async () => {
