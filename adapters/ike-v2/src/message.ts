@@ -336,8 +336,10 @@ function parseProposals(body: Uint8Array): Proposal[] {
       t += tlen
     }
     if (t !== end) throw syntax('proposal length does not match its transforms')
-    const prev = proposals.at(-1)?.number ?? 0
-    if (number !== prev + 1 && (prev === 0 || number !== prev)) {
+    // a request numbers its proposals from 1; a response holds the one the responder chose,
+    // with that proposal's number (RFC 7296 section 3.3.1), which may be any
+    const prev = proposals.at(-1)?.number
+    if (prev === undefined ? number === 0 : number !== prev + 1 && number !== prev) {
       throw syntax('proposal numbers out of sequence')
     }
     proposals.push({ number, protocol, spi, transforms })
