@@ -104,6 +104,11 @@ export interface CharonOptions {
   extra?: string
   /** The filelog's `default` level (2: control; 4 also logs derived keys). Default 2. */
   logLevel?: number
+  /**
+   * How long charon keeps the inbound SA of a rekeyed Child SA, s (`delete_rekeyed_delay`).
+   * Default 0 here (the tests see one SA per side at once); charon's own default is 5.
+   */
+  deleteRekeyedDelay?: number
 }
 
 /**
@@ -113,7 +118,7 @@ export interface CharonOptions {
  * default socket never meet another charon's), stopped by its own pid.
  */
 export class Charon {
-  /** Its folder: strongswan.conf, swanctl.conf, x509/, x509ca/, x509ima/, private/, the log. */
+  /** Its folder: strongswan.conf, swanctl.conf, x509/, x509ca/, private/, the log. */
   readonly run: string
   private proc?: ChildProcess
   private pid?: number
@@ -128,7 +133,7 @@ export class Charon {
   ) {
     this.run = mkdtempSync(join(tmpdir(), 'vipsec-charon-'))
     // swanctl --load-all loads the credentials in the folders next to the swanctl.conf given
-    for (const dir of ['x509', 'x509ca', 'x509ima', 'private'])
+    for (const dir of ['x509', 'x509ca', 'private'])
       mkdirSync(join(this.run, dir), { recursive: true })
   }
 
@@ -144,10 +149,10 @@ export class Charon {
 
   /**
    * Writes a credential file into one of its folders (`x509`: its own certificate, `x509ca`:
-   * trust anchors, `x509ima`: intermediate CAs, `private`: its key) and returns the path.
+   * CA certificates, roots and intermediates, `private`: its key) and returns the path.
    * They are loaded by the next {@link load} (or {@link start}).
    */
-  credential(folder: 'x509' | 'x509ca' | 'x509ima' | 'private', name: string, pem: string): string {
+  credential(folder: 'x509' | 'x509ca' | 'private', name: string, pem: string): string {
     const file = join(this.run, folder, name)
     writeFileSync(file, pem, { mode: 0o600 })
     return file
@@ -163,7 +168,7 @@ export class Charon {
   load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey hmac kdf kernel-libipsec kernel-netlink socket-default vici updown
   install_virtual_ip = no
   retransmit_tries = 3
-  delete_rekeyed_delay = 0
+  delete_rekeyed_delay = ${this.options.deleteRekeyedDelay ?? 0}
 ${this.options.extra ?? ''}
   plugins {
     vici {
@@ -220,16 +225,31 @@ ${this.options.extra ?? ''}
     return sh('swanctl', [...args, '--uri', this.uri])
   }
 
-  /** Terminates every IKE SA charon holds (waiting for each delete to be answered or time out). */
-  terminateAll(): void {
-    const raw = this.swanctl(['--list-sas', '--raw'])
-    for (const m of raw.matchAll(/list-sa event \{(\S+) \{uniqueid=(\d+)/g)) {
-      try {
-        this.swanctl(['--terminate', '--ike-id', m[2], '--timeout', '10'])
-      } catch {
-        // gone meanwhile, or the peer did not answer
+  /**
+   * Terminates every IKE SA charon holds, half-open ones included, without waiting for the
+   * peer's answer to each delete; returns once `--list-sas` is empty (or after 5 s).
+   */
+  async terminateAll(): Promise<void> {
+    const end = Date.now() + 5000
+    for (;;) {
+      const ids = [...this.swanctl(['--list-sas', '--raw']).matchAll(/\{uniqueid=(\d+) /g)].map(
+        (m) => m[1]!
+      )
+      if (ids.length === 0 || Date.now() > end) return
+      for (const id of ids) {
+        try {
+          this.swanctl(['--terminate', '--ike-id', id, '--force', '--timeout', '2'])
+        } catch {
+          // gone meanwhile
+        }
       }
+      await new Promise((r) => setTimeout(r, 100))
     }
+  }
+
+  /** The length of its log so far: pass it to {@link log} to read only what came after. */
+  logLength(): number {
+    return this.log().length
   }
 
   /** charon's Child SAs as { in, out } SPIs (hex) from `--list-sas --raw`. */
@@ -248,10 +268,10 @@ ${this.options.extra ?? ''}
       .filter((l) => l.startsWith('list-sa event'))
   }
 
-  /** Its whole log so far ('' before it wrote one). */
-  log(): string {
+  /** Its log so far ('' before it wrote one), from character `from` on. */
+  log(from = 0): string {
     try {
-      return readFileSync(join(this.run, 'charon.log'), 'utf8')
+      return readFileSync(join(this.run, 'charon.log'), 'utf8').slice(from)
     } catch {
       return ''
     }
