@@ -99,6 +99,12 @@ export interface IkeV2ServiceInit {
   certificates?: CertificateCredential[]
   /** Trusted CAs that peer certificates must be issued by. Default: none. */
   trustAnchors?: TrustAnchor[]
+  /**
+   * Whether our RSA keys sign with RSASSA-PSS (RFC 8017) rather than PKCS#1 v1.5, in RFC 7427
+   * digital signatures (strongSwan's `rsa_pss = yes`). Peers' PSS signatures are verified either
+   * way. Default false.
+   */
+  rsaPss?: boolean
   /** Retransmission timing. */
   retransmit?: RetransmitOptions
   /**
@@ -143,6 +149,7 @@ export interface ResolvedInit {
   psks: PskCredential[]
   certificates: CertificateCredential[]
   trustAnchors: TrustAnchor[]
+  rsaPss: boolean
   retransmit: Required<RetransmitOptions>
   halfOpenLimitPerPeer: number
   cookieThreshold: number
@@ -162,6 +169,7 @@ export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
     psks: init.psks ?? [],
     certificates: init.certificates ?? [],
     trustAnchors: init.trustAnchors ?? [],
+    rsaPss: init.rsaPss ?? false,
     retransmit: {
       timeoutMs: init.retransmit?.timeoutMs ?? 2000,
       backoff: init.retransmit?.backoff ?? 1.8,

@@ -97,11 +97,15 @@ export const EncrId = {
   /** AES-GCM with a 16-byte ICV (RFC 4106, RFC 5282). */
   AES_GCM_16: 20,
   /** AES-GMAC, no encryption (RFC 4543). */
-  NULL_AUTH_AES_GMAC: 21
+  NULL_AUTH_AES_GMAC: 21,
+  /** ChaCha20-Poly1305 (RFC 7634), no Key Length attribute. */
+  CHACHA20_POLY1305: 28
 } as const
 
 /** PRF transform ids. */
 export const PrfId = {
+  /** HMAC-SHA1 (RFC 2104), for legacy peers. */
+  HMAC_SHA1: 2,
   /** HMAC-SHA2-256. */
   HMAC_SHA2_256: 5,
   /** HMAC-SHA2-384. */
@@ -114,6 +118,8 @@ export const PrfId = {
 export const IntegId = {
   /** None (with AEAD). */
   NONE: 0,
+  /** HMAC-SHA1-96 (RFC 2404), for legacy peers. */
+  HMAC_SHA1_96: 2,
   /** HMAC-SHA2-256-128. */
   HMAC_SHA2_256_128: 12,
   /** HMAC-SHA2-384-192. */
@@ -128,10 +134,20 @@ export const GroupId = {
   NONE: 0,
   /** 2048-bit MODP (RFC 3526). */
   MODP_2048: 14,
+  /** 3072-bit MODP (RFC 3526). */
+  MODP_3072: 15,
+  /** 4096-bit MODP (RFC 3526). */
+  MODP_4096: 16,
   /** 256-bit random ECP (RFC 5903). */
   ECP_256: 19,
+  /** 384-bit random ECP (RFC 5903). */
+  ECP_384: 20,
+  /** 521-bit random ECP (RFC 5903). */
+  ECP_521: 21,
   /** Curve25519 (RFC 8031). */
-  CURVE25519: 31
+  CURVE25519: 31,
+  /** Curve448 (RFC 8031). */
+  CURVE448: 32
 } as const
 
 /** The Key Length transform attribute type (RFC 7296 section 3.3.5). */

@@ -1,8 +1,10 @@
 /**
  * IKEv2 cryptography on `node:crypto` as small functions over `Uint8Array`: prf and prf+
  * (RFC 7296 section 2.13), SKEYSEED and the IKE SA keys (2.14), Child SA keying material (2.17),
- * IKE SA rekey (2.18), the key exchange of groups 31, 19 and 14, the SK payload with AES-GCM-16
- * (RFC 5282) and AES-CBC with HMAC-SHA2-256-128, and pre-shared-key AUTH (2.15).
+ * IKE SA rekey (2.18), the key exchange of groups 31 and 32 (RFC 8031), 19, 20 and 21 (RFC 5903),
+ * 14, 15 and 16 (RFC 3526), the SK payload with AES-GCM-16 (RFC 5282), ChaCha20-Poly1305
+ * (RFC 7634) and AES-CBC with HMAC-SHA2 (RFC 4868) or HMAC-SHA1-96 (RFC 2404), and
+ * pre-shared-key AUTH (2.15).
  *
  * @module
  */
@@ -12,6 +14,8 @@ import {
   createDiffieHellman,
   createDiffieHellmanGroup,
   createECDH,
+  type DiffieHellman,
+  type ECDH,
   createHash,
   createHmac,
   createPrivateKey,
@@ -44,7 +48,8 @@ import {
 const HASH: Record<PrfAlgorithm, { hash: string; length: number }> = {
   'hmac-sha2-256': { hash: 'sha256', length: 32 },
   'hmac-sha2-384': { hash: 'sha384', length: 48 },
-  'hmac-sha2-512': { hash: 'sha512', length: 64 }
+  'hmac-sha2-512': { hash: 'sha512', length: 64 },
+  'hmac-sha1': { hash: 'sha1', length: 20 }
 }
 
 /** The output (and preferred key) length of a PRF, in bytes. */
@@ -116,8 +121,12 @@ export interface IkeKeys {
   skPr: Uint8Array
 }
 
-/** Encryption key length in bytes, including the 4-byte salt of AES-GCM (RFC 5282). */
+/**
+ * Encryption key length in bytes, including the 4-byte salt of AES-GCM (RFC 5282) and of
+ * ChaCha20-Poly1305 (RFC 7634 section 2: a 32-byte key and a salt).
+ */
 export function encryptionKeyLength(encr: EncryptionTransform): number {
+  if (encr.algorithm === 'chacha20-poly1305') return 36
   const bytes = encr.keyBits / 8
   if (encr.algorithm === 'aes-gcm-16' || encr.algorithm === 'null-aes-gmac') return bytes + 4
   return bytes
@@ -132,6 +141,8 @@ export function integrityKeyLength(integ: IntegrityAlgorithm): number {
       return 48
     case 'hmac-sha2-512-256':
       return 64
+    case 'hmac-sha1-96':
+      return 20
     case 'none':
       return 0
     default:
@@ -245,18 +256,39 @@ export function deriveChildKeys(
 /** The IKE group number of a key-exchange group. */
 export const GROUP_NUMBER: Record<Exclude<KeyExchangeGroup, 'none'>, number> = {
   curve25519: 31,
+  curve448: 32,
   ecp256: 19,
-  modp2048: 14
+  ecp384: 20,
+  ecp521: 21,
+  modp2048: 14,
+  modp3072: 15,
+  modp4096: 16
 }
+
+const BY_NUMBER = new Map(
+  Object.entries(GROUP_NUMBER).map(([g, n]) => [n, g as Exclude<KeyExchangeGroup, 'none'>])
+)
 
 /** The key-exchange group of an IKE group number, if supported. */
 export function groupByNumber(n: number): Exclude<KeyExchangeGroup, 'none'> | undefined {
-  return n === 31 ? 'curve25519' : n === 19 ? 'ecp256' : n === 14 ? 'modp2048' : undefined
+  return BY_NUMBER.get(n)
+}
+
+/** The length of a group's KE payload data (x and y for ECP, RFC 5903 section 7). */
+const PUBLIC_LENGTH: Record<Exclude<KeyExchangeGroup, 'none'>, number> = {
+  curve25519: 32,
+  curve448: 56,
+  ecp256: 64,
+  ecp384: 96,
+  ecp521: 132,
+  modp2048: 256,
+  modp3072: 384,
+  modp4096: 512
 }
 
 /** The length of a group's KE payload data. */
 export function publicValueLength(group: Exclude<KeyExchangeGroup, 'none'>): number {
-  return group === 'curve25519' ? 32 : group === 'ecp256' ? 64 : 256
+  return PUBLIC_LENGTH[group]
 }
 
 /** One side of an ephemeral key exchange. */
@@ -277,70 +309,120 @@ function b64url(b: Uint8Array): string {
   return Buffer.from(b).toString('base64url')
 }
 
-/** The X25519 base point u = 9 (RFC 7748). */
-const X25519_BASE = b64url(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0)))
-let basePoint: KeyObject | undefined
+/** A Montgomery curve of RFC 7748 as node:crypto names it, with its base point and sizes. */
+interface Montgomery {
+  group: 'curve25519' | 'curve448'
+  crv: 'X25519' | 'X448'
+  size: number
+  base: string
+  basePoint?: KeyObject
+}
 
-class X25519Exchange implements KeyExchange {
-  readonly group = 'curve25519' as const
+const X25519: Montgomery = {
+  group: 'curve25519',
+  crv: 'X25519',
+  size: 32,
+  base: b64url(Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0)))
+}
+const X448: Montgomery = {
+  group: 'curve448',
+  crv: 'X448',
+  size: 56,
+  base: b64url(Uint8Array.from({ length: 56 }, (_, i) => (i === 0 ? 5 : 0)))
+}
+
+/** X25519 and X448 (RFC 7748, RFC 8031). */
+class MontgomeryExchange implements KeyExchange {
+  readonly group: 'curve25519' | 'curve448'
   readonly publicValue: Uint8Array
   private readonly key: KeyObject
 
-  constructor(priv: Uint8Array) {
+  constructor(
+    private readonly curve: Montgomery,
+    priv: Uint8Array
+  ) {
+    this.group = curve.group
     // A JWK import is ~6x cheaper than PKCS#8 here; the public value is then computed as
-    // X25519(k, 9), so the placeholder `x` of the JWK is never used.
+    // X(k, base point), so the placeholder `x` of the JWK is never used.
     this.key = createPrivateKey({
-      key: { kty: 'OKP', crv: 'X25519', d: b64url(priv), x: X25519_BASE },
+      key: { kty: 'OKP', crv: curve.crv, d: b64url(priv), x: curve.base },
       format: 'jwk'
     })
-    basePoint ??= createPublicKey({
-      key: { kty: 'OKP', crv: 'X25519', x: X25519_BASE },
+    curve.basePoint ??= createPublicKey({
+      key: { kty: 'OKP', crv: curve.crv, x: curve.base },
       format: 'jwk'
     })
-    this.publicValue = new Uint8Array(diffieHellman({ privateKey: this.key, publicKey: basePoint }))
+    this.publicValue = new Uint8Array(
+      diffieHellman({ privateKey: this.key, publicKey: curve.basePoint })
+    )
   }
 
   computeSharedSecret(peer: Uint8Array): Uint8Array {
-    if (peer.length !== 32) throw new IkeProtocolError('INVALID_SYNTAX', 'X25519 value length')
+    const name = this.curve.crv
+    if (peer.length !== this.curve.size) {
+      throw new IkeProtocolError('INVALID_SYNTAX', `${name} value length`)
+    }
     let secret: Uint8Array
     try {
       const publicKey = createPublicKey({
-        key: { kty: 'OKP', crv: 'X25519', x: b64url(peer) },
+        key: { kty: 'OKP', crv: name, x: b64url(peer) },
         format: 'jwk'
       })
       secret = new Uint8Array(diffieHellman({ privateKey: this.key, publicKey }))
     } catch (err) {
-      throw new IkeProtocolError('INVALID_SYNTAX', 'bad X25519 public value', { cause: err })
+      throw new IkeProtocolError('INVALID_SYNTAX', `bad ${name} public value`, { cause: err })
     }
     // RFC 8031 section 2: an all-zero result must be rejected
     if (secret.every((x) => x === 0)) {
-      throw new IkeProtocolError('INVALID_SYNTAX', 'X25519 shared secret is zero')
+      throw new IkeProtocolError('INVALID_SYNTAX', `${name} shared secret is zero`)
     }
     return secret
   }
 }
 
-class Ecp256Exchange implements KeyExchange {
-  readonly group = 'ecp256' as const
-  readonly publicValue: Uint8Array
-  private readonly ecdh = createECDH('prime256v1')
+const ECP_CURVE: Record<'ecp256' | 'ecp384' | 'ecp521', { curve: string; size: number }> = {
+  ecp256: { curve: 'prime256v1', size: 32 },
+  ecp384: { curve: 'secp384r1', size: 48 },
+  ecp521: { curve: 'secp521r1', size: 66 }
+}
 
-  constructor(priv: Uint8Array) {
+/** The random ECP groups of RFC 5903: x and y in the KE payload, x as the shared secret. */
+class EcpExchange implements KeyExchange {
+  readonly publicValue: Uint8Array
+  private readonly ecdh: ECDH
+  private readonly size: number
+
+  constructor(
+    readonly group: 'ecp256' | 'ecp384' | 'ecp521',
+    priv: Uint8Array
+  ) {
+    const { curve, size } = ECP_CURVE[group]
+    this.size = size
+    this.ecdh = createECDH(curve)
     this.ecdh.setPrivateKey(priv)
     this.publicValue = new Uint8Array(this.ecdh.getPublicKey()).slice(1)
   }
 
   computeSharedSecret(peer: Uint8Array): Uint8Array {
-    if (peer.length !== 64) throw new IkeProtocolError('INVALID_SYNTAX', 'ECP-256 value length')
+    const name = this.group.toUpperCase()
+    if (peer.length !== 2 * this.size) {
+      throw new IkeProtocolError('INVALID_SYNTAX', `${name} value length`)
+    }
     try {
-      return new Uint8Array(this.ecdh.computeSecret(Buffer.concat([Buffer.of(4), peer])))
+      const x = new Uint8Array(this.ecdh.computeSecret(Buffer.concat([Buffer.of(4), peer])))
+      return leftPad(x, this.size)
     } catch (err) {
-      throw new IkeProtocolError('INVALID_SYNTAX', 'bad ECP-256 public value', { cause: err })
+      throw new IkeProtocolError('INVALID_SYNTAX', `bad ${name} public value`, { cause: err })
     }
   }
 }
 
-const MODP_2048_PRIME = createDiffieHellmanGroup('modp14').getPrime()
+const MODP: Record<'modp2048' | 'modp3072' | 'modp4096', { name: string; size: number }> = {
+  modp2048: { name: 'modp14', size: 256 },
+  modp3072: { name: 'modp15', size: 384 },
+  modp4096: { name: 'modp16', size: 512 }
+}
+const MODP_PRIMES = new Map<string, Buffer>()
 
 function leftPad(b: Uint8Array, n: number): Uint8Array {
   if (b.length >= n) return b
@@ -349,57 +431,93 @@ function leftPad(b: Uint8Array, n: number): Uint8Array {
   return out
 }
 
-class Modp2048Exchange implements KeyExchange {
-  readonly group = 'modp2048' as const
+/** The MODP groups of RFC 3526 (generator 2). */
+class ModpExchange implements KeyExchange {
   readonly publicValue: Uint8Array
-  private readonly dh = createDiffieHellman(MODP_2048_PRIME, 2)
+  private readonly dh: DiffieHellman
+  private readonly size: number
 
-  constructor(priv: Uint8Array) {
+  constructor(
+    readonly group: 'modp2048' | 'modp3072' | 'modp4096',
+    priv: Uint8Array
+  ) {
+    const { name, size } = MODP[group]
+    this.size = size
+    let prime = MODP_PRIMES.get(name)
+    if (prime === undefined) {
+      prime = createDiffieHellmanGroup(name).getPrime()
+      MODP_PRIMES.set(name, prime)
+    }
+    this.dh = createDiffieHellman(prime, 2)
     this.dh.setPrivateKey(Buffer.from(priv))
     this.dh.generateKeys()
-    this.publicValue = leftPad(new Uint8Array(this.dh.getPublicKey()), 256)
+    this.publicValue = leftPad(new Uint8Array(this.dh.getPublicKey()), size)
   }
 
   computeSharedSecret(peer: Uint8Array): Uint8Array {
-    if (peer.length !== 256) throw new IkeProtocolError('INVALID_SYNTAX', 'MODP-2048 length')
+    const name = this.group.toUpperCase()
+    if (peer.length !== this.size) throw new IkeProtocolError('INVALID_SYNTAX', `${name} length`)
     // RFC 7296 / SP 800-56A: 1 < y < p-1
     let allZeroButLast = true
-    for (let i = 0; i < 255; i++) if (peer[i] !== 0) allZeroButLast = false
-    if (allZeroButLast && peer[255] <= 1) {
-      throw new IkeProtocolError('INVALID_SYNTAX', 'MODP-2048 value out of range')
+    for (let i = 0; i < this.size - 1; i++) if (peer[i] !== 0) allZeroButLast = false
+    if (allZeroButLast && peer[this.size - 1] <= 1) {
+      throw new IkeProtocolError('INVALID_SYNTAX', `${name} value out of range`)
     }
     try {
-      return leftPad(new Uint8Array(this.dh.computeSecret(Buffer.from(peer))), 256)
+      return leftPad(new Uint8Array(this.dh.computeSecret(Buffer.from(peer))), this.size)
     } catch (err) {
-      throw new IkeProtocolError('INVALID_SYNTAX', 'bad MODP-2048 public value', { cause: err })
+      throw new IkeProtocolError('INVALID_SYNTAX', `bad ${name} public value`, { cause: err })
     }
   }
+}
+
+/** The private value lengths drawn for each group, in bytes. */
+const PRIVATE_LENGTH: Record<Exclude<KeyExchangeGroup, 'none'>, number> = {
+  curve25519: 32,
+  curve448: 56,
+  ecp256: 32,
+  ecp384: 48,
+  ecp521: 66,
+  modp2048: 32,
+  modp3072: 32,
+  modp4096: 48
 }
 
 /**
  * Creates this side of a key exchange from a given private value (for known-answer tests).
  *
  * @param group - the group
- * @param priv - the private value: 32 bytes (X25519, P-256) or 32 to 256 bytes (MODP-2048)
+ * @param priv - the private value: 32 bytes (X25519, P-256), 56 (X448), 48 (P-384), 66 (P-521),
+ *   or 32 up to the prime's length (MODP)
  */
 export function keyExchangeFromPrivate(
   group: Exclude<KeyExchangeGroup, 'none'>,
   priv: Uint8Array
 ): KeyExchange {
+  const length = PRIVATE_LENGTH[group]
+  if (length === undefined) {
+    throw new InvalidParametersError('group', `unsupported group ${String(group)}`)
+  }
   switch (group) {
     case 'curve25519':
-      if (priv.length !== 32) throw new InvalidParametersError('priv', 'must be 32 bytes')
-      return new X25519Exchange(priv)
+    case 'curve448':
     case 'ecp256':
-      if (priv.length !== 32) throw new InvalidParametersError('priv', 'must be 32 bytes')
-      return new Ecp256Exchange(priv)
-    case 'modp2048':
-      if (priv.length < 32 || priv.length > 256) {
-        throw new InvalidParametersError('priv', 'must be 32 to 256 bytes')
+    case 'ecp384':
+    case 'ecp521':
+      if (priv.length !== length)
+        throw new InvalidParametersError('priv', `must be ${length} bytes`)
+      return group === 'curve25519'
+        ? new MontgomeryExchange(X25519, priv)
+        : group === 'curve448'
+          ? new MontgomeryExchange(X448, priv)
+          : new EcpExchange(group, priv)
+    default: {
+      const max = MODP[group].size
+      if (priv.length < 32 || priv.length > max) {
+        throw new InvalidParametersError('priv', `must be 32 to ${max} bytes`)
       }
-      return new Modp2048Exchange(priv)
-    default:
-      throw new InvalidParametersError('group', `unsupported group ${String(group)}`)
+      return new ModpExchange(group, priv)
+    }
   }
 }
 
@@ -413,12 +531,16 @@ export function createKeyExchange(
   group: Exclude<KeyExchangeGroup, 'none'>,
   random: RandomSource
 ): KeyExchange {
+  const ecp = group === 'ecp256' || group === 'ecp384' || group === 'ecp521'
   for (let i = 0; i < 8; i++) {
+    const priv = random.randomBytes(PRIVATE_LENGTH[group] ?? 32)
+    // a P-521 scalar has 521 bits: the top byte keeps its lowest bit only
+    if (group === 'ecp521') priv[0] &= 0x01
     try {
-      return keyExchangeFromPrivate(group, random.randomBytes(32))
+      return keyExchangeFromPrivate(group, priv)
     } catch (err) {
-      // a P-256 scalar outside [1, n-1] (probability ~2^-32): draw again
-      if (group !== 'ecp256') throw err
+      // an ECP scalar outside [1, n-1] (probability at most ~2^-32 but for P-521): draw again
+      if (!ecp) throw err
     }
   }
   throw new InvalidParametersError('random', 'did not yield a valid private value')
@@ -436,9 +558,15 @@ export interface SkKeys {
   integrityKey: Uint8Array
 }
 
+function isAeadSk(encr: EncryptionTransform): boolean {
+  return encr.algorithm === 'aes-gcm-16' || encr.algorithm === 'chacha20-poly1305'
+}
+
 function icvLength(keys: SkKeys): number {
-  if (keys.encryption.algorithm === 'aes-gcm-16') return 16
+  if (isAeadSk(keys.encryption)) return 16
   switch (keys.integrity) {
+    case 'hmac-sha1-96':
+      return 12
     case 'hmac-sha2-256-128':
       return 16
     case 'hmac-sha2-384-192':
@@ -455,10 +583,13 @@ function hmacHash(integ: IntegrityAlgorithm): string {
     ? 'sha256'
     : integ === 'hmac-sha2-384-192'
       ? 'sha384'
-      : 'sha512'
+      : integ === 'hmac-sha1-96'
+        ? 'sha1'
+        : 'sha512'
 }
 
 function cipherName(encr: EncryptionTransform): string {
+  if (encr.algorithm === 'chacha20-poly1305') return 'chacha20-poly1305'
   const mode = encr.algorithm === 'aes-gcm-16' ? 'gcm' : 'cbc'
   return `aes-${encr.keyBits}-${mode}`
 }
@@ -469,8 +600,8 @@ function cipherName(encr: EncryptionTransform): string {
  * @param header - the header (next payload and length are filled in)
  * @param payloads - the payloads to protect
  * @param keys - the sender's SK keys
- * @param iv - for AES-GCM an 8-byte IV that is never reused with this key (a counter); for
- *   AES-CBC 16 unpredictable bytes
+ * @param iv - for AES-GCM and ChaCha20-Poly1305 an 8-byte IV that is never reused with this key
+ *   (a counter); for AES-CBC 16 unpredictable bytes
  */
 export function encryptMessage(
   header: Omit<IkeHeader, 'nextPayload' | 'length'>,
@@ -479,9 +610,10 @@ export function encryptMessage(
   iv: Uint8Array
 ): Uint8Array {
   const { first, bytes } = encodePayloads(payloads)
-  const gcm = keys.encryption.algorithm === 'aes-gcm-16'
+  const gcm = isAeadSk(keys.encryption)
   if (iv.length !== (gcm ? 8 : 16)) throw new InvalidParametersError('iv', 'wrong IV length')
-  const block = gcm ? 4 : 16
+  // ChaCha20 is a stream cipher: no padding is needed (RFC 7634 section 3)
+  const block = keys.encryption.algorithm === 'chacha20-poly1305' ? 1 : gcm ? 4 : 16
   const padLength = (block - ((bytes.length + 1) % block)) % block
   const plain = new Uint8Array(bytes.length + padLength + 1)
   plain.set(bytes, 0)
@@ -553,7 +685,7 @@ export type OpenSkResult =
 export function openSk(message: IkeMessage, keys: SkKeys): OpenSkResult {
   const sk = message.payloads.at(-1) as SkPayload | undefined
   if (sk === undefined || sk.type !== PayloadType.SK) return { ok: false, reason: 'unprotected' }
-  const gcm = keys.encryption.algorithm === 'aes-gcm-16'
+  const gcm = isAeadSk(keys.encryption)
   const ivLength = gcm ? 8 : 16
   const icv = icvLength(keys)
   const body = sk.body

@@ -7,6 +7,7 @@
 import {
   type ChildLifetime,
   type Endpoint,
+  type DynamicFilter,
   type Identity,
   type Phase1Policy,
   type Phase1Record,
@@ -53,8 +54,8 @@ export interface ChildSa {
   nonces: Uint8Array[]
   /** When it was established (wall ms). */
   establishedAt: number
-  /** The ids of the ESP engine filters installed for it. */
-  filters: string[]
+  /** The ESP engine filters made for it, inbound ones pinned to its SPI. */
+  filters: DynamicFilter[]
   /** Where a rekey of this Child SA stands (collisions included). */
   rekey: ChildRekey
   /** A redundant Child SA of a rekey collision: never announced, so its deletion is not either. */
@@ -116,6 +117,11 @@ export class IkeSa {
   ourInit: Uint8Array = new Uint8Array(0)
   /** The peer's IKE_SA_INIT message. */
   peerInit: Uint8Array = new Uint8Array(0)
+  /**
+   * The hash algorithms the peer's SIGNATURE_HASH_ALGORITHMS notify named (RFC 7427 section 4,
+   * IANA numbers: 2 SHA2-256, 3 SHA2-384, 4 SHA2-512); undefined when it sent none.
+   */
+  peerSignatureHashes?: number[]
   /** NAT state. */
   nat = { localBehindNat: false, remoteBehindNat: false, encapsulated: false }
   /** Whether IKE is carried on port 4500 with the non-ESP marker. */
@@ -206,8 +212,9 @@ export class IkeSa {
   }
 
   private nextIv(): Uint8Array {
-    if (this.chosen!.encryption.algorithm === 'aes-gcm-16') {
-      // RFC 5282: the IV must never repeat under a key; a counter guarantees it
+    const algorithm = this.chosen!.encryption.algorithm
+    if (algorithm === 'aes-gcm-16' || algorithm === 'chacha20-poly1305') {
+      // RFC 5282, RFC 7634: the IV must never repeat under a key; a counter guarantees it
       this.ivCounter += 1n
       const iv = new Uint8Array(8)
       new DataView(iv.buffer).setBigUint64(0, this.ivCounter)

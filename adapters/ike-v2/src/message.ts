@@ -336,10 +336,11 @@ function parseProposals(body: Uint8Array): Proposal[] {
       t += tlen
     }
     if (t !== end) throw syntax('proposal length does not match its transforms')
-    // a request numbers its proposals from 1; a response holds the one the responder chose,
-    // with that proposal's number (RFC 7296 section 3.3.1), which may be any
+    // an offer numbers its proposals from 1 (RFC 7296 section 3.3.1); an answer is one
+    // proposal that keeps the number of the one accepted, whatever it was
     const prev = proposals.at(-1)?.number
-    if (prev === undefined ? number === 0 : number !== prev + 1 && number !== prev) {
+    const alone = prev === undefined && last
+    if (number === 0 || (!alone && number !== (prev ?? 0) + 1 && number !== prev)) {
       throw syntax('proposal numbers out of sequence')
     }
     proposals.push({ number, protocol, spi, transforms })

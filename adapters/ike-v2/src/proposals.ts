@@ -51,26 +51,30 @@ export interface ChosenChild {
 const ENCR: Record<EncryptionTransform['algorithm'], number> = {
   'aes-gcm-16': EncrId.AES_GCM_16,
   'aes-cbc': EncrId.AES_CBC,
-  'null-aes-gmac': EncrId.NULL_AUTH_AES_GMAC
+  'null-aes-gmac': EncrId.NULL_AUTH_AES_GMAC,
+  'chacha20-poly1305': EncrId.CHACHA20_POLY1305
 }
 const INTEG: Record<IntegrityAlgorithm, number> = {
   none: IntegId.NONE,
   'hmac-sha2-256-128': IntegId.HMAC_SHA2_256_128,
   'hmac-sha2-384-192': IntegId.HMAC_SHA2_384_192,
-  'hmac-sha2-512-256': IntegId.HMAC_SHA2_512_256
+  'hmac-sha2-512-256': IntegId.HMAC_SHA2_512_256,
+  'hmac-sha1-96': IntegId.HMAC_SHA1_96
 }
 const PRF: Record<PrfAlgorithm, number> = {
   'hmac-sha2-256': PrfId.HMAC_SHA2_256,
   'hmac-sha2-384': PrfId.HMAC_SHA2_384,
-  'hmac-sha2-512': PrfId.HMAC_SHA2_512
+  'hmac-sha2-512': PrfId.HMAC_SHA2_512,
+  'hmac-sha1': PrfId.HMAC_SHA1
 }
 
 function encrTransforms(list: EncryptionTransform[]): Transform[] {
-  return list.map((e) => ({
-    type: TransformType.ENCR,
-    id: ENCR[e.algorithm],
-    keyLength: e.keyBits
-  }))
+  return list.map((e) =>
+    // ChaCha20-Poly1305 has one key size and no Key Length attribute (RFC 7634 section 4)
+    e.algorithm === 'chacha20-poly1305'
+      ? { type: TransformType.ENCR, id: ENCR[e.algorithm] }
+      : { type: TransformType.ENCR, id: ENCR[e.algorithm], keyLength: e.keyBits }
+  )
 }
 
 function integTransforms(list: IntegrityAlgorithm[]): Transform[] {
@@ -137,7 +141,13 @@ function pickEncr(
 ): EncryptionTransform | undefined {
   for (const t of offered) {
     if (t.type !== TransformType.ENCR) continue
-    const hit = ours.find((e) => ENCR[e.algorithm] === t.id && e.keyBits === t.keyLength)
+    const hit = ours.find(
+      (e) =>
+        ENCR[e.algorithm] === t.id &&
+        (e.algorithm === 'chacha20-poly1305'
+          ? t.keyLength === undefined
+          : e.keyBits === t.keyLength)
+    )
     if (hit !== undefined) return hit
   }
   return undefined
@@ -236,6 +246,48 @@ export function chooseChild(
     }
   }
   return undefined
+}
+
+/** Whether a responder's proposal has exactly one transform of each type it names. */
+function oneOfEach(p: Proposal): boolean {
+  const seen = new Set<number>()
+  for (const t of p.transforms) {
+    if (seen.has(t.type)) return false
+    seen.add(t.type)
+  }
+  return true
+}
+
+/**
+ * Checks the responder's answer to our IKE SA offer: one proposal, carrying the number of the
+ * proposal of ours it accepted (RFC 7296 section 3.3.1, any of them, not only the first), with
+ * one transform of each type, all of them from that proposal.
+ *
+ * @param answer - the proposals of the response's SA payload
+ * @param offered - our proposals, in the order they were numbered
+ * @returns the choice, or undefined when the answer is not a subset of what we offered
+ */
+export function acceptIkeAnswer(answer: Proposal[], offered: IkeProposal[]): ChosenIke | undefined {
+  if (answer.length !== 1 || !oneOfEach(answer[0])) return undefined
+  const ours = offered[answer[0].number - 1]
+  return ours === undefined ? undefined : chooseIke(answer, [ours])
+}
+
+/**
+ * Checks the responder's answer to our Child SA offer, as {@link acceptIkeAnswer} does.
+ *
+ * @param answer - the proposals of the response's SA payload
+ * @param offered - our proposals, in the order they were numbered
+ * @param pfs - the PFS group we sent a KE payload for, or `none`
+ */
+export function acceptChildAnswer(
+  answer: Proposal[],
+  offered: ChildProposal[],
+  pfs: KeyExchangeGroup
+): ChosenChild | undefined {
+  if (answer.length !== 1 || !oneOfEach(answer[0])) return undefined
+  const ours = offered[answer[0].number - 1]
+  return ours === undefined ? undefined : chooseChild(answer, [ours], pfs !== 'none', [pfs])
 }
 
 /** The wire proposal that states a choice (the responder's SA payload). */

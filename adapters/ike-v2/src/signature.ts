@@ -1,24 +1,35 @@
 /**
- * Certificate authentication with digital signatures (RFC 7427, AUTH method 14): ECDSA P-256 and
- * RSA (PKCS#1 v1.5) with SHA-256. The peer's end-entity certificate comes in a CERT payload and
+ * Certificate authentication with digital signatures (RFC 7427, AUTH method 14): ECDSA, RSA
+ * PKCS#1 v1.5 and RSASSA-PSS with SHA-256, -384 or -512, the hash chosen among those the peer's
+ * SIGNATURE_HASH_ALGORITHMS notify names (RFC 7427 section 4). The peer's end-entity certificate comes in a CERT payload and
  * must be signed by a configured trust anchor, be valid at the clock's time, and name the peer's
  * identity (subject DN, or a subjectAltName of type DNS, e-mail or IP).
  *
  * @module
  */
-import { X509Certificate, createHash, createPrivateKey, sign, verify } from 'node:crypto'
+import {
+  X509Certificate,
+  constants,
+  createHash,
+  createPrivateKey,
+  sign,
+  verify,
+  type KeyObject
+} from 'node:crypto'
 import { IkeProtocolError, type Identity } from '@vipsec/interface'
-import { AuthMethodId, CertEncoding, PayloadType } from './constants.js'
+import { AuthMethodId, CertEncoding, NotifyType, PayloadType } from './constants.js'
 import type { IkeContext } from './context.js'
 import type { IkeSa } from './ike-sa.js'
-import { concat, type AuthPayload, type CertPayload, type Payload } from './message.js'
+import { concat, findNotify, type AuthPayload, type CertPayload, type Payload } from './message.js'
 import { decodeDn, encodeDn } from './dn.js'
 import { sameIdentity } from './selectors.js'
-
-/** AlgorithmIdentifier ecdsa-with-SHA256 (RFC 5758), DER. */
-const ECDSA_SHA256 = Uint8Array.from(Buffer.from('300a06082a8648ce3d040302', 'hex'))
-/** AlgorithmIdentifier sha256WithRSAEncryption (RFC 4055), DER with NULL parameters. */
-const RSA_SHA256 = Uint8Array.from(Buffer.from('300d06092a864886f70d01010b0500', 'hex'))
+import {
+  encodeScheme,
+  parseScheme,
+  SIGNATURE_HASH_NUMBER,
+  type SignatureHash,
+  type SignatureScheme
+} from './signature-scheme.js'
 
 /**
  * A CERTREQ payload naming our trust anchors (SHA-1 of each CA's SubjectPublicKeyInfo, RFC 7296
@@ -44,18 +55,106 @@ export function certificateRequest(ctx: IkeContext): Payload[] {
   ]
 }
 
-/** The signature schemes accepted from peers: AlgorithmIdentifier DER (hex), key type, hash. */
-const VERIFY_SCHEMES: { der: string; keyType: string; hash: string }[] = [
-  { der: '300a06082a8648ce3d040302', keyType: 'ec', hash: 'sha256' },
-  { der: '300a06082a8648ce3d040303', keyType: 'ec', hash: 'sha384' },
-  { der: '300a06082a8648ce3d040304', keyType: 'ec', hash: 'sha512' },
-  { der: '300d06092a864886f70d01010b0500', keyType: 'rsa', hash: 'sha256' },
-  { der: '300d06092a864886f70d01010c0500', keyType: 'rsa', hash: 'sha384' },
-  { der: '300d06092a864886f70d01010d0500', keyType: 'rsa', hash: 'sha512' }
-]
-
 /** The SIGNATURE_HASH_ALGORITHMS notify data: SHA2-256, SHA2-384, SHA2-512 (RFC 7427). */
 export const SIGNATURE_HASHES = Uint8Array.of(0, 2, 0, 3, 0, 4)
+
+/**
+ * The hash numbers of a SIGNATURE_HASH_ALGORITHMS notify among `payloads`.
+ *
+ * @returns the numbers, or undefined when there is no such notify
+ */
+export function signatureHashes(payloads: Payload[]): number[] | undefined {
+  const n = findNotify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS)
+  if (n === undefined) return undefined
+  const out: number[] = []
+  for (let i = 0; i + 1 < n.data.length; i += 2) out.push((n.data[i] << 8) | n.data[i + 1])
+  return out
+}
+
+/** The hash that fits an ECDSA key's curve (RFC 5656 section 6.2.1). */
+const CURVE_HASH: Record<string, SignatureHash> = {
+  prime256v1: 'sha256',
+  secp384r1: 'sha384',
+  secp521r1: 'sha512'
+}
+
+/**
+ * The scheme our key signs with: ECDSA with the hash of its curve, RSA with SHA-256 (PKCS#1
+ * v1.5, or RSASSA-PSS when `rsaPss`), or failing that the first hash the peer named that we
+ * have; without a notify from the peer, that default.
+ *
+ * @param key - our private key
+ * @param peerHashes - what the peer's SIGNATURE_HASH_ALGORITHMS named, if it sent one
+ * @param rsaPss - whether RSA keys sign with PSS
+ * @returns the scheme, or undefined when the key type is not one vipsec signs with
+ */
+export function chooseScheme(
+  key: KeyObject,
+  peerHashes: number[] | undefined,
+  rsaPss: boolean
+): SignatureScheme | undefined {
+  const type = key.asymmetricKeyType
+  let kind: SignatureScheme['kind']
+  let preferred: SignatureHash = 'sha256'
+  if (type === 'ec') {
+    kind = 'ecdsa'
+    preferred = CURVE_HASH[key.asymmetricKeyDetails?.namedCurve ?? ''] ?? 'sha256'
+  } else if (type === 'rsa') kind = rsaPss ? 'pss' : 'pkcs1'
+  else if (type === 'rsa-pss') kind = 'pss'
+  else return undefined
+  const ours = Object.keys(SIGNATURE_HASH_NUMBER) as SignatureHash[]
+  const usable = (h: SignatureHash): boolean =>
+    peerHashes === undefined || peerHashes.includes(SIGNATURE_HASH_NUMBER[h])
+  const hash = usable(preferred) ? preferred : (ours.find(usable) ?? preferred)
+  return { kind, hash }
+}
+
+/**
+ * Signs with a scheme.
+ *
+ * @param key - the private key
+ * @param scheme - the scheme
+ * @param data - what is signed (the AUTH payload's signed octets)
+ */
+export function signWithScheme(
+  key: KeyObject,
+  scheme: SignatureScheme,
+  data: Uint8Array
+): Uint8Array {
+  return new Uint8Array(sign(scheme.hash, data, keyOptions(key, scheme)))
+}
+
+/**
+ * Verifies a signature made with a scheme.
+ *
+ * @param key - the public key
+ * @param scheme - the scheme the AlgorithmIdentifier named
+ * @param data - what was signed
+ * @param signature - the signature
+ */
+export function verifyWithScheme(
+  key: KeyObject,
+  scheme: SignatureScheme,
+  data: Uint8Array,
+  signature: Uint8Array
+): boolean {
+  try {
+    return verify(scheme.hash, data, keyOptions(key, scheme), signature)
+  } catch {
+    return false
+  }
+}
+
+/** sign/verify options of a scheme for node:crypto. */
+function keyOptions(key: KeyObject, scheme: SignatureScheme) {
+  return scheme.kind === 'pss'
+    ? {
+        key,
+        padding: constants.RSA_PKCS1_PSS_PADDING,
+        saltLength: scheme.saltLength ?? createHash(scheme.hash).digest().length
+      }
+    : { key }
+}
 
 /**
  * Signs `octets` with our certificate's key and returns CERT and AUTH payloads.
@@ -68,12 +167,15 @@ export function signAuth(ctx: IkeContext, sa: IkeSa, octets: Uint8Array): Payloa
     throw new IkeProtocolError('AUTHENTICATION_FAILED', 'no certificate for our identity')
   }
   const key = createPrivateKey(cred.privateKey)
-  const type = key.asymmetricKeyType
-  let algorithm: Uint8Array
-  if (type === 'ec') algorithm = ECDSA_SHA256
-  else if (type === 'rsa') algorithm = RSA_SHA256
-  else throw new IkeProtocolError('AUTHENTICATION_FAILED', `unsupported key type ${type}`)
-  const signature = new Uint8Array(sign('sha256', octets, key))
+  const scheme = chooseScheme(key, sa.peerSignatureHashes, ctx.init.rsaPss)
+  if (scheme === undefined) {
+    throw new IkeProtocolError(
+      'AUTHENTICATION_FAILED',
+      `unsupported key type ${key.asymmetricKeyType}`
+    )
+  }
+  const algorithm = encodeScheme(scheme)
+  const signature = signWithScheme(key, scheme, octets)
   return [
     {
       type: PayloadType.CERT,
@@ -151,10 +253,20 @@ export function verifySignatureAuth(
     const algorithm = auth.data.subarray(1, 1 + algLength)
     const signature = auth.data.subarray(1 + algLength)
     const keyType = cert.publicKey.asymmetricKeyType
-    const hex = Buffer.from(algorithm).toString('hex')
-    const scheme = VERIFY_SCHEMES.find((x) => x.der === hex && x.keyType === keyType)
-    if (scheme === undefined) return `unsupported signature scheme ${hex}`
-    return verify(scheme.hash, octets, cert.publicKey, signature) || 'signature does not verify'
+    const scheme = parseScheme(algorithm)
+    const fits =
+      scheme !== undefined &&
+      (scheme.kind === 'ecdsa'
+        ? keyType === 'ec'
+        : scheme.kind === 'pkcs1'
+          ? keyType === 'rsa'
+          : keyType === 'rsa' || keyType === 'rsa-pss')
+    if (!fits) {
+      return `unsupported signature scheme ${Buffer.from(algorithm).toString('hex')} for a ${keyType} key`
+    }
+    return (
+      verifyWithScheme(cert.publicKey, scheme, octets, signature) || 'signature does not verify'
+    )
   } catch (err) {
     return `certificate: ${(err as Error).message}`
   }

@@ -15,8 +15,16 @@ import type { IkeV2ServiceInit } from './config.js'
 
 type Fail = (field: string, message: string) => never
 
-const ESP_ALGORITHMS = new Set(['aes-gcm-16', 'null-aes-gmac'])
-const IKE_ALGORITHMS = new Set(['aes-gcm-16', 'aes-cbc'])
+const ESP_ALGORITHMS = new Set(['aes-gcm-16', 'null-aes-gmac', 'aes-cbc', 'chacha20-poly1305'])
+const IKE_ALGORITHMS = new Set(['aes-gcm-16', 'aes-cbc', 'chacha20-poly1305'])
+
+/** An AES-CBC proposal needs an integrity algorithm beside it. */
+function checkIntegrity(p: IkeProposal | ChildProposal, at: string, fail: Fail): void {
+  const cbc = p.encryption.some((e) => e.algorithm === 'aes-cbc')
+  if (cbc && !p.integrity.some((i) => i !== 'none')) {
+    fail(`${at}.integrity`, 'aes-cbc needs an integrity algorithm')
+  }
+}
 
 function checkIkeProposals(proposals: IkeProposal[] | undefined, at: string, fail: Fail): void {
   if (!Array.isArray(proposals) || proposals.length === 0) fail(at, 'needs at least one proposal')
@@ -26,6 +34,7 @@ function checkIkeProposals(proposals: IkeProposal[] | undefined, at: string, fai
         fail(`${at}[${i}].encryption[${j}].algorithm`, `IKE cannot use ${e.algorithm}`)
       }
     })
+    checkIntegrity(p, `${at}[${i}]`, fail)
     if (p.keyExchange.every((g) => g === 'none')) fail(`${at}[${i}].keyExchange`, 'needs a group')
     if (p.prf.length === 0) fail(`${at}[${i}].prf`, 'needs a PRF')
   })
@@ -39,6 +48,7 @@ function checkChildProposals(proposals: ChildProposal[] | undefined, at: string,
         fail(`${at}[${i}].encryption[${j}].algorithm`, `the ESP engine cannot do ${e.algorithm}`)
       }
     })
+    checkIntegrity(p, `${at}[${i}]`, fail)
     if (p.extendedSequenceNumbers.length === 0)
       fail(`${at}[${i}].extendedSequenceNumbers`, 'is empty')
   })

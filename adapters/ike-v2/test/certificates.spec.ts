@@ -48,7 +48,13 @@ describe('IkeV2Service', () => {
         })
         after(() => pki.dispose())
 
-        function pair(aId: Identity, bId: Identity, aCert = certs.a, trust = pki.ca) {
+        function pair(
+          aId: Identity,
+          bId: Identity,
+          aCert = certs.a,
+          trust = pki.ca,
+          rsaPss = { a: false, b: false }
+        ) {
           const pol = phase1({ authMethod: 'digital-signature' })
           const p = makePair({
             startTime: Date.now(),
@@ -57,14 +63,39 @@ describe('IkeV2Service', () => {
             bPhase1: pol,
             a: {
               certificates: [{ identity: aId, ...aCert }],
-              trustAnchors: [{ certificate: trust }]
+              trustAnchors: [{ certificate: trust }],
+              rsaPss: rsaPss.a
             },
             b: {
               certificates: [{ identity: bId, ...certs.b }],
-              trustAnchors: [{ certificate: pki.ca }]
+              trustAnchors: [{ certificate: pki.ca }],
+              rsaPss: rsaPss.b
             }
           })
           return { p, pol }
+        }
+
+        if (kind === 'rsa') {
+          for (const rsaPss of [
+            { a: true, b: true },
+            { a: true, b: false }
+          ]) {
+            it(`should establish with RSASSA-PSS (rsa_pss = yes) on ${rsaPss.b ? 'both sides' : 'one side'}`, async () => {
+              const { p, pol } = pair(
+                { type: 'fqdn', value: 'a.example' },
+                { type: 'fqdn', value: 'b.example' },
+                certs.a,
+                pki.ca,
+                rsaPss
+              )
+              await p.start()
+              const r = await p.drive(p.a.connect(p.request({ phase1: pol })))
+              expect(r.phase2).to.have.length(1)
+              await p.settle()
+              expect(p.b.list()).to.have.length(1)
+              await p.stop()
+            })
+          }
         }
 
         for (const c of kind === 'ecdsa' ? CASES : CASES.slice(0, 1)) {

@@ -1,11 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { expect } from 'chai'
+import type { KeyExchangeGroup } from '@vipsec/interface'
 import {
   decryptMessage,
   deriveChildKeys,
   deriveIkeKeys,
+  createKeyExchange,
   encryptMessage,
   keyExchangeFromPrivate,
+  openSk,
   prf,
   prfPlus,
   pskAuth,
@@ -13,7 +16,8 @@ import {
   type SkKeys
 } from '../src/crypto.js'
 import { ExchangeType, HeaderFlag, PayloadType } from '../src/constants.js'
-import { concat, parseMessage, type NoncePayload } from '../src/message.js'
+import { concat, notify, parseMessage, type NoncePayload } from '../src/message.js'
+import { SeededRandomSource } from '@vipsec/random'
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex').toUpperCase()
@@ -32,16 +36,37 @@ const kex = JSON.parse(
   readFileSync(new URL('./vectors/key-exchange.json', import.meta.url), 'utf8')
 ) as {
   x25519: { source: string; a: string; b: string; A: string; B: string; shared: string }[]
-  ecp256: {
+  x448: { source: string; a: string; b: string; A: string; B: string; shared: string }[]
+} & Record<
+  'ecp256' | 'ecp384' | 'ecp521',
+  {
     source: string
     i: string
+    r?: string
     gi_x: string
     gi_y: string
     gr_x: string
     gr_y: string
     g_ir: string
   }[]
+>
+const chacha = JSON.parse(
+  readFileSync(new URL('./vectors/chacha20-poly1305-ikev2.json', import.meta.url), 'utf8')
+) as {
+  ikev2: {
+    keyMaterial: string
+    iv: string
+    header: string
+    skHeader: string
+    plaintext: string
+    ciphertext: string
+    tag: string
+    message: string
+  }
 }
+const sha1 = JSON.parse(
+  readFileSync(new URL('./vectors/hmac-sha1-rfc2202.json', import.meta.url), 'utf8')
+) as { vectors: { name: string; key: string; data: string; mac: string }[] }
 
 describe('IKEv2 crypto', () => {
   describe('key derivation (ikev2-kdf.json)', () => {
@@ -142,13 +167,80 @@ describe('IKEv2 crypto', () => {
         expect(toHex(b.computeSharedSecret(a.publicValue))).to.equal(v.shared.toUpperCase())
       })
     }
-    for (const v of kex.ecp256) {
-      it(`should match ECP-256 ${v.source}`, () => {
-        const i = keyExchangeFromPrivate('ecp256', hex(v.i))
-        expect(toHex(i.publicValue)).to.equal(v.gi_x + v.gi_y)
-        expect(toHex(i.computeSharedSecret(hex(v.gr_x + v.gr_y)))).to.equal(v.g_ir)
+    for (const v of kex.x448) {
+      it(`should match X448 ${v.source}`, () => {
+        const a = keyExchangeFromPrivate('curve448', hex(v.a))
+        const b = keyExchangeFromPrivate('curve448', hex(v.b))
+        expect(toHex(a.publicValue)).to.equal(v.A.toUpperCase())
+        expect(toHex(b.publicValue)).to.equal(v.B.toUpperCase())
+        expect(toHex(a.computeSharedSecret(b.publicValue))).to.equal(v.shared.toUpperCase())
+        expect(toHex(b.computeSharedSecret(a.publicValue))).to.equal(v.shared.toUpperCase())
       })
     }
+    for (const group of ['ecp256', 'ecp384', 'ecp521'] as const) {
+      for (const v of kex[group]) {
+        it(`should match ${group.toUpperCase()} ${v.source}`, () => {
+          const i = keyExchangeFromPrivate(group, hex(v.i))
+          expect(toHex(i.publicValue)).to.equal(v.gi_x + v.gi_y)
+          expect(toHex(i.computeSharedSecret(hex(v.gr_x + v.gr_y)))).to.equal(v.g_ir)
+          if (v.r !== undefined) {
+            const r = keyExchangeFromPrivate(group, hex(v.r))
+            expect(toHex(r.publicValue)).to.equal(v.gr_x + v.gr_y)
+            expect(toHex(r.computeSharedSecret(i.publicValue))).to.equal(v.g_ir)
+          }
+        })
+      }
+    }
+    for (const [group, bytes] of [
+      ['modp3072', 384],
+      ['modp4096', 512]
+    ] as const) {
+      it(`should agree on a ${group.toUpperCase()} shared secret of ${bytes} bytes and refuse 1 and p-1's neighbours`, () => {
+        const a = keyExchangeFromPrivate(group, new Uint8Array(32).fill(7))
+        const b = keyExchangeFromPrivate(group, new Uint8Array(48).fill(9))
+        expect(a.publicValue).to.have.length(bytes)
+        const s = a.computeSharedSecret(b.publicValue)
+        expect(s).to.have.length(bytes)
+        expect(toHex(s)).to.equal(toHex(b.computeSharedSecret(a.publicValue)))
+        const one = new Uint8Array(bytes)
+        one[bytes - 1] = 1
+        expect(() => a.computeSharedSecret(one))
+          .to.throw()
+          .with.property('kind', 'INVALID_SYNTAX')
+        expect(() => a.computeSharedSecret(new Uint8Array(bytes - 1)))
+          .to.throw()
+          .with.property('kind', 'INVALID_SYNTAX')
+      })
+    }
+    it('should draw private values that work for every group, and agree', () => {
+      const random = new SeededRandomSource({ seed: 'groups' })
+      const groups: Exclude<KeyExchangeGroup, 'none'>[] = [
+        'curve25519',
+        'curve448',
+        'ecp256',
+        'ecp384',
+        'ecp521',
+        'modp2048',
+        'modp3072',
+        'modp4096'
+      ]
+      for (const g of groups) {
+        const a = createKeyExchange(g, random)
+        const b = createKeyExchange(g, random)
+        expect(toHex(a.computeSharedSecret(b.publicValue)), g).to.equal(
+          toHex(b.computeSharedSecret(a.publicValue))
+        )
+      }
+    })
+    it('should refuse an X448 value of the wrong length and the all-zero point', () => {
+      const a = keyExchangeFromPrivate('curve448', new Uint8Array(56).fill(1))
+      expect(() => a.computeSharedSecret(new Uint8Array(32)))
+        .to.throw()
+        .with.property('kind', 'INVALID_SYNTAX')
+      expect(() => a.computeSharedSecret(new Uint8Array(56)))
+        .to.throw()
+        .with.property('kind', 'INVALID_SYNTAX')
+    })
     it('should agree on a MODP-2048 shared secret of 256 bytes', () => {
       const a = keyExchangeFromPrivate('modp2048', new Uint8Array(32).fill(7))
       const b = keyExchangeFromPrivate('modp2048', new Uint8Array(32).fill(9))
@@ -169,6 +261,61 @@ describe('IKEv2 crypto', () => {
         .to.throw()
         .with.property('kind', 'INVALID_SYNTAX')
     })
+  })
+
+  describe('SK payload with ChaCha20-Poly1305 (chacha20-poly1305-ikev2.json, RFC 7634 appendix B)', () => {
+    const v = chacha.ikev2
+    const keys: SkKeys = {
+      encryption: { algorithm: 'chacha20-poly1305', keyBits: 256 },
+      integrity: 'none',
+      encryptionKey: hex(v.keyMaterial),
+      integrityKey: new Uint8Array(0)
+    }
+    const h = hex(v.header)
+    const header = {
+      spiI: h.slice(0, 8),
+      spiR: h.slice(8, 16),
+      version: h[17],
+      exchange: h[18],
+      flags: h[19],
+      messageId: Buffer.from(h).readUInt32BE(20)
+    }
+    it('should build the RFC message byte for byte (no padding, salt then IV as the nonce)', () => {
+      // the plaintext is a SET_WINDOW_SIZE notify of 10 and a pad length of 0
+      const msg = encryptMessage(
+        header,
+        [notify(16385, Uint8Array.of(0, 0, 0, 10))],
+        keys,
+        hex(v.iv)
+      )
+      expect(toHex(msg)).to.equal(v.message.toUpperCase())
+      expect(toHex(msg.subarray(28, 32))).to.equal(v.skHeader.toUpperCase())
+    })
+    it('should open the RFC message and refuse it with any bit flipped', () => {
+      const opened = openSk(parseMessage(hex(v.message)), keys)
+      expect(opened.ok).to.equal(true)
+      if (opened.ok) expect(toHex(opened.sk.body!)).to.equal(v.plaintext.slice(0, -2).toUpperCase())
+      const msg = hex(v.message)
+      for (let pos = 0; pos < msg.length; pos += 7) {
+        const bad = msg.slice()
+        bad[pos] ^= 0x10
+        let parsed
+        try {
+          parsed = parseMessage(bad)
+        } catch {
+          continue // a header no longer parsed is refused before the SK payload
+        }
+        expect(openSk(parsed, keys).ok, `bit flipped at ${pos}`).to.equal(false)
+      }
+    })
+  })
+
+  describe('prf HMAC-SHA1 (hmac-sha1-rfc2202.json)', () => {
+    for (const v of sha1.vectors) {
+      it(`should match RFC 2202 case ${v.name}`, () => {
+        expect(toHex(prf('hmac-sha1', hex(v.key), hex(v.data)))).to.equal(v.mac.toUpperCase())
+      })
+    }
   })
 
   describe('SK payload', () => {
@@ -203,6 +350,36 @@ describe('IKEv2 crypto', () => {
           integrityKey: new Uint8Array(0)
         },
         8
+      ],
+      [
+        'ChaCha20-Poly1305',
+        {
+          encryption: { algorithm: 'chacha20-poly1305', keyBits: 256 },
+          integrity: 'none',
+          encryptionKey: new Uint8Array(36).fill(3),
+          integrityKey: new Uint8Array(0)
+        },
+        8
+      ],
+      [
+        'AES-CBC-128 + HMAC-SHA1-96',
+        {
+          encryption: { algorithm: 'aes-cbc', keyBits: 128 },
+          integrity: 'hmac-sha1-96',
+          encryptionKey: new Uint8Array(16).fill(3),
+          integrityKey: new Uint8Array(20).fill(4)
+        },
+        16
+      ],
+      [
+        'AES-CBC-192 + HMAC-SHA2-384-192',
+        {
+          encryption: { algorithm: 'aes-cbc', keyBits: 192 },
+          integrity: 'hmac-sha2-384-192',
+          encryptionKey: new Uint8Array(24).fill(3),
+          integrityKey: new Uint8Array(48).fill(4)
+        },
+        16
       ],
       [
         'AES-CBC-256 + HMAC-SHA2-256-128',

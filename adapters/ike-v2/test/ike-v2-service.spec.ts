@@ -55,7 +55,7 @@ describe('ikeV2ServiceFactory', () => {
 
 describe('IkeV2Service', () => {
   describe('constructor', () => {
-    describe('when a peer config offers an ESP algorithm the ESP engine lacks', () => {
+    describe('when a peer config offers AES-CBC for ESP without an integrity algorithm', () => {
       it('should throw InvalidConfigError naming the field', () => {
         const cbc = {
           ...ESP_PROPOSAL,
@@ -70,9 +70,8 @@ describe('IkeV2Service', () => {
           return undefined
         })()
         expect(err?.name).to.equal('InvalidConfigError')
-        expect(err?.field).to.equal(
-          'peers[0].children[0].policy.proposals[0].encryption[0].algorithm'
-        )
+        // AES-CBC without an integrity algorithm
+        expect(err?.field).to.equal('peers[0].children[0].policy.proposals[0].integrity')
       })
     })
   })

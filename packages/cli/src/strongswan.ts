@@ -41,7 +41,7 @@ for (const bits of [128, 192, 256] as const) {
     kind: 'encryption',
     transform: { algorithm: 'aes-cbc', keyBits: bits },
     ike: true,
-    esp: false
+    esp: true
   })
   KEYWORDS.set(`aes${bits}gmac`, {
     kind: 'encryption',
@@ -57,40 +57,45 @@ for (const bits of [128, 192, 256] as const) {
       what: 'encryption'
     })
 }
-for (const name of ['3des', 'cast128', 'blowfish128', 'chacha20poly1305', 'null', 'des'])
+KEYWORDS.set('chacha20poly1305', {
+  kind: 'encryption',
+  transform: { algorithm: 'chacha20-poly1305', keyBits: 256 },
+  ike: true,
+  esp: true
+})
+for (const name of ['3des', 'cast128', 'blowfish128', 'null', 'des'])
   KEYWORDS.set(name, { kind: 'unsupported', what: 'encryption' })
 KEYWORDS.set('sha256', { kind: 'integrity', algorithm: 'hmac-sha2-256-128', prf: 'hmac-sha2-256' })
 KEYWORDS.set('sha384', { kind: 'integrity', algorithm: 'hmac-sha2-384-192', prf: 'hmac-sha2-384' })
 KEYWORDS.set('sha512', { kind: 'integrity', algorithm: 'hmac-sha2-512-256', prf: 'hmac-sha2-512' })
-for (const name of ['sha1', 'md5', 'aesxcbc', 'aescmac', 'sha256_96'])
+KEYWORDS.set('sha1', { kind: 'integrity', algorithm: 'hmac-sha1-96', prf: 'hmac-sha1' })
+for (const name of ['md5', 'aesxcbc', 'aescmac', 'sha256_96'])
   KEYWORDS.set(name, { kind: 'unsupported', what: 'integrity' })
 KEYWORDS.set('prfsha256', { kind: 'prf', algorithm: 'hmac-sha2-256' })
 KEYWORDS.set('prfsha384', { kind: 'prf', algorithm: 'hmac-sha2-384' })
 KEYWORDS.set('prfsha512', { kind: 'prf', algorithm: 'hmac-sha2-512' })
-for (const name of ['prfsha1', 'prfmd5', 'prfaesxcbc', 'prfaescmac'])
+KEYWORDS.set('prfsha1', { kind: 'prf', algorithm: 'hmac-sha1' })
+for (const name of ['prfmd5', 'prfaesxcbc', 'prfaescmac'])
   KEYWORDS.set(name, { kind: 'unsupported', what: 'PRF' })
 KEYWORDS.set('x25519', { kind: 'ke', group: 'curve25519' })
 KEYWORDS.set('curve25519', { kind: 'ke', group: 'curve25519' })
 KEYWORDS.set('ecp256', { kind: 'ke', group: 'ecp256' })
 KEYWORDS.set('modp2048', { kind: 'ke', group: 'modp2048' })
+for (const group of ['ecp384', 'ecp521', 'modp3072', 'modp4096', 'curve448'] as const)
+  KEYWORDS.set(group, { kind: 'ke', group })
+KEYWORDS.set('x448', { kind: 'ke', group: 'curve448' })
 for (const name of [
   'modp768',
   'modp1024',
   'modp1536',
-  'modp3072',
-  'modp4096',
   'modp6144',
   'modp8192',
   'ecp192',
   'ecp224',
-  'ecp384',
-  'ecp521',
   'ecp224bp',
   'ecp256bp',
   'ecp384bp',
   'ecp512bp',
-  'x448',
-  'curve448',
   'mlkem512',
   'mlkem768',
   'mlkem1024'
@@ -232,9 +237,17 @@ export function espProposals(list: string): ChildProposal[] {
     }
     if (p.encryption.length === 0)
       throw new ConfigSyntaxError(`'${proposal}' has no encryption algorithm (e.g. aes256gcm16)`)
-    if (p.integrity.length > 0)
-      throw new ConfigSyntaxError(`'${proposal}': an AEAD algorithm takes no integrity algorithm`)
-    p.integrity = ['none']
+    const aead = p.encryption.every(AEAD)
+    if (!aead && p.encryption.some(AEAD))
+      throw new ConfigSyntaxError(
+        `'${proposal}' mixes AEAD and non-AEAD encryption; split it in two`
+      )
+    if (aead) {
+      if (p.integrity.length > 0)
+        throw new ConfigSyntaxError(`'${proposal}': an AEAD algorithm takes no integrity algorithm`)
+      p.integrity = ['none']
+    } else if (p.integrity.length === 0)
+      throw new ConfigSyntaxError(`'${proposal}' has no integrity algorithm (e.g. sha256)`)
     if (p.keyExchange.length === 0) p.keyExchange = ['none']
     if (p.extendedSequenceNumbers.length === 0) p.extendedSequenceNumbers = [false]
     return p
@@ -474,17 +487,24 @@ const ENCRYPTION_NAMES: Record<string, string> = {
 const INTEGRITY_NAMES: Record<string, string> = {
   'hmac-sha2-256-128': 'sha256',
   'hmac-sha2-384-192': 'sha384',
-  'hmac-sha2-512-256': 'sha512'
+  'hmac-sha2-512-256': 'sha512',
+  'hmac-sha1-96': 'sha1'
 }
 const PRF_NAMES: Record<string, string> = {
   'hmac-sha2-256': 'prfsha256',
   'hmac-sha2-384': 'prfsha384',
-  'hmac-sha2-512': 'prfsha512'
+  'hmac-sha2-512': 'prfsha512',
+  'hmac-sha1': 'prfsha1'
 }
 const GROUP_NAMES: Record<string, string> = {
   curve25519: 'x25519',
   ecp256: 'ecp256',
-  modp2048: 'modp2048'
+  modp2048: 'modp2048',
+  modp3072: 'modp3072',
+  modp4096: 'modp4096',
+  ecp384: 'ecp384',
+  ecp521: 'ecp521',
+  curve448: 'curve448'
 }
 
 /**
@@ -494,8 +514,10 @@ const GROUP_NAMES: Record<string, string> = {
  * @param proposal - an IKE or Child SA proposal
  */
 export function proposalName(proposal: IkeProposal | ChildProposal): string {
-  const parts = proposal.encryption.map(
-    (e) => `aes${e.keyBits}${ENCRYPTION_NAMES[e.algorithm] ?? e.algorithm}`
+  const parts = proposal.encryption.map((e) =>
+    e.algorithm === 'chacha20-poly1305'
+      ? 'chacha20poly1305'
+      : `aes${e.keyBits}${ENCRYPTION_NAMES[e.algorithm] ?? e.algorithm}`
   )
   parts.push(...proposal.integrity.filter((i) => i !== 'none').map((i) => INTEGRITY_NAMES[i] ?? i))
   if ('prf' in proposal) parts.push(...proposal.prf.map((p) => PRF_NAMES[p] ?? p))

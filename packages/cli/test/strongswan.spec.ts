@@ -38,20 +38,45 @@ describe('strongSwan syntax', () => {
 
     it('should refuse an AEAD proposal without a PRF and a group the IKE service lacks', () => {
       expect(message(() => ikeProposals('aes256gcm16-x25519'))).to.include('has no PRF')
-      expect(message(() => ikeProposals('aes256gcm16-prfsha256-ecp384'))).to.include(
-        "cannot do key exchange 'ecp384'"
+      expect(message(() => ikeProposals('aes256gcm16-prfsha256-ecp224'))).to.include(
+        "cannot do key exchange 'ecp224'"
       )
+    })
+
+    it('should read ChaCha20-Poly1305, SHA1 and the larger groups, and name them back', () => {
+      const list =
+        'chacha20poly1305-prfsha256-curve448-ecp384, aes128-sha1-prfsha1-modp3072-modp4096-ecp521'
+      const parsed = ikeProposals(list)
+      expect(parsed[0]).to.deep.equal({
+        encryption: [{ algorithm: 'chacha20-poly1305', keyBits: 256 }],
+        integrity: ['none'],
+        prf: ['hmac-sha2-256'],
+        keyExchange: ['curve448', 'ecp384']
+      })
+      expect(parsed[1].integrity).to.deep.equal(['hmac-sha1-96'])
+      expect(parsed.map(proposalName)).to.deep.equal(list.split(', '))
+      expect(ikeProposals('aes256-sha1-x448')[0].prf).to.deep.equal(['hmac-sha1'])
     })
   })
 
   describe('espProposals', () => {
-    it('should read PFS and ESN and refuse CBC, which the ESP engine cannot do', () => {
+    it('should read PFS and ESN, CBC with HMAC and ChaCha20-Poly1305', () => {
       expect(espProposals('aes128gcm16-x25519-esn')[0]).to.deep.include({
         keyExchange: ['curve25519'],
         extendedSequenceNumbers: [true]
       })
-      expect(message(() => espProposals('aes256-sha256'))).to.include(
-        "the ESP engine cannot do 'aes256'"
+      expect(espProposals('aes256-sha256')[0]).to.deep.include({
+        encryption: [{ algorithm: 'aes-cbc', keyBits: 256 }],
+        integrity: ['hmac-sha2-256-128']
+      })
+      expect(espProposals('chacha20poly1305-ecp384')[0]).to.deep.include({
+        encryption: [{ algorithm: 'chacha20-poly1305', keyBits: 256 }],
+        integrity: ['none'],
+        keyExchange: ['ecp384']
+      })
+      expect(message(() => espProposals('aes256'))).to.include('has no integrity algorithm')
+      expect(message(() => espProposals('aes256ctr'))).to.include(
+        "the ESP engine cannot do encryption 'aes256ctr'"
       )
     })
   })

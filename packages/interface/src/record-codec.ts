@@ -113,15 +113,31 @@ const identity = object({
   value: nonEmpty
 })
 const encryption = object({
-  algorithm: oneOf('aes-gcm-16', 'aes-cbc', 'null-aes-gmac'),
+  algorithm: oneOf('aes-gcm-16', 'aes-cbc', 'null-aes-gmac', 'chacha20-poly1305'),
   keyBits: oneOf(128, 192, 256)
 })
-const integrity = oneOf('hmac-sha2-256-128', 'hmac-sha2-384-192', 'hmac-sha2-512-256', 'none')
-const keyExchange = oneOf('curve25519', 'ecp256', 'modp2048', 'none')
+const integrity = oneOf(
+  'hmac-sha2-256-128',
+  'hmac-sha2-384-192',
+  'hmac-sha2-512-256',
+  'hmac-sha1-96',
+  'none'
+)
+const keyExchange = oneOf(
+  'curve25519',
+  'curve448',
+  'ecp256',
+  'ecp384',
+  'ecp521',
+  'modp2048',
+  'modp3072',
+  'modp4096',
+  'none'
+)
 const ikeProposal = object({
   encryption: array(encryption, 1),
   integrity: array(integrity, 1),
-  prf: array(oneOf('hmac-sha2-256', 'hmac-sha2-384', 'hmac-sha2-512'), 1),
+  prf: array(oneOf('hmac-sha2-256', 'hmac-sha2-384', 'hmac-sha2-512', 'hmac-sha1'), 1),
   keyExchange: array(keyExchange, 1)
 })
 const childProposal = object({

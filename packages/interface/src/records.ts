@@ -30,26 +30,38 @@ export const RECORD_KINDS: readonly RecordKind[] = [
   'connection'
 ]
 
-/** IKE and ESP encryption algorithms (RFC 7296, RFC 4106, RFC 4543, RFC 3602). */
-export type EncryptionAlgorithm = 'aes-gcm-16' | 'aes-cbc' | 'null-aes-gmac'
+/** IKE and ESP encryption algorithms (RFC 7296, RFC 4106, RFC 4543, RFC 3602, RFC 7634). */
+export type EncryptionAlgorithm = 'aes-gcm-16' | 'aes-cbc' | 'null-aes-gmac' | 'chacha20-poly1305'
 
 /** An encryption transform with its key length. */
 export interface EncryptionTransform {
   /** The algorithm. */
   algorithm: EncryptionAlgorithm
-  /** Key length in bits (128 or 256; 192 for AES-CBC and AES-GCM where offered). */
+  /** Key length in bits (128 or 256; 192 for AES-CBC and AES-GCM where offered; 256 for ChaCha20). */
   keyBits: 128 | 192 | 256
 }
 
-/** Integrity algorithms; `none` with combined-mode (AEAD) encryption. */
+/** Integrity algorithms; `none` with combined-mode (AEAD) encryption; HMAC-SHA1-96 for legacy peers. */
 export type IntegrityAlgorithm =
-  'hmac-sha2-256-128' | 'hmac-sha2-384-192' | 'hmac-sha2-512-256' | 'none'
+  'hmac-sha2-256-128' | 'hmac-sha2-384-192' | 'hmac-sha2-512-256' | 'hmac-sha1-96' | 'none'
 
-/** Pseudo-random functions for IKE. */
-export type PrfAlgorithm = 'hmac-sha2-256' | 'hmac-sha2-384' | 'hmac-sha2-512'
+/** Pseudo-random functions for IKE (HMAC-SHA1 for legacy peers). */
+export type PrfAlgorithm = 'hmac-sha2-256' | 'hmac-sha2-384' | 'hmac-sha2-512' | 'hmac-sha1'
 
-/** Key-exchange groups: 31 Curve25519, 19 P-256, 14 MODP-2048; `none` for a Child SA without PFS. */
-export type KeyExchangeGroup = 'curve25519' | 'ecp256' | 'modp2048' | 'none'
+/**
+ * Key-exchange groups: 31 Curve25519, 32 Curve448, 19 P-256, 20 P-384, 21 P-521, 14 MODP-2048,
+ * 15 MODP-3072, 16 MODP-4096; `none` for a Child SA without PFS.
+ */
+export type KeyExchangeGroup =
+  | 'curve25519'
+  | 'curve448'
+  | 'ecp256'
+  | 'ecp384'
+  | 'ecp521'
+  | 'modp2048'
+  | 'modp3072'
+  | 'modp4096'
+  | 'none'
 
 /** One IKE SA proposal: every combination of the listed transforms is acceptable. */
 export interface IkeProposal {

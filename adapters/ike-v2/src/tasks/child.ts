@@ -8,6 +8,7 @@
 import { IDLE } from '../collision.js'
 import {
   IkeProtocolError,
+  type DynamicFilter,
   type FilterSelector,
   type IkeErrorKind,
   type KeyExchangeGroup,
@@ -18,6 +19,7 @@ import { deriveChildKeys } from '../crypto.js'
 import type { IkeContext } from '../context.js'
 import { childRecord, NO_LIFETIME, spiHex, type ChildSa, type IkeSa } from '../ike-sa.js'
 import {
+  concat,
   findNotify,
   findPayload,
   notify,
@@ -29,7 +31,12 @@ import {
   type TsPayload,
   type WireTrafficSelector
 } from '../message.js'
-import { childChoiceProposal, childProposals, chooseChild } from '../proposals.js'
+import {
+  acceptChildAnswer,
+  childChoiceProposal,
+  childProposals,
+  chooseChild
+} from '../proposals.js'
 import { bytesToIp, narrow, toWireSelector, within } from '../selectors.js'
 import type { IkeChildConfig } from '../config.js'
 
@@ -127,7 +134,7 @@ export function acceptChild(
   if (saP.proposals.length !== 1) {
     throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
   }
-  const chosen = chooseChild(saP.proposals, offer.request.policy.proposals, pfs !== 'none', [pfs])
+  const chosen = acceptChildAnswer(saP.proposals, offer.request.policy.proposals, pfs)
   if (chosen === undefined) {
     throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'responder chose a proposal we did not offer')
   }
@@ -312,19 +319,70 @@ function selectorsFor(src: WireTrafficSelector, dst: WireTrafficSelector): Filte
   return out
 }
 
+function filterKey(f: DynamicFilter): string {
+  const s = f.selector
+  return `${f.direction}|${s.source}|${s.destination}|${s.protocol}|${s.sourcePorts.join('-')}|${s.destinationPorts.join('-')}`
+}
+
+/**
+ * Puts the filters of the Child SAs of `sa` in the engine as they should be now. The engine keeps
+ * one filter per selector, the last installed, so while two Child SAs of the same selectors live
+ * (a rekey's overlap, a collision's redundant SA) the newest one's filters are the ones in
+ * place, with the inbound ones not pinned to an SPI: packets that either SA carried are let in
+ * (none is lost at a rekey for arriving on the other). When one of them goes, what it shadowed
+ * comes back and what is left alone is pinned to its SPI again.
+ */
+function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
+  const owners = new Map<string, number>()
+  for (const c of sa.children.values()) {
+    for (const f of c.filters) owners.set(filterKey(f), (owners.get(filterKey(f)) ?? 0) + 1)
+  }
+  const keys = changed.filters.map(filterKey)
+  if (
+    !keys.some((k) => owners.has(k) && (sa.children.has(changed.id) ? owners.get(k)! > 1 : true))
+  ) {
+    // nothing shared (the usual case): a new Child SA's filters go in as they are
+    if (sa.children.has(changed.id)) for (const f of changed.filters) ctx.engine.installFilter(f)
+    return
+  }
+  let present: Map<string, DynamicFilter>
+  try {
+    present = new Map(ctx.engine.listFilters().map((f) => [f.id, f]))
+  } catch {
+    return // the engine is stopped
+  }
+  // the newest Child SA first: it holds the selectors it shares with older ones
+  const taken = new Set<string>()
+  for (const c of [...sa.children.values()].reverse()) {
+    for (const f of c.filters) {
+      const key = filterKey(f)
+      if (taken.has(key)) continue
+      taken.add(key)
+      const spi = f.direction === 'inbound' && (owners.get(key) ?? 0) > 1 ? undefined : f.spi
+      const now = present.get(f.id)
+      if (now !== undefined && now.spi === spi) continue
+      const { spi: _pinned, ...rest } = f
+      try {
+        ctx.engine.installFilter(spi === undefined ? rest : { ...rest, spi })
+      } catch {
+        return
+      }
+    }
+  }
+}
+
 /**
  * Installs a Child SA's two ESP SAs (and, unless turned off, its protect filters) in the engine.
  *
  * @throws whatever the engine throws (the caller reports it)
  */
 export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
-  const { encrI, encrR } = child.keys
-  const outKey = child.initiator ? encrI : encrR
-  const inKey = child.initiator ? encrR : encrI
+  const { encrI, encrR, integI, integR } = child.keys
   const algorithm = child.chosen.encryption.algorithm
-  if (algorithm !== 'aes-gcm-16' && algorithm !== 'null-aes-gmac') {
-    throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', `ESP engine cannot do ${algorithm}`)
-  }
+  const integrity = child.chosen.integrity
+  // the ESP engine takes the encryption key then the integrity key (RFC 7296 section 2.17)
+  const outKey = child.initiator ? concat(encrI, integI) : concat(encrR, integR)
+  const inKey = child.initiator ? concat(encrR, integR) : concat(encrI, integI)
   const lifetime = child.policy.lifetime ?? NO_LIFETIME
   const tunnel = { local: sa.local.address, remote: sa.remote.address }
   const udpEncapsulation = child.encapsulated
@@ -336,6 +394,7 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
   const common = {
     mode: child.mode,
     algorithm,
+    ...(integrity === 'none' ? {} : { integrity }),
     extendedSequenceNumbers: child.chosen.esn,
     lifetime,
     tunnel,
@@ -356,33 +415,35 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
   }
   if (!ctx.init.installFilters) return
   let n = 0
+  const filter = (
+    direction: 'inbound' | 'outbound',
+    selector: FilterSelector,
+    spi: number
+  ): DynamicFilter => ({
+    id: `${child.id}/${direction === 'inbound' ? 'in' : 'out'}/${n++}`,
+    direction,
+    selector,
+    action: 'protect',
+    priority: ctx.init.filterPriority,
+    spi
+  })
+  const filters: DynamicFilter[] = []
   for (const l of child.local) {
     for (const r of child.remote) {
-      for (const selector of selectorsFor(l, r)) {
-        const id = `${child.id}/out/${n++}`
-        ctx.engine.installFilter({
-          id,
-          direction: 'outbound',
-          selector,
-          action: 'protect',
-          priority: ctx.init.filterPriority,
-          spi: child.outboundSpi
-        })
-        child.filters.push(id)
-      }
-      for (const selector of selectorsFor(r, l)) {
-        const id = `${child.id}/in/${n++}`
-        ctx.engine.installFilter({
-          id,
-          direction: 'inbound',
-          selector,
-          action: 'protect',
-          priority: ctx.init.filterPriority,
-          spi: child.inboundSpi
-        })
-        child.filters.push(id)
-      }
+      for (const selector of selectorsFor(l, r))
+        filters.push(filter('outbound', selector, child.outboundSpi))
+      for (const selector of selectorsFor(r, l))
+        filters.push(filter('inbound', selector, child.inboundSpi))
     }
+  }
+  child.filters = filters
+  // the caller adds the Child SA to its IKE SA afterwards: count it in now
+  const listed = sa.children.has(child.id)
+  if (!listed) sa.children.set(child.id, child)
+  try {
+    syncFilters(ctx, sa, child)
+  } finally {
+    if (!listed) sa.children.delete(child.id)
   }
 }
 
@@ -396,7 +457,7 @@ export function uninstallChild(ctx: IkeContext, child: ChildSa): void {
       // ignored
     }
   }
-  for (const id of child.filters) attempt(() => ctx.engine.removeFilter(id))
+  for (const f of child.filters) attempt(() => ctx.engine.removeFilter(f.id))
   child.filters = []
   attempt(() => ctx.engine.removeSa(child.inboundSpi, 'inbound'))
   attempt(() => ctx.engine.removeSa(child.outboundSpi, 'outbound'))
@@ -418,6 +479,8 @@ export function removeChild(
   reason: 'local' | 'remote' | 'expired' | 'parent-deleted'
 ): void {
   if (!sa.children.delete(child.id)) return
+  const filters = child.filters
   uninstallChild(ctx, child)
+  if (ctx.init.installFilters) syncFilters(ctx, sa, { ...child, filters })
   if (child.silent !== true) ctx.emit({ type: 'sa:deleted', phase2Id: child.id, reason })
 }

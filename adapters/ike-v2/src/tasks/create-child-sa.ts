@@ -28,7 +28,7 @@ import {
   type Payload,
   type SaPayload
 } from '../message.js'
-import { chooseIke, ikeChoiceProposal, ikeProposals } from '../proposals.js'
+import { acceptIkeAnswer, chooseIke, ikeChoiceProposal, ikeProposals } from '../proposals.js'
 import {
   acceptChild,
   answerChild,
@@ -215,7 +215,7 @@ export async function rekeyIkeSa(
     ) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'IKE rekey response lacks SA, Nr or KEr')
     }
-    const chosen = chooseIke(saP.proposals, sa.policy.proposals)
+    const chosen = acceptIkeAnswer(saP.proposals, sa.policy.proposals)
     if (chosen === undefined || chosen.group !== group || keP.group !== GROUP_NUMBER[group]) {
       throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'IKE rekey answer was not offered')
     }

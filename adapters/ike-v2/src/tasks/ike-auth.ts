@@ -22,6 +22,10 @@ import {
   offerChild,
   type ChildRequest
 } from './child.js'
+import { deleteIkeSa } from './informational.js'
+
+/** How long after refusing the first Child SA the responder deletes the IKE SA, in ms. */
+const CHILDLESS_DELETE_DELAY_MS = 100
 
 /** The outcome of IKE_AUTH as initiator. */
 export interface AuthResult {
@@ -204,6 +208,14 @@ export function respondIkeAuth(
           reason: answer.error,
           message: 'first Child SA refused'
         })
+        // an IKE SA without the Child SA it was made for is not kept (RFC 7296 section 2.21.3
+        // lets either end delete it; strongSwan's close_ike_on_child_failure): deleted a moment
+        // after the IKE_AUTH response, so that the initiator has it first
+        ctx.clock.setTimeout(() => {
+          if (sa.state === 'established' && sa.children.size === 0) {
+            deleteIkeSa(ctx, sa).catch(() => undefined)
+          }
+        }, CHILDLESS_DELETE_DELAY_MS)
       }
     }
   }

@@ -30,11 +30,17 @@ import {
   type Payload,
   type SaPayload
 } from '../message.js'
-import { chooseIke, ikeChoiceProposal, ikeProposals, offeredGroups } from '../proposals.js'
+import {
+  acceptIkeAnswer,
+  chooseIke,
+  ikeChoiceProposal,
+  ikeProposals,
+  offeredGroups
+} from '../proposals.js'
 import { ipToBytes } from '../selectors.js'
 import type { HalfOpenTable } from '../half-open.js'
 import { errorNotify } from './child.js'
-import { certificateRequest, SIGNATURE_HASHES } from '../signature.js'
+import { certificateRequest, SIGNATURE_HASHES, signatureHashes } from '../signature.js'
 
 /** At most this many IKE_SA_INIT retries (COOKIE, INVALID_KE_PAYLOAD) before giving up. */
 const MAX_INIT_RETRIES = 4
@@ -150,10 +156,11 @@ export async function initiateIkeSaInit(
     if (saP === undefined || keP === undefined || nonce === undefined) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'IKE_SA_INIT response lacks SA, KE or Nonce')
     }
+    sa.peerSignatureHashes = signatureHashes(payloads)
     if (saP.proposals.length !== 1) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
     }
-    const chosen = chooseIke(saP.proposals, sa.policy.proposals)
+    const chosen = acceptIkeAnswer(saP.proposals, sa.policy.proposals)
     if (chosen === undefined || chosen.group !== group || keP.group !== GROUP_NUMBER[group]) {
       throw new IkeProtocolError('NO_PROPOSAL_CHOSEN', 'responder chose what we did not offer')
     }
@@ -337,7 +344,8 @@ export function respondIkeSaInit(
     remoteBehindNat: nat.remoteBehindNat,
     encapsulated: nat.supported && (natT || nat.localBehindNat || nat.remoteBehindNat)
   }
-  const cert = findNotify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS) !== undefined
+  sa.peerSignatureHashes = signatureHashes(payloads)
+  const cert = sa.peerSignatureHashes !== undefined
   const response = sa.plain(ExchangeType.IKE_SA_INIT, 0, true, [
     { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen)] } as SaPayload,
     { type: PayloadType.KE, group: GROUP_NUMBER[chosen.group], data: ke.publicValue } as KePayload,
