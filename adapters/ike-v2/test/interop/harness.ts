@@ -14,8 +14,11 @@ import { swanctlConf, type SwanctlAuth } from '../helpers/swanctl.js'
 import { espProposals, ikeProposals, pfsGroup } from './names.js'
 import { makeChainPki, type ChainKeyKind, type ChainPki } from './pki.js'
 
-/** How a cell authenticates both ends. */
-export type CellAuth = 'psk' | 'ecdsa' | 'rsa'
+/**
+ * How a cell authenticates both ends: a PSK, or certificates (`rsa-pss`: RSA keys, vipsec
+ * signing with RSASSA-PSS; charon does when started with `rsa_pss = yes`).
+ */
+export type CellAuth = 'psk' | 'ecdsa' | 'rsa' | 'rsa-pss'
 
 /** One cell of the matrix. */
 export interface Cell {
@@ -65,6 +68,11 @@ export interface Placement {
 
 const PSK = 'interop matrix key'
 
+/** The PKI a cell's authentication uses (`psk`: none). */
+function keyKind(auth: CellAuth): ChainKeyKind | 'psk' {
+  return auth === 'rsa-pss' ? 'rsa' : auth
+}
+
 /** charon's IKE and Child SA algorithms, from `swanctl --list-sas` (its words). */
 export function negotiated(charon: Charon): { ike: string[]; esp: string[] } {
   const text = charon.swanctl(['--list-sas'])
@@ -113,7 +121,7 @@ export class Harness {
 
   /** charon's side of the cell. */
   private charonAuth(cell: Cell): SwanctlAuth {
-    const auth = cell.auth ?? 'psk'
+    const auth = keyKind(cell.auth ?? 'psk')
     if (auth === 'psk') return { kind: 'psk', secret: PSK }
     this.pki(auth)
     return {
@@ -148,14 +156,15 @@ export class Harness {
 
   /** The vipsec peer for this cell: the running one if its configuration is the same. */
   private async vipsec(cell: Cell): Promise<VipsecPeer> {
-    const auth = cell.auth ?? 'psk'
+    const auth = keyKind(cell.auth ?? 'psk')
     let creds: Partial<IkeV2ServiceInit> = { psks: [{ remote: C_ID, secret: PSK }] }
     if (auth !== 'psk') {
       const pki = this.pki(auth)
       const leaf = this.leaves.get(`${auth}-${cell.caDepth ?? 2}`)!
       creds = {
         certificates: [{ identity: V_ID, certificate: leaf.der, privateKey: leaf.key }],
-        trustAnchors: [{ certificate: pki.root.der }]
+        trustAnchors: [{ certificate: pki.root.der }],
+        rsaPss: cell.auth === 'rsa-pss'
       }
     }
     const init: IkeV2ServiceInit = {

@@ -36,9 +36,17 @@ const IKE_CELLS: Named[] = [
   ['aes256gcm16-prfsha256-x25519', 'AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519'],
   ['aes128gcm16-prfsha384-ecp256', 'AES_GCM_16-128/PRF_HMAC_SHA2_384/ECP_256'],
   ['aes256gcm16-prfsha512-modp2048', 'AES_GCM_16-256/PRF_HMAC_SHA2_512/MODP_2048'],
+  ['aes256gcm16-prfsha384-ecp384', 'AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384'],
+  ['aes128gcm16-prfsha256-curve448', 'AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_448'],
   ['aes128-sha256-x25519', 'AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519'],
   ['aes256-sha384-ecp256', 'AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_256'],
-  ['aes192-sha512-modp2048', 'AES_CBC-192/HMAC_SHA2_512_256/PRF_HMAC_SHA2_512/MODP_2048']
+  ['aes192-sha512-modp2048', 'AES_CBC-192/HMAC_SHA2_512_256/PRF_HMAC_SHA2_512/MODP_2048'],
+  ['aes256-sha256-modp3072', 'AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_3072'],
+  ['aes128-sha1-ecp384', 'AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/ECP_384'],
+  ['chacha20poly1305-prfsha256-x25519', 'CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519'],
+  ['chacha20poly1305-prfsha256-curve448', 'CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_448'],
+  ['chacha20poly1305-prfsha256-ecp256', 'CHACHA20_POLY1305/PRF_HMAC_SHA2_256/ECP_256'],
+  ['chacha20poly1305-prfsha256-modp3072', 'CHACHA20_POLY1305/PRF_HMAC_SHA2_256/MODP_3072']
 ].map(([ike, expectIke], i) => ({
   group: 'IKE proposal',
   name: ike!,
@@ -54,7 +62,17 @@ const ESP_CELLS: Named[] = (
     ['aes256gcm16', 'AES_GCM_16-256', undefined],
     ['aes128gcm16-x25519', 'AES_GCM_16-128/CURVE_25519', 'vipsec'],
     ['aes256gcm16-ecp256', 'AES_GCM_16-256/ECP_256', 'charon'],
-    ['aes256gcm16-modp2048', 'AES_GCM_16-256/MODP_2048', 'vipsec']
+    ['aes256gcm16-modp2048', 'AES_GCM_16-256/MODP_2048', 'vipsec'],
+    ['aes128-sha256', 'AES_CBC-128/HMAC_SHA2_256_128', undefined],
+    ['aes256-sha384', 'AES_CBC-256/HMAC_SHA2_384_192', undefined],
+    ['aes256-sha512', 'AES_CBC-256/HMAC_SHA2_512_256', undefined],
+    ['aes128-sha256-ecp384', 'AES_CBC-128/HMAC_SHA2_256_128/ECP_384', 'charon'],
+    ['aes256-sha384-x25519', 'AES_CBC-256/HMAC_SHA2_384_192/CURVE_25519', 'vipsec'],
+    ['aes256-sha512-modp3072', 'AES_CBC-256/HMAC_SHA2_512_256/MODP_3072', 'charon'],
+    ['aes128-sha1', 'AES_CBC-128/HMAC_SHA1_96', undefined],
+    ['chacha20poly1305', 'CHACHA20_POLY1305', undefined],
+    ['chacha20poly1305-curve448', 'CHACHA20_POLY1305/CURVE_448', 'vipsec'],
+    ['chacha20poly1305-x25519', 'CHACHA20_POLY1305/CURVE_25519', 'charon']
   ] as const
 ).map(([esp, expectEsp, rekeyChild], i) => ({
   group: 'ESP',
@@ -202,6 +220,66 @@ describe('interop matrix against strongSwan charon', function () {
           set({ handshakeMs: r.handshakeMs, detail: r.negotiated })
         })
       })
+    }
+  })
+
+  describe('RSA-PSS: charon with rsa_pss = yes', () => {
+    const t = new Topology(`${process.pid % 10000}s`, 120 + (process.pid % 60))
+    let charon: Charon
+    let h: Harness
+    let echo: CountingEcho
+
+    before(async () => {
+      requireStrongSwan()
+      t.up()
+      sh('ip', ['-n', t.c, 'addr', 'add', `${C_INNER}/32`, 'dev', 'lo'])
+      charon = new Charon(t.c, { extra: '  rsa_pss = yes' })
+      await charon.start('connections {\n}\n')
+      h = new Harness(charon, {
+        vNs: t.v,
+        vAddr: t.vAddr,
+        vSeen: t.vAddr,
+        cAddr: t.cAddr,
+        forceEncapsulation: true
+      })
+      echo = new CountingEcho(t.c, C_INNER, ECHO_PORT)
+      await echo.ready()
+    })
+
+    after(async () => {
+      echo?.stop()
+      await h?.dispose()
+      await charon?.stop()
+      t.down()
+    })
+
+    afterEach(async () => {
+      await h.down()
+    })
+
+    for (const caDepth of [1] as const) {
+      for (const initiator of ['vipsec', 'charon'] as const) {
+        const c: Cell = {
+          initiator,
+          charonIke: GCM,
+          charonEsp: 'aes256gcm16',
+          auth: 'rsa-pss',
+          caDepth
+        }
+        const name = `RSA-PSS (both sign RSASSA-PSS), ${caDepth === 1 ? 'root > leaf' : 'root > intermediate > leaf'}`
+        it(`authentication: ${name}, ${dir(c)}`, async () => {
+          await cell({ group: 'authentication', cell: name, direction: dir(c) }, async (set) => {
+            const from = charon.logLength()
+            const r = await h.up(c)
+            set({ handshakeMs: r.handshakeMs, detail: r.negotiated })
+            const log = charon.log(from)
+            expect(log, 'charon signed with PSS').to.match(/\(myself\) with RSA_EMSA_PSS/)
+            expect(log, 'vipsec signed with PSS').to.match(
+              /authentication of 'vipsec\.example' with RSA_EMSA_PSS/
+            )
+          })
+        })
+      }
     }
   })
 

@@ -19,20 +19,29 @@ for (const bits of [128, 192, 256] as const) {
   ENCRYPTION.set(`aes${bits}gcm16`, { algorithm: 'aes-gcm-16', keyBits: bits })
   ENCRYPTION.set(`aes${bits}`, { algorithm: 'aes-cbc', keyBits: bits })
 }
+ENCRYPTION.set('chacha20poly1305', { algorithm: 'chacha20-poly1305', keyBits: 256 })
 const INTEGRITY = new Map<string, { integrity: IntegrityAlgorithm; prf: PrfAlgorithm }>([
   ['sha256', { integrity: 'hmac-sha2-256-128', prf: 'hmac-sha2-256' }],
   ['sha384', { integrity: 'hmac-sha2-384-192', prf: 'hmac-sha2-384' }],
-  ['sha512', { integrity: 'hmac-sha2-512-256', prf: 'hmac-sha2-512' }]
+  ['sha512', { integrity: 'hmac-sha2-512-256', prf: 'hmac-sha2-512' }],
+  ['sha1', { integrity: 'hmac-sha1-96', prf: 'hmac-sha1' }]
 ])
 const PRFS = new Map<string, PrfAlgorithm>([
   ['prfsha256', 'hmac-sha2-256'],
   ['prfsha384', 'hmac-sha2-384'],
-  ['prfsha512', 'hmac-sha2-512']
+  ['prfsha512', 'hmac-sha2-512'],
+  ['prfsha1', 'hmac-sha1']
 ])
 const GROUPS = new Map<string, KeyExchangeGroup>([
   ['x25519', 'curve25519'],
+  ['x448', 'curve448'],
+  ['curve448', 'curve448'],
   ['ecp256', 'ecp256'],
-  ['modp2048', 'modp2048']
+  ['ecp384', 'ecp384'],
+  ['ecp521', 'ecp521'],
+  ['modp2048', 'modp2048'],
+  ['modp3072', 'modp3072'],
+  ['modp4096', 'modp4096']
 ])
 
 /** Thrown when a proposal string names something the matrix has no vipsec name for. */
