@@ -385,11 +385,15 @@ describe('interop matrix against strongSwan charon', function () {
       t.down()
     })
 
-    for (const ikeInitiator of ['vipsec', 'charon'] as const) {
-      describe(`on an IKE SA that ${ikeInitiator} initiated`, () => {
+    const tunnels = [
+      { ikeInitiator: 'vipsec', ike: GCM, esp: 'aes256gcm16-x25519' },
+      { ikeInitiator: 'charon', ike: 'aes256-sha256-ecp256', esp: 'chacha20poly1305-x25519' }
+    ] as const
+    for (const { ikeInitiator, ike, esp } of tunnels) {
+      describe(`on an IKE SA that ${ikeInitiator} initiated (${ike}, ESP ${esp})`, () => {
         let streams = 0
         before(async () => {
-          await h.up({ initiator: ikeInitiator, charonIke: GCM, charonEsp: 'aes256gcm16-x25519' })
+          await h.up({ initiator: ikeInitiator, charonIke: ike, charonEsp: esp })
         })
         after(async () => {
           await h.down()
@@ -417,7 +421,7 @@ describe('interop matrix against strongSwan charon', function () {
 
         const rekeys: { what: string; by: 'vipsec' | 'charon'; run: () => Promise<void> }[] = [
           {
-            what: 'Child SA rekey (PFS x25519)',
+            what: 'Child SA rekey (PFS)',
             by: 'vipsec',
             run: async () => {
               const [sa] = await list()
@@ -429,7 +433,7 @@ describe('interop matrix against strongSwan charon', function () {
             }
           },
           {
-            what: 'Child SA rekey (PFS x25519)',
+            what: 'Child SA rekey (PFS)',
             by: 'charon',
             run: async () => {
               const before = (await list())[0]!.phase2[0]!.id
@@ -474,7 +478,7 @@ describe('interop matrix against strongSwan charon', function () {
 
         for (const r of rekeys) {
           it(`should lose no packet at a ${r.what} started by ${r.by}`, async () => {
-            const name = `${r.what} started by ${r.by}, IKE SA by ${ikeInitiator}`
+            const name = `${r.what} started by ${r.by}, IKE SA by ${ikeInitiator}, ESP ${esp}`
             await cell(
               { group: 'rekey under traffic', cell: name, direction: `${r.by} starts` },
               async (set) => {
