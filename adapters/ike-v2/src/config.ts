@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { IkeStartConnection } from './keep-up.js'
 import type {
   Clock,
   EspEngine,
@@ -45,8 +46,13 @@ export interface CertificateCredential {
   identity: Identity
   /** The DER certificate, sent in a CERT payload. */
   certificate: Uint8Array
-  /** The private key in PEM (PKCS#8) form: ECDSA P-256 or RSA. */
+  /** The private key in PEM (PKCS#8) form: ECDSA (P-256, P-384, P-521) or RSA. */
   privateKey: string
+  /**
+   * The intermediate CA certificates (DER) between it and the peer's trust anchor, sent in
+   * further CERT payloads, the one that issued `certificate` first. Default: none.
+   */
+  intermediates?: Uint8Array[]
 }
 
 /** A certification authority this side trusts. */
@@ -100,6 +106,11 @@ export interface IkeV2ServiceInit {
   /** Trusted CAs that peer certificates must be issued by. Default: none. */
   trustAnchors?: TrustAnchor[]
   /**
+   * Connections this service initiates itself when it starts, and keeps up (strongSwan's
+   * `start_action = start`). Default: none (the service only answers and does what it is asked).
+   */
+  connections?: IkeStartConnection[]
+  /**
    * Whether our RSA keys sign with RSASSA-PSS (RFC 8017) rather than PKCS#1 v1.5, in RFC 7427
    * digital signatures (strongSwan's `rsa_pss = yes`). Peers' PSS signatures are verified either
    * way. Default false.
@@ -149,6 +160,7 @@ export interface ResolvedInit {
   psks: PskCredential[]
   certificates: CertificateCredential[]
   trustAnchors: TrustAnchor[]
+  connections: IkeStartConnection[]
   rsaPss: boolean
   retransmit: Required<RetransmitOptions>
   halfOpenLimitPerPeer: number
@@ -169,6 +181,7 @@ export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
     psks: init.psks ?? [],
     certificates: init.certificates ?? [],
     trustAnchors: init.trustAnchors ?? [],
+    connections: init.connections ?? [],
     rsaPss: init.rsaPss ?? false,
     retransmit: {
       timeoutMs: init.retransmit?.timeoutMs ?? 2000,

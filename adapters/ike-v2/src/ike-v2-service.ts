@@ -32,6 +32,7 @@ import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constant
 import { bytesEqual, sha256 } from './crypto.js'
 import { HalfOpenTable } from './half-open.js'
 import { childRecord, IkeSa } from './ike-sa.js'
+import { KeepUp } from './keep-up.js'
 import { Lifetimes } from './lifetimes.js'
 import { concat, encodeMessage, notify, parseMessage, type IkeMessage } from './message.js'
 import { renegotiate, renegotiateOne, toKind } from './renegotiate.js'
@@ -108,6 +109,7 @@ export class IkeV2Service implements IkeService {
   private readonly table: SaTable
   private readonly halfOpen: HalfOpenTable
   private readonly lifetimes: Lifetimes
+  private readonly keepUp: KeepUp
   private subscriptions: Subscription[] = []
   private started = false
 
@@ -138,6 +140,14 @@ export class IkeV2Service implements IkeService {
       rekeyIke: (sa) => this.rekeyIke(sa),
       reauthenticate: (sa) => this.reauthenticate(sa)
     })
+    this.keepUp = new KeepUp(
+      {
+        clock: this.clock,
+        connect: (request) => this.connect(request),
+        sas: () => this.sas()
+      },
+      this.init.connections
+    )
   }
 
   /** Subscribes to the UDP endpoints and the ESP engine's expiry events. */
@@ -160,12 +170,14 @@ export class IkeV2Service implements IkeService {
       })
     )
     this.started = true
+    this.keepUp.start()
   }
 
   /** Destroys every SA locally (no messages), unsubscribes, completes the streams. */
   async stop(): Promise<void> {
     if (!this.started) return
     this.started = false
+    this.keepUp.stop()
     for (const sa of this.table.all()) this.destroy(sa, 'local')
     this.table.clearTombstones()
     for (const s of this.subscriptions) s.unsubscribe()
@@ -200,6 +212,12 @@ export class IkeV2Service implements IkeService {
   /** @internal */
   emit(event: IkeEvent): void {
     if (!this.events.closed) this.events.next(event)
+    this.keepUp.onEvent(event)
+  }
+
+  /** How many times each connection of `connections` has been initiated, by name. */
+  connectionAttempts(): Record<string, number> {
+    return this.keepUp.attempts()
   }
 
   /** @internal */

@@ -17,13 +17,30 @@
  *   unauthenticated IKE_SA_INIT requests are unprotected notifies, at most
  *   `unprotectedNotifiesPerSecond`; an unprotected error answering our IKE_SA_INIT waits half a
  *   retransmission timeout for the real response.
- * - **Transforms**: ENCR_AES_GCM_16 (128, 256) and ENCR_AES_CBC with AUTH_HMAC_SHA2_256_128 for
- *   the SK payload; PRF_HMAC_SHA2_256/384/512; key exchange groups 31 (Curve25519), 19 (P-256)
- *   and 14 (MODP-2048); ESP proposals with AES-GCM-16 (what the ESP engine implements).
- * - **Authentication**: pre-shared keys, and certificates with digital signatures (RFC 7427,
- *   ECDSA P-256 and RSA with SHA-256; SHA-384/512 accepted), CERTREQ naming the trust anchors;
- *   identities of type FQDN, RFC822, IPv4, IPv6 and DER DN. Credentials come only from
+ * - **Transforms** (strongSwan keywords in brackets): for the SK payload ENCR_AES_GCM_16
+ *   (`aes128gcm16`, `aes256gcm16`), ENCR_CHACHA20_POLY1305 (`chacha20poly1305`, RFC 7634) and
+ *   ENCR_AES_CBC 128/192/256 (`aes128`...) with AUTH_HMAC_SHA2_256_128/384_192/512_256
+ *   (`sha256`, `sha384`, `sha512`) or, for legacy peers, AUTH_HMAC_SHA1_96 (`sha1`); PRFs
+ *   HMAC-SHA2-256/384/512 (`prfsha256`...) and HMAC-SHA1 (`prfsha1`); key exchange groups 31
+ *   Curve25519 (`x25519`), 32 Curve448 (`curve448`, `x448`), 19/20/21 P-256/384/521
+ *   (`ecp256`, `ecp384`, `ecp521`), 14/15/16 MODP-2048/3072/4096 (`modp2048`...). ESP proposals
+ *   with whatever the ESP engine implements: AES-GCM-16, AES-GMAC, ChaCha20-Poly1305 and AES-CBC
+ *   with HMAC-SHA2 or HMAC-SHA1-96, with PFS in any of the groups. A responder's choice of any of
+ *   our proposals is accepted, checked against the proposal of that number (RFC 7296 3.3.1).
+ * - **Authentication**: pre-shared keys, and certificates with digital signatures (RFC 7427):
+ *   ECDSA, RSA PKCS#1 v1.5 and RSASSA-PSS (`rsaPss`, strongSwan `rsa_pss = yes`) with SHA-256,
+ *   -384 or -512 as the peer's SIGNATURE_HASH_ALGORITHMS allows; certificate chains through the
+ *   intermediates the peer sends (basicConstraints cA and pathLen, keyUsage keyCertSign and the
+ *   validity of every CA checked) and our own `intermediates` sent; CERTREQ naming the trust
+ *   anchors; identities of type FQDN, RFC822, IPv4, IPv6 and DER DN. Credentials come only from
  *   {@link IkeV2ServiceInit}.
+ * - **Connections it starts**: `connections` with `startAction: 'start'` (strongSwan
+ *   `start_action = start`) are initiated at start and again after `retryDelayMs` when an
+ *   attempt fails or their IKE SA ends (peer delete, dead peer).
+ * - **Rekeys without loss**: while a Child SA and its replacement both live, the inbound filters
+ *   of their selectors let in what either carried; when the old one goes, the filters are pinned
+ *   to the new SPI. A responder that refused the first Child SA deletes the IKE SA (no childless
+ *   IKE SA is kept).
  * - **NAT traversal**: NAT_DETECTION_*_IP, the move to port 4500 with the non-ESP marker,
  *   UDP-encapsulated Child SAs, keep-alives from the side behind the NAT; `forceEncapsulation`
  *   fakes the NAT detection as strongSwan's `encap = yes` does.
@@ -93,4 +110,5 @@ export type {
   RetransmitOptions,
   TrustAnchor
 } from './config.js'
+export type { IkeStartConnection } from './keep-up.js'
 export * as wire from './wire.js'

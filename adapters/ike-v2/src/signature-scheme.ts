@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { children, read, type Tlv } from './der.js'
 
 /** The hash algorithms of SIGNATURE_HASH_ALGORITHMS that vipsec signs and verifies with. */
 export type SignatureHash = 'sha256' | 'sha384' | 'sha512'
@@ -102,41 +103,6 @@ export function encodeScheme(scheme: SignatureScheme): Uint8Array {
       )
     }
   }
-}
-
-interface Tlv {
-  tag: number
-  content: Uint8Array
-  end: number
-}
-
-/** Reads one DER TLV at `o`; undefined when it does not fit in `b`. */
-function read(b: Uint8Array, o: number): Tlv | undefined {
-  if (o + 2 > b.length) return undefined
-  const tag = b[o]
-  let n = b[o + 1]
-  let start = o + 2
-  if (n & 0x80) {
-    const k = n & 0x7f
-    if (k === 0 || k > 2 || start + k > b.length) return undefined
-    n = 0
-    for (let i = 0; i < k; i++) n = (n << 8) | b[start + i]
-    start += k
-  }
-  if (start + n > b.length) return undefined
-  return { tag, content: b.subarray(start, start + n), end: start + n }
-}
-
-/** The TLVs of a constructed value's content; undefined when they do not fill it exactly. */
-function children(content: Uint8Array): Tlv[] | undefined {
-  const out: Tlv[] = []
-  for (let o = 0; o < content.length;) {
-    const t = read(content, o)
-    if (t === undefined) return undefined
-    out.push(t)
-    o = t.end
-  }
-  return out
 }
 
 const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex')

@@ -23,6 +23,7 @@ import type { IkeSa } from './ike-sa.js'
 import { concat, findNotify, type AuthPayload, type CertPayload, type Payload } from './message.js'
 import { decodeDn, encodeDn } from './dn.js'
 import { sameIdentity } from './selectors.js'
+import { MAX_INTERMEDIATES, verifyChain } from './chain.js'
 import {
   encodeScheme,
   parseScheme,
@@ -177,11 +178,10 @@ export function signAuth(ctx: IkeContext, sa: IkeSa, octets: Uint8Array): Payloa
   const algorithm = encodeScheme(scheme)
   const signature = signWithScheme(key, scheme, octets)
   return [
-    {
-      type: PayloadType.CERT,
-      encoding: CertEncoding.X509_SIGNATURE,
-      data: cred.certificate
-    } as CertPayload,
+    ...[cred.certificate, ...(cred.intermediates ?? [])].map(
+      (data) =>
+        ({ type: PayloadType.CERT, encoding: CertEncoding.X509_SIGNATURE, data }) as CertPayload
+    ),
     {
       type: PayloadType.AUTH,
       method: AuthMethodId.DIGITAL_SIGNATURE,
@@ -235,18 +235,25 @@ export function verifySignatureAuth(
   octets: Uint8Array
 ): true | string {
   if (auth.method !== AuthMethodId.DIGITAL_SIGNATURE) return `AUTH method ${auth.method}`
-  const first = certs.find((c) => c.encoding === CertEncoding.X509_SIGNATURE)
-  if (first === undefined || auth.data.length < 1) return 'no X.509 CERT payload'
+  // the first CERT payload is the end entity's, the others intermediates (RFC 7296 section 3.6)
+  const x509 = certs.filter((c) => c.encoding === CertEncoding.X509_SIGNATURE)
+  if (x509.length === 0 || auth.data.length < 1) return 'no X.509 CERT payload'
   try {
-    const cert = new X509Certificate(first.data)
+    const cert = new X509Certificate(x509[0].data)
     const now = ctx.clock.now()
     if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now)
       return 'certificate not valid now'
-    const trusted = ctx.init.trustAnchors.some((a) => {
-      const ca = new X509Certificate(a.certificate)
-      return cert.checkIssued(ca) && cert.verify(ca.publicKey)
-    })
-    if (!trusted) return 'certificate not issued by a trust anchor'
+    const intermediates: X509Certificate[] = []
+    for (const c of x509.slice(1, 1 + MAX_INTERMEDIATES)) {
+      try {
+        intermediates.push(new X509Certificate(c.data))
+      } catch {
+        // an intermediate that does not parse is no use for a path
+      }
+    }
+    const anchors = ctx.init.trustAnchors.map((a) => new X509Certificate(a.certificate))
+    const trusted = verifyChain(cert, intermediates, anchors, now)
+    if (trusted !== true) return trusted
     if (!certMatches(cert, sa.remoteIdentity!)) return 'certificate does not name the identity'
     const algLength = auth.data[0]
     if (1 + algLength > auth.data.length) return 'bad AlgorithmIdentifier length'
