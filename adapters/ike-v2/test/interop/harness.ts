@@ -162,7 +162,14 @@ export class Harness {
       const pki = this.pki(auth)
       const leaf = this.leaves.get(`${auth}-${cell.caDepth ?? 2}`)!
       creds = {
-        certificates: [{ identity: V_ID, certificate: leaf.der, privateKey: leaf.key }],
+        certificates: [
+          {
+            identity: V_ID,
+            certificate: leaf.der,
+            privateKey: leaf.key,
+            intermediates: (cell.caDepth ?? 2) === 2 ? [pki.intermediate.der] : []
+          }
+        ],
         trustAnchors: [{ certificate: pki.root.der }],
         rsaPss: cell.auth === 'rsa-pss'
       }
@@ -279,6 +286,12 @@ export class Harness {
         detail
       )
       await udpRoundTrip(peer, `cell-rekeyed-${Date.now()}`, { detail })
+    }
+    if (keyKind(cell.auth ?? 'psk') !== 'psk' && (cell.caDepth ?? 2) === 2) {
+      // vipsec sent its intermediate in a second CERT payload
+      expect(this.charon.log(this.logFrom), 'charon received vipsec’s intermediate').to.match(
+        /received issuer cert .*CN=Intermediate CA/
+      )
     }
     const n = negotiated(this.charon)
     if (cell.expectIke !== undefined) expect(n.ike, 'charon IKE SA').to.deep.equal([cell.expectIke])

@@ -95,7 +95,9 @@ const AUTH_CELLS: Named[] = [
   ...(
     [
       ['ecdsa', 1, 'ECDSA P-256, root > leaf'],
-      ['rsa', 1, 'RSA PKCS#1 v1.5, root > leaf']
+      ['ecdsa', 2, 'ECDSA P-256, root > intermediate > leaf'],
+      ['rsa', 1, 'RSA PKCS#1 v1.5, root > leaf'],
+      ['rsa', 2, 'RSA PKCS#1 v1.5, root > intermediate > leaf']
     ] as const
   ).flatMap(([auth, caDepth, name]) =>
     (['vipsec', 'charon'] as const).map((initiator) => ({
@@ -257,7 +259,7 @@ describe('interop matrix against strongSwan charon', function () {
       await h.down()
     })
 
-    for (const caDepth of [1] as const) {
+    for (const caDepth of [1, 2] as const) {
       for (const initiator of ['vipsec', 'charon'] as const) {
         const c: Cell = {
           initiator,
