@@ -4,7 +4,8 @@
 # etcd-client: the etcd coupling store; strongswan (charon, swanctl, kernel-libipsec, the openssl
 # plugin): the real IPsec peer; openssl: test certificates; tshark: independent decoding of IKE
 # and ESP; python3-cryptography: a second ChaCha20-Poly1305 ESP opener (tshark 4.0 has none);
-# iproute2: network namespaces; iperf3, curl, python3: real applications behind the DVIPA;
+# iproute2: network namespaces; nftables: the NAT between namespaces in the interop matrix;
+# iperf3, curl, python3: real applications behind the DVIPA;
 # systemd (systemd-notify) and python3: the Type=notify tests; chromium: the status page's test.
 set -euo pipefail
 need=()
@@ -21,6 +22,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v tshark >/dev/null || need+=(tshark)
 /usr/bin/python3 -c 'import cryptography.hazmat.primitives.ciphers.aead' 2>/dev/null || need+=(python3-cryptography)
 command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
 command -v arping >/dev/null || need+=(iputils-arping)
 # the kernel-delivery system tests and bench:dataplane: stock servers and clients
 command -v iperf3 >/dev/null || need+=(iperf3)

@@ -10,48 +10,16 @@
  */
 import { VirtualClock } from '@vipsec/clock'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
-import type { IkeConnectRequest, Phase1Policy, Phase2Policy } from '@vipsec/interface'
+import type { IkeConnectRequest } from '@vipsec/interface'
 import { CryptoRandomSource } from '@vipsec/random'
 import { IkeV2Service, wire } from '../src/index.js'
 import { MemoryNetwork } from '../test/helpers/network.js'
+import { GCM_PHASE1 as PHASE1, GCM_PHASE2 as PHASE2 } from '../test/helpers/policies.js'
 
 const ROUNDS = Number(process.env.IKE_BENCH_ROUNDS ?? 9)
 const HANDSHAKES = Number(process.env.IKE_BENCH_HANDSHAKES ?? 500)
 const CONCURRENCY = Number(process.env.IKE_BENCH_CONCURRENCY ?? 32)
 
-const PHASE1: Phase1Policy = {
-  proposals: [
-    {
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      prf: ['hmac-sha2-256'],
-      keyExchange: ['curve25519']
-    }
-  ],
-  authMethod: 'psk',
-  lifetime: { rekeySeconds: 0, reauthSeconds: 0 },
-  liveness: { intervalMs: 0, timeoutMs: 0 }
-}
-const PHASE2: Phase2Policy = {
-  proposals: [
-    {
-      protocol: 'esp',
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      keyExchange: ['none'],
-      extendedSequenceNumbers: [false]
-    }
-  ],
-  pfsGroup: 'none',
-  lifetime: {
-    softSeconds: 0,
-    hardSeconds: 0,
-    softBytes: 0,
-    hardBytes: 0,
-    softPackets: 0,
-    hardPackets: 0
-  }
-}
 const A_ID = { type: 'fqdn' as const, value: 'a.example' }
 const B_ID = { type: 'fqdn' as const, value: 'b.example' }
 const A_NET = {

@@ -8,107 +8,53 @@
  * its own on that link.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
-import type { IkeCounters, IkeSaRecords, Phase1Policy, Phase2Policy } from '@vipsec/interface'
+import type { IkeCounters, IkeSaRecords } from '@vipsec/interface'
 import { wire } from '../src/index.js'
-import { Charon, sh, startEcho, Topology, VipsecPeer } from './helpers/netns.js'
+import {
+  Charon,
+  echoServer,
+  killProcess,
+  requireStrongSwan,
+  sh,
+  Topology,
+  udpRoundTrip as roundTrip,
+  until as untilFor,
+  VipsecPeer
+} from './helpers/netns.js'
+import {
+  C_HOST,
+  C_ID,
+  GCM_PHASE1 as PHASE1,
+  GCM_PHASE2 as PHASE2,
+  V_ID,
+  V_NET
+} from './helpers/policies.js'
+import { swanctlConf as swanctl } from './helpers/swanctl.js'
 
 const run = promisify(execFile)
 
-const V_ID = { type: 'fqdn' as const, value: 'vipsec.example' }
-const C_ID = { type: 'fqdn' as const, value: 'charon.example' }
-const V_NET = {
-  startAddress: '172.16.1.0',
-  endAddress: '172.16.1.255',
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-}
-const C_HOST = {
-  startAddress: '172.16.2.1',
-  endAddress: '172.16.2.1',
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-}
 const PSK = 'attack test key'
-const PHASE1: Phase1Policy = {
-  proposals: [
-    {
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      prf: ['hmac-sha2-256'],
-      keyExchange: ['curve25519']
-    }
-  ],
-  authMethod: 'psk',
-  lifetime: { rekeySeconds: 0, reauthSeconds: 0 },
-  liveness: { intervalMs: 0, timeoutMs: 0 }
-}
-const PHASE2: Phase2Policy = {
-  proposals: [
-    {
-      protocol: 'esp',
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      keyExchange: ['none'],
-      extendedSequenceNumbers: [false]
-    }
-  ],
-  pfsGroup: 'none',
-  lifetime: {
-    softSeconds: 0,
-    hardSeconds: 0,
-    softBytes: 0,
-    hardBytes: 0,
-    softPackets: 0,
-    hardPackets: 0
-  }
-}
 
 /** Extra addresses of the attacker on charon's link (sources of the flood). */
 const FLOOD_SOURCES = 200
 
 function swanctlConf(t: Topology): string {
-  return `connections {
-  vipsec {
-    version = 2
-    local_addrs = ${t.cAddr}
-    remote_addrs = ${t.vAddr}
-    proposals = aes256gcm16-prfsha256-x25519
-    encap = yes
-    rekey_time = 0
-    dpd_delay = 5s
-    local {
-      auth = psk
-      id = charon.example
+  return swanctl([
+    {
+      localAddrs: t.cAddr,
+      remoteAddrs: t.vAddr,
+      proposals: 'aes256gcm16-prfsha256-x25519',
+      espProposals: 'aes256gcm16',
+      localId: C_ID.value,
+      remoteId: V_ID.value,
+      auth: { kind: 'psk', secret: PSK },
+      localTs: '172.16.2.1/32',
+      remoteTs: '172.16.1.0/24',
+      dpdDelay: '5s'
     }
-    remote {
-      auth = psk
-      id = vipsec.example
-    }
-    children {
-      net {
-        local_ts = 172.16.2.1/32
-        remote_ts = 172.16.1.0/24
-        esp_proposals = aes256gcm16
-        mode = tunnel
-        rekey_time = 0
-        start_action = none
-      }
-    }
-  }
-}
-secrets {
-  ike-vipsec {
-    id-1 = charon.example
-    id-2 = vipsec.example
-    secret = "${PSK}"
-  }
-}
-`
+  ])
 }
 
 interface Window {
@@ -159,28 +105,18 @@ describe('IkeV2Service under attack on the path, with strongSwan charon as the p
   }
 
   before(async () => {
-    if (!existsSync('/usr/lib/ipsec/plugins/libstrongswan-openssl.so')) {
-      throw new Error("strongSwan's openssl plugin is missing (scripts/install-system-deps.sh)")
-    }
+    requireStrongSwan()
     t.up()
     sh('ip', ['-n', t.c, 'addr', 'add', '172.16.2.1/32', 'dev', 'lo'])
-    const dev = `vc${process.pid % 100000}`
-    for (const a of sources) sh('ip', ['-n', t.c, 'addr', 'add', `${a}/24`, 'dev', dev])
+    for (const a of sources) sh('ip', ['-n', t.c, 'addr', 'add', `${a}/24`, 'dev', t.cDev])
     charon = new Charon(t.c)
     await charon.start(swanctlConf(t))
     peer = await startPeer()
-    echo = startEcho(t.c, '172.16.2.1', 5000)
-    await new Promise<void>((resolve) => echo.stdout!.once('data', () => resolve()))
+    echo = await echoServer(t.c, '172.16.2.1', 5000)
   })
 
   after(async () => {
-    if (echo?.pid !== undefined) {
-      try {
-        process.kill(echo.pid, 'SIGKILL')
-      } catch {
-        // gone
-      }
-    }
+    killProcess(echo)
     await peer?.stop()
     await charon?.stop()
     t.down()
@@ -225,36 +161,16 @@ describe('IkeV2Service under attack on the path, with strongSwan charon as the p
    * A datagram through the tunnel and its echo back. Under a flood a datagram may be lost (a
    * socket buffer overflows), so it is sent up to five times, two seconds apart.
    */
-  async function udpRoundTrip(text: string): Promise<void> {
-    await peer.call('received')
-    for (let attempt = 0; attempt < 5; attempt++) {
-      await peer.call('sendUdp', {
-        from: '172.16.1.1',
-        to: '172.16.2.1',
-        sourcePort: 4000,
-        destinationPort: 5000,
-        text
-      })
-      const end = Date.now() + 2000
-      while (Date.now() < end) {
-        const r = await peer.call<{ text: string }[]>('received')
-        if (r.some((x) => x.text === `echo:${text}`)) return
-        await new Promise((r2) => setTimeout(r2, 50))
-      }
-    }
-    const c = await peer.call('counters')
-    throw new Error(
-      `no echo for ${text}; vipsec: ${JSON.stringify(await list())} ${JSON.stringify(c)}; charon: ${charon.swanctl(['--list-sas'])}`
-    )
-  }
+  const udpRoundTrip = (text: string): Promise<void> =>
+    roundTrip(peer, text, {
+      tries: 5,
+      waitMs: 2000,
+      detail: async () =>
+        `vipsec: ${JSON.stringify(await list())} ${JSON.stringify(await peer.call('counters'))}; charon: ${charon.swanctl(['--list-sas'])}`
+    })
 
-  async function until(fn: () => Promise<boolean>, what: string): Promise<void> {
-    const end = Date.now() + 20_000
-    while (!(await fn())) {
-      if (Date.now() > end) throw new Error(`timed out: ${what}: ${charon.log().slice(-3000)}`)
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
+  const until = (fn: () => Promise<boolean>, what: string): Promise<void> =>
+    untilFor(fn, what, () => charon.log().slice(-3000))
 
   /** charon (re)connects to vipsec; returns how long `swanctl --initiate` took, in ms. */
   async function charonConnects(): Promise<number> {

@@ -1,42 +1,26 @@
 import { type ChildProcess } from 'node:child_process'
 import { expect } from 'chai'
-import type {
-  IkeSaRecords,
-  Phase1Policy,
-  Phase2Policy,
-  RenegotiationOutcome
-} from '@vipsec/interface'
-import { join } from 'node:path'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import type { IkeSaRecords, Phase1Policy, RenegotiationOutcome } from '@vipsec/interface'
 import { makePki, type KeyKind, type TestPki } from './helpers/certs.js'
-import { Charon, sh, startEcho, Topology, VipsecPeer } from './helpers/netns.js'
+import {
+  Charon,
+  echoServer,
+  killProcess,
+  requireStrongSwan,
+  sh,
+  Topology,
+  udpRoundTrip as roundTrip,
+  until as untilFor,
+  VipsecPeer
+} from './helpers/netns.js'
+import { C_HOST, C_ID, GCM_IKE_PROPOSAL, phase2, V_ID, V_NET } from './helpers/policies.js'
+import { swanctlConf, type SwanctlAuth } from './helpers/swanctl.js'
 
-const V_ID = { type: 'fqdn' as const, value: 'vipsec.example' }
-const C_ID = { type: 'fqdn' as const, value: 'charon.example' }
-const V_NET = {
-  startAddress: '172.16.1.0',
-  endAddress: '172.16.1.255',
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-}
-const C_HOST = {
-  startAddress: '172.16.2.1',
-  endAddress: '172.16.2.1',
-  protocol: 0,
-  startPort: 0,
-  endPort: 65535
-}
 const PSK = 'interop test key'
 
 const BASE_PHASE1: Phase1Policy = {
   proposals: [
-    {
-      encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-      integrity: ['none'],
-      prf: ['hmac-sha2-256'],
-      keyExchange: ['curve25519']
-    },
+    GCM_IKE_PROPOSAL,
     {
       encryption: [{ algorithm: 'aes-cbc', keyBits: 256 }],
       integrity: ['hmac-sha2-256-128'],
@@ -47,90 +31,6 @@ const BASE_PHASE1: Phase1Policy = {
   authMethod: 'psk',
   lifetime: { rekeySeconds: 0, reauthSeconds: 0 },
   liveness: { intervalMs: 0, timeoutMs: 0 }
-}
-
-function phase2(pfs: 'none' | 'curve25519'): Phase2Policy {
-  return {
-    proposals: [
-      {
-        protocol: 'esp',
-        encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
-        integrity: ['none'],
-        keyExchange: pfs === 'none' ? ['none'] : ['curve25519'],
-        extendedSequenceNumbers: [false]
-      }
-    ],
-    pfsGroup: pfs,
-    lifetime: {
-      softSeconds: 0,
-      hardSeconds: 0,
-      softBytes: 0,
-      hardBytes: 0,
-      softPackets: 0,
-      hardPackets: 0
-    }
-  }
-}
-
-interface CertFiles {
-  ca: string
-  cert: string
-  key: string
-}
-
-function swanctlConf(
-  t: Topology,
-  ikeProposals: string,
-  espProposals: string,
-  certs?: CertFiles
-): string {
-  const local = certs === undefined ? 'auth = psk' : `auth = pubkey\n      certs = ${certs.cert}`
-  const remote = certs === undefined ? 'auth = psk' : `auth = pubkey\n      cacerts = ${certs.ca}`
-  const secret =
-    certs === undefined
-      ? `ike-vipsec {\n    id-1 = charon.example\n    id-2 = vipsec.example\n    secret = "${PSK}"\n  }`
-      : ''
-  return `connections {
-  vipsec {
-    version = 2
-    local_addrs = ${t.cAddr}
-    remote_addrs = ${t.vAddr}
-    proposals = ${ikeProposals}
-    encap = yes
-    rekey_time = 0
-    local {
-      ${local}
-      id = charon.example
-    }
-    remote {
-      ${remote}
-      id = vipsec.example
-    }
-    children {
-      net {
-        local_ts = 172.16.2.1/32
-        remote_ts = 172.16.1.0/24
-        esp_proposals = ${espProposals}
-        mode = tunnel
-        rekey_time = 0
-        start_action = none
-      }
-    }
-  }
-}
-secrets {
-  ${secret}
-}
-`
-}
-
-/** charon's Child SAs as { spiIn, spiOut } from `--list-sas --raw`. */
-function charonChildren(c: Charon): { in: string; out: string }[] {
-  const raw = c.swanctl(['--list-sas', '--raw'])
-  const out: { in: string; out: string }[] = []
-  const re = /spi-in=([0-9a-f]+) spi-out=([0-9a-f]+)/g
-  for (let m = re.exec(raw); m !== null; m = re.exec(raw)) out.push({ in: m[1], out: m[2] })
-  return out
 }
 
 function interop(auth: 'psk' | KeyKind, subnet: number): void {
@@ -148,43 +48,41 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
     }
 
     before(async () => {
-      if (!existsSync('/usr/lib/ipsec/plugins/libstrongswan-openssl.so')) {
-        throw new Error(
-          "strongSwan's openssl plugin (AES-GCM, X25519 for charon) is missing: " +
-            'apt-get install libstrongswan-standard-plugins (scripts/install-system-deps.sh should)'
-        )
-      }
+      requireStrongSwan()
       t.up()
       sh('ip', ['-n', t.c, 'addr', 'add', '172.16.2.1/32', 'dev', 'lo'])
       charon = new Charon(t.c)
-      let certs: CertFiles | undefined
+      let chAuth: SwanctlAuth = { kind: 'psk', secret: PSK }
       let creds = {}
       if (auth !== 'psk') {
         pki = makePki(auth)
         const c = pki.issue('charon', '/C=CH/O=vipsec test/CN=charon.example', 'DNS:charon.example')
         const v = pki.issue('vipsec', '/C=CH/O=vipsec test/CN=vipsec.example', 'DNS:vipsec.example')
-        // swanctl loads credentials from folders next to the swanctl.conf it is given
-        for (const dir of ['x509', 'x509ca', 'private']) mkdirSync(join(charon.run, dir))
-        certs = {
-          ca: join(charon.run, 'x509ca', 'ca.pem'),
-          cert: join(charon.run, 'x509', 'charon.pem'),
-          key: join(charon.run, 'private', 'charon.key')
+        chAuth = {
+          kind: 'pubkey',
+          cert: charon.credential('x509', 'charon.pem', c.pem),
+          cacerts: [charon.credential('x509ca', 'ca.pem', pki.caPem)]
         }
-        writeFileSync(certs.ca, pki.caPem)
-        writeFileSync(certs.cert, c.pem)
-        writeFileSync(certs.key, c.privateKey)
+        charon.credential('private', 'charon.key', c.privateKey)
         creds = {
           certificates: [{ identity: V_ID, certificate: v.certificate, privateKey: v.privateKey }],
           trustAnchors: [{ certificate: pki.ca }]
         }
       }
       await charon.start(
-        swanctlConf(
-          t,
-          'aes256gcm16-prfsha256-x25519,aes256-sha256-x25519',
-          'aes256gcm16-x25519,aes256gcm16',
-          certs
-        )
+        swanctlConf([
+          {
+            localAddrs: t.cAddr,
+            remoteAddrs: t.vAddr,
+            proposals: 'aes256gcm16-prfsha256-x25519,aes256-sha256-x25519',
+            espProposals: 'aes256gcm16-x25519,aes256gcm16',
+            localId: C_ID.value,
+            remoteId: V_ID.value,
+            auth: chAuth,
+            localTs: '172.16.2.1/32',
+            remoteTs: '172.16.1.0/24'
+          }
+        ])
       )
       peer = new VipsecPeer(t.v, {
         address: t.vAddr,
@@ -205,18 +103,11 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
         }
       })
       await peer.start()
-      echo = startEcho(t.c, '172.16.2.1', 5000)
-      await new Promise<void>((resolve) => echo.stdout!.once('data', () => resolve()))
+      echo = await echoServer(t.c, '172.16.2.1', 5000)
     })
 
     after(async () => {
-      if (echo?.pid !== undefined) {
-        try {
-          process.kill(echo.pid, 'SIGKILL')
-        } catch {
-          // gone
-        }
-      }
+      killProcess(echo)
       await peer?.stop()
       await charon?.stop()
       pki?.dispose()
@@ -225,37 +116,11 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
 
     const list = (): Promise<IkeSaRecords[]> => peer.call<IkeSaRecords[]>('list')
 
-    async function udpRoundTrip(text: string): Promise<void> {
-      await peer.call('received')
-      await peer.call('sendUdp', {
-        from: '172.16.1.1',
-        to: '172.16.2.1',
-        sourcePort: 4000,
-        destinationPort: 5000,
-        text
-      })
-      const end = Date.now() + 10_000
-      for (;;) {
-        const r = await peer.call<{ from: string; text: string }[]>('received')
-        const hit = r.find((x) => x.text === `echo:${text}`)
-        if (hit !== undefined) {
-          expect(hit.from).to.equal('172.16.2.1')
-          return
-        }
-        if (Date.now() > end)
-          throw new Error(`no echo for ${text}; charon log: ${charon.log().slice(-3000)}`)
-        await new Promise((r2) => setTimeout(r2, 100))
-      }
-    }
-
-    async function until(fn: () => Promise<boolean>, what: string): Promise<void> {
-      const end = Date.now() + 20_000
-      while (!(await fn())) {
-        if (Date.now() > end)
-          throw new Error(`timed out: ${what}; charon log: ${charon.log().slice(-3000)}`)
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    }
+    const charonLog = (): string => `charon log: ${charon.log().slice(-3000)}`
+    const udpRoundTrip = (text: string): Promise<void> =>
+      roundTrip(peer, text, { detail: charonLog })
+    const until = (fn: () => Promise<boolean>, what: string): Promise<void> =>
+      untilFor(fn, what, charonLog)
 
     describe('when charon initiates to vipsec', () => {
       it('should establish, carry a UDP datagram both ways, and be deleted by charon', async () => {
@@ -266,7 +131,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
         expect(sas[0].phase1.role).to.equal('responder')
         expect(sas[0].phase2).to.have.length(1)
         expect(charon.ikeSas()).to.have.length(1)
-        const [child] = charonChildren(charon)
+        const [child] = charon.children()
         expect(child.out).to.equal(sas[0].phase2[0].inboundSpi)
         await udpRoundTrip('from-vipsec-as-responder')
         charon.swanctl(['--terminate', '--ike', 'vipsec', '--timeout', '30'])
@@ -310,7 +175,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
             r.phase2[0].id
           )
           await until(async () => {
-            const c = charonChildren(charon)
+            const c = charon.children()
             return c.length === 1 && c[0].out === next.inboundSpi
           }, 'charon to hold only the rekeyed Child SA')
           await udpRoundTrip('after-vipsec-rekey')
@@ -324,7 +189,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
           }, 'vipsec to see the Child SA rekeyed by charon')
           const after = (await list())[0].phase2[0]
           await until(async () => {
-            const c = charonChildren(charon)
+            const c = charon.children()
             return c.length === 1 && c[0].out === after.inboundSpi
           }, 'charon to finish its rekey')
           await udpRoundTrip('after-charon-rekey')
@@ -341,7 +206,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
               raw.includes(`initiator-spi=${ike1.ikeSaId.initiatorSpi}`)
             )
           }, 'charon to hold only the IKE SA rekeyed by vipsec')
-          expect(charonChildren(charon)).to.have.length(1)
+          expect(charon.children()).to.have.length(1)
           charon.swanctl(['--rekey', '--ike', 'vipsec'])
           await until(async () => {
             const l = await list()
@@ -353,10 +218,7 @@ function interop(auth: 'psk' | KeyKind, subnet: number): void {
 
           // Child SA delete started by vipsec, then a new Child SA started by charon, deleted by charon
           await peer.call('deleteChildSa', after.id)
-          await until(
-            async () => charonChildren(charon).length === 0,
-            'charon to drop the Child SA'
-          )
+          await until(async () => charon.children().length === 0, 'charon to drop the Child SA')
           charon.swanctl(['--initiate', '--child', 'net', '--ike', 'vipsec', '--timeout', '30'])
           await until(
             async () => (await list())[0]?.phase2.length === 1,

@@ -351,12 +351,20 @@ function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
   } catch {
     return // the engine is stopped
   }
-  // the newest Child SA first: it holds the selectors it shares with older ones
+  // the newest Child SA first: it holds the selectors it shares with older ones; except that
+  // one we answered (a peer's rekey) sends nothing until the older goes: the peer may not have
+  // installed its inbound half yet (strongSwan installs it after our answer, and sends its
+  // DELETE of the old one after that), so our outbound stays on the older until then
   const taken = new Set<string>()
-  for (const c of [...sa.children.values()].reverse()) {
+  const newestFirst = [...sa.children.values()].reverse()
+  for (const c of newestFirst) {
     for (const f of c.filters) {
       const key = filterKey(f)
       if (taken.has(key)) continue
+      if (f.direction === 'outbound' && !c.initiator && (owners.get(key) ?? 0) > 1) {
+        const older = newestFirst.slice(newestFirst.indexOf(c) + 1)
+        if (older.some((o) => o.filters.some((g) => filterKey(g) === key))) continue
+      }
       taken.add(key)
       const spi = f.direction === 'inbound' && (owners.get(key) ?? 0) > 1 ? undefined : f.spi
       const now = present.get(f.id)
