@@ -1084,7 +1084,7 @@ export class OwnershipController {
         this.fenceTimer = undefined
         this.checkDeadline()
       },
-      Math.max(0, left)
+      Math.max(1, left)
     )
   }
 
@@ -1098,7 +1098,11 @@ export class OwnershipController {
     const s = this.state
     if (s.role !== 'owner') return
     const silent = this.clock.monotonic() - this.confirmedAt
-    if (silent < this.selfFenceMs) return
+    if (silent < this.selfFenceMs) {
+      // a timer may fire a little before it is due (Node rounds to whole ms): wait out the rest
+      if (this.fenceTimer === undefined) this.armFence()
+      return
+    }
     this.clearFence()
     this.setState(
       { role: 'fenced', fence: s.fence, since: this.clock.monotonic() },
