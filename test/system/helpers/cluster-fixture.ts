@@ -4,7 +4,7 @@
 // as the remote IPsec peer, and a UDP client behind charon. Used by cluster, cluster-attack,
 // kernel-delivery and ownership-faults.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -13,6 +13,7 @@ import type { ClusterKey } from '@vipsec/cluster-link-udp'
 import { writeKeyFile } from '../../../packages/cli/src/index.js'
 import { Charon, sh, waitFor } from '../../../adapters/ike-v2/test/helpers/netns.js'
 import { NodeProcess } from './node-process.js'
+import { StoreProxy } from './store-proxy.js'
 
 export { Charon, sh, waitFor }
 
@@ -63,6 +64,11 @@ export interface ClusterFixtureOptions {
   targetFile?: (name: string) => string
   /** More lines of a DP's node file. */
   dpFile?: (name: string) => string
+  /**
+   * Put a {@link StoreProxy} on port 6380 in front of Redis and name it in the cluster file, so
+   * that a test can lose a claim's reply. Default false.
+   */
+  storeProxy?: boolean
 }
 
 /** One answer the UDP client got: its flow, the target that answered, its text and time. */
@@ -98,6 +104,8 @@ export class ClusterFixture {
   charon?: Charon
   /** The UDP client, once {@link startClient} ran. */
   client?: UdpClient
+  /** The proxy in front of Redis, with `storeProxy`. */
+  proxy?: StoreProxy
   private redis?: ChildProcess
   private readonly extra: ChildProcess[] = []
 
@@ -128,6 +136,14 @@ export class ClusterFixture {
     for (const a of this.options.extraInner ?? [])
       sh('ip', ['-n', this.ns('peer'), 'addr', 'add', `${a}/32`, 'dev', 'lo'])
     await this.startRedis()
+    if (this.options.storeProxy === true) {
+      this.proxy = new StoreProxy(
+        (cmd, args) => this.spawnIn('store', cmd, args, 'pipe'),
+        { host: ADDR.store!, port: 6380 },
+        { host: ADDR.store!, port: 6379 }
+      )
+      await this.proxy.start()
+    }
     this.writeClusterFile()
     this.key = await writeKeyFile(join(this.dir, 'cluster.key'))
     writeFileSync(
@@ -159,7 +175,7 @@ export class ClusterFixture {
     const peerTs = o.peerTs ?? `${INNER}/32`
     writeFileSync(
       join(this.dir, 'cluster.yaml'),
-      `store: { type: redis, address: ${ADDR.store}:6379, prefix: "${this.prefix}" }
+      `store: { type: redis, address: ${ADDR.store}:${o.storeProxy === true ? 6380 : 6379}, prefix: "${this.prefix}" }
 nodes:
 ${[...this.dps, ...this.targets].map((n) => `  ${n}: ${ADDR[n]}`).join('\n')}
 dvipas:
@@ -378,7 +394,11 @@ secrets {
     }
   }
 
-  /** Stops everything it started, by pid, and deletes the namespaces and the folder. */
+  /**
+   * Stops everything it started, by pid, and deletes the namespaces and the folder (kept if
+   * `KEEP_CLUSTER_DIR` is set). With `VIPSEC_SYSTEM_LOGS=DIR`, writes every process's log lines
+   * to DIR first.
+   */
   async down(): Promise<void> {
     this.client?.stop()
     await this.charon?.stop()
@@ -388,6 +408,16 @@ secrets {
     }
     for (const p of this.extra) killProc(p)
     sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', this.options.tag])
+    const logs = process.env.VIPSEC_SYSTEM_LOGS
+    if (logs !== undefined) {
+      // every process's log lines, one file each, to see afterwards what happened
+      mkdirSync(logs, { recursive: true })
+      for (const [i, p] of this.history.entries())
+        writeFileSync(
+          join(logs, `${this.options.tag}-${String(i).padStart(2, '0')}-${p.name}.jsonl`),
+          p.lines.map((l) => JSON.stringify(l)).join('\n') + '\n'
+        )
+    }
     if (process.env.KEEP_CLUSTER_DIR === undefined)
       rmSync(this.dir, { recursive: true, force: true })
   }
