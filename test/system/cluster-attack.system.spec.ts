@@ -7,45 +7,31 @@
 // forged `packet:inbound`, a replay of captured authenticated frames, and heartbeats that
 // impersonate a killed owner. After each, the tunnel is up, traffic flows with no duplicate
 // answers, nothing changed owner, and the nodes' /metrics count the drops by reason.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { execFileSync, spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { writeKeyFile } from '@vipsec/cli'
 import { encodeMessage, FrameGuard, LINK_MAGIC, type ClusterKey } from '@vipsec/cluster-link-udp'
 import { heartbeatGuard } from '@vipsec/detector-heartbeat'
 import { buildIpPacket, buildUdp } from '@vipsec/esp-software'
 import type { ClusterMessage, Endpoint } from '@vipsec/interface'
-import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
-import { NodeProcess } from './helpers/node-process.js'
+import {
+  ADDR as addr,
+  ClusterFixture,
+  DVIPA,
+  INNER,
+  root,
+  SERVICE,
+  sh,
+  waitFor,
+  type UdpClient
+} from './helpers/cluster-fixture.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const tag = `lnk${process.pid % 10000}`
 const ns = (name: string): string => `${tag}-${name}`
-const PSK = 'cluster attack test key'
-const REDIS_PASSWORD = 'cluster attack test password'
-const DVIPA = '10.88.0.50'
-const SERVICE = '10.77.0.10'
-const INNER = '172.16.2.1'
 const ATTACKER = '10.88.0.66'
-const addr: Record<string, string> = {
-  'dp-1': '10.88.0.1',
-  'dp-2': '10.88.0.2',
-  'dp-3': '10.88.0.3',
-  'target-1': '10.88.0.11',
-  'target-2': '10.88.0.12',
-  store: '10.88.0.20',
-  peer: '10.88.0.100'
-}
 const dps = ['dp-1', 'dp-2', 'dp-3']
 const targets = ['target-1', 'target-2']
-const ids = {
-  cluster: { type: 'fqdn', value: 'vpn.cluster.test' },
-  peer: { type: 'fqdn', value: 'peer.example.test' }
-}
 const link = (node: string): Endpoint => ({ address: addr[node]!, port: 7400 })
 const beat = (node: string): Endpoint => ({ address: addr[node]!, port: 7500 })
 
@@ -132,72 +118,6 @@ function capture(seconds: number): Spoofed[] {
     })
 }
 
-/** The client behind charon: a request per flow every 20 ms; logs each answer's full text. */
-function startClient(): { proc: ChildProcess; answers: { text: string; at: number }[] } {
-  const code = `
-const dgram = require('node:dgram')
-const sockets = [0, 1, 2, 3].map((flow) => {
-  const s = dgram.createSocket('udp4')
-  s.on('message', (m) => process.stdout.write(JSON.stringify({ text: m.toString(), at: Date.now() }) + '\\n'))
-  s.bind(41000 + flow, '${INNER}')
-  return s
-})
-let seq = 0
-const timer = setInterval(() => {
-  for (const [flow, s] of sockets.entries()) s.send('req ' + flow + ' ' + seq, 7, '${SERVICE}')
-  seq++
-}, 20)
-setTimeout(() => { clearInterval(timer); process.exit(0) }, 170000)
-`
-  const proc = spawn('ip', ['netns', 'exec', ns('peer'), process.execPath, '-e', code], {
-    stdio: ['ignore', 'pipe', 'ignore']
-  })
-  const answers: { text: string; at: number }[] = []
-  createInterface({ input: proc.stdout! }).on('line', (line) =>
-    answers.push(JSON.parse(line) as never)
-  )
-  return { proc, answers }
-}
-
-function swanctlConf(): string {
-  return `connections {
-  dvipa {
-    version = 2
-    local_addrs = ${addr.peer}
-    remote_addrs = ${DVIPA}
-    proposals = aes256gcm16-prfsha256-x25519
-    encap = yes
-    rekey_time = 0
-    local {
-      auth = psk
-      id = ${ids.peer.value}
-    }
-    remote {
-      auth = psk
-      id = ${ids.cluster.value}
-    }
-    children {
-      net {
-        local_ts = ${INNER}/32
-        remote_ts = 10.77.0.0/24
-        esp_proposals = aes256gcm16
-        mode = tunnel
-        rekey_time = 0
-        start_action = none
-      }
-    }
-  }
-}
-secrets {
-  ike-cluster {
-    id-1 = ${ids.peer.value}
-    id-2 = ${ids.cluster.value}
-    secret = "${PSK}"
-  }
-}
-`
-}
-
 /** Link frames sealed as `sender` by someone without the cluster secret (right key id, wrong secret). */
 function linkForger(key: ClusterKey, sender: string): (m: ClusterMessage) => Uint8Array {
   const guard = new FrameGuard({
@@ -229,20 +149,18 @@ function heartbeatForger(key: ClusterKey, node: string): () => Uint8Array {
   return () => guard.seal(new Uint8Array(0))
 }
 
-let dir: string
+const cluster = new ClusterFixture({ tag, admin: true })
+const dir = cluster.dir
 
 describe('a vipsec cluster under forgeries from its own LAN', function () {
   this.timeout(300_000)
-  dir = mkdtempSync(join(tmpdir(), 'lnk-attack-'))
-  const nodes = new Map<string, NodeProcess>()
-  let redis: ChildProcess | undefined
-  let charon: Charon
-  let client: ReturnType<typeof startClient> | undefined
+  const nodes = cluster.nodes
+  let client: UdpClient | undefined
   let key: ClusterKey
   let owner = 'dp-1'
   let killed: string | undefined
 
-  const all = (): NodeProcess[] => [...nodes.values()]
+  const all = () => [...nodes.values()]
   const takeovers = (): number =>
     all().reduce((n, p) => n + p.lines.filter((l) => l.type === 'takeover:started').length, 0)
   const drops = (node: string, family: 'link_frames' | 'heartbeats', reason?: string): number =>
@@ -250,22 +168,14 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
       .get(node)!
       .metric(`vipsec_${family}_dropped_total`, reason === undefined ? {} : { reason })
   /** Requests answered more than once, and how many answers came in the last `ms`. */
-  const traffic = (ms: number): { duplicates: number; recent: number } => {
-    const seen = new Map<string, number>()
-    for (const a of client!.answers) {
-      const request = a.text.split(' ').slice(2).join(' ') // "<target> <n> req <flow> <seq>"
-      seen.set(request, (seen.get(request) ?? 0) + 1)
-    }
-    const now = Date.now()
-    return {
-      duplicates: [...seen.values()].filter((n) => n > 1).length,
-      recent: client!.answers.filter((a) => a.at > now - ms).length
-    }
-  }
+  const traffic = (ms: number): { duplicates: number; recent: number } => ({
+    duplicates: client!.duplicates(),
+    recent: client!.since(Date.now() - ms)
+  })
   /** Checks what must hold after every attack. */
   const intact = (takeoversBefore: number): void => {
     expect(takeovers(), 'no takeover started').to.equal(takeoversBefore)
-    expect(charon.ikeSas(), 'charon keeps one IKE SA').to.have.length(1)
+    expect(cluster.charon!.ikeSas(), 'charon keeps one IKE SA').to.have.length(1)
     const t = traffic(500)
     expect(t.recent, 'answers in the last 500 ms').to.be.greaterThan(20)
     expect(t.duplicates, 'requests answered twice').to.equal(0)
@@ -273,7 +183,8 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
   }
 
   before(async () => {
-    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
+    await cluster.up()
+    key = cluster.key
     // the attacker: one more port on the bridge, which floods every frame to every port
     sh('ip', ['netns', 'add', ns('atk')])
     sh('ip', ['-n', ns('sw'), 'link', 'add', 'patk', 'type', 'veth', 'peer', 'name', 'iatk'])
@@ -299,100 +210,22 @@ describe('a vipsec cluster under forgeries from its own LAN', function () {
       ])
     }
 
-    const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
-    args.push('--dir', dir, '--appendonly', 'yes', '--save', '')
-    redis = spawn('ip', ['netns', 'exec', ns('store'), 'redis-server', ...args], {
-      stdio: 'ignore'
-    })
+    cluster.initiate()
+    client = cluster.startClient()
     await waitFor(
-      () => {
-        try {
-          return sh('ip', [
-            'netns',
-            'exec',
-            ns('store'),
-            'redis-cli',
-            '-h',
-            addr.store!,
-            '-a',
-            REDIS_PASSWORD,
-            '--no-auth-warning',
-            'ping'
-          ]).includes('PONG')
-        } catch {
-          return false
-        }
-      },
-      10_000,
-      'redis'
-    )
-
-    key = await writeKeyFile(join(dir, 'cluster.key'))
-    // one cluster file, the secrets beside it, a node file each naming the key (docs/node.md)
-    writeFileSync(
-      join(dir, 'cluster.yaml'),
-      `store: { type: redis, address: ${addr.store}:6379, prefix: "${tag}:" }
-nodes:
-${[...dps, ...targets].map((n) => `  ${n}: ${addr[n]}`).join('\n')}
-dvipas:
-  ${DVIPA}: { ranks: [${dps.join(', ')}], targets: [${targets.join(', ')}] }
-ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
-connections:
-  peer:
-    proposals: aes256gcm16-prfsha256-x25519
-    rekey_time: 0
-    local: { id: ${ids.cluster.value} }
-    remote: { id: ${ids.peer.value} }
-    children:
-      net: { local_ts: 10.77.0.0/24, remote_ts: ${INNER}/32, esp_proposals: aes256gcm16, rekey_time: 0 }
-`
-    )
-    writeFileSync(
-      join(dir, 'secrets.yaml'),
-      `ike:\n  peer: { id: ${ids.peer.value}, secret: "${PSK}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`,
-      { mode: 0o600 }
-    )
-    for (const name of [...dps, ...targets]) {
-      const file = join(dir, `${name}.yaml`)
-      const apps = targets.includes(name) ? 'apps: [{ app: request-response, port: 7 }]\n' : ''
-      writeFileSync(
-        file,
-        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\nadmin: 127.0.0.1:0\ncluster_key_files: [cluster.key]\n${apps}`
-      )
-      nodes.set(name, new NodeProcess(name, file, ns(name)))
-      if (name === 'dp-1')
-        await waitFor(
-          () => nodes.get('dp-1')!.has('ownership:claimed'),
-          60_000,
-          'dp-1 to claim'
-        ).catch((err: Error) => {
-          throw new Error(`${err.message}: ${JSON.stringify(nodes.get('dp-1')!.lines.slice(-5))}`)
-        })
-    }
-    await waitFor(() => all().every((n) => n.has('node:started')), 60_000, 'every node to start')
-    charon = new Charon(ns('peer'))
-    await charon.start(swanctlConf())
-    charon.swanctl(['--initiate', '--child', 'net'])
-    client = startClient()
-    await waitFor(
-      () => new Set(client!.answers.map((a) => a.text.split(' ')[3])).size === 4,
+      () => new Set(client!.answers.map((a) => a.flow)).size === 4,
       30_000,
       'answers on all four flows'
     )
   })
 
   after(async () => {
-    client?.proc.kill('SIGKILL')
-    await charon?.stop()
-    for (const node of nodes.values()) await node.stop()
-    if (redis?.pid !== undefined && redis.exitCode === null) process.kill(redis.pid, 'SIGKILL')
     try {
       sh('ip', ['netns', 'del', ns('atk')])
     } catch {
       // not made
     }
-    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', tag])
-    rmSync(dir, { recursive: true, force: true })
+    await cluster.down()
   })
 
   it('should ignore a forged heartbeat of the owner with a huge incarnation (point 4)', async () => {
@@ -571,7 +404,7 @@ connections:
     owner = heir
     await new Promise((resolve) => setTimeout(resolve, 1000))
     expect(tookMs, 'takeover despite the impersonation').to.be.below(4000)
-    expect(charon.ikeSas()).to.have.length(1)
+    expect(cluster.charon!.ikeSas()).to.have.length(1)
     expect(traffic(500).recent).to.be.greaterThan(20)
     expect(drops(heir, 'heartbeats', 'unauthenticated')).to.be.at.least(40)
     expect(
@@ -587,11 +420,7 @@ connections:
   it('should accept the killed node again when it restarts (a new incarnation)', async () => {
     expect(killed, 'the previous test killed a node').to.not.equal(undefined)
     const name = killed!
-    const old = nodes.get(name)!
-    await old.stop()
-    const again = new NodeProcess(name, join(dir, `${name}.yaml`), ns(name))
-    nodes.set(name, again)
-    await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
+    const again = await cluster.restart(name)
     const heir = nodes.get(owner)!
     await waitFor(
       () => heir.lines.some((l) => l.type === 'node:recovered' && l.subject === name),

@@ -4,101 +4,30 @@
 // the remote peer and unmodified clients behind it (curl, iperf3, a Node TCP client). The
 // targets run unmodified servers (python3 -m http.server, iperf3 -s, a Node TCP server) that
 // know nothing of vipsec. The owner and a target are killed with SIGKILL on the way.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { createReadStream, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
-import { Charon, sh, waitFor } from '../../adapters/ike-v2/test/helpers/netns.js'
-import { writeKeyFile } from '../../packages/cli/src/index.js'
-import { NodeProcess } from './helpers/node-process.js'
+import { ClusterFixture, killProc, root, SERVICE, sh, waitFor } from './helpers/cluster-fixture.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const fixtures = join(root, 'test/system/fixtures')
-const tag = `tun${process.pid % 10000}`
-const ns = (name: string): string => `${tag}-${name}`
-const PSK = 'kernel delivery system test key'
-const REDIS_PASSWORD = 'kernel delivery system test password'
-const DVIPA = '10.88.0.50'
-const SERVICE = '10.77.0.10'
 /** The client's inner addresses (on the peer's lo), inside the tunnel. */
 const INNER = Array.from({ length: 8 }, (_, i) => `172.16.2.${i + 1}`)
 const DOWNLOAD_MB = Number(process.env.VIPSEC_DOWNLOAD_MB ?? 200)
-const addr: Record<string, string> = {
-  'dp-1': '10.88.0.1',
-  'dp-2': '10.88.0.2',
-  'dp-3': '10.88.0.3',
-  'target-1': '10.88.0.11',
-  'target-2': '10.88.0.12',
-  store: '10.88.0.20',
-  peer: '10.88.0.100'
-}
-const dps = ['dp-1', 'dp-2', 'dp-3']
-const targets = ['target-1', 'target-2']
-const ids = {
-  cluster: { type: 'fqdn', value: 'vpn.cluster.test' },
-  peer: { type: 'fqdn', value: 'peer.example.test' }
-}
-
-function swanctlConf(): string {
-  return `connections {
-  dvipa {
-    version = 2
-    local_addrs = ${addr.peer}
-    remote_addrs = ${DVIPA}
-    proposals = aes256gcm16-prfsha256-x25519
-    encap = yes
-    rekey_time = 0
-    dpd_delay = 0
-    local {
-      auth = psk
-      id = ${ids.peer.value}
-    }
-    remote {
-      auth = psk
-      id = ${ids.cluster.value}
-    }
-    children {
-      net {
-        local_ts = 172.16.2.0/28
-        remote_ts = 10.77.0.0/24
-        esp_proposals = aes256gcm16
-        mode = tunnel
-        rekey_time = 0
-        start_action = none
-      }
-    }
-  }
-}
-secrets {
-  ike-cluster {
-    id-1 = ${ids.peer.value}
-    id-2 = ${ids.cluster.value}
-    secret = "${PSK}"
-  }
-}
-`
-}
-
-/** A process in a namespace, killed by pid on clean-up. */
-function inNs(name: string, cmd: string, args: string[], stdio: 'pipe' | 'ignore' = 'ignore') {
-  return spawn('ip', ['netns', 'exec', ns(name), cmd, ...args], {
-    cwd: root,
-    stdio: ['pipe', stdio, stdio]
-  })
-}
-
-function killProc(proc: ChildProcess | undefined): void {
-  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return
-  try {
-    process.kill(proc.pid, 'SIGKILL')
-  } catch {
-    // gone
-  }
-}
+const cluster = new ClusterFixture({
+  tag: `tun${process.pid % 10000}`,
+  // a peer address stays on one target: iperf3's control and data connections
+  dvipaExtra: ', policy: source-hash',
+  peerTs: '172.16.2.0/28',
+  extraInner: INNER.slice(1),
+  charonExtra: '    dpd_delay = 0',
+  targetFile: () => `deliver: kernel\nkernel: { addresses: [${SERVICE}] }\n`
+})
+const targets = cluster.targets
+const inNs = (name: string, cmd: string, args: string[], stdio: 'pipe' | 'ignore' = 'ignore') =>
+  cluster.spawnIn(name, cmd, args, stdio)
 
 /** Waits for a child process to exit; resolves with its exit code. */
 function exited(proc: ChildProcess): Promise<number | null> {
@@ -155,36 +84,13 @@ class CounterClient {
 
 describe('real applications behind the DVIPA through kernel delivery', function () {
   this.timeout(180_000)
-  const dir = mkdtempSync(join(tmpdir(), 'vipsec-tun-'))
-  const nodes = new Map<string, NodeProcess>()
-  const servers: ChildProcess[] = []
-  let redis: ChildProcess | undefined
-  let charon: Charon | undefined
+  const dir = cluster.dir
+  const nodes = cluster.nodes
   let counters: CounterClient | undefined
 
   /** Every takeover:completed line so far, on any node. */
-  const takeovers = (): number =>
-    [...nodes.values()].reduce((n, node) => n + node.count('takeover:completed'), 0)
-
-  /** The DP that owns the DVIPA now: the last to claim it or complete a takeover. */
-  function owner(): string {
-    let best: string | undefined
-    let epoch = -1
-    for (const [name, node] of nodes) {
-      if (!dps.includes(name) || !node.running) continue
-      for (const l of node.lines) {
-        const e = Number(
-          (l as { epoch?: number }).epoch ?? (l as { report?: { epoch?: number } }).report?.epoch
-        )
-        if ((l.type === 'ownership:claimed' || l.type === 'takeover:completed') && e > epoch) {
-          epoch = e
-          best = name
-        }
-      }
-    }
-    if (best === undefined) throw new Error('no owner')
-    return best
-  }
+  const takeovers = (): number => cluster.count('takeover:completed')
+  const owner = (): string => cluster.owner()
 
   /** Kills the owner with SIGKILL and waits for a backup to complete the takeover. */
   async function killOwner(): Promise<{ victim: string; killedAt: number }> {
@@ -198,92 +104,13 @@ describe('real applications behind the DVIPA through kernel delivery', function 
 
   /** Starts a killed node again, as its init system would. */
   async function restart(name: string): Promise<void> {
-    const old = nodes.get(name)!
-    await old.stop()
-    const again = new NodeProcess(name, old.config, old.ns)
-    nodes.set(name, again)
-    await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
+    await cluster.restart(name)
   }
 
   before(async () => {
-    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
-    for (const a of INNER.slice(1))
-      sh('ip', ['-n', ns('peer'), 'addr', 'add', `${a}/32`, 'dev', 'lo'])
-
-    redis = inNs('store', 'redis-server', [
-      ...['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD],
-      ...['--dir', dir, '--appendonly', 'yes', '--save', '']
-    ])
-    await waitFor(
-      () => {
-        try {
-          return sh('ip', [
-            ...['netns', 'exec', ns('store'), 'redis-cli', '-h', addr.store!],
-            ...['-a', REDIS_PASSWORD, '--no-auth-warning', 'ping']
-          ]).includes('PONG')
-        } catch {
-          return false
-        }
-      },
-      10_000,
-      'redis'
-    )
-
-    // one cluster file, the secrets and a cluster key beside it, a node file each (docs/node.md)
-    writeFileSync(
-      join(dir, 'cluster.yaml'),
-      `store: { type: redis, address: ${addr.store}:6379, prefix: "${tag}:" }
-nodes:
-${[...dps, ...targets].map((n) => `  ${n}: ${addr[n]}`).join('\n')}
-dvipas:
-  # a peer address stays on one target: iperf3's control and data connections
-  ${DVIPA}: { ranks: [${dps.join(', ')}], targets: [${targets.join(', ')}], policy: source-hash }
-ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
-connections:
-  peer:
-    proposals: aes256gcm16-prfsha256-x25519
-    rekey_time: 0
-    local: { id: ${ids.cluster.value} }
-    remote: { id: ${ids.peer.value} }
-    children:
-      net: { local_ts: 10.77.0.0/24, remote_ts: 172.16.2.0/28, esp_proposals: aes256gcm16, rekey_time: 0 }
-`
-    )
-    writeFileSync(
-      join(dir, 'secrets.yaml'),
-      `ike:\n  peer: { id: ${ids.peer.value}, secret: "${PSK}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`,
-      { mode: 0o600 }
-    )
-    await writeKeyFile(join(dir, 'cluster.key'))
-    const nodeFile = (name: string, extra = ''): string => {
-      const file = join(dir, `${name}.yaml`)
-      writeFileSync(
-        file,
-        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\ncluster_key_files: [cluster.key]\n${extra}`
-      )
-      return file
-    }
-    for (const dp of dps) {
-      nodes.set(dp, new NodeProcess(dp, nodeFile(dp), ns(dp)))
-      if (dp === 'dp-1')
-        await waitFor(() => nodes.get('dp-1')!.has('ownership:claimed'), 60_000, 'dp-1 to claim')
-    }
-    for (const t of targets)
-      nodes.set(
-        t,
-        new NodeProcess(
-          t,
-          nodeFile(t, `deliver: kernel\nkernel: { addresses: [${SERVICE}] }\n`),
-          ns(t)
-        )
-      )
-    await waitFor(
-      () => [...nodes.values()].every((n) => n.has('node:started')),
-      60_000,
-      'every node to start'
-    )
+    await cluster.up()
     for (const t of targets) {
-      const show = sh('ip', ['-n', ns(t), 'addr', 'show', 'dev', 'vipsec0'])
+      const show = sh('ip', ['-n', cluster.ns(t), 'addr', 'show', 'dev', 'vipsec0'])
       expect(show, `${t} holds the service address on its TUN device`).to.include(`${SERVICE}/32`)
     }
 
@@ -297,15 +124,15 @@ connections:
       'status=none'
     ])
     for (const t of targets) {
-      servers.push(inNs(t, 'python3', ['-m', 'http.server', '8080', '--directory', dir]))
-      servers.push(inNs(t, process.execPath, [join(fixtures, 'counter-server.mjs'), t, '9000']))
-      servers.push(inNs(t, 'iperf3', ['-s', '-p', '5201']))
+      inNs(t, 'python3', ['-m', 'http.server', '8080', '--directory', dir])
+      inNs(t, process.execPath, [join(fixtures, 'counter-server.mjs'), t, '9000'])
+      inNs(t, 'iperf3', ['-s', '-p', '5201'])
     }
 
     for (const t of targets) {
       await waitFor(
         () => {
-          const listening = sh('ip', ['netns', 'exec', ns(t), 'ss', '-Htln'])
+          const listening = sh('ip', ['netns', 'exec', cluster.ns(t), 'ss', '-Htln'])
           return [':8080', ':9000', ':5201'].every((p) => listening.includes(p))
         },
         20_000,
@@ -313,19 +140,12 @@ connections:
       )
     }
 
-    charon = new Charon(ns('peer'))
-    await charon.start(swanctlConf())
-    charon.swanctl(['--initiate', '--child', 'net'])
+    cluster.initiate()
   })
 
   after(async () => {
-    for (const s of servers) killProc(s)
     killProc(counters?.proc)
-    await charon?.stop()
-    for (const node of nodes.values()) await node.stop()
-    killProc(redis)
-    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', tag])
-    rmSync(dir, { recursive: true, force: true })
+    await cluster.down()
   })
 
   it(`should download ${DOWNLOAD_MB} MB over HTTP with curl across a SIGKILL of the owner: complete, the right SHA-256, no reset`, async () => {

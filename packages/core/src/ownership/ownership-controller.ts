@@ -1087,7 +1087,7 @@ export class OwnershipController {
         this.fenceTimer = undefined
         this.checkDeadline()
       },
-      Math.max(0, left)
+      Math.max(1, left)
     )
   }
 

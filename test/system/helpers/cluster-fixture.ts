@@ -1,0 +1,498 @@
+// The real cluster the system tests run against: `vipsec node` processes in network namespaces
+// (scripts/cluster-netns.sh: up to three distribution processors, two targets, the store and the
+// peer on one bridge), Redis with its append-only file as the coupling store, strongSwan charon
+// as the remote IPsec peer, and a UDP client behind charon. Used by cluster, cluster-attack,
+// kernel-delivery and ownership-faults.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import type { ClusterKey } from '@vipsec/cluster-link-udp'
+import { writeKeyFile } from '../../../packages/cli/src/index.js'
+import { Charon, sh, waitFor } from '../../../adapters/ike-v2/test/helpers/netns.js'
+import { NodeProcess } from './node-process.js'
+import { StoreProxy } from './store-proxy.js'
+
+export { Charon, sh, waitFor }
+
+/** The repository's root. */
+export const root = fileURLToPath(new URL('../../..', import.meta.url))
+/** The DVIPA every cluster serves (the owning DP adds it to its eth0). */
+export const DVIPA = '10.88.0.50'
+/** The service address behind the DVIPA (inside the tunnel). */
+export const SERVICE = '10.77.0.10'
+/** The client's first inner address (on the peer's lo, inside the tunnel). */
+export const INNER = '172.16.2.1'
+/** Every node's address on the cluster network, as scripts/cluster-netns.sh sets them. */
+export const ADDR: Readonly<Record<string, string>> = {
+  'dp-1': '10.88.0.1',
+  'dp-2': '10.88.0.2',
+  'dp-3': '10.88.0.3',
+  'target-1': '10.88.0.11',
+  'target-2': '10.88.0.12',
+  store: '10.88.0.20',
+  peer: '10.88.0.100'
+}
+/** The identities of the tunnel. */
+export const IDS = { cluster: 'vpn.cluster.test', peer: 'peer.example.test' } as const
+
+/** How a {@link ClusterFixture} is built. */
+export interface ClusterFixtureOptions {
+  /** The namespace tag (1 to 8 letters or digits), unique to the test run. */
+  tag: string
+  /** How many distribution processors (dp-1..), 1 to 3. Default 3. */
+  dps?: number
+  /** How many targets (target-1..), 1 or 2. Default 2. */
+  targets?: number
+  /** More sections of the cluster file (YAML at top level: `detector`, `takeover`, ...). */
+  clusterExtra?: string
+  /** More fields of the DVIPA's entry in the cluster file, e.g. `, policy: source-hash`. */
+  dvipaExtra?: string
+  /** The client's side of the tunnel (charon's `local_ts`). Default `INNER/32`. */
+  peerTs?: string
+  /** More inner addresses for the peer's lo (beside {@link INNER}). */
+  extraInner?: string[]
+  /** More lines of charon's connection (e.g. `dpd_delay = 0`). */
+  charonExtra?: string
+  /** More connections for charon's `connections` section (whole swanctl.conf blocks). */
+  charonConnections?: string
+  /** Serve `/metrics` on every node (`admin: 127.0.0.1:0`). Default false. */
+  admin?: boolean
+  /** More lines of a target's node file. Default: the `request-response` app on port 7. */
+  targetFile?: (name: string) => string
+  /** More lines of a DP's node file. */
+  dpFile?: (name: string) => string
+  /**
+   * Put a {@link StoreProxy} on port 6380 in front of Redis and name it in the cluster file, so
+   * that a test can lose a claim's reply. Default false.
+   */
+  storeProxy?: boolean
+}
+
+/** One answer the UDP client got: its flow, the target that answered, its text and time. */
+export interface Answer {
+  flow: number
+  target: string
+  text: string
+  at: number
+}
+
+/**
+ * A test cluster: {@link up} builds it, {@link down} removes everything it started (by pid) and
+ * its namespaces, even after a failure half way.
+ */
+export class ClusterFixture {
+  /** The temporary folder with the node, cluster and secrets files, Redis' files and logs. */
+  readonly dir: string
+  /** Every node process by name (the current one after a restart). */
+  readonly nodes = new Map<string, NodeProcess>()
+  /** Every node process ever started, in order (killed and restarted ones too). */
+  readonly history: NodeProcess[] = []
+  /** The distribution processors' names, best rank first. */
+  readonly dps: string[]
+  /** The targets' names. */
+  readonly targets: string[]
+  /** The Redis password (in the secrets file). */
+  readonly redisPassword: string
+  /** The PSK of the tunnel. */
+  readonly psk: string
+  /** The cluster key, once {@link up} wrote it. */
+  key!: ClusterKey
+  /** The peer, once {@link startCharon} ran. */
+  charon?: Charon
+  /** The UDP client, once {@link startClient} ran. */
+  client?: UdpClient
+  /** The proxy in front of Redis, with `storeProxy`. */
+  proxy?: StoreProxy
+  private redis?: ChildProcess
+  private readonly extra: ChildProcess[] = []
+
+  constructor(readonly options: ClusterFixtureOptions) {
+    this.dir = mkdtempSync(join(tmpdir(), `vipsec-${options.tag}-`))
+    this.dps = ['dp-1', 'dp-2', 'dp-3'].slice(0, options.dps ?? 3)
+    this.targets = ['target-1', 'target-2'].slice(0, options.targets ?? 2)
+    this.redisPassword = `${options.tag} system test password`
+    this.psk = `${options.tag} system test key`
+  }
+
+  /** The full name of the namespace of `name` (`dp-1`, `store`, `peer`, `sw`, ...). */
+  ns(name: string): string {
+    return `${this.options.tag}-${name}`
+  }
+
+  /** The cluster file's store key prefix. */
+  get prefix(): string {
+    return `${this.options.tag}:`
+  }
+
+  /**
+   * Builds the network, starts Redis, writes the files and starts every node (dp-1 first, until
+   * it claimed the DVIPA, then the others), then charon with the tunnel loaded (not initiated).
+   */
+  async up(): Promise<void> {
+    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', this.options.tag])
+    for (const a of this.options.extraInner ?? [])
+      sh('ip', ['-n', this.ns('peer'), 'addr', 'add', `${a}/32`, 'dev', 'lo'])
+    await this.startRedis()
+    if (this.options.storeProxy === true) {
+      this.proxy = new StoreProxy(
+        (cmd, args) => this.spawnIn('store', cmd, args, 'pipe'),
+        { host: ADDR.store!, port: 6380 },
+        { host: ADDR.store!, port: 6379 }
+      )
+      await this.proxy.start()
+    }
+    this.writeClusterFile()
+    this.key = await writeKeyFile(join(this.dir, 'cluster.key'))
+    writeFileSync(
+      join(this.dir, 'secrets.yaml'),
+      `ike:\n  peer: { id: ${IDS.peer}, secret: "${this.psk}" }\nstore: { password: "${this.redisPassword}" }\n`,
+      { mode: 0o600 }
+    )
+    for (const name of [...this.dps, ...this.targets]) {
+      this.writeNodeFile(name)
+      const node = this.startNode(name)
+      if (name === this.dps[0])
+        await waitFor(() => node.has('ownership:claimed'), 60_000, `${name} to claim`).catch(
+          (err: Error) => {
+            throw new Error(`${err.message}: ${JSON.stringify(node.lines.slice(-5))}`)
+          }
+        )
+    }
+    await waitFor(
+      () => [...this.nodes.values()].every((n) => n.has('node:started')),
+      60_000,
+      'every node to start'
+    )
+    await this.startCharon()
+  }
+
+  /** Writes the cluster file (again), with `clusterExtra` replaced if given. */
+  writeClusterFile(clusterExtra = this.options.clusterExtra ?? ''): void {
+    const o = this.options
+    const peerTs = o.peerTs ?? `${INNER}/32`
+    writeFileSync(
+      join(this.dir, 'cluster.yaml'),
+      `store: { type: redis, address: ${ADDR.store}:${o.storeProxy === true ? 6380 : 6379}, prefix: "${this.prefix}" }
+nodes:
+${[...this.dps, ...this.targets].map((n) => `  ${n}: ${ADDR[n]}`).join('\n')}
+dvipas:
+  ${DVIPA}: { ranks: [${this.dps.join(', ')}], targets: [${this.targets.join(', ')}]${o.dvipaExtra ?? ''} }
+ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
+connections:
+  peer:
+    proposals: aes256gcm16-prfsha256-x25519
+    rekey_time: 0
+    local: { id: ${IDS.cluster} }
+    remote: { id: ${IDS.peer} }
+    children:
+      net: { local_ts: 10.77.0.0/24, remote_ts: ${peerTs}, esp_proposals: aes256gcm16, rekey_time: 0 }
+${clusterExtra}
+`
+    )
+  }
+
+  /** Writes the node file of `name` (again); `extra` replaces the default extra lines. */
+  writeNodeFile(name: string, extra?: string): string {
+    const o = this.options
+    const file = join(this.dir, `${name}.yaml`)
+    const more =
+      extra ??
+      (this.targets.includes(name)
+        ? (o.targetFile?.(name) ?? 'apps: [{ app: request-response, port: 7 }]\n')
+        : (o.dpFile?.(name) ?? ''))
+    writeFileSync(
+      file,
+      `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\n` +
+        `${o.admin === true ? 'admin: 127.0.0.1:0\n' : ''}cluster_key_files: [cluster.key]\n${more}`
+    )
+    return file
+  }
+
+  /** Starts `vipsec node` for `name` in its namespace from its node file (or `file`). */
+  startNode(name: string, file = join(this.dir, `${name}.yaml`)): NodeProcess {
+    const node = new NodeProcess(name, file, this.ns(name))
+    this.nodes.set(name, node)
+    this.history.push(node)
+    return node
+  }
+
+  /** Stops a (killed) node and starts it again, as its init system would. */
+  async restart(name: string): Promise<NodeProcess> {
+    const old = this.nodes.get(name)!
+    await old.stop()
+    const again = this.startNode(name, old.config)
+    await waitFor(() => again.has('node:started'), 60_000, `${name} to start again`)
+    return again
+  }
+
+  /** A node by name. */
+  node(name: string): NodeProcess {
+    const n = this.nodes.get(name)
+    if (n === undefined) throw new Error(`no node ${name}`)
+    return n
+  }
+
+  /** How many lines of `type` every node logged, summed. */
+  count(type: string): number {
+    return [...this.nodes.values()].reduce((n, node) => n + node.count(type), 0)
+  }
+
+  /** How many takeovers started, on every node. */
+  takeovers(): number {
+    return this.count('takeover:started')
+  }
+
+  /** The running DP that owns the DVIPA by its logs: the highest epoch claimed or taken over. */
+  owner(): string {
+    let best: string | undefined
+    let epoch = -1
+    for (const name of this.dps) {
+      const node = this.nodes.get(name)
+      if (node === undefined || !node.running) continue
+      for (const l of node.lines) {
+        const e = Number(
+          (l as { epoch?: number }).epoch ?? (l as { report?: { epoch?: number } }).report?.epoch
+        )
+        if ((l.type === 'ownership:claimed' || l.type === 'takeover:completed') && e > epoch) {
+          epoch = e
+          best = name
+        }
+      }
+    }
+    if (best === undefined) throw new Error('no owner')
+    return best
+  }
+
+  /** Runs `redis-cli` against the store; its output. */
+  redisCli(...args: string[]): string {
+    return sh('ip', [
+      ...['netns', 'exec', this.ns('store'), 'redis-cli', '-h', ADDR.store!],
+      ...['-a', this.redisPassword, '--no-auth-warning', ...args]
+    ])
+  }
+
+  /** The store's ownership record of the DVIPA (`owner`, `epoch`), or undefined if none. */
+  storeOwnership(): { owner: string; epoch: number } | undefined {
+    const out = this.redisCli('hmget', `${this.prefix}{${DVIPA}}:owner`, 'owner', 'epoch')
+    const [owner, epoch] = out.split('\n')
+    if (epoch === undefined || epoch === '') return undefined
+    return { owner: owner ?? '', epoch: Number(epoch) }
+  }
+
+  /**
+   * Starts redis-server in the store namespace with a password, in {@link dir}; with the
+   * append-only file unless `aof` is false. Waits until it answers.
+   */
+  async startRedis(aof = true): Promise<void> {
+    const args = ['--bind', ADDR.store!, '--port', '6379', '--requirepass', this.redisPassword]
+    args.push('--dir', this.dir, '--appendonly', aof ? 'yes' : 'no', '--save', '')
+    this.redis = this.spawnIn('store', 'redis-server', args)
+    await waitFor(
+      () => {
+        try {
+          return this.redisCli('ping').includes('PONG')
+        } catch {
+          return false
+        }
+      },
+      10_000,
+      'redis'
+    )
+  }
+
+  /** Kills redis-server with SIGKILL and waits for it to exit. */
+  async killRedis(): Promise<void> {
+    const r = this.redis
+    if (r?.pid === undefined || r.exitCode !== null || r.signalCode !== null) return
+    const gone = new Promise((resolve) => r.once('exit', resolve))
+    process.kill(r.pid, 'SIGKILL')
+    await gone
+  }
+
+  /** Starts charon in the peer namespace with the tunnel loaded. */
+  async startCharon(): Promise<Charon> {
+    this.charon = new Charon(this.ns('peer'))
+    await this.charon.start(this.swanctlConf())
+    return this.charon
+  }
+
+  /** Asks charon to bring the tunnel up. */
+  initiate(): void {
+    this.charon!.swanctl(['--initiate', '--child', 'net'])
+  }
+
+  /** charon's side of the tunnel, the cluster file's from the other end. */
+  swanctlConf(): string {
+    const o = this.options
+    return `connections {
+  dvipa {
+    version = 2
+    local_addrs = ${ADDR.peer}
+    remote_addrs = ${DVIPA}
+    proposals = aes256gcm16-prfsha256-x25519
+    encap = yes
+    rekey_time = 0
+${o.charonExtra ?? ''}
+    local {
+      auth = psk
+      id = ${IDS.peer}
+    }
+    remote {
+      auth = psk
+      id = ${IDS.cluster}
+    }
+    children {
+      net {
+        local_ts = ${o.peerTs ?? `${INNER}/32`}
+        remote_ts = 10.77.0.0/24
+        esp_proposals = aes256gcm16
+        mode = tunnel
+        rekey_time = 0
+        start_action = none
+      }
+    }
+  }
+${o.charonConnections ?? ''}
+}
+secrets {
+  ike-cluster {
+    id-1 = ${IDS.peer}
+    id-2 = ${IDS.cluster}
+    secret = "${this.psk}"
+  }
+}
+`
+  }
+
+  /**
+   * Starts the UDP client behind charon: a request on each of `flows` flows every `everyMs`,
+   * each answer logged with its time.
+   */
+  startClient(flows = 4, everyMs = 20): UdpClient {
+    this.client = new UdpClient(this, flows, everyMs)
+    return this.client
+  }
+
+  /** Spawns a process in a namespace; {@link down} kills it by pid. */
+  spawnIn(name: string, cmd: string, args: string[], stdio: 'pipe' | 'ignore' = 'ignore') {
+    const proc = spawn('ip', ['netns', 'exec', this.ns(name), cmd, ...args], {
+      cwd: root,
+      stdio: ['pipe', stdio, stdio]
+    })
+    this.extra.push(proc)
+    return proc
+  }
+
+  /** Prints the last lines of every node (ownership, takeovers, errors), to see why a wait failed. */
+  dump(lines = 12): void {
+    for (const [name, node] of this.nodes) {
+      const tail = node.lines.filter((l) => !String(l.type).startsWith('connection:')).slice(-lines)
+      console.log(`      --- ${name}\n${tail.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`)
+    }
+  }
+
+  /**
+   * Stops everything it started, by pid, and deletes the namespaces and the folder (kept if
+   * `KEEP_CLUSTER_DIR` is set). With `VIPSEC_SYSTEM_LOGS=DIR`, writes every process's log lines
+   * to DIR first.
+   */
+  async down(): Promise<void> {
+    this.client?.stop()
+    await this.charon?.stop()
+    for (const node of this.nodes.values()) {
+      node.kill('SIGCONT')
+      await node.stop()
+    }
+    for (const p of this.extra) killProc(p)
+    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', this.options.tag])
+    const logs = process.env.VIPSEC_SYSTEM_LOGS
+    if (logs !== undefined) {
+      // every process's log lines, one file each, to see afterwards what happened
+      mkdirSync(logs, { recursive: true })
+      for (const [i, p] of this.history.entries())
+        writeFileSync(
+          join(logs, `${this.options.tag}-${String(i).padStart(2, '0')}-${p.name}.jsonl`),
+          p.lines.map((l) => JSON.stringify(l)).join('\n') + '\n'
+        )
+    }
+    if (process.env.KEEP_CLUSTER_DIR === undefined)
+      rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+/** Kills a child process by pid with SIGKILL, if it still runs. */
+export function killProc(proc: ChildProcess | undefined): void {
+  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+  try {
+    process.kill(proc.pid, 'SIGKILL')
+  } catch {
+    // gone
+  }
+}
+
+/**
+ * The client behind charon: sends `req <flow> <seq>` to the service's port 7 on each flow (source
+ * ports 41000 + flow on {@link INNER}) every `everyMs`, and records each answer
+ * (`<target> <n> req <flow> <seq>` from the request-response app) with the time it came.
+ */
+export class UdpClient {
+  readonly answers: Answer[] = []
+  readonly proc: ChildProcess
+
+  constructor(fixture: ClusterFixture, flows: number, everyMs: number) {
+    const code = `
+const dgram = require('node:dgram')
+const sockets = Array.from({ length: ${flows} }, (_, flow) => {
+  const s = dgram.createSocket('udp4')
+  s.on('message', (m) => process.stdout.write(JSON.stringify({ flow, text: m.toString(), at: Date.now() }) + '\\n'))
+  s.bind(41000 + flow, '${INNER}')
+  return s
+})
+let seq = 0
+const timer = setInterval(() => {
+  for (const [flow, s] of sockets.entries()) s.send('req ' + flow + ' ' + seq, 7, '${SERVICE}')
+  seq++
+}, ${everyMs})
+setTimeout(() => { clearInterval(timer); process.exit(0) }, 600000)
+`
+    this.proc = fixture.spawnIn('peer', process.execPath, ['-e', code], 'pipe')
+    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
+      const a = JSON.parse(line) as Omit<Answer, 'target'>
+      this.answers.push({ ...a, target: a.text.split(' ')[0]! })
+    })
+  }
+
+  /** How many answers came after `at`. */
+  since(at: number): number {
+    return this.answers.filter((a) => a.at > at).length
+  }
+
+  /** The longest time without an answer from `from` on (till the last answer). */
+  longestGap(from: number): number {
+    const times = this.answers
+      .map((a) => a.at)
+      .filter((t) => t >= from - 100)
+      .sort((x, y) => x - y)
+    let gap = 0
+    for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!)
+    return gap
+  }
+
+  /** Requests answered more than once, counted once each. */
+  duplicates(): number {
+    const seen = new Map<string, number>()
+    for (const a of this.answers) {
+      const request = a.text.split(' ').slice(2).join(' ') // "<target> <n> req <flow> <seq>"
+      seen.set(request, (seen.get(request) ?? 0) + 1)
+    }
+    return [...seen.values()].filter((n) => n > 1).length
+  }
+
+  /** Stops the client. */
+  stop(): void {
+    killProc(this.proc)
+  }
+}

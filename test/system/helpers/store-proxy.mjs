@@ -1,0 +1,54 @@
+// A TCP proxy in front of Redis that can lose one claim's reply. Run in the store's namespace:
+//
+//   node store-proxy.mjs LISTEN_HOST LISTEN_PORT REDIS_HOST REDIS_PORT
+//
+// It forwards every connection both ways, byte for byte. Commands, one JSON line each on stdin:
+//
+//   {"cmd":"lose-claim-reply","client":"10.88.0.2"}
+//     arms it: the next request from that client address that carries an ownership claim (the
+//     claim script's event, `ownership:claimed`) is forwarded to Redis, which applies it, and
+//     from then on nothing Redis sends on that connection reaches the client (the reply is
+//     lost); the connection stays open until the client gives up on it and closes it.
+//   {"cmd":"disarm"}
+//
+// It prints one JSON line on stdout for what it did: {"ready":true}, {"lost":"10.88.0.2"}.
+import net from 'node:net'
+import { createInterface } from 'node:readline'
+
+const [listenHost, listenPort, redisHost, redisPort] = process.argv.slice(2)
+let armed = null
+
+const server = net.createServer((client) => {
+  const upstream = net.connect(Number(redisPort), redisHost)
+  let losing = false
+  const from = client.remoteAddress?.replace(/^::ffff:/, '')
+  client.on('data', (chunk) => {
+    if (armed !== null && armed === from && chunk.includes('ownership:claimed')) {
+      armed = null
+      losing = true
+      process.stdout.write(JSON.stringify({ lost: from }) + '\n')
+    }
+    upstream.write(chunk)
+  })
+  upstream.on('data', (chunk) => {
+    if (!losing) client.write(chunk)
+  })
+  const close = () => {
+    client.destroy()
+    upstream.destroy()
+  }
+  client.on('close', close)
+  upstream.on('close', close)
+  client.on('error', close)
+  upstream.on('error', close)
+})
+server.listen(Number(listenPort), listenHost, () =>
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n')
+)
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = JSON.parse(line)
+  if (m.cmd === 'lose-claim-reply') armed = m.client
+  if (m.cmd === 'disarm') armed = null
+})
+process.stdin.on('end', () => process.exit(0))
