@@ -146,6 +146,8 @@ export class RecordingActions implements OwnershipActions {
   serving = false
   takeoverMs = 50
   failTakeover = false
+  /** The next this many reasserts fail (a store that times out). */
+  failReasserts = 0
   lastRun: TakeoverRun | undefined
   constructor(private readonly clock: Clock) {}
 
@@ -183,6 +185,10 @@ export class RecordingActions implements OwnershipActions {
   }
   async reassert(fence: Fence): Promise<void> {
     this.calls.push(`reassert at ${fence.epoch}`)
+    if (this.failReasserts > 0) {
+      this.failReasserts--
+      throw new StoreUnavailableError('putRecords: timed out')
+    }
   }
   emit(event: DistributionEvent): void {
     this.events.push(event)
