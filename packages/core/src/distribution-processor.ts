@@ -1,6 +1,7 @@
 import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rxjs'
 import {
   InvalidConfigError,
+  RECORD_KINDS,
   StaleEpochError,
   TakeoverError,
   throwIfAborted,
@@ -21,6 +22,7 @@ import {
   type Endpoint,
   type EspEngine,
   type FailureDetector,
+  type Fence,
   type FilterRecord,
   type IkeEvent,
   type IkeService,
@@ -337,6 +339,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (e.type === 'ownership:released')
             this.states.get(e.dvipa)?.ownership.observe(e.epoch, null, 'store')
           if (e.type === 'mailbox:posted' && e.to === this.id) void this.applyMailbox()
+          if (e.type === 'records:taken') this.onRecordsTaken(e.dvipa, e.epoch)
         }),
         link.messages$.subscribe((envelope) => this.onLinkMessage(envelope))
       )
@@ -573,6 +576,55 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     return records
   }
 
+  /**
+   * Makes the store's records of a DVIPA exactly what this owner holds, under `fence`: deletes
+   * what it does not hold (left behind by a store that rolled back), writes what it holds,
+   * settles any open journal (a read-and-clear replayed after the takeover). Idempotent.
+   */
+  private async reconcile(
+    state: DvipaState,
+    fence: Fence,
+    reason: 'replayed-take' | 'epoch-regressed'
+  ): Promise<void> {
+    const { store } = this.components
+    const dvipa = state.config.dvipa
+    const own = this.ownRecords(state)
+    const keep = new Set(own.map((r) => `${r.kind}/${r.id}`))
+    const stored = await store.listRecords(dvipa)
+    const stale: { kind: RecordKind; id: string }[] = []
+    for (const kind of RECORD_KINDS) {
+      for (const r of stored[kind]) if (!keep.has(`${kind}/${r.id}`)) stale.push({ kind, id: r.id })
+    }
+    for (const c of stored.corrupt) stale.push({ kind: c.kind, id: c.id })
+    if (stale.length > 0) await store.deleteRecords(dvipa, stale, fence)
+    await store.putRecords(dvipa, own, fence)
+    await store.settleTakeover(dvipa, fence)
+    this.emit({ type: 'ownership:records-restored', dvipa, epoch: fence.epoch, reason })
+  }
+
+  /**
+   * The store's change stream says a DVIPA's records were read and cleared at `epoch`. When this
+   * node owns the DVIPA at that epoch and its takeover is done, that was no take of its own: a
+   * duplicated read-and-clear the store applied again late. It moved this owner's records into a
+   * journal; write them back and settle, so the store holds what the owner holds.
+   */
+  private onRecordsTaken(dvipa: Dvipa, epoch: number): void {
+    const state = this.states.get(dvipa)
+    if (state === undefined) return
+    const s = state.ownership.current()
+    if (s.role !== 'owner' || s.fence.epoch !== epoch) return
+    const fence = s.fence
+    void this.write(state, []).then(() =>
+      state.ownership.fence()?.epoch === fence.epoch
+        ? this.reconcile(state, fence, 'replayed-take').catch((err: Error) => {
+            if (err.name === StaleEpochError.name)
+              state.ownership.onStaleWrite(err as StaleEpochError)
+            else this.counts.storeErrors++
+          })
+        : undefined
+    )
+  }
+
   /** Forgets a Child SA; returns the keys of its phase 2 and filter records. */
   private forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
     state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
@@ -639,7 +691,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       },
       reassert: async (fence) => {
         const s = state()
-        await this.components.store.putRecords(s.config.dvipa, this.ownRecords(s), fence)
+        await this.reconcile(s, fence, 'epoch-regressed')
         const targets = await this.notifyTargets(s, fence.epoch)
         this.emit({ type: 'targets:notified', dvipa: s.config.dvipa, targets, epoch: fence.epoch })
       },

@@ -52,4 +52,52 @@ describe('the owner’s records as SAs come and go', function () {
       expect(after.filter.every((f) => f.phase2Id === after.phase2[0]!.id)).to.equal(true)
     })
   })
+
+  describe('when a read-and-clear at the owner’s own epoch is applied again late (a duplicated request)', () => {
+    it('should write the records back and settle the journal it opened', async () => {
+      cluster = new SimulatedCluster({ peers: 2 })
+      await cluster.start()
+      const store = cluster.dps.get('dp-1')!.store
+      const before = await store.listRecords(DVIPA)
+      expect(before.phase1).to.have.length(2)
+      const epoch = cluster.ownership()!.epoch
+      const taken = await store.takeRecords(DVIPA, { owner: 'dp-1', epoch })
+      expect(taken.phase1).to.have.length(2)
+      await cluster.advance(100)
+      const after = await store.listRecords(DVIPA)
+      expect(after.phase1.map((r) => r.id).sort()).to.deep.equal(
+        before.phase1.map((r) => r.id).sort()
+      )
+      expect(after.connection).to.have.length(before.connection.length)
+      expect(cluster.facility.dvipas.get(DVIPA)!.journals.size).to.equal(0)
+    })
+  })
+
+  describe('when the store rolls back to records the owner no longer holds', () => {
+    it('should delete what it does not hold after it claims above the regression', async () => {
+      cluster = new SimulatedCluster({ peers: 2 })
+      await cluster.start()
+      await cluster.crash('dp-1')
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      const store = cluster.dps.get('dp-2')!.store
+      const held = (await store.listRecords(DVIPA)).phase1.map((r) => r.id).sort()
+      // a replica from before: epoch 1, and an IKE SA since gone
+      const slot = cluster.facility.dvipas.get(DVIPA)!
+      const bytes = [...slot.records.entries()].find(([k]) => k.startsWith('phase1'))![1]
+      const record = JSON.parse(new TextDecoder().decode(bytes)) as { id: string }
+      const ghost = `ike-f${record.id.slice(5)}`
+      slot.records.set(
+        `phase1/${ghost}`,
+        new TextEncoder().encode(JSON.stringify({ ...record, id: ghost }))
+      )
+      const ownership = JSON.parse(new TextDecoder().decode(slot.ownership!)) as object
+      slot.epoch = 1
+      slot.ownership = new TextEncoder().encode(JSON.stringify({ ...ownership, epoch: 1 }))
+      await cluster.advance(1000)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 3 })
+      const after = (await store.listRecords(DVIPA)).phase1.map((r) => r.id).sort()
+      expect(after).to.deep.equal(held)
+    })
+  })
 })
