@@ -331,6 +331,23 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('a read-back answered late, after a newer epoch was seen', () => {
+    it('should not be taken for a loss of data (no false alarm)', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp3 = cluster.node('dp-3')
+      dp3.faults.delayReadsMs = 200
+      await cluster.advance(200)
+      await cluster.kill('dp-1')
+      cluster.node('dp-2').detector.fail('dp-1')
+      dp3.detector.fail('dp-1')
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(dp3.actions.of('ownership:epoch-regressed')).to.deep.equal([])
+      expect(dp3.unit.counters().epochRegressions).to.equal(0)
+    })
+  })
+
   describe('a node restarted after the store lost data', () => {
     it('should not claim fresh while another node holds a live owner lease (no epoch 1 again)', async () => {
       const cluster = new TestCluster()

@@ -1039,6 +1039,9 @@ export class OwnershipController {
     this.reading = true
     this.readSince = now
     const sentAt = now
+    // What the store cannot have missed: the highest epoch seen before the read was sent. A
+    // read that was slow to come back may name an epoch below one seen since, which is no loss.
+    const floor = this.highest
     let ownership: Ownership | undefined
     let missing = false
     try {
@@ -1054,10 +1057,12 @@ export class OwnershipController {
     if (this.readSince === sentAt) this.reading = false
     if (!this.running) return
     const storeEpoch = ownership?.epoch ?? 0
-    if (storeEpoch < this.highest) {
+    if (storeEpoch < floor) {
       this.regressed(storeEpoch, ownership, missing)
       return
     }
+    // older than what this node learned while it was under way: says nothing new
+    if (storeEpoch < this.highest) return
     if (ownership === undefined) return
     this.learnStore(ownership.owner, ownership.epoch)
     const s = this.state

@@ -105,6 +105,8 @@ export interface StoreFaults {
   loseNextClaimReply: boolean
   /** Every call waits this long (ms) and then fails, as a store cut off with a long timeout. */
   downWithTimeoutMs: number | undefined
+  /** Every ownership read is applied at once and answered this long (ms) later. */
+  delayReadsMs?: number
 }
 
 /** A node's store client that applies faults around a memory store. */
@@ -129,6 +131,8 @@ export function faultyStore(
           throw new StoreUnavailableError(`${String(prop)}: timed out`)
         }
         const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
+        if (prop === 'getOwnership' && faults.delayReadsMs !== undefined)
+          await clock.sleep(faults.delayReadsMs)
         if (prop === 'claimOwnership' && faults.loseNextClaimReply) {
           faults.loseNextClaimReply = false
           throw new StoreUnavailableError('claimOwnership: the reply was lost')
