@@ -400,6 +400,21 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('when the store lost data and no node serves above the loss', () => {
+    it('should have the best live backup recover above the highest epoch once no owner lease is live', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      // the owner's process is gone (its detector verdict not in yet: a restarted node looks alive)
+      await cluster.kill('dp-1')
+      cluster.facility.dvipas.clear()
+      cluster.facility.leases.clear()
+      await cluster.advance(3000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(cluster.node('dp-2').actions.of('ownership:epoch-regressed')).to.have.length(1)
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+  })
+
   describe('a fenced owner whose store lost data', () => {
     it('should recover above the highest epoch it saw, not leave the DVIPA unowned', async () => {
       const cluster = new TestCluster(3, { selfFenceMs: 300 })

@@ -1063,6 +1063,7 @@ export class OwnershipController {
     }
     // older than what this node learned while it was under way: says nothing new
     if (storeEpoch < this.highest) return
+    this.regressedSince = undefined
     if (ownership === undefined) return
     this.learnStore(ownership.owner, ownership.epoch)
     const s = this.state
@@ -1081,9 +1082,15 @@ export class OwnershipController {
         return
       case 'fenced':
         if (ownership.owner === this.node && ownership.epoch === s.fence.epoch) {
-          // Still ours: serve again, by a takeover from itself under a new epoch.
+          // Still ours, or a store that rolled back to it while it was cut off: serve again, by
+          // a takeover from itself under a new epoch, after a join window (a live owner that
+          // it never heard of sees the rollback and claims above it meanwhile).
+          this.joinUntil = Math.max(
+            this.joinUntil,
+            this.clock.monotonic() + 2 * Math.max(this.checkMs, 1)
+          )
           this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'confirmed', 'store')
-          this.beginAttempt(this.node, 'confirmed', undefined)
+          this.evaluate(undefined)
         } else {
           this.lose(ownership.epoch, ownership.owner, 'higher-epoch', 'store')
         }
@@ -1235,14 +1242,27 @@ export class OwnershipController {
       this.evaluate(undefined)
       return
     }
-    if (s.role === 'backup' && s.view.kind === 'owned' && s.view.owner !== this.node) {
-      if (this.detector.health(s.view.owner) === 'failed' && this.attempt === undefined)
-        this.beginAttempt(s.view.owner, 'epoch-regressed', undefined)
+    if (s.role === 'backup' && this.attempt === undefined) {
+      const named = s.view.kind === 'owned' && s.view.owner !== '' ? s.view.owner : undefined
+      const now = this.clock.monotonic()
+      this.regressedSince ??= now
+      if (named !== undefined && named !== this.node && this.detector.health(named) === 'failed') {
+        this.beginAttempt(named, 'epoch-regressed', undefined)
+      } else if (now - this.regressedSince >= this.ownerLeaseMs) {
+        // Long enough for a live owner to have claimed above the loss and renewed its lease:
+        // nobody did, so nobody serves. The best live backup recovers above the highest epoch.
+        void this.otherOwnerLive().then((live) => {
+          if (live || this.state !== s || this.attempt !== undefined || !this.running) return
+          this.beginAttempt(named ?? this.lastOwner ?? this.node, 'epoch-regressed', undefined)
+        })
+      }
     }
     void ownership
   }
 
   private recovering = false
+  /** Since when (monotonic ms) the read-backs show a store below the highest epoch seen. */
+  private regressedSince: number | undefined
   /** The epoch whose records still have to be written again after a data loss (0: none). */
   private reassertDue = 0
 
