@@ -30,6 +30,14 @@ export interface LeaseFailureDetectorInit {
    * A node whose lease was not renewed for one and a half intervals is suspect.
    */
   ttlMs?: number
+  /**
+   * A tick of this detector's own timer, or a lease read's reply, this late (a paused or starved
+   * process, a reply that waited) makes it suspect itself, not the others: it emits
+   * `node:suspect` about itself and no verdict about another node until a lease read sent after
+   * that came back in time (fresh evidence), then `node:recovered` about itself. In ms; default
+   * `ttlMs - intervalMs`.
+   */
+  pauseThresholdMs?: number
 }
 
 /** Counters of a {@link LeaseFailureDetector}. */
@@ -38,6 +46,10 @@ export interface LeaseCounters {
   renewed: number
   /** Store calls (renewals and reads) that failed. */
   storeErrors: number
+  /** Times its own timer or a lease read ran late past `pauseThresholdMs`: it suspected itself. */
+  selfSuspicions: number
+  /** Lease reads not judged (no verdicts given) while it suspected itself. */
+  verdictsWithheld: number
 }
 
 interface Watched {
@@ -55,6 +67,9 @@ interface Watched {
  * needs no extra network path: it watches exactly what the takeover depends on, the store.
  *
  * While the store cannot be read, nothing is declared: a store outage is not a node failure.
+ * A detector whose own timer runs late, or whose lease read comes back late, suspects itself,
+ * not the others: it says so (`node:suspect` about itself, `selfSuspicions`) and judges no lease
+ * until a read sent after that comes back in time.
  */
 export class LeaseFailureDetector implements FailureDetector {
   private readonly store: CouplingStore
@@ -67,7 +82,17 @@ export class LeaseFailureDetector implements FailureDetector {
   private timer: TimerHandle | undefined
   private started = false
   private ticking = false
-  private readonly counts: LeaseCounters = { renewed: 0, storeErrors: 0 }
+  private readonly pauseThresholdMs: number
+  /** When the next tick is due (monotonic ms), to measure its lateness. */
+  private tickDue: number | undefined
+  /** Set while it suspects itself: only a read sent after this instant is fresh evidence. */
+  private suspectSince: number | undefined
+  private readonly counts: LeaseCounters = {
+    renewed: 0,
+    storeErrors: 0,
+    selfSuspicions: 0,
+    verdictsWithheld: 0
+  }
 
   /**
    * @param components - the store and the clock
@@ -83,6 +108,11 @@ export class LeaseFailureDetector implements FailureDetector {
     if (!(Number.isInteger(ttlMs) && ttlMs >= intervalMs * 2)) {
       throw new InvalidParametersError('init.ttlMs', 'must be an integer of at least two intervals')
     }
+    const pauseThresholdMs = init.pauseThresholdMs ?? ttlMs - intervalMs
+    if (!(Number.isFinite(pauseThresholdMs) && pauseThresholdMs >= 1)) {
+      throw new InvalidParametersError('init.pauseThresholdMs', 'must be a number of ms, 1 or more')
+    }
+    this.pauseThresholdMs = pauseThresholdMs
     this.store = components.store
     this.clock = components.clock
     this.node = init.node
@@ -121,7 +151,14 @@ export class LeaseFailureDetector implements FailureDetector {
     this.started = true
     const now = this.clock.monotonic()
     for (const w of this.watched.values()) w.lastAlive = now
+    this.tickDue = undefined
+    this.suspectSince = undefined
     await this.tick()
+  }
+
+  /** Whether it suspects itself (it ran late) and gives no verdicts about others now. */
+  get suspectsItself(): boolean {
+    return this.suspectSince !== undefined
   }
 
   /** Stops renewing (the lease then runs out) and completes `events$`. Idempotent. */
@@ -168,6 +205,8 @@ export class LeaseFailureDetector implements FailureDetector {
 
   private async tick(): Promise<void> {
     if (!this.started || this.ticking) return
+    if (this.tickDue !== undefined) this.lateBy(this.clock.monotonic() - this.tickDue)
+    this.tickDue = undefined
     this.ticking = true
     try {
       try {
@@ -179,21 +218,44 @@ export class LeaseFailureDetector implements FailureDetector {
       const nodes = [...this.watched.keys()]
       if (nodes.length > 0) {
         let leases: Record<NodeId, number> | undefined
+        const sentAt = this.clock.monotonic()
         try {
           leases = await this.store.readLeases(nodes)
         } catch {
           this.counts.storeErrors++
         }
-        if (leases !== undefined && this.started) this.judge(leases)
+        // a reply that took this long (or a process that paused while waiting) is stale
+        if (leases !== undefined) this.lateBy(this.clock.monotonic() - sentAt - this.intervalMs)
+        if (leases !== undefined && this.started) {
+          if (this.suspectSince !== undefined && sentAt >= this.suspectSince) {
+            this.suspectSince = undefined
+            this.events.next({ type: 'node:recovered', node: this.node })
+          }
+          if (this.suspectSince === undefined) this.judge(leases, sentAt)
+          else this.counts.verdictsWithheld++
+        }
       }
     } finally {
       this.ticking = false
     }
-    if (this.started) this.timer = this.clock.setTimeout(() => void this.tick(), this.intervalMs)
+    if (this.started) {
+      this.tickDue = this.clock.monotonic() + this.intervalMs
+      this.timer = this.clock.setTimeout(() => void this.tick(), this.intervalMs)
+    }
   }
 
-  private judge(leases: Record<NodeId, number>): void {
-    const now = this.clock.monotonic()
+  /** Something of its own ran `lateMs` late: past the threshold, it suspects itself. */
+  private lateBy(lateMs: number): void {
+    if (lateMs <= this.pauseThresholdMs) return
+    this.counts.selfSuspicions++
+    if (this.suspectSince === undefined)
+      this.events.next({ type: 'node:suspect', node: this.node, silentMs: lateMs })
+    this.suspectSince = this.clock.monotonic()
+  }
+
+  /** Judges the leases as the store held them when the read was sent (`sentAt`). */
+  private judge(leases: Record<NodeId, number>, sentAt: number): void {
+    const now = sentAt
     for (const [node, w] of this.watched) {
       const remaining = leases[node] ?? 0
       if (remaining > 0) {
