@@ -38,6 +38,14 @@ export interface LeaseFailureDetectorInit {
    * `ttlMs - intervalMs`.
    */
   pauseThresholdMs?: number
+  /**
+   * The longest a call to the coupling store may take before it fails (the store client's
+   * timeout, e.g. the Redis store's `operationTimeoutMs`), ms. Default 0 (an in-process store).
+   * A renewal waits for the call before it, so renewals can be this much further apart than
+   * `intervalMs`: the lease must outlast that (`ttlMs > intervalMs + storeTimeoutMs`), and a
+   * failure can be declared that much sooner after the last renewal (see `minDetectionMs`).
+   */
+  storeTimeoutMs?: number
 }
 
 /** Counters of a {@link LeaseFailureDetector}. */
@@ -83,6 +91,7 @@ export class LeaseFailureDetector implements FailureDetector {
   private started = false
   private ticking = false
   private readonly pauseThresholdMs: number
+  private readonly storeTimeoutMs: number
   /** When the next tick is due (monotonic ms), to measure its lateness. */
   private tickDue: number | undefined
   /** Set while it suspects itself: only a read sent after this instant is fresh evidence. */
@@ -108,6 +117,18 @@ export class LeaseFailureDetector implements FailureDetector {
     if (!(Number.isInteger(ttlMs) && ttlMs >= intervalMs * 2)) {
       throw new InvalidParametersError('init.ttlMs', 'must be an integer of at least two intervals')
     }
+    const storeTimeoutMs = init.storeTimeoutMs ?? 0
+    if (!(Number.isFinite(storeTimeoutMs) && storeTimeoutMs >= 0)) {
+      throw new InvalidParametersError('init.storeTimeoutMs', 'must be a number of ms, 0 or more')
+    }
+    if (ttlMs <= intervalMs + storeTimeoutMs) {
+      throw new InvalidParametersError(
+        'init.ttlMs',
+        `${ttlMs} ms does not outlast one interval and one store call (intervalMs ${intervalMs} + ` +
+          `storeTimeoutMs ${storeTimeoutMs}): a live node's lease could run out`
+      )
+    }
+    this.storeTimeoutMs = storeTimeoutMs
     const pauseThresholdMs = init.pauseThresholdMs ?? ttlMs - intervalMs
     if (!(Number.isFinite(pauseThresholdMs) && pauseThresholdMs >= 1)) {
       throw new InvalidParametersError('init.pauseThresholdMs', 'must be a number of ms, 1 or more')
@@ -133,10 +154,11 @@ export class LeaseFailureDetector implements FailureDetector {
   /**
    * The least time from a node's last renewal that reached the store to its declaration as
    * failed: a lease renewed just before its node was cut off lasts `ttlMs` from the renewal, and
-   * the renewal before it came at most one interval earlier, so `ttlMs - intervalMs`.
+   * the renewal before it came at most one interval (and one slow store call, `storeTimeoutMs`)
+   * earlier, so `ttlMs - intervalMs - storeTimeoutMs`.
    */
   get minDetectionMs(): number {
-    return this.ttlMs - this.intervalMs
+    return this.ttlMs - this.intervalMs - this.storeTimeoutMs
   }
 
   /** The detector's counters (a copy). */

@@ -88,3 +88,27 @@ describe('LeaseFailureDetector when it runs late itself', () => {
     ).to.throw(/pauseThresholdMs/)
   })
 })
+
+describe('LeaseFailureDetector with slow store calls (storeTimeoutMs)', () => {
+  it('should shorten minDetectionMs by one store call: a renewal waits for the call before it', () => {
+    const clock = new VirtualClock()
+    const store = new MemoryCouplingStore({ clock }, { facility: new MemoryCouplingFacility() })
+    const d = new LeaseFailureDetector(
+      { store, clock },
+      { node: 'dp-1', intervalMs: 100, ttlMs: 600, storeTimeoutMs: 300 }
+    )
+    expect(d.minDetectionMs).to.equal(200)
+  })
+
+  it('should reject a lease that does not outlast one interval and one store call', () => {
+    const clock = new VirtualClock()
+    const store = new MemoryCouplingStore({ clock }, { facility: new MemoryCouplingFacility() })
+    expect(
+      () =>
+        new LeaseFailureDetector(
+          { store, clock },
+          { node: 'dp-1', intervalMs: 100, ttlMs: 300, storeTimeoutMs: 1000 }
+        )
+    ).to.throw(/init.ttlMs.*storeTimeoutMs 1000/)
+  })
+})

@@ -36,6 +36,7 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { readFlow } from '@vipsec/esp-software'
+import { FencingConfigError } from './errors.js'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
 import { OwnershipController, type OwnershipActions } from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'
@@ -289,15 +290,16 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         throw new InvalidConfigError(field, 'must be a number of ms, 0 or more')
     }
     if (selfFenceMs > 0 && ownershipCheckMs <= 0)
-      throw new InvalidConfigError(
-        'selfFenceMs',
-        'needs ownershipCheckMs > 0: an owner confirms its epoch by reading it back'
+      throw new FencingConfigError(
+        ['selfFenceMs', 'ownershipCheckMs'],
+        'selfFenceMs needs ownershipCheckMs > 0: an owner confirms its epoch by reading it back'
       )
     const detection = this.components.detector.minDetectionMs
     if (selfFenceMs > 0 && detection !== undefined && selfFenceMs > detection)
-      throw new InvalidConfigError(
-        'selfFenceMs',
-        `${selfFenceMs} ms is longer than the failure detector's shortest detection (${detection} ms): ` +
+      throw new FencingConfigError(
+        ['selfFenceMs', 'detector.minDetectionMs'],
+        `${selfFenceMs} ms is longer than the failure detector's shortest detection (${detection} ms, ` +
+          'for a lease detector ttlMs - intervalMs - storeTimeoutMs): ' +
           'a cut-off owner could still serve when a backup takes over'
       )
   }

@@ -12,6 +12,7 @@ import {
 import { MemoryCouplingStore } from '@vipsec/store-memory'
 import {
   DefaultDistributionProcessor,
+  FencingConfigError,
   type DefaultDistributionProcessorInit
 } from '../src/index.js'
 import { DVIPA, ScriptedDetector } from './helpers/ownership-harness.js'
@@ -110,7 +111,26 @@ describe(DefaultDistributionProcessor.name, () => {
           (e: Error) => e
         )
         expect(error).to.include({ name: 'InvalidConfigError', field: 'selfFenceMs' })
-        expect(error!.message).to.match(/shortest detection \(200 ms\)/)
+        expect(error!.message).to.match(/shortest detection \(200 ms/)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+      })
+
+      it('should reject a selfFenceMs that a lease detector with slow store calls cannot keep, naming the fields', async () => {
+        // 600 ms leases renewed every 100 ms, but a store call may take 300 ms: a backup may
+        // take over 200 ms after the last renewal, before a 250 ms self-fence
+        const { dp, store } = processor({ selfFenceMs: 250 }, { minDetectionMs: 200 } as never)
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(FencingConfigError)
+        expect((error as FencingConfigError).fields).to.deep.equal([
+          'selfFenceMs',
+          'detector.minDetectionMs'
+        ])
+        expect(dp.isStarted()).to.equal(false)
         const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
         expect(read).to.equal('NotFoundError')
       })
@@ -123,6 +143,10 @@ describe(DefaultDistributionProcessor.name, () => {
           (e: Error) => e
         )
         expect(error).to.include({ name: 'InvalidConfigError', field: 'selfFenceMs' })
+        expect((error as FencingConfigError).fields).to.deep.equal([
+          'selfFenceMs',
+          'ownershipCheckMs'
+        ])
       })
     })
   })
