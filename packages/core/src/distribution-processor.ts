@@ -581,12 +581,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   /**
    * Makes the store's records of a DVIPA exactly what this owner holds, under `fence`: deletes
    * what it does not hold (left behind by a store that rolled back), writes what it holds,
-   * settles any open journal (a read-and-clear replayed after the takeover). Idempotent.
+   * settles any open journal (a read-and-clear replayed after the takeover). Idempotent. An
+   * `audit` (the owner's periodic check) writes only what is missing and says nothing unless
+   * it changed something.
    */
   private async reconcile(
     state: DvipaState,
     fence: Fence,
-    reason: 'replayed-take' | 'epoch-regressed'
+    reason: 'replayed-take' | 'epoch-regressed' | 'audit'
   ): Promise<void> {
     const { store } = this.components
     const dvipa = state.config.dvipa
@@ -598,6 +600,18 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       for (const r of stored[kind]) if (!keep.has(`${kind}/${r.id}`)) stale.push({ kind, id: r.id })
     }
     for (const c of stored.corrupt) stale.push({ kind: c.kind, id: c.id })
+    if (reason === 'audit') {
+      const present = new Set<string>()
+      for (const kind of RECORD_KINDS) for (const r of stored[kind]) present.add(`${kind}/${r.id}`)
+      const missing = own.filter((r) => !present.has(`${r.kind}/${r.id}`))
+      if (stale.length === 0 && missing.length === 0) return
+      // the records may have changed since they were listed: only under the current fence
+      if (state.ownership.fence()?.epoch !== fence.epoch) return
+      if (stale.length > 0) await store.deleteRecords(dvipa, stale, fence)
+      if (missing.length > 0) await store.putRecords(dvipa, missing, fence)
+      this.emit({ type: 'ownership:records-restored', dvipa, epoch: fence.epoch, reason })
+      return
+    }
     if (stale.length > 0) await store.deleteRecords(dvipa, stale, fence)
     await store.putRecords(dvipa, own, fence)
     await store.settleTakeover(dvipa, fence)
@@ -690,6 +704,12 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       stopServing: async () => {
         await this.closeDvipa(state())
         if (this.started) void this.applyMailbox()
+      },
+      audit: async (fence) => {
+        const s = state()
+        // after the writes queued so far, so that a record just written is not taken for stale
+        await this.write(s, [])
+        if (s.ownership.fence()?.epoch === fence.epoch) await this.reconcile(s, fence, 'audit')
       },
       reassert: async (fence) => {
         const s = state()

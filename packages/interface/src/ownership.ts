@@ -100,7 +100,8 @@ export type OwnershipEvent =
       /**
        * The owner made the store's records of a DVIPA match what it holds again: after a
        * read-and-clear at its own epoch it did not make (a duplicated request the store applied
-       * late), or after the store lost data (records left behind by a rollback are deleted).
+       * late), after the store lost data (records left behind by a rollback are deleted), or
+       * when its periodic audit found the store's records differ (`audit`).
        */
       type: 'ownership:records-restored'
       /** The DVIPA. */
@@ -108,5 +109,5 @@ export type OwnershipEvent =
       /** The owner's epoch. */
       epoch: number
       /** Why. */
-      reason: 'replayed-take' | 'epoch-regressed'
+      reason: 'replayed-take' | 'epoch-regressed' | 'audit'
     }

@@ -100,4 +100,25 @@ describe('the owner’s records as SAs come and go', function () {
       expect(after).to.deep.equal(held)
     })
   })
+
+  describe('when the store holds a record at the owner’s epoch that it does not hold', () => {
+    it('should find and delete it in its periodic audit', async () => {
+      cluster = new SimulatedCluster({ peers: 2 })
+      await cluster.start()
+      const store = cluster.dps.get('dp-1')!.store
+      const held = (await store.listRecords(DVIPA)).phase1.map((r) => r.id).sort()
+      // a rollback to a moment of the same epoch: an IKE SA since gone is back
+      const slot = cluster.facility.dvipas.get(DVIPA)!
+      const bytes = [...slot.records.entries()].find(([k]) => k.startsWith('phase1'))![1]
+      const record = JSON.parse(new TextDecoder().decode(bytes)) as { id: string }
+      const ghost = `ike-f${record.id.slice(5)}`
+      slot.records.set(
+        `phase1/${ghost}`,
+        new TextEncoder().encode(JSON.stringify({ ...record, id: ghost }))
+      )
+      await cluster.advance(10_000)
+      const after = (await store.listRecords(DVIPA)).phase1.map((r) => r.id).sort()
+      expect(after).to.deep.equal(held)
+    })
+  })
 })

@@ -75,6 +75,12 @@ export interface OwnershipActions {
    * writes its records again under the new fence and tells the targets.
    */
   reassert(fence: Fence): Promise<void>
+  /**
+   * Checks that the store's records are what the owner holds, and repairs them if not (a
+   * rollback that restored records at this same epoch, a write lost for good). Called every
+   * `auditEvery` read-backs while it owns and serves.
+   */
+  audit?(fence: Fence): Promise<void>
   /** Emits a distribution event. */
   emit(event: DistributionEvent): void
   /** Publishes the status (the state changed). */
@@ -128,6 +134,9 @@ export interface OwnershipCounters {
   /** Claims of this node that lost the compare-and-set (each backs the next attempt off). */
   claimsLost: number
 }
+
+/** An owner audits the store's records every this many read-backs. */
+const AUDIT_EVERY = 20
 
 /** The shortest step of the backoff after a lost claim, ms (when `rankDelayMs` is smaller). */
 const MIN_CLAIM_BACKOFF_MS = 20
@@ -994,6 +1003,10 @@ export class OwnershipController {
         .renewLease(ownerLease(this.dvipa, this.node), this.ownerLeaseMs)
         .catch(() => undefined)
       if (this.reassertDue === s.fence.epoch && !this.recovering) void this.reassert()
+      if (++this.ticksOwned % AUDIT_EVERY === 0 && s.standing.kind === 'serving')
+        void this.actions.audit?.(s.fence).catch((err: Error) => {
+          if (err.name === 'StaleEpochError') this.onStaleWrite(err as StaleEpochError)
+        })
     }
     await this.readBack()
     if (this.state.role === 'backup' && this.attempt === undefined) this.evaluate(undefined)
@@ -1261,6 +1274,8 @@ export class OwnershipController {
   }
 
   private recovering = false
+  /** Read-backs while owner: every {@link AUDIT_EVERY}th also audits the records. */
+  private ticksOwned = 0
   /** Since when (monotonic ms) the read-backs show a store below the highest epoch seen. */
   private regressedSince: number | undefined
   /** The epoch whose records still have to be written again after a data loss (0: none). */
