@@ -713,6 +713,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       },
       reassert: async (fence) => {
         const s = state()
+        // A node that claimed below the highest epoch (it knew no better) may have taken the
+        // address and given it up again: take it once more (idempotent; announces it anew).
+        if (s.ike !== undefined && this.components.network.isStarted())
+          await this.components.network.acquireAddress(s.config.dvipa).catch(() => undefined)
         await this.reconcile(s, fence, 'epoch-regressed')
         const targets = await this.notifyTargets(s, fence.epoch)
         this.emit({ type: 'targets:notified', dvipa: s.config.dvipa, targets, epoch: fence.epoch })

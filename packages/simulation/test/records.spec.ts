@@ -121,4 +121,24 @@ describe('the owner’s records as SAs come and go', function () {
       expect(after).to.deep.equal(held)
     })
   })
+
+  describe('when a primary restarted right after the store restarted empty claims below the owner', () => {
+    it('should leave the owner at a higher epoch, its records in the store and the address routed to it', async () => {
+      cluster = new SimulatedCluster({ peers: 2 })
+      await cluster.start()
+      await cluster.crash('dp-1')
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      const held = (await cluster.dps.get('dp-2')!.store.listRecords(DVIPA)).phase1.length
+      cluster.facility.dvipas.clear()
+      cluster.facility.leases.clear()
+      await cluster.restart('dp-1')
+      await cluster.advance(3000)
+      const o = cluster.ownership()!
+      expect(o.owner).to.equal('dp-2')
+      expect(o.epoch).to.be.greaterThan(2)
+      expect(cluster.network.routeOf(DVIPA)).to.equal('dp-2')
+      expect((await cluster.dps.get('dp-2')!.store.listRecords(DVIPA)).phase1).to.have.length(held)
+    })
+  })
 })
