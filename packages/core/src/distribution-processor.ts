@@ -35,8 +35,8 @@ import {
   type TakeoverReport,
   type UdpEndpoint
 } from '@vipsec/interface'
-import { readFlow } from '@vipsec/esp-software'
-import { FencingConfigError } from './errors.js'
+import { readFlow, unsupportedInEspProposal, type EspProposalShape } from '@vipsec/esp-software'
+import { FencingConfigError, UnsupportedProposalError } from './errors.js'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
 import { OwnershipController, type OwnershipActions } from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'
@@ -111,6 +111,18 @@ export interface DefaultDistributionProcessorInit {
   rankDelayMs?: number
   /** Retries of renegotiations that failed during a takeover. */
   retry?: RetryOptions
+  /**
+   * Every Child SA (ESP) proposal the node's IKE services may negotiate, each with the dotted
+   * path of the configuration field it came from. Checked at start, before anything is claimed
+   * or bound, against what the ESP engine can do (`espCapabilities`): a node that could never
+   * install what it negotiates does not start.
+   */
+  espProposals?: { field: string; proposal: EspProposalShape }[]
+  /**
+   * What the ESP engine cannot do of a proposal (empty: all of it). Default: the software
+   * engine's `unsupportedInEspProposal`.
+   */
+  espCapabilities?: (proposal: EspProposalShape) => string[]
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
   /**
@@ -201,7 +213,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   /** @internal */
   readonly components: DefaultDistributionProcessorComponents
   /** @internal */
-  readonly init: Required<Omit<DefaultDistributionProcessorInit, 'retry'>> & {
+  private readonly espProposals: { field: string; proposal: EspProposalShape }[]
+  private readonly espCapabilities: (proposal: EspProposalShape) => string[]
+  readonly init: Required<
+    Omit<DefaultDistributionProcessorInit, 'retry' | 'espProposals' | 'espCapabilities'>
+  > & {
     retry: Required<RetryOptions>
   }
   /** @internal */
@@ -231,6 +247,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.components = components
     this.id = init.node
     const ownershipCheckMs = init.ownershipCheckMs ?? 250
+    this.espProposals = init.espProposals ?? []
+    this.espCapabilities = init.espCapabilities ?? unsupportedInEspProposal
     this.init = {
       node: init.node,
       dvipas: init.dvipas,
@@ -284,6 +302,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       if (new Set(d.ranks).size !== d.ranks.length)
         throw new InvalidConfigError(`dvipas[${i}].ranks`, 'names a node twice')
     })
+    const unsupported = this.espCapabilities
+    for (const { field, proposal } of this.espProposals) {
+      const problems = unsupported(proposal)
+      if (problems.length > 0) throw new UnsupportedProposalError(field, problems)
+    }
     const { selfFenceMs, ownershipCheckMs, rankDelayMs } = this.init
     for (const [field, value] of Object.entries({ selfFenceMs, ownershipCheckMs, rankDelayMs })) {
       if (!Number.isFinite(value) || value < 0)

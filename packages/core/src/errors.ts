@@ -20,3 +20,22 @@ export class FencingConfigError extends InvalidConfigError {
     this.fields = fields
   }
 }
+
+/**
+ * A Child SA proposal names algorithms the ESP engine cannot do: a node with it would negotiate
+ * SAs it could never install. Thrown by `validate()` at start, before anything is claimed or
+ * bound. An `InvalidConfigError` for the proposal's field.
+ */
+export class UnsupportedProposalError extends InvalidConfigError {
+  /** What the engine cannot do (`aes-cbc/192`, `hmac-md5`, ...). */
+  readonly unsupported: string[]
+
+  /**
+   * @param field - the dotted path of the proposal
+   * @param unsupported - what the engine cannot do
+   */
+  constructor(field: string, unsupported: string[]) {
+    super(field, `the ESP engine cannot do ${unsupported.join(', ')}`)
+    this.unsupported = unsupported
+  }
+}

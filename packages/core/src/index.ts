@@ -24,7 +24,7 @@
  * @packageDocumentation
  */
 export { requestResponse, udpEcho } from './apps.js'
-export { FencingConfigError } from './errors.js'
+export { FencingConfigError, UnsupportedProposalError } from './errors.js'
 export {
   ConnectionTable,
   clampMss,

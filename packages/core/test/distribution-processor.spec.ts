@@ -13,6 +13,7 @@ import { MemoryCouplingStore } from '@vipsec/store-memory'
 import {
   DefaultDistributionProcessor,
   FencingConfigError,
+  UnsupportedProposalError,
   type DefaultDistributionProcessorInit
 } from '../src/index.js'
 import { DVIPA, ScriptedDetector } from './helpers/ownership-harness.js'
@@ -133,6 +134,45 @@ describe(DefaultDistributionProcessor.name, () => {
         expect(dp.isStarted()).to.equal(false)
         const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
         expect(read).to.equal('NotFoundError')
+      })
+
+      it('fault 8: should reject an ESP proposal the engine cannot do before claiming or binding anything', async () => {
+        const { dp, store, released } = processor({
+          espProposals: [
+            {
+              field: 'connections.peer-1.children.net.proposals[0]',
+              proposal: {
+                encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
+                integrity: ['none']
+              }
+            },
+            {
+              field: 'connections.peer-1.children.net.proposals[1]',
+              proposal: {
+                encryption: [{ algorithm: 'aes-cbc', keyBits: 192 }],
+                integrity: ['hmac-md5-96']
+              }
+            }
+          ]
+        })
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(UnsupportedProposalError)
+        expect(error).to.include({
+          name: 'InvalidConfigError',
+          field: 'connections.peer-1.children.net.proposals[1]'
+        })
+        expect((error as UnsupportedProposalError).unsupported).to.deep.equal([
+          'aes-cbc/192',
+          'hmac-md5-96'
+        ])
+        expect(dp.isStarted()).to.equal(false)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+        expect(released).to.deep.equal([])
       })
 
       it('should reject selfFenceMs without read-backs (ownershipCheckMs 0)', async () => {
