@@ -130,9 +130,14 @@ describe('the chaos checker', function () {
           const writer = new MemoryCouplingStore({}, { facility: cluster.facility })
           await writer.start()
           const { phase1 } = await writer.listRecords(DVIPA)
-          const fence = { owner: 'dp-1', epoch: cluster.ownership()!.epoch }
-          await writer.putRecords(DVIPA, [{ ...phase1[0]!, id: 'stale-phase1' }], fence)
-          await writer.stop()
+          const stale = { ...phase1[0]!, id: 'stale-phase1' }
+          // the owner's audit deletes a stale record: this store keeps putting it back
+          const put = (): void => {
+            const fence = { owner: 'dp-1', epoch: cluster.ownership()!.epoch }
+            void writer.putRecords(DVIPA, [stale], fence).catch(() => undefined)
+            cluster.clock.setTimeout(put, 50)
+          }
+          put()
         }
       })
       const v = result.violations.find((x) => x.invariant === 'converge-records')
