@@ -943,6 +943,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         if (entry === undefined) return
         this.track(state, entry.phase1, [event.phase2])
         touched = event.phase1Id
+        this.dropDuplicates(state, entry.phase1)
         break
       }
       case 'sa:rekeyed': {
@@ -1003,6 +1004,32 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (state.recording && touched !== undefined)
       void this.recordSa(state, touched).catch(() => void this.counts.storeErrors++)
     this.publishStatus()
+  }
+
+  /**
+   * One IKE SA per peer and identities: when one with a Child SA is up, every older IKE SA with
+   * the same peer address and identities is deleted (at the peer too, and from the store by its
+   * `ike:deleted`), with a logged reason. So a peer that re-established on its own while a
+   * takeover renegotiated its old IKE SA ends with one IKE SA, the newer, at both ends.
+   */
+  private dropDuplicates(state: DvipaState, kept: Phase1Record): void {
+    const ike = state.ike
+    if (ike === undefined) return
+    const key = (p: Phase1Record): string =>
+      `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+    for (const [id, other] of state.sas) {
+      if (id === kept.id || key(other.phase1) !== key(kept)) continue
+      if (other.phase1.establishedAt > kept.establishedAt) continue
+      this.emit({
+        type: 'takeover:merged',
+        dvipa: state.config.dvipa,
+        phase1Id: id,
+        into: kept.id,
+        reason: 'same-peer',
+        childSas: other.phase2.size
+      })
+      void ike.deleteIkeSa(id).catch(() => undefined)
+    }
   }
 
   /** Deletes records from the store in the background, counting failures. */
