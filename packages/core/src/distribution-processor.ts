@@ -89,6 +89,14 @@ export interface RetryOptions {
 }
 
 /** Options of a {@link DefaultDistributionProcessor}. */
+/** A Child SA proposal of the configuration, checked at start against the ESP engine. */
+export interface EspProposalEntry {
+  /** The dotted path of the field it came from (named by the error). */
+  field: string
+  /** The proposal. */
+  proposal: EspProposalShape
+}
+
 export interface DefaultDistributionProcessorInit {
   /** This node's id. */
   node: NodeId
@@ -117,7 +125,7 @@ export interface DefaultDistributionProcessorInit {
    * or bound, against what the ESP engine can do (`espCapabilities`): a node that could never
    * install what it negotiates does not start.
    */
-  espProposals?: { field: string; proposal: EspProposalShape }[]
+  espProposals?: EspProposalEntry[]
   /**
    * What the ESP engine cannot do of a proposal (empty: all of it). Default: the software
    * engine's `unsupportedInEspProposal`.
@@ -212,9 +220,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   readonly id: NodeId
   /** @internal */
   readonly components: DefaultDistributionProcessorComponents
-  /** @internal */
-  private readonly espProposals: { field: string; proposal: EspProposalShape }[]
+  private readonly espProposals: EspProposalEntry[]
   private readonly espCapabilities: (proposal: EspProposalShape) => string[]
+  /** @internal */
   readonly init: Required<
     Omit<DefaultDistributionProcessorInit, 'retry' | 'espProposals' | 'espCapabilities'>
   > & {

@@ -44,6 +44,7 @@ export {
   defaultDistributionProcessor,
   type DefaultDistributionProcessorComponents,
   type DefaultDistributionProcessorInit,
+  type EspProposalEntry,
   type DvipaConfig,
   type DvipaState,
   type RetryOptions
