@@ -88,7 +88,6 @@ export interface RetryOptions {
   attempts?: number
 }
 
-/** Options of a {@link DefaultDistributionProcessor}. */
 /** A Child SA proposal of the configuration, checked at start against the ESP engine. */
 export interface EspProposalEntry {
   /** The dotted path of the field it came from (named by the error). */
@@ -97,6 +96,7 @@ export interface EspProposalEntry {
   proposal: EspProposalShape
 }
 
+/** Options of a {@link DefaultDistributionProcessor}. */
 export interface DefaultDistributionProcessorInit {
   /** This node's id. */
   node: NodeId
