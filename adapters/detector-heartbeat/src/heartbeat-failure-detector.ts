@@ -61,6 +61,14 @@ export interface HeartbeatFailureDetectorInit {
    * alive. For a network only the cluster reaches. Default false; not with `keys`.
    */
   insecure?: boolean
+  /**
+   * A tick of this detector's own timer this late (a paused or starved process) makes it
+   * suspect itself, not the others: it emits `node:suspect` about itself and no verdict about
+   * any other node until it has ticked on time for `multiplier` rounds again (fresh evidence),
+   * then `node:recovered` about itself. In ms; default `intervalMs x (multiplier - 1)`, the
+   * lateness from which its silence measurements would be wrong.
+   */
+  pauseThresholdMs?: number
 }
 
 /** A heartbeat detector's timing with the defaults applied. */
@@ -69,6 +77,8 @@ export interface HeartbeatTiming {
   intervalMs: number
   /** Intervals of silence that fail a node. */
   multiplier: number
+  /** A tick this late makes the detector suspect itself, ms. */
+  pauseThresholdMs: number
 }
 
 /**
@@ -97,7 +107,11 @@ export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): Heartbea
     throw new InvalidParametersError('init.insecure', 'cannot be combined with keys')
   }
   heartbeatGuard(keys) // checks the keys
-  return { intervalMs, multiplier }
+  const pauseThresholdMs = init.pauseThresholdMs ?? intervalMs * (multiplier - 1)
+  if (!(pauseThresholdMs >= 1 && Number.isFinite(pauseThresholdMs))) {
+    throw new InvalidParametersError('init.pauseThresholdMs', 'must be a number of ms, 1 or more')
+  }
+  return { intervalMs, multiplier, pauseThresholdMs }
 }
 
 /** Counters of a {@link HeartbeatFailureDetector}. */
@@ -113,11 +127,22 @@ export interface HeartbeatCounters {
   dropped: Record<ClusterFrameDropReason, number>
   /** Well-formed heartbeats of nodes this detector does not watch (normal: they announce to it). */
   ignored: number
+  /** Times its own timer ran late past `pauseThresholdMs`: it suspected itself. */
+  selfSuspicions: number
+  /** Verdicts about other nodes (`node:suspect`, `node:failed`) not given while it suspected itself. */
+  verdictsWithheld: number
 }
 
 /** Counters with everything zero. */
 export function emptyHeartbeatCounters(): HeartbeatCounters {
-  return { sent: 0, received: 0, dropped: emptyDropCounts(), ignored: 0 }
+  return {
+    sent: 0,
+    received: 0,
+    dropped: emptyDropCounts(),
+    ignored: 0,
+    selfSuspicions: 0,
+    verdictsWithheld: 0
+  }
 }
 
 interface Watched {
@@ -137,6 +162,11 @@ interface Watched {
  * `suspect`, and for `multiplier` intervals `failed`. Hearing it again makes it `alive`
  * (`node:recovered`). A node watched but never heard is declared failed after the same time, so
  * a backup that starts after the owner died still takes over.
+ *
+ * A detector whose own timer runs late (its process was paused or starved) suspects itself,
+ * not the others: its silence measurements are wrong. It says so (`node:suspect` about itself,
+ * `selfSuspicions`) and gives no verdict about another node until it has ticked on time for
+ * `multiplier` rounds, then `node:recovered` about itself.
  */
 export class HeartbeatFailureDetector implements FailureDetector {
   private readonly network: NetworkAdapter
@@ -145,6 +175,11 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private readonly local: Endpoint
   private readonly intervalMs: number
   private readonly multiplier: number
+  private readonly pauseThresholdMs: number
+  /** When the next tick is due (monotonic ms), to measure its lateness. */
+  private tickDue: number | undefined
+  /** On-time rounds still needed after a late tick before verdicts resume (0: trusted). */
+  private freshRoundsNeeded = 0
   private readonly announceTo: Endpoint[]
   private readonly random: Pick<RandomSource, 'randomInt'>
   private readonly guard: FrameGuard
@@ -163,13 +198,14 @@ export class HeartbeatFailureDetector implements FailureDetector {
    * and `insecure` is not set
    */
   constructor(components: HeartbeatFailureDetectorComponents, init: HeartbeatFailureDetectorInit) {
-    const { intervalMs, multiplier } = checkHeartbeatInit(init)
+    const { intervalMs, multiplier, pauseThresholdMs } = checkHeartbeatInit(init)
     this.network = components.network
     this.clock = components.clock
     this.node = init.node
     this.local = { ...init.local }
     this.intervalMs = intervalMs
     this.multiplier = multiplier
+    this.pauseThresholdMs = pauseThresholdMs
     this.announceTo = (init.announceTo ?? []).map((e) => ({ ...e }))
     this.random = components.random ?? { randomInt: (max) => randomInt(max) }
     this.guard = heartbeatGuard(init.keys ?? [])
@@ -225,7 +261,14 @@ export class HeartbeatFailureDetector implements FailureDetector {
     )
     const now = this.clock.monotonic()
     for (const w of this.watched.values()) w.lastHeard = now
+    this.tickDue = undefined
+    this.freshRoundsNeeded = 0
     this.tick()
+  }
+
+  /** Whether it suspects itself (its timer ran late) and gives no verdicts about others now. */
+  get suspectsItself(): boolean {
+    return this.freshRoundsNeeded > 0
   }
 
   /** Stops sending and checking, closes the socket, completes `events$`. Idempotent. */
@@ -289,8 +332,27 @@ export class HeartbeatFailureDetector implements FailureDetector {
 
   private tick(): void {
     this.sendHeartbeats()
+    this.judgeSelf()
     this.check()
+    this.tickDue = this.clock.monotonic() + this.intervalMs
     this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs)
+  }
+
+  /** Measures this tick's lateness: late past the threshold, it suspects itself. */
+  private judgeSelf(): void {
+    if (this.tickDue === undefined) return
+    const lateMs = this.clock.monotonic() - this.tickDue
+    if (lateMs > this.pauseThresholdMs) {
+      this.counts.selfSuspicions++
+      if (this.freshRoundsNeeded === 0)
+        this.events.next({ type: 'node:suspect', node: this.node, silentMs: lateMs })
+      // the heartbeats that waited during the pause arrive after this tick: count from here
+      this.freshRoundsNeeded = this.multiplier
+      return
+    }
+    if (this.freshRoundsNeeded === 0) return
+    this.freshRoundsNeeded--
+    if (this.freshRoundsNeeded === 0) this.events.next({ type: 'node:recovered', node: this.node })
   }
 
   private sendHeartbeats(): void {
@@ -310,6 +372,12 @@ export class HeartbeatFailureDetector implements FailureDetector {
     const now = this.clock.monotonic()
     for (const w of this.watched.values()) {
       const silentMs = now - w.lastHeard
+      if (this.freshRoundsNeeded > 0) {
+        // it suspects itself: a silence it measured now may be its own
+        if (silentMs >= this.intervalMs * 1.5 && w.health !== 'failed')
+          this.counts.verdictsWithheld++
+        continue
+      }
       if (silentMs >= this.detectionTimeMs) {
         if (w.health !== 'failed') {
           w.health = 'failed'

@@ -30,6 +30,22 @@ export interface LeaseFailureDetectorInit {
    * A node whose lease was not renewed for one and a half intervals is suspect.
    */
   ttlMs?: number
+  /**
+   * A tick of this detector's own timer, or a lease read's reply, this late (a paused or starved
+   * process, a reply that waited) makes it suspect itself, not the others: it emits
+   * `node:suspect` about itself and no verdict about another node until a lease read sent after
+   * that came back in time (fresh evidence), then `node:recovered` about itself. In ms; default
+   * `ttlMs - intervalMs`.
+   */
+  pauseThresholdMs?: number
+  /**
+   * The longest a call to the coupling store may take before it fails (the store client's
+   * timeout, e.g. the Redis store's `operationTimeoutMs`), ms. Default 0 (an in-process store).
+   * A renewal waits for the call before it, so renewals can be this much further apart than
+   * `intervalMs`: the lease must outlast that (`ttlMs > intervalMs + storeTimeoutMs`), and a
+   * failure can be declared that much sooner after the last renewal (see `minDetectionMs`).
+   */
+  storeTimeoutMs?: number
 }
 
 /** Counters of a {@link LeaseFailureDetector}. */
@@ -38,6 +54,10 @@ export interface LeaseCounters {
   renewed: number
   /** Store calls (renewals and reads) that failed. */
   storeErrors: number
+  /** Times its own timer or a lease read ran late past `pauseThresholdMs`: it suspected itself. */
+  selfSuspicions: number
+  /** Lease reads not judged (no verdicts given) while it suspected itself. */
+  verdictsWithheld: number
 }
 
 interface Watched {
@@ -55,6 +75,9 @@ interface Watched {
  * needs no extra network path: it watches exactly what the takeover depends on, the store.
  *
  * While the store cannot be read, nothing is declared: a store outage is not a node failure.
+ * A detector whose own timer runs late, or whose lease read comes back late, suspects itself,
+ * not the others: it says so (`node:suspect` about itself, `selfSuspicions`) and judges no lease
+ * until a read sent after that comes back in time.
  */
 export class LeaseFailureDetector implements FailureDetector {
   private readonly store: CouplingStore
@@ -67,7 +90,18 @@ export class LeaseFailureDetector implements FailureDetector {
   private timer: TimerHandle | undefined
   private started = false
   private ticking = false
-  private readonly counts: LeaseCounters = { renewed: 0, storeErrors: 0 }
+  private readonly pauseThresholdMs: number
+  private readonly storeTimeoutMs: number
+  /** When the next tick is due (monotonic ms), to measure its lateness. */
+  private tickDue: number | undefined
+  /** Set while it suspects itself: only a read sent after this instant is fresh evidence. */
+  private suspectSince: number | undefined
+  private readonly counts: LeaseCounters = {
+    renewed: 0,
+    storeErrors: 0,
+    selfSuspicions: 0,
+    verdictsWithheld: 0
+  }
 
   /**
    * @param components - the store and the clock
@@ -83,6 +117,23 @@ export class LeaseFailureDetector implements FailureDetector {
     if (!(Number.isInteger(ttlMs) && ttlMs >= intervalMs * 2)) {
       throw new InvalidParametersError('init.ttlMs', 'must be an integer of at least two intervals')
     }
+    const storeTimeoutMs = init.storeTimeoutMs ?? 0
+    if (!(Number.isFinite(storeTimeoutMs) && storeTimeoutMs >= 0)) {
+      throw new InvalidParametersError('init.storeTimeoutMs', 'must be a number of ms, 0 or more')
+    }
+    if (ttlMs <= intervalMs + storeTimeoutMs) {
+      throw new InvalidParametersError(
+        'init.ttlMs',
+        `${ttlMs} ms does not outlast one interval and one store call (intervalMs ${intervalMs} + ` +
+          `storeTimeoutMs ${storeTimeoutMs}): a live node's lease could run out`
+      )
+    }
+    this.storeTimeoutMs = storeTimeoutMs
+    const pauseThresholdMs = init.pauseThresholdMs ?? ttlMs - intervalMs
+    if (!(Number.isFinite(pauseThresholdMs) && pauseThresholdMs >= 1)) {
+      throw new InvalidParametersError('init.pauseThresholdMs', 'must be a number of ms, 1 or more')
+    }
+    this.pauseThresholdMs = pauseThresholdMs
     this.store = components.store
     this.clock = components.clock
     this.node = init.node
@@ -103,10 +154,11 @@ export class LeaseFailureDetector implements FailureDetector {
   /**
    * The least time from a node's last renewal that reached the store to its declaration as
    * failed: a lease renewed just before its node was cut off lasts `ttlMs` from the renewal, and
-   * the renewal before it came at most one interval earlier, so `ttlMs - intervalMs`.
+   * the renewal before it came at most one interval (and one slow store call, `storeTimeoutMs`)
+   * earlier, so `ttlMs - intervalMs - storeTimeoutMs`.
    */
   get minDetectionMs(): number {
-    return this.ttlMs - this.intervalMs
+    return this.ttlMs - this.intervalMs - this.storeTimeoutMs
   }
 
   /** The detector's counters (a copy). */
@@ -121,7 +173,14 @@ export class LeaseFailureDetector implements FailureDetector {
     this.started = true
     const now = this.clock.monotonic()
     for (const w of this.watched.values()) w.lastAlive = now
+    this.tickDue = undefined
+    this.suspectSince = undefined
     await this.tick()
+  }
+
+  /** Whether it suspects itself (it ran late) and gives no verdicts about others now. */
+  get suspectsItself(): boolean {
+    return this.suspectSince !== undefined
   }
 
   /** Stops renewing (the lease then runs out) and completes `events$`. Idempotent. */
@@ -168,6 +227,8 @@ export class LeaseFailureDetector implements FailureDetector {
 
   private async tick(): Promise<void> {
     if (!this.started || this.ticking) return
+    if (this.tickDue !== undefined) this.lateBy(this.clock.monotonic() - this.tickDue)
+    this.tickDue = undefined
     this.ticking = true
     try {
       try {
@@ -179,21 +240,44 @@ export class LeaseFailureDetector implements FailureDetector {
       const nodes = [...this.watched.keys()]
       if (nodes.length > 0) {
         let leases: Record<NodeId, number> | undefined
+        const sentAt = this.clock.monotonic()
         try {
           leases = await this.store.readLeases(nodes)
         } catch {
           this.counts.storeErrors++
         }
-        if (leases !== undefined && this.started) this.judge(leases)
+        // a reply that took this long (or a process that paused while waiting) is stale
+        if (leases !== undefined) this.lateBy(this.clock.monotonic() - sentAt - this.intervalMs)
+        if (leases !== undefined && this.started) {
+          if (this.suspectSince !== undefined && sentAt >= this.suspectSince) {
+            this.suspectSince = undefined
+            this.events.next({ type: 'node:recovered', node: this.node })
+          }
+          if (this.suspectSince === undefined) this.judge(leases, sentAt)
+          else this.counts.verdictsWithheld++
+        }
       }
     } finally {
       this.ticking = false
     }
-    if (this.started) this.timer = this.clock.setTimeout(() => void this.tick(), this.intervalMs)
+    if (this.started) {
+      this.tickDue = this.clock.monotonic() + this.intervalMs
+      this.timer = this.clock.setTimeout(() => void this.tick(), this.intervalMs)
+    }
   }
 
-  private judge(leases: Record<NodeId, number>): void {
-    const now = this.clock.monotonic()
+  /** Something of its own ran `lateMs` late: past the threshold, it suspects itself. */
+  private lateBy(lateMs: number): void {
+    if (lateMs <= this.pauseThresholdMs) return
+    this.counts.selfSuspicions++
+    if (this.suspectSince === undefined)
+      this.events.next({ type: 'node:suspect', node: this.node, silentMs: lateMs })
+    this.suspectSince = this.clock.monotonic()
+  }
+
+  /** Judges the leases as the store held them when the read was sent (`sentAt`). */
+  private judge(leases: Record<NodeId, number>, sentAt: number): void {
+    const now = sentAt
     for (const [node, w] of this.watched) {
       const remaining = leases[node] ?? 0
       if (remaining > 0) {

@@ -1,4 +1,4 @@
-import type { EspAlgorithm, EspIntegrityAlgorithm } from '@vipsec/interface'
+import type { EspAlgorithm, EspIntegrityAlgorithm, EspProposalShape } from '@vipsec/interface'
 
 /**
  * One ESP transform combination the software engine implements, with its IKEv2 transform IDs
@@ -88,17 +88,7 @@ export function supportsEspTransform(
 }
 
 /** The parts of a Child SA proposal the engine's capabilities are checked against. */
-export interface EspProposalShape {
-  /** Encryption transforms with key lengths. */
-  readonly encryption: readonly {
-    /** The algorithm, as `EncryptionAlgorithm` names it (`aes-cbc`, `chacha20-poly1305`, ...). */
-    readonly algorithm: string
-    /** Key length in bits. */
-    readonly keyBits: number
-  }[]
-  /** Integrity algorithms (`none` with AEAD). */
-  readonly integrity: readonly string[]
-}
+export type { EspProposalShape } from '@vipsec/interface'
 
 /**
  * What in a Child SA proposal the engine cannot do: each encryption transform (as

@@ -13,6 +13,7 @@ import {
   type EspDropReason,
   type EspEngine,
   type EspEvent,
+  type EspProposalShape,
   type EspSaInfo,
   type EspIntegrityAlgorithm,
   type EspSaParams,
@@ -35,7 +36,11 @@ import {
   type EspKey,
   type OpenResult
 } from './esp-crypto.js'
-import { SOFTWARE_ESP_CAPABILITIES, type EspTransformCapability } from './capabilities.js'
+import {
+  SOFTWARE_ESP_CAPABILITIES,
+  unsupportedInEspProposal,
+  type EspTransformCapability
+} from './capabilities.js'
 import { CryptoWorkerPool, type OpenJob, type SealJob } from './crypto-worker-pool.js'
 import {
   buildIpPacket,
@@ -149,6 +154,11 @@ const LIFETIME_FIELDS = [
 export class SoftwareEspEngine implements EspEngine {
   /** The ESP transform combinations this engine implements, with their IKEv2 transform IDs. */
   static readonly capabilities: readonly EspTransformCapability[] = SOFTWARE_ESP_CAPABILITIES
+
+  /** {@inheritDoc @vipsec/interface!EspEngine.unsupportedIn} */
+  unsupportedIn(proposal: EspProposalShape): string[] {
+    return unsupportedInEspProposal(proposal)
+  }
 
   private readonly clock: Clock
   private readonly random: RandomSource | undefined

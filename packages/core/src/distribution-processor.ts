@@ -1,6 +1,7 @@
 import { BehaviorSubject, Subject, type Observable, type Subscription } from 'rxjs'
 import {
   InvalidConfigError,
+  RECORD_KINDS,
   StaleEpochError,
   TakeoverError,
   throwIfAborted,
@@ -17,10 +18,13 @@ import {
   type Dvipa,
   type DvipaRecord,
   type DvipaRole,
+  type DynamicFilter,
   type DvipaStatus,
   type Endpoint,
   type EspEngine,
+  type EspProposalShape,
   type FailureDetector,
+  type Fence,
   type FilterRecord,
   type IkeEvent,
   type IkeService,
@@ -34,6 +38,7 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { readFlow } from '@vipsec/wire'
+import { FencingConfigError, UnsupportedProposalError } from './errors.js'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
 import { OwnershipController, type OwnershipActions } from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'
@@ -85,6 +90,14 @@ export interface RetryOptions {
   attempts?: number
 }
 
+/** A Child SA proposal of the configuration, checked at start against the ESP engine. */
+export interface EspProposalEntry {
+  /** The dotted path of the field it came from (named by the error). */
+  field: string
+  /** The proposal. */
+  proposal: EspProposalShape
+}
+
 /** Options of a {@link DefaultDistributionProcessor}. */
 export interface DefaultDistributionProcessorInit {
   /** This node's id. */
@@ -108,6 +121,18 @@ export interface DefaultDistributionProcessorInit {
   rankDelayMs?: number
   /** Retries of renegotiations that failed during a takeover. */
   retry?: RetryOptions
+  /**
+   * Every Child SA (ESP) proposal the node's IKE services may negotiate, each with the dotted
+   * path of the configuration field it came from. Checked at start, before anything is claimed
+   * or bound, against what the ESP engine can do (`espCapabilities`): a node that could never
+   * install what it negotiates does not start.
+   */
+  espProposals?: EspProposalEntry[]
+  /**
+   * What the ESP engine cannot do of a proposal (empty: all of it). Default: the engine's own
+   * {@link EspEngine.unsupportedIn}, or nothing when the engine does not implement it.
+   */
+  espCapabilities?: (proposal: EspProposalShape) => string[]
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
   /**
@@ -197,8 +222,12 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   readonly id: NodeId
   /** @internal */
   readonly components: DefaultDistributionProcessorComponents
+  private readonly espProposals: EspProposalEntry[]
+  private readonly espCapabilities: (proposal: EspProposalShape) => string[]
   /** @internal */
-  readonly init: Required<Omit<DefaultDistributionProcessorInit, 'retry'>> & {
+  readonly init: Required<
+    Omit<DefaultDistributionProcessorInit, 'retry' | 'espProposals' | 'espCapabilities'>
+  > & {
     retry: Required<RetryOptions>
   }
   /** @internal */
@@ -228,6 +257,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.components = components
     this.id = init.node
     const ownershipCheckMs = init.ownershipCheckMs ?? 250
+    this.espProposals = init.espProposals ?? []
+    this.espCapabilities =
+      init.espCapabilities ?? ((proposal) => components.esp.unsupportedIn?.(proposal) ?? [])
     this.init = {
       node: init.node,
       dvipas: init.dvipas,
@@ -281,21 +313,27 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       if (new Set(d.ranks).size !== d.ranks.length)
         throw new InvalidConfigError(`dvipas[${i}].ranks`, 'names a node twice')
     })
+    const unsupported = this.espCapabilities
+    for (const { field, proposal } of this.espProposals) {
+      const problems = unsupported(proposal)
+      if (problems.length > 0) throw new UnsupportedProposalError(field, problems)
+    }
     const { selfFenceMs, ownershipCheckMs, rankDelayMs } = this.init
     for (const [field, value] of Object.entries({ selfFenceMs, ownershipCheckMs, rankDelayMs })) {
       if (!Number.isFinite(value) || value < 0)
         throw new InvalidConfigError(field, 'must be a number of ms, 0 or more')
     }
     if (selfFenceMs > 0 && ownershipCheckMs <= 0)
-      throw new InvalidConfigError(
-        'selfFenceMs',
-        'needs ownershipCheckMs > 0: an owner confirms its epoch by reading it back'
+      throw new FencingConfigError(
+        ['selfFenceMs', 'ownershipCheckMs'],
+        'selfFenceMs needs ownershipCheckMs > 0: an owner confirms its epoch by reading it back'
       )
     const detection = this.components.detector.minDetectionMs
     if (selfFenceMs > 0 && detection !== undefined && selfFenceMs > detection)
-      throw new InvalidConfigError(
-        'selfFenceMs',
-        `${selfFenceMs} ms is longer than the failure detector's shortest detection (${detection} ms): ` +
+      throw new FencingConfigError(
+        ['selfFenceMs', 'detector.minDetectionMs'],
+        `${selfFenceMs} ms is longer than the failure detector's shortest detection (${detection} ms, ` +
+          'for a lease detector ttlMs - intervalMs - storeTimeoutMs): ' +
           'a cut-off owner could still serve when a backup takes over'
       )
   }
@@ -337,8 +375,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (e.type === 'ownership:released')
             this.states.get(e.dvipa)?.ownership.observe(e.epoch, null, 'store')
           if (e.type === 'mailbox:posted' && e.to === this.id) void this.applyMailbox()
+          if (e.type === 'records:taken') this.onRecordsTaken(e.dvipa, e.epoch)
         }),
-        link.messages$.subscribe((envelope) => this.onLinkMessage(envelope))
+        link.messages$.subscribe((envelope) => this.onLinkMessage(envelope)),
+        // a filter the IKE service installs after the Child SA's event (the outbound half of a
+        // rekey it answered moves to the new SA only when the old one is deleted) is recorded too
+        this.components.esp.events$.subscribe((e) => {
+          if (e.type === 'filter:installed') this.onFilterInstalled(e.filter)
+        })
       )
       localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
       for (const [node, endpoint] of Object.entries({
@@ -573,6 +617,69 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     return records
   }
 
+  /**
+   * Makes the store's records of a DVIPA exactly what this owner holds, under `fence`: deletes
+   * what it does not hold (left behind by a store that rolled back), writes what it holds,
+   * settles any open journal (a read-and-clear replayed after the takeover). Idempotent. An
+   * `audit` (the owner's periodic check) writes only what is missing and says nothing unless
+   * it changed something.
+   */
+  private async reconcile(
+    state: DvipaState,
+    fence: Fence,
+    reason: 'replayed-take' | 'epoch-regressed' | 'audit'
+  ): Promise<void> {
+    const { store } = this.components
+    const dvipa = state.config.dvipa
+    const own = this.ownRecords(state)
+    const keep = new Set(own.map((r) => `${r.kind}/${r.id}`))
+    const stored = await store.listRecords(dvipa)
+    const stale: { kind: RecordKind; id: string }[] = []
+    for (const kind of RECORD_KINDS) {
+      for (const r of stored[kind]) if (!keep.has(`${kind}/${r.id}`)) stale.push({ kind, id: r.id })
+    }
+    for (const c of stored.corrupt) stale.push({ kind: c.kind, id: c.id })
+    if (reason === 'audit') {
+      const present = new Set<string>()
+      for (const kind of RECORD_KINDS) for (const r of stored[kind]) present.add(`${kind}/${r.id}`)
+      const missing = own.filter((r) => !present.has(`${r.kind}/${r.id}`))
+      if (stale.length === 0 && missing.length === 0) return
+      // the records may have changed since they were listed: only under the current fence
+      if (state.ownership.fence()?.epoch !== fence.epoch) return
+      if (stale.length > 0) await store.deleteRecords(dvipa, stale, fence)
+      if (missing.length > 0) await store.putRecords(dvipa, missing, fence)
+      this.emit({ type: 'ownership:records-restored', dvipa, epoch: fence.epoch, reason })
+      return
+    }
+    if (stale.length > 0) await store.deleteRecords(dvipa, stale, fence)
+    await store.putRecords(dvipa, own, fence)
+    await store.settleTakeover(dvipa, fence)
+    this.emit({ type: 'ownership:records-restored', dvipa, epoch: fence.epoch, reason })
+  }
+
+  /**
+   * The store's change stream says a DVIPA's records were read and cleared at `epoch`. When this
+   * node owns the DVIPA at that epoch and its takeover is done, that was no take of its own: a
+   * duplicated read-and-clear the store applied again late. It moved this owner's records into a
+   * journal; write them back and settle, so the store holds what the owner holds.
+   */
+  private onRecordsTaken(dvipa: Dvipa, epoch: number): void {
+    const state = this.states.get(dvipa)
+    if (state === undefined) return
+    const s = state.ownership.current()
+    if (s.role !== 'owner' || s.fence.epoch !== epoch) return
+    const fence = s.fence
+    void this.write(state, []).then(() =>
+      state.ownership.fence()?.epoch === fence.epoch
+        ? this.reconcile(state, fence, 'replayed-take').catch((err: Error) => {
+            if (err.name === StaleEpochError.name)
+              state.ownership.onStaleWrite(err as StaleEpochError)
+            else this.counts.storeErrors++
+          })
+        : undefined
+    )
+  }
+
   /** Forgets a Child SA; returns the keys of its phase 2 and filter records. */
   private forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
     state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
@@ -637,9 +744,19 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         await this.closeDvipa(state())
         if (this.started) void this.applyMailbox()
       },
+      audit: async (fence) => {
+        const s = state()
+        // after the writes queued so far, so that a record just written is not taken for stale
+        await this.write(s, [])
+        if (s.ownership.fence()?.epoch === fence.epoch) await this.reconcile(s, fence, 'audit')
+      },
       reassert: async (fence) => {
         const s = state()
-        await this.components.store.putRecords(s.config.dvipa, this.ownRecords(s), fence)
+        // A node that claimed below the highest epoch (it knew no better) may have taken the
+        // address and given it up again: take it once more (idempotent; announces it anew).
+        if (s.ike !== undefined && this.components.network.isStarted())
+          await this.components.network.acquireAddress(s.config.dvipa).catch(() => undefined)
+        await this.reconcile(s, fence, 'epoch-regressed')
         const targets = await this.notifyTargets(s, fence.epoch)
         this.emit({ type: 'targets:notified', dvipa: s.config.dvipa, targets, epoch: fence.epoch })
       },
@@ -854,6 +971,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         if (entry === undefined) return
         this.track(state, entry.phase1, [event.phase2])
         touched = event.phase1Id
+        this.dropDuplicates(state, entry.phase1)
         break
       }
       case 'sa:rekeyed': {
@@ -914,6 +1032,56 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (state.recording && touched !== undefined)
       void this.recordSa(state, touched).catch(() => void this.counts.storeErrors++)
     this.publishStatus()
+  }
+
+  /**
+   * One IKE SA per peer and identities: when one with a Child SA is up, every older IKE SA with
+   * the same peer address and identities is deleted (at the peer too, and from the store by its
+   * `ike:deleted`), with a logged reason. So a peer that re-established on its own while a
+   * takeover renegotiated its old IKE SA ends with one IKE SA, the newer, at both ends.
+   */
+  private dropDuplicates(state: DvipaState, kept: Phase1Record): void {
+    const ike = state.ike
+    if (ike === undefined) return
+    const key = (p: Phase1Record): string =>
+      `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+    for (const [id, other] of state.sas) {
+      if (id === kept.id || key(other.phase1) !== key(kept)) continue
+      if (other.phase1.establishedAt > kept.establishedAt) continue
+      this.emit({
+        type: 'takeover:merged',
+        dvipa: state.config.dvipa,
+        phase1Id: id,
+        into: kept.id,
+        reason: 'same-peer',
+        childSas: other.phase2.size
+      })
+      void ike.deleteIkeSa(id).catch(() => undefined)
+    }
+  }
+
+  /**
+   * Records a filter installed for a Child SA of an owned DVIPA that its records do not hold
+   * yet, so the store keeps every filter the engine holds for the owner's SAs.
+   */
+  private onFilterInstalled(filter: DynamicFilter): void {
+    const slash = filter.id.indexOf('/')
+    if (slash <= 0) return
+    const childId = filter.id.slice(0, slash)
+    for (const state of this.states.values()) {
+      if (!state.recording) continue
+      for (const entry of state.sas.values()) {
+        const child = entry.phase2.get(childId)
+        if (child === undefined) continue
+        const ids = state.filterIds.get(child.id) ?? []
+        if (ids.includes(filter.id)) return
+        state.filterIds.set(child.id, [...ids, filter.id])
+        void this.write(state, [filterRecord(state.config.dvipa, filter, child.id)]).catch(
+          () => void this.counts.storeErrors++
+        )
+        return
+      }
+    }
   }
 
   /** Deletes records from the store in the background, counting failures. */

@@ -24,6 +24,7 @@
  * @packageDocumentation
  */
 export { requestResponse, udpEcho } from './apps.js'
+export { FencingConfigError, UnsupportedProposalError } from './errors.js'
 export {
   ConnectionTable,
   connectionId,
@@ -39,6 +40,7 @@ export {
   defaultDistributionProcessor,
   type DefaultDistributionProcessorComponents,
   type DefaultDistributionProcessorInit,
+  type EspProposalEntry,
   type DvipaConfig,
   type DvipaState,
   type RetryOptions

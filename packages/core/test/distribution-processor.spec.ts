@@ -5,6 +5,7 @@ import {
   NetworkCommandError,
   type ClusterLink,
   type EspEngine,
+  type EspProposalShape,
   type FailureDetector,
   type IkeServiceFactory,
   type NetworkAdapter
@@ -12,6 +13,8 @@ import {
 import { MemoryCouplingStore } from '@vipsec/store-memory'
 import {
   DefaultDistributionProcessor,
+  FencingConfigError,
+  UnsupportedProposalError,
   type DefaultDistributionProcessorInit
 } from '../src/index.js'
 import { DVIPA, ScriptedDetector } from './helpers/ownership-harness.js'
@@ -52,7 +55,19 @@ function processor(
     }
   } as unknown as NetworkAdapter
   const link = { messages$: NEVER, send: async () => undefined } as unknown as ClusterLink
-  const esp = { listFilters: () => [], removeSa: () => false } as unknown as EspEngine
+  // an engine that knows AES-GCM and nothing with a separate integrity algorithm
+  const unsupportedIn = (p: EspProposalShape): string[] => [
+    ...p.encryption
+      .filter((e) => e.algorithm !== 'aes-gcm-16')
+      .map((e) => `${e.algorithm}/${e.keyBits}`),
+    ...p.integrity.filter((i) => i !== 'none')
+  ]
+  const esp = {
+    events$: NEVER,
+    listFilters: () => [],
+    removeSa: () => false,
+    unsupportedIn
+  } as unknown as EspEngine
   const ikeFactory: IkeServiceFactory = () => {
     throw new Error('no IKE service expected')
   }
@@ -110,9 +125,67 @@ describe(DefaultDistributionProcessor.name, () => {
           (e: Error) => e
         )
         expect(error).to.include({ name: 'InvalidConfigError', field: 'selfFenceMs' })
-        expect(error!.message).to.match(/shortest detection \(200 ms\)/)
+        expect(error!.message).to.match(/shortest detection \(200 ms/)
         const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
         expect(read).to.equal('NotFoundError')
+      })
+
+      it('should reject a selfFenceMs that a lease detector with slow store calls cannot keep, naming the fields', async () => {
+        // 600 ms leases renewed every 100 ms, but a store call may take 300 ms: a backup may
+        // take over 200 ms after the last renewal, before a 250 ms self-fence
+        const { dp, store } = processor({ selfFenceMs: 250 }, { minDetectionMs: 200 } as never)
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(FencingConfigError)
+        expect((error as FencingConfigError).fields).to.deep.equal([
+          'selfFenceMs',
+          'detector.minDetectionMs'
+        ])
+        expect(dp.isStarted()).to.equal(false)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+      })
+
+      it('fault 8: should reject an ESP proposal the engine cannot do before claiming or binding anything', async () => {
+        const { dp, store, released } = processor({
+          espProposals: [
+            {
+              field: 'connections.peer-1.children.net.proposals[0]',
+              proposal: {
+                encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
+                integrity: ['none']
+              }
+            },
+            {
+              field: 'connections.peer-1.children.net.proposals[1]',
+              proposal: {
+                encryption: [{ algorithm: 'aes-cbc', keyBits: 192 }],
+                integrity: ['hmac-md5-96']
+              }
+            }
+          ]
+        })
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(UnsupportedProposalError)
+        expect(error).to.include({
+          name: 'InvalidConfigError',
+          field: 'connections.peer-1.children.net.proposals[1]'
+        })
+        expect((error as UnsupportedProposalError).unsupported).to.deep.equal([
+          'aes-cbc/192',
+          'hmac-md5-96'
+        ])
+        expect(dp.isStarted()).to.equal(false)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+        expect(released).to.deep.equal([])
       })
 
       it('should reject selfFenceMs without read-backs (ownershipCheckMs 0)', async () => {
@@ -123,6 +196,10 @@ describe(DefaultDistributionProcessor.name, () => {
           (e: Error) => e
         )
         expect(error).to.include({ name: 'InvalidConfigError', field: 'selfFenceMs' })
+        expect((error as FencingConfigError).fields).to.deep.equal([
+          'selfFenceMs',
+          'ownershipCheckMs'
+        ])
       })
     })
   })

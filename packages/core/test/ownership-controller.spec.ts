@@ -329,6 +329,160 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('when two backups claim at one instant (a claim storm)', () => {
+    it('should back the loser off by its rank before it tries again', async () => {
+      const cluster = new TestCluster(3, { rankDelayMs: 200 })
+      await cluster.startAll()
+      const dp3 = cluster.node('dp-3')
+      await cluster.kill('dp-1')
+      await cluster.kill('dp-2')
+      // dp-2 won epoch 2 in a moment dp-3 did not see; dp-3 holds both failed
+      setOwnership(cluster, 'dp-2', 2)
+      dp3.detector.set('dp-2', 'failed')
+      dp3.detector.fail('dp-1')
+      await cluster.advance(10)
+      expect(dp3.unit.counters().claimsLost).to.equal(1)
+      expect(dp3.actions.of('takeover:started')).to.have.length(1)
+      // nothing holds it back but the backoff of rank 3: 3 x 200 ms after the loss
+      await cluster.advance(500)
+      expect(dp3.actions.of('takeover:started')).to.have.length(1)
+      await cluster.advance(200)
+      expect(dp3.actions.of('takeover:started')).to.have.length(2)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-3', epoch: 3 })
+    })
+
+    it('should claim from the epoch the conflict reported, not from its stale view', async () => {
+      // no read-back: only the conflict tells it the store's epoch
+      const cluster = new TestCluster(3, { ownershipCheckMs: 0 })
+      await cluster.startAll()
+      const dp3 = cluster.node('dp-3')
+      await cluster.kill('dp-1')
+      // dp-1 claimed epoch 2 in a moment dp-3 did not see (a store cut, a lost change)
+      setOwnership(cluster, 'dp-1', 2)
+      dp3.detector.set('dp-2', 'failed')
+      dp3.detector.fail('dp-1')
+      await cluster.advance(3000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-3', epoch: 3 })
+      expect(dp3.actions.of('takeover:started').length).to.be.at.most(3)
+      expect(dp3.unit.counters().claimsLost).to.equal(1)
+    })
+  })
+
+  describe('a read-back answered late, after a newer epoch was seen', () => {
+    it('should not be taken for a loss of data (no false alarm)', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp3 = cluster.node('dp-3')
+      dp3.faults.delayReadsMs = 200
+      await cluster.advance(200)
+      await cluster.kill('dp-1')
+      cluster.node('dp-2').detector.fail('dp-1')
+      dp3.detector.fail('dp-1')
+      await cluster.advance(1500)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(dp3.actions.of('ownership:epoch-regressed')).to.deep.equal([])
+      expect(dp3.unit.counters().epochRegressions).to.equal(0)
+    })
+  })
+
+  describe('a node restarted after the store lost data', () => {
+    it('should not claim fresh while another node holds a live owner lease (no epoch 1 again)', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(1000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      // the store restarts empty; the primary restarts at once, before dp-2's read-back
+      cluster.facility.dvipas.clear()
+      cluster.nodes.delete('dp-1')
+      const dp1 = await cluster.add('dp-1')
+      await dp1.unit.start()
+      expect(dp1.actions.of('ownership:claimed')).to.deep.equal([])
+      await cluster.advance(2000)
+      expect(dp1.actions.of('ownership:claimed')).to.deep.equal([])
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 3 })
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+
+    it('should wait a join window before it takes over from itself (an epoch claimed twice)', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+      await cluster.advance(1000)
+      // a rollback to before the takeover: dp-1 at epoch 1, and no leases
+      setOwnership(cluster, 'dp-1', 1)
+      cluster.facility.leases.clear()
+      cluster.nodes.delete('dp-1')
+      const dp1 = await cluster.add('dp-1')
+      await dp1.unit.start()
+      await cluster.advance(2000)
+      expect(dp1.actions.of('ownership:claimed')).to.deep.equal([])
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 3 })
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+
+    it('should still take over from itself after the window when nobody else serves', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-1')
+      cluster.nodes.delete('dp-1')
+      cluster.facility.leases.clear()
+      const dp1 = await cluster.add('dp-1')
+      await dp1.unit.start()
+      await cluster.advance(1000)
+      expect(dp1.actions.calls).to.deep.equal(['takeOver from dp-1 at 2'])
+      expect(cluster.serving()).to.deep.equal(['dp-1'])
+    })
+  })
+
+  describe('when the store lost data and no node serves above the loss', () => {
+    it('should have the best live backup recover above the highest epoch once no owner lease is live', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      // the owner's process is gone (its detector verdict not in yet: a restarted node looks alive)
+      await cluster.kill('dp-1')
+      cluster.facility.dvipas.clear()
+      cluster.facility.leases.clear()
+      await cluster.advance(3000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(cluster.node('dp-2').actions.of('ownership:epoch-regressed')).to.have.length(1)
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+  })
+
+  describe('a fenced owner whose store lost data', () => {
+    it('should recover above the highest epoch it saw, not leave the DVIPA unowned', async () => {
+      const cluster = new TestCluster(3, { selfFenceMs: 300 })
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      dp1.faults.downWithTimeoutMs = 1000
+      await cluster.advance(500)
+      expect(dp1.unit.current().role).to.equal('fenced')
+      // the store restarts empty while dp-1 is cut off; the others hold dp-1 alive
+      cluster.facility.dvipas.clear()
+      cluster.facility.leases.clear()
+      dp1.faults.downWithTimeoutMs = undefined
+      await cluster.advance(2000)
+      expect(dp1.actions.of('ownership:epoch-regressed')).to.have.length.at.least(1)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-1', epoch: 2 })
+      expect(cluster.serving()).to.deep.equal(['dp-1'])
+    })
+
+    it('should write its records again until it succeeds after claiming above a regression', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp1 = cluster.node('dp-1')
+      dp1.actions.failReasserts = 2
+      cluster.facility.dvipas.clear()
+      await cluster.advance(2000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-1', epoch: 2 })
+      expect(dp1.actions.calls.filter((c) => c === 'reassert at 2')).to.have.length(3)
+      expect(dp1.actions.of('ownership:claimed').map((e) => e.epoch)).to.deep.equal([1, 2])
+    })
+  })
+
   describe('when a takeover fails after its claim', () => {
     it('should release, back off, and leave the DVIPA to a node that can serve it', async () => {
       const cluster = new TestCluster()
@@ -345,3 +499,13 @@ describe(OwnershipController.name, () => {
     })
   })
 })
+
+/** Sets the store's ownership record directly, as a replica or a rollback would, without a change event. */
+function setOwnership(cluster: TestCluster, owner: string, epoch: number): void {
+  const slot = cluster.facility.dvipas.get(DVIPA)!
+  slot.epoch = epoch
+  slot.owner = owner
+  slot.ownership = new TextEncoder().encode(
+    JSON.stringify({ v: 1, dvipa: DVIPA, owner, epoch, ranks: cluster.ranks, claimedAt: 0 })
+  )
+}

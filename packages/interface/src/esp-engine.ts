@@ -320,9 +320,32 @@ export type EspEvent =
  * and counted. The control methods (`addSa`, `installFilter`) throw `NotStartedError` before
  * `start()` and after `stop()`; `stop()` removes every SA and filter.
  */
+/** The parts of a Child SA proposal an ESP engine's capabilities are checked against. */
+export interface EspProposalShape {
+  /** Encryption transforms with key lengths. */
+  readonly encryption: readonly {
+    /** The algorithm, as `EncryptionAlgorithm` names it (`aes-cbc`, `chacha20-poly1305`, ...). */
+    readonly algorithm: string
+    /** Key length in bits. */
+    readonly keyBits: number
+  }[]
+  /** Integrity algorithms (`none` with AEAD). */
+  readonly integrity: readonly string[]
+}
+
 export interface EspEngine extends Startable {
   /** SA and filter events; completes on `stop()`. */
   readonly events$: Observable<EspEvent>
+
+  /**
+   * What of a Child SA proposal this engine cannot install (each encryption transform as
+   * `algorithm/keyBits`, each integrity algorithm that goes with none of them); empty when it can
+   * do all of it. Optional: a distribution processor checks its configured proposals with it at
+   * start, before it claims or binds anything, and skips the check for an engine without it.
+   *
+   * @param proposal - the proposal
+   */
+  unsupportedIn?(proposal: EspProposalShape): string[]
 
   /**
    * Installs an SA.

@@ -96,3 +96,18 @@ export type OwnershipEvent =
       /** How late its own timer ran, ms. */
       lateMs: number
     }
+  | {
+      /**
+       * The owner made the store's records of a DVIPA match what it holds again: after a
+       * read-and-clear at its own epoch it did not make (a duplicated request the store applied
+       * late), after the store lost data (records left behind by a rollback are deleted), or
+       * when its periodic audit found the store's records differ (`audit`).
+       */
+      type: 'ownership:records-restored'
+      /** The DVIPA. */
+      dvipa: Dvipa
+      /** The owner's epoch. */
+      epoch: number
+      /** Why. */
+      reason: 'replayed-take' | 'epoch-regressed' | 'audit'
+    }

@@ -823,24 +823,31 @@ export class SimulatedCluster {
   }
 
   private async connectBatch(peers: SimPeer[], offset: number): Promise<void> {
-    await Promise.all(
-      peers.map(async (peer, j) =>
-        peer.ike.connect({
-          local: { address: peer.address, port: 500 },
-          peer: { address: DVIPA, port: 500 },
-          localIdentity: peer.identity,
-          remoteIdentity: CLUSTER_IDENTITY,
-          phase1: this.peerPhase1(),
-          child: {
-            policy: PHASE2,
-            mode: 'tunnel',
-            local: [innerSelector(offset + j + 1)],
-            remote: [SERVICE_SUBNET]
-          },
-          forceEncapsulation: true
-        })
-      )
-    )
+    await Promise.all(peers.map(async (peer, j) => this.connectPeer(peer, offset + j)))
+  }
+
+  /**
+   * Has a peer establish a new IKE SA and Child SA to the DVIPA on its own (as after its dead
+   * peer detection gave up), with the same identities and selectors as its first one.
+   *
+   * @param peer - the peer
+   * @param index - its index in `peers`
+   */
+  async connectPeer(peer: SimPeer, index = this.peers.indexOf(peer)): Promise<void> {
+    await peer.ike.connect({
+      local: { address: peer.address, port: 500 },
+      peer: { address: DVIPA, port: 500 },
+      localIdentity: peer.identity,
+      remoteIdentity: CLUSTER_IDENTITY,
+      phase1: this.peerPhase1(),
+      child: {
+        policy: PHASE2,
+        mode: 'tunnel',
+        local: [innerSelector(index + 1)],
+        remote: [SERVICE_SUBNET]
+      },
+      forceEncapsulation: true
+    })
   }
 
   private sendRequest(peer: SimPeer): void {

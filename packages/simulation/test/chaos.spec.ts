@@ -3,7 +3,7 @@ import { buildIpPacket, buildUdp } from '@vipsec/esp-software'
 import type { Endpoint } from '@vipsec/interface'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
 import {
-  CHAOS_PASSING_FAMILIES,
+  CHAOS_FAMILIES,
   DVIPA,
   SERVICE_ADDRESS,
   formatViolation,
@@ -130,9 +130,14 @@ describe('the chaos checker', function () {
           const writer = new MemoryCouplingStore({}, { facility: cluster.facility })
           await writer.start()
           const { phase1 } = await writer.listRecords(DVIPA)
-          const fence = { owner: 'dp-1', epoch: cluster.ownership()!.epoch }
-          await writer.putRecords(DVIPA, [{ ...phase1[0]!, id: 'stale-phase1' }], fence)
-          await writer.stop()
+          const stale = { ...phase1[0]!, id: 'stale-phase1' }
+          // the owner's audit deletes a stale record: this store keeps putting it back
+          const put = (): void => {
+            const fence = { owner: 'dp-1', epoch: cluster.ownership()!.epoch }
+            void writer.putRecords(DVIPA, [stale], fence).catch(() => undefined)
+            cluster.clock.setTimeout(put, 50)
+          }
+          put()
         }
       })
       const v = result.violations.find((x) => x.invariant === 'converge-records')
@@ -170,12 +175,12 @@ describe('the chaos checker', function () {
     })
   })
 
-  describe(`over 500 schedules of the families the core passes (${CHAOS_PASSING_FAMILIES.join(', ')})`, () => {
+  describe('over 500 schedules of every family', () => {
     it('should hold every invariant', async function () {
       this.timeout(1_800_000) // about 20 s on an idle machine; a busy one is much slower
       const failures: string[] = []
       for (let seed = 0; seed < 500; seed++) {
-        const family = CHAOS_PASSING_FAMILIES[seed % CHAOS_PASSING_FAMILIES.length]!
+        const family = CHAOS_FAMILIES[seed % CHAOS_FAMILIES.length]!.name
         const result = await runSchedule(makeSchedule(seed, family))
         if (result.violations.length === 0) continue
         const v = result.violations[0]!

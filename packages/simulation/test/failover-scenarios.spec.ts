@@ -24,6 +24,31 @@ describe('failover scenarios', function () {
     await cluster.stop()
   })
 
+  describe('fault 10: a peer re-establishes on its own while the takeover renegotiates', () => {
+    it('should end with exactly one IKE SA at both ends and in the store, the newer one', async () => {
+      await running({ peers: 2 })
+      await cluster.crash('dp-1')
+      // the takeover starts after detection (300 ms); the peer connects again meanwhile
+      await cluster.advance(320)
+      const peer = cluster.peers[0]!
+      const again = cluster.connectPeer(peer).catch((e: Error) => e)
+      await cluster.advance(3000)
+      expect(await again).to.equal(undefined)
+      expect(cluster.ownership()).to.include({ owner: 'dp-2', epoch: 2 })
+      expect(peer.ike.list()).to.have.length(1)
+      const owner = cluster.dps.get('dp-2')!
+      const ours = owner.ikeServices.at(-1)!.list()
+      const forPeer = ours.filter((sa) => sa.phase1.peer.address === peer.address)
+      expect(forPeer).to.have.length(1)
+      expect(forPeer[0]!.phase1.ikeSaId).to.deep.equal(peer.ike.list()[0]!.phase1.ikeSaId)
+      const stored = (await owner.store.listRecords(DVIPA)).phase1
+      expect(stored.filter((r) => r.peer.address === peer.address)).to.have.length(1)
+      expect(events.some((e) => e.node === 'dp-2' && e.event.type === 'takeover:merged')).to.equal(
+        true
+      )
+    })
+  })
+
   describe('when the primary and then the first backup fail (a chain)', () => {
     it('should let backup 2 take over from what backup 1 wrote, with traffic on the same targets', async () => {
       await running()

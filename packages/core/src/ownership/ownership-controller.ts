@@ -75,6 +75,12 @@ export interface OwnershipActions {
    * writes its records again under the new fence and tells the targets.
    */
   reassert(fence: Fence): Promise<void>
+  /**
+   * Checks that the store's records are what the owner holds, and repairs them if not (a
+   * rollback that restored records at this same epoch, a write lost for good). Called every
+   * `auditEvery` read-backs while it owns and serves.
+   */
+  audit?(fence: Fence): Promise<void>
   /** Emits a distribution event. */
   emit(event: DistributionEvent): void
   /** Publishes the status (the state changed). */
@@ -125,7 +131,19 @@ export interface OwnershipCounters {
   indeterminateClaims: number
   /** Pauses detected. */
   pauses: number
+  /** Claims of this node that lost the compare-and-set (each backs the next attempt off). */
+  claimsLost: number
 }
+
+/** An owner audits the store's records every this many read-backs. */
+const AUDIT_EVERY = 20
+
+/** The shortest step of the backoff after a lost claim, ms (when `rankDelayMs` is smaller). */
+const MIN_CLAIM_BACKOFF_MS = 20
+/** The longest backoff after lost claims, ms. */
+const MAX_CLAIM_BACKOFF_MS = 5000
+/** Lost claims further apart than this do not add up, ms. */
+const CLAIM_LOSS_MEMORY_MS = 30_000
 
 /** The name of a node's owner-liveness lease for a DVIPA in the store. */
 export function ownerLease(dvipa: Dvipa, node: NodeId): string {
@@ -194,6 +212,11 @@ export class OwnershipController {
   private readSince = 0
   private distrustUntil = 0
   private backoffUntil = 0
+  /** Until then a restarted node does not take over from itself (see {@link start}). */
+  private joinUntil = 0
+  /** Claims lost in a row (forgotten after {@link CLAIM_LOSS_MEMORY_MS}), and when the last was. */
+  private claimLosses = 0
+  private lastClaimLossAt = Number.NEGATIVE_INFINITY
   private failures = 0
   /** The node that superseded this one, until it is seen failed with no live lease. */
   private supersededBy: NodeId | undefined
@@ -208,7 +231,8 @@ export class OwnershipController {
   private readonly counts: OwnershipCounters = {
     epochRegressions: 0,
     indeterminateClaims: 0,
-    pauses: 0
+    pauses: 0,
+    claimsLost: 0
   }
 
   /**
@@ -307,19 +331,39 @@ export class OwnershipController {
       }
     }
     this.scheduleCheck()
+    // A restarted node knows no epoch: what the store says may be a loss of data (a store that
+    // restarted empty or rolled back) while another node serves a higher epoch. It takes over
+    // from itself only after one join window (time for that owner's read-back to see the loss
+    // and claim above it) and when no other node's owner lease is live.
+    this.joinUntil = this.clock.monotonic() + 2 * Math.max(this.checkMs, 1)
     if (ownership === undefined) {
       if (this.ranks[0] !== this.node) return
+      if (await this.otherOwnerLive()) {
+        this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, 'start', 'store')
+        this.scheduleEvaluate(this.joinUntil)
+        return
+      }
       await this.claimFresh()
       return
     }
     this.learnStore(ownership.owner, ownership.epoch)
     this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'start', 'store')
-    if (ownership.owner === null || ownership.owner === this.node) {
-      this.beginAttempt(
-        ownership.owner ?? this.node,
-        ownership.owner === null ? 'released' : 'named-owner',
-        undefined
-      )
+    if (ownership.owner === null) this.beginAttempt(this.node, 'released', undefined)
+    else if (ownership.owner === this.node) this.evaluate(undefined)
+  }
+
+  /**
+   * Whether another node of the DVIPA holds a live owner lease in the store: it serves (or
+   * served until moments ago), whatever the ownership record says after a loss of data.
+   */
+  private async otherOwnerLive(): Promise<boolean> {
+    const names = this.ranks.filter((n) => n !== this.node).map((n) => ownerLease(this.dvipa, n))
+    if (names.length === 0) return false
+    try {
+      const leases = await this.store.readLeases(names)
+      return names.some((n) => (leases[n] ?? 0) > 0)
+    } catch {
+      return false
     }
   }
 
@@ -684,6 +728,8 @@ export class OwnershipController {
       if (this.attempt !== attempt) return
       if ((err as Error).name === OwnershipConflictError.name) {
         const c = err as OwnershipConflictError
+        this.learnStore(c.currentOwner ?? null, c.currentEpoch)
+        this.claimLost()
         this.standDown(c.currentEpoch, c.currentOwner ?? null, 'claim')
         return
       }
@@ -732,12 +778,30 @@ export class OwnershipController {
     return won
   }
 
+  /**
+   * A claim of this node lost the compare-and-set: it backs off before its next attempt, by a
+   * step that grows with its rank and doubles with each loss in a row, so that nodes that lost
+   * together never retry in lockstep (a claim storm).
+   */
+  private claimLost(): void {
+    const now = this.clock.monotonic()
+    if (now - this.lastClaimLossAt > CLAIM_LOSS_MEMORY_MS) this.claimLosses = 0
+    this.lastClaimLossAt = now
+    this.claimLosses++
+    this.counts.claimsLost++
+    const rank = Math.max(0, this.ranks.indexOf(this.node))
+    const step = Math.max(this.rankDelayMs, MIN_CLAIM_BACKOFF_MS) * (rank + 1)
+    const wait = Math.min(MAX_CLAIM_BACKOFF_MS, step * 2 ** Math.min(10, this.claimLosses - 1))
+    this.backoffUntil = Math.max(this.backoffUntil, now + wait)
+  }
+
   private claimWon(won: Pick<Ownership, 'owner' | 'epoch'>): void {
     const s = this.state
     const attempt = this.attempt
     if (s.role !== 'taking-over' || attempt === undefined) return
     const fence: Fence = { owner: this.node, epoch: won.epoch }
     this.failures = 0
+    this.claimLosses = 0
     this.supersededBy = undefined
     this.setState({ ...s, phase: { step: 'running', fence } }, 'claim-won', 'claim')
     this.confirmed(this.clock.monotonic())
@@ -862,14 +926,28 @@ export class OwnershipController {
     }
     if (!this.ranks.includes(this.node)) return
     const view = s.view
+    if (
+      view.kind === 'unclaimed'
+        ? this.ranks[0] === this.node
+        : view.kind === 'owned' && view.owner === this.node
+    ) {
+      // The store names this node (a restart, a lost claim reply, a fenced owner whose store
+      // lost data) or, for the primary, nobody ever: possibly a loss of data while another node
+      // serves. Never before the join window; never while another node's owner lease is live.
+      if (now < this.joinUntil) {
+        this.scheduleEvaluate(this.joinUntil)
+        return
+      }
+      void this.otherOwnerLive().then((live) => {
+        if (live || this.state !== s || this.attempt !== undefined || !this.running) return
+        this.beginAttempt(this.node, view.kind === 'unclaimed' ? 'start' : 'named-owner', undefined)
+      })
+      return
+    }
     if (view.kind === 'unclaimed') return
     if (view.epoch < this.highest) return // the store lost data: the owner at the highest epoch recovers
     if (view.kind === 'released') {
       this.beginAttempt(this.lastOwner ?? this.node, 'released', undefined)
-      return
-    }
-    if (view.owner === this.node) {
-      this.beginAttempt(this.node, 'named-owner', undefined)
       return
     }
     if (this.detector.health(view.owner) !== 'failed') return
@@ -924,6 +1002,11 @@ export class OwnershipController {
       void this.store
         .renewLease(ownerLease(this.dvipa, this.node), this.ownerLeaseMs)
         .catch(() => undefined)
+      if (this.reassertDue === s.fence.epoch && !this.recovering) void this.reassert()
+      if (++this.ticksOwned % AUDIT_EVERY === 0 && s.standing.kind === 'serving')
+        void this.actions.audit?.(s.fence).catch((err: Error) => {
+          if (err.name === 'StaleEpochError') this.onStaleWrite(err as StaleEpochError)
+        })
     }
     await this.readBack()
     if (this.state.role === 'backup' && this.attempt === undefined) this.evaluate(undefined)
@@ -969,6 +1052,9 @@ export class OwnershipController {
     this.reading = true
     this.readSince = now
     const sentAt = now
+    // What the store cannot have missed: the highest epoch seen before the read was sent. A
+    // read that was slow to come back may name an epoch below one seen since, which is no loss.
+    const floor = this.highest
     let ownership: Ownership | undefined
     let missing = false
     try {
@@ -984,10 +1070,13 @@ export class OwnershipController {
     if (this.readSince === sentAt) this.reading = false
     if (!this.running) return
     const storeEpoch = ownership?.epoch ?? 0
-    if (storeEpoch < this.highest) {
+    if (storeEpoch < floor) {
       this.regressed(storeEpoch, ownership, missing)
       return
     }
+    // older than what this node learned while it was under way: says nothing new
+    if (storeEpoch < this.highest) return
+    this.regressedSince = undefined
     if (ownership === undefined) return
     this.learnStore(ownership.owner, ownership.epoch)
     const s = this.state
@@ -1006,9 +1095,15 @@ export class OwnershipController {
         return
       case 'fenced':
         if (ownership.owner === this.node && ownership.epoch === s.fence.epoch) {
-          // Still ours: serve again, by a takeover from itself under a new epoch.
+          // Still ours, or a store that rolled back to it while it was cut off: serve again, by
+          // a takeover from itself under a new epoch, after a join window (a live owner that
+          // it never heard of sees the rollback and claims above it meanwhile).
+          this.joinUntil = Math.max(
+            this.joinUntil,
+            this.clock.monotonic() + 2 * Math.max(this.checkMs, 1)
+          )
           this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'confirmed', 'store')
-          this.beginAttempt(this.node, 'confirmed', undefined)
+          this.evaluate(undefined)
         } else {
           this.lose(ownership.epoch, ownership.owner, 'higher-epoch', 'store')
         }
@@ -1156,14 +1251,58 @@ export class OwnershipController {
       void this.recover(s.fence, storeEpoch, missing)
       return
     }
-    if (s.role === 'backup' && s.view.kind === 'owned' && s.view.owner !== this.node) {
-      if (this.detector.health(s.view.owner) === 'failed' && this.attempt === undefined)
-        this.beginAttempt(s.view.owner, 'epoch-regressed', undefined)
+    if (s.role === 'fenced' && this.attempt === undefined) {
+      // It held the highest epoch and stopped for want of a confirmation; the store has lost
+      // it. Nobody else may serve below it: recover by a takeover from itself, above it.
+      this.setState(
+        { role: 'backup', view: { kind: 'owned', owner: this.node, epoch: storeEpoch } },
+        'epoch-regressed',
+        'store'
+      )
+      this.evaluate(undefined)
+      return
+    }
+    if (s.role === 'backup' && this.attempt === undefined) {
+      const named = s.view.kind === 'owned' && s.view.owner !== '' ? s.view.owner : undefined
+      const now = this.clock.monotonic()
+      this.regressedSince ??= now
+      if (named !== undefined && named !== this.node && this.detector.health(named) === 'failed') {
+        this.beginAttempt(named, 'epoch-regressed', undefined)
+      } else if (now - this.regressedSince >= this.ownerLeaseMs) {
+        // Long enough for a live owner to have claimed above the loss and renewed its lease:
+        // nobody did, so nobody serves. The best live backup recovers above the highest epoch.
+        void this.otherOwnerLive().then((live) => {
+          if (live || this.state !== s || this.attempt !== undefined || !this.running) return
+          this.beginAttempt(named ?? this.lastOwner ?? this.node, 'epoch-regressed', undefined)
+        })
+      }
     }
     void ownership
   }
 
   private recovering = false
+  /** Read-backs while owner: every {@link AUDIT_EVERY}th also audits the records. */
+  private ticksOwned = 0
+  /** Since when (monotonic ms) the read-backs show a store below the highest epoch seen. */
+  private regressedSince: number | undefined
+  /** The epoch whose records still have to be written again after a data loss (0: none). */
+  private reassertDue = 0
+
+  /**
+   * Writes the records again and tells the targets, after the store lost data, under the
+   * epoch claimed above it; a failure leaves it due, and every read-back tries again until it
+   * is done (or the epoch is gone).
+   */
+  private async reassert(): Promise<void> {
+    const s = this.state
+    if (s.role !== 'owner' || s.fence.epoch !== this.reassertDue) return
+    try {
+      await this.actions.reassert(s.fence)
+      if (this.reassertDue === s.fence.epoch) this.reassertDue = 0
+    } catch (err) {
+      if ((err as Error).name === 'StaleEpochError') this.onStaleWrite(err as StaleEpochError)
+    }
+  }
 
   private async recover(fence: Fence, storeEpoch: number, missing: boolean): Promise<void> {
     if (this.recovering) return
@@ -1174,8 +1313,9 @@ export class OwnershipController {
       if (s.role !== 'owner' || s.fence.epoch !== fence.epoch) return
       const next: Fence = { owner: this.node, epoch: won.epoch }
       this.state = { role: 'owner', fence: next, standing: s.standing }
-      await this.actions.reassert(next)
       this.actions.emit({ type: 'ownership:claimed', dvipa: this.dvipa, epoch: next.epoch })
+      this.reassertDue = next.epoch
+      await this.reassert()
       const cur = this.state
       if (cur.role === 'owner' && cur.fence.epoch === next.epoch) {
         this.setState({ ...cur, standing: { kind: 'serving' } }, 'epoch-regressed', 'claim')

@@ -112,6 +112,8 @@ export interface StoreFaults {
   downWithTimeoutMs: number | undefined
   /** Every call answers after this long (ms), as a real store's round trip. Default 0. */
   latencyMs?: number
+  /** Every ownership read is applied at once and answered this long (ms) later. */
+  delayReadsMs?: number
 }
 
 /** A node's store client that applies faults around a memory store. */
@@ -137,6 +139,8 @@ export function faultyStore(
         }
         if (faults.latencyMs !== undefined) await clock.sleep(faults.latencyMs)
         const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
+        if (prop === 'getOwnership' && faults.delayReadsMs !== undefined)
+          await clock.sleep(faults.delayReadsMs)
         if (prop === 'claimOwnership' && faults.loseNextClaimReply) {
           faults.loseNextClaimReply = false
           throw new StoreUnavailableError('claimOwnership: the reply was lost')
@@ -154,6 +158,8 @@ export class RecordingActions implements OwnershipActions {
   serving = false
   takeoverMs = 50
   failTakeover = false
+  /** The next this many reasserts fail (a store that times out). */
+  failReasserts = 0
   lastRun: TakeoverRun | undefined
   constructor(private readonly clock: Clock) {}
 
@@ -191,6 +197,10 @@ export class RecordingActions implements OwnershipActions {
   }
   async reassert(fence: Fence): Promise<void> {
     this.calls.push(`reassert at ${fence.epoch}`)
+    if (this.failReasserts > 0) {
+      this.failReasserts--
+      throw new StoreUnavailableError('putRecords: timed out')
+    }
   }
   emit(event: DistributionEvent): void {
     this.events.push(event)

@@ -21,7 +21,6 @@ export {
 } from './runner.js'
 export {
   CHAOS_FAMILIES,
-  CHAOS_PASSING_FAMILIES,
   CHAOS_TOPOLOGY,
   FAULT_WINDOW_MS,
   MAX_FAULT_MS,

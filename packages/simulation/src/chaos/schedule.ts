@@ -498,16 +498,3 @@ export function describeFault(fault: Fault): string {
   })()
   return `#${fault.id} ${start}: ${what}`
 }
-
-/**
- * The families `npm test` runs: those today's core passes on every seed tried (see
- * docs/chaos.md for which fail and why).
- */
-export const CHAOS_PASSING_FAMILIES: readonly string[] = [
-  'crash',
-  'crash-target',
-  'partition',
-  'pause',
-  'store-cut',
-  'takeover'
-]

@@ -1,0 +1,41 @@
+import { InvalidConfigError } from '@vipsec/interface'
+
+/**
+ * A configuration under which the fencing promise would be false: an owner cut off from the
+ * store could still serve when a backup takes over, or could never confirm its epoch. Thrown
+ * by the distribution processor's `validate()` at start, before anything is claimed or bound.
+ * An `InvalidConfigError` (its `field` is the first of `fields`) that names every field of the
+ * conflict.
+ */
+export class FencingConfigError extends InvalidConfigError {
+  /** The fields that conflict, as dotted paths (`selfFenceMs`, `detector.minDetectionMs`, ...). */
+  readonly fields: string[]
+
+  /**
+   * @param fields - the conflicting fields, the one to change first
+   * @param message - why they conflict
+   */
+  constructor(fields: [string, ...string[]], message: string) {
+    super(fields[0], `${message} (fields: ${fields.join(', ')})`)
+    this.fields = fields
+  }
+}
+
+/**
+ * A Child SA proposal names algorithms the ESP engine cannot do: a node with it would negotiate
+ * SAs it could never install. Thrown by `validate()` at start, before anything is claimed or
+ * bound. An `InvalidConfigError` for the proposal's field.
+ */
+export class UnsupportedProposalError extends InvalidConfigError {
+  /** What the engine cannot do (`aes-cbc/192`, `hmac-md5`, ...). */
+  readonly unsupported: string[]
+
+  /**
+   * @param field - the dotted path of the proposal
+   * @param unsupported - what the engine cannot do
+   */
+  constructor(field: string, unsupported: string[]) {
+    super(field, `the ESP engine cannot do ${unsupported.join(', ')}`)
+    this.unsupported = unsupported
+  }
+}
