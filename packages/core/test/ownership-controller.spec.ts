@@ -268,6 +268,25 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('fault 6: a verdict that comes after the new owner’s claim', () => {
+    it('should not take over when the silence behind it began before the claim', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      const dp3 = cluster.node('dp-3')
+      // the heartbeats between the DPs are lost; dp-2 hears of dp-1 first and claims
+      cluster.node('dp-2').detector.fail('dp-1')
+      dp3.detector.fail('dp-1')
+      await cluster.advance(1000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      // dp-3's verdict on dp-2 arrives now, but dp-2 has been silent since before its claim
+      dp3.detector.fail('dp-2', 1500)
+      await cluster.advance(3000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      expect(dp3.actions.of('ownership:claimed')).to.have.length(0)
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
+    })
+  })
+
   describe('when every DP is cut off from the others but all reach the store', () => {
     it('should settle on one owner, not claim in a loop on verdicts older than the claims', async () => {
       const cluster = new TestCluster()

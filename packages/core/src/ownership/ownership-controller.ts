@@ -223,7 +223,10 @@ export class OwnershipController {
   private lastAlarm = -1
   /** The last owner this node knew of (a released DVIPA is taken over from it). */
   private lastOwner: NodeId | undefined
-  /** Monotonic ms of the last `node:failed` verdict per node (cleared when it recovers). */
+  /**
+   * Monotonic ms at which the silence behind each `node:failed` verdict began (cleared when the
+   * node recovers).
+   */
   private readonly failedAt = new Map<NodeId, number>()
   /** The owner and epoch this node knows, and since when (monotonic ms). */
   private ownerKey = ''
@@ -410,8 +413,11 @@ export class OwnershipController {
     this.checkLateness()
     // A verdict that arrives during the grace after a pause was computed from stale state: it
     // never counts as fresh (the owner's lease decides instead).
+    // It is kept as the moment the silence began, not when the verdict came: a silence that
+    // began before the owner's claim (heartbeats between the DPs lost while the store and the
+    // peers are fine) is no evidence against that owner, however late its verdict arrives.
     if (event.type === 'node:failed' && this.clock.monotonic() >= this.distrustUntil)
-      this.failedAt.set(event.node, this.clock.monotonic())
+      this.failedAt.set(event.node, this.clock.monotonic() - Math.max(0, event.silentMs))
     if (event.type === 'node:recovered') this.failedAt.delete(event.node)
     const s = this.state
     if (s.role === 'taking-over' && s.phase.step === 'rank-delay') {
