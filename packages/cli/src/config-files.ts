@@ -276,6 +276,14 @@ const nodeFile = z.strictObject({
   secrets: z.string().optional(),
   /** The network interface the DVIPA is added to, e.g. `eth0`. */
   interface: z.string().min(1),
+  /**
+   * Where an owned DVIPA's address is held: `process` (the default) on a device that exists only
+   * while this node's process lives, so that after a `kill -9` the host stops answering for the
+   * address at once, with no help from the dead process; `interface` on `interface` itself,
+   * where it stays (and the host keeps answering ARP for it) until removed by hand. Packets
+   * arrive on `interface` either way.
+   */
+  hold_addresses: z.enum(['process', 'interface']).optional(),
   /** Where `/metrics`, `/healthz` and `/readyz` are served, e.g. `127.0.0.1:9100`. Default: none. */
   admin: endpoint.optional(),
   /**

@@ -60,7 +60,10 @@ export async function networkFor(config: LoadedConfig): Promise<NetworkAdapter> 
     components: object,
     init: object
   ) => NetworkAdapter
-  return new Adapter({}, { interface: config.node.interface })
+  return new Adapter(
+    {},
+    { interface: config.node.interface, holdAddresses: config.node.hold_addresses ?? 'process' }
+  )
 }
 
 /** Options of {@link startNode}. */

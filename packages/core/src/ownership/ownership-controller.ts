@@ -966,8 +966,12 @@ export class OwnershipController {
         .readLeases([ownerLease(this.dvipa, view.owner)])
         .then((leases) => {
           const cur = this.state
-          if ((leases[ownerLease(this.dvipa, view.owner)] ?? 0) > 0) return
           if (cur !== s || this.attempt !== undefined) return
+          if ((leases[ownerLease(this.dvipa, view.owner)] ?? 0) > 0) {
+            // look again while the verdict stands: a dead owner's lease runs out
+            this.scheduleEvaluate(this.clock.monotonic() + Math.max(this.checkMs, 50))
+            return
+          }
           this.beginAttempt(view.owner, 'owner-failed', silentMs)
         })
         .catch(() => undefined)
