@@ -1036,7 +1036,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 
   /**
    * One IKE SA per peer and identities: when one with a Child SA is up, every older IKE SA with
-   * the same peer address and identities is deleted (at the peer too, and from the store by its
+   * the same peer address and identities, and no Child SA it does not replace, is deleted (at the peer too, and from the store by its
    * `ike:deleted`), with a logged reason. So a peer that re-established on its own while a
    * takeover renegotiated its old IKE SA ends with one IKE SA, the newer, at both ends.
    */
@@ -1045,9 +1045,16 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (ike === undefined) return
     const key = (p: Phase1Record): string =>
       `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+    // a Child SA is replaced when the kept IKE SA has one with the same selectors: an older IKE
+    // SA is a duplicate only if it has no Child SA or the kept one replaces each of them (a
+    // peer may run two tunnels with other selectors under the same identities)
+    const selectors = (c: Phase2Record): string => JSON.stringify(c.selectors)
+    const keptEntry = state.sas.get(kept.id)
+    const replaced = new Set([...(keptEntry?.phase2.values() ?? [])].map(selectors))
     for (const [id, other] of state.sas) {
       if (id === kept.id || key(other.phase1) !== key(kept)) continue
       if (other.phase1.establishedAt > kept.establishedAt) continue
+      if (![...other.phase2.values()].every((c) => replaced.has(selectors(c)))) continue
       this.emit({
         type: 'takeover:merged',
         dvipa: state.config.dvipa,
