@@ -426,9 +426,12 @@ for await (const _ of createInterface({ input: process.stdin })) {
     return /link\/ether ([0-9a-f:]+)/.exec(out)![1]!.toUpperCase()
   }
 
-  /** Whether a node has the DVIPA on its interface. */
+  /**
+   * Whether a node's host has the DVIPA on any device (on eth0, or on the device of a node that
+   * holds its addresses for as long as its process lives).
+   */
   holdsAddress(name: string): boolean {
-    return sh('ip', ['-n', this.ns(name), 'addr', 'show', 'dev', 'eth0']).includes(`${this.dvipa}/`)
+    return sh('ip', ['-n', this.ns(name), '-o', 'addr', 'show']).includes(` ${this.dvipa}/`)
   }
 
   /** Takeovers completed by `name`'s current process. */
