@@ -1,13 +1,39 @@
 import { expect } from 'chai'
-import { OwnershipController } from '../src/index.js'
-import { DVIPA, TestCluster } from './helpers/ownership-harness.js'
+import { OwnershipController, type OwnershipControllerInit } from '../src/index.js'
+import { DVIPA, TestCluster, type TestNode } from './helpers/ownership-harness.js'
+
+/** A cluster of `size` DPs, all started: dp-1 owns the DVIPA at epoch 1. */
+async function startedCluster(
+  size = 3,
+  init: Partial<OwnershipControllerInit> = {}
+): Promise<TestCluster> {
+  const cluster = new TestCluster(size, init)
+  await cluster.startAll()
+  return cluster
+}
+
+/** Three started DPs after the owner dp-1 died and both backups declared it failed: dp-2 owns epoch 2. */
+async function clusterAfterFailover(): Promise<TestCluster> {
+  const cluster = await startedCluster()
+  await cluster.kill('dp-1')
+  for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
+  await cluster.advance(1000)
+  return cluster
+}
+
+/** Starts a killed node again as a new process: a new unit over the same store. */
+async function restart(cluster: TestCluster, id: string): Promise<TestNode> {
+  cluster.nodes.delete(id)
+  const node = await cluster.add(id)
+  await node.unit.start()
+  return node
+}
 
 describe(OwnershipController.name, () => {
   describe('.start', () => {
     describe('when nobody ever claimed the DVIPA', () => {
       it('should have the primary claim epoch 1 and serve, the others back it up', async () => {
-        const cluster = new TestCluster()
-        await cluster.startAll()
+        const cluster = await startedCluster()
         expect(cluster.ownership()).to.deep.equal({ owner: 'dp-1', epoch: 1 })
         expect(cluster.serving()).to.deep.equal(['dp-1'])
         const dp1 = cluster.node('dp-1')
@@ -28,11 +54,7 @@ describe(OwnershipController.name, () => {
 
   describe('when the owner fails', () => {
     it('should have the best live backup take over at epoch 2 and the next one stand down', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
-      await cluster.kill('dp-1')
-      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
-      await cluster.advance(1000)
+      const cluster = await clusterAfterFailover()
       expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
       expect(cluster.serving()).to.deep.equal(['dp-2'])
       expect(cluster.node('dp-3').actions.of('takeover:stood-down')).to.have.length(1)
@@ -42,8 +64,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 1: the reply of a claim that the store applied is lost', () => {
     it('should read back, find itself the owner, and take over (nobody is left without the DVIPA)', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       await cluster.kill('dp-1')
       const dp2 = cluster.node('dp-2')
       dp2.faults.loseNextClaimReply = true
@@ -57,8 +78,7 @@ describe(OwnershipController.name, () => {
     })
 
     it('should claim again when the read-back shows the claim did not apply', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       await cluster.kill('dp-1')
       const dp2 = cluster.node('dp-2')
       // The store is cut off for one call (5 s timeout), then answers again.
@@ -74,8 +94,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 2: the owner is paused and wakes', () => {
     it('should not serve before it confirms, and not act on the verdicts computed during the pause', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       const dp1 = cluster.node('dp-1')
       dp1.clock.pause()
       for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
@@ -96,8 +115,7 @@ describe(OwnershipController.name, () => {
     })
 
     it('should serve again once the store confirms its epoch when nobody took over', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       const dp1 = cluster.node('dp-1')
       dp1.clock.pause()
       await cluster.advance(1500)
@@ -113,8 +131,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 3: a node taking over sees a higher epoch', () => {
     it('should abort the takeover at once: stop serving, give the address up', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       await cluster.kill('dp-1')
       const dp2 = cluster.node('dp-2')
       dp2.actions.takeoverMs = 10_000
@@ -136,8 +153,7 @@ describe(OwnershipController.name, () => {
     })
 
     it('should take a released DVIPA over from the epoch it read back, never from an older view', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       const dp3 = cluster.node('dp-3')
       // dp-3 missed epoch 2 (dp-2 claimed it); then dp-2 released it at 2.
       dp3.memory.events$.subscribe(() => undefined)
@@ -157,8 +173,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 4: a second failure during the rank delay', () => {
     it('should not be dropped: the next backup takes over from the new dead owner', async () => {
-      const cluster = new TestCluster(3, { rankDelayMs: 600 })
-      await cluster.startAll()
+      const cluster = await startedCluster(3, { rankDelayMs: 600 })
       await cluster.kill('dp-1')
       const dp2 = cluster.node('dp-2')
       const dp3 = cluster.node('dp-3')
@@ -177,8 +192,7 @@ describe(OwnershipController.name, () => {
     })
 
     it('should claim at once when the better backup it waits for fails before claiming', async () => {
-      const cluster = new TestCluster(3, { rankDelayMs: 600 })
-      await cluster.startAll()
+      const cluster = await startedCluster(3, { rankDelayMs: 600 })
       await cluster.kill('dp-1')
       await cluster.kill('dp-2')
       const dp3 = cluster.node('dp-3')
@@ -193,8 +207,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 5: the owner is cut off from the store, whose calls time out after 5 s', () => {
     it('should stop serving within selfFenceMs on its own deadline timer', async () => {
-      const cluster = new TestCluster(2, { selfFenceMs: 400 })
-      await cluster.startAll()
+      const cluster = await startedCluster(2, { selfFenceMs: 400 })
       const dp1 = cluster.node('dp-1')
       const cutAt = cluster.clock.monotonic()
       dp1.faults.downWithTimeoutMs = 5000
@@ -213,8 +226,7 @@ describe(OwnershipController.name, () => {
 
   describe('a takeover that lasts longer than selfFenceMs, the store answering throughout', () => {
     it('should count the read-backs during the takeover as confirmations: no fence, one claim', async () => {
-      const cluster = new TestCluster(2, { selfFenceMs: 300, ownershipCheckMs: 100 })
-      await cluster.startAll()
+      const cluster = await startedCluster(2, { selfFenceMs: 300, ownershipCheckMs: 100 })
       const dp2 = cluster.node('dp-2')
       // a store that answers in 30 ms, and a takeover (renegotiation, writes) of 1.5 s
       dp2.faults.latencyMs = 30
@@ -231,8 +243,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 5, with timers that fire a little early (as Node may, by up to 1 ms)', () => {
     it('should still stop serving within selfFenceMs: an early deadline timer is armed again', async () => {
-      const cluster = new TestCluster(2, { selfFenceMs: 400 })
-      await cluster.startAll()
+      const cluster = await startedCluster(2, { selfFenceMs: 400 })
       const dp1 = cluster.node('dp-1')
       dp1.clock.earlyMs = 1
       // read-backs confirm the epoch and arm the deadline timer, which now fires 1 ms early
@@ -250,8 +261,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 6: heartbeats between the DPs are lost (each holds the other failed)', () => {
     it('should not take the DVIPA back while the new owner is live, and take it once it dies', async () => {
-      const cluster = new TestCluster(2)
-      await cluster.startAll()
+      const cluster = await startedCluster(2)
       const dp1 = cluster.node('dp-1')
       const dp2 = cluster.node('dp-2')
       dp2.detector.fail('dp-1')
@@ -270,8 +280,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 6: a verdict that comes after the new owner’s claim', () => {
     it('should not take over when the silence behind it began before the claim', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       const dp3 = cluster.node('dp-3')
       // the heartbeats between the DPs are lost; dp-2 hears of dp-1 first and claims
       cluster.node('dp-2').detector.fail('dp-1')
@@ -289,8 +298,7 @@ describe(OwnershipController.name, () => {
 
   describe('when every DP is cut off from the others but all reach the store', () => {
     it('should settle on one owner, not claim in a loop on verdicts older than the claims', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       for (const id of cluster.ranks)
         for (const other of cluster.ranks) if (other !== id) cluster.node(id).detector.fail(other)
       await cluster.advance(5000)
@@ -302,11 +310,7 @@ describe(OwnershipController.name, () => {
 
   describe('fault 7: the store loses data and its epoch goes backwards', () => {
     it('should raise an alarm and claim above the highest epoch seen', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
-      await cluster.kill('dp-1')
-      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
-      await cluster.advance(1000)
+      const cluster = await clusterAfterFailover()
       expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
       // Redis restarts without its append-only file
       cluster.facility.dvipas.clear()
@@ -322,11 +326,7 @@ describe(OwnershipController.name, () => {
     })
 
     it('should never accept ownership at or below an epoch it has seen', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
-      await cluster.kill('dp-1')
-      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
-      await cluster.advance(1000)
+      const cluster = await clusterAfterFailover()
       // a replica that missed epoch 2 names dp-3 at epoch 1
       const slot = cluster.facility.dvipas.get(DVIPA)!
       await cluster.node('dp-3').memory.releaseOwnership(DVIPA, { owner: 'dp-2', epoch: 2 })
@@ -350,8 +350,7 @@ describe(OwnershipController.name, () => {
 
   describe('when two backups claim at one instant (a claim storm)', () => {
     it('should back the loser off by its rank before it tries again', async () => {
-      const cluster = new TestCluster(3, { rankDelayMs: 200 })
-      await cluster.startAll()
+      const cluster = await startedCluster(3, { rankDelayMs: 200 })
       const dp3 = cluster.node('dp-3')
       await cluster.kill('dp-1')
       await cluster.kill('dp-2')
@@ -372,8 +371,7 @@ describe(OwnershipController.name, () => {
 
     it('should claim from the epoch the conflict reported, not from its stale view', async () => {
       // no read-back: only the conflict tells it the store's epoch
-      const cluster = new TestCluster(3, { ownershipCheckMs: 0 })
-      await cluster.startAll()
+      const cluster = await startedCluster(3, { ownershipCheckMs: 0 })
       const dp3 = cluster.node('dp-3')
       await cluster.kill('dp-1')
       // dp-1 claimed epoch 2 in a moment dp-3 did not see (a store cut, a lost change)
@@ -389,8 +387,7 @@ describe(OwnershipController.name, () => {
 
   describe('a read-back answered late, after a newer epoch was seen', () => {
     it('should not be taken for a loss of data (no false alarm)', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       const dp3 = cluster.node('dp-3')
       dp3.faults.delayReadsMs = 200
       await cluster.advance(200)
@@ -406,17 +403,11 @@ describe(OwnershipController.name, () => {
 
   describe('a node restarted after the store lost data', () => {
     it('should not claim fresh while another node holds a live owner lease (no epoch 1 again)', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
-      await cluster.kill('dp-1')
-      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
-      await cluster.advance(1000)
+      const cluster = await clusterAfterFailover()
       expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 2 })
       // the store restarts empty; the primary restarts at once, before dp-2's read-back
       cluster.facility.dvipas.clear()
-      cluster.nodes.delete('dp-1')
-      const dp1 = await cluster.add('dp-1')
-      await dp1.unit.start()
+      const dp1 = await restart(cluster, 'dp-1')
       expect(dp1.actions.of('ownership:claimed')).to.deep.equal([])
       await cluster.advance(2000)
       expect(dp1.actions.of('ownership:claimed')).to.deep.equal([])
@@ -425,17 +416,11 @@ describe(OwnershipController.name, () => {
     })
 
     it('should wait a join window before it takes over from itself (an epoch claimed twice)', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
-      await cluster.kill('dp-1')
-      for (const id of ['dp-2', 'dp-3']) cluster.node(id).detector.fail('dp-1')
-      await cluster.advance(1000)
+      const cluster = await clusterAfterFailover()
       // a rollback to before the takeover: dp-1 at epoch 1, and no leases
       setOwnership(cluster, 'dp-1', 1)
       cluster.facility.leases.clear()
-      cluster.nodes.delete('dp-1')
-      const dp1 = await cluster.add('dp-1')
-      await dp1.unit.start()
+      const dp1 = await restart(cluster, 'dp-1')
       await cluster.advance(2000)
       expect(dp1.actions.of('ownership:claimed')).to.deep.equal([])
       expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 3 })
@@ -443,13 +428,10 @@ describe(OwnershipController.name, () => {
     })
 
     it('should still take over from itself after the window when nobody else serves', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       await cluster.kill('dp-1')
-      cluster.nodes.delete('dp-1')
       cluster.facility.leases.clear()
-      const dp1 = await cluster.add('dp-1')
-      await dp1.unit.start()
+      const dp1 = await restart(cluster, 'dp-1')
       await cluster.advance(1000)
       expect(dp1.actions.calls).to.deep.equal(['takeOver from dp-1 at 2'])
       expect(cluster.serving()).to.deep.equal(['dp-1'])
@@ -458,8 +440,7 @@ describe(OwnershipController.name, () => {
 
   describe('when the store lost data and no node serves above the loss', () => {
     it('should have the best live backup recover above the highest epoch once no owner lease is live', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       // the owner's process is gone (its detector verdict not in yet: a restarted node looks alive)
       await cluster.kill('dp-1')
       cluster.facility.dvipas.clear()
@@ -473,8 +454,7 @@ describe(OwnershipController.name, () => {
 
   describe('a fenced owner whose store lost data', () => {
     it('should recover above the highest epoch it saw, not leave the DVIPA unowned', async () => {
-      const cluster = new TestCluster(3, { selfFenceMs: 300 })
-      await cluster.startAll()
+      const cluster = await startedCluster(3, { selfFenceMs: 300 })
       const dp1 = cluster.node('dp-1')
       dp1.faults.downWithTimeoutMs = 1000
       await cluster.advance(500)
@@ -490,8 +470,7 @@ describe(OwnershipController.name, () => {
     })
 
     it('should write its records again until it succeeds after claiming above a regression', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       const dp1 = cluster.node('dp-1')
       dp1.actions.failReasserts = 2
       cluster.facility.dvipas.clear()
@@ -504,8 +483,7 @@ describe(OwnershipController.name, () => {
 
   describe('when a takeover fails after its claim', () => {
     it('should release, back off, and leave the DVIPA to a node that can serve it', async () => {
-      const cluster = new TestCluster()
-      await cluster.startAll()
+      const cluster = await startedCluster()
       await cluster.kill('dp-1')
       const dp2 = cluster.node('dp-2')
       dp2.actions.failTakeover = true
