@@ -4,7 +4,7 @@ import type { Endpoint, FailureDetectorEvent } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
 import { SeededRandomSource } from '@vipsec/random'
 import { HeartbeatFailureDetector } from '../src/index.js'
-import { HeldClock } from './held-clock.js'
+import { HeldClock } from '@vipsec/clock/test/held-clock'
 
 const WATCHER: Endpoint = { address: '10.9.0.2', port: 7500 }
 const OWNER: Endpoint = { address: '10.9.0.1', port: 7500 }

@@ -3,7 +3,7 @@ import { VirtualClock } from '@vipsec/clock'
 import type { CouplingStore, FailureDetectorEvent } from '@vipsec/interface'
 import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
 import { LeaseFailureDetector } from '../src/index.js'
-import { HeldClock } from './held-clock.js'
+import { HeldClock } from '@vipsec/clock/test/held-clock'
 
 /** dp-2 watches dp-1's lease; dp-2's timers can be held (a paused process), its reads delayed. */
 async function pair() {
