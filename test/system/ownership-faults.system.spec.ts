@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { expect } from 'chai'
 import { ADDR, ClusterFixture, DVIPA, sh, waitFor } from './helpers/cluster-fixture.js'
 import { Faults } from './helpers/faults.js'
-import type { NodeProcess } from './helpers/node-process.js'
+import type { VipsecProcess } from '@vipsec/cli/test/vipsec-process'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -139,12 +139,12 @@ describe('ownership under the faults of issue 10, with real processes (heartbeat
   }
 
   /** Lines of type `type` a node logged after `at`. */
-  const linesAfter = (node: NodeProcess, type: string, at: number): Record<string, unknown>[] =>
+  const linesAfter = (node: VipsecProcess, type: string, at: number): Record<string, unknown>[] =>
     node.lines.filter((l) => l.type === type && timeOf(l) >= at)
 
   /** Waits until `node` logged a line of `type` after `at`; that line. */
   async function logged(
-    node: NodeProcess,
+    node: VipsecProcess,
     type: string,
     at: number,
     ms = 30_000

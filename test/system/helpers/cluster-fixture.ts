@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import type { ClusterKey } from '@vipsec/cluster-link-udp'
 import { writeKeyFile } from '../../../packages/cli/src/index.js'
 import { Charon, sh, waitFor } from '../../../adapters/ike-v2/test/helpers/netns.js'
-import { NodeProcess } from './node-process.js'
+import { VipsecProcess } from '@vipsec/cli/test/vipsec-process'
 import { StoreProxy } from './store-proxy.js'
 
 export { Charon, sh, waitFor }
@@ -87,9 +87,9 @@ export class ClusterFixture {
   /** The temporary folder with the node, cluster and secrets files, Redis' files and logs. */
   readonly dir: string
   /** Every node process by name (the current one after a restart). */
-  readonly nodes = new Map<string, NodeProcess>()
+  readonly nodes = new Map<string, VipsecProcess>()
   /** Every node process ever started, in order (killed and restarted ones too). */
-  readonly history: NodeProcess[] = []
+  readonly history: VipsecProcess[] = []
   /** The distribution processors' names, best rank first. */
   readonly dps: string[]
   /** The targets' names. */
@@ -212,15 +212,15 @@ ${clusterExtra}
   }
 
   /** Starts `vipsec node` for `name` in its namespace from its node file (or `file`). */
-  startNode(name: string, file = join(this.dir, `${name}.yaml`)): NodeProcess {
-    const node = new NodeProcess(name, file, this.ns(name))
+  startNode(name: string, file = join(this.dir, `${name}.yaml`)): VipsecProcess {
+    const node = new VipsecProcess(name, file, this.ns(name))
     this.nodes.set(name, node)
     this.history.push(node)
     return node
   }
 
   /** Stops a (killed) node and starts it again, as its init system would. */
-  async restart(name: string): Promise<NodeProcess> {
+  async restart(name: string): Promise<VipsecProcess> {
     const old = this.nodes.get(name)!
     await old.stop()
     const again = this.startNode(name, old.config)
@@ -229,7 +229,7 @@ ${clusterExtra}
   }
 
   /** A node by name. */
-  node(name: string): NodeProcess {
+  node(name: string): VipsecProcess {
     const n = this.nodes.get(name)
     if (n === undefined) throw new Error(`no node ${name}`)
     return n

@@ -1,5 +1,6 @@
-// A `vipsec node` process in a network namespace, with the JSON lines it logged and its
-// metrics, for the system tests of packages/cli.
+// One `vipsec node` process in a network namespace, with the JSON lines it logged and its
+// metrics: the one such helper of every system test that runs a real cluster (the CLI's own, and
+// test/system's through the `@vipsec/cli/test/vipsec-process` export).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -9,7 +10,7 @@ const root = fileURLToPath(new URL('../../../..', import.meta.url))
 
 /** One `vipsec node` process and what it logged. */
 export class VipsecProcess {
-  /** Every line it logged, parsed (`{ type: 'stderr', line }` for stderr). */
+  /** Every line it logged, parsed (`{ type: 'text', line }` for a line that is not JSON, `{ type: 'stderr', line }` for stderr). */
   readonly lines: Record<string, unknown>[] = []
   /** The process (`ip netns exec` runs node in its place, so the pid is node's). */
   readonly proc: ChildProcess
@@ -20,11 +21,13 @@ export class VipsecProcess {
    * @param name - the node id
    * @param config - its node file
    * @param ns - its network namespace
+   * @param nodeArgs - extra options for node itself (e.g. `--cpu-prof`)
    */
   constructor(
     readonly name: string,
     readonly config: string,
-    readonly ns: string
+    readonly ns: string,
+    nodeArgs: readonly string[] = []
   ) {
     this.proc = spawn(
       'ip',
@@ -33,6 +36,7 @@ export class VipsecProcess {
         'exec',
         ns,
         process.execPath,
+        ...nodeArgs,
         '--import',
         'tsx',
         '--conditions=vipsec-source',
@@ -56,14 +60,16 @@ export class VipsecProcess {
     )
   }
 
-  /** How many lines of `type` it logged. */
-  count(type: string): number {
-    return this.lines.filter((l) => l.type === type).length
+  /** How many lines of `type` (with the given fields) it logged. */
+  count(type: string, where: Record<string, unknown> = {}): number {
+    return this.lines.filter(
+      (l) => l.type === type && Object.entries(where).every(([k, v]) => l[k] === v)
+    ).length
   }
 
-  /** Whether it logged a line of `type`. */
-  has(type: string): boolean {
-    return this.count(type) > 0
+  /** Whether it logged a line of `type` (with the given fields). */
+  has(type: string, where: Record<string, unknown> = {}): boolean {
+    return this.count(type, where) > 0
   }
 
   /** Whether it still runs. */
@@ -71,7 +77,10 @@ export class VipsecProcess {
     return this.proc.exitCode === null && this.proc.signalCode === null
   }
 
-  /** The sum of the samples of a metric whose labels include `labels`, from its `/metrics`. */
+  /**
+   * Reads the node's `/metrics` (its node file must have `admin`): the value of every sample
+   * of `name` whose labels include `labels`, summed.
+   */
   metric(name: string, labels: Record<string, string> = {}): number {
     const port = this.lines.find((l) => l.type === 'node:started')?.adminPort
     if (typeof port !== 'number') throw new Error(`${this.name} serves no metrics`)
@@ -93,7 +102,7 @@ export class VipsecProcess {
   }
 
   /** Sends a signal (by pid) if it still runs. */
-  kill(signal: NodeJS.Signals): void {
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (!this.running || this.proc.pid === undefined) return
     try {
       process.kill(this.proc.pid, signal)
@@ -102,7 +111,7 @@ export class VipsecProcess {
     }
   }
 
-  /** SIGTERM, then SIGKILL after 5 s. */
+  /** SIGTERM, then SIGKILL if it has not exited after 5 s. */
   async stop(): Promise<void> {
     if (!this.running) return
     this.kill('SIGTERM')
