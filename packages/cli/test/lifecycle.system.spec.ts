@@ -3,151 +3,61 @@
 // test/system/cluster.system.spec.ts): a reload that changes the PSK and adds a target without
 // a failover; a planned switchover on SIGTERM against a `kill -9`, five each, outages printed;
 // `vipsec switchover --to`; the live status page in headless Chromium.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { chromium, type BrowserContext } from 'playwright-core'
-import { Charon, sh, waitFor } from '../../../adapters/ike-v2/test/helpers/netns.js'
-import { VipsecProcess } from './helpers/vipsec-process.js'
-import { writeKeyFile } from '../src/index.js'
+import {
+  ClusterFixture,
+  DVIPA,
+  IDS as ids,
+  INNER,
+  longestGap,
+  root,
+  waitFor,
+  type UdpClient
+} from './helpers/cluster-fixture.js'
 
-const root = fileURLToPath(new URL('../../..', import.meta.url))
 const bin = join(root, 'packages/cli/src/bin.ts')
 const tag = `vo${process.pid % 10000}`
-const ns = (name: string): string => `${tag}-${name}`
-const PSK = 'lifecycle test key'
 const NEW_PSK = 'lifecycle test key, rotated'
-const REDIS_PASSWORD = 'lifecycle test password'
-const DVIPA = '10.88.0.50'
-const SERVICE = '10.77.0.10'
-const INNER = '172.16.2.1'
 const ADMIN = 9100
 // heartbeats of 100 ms x 6: on a loaded shared test machine, 100 ms x 3 fails live nodes
 const HEARTBEAT_MS = 100
 const MULTIPLIER = 6
-const addr: Record<string, string> = {
-  'dp-1': '10.88.0.1',
-  'dp-2': '10.88.0.2',
-  'dp-3': '10.88.0.3',
-  'target-1': '10.88.0.11',
-  'target-2': '10.88.0.12',
-  store: '10.88.0.20',
-  peer: '10.88.0.100'
-}
-const dps = ['dp-1', 'dp-2', 'dp-3']
-const ids = { cluster: 'vpn.cluster.test', peer: 'peer.example.test' }
-
-interface Answer {
-  flow: number
-  target: string
-  at: number
-}
+/**
+ * Three DPs, two targets (target-2 known to the cluster but not a target of the DVIPA, and not
+ * started, until the reload test adds it), Redis, charon; every node's admin endpoint on ADMIN.
+ */
+const fixture = new ClusterFixture({
+  tag,
+  admin: ADMIN,
+  start: ['dp-1', 'dp-2', 'dp-3', 'target-1'],
+  dvipaTargets: ['target-1'],
+  psk: 'lifecycle test key',
+  clusterExtra: `detector: { type: heartbeat, interval: ${HEARTBEAT_MS}ms, multiplier: ${MULTIPLIER} }\n`
+})
+const ns = (name: string): string => fixture.ns(name)
+const dps = fixture.dps
 
 /** A client behind charon: requests every 20 ms on each flow (source port 41000 + flow). */
-function startClient(flows: number[]): { proc: ChildProcess; answers: Answer[] } {
-  const code = `
-const dgram = require('node:dgram')
-const sockets = ${JSON.stringify(flows)}.map((flow) => {
-  const s = dgram.createSocket('udp4')
-  s.on('message', (m) => {
-    const [target] = m.toString().split(' ')
-    process.stdout.write(JSON.stringify({ flow, target, at: Date.now() }) + '\\n')
-  })
-  s.bind(41000 + flow, '${INNER}')
-  return [flow, s]
-})
-let seq = 0
-const timer = setInterval(() => {
-  for (const [flow, s] of sockets) s.send('req ' + flow + ' ' + seq, 7, '${SERVICE}')
-  seq++
-}, 20)
-setTimeout(() => { clearInterval(timer); process.exit(0) }, 600000)
-`
-  const proc = spawn('ip', ['netns', 'exec', ns('peer'), process.execPath, '-e', code], {
-    stdio: ['ignore', 'pipe', 'ignore']
-  })
-  const answers: Answer[] = []
-  createInterface({ input: proc.stdout! }).on('line', (line) =>
-    answers.push(JSON.parse(line) as Answer)
-  )
-  return { proc, answers }
+function startClient(flows: number[]): UdpClient {
+  return fixture.startClient(flows)
 }
 
 function swanctlConf(psk: string): string {
-  return `connections {
-  dvipa {
-    version = 2
-    local_addrs = ${addr.peer}
-    remote_addrs = ${DVIPA}
-    proposals = aes256gcm16-prfsha256-x25519
-    encap = yes
-    rekey_time = 0
-    local {
-      auth = psk
-      id = ${ids.peer}
-    }
-    remote {
-      auth = psk
-      id = ${ids.cluster}
-    }
-    children {
-      net {
-        local_ts = ${INNER}/32
-        remote_ts = 10.77.0.0/24
-        esp_proposals = aes256gcm16
-        rekey_time = 0
-        start_action = none
-      }
-    }
-  }
-}
-secrets {
-  ike-cluster {
-    id-1 = ${ids.peer}
-    id-2 = ${ids.cluster}
-    secret = "${psk}"
-  }
-}
-`
+  return fixture.swanctlConf(psk)
 }
 
 function clusterYaml(targets: string[]): string {
-  return `store: { type: redis, address: ${addr.store}:6379, prefix: "${tag}:" }
-nodes:
-${[...dps, 'target-1', 'target-2'].map((n) => `  ${n}: ${addr[n]}`).join('\n')}
-dvipas:
-  ${DVIPA}: { ranks: [${dps.join(', ')}], targets: [${targets.join(', ')}] }
-ike: { retransmit_timeout: 500ms, retransmit_base: 2, retransmit_tries: 4 }
-detector: { type: heartbeat, interval: ${HEARTBEAT_MS}ms, multiplier: ${MULTIPLIER} }
-connections:
-  peer:
-    proposals: aes256gcm16-prfsha256-x25519
-    rekey_time: 0
-    local: { id: ${ids.cluster} }
-    remote: { id: ${ids.peer} }
-    children:
-      net: { local_ts: 10.77.0.0/24, remote_ts: ${INNER}/32, esp_proposals: aes256gcm16, rekey_time: 0 }
-`
+  return fixture.clusterYaml({ dvipaTargets: targets })
 }
 
 function secretsYaml(psk: string): string {
-  return `ike:\n  peer: { id: ${ids.peer}, secret: "${psk}" }\nstore: { password: "${REDIS_PASSWORD}" }\n`
-}
-
-/** The longest time without an answer, from `from` on. */
-function longestGap(answers: Answer[], from: number): number {
-  const times = answers
-    .map((a) => a.at)
-    .filter((t) => t >= from - 100)
-    .sort((x, y) => x - y)
-  let gap = 0
-  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!)
-  return gap
+  return fixture.secretsYaml(psk)
 }
 
 /** Runs the vipsec command line in a namespace; returns its exit code and output. */
@@ -200,41 +110,19 @@ function forwarder(name: () => string, port: number): Promise<{ server: Server; 
 
 describe('the lifecycle of vipsec node processes: reload, switchover, status page', function () {
   this.timeout(600_000)
-  const dir = mkdtempSync(join(tmpdir(), 'vipsec-vo-lifecycle-'))
-  const nodes = new Map<string, VipsecProcess>()
-  let redis: ChildProcess | undefined
-  let charon: Charon
-  let client: ReturnType<typeof startClient> | undefined
-  let later: ReturnType<typeof startClient> | undefined
+  const dir = fixture.dir
+  const nodes = fixture.nodes
+  let charon: NonNullable<ClusterFixture['charon']>
+  let client: UdpClient | undefined
+  let later: UdpClient | undefined
 
-  const redisCli = (...args: string[]): string =>
-    sh('ip', [
-      'netns',
-      'exec',
-      ns('store'),
-      'redis-cli',
-      '-h',
-      addr.store!,
-      '-a',
-      REDIS_PASSWORD,
-      '--no-auth-warning',
-      ...args
-    ])
   /** The ownership as the store holds it (`<prefix>{<dvipa>}:owner`). */
   const ownership = (): { owner: string | null; epoch: number } => {
-    const key = `${tag}:{${DVIPA}}:owner`
-    return {
-      owner: redisCli('hget', key, 'owner').trim() || null,
-      epoch: Number(redisCli('hget', key, 'epoch').trim())
-    }
+    const o = fixture.storeOwnership()
+    return { owner: o?.owner || null, epoch: o?.epoch ?? 0 }
   }
-  const start = (name: string): VipsecProcess => {
-    const node = new VipsecProcess(name, join(dir, `${name}.yaml`), ns(name))
-    nodes.set(name, node)
-    return node
-  }
-  const count = (name: string, type: string): number =>
-    nodes.get(name)!.lines.filter((l) => l.type === type).length
+  const start = (name: string) => fixture.startNode(name)
+  const count = (name: string, type: string): number => nodes.get(name)!.count(type)
   /** charon's established IKE SAs. */
   const established = (): number =>
     charon.ikeSas().filter((l) => l.includes('state=ESTABLISHED')).length
@@ -245,46 +133,9 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     )
 
   before(async () => {
-    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'up', tag])
-    const args = ['--bind', addr.store!, '--port', '6379', '--requirepass', REDIS_PASSWORD]
-    args.push('--dir', dir, '--appendonly', 'yes', '--save', '')
-    redis = spawn('ip', ['netns', 'exec', ns('store'), 'redis-server', ...args], {
-      stdio: 'ignore'
-    })
-    await waitFor(
-      () => {
-        try {
-          return redisCli('ping').includes('PONG')
-        } catch {
-          return false
-        }
-      },
-      10_000,
-      'redis'
-    )
-    writeFileSync(join(dir, 'cluster.yaml'), clusterYaml(['target-1']))
-    await writeKeyFile(join(dir, 'cluster.key'))
-    writeFileSync(join(dir, 'secrets.yaml'), secretsYaml(PSK), { mode: 0o600 })
-    for (const name of [...dps, 'target-1', 'target-2']) {
-      const apps = name.startsWith('target') ? 'apps: [{ app: request-response, port: 7 }]\n' : ''
-      writeFileSync(
-        join(dir, `${name}.yaml`),
-        `node: ${name}\ncluster: cluster.yaml\nsecrets: secrets.yaml\ninterface: eth0\nadmin: 127.0.0.1:${ADMIN}\ncluster_key_files: [cluster.key]\n${apps}`
-      )
-    }
-    for (const name of [...dps, 'target-1']) {
-      const node = start(name)
-      if (name === 'dp-1')
-        await waitFor(() => node.has('ownership:claimed'), 60_000, 'dp-1 to claim the DVIPA')
-    }
-    await waitFor(
-      () => [...nodes.values()].every((n) => n.has('node:started')),
-      60_000,
-      'every node to start'
-    )
-    charon = new Charon(ns('peer'))
-    await charon.start(swanctlConf(PSK))
-    charon.swanctl(['--initiate', '--child', 'net'])
+    await fixture.up()
+    charon = fixture.charon!
+    fixture.initiate()
     client = startClient([0, 1, 2, 3])
     await waitFor(
       () => new Set(client!.answers.map((a) => a.flow)).size === 4,
@@ -294,13 +145,7 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
   })
 
   after(async () => {
-    client?.proc.kill('SIGKILL')
-    later?.proc.kill('SIGKILL')
-    await charon?.stop()
-    for (const node of nodes.values()) await node.stop()
-    if (redis?.pid !== undefined && redis.exitCode === null) process.kill(redis.pid, 'SIGKILL')
-    sh('bash', [join(root, 'scripts/cluster-netns.sh'), 'down', tag])
-    rmSync(dir, { recursive: true, force: true })
+    await fixture.down()
   })
 
   /** What the detectors and ownership units said, when the owner moved where it should not. */

@@ -2,7 +2,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
-import { waitFor } from '../../../adapters/ike-v2/test/helpers/netns.js'
+import { waitFor } from '../../../../adapters/ike-v2/test/helpers/netns.js'
 
 /** What the proxy reported: `{ ready: true }`, `{ lost: '10.88.0.2' }`. */
 export type ProxyReport = { ready: true } | { lost: string }
@@ -44,9 +44,12 @@ export class StoreProxy {
     await waitFor(() => this.reports.some((r) => 'ready' in r), 10_000, 'the store proxy')
   }
 
-  /** Loses the reply to the next claim `client` (an address) sends, and all after it on that connection. */
-  loseClaimReply(client: string): void {
-    this.proc!.stdin!.write(JSON.stringify({ cmd: 'lose-claim-reply', client }) + '\n')
+  /**
+   * Loses the reply to the next claim one of `clients` (addresses) sends, and all after it on
+   * that connection: one reply, to whichever of them claims first.
+   */
+  loseClaimReply(...clients: string[]): void {
+    this.proc!.stdin!.write(JSON.stringify({ cmd: 'lose-claim-reply', clients }) + '\n')
   }
 
   /** Takes back an armed {@link loseClaimReply}. */
@@ -57,5 +60,11 @@ export class StoreProxy {
   /** Whether it lost a claim's reply to `client`. */
   lost(client: string): boolean {
     return this.reports.some((r) => 'lost' in r && r.lost === client)
+  }
+
+  /** The client address whose claim's reply it lost first, among the reports from `from` on. */
+  lostTo(from = 0): string | undefined {
+    for (const r of this.reports.slice(from)) if ('lost' in r) return r.lost
+    return undefined
   }
 }
