@@ -149,6 +149,14 @@ export class EtcdCouplingStore extends BaseCouplingStore {
   /** The options in force, defaults applied. */
   readonly init: Readonly<ResolvedEtcdInit>
   private client: Etcd3 | undefined
+  /**
+   * One client per member (the etcd3 client picks a member at random for every call, so a
+   * member that died or was cut off would stall a share of all calls by a whole attempt): calls
+   * go to {@link EtcdCouplingStore.pinned}; the watch stays on {@link EtcdCouplingStore.client}.
+   */
+  private members: Etcd3[] = []
+  /** The member that calls go to first: the one that answered last. */
+  private pinned = 0
   private watcher: Watcher | undefined
   private starting: Promise<void> | undefined
   /** The revision of the last change event seen. */
@@ -188,9 +196,10 @@ export class EtcdCouplingStore extends BaseCouplingStore {
   /** Closes the connection and completes `events$`. Stored state is untouched. Idempotent. */
   async stop(): Promise<void> {
     if (this.starting !== undefined) await this.starting.catch(() => undefined)
-    const { client, watcher } = this
+    const { client, watcher, members } = this
     if (client === undefined) return
     this.client = undefined
+    this.members = []
     this.watcher = undefined
     this.receiptLease = undefined
     this.leaseSeen.clear()
@@ -204,6 +213,7 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       ])
     }
     client.close()
+    for (const member of members) if (member !== client) member.close()
     this.closeEvents()
   }
 
@@ -779,7 +789,9 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       }
       const ms = Math.max(1, Math.min(remaining, this.init.attemptTimeoutMs))
       try {
-        return await attempt(client, { deadline: new Date(Date.now() + ms) })
+        return await (write
+          ? this.onPinned(attempt, new Date(Date.now() + ms))
+          : this.hedged(attempt, new Date(Date.now() + ms)))
       } catch (err) {
         if (AUTH_ERRORS.has(errorName(err))) throw this.refused(what, err)
         if (errorName(err) === 'GRPCInvalidArgumentError') {
@@ -801,6 +813,78 @@ export class EtcdCouplingStore extends BaseCouplingStore {
         await sleep(Math.min(50, deadline - performance.now()))
       }
     }
+  }
+
+  /** One attempt on the pinned member; when it fails, later calls go to the next member. */
+  private async onPinned<T>(
+    attempt: (client: Etcd3, callOptions: { deadline: Date }) => Promise<T>,
+    deadline: Date
+  ): Promise<T> {
+    const members = this.members
+    const i = this.pinned % members.length
+    try {
+      return await attempt(members[i]!, { deadline })
+    } catch (err) {
+      if (this.members === members && this.pinned === i) this.pinned = (i + 1) % members.length
+      throw err
+    }
+  }
+
+  /**
+   * One attempt of a read, on the pinned member first; every `hedgeMs` without an answer (or at
+   * once when an attempt fails) the next member is asked as well. The first answer wins and pins
+   * its member; it rejects when every member failed, or at once on an error that another member
+   * would give too (refused credentials, a request etcd refuses).
+   */
+  private async hedged<T>(
+    attempt: (client: Etcd3, callOptions: { deadline: Date }) => Promise<T>,
+    deadline: Date
+  ): Promise<T> {
+    const members = this.members
+    if (members.length === 1) return attempt(members[0]!, { deadline })
+    const first = this.pinned % members.length
+    return new Promise<T>((resolve, reject) => {
+      let started = 0
+      let failed = 0
+      let settled = false
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const finish = (): void => {
+        settled = true
+        if (timer !== undefined) clearTimeout(timer)
+      }
+      const launch = (): void => {
+        if (settled || started >= members.length) return
+        const i = (first + started++) % members.length
+        if (started < members.length) {
+          if (timer !== undefined) clearTimeout(timer)
+          timer = setTimeout(launch, this.init.hedgeMs)
+        }
+        attempt(members[i]!, { deadline }).then(
+          (value) => {
+            if (settled) return
+            finish()
+            if (this.members === members) this.pinned = i
+            resolve(value)
+          },
+          (err: unknown) => {
+            if (settled) return
+            failed++
+            const name = errorName(err)
+            if (AUTH_ERRORS.has(name) || name === 'GRPCInvalidArgumentError') {
+              finish()
+              reject(err as Error)
+            } else if (failed === members.length) {
+              finish()
+              reject(err as Error)
+            } else if (failed === started) {
+              // every member asked so far failed: ask the next one now
+              launch()
+            }
+          }
+        )
+      }
+      launch()
+    })
   }
 
   private refused(what: string, cause: unknown): StoreUnavailableError {
@@ -837,6 +921,19 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     }
     const client = new Etcd3(options)
     this.client = client
+    // one client per member, without the per-member circuit breaker: this store chooses
+    this.members =
+      init.hosts.length === 1
+        ? [client]
+        : init.hosts.map(
+            (host) =>
+              new Etcd3({
+                ...options,
+                hosts: [host],
+                faultHandling: { global: noop, host: () => noop }
+              })
+          )
+    this.pinned = 0
     try {
       const res = await this.call('start', undefined, false, async (c, o) =>
         c.kv.range({ key: buf(this.keys.events) }, o)
@@ -847,6 +944,8 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     } catch (err) {
       this.client = undefined
       client.close()
+      for (const member of this.members) if (member !== client) member.close()
+      this.members = []
       throw err
     }
   }

@@ -55,7 +55,11 @@
  *
  * ## Failures, retries and indeterminate results
  *
- * The client spreads calls over the members in `hosts` and moves to another when one fails. A call
+ * Calls go to one member of `hosts` (the first, then the last that answered); a write whose member
+ * fails moves later calls to the next member, and a read without an answer after `hedgeMs` is sent
+ * to the next member as well (reads are idempotent and linearizable on every member), so a member
+ * that died or was cut off delays an owner's confirmation by at most `hedgeMs`, not a whole
+ * attempt (which made owners on the healthy side of a partition fence themselves). A call
  * retries "not now" answers (no leader, member down, connection lost, deadline of one attempt) for
  * up to `operationTimeoutMs` in all, then rejects with `StoreUnavailableError`. When a write may
  * have been applied although its reply never arrived, the error has `indeterminate: true`: read

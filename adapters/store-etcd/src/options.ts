@@ -17,8 +17,10 @@ export interface EtcdTlsOptions {
  */
 export interface EtcdCouplingStoreInit {
   /**
-   * The client URLs of the etcd members, `http://host:port` or `https://host:port`; the client
-   * spreads calls over them and moves to another when one fails. Default: `['http://127.0.0.1:2379']`.
+   * The client URLs of the etcd members, `http://host:port` or `https://host:port`. Calls go to
+   * one member (the first, then the last that answered), move to the next when it fails, and a
+   * read with no answer after `hedgeMs` is sent to the next member as well. Default:
+   * `['http://127.0.0.1:2379']`.
    */
   hosts?: string[]
   /** The etcd user (etcd's authentication must be enabled). Default: none. */
@@ -36,12 +38,20 @@ export interface EtcdCouplingStoreInit {
    */
   operationTimeoutMs?: number
   /**
-   * How long one attempt (one RPC) may take, in ms, before the call tries again, on another member
-   * once the client has given up on this one. Keep it well below the DPs' `self_fence`: an owner
-   * whose read went to a member cut off from it waits this long before its read is tried
-   * elsewhere. Default: `500`.
+   * How long one attempt (one RPC) may take, in ms, before the call tries again, on the next
+   * member. A write waits this long for a member cut off from it before the write is decided
+   * again elsewhere; a read is sent to the next member after `hedgeMs` already. Default: `500`.
    */
   attemptTimeoutMs?: number
+  /**
+   * After how long a read (an owner confirming its epoch, a lease read, any read) that has no
+   * answer yet is sent to the next member as well, in ms; the first answer counts. Reads are
+   * idempotent and linearizable on every member, so this is safe; it keeps a member that died or
+   * was cut off from delaying an owner's confirmation by a whole attempt (which made owners on
+   * the healthy side fence themselves). At most `attemptTimeoutMs`. Default: the smaller of
+   * `150` and a third of `attemptTimeoutMs`.
+   */
+  hedgeMs?: number
   /**
    * How long the receipt of a mailbox post or take is kept, in ms (rounded up to whole seconds,
    * etcd's lease unit), so that a call retried after a lost reply is not applied twice. At least
@@ -66,6 +76,8 @@ export interface ResolvedEtcdInit {
   operationTimeoutMs: number
   /** Time of one attempt, in ms. */
   attemptTimeoutMs: number
+  /** When an unanswered read is sent to the next member too, in ms. */
+  hedgeMs: number
   /** Time to live of mailbox receipts, in ms. */
   receiptTtlMs: number
 }
@@ -133,6 +145,14 @@ export function resolveInit(init: EtcdCouplingStoreInit = {}): ResolvedEtcdInit 
     init.attemptTimeoutMs,
     Math.min(500, operationTimeoutMs)
   )
+  const hedgeMs = positive(
+    'hedgeMs',
+    init.hedgeMs,
+    Math.max(1, Math.min(150, Math.floor(attemptTimeoutMs / 3)))
+  )
+  if (hedgeMs > attemptTimeoutMs) {
+    throw new InvalidConfigError('hedgeMs', 'must be at most attemptTimeoutMs')
+  }
   const receiptTtlMs = positive('receiptTtlMs', init.receiptTtlMs, 300_000)
   if (receiptTtlMs < operationTimeoutMs) {
     throw new InvalidConfigError('receiptTtlMs', 'must be at least operationTimeoutMs')
@@ -145,6 +165,7 @@ export function resolveInit(init: EtcdCouplingStoreInit = {}): ResolvedEtcdInit 
     keyPrefix: checkKeyPrefix(init.keyPrefix ?? DEFAULT_KEY_PREFIX),
     operationTimeoutMs,
     attemptTimeoutMs,
+    hedgeMs,
     receiptTtlMs
   }
 }

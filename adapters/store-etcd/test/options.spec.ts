@@ -20,8 +20,11 @@ describe('resolveInit', () => {
       keyPrefix: 'vipsec/',
       operationTimeoutMs: 5000,
       attemptTimeoutMs: 500,
+      hedgeMs: 150,
       receiptTtlMs: 300_000
     })
+    // a read is sent to the next member after a third of an attempt, at most
+    expect(resolveInit({ attemptTimeoutMs: 300 }).hedgeMs).to.equal(100)
   })
 
   describe('when an option is bad', () => {
@@ -34,6 +37,10 @@ describe('resolveInit', () => {
       expect(fieldOf(() => resolveInit({ tls: { ca: 'x', cert: 'y' } }))).to.equal('tls.key')
       expect(fieldOf(() => resolveInit({ operationTimeoutMs: 0 }))).to.equal('operationTimeoutMs')
       expect(fieldOf(() => resolveInit({ receiptTtlMs: 10 }))).to.equal('receiptTtlMs')
+      expect(fieldOf(() => resolveInit({ hedgeMs: 0 }))).to.equal('hedgeMs')
+      expect(fieldOf(() => resolveInit({ attemptTimeoutMs: 200, hedgeMs: 300 }))).to.equal(
+        'hedgeMs'
+      )
       expect(fieldOf(() => resolveInit({ keyPrefix: 'a b' }))).to.equal('keyPrefix')
     })
   })

@@ -1,9 +1,10 @@
 /**
  * One racing store client ("DP") of the partition test, run as a child process in a namespace of
  * its own: `node --import tsx --conditions=vipsec-source partition-dp.ts CONFIG-JSON`. It starts
- * its store, prints `ready` on stderr, waits for a line on stdin, then runs the history workload
- * (read the ownership, claim the next epoch, take, put, settle, keep writing under a fence that may
- * have gone stale) for `durationMs` and prints what it recorded as one JSON line on stdout, with
+ * its store, prints `ready` on stderr, waits for a line on stdin, then runs one client of the
+ * history workload (`runWorkloadClient` of `@vipsec/compliance`: read the ownership, claim the
+ * next epoch, take, put, settle, keep writing under a fence that may have gone stale) for
+ * `durationMs` and prints what it recorded as one JSON line on stdout, with
  * wall-clock times so that the histories of several processes can be merged.
  *
  * With `staleFrom`, ownership reads are serializable reads from that one member: a deliberately
@@ -19,10 +20,9 @@ import {
   NotFoundError,
   type CouplingStore,
   type Dvipa,
-  type Fence,
   type Ownership
 } from '@vipsec/interface'
-import { HistoryRecorder, samplePhase1 } from '@vipsec/compliance/coupling-store'
+import { HistoryRecorder, runWorkloadClient } from '@vipsec/compliance/coupling-store'
 import { EtcdCouplingStore } from '../src/index.js'
 import { etcdKeys } from '../src/keys.js'
 
@@ -51,8 +51,6 @@ export interface DpResult {
   /** Successful takes. */
   takes: HistoryRecorder['takes']
 }
-
-const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** A store whose ownership reads are serializable reads from one member (may be stale). */
 function staleReads(store: CouplingStore, url: string, keyPrefix: string): CouplingStore {
@@ -95,41 +93,11 @@ async function main(): Promise<void> {
   await new Promise<void>((resolve) => lines.once('line', () => resolve()))
   lines.close()
 
-  const client = config.client
   const until = performance.now() + config.durationMs
-  const fences = new Map<string, Fence>()
-  let serial = 0
-  for (let round = 0; performance.now() < until; round++) {
-    const dvipa = config.dvipas[round % config.dvipas.length]!
-    const seen = await history.read(client, store, dvipa)
-    if (seen === undefined) {
-      await sleep(20)
-      continue
-    }
-    const mine = fences.get(dvipa)
-    if (mine !== undefined && (seen.owner !== client || seen.epoch !== mine.epoch)) {
-      // a write with a fence that has (probably) gone stale: it must be refused
-      await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], mine)
-      fences.delete(dvipa)
-    }
-    if (seen.owner === client && mine !== undefined) {
-      await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], mine)
-      await sleep(Math.random() * 10)
-      continue
-    }
-    const epoch = await history.claim(client, store, dvipa, {
-      owner: client,
-      ranks: [],
-      expectedEpoch: seen.epoch
-    })
-    if (epoch === undefined) continue
-    const fence = { owner: client, epoch }
-    fences.set(dvipa, fence)
-    if ((await history.take(client, store, dvipa, fence)) === undefined) continue
-    await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], fence)
-    await history.settle(client, store, dvipa, fence)
-    await sleep(Math.random() * 20)
-  }
+  await runWorkloadClient(config.client, store, history, {
+    dvipas: config.dvipas,
+    running: () => performance.now() < until
+  })
   const result: DpResult = { entries: history.entries, puts: history.puts, takes: history.takes }
   process.stdout.write(
     JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? null : v)) + '\n'

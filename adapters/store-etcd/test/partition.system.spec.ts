@@ -19,6 +19,7 @@ import {
   type RegisterVerdict
 } from '@vipsec/compliance/coupling-store'
 import { EtcdCluster, type EtcdMember } from './etcd-cluster.js'
+import type { ConfirmReaderConfig } from './confirm-reader.js'
 import type { DpConfig, DpResult } from './partition-dp.js'
 import { PartitionNet } from './partition-net.js'
 
@@ -269,6 +270,63 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
     expect(successes(v, 'dp-c0', 0, healed), 'dp-c0 successes before the heal').to.equal(0)
     expect(successes(v, 'dp-c0', healed, Infinity), 'dp-c0 after the heal').to.be.greaterThan(0)
     await cluster!.waitHealthy(cluster!.members, 5_000)
+  })
+
+  it('(d) should answer every read on the healthy side at once when a member is cut off', async () => {
+    // An owner confirms its epoch by reading it back every 250 ms (a third of a self_fence of
+    // 800 ms) and fences itself when no read came back within self_fence. A member cut off from
+    // it must not hold a read up for a whole attempt (500 ms): that was the owner on the
+    // majority side fencing itself every few seconds while one member was cut off.
+    const leader = await cluster!.leader()
+    const cut = cluster!.members.find((m) => m !== leader)!
+    const attemptTimeoutMs = 500
+    const config: ConfirmReaderConfig = {
+      // the member to be cut off first: the store starts on it
+      hosts: [cut.url, ...cluster!.members.filter((m) => m !== cut).map((m) => m.url)],
+      keyPrefix: `partition-${process.pid}-${++run}/`,
+      attemptTimeoutMs,
+      everyMs: 250,
+      durationMs: 7000
+    }
+    const child = spawn(
+      'ip',
+      [
+        ...['netns', 'exec', net!.ns('c0'), process.execPath, '--import', 'tsx'],
+        ...['--conditions=vipsec-source', join(here, 'confirm-reader.ts'), JSON.stringify(config)]
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(here, '..') }
+    )
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    const timer = setTimeout(() => killChild(child), 20_000)
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString('utf8')
+        if (stderr.includes('ready\n')) resolve()
+      })
+      void exited.then((code) => reject(new Error(`reader exited ${code}: ${stderr}`)))
+    })
+    await net!.isolate(cut.name)
+    child.stdin.end('go\n')
+    const code = await exited
+    clearTimeout(timer)
+    children.delete(child)
+    expect(code, stderr.slice(-2000)).to.equal(0)
+    const took = JSON.parse(stdout) as (number | null)[]
+    const answered = took.filter((t): t is number => t !== null)
+    summary.push(
+      `partition (d) ${cut.name} cut off, reads from the healthy side: ${took.length} reads, ` +
+        `slowest ${Math.max(...answered)} ms (one attempt: ${attemptTimeoutMs} ms)`
+    )
+    expect(took.length, 'reads made').to.be.greaterThan(10)
+    expect(answered.length, 'reads answered').to.equal(took.length)
+    expect(
+      answered.filter((t) => t >= attemptTimeoutMs),
+      'reads that waited out an attempt on the cut-off member'
+    ).to.deep.equal([])
   })
 
   it('should catch a client that reads the ownership serializably from an isolated member', async () => {

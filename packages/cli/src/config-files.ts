@@ -127,10 +127,25 @@ const storeSchema = z.discriminatedUnion('type', [
     type: z.literal('memory')
   }),
   z.strictObject({
-    /** A Redis server shared by the cluster. */
+    /** A Redis server (or a Sentinel-watched master group) shared by the cluster. */
     type: z.literal('redis'),
-    /** `host:port`, e.g. `10.88.0.20:6379`. */
-    address: endpoint,
+    /** `host:port`, e.g. `10.88.0.20:6379`. Required unless `sentinels` is given. */
+    address: endpoint.optional(),
+    /**
+     * Sentinels (`host:port` each) to ask for the master of `name`; the store follows a Sentinel
+     * failover. Replication is asynchronous: without `wait_for_replicas`, a failover can lose
+     * acknowledged claims (the nodes detect it and recover above the highest epoch seen).
+     */
+    sentinels: z.array(endpoint).min(1).optional(),
+    /** The master group name the Sentinels watch; required with `sentinels`. */
+    name: z.string().min(1).optional(),
+    /**
+     * The replicated mode: acknowledge a write (and a read) only once this many replicas have it
+     * (`WAIT`); run the master with `min-replicas-to-write` at the same number. Default 0.
+     */
+    wait_for_replicas: z.number().int().min(0).optional(),
+    /** How long one `WAIT` of the replicated mode may take. Default 1s. */
+    wait_timeout: ms.optional(),
     /** The cluster's key prefix. Default `vipsec:`. */
     prefix: z.string().optional(),
     /** The database number. Default 0. */

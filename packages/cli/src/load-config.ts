@@ -329,6 +329,13 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
   const add = (file: string, at: string, message: string): void => {
     issues.push({ file, path: at, message })
   }
+  const st = cluster.store
+  if (st.type === 'redis') {
+    if (st.address === undefined && st.sentinels === undefined)
+      add(clusterLabel, 'store', 'a Redis store needs address or sentinels')
+    if (st.sentinels !== undefined && st.name === undefined)
+      add(clusterLabel, 'store.name', 'the master group name is required with sentinels')
+  }
   const names = Object.keys(cluster.nodes)
   const unknownNode = (name: string): string => {
     const near = didYouMean(name, names)
@@ -817,8 +824,12 @@ export function toNodeConfig(config: LoadedConfig, network: NetworkAdapter): Nod
                 : {
                     type: 'redis',
                     init: defined({
-                      host: store.address.address,
-                      port: store.address.port,
+                      host: store.address?.address,
+                      port: store.address?.port,
+                      sentinels: store.sentinels?.map((e) => ({ host: e.address, port: e.port })),
+                      name: store.name,
+                      waitForReplicas: store.wait_for_replicas,
+                      waitTimeoutMs: store.wait_timeout,
                       keyPrefix: store.prefix,
                       db: store.db,
                       username: store.username,

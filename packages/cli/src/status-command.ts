@@ -181,8 +181,15 @@ export async function statusTarget(path: string): Promise<StatusTarget> {
     throw new Error(`status reads a Redis or etcd store; this cluster's is ${store.type}`)
   return {
     init: {
-      host: store.address.address,
-      port: store.address.port,
+      ...(store.address === undefined
+        ? {}
+        : { host: store.address.address, port: store.address.port }),
+      ...(store.sentinels === undefined
+        ? {}
+        : {
+            sentinels: store.sentinels.map((e) => ({ host: e.address, port: e.port })),
+            name: store.name
+          }),
       ...(store.prefix === undefined ? {} : { keyPrefix: store.prefix }),
       ...(store.db === undefined ? {} : { db: store.db }),
       ...(store.username === undefined ? {} : { username: store.username }),
@@ -190,7 +197,10 @@ export async function statusTarget(path: string): Promise<StatusTarget> {
       ...(store.tls === true ? { tls: {} } : {})
     },
     dvipas: Object.keys(config.cluster.dvipas),
-    where: `${store.address.address}:${store.address.port}`
+    where:
+      store.address !== undefined
+        ? `${store.address.address}:${store.address.port}`
+        : `Sentinel ${store.name} at ${store.sentinels!.map((e) => `${e.address}:${e.port}`).join(',')}`
   }
 }
 

@@ -69,3 +69,58 @@ describe('the cluster file’s etcd store', function () {
     ).to.match(/store\.prefx: unknown field 'prefx'; did you mean 'prefix'\?/)
   })
 })
+
+describe('the cluster file’s Redis store with Sentinel', function () {
+  this.timeout(30_000)
+  let dir: string
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'vipsec-st-store-'))
+    cpSync(fixtures, dir, { recursive: true })
+    chmodSync(join(dir, 'secrets.yaml'), 0o600)
+  })
+
+  afterEach(() => rmSync(dir, { recursive: true, force: true }))
+
+  const setStore = (store: string): void => {
+    const path = join(dir, 'cluster.yaml')
+    writeFileSync(path, readFileSync(path, 'utf8').replace(/^store: .*\n/m, store))
+  }
+
+  it('should give the node the Sentinels, the group name and the replicated mode', async () => {
+    setStore(
+      'store: { type: redis, sentinels: [10.9.0.20:26379, 10.9.0.21:26379], name: vip, wait_for_replicas: 1, wait_timeout: 300ms, prefix: "c1:" }\n'
+    )
+    const result = await loadConfig(join(dir, 'dp-1.yaml'), { host: false })
+    if (!result.ok) throw new Error(JSON.stringify(result.issues))
+    const c = toNodeConfig(
+      result.config,
+      new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+    )
+    const sentinels = [
+      { host: '10.9.0.20', port: 26379 },
+      { host: '10.9.0.21', port: 26379 }
+    ]
+    expect(c.store).to.deep.equal({
+      type: 'redis',
+      init: { sentinels, name: 'vip', waitForReplicas: 1, waitTimeoutMs: 300, keyPrefix: 'c1:' }
+    })
+    const target = await statusTarget(join(dir, 'dp-1.yaml'))
+    expect(target.init).to.deep.include({ sentinels, name: 'vip', keyPrefix: 'c1:' })
+    expect(target.where).to.equal('Sentinel vip at 10.9.0.20:26379,10.9.0.21:26379')
+  })
+
+  it('should refuse a Redis store with neither address nor Sentinels, or Sentinels without a name', async () => {
+    const issuesOf = async (store: string) => {
+      setStore(store)
+      const r = await loadConfig(join(dir, 'dp-1.yaml'), { host: false })
+      return r.ok ? [] : r.issues.map((i) => `${i.file}: ${i.path}: ${i.message}`)
+    }
+    expect(await issuesOf('store: { type: redis }\n')).to.deep.equal([
+      'cluster.yaml: store: a Redis store needs address or sentinels'
+    ])
+    expect(await issuesOf('store: { type: redis, sentinels: [10.9.0.20:26379] }\n')).to.deep.equal([
+      'cluster.yaml: store.name: the master group name is required with sentinels'
+    ])
+  })
+})

@@ -40,6 +40,74 @@ export interface WorkloadVerdict {
 
 const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** Options of {@link runWorkloadClient}. */
+export interface WorkloadClientOptions {
+  /** The DVIPAs contended for, in turn. */
+  dvipas: string[]
+  /** Whether to go on: asked before every round. */
+  running: () => boolean
+  /** The next record serial (share one between the clients of a process). Default: a counter of its own. */
+  serial?: () => number
+}
+
+/**
+ * One racing client of the workload, as a distribution processor behaves in takeovers: in turn
+ * for each DVIPA, reads the ownership; with a fence that may have gone stale, writes under it
+ * once (it must be refused) and forgets it; as the owner, writes a record; otherwise claims the
+ * next epoch, takes, writes and settles. Every call goes through `history`. Runs until
+ * `running()` is false; in-process (see {@link runWorkload}) or alone in a process of its own.
+ *
+ * @param client - the client's name, the owner of its claims
+ * @param store - its store, started
+ * @param history - where the calls are recorded
+ * @param options - DVIPAs, when to stop, record serials
+ */
+export async function runWorkloadClient(
+  client: string,
+  store: CouplingStore,
+  history: HistoryRecorder,
+  options: WorkloadClientOptions
+): Promise<void> {
+  const { dvipas, running } = options
+  let own = 0
+  const serial = options.serial ?? ((): number => ++own)
+  const fences = new Map<string, Fence>()
+  let round = 0
+  while (running()) {
+    const dvipa = dvipas[round++ % dvipas.length]!
+    const seen = await history.read(client, store, dvipa)
+    if (seen === undefined) {
+      await sleep(20)
+      continue
+    }
+    const mine = fences.get(dvipa)
+    if (mine !== undefined && (seen.owner !== client || seen.epoch !== mine.epoch)) {
+      // a write with a fence that has (probably) gone stale: it must be refused
+      await history.put(client, store, dvipa, [samplePhase1(dvipa, serial())], mine)
+      fences.delete(dvipa)
+    }
+    if (seen.owner === client && mine !== undefined) {
+      // still the owner: write a record or two under the fence
+      await history.put(client, store, dvipa, [samplePhase1(dvipa, serial())], mine)
+      await sleep(Math.random() * 10)
+      continue
+    }
+    // take the DVIPA over, as a backup that decided its owner failed
+    const epoch = await history.claim(client, store, dvipa, {
+      owner: client,
+      ranks: [],
+      expectedEpoch: seen.epoch
+    })
+    if (epoch === undefined) continue
+    const fence = { owner: client, epoch }
+    fences.set(dvipa, fence)
+    if ((await history.take(client, store, dvipa, fence)) === undefined) continue
+    await history.put(client, store, dvipa, [samplePhase1(dvipa, serial())], fence)
+    await history.settle(client, store, dvipa, fence)
+    await sleep(Math.random() * 20)
+  }
+}
+
 /**
  * Runs one client per store against the same DVIPAs for `durationMs`, then checks the history.
  * The stores must be started; they are not stopped.
@@ -57,45 +125,11 @@ export async function runWorkload(
   let serial = 0
   const running = (): boolean => performance.now() < until && options.signal?.aborted !== true
 
+  const next = (): number => ++serial
   await Promise.all(
-    stores.map(async (store, c) => {
-      const client = `dp-${c + 1}`
-      const fences = new Map<string, Fence>()
-      let round = 0
-      while (running()) {
-        const dvipa = dvipas[round++ % dvipas.length]!
-        const seen = await history.read(client, store, dvipa)
-        if (seen === undefined) {
-          await sleep(20)
-          continue
-        }
-        const mine = fences.get(dvipa)
-        if (mine !== undefined && (seen.owner !== client || seen.epoch !== mine.epoch)) {
-          // a write with a fence that has (probably) gone stale: it must be refused
-          await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], mine)
-          fences.delete(dvipa)
-        }
-        if (seen.owner === client && mine !== undefined) {
-          // still the owner: write a record or two under the fence
-          await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], mine)
-          await sleep(Math.random() * 10)
-          continue
-        }
-        // take the DVIPA over, as a backup that decided its owner failed
-        const epoch = await history.claim(client, store, dvipa, {
-          owner: client,
-          ranks: [],
-          expectedEpoch: seen.epoch
-        })
-        if (epoch === undefined) continue
-        const fence = { owner: client, epoch }
-        fences.set(dvipa, fence)
-        if ((await history.take(client, store, dvipa, fence)) === undefined) continue
-        await history.put(client, store, dvipa, [samplePhase1(dvipa, ++serial)], fence)
-        await history.settle(client, store, dvipa, fence)
-        await sleep(Math.random() * 20)
-      }
-    })
+    stores.map(async (store, c) =>
+      runWorkloadClient(`dp-${c + 1}`, store, history, { dvipas, running, serial: next })
+    )
   )
   const registers = checkHistory(history.entries)
   const lostWrites = findLostWrites(history.puts, history.takes)
