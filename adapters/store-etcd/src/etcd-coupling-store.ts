@@ -31,7 +31,12 @@ import {
   type RecordKind,
   type StoredEntry
 } from '@vipsec/interface'
-import { BaseCouplingStore, checkCurrent, mergeJournal } from '@vipsec/store-memory'
+import {
+  BaseCouplingStore,
+  checkCurrent,
+  mergeJournal,
+  releasedOwnership
+} from '@vipsec/store-memory'
 import { etcdKeys, prefixEnd, recordName, splitRecordName, type EtcdKeyLayout } from './keys.js'
 import { resolveInit, type EtcdCouplingStoreInit, type ResolvedEtcdInit } from './options.js'
 
@@ -284,7 +289,10 @@ export class EtcdCouplingStore extends BaseCouplingStore {
         return { done: undefined }
       }
       checkCurrent(dvipa, fence, current)
-      const released = { ...decodeOwnership(Buffer.from(current!.record, 'base64')), owner: null }
+      const released = releasedOwnership(
+        decodeOwnership(Buffer.from(current!.record, 'base64')),
+        fence
+      )
       const value: OwnerValue = {
         epoch: current!.epoch,
         owner: null,
@@ -295,7 +303,14 @@ export class EtcdCouplingStore extends BaseCouplingStore {
         compare: [unchanged(key, kv)],
         success: [
           put(key, JSON.stringify(value)),
-          this.eventsPut([{ type: 'ownership:released', dvipa, epoch: fence.epoch }])
+          this.eventsPut([
+            {
+              type: 'ownership:released',
+              dvipa,
+              epoch: fence.epoch,
+              previousOwner: released.previousOwner!
+            }
+          ])
         ],
         result: () => undefined
       }

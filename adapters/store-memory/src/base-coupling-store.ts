@@ -48,6 +48,17 @@ export const COUPLING_STORE_EVENT_TYPES: ReadonlySet<string> = new Set<string>([
 ])
 
 /**
+ * The ownership record a release stores: no owner, and as `previousOwner` the node whose SAs
+ * the records are (the one a switchover claim named as previous, else the releasing owner).
+ *
+ * @param current - the record being released
+ * @param fence - the releasing owner's fence
+ */
+export function releasedOwnership(current: Ownership, fence: Fence): Ownership {
+  return { ...current, owner: null, previousOwner: current.previousOwner ?? fence.owner }
+}
+
+/**
  * Checks a fence's shape: a non-empty owner and a non-negative integer epoch.
  *
  * @param fence - what the caller presented
@@ -153,6 +164,10 @@ export abstract class BaseCouplingStore implements CouplingStore {
     if (!Number.isSafeInteger(expected) || expected < 0) {
       throw new InvalidParametersError('claim.expectedEpoch', 'expected a non-negative integer')
     }
+    const previous = claim.previousOwner
+    if (previous !== undefined && (typeof previous !== 'string' || previous.length === 0)) {
+      throw new InvalidParametersError('claim.previousOwner', 'expected a non-empty string')
+    }
     return this.writeClaim(
       {
         v: 1,
@@ -160,7 +175,8 @@ export abstract class BaseCouplingStore implements CouplingStore {
         owner: claim.owner,
         epoch: expected + 1,
         ranks: Array.isArray(claim.ranks) ? [...claim.ranks] : claim.ranks,
-        claimedAt: this.clock.now()
+        claimedAt: this.clock.now(),
+        ...(previous === undefined ? {} : { previousOwner: previous })
       },
       options
     )

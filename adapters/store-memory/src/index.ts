@@ -30,7 +30,8 @@ export {
   checkCurrent,
   checkFence,
   COUPLING_STORE_EVENT_TYPES,
-  mergeJournal
+  mergeJournal,
+  releasedOwnership
 } from './base-coupling-store.js'
 export { MemoryCouplingFacility, type DvipaSlot, type RecordKey } from './facility.js'
 export {

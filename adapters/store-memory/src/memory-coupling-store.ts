@@ -15,7 +15,12 @@ import {
   type RecordKind,
   type StoredEntry
 } from '@vipsec/interface'
-import { BaseCouplingStore, checkCurrent, mergeJournal } from './base-coupling-store.js'
+import {
+  BaseCouplingStore,
+  checkCurrent,
+  mergeJournal,
+  releasedOwnership
+} from './base-coupling-store.js'
 import { MemoryCouplingFacility, type DvipaSlot, type RecordKey } from './facility.js'
 
 /** What a {@link MemoryCouplingStore} needs. */
@@ -113,10 +118,15 @@ export class MemoryCouplingStore extends BaseCouplingStore {
   /** {@inheritDoc BaseCouplingStore.writeRelease} */
   protected async writeRelease(dvipa: Dvipa, fence: Fence): Promise<void> {
     const slot = this.fenced(dvipa, fence)
-    const ownership = { ...decodeOwnership(slot.ownership!), owner: null }
-    slot.ownership = encodeOwnership(ownership)
+    const released = releasedOwnership(decodeOwnership(slot.ownership!), fence)
+    slot.ownership = encodeOwnership(released)
     slot.owner = null
-    this.facility.publish({ type: 'ownership:released', dvipa, epoch: slot.epoch })
+    this.facility.publish({
+      type: 'ownership:released',
+      dvipa,
+      epoch: slot.epoch,
+      previousOwner: released.previousOwner!
+    })
   }
 
   /** {@inheritDoc BaseCouplingStore.writeRecords} */

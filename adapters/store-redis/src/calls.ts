@@ -94,7 +94,14 @@ export function releaseCall(
       asBuffer(encodeOwnership(released)),
       releaseId,
       keys.events,
-      json([{ type: 'ownership:released', dvipa: released.dvipa, epoch: fence.epoch }])
+      json([
+        {
+          type: 'ownership:released',
+          dvipa: released.dvipa,
+          epoch: fence.epoch,
+          previousOwner: released.previousOwner ?? fence.owner
+        }
+      ])
     ]
   }
 }

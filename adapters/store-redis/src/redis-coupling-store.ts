@@ -18,7 +18,7 @@ import {
   type RecordKind,
   type StoredEntry
 } from '@vipsec/interface'
-import { BaseCouplingStore, checkCurrent } from '@vipsec/store-memory'
+import { BaseCouplingStore, checkCurrent, releasedOwnership } from '@vipsec/store-memory'
 import {
   claimCall,
   deleteCall,
@@ -172,7 +172,8 @@ export class RedisCouplingStore extends BaseCouplingStore {
     checkCurrent(dvipa, fence, current)
     // The record of an epoch changes only when its owner releases it, so the script, having
     // checked the fence again, replaces exactly what was read here.
-    const call = releaseCall(this.keys, { ...current!, owner: null }, fence, randomUUID())
+    const released = releasedOwnership(current!, fence)
+    const call = releaseCall(this.keys, released, fence, randomUUID())
     this.expectOk(await this.script('releaseOwnership', options, call), dvipa, fence.epoch)
   }
 

@@ -97,7 +97,7 @@ describe('script calls', () => {
   })
 
   describe('releaseCall', () => {
-    it('should send the ownership without its owner', () => {
+    it('should send the ownership without its owner, naming the releasing owner', () => {
       const released: Ownership = {
         v: 1,
         dvipa: DVIPA,
@@ -110,7 +110,7 @@ describe('script calls', () => {
       expect(call.args.slice(0, 2)).to.deep.equal(['dp-1', '7'])
       expect(decodeOwnership(call.args[2] as Buffer).owner).to.equal(null)
       expect(JSON.parse(text(call.args[5]))).to.deep.equal([
-        { type: 'ownership:released', dvipa: DVIPA, epoch: 7 }
+        { type: 'ownership:released', dvipa: DVIPA, epoch: 7, previousOwner: 'dp-1' }
       ])
     })
   })

@@ -149,10 +149,12 @@ export async function switchover(
   const started = Date.now()
   if (to === undefined) await store.releaseOwnership(options.dvipa, from)
   else
+    // in the record: `to` takes the DVIPA over from the owner it replaces, not from itself
     await store.claimOwnership(options.dvipa, {
       owner: to,
       ranks: current.ranks,
-      expectedEpoch: current.epoch
+      expectedEpoch: current.epoch,
+      previousOwner: current.owner
     })
   // the named node claims again in its own name (an epoch above ours): wait for that
   const floor = to === undefined ? from.epoch : from.epoch + 1

@@ -210,6 +210,18 @@ export function isEmpty(reports: DvipaReport[]): boolean {
 }
 
 /**
+ * The owner column, from the ownership record: a released DVIPA names who released it, and an
+ * owner named by a switchover claim, until its takeover claims again, whose SAs it takes over.
+ */
+function ownerCell(ownership: Ownership | undefined): string {
+  if (ownership === undefined) return '-'
+  const previous = ownership.previousOwner
+  if (ownership.owner === null)
+    return previous === undefined ? '(released)' : `(released by ${previous})`
+  return previous === undefined ? ownership.owner : `${ownership.owner} (from ${previous})`
+}
+
+/**
  * Formats status reports as a table, then each DVIPA's IKE SAs and Child SAs as
  * `swanctl --list-sas` would show them.
  *
@@ -232,7 +244,7 @@ export function formatStatus(reports: DvipaReport[]): string[] {
   for (const r of reports) {
     rows.push([
       r.dvipa,
-      r.ownership === undefined ? '-' : (r.ownership.owner ?? '(released)'),
+      ownerCell(r.ownership),
       String(r.ownership?.epoch ?? 0),
       r.ownership?.ranks.join(',') || '-',
       String(r.ikeSas),

@@ -132,6 +132,30 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
       (d) => nodes.get(d)!.running && nodes.get(d)!.metric('vipsec_dvipa_owned', { dvipa: DVIPA })
     )
 
+  /** The lines of `type` that `name` logged, from line `from` on. */
+  const linesOf = (name: string, type: string, from = 0): Record<string, unknown>[] =>
+    nodes
+      .get(name)!
+      .lines.slice(from)
+      .filter((l) => l.type === type)
+  /**
+   * Checks the takeover `heir` completed after line `from` of its log: its report names `owner`
+   * as the previous owner, its deletes for the old SAs went to `owner`'s mailbox, and charon is
+   * left with one IKE SA.
+   */
+  async function tookOverFrom(heir: string, owner: string, from: number): Promise<void> {
+    const report = linesOf(heir, 'takeover:completed', from).at(-1)?.report as
+      { previousOwner?: string } | undefined
+    expect(report?.previousOwner, `${heir}'s takeover report`).to.equal(owner)
+    const deletes = linesOf(heir, 'deletes:sent', from)
+    expect(
+      deletes.map((l) => l.to),
+      `${heir} sends the deletes of the old SAs`
+    ).to.deep.equal([owner])
+    expect(deletes[0]!.ikeSas, 'IKE SAs in the deletes').to.be.at.least(1)
+    await waitFor(() => established() === 1, 10_000, 'charon to hold one established IKE SA')
+  }
+
   before(async () => {
     await fixture.up()
     charon = fixture.charon!
@@ -153,8 +177,10 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     for (const d of dps) {
       const said = nodes
         .get(d)!
-        .lines.filter((l) => /^(node:|ownership:|takeover:started|reload:)/.test(String(l.type)))
-        .slice(-15)
+        .lines.filter((l) =>
+          /^(node:|ownership:|takeover:started|reload:|stderr)/.test(String(l.type))
+        )
+        .slice(-30)
       console.log(`      --- ${d}\n${said.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`)
     }
   }
@@ -162,6 +188,13 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
   it('should apply a new PSK and an added target on every DP (vipsec reload and SIGHUP) with no ownership change', async () => {
     const before = ownership()
     const takeovers = dps.map((d) => count(d, 'takeover:started'))
+    const epochs = (): number[] =>
+      dps.map((d) => nodes.get(d)!.metric('vipsec_dvipa_epoch', { dvipa: DVIPA }))
+    const epochsBefore = epochs()
+    expect(epochsBefore, 'every DP knows the epoch of the store').to.deep.equal(
+      dps.map(() => before.epoch)
+    )
+    const marks = dps.map((d) => nodes.get(d)!.lines.length)
     writeFileSync(join(dir, 'secrets.yaml'), secretsYaml(NEW_PSK), { mode: 0o600 })
     writeFileSync(join(dir, 'cluster.yaml'), clusterYaml(['target-1', 'target-2']))
     const target2 = start('target-2')
@@ -199,6 +232,16 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     if (now.epoch !== before.epoch) explain()
     expect(now).to.deep.include({ owner: before.owner, epoch: before.epoch })
     expect(dps.map((d) => count(d, 'takeover:started'))).to.deep.equal(takeovers)
+    // the epoch does not move across the reloads, at any DP, and no DP changed its role
+    expect(epochs(), 'the epoch at each DP across the reloads').to.deep.equal(epochsBefore)
+    expect(
+      dps.flatMap((d, i) =>
+        linesOf(d, 'ownership:changed', marks[i]).map(
+          (l) => `${d}: ${l.from} -> ${l.to} (${l.cause})`
+        )
+      ),
+      'ownership transitions during the reloads'
+    ).to.deep.equal([])
     expect(longestGap(client!.answers, at - 2000)).to.be.below(500)
     // a change that needs a failover is refused, with the reason, and nothing changes
     writeFileSync(
@@ -211,6 +254,7 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     writeFileSync(join(dir, 'cluster.yaml'), clusterYaml(['target-1', 'target-2']))
     if (ownership().epoch !== before.epoch) explain()
     expect(ownership()).to.deep.include({ owner: before.owner, epoch: before.epoch })
+    expect(epochs(), 'the epoch at each DP after the refused reload').to.deep.equal(epochsBefore)
   })
 
   const planned: number[] = []
@@ -235,17 +279,22 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
   async function handOver(signal: 'SIGTERM' | 'SIGKILL', outages: number[]): Promise<void> {
     const answers = client!.answers
     const from = ownership().owner!
-    const heir = dps.find((d) => d !== from)!
+    // whichever live DP the ranks and the detectors' timing make the heir: a backup restarted
+    // just before may still distrust its own detector, and the next one claims first
+    const live = dps.filter((d) => d !== from)
+    let heir = live.join(' or ')
     const victim = nodes.get(from)!
-    const completed = count(heir, 'takeover:completed')
+    const completed = new Map(live.map((d) => [d, count(d, 'takeover:completed')]))
+    const marks = new Map(live.map((d) => [d, nodes.get(d)!.lines.length]))
     const at = Date.now()
     victim.kill(signal)
     try {
-      await waitFor(
-        () => count(heir, 'takeover:completed') > completed,
+      heir = await waitFor(
+        () => live.find((d) => count(d, 'takeover:completed') > completed.get(d)!),
         30_000,
         `${heir} to take over from ${from} (${signal})`
       )
+      const mark = marks.get(heir)!
       const code = await victim.exited
       if (signal === 'SIGTERM') {
         expect(code, `${from} exits 0 after SIGTERM`).to.equal(0)
@@ -258,7 +307,7 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
       expect(owners(), 'one owner').to.deep.equal([heir])
       // charon drops the old IKE SA on the new one's INITIAL_CONTACT (a half-open one from a
       // lost IKE_SA_INIT answer may linger until charon's half-open timeout: not counted)
-      await waitFor(() => established() === 1, 10_000, 'charon to hold one established IKE SA')
+      await tookOverFrom(heir, from, mark)
     } catch (err) {
       console.log(`      ${signal} of ${from}, heir ${heir}: ${(err as Error).message}`)
       try {
@@ -272,6 +321,12 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     // the stopped node comes back as a backup, as its init system would start it
     const again = start(from)
     await waitFor(() => again.has('node:started'), 60_000, `${from} to start again`)
+    // it reads its mailbox at start: the deletes for its old SAs, from the heir
+    const applied = linesOf(from, 'deletes:applied')
+    expect(
+      applied.map((l) => l.from),
+      `${from} applies the deletes at start`
+    ).to.deep.equal([heir])
     await new Promise((resolve) => setTimeout(resolve, 1000))
   }
 
@@ -322,6 +377,9 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     const row = page.locator(`#dvipas tr[data-dvipa="${DVIPA}"]`)
     expect(await row.getAttribute('data-owner')).to.equal(from)
     expect(await page.locator('h1').textContent()).to.include(heir)
+    const mark = nodes.get(heir)!.lines.length
+    const fromMark = nodes.get(from)!.lines.length
+    const completed = count(heir, 'takeover:completed')
     // on demand, through the store: `vipsec switchover --to`
     const result = vipsec(from, [
       'switchover',
@@ -334,6 +392,16 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     ])
     expect(result.out).to.match(new RegExp(`${DVIPA}: ${from} \\(epoch \\d+\\) -> ${heir}`))
     expect(result.code).to.equal(0)
+    // the named node takes the DVIPA over from the old owner (not from itself), whose SAs it
+    // deletes: the old owner, alive as a backup, applies them at once
+    await waitFor(() => count(heir, 'takeover:completed') > completed, 30_000, 'the takeover')
+    await tookOverFrom(heir, from, mark)
+    await waitFor(
+      () => linesOf(from, 'deletes:applied', fromMark).length > 0,
+      10_000,
+      `${from} to apply the deletes`
+    )
+    expect(linesOf(from, 'deletes:applied', fromMark).map((l) => l.from)).to.deep.equal([heir])
     // the page updates by itself
     await page
       .locator(`#dvipas tr[data-dvipa="${DVIPA}"][data-owner="${heir}"]`)
@@ -352,7 +420,7 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
       steps.push(await bars.nth(i).getAttribute('data-step'))
     expect(steps).to.include.members(['claim', 'renegotiate', 'notify-targets'])
     expect(await page.locator('#takeover').textContent()).to.match(
-      new RegExp(`${heir} took over from \\S+ at epoch \\d+`)
+      new RegExp(`${heir} took over from ${from} at epoch \\d+`)
     )
     expect(await page.locator('#events').textContent()).to.include('takeover:completed')
     const shot = join(profile, 'status-page.png')

@@ -23,6 +23,16 @@ describe('core operations for the operator', function () {
     await cluster.stop()
   })
 
+  /** Who `node` says it took the DVIPA over from, and whose mailbox its deletes went to. */
+  const takenFrom = (node: string): { reports: string[]; deletes: string[] } => ({
+    reports: events.flatMap((e) =>
+      e.node === node && e.event.type === 'takeover:completed' ? [e.event.report.previousOwner] : []
+    ),
+    deletes: events.flatMap((e) =>
+      e.node === node && e.event.type === 'deletes:sent' ? [e.event.to] : []
+    )
+  })
+
   describe('releaseForSwitchover', () => {
     it('should let the best live backup claim at once, before any detector could fail the owner', async () => {
       const released = await releaseForSwitchover(cluster.dps.get('dp-1')!.processor)
@@ -35,6 +45,8 @@ describe('core operations for the operator', function () {
       const claims = events.filter((e) => e.event.type === 'ownership:claimed' && e.node !== 'dp-1')
       expect(claims.map((e) => e.node)).to.deep.equal(['dp-2'])
       await cluster.advance(1000)
+      // from the released record: dp-1 released it, and its SAs are deleted
+      expect(takenFrom('dp-2')).to.deep.equal({ reports: ['dp-1'], deletes: ['dp-1'] })
       for (const peer of cluster.peers) {
         expect(peer.ike.list(), peer.node).to.have.length(1)
         expect(peer.traffic.answerTimes.filter((t) => t > at + 500).length).to.be.greaterThan(5)
@@ -61,11 +73,15 @@ describe('core operations for the operator', function () {
       const first = await run(switchover(store, { dvipa: DVIPA, timeoutMs: 5000 }))
       expect(first.from).to.deep.equal({ owner: 'dp-1', epoch: 1 })
       expect(first.to).to.deep.equal({ owner: 'dp-2', epoch: 2 })
+      await cluster.advance(500)
+      expect(takenFrom('dp-2')).to.deep.equal({ reports: ['dp-1'], deletes: ['dp-1'] })
       const second = await run(switchover(store, { dvipa: DVIPA, to: 'dp-3', timeoutMs: 5000 }))
       expect(second.to?.owner).to.equal('dp-3')
       expect(second.to!.epoch).to.be.greaterThan(3)
       await cluster.advance(1000)
       expect(cluster.ownership()).to.include({ owner: 'dp-3' })
+      // dp-3 was named by the claim, but takes the DVIPA (and deletes the SAs) from dp-2
+      expect(takenFrom('dp-3')).to.deep.equal({ reports: ['dp-2'], deletes: ['dp-2'] })
       for (const peer of cluster.peers) expect(peer.ike.list(), peer.node).to.have.length(1)
       const refused = async (options: Parameters<typeof switchover>[1]): Promise<string> =>
         switchover(store, options).then(

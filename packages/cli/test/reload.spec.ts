@@ -211,6 +211,11 @@ describe('reload', function () {
       const dp = running!.node.get(TOKENS.DistributionProcessor) as DefaultDistributionProcessor
       const ike = running!.config.ike!
       const epoch = dp.states.get('10.9.0.100')!.ownership.epoch
+      // the parts that keep ownership: a reload must neither replace nor restart them
+      const parts = [TOKENS.FailureDetector, TOKENS.ClusterLink, TOKENS.CouplingStore].map(
+        (token) => running!.node.get(token as symbol) as { isStarted(): boolean }
+      )
+      const mark = lines.length
       writeFileSync(join(dir, 'cluster.yaml'), withTarget2(CLUSTER + SECOND_PEER))
       writeFileSync(
         join(dir, 'secrets.yaml'),
@@ -232,6 +237,18 @@ describe('reload', function () {
       expect(state.ownership.current().role).to.equal('owner')
       expect(state.ownership.epoch).to.equal(epoch)
       expect(lines.find((l) => l.type === 'reload:applied')).to.include({ level: 'info' })
+      for (const [i, token] of [
+        TOKENS.FailureDetector,
+        TOKENS.ClusterLink,
+        TOKENS.CouplingStore
+      ].entries()) {
+        expect(running!.node.get(token as symbol), String(token)).to.equal(parts[i])
+        expect(parts[i]!.isStarted(), String(token)).to.equal(true)
+      }
+      const moved = lines
+        .slice(mark)
+        .filter((l) => /^(ownership:|takeover:|node:(stopped|started))/.test(String(l.type)))
+      expect(moved, 'ownership or lifecycle events during the reload').to.deep.equal([])
       // the same files again: nothing to do
       expect((await running!.reload()).outcome).to.equal('unchanged')
       const metrics = await fetchText(running!.adminPort!, '/metrics')

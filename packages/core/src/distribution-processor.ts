@@ -371,9 +371,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (e.type === 'ownership:claimed')
             this.states
               .get(e.ownership.dvipa)
-              ?.ownership.observe(e.ownership.epoch, e.ownership.owner, 'store')
+              ?.ownership.observe(
+                e.ownership.epoch,
+                e.ownership.owner,
+                'store',
+                e.ownership.previousOwner
+              )
           if (e.type === 'ownership:released')
-            this.states.get(e.dvipa)?.ownership.observe(e.epoch, null, 'store')
+            this.states.get(e.dvipa)?.ownership.observe(e.epoch, null, 'store', e.previousOwner)
           if (e.type === 'mailbox:posted' && e.to === this.id) void this.applyMailbox()
           if (e.type === 'records:taken') this.onRecordsTaken(e.dvipa, e.epoch)
         }),

@@ -171,6 +171,46 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('a planned switchover', () => {
+    it('should take a released DVIPA over from the owner the record names, also on a node that never saw it', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      await cluster.kill('dp-2')
+      await cluster.node('dp-1').unit.abandon()
+      await cluster.advance(500)
+      // dp-3 saw dp-1 own it; dp-2 comes back after the release and knows only the record
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-3', epoch: 2 })
+      expect(cluster.node('dp-3').actions.calls).to.deep.equal(['takeOver from dp-1 at 2'])
+      await cluster.kill('dp-3')
+      await cluster.node('dp-3').memory.releaseOwnership(DVIPA, { owner: 'dp-3', epoch: 2 })
+      const fresh = await cluster.add('dp-2')
+      await fresh.unit.start()
+      await cluster.advance(500)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-2', epoch: 3 })
+      expect(fresh.actions.calls).to.deep.equal(['takeOver from dp-3 at 3'])
+    })
+
+    it('should have the node a claim names take over from the owner it replaced, not from itself', async () => {
+      const cluster = new TestCluster()
+      await cluster.startAll()
+      // `vipsec switchover --to dp-3`: a claim in dp-3's name over dp-1's epoch
+      await cluster.node('dp-2').memory.claimOwnership(DVIPA, {
+        owner: 'dp-3',
+        ranks: cluster.ranks,
+        expectedEpoch: 1,
+        previousOwner: 'dp-1'
+      })
+      await cluster.advance(2000)
+      expect(cluster.ownership()).to.deep.equal({ owner: 'dp-3', epoch: 3 })
+      expect(cluster.serving()).to.deep.equal(['dp-3'])
+      expect(cluster.node('dp-3').actions.calls).to.deep.equal(['takeOver from dp-1 at 3'])
+      expect(cluster.node('dp-3').actions.of('takeover:started')).to.deep.equal([
+        { type: 'takeover:started', dvipa: DVIPA, previousOwner: 'dp-1' }
+      ])
+      expect(cluster.node('dp-2').actions.calls).to.deep.equal([])
+    })
+  })
+
   describe('fault 4: a second failure during the rank delay', () => {
     it('should not be dropped: the next backup takes over from the new dead owner', async () => {
       const cluster = await startedCluster(3, { rankDelayMs: 600 })

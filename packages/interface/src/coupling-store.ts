@@ -33,6 +33,12 @@ export interface OwnershipClaim {
    * The claim succeeds only if the current epoch still equals it; the new epoch is one more.
    */
   expectedEpoch: number
+  /**
+   * For a claim in another node's name (a planned switchover to `owner`): the owner it replaces,
+   * recorded as the new ownership's `previousOwner`, so that `owner` takes the DVIPA over from it.
+   * A node claiming for itself leaves it out.
+   */
+  previousOwner?: NodeId
 }
 
 /** Changes in a coupling store, as its change stream reports them. */
@@ -50,6 +56,8 @@ export type CouplingStoreEvent =
       dvipa: Dvipa
       /** The epoch that was released. */
       epoch: number
+      /** The owner that released it (the released record's `previousOwner`). */
+      previousOwner?: NodeId
     }
   | {
       /** A record was written. */

@@ -76,6 +76,13 @@ const tuple =
       return fail(p, `expected ${items.length} items`)
     items.forEach((check, i) => check(v[i], `${p}[${i}]`))
   }
+/** Checks that a field may leave out (present, it must pass `check`). */
+const optionalFields = new WeakSet<Check>()
+const optional = (check: Check): Check => {
+  const wrapped: Check = (v, p) => check(v, p)
+  optionalFields.add(wrapped)
+  return wrapped
+}
 const object =
   (shape: Record<string, Check>): Check =>
   (v, p) => {
@@ -83,7 +90,10 @@ const object =
       return fail(p, 'expected an object')
     const o = v as Record<string, unknown>
     for (const [key, check] of Object.entries(shape)) {
-      if (!(key in o)) fail(`${p}.${key}`, 'missing')
+      if (!(key in o)) {
+        if (optionalFields.has(check)) continue
+        fail(`${p}.${key}`, 'missing')
+      }
       check(o[key], `${p}.${key}`)
     }
     for (const key of Object.keys(o)) {
@@ -243,7 +253,8 @@ const ownershipShape = object({
   owner: nullable(nonEmpty),
   epoch: int(1, Number.MAX_SAFE_INTEGER),
   ranks: array(nonEmpty),
-  claimedAt: nonNegative
+  claimedAt: nonNegative,
+  previousOwner: optional(nonEmpty)
 })
 
 const deleteMessageShape = object({

@@ -333,6 +333,14 @@ export interface Ownership {
   ranks: NodeId[]
   /** When the claim succeeded, ms since the Unix epoch. */
   claimedAt: number
+  /**
+   * The node whose SAs the DVIPA's records still are, when `owner` did not write them: on a
+   * released record, the owner that released it; on a claim made in another node's name (a
+   * planned switchover to it), the owner that claim replaced. The node that takes the DVIPA
+   * over takes it from this node (its report's previous owner, the mailbox its deletes go to).
+   * Absent after a node's own claim: the records are then the owner's.
+   */
+  previousOwner?: NodeId
 }
 
 /** A request to delete SAs, left in a node's mailbox by the node that took its DVIPA over. */

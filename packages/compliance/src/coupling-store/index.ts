@@ -268,6 +268,32 @@ export function couplingStoreSuite(options: CouplingStoreSuiteOptions): void {
         expect(next.epoch).to.equal(2)
       })
 
+      it("should name the releasing owner as previousOwner, and a claim in another node's name the one it replaced", async () => {
+        const fence = await claim('dp-1')
+        await store.releaseOwnership(DVIPA, fence)
+        expect((await store.getOwnership(DVIPA)).previousOwner).to.equal('dp-1')
+        // a node's own claim: the records will be its own
+        const own = await store.claimOwnership(DVIPA, {
+          owner: 'dp-2',
+          ranks: [],
+          expectedEpoch: 1
+        })
+        expect(own.previousOwner).to.equal(undefined)
+        expect((await store.getOwnership(DVIPA)).previousOwner).to.equal(undefined)
+        // a planned switchover names dp-3, whose takeover is from dp-2
+        const handed = await store.claimOwnership(DVIPA, {
+          owner: 'dp-3',
+          ranks: [],
+          expectedEpoch: 2,
+          previousOwner: 'dp-2'
+        })
+        expect(handed.previousOwner).to.equal('dp-2')
+        expect(await store.getOwnership(DVIPA)).to.include({ owner: 'dp-3', previousOwner: 'dp-2' })
+        // released before dp-3 took over: the records are still dp-2's
+        await store.releaseOwnership(DVIPA, { owner: 'dp-3', epoch: 3 })
+        expect(await store.getOwnership(DVIPA)).to.include({ owner: null, previousOwner: 'dp-2' })
+      })
+
       it('should reject a stale fence with StaleEpochError', async () => {
         const old = await claim('dp-1')
         await claim('dp-2')

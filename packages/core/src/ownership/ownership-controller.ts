@@ -351,7 +351,8 @@ export class OwnershipController {
     }
     this.learnStore(ownership.owner, ownership.epoch)
     this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'start', 'store')
-    if (ownership.owner === null) this.beginAttempt(this.node, 'released', undefined)
+    if (ownership.owner === null)
+      this.beginAttempt(ownership.previousOwner ?? this.node, 'released', undefined)
     else if (ownership.owner === this.node) this.evaluate(undefined)
   }
 
@@ -436,8 +437,14 @@ export class OwnershipController {
    * @param epoch - the epoch
    * @param owner - its owner, `null` when it was released, `undefined` when not known
    * @param source - where it was seen
+   * @param previous - the record's `previousOwner`, when the store said it
    */
-  observe(epoch: number, owner: NodeId | null | undefined, source: EpochSource): void {
+  observe(
+    epoch: number,
+    owner: NodeId | null | undefined,
+    source: EpochSource,
+    previous?: NodeId
+  ): void {
     if (!this.running) return
     if (source === 'store' || source === 'rejected-write') this.learnStore(owner, epoch)
     const seen = this.highest
@@ -485,10 +492,14 @@ export class OwnershipController {
         if (epoch === seen && !(epoch === viewEpoch(s.view) && (owner === null || owner === known)))
           return
         if (epoch === viewEpoch(s.view) && source !== 'store') return
+        const named = previous === undefined ? {} : { previous }
         this.setState(
           {
             role: 'backup',
-            view: owner === null ? { kind: 'released', epoch } : { kind: 'owned', owner, epoch }
+            view:
+              owner === null
+                ? { kind: 'released', epoch, ...named }
+                : { kind: 'owned', owner, epoch, ...named }
           },
           'higher-epoch',
           source
@@ -944,16 +955,20 @@ export class OwnershipController {
         this.scheduleEvaluate(this.joinUntil)
         return
       }
+      // Named by a claim in its name (a switchover to it): the records are still the previous
+      // owner's, and so are the SAs the deletes are for.
+      const from = view.kind === 'owned' ? (view.previous ?? this.node) : this.node
       void this.otherOwnerLive().then((live) => {
         if (live || this.state !== s || this.attempt !== undefined || !this.running) return
-        this.beginAttempt(this.node, view.kind === 'unclaimed' ? 'start' : 'named-owner', undefined)
+        this.beginAttempt(from, view.kind === 'unclaimed' ? 'start' : 'named-owner', undefined)
       })
       return
     }
     if (view.kind === 'unclaimed') return
     if (view.epoch < this.highest) return // the store lost data: the owner at the highest epoch recovers
     if (view.kind === 'released') {
-      this.beginAttempt(this.lastOwner ?? this.node, 'released', undefined)
+      // the store's record names who released it; what this node saw last is only a fallback
+      this.beginAttempt(view.previous ?? this.lastOwner ?? this.node, 'released', undefined)
       return
     }
     if (this.detector.health(view.owner) !== 'failed') return
@@ -1355,9 +1370,10 @@ export class OwnershipController {
   }
 
   private viewOf(o: Ownership): StoreView {
+    const named = o.previousOwner === undefined ? {} : { previous: o.previousOwner }
     return o.owner === null
-      ? { kind: 'released', epoch: o.epoch }
-      : { kind: 'owned', owner: o.owner, epoch: o.epoch }
+      ? { kind: 'released', epoch: o.epoch, ...named }
+      : { kind: 'owned', owner: o.owner, epoch: o.epoch, ...named }
   }
 
   private viewFrom(epoch: number, owner: NodeId | null | undefined): StoreView {

@@ -11,6 +11,8 @@ export type StoreView =
       kind: 'released'
       /** The epoch that was released. */
       epoch: number
+      /** The owner that released it, as the store's record names it (see `Ownership.previousOwner`). */
+      previous?: NodeId
     }
   | {
       /** `owner` holds it at `epoch`. */
@@ -19,6 +21,11 @@ export type StoreView =
       owner: NodeId
       /** Its epoch. */
       epoch: number
+      /**
+       * Whose SAs the records are, when `owner` was named by a claim in its name (a planned
+       * switchover to it) and has not written them: that owner takes the DVIPA over from it.
+       */
+      previous?: NodeId
     }
 
 /** The step a takeover attempt is at: the collision state of a claim, as a value. */

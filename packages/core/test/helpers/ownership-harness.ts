@@ -262,8 +262,9 @@ export class TestCluster {
     // the wiring a distribution processor does
     memory.events$.subscribe((e) => {
       if (e.type === 'ownership:claimed')
-        unit.observe(e.ownership.epoch, e.ownership.owner, 'store')
-      if (e.type === 'ownership:released' && e.dvipa === DVIPA) unit.observe(e.epoch, null, 'store')
+        unit.observe(e.ownership.epoch, e.ownership.owner, 'store', e.ownership.previousOwner)
+      if (e.type === 'ownership:released' && e.dvipa === DVIPA)
+        unit.observe(e.epoch, null, 'store', e.previousOwner)
     })
     detector.events$.subscribe((e) => unit.onDetectorEvent(e))
     const node = { id, unit, actions, detector, store, memory, faults, clock }
