@@ -5,6 +5,11 @@
  * @module
  */
 import type { IkeStartConnection } from './keep-up.js'
+import {
+  resolveFragmentation,
+  type FragmentationOptions,
+  type ResolvedFragmentation
+} from './fragments.js'
 import type {
   Clock,
   EspEngine,
@@ -83,6 +88,12 @@ export interface IkePeerConfig {
   phase1: Phase1Policy
   /** The Child SAs we accept, tried in order. */
   children: IkeChildConfig[]
+  /**
+   * Whether our messages to this peer are fragmented (RFC 7383) when they are too large and it
+   * supports fragmentation (swanctl's `fragmentation = yes | no`); also applies to connections
+   * we initiate with these identities. Default: the service's `fragmentation.enabled`.
+   */
+  fragmentation?: boolean
 }
 
 /** Retransmission timing (RFC 7296 section 2.1). */
@@ -120,6 +131,8 @@ export interface IkeV2ServiceInit {
   rsaPss?: boolean
   /** Retransmission timing. */
   retransmit?: RetransmitOptions
+  /** IKE message fragmentation (RFC 7383): on by default, with a 576/1280-byte fragment size. */
+  fragmentation?: FragmentationOptions
   /**
    * Half-open (IKE_SA_INIT answered, no IKE_AUTH yet) SAs of one source address beyond which
    * that address must return a COOKIE (RFC 7296 section 2.6). Never a reason to drop: a request
@@ -165,6 +178,7 @@ export interface ResolvedInit {
   connections: IkeStartConnection[]
   rsaPss: boolean
   retransmit: Required<RetransmitOptions>
+  fragmentation: ResolvedFragmentation
   halfOpenLimitPerPeer: number
   cookieThreshold: number
   halfOpenLimit: number
@@ -190,6 +204,7 @@ export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
       backoff: init.retransmit?.backoff ?? 1.8,
       tries: init.retransmit?.tries ?? 5
     },
+    fragmentation: resolveFragmentation(init.fragmentation),
     halfOpenLimitPerPeer: init.halfOpenLimitPerPeer ?? 10,
     cookieThreshold: init.cookieThreshold ?? 50,
     halfOpenLimit: init.halfOpenLimit ?? 2000,

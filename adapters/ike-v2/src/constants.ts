@@ -253,6 +253,8 @@ export const NotifyType = {
   ESP_TFC_PADDING_NOT_SUPPORTED: 16394,
   /** Status. */
   NON_FIRST_FRAGMENTS_ALSO: 16395,
+  /** Status (RFC 7383): the sender accepts and sends IKE fragments. */
+  IKEV2_FRAGMENTATION_SUPPORTED: 16430,
   /** Status (RFC 7427). */
   SIGNATURE_HASH_ALGORITHMS: 16431
 } as const

@@ -14,6 +14,7 @@ import type {
   RandomSource
 } from '@vipsec/interface'
 import type { ResolvedInit } from './config.js'
+import type { IkeFragmentCounters } from './fragments.js'
 import type { IkeSa } from './ike-sa.js'
 
 /** The service as the tasks use it. */
@@ -29,7 +30,7 @@ export interface IkeContext {
   /** Retransmission timing. */
   readonly retransmit: ResolvedInit['retransmit']
   /** Counters (mutable). */
-  readonly stats: IkeCounters
+  readonly stats: IkeCounters & { fragments: IkeFragmentCounters }
   /** The local address of the port-500 socket. */
   readonly localAddress: string
   /** Sends a message of an SA to its peer (port 4500 with the non-ESP marker once switched). */

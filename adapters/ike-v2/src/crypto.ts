@@ -42,7 +42,8 @@ import {
   type IkeHeader,
   type IkeMessage,
   type Payload,
-  type SkPayload
+  type SkPayload,
+  type SkfPayload
 } from './message.js'
 
 const HASH: Record<PrfAlgorithm, { hash: string; length: number }> = {
@@ -595,37 +596,53 @@ function cipherName(encr: EncryptionTransform): string {
 }
 
 /**
- * Builds an encrypted message: HDR, SK { payloads }.
- *
- * @param header - the header (next payload and length are filled in)
- * @param payloads - the payloads to protect
- * @param keys - the sender's SK keys
- * @param iv - for AES-GCM and ChaCha20-Poly1305 an 8-byte IV that is never reused with this key
- *   (a counter); for AES-CBC 16 unpredictable bytes
+ * The per-message cost of an SK or SKF payload under `keys`: the IV and ICV lengths and the
+ * block the plaintext (with its pad-length byte) is padded to.
  */
-export function encryptMessage(
-  header: Omit<IkeHeader, 'nextPayload' | 'length'>,
-  payloads: Payload[],
-  keys: SkKeys,
-  iv: Uint8Array
-): Uint8Array {
-  const { first, bytes } = encodePayloads(payloads)
+export function skOverhead(keys: SkKeys): { iv: number; icv: number; block: number } {
   const gcm = isAeadSk(keys.encryption)
-  if (iv.length !== (gcm ? 8 : 16)) throw new InvalidParametersError('iv', 'wrong IV length')
   // ChaCha20 is a stream cipher: no padding is needed (RFC 7634 section 3)
   const block = keys.encryption.algorithm === 'chacha20-poly1305' ? 1 : gcm ? 4 : 16
+  return { iv: gcm ? 8 : 16, icv: icvLength(keys), block }
+}
+
+/**
+ * Encrypts and protects encoded payloads into an SK payload (RFC 7296 section 3.14) or, with
+ * `fragment`, an SKF payload (RFC 7383 section 2.5, whose fragment number and total are
+ * authenticated with the header).
+ */
+function seal(
+  header: Omit<IkeHeader, 'nextPayload' | 'length'>,
+  first: number,
+  bytes: Uint8Array,
+  keys: SkKeys,
+  iv: Uint8Array,
+  fragment?: { number: number; total: number }
+): Uint8Array {
+  const gcm = isAeadSk(keys.encryption)
+  const { block, icv } = skOverhead(keys)
+  if (iv.length !== (gcm ? 8 : 16)) throw new InvalidParametersError('iv', 'wrong IV length')
   const padLength = (block - ((bytes.length + 1) % block)) % block
   const plain = new Uint8Array(bytes.length + padLength + 1)
   plain.set(bytes, 0)
   plain[plain.length - 1] = padLength
-  const icv = icvLength(keys)
-  const skLength = 4 + iv.length + plain.length + icv
+  const head = fragment === undefined ? 4 : 8
+  const skLength = head + iv.length + plain.length + icv
   const hdr = encodeHeader({
     ...header,
-    nextPayload: PayloadType.SK,
+    nextPayload: fragment === undefined ? PayloadType.SK : PayloadType.SKF,
     length: IKE_HEADER_LENGTH + skLength
   })
-  const skh = Uint8Array.of(first, 0, skLength >> 8, skLength & 0xff)
+  const skh = new Uint8Array(head)
+  skh[0] = first
+  skh[2] = skLength >> 8
+  skh[3] = skLength & 0xff
+  if (fragment !== undefined) {
+    skh[4] = fragment.number >> 8
+    skh[5] = fragment.number & 0xff
+    skh[6] = fragment.total >> 8
+    skh[7] = fragment.total & 0xff
+  }
   if (gcm) {
     const key = keys.encryptionKey.subarray(0, keys.encryptionKey.length - 4)
     const salt = keys.encryptionKey.subarray(keys.encryptionKey.length - 4)
@@ -643,6 +660,47 @@ export function encryptMessage(
   const signed = concat(hdr, skh, iv, ct)
   const mac = createHmac(hmacHash(keys.integrity), keys.integrityKey).update(signed).digest()
   return concat(signed, mac.subarray(0, icv))
+}
+
+/**
+ * Builds an encrypted message: HDR, SK { payloads }.
+ *
+ * @param header - the header (next payload and length are filled in)
+ * @param payloads - the payloads to protect
+ * @param keys - the sender's SK keys
+ * @param iv - for AES-GCM and ChaCha20-Poly1305 an 8-byte IV that is never reused with this key
+ *   (a counter); for AES-CBC 16 unpredictable bytes
+ */
+export function encryptMessage(
+  header: Omit<IkeHeader, 'nextPayload' | 'length'>,
+  payloads: Payload[],
+  keys: SkKeys,
+  iv: Uint8Array
+): Uint8Array {
+  const { first, bytes } = encodePayloads(payloads)
+  return seal(header, first, bytes, keys, iv)
+}
+
+/**
+ * Builds one fragment message: HDR, SKF { a piece of the encoded inner payloads } (RFC 7383
+ * section 2.5). Each fragment has its own IV, padding and ICV.
+ *
+ * @param header - the header of the message being fragmented (same message ID in every fragment)
+ * @param first - the type of the first inner payload; 0 in every fragment but the first
+ * @param chunk - this fragment's piece of the encoded inner payloads
+ * @param fragment - its number (from 1) and the total
+ * @param keys - the sender's SK keys
+ * @param iv - as for {@link encryptMessage}
+ */
+export function encryptFragment(
+  header: Omit<IkeHeader, 'nextPayload' | 'length'>,
+  first: number,
+  chunk: Uint8Array,
+  fragment: { number: number; total: number },
+  keys: SkKeys,
+  iv: Uint8Array
+): Uint8Array {
+  return seal(header, first, chunk, keys, iv, fragment)
 }
 
 /**
@@ -676,15 +734,16 @@ export type OpenSkResult =
     }
 
 /**
- * Checks the integrity of a message's SK payload and decrypts it, without parsing the inner
+ * Checks the integrity of a message's SK (or SKF, one fragment) payload and decrypts it, without parsing the inner
  * payloads: a result means the message was made by the holder of the keys.
  *
  * @param message - a parsed message whose last payload should be SK
  * @param keys - the keys of the sender's direction
  */
 export function openSk(message: IkeMessage, keys: SkKeys): OpenSkResult {
-  const sk = message.payloads.at(-1) as SkPayload | undefined
-  if (sk === undefined || sk.type !== PayloadType.SK) return { ok: false, reason: 'unprotected' }
+  const sk = message.payloads.at(-1) as SkPayload | SkfPayload | undefined
+  if (sk === undefined || (sk.type !== PayloadType.SK && sk.type !== PayloadType.SKF))
+    return { ok: false, reason: 'unprotected' }
   const gcm = isAeadSk(keys.encryption)
   const ivLength = gcm ? 8 : 16
   const icv = icvLength(keys)
@@ -706,7 +765,8 @@ export function openSk(message: IkeMessage, keys: SkKeys): OpenSkResult {
           authTagLength: 16
         }
       )
-      d.setAAD(message.raw.subarray(0, sk.offset + 4))
+      // the generic header, and for SKF the fragment number and total (RFC 7383 section 2.5)
+      d.setAAD(message.raw.subarray(0, sk.offset + (sk.type === PayloadType.SKF ? 8 : 4)))
       d.setAuthTag(tag)
       plain = concat(d.update(ct), d.final())
     } catch {

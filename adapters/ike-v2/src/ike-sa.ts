@@ -19,6 +19,7 @@ import {
 import { IDLE, type ChildRekey, type IkeRekey } from './collision.js'
 import { HeaderFlag } from './constants.js'
 import { encryptMessage, type ChildKeys, type IkeKeys, type SkKeys } from './crypto.js'
+import { maxIkeLength, protect } from './fragments.js'
 import { encodeMessage, type IkeHeader, type Payload, type WireTrafficSelector } from './message.js'
 import { TaskManager } from './task-manager.js'
 import type { ChosenChild, ChosenIke } from './proposals.js'
@@ -126,6 +127,12 @@ export class IkeSa {
   nat = { localBehindNat: false, remoteBehindNat: false, encapsulated: false }
   /** Whether IKE is carried on port 4500 with the non-ESP marker. */
   natT = false
+  /**
+   * IKE fragmentation (RFC 7383): whether we announced IKEV2_FRAGMENTATION_SUPPORTED (and so
+   * take the peer's fragments), whether the peer did, and whether local configuration lets us
+   * fragment what we send to this peer. We fragment only when all three hold.
+   */
+  fragmentation = { announced: false, peer: false, send: false }
   /** Child SAs by record id. */
   readonly children = new Map<string, ChildSa>()
   /** The Child SAs local policy accepts when the peer asks for one with CREATE_CHILD_SA. */
@@ -163,12 +170,13 @@ export class IkeSa {
     this.tasks = new TaskManager(ctx, {
       hasKeys: () => this.keys !== undefined && this.chosen !== undefined,
       inKeys: () => this.inKeys(),
-      encrypt: (e, m, r, p) => this.encrypt(e, m, r, p),
+      encrypt: (e, m, r, p) => this.protect(e, m, r, p),
       plain: (e, m, r, p) => this.plain(e, m, r, p),
       send: (packet) => ctx.send(this, packet),
       touch: () => {
         this.lastReceived = ctx.clock.monotonic()
-      }
+      },
+      acceptsFragments: () => this.fragmentation.announced
     })
   }
 
@@ -246,6 +254,34 @@ export class IkeSa {
       payloads,
       this.outKeys(),
       this.nextIv()
+    )
+  }
+
+  /**
+   * Builds an encrypted message of this SA, as fragments (RFC 7383) when it is larger than the
+   * fragment size and fragmentation was negotiated and is allowed for this peer.
+   */
+  protect(
+    exchange: number,
+    messageId: number,
+    response: boolean,
+    payloads: Payload[]
+  ): Uint8Array[] {
+    const f = this.fragmentation
+    const max =
+      f.announced && f.peer && f.send
+        ? maxIkeLength(
+            this.ctx.init.fragmentation.fragmentSize,
+            this.remote.address.includes(':'),
+            this.natT
+          )
+        : undefined
+    return protect(
+      this.header(exchange, messageId, response),
+      payloads,
+      this.outKeys(),
+      () => this.nextIv(),
+      max
     )
   }
 

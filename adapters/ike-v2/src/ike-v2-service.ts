@@ -30,6 +30,7 @@ import {
 } from './config.js'
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
 import { bytesEqual, sha256 } from './crypto.js'
+import { emptyFragmentCounters, type IkeFragmentCounters } from './fragments.js'
 import { HalfOpenTable } from './half-open.js'
 import { childRecord, IkeSa } from './ike-sa.js'
 import { KeepUp } from './keep-up.js'
@@ -55,8 +56,15 @@ import {
   respondInformational
 } from './tasks/informational.js'
 
-function emptyCounters(): IkeCounters {
+/** The counters of an {@link IkeV2Service}: the contract's, and those of IKE fragments. */
+export interface IkeV2Counters extends IkeCounters {
+  /** IKE fragments (RFC 7383) sent, received, reassembled and dropped by reason. */
+  fragments: IkeFragmentCounters
+}
+
+function emptyCounters(): IkeV2Counters {
   return {
+    fragments: emptyFragmentCounters(),
     received: 0,
     sent: 0,
     retransmitted: 0,
@@ -95,7 +103,7 @@ export class IkeV2Service implements IkeService {
   /** @internal */
   readonly retransmit: ResolvedInit['retransmit']
   /** @internal */
-  readonly stats: IkeCounters = emptyCounters()
+  readonly stats: IkeV2Counters = emptyCounters()
   /** @internal */
   readonly localAddress: string
   /** SA events; completes on `stop()`. */
@@ -371,7 +379,7 @@ export class IkeV2Service implements IkeService {
         bytesEqual(sha256(message.raw), t.response.requestHash)
       ) {
         this.stats.responsesReplayed++
-        this.sendTo(t.response.packet, from, t.natT)
+        for (const p of t.response.packets) this.sendTo(p, from, t.natT)
         return
       }
       this.drop('unknown-sa')
@@ -543,6 +551,15 @@ export class IkeV2Service implements IkeService {
       remoteIdentity: request.remoteIdentity
     })
     sa.natT = natT
+    // the peer config of these identities, if any, says whether we fragment towards this peer
+    const peer = this.init.peers.find(
+      (p) =>
+        sameIdentity(p.localIdentity, request.localIdentity) &&
+        p.remoteIdentity !== undefined &&
+        sameIdentity(p.remoteIdentity, request.remoteIdentity)
+    )
+    const fragmentation = peer?.fragmentation ?? this.init.fragmentation.enabled
+    sa.fragmentation = { announced: fragmentation, peer: false, send: fragmentation }
     const childReq: ChildRequest = {
       policy: request.child.policy,
       mode: request.child.mode,
@@ -708,8 +725,8 @@ export class IkeV2Service implements IkeService {
       }))
   }
 
-  /** Current counters (a copy). */
-  counters(): IkeCounters {
+  /** Current counters (a copy), with those of IKE fragments. */
+  counters(): IkeV2Counters {
     return structuredClone(this.stats)
   }
 }

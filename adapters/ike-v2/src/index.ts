@@ -111,4 +111,6 @@ export type {
   TrustAnchor
 } from './config.js'
 export type { IkeStartConnection } from './keep-up.js'
+export type { IkeV2Counters } from './ike-v2-service.js'
+export type { FragmentDropReason, FragmentationOptions, IkeFragmentCounters } from './fragments.js'
 export * as wire from './wire.js'

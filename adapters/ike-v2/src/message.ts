@@ -181,6 +181,25 @@ export interface SkPayload extends PayloadBase {
   offset: number
 }
 
+/**
+ * The Encrypted Fragment payload (RFC 7383 section 2.5), as parsed before decryption: one piece
+ * of an SK payload's inner payloads, protected on its own.
+ */
+export interface SkfPayload extends PayloadBase {
+  /** Payload type. */
+  type: typeof PayloadType.SKF
+  /** The type of the first inner payload (fragment 1 only; 0 in the others). */
+  innerType: number
+  /** The fragment's number, 1 to `totalFragments`. */
+  fragmentNumber: number
+  /** How many fragments the message was split into. */
+  totalFragments: number
+  /** IV, ciphertext and ICV. */
+  body: Uint8Array
+  /** Where the SKF payload's generic header starts in the message. */
+  offset: number
+}
+
 /** Any other payload (Vendor ID, CP, EAP, unknown non-critical types): kept as bytes. */
 export interface OpaquePayload extends PayloadBase {
   /** Payload type. */
@@ -201,6 +220,7 @@ export type Payload =
   | DeletePayload
   | TsPayload
   | SkPayload
+  | SkfPayload
   | OpaquePayload
 
 /** A parsed message: its header, its (outer) payloads, and the bytes it came from. */
@@ -414,6 +434,7 @@ const KNOWN = new Set<number>([
   PayloadType.TSi,
   PayloadType.TSr,
   PayloadType.SK,
+  PayloadType.SKF,
   PayloadType.CP,
   PayloadType.EAP
 ])
@@ -467,6 +488,23 @@ function parseBody(type: number, body: Uint8Array, critical: boolean, offset: nu
       return { type, critical, selectors: parseSelectors(body) }
     case PayloadType.SK:
       return { type, critical, innerType: 0, body: body, offset }
+    case PayloadType.SKF: {
+      if (body.length < 4) throw syntax('truncated Encrypted Fragment payload')
+      const fragmentNumber = u16(body, 0)
+      const totalFragments = u16(body, 2)
+      // RFC 7383 section 2.5: neither is zero, and the number is at most the total
+      if (fragmentNumber === 0 || totalFragments === 0 || fragmentNumber > totalFragments)
+        throw syntax(`fragment ${fragmentNumber} of ${totalFragments}`)
+      return {
+        type,
+        critical,
+        innerType: 0,
+        fragmentNumber,
+        totalFragments,
+        body: body.subarray(4),
+        offset
+      }
+    }
     default:
       return { type, critical, body: body }
   }
@@ -498,8 +536,8 @@ export function parsePayloads(first: number, b: Uint8Array, base = 0): Payload[]
       )
     }
     const payload = parseBody(type, b.subarray(o + 4, o + len), critical, base + o)
-    if (type === PayloadType.SK) {
-      ;(payload as SkPayload).innerType = next
+    if (type === PayloadType.SK || type === PayloadType.SKF) {
+      ;(payload as SkPayload | SkfPayload).innerType = next
       out.push(payload)
       if (o + len !== b.length) throw syntax('SK payload is not the last payload')
       return out

@@ -15,9 +15,10 @@ import {
   type IkeDropReason,
   type TimerHandle
 } from '@vipsec/interface'
-import { ExchangeType } from './constants.js'
+import { ExchangeType, PayloadType } from './constants.js'
 import { bytesEqual, openSk, sha256, type SkKeys } from './crypto.js'
-import { parsePayloads, type IkeMessage, type Payload } from './message.js'
+import { Reassembly, type FragmentDropReason, type IkeFragmentCounters } from './fragments.js'
+import { parsePayloads, type IkeMessage, type Payload, type SkfPayload } from './message.js'
 import type { ResolvedInit } from './config.js'
 
 /** What the task manager needs of the service. */
@@ -26,8 +27,10 @@ export interface TaskManagerHost {
   readonly clock: Clock
   /** Retransmission timing. */
   readonly retransmit: ResolvedInit['retransmit']
-  /** Counters (retransmitted, responsesReplayed). */
-  readonly stats: IkeCounters
+  /** Counters (retransmitted, responsesReplayed, fragments). */
+  readonly stats: IkeCounters & { fragments: IkeFragmentCounters }
+  /** Options, for the fragment reassembly limits. */
+  readonly init: Pick<ResolvedInit, 'fragmentation'>
   /** Counts a dropped datagram. */
   drop(reason: IkeDropReason): void
 }
@@ -38,14 +41,19 @@ export interface TaskManagerSa {
   hasKeys(): boolean
   /** The keys the peer sends with. */
   inKeys(): SkKeys
-  /** Builds an encrypted message of the SA. */
-  encrypt(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array
+  /**
+   * Builds an encrypted message of the SA: one message, or its fragments (RFC 7383) when it is
+   * too large and fragmentation was negotiated.
+   */
+  encrypt(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array[]
   /** Builds an unencrypted message of the SA (IKE_SA_INIT only). */
   plain(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array
   /** Sends a message to the peer. */
   send(packet: Uint8Array): void
   /** Notes that an authenticated message came from the peer (liveness). */
   touch(): void
+  /** Whether we announced IKEV2_FRAGMENTATION_SUPPORTED to the peer (its fragments are taken). */
+  acceptsFragments(): boolean
 }
 
 /** A request of the peer whose integrity was verified, as the responder tasks see it. */
@@ -79,10 +87,13 @@ export interface TaskAnswer {
 export interface CachedResponse {
   /** The request's message ID. */
   readonly messageId: number
-  /** SHA-256 of the request as received: only an identical retransmission is answered. */
+  /**
+   * SHA-256 of the request as received, or of its first fragment (RFC 7383 section 2.6.1):
+   * only an identical retransmission is answered.
+   */
   readonly requestHash: Uint8Array
-  /** The response as sent. */
-  readonly packet: Uint8Array
+  /** The response as sent: one message, or all its fragments. */
+  readonly packets: Uint8Array[]
 }
 
 /** A completed exchange we initiated. */
@@ -91,7 +102,7 @@ export interface Exchanged {
   message: IkeMessage
   /** Its payloads (decrypted and verified when encrypted). */
   payloads: Payload[]
-  /** Our request as sent (IKE_SA_INIT's is signed in AUTH). */
+  /** Our request as sent (IKE_SA_INIT's is signed in AUTH); its first fragment if fragmented. */
   request: Uint8Array
 }
 
@@ -107,7 +118,7 @@ interface Pending {
   held?: { message: IkeMessage; payloads: Payload[]; timer: TimerHandle }
   readonly messageId: number
   readonly exchange: number
-  readonly packet: Uint8Array
+  readonly packets: Uint8Array[]
   readonly encrypted: boolean
   readonly resolve: (m: Exchanged) => void
   readonly reject: (err: Error) => void
@@ -125,6 +136,9 @@ export class TaskManager {
   private cached?: CachedResponse
   private queue: Promise<unknown> = Promise.resolve()
   private closed?: Error
+  /** The peer's fragmented request and fragmented response being reassembled. */
+  private readonly requestFragments: Reassembly
+  private readonly responseFragments: Reassembly
 
   /**
    * @param host - the service: clock, retransmission timing, counters
@@ -133,7 +147,19 @@ export class TaskManager {
   constructor(
     private readonly host: TaskManagerHost,
     private readonly sa: TaskManagerSa
-  ) {}
+  ) {
+    const reassemblyHost = {
+      clock: host.clock,
+      get limits() {
+        return host.init.fragmentation
+      },
+      dropFragment: (reason: FragmentDropReason, count = 1) => {
+        host.stats.fragments.dropped[reason] += count
+      }
+    }
+    this.requestFragments = new Reassembly(reassemblyHost)
+    this.responseFragments = new Reassembly(reassemblyHost)
+  }
 
   /** The message ID of our next request (for tests and records). */
   get nextRequestId(): number {
@@ -172,21 +198,22 @@ export class TaskManager {
       if (this.closed !== undefined) return Promise.reject(this.closed)
       const messageId = this.nextId++
       const payloads = build()
-      const packet = encrypted
+      const packets = encrypted
         ? this.sa.encrypt(exchange, messageId, false, payloads)
-        : this.sa.plain(exchange, messageId, false, payloads)
+        : [this.sa.plain(exchange, messageId, false, payloads)]
       return new Promise((resolve, reject) => {
+        this.responseFragments.reset('stale')
         this.pending = {
           messageId,
           exchange,
-          packet,
+          packets,
           encrypted,
           screen,
           resolve,
           reject,
           tries: 0
         }
-        this.sa.send(packet)
+        this.sendAll(packets)
         this.armRetransmit()
       })
     }
@@ -200,7 +227,13 @@ export class TaskManager {
    * authentication failed, sent just before the SA is deleted). It uses a message ID.
    */
   sendOnce(exchange: number, payloads: Payload[]): void {
-    this.sa.send(this.sa.encrypt(exchange, this.nextId++, false, payloads))
+    this.sendAll(this.sa.encrypt(exchange, this.nextId++, false, payloads))
+  }
+
+  /** Sends a message, or all its fragments, in order. */
+  private sendAll(packets: Uint8Array[]): void {
+    if (packets.length > 1) this.host.stats.fragments.sent += packets.length
+    for (const p of packets) this.sa.send(p)
   }
 
   /** The first request of IKE_SA_INIT is sent again (COOKIE, INVALID_KE_PAYLOAD): ID 0 again. */
@@ -225,7 +258,8 @@ export class TaskManager {
       }
       pending.tries++
       this.host.stats.retransmitted++
-      this.sa.send(pending.packet)
+      // every fragment again: the peer keeps the ones it has (RFC 7383 section 2.6)
+      this.sendAll(pending.packets)
       this.armRetransmit()
     }, delay)
   }
@@ -250,14 +284,11 @@ export class TaskManager {
     let payloads: Payload[]
     let syntax: IkeProtocolError | undefined
     if (pending.encrypted) {
-      const opened = openSk(message, this.sa.inKeys())
-      if (!opened.ok) {
-        this.host.drop(opened.reason)
-        return false
-      }
+      const opened = this.open(message, this.responseFragments)
+      if (opened === undefined) return false
       try {
-        if (opened.sk.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
-        payloads = parsePayloads(opened.sk.innerType, opened.sk.body)
+        if (opened.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
+        payloads = parsePayloads(opened.innerType, opened.body)
       } catch (err) {
         // authenticated but malformed: the exchange fails (nothing to answer to a response)
         payloads = []
@@ -295,7 +326,7 @@ export class TaskManager {
 
   private settle(pending: Pending, r: { message: IkeMessage; payloads: Payload[] }): void {
     this.clear(pending)
-    pending.resolve({ message: r.message, payloads: r.payloads, request: pending.packet })
+    pending.resolve({ message: r.message, payloads: r.payloads, request: pending.packets[0] })
   }
 
   /**
@@ -306,7 +337,7 @@ export class TaskManager {
    * @param response - our response as sent
    */
   answeredInit(request: Uint8Array, response: Uint8Array): void {
-    this.cached = { messageId: 0, requestHash: sha256(request), packet: response }
+    this.cached = { messageId: 0, requestHash: sha256(request), packets: [response] }
     this.expectedId = 1
   }
 
@@ -335,9 +366,17 @@ export class TaskManager {
     if (mid !== this.expectedId) {
       const c = this.cached
       if (c !== undefined && mid === c.messageId && mid === this.expectedId - 1) {
+        const fragment = skf(message)
+        if (fragment !== undefined) this.host.stats.fragments.received++
+        // of a fragmented request only the first fragment asks for the response again
+        // (RFC 7383 section 2.6.1); the others are ignored
+        if (fragment !== undefined && fragment.fragmentNumber !== 1) {
+          this.host.stats.fragments.dropped.retransmission++
+          return
+        }
         if (bytesEqual(sha256(message.raw), c.requestHash)) {
           this.host.stats.responsesReplayed++
-          this.sa.send(c.packet)
+          this.sendAll(c.packets)
           return
         }
       }
@@ -348,18 +387,15 @@ export class TaskManager {
       this.host.drop('unexpected')
       return
     }
-    const opened = openSk(message, this.sa.inKeys())
-    if (!opened.ok) {
-      this.host.drop(opened.reason)
-      return
-    }
+    const opened = this.open(message, this.requestFragments)
+    if (opened === undefined) return
     let verified: VerifiedRequest
     try {
-      if (opened.sk.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
+      if (opened.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
       verified = {
         kind: 'payloads',
         exchange: h.exchange,
-        payloads: parsePayloads(opened.sk.innerType, opened.sk.body)
+        payloads: parsePayloads(opened.innerType, opened.body)
       }
     } catch (err) {
       verified = {
@@ -377,16 +413,65 @@ export class TaskManager {
       this.host.drop('unexpected')
       return
     }
-    const packet = this.sa.encrypt(h.exchange, mid, true, answer.payloads)
-    this.cached = { messageId: mid, requestHash: sha256(message.raw), packet }
+    const packets = this.sa.encrypt(h.exchange, mid, true, answer.payloads)
+    this.cached = { messageId: mid, requestHash: opened.hash, packets }
     this.expectedId = mid + 1
-    this.sa.send(packet)
+    this.sendAll(packets)
     answer.after?.()
+  }
+
+  /**
+   * Verifies a message's SK payload, or its SKF payload: a fragment is stored only once its own
+   * ICV verified, and the message is given back only when its last fragment came. `undefined`:
+   * dropped and counted, or a fragment stored (nothing to process yet).
+   */
+  private open(
+    message: IkeMessage,
+    fragments: Reassembly
+  ): { innerType: number; body: Uint8Array | undefined; hash: Uint8Array } | undefined {
+    const fragment = skf(message)
+    if (fragment !== undefined) {
+      this.host.stats.fragments.received++
+      if (!this.sa.acceptsFragments()) {
+        this.host.stats.fragments.dropped['not-negotiated']++
+        this.host.drop('unexpected')
+        return undefined
+      }
+    }
+    const opened = openSk(message, this.sa.inKeys())
+    if (!opened.ok) {
+      if (fragment !== undefined) this.host.stats.fragments.dropped[opened.reason]++
+      this.host.drop(opened.reason)
+      return undefined
+    }
+    if (fragment === undefined) {
+      return { innerType: opened.sk.innerType, body: opened.sk.body, hash: sha256(message.raw) }
+    }
+    // authenticated from here on
+    this.sa.touch()
+    if (opened.sk.body === undefined) {
+      this.host.stats.fragments.dropped.malformed++
+      return undefined
+    }
+    const whole = fragments.add({
+      messageId: message.header.messageId,
+      exchange: message.header.exchange,
+      number: fragment.fragmentNumber,
+      total: fragment.totalFragments,
+      innerType: opened.sk.innerType,
+      content: opened.sk.body,
+      raw: message.raw
+    })
+    if (whole === undefined) return undefined
+    this.host.stats.fragments.reassembled++
+    return { innerType: whole.innerType, body: whole.body, hash: whole.firstHash }
   }
 
   /** Fails the outstanding and queued requests; later requests fail at once. */
   close(reason: Error): void {
     this.closed = reason
+    this.requestFragments.reset('stale')
+    this.responseFragments.reset('stale')
     const pending = this.pending
     this.pending = undefined
     if (pending !== undefined) {
@@ -394,4 +479,10 @@ export class TaskManager {
       pending.reject(reason)
     }
   }
+}
+
+/** The SKF payload of a message, if it is a fragment. */
+function skf(message: IkeMessage): SkfPayload | undefined {
+  const last = message.payloads.at(-1)
+  return last?.type === PayloadType.SKF ? (last as SkfPayload) : undefined
 }

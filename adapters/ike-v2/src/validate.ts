@@ -118,4 +118,18 @@ export function validateInit(init: IkeV2ServiceInit): void {
     const v = init[k]
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(k, 'must be an integer >= 0')
   }
+  const f = init.fragmentation
+  if (f !== undefined) {
+    const size = f.fragmentSize
+    if (
+      size !== undefined &&
+      !(Number.isInteger(size) && (size === 0 || (size >= 256 && size <= 65535)))
+    )
+      fail('fragmentation.fragmentSize', 'must be 0 (576 on IPv4, 1280 on IPv6) or 256 to 65535')
+    for (const k of ['maxFragments', 'maxMessageBytes', 'reassemblyTimeoutMs'] as const) {
+      const v = f[k]
+      if (v !== undefined && !(Number.isInteger(v) && v >= 1))
+        fail(`fragmentation.${k}`, 'must be an integer >= 1')
+    }
+  }
 }

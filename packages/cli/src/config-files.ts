@@ -91,6 +91,11 @@ const connectionSchema = z.strictObject({
   start_action: z.enum(['none', 'start']).optional(),
   /** IKE proposals, e.g. `aes256gcm16-prfsha256-x25519`. Default `default`. */
   proposals: parsed(z.string(), ikeProposals).optional(),
+  /**
+   * IKE fragmentation (RFC 7383), as swanctl's: `yes` (default), `accept` and `force` fragment
+   * large messages when the peer supports it, `no` never does. Sizes: `ike.fragment_size`.
+   */
+  fragmentation: z.enum(['yes', 'accept', 'force', 'no']).optional(),
   /** Seconds (or `4h`) to rekey the IKE SA; 0: never. Default 4h. */
   rekey_time: duration.optional(),
   /** Seconds to reauthenticate; 0 (default): never. */
@@ -263,7 +268,18 @@ const clusterFile = z.strictObject({
       /** Factor each further timeout grows by. Default 1.8. */
       retransmit_base: z.number().min(1).optional(),
       /** Retransmissions before giving up. Default 5. */
-      retransmit_tries: z.number().int().min(0).optional()
+      retransmit_tries: z.number().int().min(0).optional(),
+      /**
+       * Largest IP datagram of an IKE fragment, bytes (RFC 7383). Default 0: 576 on IPv4, 1280
+       * on IPv6.
+       */
+      fragment_size: z
+        .number()
+        .int()
+        .refine((n) => n === 0 || (n >= 256 && n <= 65535), {
+          message: 'expected 0 or 256 to 65535'
+        })
+        .optional()
     })
     .optional(),
   /** The peer connections, by name, as in swanctl.conf's `connections { }`. */

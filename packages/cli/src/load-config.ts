@@ -574,7 +574,8 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
         localIdentity: c.local.id,
         ...(c.remote.id === undefined ? {} : { remoteIdentity: c.remote.id }),
         phase1,
-        children
+        children,
+        ...(c.fragmentation === undefined ? {} : { fragmentation: c.fragmentation !== 'no' })
       })
     if (c.start_action === 'start') {
       // the owner initiates: it must know where the peer is and whom to expect there
@@ -675,7 +676,10 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
                   ...(cluster.ike.retransmit_tries === undefined
                     ? {}
                     : { tries: cluster.ike.retransmit_tries })
-                }
+                },
+                ...(cluster.ike.fragment_size === undefined
+                  ? {}
+                  : { fragmentation: { fragmentSize: cluster.ike.fragment_size } })
               })
         }
   return {

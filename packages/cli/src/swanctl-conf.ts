@@ -120,7 +120,6 @@ export const IGNORED_KEYS: ReadonlySet<string> = new Set([
   'remote_port',
   'encap',
   'mobike',
-  'fragmentation',
   'send_cert',
   'send_certreq',
   'unique',
@@ -140,6 +139,7 @@ export const IGNORED_KEYS: ReadonlySet<string> = new Set([
 const CONNECTION_KEYS = new Set([
   'local_addrs',
   'proposals',
+  'fragmentation',
   'rekey_time',
   'reauth_time',
   'dpd_delay',

@@ -226,6 +226,27 @@ describe('the cluster, node and secrets files', function () {
         expect(without.issues.map((i) => i.path)).to.include('connections.peer.remote_addrs')
     })
 
+    it('should take fragmentation per connection and fragment_size from the ike section', async () => {
+      const result = await loadConfig(
+        variant(
+          dir,
+          'cluster.yaml',
+          (t) =>
+            `${t.replace('    rekey_time: 4h\n', '    rekey_time: 4h\n    fragmentation: no\n')}ike:\n  fragment_size: 1280\n`
+        ),
+        host
+      )
+      if (!result.ok) throw new Error(JSON.stringify(result.issues))
+      expect(result.config.ike!.peers![0]!.fragmentation).to.equal(false)
+      expect(result.config.ike!.fragmentation).to.deep.equal({ fragmentSize: 1280 })
+      const bad = await loadConfig(
+        variant(dir, 'cluster.yaml', (t) => `${t}ike:\n  fragment_size: 100\n`),
+        host
+      )
+      expect(bad.ok).to.equal(false)
+      if (!bad.ok) expect(bad.issues.map((i) => i.path)).to.include('ike.fragment_size')
+    })
+
     it('should authenticate link frames and heartbeats with the cluster key of the secrets file', async () => {
       const key = '00112233445566778899aabbccddeeff'.repeat(2)
       const result = await loadConfig(

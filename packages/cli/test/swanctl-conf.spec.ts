@@ -114,6 +114,15 @@ describe('swanctl.conf', () => {
       })
     })
 
+    it('should map fragmentation (RFC 7383) onto the connection', () => {
+      const text = SWANCTL.replace(
+        '    rekey_time = 4h\n',
+        '    rekey_time = 4h\n    fragmentation = no\n'
+      )
+      const { connections } = swanctlConnections(parseSwanctlConf(text))
+      expect((connections.peer as { fragmentation?: string }).fragmentation).to.equal('no')
+    })
+
     it('should reject what vipsec cannot honour, naming the line', () => {
       const cases: [string, number, RegExp][] = [
         [SWANCTL.replace('rekey_time = 4h', 'pools = vips'), 8, /pools: not supported/],

@@ -301,6 +301,7 @@ function successor(
     rekey: { skD: old.keys!.skD, prf: old.chosen!.prf }
   })
   next.nat = { ...old.nat }
+  next.fragmentation = { ...old.fragmentation }
   next.childConfigs = old.childConfigs
   if (initiator === old.initiator) next.reauthAt = old.reauthAt
   next.natT = old.natT

@@ -164,6 +164,7 @@ export function respondIkeAuth(
   }
   sa.localIdentity = peer.localIdentity
   sa.remoteIdentity = idi
+  sa.fragmentation.send = peer.fragmentation ?? ctx.init.fragmentation.enabled
   sa.policy = { ...peer.phase1, proposals: sa.policy.proposals }
   const verified = verifyAuth(ctx, sa, payloads, idiP)
   if (verified !== true) {

@@ -121,6 +121,7 @@ export async function initiateIkeSaInit(
         { type: PayloadType.KE, group: GROUP_NUMBER[ke.group], data: ke.publicValue } as KePayload,
         { type: PayloadType.NONCE, data: sa.ni } as NoncePayload,
         ...natNotifies(sa.spiI, new Uint8Array(8), sa.local, sa.remote, fake),
+        ...(sa.fragmentation.announced ? [notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)] : []),
         ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
       ],
       false,
@@ -157,6 +158,9 @@ export async function initiateIkeSaInit(
       throw new IkeProtocolError('INVALID_SYNTAX', 'IKE_SA_INIT response lacks SA, KE or Nonce')
     }
     sa.peerSignatureHashes = signatureHashes(payloads)
+    sa.fragmentation.peer =
+      sa.fragmentation.announced &&
+      findNotify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) !== undefined
     if (saP.proposals.length !== 1) {
       throw new IkeProtocolError('INVALID_SYNTAX', 'responder chose more than one proposal')
     }
@@ -228,7 +232,7 @@ export function respondIkeSaInit(
     const cached = existing.tasks.lastResponse
     if (cached !== undefined && bytesEqual(existing.peerInit, message.raw)) {
       ctx.stats.responsesReplayed++
-      ctx.send(existing, cached.packet)
+      for (const p of cached.packets) ctx.send(existing, p)
     } else {
       ctx.drop('unexpected')
     }
@@ -346,11 +350,22 @@ export function respondIkeSaInit(
   }
   sa.peerSignatureHashes = signatureHashes(payloads)
   const cert = sa.peerSignatureHashes !== undefined
+  // RFC 7383 section 2.3: answered in kind when fragmentation is allowed for some peer here; the
+  // peer's own setting decides what we send once IKE_AUTH names it
+  const fragmentation =
+    findNotify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) !== undefined &&
+    (ctx.init.fragmentation.enabled || ctx.init.peers.some((p) => p.fragmentation === true))
+  sa.fragmentation = {
+    announced: fragmentation,
+    peer: fragmentation,
+    send: ctx.init.fragmentation.enabled
+  }
   const response = sa.plain(ExchangeType.IKE_SA_INIT, 0, true, [
     { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen)] } as SaPayload,
     { type: PayloadType.KE, group: GROUP_NUMBER[chosen.group], data: ke.publicValue } as KePayload,
     { type: PayloadType.NONCE, data: sa.nr } as NoncePayload,
     ...(nat.supported ? natNotifies(sa.spiI, sa.spiR, local, from, undefined) : []),
+    ...(fragmentation ? [notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)] : []),
     ...(cert ? certificateRequest(ctx) : []),
     ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
   ])

@@ -53,6 +53,8 @@ export interface SwanctlConnection {
   child?: string
   /** `encap = yes` (forced UDP encapsulation). Default true. */
   encap?: boolean
+  /** `fragmentation` (RFC 7383: `yes`, `accept`, `force`, `no`). Default: charon's (`yes`). */
+  fragmentation?: 'yes' | 'accept' | 'force' | 'no'
 }
 
 /** The swanctl.conf text for `connections` (and their secrets). */
@@ -75,7 +77,7 @@ export function swanctlConf(connections: SwanctlConnection[]): string {
     proposals = ${c.proposals}
     encap = ${c.encap === false ? 'no' : 'yes'}
     rekey_time = 0
-${c.dpdDelay === undefined ? '' : `    dpd_delay = ${c.dpdDelay}\n`}${c.unique === undefined ? '' : `    unique = ${c.unique}\n`}    local {
+${c.fragmentation === undefined ? '' : `    fragmentation = ${c.fragmentation}\n`}${c.dpdDelay === undefined ? '' : `    dpd_delay = ${c.dpdDelay}\n`}${c.unique === undefined ? '' : `    unique = ${c.unique}\n`}    local {
       ${local}
       id = ${c.localId}
     }

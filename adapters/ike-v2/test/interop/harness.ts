@@ -7,7 +7,13 @@
  */
 import { expect } from 'chai'
 import type { IkeSaRecords, Phase1Policy } from '@vipsec/interface'
-import type { IkeChildConfig, IkeV2ServiceInit } from '../../src/index.js'
+import type { IkeConnectRequest } from '@vipsec/interface'
+import type {
+  FragmentationOptions,
+  IkeChildConfig,
+  IkeV2Counters,
+  IkeV2ServiceInit
+} from '../../src/index.js'
 import { type Charon, udpRoundTrip, until, VipsecPeer } from '../helpers/netns.js'
 import { C_HOST, C_ID, NO_CHILD_LIFETIME, V_ID, V_NET } from '../helpers/policies.js'
 import { swanctlConf, type SwanctlAuth } from '../helpers/swanctl.js'
@@ -42,6 +48,17 @@ export interface Cell {
   expectIke?: string
   /** What charon must report for the Child SA (after the rekey if any), e.g. `AES_GCM_16-256`. */
   expectEsp?: string
+  /**
+   * IKE fragmentation (RFC 7383): vipsec's options and charon's `fragmentation`. Default:
+   * neither is configured (both defaults: on).
+   */
+  fragmentation?: { vipsec: FragmentationOptions; charon: 'yes' | 'accept' | 'force' | 'no' }
+  /**
+   * With `initiator: 'vipsec'`: vipsec is not asked to connect, the connection is in its
+   * configuration (`connections`, strongSwan's `start_action = start`) and it initiates it when
+   * it starts, from a fresh process.
+   */
+  startAction?: boolean
 }
 
 /** What a cell measured. */
@@ -176,6 +193,10 @@ export class Harness {
     }
     const init: IkeV2ServiceInit = {
       ...creds,
+      ...(cell.fragmentation === undefined ? {} : { fragmentation: cell.fragmentation.vipsec }),
+      ...(cell.startAction === true
+        ? { connections: [{ name: 'charon', request: this.request(cell), retryDelayMs: 1000 }] }
+        : {}),
       retransmit: { timeoutMs: 1000, backoff: 1.5, tries: 3 },
       peers: [
         {
@@ -189,12 +210,32 @@ export class Harness {
     const key = JSON.stringify(init, (_k, x: unknown) =>
       x instanceof Uint8Array ? Buffer.from(x).toString('hex') : x
     )
-    if (this.peer !== undefined && key === this.peerKey) return this.peer
+    // a connection started at start needs a fresh process (and leaves none to reuse)
+    if (this.peer !== undefined && key === this.peerKey && cell.startAction !== true)
+      return this.peer
     await this.peer?.stop()
     this.peer = new VipsecPeer(this.at.vNs, { address: this.at.vAddr, init })
     await this.peer.start()
-    this.peerKey = key
+    this.peerKey = cell.startAction === true ? '' : key
     return this.peer
+  }
+
+  /** What vipsec initiates for a cell. */
+  private request(cell: Cell): IkeConnectRequest {
+    return {
+      local: { address: this.at.vAddr, port: 500 },
+      peer: { address: this.at.cAddr, port: 500 },
+      localIdentity: V_ID,
+      remoteIdentity: C_ID,
+      phase1: this.phase1(cell),
+      child: this.child(cell),
+      forceEncapsulation: this.at.forceEncapsulation
+    }
+  }
+
+  /** vipsec's counters (IKE, with fragments; ESP). */
+  async counters(): Promise<{ ike: IkeV2Counters }> {
+    return this.current.call<{ ike: IkeV2Counters }>('counters')
   }
 
   /** charon's log lines that say why something failed (the last few). */
@@ -230,24 +271,21 @@ export class Harness {
           remoteId: V_ID.value,
           auth: this.charonAuth(cell),
           localTs: '172.16.2.1/32',
-          remoteTs: '172.16.1.0/24'
+          remoteTs: '172.16.1.0/24',
+          ...(cell.fragmentation === undefined ? {} : { fragmentation: cell.fragmentation.charon })
         }
       ])
     )
+    const started = performance.now()
     const peer = await this.vipsec(cell)
     const list = (): Promise<IkeSaRecords[]> => peer.call<IkeSaRecords[]>('list')
-    const t0 = performance.now()
-    if (cell.initiator === 'vipsec') {
+    // a connection started at start: from the process's start to the IKE SA at vipsec
+    const t0 = cell.startAction === true ? started : performance.now()
+    if (cell.initiator === 'vipsec' && cell.startAction === true) {
+      // nothing to ask: the process initiates its configured connection once started
+    } else if (cell.initiator === 'vipsec') {
       try {
-        await peer.call<IkeSaRecords>('connect', {
-          local: { address: this.at.vAddr, port: 500 },
-          peer: { address: this.at.cAddr, port: 500 },
-          localIdentity: V_ID,
-          remoteIdentity: C_ID,
-          phase1: this.phase1(cell),
-          child: this.child(cell),
-          forceEncapsulation: this.at.forceEncapsulation
-        })
+        await peer.call<IkeSaRecords>('connect', this.request(cell))
       } catch (err) {
         throw new Error(`vipsec connect: ${(err as Error).message}; ${this.why()}`, { cause: err })
       }
@@ -258,12 +296,13 @@ export class Harness {
         throw new Error(`charon could not initiate; ${this.why()}`, { cause: err })
       }
     }
-    const handshakeMs = performance.now() - t0
+    let handshakeMs = performance.now() - t0
     await until(
       async () => (await list()).length === 1,
       'vipsec to hold the IKE SA',
       () => this.why()
     )
+    if (cell.startAction === true) handshakeMs = performance.now() - t0
     expect(this.charon.ikeSas(), 'IKE SAs at charon').to.have.length(1)
     const detail = (): string => this.why()
     await udpRoundTrip(peer, `cell-${Date.now()}`, { detail })

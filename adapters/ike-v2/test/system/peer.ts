@@ -76,6 +76,7 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
   checkLiveness: (id: never) => service.checkLiveness(id),
   list: () => service.list(),
   counters: () => ({ ike: service.counters(), esp: engine.counters() }),
+  connections: () => service.connectionAttempts(),
   // what an attacker on the path reads off the wire: SPIs and both halves' next message IDs
   windows: () =>
     (service as unknown as { table: SaTable }).table
