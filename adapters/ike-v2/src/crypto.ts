@@ -70,7 +70,15 @@ export function prfLength(alg: PrfAlgorithm): number {
 export function prf(alg: PrfAlgorithm, key: Uint8Array, data: Uint8Array): Uint8Array {
   const h = HASH[alg]
   if (h === undefined) throw new InvalidParametersError('alg', `unknown PRF ${String(alg)}`)
-  return new Uint8Array(createHmac(h.hash, key).update(data).digest())
+  return view(createHmac(h.hash, key).update(data).digest())
+}
+
+/**
+ * A `Buffer` that node:crypto returned (a digest, a shared secret: each in an `ArrayBuffer` of its
+ * own) as a plain `Uint8Array` over the same memory, instead of a copy.
+ */
+function view(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 }
 
 /**
@@ -91,11 +99,17 @@ export function prfPlus(
   if (!Number.isInteger(length) || length < 0 || length > 255 * n) {
     throw new InvalidParametersError('length', `must be 0 to ${255 * n}`)
   }
+  const { hash } = HASH[alg]
   const out = new Uint8Array(length)
-  let t: Uint8Array = new Uint8Array(0)
+  const counter = new Uint8Array(1)
+  let t: Uint8Array | undefined
   let o = 0
   for (let i = 1; o < length; i++) {
-    t = prf(alg, key, concat(t, seed, Uint8Array.of(i)))
+    // Tn = prf(key, Tn-1 | seed | n), fed to the HMAC in parts rather than concatenated
+    const h = createHmac(hash, key)
+    if (t !== undefined) h.update(t)
+    counter[0] = i
+    t = h.update(seed).update(counter).digest()
     out.set(t.subarray(0, Math.min(t.length, length - o)), o)
     o += t.length
   }
@@ -199,7 +213,8 @@ export function deriveIkeKeys(input: IkeKeyInput): IkeKeys {
     3 * p + 2 * a + 2 * e
   )
   let o = 0
-  const take = (n: number): Uint8Array => km.slice(o, (o += n))
+  // views of one keying-material buffer: one ArrayBuffer per IKE SA rather than one per key
+  const take = (n: number): Uint8Array => km.subarray(o, (o += n))
   return {
     skeyseed,
     skD: take(p),
@@ -250,7 +265,7 @@ export function deriveChildKeys(
   const seed = sharedSecret === undefined ? concat(ni, nr) : concat(sharedSecret, ni, nr)
   const km = prfPlus(alg, skD, seed, 2 * (e + a))
   let o = 0
-  const take = (n: number): Uint8Array => km.slice(o, (o += n))
+  const take = (n: number): Uint8Array => km.subarray(o, (o += n))
   return { encrI: take(e), integI: take(a), encrR: take(e), integR: take(a) }
 }
 
@@ -353,9 +368,7 @@ class MontgomeryExchange implements KeyExchange {
       key: { kty: 'OKP', crv: curve.crv, x: curve.base },
       format: 'jwk'
     })
-    this.publicValue = new Uint8Array(
-      diffieHellman({ privateKey: this.key, publicKey: curve.basePoint })
-    )
+    this.publicValue = view(diffieHellman({ privateKey: this.key, publicKey: curve.basePoint }))
   }
 
   computeSharedSecret(peer: Uint8Array): Uint8Array {
@@ -369,7 +382,7 @@ class MontgomeryExchange implements KeyExchange {
         key: { kty: 'OKP', crv: name, x: b64url(peer) },
         format: 'jwk'
       })
-      secret = new Uint8Array(diffieHellman({ privateKey: this.key, publicKey }))
+      secret = view(diffieHellman({ privateKey: this.key, publicKey }))
     } catch (err) {
       throw new IkeProtocolError('INVALID_SYNTAX', `bad ${name} public value`, { cause: err })
     }
@@ -864,7 +877,7 @@ export function natHash(
   address: Uint8Array,
   port: number
 ): Uint8Array {
-  return new Uint8Array(
+  return view(
     createHash('sha1')
       .update(spiI)
       .update(spiR)
@@ -878,5 +891,5 @@ export function natHash(
 export function sha256(...data: Uint8Array[]): Uint8Array {
   const h = createHash('sha256')
   for (const d of data) h.update(d)
-  return new Uint8Array(h.digest())
+  return view(h.digest())
 }

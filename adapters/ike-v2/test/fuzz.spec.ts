@@ -2,68 +2,8 @@ import { expect } from 'chai'
 import { config as rxConfig } from 'rxjs'
 import { wire } from '../src/index.js'
 import { makePair } from './helpers/pair.js'
+import { mutate, prng } from './helpers/mutate.js'
 import type { MemoryUdpEndpoint } from './helpers/network.js'
-
-/** A small fast PRNG (xorshift32) so that the fuzz corpus is the same on every run. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x
-  }
-}
-
-function mutate(next: () => number, base: Uint8Array): Uint8Array {
-  const b = base.slice()
-  switch (next() % 8) {
-    case 0: // flip a few bits
-      for (let i = 1 + (next() % 4); i > 0; i--) b[next() % b.length] ^= 1 << (next() % 8)
-      return b
-    case 1: // set a byte to an edge value
-      b[next() % b.length] = [0, 1, 0x7f, 0x80, 0xff][next() % 5]
-      return b
-    case 2: // truncate
-      return b.subarray(0, next() % b.length)
-    case 3: // extend with junk
-      return wire.concat(
-        b,
-        Uint8Array.from({ length: 1 + (next() % 64) }, () => next() & 0xff)
-      )
-    case 4: {
-      // corrupt a length field of the header or of a payload, keeping the header length consistent
-      const o = 28 + (next() % Math.max(1, b.length - 28))
-      if (o + 3 < b.length) {
-        b[o + 2] = next() & 0xff
-        b[o + 3] = next() & 0xff
-      }
-      return b
-    }
-    case 5: {
-      // change the next-payload chain or the exchange type
-      const o = [16, 18, 19, 28][next() % 4]
-      if (o < b.length) b[o] = next() & 0xff
-      return b
-    }
-    case 6: {
-      // fix the header length after a random cut, so the payload parser is exercised
-      const cut = b.subarray(0, 28 + (next() % Math.max(1, b.length - 27)))
-      const c = cut.slice()
-      if (c.length >= 28) {
-        c[24] = (c.length >>> 24) & 0xff
-        c[25] = (c.length >>> 16) & 0xff
-        c[26] = (c.length >>> 8) & 0xff
-        c[27] = c.length & 0xff
-      }
-      return c
-    }
-    default: // random bytes
-      return Uint8Array.from({ length: next() % 600 }, () => next() & 0xff)
-  }
-}
 
 describe('IkeV2Service', () => {
   describe('fuzzing', function () {
