@@ -437,7 +437,15 @@ connections:
     nodes.push(
       new NodeProcess('target-1', join(dir, 'target.yaml'), ns('target-1'), nodeArgs.target)
     )
-    await waitFor(() => nodes.every((n) => n.has('node:started')), 60_000, 'the vipsec nodes')
+    await waitFor(
+      () => nodes.every((n) => n.has('node:started')),
+      60_000,
+      'the vipsec nodes'
+    ).catch((err: Error) => {
+      // what the nodes said, so that a failed start can be read
+      for (const n of nodes) console.error(n.name, JSON.stringify(n.lines.slice(-15)))
+      throw err
+    })
     let backup: NodeProcess | undefined
     if (standby) {
       await waitFor(() => nodes[0]!.has('ownership:claimed'), 30_000, 'dp-1 owning the DVIPA')

@@ -1,0 +1,269 @@
+import { expect } from 'chai'
+import type { Datagram, Endpoint } from '@vipsec/interface'
+import {
+  BatchedUdpEndpoint,
+  Errno,
+  MSG_TRUNC,
+  realMmsgSyscalls,
+  type MmsgSyscalls,
+  type UdpCounters
+} from '../src/index.js'
+
+/** The real system calls, with each call counted and any of them replaceable per test. */
+function syscalls(): MmsgSyscalls & {
+  calls: { recvmmsg: number; sendmmsg: number }
+  real: MmsgSyscalls
+  recv?: MmsgSyscalls['recvmmsg']
+  sendWith?: MmsgSyscalls['sendmmsg']
+} {
+  const real = realMmsgSyscalls()
+  if (real === undefined) throw new Error('koffi cannot load libc here')
+  const sys = {
+    ...real,
+    real,
+    calls: { recvmmsg: 0, sendmmsg: 0 },
+    recv: undefined as MmsgSyscalls['recvmmsg'] | undefined,
+    sendWith: undefined as MmsgSyscalls['sendmmsg'] | undefined,
+    recvmmsg(fd: number, vec: bigint, vlen: number): number {
+      sys.calls.recvmmsg++
+      return (sys.recv ?? real.recvmmsg)(fd, vec, vlen)
+    },
+    sendmmsg(fd: number, vec: bigint, vlen: number): number {
+      sys.calls.sendmmsg++
+      return (sys.sendWith ?? real.sendmmsg)(fd, vec, vlen)
+    }
+  }
+  return sys
+}
+
+function counting() {
+  const counts = {
+    sent: 0,
+    sendFailed: 0,
+    sendQueueFull: 0,
+    received: 0,
+    receiveTruncated: 0,
+    socketFailed: 0,
+    closed: 0
+  }
+  const counters: UdpCounters = {
+    sent: () => void counts.sent++,
+    sendFailed: () => void counts.sendFailed++,
+    sendQueueFull: () => void counts.sendQueueFull++,
+    received: () => void counts.received++,
+    receiveTruncated: () => void counts.receiveTruncated++,
+    socketFailed: () => void counts.socketFailed++,
+    closed: () => void counts.closed++
+  }
+  return { counts, counters }
+}
+
+/** Collects what an endpoint receives until `count` arrived (or 2 s passed). */
+function collect(endpoint: BatchedUdpEndpoint, count: number): Promise<Datagram[]> {
+  const got: Datagram[] = []
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      sub.unsubscribe()
+      resolve(got)
+    }, 2000)
+    const sub = endpoint.datagrams$.subscribe((d) => {
+      got.push(d)
+      if (got.length === count) {
+        clearTimeout(timer)
+        sub.unsubscribe()
+        resolve(got)
+      }
+    })
+  })
+}
+
+const payload = (i: number, length = 100): Uint8Array => {
+  const b = new Uint8Array(length)
+  b.fill(i & 0xff)
+  new DataView(b.buffer).setUint32(0, i)
+  return b
+}
+const index = (d: Datagram): number => new DataView(d.data.buffer, d.data.byteOffset).getUint32(0)
+
+describe('BatchedUdpEndpoint', () => {
+  const open: BatchedUdpEndpoint[] = []
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map(async (e) => e.close()))
+  })
+  async function bind(
+    sys: MmsgSyscalls,
+    counters: UdpCounters,
+    local: Endpoint = { address: '127.0.0.1', port: 0 },
+    batch = 8
+  ): Promise<BatchedUdpEndpoint> {
+    const e = await BatchedUdpEndpoint.bind(local, counters, {
+      sys,
+      batch,
+      receiveBuffer: 1 << 20
+    })
+    open.push(e)
+    return e
+  }
+
+  it('should send a burst in order with one sendmmsg per batch and receive it with recvmmsg', async () => {
+    const sys = syscalls()
+    const a = counting()
+    const b = counting()
+    const from = await bind(sys, a.counters)
+    const to = await bind(sys, b.counters)
+    const arriving = collect(to, 100)
+    for (let i = 0; i < 100; i++) from.send(payload(i, 10 + i), to.local)
+    const got = await arriving
+    expect(got.map(index)).to.deep.equal([...Array(100).keys()])
+    expect(got.map((d) => d.data.length)).to.deep.equal([...Array(100).keys()].map((i) => 10 + i))
+    expect(got[0]!.from).to.deep.equal(from.local)
+    expect(a.counts.sent).to.equal(100)
+    expect(b.counts.received).to.equal(100)
+    // 12 full batches of 8 and the last 4 at the end of the turn
+    expect(sys.calls.sendmmsg).to.equal(13)
+    // libuv reports the first of a burst, recvmmsg takes the rest in batches
+    expect(sys.calls.recvmmsg).to.be.below(100)
+  })
+
+  it('should keep received datagrams intact after later batches reuse the slots', async () => {
+    const sys = syscalls()
+    const b = counting()
+    const from = await bind(sys, counting().counters)
+    const to = await bind(sys, b.counters)
+    const arriving = collect(to, 40)
+    for (let i = 0; i < 40; i++) from.send(payload(i, 300), to.local)
+    const got = await arriving
+    for (const [i, d] of got.entries()) {
+      expect(index(d)).to.equal(i)
+      expect(d.data[299]).to.equal(i & 0xff)
+    }
+  })
+
+  it('should send what a partial sendmmsg left, and after EAGAIN hand the rest to node:dgram in order', async () => {
+    const sys = syscalls()
+    const a = counting()
+    const from = await bind(sys, a.counters)
+    const to = await bind(sys, counting().counters)
+    const answers: ((fd: number, vec: bigint, vlen: number) => number)[] = [
+      (fd, vec) => sys.real.sendmmsg(fd, vec, 2), // 2 of 5
+      () => -Errno.EAGAIN // the kernel's buffer is full
+    ]
+    sys.sendWith = (fd, vec, vlen) => (answers.shift() ?? sys.real.sendmmsg)(fd, vec, vlen)
+    const arriving = collect(to, 7)
+    for (let i = 0; i < 5; i++) from.send(payload(i), to.local)
+    await new Promise((resolve) => setImmediate(resolve))
+    // sent while node:dgram may still hold the rest: behind it
+    from.send(payload(5), to.local)
+    from.send(payload(6), to.local)
+    const got = await arriving
+    expect(got.map(index)).to.deep.equal([0, 1, 2, 3, 4, 5, 6])
+    expect(a.counts.sent).to.equal(7)
+    expect(a.counts.sendFailed).to.equal(0)
+  })
+
+  it('should count a datagram the kernel refuses and send the rest of the batch', async () => {
+    const sys = syscalls()
+    const a = counting()
+    const from = await bind(sys, a.counters)
+    const to = await bind(sys, counting().counters)
+    let first = true
+    sys.sendWith = (fd, vec, vlen) => {
+      if (!first) return sys.real.sendmmsg(fd, vec, vlen)
+      first = false
+      return -1 // EPERM: a firewall refused the first one
+    }
+    const arriving = collect(to, 2)
+    for (let i = 0; i < 3; i++) from.send(payload(i), to.local)
+    const got = await arriving
+    expect(got.map(index)).to.deep.equal([1, 2])
+    expect(a.counts.sendFailed).to.equal(1)
+    expect(a.counts.sent).to.equal(2)
+  })
+
+  it('should count a destination of the other family as a failed send, not throw', async () => {
+    const a = counting()
+    const from = await bind(syscalls(), a.counters)
+    from.send(payload(0), { address: '::1', port: 9 })
+    from.send(payload(0), { address: 'not an address', port: 9 })
+    from.send(payload(0), { address: '127.0.0.1', port: 0 })
+    expect(a.counts.sendFailed).to.equal(3)
+  })
+
+  it('should drop a truncated datagram and count it, delivering the others', async () => {
+    const sys = syscalls()
+    const b = counting()
+    const from = await bind(sys, counting().counters)
+    const to = await bind(sys, b.counters)
+    sys.recv = (fd, vec, vlen) => {
+      const n = sys.real.recvmmsg(fd, vec, vlen)
+      // mark the first of the batch as cut short, as the kernel would (msg_flags)
+      if (n > 0) {
+        const view = new DataView((to as unknown as { rx: { bytes: Uint8Array } }).rx.bytes.buffer)
+        view.setInt32(48, MSG_TRUNC, true)
+      }
+      return n
+    }
+    const arriving = collect(to, 4)
+    for (let i = 0; i < 5; i++) from.send(payload(i), to.local)
+    const got = await arriving
+    expect(got.map(index)).to.deep.equal([0, 2, 3, 4])
+    expect(b.counts.receiveTruncated).to.equal(1)
+    expect(b.counts.received).to.equal(4)
+  })
+
+  it('should stop at EAGAIN and count any other receive error', async () => {
+    const sys = syscalls()
+    const b = counting()
+    const from = await bind(sys, counting().counters)
+    const to = await bind(sys, b.counters)
+    sys.recv = () => -Errno.EAGAIN
+    const one = collect(to, 1)
+    from.send(payload(0), to.local)
+    expect((await one).map(index)).to.deep.equal([0])
+    expect(b.counts.socketFailed).to.equal(0)
+    sys.recv = () => -Errno.ENOBUFS
+    const two = collect(to, 1)
+    from.send(payload(1), to.local)
+    expect((await two).map(index)).to.deep.equal([1])
+    expect(b.counts.socketFailed).to.equal(1)
+  })
+
+  it('should send what is queued when closed, then nothing', async () => {
+    const sys = syscalls()
+    const a = counting()
+    const from = await BatchedUdpEndpoint.bind({ address: '127.0.0.1', port: 0 }, a.counters, {
+      sys
+    })
+    const to = await bind(sys, counting().counters)
+    const arriving = collect(to, 2)
+    from.send(payload(0), to.local)
+    from.send(payload(1), to.local)
+    await from.close()
+    from.send(payload(2), to.local)
+    expect((await arriving).map(index)).to.deep.equal([0, 1])
+    expect(a.counts.sent).to.equal(2)
+    expect(a.counts.closed).to.equal(1)
+  })
+
+  it('should work over IPv6 and report the sender', async () => {
+    const sys = syscalls()
+    const from = await bind(sys, counting().counters, { address: '::1', port: 0 })
+    const to = await bind(sys, counting().counters, { address: '::1', port: 0 })
+    const arriving = collect(to, 20)
+    for (let i = 0; i < 20; i++) from.send(payload(i), to.local)
+    const got = await arriving
+    expect(got.map(index)).to.deep.equal([...Array(20).keys()])
+    expect(got[5]!.from).to.deep.equal({ address: '::1', port: from.local.port })
+  })
+
+  it('should refuse a port in use, naming local.port', async () => {
+    const sys = syscalls()
+    const first = await bind(sys, counting().counters)
+    const err = await BatchedUdpEndpoint.bind(first.local, counting().counters, { sys }).then(
+      () => undefined,
+      (e: Error) => e
+    )
+    expect(err?.name).to.equal('InvalidParametersError')
+    expect(err?.message).to.contain('local.port')
+  })
+})
