@@ -7,7 +7,15 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { formatIp, tryParseIp } from '@vipsec/wire'
-import { Errno, MmsgRing, MSG_TRUNC, writeSockaddr, type MmsgSyscalls } from './mmsg.js'
+import {
+  Errno,
+  GSO_MAX_SEGMENTS,
+  GsoHeaders,
+  MmsgRing,
+  MSG_TRUNC,
+  writeSockaddr,
+  type MmsgSyscalls
+} from './mmsg.js'
 import { bindError, MAX_SEND_QUEUE, type UdpCounters } from './udp-socket.js'
 
 /** Options of a {@link BatchedUdpEndpoint}. */
@@ -26,12 +34,21 @@ export interface BatchedUdpInit {
    * out the event loop's pauses (garbage collection, a busy turn) without drops. Default 0.
    */
   receiveBuffer?: number
+  /**
+   * UDP segmentation offload: a run of datagrams of one length to one destination leaves as one
+   * message with `UDP_SEGMENT`, so that the stack (and a veth pair, a bridge, the receiver's IP
+   * input) runs once per run instead of once per datagram. It turns itself off where the kernel
+   * or the device refuses it. Default true.
+   */
+  segmentation?: boolean
 }
 
 /** A received datagram always fits: the largest UDP payload is 65527 bytes. */
 const RECEIVE_SLOT = 65536
 /** `recvmmsg` calls per readiness before the event loop gets its turn back. */
 const MAX_RECEIVE_ROUNDS = 8
+/** The most payload one segmented send carries (an IP datagram's limit, with room for headers). */
+const MAX_GSO_BYTES = 65000
 /** Source addresses kept as text, so that a busy peer's address is formatted once. */
 const MAX_CACHED_NAMES = 4096
 
@@ -60,6 +77,10 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
   private readonly rx: MmsgRing
   private readonly tx: MmsgRing
   private readonly targets: (Endpoint | undefined)[]
+  private readonly lengths: Int32Array
+  private readonly nameLengths: Int32Array
+  private readonly runStarts: Int32Array
+  private gso: GsoHeaders | undefined
   private queued = 0
   private flushScheduled = false
   private readonly flushTask = (): void => {
@@ -77,13 +98,18 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
     local: Endpoint,
     private readonly counters: UdpCounters,
     batch: number,
-    sendSlotBytes: number
+    sendSlotBytes: number,
+    segmentation: boolean
   ) {
     this.local = local
     this.addressLength = tryParseIp(local.address)!.length
     this.rx = new MmsgRing(sys, batch, RECEIVE_SLOT)
     this.tx = new MmsgRing(sys, batch, sendSlotBytes)
     this.targets = new Array<Endpoint | undefined>(batch)
+    this.lengths = new Int32Array(batch)
+    this.nameLengths = new Int32Array(batch)
+    this.runStarts = new Int32Array(batch + 1)
+    this.gso = segmentation ? new GsoHeaders(sys, this.tx) : undefined
     socket.on('message', (msg, rinfo) => {
       counters.received(msg.length)
       this.subject.next({
@@ -147,7 +173,8 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
       { address: local.address, port },
       counters,
       batch,
-      sendSlotBytes
+      sendSlotBytes,
+      init.segmentation ?? true
     )
   }
 
@@ -184,6 +211,8 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
     this.tx.bytes.set(data, this.tx.dataOffsetOf(i))
     this.tx.armSend(i, data.length, nameLength)
     this.targets[i] = to
+    this.lengths[i] = data.length
+    this.nameLengths[i] = nameLength
     if (this.queued === this.tx.count) this.flush()
     else if (!this.flushScheduled) {
       this.flushScheduled = true
@@ -203,6 +232,7 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
     }).then(() => {
       this.rx.close()
       this.tx.close()
+      this.gso?.close()
       this.subject.complete()
       this.counters.closed(this)
     })
@@ -213,30 +243,102 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
   private flush(): void {
     const count = this.queued
     if (count === 0 || this.closing !== undefined) return
-    let i = 0
-    while (i < count) {
-      const r = this.sys.sendmmsg(this.fd, this.tx.entry(i), count - i)
+    if (this.gso !== undefined && count > 1) this.sendSegmented(this.gso, count)
+    else this.sendSlots(0, count, count)
+    this.targets.fill(undefined, 0, count)
+    this.queued = 0
+  }
+
+  /**
+   * Sends slots `from` to `to` (exclusive) one datagram per message; `count` are queued.
+   *
+   * @returns false when the kernel's buffer filled: the rest, to `count`, went to node:dgram
+   */
+  private sendSlots(from: number, to: number, count: number): boolean {
+    let i = from
+    while (i < to) {
+      const r = this.sys.sendmmsg(this.fd, this.tx.entry(i), to - i)
       if (r > 0) {
-        for (let k = i; k < i + r; k++) this.counters.sent(this.tx.length(k))
+        for (let k = i; k < i + r; k++) this.counters.sent(this.lengths[k]!)
         i += r
         continue
       }
       if (r === -Errno.EINTR) continue
       if (r === 0 || r === -Errno.EAGAIN || r === -Errno.ENOBUFS) {
-        // the kernel's buffer is full: node:dgram keeps the rest, in order, until it drains
-        for (let k = i; k < count; k++) {
-          const from = this.tx.dataOffsetOf(k)
-          const length = this.tx.sendLength(k)
-          this.sendAlone(Buffer.from(this.tx.bytes.subarray(from, from + length)), this.targets[k]!)
-        }
-        break
+        this.handOver(i, count)
+        return false
       }
       // the kernel refused this one (unreachable, too long...): the rest go on
       this.counters.sendFailed(errnoError(-r))
       i++
     }
-    this.targets.fill(undefined, 0, count)
-    this.queued = 0
+    return true
+  }
+
+  /**
+   * Sends the queue as runs of same-destination, same-length datagrams, each run one message
+   * with `UDP_SEGMENT`; a run the kernel refuses goes again one datagram per message, and a
+   * kernel or device without segmentation offload turns it off for this socket.
+   */
+  private sendSegmented(gso: GsoHeaders, count: number): void {
+    const starts = this.runStarts
+    let messages = 0
+    for (let first = 0; first < count; messages++) {
+      const segment = this.lengths[first]!
+      let last = first
+      let total = segment
+      while (
+        last + 1 < count &&
+        last - first + 1 < GSO_MAX_SEGMENTS &&
+        this.lengths[last] === segment &&
+        this.lengths[last + 1]! <= segment &&
+        total + this.lengths[last + 1]! <= MAX_GSO_BYTES &&
+        sameEndpoint(this.targets[first]!, this.targets[last + 1]!)
+      ) {
+        last++
+        total += this.lengths[last]!
+      }
+      gso.set(messages, first, last, this.nameLengths[first]!, segment)
+      starts[messages] = first
+      first = last + 1
+    }
+    starts[messages] = count
+    let m = 0
+    while (m < messages) {
+      const r = this.sys.sendmmsg(this.fd, gso.entry(m), messages - m)
+      if (r > 0) {
+        for (let k = starts[m]!; k < starts[m + r]!; k++) this.counters.sent(this.lengths[k]!)
+        m += r
+        continue
+      }
+      if (r === -Errno.EINTR) continue
+      if (r === 0 || r === -Errno.EAGAIN || r === -Errno.ENOBUFS) {
+        return this.handOver(starts[m]!, count)
+      }
+      if (starts[m + 1]! - starts[m]! === 1) {
+        this.counters.sendFailed(errnoError(-r))
+        m++
+        continue
+      }
+      this.counters.segmentationRefused()
+      if (r === -Errno.EIO || r === -Errno.EOPNOTSUPP || r === -Errno.ENOPROTOOPT) {
+        this.gso = undefined
+        gso.close()
+        this.sendSlots(starts[m]!, count, count)
+        return
+      }
+      if (!this.sendSlots(starts[m]!, starts[m + 1]!, count)) return
+      m++
+    }
+  }
+
+  /** The kernel's buffer is full: node:dgram keeps slots `from` to `count`, in order. */
+  private handOver(from: number, count: number): void {
+    for (let k = from; k < count; k++) {
+      const start = this.tx.dataOffsetOf(k)
+      const data = Buffer.from(this.tx.bytes.subarray(start, start + this.lengths[k]!))
+      this.sendAlone(data, this.targets[k]!)
+    }
   }
 
   /** One datagram through `node:dgram` (behind its queue). */
@@ -314,6 +416,10 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
     }
     return address.length === this.addressLength ? address : undefined
   }
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a === b || (a.port === b.port && a.address === b.address)
 }
 
 /** An error with the `code` node would give the errno. */

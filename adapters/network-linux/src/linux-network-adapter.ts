@@ -118,6 +118,8 @@ export interface LinuxNetworkStats {
   datagramsReceived: number
   /** Datagrams dropped on receipt because they were longer than the receive buffer. */
   receiveTruncated: number
+  /** Segmented sends (`UDP_SEGMENT`) the kernel refused; their datagrams went one by one. */
+  segmentationRefused: number
   /** Errors a socket reported outside a send. */
   socketErrors: number
   /** UDP sockets open now. */
@@ -192,6 +194,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     sendQueueFull: 0,
     datagramsReceived: 0,
     receiveTruncated: 0,
+    segmentationRefused: 0,
     socketErrors: 0
   }
   private readonly udpCounters: UdpCounters = {
@@ -200,6 +203,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     sendQueueFull: () => void this.counters.sendQueueFull++,
     received: () => void this.counters.datagramsReceived++,
     receiveTruncated: () => void this.counters.receiveTruncated++,
+    segmentationRefused: () => void this.counters.segmentationRefused++,
     socketFailed: () => void this.counters.socketErrors++,
     closed: (endpoint) => void this.sockets.delete(endpoint)
   }

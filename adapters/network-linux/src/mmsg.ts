@@ -44,6 +44,10 @@ export const Errno = {
   EAGAIN: 11,
   EACCES: 13,
   EADDRINUSE: 98,
+  EIO: 5,
+  EINVAL: 22,
+  ENOPROTOOPT: 92,
+  EOPNOTSUPP: 95,
   EADDRNOTAVAIL: 99,
   ENOBUFS: 105
 } as const
@@ -178,6 +182,11 @@ export class MmsgRing {
     return this.address + BigInt(i * MMSGHDR)
   }
 
+  /** Where slot `i`'s `iovec` starts in {@link bytes}. */
+  iovecOffset(i: number): number {
+    return this.count * MMSGHDR + i * IOVEC
+  }
+
   /** Where slot `i`'s socket address starts in {@link bytes}. */
   nameOffset(i: number): number {
     return this.count * (MMSGHDR + IOVEC) + i * SOCKADDR
@@ -217,6 +226,89 @@ export class MmsgRing {
   }
 
   /** Gives the memory back. The ring must not be used afterwards. */
+  close(): void {
+    this.free()
+  }
+}
+
+/** `SOL_UDP` / `UDP_SEGMENT` (<linux/udp.h>): the control message of UDP segmentation offload. */
+const SOL_UDP = 17
+const UDP_SEGMENT = 103
+/** `CMSG_SPACE(sizeof(uint16_t))` on LP64: a 16-byte `cmsghdr`, the value, padding to 8. */
+const CMSG_GSO = 24
+/** The most segments one UDP GSO send may carry (`UDP_MAX_SEGMENTS`). */
+export const GSO_MAX_SEGMENTS = 64
+
+/**
+ * A second `mmsghdr` array over the slots of a send {@link MmsgRing}, for UDP segmentation
+ * offload (`UDP_SEGMENT`, Linux 4.18): one message covers a run of slots for the same
+ * destination, all of one length but the last, as one `iovec` list, and the kernel builds one
+ * large datagram that crosses the stack once and is cut into the original datagrams only where
+ * it must be (at the receiving socket, or a device that cannot carry it).
+ */
+export class GsoHeaders {
+  /** The address of the first message. */
+  readonly address: bigint
+  private readonly view: DataView
+  private readonly free: () => void
+
+  /**
+   * @param sys - where the memory comes from
+   * @param ring - the send ring whose slots the messages cover
+   */
+  constructor(
+    sys: Pick<MmsgSyscalls, 'alloc'>,
+    private readonly ring: MmsgRing
+  ) {
+    const memory = sys.alloc(ring.count * (MMSGHDR + CMSG_GSO))
+    this.address = memory.address
+    this.view = new DataView(memory.buffer)
+    this.free = memory.free
+    new Uint8Array(memory.buffer).fill(0)
+  }
+
+  /** The address of message `m` (a call that starts there). */
+  entry(m: number): bigint {
+    return this.address + BigInt(m * MMSGHDR)
+  }
+
+  /**
+   * Makes message `m` the slots `first` to `last` (inclusive) of the ring, sent to slot
+   * `first`'s address with `segment`-byte segments (no control message for a single slot).
+   *
+   * @param m - the message
+   * @param first - its first slot
+   * @param last - its last slot
+   * @param nameLength - the length of slot `first`'s socket address
+   * @param segment - the length of every slot but the last
+   */
+  set(m: number, first: number, last: number, nameLength: number, segment: number): void {
+    const hdr = m * MMSGHDR
+    const ring = this.ring
+    this.view.setBigUint64(hdr, ring.address + BigInt(ring.nameOffset(first)), true)
+    this.view.setUint32(hdr + 8, nameLength, true)
+    this.view.setBigUint64(hdr + 16, ring.address + BigInt(ring.iovecOffset(first)), true)
+    this.view.setBigUint64(hdr + 24, BigInt(last - first + 1), true)
+    if (last === first) {
+      this.view.setBigUint64(hdr + 32, 0n, true)
+      this.view.setBigUint64(hdr + 40, 0n, true)
+      return
+    }
+    const cmsg = this.ring.count * MMSGHDR + m * CMSG_GSO
+    this.view.setBigUint64(cmsg, 18n, true) // CMSG_LEN(2)
+    this.view.setInt32(cmsg + 8, SOL_UDP, true)
+    this.view.setInt32(cmsg + 12, UDP_SEGMENT, true)
+    this.view.setUint16(cmsg + 16, segment, true)
+    this.view.setBigUint64(hdr + 32, this.address + BigInt(cmsg), true)
+    this.view.setBigUint64(hdr + 40, BigInt(CMSG_GSO), true)
+  }
+
+  /** The bytes the kernel sent for message `m`. */
+  length(m: number): number {
+    return this.view.getUint32(m * MMSGHDR + 56, true)
+  }
+
+  /** Gives the memory back. */
   close(): void {
     this.free()
   }

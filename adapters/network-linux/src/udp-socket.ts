@@ -16,6 +16,8 @@ export interface UdpCounters {
   sendFailed(err: unknown): void
   /** A datagram was dropped because the socket's send queue was full (overload). */
   sendQueueFull(): void
+  /** The kernel refused a segmented (`UDP_SEGMENT`) send; its datagrams went one by one. */
+  segmentationRefused(): void
   /** A datagram arrived longer than the buffer for it, and was dropped. */
   receiveTruncated(): void
   /** A datagram arrived. */

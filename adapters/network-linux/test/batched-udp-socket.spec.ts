@@ -12,6 +12,8 @@ import {
 /** The real system calls, with each call counted and any of them replaceable per test. */
 function syscalls(): MmsgSyscalls & {
   calls: { recvmmsg: number; sendmmsg: number }
+  /** The message count of each sendmmsg call. */
+  vlens: number[]
   real: MmsgSyscalls
   recv?: MmsgSyscalls['recvmmsg']
   sendWith?: MmsgSyscalls['sendmmsg']
@@ -22,6 +24,7 @@ function syscalls(): MmsgSyscalls & {
     ...real,
     real,
     calls: { recvmmsg: 0, sendmmsg: 0 },
+    vlens: [] as number[],
     recv: undefined as MmsgSyscalls['recvmmsg'] | undefined,
     sendWith: undefined as MmsgSyscalls['sendmmsg'] | undefined,
     recvmmsg(fd: number, vec: bigint, vlen: number): number {
@@ -30,6 +33,7 @@ function syscalls(): MmsgSyscalls & {
     },
     sendmmsg(fd: number, vec: bigint, vlen: number): number {
       sys.calls.sendmmsg++
+      sys.vlens.push(vlen)
       return (sys.sendWith ?? real.sendmmsg)(fd, vec, vlen)
     }
   }
@@ -43,6 +47,7 @@ function counting() {
     sendQueueFull: 0,
     received: 0,
     receiveTruncated: 0,
+    segmentationRefused: 0,
     socketFailed: 0,
     closed: 0
   }
@@ -52,6 +57,7 @@ function counting() {
     sendQueueFull: () => void counts.sendQueueFull++,
     received: () => void counts.received++,
     receiveTruncated: () => void counts.receiveTruncated++,
+    segmentationRefused: () => void counts.segmentationRefused++,
     socketFailed: () => void counts.socketFailed++,
     closed: () => void counts.closed++
   }
@@ -94,12 +100,13 @@ describe('BatchedUdpEndpoint', () => {
     sys: MmsgSyscalls,
     counters: UdpCounters,
     local: Endpoint = { address: '127.0.0.1', port: 0 },
-    batch = 8
+    segmentation = false
   ): Promise<BatchedUdpEndpoint> {
     const e = await BatchedUdpEndpoint.bind(local, counters, {
       sys,
-      batch,
-      receiveBuffer: 1 << 20
+      batch: 8,
+      receiveBuffer: 1 << 20,
+      segmentation
     })
     open.push(e)
     return e
@@ -265,5 +272,85 @@ describe('BatchedUdpEndpoint', () => {
     )
     expect(err?.name).to.equal('InvalidParametersError')
     expect(err?.message).to.contain('local.port')
+  })
+
+  describe('with segmentation offload (UDP_SEGMENT)', () => {
+    it('should send a run of same-length datagrams as one message, received one by one', async () => {
+      const sys = syscalls()
+      const a = counting()
+      const b = counting()
+      const from = await bind(sys, a.counters, undefined, true)
+      const to = await bind(sys, b.counters)
+      const arriving = collect(to, 40)
+      for (let i = 0; i < 40; i++) from.send(payload(i, 1200), to.local)
+      const got = await arriving
+      expect(got.map(index)).to.deep.equal([...Array(40).keys()])
+      expect(got.every((d) => d.data.length === 1200 && d.data[1199] === index(d) % 256)).to.equal(
+        true
+      )
+      // five full batches of 8, each one message
+      expect(sys.vlens).to.deep.equal([1, 1, 1, 1, 1])
+      expect(a.counts.sent).to.equal(40)
+      expect(a.counts.segmentationRefused).to.equal(0)
+    })
+
+    it('should end a run at a longer datagram or another destination, keeping the order', async () => {
+      const sys = syscalls()
+      const from = await bind(sys, counting().counters, undefined, true)
+      const to = await bind(sys, counting().counters)
+      const other = await bind(sys, counting().counters)
+      const arriving = collect(to, 6)
+      const elsewhere = collect(other, 1)
+      const lengths = [100, 100, 60, 100, 100, 200]
+      for (const [i, length] of lengths.entries()) from.send(payload(i, length), to.local)
+      from.send(payload(6, 100), other.local)
+      const got = await arriving
+      expect(got.map(index)).to.deep.equal([0, 1, 2, 3, 4, 5])
+      expect(got.map((d) => d.data.length)).to.deep.equal(lengths)
+      expect((await elsewhere).map(index)).to.deep.equal([6])
+      // [100 100 60] [100 100] [200] [100 to the other]: 4 messages in one call
+      expect(sys.vlens).to.deep.equal([4])
+    })
+
+    it('should send a refused run one by one and count it', async () => {
+      const sys = syscalls()
+      const a = counting()
+      const from = await bind(sys, a.counters, undefined, true)
+      const to = await bind(sys, counting().counters)
+      let refuse = true
+      sys.sendWith = (fd, vec, vlen) => {
+        if (!refuse) return sys.real.sendmmsg(fd, vec, vlen)
+        refuse = false
+        return -Errno.EINVAL // a segment longer than the path MTU
+      }
+      const arriving = collect(to, 4)
+      for (let i = 0; i < 4; i++) from.send(payload(i, 500), to.local)
+      expect((await arriving).map(index)).to.deep.equal([0, 1, 2, 3])
+      expect(a.counts.segmentationRefused).to.equal(1)
+      expect(a.counts.sent).to.equal(4)
+      expect(sys.vlens).to.deep.equal([1, 4])
+    })
+
+    it('should turn itself off where the device cannot segment (EIO)', async () => {
+      const sys = syscalls()
+      const a = counting()
+      const from = await bind(sys, a.counters, undefined, true)
+      const to = await bind(sys, counting().counters)
+      let refuse = true
+      sys.sendWith = (fd, vec, vlen) => {
+        if (!refuse) return sys.real.sendmmsg(fd, vec, vlen)
+        refuse = false
+        return -Errno.EIO
+      }
+      const first = collect(to, 3)
+      for (let i = 0; i < 3; i++) from.send(payload(i, 500), to.local)
+      expect((await first).map(index)).to.deep.equal([0, 1, 2])
+      const second = collect(to, 3)
+      for (let i = 3; i < 6; i++) from.send(payload(i, 500), to.local)
+      expect((await second).map(index)).to.deep.equal([3, 4, 5])
+      // the refused run, then those 3 one by one, then the next 3 without segmentation
+      expect(sys.vlens).to.deep.equal([1, 3, 3])
+      expect(a.counts.segmentationRefused).to.equal(1)
+    })
   })
 })
