@@ -45,8 +45,8 @@ export interface BatchedUdpInit {
 
 /** A received datagram always fits: the largest UDP payload is 65527 bytes. */
 const RECEIVE_SLOT = 65536
-/** `recvmmsg` calls per readiness before the event loop gets its turn back. */
-const MAX_RECEIVE_ROUNDS = 8
+/** Datagrams `recvmmsg` takes per turn of the event loop, beyond those libuv reads itself. */
+const RECEIVE_BUDGET = 64
 /** The most payload one segmented send carries (an IP datagram's limit, with room for headers). */
 const MAX_GSO_BYTES = 65000
 /** Source addresses kept as text, so that a busy peer's address is formatted once. */
@@ -57,7 +57,7 @@ const MAX_CACHED_NAMES = 4096
  *
  * The descriptor is made and bound through koffi (non-blocking), then handed to a `node:dgram`
  * socket, which owns it: libuv watches it, and each time it reports a datagram the endpoint
- * drains what else is queued with `recvmmsg` (up to `batch` per call, a few calls per turn),
+ * drains what else is queued with `recvmmsg` (up to `batch` per call, 64 per turn of the loop),
  * so that a burst costs one system call per batch instead of one per datagram. Sends are
  * copied into preallocated slots and leave with one `sendmmsg` at the end of the current
  * callback (or as soon as `batch` are waiting): the frames a burst of received packets produced
@@ -81,6 +81,12 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
   private readonly nameLengths: Int32Array
   private readonly runStarts: Int32Array
   private gso: GsoHeaders | undefined
+  private budget = RECEIVE_BUDGET
+  private budgetResets = false
+  private readonly resetBudget = (): void => {
+    this.budget = RECEIVE_BUDGET
+    this.budgetResets = false
+  }
   private queued = 0
   private flushScheduled = false
   private readonly flushTask = (): void => {
@@ -354,20 +360,31 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
     }
   }
 
-  /** Reads what else is queued, a batch per call, for a few calls. */
+  /**
+   * Reads what else is queued, a batch per call, within this turn's budget: libuv goes on
+   * reading on its own after this callback (up to 32 datagrams), so the budget is what keeps a
+   * long queue from holding the event loop (its timers, the store's renewals) for many
+   * milliseconds.
+   */
   private drain(): void {
     const rx = this.rx
-    for (let round = 0; round < MAX_RECEIVE_ROUNDS && this.closing === undefined; round++) {
-      const n = this.sys.recvmmsg(this.fd, rx.address, rx.count)
+    if (!this.budgetResets) {
+      this.budgetResets = true
+      setImmediate(this.resetBudget)
+    }
+    while (this.budget > 0 && this.closing === undefined) {
+      const want = Math.min(rx.count, this.budget)
+      const n = this.sys.recvmmsg(this.fd, rx.address, want)
       if (n < 0) {
         if (n !== -Errno.EAGAIN && n !== -Errno.EINTR) this.counters.socketFailed(errnoError(-n))
         return
       }
+      this.budget -= Math.max(1, n)
       for (let i = 0; i < n; i++) {
         if (this.closing === undefined) this.deliver(i)
         rx.armReceive(i)
       }
-      if (n < rx.count) return
+      if (n < want) return
     }
   }
 

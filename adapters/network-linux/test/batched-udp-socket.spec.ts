@@ -132,6 +132,24 @@ describe('BatchedUdpEndpoint', () => {
     expect(sys.calls.recvmmsg).to.be.below(100)
   })
 
+  it('should read at most its budget per turn of the event loop, and the rest on later turns', async () => {
+    const sys = syscalls()
+    const from = await bind(sys, counting().counters)
+    const to = await bind(sys, counting().counters)
+    const arriving = collect(to, 300)
+    let received = 0
+    const counter = to.datagrams$.subscribe(() => received++)
+    // all 300 wait in the kernel before the receiver's first turn
+    for (let i = 0; i < 300; i++) from.send(payload(i), to.local)
+    await new Promise((resolve) => setImmediate(resolve))
+    const firstTurn = received
+    const got = await arriving
+    counter.unsubscribe()
+    // 64 by recvmmsg, and what libuv reads itself around them (at most 32)
+    expect(firstTurn).to.be.within(1, 64 + 32)
+    expect(got.map(index)).to.deep.equal([...Array(300).keys()])
+  })
+
   it('should keep received datagrams intact after later batches reuse the slots', async () => {
     const sys = syscalls()
     const b = counting()
