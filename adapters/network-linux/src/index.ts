@@ -45,3 +45,12 @@ export {
 } from './device-holder.js'
 export { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
 export { DgramUdpEndpoint, MAX_SEND_QUEUE, type UdpCounters } from './udp-socket.js'
+export { BatchedUdpEndpoint, type BatchedUdpInit } from './batched-udp-socket.js'
+export {
+  MmsgRing,
+  MSG_TRUNC,
+  realMmsgSyscalls,
+  writeSockaddr,
+  Errno,
+  type MmsgSyscalls
+} from './mmsg.js'

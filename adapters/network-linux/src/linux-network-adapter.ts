@@ -15,6 +15,8 @@ import {
 import { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
 import { TapDeviceHolder, type DeviceHolder, type HeldDevice } from './device-holder.js'
 import { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
+import { BatchedUdpEndpoint } from './batched-udp-socket.js'
+import { realMmsgSyscalls, type MmsgSyscalls } from './mmsg.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
@@ -22,6 +24,8 @@ export interface LinuxNetworkAdapterComponents {
   commands?: CommandRunner
   /** Holds the devices of `holdAddresses: 'process'`. Default: {@link TapDeviceHolder}. */
   devices?: DeviceHolder
+  /** The system calls of batched UDP sockets. Default: libc through koffi. */
+  mmsg?: MmsgSyscalls
 }
 
 /** How the adapter announces an IPv4 address it acquired (gratuitous ARP with iputils `arping`). */
@@ -81,6 +85,19 @@ export interface LinuxNetworkAdapterInit {
   holdAddresses?: 'interface' | 'process'
   /** The name prefix of the devices of `holdAddresses: 'process'`. Default `vs` and the pid. */
   devicePrefix?: string
+  /**
+   * Datagrams a UDP socket moves per system call (`recvmmsg`/`sendmmsg` through koffi, see
+   * {@link BatchedUdpEndpoint}); 1 keeps plain `node:dgram` sockets, as does a host where koffi
+   * cannot load. Default 32.
+   */
+  udpBatch?: number
+  /**
+   * The kernel receive buffer of each batched UDP socket, in bytes: a burst that arrives while
+   * the event loop is busy (garbage collection, a long turn) waits there instead of being
+   * dropped. `SO_RCVBUFFORCE` (`CAP_NET_ADMIN`), else `SO_RCVBUF` up to `net.core.rmem_max`; 0
+   * keeps the system's default. Default 4 MiB.
+   */
+  udpReceiveBuffer?: number
 }
 
 /** Counters of a {@link LinuxNetworkAdapter}, since it was made. */
@@ -99,6 +116,10 @@ export interface LinuxNetworkStats {
   sendQueueFull: number
   /** Datagrams received. */
   datagramsReceived: number
+  /** Datagrams dropped on receipt because they were longer than the receive buffer. */
+  receiveTruncated: number
+  /** Segmented sends (`UDP_SEGMENT`) the kernel refused; their datagrams went one by one. */
+  segmentationRefused: number
   /** Errors a socket reported outside a send. */
   socketErrors: number
   /** UDP sockets open now. */
@@ -133,7 +154,8 @@ const NOT_THERE = /address not found|Cannot assign requested address/i
 /**
  * The Linux network adapter: acquiring the DVIPA adds it to an interface with `ip addr add` and
  * announces it with a gratuitous ARP (iputils `arping -U`), releasing it removes it with
- * `ip addr del`, and UDP endpoints are `node:dgram` sockets bound to an address and port.
+ * `ip addr del`, and UDP endpoints are sockets bound to an address and port that move several
+ * datagrams per system call ({@link BatchedUdpEndpoint}; `node:dgram` alone with `udpBatch: 1`).
  *
  * `stop()` closes every socket it opened and completes `events$`; like a crash, it leaves the
  * addresses on the interface (release them first for a clean hand-over).
@@ -155,7 +177,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private announcementSubject = new Subject<AnnouncementEvent>()
   private started = false
   private readonly held = new Set<string>()
-  private readonly sockets = new Set<DgramUdpEndpoint>()
+  private readonly sockets = new Set<UdpEndpoint>()
+  private readonly udpBatch: number
+  private readonly udpReceiveBuffer: number
+  private readonly mmsg: MmsgSyscalls | undefined
   private readonly pendingAnnouncements = new Map<
     AbortController,
     { address: string; done: Promise<void> }
@@ -168,6 +193,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     sendErrors: 0,
     sendQueueFull: 0,
     datagramsReceived: 0,
+    receiveTruncated: 0,
+    segmentationRefused: 0,
     socketErrors: 0
   }
   private readonly udpCounters: UdpCounters = {
@@ -175,6 +202,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     sendFailed: () => void this.counters.sendErrors++,
     sendQueueFull: () => void this.counters.sendQueueFull++,
     received: () => void this.counters.datagramsReceived++,
+    receiveTruncated: () => void this.counters.receiveTruncated++,
+    segmentationRefused: () => void this.counters.segmentationRefused++,
     socketFailed: () => void this.counters.socketErrors++,
     closed: (endpoint) => void this.sockets.delete(endpoint)
   }
@@ -228,6 +257,15 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     if (this.arp.mode !== 'request' && this.arp.mode !== 'reply') {
       throw new InvalidConfigError('gratuitousArp.mode', "must be 'request' or 'reply'")
     }
+    this.udpBatch = init.udpBatch ?? 32
+    if (!(Number.isInteger(this.udpBatch) && this.udpBatch >= 1 && this.udpBatch <= 1024)) {
+      throw new InvalidConfigError('udpBatch', 'must be an integer from 1 to 1024')
+    }
+    this.udpReceiveBuffer = init.udpReceiveBuffer ?? 4 * 1024 * 1024
+    if (!(Number.isInteger(this.udpReceiveBuffer) && this.udpReceiveBuffer >= 0)) {
+      throw new InvalidConfigError('udpReceiveBuffer', 'must be a non-negative integer')
+    }
+    this.mmsg = this.udpBatch > 1 ? (components.mmsg ?? realMmsgSyscalls()) : undefined
     this.ipv6Dad = init.ipv6Dad ?? false
     this.dadTimeoutMs = init.dadTimeoutMs ?? 5000
     if (!(Number.isFinite(this.dadTimeoutMs) && this.dadTimeoutMs > 0)) {
@@ -359,7 +397,14 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     if (!Number.isInteger(local.port) || local.port < 0 || local.port > 65535) {
       throw new InvalidParametersError('local.port', 'must be an integer from 0 to 65535')
     }
-    const socket = await DgramUdpEndpoint.bind(local, this.udpCounters)
+    const socket =
+      this.mmsg === undefined
+        ? await DgramUdpEndpoint.bind(local, this.udpCounters)
+        : await BatchedUdpEndpoint.bind(local, this.udpCounters, {
+            sys: this.mmsg,
+            batch: this.udpBatch,
+            receiveBuffer: this.udpReceiveBuffer
+          })
     if (!this.started) {
       await socket.close() // stopped while binding
       throw new NotStartedError('network adapter was stopped')

@@ -16,12 +16,16 @@ export interface UdpCounters {
   sendFailed(err: unknown): void
   /** A datagram was dropped because the socket's send queue was full (overload). */
   sendQueueFull(): void
+  /** The kernel refused a segmented (`UDP_SEGMENT`) send; its datagrams went one by one. */
+  segmentationRefused(): void
+  /** A datagram arrived longer than the buffer for it, and was dropped. */
+  receiveTruncated(): void
   /** A datagram arrived. */
   received(bytes: number): void
   /** The socket reported an error outside a send. */
   socketFailed(err: unknown): void
   /** The socket closed. */
-  closed(endpoint: DgramUdpEndpoint): void
+  closed(endpoint: UdpEndpoint): void
 }
 
 /**
@@ -122,7 +126,13 @@ export class DgramUdpEndpoint implements UdpEndpoint {
   }
 }
 
-function bindError(local: Endpoint, err: unknown): Error {
+/**
+ * The error of a failed bind, naming the argument at fault.
+ *
+ * @param local - what was to be bound
+ * @param err - the error from the kernel or node
+ */
+export function bindError(local: Endpoint, err: unknown): Error {
   const code = (err as NodeJS.ErrnoException).code
   const where = `${local.address}:${local.port}`
   switch (code) {

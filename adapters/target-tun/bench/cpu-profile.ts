@@ -54,6 +54,11 @@ const STAGES: [string, (f: CallFrame) => boolean][] = [
   ['TUN device (koffi)', (f) => /target-tun\/src|koffi/.test(f.url)],
   ['IKE', (f) => /ike-v2\/src/.test(f.url)],
   ['heartbeats / detector', (f) => /detector-heartbeat/.test(f.url)],
+  [
+    'UDP sockets: sendmmsg / recvmmsg (koffi)',
+    (f) => /network-linux\/src\/mmsg/.test(f.url) && f.functionName === '(anonymous)'
+  ],
+  ['UDP sockets: batching (JS)', (f) => /network-linux\/src/.test(f.url)],
   ['UDP sockets (node:dgram)', (f) => /node:(dgram|internal\/dgram|net)/.test(f.url)],
   ['RxJS events', (f) => /rxjs/.test(f.url)],
   ['buffers', (f) => /node:(buffer|internal\/buffer)/.test(f.url)],

@@ -25,7 +25,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
@@ -437,7 +437,15 @@ connections:
     nodes.push(
       new NodeProcess('target-1', join(dir, 'target.yaml'), ns('target-1'), nodeArgs.target)
     )
-    await waitFor(() => nodes.every((n) => n.has('node:started')), 60_000, 'the vipsec nodes')
+    await waitFor(
+      () => nodes.every((n) => n.has('node:started')),
+      60_000,
+      'the vipsec nodes'
+    ).catch((err: Error) => {
+      // what the nodes said, so that a failed start can be read
+      for (const n of nodes) console.error(n.name, JSON.stringify(n.lines.slice(-15)))
+      throw err
+    })
     let backup: NodeProcess | undefined
     if (standby) {
       await waitFor(() => nodes[0]!.has('ownership:claimed'), 30_000, 'dp-1 owning the DVIPA')
@@ -599,6 +607,8 @@ async function benchStrongswan(): Promise<Result> {
   }
 }
 
+/** The machine's load at the start and the end: the bench is only comparable within one run. */
+const loadAtStart = loadavg()[0]!
 const dir = mkdtempSync(join(tmpdir(), 'vipsec-bench-dataplane-'))
 let iperfs: ChildProcess | undefined
 let vipsec: (Result & { standby: Standby }) | undefined
@@ -656,6 +666,9 @@ console.log(
   `${'2x overload: pps, loss, DP/peer CPU'.padEnd(34)} | ${`${v.overload.pps} ${v.overload.lostPercent.toFixed(0)}% ${v.overload.dpCpuPercent.toFixed(0)}/${v.overload.peerCpuPercent.toFixed(0)}%`.padStart(10)} | ${`${s.overload.pps} ${s.overload.lostPercent.toFixed(0)}% ${s.overload.dpCpuPercent.toFixed(0)}/${s.overload.peerCpuPercent.toFixed(0)}%`.padStart(10)} |`
 )
 console.log(
+  `machine load average (1 min): ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end`
+)
+console.log(
   `standby DP during the run: ${v.standby.suspects} suspicions, ${v.standby.failures} failures, ${v.standby.falseFailovers} false failovers`
 )
 console.log(
@@ -669,6 +682,7 @@ console.log(
     dpCpuRatio64: v.dpCpuUs64 / s.dpCpuUs64,
     dpCpuRatio1372: v.dpCpuUs1372 / s.dpCpuUs1372,
     overloadRssRatio: v.overload.dpRssMaxMb / s.overload.dpRssMaxMb,
-    falseFailovers: v.standby.falseFailovers
+    falseFailovers: v.standby.falseFailovers,
+    loadAverage: { start: loadAtStart, end: loadavg()[0]! }
   })
 )
