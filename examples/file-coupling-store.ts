@@ -171,7 +171,9 @@ export class FileCouplingStore implements CouplingStore {
         owner: claim.owner,
         epoch: slot.epoch + 1,
         ranks: [...claim.ranks],
-        claimedAt: this.now()
+        claimedAt: this.now(),
+        // a planned switchover names the owner whose SAs the heir takes over
+        ...(claim.previousOwner === undefined ? {} : { previousOwner: claim.previousOwner })
       }
       slot.ownership = toBase64(encodeOwnership(ownership))
       slot.owner = ownership.owner
@@ -184,10 +186,14 @@ export class FileCouplingStore implements CouplingStore {
   async releaseOwnership(dvipa: Dvipa, fence: Fence, options?: AbortOptions): Promise<void> {
     return this.write(options, (state, publish) => {
       const slot = fenced(state, dvipa, fence)
-      const ownership = { ...decodeOwnership(fromBase64(slot.ownership!)), owner: null }
+      const current = decodeOwnership(fromBase64(slot.ownership!))
+      // The released record names whose SAs the records are: the owner a switchover claim
+      // replaced, else the releasing owner.
+      const previousOwner = current.previousOwner ?? fence.owner
+      const ownership = { ...current, owner: null, previousOwner }
       slot.ownership = toBase64(encodeOwnership(ownership))
       slot.owner = null
-      publish({ type: 'ownership:released', dvipa, epoch: slot.epoch })
+      publish({ type: 'ownership:released', dvipa, epoch: slot.epoch, previousOwner })
     })
   }
 

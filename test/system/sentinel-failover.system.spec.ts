@@ -151,12 +151,12 @@ class SentinelCluster extends ClusterFixture {
   }
 
   /** Whether a DP's namespace holds the DVIPA on any interface. */
-  holds(dp: string): boolean {
+  override holds(dp: string): boolean {
     return sh('ip', ['-n', this.ns(dp), '-o', 'addr', 'show']).includes(`${DVIPA}/`)
   }
 
   /** The running DPs holding the DVIPA. */
-  holders(): string[] {
+  override holders(): string[] {
     return this.dps.filter((d) => this.node(d).running && this.holds(d))
   }
 

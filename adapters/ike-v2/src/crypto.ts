@@ -608,11 +608,21 @@ function cipherName(encr: EncryptionTransform): string {
   return `aes-${encr.keyBits}-${mode}`
 }
 
+/** What an SK or SKF payload adds around its plaintext. */
+export interface SkOverhead {
+  /** Bytes of IV before the ciphertext. */
+  iv: number
+  /** Bytes of integrity check value after it. */
+  icv: number
+  /** The block size the padded plaintext must be a multiple of. */
+  block: number
+}
+
 /**
  * The per-message cost of an SK or SKF payload under `keys`: the IV and ICV lengths and the
  * block the plaintext (with its pad-length byte) is padded to.
  */
-export function skOverhead(keys: SkKeys): { iv: number; icv: number; block: number } {
+export function skOverhead(keys: SkKeys): SkOverhead {
   const gcm = isAeadSk(keys.encryption)
   // ChaCha20 is a stream cipher: no padding is needed (RFC 7634 section 3)
   const block = keys.encryption.algorithm === 'chacha20-poly1305' ? 1 : gcm ? 4 : 16

@@ -52,5 +52,6 @@ export {
   realMmsgSyscalls,
   writeSockaddr,
   Errno,
-  type MmsgSyscalls
+  type MmsgSyscalls,
+  type NativeMemory
 } from './mmsg.js'

@@ -9,7 +9,7 @@ import type Koffi from 'koffi'
  */
 export interface MmsgSyscalls {
   /** Memory that does not move: its address (for the kernel) and a view of it (for JS). */
-  alloc(bytes: number): { address: bigint; buffer: ArrayBuffer; free(): void }
+  alloc(bytes: number): NativeMemory
   /** `recvmmsg(fd, vec, vlen, MSG_DONTWAIT, NULL)`. */
   recvmmsg(fd: number, vec: bigint, vlen: number): number
   /** `sendmmsg(fd, vec, vlen, MSG_DONTWAIT)`. */
@@ -38,17 +38,37 @@ const IPV6_V6ONLY = 26
 const SOL_SOCKET = 1
 const SO_RCVBUF = 8
 const SO_RCVBUFFORCE = 33
+/** Memory outside the JavaScript heap, for the kernel to read and write in place. */
+export interface NativeMemory {
+  /** Its address, as the system calls take it. */
+  address: bigint
+  /** A view of the same bytes. */
+  buffer: ArrayBuffer
+  /** Gives it back; neither field may be used afterwards. */
+  free(): void
+}
+
 /** `errno` values the socket code looks at. */
 export const Errno = {
+  /** Interrupted system call: retry. */
   EINTR: 4,
+  /** Would block: the socket has nothing to read or no room to send. */
   EAGAIN: 11,
+  /** Permission denied. */
   EACCES: 13,
+  /** Address already in use. */
   EADDRINUSE: 98,
+  /** Input/output error (for example a GSO send the device refused). */
   EIO: 5,
+  /** Invalid argument. */
   EINVAL: 22,
+  /** Protocol option not available (no UDP GSO). */
   ENOPROTOOPT: 92,
+  /** Operation not supported. */
   EOPNOTSUPP: 95,
+  /** Address not available on this host. */
   EADDRNOTAVAIL: 99,
+  /** No buffer space: the send queue is full. */
   ENOBUFS: 105
 } as const
 
