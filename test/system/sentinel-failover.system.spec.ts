@@ -253,22 +253,31 @@ async function served(cluster: SentinelCluster, what: string, ms = 40_000): Prom
   }
 }
 
+/**
+ * A Sentinel cluster for the enclosing `describe`: up, the peer connected and a client served
+ * before its tests; torn down after them.
+ */
+function servingCluster(tag: string, replicated: boolean): SentinelCluster {
+  const cluster = new SentinelCluster(tag, replicated)
+  before(async () => {
+    await cluster.up()
+    cluster.initiate()
+    cluster.startClient(2, 10)
+    await served(cluster, 'the first answers')
+  })
+  after(async function () {
+    this.timeout(60_000)
+    await cluster.down()
+  })
+  return cluster
+}
+
 describe('a Sentinel failover to a replica that missed the latest claim, with real processes', function () {
   this.timeout(240_000)
   const base = `st${(process.pid % 10000).toString(36)}`
 
   describe('default mode (the master acknowledges alone)', function () {
-    const cluster = new SentinelCluster(`${base}d`, false)
-    before(async () => {
-      await cluster.up()
-      cluster.initiate()
-      cluster.startClient(2, 10)
-      await served(cluster, 'the first answers')
-    })
-    after(async function () {
-      this.timeout(60_000)
-      await cluster.down()
-    })
+    const cluster = servingCluster(`${base}d`, false)
 
     it('should raise the alarm and recover above the highest epoch seen, one owner per epoch', async () => {
       let acked = { owner: '', epoch: 0 }
@@ -321,17 +330,7 @@ describe('a Sentinel failover to a replica that missed the latest claim, with re
   })
 
   describe('replicated mode (wait_for_replicas: 1, min-replicas-to-write 1)', function () {
-    const cluster = new SentinelCluster(`${base}r`, true)
-    before(async () => {
-      await cluster.up()
-      cluster.initiate()
-      cluster.startClient(2, 10)
-      await served(cluster, 'the first answers')
-    })
-    after(async function () {
-      this.timeout(60_000)
-      await cluster.down()
-    })
+    const cluster = servingCluster(`${base}r`, true)
 
     it('should acknowledge no claim the replica lacks, and serve again after the failover', async () => {
       const { killedAt, promotedAt, before } = await failoverToStaleReplica(cluster, async () => {

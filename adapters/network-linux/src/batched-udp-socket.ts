@@ -16,7 +16,7 @@ import {
   writeSockaddr,
   type MmsgSyscalls
 } from './mmsg.js'
-import { bindError, MAX_SEND_QUEUE, type UdpCounters } from './udp-socket.js'
+import { bindError, closeSocket, MAX_SEND_QUEUE, type UdpCounters } from './udp-socket.js'
 
 /** Options of a {@link BatchedUdpEndpoint}. */
 export interface BatchedUdpInit {
@@ -229,13 +229,7 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
   /** Closes the socket (after sending what is queued) and completes `datagrams$`. Idempotent. */
   close(): Promise<void> {
     if (this.closing === undefined) this.flush()
-    this.closing ??= new Promise<void>((resolve) => {
-      try {
-        this.socket.close(() => resolve())
-      } catch {
-        resolve() // already closed by node
-      }
-    }).then(() => {
+    this.closing ??= closeSocket(this.socket).then(() => {
       this.rx.close()
       this.tx.close()
       this.gso?.close()

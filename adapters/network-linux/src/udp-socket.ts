@@ -112,18 +112,27 @@ export class DgramUdpEndpoint implements UdpEndpoint {
 
   /** Closes the socket and completes `datagrams$`. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      try {
-        this.socket.close(() => resolve())
-      } catch {
-        resolve() // already closed by node
-      }
-    }).then(() => {
+    this.closing ??= closeSocket(this.socket).then(() => {
       this.subject.complete()
       this.counters.closed(this)
     })
     return this.closing
   }
+}
+
+/**
+ * Closes a `node:dgram` socket; resolves once it is closed, or at once if node had closed it.
+ *
+ * @param socket - the socket
+ */
+export function closeSocket(socket: Socket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    try {
+      socket.close(() => resolve())
+    } catch {
+      resolve() // already closed by node
+    }
+  })
 }
 
 /**

@@ -8,6 +8,7 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { randomBytes } from 'node:crypto'
 import { wire } from '../../src/index.js'
+import { prng } from '../helpers/mutate.js'
 
 const { ExchangeType, PayloadType, TransformType, EncrId, PrfId, GroupId, HeaderFlag } = wire
 
@@ -32,18 +33,6 @@ interface Job {
 }
 
 const job = JSON.parse(process.argv[2]) as Job
-
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x
-  }
-}
 
 function payload(next: number, data: Uint8Array, critical = false): Uint8Array {
   const len = 4 + data.length

@@ -1,5 +1,6 @@
 import { Subject } from 'rxjs'
 import { VirtualClock } from '@vipsec/clock'
+import { HeldClock } from '@vipsec/clock/test/held-clock'
 import {
   StoreUnavailableError,
   type Clock,
@@ -9,8 +10,7 @@ import {
   type Fence,
   type NodeHealth,
   type NodeId,
-  type TakeoverReport,
-  type TimerHandle
+  type TakeoverReport
 } from '@vipsec/interface'
 import { MemoryCouplingFacility, MemoryCouplingStore } from '@vipsec/store-memory'
 import {
@@ -51,56 +51,6 @@ export class ScriptedDetector {
     const event: FailureDetectorEvent = { type: 'node:recovered', node }
     this.subject.next(event)
     return event
-  }
-}
-
-/**
- * A clock over a virtual clock whose timers can be held back: `pause()` makes every timer that
- * falls due wait until `resume()`, as the timers of a stopped (SIGSTOP) process do, while time
- * goes on.
- */
-export class PausableClock implements Clock {
-  private paused = false
-  private held: (() => void)[] = []
-  /** Timers fire this much (ms) early, as Node's do by up to a millisecond. Default 0. */
-  earlyMs = 0
-  constructor(private readonly inner: VirtualClock) {}
-  now(): number {
-    return this.inner.now()
-  }
-  monotonic(): number {
-    return this.inner.monotonic()
-  }
-  setTimeout(fn: () => void, ms: number): TimerHandle {
-    return this.inner.setTimeout(
-      () => {
-        if (this.paused) this.held.push(fn)
-        else fn()
-      },
-      ms > this.earlyMs ? ms - this.earlyMs : ms
-    )
-  }
-  clearTimeout(handle: TimerHandle): void {
-    this.inner.clearTimeout(handle)
-  }
-  async sleep(ms: number, options?: { signal?: AbortSignal }): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const timer = this.setTimeout(resolve, ms)
-      options?.signal?.addEventListener('abort', () => {
-        this.clearTimeout(timer)
-        reject(new Error('aborted'))
-      })
-    })
-  }
-  pause(): void {
-    this.paused = true
-  }
-  /** Lets the held timers run, late, in order. */
-  resume(): void {
-    this.paused = false
-    const held = this.held
-    this.held = []
-    for (const fn of held) fn()
   }
 }
 
@@ -221,7 +171,7 @@ export interface TestNode {
   store: CouplingStore
   memory: MemoryCouplingStore
   faults: StoreFaults
-  clock: PausableClock
+  clock: HeldClock
 }
 
 /** A cluster of ownership units over one memory facility and one virtual clock. */
@@ -239,7 +189,7 @@ export class TestCluster {
   }
 
   async add(id: NodeId, init: Partial<OwnershipControllerInit> = {}): Promise<TestNode> {
-    const clock = new PausableClock(this.clock)
+    const clock = new HeldClock(this.clock)
     const memory = new MemoryCouplingStore({ clock: this.clock }, { facility: this.facility })
     await memory.start()
     const faults: StoreFaults = { loseNextClaimReply: false, downWithTimeoutMs: undefined }
