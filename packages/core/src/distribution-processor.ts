@@ -38,9 +38,13 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { readFlow } from '@vipsec/wire'
-import { FencingConfigError, UnsupportedProposalError } from './errors.js'
+import { FencingConfigError, JoinWindowConfigError, UnsupportedProposalError } from './errors.js'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
-import { OwnershipController, type OwnershipActions } from './ownership/ownership-controller.js'
+import {
+  OWNERSHIP_QUERY_EPOCH,
+  OwnershipController,
+  type OwnershipActions
+} from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'
 import { runTakeover, type TakeoverParts } from './takeover.js'
 import type { DefaultTargetStack } from './target-stack.js'
@@ -179,6 +183,15 @@ export interface DefaultDistributionProcessorInit {
    * leaves the DVIPA to the others. Default 1000.
    */
   failureBackoffMs?: number
+  /**
+   * How long a starting (or re-joining) node listens before it may claim a DVIPA, ms: it asks
+   * the other distribution processors who owns it (an ownership query on the cluster link),
+   * hears the store's changes and reads back, and then claims above the highest epoch seen, or
+   * backs up the live owner it heard of. At least max(the detector's `detectionTimeMs`, two
+   * `ownershipCheckMs`): a start with less is rejected (`JoinWindowConfigError`). Default that
+   * bound. A DVIPA ranked on this node alone has no window.
+   */
+  joinWindowMs?: number
 }
 
 /** @internal The data path and records of one DVIPA on this node; ownership is in `ownership`. */
@@ -274,6 +287,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       pauseThresholdMs: init.pauseThresholdMs ?? Math.max(1000, 2 * ownershipCheckMs),
       pauseGraceMs: init.pauseGraceMs ?? 1000,
       failureBackoffMs: init.failureBackoffMs ?? 1000,
+      joinWindowMs: init.joinWindowMs ?? joinWindowBound(ownershipCheckMs, components.detector),
       retry: { initialMs: 1000, maxMs: 16000, attempts: 6, ...init.retry }
     }
   }
@@ -335,6 +349,16 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         `${selfFenceMs} ms is longer than the failure detector's shortest detection (${detection} ms, ` +
           'for a lease detector ttlMs - intervalMs - storeTimeoutMs): ' +
           'a cut-off owner could still serve when a backup takes over'
+      )
+    const { joinWindowMs } = this.init
+    const bound = joinWindowBound(ownershipCheckMs, this.components.detector)
+    if (!Number.isFinite(joinWindowMs) || joinWindowMs < bound)
+      throw new JoinWindowConfigError(
+        ['joinWindowMs', 'ownershipCheckMs', 'detector.detectionTimeMs'],
+        bound,
+        `${joinWindowMs} ms is shorter than ${bound} ms, max(the detector's detection time, ` +
+          'two ownership read-backs): a node that starts while the store lost data could claim ' +
+          'an epoch a live owner holds'
       )
   }
 
@@ -405,8 +429,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // is to serve.
         if (this.components.network.isStarted())
           await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
-        await state.ownership.start()
       }
+      // every DVIPA's join window at once
+      const joined = await Promise.allSettled(
+        [...this.states.values()].map((state) => state.ownership.start())
+      )
+      const failed = joined.find((r) => r.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
       this.publishStatus()
     } catch (err) {
       for (const state of this.states.values()) await state.ownership.abandon()
@@ -765,6 +794,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         const targets = await this.notifyTargets(s, fence.epoch)
         this.emit({ type: 'targets:notified', dvipa: s.config.dvipa, targets, epoch: fence.epoch })
       },
+      query: () => {
+        const s = state()
+        const query: ClusterMessage = {
+          type: 'ownership:notice',
+          dvipa: s.config.dvipa,
+          owner: this.id,
+          epoch: OWNERSHIP_QUERY_EPOCH
+        }
+        for (const node of s.config.ranks)
+          if (node !== this.id) this.components.link.send(node, query).catch(() => undefined)
+      },
       emit: (e) => this.emit(e),
       changed: () => this.publishStatus()
     }
@@ -812,7 +852,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           selfFenceMs: this.init.selfFenceMs,
           pauseThresholdMs: this.init.pauseThresholdMs,
           pauseGraceMs: this.init.pauseGraceMs,
-          failureBackoffMs: this.init.failureBackoffMs
+          failureBackoffMs: this.init.failureBackoffMs,
+          joinWindowMs: this.init.joinWindowMs
         }
       ),
       table: new ConnectionTable(config.dvipa, config.targets, config.policy),
@@ -852,7 +893,21 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 
   private onLinkMessage({ from, message }: ClusterEnvelope): void {
     if (message.type === 'packet:outbound') this.onOutbound(from, message)
-    else if (message.type === 'ownership:notice' && message.owner !== this.id) {
+    else if (message.type === 'ownership:notice' && message.epoch === OWNERSHIP_QUERY_EPOCH) {
+      // A distribution processor of the DVIPA asks who owns it (it joins): an owner answers with
+      // its notice. The link authenticated the sender; only a node ranked for the DVIPA is told.
+      const state = this.states.get(message.dvipa)
+      const fence = state?.ownership.fence()
+      if (state === undefined || fence === undefined || !state.config.ranks.includes(from)) return
+      this.components.link
+        .send(from, {
+          type: 'ownership:notice',
+          dvipa: message.dvipa,
+          owner: this.id,
+          epoch: fence.epoch
+        })
+        .catch(() => undefined)
+    } else if (message.type === 'ownership:notice' && message.owner !== this.id) {
       this.states.get(message.dvipa)?.ownership.observe(message.epoch, message.owner, 'link')
     }
   }
@@ -1141,7 +1196,22 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 function statusRole(ownership: OwnershipController): DvipaRole {
   const s = ownership.current()
   if (s.role === 'taking-over') return s.phase.step === 'rank-delay' ? 'backup' : 'taking-over'
+  if (s.role === 'joining') return 'backup'
   return s.role
+}
+
+/**
+ * The shortest join window a configuration allows, ms: max(the detector's detection time, two
+ * ownership read-backs).
+ *
+ * @param ownershipCheckMs - the read-back interval, ms
+ * @param detector - the failure detector (its `detectionTimeMs`, when it states one)
+ */
+export function joinWindowBound(
+  ownershipCheckMs: number,
+  detector: Pick<FailureDetector, 'detectionTimeMs'>
+): number {
+  return Math.max(detector.detectionTimeMs ?? 0, 2 * Math.max(0, ownershipCheckMs))
 }
 
 /**

@@ -39,3 +39,26 @@ export class UnsupportedProposalError extends InvalidConfigError {
     this.unsupported = unsupported
   }
 }
+
+/**
+ * A join window too short to learn what the cluster knows before a claim: a node that starts
+ * (or re-joins) while the store lost data could then claim an epoch at or below one a live owner
+ * holds. Thrown by `validate()` at start. An `InvalidConfigError` naming every field of the bound.
+ */
+export class JoinWindowConfigError extends InvalidConfigError {
+  /** The fields of the bound (`joinWindowMs`, `ownershipCheckMs`, `detector.detectionTimeMs`). */
+  readonly fields: string[]
+  /** The shortest window the configuration allows, ms. */
+  readonly minimumMs: number
+
+  /**
+   * @param fields - the fields of the bound, `joinWindowMs` first
+   * @param minimumMs - the shortest window allowed, ms
+   * @param message - why
+   */
+  constructor(fields: [string, ...string[]], minimumMs: number, message: string) {
+    super(fields[0], `${message} (fields: ${fields.join(', ')})`)
+    this.fields = fields
+    this.minimumMs = minimumMs
+  }
+}

@@ -24,7 +24,7 @@
  * @packageDocumentation
  */
 export { requestResponse, udpEcho } from './apps.js'
-export { FencingConfigError, UnsupportedProposalError } from './errors.js'
+export { FencingConfigError, JoinWindowConfigError, UnsupportedProposalError } from './errors.js'
 export {
   ConnectionTable,
   connectionId,
@@ -38,6 +38,7 @@ export {
 export {
   DefaultDistributionProcessor,
   defaultDistributionProcessor,
+  joinWindowBound,
   type DefaultDistributionProcessorComponents,
   type DefaultDistributionProcessorInit,
   type EspProposalEntry,
@@ -68,6 +69,7 @@ export {
 } from './takeover.js'
 export {
   OwnershipController,
+  OWNERSHIP_QUERY_EPOCH,
   ownerLease,
   type OwnershipActions,
   type OwnershipControllerComponents,

@@ -188,6 +188,8 @@ export class DefaultTargetStack implements TargetStack {
   async receive(envelope: ClusterEnvelope): Promise<void> {
     const { from, message } = envelope
     if (message.type === 'ownership:notice') {
+      // epoch 0 is no owner's: a distribution processor's ownership query, not for targets
+      if (message.epoch <= 0) return
       this.learnOwner(message.dvipa, message.owner, message.epoch)
       return
     }

@@ -14,10 +14,12 @@ import { MemoryCouplingStore } from '@vipsec/store-memory'
 import {
   DefaultDistributionProcessor,
   FencingConfigError,
+  JoinWindowConfigError,
   UnsupportedProposalError,
+  joinWindowBound,
   type DefaultDistributionProcessorInit
 } from '../src/index.js'
-import { DVIPA, ScriptedDetector } from './helpers/ownership-harness.js'
+import { DVIPA, ScriptedDetector, whileAdvancing } from './helpers/ownership-harness.js'
 
 /** A processor over a memory store whose network cannot take the address (a wrong interface). */
 function processor(
@@ -87,9 +89,9 @@ describe(DefaultDistributionProcessor.name, () => {
   describe('.start', () => {
     describe('fault 8: when the primary cannot take the DVIPA address (a wrong interface)', () => {
       it('should reject, release the epoch it claimed and the address, and stop', async () => {
-        const { dp, store, released } = processor()
+        const { dp, store, released, clock } = processor()
         await store.start()
-        const error = await dp.start().then(
+        const error = await whileAdvancing(clock, dp.start()).then(
           () => undefined,
           (e: Error) => e
         )
@@ -186,6 +188,45 @@ describe(DefaultDistributionProcessor.name, () => {
         const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
         expect(read).to.equal('NotFoundError')
         expect(released).to.deep.equal([])
+      })
+
+      it('should reject a join window shorter than two read-backs, naming the fields', async () => {
+        const { dp, store } = processor({ joinWindowMs: 300, ownershipCheckMs: 250 })
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(JoinWindowConfigError)
+        expect(error).to.include({ name: 'InvalidConfigError', field: 'joinWindowMs' })
+        expect((error as JoinWindowConfigError).fields).to.deep.equal([
+          'joinWindowMs',
+          'ownershipCheckMs',
+          'detector.detectionTimeMs'
+        ])
+        expect((error as JoinWindowConfigError).minimumMs).to.equal(500)
+        expect(dp.isStarted()).to.equal(false)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+      })
+
+      it('should reject a join window shorter than the detector’s detection time', async () => {
+        const { dp, store } = processor({ joinWindowMs: 600 }, { detectionTimeMs: 900 } as never)
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(JoinWindowConfigError)
+        expect((error as JoinWindowConfigError).minimumMs).to.equal(900)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+      })
+
+      it('should derive the join window from the detector when none is given', () => {
+        const { dp } = processor({}, { detectionTimeMs: 900 } as never)
+        expect(dp.init.joinWindowMs).to.equal(900)
+        expect(joinWindowBound(250, {})).to.equal(500)
       })
 
       it('should reject selfFenceMs without read-backs (ownershipCheckMs 0)', async () => {

@@ -8,6 +8,7 @@ import {
   faultyStore,
   RecordingActions,
   ScriptedDetector,
+  whileAdvancing,
   type StoreFaults
 } from './helpers/ownership-harness.js'
 
@@ -61,7 +62,7 @@ describe('OwnershipController self-fence timer', () => {
         selfFenceMs: 400
       }
     )
-    await unit.start()
+    await whileAdvancing(virtual, unit.start())
     for (let t = 0; t < 1000; t += 10) await virtual.advance(10)
     expect(unit.current().role).to.equal('owner')
     // cut off from the store: every call hangs for 5 s and fails

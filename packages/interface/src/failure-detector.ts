@@ -55,6 +55,14 @@ export interface FailureDetector extends Startable {
   readonly minDetectionMs?: number
 
   /**
+   * The longest time, ms, from a node's last sign of life to the moment this detector declares
+   * it failed (or, for a node it has not heard yet, to the moment it has heard a live one), when
+   * the detector can state it: for heartbeats, interval x multiplier; for a lease, its lifetime.
+   * A distribution processor's join window at start is at least this long.
+   */
+  readonly detectionTimeMs?: number
+
+  /**
    * Starts watching a node; watching one already watched updates its endpoint. The node is
    * `unknown` until first heard; from then on `events$` reports `node:suspect`, `node:failed`
    * and `node:recovered` for it.

@@ -2,12 +2,14 @@ import type { Dvipa, NodeId } from './addressing.js'
 
 /**
  * The role of a node for one DVIPA in its ownership state machine:
+ * - `joining`: it just started (or re-joins) and listens for the highest epoch and live owner
+ *   known in the cluster for one join window before it may claim anything;
  * - `backup`: it serves nothing and watches the owner;
  * - `taking-over`: it waits out its rank delay, claims, or runs the takeover steps;
  * - `owner`: it holds the current epoch (and serves, unless it is confirming after a pause);
  * - `fenced`: it held the epoch but could not confirm it in time and stopped serving.
  */
-export type OwnershipRole = 'backup' | 'taking-over' | 'owner' | 'fenced'
+export type OwnershipRole = 'joining' | 'backup' | 'taking-over' | 'owner' | 'fenced'
 
 /** Where a node saw an epoch. */
 export type EpochSource = 'store' | 'link' | 'target' | 'rejected-write' | 'mailbox' | 'claim'
@@ -32,6 +34,7 @@ export type OwnershipCause =
   | 'paused'
   | 'epoch-regressed'
   | 'start-failed'
+  | 'joined'
 
 /** The events of an ownership state machine (part of `DistributionEvent`). */
 export type OwnershipEvent =

@@ -385,7 +385,9 @@ export class SimulatedCluster {
     if (this.options.realTime) this.keepAlive = setInterval(() => {}, 1000)
     for (let j = 1; j <= this.options.targets; j++)
       await this.startTarget(`target-${j}`, `10.9.1.${j}`)
-    for (const [i, node] of this.ranks.entries()) await this.startDp(node, `10.9.0.${i + 1}`)
+    // a DP's start lasts its join window: time passes meanwhile
+    for (const [i, node] of this.ranks.entries())
+      await this.advancing(this.startDp(node, `10.9.0.${i + 1}`))
     await this.advance(50)
     for (let k = 1; k <= this.options.peers; k++) this.peers.push(await this.makePeer(k))
     await Promise.all([this.connectPeers(), this.advance(this.options.startSettleMs)])
@@ -419,6 +421,24 @@ export class SimulatedCluster {
     }
     const step = 10
     for (let t = 0; t < ms; t += step) await clock.advance(Math.min(step, ms - t))
+  }
+
+  /**
+   * Lets virtual time pass, in the steps of {@link advance}, until `work` settles (a start that
+   * waits out a join window); on the system clock, just waits for it.
+   *
+   * @param work - what to wait for
+   */
+  async advancing<T>(work: Promise<T>): Promise<T> {
+    const clock = this.clock
+    if (!(clock instanceof VirtualClock)) return work
+    let done = false
+    const settled = work.finally(() => {
+      done = true
+    })
+    settled.catch(() => undefined)
+    for (let i = 0; !done && i < 100_000; i++) await clock.advance(10)
+    return settled
   }
 
   /** Starts every peer sending a request every `trafficIntervalMs`. */
@@ -461,10 +481,14 @@ export class SimulatedCluster {
 
   /**
    * Restarts a crashed distribution processor or target with fresh state (as a new process would).
+   * A distribution processor's start lasts its join window: virtual time passes meanwhile, unless
+   * `advance` is false (the caller lets it pass, as the chaos runner does).
    *
    * @param node - the node's id
+   * @param options - `advance: false` to leave the clock to the caller
    */
-  async restart(node: NodeId): Promise<void> {
+  async restart(node: NodeId, options: { advance?: boolean } = {}): Promise<void> {
+    if (options.advance !== false) return this.advancing(this.restart(node, { advance: false }))
     const target = this.targets.get(node)
     if (target !== undefined) {
       if (!target.up) await this.startTarget(node, target.address)

@@ -81,6 +81,13 @@ export interface OwnershipActions {
    * `auditEvery` read-backs while it owns and serves.
    */
   audit?(fence: Fence): Promise<void>
+  /**
+   * Asks the other distribution processors of the DVIPA, on the authenticated cluster link, who
+   * owns it (an ownership notice at {@link OWNERSHIP_QUERY_EPOCH}): an owner answers with its own
+   * notice, which comes back through {@link OwnershipController.observe}. Sent when a join window
+   * begins. Optional: without it, the window learns from the store alone.
+   */
+  query?(): void
   /** Emits a distribution event. */
   emit(event: DistributionEvent): void
   /** Publishes the status (the state changed). */
@@ -121,7 +128,22 @@ export interface OwnershipControllerInit {
   ownerLeaseMs?: number
   /** The first wait after a failed takeover before this node tries again, ms (it doubles). Default 1000. */
   failureBackoffMs?: number
+  /**
+   * How long a starting (or re-joining) node listens before it may claim anything, ms: for the
+   * highest epoch and the live owner the cluster knows (answers to its ownership query, the
+   * store's changes, the read-backs). Default 2 read-back intervals; 0 turns the window off. A
+   * DVIPA ranked on this node alone has no window. The distribution processor rejects a window
+   * shorter than max(detector detection time, 2 read-back intervals) (`JoinWindowConfigError`).
+   */
+  joinWindowMs?: number
 }
+
+/**
+ * The epoch of an ownership notice that is a query, not a claim: no owner ever holds epoch 0, so
+ * a notice at it asks the receiving distribution processor to answer with its own notice if it
+ * owns the DVIPA. Targets ignore it.
+ */
+export const OWNERSHIP_QUERY_EPOCH = 0
 
 /** The counters of an ownership unit. */
 export interface OwnershipCounters {
@@ -197,6 +219,9 @@ export class OwnershipController {
   private readonly pauseGraceMs: number
   private readonly ownerLeaseMs: number
   private readonly failureBackoffMs: number
+  private readonly joinWindowMs: number
+  private joinTimer: TimerHandle | undefined
+  private joinDone: (() => void) | undefined
   private state: OwnershipState = { role: 'backup', view: { kind: 'unclaimed' } }
   private highest = 0
   /** The epoch the store reported last (by a read, an event or a conflict): claims replace it. */
@@ -261,6 +286,14 @@ export class OwnershipController {
     this.pauseGraceMs = init.pauseGraceMs ?? 1000
     this.ownerLeaseMs = init.ownerLeaseMs ?? Math.max(1, 4 * (this.checkMs || 250))
     this.failureBackoffMs = init.failureBackoffMs ?? 1000
+    this.joinWindowMs = init.ranks.some((n) => n !== init.node)
+      ? Math.max(0, init.joinWindowMs ?? 2 * this.checkMs)
+      : 0
+  }
+
+  /** The join window in effect, ms (0: none). */
+  get joinWindow(): number {
+    return this.joinWindowMs
   }
 
   // ---- what others read ----
@@ -314,9 +347,15 @@ export class OwnershipController {
   // ---- lifecycle ----
 
   /**
-   * Joins: reads the ownership; the primary claims a DVIPA nobody ever claimed (and serves it);
-   * a DVIPA the store names this node's (a restart) or nobody's (released) is taken over in the
-   * background; otherwise this node backs it up. Starts the read-back timer.
+   * Joins: reads the ownership, then (with a join window) listens for `joinWindowMs` in the
+   * `joining` role, serving and claiming nothing, for the highest epoch and live owner the
+   * cluster knows: it asks the other distribution processors ({@link OwnershipActions.query}),
+   * hears the store's changes and reads back. Then it reads the ownership again and decides: a
+   * live owner heard above what the store says (a store that lost data) is backed up (that owner
+   * recovers above the loss); otherwise the primary claims a DVIPA nobody claimed (above the
+   * highest epoch seen, and serves it), a DVIPA the store names this node's (a restart) or
+   * nobody's (released) is taken over in the background, and otherwise this node backs it up.
+   * Starts the read-back timer.
    *
    * @throws a store error when the ownership cannot be read, or a fresh claim fails for good
    */
@@ -326,23 +365,58 @@ export class OwnershipController {
     this.confirmedAt = this.clock.monotonic()
     let ownership: Ownership | undefined
     try {
-      ownership = await this.store.getOwnership(this.dvipa)
+      ownership = await this.readOwnership()
     } catch (err) {
-      if ((err as Error).name !== 'NotFoundError') {
-        this.running = false
-        throw err
-      }
+      this.running = false
+      throw err
     }
     this.scheduleCheck()
-    // A restarted node knows no epoch: what the store says may be a loss of data (a store that
-    // restarted empty or rolled back) while another node serves a higher epoch. It takes over
-    // from itself only after one join window (time for that owner's read-back to see the loss
-    // and claim above it) and when no other node's owner lease is live.
-    this.joinUntil = this.clock.monotonic() + 2 * Math.max(this.checkMs, 1)
+    let cause: OwnershipCause = 'start'
+    if (this.joinWindowMs > 0) {
+      if (ownership !== undefined) this.learnStore(ownership.owner, ownership.epoch)
+      const until = this.clock.monotonic() + this.joinWindowMs
+      this.joinUntil = until
+      this.setState(
+        {
+          role: 'joining',
+          view: ownership === undefined ? { kind: 'unclaimed' } : this.viewOf(ownership),
+          until
+        },
+        'start',
+        'store'
+      )
+      this.actions.query?.()
+      await this.joinWait(this.joinWindowMs)
+      if (!this.running) return
+      // what the store says now: a live owner that saw a loss of data has claimed above it
+      ownership = await this.readOwnership()
+      if (!this.running) return
+      const s = this.state
+      const heard = s.role === 'joining' ? s.heard : undefined
+      if (heard !== undefined && heard.epoch > (ownership?.epoch ?? 0)) {
+        // A live owner above the store: the store lost data. That owner claims above the loss
+        // and writes its records again; this node backs it up.
+        this.setState(
+          { role: 'backup', view: { kind: 'owned', owner: heard.owner, epoch: heard.epoch } },
+          'joined',
+          'link'
+        )
+        return
+      }
+      cause = 'joined'
+    } else {
+      // Without a window: a restarted node takes over from itself only after two read-backs
+      // (time for a live owner's read-back to see a loss of data and claim above it).
+      this.joinUntil = this.clock.monotonic() + 2 * Math.max(this.checkMs, 1)
+    }
     if (ownership === undefined) {
-      if (this.ranks[0] !== this.node) return
+      if (this.ranks[0] !== this.node) {
+        if (this.state.role === 'joining')
+          this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, cause, 'store')
+        return
+      }
       if (await this.otherOwnerLive()) {
-        this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, 'start', 'store')
+        this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, cause, 'store')
         this.scheduleEvaluate(this.joinUntil)
         return
       }
@@ -350,10 +424,47 @@ export class OwnershipController {
       return
     }
     this.learnStore(ownership.owner, ownership.epoch)
-    this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'start', 'store')
+    this.setState({ role: 'backup', view: this.viewOf(ownership) }, cause, 'store')
     if (ownership.owner === null)
       this.beginAttempt(ownership.previousOwner ?? this.node, 'released', undefined)
     else if (ownership.owner === this.node) this.evaluate(undefined)
+  }
+
+  /** Reads the ownership (`undefined`: nobody ever claimed it). */
+  private async readOwnership(): Promise<Ownership | undefined> {
+    try {
+      return await this.store.getOwnership(this.dvipa)
+    } catch (err) {
+      if ((err as Error).name === 'NotFoundError') return undefined
+      throw err
+    }
+  }
+
+  /** Waits out a join window on the unit's clock; {@link stop} ends it early. */
+  private joinWait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      // A start under way keeps the process alive (a clock's timers may not: the system clock
+      // unrefs them), as the store's reply it awaits would.
+      const alive = setInterval(() => undefined, 2 ** 30)
+      this.joinDone = () => {
+        this.joinDone = undefined
+        clearInterval(alive)
+        if (this.joinTimer !== undefined) this.clock.clearTimeout(this.joinTimer)
+        this.joinTimer = undefined
+        resolve()
+      }
+      this.joinTimer = this.clock.setTimeout(() => this.joinDone?.(), ms)
+    })
+  }
+
+  /**
+   * Re-joins without leaving the backup role (after a fence is confirmed, after the store lost
+   * data): no takeover from itself before one join window, and the query goes out again.
+   */
+  private rejoin(): void {
+    const window = this.joinWindowMs > 0 ? this.joinWindowMs : 2 * Math.max(this.checkMs, 1)
+    this.joinUntil = Math.max(this.joinUntil, this.clock.monotonic() + window)
+    this.actions.query?.()
   }
 
   /**
@@ -379,6 +490,7 @@ export class OwnershipController {
     if (!this.running) return
     this.running = false
     this.clearTimers()
+    this.joinDone?.()
     this.cancelAttempt(new TakeoverError(`${this.node} stopped`))
     if (this.state.role !== 'backup')
       this.setState({ role: 'backup', view: { kind: 'unclaimed' } }, 'stop')
@@ -452,6 +564,22 @@ export class OwnershipController {
     const s = this.state
     const mine = stateEpoch(s)
     switch (s.role) {
+      case 'joining': {
+        // Listens only: what it learns decides when the window ends.
+        let { view, heard } = s
+        if (source === 'store' && owner !== undefined && epoch >= viewEpoch(view))
+          view = this.viewFrom(epoch, owner)
+        if (
+          owner !== undefined &&
+          owner !== null &&
+          owner !== this.node &&
+          source !== 'store' &&
+          epoch > (heard?.epoch ?? 0)
+        )
+          heard = { owner, epoch }
+        this.state = { ...s, view, ...(heard !== undefined ? { heard } : {}) }
+        return
+      }
       case 'owner':
       case 'fenced': {
         // Only this node claims in its own name: a higher epoch naming it is its recovery's claim.
@@ -1106,6 +1234,10 @@ export class OwnershipController {
     this.learnStore(ownership.owner, ownership.epoch)
     const s = this.state
     switch (s.role) {
+      case 'joining':
+        if (ownership.epoch >= viewEpoch(s.view))
+          this.state = { ...s, view: this.viewOf(ownership) }
+        return
       case 'owner':
         if (ownership.owner === this.node && ownership.epoch === s.fence.epoch) {
           this.confirmed(sentAt)
@@ -1123,10 +1255,7 @@ export class OwnershipController {
           // Still ours, or a store that rolled back to it while it was cut off: serve again, by
           // a takeover from itself under a new epoch, after a join window (a live owner that
           // it never heard of sees the rollback and claims above it meanwhile).
-          this.joinUntil = Math.max(
-            this.joinUntil,
-            this.clock.monotonic() + 2 * Math.max(this.checkMs, 1)
-          )
+          this.rejoin()
           this.setState({ role: 'backup', view: this.viewOf(ownership) }, 'confirmed', 'store')
           this.evaluate(undefined)
         } else {
@@ -1278,7 +1407,9 @@ export class OwnershipController {
     }
     if (s.role === 'fenced' && this.attempt === undefined) {
       // It held the highest epoch and stopped for want of a confirmation; the store has lost
-      // it. Nobody else may serve below it: recover by a takeover from itself, above it.
+      // it. Nobody else may serve below it: recover by a takeover from itself, above it, after
+      // a join window (a live owner it never heard of answers, or claims above the loss).
+      this.rejoin()
       this.setState(
         { role: 'backup', view: { kind: 'owned', owner: this.node, epoch: storeEpoch } },
         'epoch-regressed',

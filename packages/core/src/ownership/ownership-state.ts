@@ -75,6 +75,19 @@ export type OwnerStanding =
 /** The ownership state of one DVIPA on one node. */
 export type OwnershipState =
   | {
+      /**
+       * Just started (or re-joining): serves nothing, claims nothing, and listens until `until`
+       * for the highest epoch and live owner the cluster knows (ownership notices, the store).
+       */
+      role: 'joining'
+      /** What the store said last. */
+      view: StoreView
+      /** A live owner heard of during the window (an answer to the ownership query), if any. */
+      heard?: { owner: NodeId; epoch: number }
+      /** Monotonic ms at which the window ends. */
+      until: number
+    }
+  | {
       /** Not serving; watching the owner. */
       role: 'backup'
       /** What the store said last. */
@@ -117,6 +130,8 @@ export function stateEpoch(state: OwnershipState): number {
       return state.phase.step === 'running' ? state.phase.fence.epoch : viewEpoch(state.view)
     case 'backup':
       return viewEpoch(state.view)
+    case 'joining':
+      return Math.max(viewEpoch(state.view), state.heard?.epoch ?? 0)
   }
 }
 
@@ -134,6 +149,12 @@ export function stateOwner(state: OwnershipState): NodeId | undefined {
           : undefined
     case 'backup':
       return state.view.kind === 'owned' ? state.view.owner : undefined
+    case 'joining':
+      return state.heard !== undefined && state.heard.epoch >= viewEpoch(state.view)
+        ? state.heard.owner
+        : state.view.kind === 'owned'
+          ? state.view.owner
+          : undefined
   }
 }
 

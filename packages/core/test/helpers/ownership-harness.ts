@@ -152,6 +152,13 @@ export class RecordingActions implements OwnershipActions {
       throw new StoreUnavailableError('putRecords: timed out')
     }
   }
+  /** Where the ownership query goes (the cluster wires it to the other nodes). */
+  onQuery: () => void = () => undefined
+  queries = 0
+  query(): void {
+    this.queries++
+    this.onQuery()
+  }
   emit(event: DistributionEvent): void {
     this.events.push(event)
   }
@@ -174,12 +181,28 @@ export interface TestNode {
   clock: HeldClock
 }
 
+/**
+ * Lets virtual time pass in 10 ms steps until `work` settles (a start that waits out its join
+ * window), at most 100 s of it; then settles as `work` did.
+ */
+export async function whileAdvancing<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
+  let done = false
+  const settled = work.finally(() => {
+    done = true
+  })
+  settled.catch(() => undefined)
+  for (let i = 0; !done && i < 10_000; i++) await clock.advance(10)
+  return settled
+}
+
 /** A cluster of ownership units over one memory facility and one virtual clock. */
 export class TestCluster {
   readonly clock = new VirtualClock({ startTime: Date.UTC(2026, 0, 1) })
   readonly facility = new MemoryCouplingFacility()
   readonly nodes = new Map<NodeId, TestNode>()
   readonly ranks: NodeId[]
+  /** The cluster link is down: ownership queries go unanswered. */
+  linkCut = false
 
   constructor(
     size = 3,
@@ -217,6 +240,14 @@ export class TestCluster {
         unit.observe(e.epoch, null, 'store', e.previousOwner)
     })
     detector.events$.subscribe((e) => unit.onDetectorEvent(e))
+    // the ownership query on the cluster link: every owner answers with its notice
+    actions.onQuery = () => {
+      if (this.linkCut) return
+      for (const other of this.nodes.values()) {
+        const fence = other.id === id ? undefined : other.unit.fence()
+        if (fence !== undefined) unit.observe(fence.epoch, other.id, 'link')
+      }
+    }
     const node = { id, unit, actions, detector, store, memory, faults, clock }
     this.nodes.set(id, node)
     return node
@@ -224,8 +255,13 @@ export class TestCluster {
 
   /** Starts nodes dp-1..dp-N in rank order. */
   async startAll(): Promise<void> {
-    for (const id of this.ranks) await (await this.add(id)).unit.start()
+    for (const id of this.ranks) await this.start(await this.add(id))
     await this.advance(100)
+  }
+
+  /** Starts a node's unit, letting virtual time pass until its start (its join window) is over. */
+  async start(node: TestNode): Promise<void> {
+    await whileAdvancing(this.clock, node.unit.start())
   }
 
   node(id: NodeId): TestNode {

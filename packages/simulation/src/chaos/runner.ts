@@ -513,7 +513,7 @@ class ChaosRun {
     const afterHeal = this.healed
     this.resumedAt.set(node, this.base.monotonic())
     try {
-      await this.cluster.restart(node)
+      await this.cluster.restart(node, { advance: false }) // this run lets time pass
     } catch (e) {
       this.log(node, `start failed: ${(e as Error)?.name}: ${(e as Error)?.message}`)
       const dp = this.cluster.dps.get(node)
