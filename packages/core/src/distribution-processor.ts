@@ -46,6 +46,7 @@ import {
   type OwnershipActions
 } from './ownership/ownership-controller.js'
 import { filterRecord, saRecords } from './records.js'
+import { sameChildSelectors } from './selectors.js'
 import { runTakeover, type TakeoverParts } from './takeover.js'
 import type { DefaultTargetStack } from './target-stack.js'
 
@@ -1108,13 +1109,15 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     // a Child SA is replaced when the kept IKE SA has one with the same selectors: an older IKE
     // SA is a duplicate only if it has no Child SA or the kept one replaces each of them (a
     // peer may run two tunnels with other selectors under the same identities)
-    const selectors = (c: Phase2Record): string => JSON.stringify(c.selectors)
+    // (the same traffic, as sets of selectors, however ordered or written)
     const keptEntry = state.sas.get(kept.id)
-    const replaced = new Set([...(keptEntry?.phase2.values() ?? [])].map(selectors))
+    const replacing = [...(keptEntry?.phase2.values() ?? [])]
+    const replaced = (c: Phase2Record): boolean =>
+      replacing.some((r) => sameChildSelectors(r.selectors, c.selectors))
     for (const [id, other] of state.sas) {
       if (id === kept.id || key(other.phase1) !== key(kept)) continue
       if (other.phase1.establishedAt > kept.establishedAt) continue
-      if (![...other.phase2.values()].every((c) => replaced.has(selectors(c)))) continue
+      if (![...other.phase2.values()].every(replaced)) continue
       this.emit({
         type: 'takeover:merged',
         dvipa: state.config.dvipa,

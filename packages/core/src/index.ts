@@ -24,6 +24,7 @@
  * @packageDocumentation
  */
 export { requestResponse, udpEcho } from './apps.js'
+export { sameChildSelectors, sameSelectorSet, sameTrafficSelector } from './selectors.js'
 export { FencingConfigError, JoinWindowConfigError, UnsupportedProposalError } from './errors.js'
 export {
   ConnectionTable,
