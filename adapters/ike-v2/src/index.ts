@@ -100,6 +100,7 @@
  * @packageDocumentation
  */
 export { IkeV2Service, ikeV2Service, ikeV2ServiceFactory } from './ike-v2-service.js'
+export { unsupportedInIkeProposal } from './capability.js'
 export type {
   CertificateCredential,
   IkeChildConfig,

@@ -1,4 +1,5 @@
 import { Container } from 'inversify'
+import { DefaultDistributionProcessor } from '@vipsec/core'
 import {
   silentLogger,
   start,
@@ -82,6 +83,10 @@ export function createNode(config: NodeConfig): VipsecNode {
   for (const key of ROLE_REQUIREMENTS[config.role]) container.get(COMPONENT_TOKENS[key])
   const optional = <T>(token: Token<T>): T | undefined =>
     container.isBound(token) ? container.get(token) : undefined
+  // The start-time validation of the distribution processor (the whole configuration, every IKE
+  // and ESP proposal against its engines), here too, so that `vipsec check` runs the same one.
+  const processor = optional(TOKENS.DistributionProcessor)
+  if (processor instanceof DefaultDistributionProcessor) processor.validate()
   const others: Record<string, unknown> = {
     detector: optional(TOKENS.FailureDetector),
     network: optional(TOKENS.NetworkAdapter),

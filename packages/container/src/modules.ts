@@ -1,14 +1,19 @@
 import { ContainerModule, type ContainerModuleLoadOptions } from 'inversify'
 import { SystemClock } from '@vipsec/clock'
 import { UdpClusterLink } from '@vipsec/cluster-link-udp'
-import { DefaultDistributionProcessor, DefaultTargetStack } from '@vipsec/core'
+import {
+  DefaultDistributionProcessor,
+  DefaultTargetStack,
+  type EspProposalEntry,
+  type IkeProposalEntry
+} from '@vipsec/core'
 import {
   HeartbeatFailureDetector,
   ThreadedHeartbeatFailureDetector
 } from '@vipsec/detector-heartbeat'
 import { LeaseFailureDetector } from '@vipsec/detector-lease'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
-import { ikeV2ServiceFactory } from '@vipsec/ike-v2'
+import { ikeV2ServiceFactory, unsupportedInIkeProposal } from '@vipsec/ike-v2'
 import {
   TOKENS,
   type Clock,
@@ -16,6 +21,7 @@ import {
   type CouplingStore,
   type EspEngine,
   type IkeServiceFactory,
+  type IkeSockets,
   type NetworkAdapter,
   type RandomSource,
   type Token
@@ -173,8 +179,12 @@ export function componentsModule(config: NodeConfig, observers?: Observers): Con
       bindAny(TOKENS.IkeServiceFactory)
         .toResolvedValue(
           (raw: IkeServiceFactory): IkeServiceFactory =>
-            (sockets) =>
-              observeIke(raw(sockets), observers),
+            Object.assign((sockets: IkeSockets) => observeIke(raw(sockets), observers), {
+              // what the engine cannot do stays visible through the wrapper
+              ...(raw.unsupportedIn === undefined
+                ? {}
+                : { unsupportedIn: raw.unsupportedIn.bind(raw) })
+            }),
           [RAW_IKE_FACTORY]
         )
         .inSingletonScope()
@@ -202,7 +212,10 @@ export function componentsModule(config: NodeConfig, observers?: Observers): Con
           bind(TOKENS.IkeServiceFactory)
             .toResolvedValue(
               (clock: Clock, random: RandomSource, espEngine: EspEngine): IkeServiceFactory =>
-                ikeV2ServiceFactory({ clock, random, espEngine }, init),
+                // with what its engine cannot do, checked by the DP's start and `vipsec check`
+                Object.assign(ikeV2ServiceFactory({ clock, random, espEngine }, init), {
+                  unsupportedIn: unsupportedInIkeProposal
+                }),
               [TOKENS.Clock, TOKENS.RandomSource, TOKENS.EspEngine]
             )
             .inSingletonScope()
@@ -271,7 +284,7 @@ export function componentsModule(config: NodeConfig, observers?: Observers): Con
                   clock: context.get(TOKENS.Clock),
                   ...(target instanceof DefaultTargetStack ? { localTarget: target } : {})
                 },
-                { ...init, node }
+                { ...proposalsOf(config), ...init, node }
               )
             })
             .inSingletonScope()
@@ -297,4 +310,37 @@ export function componentsModule(config: NodeConfig, observers?: Observers): Con
       }
     }
   })
+}
+
+/**
+ * The IKE and Child SA proposals of the built-in IKE service's peers, with the dotted path of
+ * each: the distribution processor checks them against its engines at start (and `vipsec check`
+ * through `createNode`), before anything is claimed or bound.
+ *
+ * @param config - the node configuration
+ */
+export function proposalsOf(config: NodeConfig): {
+  ikeProposals: IkeProposalEntry[]
+  espProposals: EspProposalEntry[]
+} {
+  const spec = config.components?.ikeServiceFactory
+  const ikeProposals: IkeProposalEntry[] = []
+  const espProposals: EspProposalEntry[] = []
+  if (spec === undefined || !('type' in spec) || spec.type !== 'ike-v2')
+    return { ikeProposals, espProposals }
+  const at = 'components.ikeServiceFactory.init.peers'
+  ;(spec.init.peers ?? []).forEach((peer, i) => {
+    ;(peer.phase1?.proposals ?? []).forEach((proposal, j) =>
+      ikeProposals.push({ field: `${at}[${i}].phase1.proposals[${j}]`, proposal })
+    )
+    ;(peer.children ?? []).forEach((child, k) =>
+      (child.policy?.proposals ?? []).forEach((proposal, m) =>
+        espProposals.push({
+          field: `${at}[${i}].children[${k}].policy.proposals[${m}]`,
+          proposal
+        })
+      )
+    )
+  })
+  return { ikeProposals, espProposals }
 }

@@ -1,10 +1,21 @@
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
 import { generateClusterKey } from '@vipsec/cluster-link-udp'
-import { DefaultDistributionProcessor, DefaultTargetStack, requestResponse } from '@vipsec/core'
+import {
+  DefaultDistributionProcessor,
+  DefaultTargetStack,
+  UnsupportedProposalError,
+  requestResponse
+} from '@vipsec/core'
 import { LeaseFailureDetector } from '@vipsec/detector-lease'
 import { SoftwareEspEngine } from '@vipsec/esp-software'
-import { TOKENS, type DistributionEvent } from '@vipsec/interface'
+import { unsupportedInIkeProposal } from '@vipsec/ike-v2'
+import {
+  TOKENS,
+  type DistributionEvent,
+  type IkeProposal,
+  type Phase1Policy
+} from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
 import { MemoryCouplingFacility } from '@vipsec/store-memory'
 import { createNode, type NodeConfig, type VipsecNode } from '../src/index.js'
@@ -146,6 +157,70 @@ describe('createNode with the built-in adapters', function () {
       const node = createNode(config)
       nodes = []
       expect(node.get(TOKENS.FailureDetector)).to.be.instanceOf(LeaseFailureDetector)
+    })
+  })
+
+  describe('when an IKE proposal names what the IKE engine cannot do (fault 8)', () => {
+    const proposal = (prf: string, group: string): IkeProposal =>
+      ({
+        encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
+        integrity: ['none'],
+        prf: [prf],
+        keyExchange: [group]
+      }) as IkeProposal
+
+    it('should say what the engine cannot do, from its own tables', () => {
+      expect(unsupportedInIkeProposal(proposal('hmac-sha2-256', 'curve25519'))).to.deep.equal([])
+      expect(unsupportedInIkeProposal(proposal('hmac-md5', 'modp1024'))).to.deep.equal([
+        'hmac-md5',
+        'modp1024'
+      ])
+      // an algorithm a Child SA may use but an IKE SA may not
+      expect(
+        unsupportedInIkeProposal({
+          ...proposal('hmac-sha2-256', 'ecp256'),
+          encryption: [{ algorithm: 'null-aes-gmac', keyBits: 128 }]
+        })
+      ).to.deep.equal(['null-aes-gmac/128'])
+    })
+
+    it('should refuse to build the node, as `vipsec check` and the start do, before anything is claimed or bound', async () => {
+      const facility = new MemoryCouplingFacility()
+      const clock = new VirtualClock()
+      const config = dpConfig('dp-1', clock, new VirtualNetwork({ clock }), facility)
+      const phase1: Phase1Policy = {
+        proposals: [proposal('hmac-sha2-256', 'curve25519'), proposal('hmac-md5', 'curve25519')],
+        authMethod: 'psk',
+        lifetime: { rekeySeconds: 0, reauthSeconds: 0 },
+        liveness: { intervalMs: 0, timeoutMs: 0 }
+      }
+      ;(config.components as Record<string, unknown>).ikeServiceFactory = {
+        type: 'ike-v2',
+        init: {
+          psks: [{ remote: { type: 'fqdn', value: 'peer' }, secret: 'x'.repeat(32) }],
+          peers: [
+            {
+              localIdentity: { type: 'fqdn', value: 'dvipa' },
+              remoteIdentity: { type: 'fqdn', value: 'peer' },
+              phase1,
+              children: []
+            }
+          ]
+        }
+      }
+      nodes = []
+      let error: Error | undefined
+      try {
+        createNode(config)
+      } catch (e) {
+        error = e as Error
+      }
+      expect(error).to.be.instanceOf(UnsupportedProposalError)
+      expect(error).to.include({
+        field: 'components.ikeServiceFactory.init.peers[0].phase1.proposals[1]',
+        engine: 'IKE'
+      })
+      expect(facility.dvipas.size, 'nothing claimed').to.equal(0)
     })
   })
 

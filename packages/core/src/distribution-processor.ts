@@ -27,6 +27,7 @@ import {
   type Fence,
   type FilterRecord,
   type IkeEvent,
+  type IkeProposal,
   type IkeService,
   type IkeServiceFactory,
   type NetworkAdapter,
@@ -103,6 +104,14 @@ export interface EspProposalEntry {
   proposal: EspProposalShape
 }
 
+/** An IKE SA proposal of the configuration, checked at start against the IKE engine. */
+export interface IkeProposalEntry {
+  /** The dotted path of the field it came from (named by the error). */
+  field: string
+  /** The proposal. */
+  proposal: IkeProposal
+}
+
 /** Options of a {@link DefaultDistributionProcessor}. */
 export interface DefaultDistributionProcessorInit {
   /** This node's id. */
@@ -138,6 +147,17 @@ export interface DefaultDistributionProcessorInit {
    * {@link EspEngine.unsupportedIn}, or nothing when the engine does not implement it.
    */
   espCapabilities?: (proposal: EspProposalShape) => string[]
+  /**
+   * Every IKE SA proposal the node's IKE services may negotiate, each with the dotted path of the
+   * configuration field it came from. Checked at start, before anything is claimed or bound,
+   * against what the IKE engine can do (`ikeCapabilities`).
+   */
+  ikeProposals?: IkeProposalEntry[]
+  /**
+   * What the IKE engine cannot do of a proposal (empty: all of it). Default: the IKE factory's
+   * own {@link IkeServiceFactory} `unsupportedIn`, or nothing when it does not have one.
+   */
+  ikeCapabilities?: (proposal: IkeProposal) => string[]
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
   /**
@@ -238,9 +258,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   readonly components: DefaultDistributionProcessorComponents
   private readonly espProposals: EspProposalEntry[]
   private readonly espCapabilities: (proposal: EspProposalShape) => string[]
+  private readonly ikeProposals: IkeProposalEntry[]
+  private readonly ikeCapabilities: (proposal: IkeProposal) => string[]
   /** @internal */
   readonly init: Required<
-    Omit<DefaultDistributionProcessorInit, 'retry' | 'espProposals' | 'espCapabilities'>
+    Omit<
+      DefaultDistributionProcessorInit,
+      'retry' | 'espProposals' | 'espCapabilities' | 'ikeProposals' | 'ikeCapabilities'
+    >
   > & {
     retry: Required<RetryOptions>
   }
@@ -274,6 +299,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.espProposals = init.espProposals ?? []
     this.espCapabilities =
       init.espCapabilities ?? ((proposal) => components.esp.unsupportedIn?.(proposal) ?? [])
+    this.ikeProposals = init.ikeProposals ?? []
+    this.ikeCapabilities =
+      init.ikeCapabilities ?? ((proposal) => components.ikeFactory.unsupportedIn?.(proposal) ?? [])
     this.init = {
       node: init.node,
       dvipas: init.dvipas,
@@ -332,6 +360,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     for (const { field, proposal } of this.espProposals) {
       const problems = unsupported(proposal)
       if (problems.length > 0) throw new UnsupportedProposalError(field, problems)
+    }
+    for (const { field, proposal } of this.ikeProposals) {
+      const problems = this.ikeCapabilities(proposal)
+      if (problems.length > 0) throw new UnsupportedProposalError(field, problems, 'IKE')
     }
     const { selfFenceMs, ownershipCheckMs, rankDelayMs } = this.init
     for (const [field, value] of Object.entries({ selfFenceMs, ownershipCheckMs, rankDelayMs })) {

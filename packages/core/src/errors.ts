@@ -22,21 +22,27 @@ export class FencingConfigError extends InvalidConfigError {
 }
 
 /**
- * A Child SA proposal names algorithms the ESP engine cannot do: a node with it would negotiate
- * SAs it could never install. Thrown by `validate()` at start, before anything is claimed or
+ * A Child SA proposal names algorithms the ESP engine cannot do (a node with it would negotiate
+ * SAs it could never install), or an IKE SA proposal names what the IKE engine cannot do (it
+ * could never negotiate them). Thrown by `validate()` at start, before anything is claimed or
  * bound. An `InvalidConfigError` for the proposal's field.
  */
 export class UnsupportedProposalError extends InvalidConfigError {
   /** What the engine cannot do (`aes-cbc/192`, `hmac-md5`, ...). */
   readonly unsupported: string[]
 
+  /** Which engine cannot do it. */
+  readonly engine: 'ESP' | 'IKE'
+
   /**
    * @param field - the dotted path of the proposal
    * @param unsupported - what the engine cannot do
+   * @param engine - which engine: the ESP engine (a Child SA proposal, the default) or the IKE engine
    */
-  constructor(field: string, unsupported: string[]) {
-    super(field, `the ESP engine cannot do ${unsupported.join(', ')}`)
+  constructor(field: string, unsupported: string[], engine: 'ESP' | 'IKE' = 'ESP') {
+    super(field, `the ${engine} engine cannot do ${unsupported.join(', ')}`)
     this.unsupported = unsupported
+    this.engine = engine
   }
 }
 

@@ -43,6 +43,7 @@ export {
   type DefaultDistributionProcessorComponents,
   type DefaultDistributionProcessorInit,
   type EspProposalEntry,
+  type IkeProposalEntry,
   type DvipaConfig,
   type DvipaState,
   type RetryOptions

@@ -229,6 +229,48 @@ describe(DefaultDistributionProcessor.name, () => {
         expect(joinWindowBound(250, {})).to.equal(500)
       })
 
+      it('fault 8: should reject an IKE proposal the IKE engine cannot do before claiming or binding anything', async () => {
+        const { dp, store, released } = processor({
+          ikeProposals: [
+            {
+              field: 'connections.peer-1.proposals[0]',
+              proposal: {
+                encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
+                integrity: ['none'],
+                prf: ['hmac-sha2-256'],
+                keyExchange: ['curve25519']
+              }
+            },
+            {
+              field: 'connections.peer-1.proposals[1]',
+              proposal: {
+                encryption: [{ algorithm: 'null-aes-gmac', keyBits: 128 }],
+                integrity: ['none'],
+                prf: ['hmac-sha2-256'],
+                keyExchange: ['curve25519']
+              }
+            }
+          ],
+          // an engine that cannot encrypt an IKE SA with null-aes-gmac
+          ikeCapabilities: (p) =>
+            p.encryption
+              .filter((e) => e.algorithm === 'null-aes-gmac')
+              .map((e) => `${e.algorithm}/${e.keyBits}`)
+        })
+        await store.start()
+        const error = await dp.start().then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(error).to.be.instanceOf(UnsupportedProposalError)
+        expect(error).to.include({ field: 'connections.peer-1.proposals[1]', engine: 'IKE' })
+        expect(error!.message).to.match(/the IKE engine cannot do null-aes-gmac\/128/)
+        expect(dp.isStarted()).to.equal(false)
+        const read = await store.getOwnership(DVIPA).catch((e: Error) => e.name)
+        expect(read).to.equal('NotFoundError')
+        expect(released, 'no address touched').to.deep.equal([])
+      })
+
       it('should reject selfFenceMs without read-backs (ownershipCheckMs 0)', async () => {
         const { dp, store } = processor({ selfFenceMs: 400, ownershipCheckMs: 0 })
         await store.start()

@@ -4,6 +4,7 @@ import type { Endpoint, TrafficSelector } from './addressing.js'
 import type { IkeErrorKind } from './errors.js'
 import type {
   Identity,
+  IkeProposal,
   IkeSaId,
   Phase1Policy,
   Phase1Record,
@@ -257,6 +258,12 @@ export interface IkeSockets {
 
 /**
  * Makes an IKE service bound to given sockets. A distribution processor makes one per DVIPA
- * when it starts serving it (a backup only once it has taken the address over).
+ * when it starts serving it (a backup only once it has taken the address over). It may say what
+ * its engine cannot do of an IKE SA proposal (`unsupportedIn`: each encryption transform as
+ * `algorithm/keyBits`, each PRF, integrity algorithm and group by name; empty when it can do all
+ * of it): a distribution processor checks its configured IKE proposals with it at start, before
+ * it claims or binds anything, and skips the check for a factory without it.
  */
-export type IkeServiceFactory = (sockets: IkeSockets) => IkeService
+export type IkeServiceFactory = ((sockets: IkeSockets) => IkeService) & {
+  unsupportedIn?(proposal: IkeProposal): string[]
+}
