@@ -467,8 +467,10 @@ describe('ownership under the faults of issue 10, with real processes (lease det
     tag: `vt${process.pid % 10000}`,
     dps: 2,
     targets: 1,
+    // the lease must outlast a renewal that waits out one store call (Redis: 5 s by default,
+    // which the node now gives the lease detector): 6 s, leaving 900 ms >= self_fence
     clusterExtra:
-      'detector: { type: lease, interval: 100ms, ttl: 1s }\ntakeover: { self_fence: 400ms }\n'
+      'detector: { type: lease, interval: 100ms, ttl: 6s }\ntakeover: { self_fence: 400ms }\n'
   })
   const faults = new Faults(cluster)
 

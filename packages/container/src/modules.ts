@@ -227,7 +227,12 @@ export function componentsModule(config: NodeConfig, observers?: Observers): Con
             bind(TOKENS.FailureDetector)
               .toResolvedValue(
                 (store: CouplingStore, clock: Clock) =>
-                  new LeaseFailureDetector({ store, clock }, { ...lease, node }),
+                  // the store call's real timeout: a renewal waits for it, so the lease and
+                  // the DP's self-fence bound (minDetectionMs) must account for it
+                  new LeaseFailureDetector(
+                    { store, clock },
+                    { storeTimeoutMs: storeCallTimeoutMs(config, store), ...lease, node }
+                  ),
                 [TOKENS.CouplingStore, TOKENS.Clock]
               )
               .inSingletonScope()
@@ -343,4 +348,29 @@ export function proposalsOf(config: NodeConfig): {
     )
   })
   return { ikeProposals, espProposals }
+}
+
+/** The default call timeout of `@vipsec/store-redis` and `@vipsec/store-etcd`, ms (`operationTimeoutMs`). */
+const STORE_OPERATION_TIMEOUT_MS = 5000
+
+/**
+ * How long one call of the node's coupling store may take before it fails, ms: the Redis or etcd
+ * store's `operationTimeoutMs` (their default when not set), a custom store's numeric
+ * `callTimeoutMs` or `operationTimeoutMs` if it has one, and 0 for the in-memory store. The lease
+ * detector is given it (unless its options say `storeTimeoutMs`), so that its lease outlasts a
+ * renewal that waits that long and the DP's self-fence bound sees it.
+ *
+ * @param config - the node configuration
+ * @param store - the store the node was built with
+ */
+export function storeCallTimeoutMs(config: NodeConfig, store: CouplingStore): number {
+  const spec = config.store ?? { type: 'memory' as const }
+  if (spec.type === 'redis' || spec.type === 'etcd')
+    return spec.init?.operationTimeoutMs ?? STORE_OPERATION_TIMEOUT_MS
+  if (spec.type === 'custom') {
+    const own = store as unknown as { callTimeoutMs?: unknown; operationTimeoutMs?: unknown }
+    for (const v of [own.callTimeoutMs, own.operationTimeoutMs])
+      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v
+  }
+  return 0
 }

@@ -158,6 +158,40 @@ describe('createNode with the built-in adapters', function () {
       nodes = []
       expect(node.get(TOKENS.FailureDetector)).to.be.instanceOf(LeaseFailureDetector)
     })
+
+    it('should give it the store call timeout, so the self-fence bound sees the real one (fault 5)', () => {
+      const config = (operationTimeoutMs?: number): NodeConfig => {
+        const c = dpConfig(
+          'dp-1',
+          new VirtualClock(),
+          new VirtualNetwork({ clock: new VirtualClock() }),
+          new MemoryCouplingFacility()
+        )
+        return {
+          ...c,
+          store: {
+            type: 'redis',
+            init: {
+              host: '127.0.0.1',
+              port: 1,
+              ...(operationTimeoutMs ? { operationTimeoutMs } : {})
+            }
+          },
+          components: {
+            ...c.components,
+            failureDetector: { type: 'lease', init: { intervalMs: 100, ttlMs: 1000 } }
+          }
+        }
+      }
+      nodes = []
+      const detector = createNode(config(300)).get(TOKENS.FailureDetector)
+      // ttl - interval - the store call's timeout
+      expect(detector.minDetectionMs).to.equal(600)
+      // the Redis store's default timeout (5 s) is longer than the lease: refused, by its field
+      expect(() => createNode(config()))
+        .to.throw()
+        .with.property('argument', 'init.ttlMs')
+    })
   })
 
   describe('when an IKE proposal names what the IKE engine cannot do (fault 8)', () => {
