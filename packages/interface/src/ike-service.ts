@@ -265,5 +265,10 @@ export interface IkeSockets {
  * it claims or binds anything, and skips the check for a factory without it.
  */
 export type IkeServiceFactory = ((sockets: IkeSockets) => IkeService) & {
+  /**
+   * What of an IKE SA proposal the engine cannot do; empty when it can do all of it.
+   *
+   * @param proposal - the proposal
+   */
   unsupportedIn?(proposal: IkeProposal): string[]
 }

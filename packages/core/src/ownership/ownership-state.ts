@@ -83,7 +83,12 @@ export type OwnershipState =
       /** What the store said last. */
       view: StoreView
       /** A live owner heard of during the window (an answer to the ownership query), if any. */
-      heard?: { owner: NodeId; epoch: number }
+      heard?: {
+        /** The owner that answered (or was named on the link). */
+        owner: NodeId
+        /** Its epoch. */
+        epoch: number
+      }
       /** Monotonic ms at which the window ends. */
       until: number
     }
