@@ -296,16 +296,26 @@ export class IkeV2Service implements IkeService {
         data = data.subarray(4)
       }
       this.stats.received++
-      let message: IkeMessage
+      // a forged datagram that does not parse costs an error object, but no stack trace: nothing
+      // reads the stack of a dropped datagram, and capturing it was most of a flood's garbage
+      let message: IkeMessage | undefined
+      let failure: unknown
+      const stackTraceLimit = Error.stackTraceLimit
+      Error.stackTraceLimit = 0
       try {
         message = parseMessage(data)
       } catch (err) {
+        failure = err
+      } finally {
+        Error.stackTraceLimit = stackTraceLimit
+      }
+      if (message === undefined) {
         this.drop('malformed')
         this.answerUnparsableInit(
           data,
           d.from,
           natT,
-          err as IkeProtocolError & { payloadType?: number }
+          failure as IkeProtocolError & { payloadType?: number }
         )
         return
       }
