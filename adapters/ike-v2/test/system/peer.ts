@@ -3,7 +3,9 @@
  * (`ip netns exec <ns> node --import tsx --conditions=vipsec-source peer.ts <config-json>`).
  * It speaks JSON lines: requests on stdin ({ id, cmd, args }), answers and events on stdout.
  */
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
+import { getHeapSpaceStatistics } from 'node:v8'
 import { SystemClock } from '@vipsec/clock'
 import { CryptoRandomSource } from '@vipsec/random'
 import { SoftwareEspEngine, buildIpPacket, buildUdp, parseIpPacket } from '@vipsec/esp-software'
@@ -94,7 +96,20 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
   memory: () => {
     ;(globalThis as { gc?: () => void }).gc?.()
     const m = process.memoryUsage()
-    return { rss: m.rss, heapUsed: m.heapUsed, external: m.external + m.arrayBuffers }
+    // RSS split as the kernel counts it, and the part V8's young generation has committed
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const kb = (name: string): number =>
+      Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
+    const newSpace =
+      getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.physical_space_size ?? 0
+    return {
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      external: m.external + m.arrayBuffers,
+      anon: kb('RssAnon'),
+      file: kb('RssFile'),
+      newSpace
+    }
   },
   received: () => received.splice(0),
   sendUdp: (args: {
