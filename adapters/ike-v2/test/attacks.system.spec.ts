@@ -239,6 +239,9 @@ describe('IkeV2Service under attack on the path, with strongSwan charon as the p
         const after = await counters()
         expect(after.dropped.unprotected - before.dropped.unprotected).to.equal(1)
         const [w2] = await windows()
+        console.log(
+          `      ${phase} SA: 1 forgery sent, ${r.replies} replies, ${after.dropped.unprotected - before.dropped.unprotected} dropped as unprotected; window (expected ${w2.expectedRequestId}, next ${w2.nextRequestId}) was (${w.expectedRequestId}, ${w.nextRequestId})`
+        )
         expect(w2.expectedRequestId).to.equal(w.expectedRequestId)
         expect(w2.nextRequestId).to.equal(w.nextRequestId)
         await tunnelUp(`attack-1-${phase}`)
@@ -299,6 +302,9 @@ describe('IkeV2Service under attack on the path, with strongSwan charon as the p
       ).to.equal(4)
       expect(after.retransmitted - before.retransmitted).to.equal(0)
       const log = charon.log().slice(logBefore)
+      console.log(
+        `      4 forgeries, ${after.dropped.unprotected - before.dropped.unprotected} dropped as unprotected and ${after.dropped['invalid-message-id'] - before.dropped['invalid-message-id']} as out of the window; vipsec's requests ${w.nextRequestId} -> ${w2.nextRequestId}, charon's ${w.expectedRequestId} -> ${w2.expectedRequestId}; ${after.retransmitted - before.retransmitted} retransmissions`
+      )
       expect(log).to.not.match(/retransmit of request/)
       expect(log).to.not.match(/INVALID_SYNTAX/)
     })
