@@ -8,12 +8,7 @@
  * @module
  */
 import { IkeProtocolError } from '@vipsec/interface'
-import {
-  readU16 as u16,
-  readU32 as u32,
-  writeU16 as put16,
-  writeU32 as put32
-} from '@vipsec/wire'
+import { readU16 as u16, readU32 as u32, writeU16 as put16, writeU32 as put32 } from '@vipsec/wire'
 import { ATTRIBUTE_KEY_LENGTH, IKE_HEADER_LENGTH, PayloadType, TsType } from './constants.js'
 
 /** The fixed IKE header (RFC 7296 section 3.1). */
