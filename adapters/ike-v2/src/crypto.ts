@@ -17,6 +17,7 @@ import {
   type DiffieHellman,
   type ECDH,
   createHash,
+  hash,
   createHmac,
   createPrivateKey,
   createPublicKey,
@@ -904,15 +905,19 @@ export function natHash(
   address: Uint8Array,
   port: number
 ): Uint8Array {
-  return view(
-    createHash('sha1')
-      .update(spiI)
-      .update(spiR)
-      .update(address)
-      .update(Uint8Array.of(port >> 8, port & 0xff))
-      .digest()
-  )
+  const b = NAT_HASH_INPUT
+  b.set(spiI, 0)
+  b.set(spiR, spiI.length)
+  let n = spiI.length + spiR.length
+  b.set(address, n)
+  n += address.length
+  b[n++] = port >> 8
+  b[n++] = port & 0xff
+  return view(hash('sha1', b.subarray(0, n), 'buffer'))
 }
+
+/** The input of {@link natHash}, written in place (two SPIs, an IPv6 address, a port). */
+const NAT_HASH_INPUT = Buffer.alloc(8 + 8 + 16 + 2)
 
 /** SHA-256 of `data` (for cookies). */
 export function sha256(...data: Uint8Array[]): Uint8Array {

@@ -335,7 +335,10 @@ function filterKey(f: DynamicFilter): string {
 function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
   const owners = new Map<string, number>()
   for (const c of sa.children.values()) {
-    for (const f of c.filters) owners.set(filterKey(f), (owners.get(filterKey(f)) ?? 0) + 1)
+    for (const f of c.filters) {
+      const k = filterKey(f)
+      owners.set(k, (owners.get(k) ?? 0) + 1)
+    }
   }
   const keys = changed.filters.map(filterKey)
   if (
