@@ -118,10 +118,12 @@ function aesBits(length: number): 128 | 192 | 256 | undefined {
 }
 
 function makeScratch(salt: Uint8Array): EspKey['scratch'] {
-  const nonce = Buffer.alloc(12)
+  // one array for all of them: an SA's scratch is one allocation, not four
+  const all = Buffer.alloc(12 + 12 + 4 + 16)
+  const nonce = all.subarray(0, 12)
   nonce.set(salt, 0)
-  const aad = Buffer.alloc(12)
-  return { nonce, aad, aad8: aad.subarray(0, 8), high: Buffer.alloc(4), iv: Buffer.alloc(16) }
+  const aad = all.subarray(12, 24)
+  return { nonce, aad, aad8: aad.subarray(0, 8), high: all.subarray(24, 28), iv: all.subarray(28) }
 }
 
 /**

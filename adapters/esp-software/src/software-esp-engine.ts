@@ -51,7 +51,7 @@ import {
   type IpPacketInfo
 } from '@vipsec/wire'
 import { DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, ReplayWindow } from './replay-window.js'
-import { Spd } from './spd.js'
+import { Spd, copyFilter } from './spd.js'
 
 /** What a {@link SoftwareEspEngine} needs. */
 export interface SoftwareEspEngineComponents {
@@ -554,7 +554,7 @@ export class SoftwareEspEngine implements EspEngine {
     for (const old of removed) {
       this.emit({ type: 'filter:duplicate-removed', removed: old.filter.id, keptId: filter.id })
     }
-    this.emit({ type: 'filter:installed', filter: structuredClone(compiled.filter) })
+    this.emit({ type: 'filter:installed', filter: copyFilter(compiled.filter) })
     return removed.map((old) => old.filter.id)
   }
 

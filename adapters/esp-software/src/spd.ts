@@ -191,7 +191,7 @@ export class Spd {
   /** Every filter, outbound then inbound, each in matching order. */
   list(): DynamicFilter[] {
     return [...this.byDirection.outbound, ...this.byDirection.inbound].map((c) =>
-      structuredClone(c.filter)
+      copyFilter(c.filter)
     )
   }
 
@@ -227,5 +227,27 @@ export class Spd {
       return c
     }
     return null
+  }
+}
+
+/**
+ * A deep copy of a compiled filter (its fields are plain values and two port pairs): what
+ * `structuredClone` would make, at a small part of its cost, for each `filter:installed` event.
+ */
+export function copyFilter(f: DynamicFilter): DynamicFilter {
+  const s = f.selector
+  return {
+    id: f.id,
+    direction: f.direction,
+    selector: {
+      source: s.source,
+      destination: s.destination,
+      protocol: s.protocol,
+      sourcePorts: [s.sourcePorts[0], s.sourcePorts[1]],
+      destinationPorts: [s.destinationPorts[0], s.destinationPorts[1]]
+    },
+    action: f.action,
+    priority: f.priority,
+    ...(f.spi !== undefined ? { spi: f.spi } : {})
   }
 }

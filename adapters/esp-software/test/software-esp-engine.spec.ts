@@ -213,6 +213,28 @@ describe('SoftwareEspEngine', () => {
     })
   })
 
+  describe('.installFilter', () => {
+    describe('when a listener or a caller changes the filter it was given', () => {
+      it('should keep the engine’s own copy: the event and listFilters() hand out copies', () => {
+        const filter = anyFilter({ id: 'f', spi: 0x3003 })
+        engine.installFilter(filter)
+        const installed = events.find((e) => e.type === 'filter:installed')
+        if (installed?.type !== 'filter:installed') throw new Error('no filter:installed event')
+        expect(installed.filter).to.deep.equal(filter)
+        installed.filter.selector.sourcePorts[0] = 7
+        installed.filter.selector.source = '10.0.0.0/8'
+        installed.filter.spi = 1
+        const listed = engine.listFilters()
+        expect(listed).to.deep.equal([filter])
+        listed[0].selector.destinationPorts[1] = 9
+        listed[0].priority = 1
+        expect(engine.listFilters()).to.deep.equal([filter])
+        filter.selector.sourcePorts[1] = 8
+        expect(engine.listFilters()[0].selector.sourcePorts).to.deep.equal([0, 65535])
+      })
+    })
+  })
+
   describe('.protect', () => {
     describe('when a protect filter and its SA match (tunnel mode)', () => {
       it('should encrypt the whole packet and address it to the tunnel peer', () => {

@@ -16,8 +16,13 @@
  * CPU-time ratio is the one that load from other processes disturbs least. Prints a table and one
  * JSON line. Run: npm run bench:ike (IKE_BENCH_ROUNDS, IKE_BENCH_HANDSHAKES,
  * IKE_BENCH_CONCURRENCY change the defaults)
+ *
+ * Last, the JavaScript heap allocated per full handshake, over ALLOC_HANDSHAKES more of them:
+ * what the heap held before each garbage collection minus what it held after the one before
+ * (V8's GC profiler reports both), summed, plus the growth since the last one. Buffers' backing
+ * stores outside the heap are not in it.
  */
-import { setFlagsFromString } from 'node:v8'
+import { GCProfiler, getHeapStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { loadavg } from 'node:os'
 import { CryptoRandomSource } from '@vipsec/random'
@@ -113,6 +118,30 @@ for (let r = 0; r < WARMUP_ROUNDS + ROUNDS; r++) {
 }
 const loadAfter = loadavg()
 
+/** JavaScript heap bytes allocated per full handshake (see the head of this file). */
+const ALLOC_HANDSHAKES = 3000
+async function allocatedPerHandshake(): Promise<number> {
+  const pair = await handshakePair(true)
+  await pair.run(300, CONCURRENCY)
+  gc()
+  const profiler = new GCProfiler()
+  const start = getHeapStatistics().used_heap_size
+  profiler.start()
+  await pair.run(ALLOC_HANDSHAKES, CONCURRENCY)
+  const end = getHeapStatistics().used_heap_size
+  const { statistics } = profiler.stop()
+  await pair.stop()
+  let allocated = 0
+  let after = start
+  for (const s of statistics) {
+    allocated += s.beforeGC.heapStatistics.usedHeapSize - after
+    after = s.afterGC.heapStatistics.usedHeapSize
+  }
+  allocated += end - after
+  return allocated / ALLOC_HANDSHAKES
+}
+const allocated = await allocatedPerHandshake()
+
 const series = (m: Measure, k: keyof Rate): number[] => samples[m].map((x) => x[k])
 const ratio = (m: Measure, k: keyof Rate): number[] =>
   samples[m].map((x, i) => x[k] / samples.crypto[i][k])
@@ -149,6 +178,9 @@ for (const [name, xs, d] of rows) {
 }
 console.log('')
 console.log(
+  `heap allocated per full handshake: ${(allocated / 1024).toFixed(1)} KB (over ${ALLOC_HANDSHAKES})`
+)
+console.log(
   `ratios per round, wall: ${ratio('full', 'wall')
     .map((x) => fmt(x, 2))
     .join(' ')}`
@@ -176,6 +208,7 @@ console.log(
     ),
     handshakesPerSecondWithoutFilters: Math.round(summary(series('bare', 'wall')).median),
     ratioWithoutFilters: Number(summary(ratio('bare', 'wall')).median.toFixed(3)),
+    allocatedBytesPerHandshake: Math.round(allocated),
     goal: 0.55,
     rounds: ROUNDS,
     handshakes: HANDSHAKES,

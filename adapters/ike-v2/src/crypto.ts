@@ -17,6 +17,7 @@ import {
   type DiffieHellman,
   type ECDH,
   createHash,
+  hash,
   createHmac,
   createPrivateKey,
   createPublicKey,
@@ -34,9 +35,9 @@ import {
   type RandomSource
 } from '@vipsec/interface'
 import { IKE_HEADER_LENGTH, PayloadType } from './constants.js'
+import { writeU32 } from '@vipsec/wire'
 import {
   concat,
-  encodeHeader,
   encodePayloads,
   parsePayloads,
   type IkeHeader,
@@ -646,43 +647,60 @@ function seal(
   const { block, icv } = skOverhead(keys)
   if (iv.length !== (gcm ? 8 : 16)) throw new InvalidParametersError('iv', 'wrong IV length')
   const padLength = (block - ((bytes.length + 1) % block)) % block
-  const plain = new Uint8Array(bytes.length + padLength + 1)
-  plain.set(bytes, 0)
-  plain[plain.length - 1] = padLength
+  const plainLength = bytes.length + padLength + 1
   const head = fragment === undefined ? 4 : 8
-  const skLength = head + iv.length + plain.length + icv
-  const hdr = encodeHeader({
-    ...header,
-    nextPayload: fragment === undefined ? PayloadType.SK : PayloadType.SKF,
-    length: IKE_HEADER_LENGTH + skLength
-  })
-  const skh = new Uint8Array(head)
-  skh[0] = first
-  skh[2] = skLength >> 8
-  skh[3] = skLength & 0xff
-  if (fragment !== undefined) {
-    skh[4] = fragment.number >> 8
-    skh[5] = fragment.number & 0xff
-    skh[6] = fragment.total >> 8
-    skh[7] = fragment.total & 0xff
+  const skLength = head + iv.length + plainLength + icv
+  // the whole message in one array: header, SK header, IV, the plaintext (encrypted in place
+  // of itself), the ICV
+  if (header.spiI.length !== 8 || header.spiR.length !== 8) {
+    throw new InvalidParametersError('header', 'SPIs must be 8 bytes')
   }
+  const total = IKE_HEADER_LENGTH + skLength
+  const out = new Uint8Array(total)
+  out.set(header.spiI, 0)
+  out.set(header.spiR, 8)
+  out[16] = fragment === undefined ? PayloadType.SK : PayloadType.SKF
+  out[17] = header.version
+  out[18] = header.exchange
+  out[19] = header.flags
+  writeU32(out, 20, header.messageId)
+  writeU32(out, 24, total)
+  const sk = IKE_HEADER_LENGTH
+  out[sk] = first
+  out[sk + 2] = skLength >> 8
+  out[sk + 3] = skLength & 0xff
+  if (fragment !== undefined) {
+    out[sk + 4] = fragment.number >> 8
+    out[sk + 5] = fragment.number & 0xff
+    out[sk + 6] = fragment.total >> 8
+    out[sk + 7] = fragment.total & 0xff
+  }
+  out.set(iv, sk + head)
+  const p0 = sk + head + iv.length
+  out.set(bytes, p0)
+  out[p0 + plainLength - 1] = padLength
+  const plain = out.subarray(p0, p0 + plainLength)
   if (gcm) {
     const key = keys.encryptionKey.subarray(0, keys.encryptionKey.length - 4)
     const salt = keys.encryptionKey.subarray(keys.encryptionKey.length - 4)
     const c = createCipheriv(cipherName(keys.encryption) as 'aes-256-gcm', key, concat(salt, iv), {
       authTagLength: 16
     })
-    c.setAAD(concat(hdr, skh))
-    const ct = c.update(plain)
+    c.setAAD(out.subarray(0, sk + head))
+    out.set(c.update(plain), p0)
     c.final()
-    return concat(hdr, skh, iv, ct, c.getAuthTag())
+    out.set(c.getAuthTag(), p0 + plainLength)
+    return out
   }
   const c = createCipheriv(cipherName(keys.encryption), keys.encryptionKey, iv)
   c.setAutoPadding(false)
-  const ct = concat(c.update(plain), c.final())
-  const signed = concat(hdr, skh, iv, ct)
-  const mac = createHmac(hmacHash(keys.integrity), keys.integrityKey).update(signed).digest()
-  return concat(signed, mac.subarray(0, icv))
+  out.set(c.update(plain), p0)
+  c.final()
+  const mac = createHmac(hmacHash(keys.integrity), keys.integrityKey)
+    .update(out.subarray(0, total - icv))
+    .digest()
+  out.set(mac.subarray(0, icv), total - icv)
+  return out
 }
 
 /**
@@ -887,15 +905,19 @@ export function natHash(
   address: Uint8Array,
   port: number
 ): Uint8Array {
-  return view(
-    createHash('sha1')
-      .update(spiI)
-      .update(spiR)
-      .update(address)
-      .update(Uint8Array.of(port >> 8, port & 0xff))
-      .digest()
-  )
+  const b = NAT_HASH_INPUT
+  b.set(spiI, 0)
+  b.set(spiR, spiI.length)
+  let n = spiI.length + spiR.length
+  b.set(address, n)
+  n += address.length
+  b[n++] = port >> 8
+  b[n++] = port & 0xff
+  return view(hash('sha1', b.subarray(0, n), 'buffer'))
 }
+
+/** The input of {@link natHash}, written in place (two SPIs, an IPv6 address, a port). */
+const NAT_HASH_INPUT = Buffer.alloc(8 + 8 + 16 + 2)
 
 /** SHA-256 of `data` (for cookies). */
 export function sha256(...data: Uint8Array[]): Uint8Array {

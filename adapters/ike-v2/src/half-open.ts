@@ -5,10 +5,10 @@
  *
  * @module
  */
+import { hash } from 'node:crypto'
 import type { Clock, Endpoint, RandomSource } from '@vipsec/interface'
-import { bytesEqual, sha256 } from './crypto.js'
-import { u16Bytes } from './message.js'
-import { ipToBytes } from './selectors.js'
+import { bytesEqual } from './crypto.js'
+import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from './constants.js'
 import type { IkeSa } from './ike-sa.js'
 
 /**
@@ -17,11 +17,22 @@ import type { IkeSa } from './ike-sa.js'
  */
 export const COOKIE_SECRET_LIFETIME_MS = 300_000
 
+/** The length of a COOKIE response: the header, and a notify of a 33-byte cookie. */
+export const COOKIE_RESPONSE_LENGTH = 28 + 8 + 33
+
+/** The longest Nonce RFC 7296 (section 3.9) allows. */
+const MAX_NONCE = 256
+/** What the cookie hashes: secret, address (length and text), port, SPIi, Ni. */
+const SCRATCH_BYTES = 32 + 1 + 64 + 2 + 8 + MAX_NONCE
+
 /** The responder's IKE_SA_INIT state. */
 export class HalfOpenTable {
   private readonly byKey = new Map<string, IkeSa>()
   private readonly keys = new Map<IkeSa, string>()
   private readonly perAddress = new Map<string, number>()
+  /** Half-open SAs by the first 30 bits of their SPIi: a filter that costs no allocation. */
+  private readonly bySpiPrefix = new Map<number, number>()
+  private readonly scratch = Buffer.alloc(SCRATCH_BYTES)
   private secrets: [Uint8Array, Uint8Array]
   private version = 0
   private rotatedAt: number
@@ -65,6 +76,16 @@ export class HalfOpenTable {
     this.byKey.set(key, sa)
     this.keys.set(sa, key)
     this.perAddress.set(from.address, this.countFor(from.address) + 1)
+    const prefix = spiPrefix(spiI, 0)
+    this.bySpiPrefix.set(prefix, (this.bySpiPrefix.get(prefix) ?? 0) + 1)
+  }
+
+  /**
+   * Whether a half-open SA may have been made by a request with the SPIi at `offset` of `data`
+   * (false: surely not; true: look it up with {@link get}). Allocates nothing.
+   */
+  mayHold(data: Uint8Array, offset: number): boolean {
+    return this.bySpiPrefix.has(spiPrefix(data, offset))
   }
 
   /** Forgets an SA once IKE_AUTH has completed or failed, or it expired. */
@@ -77,6 +98,10 @@ export class HalfOpenTable {
     const n = this.countFor(address) - 1
     if (n > 0) this.perAddress.set(address, n)
     else this.perAddress.delete(address)
+    const prefix = parseInt(key.slice(0, 8), 16) & 0x3fffffff
+    const m = (this.bySpiPrefix.get(prefix) ?? 1) - 1
+    if (m > 0) this.bySpiPrefix.set(prefix, m)
+    else this.bySpiPrefix.delete(prefix)
     return true
   }
 
@@ -100,12 +125,70 @@ export class HalfOpenTable {
   }
 
   private make(version: number, ni: Uint8Array, from: Endpoint, spiI: Uint8Array): Uint8Array {
-    const secret = this.secrets[version === this.version ? 0 : 1]
-    const hash = sha256(secret, ni, ipToBytes(from.address), u16Bytes(from.port), spiI)
     const out = new Uint8Array(33)
-    out[0] = version
-    out.set(hash, 1)
+    this.writeCookie(out, 0, version, ni, 0, ni.length, from, spiI, 0)
     return out
+  }
+
+  /**
+   * The whole COOKIE response (RFC 7296 section 2.6) to the initial IKE_SA_INIT request `data`,
+   * whose Nonce data is `ni` bytes at `niOffset` (as {@link scanInitialRequest} found them),
+   * behind `lead` zero bytes (4 for the non-ESP marker of port 4500). Nothing is allocated but
+   * the response and the hash's digest.
+   */
+  cookieResponse(
+    data: Uint8Array,
+    niOffset: number,
+    ni: number,
+    from: Endpoint,
+    lead: number
+  ): Uint8Array {
+    this.rotate()
+    const out = new Uint8Array(lead + COOKIE_RESPONSE_LENGTH)
+    const o = lead
+    for (let i = 0; i < 8; i++) out[o + i] = data[i]!
+    out[o + 16] = PayloadType.NOTIFY
+    out[o + 17] = 0x20
+    out[o + 18] = ExchangeType.IKE_SA_INIT
+    out[o + 19] = HeaderFlag.RESPONSE
+    out[o + 27] = COOKIE_RESPONSE_LENGTH
+    out[o + 31] = 8 + 33
+    out[o + 34] = NotifyType.COOKIE >> 8
+    out[o + 35] = NotifyType.COOKIE & 0xff
+    this.writeCookie(out, o + 36, this.version, data, niOffset, ni, from, data, 0)
+    return out
+  }
+
+  /**
+   * Writes the cookie (version and SHA-256 of secret, source, SPIi and Ni) at `at` of `out`.
+   * The fixed-length fields come first and the address carries its length, so that no two
+   * requests hash the same input and the hash's length extension cannot reach another
+   * address or SPI.
+   */
+  private writeCookie(
+    out: Uint8Array,
+    at: number,
+    version: number,
+    niBytes: Uint8Array,
+    niOffset: number,
+    ni: number,
+    from: Endpoint,
+    spiBytes: Uint8Array,
+    spiOffset: number
+  ): void {
+    const b = this.scratch
+    const secret = this.secrets[version === this.version ? 0 : 1]
+    b.set(secret, 0)
+    const a = b.write(from.address, 33, 64, 'latin1')
+    b[32] = a
+    let n = 33 + a
+    b[n++] = (from.port >> 8) & 0xff
+    b[n++] = from.port & 0xff
+    for (let i = 0; i < 8; i++) b[n++] = spiBytes[spiOffset + i]!
+    const len = Math.min(ni, MAX_NONCE)
+    for (let i = 0; i < len; i++) b[n++] = niBytes[niOffset + i]!
+    out[at] = version
+    out.set(hash('sha256', b.subarray(0, n), 'buffer'), at + 1)
   }
 
   private rotate(): void {
@@ -126,6 +209,70 @@ export class HalfOpenTable {
     this.tokens -= 1
     return true
   }
+}
+
+/**
+ * Checks the shape of an initial IKE_SA_INIT request in place, without parsing it into objects:
+ * an IKEv2 header (version 2, exchange IKE_SA_INIT, the initiator's request with message ID 0
+ * and no SPIr) whose length is the datagram's, then a chain of SA, KE, Nonce, Notify and Vendor
+ * ID payloads that ends exactly at the end, with one each of SA, KE and Nonce and no COOKIE.
+ *
+ * @returns the offset of the Nonce data times 512 plus its length (16 to 256 bytes), or -1 when
+ * the request needs the full parser (anything else, or a COOKIE to check)
+ */
+export function scanInitialRequest(data: Uint8Array): number {
+  const length = data.length
+  if (length < 28 || length > 65535) return -1
+  if ((data[17]! & 0xf0) !== 0x20 || data[18] !== ExchangeType.IKE_SA_INIT) return -1
+  const flags = data[19]!
+  if ((flags & HeaderFlag.RESPONSE) !== 0 || (flags & HeaderFlag.INITIATOR) === 0) return -1
+  for (let i = 8; i < 16; i++) if (data[i] !== 0) return -1
+  if ((data[20]! | data[21]! | data[22]! | data[23]!) !== 0) return -1
+  if (data[24] !== 0 || data[25] !== 0 || ((data[26]! << 8) | data[27]!) !== length) return -1
+  let next = data[16]!
+  let at = 28
+  let seen = 0
+  let nonce = -1
+  while (next !== 0) {
+    if (at + 4 > length) return -1
+    const size = (data[at + 2]! << 8) | data[at + 3]!
+    if (size < 4 || at + size > length) return -1
+    switch (next) {
+      case PayloadType.SA:
+        if ((seen & 1) !== 0) return -1
+        seen |= 1
+        break
+      case PayloadType.KE:
+        if ((seen & 2) !== 0 || size < 8) return -1
+        seen |= 2
+        break
+      case PayloadType.NONCE:
+        if ((seen & 4) !== 0 || size - 4 < 16 || size - 4 > MAX_NONCE) return -1
+        seen |= 4
+        nonce = (at + 4) * 512 + (size - 4)
+        break
+      case PayloadType.NOTIFY:
+        if (size < 8 || ((data[at + 6]! << 8) | data[at + 7]!) === NotifyType.COOKIE) return -1
+        break
+      case PayloadType.VENDOR:
+        break
+      default:
+        return -1
+    }
+    next = data[at]!
+    at += size
+  }
+  return at === length && seen === 7 ? nonce : -1
+}
+
+/** The first 30 bits of the SPI at `offset` (a small integer: a Map key without allocation). */
+function spiPrefix(data: Uint8Array, offset: number): number {
+  return (
+    ((data[offset]! & 0x3f) << 24) |
+    (data[offset + 1]! << 16) |
+    (data[offset + 2]! << 8) |
+    data[offset + 3]!
+  )
 }
 
 function halfOpenKey(spiI: Uint8Array, from: Endpoint): string {

@@ -190,10 +190,17 @@ export class IkeSa {
     return Buffer.from(this.localSpi).toString('hex')
   }
 
-  /** The phase 1 record id. */
+  /** The phase 1 record id (formatted again only when an SPI array is replaced). */
   get id(): string {
-    return `ike-${Buffer.from(this.spiI).toString('hex')}-${Buffer.from(this.spiR).toString('hex')}`
+    if (this.idOf[0] !== this.spiI || this.idOf[1] !== this.spiR || this.idText === undefined) {
+      this.idOf[0] = this.spiI
+      this.idOf[1] = this.spiR
+      this.idText = `ike-${Buffer.from(this.spiI).toString('hex')}-${Buffer.from(this.spiR).toString('hex')}`
+    }
+    return this.idText
   }
+  private readonly idOf: [Uint8Array | undefined, Uint8Array | undefined] = [undefined, undefined]
+  private idText: string | undefined
 
   /** The SK keys we send with. */
   outKeys(): SkKeys {

@@ -31,7 +31,7 @@ import {
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
 import { bytesEqual, sha256 } from './crypto.js'
 import { emptyFragmentCounters, type IkeFragmentCounters } from './fragments.js'
-import { HalfOpenTable } from './half-open.js'
+import { HalfOpenTable, scanInitialRequest } from './half-open.js'
 import { childRecord, IkeSa } from './ike-sa.js'
 import { KeepUp } from './keep-up.js'
 import { Lifetimes } from './lifetimes.js'
@@ -296,16 +296,27 @@ export class IkeV2Service implements IkeService {
         data = data.subarray(4)
       }
       this.stats.received++
-      let message: IkeMessage
+      if (this.answerWithCookie(data, d.from, natT)) return
+      // a forged datagram that does not parse costs an error object, but no stack trace: nothing
+      // reads the stack of a dropped datagram, and capturing it was most of a flood's garbage
+      let message: IkeMessage | undefined
+      let failure: unknown
+      const stackTraceLimit = Error.stackTraceLimit
+      Error.stackTraceLimit = 0
       try {
         message = parseMessage(data)
       } catch (err) {
+        failure = err
+      } finally {
+        Error.stackTraceLimit = stackTraceLimit
+      }
+      if (message === undefined) {
         this.drop('malformed')
         this.answerUnparsableInit(
           data,
           d.from,
           natT,
-          err as IkeProtocolError & { payloadType?: number }
+          failure as IkeProtocolError & { payloadType?: number }
         )
         return
       }
@@ -314,6 +325,35 @@ export class IkeV2Service implements IkeService {
       // never let a datagram break the service
       this.drop('malformed')
     }
+  }
+
+  /**
+   * The stateless COOKIE of a flood (RFC 7296 section 2.6), before any parsing: when a COOKIE
+   * is due for this source (past `cookieThreshold` half-open SAs in total, or
+   * `halfOpenLimitPerPeer` from its address) and `data` is a well-formed initial IKE_SA_INIT
+   * request without one, the COOKIE response is made in place from the raw bytes and sent.
+   * Nothing is kept and nothing allocated beyond the response. A request that carries a COOKIE,
+   * or might be the retransmission of one that made a half-open SA, or has another shape, goes
+   * the full way ({@link respondIkeSaInit}), which answers it the same.
+   *
+   * @returns whether the request was answered here
+   */
+  private answerWithCookie(data: Uint8Array, from: Endpoint, natT: boolean): boolean {
+    const table = this.halfOpen
+    if (
+      table.size < this.init.cookieThreshold &&
+      table.countFor(from.address) < this.init.halfOpenLimitPerPeer
+    ) {
+      return false
+    }
+    const nonce = scanInitialRequest(data)
+    if (nonce < 0 || table.mayHold(data, 0) || !this.started) return false
+    this.stats.cookiesSent++
+    this.stats.sent++
+    const response = table.cookieResponse(data, nonce >> 9, nonce & 511, from, natT ? 4 : 0)
+    if (natT) this.components.udp4500.send(response, from)
+    else this.components.udp500.send(response, from)
+    return true
   }
 
   /**

@@ -55,6 +55,10 @@
  *   SAs (the SA with the lowest nonce is deleted by its maker). Malformed messages are dropped and
  *   counted (`counters()`), never thrown out of the service; an authenticated one gets an
  *   encrypted INVALID_SYNTAX or UNSUPPORTED_CRITICAL_PAYLOAD.
+ * - **Fragmentation** (RFC 7383): protected messages above `fragmentation.fragmentSize` (default
+ *   576 bytes on IPv4, 1280 on IPv6) go out as SKF fragments when both sides announced support;
+ *   the peer's are stored only after each fragment's ICV verified, in a bounded reassembly, with
+ *   drops counted by reason in `counters().fragments` (the README's section has the details).
  * - **Lifetimes**: Child SAs are rekeyed at the ESP engine's soft limit and deleted at its hard
  *   limit; IKE SAs are rekeyed at `lifetime.rekeySeconds`, re-authenticated at
  *   `lifetime.reauthSeconds` (by the original initiator) and probed at `liveness.intervalMs`.

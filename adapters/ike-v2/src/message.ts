@@ -8,13 +8,7 @@
  * @module
  */
 import { IkeProtocolError } from '@vipsec/interface'
-import {
-  concat,
-  readU16 as u16,
-  readU32 as u32,
-  writeU16 as put16,
-  writeU32 as put32
-} from '@vipsec/wire'
+import { readU16 as u16, readU32 as u32, writeU16 as put16, writeU32 as put32 } from '@vipsec/wire'
 import { ATTRIBUTE_KEY_LENGTH, IKE_HEADER_LENGTH, PayloadType, TsType } from './constants.js'
 
 /** The fixed IKE header (RFC 7296 section 3.1). */
@@ -344,34 +338,46 @@ function parseProposals(body: Uint8Array): Proposal[] {
   return proposals
 }
 
-function encodeProposals(proposals: Proposal[]): Uint8Array {
-  const parts: Uint8Array[] = []
-  proposals.forEach((p, pi) => {
-    const ts = p.transforms.map((t, ti) => {
-      const attr = t.keyLength !== undefined ? 4 : 0
-      const b = new Uint8Array(8 + attr)
-      b[0] = ti === p.transforms.length - 1 ? 0 : 3
-      put16(b, 2, b.length)
-      b[4] = t.type
-      put16(b, 6, t.id)
+function proposalsLength(proposals: Proposal[]): number {
+  let n = 0
+  for (const p of proposals) {
+    n += 8 + p.spi.length
+    for (const t of p.transforms) n += t.keyLength !== undefined ? 12 : 8
+  }
+  return n
+}
+
+/** Writes the proposals at `o` of `b`; returns the offset after them. */
+function writeProposals(proposals: Proposal[], b: Uint8Array, o: number): number {
+  for (let pi = 0; pi < proposals.length; pi++) {
+    const p = proposals[pi]!
+    const start = o
+    b[o] = pi === proposals.length - 1 ? 0 : 2
+    b[o + 1] = 0
+    b[o + 4] = p.number
+    b[o + 5] = p.protocol
+    b[o + 6] = p.spi.length
+    b[o + 7] = p.transforms.length
+    b.set(p.spi, o + 8)
+    o += 8 + p.spi.length
+    for (let ti = 0; ti < p.transforms.length; ti++) {
+      const t = p.transforms[ti]!
+      const length = t.keyLength !== undefined ? 12 : 8
+      b[o] = ti === p.transforms.length - 1 ? 0 : 3
+      b[o + 1] = 0
+      put16(b, o + 2, length)
+      b[o + 4] = t.type
+      b[o + 5] = 0
+      put16(b, o + 6, t.id)
       if (t.keyLength !== undefined) {
-        put16(b, 8, 0x8000 | ATTRIBUTE_KEY_LENGTH)
-        put16(b, 10, t.keyLength)
+        put16(b, o + 8, 0x8000 | ATTRIBUTE_KEY_LENGTH)
+        put16(b, o + 10, t.keyLength)
       }
-      return b
-    })
-    const head = new Uint8Array(8 + p.spi.length)
-    head[0] = pi === proposals.length - 1 ? 0 : 2
-    head[4] = p.number
-    head[5] = p.protocol
-    head[6] = p.spi.length
-    head[7] = p.transforms.length
-    head.set(p.spi, 8)
-    const all = concat(head, ...ts)
-    put16(all, 2, all.length)
-    parts.push(all)
-  })
-  return concat(...parts)
+      o += length
+    }
+    put16(b, start + 2, o - start)
+  }
+  return o
 }
 
 function parseSelectors(body: Uint8Array): WireTrafficSelector[] {
@@ -401,21 +407,28 @@ function parseSelectors(body: Uint8Array): WireTrafficSelector[] {
   return out
 }
 
-function encodeSelectors(selectors: WireTrafficSelector[]): Uint8Array {
-  const parts = selectors.map((s) => {
-    const b = new Uint8Array(8 + 2 * s.startAddress.length)
-    b[0] = s.type
-    b[1] = s.protocol
-    put16(b, 2, b.length)
-    put16(b, 4, s.startPort)
-    put16(b, 6, s.endPort)
-    b.set(s.startAddress, 8)
-    b.set(s.endAddress, 8 + s.startAddress.length)
-    return b
-  })
-  const head = new Uint8Array(4)
-  head[0] = selectors.length
-  return concat(head, ...parts)
+function selectorsLength(selectors: WireTrafficSelector[]): number {
+  let n = 4
+  for (const sel of selectors) n += 8 + 2 * sel.startAddress.length
+  return n
+}
+
+/** Writes a TS payload's body at `o` of `b`. */
+function writeSelectors(selectors: WireTrafficSelector[], b: Uint8Array, o: number): void {
+  b[o] = selectors.length
+  b[o + 1] = b[o + 2] = b[o + 3] = 0
+  o += 4
+  for (const sel of selectors) {
+    const length = 8 + 2 * sel.startAddress.length
+    b[o] = sel.type
+    b[o + 1] = sel.protocol
+    put16(b, o + 2, length)
+    put16(b, o + 4, sel.startPort)
+    put16(b, o + 6, sel.endPort)
+    b.set(sel.startAddress, o + 8)
+    b.set(sel.endAddress, o + 8 + sel.startAddress.length)
+    o += length
+  }
 }
 
 /** Payload types this parser understands (and may therefore see with the critical bit). */
@@ -572,49 +585,110 @@ export function parseMessage(raw: Uint8Array): IkeMessage {
  * @param p - the payload (not SK)
  */
 export function encodeBody(p: Payload): Uint8Array {
+  const b = new Uint8Array(bodyLength(p))
+  writeBody(p, b, 0)
+  return b
+}
+
+/** The length of a payload's body (without its generic header). */
+function bodyLength(p: Payload): number {
   switch (p.type) {
     case PayloadType.SA:
-      return encodeProposals((p as SaPayload).proposals)
+      return proposalsLength((p as SaPayload).proposals)
+    case PayloadType.KE:
+      return 4 + (p as KePayload).data.length
+    case PayloadType.IDi:
+    case PayloadType.IDr:
+      return 4 + (p as IdPayload).data.length
+    case PayloadType.CERT:
+    case PayloadType.CERTREQ:
+      return 1 + (p as CertPayload).data.length
+    case PayloadType.AUTH:
+      return 4 + (p as AuthPayload).data.length
+    case PayloadType.NONCE:
+      return (p as NoncePayload).data.length
+    case PayloadType.NOTIFY: {
+      const k = p as NotifyPayload
+      return 4 + k.spi.length + k.data.length
+    }
+    case PayloadType.DELETE: {
+      let n = 4
+      for (const spi of (p as DeletePayload).spis) n += spi.length
+      return n
+    }
+    case PayloadType.TSi:
+    case PayloadType.TSr:
+      return selectorsLength((p as TsPayload).selectors)
+    default:
+      return (p as OpaquePayload).body.length
+  }
+}
+
+/** Writes a payload's body at `o` of `b` (zeroed or not: every byte is written). */
+function writeBody(p: Payload, b: Uint8Array, o: number): void {
+  switch (p.type) {
+    case PayloadType.SA:
+      writeProposals((p as SaPayload).proposals, b, o)
+      return
     case PayloadType.KE: {
       const k = p as KePayload
-      const b = new Uint8Array(4 + k.data.length)
-      put16(b, 0, k.group)
-      b.set(k.data, 4)
-      return b
+      put16(b, o, k.group)
+      b[o + 2] = b[o + 3] = 0
+      b.set(k.data, o + 4)
+      return
     }
     case PayloadType.IDi:
     case PayloadType.IDr: {
       const k = p as IdPayload
-      return concat(Uint8Array.of(k.idType, 0, 0, 0), k.data)
+      b[o] = k.idType
+      b[o + 1] = b[o + 2] = b[o + 3] = 0
+      b.set(k.data, o + 4)
+      return
     }
     case PayloadType.CERT:
     case PayloadType.CERTREQ: {
       const k = p as CertPayload
-      return concat(Uint8Array.of(k.encoding), k.data)
+      b[o] = k.encoding
+      b.set(k.data, o + 1)
+      return
     }
     case PayloadType.AUTH: {
       const k = p as AuthPayload
-      return concat(Uint8Array.of(k.method, 0, 0, 0), k.data)
+      b[o] = k.method
+      b[o + 1] = b[o + 2] = b[o + 3] = 0
+      b.set(k.data, o + 4)
+      return
     }
     case PayloadType.NONCE:
-      return (p as NoncePayload).data
+      b.set((p as NoncePayload).data, o)
+      return
     case PayloadType.NOTIFY: {
       const k = p as NotifyPayload
-      const h = Uint8Array.of(k.protocol, k.spi.length, 0, 0)
-      put16(h, 2, k.notifyType)
-      return concat(h, k.spi, k.data)
+      b[o] = k.protocol
+      b[o + 1] = k.spi.length
+      put16(b, o + 2, k.notifyType)
+      b.set(k.spi, o + 4)
+      b.set(k.data, o + 4 + k.spi.length)
+      return
     }
     case PayloadType.DELETE: {
       const k = p as DeletePayload
-      const h = Uint8Array.of(k.protocol, k.spis[0]?.length ?? 0, 0, 0)
-      put16(h, 2, k.spis.length)
-      return concat(h, ...k.spis)
+      b[o] = k.protocol
+      b[o + 1] = k.spis[0]?.length ?? 0
+      put16(b, o + 2, k.spis.length)
+      o += 4
+      for (const spi of k.spis) {
+        b.set(spi, o)
+        o += spi.length
+      }
+      return
     }
     case PayloadType.TSi:
     case PayloadType.TSr:
-      return encodeSelectors((p as TsPayload).selectors)
+      writeSelectors((p as TsPayload).selectors, b, o)
+      return
     default:
-      return (p as OpaquePayload).body
+      b.set((p as OpaquePayload).body, o)
   }
 }
 
@@ -630,16 +704,28 @@ export function encodePayloads(payloads: Payload[]): {
   /** The encoded chain. */
   bytes: Uint8Array
 } {
-  const parts: Uint8Array[] = []
-  payloads.forEach((p, i) => {
-    const body = encodeBody(p)
-    const h = new Uint8Array(4)
-    h[0] = i + 1 < payloads.length ? payloads[i + 1].type : PayloadType.NONE
-    h[1] = p.critical === true ? 0x80 : 0
-    put16(h, 2, 4 + body.length)
-    parts.push(h, body)
-  })
-  return { first: payloads[0]?.type ?? PayloadType.NONE, bytes: concat(...parts) }
+  return { first: payloads[0]?.type ?? PayloadType.NONE, bytes: encodeChain(payloads, 0) }
+}
+
+/**
+ * The chain of payloads, encoded in one pass into one array, behind `lead` bytes left for the
+ * caller (the IKE header).
+ */
+function encodeChain(payloads: Payload[], lead: number): Uint8Array {
+  let total = lead
+  for (const p of payloads) total += 4 + bodyLength(p)
+  const b = new Uint8Array(total)
+  let o = lead
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i]!
+    const length = 4 + bodyLength(p)
+    b[o] = i + 1 < payloads.length ? payloads[i + 1]!.type : PayloadType.NONE
+    b[o + 1] = p.critical === true ? 0x80 : 0
+    put16(b, o + 2, length)
+    writeBody(p, b, o + 4)
+    o += length
+  }
+  return b
 }
 
 /**
@@ -652,13 +738,18 @@ export function encodeMessage(
   header: Omit<IkeHeader, 'nextPayload' | 'length'>,
   payloads: Payload[]
 ): Uint8Array {
-  const { first, bytes } = encodePayloads(payloads)
-  const h = encodeHeader({
-    ...header,
-    nextPayload: first,
-    length: IKE_HEADER_LENGTH + bytes.length
-  })
-  return concat(h, bytes)
+  if (header.spiI.length !== 8) throw syntax('spiI must be 8 bytes')
+  if (header.spiR.length !== 8) throw syntax('spiR must be 8 bytes')
+  const b = encodeChain(payloads, IKE_HEADER_LENGTH)
+  b.set(header.spiI, 0)
+  b.set(header.spiR, 8)
+  b[16] = payloads[0]?.type ?? PayloadType.NONE
+  b[17] = header.version
+  b[18] = header.exchange
+  b[19] = header.flags
+  put32(b, 20, header.messageId)
+  put32(b, 24, b.length)
+  return b
 }
 
 /** Finds the first payload of a type. */

@@ -1,11 +1,49 @@
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
 import { SeededRandomSource } from '@vipsec/random'
-import { COOKIE_SECRET_LIFETIME_MS, HalfOpenTable } from '../src/half-open.js'
+import { COOKIE_SECRET_LIFETIME_MS, HalfOpenTable, scanInitialRequest } from '../src/half-open.js'
+import { wire } from '../src/index.js'
+
+const { ExchangeType, HeaderFlag, NotifyType, PayloadType } = wire
 
 const NI = new Uint8Array(32).fill(7)
 const SPI = new Uint8Array(8).fill(1)
 const FROM = { address: '10.0.0.1', port: 500 }
+
+/** An initial IKE_SA_INIT request: SA, KE, the given notifies, Nonce (`NI`). */
+function request(
+  notifies: wire.Payload[] = [],
+  header: Partial<wire.IkeHeader> = {},
+  nonce = NI
+): Uint8Array {
+  return wire.encodeMessage(
+    {
+      spiI: SPI,
+      spiR: new Uint8Array(8),
+      version: 0x20,
+      exchange: ExchangeType.IKE_SA_INIT,
+      flags: HeaderFlag.INITIATOR,
+      messageId: 0,
+      ...header
+    },
+    [
+      ...notifies,
+      {
+        type: PayloadType.SA,
+        proposals: [
+          {
+            number: 1,
+            protocol: 1,
+            spi: new Uint8Array(0),
+            transforms: [{ type: 4, id: 31 }]
+          }
+        ]
+      } as wire.SaPayload,
+      { type: PayloadType.KE, group: 31, data: new Uint8Array(32).fill(3) } as wire.KePayload,
+      { type: PayloadType.NONCE, data: nonce } as wire.NoncePayload
+    ]
+  )
+}
 
 describe('HalfOpenTable', () => {
   describe('.validCookie', () => {
@@ -30,6 +68,93 @@ describe('HalfOpenTable', () => {
         await clock.advance(COOKIE_SECRET_LIFETIME_MS)
         expect(t.validCookie(c, NI, FROM, SPI)).to.equal(false)
       })
+    })
+  })
+
+  describe('.cookieResponse', () => {
+    it('should be the COOKIE response the encoder makes, with a cookie validCookie accepts', () => {
+      const t = new HalfOpenTable(new VirtualClock(), new SeededRandomSource({ seed: 'c' }), 10)
+      const data = request()
+      const at = scanInitialRequest(data)
+      const r = t.cookieResponse(data, at >> 9, at & 511, FROM, 0)
+      const expected = wire.encodeMessage(
+        {
+          spiI: SPI,
+          spiR: new Uint8Array(8),
+          version: 0x20,
+          exchange: ExchangeType.IKE_SA_INIT,
+          flags: HeaderFlag.RESPONSE,
+          messageId: 0
+        },
+        [wire.notify(NotifyType.COOKIE, t.cookieFor(NI, FROM, SPI))]
+      )
+      expect(Buffer.from(r).equals(expected)).to.equal(true)
+      const cookie = wire.findNotify(wire.parseMessage(r).payloads, NotifyType.COOKIE)!.data
+      expect(t.validCookie(cookie, NI, FROM, SPI)).to.equal(true)
+      expect(t.validCookie(cookie, NI, { ...FROM, address: '10.0.0.10' }, SPI)).to.equal(false)
+      // behind the non-ESP marker of port 4500
+      const natT = t.cookieResponse(data, at >> 9, at & 511, FROM, 4)
+      expect(Buffer.from(natT).equals(Buffer.concat([Buffer.alloc(4), expected]))).to.equal(true)
+    })
+  })
+
+  describe('scanInitialRequest', () => {
+    it('should find the Nonce of a well-formed initial request', () => {
+      const data = request([wire.notify(NotifyType.NAT_DETECTION_SOURCE_IP, new Uint8Array(20))])
+      const at = scanInitialRequest(data)
+      expect(at & 511).to.equal(32)
+      expect(Buffer.from(data.subarray(at >> 9, (at >> 9) + 32)).equals(NI)).to.equal(true)
+      expect(scanInitialRequest(request([], {}, new Uint8Array(256).fill(9))) & 511).to.equal(256)
+    })
+
+    it('should leave every other shape to the full parser', () => {
+      const cases: Record<string, Uint8Array> = {
+        'a COOKIE': request([wire.notify(NotifyType.COOKIE, new Uint8Array(33))]),
+        'a SPIr': request([], { spiR: new Uint8Array(8).fill(1) }),
+        'a response': request([], { flags: HeaderFlag.RESPONSE | HeaderFlag.INITIATOR }),
+        'the responder flag cleared': request([], { flags: 0 }),
+        'message ID 1': request([], { messageId: 1 }),
+        'another exchange': request([], { exchange: ExchangeType.IKE_AUTH }),
+        'a short Nonce': request([], {}, new Uint8Array(15)),
+        'a long Nonce': request([], {}, new Uint8Array(257)),
+        'a truncated datagram': request().subarray(0, 100),
+        'a trailing byte': wire.concat(request(), Uint8Array.of(0)),
+        'an unknown payload': request([
+          { type: 200, critical: true, body: new Uint8Array(4) } as wire.OpaquePayload
+        ])
+      }
+      const full = wire.parseMessage(request())
+      const without = (type: number): Uint8Array =>
+        wire.encodeMessage(
+          full.header,
+          full.payloads.filter((x) => x.type !== type)
+        )
+      cases['no KE'] = without(PayloadType.KE)
+      cases['no SA'] = without(PayloadType.SA)
+      cases['no Nonce'] = without(PayloadType.NONCE)
+      cases['two SAs'] = wire.encodeMessage(full.header, [full.payloads[0]!, ...full.payloads])
+      for (const [what, data] of Object.entries(cases)) {
+        expect(scanInitialRequest(data), what).to.equal(-1)
+      }
+      const bad = request()
+      bad[17] = 0x30 // IKEv3
+      expect(scanInitialRequest(bad)).to.equal(-1)
+      const short = request()
+      short[27] -= 1 // the header's length is not the datagram's
+      expect(scanInitialRequest(short)).to.equal(-1)
+    })
+  })
+
+  describe('.mayHold', () => {
+    it('should say whether a half-open SA may have that SPIi, until it settles', () => {
+      const t = new HalfOpenTable(new VirtualClock(), new SeededRandomSource({ seed: 'c' }), 4)
+      const data = request()
+      expect(t.mayHold(data, 0)).to.equal(false)
+      const sa = {} as never
+      t.add(SPI, FROM, sa)
+      expect(t.mayHold(data, 0)).to.equal(true)
+      t.settle(sa)
+      expect(t.mayHold(data, 0)).to.equal(false)
     })
   })
 

@@ -54,6 +54,36 @@ describe('ikeV2ServiceFactory', () => {
 })
 
 describe('IkeV2Service', () => {
+  describe('when datagrams do not parse', () => {
+    it('should drop them as malformed, still answer a bad major version, and leave stack traces on', async () => {
+      const p = makePair()
+      await p.start()
+      const limit = Error.stackTraceLimit
+      const attacker = p.net.bind('10.0.0.9', 500)
+      const answers: Uint8Array[] = []
+      attacker.datagrams$.subscribe((d) => answers.push(d.data))
+      // a truncated header, then an IKE_SA_INIT request of major version 3 (RFC 7296 section 1.5)
+      attacker.send(new Uint8Array(20), { address: '10.0.0.2', port: 500 })
+      const v3 = new Uint8Array(28)
+      v3.set([1, 2, 3, 4, 5, 6, 7, 8], 0)
+      v3[17] = 0x30
+      v3[18] = 34
+      v3[19] = 0x08
+      v3[27] = 28
+      attacker.send(v3, { address: '10.0.0.2', port: 500 })
+      await p.settle()
+      expect(p.b.counters().dropped.malformed).to.equal(2)
+      expect(answers).to.have.length(1)
+      // the answer's notify: INVALID_MAJOR_VERSION (5), for the request's SPIi
+      expect(Array.from(answers[0].subarray(0, 8))).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8])
+      expect(answers[0][16]).to.equal(41)
+      expect((answers[0][34] << 8) | answers[0][35]).to.equal(5)
+      expect(Error.stackTraceLimit).to.equal(limit)
+      expect(new Error('after').stack).to.match(/ike-v2-service\.spec/)
+      await p.stop()
+    })
+  })
+
   describe('constructor', () => {
     describe('when a peer config offers AES-CBC for ESP without an integrity algorithm', () => {
       it('should throw InvalidConfigError naming the field', () => {

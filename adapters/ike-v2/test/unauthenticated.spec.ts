@@ -514,6 +514,35 @@ describe('IkeV2Service', () => {
       await p.stop()
     })
 
+    it('should answer a retransmission of a request that made a half-open SA with its response, not a COOKIE', async () => {
+      // one half-open SA is already "under load": the next new request gets a COOKIE
+      const p = makePair({ b: { cookieThreshold: 1 } })
+      await p.start()
+      p.net.filter = (x) => (x.data[18] === ExchangeType.IKE_AUTH ? 'drop' : 'deliver')
+      void p.a.connect(p.request()).catch(() => undefined)
+      await p.settle()
+      const request = p.net.log.find(
+        (x) => x.from.address === '10.0.0.1' && x.data[18] === ExchangeType.IKE_SA_INIT
+      )!.data
+      const response = p.net.log.find(
+        (x) => x.from.address === '10.0.0.2' && x.data[18] === ExchangeType.IKE_SA_INIT
+      )!.data
+      const since = p.net.log.length
+      inject(p, 'b', request, false)
+      const fresh = request.slice()
+      fresh[0] ^= 0x80 // another SPIi: a new request
+      inject(p, 'b', fresh, false)
+      await p.settle()
+      const answers = p.net.log.slice(since).filter((x) => x.from.address === '10.0.0.2')
+      expect(answers.map((x) => Buffer.from(x.data).equals(response))).to.deep.equal([true, false])
+      const cookie = wire.parseMessage(answers[1]!.data)
+      expect(wire.findNotify(cookie.payloads, NotifyType.COOKIE)?.data).to.have.length(33)
+      expect(cookie.payloads).to.have.length(1)
+      expect(p.b.counters().responsesReplayed).to.equal(1)
+      expect(p.b.counters().cookiesSent).to.equal(1)
+      await p.stop()
+    })
+
     it('should drop requests beyond halfOpenLimit even with a valid cookie', async () => {
       const p = makePair({
         b: { cookieThreshold: 1000, halfOpenLimit: 5, halfOpenLimitPerPeer: 1000 }

@@ -335,7 +335,10 @@ function filterKey(f: DynamicFilter): string {
 function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
   const owners = new Map<string, number>()
   for (const c of sa.children.values()) {
-    for (const f of c.filters) owners.set(filterKey(f), (owners.get(filterKey(f)) ?? 0) + 1)
+    for (const f of c.filters) {
+      const k = filterKey(f)
+      owners.set(k, (owners.get(k) ?? 0) + 1)
+    }
   }
   const keys = changed.filters.map(filterKey)
   if (
@@ -380,6 +383,18 @@ function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
 }
 
 /**
+ * `a` then `b`: `a` itself when `b` is empty (an AEAD has no integrity key), a view when `b`
+ * follows `a` in the same memory (both cut from one KEYMAT), else a copy.
+ */
+function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (b.length === 0) return a
+  if (a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset) {
+    return new Uint8Array(a.buffer, a.byteOffset, a.length + b.length)
+  }
+  return concat(a, b)
+}
+
+/**
  * Installs a Child SA's two ESP SAs (and, unless turned off, its protect filters) in the engine.
  *
  * @throws whatever the engine throws (the caller reports it)
@@ -389,8 +404,8 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
   const algorithm = child.chosen.encryption.algorithm
   const integrity = child.chosen.integrity
   // the ESP engine takes the encryption key then the integrity key (RFC 7296 section 2.17)
-  const outKey = child.initiator ? concat(encrI, integI) : concat(encrR, integR)
-  const inKey = child.initiator ? concat(encrR, integR) : concat(encrI, integI)
+  const outKey = child.initiator ? joined(encrI, integI) : joined(encrR, integR)
+  const inKey = child.initiator ? joined(encrR, integR) : joined(encrI, integI)
   const lifetime = child.policy.lifetime ?? NO_LIFETIME
   const tunnel = { local: sa.local.address, remote: sa.remote.address }
   const udpEncapsulation = child.encapsulated

@@ -15,8 +15,10 @@ export class DgramUdpEndpoint implements UdpEndpoint {
     readonly local: Endpoint
   ) {
     socket.on('message', (msg, rinfo) => {
+      // a view of node's buffer, as network-linux's sockets deliver it: a copy per datagram
+      // would double the allocations of a flood
       this.subject.next({
-        data: new Uint8Array(msg),
+        data: new Uint8Array(msg.buffer, msg.byteOffset, msg.length),
         from: { address: rinfo.address, port: rinfo.port }
       })
     })

@@ -3,16 +3,26 @@
  * (`ip netns exec <ns> node --import tsx --conditions=vipsec-source peer.ts <config-json>`).
  * It speaks JSON lines: requests on stdin ({ id, cmd, args }), answers and events on stdout.
  */
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
+import { getHeapSpaceStatistics } from 'node:v8'
 import { SystemClock } from '@vipsec/clock'
 import { CryptoRandomSource } from '@vipsec/random'
 import { SoftwareEspEngine, buildIpPacket, buildUdp, parseIpPacket } from '@vipsec/esp-software'
 import { IkeV2Service, type IkeV2ServiceInit } from '../../src/index.js'
+import { LinuxNetworkAdapter } from '@vipsec/network-linux'
+import type { UdpEndpoint } from '@vipsec/interface'
 import { DgramUdpEndpoint } from '../helpers/dgram-endpoint.js'
 import type { SaTable } from '../../src/sa-table.js'
 
 interface Config {
   address: string
+  /**
+   * Where the sockets come from: `product` opens them through network-linux's adapter with its
+   * defaults, as `vipsec node` does (batched recvmmsg/sendmmsg, a 4 MiB receive buffer);
+   * `dgram` (the default) binds plain node:dgram sockets of the test helper.
+   */
+  udp?: 'product' | 'dgram'
   init: IkeV2ServiceInit & { psks?: { remote: never; secret: string }[] }
 }
 
@@ -29,8 +39,15 @@ const config = reviveBytes(JSON.parse(process.argv[2])) as Config
 const clock = new SystemClock()
 const random = new CryptoRandomSource()
 const engine = new SoftwareEspEngine({ clock })
-const udp500 = await DgramUdpEndpoint.bind({ address: config.address, port: 500 })
-const udp4500 = await DgramUdpEndpoint.bind({ address: config.address, port: 4500 })
+const network =
+  config.udp === 'product' ? new LinuxNetworkAdapter({}, { interface: 'lo' }) : undefined
+await network?.start()
+const bind = (port: number): Promise<UdpEndpoint> =>
+  network !== undefined
+    ? network.openUdp({ address: config.address, port })
+    : DgramUdpEndpoint.bind({ address: config.address, port })
+const udp500 = await bind(500)
+const udp4500 = await bind(4500)
 const service = new IkeV2Service({ clock, random, espEngine: engine, udp500, udp4500 }, config.init)
 const received: {
   from: string
@@ -75,7 +92,17 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
   deleteIkeSa: (id: never) => service.deleteIkeSa(id),
   checkLiveness: (id: never) => service.checkLiveness(id),
   list: () => service.list(),
-  counters: () => ({ ike: service.counters(), esp: engine.counters() }),
+  counters: () => ({ ike: service.counters(), esp: engine.counters(), net: network?.stats() }),
+  // what the kernel dropped at the sockets' receive queues (the last column of /proc/net/udp)
+  socketDrops: () => {
+    const drops: Record<string, number> = {}
+    for (const line of readFileSync('/proc/self/net/udp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      const port = f[1] === undefined ? NaN : parseInt(f[1].split(':')[1] ?? '', 16)
+      if (port === 500 || port === 4500) drops[port] = Number(f.at(-1))
+    }
+    return drops
+  },
   connections: () => service.connectionAttempts(),
   // what an attacker on the path reads off the wire: SPIs and both halves' next message IDs
   windows: () =>
@@ -94,7 +121,20 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
   memory: () => {
     ;(globalThis as { gc?: () => void }).gc?.()
     const m = process.memoryUsage()
-    return { rss: m.rss, heapUsed: m.heapUsed, external: m.external + m.arrayBuffers }
+    // RSS split as the kernel counts it, and the part V8's young generation has committed
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const kb = (name: string): number =>
+      Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
+    const newSpace =
+      getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.physical_space_size ?? 0
+    return {
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      external: m.external + m.arrayBuffers,
+      anon: kb('RssAnon'),
+      file: kb('RssFile'),
+      newSpace
+    }
   },
   received: () => received.splice(0),
   sendUdp: (args: {
@@ -127,6 +167,7 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
     await engine.stop()
     await udp500.close()
     await udp4500.close()
+    await network?.stop()
     setImmediate(() => process.exit(0))
     return true
   }
