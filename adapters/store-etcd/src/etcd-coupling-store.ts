@@ -37,16 +37,18 @@ import {
   mergeJournal,
   releasedOwnership
 } from '@vipsec/store-memory'
+import { hedged, systemTimers, type HedgeTimers } from './hedge.js'
 import { etcdKeys, prefixEnd, recordName, splitRecordName, type EtcdKeyLayout } from './keys.js'
 import { resolveInit, type EtcdCouplingStoreInit, type ResolvedEtcdInit } from './options.js'
 
 /** What an {@link EtcdCouplingStore} needs. */
 export interface EtcdCouplingStoreComponents {
   /**
-   * Time for `claimedAt`. Default: the system's wall clock. Deadlines and lease ages always use
-   * real timers, whatever clock is given.
+   * Time for `claimedAt`, and, when it has `setTimeout` and `clearTimeout`, the timers that send
+   * an unanswered read to the next member (`hedgeMs`). Default: the system's clock. Call deadlines
+   * and lease ages always use real time, whatever clock is given.
    */
-  clock?: Pick<Clock, 'now'>
+  clock?: Pick<Clock, 'now'> & Partial<Pick<Clock, 'setTimeout' | 'clearTimeout'>>
 }
 
 /** The ownership key's value. */
@@ -160,6 +162,8 @@ export class EtcdCouplingStore extends BaseCouplingStore {
    * go to {@link EtcdCouplingStore.pinned}; the watch stays on {@link EtcdCouplingStore.client}.
    */
   private members: Etcd3[] = []
+  /** Where the hedge timer of reads runs: the given clock when it has timers. */
+  private readonly timers: HedgeTimers
   /** The member that calls go to first: the one that answered last. */
   private pinned = 0
   private watcher: Watcher | undefined
@@ -181,6 +185,11 @@ export class EtcdCouplingStore extends BaseCouplingStore {
    */
   constructor(components: EtcdCouplingStoreComponents = {}, init: EtcdCouplingStoreInit = {}) {
     super('EtcdCouplingStore', components.clock)
+    const { clock } = components
+    this.timers =
+      clock?.setTimeout !== undefined && clock.clearTimeout !== undefined
+        ? (clock as HedgeTimers)
+        : systemTimers
     this.init = resolveInit(init)
     this.keys = etcdKeys(this.init.keyPrefix)
   }
@@ -847,9 +856,9 @@ export class EtcdCouplingStore extends BaseCouplingStore {
 
   /**
    * One attempt of a read, on the pinned member first; every `hedgeMs` without an answer (or at
-   * once when an attempt fails) the next member is asked as well. The first answer wins and pins
-   * its member; it rejects when every member failed, or at once on an error that another member
-   * would give too (refused credentials, a request etcd refuses).
+   * once when an attempt fails) the next member is asked as well, on the store's clock. The first
+   * answer wins and pins its member; it rejects when every member failed, or at once on an error
+   * that another member would give too (refused credentials, a request etcd refuses).
    */
   private async hedged<T>(
     attempt: (client: Etcd3, callOptions: { deadline: Date }) => Promise<T>,
@@ -857,49 +866,21 @@ export class EtcdCouplingStore extends BaseCouplingStore {
   ): Promise<T> {
     const members = this.members
     if (members.length === 1) return attempt(members[0]!, { deadline })
-    const first = this.pinned % members.length
-    return new Promise<T>((resolve, reject) => {
-      let started = 0
-      let failed = 0
-      let settled = false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const finish = (): void => {
-        settled = true
-        if (timer !== undefined) clearTimeout(timer)
-      }
-      const launch = (): void => {
-        if (settled || started >= members.length) return
-        const i = (first + started++) % members.length
-        if (started < members.length) {
-          if (timer !== undefined) clearTimeout(timer)
-          timer = setTimeout(launch, this.init.hedgeMs)
+    const { value, member } = await hedged(
+      {
+        count: members.length,
+        first: this.pinned % members.length,
+        hedgeMs: this.init.hedgeMs,
+        timers: this.timers,
+        final: (err) => {
+          const name = errorName(err)
+          return AUTH_ERRORS.has(name) || name === 'GRPCInvalidArgumentError'
         }
-        attempt(members[i]!, { deadline }).then(
-          (value) => {
-            if (settled) return
-            finish()
-            if (this.members === members) this.pinned = i
-            resolve(value)
-          },
-          (err: unknown) => {
-            if (settled) return
-            failed++
-            const name = errorName(err)
-            if (AUTH_ERRORS.has(name) || name === 'GRPCInvalidArgumentError') {
-              finish()
-              reject(err as Error)
-            } else if (failed === members.length) {
-              finish()
-              reject(err as Error)
-            } else if (failed === started) {
-              // every member asked so far failed: ask the next one now
-              launch()
-            }
-          }
-        )
-      }
-      launch()
-    })
+      },
+      async (i) => attempt(members[i]!, { deadline })
+    )
+    if (this.members === members) this.pinned = member
+    return value
   }
 
   private refused(what: string, cause: unknown): StoreUnavailableError {
