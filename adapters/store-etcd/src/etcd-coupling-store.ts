@@ -317,7 +317,7 @@ export class EtcdCouplingStore extends BaseCouplingStore {
               type: 'ownership:released',
               dvipa,
               epoch: fence.epoch,
-              previousOwner: released.previousOwner!
+              previousOwner: released.previousOwner
             }
           ])
         ],

@@ -47,14 +47,18 @@ export const COUPLING_STORE_EVENT_TYPES: ReadonlySet<string> = new Set<string>([
   'mailbox:posted'
 ])
 
+/** An ownership record as a release stores it: no owner, and always a previous owner. */
+export type ReleasedOwnership = Ownership & { owner: null; previousOwner: NodeId }
+
 /**
  * The ownership record a release stores: no owner, and as `previousOwner` the node whose SAs
  * the records are (the one a switchover claim named as previous, else the releasing owner).
+ * Its `previousOwner` is what the `ownership:released` event names.
  *
  * @param current - the record being released
  * @param fence - the releasing owner's fence
  */
-export function releasedOwnership(current: Ownership, fence: Fence): Ownership {
+export function releasedOwnership(current: Ownership, fence: Fence): ReleasedOwnership {
   return { ...current, owner: null, previousOwner: current.previousOwner ?? fence.owner }
 }
 

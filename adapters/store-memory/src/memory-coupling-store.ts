@@ -125,7 +125,7 @@ export class MemoryCouplingStore extends BaseCouplingStore {
       type: 'ownership:released',
       dvipa,
       epoch: slot.epoch,
-      previousOwner: released.previousOwner!
+      previousOwner: released.previousOwner
     })
   }
 
