@@ -88,6 +88,31 @@ const errorName = (err: unknown): string =>
 const sleep = async (ms: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
 
+/**
+ * Resolves when etcd has accepted the watch; rejects when it cancels it, when the stream to the
+ * member fails, or after `ms` (real time).
+ */
+async function accepted(watcher: Watcher, ms: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => done(new Error(`the watch was not accepted within ${ms} ms`)),
+      ms
+    )
+    const done = (err?: Error): void => {
+      clearTimeout(timer)
+      watcher.off('connected', onConnected)
+      watcher.off('error', done)
+      watcher.off('disconnected', done)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onConnected = (): void => done()
+    watcher.once('connected', onConnected)
+    watcher.once('error', done)
+    watcher.once('disconnected', done)
+  })
+}
+
 const buf = (s: string): Buffer => Buffer.from(s, 'utf8')
 const asBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -930,13 +955,20 @@ export class EtcdCouplingStore extends BaseCouplingStore {
               })
           )
     this.pinned = 0
+    const deadline = performance.now() + init.operationTimeoutMs
     try {
-      const res = await this.call('start', undefined, false, async (c, o) =>
-        c.kv.range({ key: buf(this.keys.events) }, o)
+      const res = await this.call(
+        'start',
+        undefined,
+        false,
+        async (c, o) => c.kv.range({ key: buf(this.keys.events) }, o),
+        deadline
       )
       this.lastEventRevision = BigInt(res.header.revision)
       this.openEvents()
-      this.watcher = await this.watch(client)
+      // first on the member that has just answered
+      const { watcher, member } = await this.openWatch(this.pinned, deadline)
+      this.follow(client, watcher, member)
     } catch (err) {
       this.client = undefined
       client.close()
@@ -946,33 +978,84 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     }
   }
 
-  /** Watches the events key from the revision after the last one seen. */
-  private async watch(client: Etcd3): Promise<Watcher> {
-    const watcher = await client
-      .watch()
-      .key(this.keys.events)
-      .startRevision(String(this.lastEventRevision + 1n))
-      .create()
+  /**
+   * Opens the watch of the events key, from the revision after the last one seen, on the members
+   * in turn from `from` (the one that answered last first), waiting at most one attempt for each
+   * to accept it: a member that died or was cut off costs one attempt, not the minutes a stream
+   * to it can hang.
+   *
+   * @throws StoreUnavailableError when no member accepted it before `deadline`, or etcd refused
+   *   the credentials
+   */
+  private async openWatch(
+    from: number,
+    deadline: number
+  ): Promise<{ watcher: Watcher; member: number }> {
+    const members = this.members
+    let lastError: unknown
+    for (let k = 0; k < members.length; k++) {
+      const remaining = deadline - performance.now()
+      if (remaining <= 0) break
+      const member = (from + k) % members.length
+      const watcher = members[member]!.watch()
+        .key(this.keys.events)
+        .startRevision(String(this.lastEventRevision + 1n))
+        .watcher()
+      try {
+        await accepted(watcher, Math.min(remaining, this.init.attemptTimeoutMs))
+        return { watcher, member }
+      } catch (err) {
+        lastError = err
+        watcher.removeAllListeners()
+        // not accepted: it was never attached to a stream, so this returns at once
+        void watcher.cancel().catch(() => undefined)
+        if (AUTH_ERRORS.has(errorName(err))) throw this.refused('watch', err)
+      }
+    }
+    const why = lastError instanceof Error ? `: ${lastError.message}` : ''
+    throw new StoreUnavailableError(
+      `watch: no etcd member of ${this.init.hosts.join(', ')} accepted the watch in time${why}`,
+      { cause: lastError }
+    )
+  }
+
+  /** Forwards the watch's events; when its stream breaks, watches again from the next member. */
+  private follow(client: Etcd3, watcher: Watcher, member: number): void {
+    this.watcher = watcher
     watcher.on('put', (kv: IKeyValue) => this.publish(kv))
-    watcher.on('disconnected', () => {
-      // The client resumes from the revision in its request; make that the one after the last
-      // event seen, not the header revision of the last (re)connect, so nothing is skipped.
-      ;(watcher.request as { start_revision?: string }).start_revision = String(
-        this.lastEventRevision + 1n
-      )
-    })
-    watcher.on('error', () => {
-      // cancelled by etcd (e.g. the revision was compacted): watch again from the last seen
+    const moveOn = (next: number): void => {
       if (this.client !== client || this.watcher !== watcher) return
       watcher.removeAllListeners()
-      this.watch(client)
-        .then((next) => {
-          if (this.client === client) this.watcher = next
-          else void next.cancel()
-        })
-        .catch(() => undefined)
-    })
-    return watcher
+      void watcher.cancel().catch(() => undefined)
+      this.watcher = undefined
+      void this.rewatch(client, next)
+    }
+    // the stream to this member broke: the next member, from the revision after the last seen
+    watcher.on('disconnected', () => moveOn(member + 1))
+    // cancelled by etcd (e.g. the revision was compacted): watch again from the last seen
+    watcher.on('error', () => moveOn(member))
+  }
+
+  /** Watches again, trying the members in turn, until one accepts or the store stops. */
+  private async rewatch(client: Etcd3, from: number): Promise<void> {
+    for (let round = 0; this.client === client; round++) {
+      if (round > 0) await sleep(Math.min(1000, 50 * round))
+      if (this.client !== client) return
+      try {
+        const { watcher, member } = await this.openWatch(
+          from + round,
+          performance.now() + this.init.attemptTimeoutMs * this.members.length
+        )
+        if (this.client !== client) {
+          void watcher.cancel().catch(() => undefined)
+          return
+        }
+        this.follow(client, watcher, member)
+        return
+      } catch {
+        // no member now: try again
+      }
+    }
   }
 
   /** Forwards the events of one write of the events key, each revision once. */
