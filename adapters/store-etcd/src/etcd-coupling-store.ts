@@ -65,6 +65,8 @@ interface OwnerValue {
 interface JournalValue {
   takeId: string
   journalEpoch: number | null
+  /** The epoch of the last take applied, kept through the settle: one take per epoch. */
+  takenEpoch?: number
   /** [record name, base64 bytes] */
   entries: Array<[string, string]>
 }
@@ -466,14 +468,22 @@ export class EtcdCouplingStore extends BaseCouplingStore {
         const kv = first(o)
         checkCurrent(dvipa, fence, this.ownerValue(kv))
         const previous = this.journalValue(first(j))
-        if (previous?.takeId === takeId) return { done: this.journalEntries(previous) }
+        // a retry of this call, or a second take at this epoch: the journal as it stands
+        if (previous?.takeId === takeId || previous?.takenEpoch === fence.epoch) {
+          return { done: this.journalEntries(previous) }
+        }
         const merged = mergeJournal(
           [previous?.entries ?? []],
           this.entries(prefix, live).map(
             (e) => [recordName(e.kind, e.id), asBuffer(e.bytes).toString('base64')] as const
           )
         )
-        const value: JournalValue = { takeId, journalEpoch: fence.epoch, entries: [...merged] }
+        const value: JournalValue = {
+          takeId,
+          journalEpoch: fence.epoch,
+          takenEpoch: fence.epoch,
+          entries: [...merged]
+        }
         return {
           compare: [unchanged(owner, kv), unchanged(rv, first(v)), unchanged(journal, first(j))],
           success: [
@@ -503,7 +513,12 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       checkCurrent(dvipa, fence, this.ownerValue(kv))
       const previous = this.journalValue(first(j))
       if (previous === undefined || previous.entries.length === 0) return { done: undefined }
-      const value: JournalValue = { takeId: previous.takeId, journalEpoch: null, entries: [] }
+      const value: JournalValue = {
+        takeId: previous.takeId,
+        journalEpoch: null,
+        ...(previous.takenEpoch === undefined ? {} : { takenEpoch: previous.takenEpoch }),
+        entries: []
+      }
       return {
         compare: [unchanged(owner, kv), unchanged(journal, first(j))],
         success: [put(journal, JSON.stringify(value))],

@@ -400,6 +400,11 @@ export abstract class BaseCouplingStore implements CouplingStore {
    * and the live records ({@link mergeJournal}), keeps that as the fence's journal, clears the live
    * records, and returns the merged entries.
    *
+   * At most once per epoch, in the same atomic step: the store keeps the epoch of the last take it
+   * applied (through the settle), and a second take at that epoch (a retry under a new request id,
+   * or a duplicate delivered late) changes nothing and returns the journal as it stands (empty once
+   * settled), so it can never move the owner's own records into a journal again.
+   *
    * @param dvipa - the DVIPA
    * @param fence - the caller's fence (its shape checked)
    * @param options - the abort signal
