@@ -941,8 +941,10 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       hosts: init.hosts,
       dialTimeout: init.attemptTimeoutMs,
       // no retries inside the client: a write resent after a lost reply must be decided again
-      // by the store (see transact), never resent blindly
-      faultHandling: { global: noop }
+      // by the store (see transact), never resent blindly; and no circuit breaker per member:
+      // this store chooses the member (a breaker that opened on a few slow answers of the only
+      // member failed every call for 5 s)
+      faultHandling: { global: noop, host: () => noop }
     }
     if (init.username !== undefined && init.password !== undefined) {
       options.auth = { username: init.username, password: init.password }
@@ -957,18 +959,11 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     }
     const client = new Etcd3(options)
     this.client = client
-    // one client per member, without the per-member circuit breaker: this store chooses
+    // one client per member
     this.members =
       init.hosts.length === 1
         ? [client]
-        : init.hosts.map(
-            (host) =>
-              new Etcd3({
-                ...options,
-                hosts: [host],
-                faultHandling: { global: noop, host: () => noop }
-              })
-          )
+        : init.hosts.map((host) => new Etcd3({ ...options, hosts: [host] }))
     this.pinned = 0
     const deadline = performance.now() + init.operationTimeoutMs
     try {
