@@ -144,6 +144,11 @@ const unchanged = (key: string, kv: IKeyValue | undefined): ICompare =>
     ? { key: buf(key), target: 'Create', result: 'Equal', create_revision: 0 }
     : { key: buf(key), target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }
 
+/** How often a connection to a member is pinged while calls (the watch) are open, in ms. */
+const KEEPALIVE_MS = 6000
+/** How long a ping may go unanswered before the connection counts as broken, in ms. */
+const KEEPALIVE_TIMEOUT_MS = 2000
+
 /** How many operations one (nested) transaction holds at most: below etcd's `--max-txn-ops` default of 128. */
 const TXN_OPS = 100
 
@@ -944,7 +949,14 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       // by the store (see transact), never resent blindly; and no circuit breaker per member:
       // this store chooses the member (a breaker that opened on a few slow answers of the only
       // member failed every call for 5 s)
-      faultHandling: { global: noop, host: () => noop }
+      faultHandling: { global: noop, host: () => noop },
+      // A member cut off without a word (its packets just vanish) leaves a watch stream open
+      // and silent: a keepalive ping every 6 s (etcd refuses pings more often than every 5 s)
+      // that gets no answer in 2 s breaks the connection, and the watch moves to the next member.
+      grpcOptions: {
+        'grpc.keepalive_time_ms': KEEPALIVE_MS,
+        'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS
+      }
     }
     if (init.username !== undefined && init.password !== undefined) {
       options.auth = { username: init.username, password: init.password }

@@ -6,8 +6,14 @@
  * `operationTimeoutMs` (the bound `start()` documents) is given up. Prints one JSON line on
  * stdout: per store, whether it started and whether its change stream delivered the claim.
  *
+ * With `afterCutMs`, the last store is kept: the probe prints `ready` on stderr, waits for a line
+ * on stdin (the parent cuts the watch's member off meanwhile), claims one more DVIPA and waits at
+ * most `afterCutMs` for that claim on the change stream; the last line of the output says whether
+ * it came (`{"afterCut": true}`).
+ *
  * @module
  */
+import { createInterface } from 'node:readline'
 import { firstValueFrom, filter } from 'rxjs'
 import { EtcdCouplingStore } from '../src/index.js'
 
@@ -21,6 +27,8 @@ export interface StartProbeConfig {
   stores: number
   /** The stores' `operationTimeoutMs`. */
   operationTimeoutMs: number
+  /** How long to wait for a claim made after the cut, in ms; default: no such step. */
+  afterCutMs?: number
 }
 
 /** What one store did. */
@@ -71,6 +79,24 @@ async function main(): Promise<void> {
       sawClaim = (await within(seen, config.operationTimeoutMs)) === true
     }
     results.push({ started: started === true, sawClaim })
+    if (config.afterCutMs !== undefined && i === config.stores - 1) {
+      process.stderr.write('ready\n')
+      const lines = createInterface({ input: process.stdin })
+      await new Promise<void>((resolve) => lines.once('line', () => resolve()))
+      lines.close()
+      const dvipa = '10.9.2.1'
+      const seen = firstValueFrom(
+        store.events$.pipe(
+          filter((e) => e.type === 'ownership:claimed' && e.ownership.dvipa === dvipa)
+        )
+      ).then(() => true)
+      seen.catch(() => undefined)
+      await store.claimOwnership(dvipa, { owner: 'probe-cut', ranks: [], expectedEpoch: 0 })
+      const afterCut = (await within(seen, config.afterCutMs)) === true
+      process.stdout.write(JSON.stringify(results) + '\n' + JSON.stringify({ afterCut }) + '\n')
+      setTimeout(() => process.exit(0), 200).unref()
+      return
+    }
     void store.stop().catch(() => undefined)
   }
   process.stdout.write(JSON.stringify(results) + '\n')
