@@ -48,7 +48,12 @@ export const COUPLING_STORE_EVENT_TYPES: ReadonlySet<string> = new Set<string>([
 ])
 
 /** An ownership record as a release stores it: no owner, and always a previous owner. */
-export type ReleasedOwnership = Ownership & { owner: null; previousOwner: NodeId }
+export type ReleasedOwnership = Ownership & {
+  /** Nobody owns a released DVIPA. */
+  owner: null
+  /** The node whose SAs the records are, named by the `ownership:released` event. */
+  previousOwner: NodeId
+}
 
 /**
  * The ownership record a release stores: no owner, and as `previousOwner` the node whose SAs
