@@ -37,16 +37,18 @@ import {
   mergeJournal,
   releasedOwnership
 } from '@vipsec/store-memory'
+import { hedged, systemTimers, type HedgeTimers } from './hedge.js'
 import { etcdKeys, prefixEnd, recordName, splitRecordName, type EtcdKeyLayout } from './keys.js'
 import { resolveInit, type EtcdCouplingStoreInit, type ResolvedEtcdInit } from './options.js'
 
 /** What an {@link EtcdCouplingStore} needs. */
 export interface EtcdCouplingStoreComponents {
   /**
-   * Time for `claimedAt`. Default: the system's wall clock. Deadlines and lease ages always use
-   * real timers, whatever clock is given.
+   * Time for `claimedAt`, and, when it has `setTimeout` and `clearTimeout`, the timers that send
+   * an unanswered read to the next member (`hedgeMs`). Default: the system's clock. Call deadlines
+   * and lease ages always use real time, whatever clock is given.
    */
-  clock?: Pick<Clock, 'now'>
+  clock?: Pick<Clock, 'now'> & Partial<Pick<Clock, 'setTimeout' | 'clearTimeout'>>
 }
 
 /** The ownership key's value. */
@@ -63,6 +65,8 @@ interface OwnerValue {
 interface JournalValue {
   takeId: string
   journalEpoch: number | null
+  /** The epoch of the last take applied, kept through the settle: one take per epoch. */
+  takenEpoch?: number
   /** [record name, base64 bytes] */
   entries: Array<[string, string]>
 }
@@ -85,6 +89,31 @@ const errorName = (err: unknown): string =>
 
 const sleep = async (ms: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
+
+/**
+ * Resolves when etcd has accepted the watch; rejects when it cancels it, when the stream to the
+ * member fails, or after `ms` (real time).
+ */
+async function accepted(watcher: Watcher, ms: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => done(new Error(`the watch was not accepted within ${ms} ms`)),
+      ms
+    )
+    const done = (err?: Error): void => {
+      clearTimeout(timer)
+      watcher.off('connected', onConnected)
+      watcher.off('error', done)
+      watcher.off('disconnected', done)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onConnected = (): void => done()
+    watcher.once('connected', onConnected)
+    watcher.once('error', done)
+    watcher.once('disconnected', done)
+  })
+}
 
 const buf = (s: string): Buffer => Buffer.from(s, 'utf8')
 const asBuffer = (bytes: Uint8Array): Buffer =>
@@ -114,6 +143,11 @@ const unchanged = (key: string, kv: IKeyValue | undefined): ICompare =>
   kv === undefined
     ? { key: buf(key), target: 'Create', result: 'Equal', create_revision: 0 }
     : { key: buf(key), target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }
+
+/** How often a connection to a member is pinged while calls (the watch) are open, in ms. */
+const KEEPALIVE_MS = 6000
+/** How long a ping may go unanswered before the connection counts as broken, in ms. */
+const KEEPALIVE_TIMEOUT_MS = 2000
 
 /** How many operations one (nested) transaction holds at most: below etcd's `--max-txn-ops` default of 128. */
 const TXN_OPS = 100
@@ -160,6 +194,8 @@ export class EtcdCouplingStore extends BaseCouplingStore {
    * go to {@link EtcdCouplingStore.pinned}; the watch stays on {@link EtcdCouplingStore.client}.
    */
   private members: Etcd3[] = []
+  /** Where the hedge timer of reads runs: the given clock when it has timers. */
+  private readonly timers: HedgeTimers
   /** The member that calls go to first: the one that answered last. */
   private pinned = 0
   private watcher: Watcher | undefined
@@ -181,6 +217,11 @@ export class EtcdCouplingStore extends BaseCouplingStore {
    */
   constructor(components: EtcdCouplingStoreComponents = {}, init: EtcdCouplingStoreInit = {}) {
     super('EtcdCouplingStore', components.clock)
+    const { clock } = components
+    this.timers =
+      clock?.setTimeout !== undefined && clock.clearTimeout !== undefined
+        ? (clock as HedgeTimers)
+        : systemTimers
     this.init = resolveInit(init)
     this.keys = etcdKeys(this.init.keyPrefix)
   }
@@ -308,7 +349,7 @@ export class EtcdCouplingStore extends BaseCouplingStore {
               type: 'ownership:released',
               dvipa,
               epoch: fence.epoch,
-              previousOwner: released.previousOwner!
+              previousOwner: released.previousOwner
             }
           ])
         ],
@@ -432,14 +473,22 @@ export class EtcdCouplingStore extends BaseCouplingStore {
         const kv = first(o)
         checkCurrent(dvipa, fence, this.ownerValue(kv))
         const previous = this.journalValue(first(j))
-        if (previous?.takeId === takeId) return { done: this.journalEntries(previous) }
+        // a retry of this call, or a second take at this epoch: the journal as it stands
+        if (previous?.takeId === takeId || previous?.takenEpoch === fence.epoch) {
+          return { done: this.journalEntries(previous) }
+        }
         const merged = mergeJournal(
           [previous?.entries ?? []],
           this.entries(prefix, live).map(
             (e) => [recordName(e.kind, e.id), asBuffer(e.bytes).toString('base64')] as const
           )
         )
-        const value: JournalValue = { takeId, journalEpoch: fence.epoch, entries: [...merged] }
+        const value: JournalValue = {
+          takeId,
+          journalEpoch: fence.epoch,
+          takenEpoch: fence.epoch,
+          entries: [...merged]
+        }
         return {
           compare: [unchanged(owner, kv), unchanged(rv, first(v)), unchanged(journal, first(j))],
           success: [
@@ -469,7 +518,12 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       checkCurrent(dvipa, fence, this.ownerValue(kv))
       const previous = this.journalValue(first(j))
       if (previous === undefined || previous.entries.length === 0) return { done: undefined }
-      const value: JournalValue = { takeId: previous.takeId, journalEpoch: null, entries: [] }
+      const value: JournalValue = {
+        takeId: previous.takeId,
+        journalEpoch: null,
+        ...(previous.takenEpoch === undefined ? {} : { takenEpoch: previous.takenEpoch }),
+        entries: []
+      }
       return {
         compare: [unchanged(owner, kv), unchanged(journal, first(j))],
         success: [put(journal, JSON.stringify(value))],
@@ -847,9 +901,9 @@ export class EtcdCouplingStore extends BaseCouplingStore {
 
   /**
    * One attempt of a read, on the pinned member first; every `hedgeMs` without an answer (or at
-   * once when an attempt fails) the next member is asked as well. The first answer wins and pins
-   * its member; it rejects when every member failed, or at once on an error that another member
-   * would give too (refused credentials, a request etcd refuses).
+   * once when an attempt fails) the next member is asked as well, on the store's clock. The first
+   * answer wins and pins its member; it rejects when every member failed, or at once on an error
+   * that another member would give too (refused credentials, a request etcd refuses).
    */
   private async hedged<T>(
     attempt: (client: Etcd3, callOptions: { deadline: Date }) => Promise<T>,
@@ -857,49 +911,21 @@ export class EtcdCouplingStore extends BaseCouplingStore {
   ): Promise<T> {
     const members = this.members
     if (members.length === 1) return attempt(members[0]!, { deadline })
-    const first = this.pinned % members.length
-    return new Promise<T>((resolve, reject) => {
-      let started = 0
-      let failed = 0
-      let settled = false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const finish = (): void => {
-        settled = true
-        if (timer !== undefined) clearTimeout(timer)
-      }
-      const launch = (): void => {
-        if (settled || started >= members.length) return
-        const i = (first + started++) % members.length
-        if (started < members.length) {
-          if (timer !== undefined) clearTimeout(timer)
-          timer = setTimeout(launch, this.init.hedgeMs)
+    const { value, member } = await hedged(
+      {
+        count: members.length,
+        first: this.pinned % members.length,
+        hedgeMs: this.init.hedgeMs,
+        timers: this.timers,
+        final: (err) => {
+          const name = errorName(err)
+          return AUTH_ERRORS.has(name) || name === 'GRPCInvalidArgumentError'
         }
-        attempt(members[i]!, { deadline }).then(
-          (value) => {
-            if (settled) return
-            finish()
-            if (this.members === members) this.pinned = i
-            resolve(value)
-          },
-          (err: unknown) => {
-            if (settled) return
-            failed++
-            const name = errorName(err)
-            if (AUTH_ERRORS.has(name) || name === 'GRPCInvalidArgumentError') {
-              finish()
-              reject(err as Error)
-            } else if (failed === members.length) {
-              finish()
-              reject(err as Error)
-            } else if (failed === started) {
-              // every member asked so far failed: ask the next one now
-              launch()
-            }
-          }
-        )
-      }
-      launch()
-    })
+      },
+      async (i) => attempt(members[i]!, { deadline })
+    )
+    if (this.members === members) this.pinned = member
+    return value
   }
 
   private refused(what: string, cause: unknown): StoreUnavailableError {
@@ -920,8 +946,17 @@ export class EtcdCouplingStore extends BaseCouplingStore {
       hosts: init.hosts,
       dialTimeout: init.attemptTimeoutMs,
       // no retries inside the client: a write resent after a lost reply must be decided again
-      // by the store (see transact), never resent blindly
-      faultHandling: { global: noop }
+      // by the store (see transact), never resent blindly; and no circuit breaker per member:
+      // this store chooses the member (a breaker that opened on a few slow answers of the only
+      // member failed every call for 5 s)
+      faultHandling: { global: noop, host: () => noop },
+      // A member cut off without a word (its packets just vanish) leaves a watch stream open
+      // and silent: a keepalive ping every 6 s (etcd refuses pings more often than every 5 s)
+      // that gets no answer in 2 s breaks the connection, and the watch moves to the next member.
+      grpcOptions: {
+        'grpc.keepalive_time_ms': KEEPALIVE_MS,
+        'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS
+      }
     }
     if (init.username !== undefined && init.password !== undefined) {
       options.auth = { username: init.username, password: init.password }
@@ -936,26 +971,26 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     }
     const client = new Etcd3(options)
     this.client = client
-    // one client per member, without the per-member circuit breaker: this store chooses
+    // one client per member
     this.members =
       init.hosts.length === 1
         ? [client]
-        : init.hosts.map(
-            (host) =>
-              new Etcd3({
-                ...options,
-                hosts: [host],
-                faultHandling: { global: noop, host: () => noop }
-              })
-          )
+        : init.hosts.map((host) => new Etcd3({ ...options, hosts: [host] }))
     this.pinned = 0
+    const deadline = performance.now() + init.operationTimeoutMs
     try {
-      const res = await this.call('start', undefined, false, async (c, o) =>
-        c.kv.range({ key: buf(this.keys.events) }, o)
+      const res = await this.call(
+        'start',
+        undefined,
+        false,
+        async (c, o) => c.kv.range({ key: buf(this.keys.events) }, o),
+        deadline
       )
       this.lastEventRevision = BigInt(res.header.revision)
       this.openEvents()
-      this.watcher = await this.watch(client)
+      // first on the member that has just answered
+      const { watcher, member } = await this.openWatch(this.pinned, deadline)
+      this.follow(client, watcher, member)
     } catch (err) {
       this.client = undefined
       client.close()
@@ -965,33 +1000,84 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     }
   }
 
-  /** Watches the events key from the revision after the last one seen. */
-  private async watch(client: Etcd3): Promise<Watcher> {
-    const watcher = await client
-      .watch()
-      .key(this.keys.events)
-      .startRevision(String(this.lastEventRevision + 1n))
-      .create()
+  /**
+   * Opens the watch of the events key, from the revision after the last one seen, on the members
+   * in turn from `from` (the one that answered last first), waiting at most one attempt for each
+   * to accept it: a member that died or was cut off costs one attempt, not the minutes a stream
+   * to it can hang.
+   *
+   * @throws StoreUnavailableError when no member accepted it before `deadline`, or etcd refused
+   *   the credentials
+   */
+  private async openWatch(
+    from: number,
+    deadline: number
+  ): Promise<{ watcher: Watcher; member: number }> {
+    const members = this.members
+    let lastError: unknown
+    for (let k = 0; k < members.length; k++) {
+      const remaining = deadline - performance.now()
+      if (remaining <= 0) break
+      const member = (from + k) % members.length
+      const watcher = members[member]!.watch()
+        .key(this.keys.events)
+        .startRevision(String(this.lastEventRevision + 1n))
+        .watcher()
+      try {
+        await accepted(watcher, Math.min(remaining, this.init.attemptTimeoutMs))
+        return { watcher, member }
+      } catch (err) {
+        lastError = err
+        watcher.removeAllListeners()
+        // not accepted: it was never attached to a stream, so this returns at once
+        void watcher.cancel().catch(() => undefined)
+        if (AUTH_ERRORS.has(errorName(err))) throw this.refused('watch', err)
+      }
+    }
+    const why = lastError instanceof Error ? `: ${lastError.message}` : ''
+    throw new StoreUnavailableError(
+      `watch: no etcd member of ${this.init.hosts.join(', ')} accepted the watch in time${why}`,
+      { cause: lastError }
+    )
+  }
+
+  /** Forwards the watch's events; when its stream breaks, watches again from the next member. */
+  private follow(client: Etcd3, watcher: Watcher, member: number): void {
+    this.watcher = watcher
     watcher.on('put', (kv: IKeyValue) => this.publish(kv))
-    watcher.on('disconnected', () => {
-      // The client resumes from the revision in its request; make that the one after the last
-      // event seen, not the header revision of the last (re)connect, so nothing is skipped.
-      ;(watcher.request as { start_revision?: string }).start_revision = String(
-        this.lastEventRevision + 1n
-      )
-    })
-    watcher.on('error', () => {
-      // cancelled by etcd (e.g. the revision was compacted): watch again from the last seen
+    const moveOn = (next: number): void => {
       if (this.client !== client || this.watcher !== watcher) return
       watcher.removeAllListeners()
-      this.watch(client)
-        .then((next) => {
-          if (this.client === client) this.watcher = next
-          else void next.cancel()
-        })
-        .catch(() => undefined)
-    })
-    return watcher
+      void watcher.cancel().catch(() => undefined)
+      this.watcher = undefined
+      void this.rewatch(client, next)
+    }
+    // the stream to this member broke: the next member, from the revision after the last seen
+    watcher.on('disconnected', () => moveOn(member + 1))
+    // cancelled by etcd (e.g. the revision was compacted): watch again from the last seen
+    watcher.on('error', () => moveOn(member))
+  }
+
+  /** Watches again, trying the members in turn, until one accepts or the store stops. */
+  private async rewatch(client: Etcd3, from: number): Promise<void> {
+    for (let round = 0; this.client === client; round++) {
+      if (round > 0) await sleep(Math.min(1000, 50 * round))
+      if (this.client !== client) return
+      try {
+        const { watcher, member } = await this.openWatch(
+          from + round,
+          performance.now() + this.init.attemptTimeoutMs * this.members.length
+        )
+        if (this.client !== client) {
+          void watcher.cancel().catch(() => undefined)
+          return
+        }
+        this.follow(client, watcher, member)
+        return
+      } catch {
+        // no member now: try again
+      }
+    }
   }
 
   /** Forwards the events of one write of the events key, each revision once. */

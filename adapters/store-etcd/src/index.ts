@@ -46,6 +46,14 @@
  * order. Only a compaction past the last revision seen (etcd's `--auto-compaction-*`) can make
  * the stream skip; then it resumes from the compacted revision.
  *
+ * The watch is opened on one member: at `start()` on the member that has just answered the first
+ * read, waiting at most `attemptTimeoutMs` for each member to accept it before trying the next,
+ * so a member that died or was cut off delays `start()` by one attempt, not by the tens of
+ * seconds a stream to it can hang. When the watch's stream breaks it moves to the next member; a
+ * member that goes silent (its packets just vanish) is found out by a keepalive ping every 6 s
+ * that gets no answer within 2 s, so the watch resumes elsewhere within about 8 s, from the
+ * revision after the last event seen.
+ *
  * ## Leases
  *
  * `renewLease` puts the node's lease key on an etcd lease of `ttlMs` rounded up to seconds, so a

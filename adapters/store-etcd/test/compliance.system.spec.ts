@@ -1,5 +1,6 @@
 import { Etcd3 } from 'etcd3'
 import { couplingStoreSuite } from '@vipsec/compliance/coupling-store'
+import { takeOnceTests } from '@vipsec/store-memory/test/take-once'
 import { EtcdCouplingStore, recordName } from '../src/index.js'
 import { EtcdCluster } from './etcd-cluster.js'
 
@@ -31,6 +32,23 @@ for (const size of [1, 3]) {
         const keys = (store as EtcdCouplingStore).keys
         await admin.put(keys.records(dvipa) + recordName(kind, id)).value(Buffer.from(bytes))
       }
+    })
+
+    describe('one take per epoch', () => {
+      takeOnceTests(
+        async () => {
+          const store = new EtcdCouplingStore(
+            {},
+            { hosts: cluster.hosts, keyPrefix: `take-${++n}/` }
+          )
+          await store.start()
+          return store
+        },
+        async (store) => {
+          await store.stop()
+          await admin.delete().prefix((store as EtcdCouplingStore).keys.prefix)
+        }
+      )
     })
   })
 }

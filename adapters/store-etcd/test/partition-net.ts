@@ -23,6 +23,7 @@ async function ip(args: string[]): Promise<void> {
 /** A network of namespaces built by {@link PartitionNet.up}. */
 export class PartitionNet {
   private readonly backdoors: Array<[string, string]> = []
+  private readonly silenced: Array<[string, string]> = []
 
   private constructor(
     /** The namespace prefix. */
@@ -133,8 +134,31 @@ export class PartitionNet {
     }
   }
 
-  /** Heals every fault: every link up and on `br0`, no back doors. */
+  /**
+   * Makes what `node` sends to each of `peers` vanish without an answer, as behind a cable cut
+   * past the switch: its neighbour entry for them names a link address nobody has, so a
+   * connection attempt is never refused, it just hangs (the link stays up, nothing is reported).
+   *
+   * @param node - the sender
+   * @param peers - whom it cannot reach any more
+   */
+  async silence(node: string, peers: string[]): Promise<void> {
+    for (const peer of peers) {
+      this.silenced.push([node, peer])
+      await ip([
+        ...['-n', this.ns(node), 'neigh', 'replace', this.address(peer)],
+        ...['lladdr', '02:00:00:00:00:01', 'dev', 'eth0', 'nud', 'permanent']
+      ])
+    }
+  }
+
+  /** Heals every fault: every link up and on `br0`, no back doors, nobody silenced. */
   async heal(): Promise<void> {
+    for (const [node, peer] of this.silenced.splice(0)) {
+      await ip(['-n', this.ns(node), 'neigh', 'del', this.address(peer), 'dev', 'eth0']).catch(
+        () => undefined
+      )
+    }
     for (const [a, b] of this.backdoors.splice(0)) {
       await ip(['-n', this.ns(a), 'link', 'del', `to${b}`]).catch(() => undefined)
     }

@@ -5,8 +5,11 @@
  * merged history of both clients must be linearizable, lose no acknowledged write and have at most
  * one claimer per epoch. (a) the leader isolated alone; (b) one client with a minority member: it
  * succeeds at nothing while cut off, the majority goes on; (c) healing under load: the cut-off
- * client comes back. Last, a client reading the ownership serializably from an isolated member is
- * shown to be caught by the checker.
+ * client comes back; (d) a member cut off from an owner does not slow its reads; (e) a client
+ * that reaches one member only starts at once and watches on that member; (f) when the watch's
+ * member goes silent the watch moves, and a change made meanwhile arrives. Last, a client
+ * reading the ownership serializably from an isolated member is shown to be caught by the
+ * checker.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { dirname, join } from 'node:path'
@@ -21,6 +24,7 @@ import {
 import { EtcdCluster, type EtcdMember } from './etcd-cluster.js'
 import type { ConfirmReaderConfig } from './confirm-reader.js'
 import type { DpConfig, DpResult } from './partition-dp.js'
+import type { StartProbeConfig, StartProbeResult } from './start-probe.js'
 import { PartitionNet } from './partition-net.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -327,6 +331,106 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       answered.filter((t) => t >= attemptTimeoutMs),
       'reads that waited out an attempt on the cut-off member'
     ).to.deep.equal([])
+  })
+
+  it('(e) should start without waiting on members it cannot reach, and watch on one it can', async function () {
+    // 3 stores x (start + claim seen), each step bounded by operationTimeoutMs in the child
+    this.timeout(40_000)
+    // c0 reaches only m1: what it sends to m0 and m2 (listed first and last) vanishes without
+    // an answer, while the members still reach one another, so the cluster keeps its quorum. A
+    // watch opened on a member the client cannot reach hung start() for tens of seconds (the
+    // etcd3 client chose the watch's member at random).
+    const [m0, m1, m2] = cluster!.members as [EtcdMember, EtcdMember, EtcdMember]
+    await net!.silence('c0', [m0.name, m2.name])
+    const operationTimeoutMs = 4000
+    const config: StartProbeConfig = {
+      hosts: [m0.url, m1.url, m2.url],
+      keyPrefix: `partition-${process.pid}-${++run}/`,
+      stores: 3,
+      operationTimeoutMs
+    }
+    const child = spawn(
+      'ip',
+      [
+        ...['netns', 'exec', net!.ns('c0'), process.execPath, '--import', 'tsx'],
+        ...['--conditions=vipsec-source', join(here, 'start-probe.ts'), JSON.stringify(config)]
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(here, '..') }
+    )
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
+    const timer = setTimeout(() => killChild(child), 35_000)
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+    clearTimeout(timer)
+    children.delete(child)
+    expect(code, stderr.slice(-2000)).to.equal(0)
+    const results = JSON.parse(stdout) as StartProbeResult[]
+    summary.push(
+      `partition (e) c0 reaching only ${m1.name}: ` +
+        results
+          .map((r, i) => `store ${i} started ${r.started}, saw its claim ${r.sawClaim}`)
+          .join('; ')
+    )
+    expect(results).to.deep.equal(
+      Array.from({ length: config.stores }, () => ({ started: true, sawClaim: true }))
+    )
+  })
+
+  it('(f) should move the watch when its member goes silent, and deliver what came meanwhile', async function () {
+    // the store starts with every member in reach, so its watch is on m0 (listed first, the
+    // first to answer); then what c0 sends to m0 vanishes: nothing reports the stream broken but
+    // the transport's keepalive
+    this.timeout(45_000)
+    const [m0, m1, m2] = cluster!.members as [EtcdMember, EtcdMember, EtcdMember]
+    const config: StartProbeConfig = {
+      hosts: [m0.url, m1.url, m2.url],
+      keyPrefix: `partition-${process.pid}-${++run}/`,
+      stores: 1,
+      operationTimeoutMs: 4000,
+      afterCutMs: 25_000
+    }
+    const child = spawn(
+      'ip',
+      [
+        ...['netns', 'exec', net!.ns('c0'), process.execPath, '--import', 'tsx'],
+        ...['--conditions=vipsec-source', join(here, 'start-probe.ts'), JSON.stringify(config)]
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(here, '..') }
+    )
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    const timer = setTimeout(() => killChild(child), 40_000)
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString('utf8')
+        if (stderr.includes('ready\n')) resolve()
+      })
+      void exited.then((code) => reject(new Error(`probe exited ${code}: ${stderr}`)))
+    })
+    await net!.silence('c0', [m0.name])
+    await net!.silence(m0.name, ['c0'])
+    const cutAt = performance.now()
+    child.stdin.end('go\n')
+    const code = await exited
+    clearTimeout(timer)
+    children.delete(child)
+    expect(code, stderr.slice(-2000)).to.equal(0)
+    const [started, after] = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as unknown)
+    summary.push(
+      `partition (f) watch member ${m0.name} silenced after start: claim seen afterwards ` +
+        `${JSON.stringify(after)}, child done ${Math.round(performance.now() - cutAt)} ms after the cut`
+    )
+    expect(started).to.deep.equal([{ started: true, sawClaim: true }])
+    expect(after).to.deep.equal({ afterCut: true })
   })
 
   it('should catch a client that reads the ownership serializably from an isolated member', async () => {

@@ -47,14 +47,23 @@ export const COUPLING_STORE_EVENT_TYPES: ReadonlySet<string> = new Set<string>([
   'mailbox:posted'
 ])
 
+/** An ownership record as a release stores it: no owner, and always a previous owner. */
+export type ReleasedOwnership = Ownership & {
+  /** Nobody owns a released DVIPA. */
+  owner: null
+  /** The node whose SAs the records are, named by the `ownership:released` event. */
+  previousOwner: NodeId
+}
+
 /**
  * The ownership record a release stores: no owner, and as `previousOwner` the node whose SAs
  * the records are (the one a switchover claim named as previous, else the releasing owner).
+ * Its `previousOwner` is what the `ownership:released` event names.
  *
  * @param current - the record being released
  * @param fence - the releasing owner's fence
  */
-export function releasedOwnership(current: Ownership, fence: Fence): Ownership {
+export function releasedOwnership(current: Ownership, fence: Fence): ReleasedOwnership {
   return { ...current, owner: null, previousOwner: current.previousOwner ?? fence.owner }
 }
 
@@ -395,6 +404,11 @@ export abstract class BaseCouplingStore implements CouplingStore {
    * Read-and-clear, if the fence is current (else StaleEpochError): merges the unsettled journals
    * and the live records ({@link mergeJournal}), keeps that as the fence's journal, clears the live
    * records, and returns the merged entries.
+   *
+   * At most once per epoch, in the same atomic step: the store keeps the epoch of the last take it
+   * applied (through the settle), and a second take at that epoch (a retry under a new request id,
+   * or a duplicate delivered late) changes nothing and returns the journal as it stands (empty once
+   * settled), so it can never move the owner's own records into a journal again.
    *
    * @param dvipa - the DVIPA
    * @param fence - the caller's fence (its shape checked)

@@ -16,6 +16,8 @@ export interface DvipaSlot {
   records: Map<RecordKey, Uint8Array>
   /** Journals of unsettled takeovers: taker's epoch to the entries it took. */
   journals: Map<number, Map<RecordKey, Uint8Array>>
+  /** The epoch of the last take applied (kept through the settle): one take per epoch. */
+  takenEpoch?: number
 }
 
 /**

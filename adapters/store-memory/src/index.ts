@@ -31,7 +31,8 @@ export {
   checkFence,
   COUPLING_STORE_EVENT_TYPES,
   mergeJournal,
-  releasedOwnership
+  releasedOwnership,
+  type ReleasedOwnership
 } from './base-coupling-store.js'
 export { MemoryCouplingFacility, type DvipaSlot, type RecordKey } from './facility.js'
 export {

@@ -125,7 +125,7 @@ export class MemoryCouplingStore extends BaseCouplingStore {
       type: 'ownership:released',
       dvipa,
       epoch: slot.epoch,
-      previousOwner: released.previousOwner!
+      previousOwner: released.previousOwner
     })
   }
 
@@ -179,6 +179,9 @@ export class MemoryCouplingStore extends BaseCouplingStore {
   /** {@inheritDoc BaseCouplingStore.moveToJournal} */
   protected async moveToJournal(dvipa: Dvipa, fence: Fence): Promise<StoredEntry[]> {
     const slot = this.fenced(dvipa, fence)
+    // a second take at this epoch: the journal as it stands, nothing moved
+    if (slot.takenEpoch === fence.epoch) return entries(slot.journals.get(fence.epoch) ?? new Map())
+    slot.takenEpoch = fence.epoch
     const journals = [...slot.journals.keys()]
       .sort((a, b) => a - b)
       .map((e) => slot.journals.get(e)!)

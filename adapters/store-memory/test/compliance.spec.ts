@@ -1,5 +1,6 @@
 import { couplingStoreSuite } from '@vipsec/compliance/coupling-store'
 import { MemoryCouplingFacility, MemoryCouplingStore, type RecordKey } from '../src/index.js'
+import { takeOnceTests } from './take-once.js'
 
 describe('MemoryCouplingStore', () => {
   couplingStoreSuite({
@@ -9,4 +10,15 @@ describe('MemoryCouplingStore', () => {
       ;(store as MemoryCouplingStore).facility.slot(dvipa).records.set(key, bytes)
     }
   })
+})
+
+describe('MemoryCouplingStore: one take per epoch', () => {
+  takeOnceTests(
+    async () => {
+      const store = new MemoryCouplingStore({}, { facility: new MemoryCouplingFacility() })
+      await store.start()
+      return store
+    },
+    async (store) => store.stop()
+  )
 })

@@ -17,6 +17,7 @@ import {
   type Ownership,
   type RecordKind
 } from '@vipsec/interface'
+import type { ReleasedOwnership } from '@vipsec/store-memory'
 import type { RedisKeyLayout } from './keys.js'
 import {
   asBuffer,
@@ -81,7 +82,7 @@ export function claimCall(keys: RedisKeyLayout, ownership: Ownership, claimId: s
  */
 export function releaseCall(
   keys: RedisKeyLayout,
-  released: Ownership,
+  released: ReleasedOwnership,
   fence: Fence,
   releaseId: string
 ): ScriptCall {
@@ -99,7 +100,7 @@ export function releaseCall(
           type: 'ownership:released',
           dvipa: released.dvipa,
           epoch: fence.epoch,
-          previousOwner: released.previousOwner ?? fence.owner
+          previousOwner: released.previousOwner
         }
       ])
     ]

@@ -151,14 +151,18 @@ return {'ok'}
 /**
  * Fenced read-and-clear into the journal. KEYS: owner hash, records hash, journal hash.
  * ARGV: owner, epoch, take id, channel, the event's JSON up to its count.
- * Live records replace journal entries of the same field; the reply is the whole journal.
+ * Live records replace journal entries of the same field; the reply is the whole journal. At most
+ * one take per epoch is applied: the owner hash keeps the epoch of the last one (`takenEpoch`,
+ * kept through the settle), and a second take at that epoch (a retry under another request id, or
+ * a duplicate delivered late) changes nothing and answers with the journal as it stands.
  */
 export const TAKE = new RedisScript(
   'take',
   `${STALE}
 local e = stale(KEYS[1], ARGV[1], ARGV[2])
 if e then return {'stale', e} end
-if redis.call('HGET', KEYS[1], 'takeId') ~= ARGV[3] then
+local taken = redis.call('HMGET', KEYS[1], 'takeId', 'takenEpoch')
+if taken[1] ~= ARGV[3] and taken[2] ~= ARGV[2] then
   if redis.call('EXISTS', KEYS[2]) == 1 then
     if redis.call('EXISTS', KEYS[3]) == 1 then
       hset_all(KEYS[3], redis.call('HGETALL', KEYS[2]), 1)
@@ -167,7 +171,7 @@ if redis.call('HGET', KEYS[1], 'takeId') ~= ARGV[3] then
       redis.call('RENAME', KEYS[2], KEYS[3])
     end
   end
-  redis.call('HSET', KEYS[1], 'takeId', ARGV[3], 'journalEpoch', ARGV[2])
+  redis.call('HSET', KEYS[1], 'takeId', ARGV[3], 'journalEpoch', ARGV[2], 'takenEpoch', ARGV[2])
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. redis.call('HLEN', KEYS[3]) .. '}]')
 end
 return {'ok', redis.call('HGETALL', KEYS[3])}

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { expect } from 'chai'
 import { decodeOwnership, encodeRecord, type Ownership } from '@vipsec/interface'
 import { sampleDeleteMessage, samplePhase1, sampleRecords } from '@vipsec/compliance/coupling-store'
+import { releasedOwnership } from '@vipsec/store-memory'
 import { redisKeys } from '../src/index.js'
 import {
   checkFence,
@@ -97,20 +98,32 @@ describe('script calls', () => {
   })
 
   describe('releaseCall', () => {
+    const held: Ownership = {
+      v: 1,
+      dvipa: DVIPA,
+      owner: 'dp-1',
+      epoch: 7,
+      ranks: [],
+      claimedAt: 1
+    }
+
     it('should send the ownership without its owner, naming the releasing owner', () => {
-      const released: Ownership = {
-        v: 1,
-        dvipa: DVIPA,
-        owner: null,
-        epoch: 7,
-        ranks: [],
-        claimedAt: 1
-      }
-      const call = releaseCall(keys, released, fence, 'req-2')
+      const call = releaseCall(keys, releasedOwnership(held, fence), fence, 'req-2')
       expect(call.args.slice(0, 2)).to.deep.equal(['dp-1', '7'])
-      expect(decodeOwnership(call.args[2] as Buffer).owner).to.equal(null)
+      const stored = decodeOwnership(call.args[2] as Buffer)
+      expect(stored.owner).to.equal(null)
+      expect(stored.previousOwner).to.equal('dp-1')
       expect(JSON.parse(text(call.args[5]))).to.deep.equal([
         { type: 'ownership:released', dvipa: DVIPA, epoch: 7, previousOwner: 'dp-1' }
+      ])
+    })
+
+    it('should name the previous owner a switchover claim recorded, in the record and the event', () => {
+      const switched = { ...held, previousOwner: 'dp-0' }
+      const call = releaseCall(keys, releasedOwnership(switched, fence), fence, 'req-3')
+      expect(decodeOwnership(call.args[2] as Buffer).previousOwner).to.equal('dp-0')
+      expect(JSON.parse(text(call.args[5]))).to.deep.equal([
+        { type: 'ownership:released', dvipa: DVIPA, epoch: 7, previousOwner: 'dp-0' }
       ])
     })
   })

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis'
 import { couplingStoreSuite } from '@vipsec/compliance/coupling-store'
+import { takeOnceTests } from '@vipsec/store-memory/test/take-once'
 import { RedisCouplingStore, redisKeys } from '../src/index.js'
 import { RedisServer } from './redis-server.js'
 
@@ -29,5 +30,20 @@ describe('RedisCouplingStore', () => {
       const keys = redisKeys((store as RedisCouplingStore).keys.prefix)
       await admin.hset(keys.records(dvipa), keys.field(kind, id), Buffer.from(bytes))
     }
+  })
+
+  describe('one take per epoch', () => {
+    takeOnceTests(
+      async () => {
+        const store = new RedisCouplingStore({}, { port: server.port, keyPrefix: `take-${++n}:` })
+        await store.start()
+        return store
+      },
+      async (store) => {
+        await store.stop()
+        const keys = await admin.keys(`${(store as RedisCouplingStore).keys.prefix}*`)
+        if (keys.length > 0) await admin.del(...keys)
+      }
+    )
   })
 })
