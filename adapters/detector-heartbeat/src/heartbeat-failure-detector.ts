@@ -114,6 +114,12 @@ export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): Heartbea
   return { intervalMs, multiplier, pauseThresholdMs }
 }
 
+/**
+ * How many times one judgement of silence is put off because it ran late (the process stalled
+ * between reading its socket and judging); after that it judges what it has.
+ */
+const MAX_JUDGEMENT_DEFERRALS = 3
+
 /** Counters of a {@link HeartbeatFailureDetector}. */
 export interface HeartbeatCounters {
   /** Heartbeats sent (one per destination). */
@@ -131,6 +137,11 @@ export interface HeartbeatCounters {
   selfSuspicions: number
   /** Verdicts about other nodes (`node:suspect`, `node:failed`) not given while it suspected itself. */
   verdictsWithheld: number
+  /**
+   * Judgements of silence put off by one more turn of the event loop because the process stalled
+   * between a tick and its judgement: the heartbeats that waited in the socket are read first.
+   */
+  judgementsDeferred: number
 }
 
 /** Counters with everything zero. */
@@ -141,7 +152,8 @@ export function emptyHeartbeatCounters(): HeartbeatCounters {
     dropped: emptyDropCounts(),
     ignored: 0,
     selfSuspicions: 0,
-    verdictsWithheld: 0
+    verdictsWithheld: 0,
+    judgementsDeferred: 0
   }
 }
 
@@ -167,6 +179,12 @@ interface Watched {
  * not the others: its silence measurements are wrong. It says so (`node:suspect` about itself,
  * `selfSuspicions`) and gives no verdict about another node until it has ticked on time for
  * `multiplier` rounds, then `node:recovered` about itself.
+ *
+ * Silence is judged after the heartbeats waiting in the socket have been read, not in the tick
+ * itself: after a stall of the event loop, the tick that was due runs before Node reads the
+ * datagrams that arrived meanwhile (in time), so judging there would fail a live node. Each tick
+ * sends, then judges on a timer of its own, which runs after the next read of the sockets; a
+ * judgement that itself runs late (the process stalled again) waits one more turn.
  */
 export class HeartbeatFailureDetector implements FailureDetector {
   private readonly network: NetworkAdapter
@@ -188,6 +206,8 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private socket: UdpEndpoint | undefined
   private subscription: Subscription | undefined
   private timer: TimerHandle | undefined
+  /** The pending judgement of silence, when a tick has asked for one. */
+  private judgement: TimerHandle | undefined
   private incarnation = -1
   private readonly counts: HeartbeatCounters = emptyHeartbeatCounters()
 
@@ -276,6 +296,8 @@ export class HeartbeatFailureDetector implements FailureDetector {
     if (this.socket === undefined) return
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
     this.timer = undefined
+    if (this.judgement !== undefined) this.clock.clearTimeout(this.judgement)
+    this.judgement = undefined
     this.subscription?.unsubscribe()
     await this.socket.close()
     this.socket = undefined
@@ -333,9 +355,34 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private tick(): void {
     this.sendHeartbeats()
     this.judgeSelf()
-    this.check()
+    this.judgeAfterReading(0)
     this.tickDue = this.clock.monotonic() + this.intervalMs
     this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs)
+  }
+
+  /**
+   * Judges silence on a timer of its own: Node reads the sockets (its poll phase) between the
+   * timers phase of this tick and the one that runs it, so a heartbeat that arrived before now is
+   * counted first. When that timer runs late past a quarter interval, the process stalled again
+   * after the read, and datagrams may be waiting again: one more turn, up to
+   * {@link MAX_JUDGEMENT_DEFERRALS} times.
+   *
+   * @param deferrals - how many times this judgement has been put off already
+   */
+  private judgeAfterReading(deferrals: number): void {
+    if (this.judgement !== undefined) return // one pending judgement reads the same evidence
+    const askedAt = this.clock.monotonic()
+    this.judgement = this.clock.setTimeout(() => {
+      this.judgement = undefined
+      if (this.socket === undefined) return
+      const lateMs = this.clock.monotonic() - askedAt
+      if (lateMs > this.intervalMs / 4 && deferrals < MAX_JUDGEMENT_DEFERRALS) {
+        this.counts.judgementsDeferred++
+        this.judgeAfterReading(deferrals + 1)
+        return
+      }
+      this.check()
+    }, 0)
   }
 
   /** Measures this tick's lateness: late past the threshold, it suspects itself. */
