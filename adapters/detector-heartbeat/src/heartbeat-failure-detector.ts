@@ -171,7 +171,8 @@ interface Watched {
 /**
  * A BFD-like failure detector: every node sends a small UDP heartbeat to the nodes it watches
  * (and to `announceTo`) every `intervalMs`; a watched node silent for one interval and a half is
- * `suspect`, and for `multiplier` intervals `failed`. Hearing it again makes it `alive`
+ * `suspect` (judged at each tick), and for `multiplier` intervals `failed` (judged at that moment,
+ * on a deadline timer like BFD's, not at the next tick). Hearing it again makes it `alive`
  * (`node:recovered`). A node watched but never heard is declared failed after the same time, so
  * a backup that starts after the owner died still takes over.
  *
@@ -206,8 +207,9 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private socket: UdpEndpoint | undefined
   private subscription: Subscription | undefined
   private timer: TimerHandle | undefined
-  /** The pending judgement of silence, when a tick has asked for one. */
+  /** The pending judgement of silence, and when it is due (monotonic ms). */
   private judgement: TimerHandle | undefined
+  private judgementDue: number | undefined
   private incarnation = -1
   private readonly counts: HeartbeatCounters = emptyHeartbeatCounters()
 
@@ -298,6 +300,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
     this.timer = undefined
     if (this.judgement !== undefined) this.clock.clearTimeout(this.judgement)
     this.judgement = undefined
+    this.judgementDue = undefined
     this.subscription?.unsubscribe()
     await this.socket.close()
     this.socket = undefined
@@ -355,34 +358,58 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private tick(): void {
     this.sendHeartbeats()
     this.judgeSelf()
-    this.judgeAfterReading(0)
     this.tickDue = this.clock.monotonic() + this.intervalMs
     this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs)
+    this.judgeAfterReading(0)
   }
 
   /**
-   * Judges silence on a timer of its own: Node reads the sockets (its poll phase) between the
-   * timers phase of this tick and the one that runs it, so a heartbeat that arrived before now is
-   * counted first. When that timer runs late past a quarter interval, the process stalled again
-   * after the read, and datagrams may be waiting again: one more turn, up to
-   * {@link MAX_JUDGEMENT_DEFERRALS} times.
+   * Judges silence on a timer of its own, `delayMs` from now: Node reads the sockets (its poll
+   * phase) between the timers phase that asked and the one that runs it, so a heartbeat that
+   * arrived before then is counted first. When that timer runs late past a quarter interval, the
+   * process stalled after the read, and datagrams may be waiting again: one more turn, up to
+   * {@link MAX_JUDGEMENT_DEFERRALS} times. One judgement is pending at a time, the earliest.
    *
+   * @param delayMs - when, from now
    * @param deferrals - how many times this judgement has been put off already
    */
-  private judgeAfterReading(deferrals: number): void {
-    if (this.judgement !== undefined) return // one pending judgement reads the same evidence
-    const askedAt = this.clock.monotonic()
+  private judgeAfterReading(delayMs: number, deferrals = 0): void {
+    const due = this.clock.monotonic() + delayMs
+    if (this.judgement !== undefined) {
+      if (this.judgementDue! <= due) return
+      this.clock.clearTimeout(this.judgement)
+    }
+    this.judgementDue = due
     this.judgement = this.clock.setTimeout(() => {
       this.judgement = undefined
+      this.judgementDue = undefined
       if (this.socket === undefined) return
-      const lateMs = this.clock.monotonic() - askedAt
+      const lateMs = this.clock.monotonic() - due
       if (lateMs > this.intervalMs / 4 && deferrals < MAX_JUDGEMENT_DEFERRALS) {
         this.counts.judgementsDeferred++
-        this.judgeAfterReading(deferrals + 1)
+        this.judgeAfterReading(0, deferrals + 1)
         return
       }
       this.check()
-    }, 0)
+      this.judgeAtDeadline()
+    }, delayMs)
+  }
+
+  /**
+   * Asks for a judgement at the moment the first watched node's silence reaches the detection
+   * time, when that comes before the next tick: a failure is declared `intervalMs x multiplier`
+   * after the last heartbeat, not up to an interval later at the tick after (BFD's detection
+   * timer). Not while it suspects itself: its verdicts wait for fresh rounds of ticks.
+   */
+  private judgeAtDeadline(): void {
+    if (this.freshRoundsNeeded > 0 || this.tickDue === undefined) return
+    const now = this.clock.monotonic()
+    let next = Number.POSITIVE_INFINITY
+    for (const w of this.watched.values()) {
+      const deadline = w.lastHeard + this.detectionTimeMs
+      if (w.health !== 'failed' && deadline > now) next = Math.min(next, deadline)
+    }
+    if (next < this.tickDue) this.judgeAfterReading(next - now)
   }
 
   /** Measures this tick's lateness: late past the threshold, it suspects itself. */

@@ -175,3 +175,22 @@ describe('HeartbeatFailureDetector when its own process pauses', () => {
     ).to.throw(/pauseThresholdMs/)
   })
 })
+
+describe('HeartbeatFailureDetector detection time', () => {
+  it('should fail a node the detection time after its last heartbeat, not at the tick after', async () => {
+    // dp-1's last heartbeat reaches dp-2 at 1050.5, between dp-2's ticks at 1000 and 1100
+    const { clock, watcher, watched, events } = await pausablePair({ offsetMs: 50 })
+    await clock.advance(1010) // to 1060
+    await watched.stop()
+    await clock.advance(290) // to 1350
+    expect(watcher.health('dp-1')).to.not.equal('failed')
+    await clock.advance(1)
+    expect(events.find((e) => e.type === 'node:failed')).to.deep.equal({
+      type: 'node:failed',
+      node: 'dp-1',
+      silentMs: 300
+    })
+    await clock.advance(500)
+    expect(events.filter((e) => e.type === 'node:failed')).to.have.length(1)
+  })
+})
