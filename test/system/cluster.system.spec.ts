@@ -37,6 +37,42 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
 
   const outages: number[] = []
   const byFlow = new Map<number, string>()
+  /** Where each failover's outage went, ms after the kill (see {@link timeline}). */
+  const timelines: Record<string, number>[] = []
+
+  /**
+   * Where a failover's time went, from the heir's log and the client: when the heir declared
+   * the victim failed (`detected`), won its claim (`claimed`), ended each takeover step (the
+   * step's name: its duration), completed, and when the client had its first answer after the
+   * kill (`answered`); ms after the kill.
+   */
+  function timeline(
+    heir: string,
+    victim: string,
+    killedAt: number,
+    outage: number
+  ): Record<string, number> {
+    const at = (l: Record<string, unknown>): number => Date.parse(String(l.time)) - killedAt
+    const after = nodes.get(heir)!.lines.filter((l) => at(l) >= 0)
+    const first = (type: string, more: (l: Record<string, unknown>) => boolean = () => true) => {
+      const line = after.find((l) => l.type === type && more(l))
+      return line === undefined ? NaN : at(line)
+    }
+    const t: Record<string, number> = {
+      outage,
+      detected: first('node:failed', (l) => l.subject === victim || l.failed === victim),
+      claimed: first('ownership:claimed'),
+      completed: first('takeover:completed')
+    }
+    for (const l of after) {
+      const timing = l.timing as { step?: string; durationMs?: number } | undefined
+      if (l.type === 'takeover:step' && timing?.step !== undefined && !(timing.step in t))
+        t[timing.step] = Math.round(timing.durationMs ?? NaN)
+    }
+    const answered = client!.answers.find((a) => a.at > killedAt + 50)
+    t.answered = answered === undefined ? NaN : answered.at - killedAt
+    return t
+  }
 
   /**
    * Kills `victim` with SIGKILL and waits until a live DP took over (whichever the ranks, the
@@ -79,6 +115,7 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
     await new Promise((resolve) => setTimeout(resolve, 500))
     const outage = client!.longestGap(killedAt)
     outages.push(outage)
+    timelines.push(timeline(heir, victim, killedAt, outage))
     if (outage > 800) {
       // a slow one: show where the heir's time went
       const steps = nodes
@@ -153,6 +190,21 @@ describe('a vipsec cluster of separate processes, with Redis and strongSwan', fu
     console.log(
       `      outage over ${outages.length} SIGKILL failovers: median ${median} ms, max ${sorted.at(-1)} ms (${outages.join(', ')})`
     )
+    // where the time went: ms after the kill for detected/claimed/completed/answered, the
+    // takeover steps' durations, and the median of each over the failovers
+    const keys = [...new Set(timelines.flatMap((t) => Object.keys(t)))]
+    const med = (k: string): number => {
+      const v = timelines
+        .map((t) => t[k]!)
+        .filter(Number.isFinite)
+        .sort((x, y) => x - y)
+      return v[Math.floor(v.length / 2)] ?? NaN
+    }
+    console.log(`      where the time went (ms; median, then each failover):`)
+    for (const k of keys)
+      console.log(
+        `        ${k.padEnd(22)} ${String(med(k)).padStart(5)}   ${timelines.map((t) => t[k] ?? '-').join(', ')}`
+      )
     expect(outages).to.have.length.at.least(5)
   })
 

@@ -12,6 +12,7 @@ import { createCipheriv, randomBytes } from 'node:crypto'
 import { createSocket } from 'node:dgram'
 import { parseArgs } from 'node:util'
 import { SystemClock } from '@vipsec/clock'
+import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import type { FailureDetector } from '@vipsec/interface'
 import {
   DgramNetwork,
@@ -35,7 +36,8 @@ async function freePort(): Promise<number> {
 
 async function pair(threaded: boolean): Promise<[FailureDetector, FailureDetector]> {
   const [pa, pb] = [await freePort(), await freePort()]
-  const timing = { intervalMs: 100, multiplier: 3 }
+  // heartbeats as a node sends them: authenticated under a cluster key
+  const timing = { intervalMs: 100, multiplier: 3, keys: [generateClusterKey()] }
   const make = (node: string, port: number): FailureDetector =>
     threaded
       ? new ThreadedHeartbeatFailureDetector({

@@ -114,6 +114,12 @@ export function checkHeartbeatInit(init: HeartbeatFailureDetectorInit): Heartbea
   return { intervalMs, multiplier, pauseThresholdMs }
 }
 
+/**
+ * How many times one judgement of silence is put off because it ran late (the process stalled
+ * between reading its socket and judging); after that it judges what it has.
+ */
+const MAX_JUDGEMENT_DEFERRALS = 3
+
 /** Counters of a {@link HeartbeatFailureDetector}. */
 export interface HeartbeatCounters {
   /** Heartbeats sent (one per destination). */
@@ -131,6 +137,11 @@ export interface HeartbeatCounters {
   selfSuspicions: number
   /** Verdicts about other nodes (`node:suspect`, `node:failed`) not given while it suspected itself. */
   verdictsWithheld: number
+  /**
+   * Judgements of silence put off by one more turn of the event loop because the process stalled
+   * between a tick and its judgement: the heartbeats that waited in the socket are read first.
+   */
+  judgementsDeferred: number
 }
 
 /** Counters with everything zero. */
@@ -141,7 +152,8 @@ export function emptyHeartbeatCounters(): HeartbeatCounters {
     dropped: emptyDropCounts(),
     ignored: 0,
     selfSuspicions: 0,
-    verdictsWithheld: 0
+    verdictsWithheld: 0,
+    judgementsDeferred: 0
   }
 }
 
@@ -159,7 +171,8 @@ interface Watched {
 /**
  * A BFD-like failure detector: every node sends a small UDP heartbeat to the nodes it watches
  * (and to `announceTo`) every `intervalMs`; a watched node silent for one interval and a half is
- * `suspect`, and for `multiplier` intervals `failed`. Hearing it again makes it `alive`
+ * `suspect` (judged at each tick), and for `multiplier` intervals `failed` (judged at that moment,
+ * on a deadline timer like BFD's, not at the next tick). Hearing it again makes it `alive`
  * (`node:recovered`). A node watched but never heard is declared failed after the same time, so
  * a backup that starts after the owner died still takes over.
  *
@@ -167,6 +180,12 @@ interface Watched {
  * not the others: its silence measurements are wrong. It says so (`node:suspect` about itself,
  * `selfSuspicions`) and gives no verdict about another node until it has ticked on time for
  * `multiplier` rounds, then `node:recovered` about itself.
+ *
+ * Silence is judged after the heartbeats waiting in the socket have been read, not in the tick
+ * itself: after a stall of the event loop, the tick that was due runs before Node reads the
+ * datagrams that arrived meanwhile (in time), so judging there would fail a live node. Each tick
+ * sends, then judges on a timer of its own, which runs after the next read of the sockets; a
+ * judgement that itself runs late (the process stalled again) waits one more turn.
  */
 export class HeartbeatFailureDetector implements FailureDetector {
   private readonly network: NetworkAdapter
@@ -188,6 +207,9 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private socket: UdpEndpoint | undefined
   private subscription: Subscription | undefined
   private timer: TimerHandle | undefined
+  /** The pending judgement of silence, and when it is due (monotonic ms). */
+  private judgement: TimerHandle | undefined
+  private judgementDue: number | undefined
   private incarnation = -1
   private readonly counts: HeartbeatCounters = emptyHeartbeatCounters()
 
@@ -276,6 +298,9 @@ export class HeartbeatFailureDetector implements FailureDetector {
     if (this.socket === undefined) return
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
     this.timer = undefined
+    if (this.judgement !== undefined) this.clock.clearTimeout(this.judgement)
+    this.judgement = undefined
+    this.judgementDue = undefined
     this.subscription?.unsubscribe()
     await this.socket.close()
     this.socket = undefined
@@ -333,9 +358,58 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private tick(): void {
     this.sendHeartbeats()
     this.judgeSelf()
-    this.check()
     this.tickDue = this.clock.monotonic() + this.intervalMs
     this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs)
+    this.judgeAfterReading(0)
+  }
+
+  /**
+   * Judges silence on a timer of its own, `delayMs` from now: Node reads the sockets (its poll
+   * phase) between the timers phase that asked and the one that runs it, so a heartbeat that
+   * arrived before then is counted first. When that timer runs late past a quarter interval, the
+   * process stalled after the read, and datagrams may be waiting again: one more turn, up to
+   * {@link MAX_JUDGEMENT_DEFERRALS} times. One judgement is pending at a time, the earliest.
+   *
+   * @param delayMs - when, from now
+   * @param deferrals - how many times this judgement has been put off already
+   */
+  private judgeAfterReading(delayMs: number, deferrals = 0): void {
+    const due = this.clock.monotonic() + delayMs
+    if (this.judgement !== undefined) {
+      if (this.judgementDue! <= due) return
+      this.clock.clearTimeout(this.judgement)
+    }
+    this.judgementDue = due
+    this.judgement = this.clock.setTimeout(() => {
+      this.judgement = undefined
+      this.judgementDue = undefined
+      if (this.socket === undefined) return
+      const lateMs = this.clock.monotonic() - due
+      if (lateMs > this.intervalMs / 4 && deferrals < MAX_JUDGEMENT_DEFERRALS) {
+        this.counts.judgementsDeferred++
+        this.judgeAfterReading(0, deferrals + 1)
+        return
+      }
+      this.check()
+      this.judgeAtDeadline()
+    }, delayMs)
+  }
+
+  /**
+   * Asks for a judgement at the moment the first watched node's silence reaches the detection
+   * time, when that comes before the next tick: a failure is declared `intervalMs x multiplier`
+   * after the last heartbeat, not up to an interval later at the tick after (BFD's detection
+   * timer). Not while it suspects itself: its verdicts wait for fresh rounds of ticks.
+   */
+  private judgeAtDeadline(): void {
+    if (this.freshRoundsNeeded > 0 || this.tickDue === undefined) return
+    const now = this.clock.monotonic()
+    let next = Number.POSITIVE_INFINITY
+    for (const w of this.watched.values()) {
+      const deadline = w.lastHeard + this.detectionTimeMs
+      if (w.health !== 'failed' && deadline > now) next = Math.min(next, deadline)
+    }
+    if (next < this.tickDue) this.judgeAfterReading(next - now)
   }
 
   /** Measures this tick's lateness: late past the threshold, it suspects itself. */

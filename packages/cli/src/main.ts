@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { runCheck } from './check-command.js'
+import type { LoadOptions } from './load-config.js'
 import { runDemo, type DemoOptions } from './demo.js'
 import { startNode } from './node-command.js'
 import { runReload, runSwitchover } from './operator-commands.js'
@@ -96,10 +97,12 @@ function number(value: string | undefined, name: string): number | undefined {
  *
  * @param argv - the arguments after the program name
  * @param print - where output goes (default `console.log`)
+ * @param host - the host `vipsec check` looks at (default this one's interfaces), for tests
  */
 export async function main(
   argv: string[],
-  print: (line: string) => void = (l) => console.log(l)
+  print: (line: string) => void = (l) => console.log(l),
+  host: Pick<LoadOptions, 'interfaces'> = {}
 ): Promise<number> {
   const [command, ...rest] = argv
   if (command === '--version' || command === '-V' || rest.includes('--version')) {
@@ -226,7 +229,7 @@ export async function main(
           strict: true
         })
         if (values.config === undefined) throw new Error('--config FILE is required')
-        return await runCheck(values.config, print, { host: values['no-host'] !== true })
+        return await runCheck(values.config, print, { ...host, host: values['no-host'] !== true })
       }
       case 'status': {
         const { values } = parseArgs({

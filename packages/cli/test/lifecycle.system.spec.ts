@@ -43,22 +43,8 @@ const fixture = new ClusterFixture({
 const ns = (name: string): string => fixture.ns(name)
 const dps = fixture.dps
 
-/** A client behind charon: requests every 20 ms on each flow (source port 41000 + flow). */
-function startClient(flows: number[]): UdpClient {
-  return fixture.startClient(flows)
-}
-
-function swanctlConf(psk: string): string {
-  return fixture.swanctlConf(psk)
-}
-
-function clusterYaml(targets: string[]): string {
-  return fixture.clusterYaml({ dvipaTargets: targets })
-}
-
-function secretsYaml(psk: string): string {
-  return fixture.secretsYaml(psk)
-}
+/** The cluster file with these targets of the DVIPA. */
+const clusterYaml = (targets: string[]): string => fixture.clusterYaml({ dvipaTargets: targets })
 
 /** Runs the vipsec command line in a namespace; returns its exit code and output. */
 function vipsec(name: string, args: string[]): { code: number; out: string } {
@@ -160,7 +146,7 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
     await fixture.up()
     charon = fixture.charon!
     fixture.initiate()
-    client = startClient([0, 1, 2, 3])
+    client = fixture.startClient([0, 1, 2, 3])
     await waitFor(
       () => new Set(client!.answers.map((a) => a.flow)).size === 4,
       20_000,
@@ -195,7 +181,7 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
       dps.map(() => before.epoch)
     )
     const marks = dps.map((d) => nodes.get(d)!.lines.length)
-    writeFileSync(join(dir, 'secrets.yaml'), secretsYaml(NEW_PSK), { mode: 0o600 })
+    fixture.writeSecretsFile(NEW_PSK)
     writeFileSync(join(dir, 'cluster.yaml'), clusterYaml(['target-1', 'target-2']))
     const target2 = start('target-2')
     await waitFor(() => target2.has('node:started'), 60_000, 'target-2 to start')
@@ -214,11 +200,11 @@ describe('the lifecycle of vipsec node processes: reload, switchover, status pag
       expect(nodes.get(d)!.metric('vipsec_reloads_total', { outcome: 'applied' }), d).to.equal(1)
     }
     // charon gets the new key too: the next negotiation (the switchovers below) uses it
-    writeFileSync(join(charon.run, 'swanctl.conf'), swanctlConf(NEW_PSK))
+    writeFileSync(join(charon.run, 'swanctl.conf'), fixture.swanctlConf(NEW_PSK))
     charon.swanctl(['--load-creds', '--clear', '--file', join(charon.run, 'swanctl.conf')])
     // new flows reach the added target; the old ones keep theirs
     const at = Date.now()
-    later = startClient([4, 5, 6, 7])
+    later = fixture.startClient([4, 5, 6, 7])
     await waitFor(
       () => later!.answers.some((a) => a.target === 'target-2'),
       20_000,

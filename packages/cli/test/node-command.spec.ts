@@ -93,6 +93,33 @@ describe('vipsec node', function () {
     })
   })
 
+  describe('/readyz', () => {
+    it('should answer 503 while a backup has no confirmed epoch (its owner never heard), 200 on /healthz', async () => {
+      // dp-2 backs dp-1 up; heartbeats every 10 s, so it does not take over during the test
+      writeFileSync(
+        join(dir, 'dp-2.yaml'),
+        readFileSync(join(dir, 'dp-1.yaml'), 'utf8').replace('node: dp-1', 'node: dp-2')
+      )
+      const cluster = join(dir, 'cluster.yaml')
+      writeFileSync(
+        cluster,
+        readFileSync(cluster, 'utf8').replace('worker: false', 'worker: false, interval: 10s')
+      )
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-2')
+      await network.start()
+      await network.acquireAddress('10.9.0.2')
+      running = await startNode(join(dir, 'dp-2.yaml'), {
+        host: false,
+        network,
+        destination: { write: () => undefined }
+      })
+      expect(running.config.role).to.equal('backup')
+      expect((await fetchText(running.adminPort!, '/healthz')).status).to.equal(200)
+      const ready = await fetchText(running.adminPort!, '/readyz')
+      expect(ready).to.deep.equal({ status: 503, body: 'not ready\n' })
+    })
+  })
+
   describe('a target', () => {
     it('should start from its node file without secrets, with a key file, and serve its own metrics', async () => {
       await writeKeyFile(join(dir, 'cluster.key'))
