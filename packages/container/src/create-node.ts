@@ -108,6 +108,30 @@ export function createNode(config: NodeConfig): VipsecNode {
   const parts = (): unknown[] =>
     START_ORDER.filter((t) => container.isBound(t)).map((t) => container.get(t))
   let started = false
+  // the start under way, the parts it has begun (in order) and whether a stop came during it
+  let starting: Promise<void> | undefined
+  let begun: unknown[] = []
+  let stopRequested = false
+  const startParts = async (): Promise<void> => {
+    begun = []
+    stopRequested = false
+    try {
+      for (const part of parts()) {
+        if (stopRequested) break
+        if (typeof part === 'function') await (part as () => Promise<void>)()
+        else {
+          begun.push(part)
+          await start(part)
+        }
+      }
+    } catch (err) {
+      // all or nothing: what started is stopped again (the part that failed included)
+      await stop(...begun).catch(() => undefined)
+      throw err
+    }
+    if (stopRequested) await stop(...begun)
+    else started = true
+  }
   return {
     nodeId: config.nodeId,
     role: config.role,
@@ -117,13 +141,24 @@ export function createNode(config: NodeConfig): VipsecNode {
     has: (token: symbol): boolean => container.isBound(token),
     async start() {
       if (started) return
-      for (const part of parts()) {
-        if (typeof part === 'function') await (part as () => Promise<void>)()
-        else await start(part)
+      if (starting !== undefined) return starting
+      starting = startParts()
+      try {
+        await starting
+      } finally {
+        starting = undefined
       }
-      started = true
     },
     async stop() {
+      if (starting !== undefined) {
+        // a stop during the start (a distribution processor waiting out its join window): the
+        // parts begun stop now, which ends the wait, and the start stops them once more when it
+        // has returned, so nothing it set up afterwards is left running
+        stopRequested = true
+        await stop(...begun)
+        await starting.catch(() => undefined)
+        return
+      }
       if (!started) return
       started = false
       await stop(...parts().filter((p) => typeof p !== 'function'))

@@ -86,6 +86,24 @@ describe('createNode with the built-in adapters', function () {
     for (const node of nodes) await node.stop()
   })
 
+  it('should stop every part it began when stopped during the join window, and not count as started', async () => {
+    const clock = new VirtualClock()
+    const network = new VirtualNetwork({ clock })
+    const facility = new MemoryCouplingFacility()
+    const dp2 = createNode(dpConfig('dp-2', clock, network, facility))
+    nodes = [dp2]
+    const starting = dp2.start()
+    await clock.advance(10) // in the join window: the parts below the processor are up
+    expect(dp2.get(TOKENS.NetworkAdapter).isStarted()).to.equal(true)
+    expect(dp2.isStarted()).to.equal(false)
+    await dp2.stop()
+    await starting
+    expect(dp2.isStarted()).to.equal(false)
+    expect(dp2.get(TOKENS.DistributionProcessor).isStarted()).to.equal(false)
+    expect(dp2.get(TOKENS.NetworkAdapter).isStarted()).to.equal(false)
+    expect(dp2.get(TOKENS.CouplingStore).isStarted()).to.equal(false)
+  })
+
   it('should wire real distribution processors and a target on a virtual network, and fail over', async () => {
     const clock = new VirtualClock()
     const network = new VirtualNetwork({ clock })
