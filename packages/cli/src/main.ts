@@ -158,7 +158,26 @@ export async function main(
         const level = (values.log ?? 'info') as 'error' | 'warn' | 'info' | 'debug'
         if (!['error', 'warn', 'info', 'debug'].includes(level))
           throw new Error(`--log: unknown level ${level}`)
-        const running = await startNode(values.config, { level })
+        // A start lasts the join window (about one detection time): SIGTERM or SIGINT during it
+        // stops the node cleanly, and a SIGHUP during it reloads once the start is over.
+        const abort = new AbortController()
+        let hupDuringStart = false
+        const onStop = (): void => abort.abort(new Error('stopped by a signal during the start'))
+        const onEarlyHup = (): void => void (hupDuringStart = true)
+        process.once('SIGTERM', onStop)
+        process.once('SIGINT', onStop)
+        process.on('SIGHUP', onEarlyHup)
+        let running: Awaited<ReturnType<typeof startNode>>
+        try {
+          running = await startNode(values.config, { level, signal: abort.signal })
+        } catch (err) {
+          if (abort.signal.aborted) return 0
+          throw err
+        } finally {
+          process.off('SIGTERM', onStop)
+          process.off('SIGINT', onStop)
+          process.off('SIGHUP', onEarlyHup)
+        }
         // systemd Type=notify: READY=1 once owning or backing up with a confirmed epoch
         const sd = systemdNotifier()
         const watchdogPid = process.env.WATCHDOG_PID
@@ -179,6 +198,7 @@ export async function main(
           )
         }
         process.on('SIGHUP', onHup)
+        if (hupDuringStart) onHup()
         await new Promise<void>((resolve) => {
           process.once('SIGTERM', resolve)
           process.once('SIGINT', resolve)

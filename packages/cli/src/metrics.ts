@@ -200,6 +200,11 @@ export interface AdminHandlers {
   status?: () => unknown
   /** `GET /`: the status page (HTML). */
   page?: string
+  /**
+   * Whether the node is starting (a distribution processor waiting out its join window): then
+   * `/healthz` answers 200 `starting`, and `/readyz` 503.
+   */
+  starting?: () => boolean
 }
 
 /** Whether a request comes from this host: a loopback address, or the address it was sent to. */
@@ -210,7 +215,7 @@ export function fromThisHost(remote: string | undefined, local: string | undefin
 }
 
 /**
- * Serves `/metrics` (Prometheus text), `/healthz` (200 while the process runs the node),
+ * Serves `/metrics` (Prometheus text), `/healthz` (200 while the process runs or starts the node),
  * `/readyz` (200 when {@link isReady}, else 503), and with `handlers` the status page (`/`),
  * its data (`/status`) and `POST /reload`. A POST is taken from this host only (403 otherwise,
  * counted in `vipsec_admin_refused_total`): it changes what the node runs.
@@ -260,7 +265,10 @@ export async function serveAdmin(
       )
     } else if (path === '/healthz') {
       const ok = node.isStarted()
-      res.writeHead(ok ? 200 : 503).end(ok ? 'ok\n' : 'stopped\n')
+      const starting = !ok && handlers.starting?.() === true
+      res
+        .writeHead(ok || starting ? 200 : 503)
+        .end(ok ? 'ok\n' : starting ? 'starting\n' : 'stopped\n')
     } else if (path === '/readyz') {
       const ok = isReady(node)
       res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n')

@@ -74,6 +74,17 @@ export interface StartOptions extends LoadOptions {
   destination?: DestinationStream
   /** A network adapter to use instead of the Linux one (tests, simulations). */
   network?: NetworkAdapter
+  /**
+   * Called with the admin endpoint's port once it listens, before the node starts: a
+   * distribution processor's start lasts its join window (about one detection time), during
+   * which `/healthz` answers and `/readyz` says "not ready".
+   */
+  onAdmin?: (port: number) => void
+  /**
+   * Aborts the start: the node stops, its admin endpoint closes and {@link startNode} rejects
+   * with the signal's reason. After the start it has no effect (use {@link RunningNode.stop}).
+   */
+  signal?: AbortSignal
 }
 
 /**
@@ -111,7 +122,6 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
       'cluster link and heartbeats run without keys: anyone on the cluster network can forge them'
     )
   const tracker = new StatusTracker(node, () => running.config)
-  await node.start()
   const reloads = new Counter({
     name: 'vipsec_reloads_total',
     help: 'Reloads (SIGHUP, vipsec reload), by outcome: applied, unchanged, refused, invalid',
@@ -161,21 +171,47 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
       }
       await node.stop()
       await hooks?.()
-      await new Promise<void>((done) =>
-        admin === undefined
-          ? done()
-          : (admin.server.close(() => done()), admin.server.closeAllConnections())
-      )
+      await closeAdmin(admin)
       log.info({ type: 'node:stopped' }, 'node stopped')
     }
   }
+  // The admin endpoint comes up before the node starts, so that /healthz answers and /readyz says
+  // "not ready" while a distribution processor waits out its join window; a reload waits for the
+  // start. A start that fails closes it again (a start is all or nothing).
+  let started: Promise<void> = Promise.resolve()
+  let starting = true
   if (config.node.admin !== undefined)
     admin = await serveAdmin(registry, node, config.node.admin.address, config.node.admin.port, {
-      reload: () => running.reload(),
+      reload: () => started.then(() => running.reload()),
       status: () => tracker.view(),
-      page: STATUS_PAGE
+      page: STATUS_PAGE,
+      starting: () => starting
     })
   running.adminPort = admin?.port
+  if (admin !== undefined) options.onAdmin?.(admin.port)
+  const abort = (): void => void node.stop().catch(() => undefined)
+  options.signal?.addEventListener('abort', abort, { once: true })
+  started = options.signal?.aborted === true ? Promise.resolve() : node.start()
+  try {
+    await started
+    options.signal?.throwIfAborted()
+  } catch (err) {
+    await node.stop().catch(() => undefined)
+    await closeAdmin(admin)
+    throw err
+  } finally {
+    starting = false
+    options.signal?.removeEventListener('abort', abort)
+  }
   log.info({ type: 'node:started', role: config.role, adminPort: admin?.port }, 'node started')
   return running
+}
+
+/** Closes an admin server and its open connections (nothing without one). */
+function closeAdmin(admin: AdminServer | undefined): Promise<void> {
+  return new Promise<void>((done) =>
+    admin === undefined
+      ? done()
+      : (admin.server.close(() => done()), admin.server.closeAllConnections())
+  )
 }

@@ -108,15 +108,34 @@ describe('vipsec node', function () {
       const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-2')
       await network.start()
       await network.acquireAddress('10.9.0.2')
-      running = await startNode(join(dir, 'dp-2.yaml'), {
+      // its start lasts the join window (one detection time, 30 s here): the admin endpoint
+      // answers during it, and aborting the start stops the node
+      const abort = new AbortController()
+      let port: number | undefined
+      const starting = startNode(join(dir, 'dp-2.yaml'), {
         host: false,
         network,
-        destination: { write: () => undefined }
+        destination: { write: () => undefined },
+        onAdmin: (p) => (port = p),
+        signal: abort.signal
       })
-      expect(running.config.role).to.equal('backup')
-      expect((await fetchText(running.adminPort!, '/healthz')).status).to.equal(200)
-      const ready = await fetchText(running.adminPort!, '/readyz')
+      for (let i = 0; i < 100 && port === undefined; i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(port).to.be.a('number')
+      expect((await fetchText(port!, '/healthz')).status).to.equal(200)
+      const ready = await fetchText(port!, '/readyz')
       expect(ready).to.deep.equal({ status: 503, body: 'not ready\n' })
+      abort.abort(new Error('test over'))
+      const failure = await starting.then(
+        () => undefined,
+        (err: Error) => err
+      )
+      expect(failure?.message).to.equal('test over')
+      const closed = await fetchText(port!, '/healthz').then(
+        () => undefined,
+        (err: NodeJS.ErrnoException) => err.code
+      )
+      expect(closed).to.be.oneOf(['ECONNREFUSED', 'ECONNRESET'])
     })
   })
 
