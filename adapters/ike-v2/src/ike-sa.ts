@@ -366,3 +366,25 @@ export function childRecord(sa: IkeSa, child: ChildSa): Phase2Record {
     establishedAt: child.establishedAt
   }
 }
+
+/** The identities an `ike:failed` event names: their values, where the IKE SA knows them. */
+export interface IdentityFields {
+  /** This end's identity. */
+  localId?: string
+  /** The peer's identity (expected, or authenticated). */
+  remoteId?: string
+}
+
+/**
+ * The identities of an IKE SA for an `ike:failed` event (none that it does not know yet).
+ *
+ * @param sa - the IKE SA
+ */
+export function identityFields(
+  sa: Pick<IkeSa, 'localIdentity' | 'remoteIdentity'>
+): IdentityFields {
+  return {
+    ...(sa.localIdentity === undefined ? {} : { localId: sa.localIdentity.value }),
+    ...(sa.remoteIdentity === undefined ? {} : { remoteId: sa.remoteIdentity.value })
+  }
+}

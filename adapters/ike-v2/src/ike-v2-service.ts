@@ -32,7 +32,7 @@ import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constant
 import { bytesEqual, sha256 } from './crypto.js'
 import { emptyFragmentCounters, type IkeFragmentCounters } from './fragments.js'
 import { HalfOpenTable, scanInitialRequest } from './half-open.js'
-import { childRecord, IkeSa } from './ike-sa.js'
+import { childRecord, identityFields, IkeSa } from './ike-sa.js'
 import { KeepUp } from './keep-up.js'
 import { Lifetimes } from './lifetimes.js'
 import { concat, encodeMessage, notify, parseMessage, type IkeMessage } from './message.js'
@@ -485,8 +485,8 @@ export class IkeV2Service implements IkeService {
           sa,
           payloads,
           (s, ic) => this.onEstablished(s, ic),
-          (s, kind, msg) => {
-            this.emit({ type: 'ike:failed', peer: s.remote, reason: kind, message: msg })
+          (s, kind, msg, ids) => {
+            this.emit({ type: 'ike:failed', peer: s.remote, reason: kind, message: msg, ...ids })
             this.destroy(s, 'local')
           }
         )
@@ -629,7 +629,13 @@ export class IkeV2Service implements IkeService {
       if (sa.state !== 'deleted' && sa.state !== 'established') this.destroy(sa, 'local')
       const { kind, message } = toKind(err)
       if ((err as Error)?.name !== 'AbortError') {
-        this.emit({ type: 'ike:failed', peer: request.peer, reason: kind, message })
+        this.emit({
+          type: 'ike:failed',
+          peer: request.peer,
+          reason: kind,
+          message,
+          ...identityFields(sa)
+        })
       }
       throw err
     }

@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import { wire } from '../src/index.js'
+import type { IkeEvent } from '@vipsec/interface'
 import {
   A_NET,
   B_NET,
@@ -179,6 +180,16 @@ describe('IkeV2Service', () => {
         const err = await p.drive(p.a.connect(p.request())).catch((e) => e)
         expect(err.kind).to.equal('AUTHENTICATION_FAILED')
         expect(p.b.list()).to.have.length(0)
+        // each end's failure names the identities: the responder the ones the peer claimed and
+        // asked for, the initiator its own and the one it expected
+        await p.settle()
+        const failed = (events: IkeEvent[]) => events.find((e) => e.type === 'ike:failed')
+        expect(failed(p.bEvents)).to.include({
+          reason: 'AUTHENTICATION_FAILED',
+          localId: 'b.example',
+          remoteId: 'a.example'
+        })
+        expect(failed(p.aEvents)).to.include({ localId: 'a.example', remoteId: 'b.example' })
         await p.stop()
       })
     })

@@ -136,7 +136,9 @@ function ikeLine(e: IkeEvent): {
           type: e.type,
           peer: `${e.peer.address}:${e.peer.port}`,
           notify: e.reason,
-          error: e.message
+          error: e.message,
+          ...(e.localId === undefined ? {} : { localId: e.localId }),
+          ...(e.remoteId === undefined ? {} : { remoteId: e.remoteId })
         },
         msg: `IKE exchange with ${e.peer.address} failed: ${e.reason}`
       }

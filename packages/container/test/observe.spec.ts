@@ -41,14 +41,18 @@ describe('observeIke', () => {
       type: 'ike:failed',
       peer: { address: '192.0.2.7', port: 500 },
       reason: 'NO_PROPOSAL_CHOSEN',
-      message: 'no proposal matched'
+      message: 'no proposal matched',
+      localId: 'vpn.example',
+      remoteId: 'peer.example'
     } as IkeEvent)
     expect(lines).to.have.length(1)
     expect(lines[0]).to.deep.include({ component: 'ike', level: 'error' })
     expect(lines[0]!.fields).to.include({
       type: 'ike:failed',
       peer: '192.0.2.7:500',
-      notify: 'NO_PROPOSAL_CHOSEN'
+      notify: 'NO_PROPOSAL_CHOSEN',
+      localId: 'vpn.example',
+      remoteId: 'peer.example'
     })
     await service.connect({} as never).catch(() => undefined)
     const text = await registry.metrics()

@@ -138,6 +138,10 @@ export type IkeEvent =
       reason: IkeErrorKind
       /** Details. */
       message: string
+      /** This end's identity (its value), when known: configured, or the one the peer asked for. */
+      localId?: string
+      /** The peer's identity (its value), when known: the one it claimed, or the one expected. */
+      remoteId?: string
     }
 
 /**

@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { IkeProtocolError, type IkeErrorKind } from '@vipsec/interface'
+import { IkeProtocolError, type Identity, type IkeErrorKind } from '@vipsec/interface'
 import { NotifyType, PayloadType, ExchangeType } from '../constants.js'
 import { buildAuth, verifyAuth } from '../auth.js'
 import { certificateRequest } from '../signature.js'
 import { chooseIke, ikeChoiceProposal } from '../proposals.js'
 import type { IkeContext } from '../context.js'
-import type { ChildSa, IkeSa } from '../ike-sa.js'
+import { identityFields, type ChildSa, type IdentityFields, type IkeSa } from '../ike-sa.js'
 import { findNotify, findPayload, notify, type IdPayload, type Payload } from '../message.js'
 import { decodeIdentity, encodeIdentity, sameIdentity } from '../selectors.js'
 import {
@@ -125,20 +125,26 @@ export function respondIkeAuth(
   sa: IkeSa,
   payloads: Payload[],
   onEstablished: (sa: IkeSa, initialContact: boolean) => void,
-  onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string) => void
+  onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string, ids: IdentityFields) => void
 ): AuthAnswer {
+  let idi: Identity | undefined
+  let idr: Identity | undefined
+  // the failure names the identities the peer claimed (IDi) and asked for (IDr), as far as known
   const fail = (kind: IkeErrorKind, message: string): AuthAnswer => ({
     payloads: [
       notify(NotifyType[kind as 'AUTHENTICATION_FAILED'] ?? NotifyType.AUTHENTICATION_FAILED)
     ],
-    after: () => onFailed(sa, kind, message)
+    after: () =>
+      onFailed(sa, kind, message, {
+        ...identityFields(sa),
+        ...(idr === undefined ? {} : { localId: idr.value }),
+        ...(idi === undefined ? {} : { remoteId: idi.value })
+      })
   })
   const idiP = findPayload<IdPayload>(payloads, PayloadType.IDi)
   if (idiP === undefined || findPayload(payloads, PayloadType.AUTH) === undefined) {
     return fail('INVALID_SYNTAX', 'IKE_AUTH request lacks IDi or AUTH')
   }
-  let idi
-  let idr
   try {
     idi = decodeIdentity(idiP)
     const idrP = findPayload<IdPayload>(payloads, PayloadType.IDr)
@@ -199,7 +205,8 @@ export function respondIkeAuth(
             type: 'ike:failed',
             peer: sa.remote,
             reason: 'TEMPORARY_FAILURE',
-            message: `installing Child SA: ${(err as Error).message}`
+            message: `installing Child SA: ${(err as Error).message}`,
+            ...identityFields(sa)
           })
         }
       } else if (answer.error !== undefined) {
@@ -207,7 +214,8 @@ export function respondIkeAuth(
           type: 'ike:failed',
           peer: sa.remote,
           reason: answer.error,
-          message: 'first Child SA refused'
+          message: 'first Child SA refused',
+          ...identityFields(sa)
         })
         // an IKE SA without the Child SA it was made for is not kept (RFC 7296 section 2.21.3
         // lets either end delete it; strongSwan's close_ike_on_child_failure): deleted a moment
