@@ -107,6 +107,28 @@ export class VirtualClock implements Clock {
   }
 
   /**
+   * Lets time pass in `stepMs` steps while `work` is pending (a start that waits out a window on
+   * this clock, say), at most `maxMs` of it, then settles as `work` did.
+   *
+   * @param work - what to wait for
+   * @param options - the step (default 10 ms) and the most time to let pass (default 100 s)
+   */
+  async advanceUntilSettled<T>(
+    work: Promise<T>,
+    options: { stepMs?: number; maxMs?: number } = {}
+  ): Promise<T> {
+    const step = options.stepMs ?? 10
+    const steps = Math.ceil((options.maxMs ?? 100_000) / step)
+    let done = false
+    const settled = work.finally(() => {
+      done = true
+    })
+    settled.catch(() => undefined)
+    for (let i = 0; !done && i < steps; i++) await this.advance(step)
+    return settled
+  }
+
+  /**
    * Advances to the next pending timer and fires it (and any due at the same instant).
    *
    * @returns false when no timer was pending

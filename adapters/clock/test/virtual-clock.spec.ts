@@ -60,4 +60,27 @@ describe('VirtualClock', () => {
       expect(await clock.runNext()).to.equal(false)
     })
   })
+
+  describe('.advanceUntilSettled', () => {
+    it('should let time pass until the work settles, then settle as it did', async () => {
+      const clock = new VirtualClock()
+      const work = clock.sleep(250).then(() => 'joined')
+      expect(await clock.advanceUntilSettled(work)).to.equal('joined')
+      expect(clock.monotonic()).to.be.within(250, 260)
+      const failing = clock.sleep(30).then(() => Promise.reject(new Error('refused')))
+      const err = await clock.advanceUntilSettled(failing).catch((e: Error) => e)
+      expect((err as Error).message).to.equal('refused')
+    })
+
+    it('should stop after the most time it may let pass', async () => {
+      const clock = new VirtualClock()
+      const never = new Promise<void>(() => undefined)
+      const outcome = await Promise.race([
+        clock.advanceUntilSettled(never, { stepMs: 100, maxMs: 1000 }).then(() => 'settled'),
+        new Promise((r) => setTimeout(() => r('gave up'), 500))
+      ])
+      expect(outcome).to.equal('gave up')
+      expect(clock.monotonic()).to.equal(1000)
+    })
+  })
 })

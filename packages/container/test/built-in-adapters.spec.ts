@@ -67,17 +67,6 @@ function dpConfig(
   }
 }
 
-/** Lets virtual time pass in 10 ms steps until `work` settles (at most 100 s of it). */
-async function whileAdvancing<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
-  let done = false
-  const settled = work.finally(() => {
-    done = true
-  })
-  settled.catch(() => undefined)
-  for (let i = 0; !done && i < 10_000; i++) await clock.advance(10)
-  return settled
-}
-
 describe('createNode with the built-in adapters', function () {
   this.timeout(30_000)
   let nodes: VipsecNode[]
@@ -139,7 +128,7 @@ describe('createNode with the built-in adapters', function () {
     const events: DistributionEvent[] = []
     dp2.get(TOKENS.DistributionProcessor).events$.subscribe((e) => events.push(e))
     // a distribution processor's start lasts its join window: let virtual time pass meanwhile
-    for (const node of nodes) await whileAdvancing(clock, node.start())
+    for (const node of nodes) await clock.advanceUntilSettled(node.start())
     await clock.advance(500)
     const store = dp2.get(TOKENS.CouplingStore)
     expect((await store.getOwnership(DVIPA)).owner).to.equal('dp-1')

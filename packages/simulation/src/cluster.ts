@@ -432,13 +432,7 @@ export class SimulatedCluster {
   async advancing<T>(work: Promise<T>): Promise<T> {
     const clock = this.clock
     if (!(clock instanceof VirtualClock)) return work
-    let done = false
-    const settled = work.finally(() => {
-      done = true
-    })
-    settled.catch(() => undefined)
-    for (let i = 0; !done && i < 100_000; i++) await clock.advance(10)
-    return settled
+    return clock.advanceUntilSettled(work, { maxMs: 1_000_000 })
   }
 
   /** Starts every peer sending a request every `trafficIntervalMs`. */

@@ -185,14 +185,8 @@ export interface TestNode {
  * Lets virtual time pass in 10 ms steps until `work` settles (a start that waits out its join
  * window), at most 100 s of it; then settles as `work` did.
  */
-export async function whileAdvancing<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
-  let done = false
-  const settled = work.finally(() => {
-    done = true
-  })
-  settled.catch(() => undefined)
-  for (let i = 0; !done && i < 10_000; i++) await clock.advance(10)
-  return settled
+export function whileAdvancing<T>(clock: VirtualClock, work: Promise<T>): Promise<T> {
+  return clock.advanceUntilSettled(work)
 }
 
 /** A cluster of ownership units over one memory facility and one virtual clock. */
