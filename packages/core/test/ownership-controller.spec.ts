@@ -603,6 +603,33 @@ describe(OwnershipController.name, () => {
     })
   })
 
+  describe('a claim applied on a master that failed over to a replica without it, the store refusing every call meanwhile', () => {
+    for (const size of [2, 3])
+      it(`should claim above the highest epoch seen soon after the store answers again (${size} DPs)`, async () => {
+        const cluster = await startedCluster(size)
+        await cluster.kill('dp-1')
+        const dp2 = cluster.node('dp-2')
+        const live = cluster.ranks.slice(1).map((id) => cluster.node(id))
+        dp2.faults.loseNextClaimReply = true
+        dp2.faults.afterNextClaim = () => {
+          // the master applied the claim (everyone saw its change), then the promoted replica
+          // lacks it, and refuses every call until it has a replica of its own (NOREPLICAS)
+          setOwnership(cluster, 'dp-1', 1)
+          for (const n of live) n.faults.downWithTimeoutMs = 5000
+        }
+        for (const n of live) n.detector.fail('dp-1')
+        await cluster.advance(30_000)
+        expect(cluster.ownership()).to.deep.equal({ owner: 'dp-1', epoch: 1 })
+        expect(cluster.serving()).to.deep.equal([])
+        for (const n of live) n.faults.downWithTimeoutMs = undefined
+        // the calls under way when it came back still time out: one timeout, then a few checks
+        await cluster.advance(8000)
+        const o = cluster.ownership()!
+        expect(o.epoch, 'the epoch claimed after the store came back').to.be.greaterThan(2)
+        expect(cluster.serving()).to.deep.equal([o.owner])
+      })
+  })
+
   describe('when a takeover fails after its claim', () => {
     it('should release, back off, and leave the DVIPA to a node that can serve it', async () => {
       const cluster = await startedCluster()
@@ -615,6 +642,34 @@ describe(OwnershipController.name, () => {
       expect(o.owner).to.equal('dp-3')
       expect(dp2.actions.calls.filter((c) => c.startsWith('takeOver'))).to.have.length(1)
       expect(cluster.serving()).to.deep.equal(['dp-3'])
+    })
+
+    it('should double its wait after each failed takeover in a row', async () => {
+      const cluster = await startedCluster(2)
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      dp2.actions.failTakeover = true
+      dp2.detector.fail('dp-1')
+      await cluster.advance(20_000)
+      // attempts at about 0, 1, 3, 7 and 15 s (waits of 1, 2, 4 and 8 s)
+      expect(dp2.actions.calls.filter((c) => c.startsWith('takeOver'))).to.have.length(5)
+    })
+
+    it('should try again within one first wait once the store answers after failing', async () => {
+      const cluster = await startedCluster(2)
+      await cluster.kill('dp-1')
+      const dp2 = cluster.node('dp-2')
+      dp2.actions.failTakeover = true
+      dp2.detector.fail('dp-1')
+      // six failures: the next wait is 30 s
+      await cluster.advance(40_000)
+      expect(dp2.actions.calls.filter((c) => c.startsWith('takeOver'))).to.have.length(6)
+      dp2.faults.downWithTimeoutMs = 500
+      await cluster.advance(2000)
+      dp2.faults.downWithTimeoutMs = undefined
+      dp2.actions.failTakeover = false
+      await cluster.advance(3000)
+      expect(cluster.serving()).to.deep.equal(['dp-2'])
     })
   })
 })

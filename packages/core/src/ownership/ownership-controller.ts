@@ -242,7 +242,10 @@ export class OwnershipController {
   /** Claims lost in a row (forgotten after {@link CLAIM_LOSS_MEMORY_MS}), and when the last was. */
   private claimLosses = 0
   private lastClaimLossAt = Number.NEGATIVE_INFINITY
+  /** Takeovers that failed after their claim, since the last that completed. */
   private failures = 0
+  /** The last ownership read failed: the store is (or was) unreachable. */
+  private storeDown = false
   /** The node that superseded this one, until it is seen failed with no live lease. */
   private supersededBy: NodeId | undefined
   private lastAlarm = -1
@@ -945,7 +948,6 @@ export class OwnershipController {
     const attempt = this.attempt
     if (s.role !== 'taking-over' || attempt === undefined) return
     const fence: Fence = { owner: this.node, epoch: won.epoch }
-    this.failures = 0
     this.claimLosses = 0
     this.supersededBy = undefined
     this.setState({ ...s, phase: { step: 'running', fence } }, 'claim-won', 'claim')
@@ -971,6 +973,7 @@ export class OwnershipController {
   private takeoverCompleted(attempt: Attempt, fence: Fence, report: TakeoverReport): void {
     if (this.attempt !== attempt) return
     this.attempt = undefined
+    this.failures = 0
     const s = this.state
     if (
       s.role === 'taking-over' &&
@@ -1222,6 +1225,7 @@ export class OwnershipController {
     }
     if (this.readSince === sentAt) this.reading = false
     if (!this.running) return
+    if (this.storeDown) this.storeBack()
     const storeEpoch = ownership?.epoch ?? 0
     if (storeEpoch < floor) {
       this.regressed(storeEpoch, ownership, missing)
@@ -1304,7 +1308,22 @@ export class OwnershipController {
   }
 
   private readFailed(): void {
+    this.storeDown = true
     this.checkDeadline()
+  }
+
+  /**
+   * The store answers again after a failed read. The backoff of takeovers that failed while it
+   * was down (doubling up to 30 s) ends within one first step: the cause is gone, and a DVIPA
+   * nobody serves must not wait out a backoff earned against a dead store.
+   */
+  private storeBack(): void {
+    this.storeDown = false
+    const soon = this.clock.monotonic() + this.failureBackoffMs
+    if (this.backoffUntil > soon) {
+      this.backoffUntil = soon
+      this.scheduleEvaluate(soon)
+    }
   }
 
   /** The store confirmed this owner's epoch as of `sentAt` (when the read was sent). */
@@ -1403,6 +1422,23 @@ export class OwnershipController {
           'store'
         )
       void this.recover(s.fence, storeEpoch, missing)
+      return
+    }
+    if (s.role === 'taking-over' && s.phase.step === 'resolving' && this.attempt !== undefined) {
+      // The reply of this node's claim was lost, and the store has since lost data: whatever the
+      // claim did, the store no longer holds it. Taking over from a failed owner (or from
+      // itself), it claims again, above the highest epoch seen; otherwise it stands down and
+      // decides as a backup.
+      if (s.from === this.node || this.detector.health(s.from) === 'failed') {
+        this.setState(
+          { ...s, phase: { step: 'claiming', expectedEpoch: storeEpoch } },
+          'epoch-regressed',
+          'store'
+        )
+        void this.claim()
+      } else {
+        this.standDown(storeEpoch, s.from, 'store')
+      }
       return
     }
     if (s.role === 'fenced' && this.attempt === undefined) {

@@ -64,6 +64,8 @@ export interface StoreFaults {
   latencyMs?: number
   /** Every ownership read is applied at once and answered this long (ms) later. */
   delayReadsMs?: number
+  /** Runs once, after the next claim applied and before its reply (a failover, say). */
+  afterNextClaim?: () => void
 }
 
 /** A node's store client that applies faults around a memory store. */
@@ -91,6 +93,11 @@ export function faultyStore(
         const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
         if (prop === 'getOwnership' && faults.delayReadsMs !== undefined)
           await clock.sleep(faults.delayReadsMs)
+        if (prop === 'claimOwnership' && faults.afterNextClaim !== undefined) {
+          const then = faults.afterNextClaim
+          faults.afterNextClaim = undefined
+          then()
+        }
         if (prop === 'claimOwnership' && faults.loseNextClaimReply) {
           faults.loseNextClaimReply = false
           throw new StoreUnavailableError('claimOwnership: the reply was lost')
