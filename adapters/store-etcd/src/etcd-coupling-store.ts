@@ -37,7 +37,8 @@ import {
   mergeJournal,
   releasedOwnership
 } from '@vipsec/store-memory'
-import { hedged, systemTimers, type HedgeTimers } from './hedge.js'
+import { systemClock } from '@vipsec/clock'
+import { hedged, type HedgeTimers } from './hedge.js'
 import { etcdKeys, prefixEnd, recordName, splitRecordName, type EtcdKeyLayout } from './keys.js'
 import { resolveInit, type EtcdCouplingStoreInit, type ResolvedEtcdInit } from './options.js'
 
@@ -221,7 +222,7 @@ export class EtcdCouplingStore extends BaseCouplingStore {
     this.timers =
       clock?.setTimeout !== undefined && clock.clearTimeout !== undefined
         ? (clock as HedgeTimers)
-        : systemTimers
+        : systemClock()
     this.init = resolveInit(init)
     this.keys = etcdKeys(this.init.keyPrefix)
   }

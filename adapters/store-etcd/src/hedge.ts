@@ -3,30 +3,6 @@ import type { Clock } from '@vipsec/interface'
 /** The timers a hedged call runs on: the store's clock, or the system's. */
 export type HedgeTimers = Pick<Clock, 'setTimeout' | 'clearTimeout'>
 
-/** The system's timers, for a store given a clock without timers (or none). */
-export const systemTimers: HedgeTimers = (() => {
-  const timers = new Map<number, NodeJS.Timeout>()
-  let next = 1
-  return {
-    setTimeout(fn: () => void, ms: number) {
-      const id = next++
-      const timer = setTimeout(
-        () => {
-          timers.delete(id)
-          fn()
-        },
-        Math.max(0, ms)
-      )
-      timers.set(id, timer)
-      return { id }
-    },
-    clearTimeout(handle: { id: number }) {
-      clearTimeout(timers.get(handle.id))
-      timers.delete(handle.id)
-    }
-  }
-})()
-
 /** How a hedged call is run. */
 export interface HedgeOptions {
   /** How many members there are (asked in order from `first`, wrapping around). */
