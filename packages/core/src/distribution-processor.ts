@@ -42,6 +42,7 @@ import { readFlow } from '@vipsec/wire'
 import { FencingConfigError, JoinWindowConfigError, UnsupportedProposalError } from './errors.js'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
 import {
+  joinWindowBound,
   OWNERSHIP_QUERY_EPOCH,
   OwnershipController,
   type OwnershipActions
@@ -1233,20 +1234,6 @@ function statusRole(ownership: OwnershipController): DvipaRole {
   if (s.role === 'taking-over') return s.phase.step === 'rank-delay' ? 'backup' : 'taking-over'
   if (s.role === 'joining') return 'backup'
   return s.role
-}
-
-/**
- * The shortest join window a configuration allows, ms: max(the detector's detection time, two
- * ownership read-backs).
- *
- * @param ownershipCheckMs - the read-back interval, ms
- * @param detector - the failure detector (its `detectionTimeMs`, when it states one)
- */
-export function joinWindowBound(
-  ownershipCheckMs: number,
-  detector: Pick<FailureDetector, 'detectionTimeMs'>
-): number {
-  return Math.max(detector.detectionTimeMs ?? 0, 2 * Math.max(0, ownershipCheckMs))
 }
 
 /**

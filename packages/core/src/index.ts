@@ -39,7 +39,6 @@ export {
 export {
   DefaultDistributionProcessor,
   defaultDistributionProcessor,
-  joinWindowBound,
   type DefaultDistributionProcessorComponents,
   type DefaultDistributionProcessorInit,
   type EspProposalEntry,
@@ -72,6 +71,7 @@ export {
 export {
   OwnershipController,
   OWNERSHIP_QUERY_EPOCH,
+  joinWindowBound,
   ownerLease,
   type OwnershipActions,
   type OwnershipControllerComponents,

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { OwnershipController, type OwnershipControllerInit } from '../src/index.js'
+import { OwnershipController, joinWindowBound, type OwnershipControllerInit } from '../src/index.js'
 import { DVIPA, TestCluster, type TestNode } from './helpers/ownership-harness.js'
 
 /** A cluster of `size` DPs, all started: dp-1 owns the DVIPA at epoch 1. */
@@ -50,6 +50,34 @@ describe(OwnershipController.name, () => {
           view: { kind: 'owned', owner: 'dp-1', epoch: 1 }
         })
       })
+    })
+  })
+
+  describe('its join window by default', () => {
+    it("should be the bound the distribution processor enforces: max(the detector's detection time, two read-backs)", async () => {
+      const cluster = new TestCluster()
+      const node = await cluster.add('dp-1')
+      const window = (detectionTimeMs?: number): number =>
+        new OwnershipController(
+          {
+            store: node.store,
+            clock: node.clock,
+            detector: { health: () => 'alive', detectionTimeMs },
+            actions: node.actions
+          },
+          {
+            node: 'dp-1',
+            dvipa: DVIPA,
+            ranks: cluster.ranks,
+            rankDelayMs: 200,
+            ownershipCheckMs: 250,
+            selfFenceMs: 0
+          }
+        ).joinWindow
+      expect(window(3000)).to.equal(3000)
+      expect(window(100)).to.equal(500)
+      expect(window(undefined)).to.equal(500)
+      expect(window(3000)).to.equal(joinWindowBound(250, { detectionTimeMs: 3000 }))
     })
   })
 

@@ -33,6 +33,22 @@ export interface OwnershipDetector {
    * @param node - the node
    */
   health(node: NodeId): NodeHealth
+  /** The time the detector takes to declare a silent node failed, ms, when it states one. */
+  readonly detectionTimeMs?: number
+}
+
+/**
+ * The shortest join window a configuration allows, ms: max(the detector's detection time, two
+ * ownership read-backs).
+ *
+ * @param ownershipCheckMs - the read-back interval, ms
+ * @param detector - the failure detector (its `detectionTimeMs`, when it states one)
+ */
+export function joinWindowBound(
+  ownershipCheckMs: number,
+  detector: Pick<OwnershipDetector, 'detectionTimeMs'>
+): number {
+  return Math.max(detector.detectionTimeMs ?? 0, 2 * Math.max(0, ownershipCheckMs))
 }
 
 /** A takeover the ownership unit asks its host to run once its claim has won. */
@@ -290,7 +306,7 @@ export class OwnershipController {
     this.ownerLeaseMs = init.ownerLeaseMs ?? Math.max(1, 4 * (this.checkMs || 250))
     this.failureBackoffMs = init.failureBackoffMs ?? 1000
     this.joinWindowMs = init.ranks.some((n) => n !== init.node)
-      ? Math.max(0, init.joinWindowMs ?? 2 * this.checkMs)
+      ? Math.max(0, init.joinWindowMs ?? joinWindowBound(this.checkMs, components.detector))
       : 0
   }
 
