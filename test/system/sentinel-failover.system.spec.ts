@@ -210,7 +210,13 @@ class SentinelCluster extends ClusterFixture {
 async function failoverToStaleReplica(
   cluster: SentinelCluster,
   during: (killedAt: number) => Promise<void>
-): Promise<{ killedAt: number; promotedAt: number; before: { owner: string; epoch: number } }> {
+): Promise<{
+  killedAt: number
+  promotedAt: number
+  before: { owner: string; epoch: number }
+  /** What the promoted replica held when it became the master: its ownership and key count. */
+  promoted: string
+}> {
   const before = cluster.ownershipAt(MASTER)!
   // the replica has what the master has, then misses everything after
   await waitFor(
@@ -235,8 +241,10 @@ async function failoverToStaleReplica(
   }
   await waitFor(() => cluster.sentinelMaster() === at(REPLICA), 30_000, 'the Sentinel to promote')
   const promotedAt = Date.now()
+  const held = cluster.ownershipAt(REPLICA)
+  const promoted = `epoch ${held?.epoch ?? 'none'} (${held?.owner ?? 'no owner'}), ${cluster.cli(REPLICA, 'dbsize')} keys`
   cluster.faults.heal(cut)
-  return { killedAt, promotedAt, before }
+  return { killedAt, promotedAt, before, promoted }
 }
 
 /** Waits until the service answers again and charon holds one IKE SA. */
@@ -333,10 +341,13 @@ describe('a Sentinel failover to a replica that missed the latest claim, with re
     const cluster = servingCluster(`${base}r`, true)
 
     it('should acknowledge no claim the replica lacks, and serve again after the failover', async () => {
-      const { killedAt, promotedAt, before } = await failoverToStaleReplica(cluster, async () => {
-        // long enough for the backups to detect the kill and try to claim, many times over
-        await sleep(6000)
-      })
+      const { killedAt, promotedAt, before, promoted } = await failoverToStaleReplica(
+        cluster,
+        async () => {
+          // long enough for the backups to detect the kill and try to claim, many times over
+          await sleep(6000)
+        }
+      )
       const acked = cluster
         .linesAfter('ownership:claimed', killedAt)
         .filter((l) => Date.parse(String(l.line.time)) < promotedAt)
@@ -360,10 +371,13 @@ describe('a Sentinel failover to a replica that missed the latest claim, with re
         cluster.dump(16)
         throw err
       })
-      await served(cluster, 'the service after the failover')
+      await served(
+        cluster,
+        `the service after the failover (the promoted replica held ${promoted})`
+      )
       console.log(
         `      ${before.owner} owned epoch ${before.epoch}; nothing acknowledged while the replica was cut off; ` +
-          `after the failover ${now.owner} owns ${now.epoch}; outage ${cluster.client!.longestGap(killedAt)} ms`
+          `the promoted replica held ${promoted}; after the failover ${now.owner} owns ${now.epoch}; outage ${cluster.client!.longestGap(killedAt)} ms`
       )
       expect(cluster.holders()).to.deep.equal([now.owner])
       cluster.expectEpochs()
