@@ -3,9 +3,8 @@ import { parseArgs } from 'node:util'
 import { runCheck } from './check-command.js'
 import type { LoadOptions } from './load-config.js'
 import { runDemo, type DemoOptions } from './demo.js'
-import { startNode } from './node-command.js'
+import { runUntilSignalled, startNode } from './node-command.js'
 import { runReload, runSwitchover } from './operator-commands.js'
-import { notifyLifecycle, systemdNotifier } from './sd-notify.js'
 import { writeKeyFile } from './keygen-command.js'
 import {
   formatStatus,
@@ -158,56 +157,7 @@ export async function main(
         const level = (values.log ?? 'info') as 'error' | 'warn' | 'info' | 'debug'
         if (!['error', 'warn', 'info', 'debug'].includes(level))
           throw new Error(`--log: unknown level ${level}`)
-        // A start lasts the join window (about one detection time): SIGTERM or SIGINT during it
-        // stops the node cleanly, and a SIGHUP during it reloads once the start is over.
-        const abort = new AbortController()
-        let hupDuringStart = false
-        const onStop = (): void => abort.abort(new Error('stopped by a signal during the start'))
-        const onEarlyHup = (): void => void (hupDuringStart = true)
-        process.once('SIGTERM', onStop)
-        process.once('SIGINT', onStop)
-        process.on('SIGHUP', onEarlyHup)
-        let running: Awaited<ReturnType<typeof startNode>>
-        try {
-          running = await startNode(values.config, { level, signal: abort.signal })
-        } catch (err) {
-          if (abort.signal.aborted) return 0
-          throw err
-        } finally {
-          process.off('SIGTERM', onStop)
-          process.off('SIGINT', onStop)
-          process.off('SIGHUP', onEarlyHup)
-        }
-        // systemd Type=notify: READY=1 once owning or backing up with a confirmed epoch
-        const sd = systemdNotifier()
-        const watchdogPid = process.env.WATCHDOG_PID
-        const endNotify =
-          sd === undefined
-            ? undefined
-            : notifyLifecycle(running.node, sd, {
-                watchdogUsec:
-                  watchdogPid === undefined || Number(watchdogPid) === process.pid
-                    ? Number(process.env.WATCHDOG_USEC ?? 0)
-                    : 0
-              })
-        const onHup = (): void => {
-          sd?.send({ RELOADING: 1 })
-          void running.reload().then(
-            (r) => sd?.send({ READY: 1, STATUS: `reload ${r.outcome}` }),
-            () => sd?.send({ READY: 1 })
-          )
-        }
-        process.on('SIGHUP', onHup)
-        if (hupDuringStart) onHup()
-        await new Promise<void>((resolve) => {
-          process.once('SIGTERM', resolve)
-          process.once('SIGINT', resolve)
-        })
-        process.off('SIGHUP', onHup)
-        await endNotify?.()
-        await running.stop({ switchover: true })
-        await sd?.close()
-        return 0
+        return await runUntilSignalled((signal) => startNode(values.config!, { level, signal }))
       }
       case 'reload': {
         const { values } = parseArgs({

@@ -9,6 +9,7 @@ import {
   type LoadOptions
 } from './load-config.js'
 import { runHooks } from './hooks.js'
+import { notifyLifecycle, systemdNotifier } from './sd-notify.js'
 import { addPartMetrics, nodeRegistry, serveAdmin, type AdminServer } from './metrics.js'
 import { reloadNode, type ReloadResult } from './reload.js'
 import { STATUS_PAGE, StatusTracker } from './status-page.js'
@@ -214,4 +215,80 @@ function closeAdmin(admin: AdminServer | undefined): Promise<void> {
       ? done()
       : (admin.server.close(() => done()), admin.server.closeAllConnections())
   )
+}
+
+/** The signals `vipsec node` obeys: the process itself, or a test's emitter. */
+export interface SignalSource {
+  on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', listener: () => void): unknown
+  once(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', listener: () => void): unknown
+  off(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', listener: () => void): unknown
+}
+
+/**
+ * `vipsec node` after its options: starts the node and runs it until SIGTERM or SIGINT, then hands
+ * its DVIPAs over (a planned switchover) and stops; SIGHUP reloads the files. A start lasts the
+ * join window (about one detection time): SIGTERM or SIGINT during it stops the node cleanly (the
+ * parts it began are stopped, exit status 0), and a SIGHUP during it reloads once the start is
+ * over. With systemd (`NOTIFY_SOCKET`), it sends READY, RELOADING, STATUS, STOPPING and WATCHDOG.
+ *
+ * @param start - starts the node; aborting its signal stops the start
+ * @param signals - where the signals come from (default: the process)
+ * @returns the exit status
+ */
+export async function runUntilSignalled(
+  start: (signal: AbortSignal) => Promise<RunningNode>,
+  signals: SignalSource = process
+): Promise<number> {
+  const abort = new AbortController()
+  let hupDuringStart = false
+  const onStop = (): void => abort.abort(new Error('stopped by a signal during the start'))
+  const onEarlyHup = (): void => void (hupDuringStart = true)
+  signals.once('SIGTERM', onStop)
+  signals.once('SIGINT', onStop)
+  signals.on('SIGHUP', onEarlyHup)
+  let running: RunningNode
+  try {
+    running = await start(abort.signal)
+  } catch (err) {
+    if (abort.signal.aborted) return 0
+    throw err
+  } finally {
+    signals.off('SIGTERM', onStop)
+    signals.off('SIGINT', onStop)
+    signals.off('SIGHUP', onEarlyHup)
+  }
+  // systemd Type=notify: READY=1 once owning or backing up with a confirmed epoch
+  const sd = systemdNotifier()
+  const watchdogPid = process.env.WATCHDOG_PID
+  const endNotify =
+    sd === undefined
+      ? undefined
+      : notifyLifecycle(running.node, sd, {
+          watchdogUsec:
+            watchdogPid === undefined || Number(watchdogPid) === process.pid
+              ? Number(process.env.WATCHDOG_USEC ?? 0)
+              : 0
+        })
+  const onHup = (): void => {
+    sd?.send({ RELOADING: 1 })
+    void running.reload().then(
+      (r) => sd?.send({ READY: 1, STATUS: `reload ${r.outcome}` }),
+      () => sd?.send({ READY: 1 })
+    )
+  }
+  signals.on('SIGHUP', onHup)
+  if (hupDuringStart) onHup()
+  let stop!: () => void
+  await new Promise<void>((resolve) => {
+    stop = resolve
+    signals.once('SIGTERM', stop)
+    signals.once('SIGINT', stop)
+  })
+  signals.off('SIGTERM', stop)
+  signals.off('SIGINT', stop)
+  signals.off('SIGHUP', onHup)
+  await endNotify?.()
+  await running.stop({ switchover: true })
+  await sd?.close()
+  return 0
 }

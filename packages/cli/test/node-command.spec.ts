@@ -15,6 +15,8 @@ import { expect } from 'chai'
 import { SystemClock } from '@vipsec/clock'
 import { TOKENS } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
+import { EventEmitter } from 'node:events'
+import { runUntilSignalled } from '../src/node-command.js'
 import { main, startNode, version, writeKeyFile, type RunningNode } from '../src/index.js'
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
@@ -90,6 +92,126 @@ describe('vipsec node', function () {
       expect((await fetchText(port, '/healthz')).status).to.equal(200)
       expect((await fetchText(port, '/readyz')).status).to.equal(200)
       expect((await fetchText(port, '/nope')).status).to.equal(404)
+    })
+  })
+
+  describe('runUntilSignalled (the signals of vipsec node)', () => {
+    /** A start the test finishes, and a node that records what it was asked. */
+    function fakeStart(): {
+      start: (signal: AbortSignal) => Promise<RunningNode>
+      finish: () => void
+      calls: string[]
+      signal: () => AbortSignal | undefined
+    } {
+      const calls: string[] = []
+      let finish!: () => void
+      let given: AbortSignal | undefined
+      const node = {
+        reload: async () => {
+          calls.push('reload')
+          return { outcome: 'applied' }
+        },
+        stop: async (o?: { switchover?: boolean }) =>
+          void calls.push(`stop switchover=${String(o?.switchover)}`)
+      } as unknown as RunningNode
+      const start = (signal: AbortSignal): Promise<RunningNode> => {
+        given = signal
+        return new Promise<RunningNode>((resolve, reject) => {
+          finish = () => resolve(node)
+          signal.addEventListener('abort', () => reject(signal.reason as Error))
+        })
+      }
+      return { start, finish: () => finish(), calls, signal: () => given }
+    }
+    const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
+    const signalNames = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const
+
+    for (const sig of ['SIGTERM', 'SIGINT'] as const)
+      it(`should abort the start on ${sig} during it and exit 0, leaving no listener`, async () => {
+        const signals = new EventEmitter()
+        const f = fakeStart()
+        const done = runUntilSignalled(f.start, signals)
+        await tick()
+        signals.emit(sig)
+        expect(await done).to.equal(0)
+        expect(f.signal()?.aborted).to.equal(true)
+        expect(f.calls).to.deep.equal([])
+        for (const name of signalNames) expect(signals.listenerCount(name), name).to.equal(0)
+      })
+
+    it('should reload once the start is over after a SIGHUP during it, then hand over on SIGTERM', async () => {
+      const signals = new EventEmitter()
+      const f = fakeStart()
+      const done = runUntilSignalled(f.start, signals)
+      await tick()
+      signals.emit('SIGHUP')
+      await tick()
+      expect(f.calls, 'nothing reloads during the start').to.deep.equal([])
+      f.finish()
+      await tick()
+      await tick()
+      expect(f.calls).to.deep.equal(['reload'])
+      signals.emit('SIGHUP')
+      await tick()
+      expect(f.calls).to.deep.equal(['reload', 'reload'])
+      signals.emit('SIGTERM')
+      expect(await done).to.equal(0)
+      expect(f.calls).to.deep.equal(['reload', 'reload', 'stop switchover=true'])
+      expect(f.signal()?.aborted).to.equal(false)
+      for (const name of signalNames) expect(signals.listenerCount(name), name).to.equal(0)
+    })
+
+    it('should pass on a start that failed by itself', async () => {
+      const signals = new EventEmitter()
+      const failure = await runUntilSignalled(
+        () => Promise.reject(new Error('bad file')),
+        signals
+      ).then(
+        () => undefined,
+        (err: Error) => err.message
+      )
+      expect(failure).to.equal('bad file')
+      for (const name of signalNames) expect(signals.listenerCount(name), name).to.equal(0)
+    })
+
+    it('should stop a real node on SIGTERM during its join window, its admin endpoint closed', async () => {
+      writeFileSync(
+        join(dir, 'dp-2.yaml'),
+        readFileSync(join(dir, 'dp-1.yaml'), 'utf8').replace('node: dp-1', 'node: dp-2')
+      )
+      const cluster = join(dir, 'cluster.yaml')
+      writeFileSync(
+        cluster,
+        readFileSync(cluster, 'utf8').replace('worker: false', 'worker: false, interval: 10s')
+      )
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-2')
+      await network.start()
+      await network.acquireAddress('10.9.0.2')
+      const signals = new EventEmitter()
+      let port: number | undefined
+      const done = runUntilSignalled(
+        (signal) =>
+          startNode(join(dir, 'dp-2.yaml'), {
+            host: false,
+            network,
+            destination: { write: () => undefined },
+            onAdmin: (p) => (port = p),
+            signal
+          }),
+        signals
+      )
+      for (let i = 0; i < 100 && port === undefined; i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect((await fetchText(port!, '/healthz')).status).to.equal(200)
+      const at = Date.now()
+      signals.emit('SIGTERM')
+      expect(await done).to.equal(0)
+      expect(Date.now() - at, 'stopped well before the 30 s window ends').to.be.below(10_000)
+      const closed = await fetchText(port!, '/healthz').then(
+        () => undefined,
+        (err: NodeJS.ErrnoException) => err.code
+      )
+      expect(closed).to.be.oneOf(['ECONNREFUSED', 'ECONNRESET'])
     })
   })
 
