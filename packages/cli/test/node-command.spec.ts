@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { SystemClock } from '@vipsec/clock'
-import { TOKENS } from '@vipsec/interface'
+import { TOKENS, type NetworkAdapter } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
 import { EventEmitter } from 'node:events'
 import { runUntilSignalled } from '../src/node-command.js'
@@ -29,6 +29,26 @@ function fetchText(port: number, path: string): Promise<{ status: number; body: 
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
     }).on('error', reject)
   })
+}
+
+/**
+ * Writes the node file of dp-2, a backup of dp-1 with heartbeats every 10 s (so it does not take
+ * over during a test, and its start lasts a 30 s join window), and gives it a virtual network.
+ */
+async function slowBackup(dir: string): Promise<NetworkAdapter> {
+  writeFileSync(
+    join(dir, 'dp-2.yaml'),
+    readFileSync(join(dir, 'dp-1.yaml'), 'utf8').replace('node: dp-1', 'node: dp-2')
+  )
+  const cluster = join(dir, 'cluster.yaml')
+  writeFileSync(
+    cluster,
+    readFileSync(cluster, 'utf8').replace('worker: false', 'worker: false, interval: 10s')
+  )
+  const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-2')
+  await network.start()
+  await network.acquireAddress('10.9.0.2')
+  return network
 }
 
 describe('vipsec node', function () {
@@ -175,18 +195,7 @@ describe('vipsec node', function () {
     })
 
     it('should stop a real node on SIGTERM during its join window, its admin endpoint closed', async () => {
-      writeFileSync(
-        join(dir, 'dp-2.yaml'),
-        readFileSync(join(dir, 'dp-1.yaml'), 'utf8').replace('node: dp-1', 'node: dp-2')
-      )
-      const cluster = join(dir, 'cluster.yaml')
-      writeFileSync(
-        cluster,
-        readFileSync(cluster, 'utf8').replace('worker: false', 'worker: false, interval: 10s')
-      )
-      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-2')
-      await network.start()
-      await network.acquireAddress('10.9.0.2')
+      const network = await slowBackup(dir)
       const signals = new EventEmitter()
       let port: number | undefined
       const done = runUntilSignalled(
@@ -217,19 +226,7 @@ describe('vipsec node', function () {
 
   describe('/readyz', () => {
     it('should answer 503 while a backup has no confirmed epoch (its owner never heard), 200 on /healthz', async () => {
-      // dp-2 backs dp-1 up; heartbeats every 10 s, so it does not take over during the test
-      writeFileSync(
-        join(dir, 'dp-2.yaml'),
-        readFileSync(join(dir, 'dp-1.yaml'), 'utf8').replace('node: dp-1', 'node: dp-2')
-      )
-      const cluster = join(dir, 'cluster.yaml')
-      writeFileSync(
-        cluster,
-        readFileSync(cluster, 'utf8').replace('worker: false', 'worker: false, interval: 10s')
-      )
-      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-2')
-      await network.start()
-      await network.acquireAddress('10.9.0.2')
+      const network = await slowBackup(dir)
       // its start lasts the join window (one detection time, 30 s here): the admin endpoint
       // answers during it, and aborting the start stops the node
       const abort = new AbortController()

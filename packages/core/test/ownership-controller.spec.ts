@@ -21,6 +21,16 @@ async function clusterAfterFailover(): Promise<TestCluster> {
   return cluster
 }
 
+/** Two DPs, the owner dp-1 dead: every takeover of dp-2 fails after its claim. */
+async function failingTakeovers(): Promise<{ cluster: TestCluster; dp2: TestNode }> {
+  const cluster = await startedCluster(2)
+  await cluster.kill('dp-1')
+  const dp2 = cluster.node('dp-2')
+  dp2.actions.failTakeover = true
+  dp2.detector.fail('dp-1')
+  return { cluster, dp2 }
+}
+
 /** Starts a killed node again as a new process: a new unit over the same store. */
 async function restart(cluster: TestCluster, id: string): Promise<TestNode> {
   cluster.nodes.delete(id)
@@ -673,22 +683,14 @@ describe(OwnershipController.name, () => {
     })
 
     it('should double its wait after each failed takeover in a row', async () => {
-      const cluster = await startedCluster(2)
-      await cluster.kill('dp-1')
-      const dp2 = cluster.node('dp-2')
-      dp2.actions.failTakeover = true
-      dp2.detector.fail('dp-1')
+      const { cluster, dp2 } = await failingTakeovers()
       await cluster.advance(20_000)
       // attempts at about 0, 1, 3, 7 and 15 s (waits of 1, 2, 4 and 8 s)
       expect(dp2.actions.calls.filter((c) => c.startsWith('takeOver'))).to.have.length(5)
     })
 
     it('should try again within one first wait once the store answers after failing', async () => {
-      const cluster = await startedCluster(2)
-      await cluster.kill('dp-1')
-      const dp2 = cluster.node('dp-2')
-      dp2.actions.failTakeover = true
-      dp2.detector.fail('dp-1')
+      const { cluster, dp2 } = await failingTakeovers()
       // six failures: the next wait is 30 s
       await cluster.advance(40_000)
       expect(dp2.actions.calls.filter((c) => c.startsWith('takeOver'))).to.have.length(6)
