@@ -9,7 +9,6 @@
  * Options: --seconds S per run (default 6), --bursts 7,50,200,400 (ms).
  */
 import { createCipheriv, randomBytes } from 'node:crypto'
-import { createSocket } from 'node:dgram'
 import { parseArgs } from 'node:util'
 import { SystemClock } from '@vipsec/clock'
 import { generateClusterKey } from '@vipsec/cluster-link-udp'
@@ -19,20 +18,13 @@ import {
   HeartbeatFailureDetector,
   ThreadedHeartbeatFailureDetector
 } from '../src/index.js'
+import { freePort } from '../test/helpers/free-port.js'
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string' }, bursts: { type: 'string' } }
 })
 const seconds = Number(values.seconds ?? 6)
 const bursts = (values.bursts ?? '7,50,200,400').split(',').map(Number)
-
-async function freePort(): Promise<number> {
-  const s = createSocket('udp4')
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()))
-  const { port } = s.address()
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 async function pair(threaded: boolean): Promise<[FailureDetector, FailureDetector]> {
   const [pa, pb] = [await freePort(), await freePort()]

@@ -1,22 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createSocket } from 'node:dgram'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { SystemClock } from '@vipsec/clock'
 import { DgramNetwork } from '../src/dgram-network.js'
 import { HeartbeatFailureDetector } from '../src/index.js'
+import { freePort } from './helpers/free-port.js'
 
 const script = fileURLToPath(new URL('./helpers/watcher-process.ts', import.meta.url))
-
-/** A free UDP port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const socket = createSocket('udp4')
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()))
-  const { port } = socket.address()
-  await new Promise<void>((resolve) => socket.close(() => resolve()))
-  return port
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -1,17 +1,8 @@
-import { createSocket } from 'node:dgram'
 import { expect } from 'chai'
 import { failureDetectorSuite } from '@vipsec/compliance/failure-detector'
 import { generateClusterKey } from '@vipsec/cluster-link-udp'
 import { ThreadedHeartbeatFailureDetector } from '../src/index.js'
-
-/** A free UDP port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const socket = createSocket('udp4')
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()))
-  const { port } = socket.address()
-  await new Promise<void>((resolve) => socket.close(() => resolve()))
-  return port
-}
+import { freePort } from './helpers/free-port.js'
 
 describe('ThreadedHeartbeatFailureDetector', function () {
   this.timeout(60_000)
