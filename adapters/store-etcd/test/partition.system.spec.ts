@@ -102,18 +102,34 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
     node: 'c0' | 'c1',
     config: DpConfig
   ): Promise<{ go: () => void; result: Promise<DpResult> }> {
+    const child = probe(node, 'partition-dp.ts', config, config.durationMs + 12_000)
+    await child.ready
+    const result = child.done.then(({ code, stdout, stderr }) => {
+      if (code !== 0) throw new Error(`${node} exited ${code}: ${stderr.slice(-4000)}`)
+      return JSON.parse(stdout) as DpResult
+    })
+    return { go: child.go, result }
+  }
+
+  /**
+   * Starts `script` (of this folder) with `config` in a client's namespace, and kills it after
+   * `killAfterMs`. `ready` resolves when it writes `ready` on stderr; `go` writes `go` to it.
+   */
+  function probe(
+    node: 'c0' | 'c1',
+    script: string,
+    config: unknown,
+    killAfterMs: number
+  ): {
+    ready: Promise<void>
+    go: () => void
+    done: Promise<{ code: number | null; stdout: string; stderr: string }>
+  } {
     const child = spawn(
       'ip',
       [
-        'netns',
-        'exec',
-        net!.ns(node),
-        process.execPath,
-        '--import',
-        'tsx',
-        '--conditions=vipsec-source',
-        join(here, 'partition-dp.ts'),
-        JSON.stringify(config)
+        ...['netns', 'exec', net!.ns(node), process.execPath, '--import', 'tsx'],
+        ...['--conditions=vipsec-source', join(here, script), JSON.stringify(config)]
       ],
       { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(here, '..') }
     )
@@ -127,17 +143,18 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
         stderr += d.toString('utf8')
         if (stderr.includes('ready\n')) resolve()
       })
-      void exited.then((code) => reject(new Error(`${node} exited ${code}: ${stderr}`)))
+      void exited.then((code) =>
+        reject(new Error(`${script} in ${node} exited ${code}: ${stderr}`))
+      )
     })
-    const timer = setTimeout(() => killChild(child), config.durationMs + 12_000)
-    await ready
-    const result = exited.then((code) => {
+    ready.catch(() => undefined)
+    const timer = setTimeout(() => killChild(child), killAfterMs)
+    const done = exited.then((code) => {
       clearTimeout(timer)
       children.delete(child)
-      if (code !== 0) throw new Error(`${node} exited ${code}: ${stderr.slice(-4000)}`)
-      return JSON.parse(stdout) as DpResult
+      return { code, stdout, stderr }
     })
-    return { go: () => child.stdin.end('go\n'), result }
+    return { ready, go: () => void child.stdin.end('go\n'), done }
   }
 
   /**
@@ -292,32 +309,11 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       everyMs: 250,
       durationMs: 7000
     }
-    const child = spawn(
-      'ip',
-      [
-        ...['netns', 'exec', net!.ns('c0'), process.execPath, '--import', 'tsx'],
-        ...['--conditions=vipsec-source', join(here, 'confirm-reader.ts'), JSON.stringify(config)]
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(here, '..') }
-    )
-    children.add(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-    const timer = setTimeout(() => killChild(child), 20_000)
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString('utf8')
-        if (stderr.includes('ready\n')) resolve()
-      })
-      void exited.then((code) => reject(new Error(`reader exited ${code}: ${stderr}`)))
-    })
+    const child = probe('c0', 'confirm-reader.ts', config, 20_000)
+    await child.ready
     await net!.isolate(cut.name)
-    child.stdin.end('go\n')
-    const code = await exited
-    clearTimeout(timer)
-    children.delete(child)
+    child.go()
+    const { code, stdout, stderr } = await child.done
     expect(code, stderr.slice(-2000)).to.equal(0)
     const took = JSON.parse(stdout) as (number | null)[]
     const answered = took.filter((t): t is number => t !== null)
@@ -349,23 +345,7 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       stores: 3,
       operationTimeoutMs
     }
-    const child = spawn(
-      'ip',
-      [
-        ...['netns', 'exec', net!.ns('c0'), process.execPath, '--import', 'tsx'],
-        ...['--conditions=vipsec-source', join(here, 'start-probe.ts'), JSON.stringify(config)]
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'], cwd: join(here, '..') }
-    )
-    children.add(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
-    const timer = setTimeout(() => killChild(child), 35_000)
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
-    clearTimeout(timer)
-    children.delete(child)
+    const { code, stdout, stderr } = await probe('c0', 'start-probe.ts', config, 35_000).done
     expect(code, stderr.slice(-2000)).to.equal(0)
     const results = JSON.parse(stdout) as StartProbeResult[]
     summary.push(
@@ -392,34 +372,13 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       operationTimeoutMs: 4000,
       afterCutMs: 25_000
     }
-    const child = spawn(
-      'ip',
-      [
-        ...['netns', 'exec', net!.ns('c0'), process.execPath, '--import', 'tsx'],
-        ...['--conditions=vipsec-source', join(here, 'start-probe.ts'), JSON.stringify(config)]
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'], cwd: join(here, '..') }
-    )
-    children.add(child)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-    const timer = setTimeout(() => killChild(child), 40_000)
-    await new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString('utf8')
-        if (stderr.includes('ready\n')) resolve()
-      })
-      void exited.then((code) => reject(new Error(`probe exited ${code}: ${stderr}`)))
-    })
+    const child = probe('c0', 'start-probe.ts', config, 40_000)
+    await child.ready
     await net!.silence('c0', [m0.name])
     await net!.silence(m0.name, ['c0'])
     const cutAt = performance.now()
-    child.stdin.end('go\n')
-    const code = await exited
-    clearTimeout(timer)
-    children.delete(child)
+    child.go()
+    const { code, stdout, stderr } = await child.done
     expect(code, stderr.slice(-2000)).to.equal(0)
     const [started, after] = stdout
       .trim()
