@@ -1,4 +1,12 @@
 import type { ClusterMessage, FiveTuple } from '@vipsec/interface'
+import {
+  formatIp,
+  IpProtocol,
+  packedPorts,
+  parseIpPacket,
+  readFlow as flowOfPacket,
+  tryParseIp
+} from '@vipsec/wire'
 
 /** The two bytes that start every cluster-link frame: `VX`. */
 export const LINK_MAGIC = [0x56, 0x58] as const
@@ -9,6 +17,18 @@ const TYPE_CODES = {
   'ownership:notice': 3,
   heartbeat: 4
 } as const satisfies Record<ClusterMessage['type'], number>
+
+/**
+ * The compact form of the packet messages: the DVIPA as its address bytes and no flow, which
+ * the receiver reads from the packet itself (reversed for an outbound packet, whose flow is
+ * the connection's as seen inbound). Used whenever that gives the message's flow back exactly,
+ * which is every packet of a connection; anything else (an ICMP error sent for a connection,
+ * say) keeps the full form. It saves 30 to 40 bytes per frame: with it, a 1400-byte inner
+ * packet (the peer's tunnel MTU) fits a 1500-byte cluster LAN in one datagram instead of two
+ * IP fragments, and runs of such frames can leave as one segmented send.
+ */
+const COMPACT_INBOUND = 5
+const COMPACT_OUTBOUND = 6
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
@@ -135,6 +155,25 @@ class Reader {
     return ascii
   }
 
+  /** An address: its length (4 or 16), then its bytes, as text. */
+  address(): string {
+    const n = this.u8()
+    if (n !== 4 && n !== 16) throw new FrameError('bad address length')
+    this.need(n)
+    const b = this.b
+    const o = this.offset
+    this.offset += n
+    if (n === 16) return formatIp(b, o, 16)
+    const key = b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!)
+    let name = dvipaNames.get(key)
+    if (name === undefined) {
+      name = formatIp(b, o, 4)
+      if (dvipaNames.size >= MAX_CACHED) dvipaNames.clear()
+      dvipaNames.set(key, name)
+    }
+    return name
+  }
+
   end(): void {
     if (this.offset !== this.b.length) throw new FrameError('trailing bytes')
   }
@@ -145,6 +184,87 @@ class Reader {
     this.offset = this.b.length
     return out
   }
+}
+
+/** DVIPAs that are canonical IP addresses, as bytes (null: not one, keep the string). */
+const dvipaBytes = new Map<string, Uint8Array | null>()
+/** Decoded DVIPA strings by their IPv4 value, so that a busy DVIPA is formatted once. */
+const dvipaNames = new Map<number, string>()
+const MAX_CACHED = 1024
+
+function compactDvipa(dvipa: string): Uint8Array | null {
+  let bytes = dvipaBytes.get(dvipa)
+  if (bytes === undefined) {
+    const parsed = tryParseIp(dvipa)
+    bytes = parsed !== undefined && formatIp(parsed) === dvipa ? parsed : null
+    if (dvipaBytes.size >= MAX_CACHED) dvipaBytes.clear()
+    dvipaBytes.set(dvipa, bytes)
+  }
+  return bytes
+}
+
+/** Whether `text` is the canonical form of the address at `offset` (IPv4 without allocating). */
+function addressIs(text: string, b: Uint8Array, offset: number, length: number): boolean {
+  if (length !== 4) return formatIp(b, offset, length) === text
+  let octet = 0
+  let digits = 0
+  let k = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x2e) {
+      if (digits === 0 || k > 2 || octet !== b[offset + k]) return false
+      k++
+      octet = 0
+      digits = 0
+    } else {
+      if (c < 0x30 || c > 0x39 || digits === 3 || (digits > 0 && octet === 0)) return false
+      octet = octet * 10 + (c - 0x30)
+      digits++
+    }
+  }
+  return k === 3 && digits > 0 && octet === b[offset + 3]
+}
+
+/** Whether the receiver reads `flow` back from `packet` (reversed: the outbound direction). */
+function flowIsPacketFlow(flow: FiveTuple, packet: Uint8Array, reversed: boolean): boolean {
+  const info = parseIpPacket(packet)
+  if (info === undefined || info.protocol !== flow.protocol) return false
+  const ports = packedPorts(packet, info)
+  if (ports < 0) return false
+  const portful =
+    info.protocol === IpProtocol.UDP || info.protocol === IpProtocol.TCP || info.protocol === 132
+  const source = portful ? ports >>> 16 : 0
+  const destination = portful ? ports & 0xffff : 0
+  const { sourceOffset: so, destinationOffset: d, addressLength: n } = info
+  return reversed
+    ? flow.sourcePort === destination &&
+        flow.destinationPort === source &&
+        addressIs(flow.sourceAddress, packet, d, n) &&
+        addressIs(flow.destinationAddress, packet, so, n)
+    : flow.sourcePort === source &&
+        flow.destinationPort === destination &&
+        addressIs(flow.sourceAddress, packet, so, n) &&
+        addressIs(flow.destinationAddress, packet, d, n)
+}
+
+/** The last message {@link compactForm} looked at, and its answer (length, then write). */
+let lastMessage: ClusterMessage | undefined
+let lastCompact: Uint8Array | null = null
+
+/** The DVIPA bytes when the packet message goes in the compact form, else null. */
+function compactForm(
+  message: Extract<ClusterMessage, { type: 'packet:inbound' | 'packet:outbound' }>
+): Uint8Array | null {
+  if (message === lastMessage) return lastCompact
+  const dvipa = compactDvipa(message.dvipa)
+  const compact =
+    dvipa !== null &&
+    flowIsPacketFlow(message.flow, message.packet, message.type === 'packet:outbound')
+      ? dvipa
+      : null
+  lastMessage = message
+  lastCompact = compact
+  return compact
 }
 
 function writeFlow(w: Writer, flow: FiveTuple): void {
@@ -174,6 +294,8 @@ export function messageLength(message: ClusterMessage): number {
   switch (message.type) {
     case 'packet:inbound':
     case 'packet:outbound': {
+      const compact = compactForm(message)
+      if (compact !== null) return 1 + 1 + compact.length + 8 + message.packet.length
       const flow = message.flow
       return (
         1 +
@@ -205,6 +327,15 @@ export function messageLength(message: ClusterMessage): number {
  * @returns the offset after it
  */
 export function writeMessage(out: Uint8Array, offset: number, message: ClusterMessage): number {
+  if (message.type === 'packet:inbound' || message.type === 'packet:outbound') {
+    const compact = compactForm(message)
+    if (compact !== null) {
+      const w = new Writer(out, offset)
+      w.u8(message.type === 'packet:inbound' ? COMPACT_INBOUND : COMPACT_OUTBOUND)
+      w.u8(compact.length).raw(compact).u64(message.epoch).raw(message.packet)
+      return w.offset
+    }
+  }
   const w = new Writer(out, offset).u8(TYPE_CODES[message.type])
   switch (message.type) {
     case 'packet:inbound':
@@ -257,6 +388,30 @@ export function decodeMessage(payload: Uint8Array): ClusterMessage | 'malformed'
           dvipa,
           epoch,
           flow,
+          packet
+        }
+      }
+      case COMPACT_INBOUND:
+      case COMPACT_OUTBOUND: {
+        const dvipa = r.address()
+        const epoch = r.u64()
+        const packet = r.rest()
+        const seen = flowOfPacket(packet)
+        if (seen === undefined) return 'malformed'
+        const outbound = type === COMPACT_OUTBOUND
+        return {
+          type: outbound ? 'packet:outbound' : 'packet:inbound',
+          dvipa,
+          epoch,
+          flow: outbound
+            ? {
+                protocol: seen.protocol,
+                sourceAddress: seen.destinationAddress,
+                sourcePort: seen.destinationPort,
+                destinationAddress: seen.sourceAddress,
+                destinationPort: seen.sourcePort
+              }
+            : seen,
           packet
         }
       }

@@ -1,6 +1,7 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import type { ClusterMessage } from '@vipsec/interface'
+import type { ClusterMessage, FiveTuple } from '@vipsec/interface'
+import { buildIcmpEcho, buildIpPacket, buildUdp, readFlow } from '@vipsec/wire'
 import { decodeMessage, encodeMessage, messageLength, writeMessage } from '../src/index.js'
 
 const notice = { type: 'ownership:notice', dvipa: '10.0.0.100', owner: 'dp-2', epoch: 9 } as const
@@ -18,7 +19,124 @@ const inbound: ClusterMessage = {
   packet: new Uint8Array([0x45, 0, 0, 28, 1, 2, 3])
 }
 
+/** A UDP packet from `source` to `destination` with `payload` bytes. */
+function udpPacket(
+  source: string,
+  destination: string,
+  ports: [number, number],
+  payload = 12
+): Uint8Array {
+  const udp = buildUdp({
+    source,
+    destination,
+    sourcePort: ports[0],
+    destinationPort: ports[1],
+    payload: new Uint8Array(payload).fill(7)
+  })
+  return buildIpPacket({ source, destination, protocol: 17, payload: udp })
+}
+
+/** The flow as the connection table sees it: inbound as is, outbound reversed. */
+function reversed(flow: FiveTuple): FiveTuple {
+  return {
+    protocol: flow.protocol,
+    sourceAddress: flow.destinationAddress,
+    sourcePort: flow.destinationPort,
+    destinationAddress: flow.sourceAddress,
+    destinationPort: flow.sourcePort
+  }
+}
+
 describe('cluster link codec', () => {
+  describe('packet messages whose flow is the packet’s', () => {
+    const request = udpPacket('172.16.2.1', '10.77.0.10', [41000, 7], 1372)
+    const reply = udpPacket('10.77.0.10', '172.16.2.1', [7, 41000], 1372)
+    const inboundFull = {
+      type: 'packet:inbound',
+      dvipa: '10.88.0.50',
+      epoch: 4,
+      flow: readFlow(request)!,
+      packet: request
+    } as const
+    const outboundFull = {
+      type: 'packet:outbound',
+      dvipa: '10.88.0.50',
+      epoch: 4,
+      flow: reversed(readFlow(reply)!),
+      packet: reply
+    } as const
+
+    it('should leave the flow out and carry the DVIPA as 4 bytes, so that a 1400-byte packet fits a 1500-byte LAN in one frame', () => {
+      for (const m of [inboundFull, outboundFull]) {
+        // type, DVIPA length and bytes, epoch, then the packet
+        expect(messageLength(m), m.type).to.equal(1 + 1 + 4 + 8 + 1400)
+        expect(decodeMessage(encodeMessage(m))).to.deep.equal(m)
+        // frame: 25-byte header, sender id (`target-1`), 16-byte tag; UDP payload of 1472
+        expect(25 + 'target-1'.length + messageLength(m) + 16).to.be.at.most(1472)
+      }
+    })
+
+    it('should keep the full form when the flow is not what the packet says', () => {
+      const icmp = buildIpPacket({
+        source: '10.88.0.50',
+        destination: '172.16.2.1',
+        protocol: 1,
+        payload: buildIcmpEcho({
+          kind: 'request',
+          source: '10.88.0.50',
+          destination: '172.16.2.1',
+          identifier: 1,
+          sequence: 2
+        })
+      })
+      const cases: Extract<ClusterMessage, { type: `packet:${string}` }>[] = [
+        // an ICMP error sent for a connection carries the connection's flow
+        { ...inboundFull, packet: icmp },
+        // a flow that differs in one field
+        { ...inboundFull, flow: { ...inboundFull.flow, sourcePort: 41001 } },
+        { ...outboundFull, flow: readFlow(reply)! },
+        { ...inboundFull, flow: { ...inboundFull.flow, sourceAddress: '172.16.2.01' } },
+        // a DVIPA that is not an address in its canonical form
+        { ...inboundFull, dvipa: 'dvipa-1' },
+        { ...inboundFull, dvipa: '2001:DB8::1' }
+      ]
+      for (const m of cases) {
+        expect(decodeMessage(encodeMessage(m)), JSON.stringify(m.flow)).to.deep.equal(m)
+        expect(messageLength(m)).to.be.greaterThan(1 + 1 + 4 + 8 + m.packet.length)
+      }
+    })
+
+    it('should round-trip any flow exactly, compact or not', () => {
+      const octet = fc.integer({ min: 0, max: 255 })
+      const v4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'))
+      const text = fc.oneof(v4, fc.constantFrom('01.2.3.4', '1.2.3', '1.2.3.4.5', '', '::1'))
+      const port = fc.integer({ min: 0, max: 65535 })
+      fc.assert(
+        fc.property(v4, v4, port, port, text, text, fc.boolean(), (a, b, p, q, x, y, out) => {
+          const packet = udpPacket(a, b, [p, q])
+          const own = out ? reversed(readFlow(packet)!) : readFlow(packet)!
+          for (const flow of [
+            own,
+            { ...own, sourceAddress: x },
+            { ...own, destinationAddress: y }
+          ]) {
+            const m = {
+              type: out ? 'packet:outbound' : 'packet:inbound',
+              dvipa: y,
+              epoch: 2,
+              flow,
+              packet
+            } as const
+            const bytes = new Uint8Array(messageLength(m))
+            expect(writeMessage(bytes, 0, m)).to.equal(bytes.length)
+            expect(decodeMessage(bytes)).to.deep.equal(m)
+          }
+        }),
+        { numRuns: 2000 }
+      )
+    })
+  })
+
   describe('decodeMessage', () => {
     it('should never throw, whatever the bytes', () => {
       fc.assert(

@@ -81,6 +81,12 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
   private readonly nameLengths: Int32Array
   private readonly runStarts: Int32Array
   private gso: GsoHeaders | undefined
+  /**
+   * The shortest segment length the kernel refused to segment with `EINVAL` (longer than the
+   * path MTU allows): runs of this length or longer go one datagram per message from then on,
+   * instead of a refused call and a retry per batch.
+   */
+  private gsoRefusedAt = Infinity
   private budget = RECEIVE_BUDGET
   private budgetResets = false
   private readonly resetBudget = (): void => {
@@ -290,6 +296,7 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
       while (
         last + 1 < count &&
         last - first + 1 < GSO_MAX_SEGMENTS &&
+        segment < this.gsoRefusedAt &&
         this.lengths[last] === segment &&
         this.lengths[last + 1]! <= segment &&
         total + this.lengths[last + 1]! <= MAX_GSO_BYTES &&
@@ -321,6 +328,9 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
         continue
       }
       this.counters.segmentationRefused()
+      if (r === -Errno.EINVAL) {
+        this.gsoRefusedAt = Math.min(this.gsoRefusedAt, this.lengths[starts[m]!]!)
+      }
       if (r === -Errno.EIO || r === -Errno.EOPNOTSUPP || r === -Errno.ENOPROTOOPT) {
         this.gso = undefined
         gso.close()

@@ -26,6 +26,11 @@ export interface LinuxNetworkAdapterComponents {
   devices?: DeviceHolder
   /** The system calls of batched UDP sockets. Default: libc through koffi. */
   mmsg?: MmsgSyscalls
+  /**
+   * Waits `ms` between the packets of a gratuitous ARP (resolves early when `signal` aborts).
+   * Default: a timer of this process.
+   */
+  wait?: (ms: number, signal: AbortSignal) => Promise<void>
 }
 
 /** How the adapter announces an IPv4 address it acquired (gratuitous ARP with iputils `arping`). */
@@ -34,9 +39,13 @@ export interface GratuitousArpInit {
   enabled?: boolean
   /** The `arping` program of iputils (Debian `iputils-arping`). Default `arping`. */
   path?: string
-  /** How many ARP packets to send, one per `intervalSeconds`. Default 3. */
+  /**
+   * How many ARP packets to send, one per `intervalSeconds`, each by an `arping -c 1` of its
+   * own started from this process's timer (so that none is sent after this process died).
+   * Default 3.
+   */
   count?: number
-  /** Whole seconds between packets (`arping -i`, passed only when not 1). Default 1. */
+  /** Whole seconds between packets. Default 1. */
   intervalSeconds?: number
   /**
    * `request`: unsolicited ARP requests (`arping -U`); `reply`: unsolicited ARP replies
@@ -104,9 +113,9 @@ export interface LinuxNetworkAdapterInit {
 export interface LinuxNetworkStats {
   /** `ip` commands that failed (acquire and release errors). */
   commandFailures: number
-  /** Gratuitous ARP runs that completed. */
+  /** Gratuitous ARP announcements (every packet of one) that completed. */
   announcements: number
-  /** Gratuitous ARP runs that failed (not fatal: the address is held all the same). */
+  /** Gratuitous ARP announcements that failed (not fatal: the address is held all the same). */
   announcementFailures: number
   /** Datagrams handed to the kernel. */
   datagramsSent: number
@@ -162,6 +171,7 @@ const NOT_THERE = /address not found|Cannot assign requested address/i
  */
 export class LinuxNetworkAdapter implements NetworkAdapter {
   private readonly commands: CommandRunner
+  private readonly wait: (ms: number, signal: AbortSignal) => Promise<void>
   private readonly device: string
   private readonly prefixLength: number | undefined
   private readonly ipPath: string
@@ -215,6 +225,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
    */
   constructor(components: LinuxNetworkAdapterComponents, init: LinuxNetworkAdapterInit) {
     this.commands = components.commands ?? new ExecFileCommandRunner()
+    this.wait = components.wait ?? abortableDelay
     this.devices = components.devices ?? new TapDeviceHolder()
     this.holding = init.holdAddresses ?? 'interface'
     if (this.holding !== 'interface' && this.holding !== 'process') {
@@ -484,29 +495,49 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     }
   }
 
+  /**
+   * Announces `address` with `count` gratuitous ARP packets, one per `intervalSeconds`, each an
+   * `arping -c 1` of its own started from this process's timer. One long `arping -c N` would
+   * outlive this process when it is killed (`kill -9` does not take its children with it) and
+   * go on announcing the address for a dead node, pointing the neighbours back at it after a
+   * backup took the address over: the peer's traffic then goes to the dead node's MAC until the
+   * heir's next packet. Started one at a time from here, nothing is announced once this
+   * process is gone (a run in flight has sent its one packet already), nor after `stop()` or
+   * the release of the address.
+   */
   private announce(address: string): void {
-    const args = [this.arp.mode === 'request' ? '-U' : '-A', '-c', String(this.arp.count)]
-    if (this.arp.intervalSeconds !== 1) args.push('-i', String(this.arp.intervalSeconds))
-    args.push('-I', this.device, address)
+    const mode = this.arp.mode === 'request' ? '-U' : '-A'
+    const args = [mode, '-c', '1', '-I', this.device, address]
+    const line = commandLine(this.arp.path, args)
     const controller = new AbortController()
-    const run = this.commands
-      .run(this.arp.path, args, { signal: controller.signal })
-      .then(
-        (result) => {
-          if (result.exitCode === 0) {
-            this.counters.announcements++
-            this.announcementSubject.next({ type: 'announce:sent', address })
-          } else {
-            const text = result.stderr.trim() || `exit status ${result.exitCode}`
-            this.announceFailed(address, `${commandLine(this.arp.path, args)}: ${text}`)
-          }
-        },
-        (err: Error) => {
-          if (controller.signal.aborted) return // stopped: not a failure
-          this.announceFailed(address, `${commandLine(this.arp.path, args)}: ${err.message}`)
+    const { signal } = controller
+    const intervalMs = this.arp.intervalSeconds * 1000
+    const series = async (): Promise<void> => {
+      for (let i = 0; i < this.arp.count; i++) {
+        const startedAt = Date.now()
+        let result: CommandResult
+        try {
+          result = await this.commands.run(this.arp.path, args, { signal })
+        } catch (err) {
+          if (!signal.aborted) this.announceFailed(address, `${line}: ${(err as Error).message}`)
+          return
         }
-      )
-      .finally(() => this.pendingAnnouncements.delete(controller))
+        if (signal.aborted) return
+        if (result.exitCode !== 0) {
+          const text = result.stderr.trim() || `exit status ${result.exitCode}`
+          this.announceFailed(address, `${line}: ${text}`)
+          return
+        }
+        if (i + 1 < this.arp.count) {
+          // arping lingers about a second after its packet: count from the packet's start
+          await this.wait(Math.max(0, intervalMs - (Date.now() - startedAt)), signal)
+          if (signal.aborted) return
+        }
+      }
+      this.counters.announcements++
+      this.announcementSubject.next({ type: 'announce:sent', address })
+    }
+    const run = series().finally(() => this.pendingAnnouncements.delete(controller))
     this.pendingAnnouncements.set(controller, { address, done: run })
   }
 
@@ -590,4 +621,18 @@ export function linuxNetworkAdapter(
   init: LinuxNetworkAdapterInit
 ): LinuxNetworkAdapter {
   return new LinuxNetworkAdapter(components, init)
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const done = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
 }

@@ -349,6 +349,33 @@ describe('BatchedUdpEndpoint', () => {
       expect(sys.vlens).to.deep.equal([1, 4])
     })
 
+    it('should not segment that length again once refused with EINVAL, and segment shorter ones', async () => {
+      const sys = syscalls()
+      const a = counting()
+      const from = await bind(sys, a.counters, undefined, true)
+      const to = await bind(sys, counting().counters)
+      let refusals = 0
+      let length = 0
+      sys.sendWith = (fd, vec, vlen) => {
+        // a path that takes 400-byte segments but not 500: one message for three datagrams is
+        // a segmented one, refused at 500 bytes and more
+        if (vlen === 1 && length >= 500) {
+          refusals++
+          return -Errno.EINVAL
+        }
+        return sys.real.sendmmsg(fd, vec, vlen)
+      }
+      for (length of [500, 500, 600, 400]) {
+        const arriving = collect(to, 3)
+        for (let i = 0; i < 3; i++) from.send(payload(i, length), to.local)
+        expect((await arriving).map((d) => d.data.length)).to.deep.equal([length, length, length])
+      }
+      // 500: refused once, then one by one; 600 (longer) one by one; 400 segmented again
+      expect(refusals).to.equal(1)
+      expect(a.counts.segmentationRefused).to.equal(1)
+      expect(sys.vlens).to.deep.equal([1, 3, 3, 3, 1])
+    })
+
     it('should turn itself off where the device cannot segment (EIO)', async () => {
       const sys = syscalls()
       const a = counting()

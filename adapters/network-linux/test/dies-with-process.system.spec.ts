@@ -69,4 +69,51 @@ describe(`${LinuxNetworkAdapter.name} with holdAddresses: process`, function () 
       expect(answersArp(lan, DVIPA), 'nobody answers after the kill').to.equal(false)
     })
   })
+
+  describe('when it is killed while it announces the DVIPA', () => {
+    it('should send no gratuitous ARP after its death: the neighbours stay with the node that took the address over', async () => {
+      // a fresh child: the one above is dead
+      const dying = new AdapterChild(lan.a)
+      try {
+        await dying.start()
+        const a = await dying.createAdapter({
+          interface: lan.device,
+          holdAddresses: 'process',
+          gratuitousArp: { count: 3, intervalSeconds: 1 }
+        })
+        await a.start()
+        const macA = lan.mac(lan.a)
+        const macB = lan.mac(lan.b)
+        // the client knows the DVIPA at b: a gratuitous ARP updates an entry the client has
+        const pointAtB = (): void =>
+          void sh('ip', [
+            '-n',
+            lan.c,
+            'neigh',
+            'replace',
+            DVIPA,
+            'lladdr',
+            macB,
+            'dev',
+            'br0',
+            'nud',
+            'stale'
+          ])
+        pointAtB()
+        await a.acquireAddress(DVIPA)
+        for (let i = 0; i < 40 && lan.neighbour(lan.c, DVIPA) !== macA; i++) await sleep(25)
+        expect(lan.neighbour(lan.c, DVIPA), 'the first packet announced a').to.equal(macA)
+        await dying.kill()
+        // b takes the address over and the client's entry points at b again (as b's own
+        // announcement sets it); a's packets due one and two seconds after its first must not
+        // put it back on the dead node
+        pointAtB()
+        await sleep(2500)
+        expect(lan.neighbour(lan.c, DVIPA), 'the client still sends to b').to.equal(macB)
+      } finally {
+        await dying.stop()
+        sh('ip', ['-n', lan.c, 'neigh', 'flush', 'all'])
+      }
+    })
+  })
 })

@@ -93,13 +93,24 @@ describe(LinuxNetworkAdapter.name, () => {
   let adapter: LinuxNetworkAdapter
   let events: NetworkEvent[]
   let announcements: AnnouncementEvent[]
+  /** The waits between gratuitous ARP packets (they end at once), and whether each was aborted. */
+  let waits: { ms: number; signal: AbortSignal }[]
+  /** When set, waits end only when aborted. */
+  let holdWaits: boolean
 
   function make(init: Partial<LinuxNetworkAdapterInit> = {}): LinuxNetworkAdapter {
-    return linuxNetworkAdapter({ commands: runner }, { interface: 'eth9', ...init })
+    const wait = (ms: number, signal: AbortSignal): Promise<void> => {
+      waits.push({ ms, signal })
+      if (!holdWaits) return Promise.resolve()
+      return new Promise((resolve) => signal.addEventListener('abort', () => resolve()))
+    }
+    return linuxNetworkAdapter({ commands: runner, wait }, { interface: 'eth9', ...init })
   }
 
   beforeEach(async () => {
     runner = new FakeRunner()
+    waits = []
+    holdWaits = false
     adapter = make()
     await adapter.start()
     events = []
@@ -190,13 +201,17 @@ describe(LinuxNetworkAdapter.name, () => {
 
   describe('.acquireAddress', () => {
     describe('when the address is IPv4', () => {
-      it('should add it as a /32, announce it with arping -U and emit address:acquired', async () => {
+      it('should add it as a /32, announce it with three arping -U -c 1 a second apart and emit address:acquired', async () => {
         await adapter.acquireAddress('10.77.0.100')
         await tick()
         expect(runner.lines()).to.deep.equal([
           'ip addr add 10.77.0.100/32 dev eth9',
-          'arping -U -c 3 -I eth9 10.77.0.100'
+          'arping -U -c 1 -I eth9 10.77.0.100',
+          'arping -U -c 1 -I eth9 10.77.0.100',
+          'arping -U -c 1 -I eth9 10.77.0.100'
         ])
+        expect(waits).to.have.length(2)
+        for (const w of waits) expect(w.ms).to.be.within(900, 1000)
         expect(events).to.deep.equal([{ type: 'address:acquired', address: '10.77.0.100' }])
         expect(announcements).to.deep.equal([{ type: 'announce:sent', address: '10.77.0.100' }])
         expect(adapter.stats().announcements).to.equal(1)
@@ -217,8 +232,9 @@ describe(LinuxNetworkAdapter.name, () => {
         await tick()
         expect(runner.lines()).to.deep.equal([
           '/sbin/ip addr add 10.77.0.100/24 dev eth9',
-          '/usr/bin/arping -A -c 5 -i 2 -I eth9 10.77.0.100'
+          ...Array<string>(5).fill('/usr/bin/arping -A -c 1 -I eth9 10.77.0.100')
         ])
+        expect(waits.map((w) => Math.round(w.ms / 1000))).to.deep.equal([2, 2, 2, 2])
       })
     })
 
@@ -421,6 +437,21 @@ describe(LinuxNetworkAdapter.name, () => {
       })
     })
 
+    describe('when its gratuitous ARP is between two packets', () => {
+      it('should send no more of them', async () => {
+        holdWaits = true
+        await adapter.acquireAddress('10.77.0.100')
+        await tick()
+        expect(runner.lines().filter((l) => l.startsWith('arping'))).to.have.length(1)
+        expect(waits.map((w) => w.signal.aborted)).to.deep.equal([false])
+        await adapter.releaseAddress('10.77.0.100')
+        await tick()
+        expect(waits.map((w) => w.signal.aborted)).to.deep.equal([true])
+        expect(runner.lines().filter((l) => l.startsWith('arping'))).to.have.length(1)
+        expect(announcements).to.deep.equal([])
+      })
+    })
+
     describe('when the address is not on the interface', () => {
       it('should succeed without an event', async () => {
         runner.answer = () => ({ exitCode: 2, stderr: 'Error: ipv4: Address not found.' })
@@ -580,7 +611,7 @@ describe(LinuxNetworkAdapter.name, () => {
       await adapter.stop()
       devices = new FakeDevices()
       adapter = linuxNetworkAdapter(
-        { commands: runner, devices },
+        { commands: runner, devices, wait: async () => undefined },
         { interface: 'eth9', holdAddresses: 'process', devicePrefix: 'vt' }
       )
       await adapter.start()
@@ -594,7 +625,7 @@ describe(LinuxNetworkAdapter.name, () => {
       expect(runner.lines()).to.deep.equal([
         'ip link set dev vt0 up',
         'ip addr add 10.0.0.100/32 dev vt0',
-        'arping -U -c 3 -I eth9 10.0.0.100'
+        ...Array<string>(3).fill('arping -U -c 1 -I eth9 10.0.0.100')
       ])
       expect(adapter.addresses()).to.deep.equal(['10.0.0.100'])
     })

@@ -39,3 +39,9 @@ export {
   type IpRunner,
   type PacketDevice
 } from './kernel-delivery.js'
+export {
+  TcpCoalescer,
+  segmentPayload,
+  VNET_HDR_LEN,
+  type CoalesceCounters
+} from './tcp-coalesce.js'

@@ -162,7 +162,15 @@ export class KernelDelivery implements PacketDelivery {
 
   /** Packets read, written and refused, with the packets dropped while stopped. */
   counters(): KernelDeliveryCounters {
-    const zero = { received: 0, sent: 0, writeErrors: 0, readErrors: 0 }
+    const zero = {
+      received: 0,
+      sent: 0,
+      writeErrors: 0,
+      readErrors: 0,
+      writes: 0,
+      coalesced: 0,
+      unsupported: 0
+    }
     return { ...(this.device?.counters() ?? zero), dropped: this.dropped }
   }
 

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import type Koffi from 'koffi'
 import { Subject, type Observable } from 'rxjs'
 import { InvalidParametersError, VipsecError } from '@vipsec/interface'
+import { TcpCoalescer, VNET_HDR_LEN } from './tcp-coalesce.js'
 
 /** Thrown when a TUN device cannot be opened (no `/dev/net/tun`, no `CAP_NET_ADMIN`, a bad name). */
 export class TunOpenError extends VipsecError {
@@ -26,6 +27,12 @@ export interface TunDeviceInit {
   pollMs?: number
   /** At most this many packets are read in one turn of the event loop. Default 256. */
   batch?: number
+  /**
+   * Userspace GRO: the device is opened with `IFF_VNET_HDR`, packets written in one turn of the
+   * event loop go to the kernel together at its end, and consecutive TCP segments of one
+   * connection among them as one GSO packet ({@link TcpCoalescer}). Default true.
+   */
+  gro?: boolean
 }
 
 /** Counters of a {@link TunDevice}. */
@@ -38,6 +45,12 @@ export interface TunCounters {
   writeErrors: number
   /** Reads that failed other than with `EAGAIN`. */
   readErrors: number
+  /** `write(2)` calls made (fewer than `sent` when segments were coalesced). */
+  writes: number
+  /** Packets written as part of a coalesced TCP run. */
+  coalesced: number
+  /** Packets read that the kernel left unfinished (GSO or a partial checksum), dropped. */
+  unsupported: number
 }
 
 // Linux constants: <fcntl.h>, <linux/if_tun.h>, <poll.h>, <errno.h>.
@@ -47,6 +60,9 @@ const O_CLOEXEC = 0o2000000
 const TUNSETIFF = 0x400454ca
 const IFF_TUN = 0x0001
 const IFF_NO_PI = 0x1000
+const IFF_VNET_HDR = 0x4000
+/** Packets queued for one flush at most (then it flushes at once). */
+const MAX_QUEUED = 256
 const POLLIN = 0x0001
 const EAGAIN = 11
 const EINTR = 4
@@ -102,7 +118,7 @@ function bindLibc(): Libc {
  * @param name - the interface name (at most 15 bytes)
  * @throws InvalidParametersError when the name is empty, too long or has a NUL, `/` or space
  */
-export function encodeIfreq(name: string): Buffer {
+export function encodeIfreq(name: string, vnetHdr = false): Buffer {
   const bytes = Buffer.from(name, 'utf8')
   if (bytes.length === 0 || bytes.length >= IFNAMSIZ || /[\0/\s]/.test(name))
     throw new InvalidParametersError(
@@ -111,7 +127,7 @@ export function encodeIfreq(name: string): Buffer {
     )
   const ifr = Buffer.alloc(IFREQ_SIZE)
   bytes.copy(ifr)
-  ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFNAMSIZ)
+  ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0), IFNAMSIZ)
   return ifr
 }
 
@@ -129,7 +145,9 @@ export function decodeIfreqName(ifr: Buffer): string {
  * A layer-3 TUN device opened on `/dev/net/tun` in the calling process's network namespace.
  * Reading never blocks the event loop: the file descriptor is non-blocking, a `poll(2)` on
  * the libuv thread pool waits for packets, and each wake-up drains what is queued (up to
- * `batch` packets) on the loop. Writes go straight to the kernel (a TUN write does not block).
+ * `batch` packets) on the loop. Writes go to the kernel at the end of the current turn of the
+ * event loop, coalesced where they may be (`gro`), or straight away without it (a TUN write
+ * does not block).
  * The device exists while it is open; closing it removes it with its addresses and routes.
  */
 export class TunDevice {
@@ -139,19 +157,48 @@ export class TunDevice {
   private readonly lib: Libc
   private readonly pollMs: number
   private readonly batch: number
-  private readonly buffer = Buffer.allocUnsafe(MAX_PACKET)
+  private readonly buffer = Buffer.allocUnsafe(VNET_HDR_LEN + MAX_PACKET)
   private readonly packets = new Subject<Uint8Array>()
   private closing = false
   private closed: Promise<void> | undefined
   private pollDone: (() => void) | undefined
-  private readonly counts: TunCounters = { received: 0, sent: 0, writeErrors: 0, readErrors: 0 }
+  private readonly counts: TunCounters = {
+    received: 0,
+    sent: 0,
+    writeErrors: 0,
+    readErrors: 0,
+    writes: 0,
+    coalesced: 0,
+    unsupported: 0
+  }
+  /** With `gro`: the coalescer and the packets waiting for the end of the turn. */
+  private readonly coalescer: TcpCoalescer | undefined
+  private readonly queue: Uint8Array[] = []
+  private queued = 0
+  private flushScheduled = false
+  private readonly flushTask = (): void => {
+    this.flushScheduled = false
+    this.flush()
+  }
+  private readonly writeUnit = (unit: Uint8Array): void => {
+    this.counts.writes++
+    if (this.lib.write(this.fd, unit, unit.length) !== unit.length) this.counts.writeErrors++
+  }
 
-  private constructor(lib: Libc, fd: number, name: string, pollMs: number, batch: number) {
+  private constructor(
+    lib: Libc,
+    fd: number,
+    name: string,
+    pollMs: number,
+    batch: number,
+    gro: boolean
+  ) {
     this.lib = lib
     this.fd = fd
     this.name = name
     this.pollMs = pollMs
     this.batch = batch
+    this.coalescer = gro ? new TcpCoalescer() : undefined
     this.wait()
   }
 
@@ -169,7 +216,8 @@ export class TunDevice {
       throw new InvalidParametersError('pollMs', 'must be an integer from 1 to 10000')
     if (!Number.isInteger(batch) || batch < 1)
       throw new InvalidParametersError('batch', 'must be a positive integer')
-    const ifr = encodeIfreq(init.name ?? 'vipsec%d')
+    const gro = init.gro ?? true
+    const ifr = encodeIfreq(init.name ?? 'vipsec%d', gro)
     let lib: Libc
     try {
       lib = bindLibc()
@@ -183,7 +231,7 @@ export class TunDevice {
       lib.close(fd)
       throw new TunOpenError(`TUNSETIFF failed (errno ${errno}; CAP_NET_ADMIN is needed)`)
     }
-    return new TunDevice(lib, fd, decodeIfreqName(ifr), pollMs, batch)
+    return new TunDevice(lib, fd, decodeIfreqName(ifr), pollMs, batch, gro)
   }
 
   /** Packets from the kernel, one whole IP packet each (a copy); completes on `close()`. */
@@ -193,17 +241,33 @@ export class TunDevice {
 
   /** The device's counters (a copy). */
   counters(): TunCounters {
-    return { ...this.counts }
+    const c = this.coalescer?.counters()
+    return c === undefined ? { ...this.counts } : { ...this.counts, coalesced: c.coalesced }
   }
 
   /**
    * Hands one IP packet to the kernel, as if it had arrived on this interface.
    *
+   * With `gro` the packet is kept (not copied) until the end of the current turn of the event
+   * loop: the caller must not change it meanwhile.
+   *
    * @param packet - a whole IPv4 or IPv6 packet
-   * @returns whether the kernel took it
+   * @returns whether the kernel took it (with `gro`: whether it was queued; a refusal at the
+   *   flush is counted in `writeErrors`)
    */
   write(packet: Uint8Array): boolean {
-    if (this.closing || packet.length === 0) return false
+    if (this.closing || packet.length === 0 || packet.length > MAX_PACKET) return false
+    if (this.coalescer !== undefined) {
+      this.queue[this.queued++] = packet
+      this.counts.sent++
+      if (this.queued >= MAX_QUEUED) this.flush()
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true
+        queueMicrotask(this.flushTask)
+      }
+      return true
+    }
+    this.counts.writes++
     if (this.lib.write(this.fd, packet, packet.length) !== packet.length) {
       this.counts.writeErrors++
       return false
@@ -215,6 +279,7 @@ export class TunDevice {
   /** Stops reading, closes the descriptor (the kernel removes the device). Idempotent. */
   close(): Promise<void> {
     if (this.closed !== undefined) return this.closed
+    this.flush()
     this.closing = true
     // The descriptor is closed only after the pending poll returned, so that the thread pool
     // never polls a number the process may already have reused.
@@ -226,6 +291,15 @@ export class TunDevice {
       }
     })
     return this.closed
+  }
+
+  /** Writes what is queued, coalesced. */
+  private flush(): void {
+    const n = this.queued
+    if (n === 0 || this.closing) return
+    this.queued = 0
+    this.coalescer!.flush(this.queue, n, this.writeUnit)
+    this.queue.fill(undefined as unknown as Uint8Array, 0, n)
   }
 
   private wait(): void {
@@ -243,7 +317,7 @@ export class TunDevice {
   /** Reads what is queued; false when a read failed with anything but "nothing left". */
   private drain(): boolean {
     for (let i = 0; i < this.batch && !this.closing; i++) {
-      const n = this.lib.read(this.fd, this.buffer, MAX_PACKET)
+      const n = this.lib.read(this.fd, this.buffer, this.buffer.length)
       if (n < 0) {
         const errno = this.lib.errno()
         if (errno === EAGAIN || errno === EINTR) return true
@@ -251,8 +325,19 @@ export class TunDevice {
         return false
       }
       if (n === 0) return true
+      let start = 0
+      if (this.coalescer !== undefined) {
+        // the virtio_net_hdr: without offloads asked for (TUNSETOFFLOAD), the kernel hands
+        // over whole packets with finished checksums (at most DATA_VALID set); a GSO packet or
+        // a partial checksum could not be sent on as is
+        if (n <= VNET_HDR_LEN || (this.buffer[0]! & 1) !== 0 || this.buffer[1] !== 0) {
+          this.counts.unsupported++
+          continue
+        }
+        start = VNET_HDR_LEN
+      }
       this.counts.received++
-      this.packets.next(new Uint8Array(this.buffer.subarray(0, n)))
+      this.packets.next(new Uint8Array(this.buffer.subarray(start, n)))
     }
     return true
   }

@@ -26,7 +26,15 @@ class FakeDevice implements PacketDevice {
     this.incoming.complete()
   }
   counters() {
-    return { received: 0, sent: this.written.length, writeErrors: 0, readErrors: 0 }
+    return {
+      received: 0,
+      sent: this.written.length,
+      writeErrors: 0,
+      readErrors: 0,
+      writes: this.written.length,
+      coalesced: 0,
+      unsupported: 0
+    }
   }
 }
 
