@@ -28,7 +28,8 @@ const SCRATCH_BYTES = 32 + 1 + 64 + 2 + 8 + MAX_NONCE
 /** The responder's IKE_SA_INIT state. */
 export class HalfOpenTable {
   private readonly byKey = new Map<string, IkeSa>()
-  private readonly keys = new Map<IkeSa, string>()
+  /** What {@link add} filed each SA under, so that {@link settle} takes back exactly that. */
+  private readonly entries = new Map<IkeSa, HalfOpenEntry>()
   private readonly perAddress = new Map<string, number>()
   /** Half-open SAs by the first 30 bits of their SPIi: a filter that costs no allocation. */
   private readonly bySpiPrefix = new Map<number, number>()
@@ -73,10 +74,10 @@ export class HalfOpenTable {
   /** Keeps a new half-open SA. */
   add(spiI: Uint8Array, from: Endpoint, sa: IkeSa): void {
     const key = halfOpenKey(spiI, from)
-    this.byKey.set(key, sa)
-    this.keys.set(sa, key)
-    this.perAddress.set(from.address, this.countFor(from.address) + 1)
     const prefix = spiPrefix(spiI, 0)
+    this.byKey.set(key, sa)
+    this.entries.set(sa, { key, address: from.address, prefix })
+    this.perAddress.set(from.address, this.countFor(from.address) + 1)
     this.bySpiPrefix.set(prefix, (this.bySpiPrefix.get(prefix) ?? 0) + 1)
   }
 
@@ -90,15 +91,14 @@ export class HalfOpenTable {
 
   /** Forgets an SA once IKE_AUTH has completed or failed, or it expired. */
   settle(sa: IkeSa): boolean {
-    const key = this.keys.get(sa)
-    if (key === undefined) return false
-    this.keys.delete(sa)
+    const entry = this.entries.get(sa)
+    if (entry === undefined) return false
+    const { key, address, prefix } = entry
+    this.entries.delete(sa)
     this.byKey.delete(key)
-    const address = key.slice(key.indexOf('|') + 1, key.lastIndexOf('|'))
     const n = this.countFor(address) - 1
     if (n > 0) this.perAddress.set(address, n)
     else this.perAddress.delete(address)
-    const prefix = parseInt(key.slice(0, 8), 16) & 0x3fffffff
     const m = (this.bySpiPrefix.get(prefix) ?? 1) - 1
     if (m > 0) this.bySpiPrefix.set(prefix, m)
     else this.bySpiPrefix.delete(prefix)
@@ -263,6 +263,16 @@ export function scanInitialRequest(data: Uint8Array): number {
     at += size
   }
   return at === length && seen === 7 ? nonce : -1
+}
+
+/** Where {@link HalfOpenTable.add} filed a half-open SA. */
+interface HalfOpenEntry {
+  /** Its key in the table: SPIi, source address and port. */
+  readonly key: string
+  /** The source address it is counted against. */
+  readonly address: string
+  /** Its SPIi's {@link spiPrefix}, the only derivation of it. */
+  readonly prefix: number
 }
 
 /** The first 30 bits of the SPI at `offset` (a small integer: a Map key without allocation). */

@@ -180,5 +180,26 @@ describe('HalfOpenTable', () => {
       expect(t.countFor(FROM.address)).to.equal(0)
       expect(t.size).to.equal(0)
     })
+
+    it('should take back the SPI prefix that add filed, whatever the SPI and address', () => {
+      const t = new HalfOpenTable(new VirtualClock(), new SeededRandomSource({ seed: 'c' }), 4)
+      // three SPIs whose first 30 bits are equal: they differ only in the top two bits
+      const spi = (top: number): Uint8Array => Uint8Array.of(top, 0xfe, 0xdc, 0xba, 9, 8, 7, 6)
+      const [a, b, c] = [spi(0xff), spi(0x3f), spi(0x7f)]
+      const from6 = { address: '2001:db8::7', port: 4500 }
+      const [sa1, sa2, sa3] = [{}, {}, {}] as never[]
+      t.add(a, FROM, sa1)
+      t.add(b, from6, sa2)
+      t.add(c, from6, sa3)
+      expect(t.countFor(from6.address)).to.equal(2)
+      expect(t.settle(sa1)).to.equal(true)
+      expect(t.mayHold(b, 0)).to.equal(true)
+      expect(t.settle(sa2)).to.equal(true)
+      expect(t.mayHold(a, 0)).to.equal(true)
+      expect(t.settle(sa3)).to.equal(true)
+      for (const s of [a, b, c]) expect(t.mayHold(s, 0)).to.equal(false)
+      expect(t.countFor(from6.address)).to.equal(0)
+      expect(t.size).to.equal(0)
+    })
   })
 })
