@@ -45,7 +45,7 @@ export interface TaskManagerSa {
    * Builds an encrypted message of the SA: one message, or its fragments (RFC 7383) when it is
    * too large and fragmentation was negotiated.
    */
-  encrypt(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array[]
+  protect(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array[]
   /** Builds an unencrypted message of the SA (IKE_SA_INIT only). */
   plain(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array
   /** Sends a message to the peer. */
@@ -136,9 +136,12 @@ export class TaskManager {
   private cached?: CachedResponse
   private queue: Promise<unknown> = Promise.resolve()
   private closed?: Error
-  /** The peer's fragmented request and fragmented response being reassembled. */
-  private readonly requestFragments: Reassembly
-  private readonly responseFragments: Reassembly
+  /**
+   * The peer's fragmented request and fragmented response being reassembled: made when the
+   * first fragment comes (most IKE SAs never see one, and an SA lives long).
+   */
+  private requestFragments?: Reassembly
+  private responseFragments?: Reassembly
 
   /**
    * @param host - the service: clock, retransmission timing, counters
@@ -147,8 +150,14 @@ export class TaskManager {
   constructor(
     private readonly host: TaskManagerHost,
     private readonly sa: TaskManagerSa
-  ) {
-    const reassemblyHost = {
+  ) {}
+
+  /** The reassembly of the peer's fragmented requests, or of its fragmented responses. */
+  private reassembly(requests: boolean): Reassembly {
+    const held = requests ? this.requestFragments : this.responseFragments
+    if (held !== undefined) return held
+    const host = this.host
+    const made = new Reassembly({
       clock: host.clock,
       get limits() {
         return host.init.fragmentation
@@ -156,9 +165,10 @@ export class TaskManager {
       dropFragment: (reason: FragmentDropReason, count = 1) => {
         host.stats.fragments.dropped[reason] += count
       }
-    }
-    this.requestFragments = new Reassembly(reassemblyHost)
-    this.responseFragments = new Reassembly(reassemblyHost)
+    })
+    if (requests) this.requestFragments = made
+    else this.responseFragments = made
+    return made
   }
 
   /** The message ID of our next request (for tests and records). */
@@ -199,10 +209,10 @@ export class TaskManager {
       const messageId = this.nextId++
       const payloads = build()
       const packets = encrypted
-        ? this.sa.encrypt(exchange, messageId, false, payloads)
+        ? this.sa.protect(exchange, messageId, false, payloads)
         : [this.sa.plain(exchange, messageId, false, payloads)]
       return new Promise((resolve, reject) => {
-        this.responseFragments.reset('stale')
+        this.responseFragments?.reset('stale')
         this.pending = {
           messageId,
           exchange,
@@ -218,7 +228,9 @@ export class TaskManager {
       })
     }
     const p = this.queue.then(run, run)
-    this.queue = p.catch(() => undefined)
+    // the queue waits for the request to settle but keeps nothing of its outcome (an SA lives
+    // long, its last response need not)
+    this.queue = p.then(settled, settled)
     return p
   }
 
@@ -227,7 +239,7 @@ export class TaskManager {
    * authentication failed, sent just before the SA is deleted). It uses a message ID.
    */
   sendOnce(exchange: number, payloads: Payload[]): void {
-    this.sendAll(this.sa.encrypt(exchange, this.nextId++, false, payloads))
+    this.sendAll(this.sa.protect(exchange, this.nextId++, false, payloads))
   }
 
   /** Sends a message, or all its fragments, in order. */
@@ -284,7 +296,7 @@ export class TaskManager {
     let payloads: Payload[]
     let syntax: IkeProtocolError | undefined
     if (pending.encrypted) {
-      const opened = this.open(message, this.responseFragments)
+      const opened = this.open(message, false)
       if (opened === undefined) return false
       try {
         if (opened.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
@@ -387,7 +399,7 @@ export class TaskManager {
       this.host.drop('unexpected')
       return
     }
-    const opened = this.open(message, this.requestFragments)
+    const opened = this.open(message, true)
     if (opened === undefined) return
     let verified: VerifiedRequest
     try {
@@ -413,7 +425,7 @@ export class TaskManager {
       this.host.drop('unexpected')
       return
     }
-    const packets = this.sa.encrypt(h.exchange, mid, true, answer.payloads)
+    const packets = this.sa.protect(h.exchange, mid, true, answer.payloads)
     this.cached = { messageId: mid, requestHash: opened.hash, packets }
     this.expectedId = mid + 1
     this.sendAll(packets)
@@ -424,10 +436,12 @@ export class TaskManager {
    * Verifies a message's SK payload, or its SKF payload: a fragment is stored only once its own
    * ICV verified, and the message is given back only when its last fragment came. `undefined`:
    * dropped and counted, or a fragment stored (nothing to process yet).
+   *
+   * @param requests - whether it is a request of the peer (else a response to ours)
    */
   private open(
     message: IkeMessage,
-    fragments: Reassembly
+    requests: boolean
   ): { innerType: number; body: Uint8Array | undefined; hash: Uint8Array } | undefined {
     const fragment = skf(message)
     if (fragment !== undefined) {
@@ -453,7 +467,7 @@ export class TaskManager {
       this.host.stats.fragments.dropped.malformed++
       return undefined
     }
-    const whole = fragments.add({
+    const whole = this.reassembly(requests).add({
       messageId: message.header.messageId,
       exchange: message.header.exchange,
       number: fragment.fragmentNumber,
@@ -470,8 +484,8 @@ export class TaskManager {
   /** Fails the outstanding and queued requests; later requests fail at once. */
   close(reason: Error): void {
     this.closed = reason
-    this.requestFragments.reset('stale')
-    this.responseFragments.reset('stale')
+    this.requestFragments?.reset('stale')
+    this.responseFragments?.reset('stale')
     const pending = this.pending
     this.pending = undefined
     if (pending !== undefined) {
@@ -480,6 +494,9 @@ export class TaskManager {
     }
   }
 }
+
+/** Ignores how a queued request ended. */
+function settled(): void {}
 
 /** The SKF payload of a message, if it is a fragment. */
 function skf(message: IkeMessage): SkfPayload | undefined {
