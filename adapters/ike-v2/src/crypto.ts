@@ -215,7 +215,8 @@ export function deriveIkeKeys(input: IkeKeyInput): IkeKeys {
   )
   let o = 0
   // views of one keying-material buffer: one ArrayBuffer per IKE SA rather than one per key
-  const take = (n: number): Uint8Array => km.subarray(o, (o += n))
+  // (and one shared empty array for the integrity keys of an AEAD)
+  const take = (n: number): Uint8Array => (n === 0 ? NO_KEY : km.subarray(o, (o += n)))
   return {
     skeyseed,
     skD: take(p),
@@ -227,6 +228,9 @@ export function deriveIkeKeys(input: IkeKeyInput): IkeKeys {
     skPr: take(p)
   }
 }
+
+/** A key of no bytes (the integrity key of an AEAD): shared, nothing writes into it. */
+const NO_KEY = new Uint8Array(0)
 
 /** The keys of a Child SA: one encryption and one integrity key per direction. */
 export interface ChildKeys {

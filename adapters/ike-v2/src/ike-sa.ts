@@ -330,7 +330,8 @@ export class IkeSa implements TaskManagerSa {
 
   /**
    * IKE_AUTH is over (or the SA is closed): the half-open timer is cleared, and the IKE_SA_INIT
-   * messages, which only the AUTH payloads sign, are let go.
+   * messages, which only the AUTH payloads sign, are let go with the keys that only served
+   * AUTH.
    */
   settled(): void {
     if (this.halfOpenTimer !== undefined) {
@@ -339,6 +340,13 @@ export class IkeSa implements TaskManagerSa {
     }
     this.ourInit = NO_BYTES
     this.peerInit = NO_BYTES
+    // SKEYSEED and the AUTH keys have done their work (SK_d, SK_a and SK_e are kept)
+    const keys = this.keys
+    if (keys !== undefined) {
+      keys.skeyseed = NO_BYTES
+      keys.skPi = NO_BYTES
+      keys.skPr = NO_BYTES
+    }
   }
 
   /** The phase 1 record of this SA. */

@@ -349,7 +349,10 @@ export class TaskManager {
    * @param response - our response as sent
    */
   answeredInit(request: Uint8Array, response: Uint8Array): void {
-    this.cached = { messageId: 0, requestHash: sha256(request), packets: [response] }
+    // no hash of the request: a retransmitted IKE_SA_INIT goes to the half-open table, which
+    // compares it with the request kept on the SA; this entry only holds message 0's place
+    void request
+    this.cached = { messageId: 0, requestHash: NO_HASH, packets: [response] }
     this.expectedId = 1
   }
 
@@ -426,7 +429,7 @@ export class TaskManager {
       return
     }
     const packets = this.sa.protect(h.exchange, mid, true, answer.payloads)
-    this.cached = { messageId: mid, requestHash: opened.hash, packets }
+    this.cached = { messageId: mid, requestHash: opened.hash ?? sha256(message.raw), packets }
     this.expectedId = mid + 1
     this.sendAll(packets)
     answer.after?.()
@@ -442,7 +445,7 @@ export class TaskManager {
   private open(
     message: IkeMessage,
     requests: boolean
-  ): { innerType: number; body: Uint8Array | undefined; hash: Uint8Array } | undefined {
+  ): { innerType: number; body: Uint8Array | undefined; hash?: Uint8Array } | undefined {
     const fragment = skf(message)
     if (fragment !== undefined) {
       this.host.stats.fragments.received++
@@ -459,7 +462,8 @@ export class TaskManager {
       return undefined
     }
     if (fragment === undefined) {
-      return { innerType: opened.sk.innerType, body: opened.sk.body, hash: sha256(message.raw) }
+      // the hash of a request is taken by the caller, when it caches the response
+      return { innerType: opened.sk.innerType, body: opened.sk.body }
     }
     // authenticated from here on
     this.sa.touch()
@@ -494,6 +498,9 @@ export class TaskManager {
     }
   }
 }
+
+/** The request hash of an entry that no request is compared with (see `answeredInit`). */
+const NO_HASH = new Uint8Array(0)
 
 /** Ignores how a queued request ended. */
 function settled(): void {}

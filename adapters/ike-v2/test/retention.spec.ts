@@ -27,6 +27,16 @@ describe('IkeV2Service', () => {
         expect(sa!.ourInit.length, side).to.equal(0)
         expect(sa!.peerInit.length, side).to.equal(0)
         expect(sa!.halfOpenTimer, side).to.equal(undefined)
+        // SKEYSEED and SK_pi / SK_pr served AUTH only; SK_d and SK_e stay for rekeys and messages
+        const keys = sa!.keys!
+        expect(
+          [keys.skeyseed, keys.skPi, keys.skPr].map((k) => k.length),
+          side
+        ).to.deep.equal([0, 0, 0])
+        expect(
+          [keys.skD, keys.skEi, keys.skEr].map((k) => k.length),
+          side
+        ).to.deep.equal([32, 36, 36])
         // the nonces are copies, not views of the IKE_SA_INIT datagrams
         for (const nonce of [sa!.ni, sa!.nr]) {
           expect(nonce.length, side).to.equal(32)

@@ -9,6 +9,8 @@ import { IDLE } from '../collision.js'
 import {
   IkeProtocolError,
   type DynamicFilter,
+  type EspDirection,
+  type EspSaParams,
   type FilterSelector,
   type IkeErrorKind,
   type KeyExchangeGroup,
@@ -446,24 +448,27 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
         remote: { address: sa.remote.address, port: sa.natT ? sa.remote.port : 4500 }
       }
     : undefined
-  const common = {
-    mode: child.mode,
-    algorithm,
-    ...(integrity === 'none' ? {} : { integrity }),
-    extendedSequenceNumbers: child.chosen.esn,
-    lifetime,
-    tunnel,
-    udpEncapsulation,
-    tag: child.id
+  // the two SAs' parameters written out (not spread from a common object: a handshake makes
+  // four of them)
+  const params = (direction: EspDirection, spi: number, keyMaterial: Uint8Array): EspSaParams => {
+    const p: EspSaParams = {
+      spi,
+      direction,
+      mode: child.mode,
+      algorithm,
+      keyMaterial,
+      extendedSequenceNumbers: child.chosen.esn,
+      lifetime,
+      tunnel,
+      udpEncapsulation,
+      tag: child.id
+    }
+    if (integrity !== 'none') p.integrity = integrity
+    return p
   }
-  ctx.engine.addSa({ ...common, spi: child.inboundSpi, direction: 'inbound', keyMaterial: inKey })
+  ctx.engine.addSa(params('inbound', child.inboundSpi, inKey))
   try {
-    ctx.engine.addSa({
-      ...common,
-      spi: child.outboundSpi,
-      direction: 'outbound',
-      keyMaterial: outKey
-    })
+    ctx.engine.addSa(params('outbound', child.outboundSpi, outKey))
   } catch (err) {
     ctx.engine.removeSa(child.inboundSpi, 'inbound')
     throw err

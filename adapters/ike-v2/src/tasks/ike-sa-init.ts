@@ -292,10 +292,15 @@ export function respondIkeSaInit(
   const { policies, allProposals } = phase1Policies(ctx.init.peers)
   const keGroup = groupByNumber(keP.group)
   // prefer a proposal that fits the initiator's KE group; otherwise ask for another group
-  const fitting = saP.proposals.map((p) => ({
-    ...p,
-    transforms: p.transforms.filter((t) => t.type !== 4 || t.id === keP.group)
-  }))
+  // (the proposals as they are when every KE transform in them is that group: the usual case)
+  const fitting = saP.proposals.every((p) =>
+    p.transforms.every((t) => t.type !== 4 || t.id === keP.group)
+  )
+    ? saP.proposals
+    : saP.proposals.map((p) => ({
+        ...p,
+        transforms: p.transforms.filter((t) => t.type !== 4 || t.id === keP.group)
+      }))
   let chosen = keGroup === undefined ? undefined : chooseIke(fitting, allProposals)
   if (chosen === undefined) {
     const other = chooseIke(saP.proposals, allProposals)
@@ -312,8 +317,11 @@ export function respondIkeSaInit(
     })
     return
   }
+  // the first peer's policy that allows the choice (with one peer: that peer's, whatever it is)
   const policy =
-    policies.find((p) => chooseIke([ikeChoiceProposal(chosen!)], p.proposals) !== undefined) ??
+    (policies.length === 1
+      ? undefined
+      : policies.find((p) => chooseIke([ikeChoiceProposal(chosen!)], p.proposals) !== undefined)) ??
     policies[0]
   const sa = new IkeSa(ctx, {
     initiator: false,
