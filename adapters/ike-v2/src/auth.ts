@@ -24,8 +24,18 @@ function findPsk(ctx: IkeContext, local: Identity, remote: Identity): Uint8Array
     (p) => sameIdentity(p.remote, remote) && (p.local === undefined || sameIdentity(p.local, local))
   )
   if (c === undefined) return undefined
-  return typeof c.secret === 'string' ? new TextEncoder().encode(c.secret) : c.secret
+  if (typeof c.secret !== 'string') return c.secret
+  // the bytes of a textual key, encoded once per credential
+  let bytes = encodedSecrets.get(c)
+  if (bytes === undefined || bytes.text !== c.secret) {
+    bytes = { text: c.secret, bytes: new TextEncoder().encode(c.secret) }
+    encodedSecrets.set(c, bytes)
+  }
+  return bytes.bytes
 }
+
+/** The UTF-8 bytes of textual pre-shared keys, by credential. */
+const encodedSecrets = new WeakMap<object, { text: string; bytes: Uint8Array }>()
 
 /**
  * Builds this side's AUTH payload (and CERT payload for signatures).

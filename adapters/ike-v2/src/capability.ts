@@ -7,7 +7,7 @@
 import type { IkeProposal } from '@vipsec/interface'
 import { GROUP_NUMBER, integrityKeyLength, prfLength } from './crypto.js'
 import { ikeProposals } from './proposals.js'
-import { validateInit } from './validate.js'
+import { ikeEncryptionAllowed } from './validate.js'
 
 /** Whether a lookup of the engine's tables succeeds (they throw for what they do not know). */
 function known(lookup: () => unknown): boolean {
@@ -24,25 +24,7 @@ function encryptionUsable(e: IkeProposal['encryption'][number]): boolean {
   const [wire] = ikeProposals([{ encryption: [e], integrity: [], prf: [], keyExchange: [] }])
   if (wire?.transforms[0]?.id === undefined) return false
   // the engine's own rule of what an IKE SA (not a Child SA) may be encrypted with
-  return known(() =>
-    validateInit({
-      peers: [
-        {
-          phase1: {
-            proposals: [
-              {
-                encryption: [e],
-                integrity: ['hmac-sha2-256-128'],
-                prf: ['hmac-sha2-256'],
-                keyExchange: ['ecp256']
-              }
-            ]
-          },
-          children: []
-        }
-      ]
-    } as unknown as Parameters<typeof validateInit>[0])
-  )
+  return ikeEncryptionAllowed(e.algorithm)
 }
 
 /**

@@ -215,7 +215,8 @@ export function deriveIkeKeys(input: IkeKeyInput): IkeKeys {
   )
   let o = 0
   // views of one keying-material buffer: one ArrayBuffer per IKE SA rather than one per key
-  const take = (n: number): Uint8Array => km.subarray(o, (o += n))
+  // (and one shared empty array for the integrity keys of an AEAD)
+  const take = (n: number): Uint8Array => (n === 0 ? NO_KEY : km.subarray(o, (o += n)))
   return {
     skeyseed,
     skD: take(p),
@@ -227,6 +228,9 @@ export function deriveIkeKeys(input: IkeKeyInput): IkeKeys {
     skPr: take(p)
   }
 }
+
+/** A key of no bytes (the integrity key of an AEAD): shared, nothing writes into it. */
+const NO_KEY = new Uint8Array(0)
 
 /** The keys of a Child SA: one encryption and one integrity key per direction. */
 export interface ChildKeys {
@@ -886,6 +890,19 @@ export function pskAuth(alg: PrfAlgorithm, psk: Uint8Array, octets: Uint8Array):
   return prf(alg, prf(alg, psk, KEY_PAD), octets)
 }
 
+/** Two hexadecimal digits for each byte value. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
+/**
+ * `bytes` in lower-case hexadecimal (what `Buffer.from(bytes).toString('hex')` gives), without
+ * a `Buffer`: for SPIs, which are looked up in tables for every message.
+ */
+export function toHex(bytes: Uint8Array): string {
+  let s = ''
+  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]!]!
+  return s
+}
+
 /** Compares two byte arrays in constant time (false when the lengths differ). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b)
@@ -919,8 +936,10 @@ export function natHash(
 /** The input of {@link natHash}, written in place (two SPIs, an IPv6 address, a port). */
 const NAT_HASH_INPUT = Buffer.alloc(8 + 8 + 16 + 2)
 
-/** SHA-256 of `data` (for cookies). */
+/** SHA-256 of `data` (for cookies, and the hash of a request whose response is cached). */
 export function sha256(...data: Uint8Array[]): Uint8Array {
+  // one part (the usual case): the one-shot hash, without a Hash object
+  if (data.length === 1) return view(hash('sha256', data[0]!, 'buffer'))
   const h = createHash('sha256')
   for (const d of data) h.update(d)
   return view(h.digest())

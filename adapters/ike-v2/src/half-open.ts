@@ -7,7 +7,7 @@
  */
 import { hash } from 'node:crypto'
 import type { Clock, Endpoint, RandomSource } from '@vipsec/interface'
-import { bytesEqual } from './crypto.js'
+import { bytesEqual, toHex } from './crypto.js'
 import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from './constants.js'
 import type { IkeSa } from './ike-sa.js'
 
@@ -22,13 +22,16 @@ export const COOKIE_RESPONSE_LENGTH = 28 + 8 + 33
 
 /** The longest Nonce RFC 7296 (section 3.9) allows. */
 const MAX_NONCE = 256
-/** What the cookie hashes: secret, address (length and text), port, SPIi, Ni. */
-const SCRATCH_BYTES = 32 + 1 + 64 + 2 + 8 + MAX_NONCE
+/** The longest address text hashed as text (one that does not parse as an IP address). */
+const MAX_ADDRESS_TEXT = 64
+/** What the cookie hashes: secret, address (length and bytes), port, SPIi, Ni. */
+const SCRATCH_BYTES = 32 + 1 + MAX_ADDRESS_TEXT + 2 + 8 + MAX_NONCE
 
 /** The responder's IKE_SA_INIT state. */
 export class HalfOpenTable {
   private readonly byKey = new Map<string, IkeSa>()
-  private readonly keys = new Map<IkeSa, string>()
+  /** What {@link add} filed each SA under, so that {@link settle} takes back exactly that. */
+  private readonly entries = new Map<IkeSa, HalfOpenEntry>()
   private readonly perAddress = new Map<string, number>()
   /** Half-open SAs by the first 30 bits of their SPIi: a filter that costs no allocation. */
   private readonly bySpiPrefix = new Map<number, number>()
@@ -73,10 +76,10 @@ export class HalfOpenTable {
   /** Keeps a new half-open SA. */
   add(spiI: Uint8Array, from: Endpoint, sa: IkeSa): void {
     const key = halfOpenKey(spiI, from)
-    this.byKey.set(key, sa)
-    this.keys.set(sa, key)
-    this.perAddress.set(from.address, this.countFor(from.address) + 1)
     const prefix = spiPrefix(spiI, 0)
+    this.byKey.set(key, sa)
+    this.entries.set(sa, { key, address: from.address, prefix })
+    this.perAddress.set(from.address, this.countFor(from.address) + 1)
     this.bySpiPrefix.set(prefix, (this.bySpiPrefix.get(prefix) ?? 0) + 1)
   }
 
@@ -90,15 +93,14 @@ export class HalfOpenTable {
 
   /** Forgets an SA once IKE_AUTH has completed or failed, or it expired. */
   settle(sa: IkeSa): boolean {
-    const key = this.keys.get(sa)
-    if (key === undefined) return false
-    this.keys.delete(sa)
+    const entry = this.entries.get(sa)
+    if (entry === undefined) return false
+    const { key, address, prefix } = entry
+    this.entries.delete(sa)
     this.byKey.delete(key)
-    const address = key.slice(key.indexOf('|') + 1, key.lastIndexOf('|'))
     const n = this.countFor(address) - 1
     if (n > 0) this.perAddress.set(address, n)
     else this.perAddress.delete(address)
-    const prefix = parseInt(key.slice(0, 8), 16) & 0x3fffffff
     const m = (this.bySpiPrefix.get(prefix) ?? 1) - 1
     if (m > 0) this.bySpiPrefix.set(prefix, m)
     else this.bySpiPrefix.delete(prefix)
@@ -163,7 +165,10 @@ export class HalfOpenTable {
    * Writes the cookie (version and SHA-256 of secret, source, SPIi and Ni) at `at` of `out`.
    * The fixed-length fields come first and the address carries its length, so that no two
    * requests hash the same input and the hash's length extension cannot reach another
-   * address or SPI.
+   * address or SPI. The address is hashed as its bytes (4 for IPv4, 16 for IPv6), so that
+   * every text of one address (`2001:db8::1`, `2001:0db8:0:0:0:0:0:1`) makes one cookie; a
+   * text that is no IP address (none comes from a socket) is hashed as text, its length byte
+   * marked with 0x80 so that it never meets an address's bytes.
    */
   private writeCookie(
     out: Uint8Array,
@@ -179,8 +184,13 @@ export class HalfOpenTable {
     const b = this.scratch
     const secret = this.secrets[version === this.version ? 0 : 1]
     b.set(secret, 0)
-    const a = b.write(from.address, 33, 64, 'latin1')
-    b[32] = a
+    let a = writeAddressBytes(from.address, b, 33)
+    if (a === 0) {
+      a = b.write(from.address, 33, MAX_ADDRESS_TEXT, 'latin1')
+      b[32] = 0x80 | a
+    } else {
+      b[32] = a
+    }
     let n = 33 + a
     b[n++] = (from.port >> 8) & 0xff
     b[n++] = from.port & 0xff
@@ -265,6 +275,16 @@ export function scanInitialRequest(data: Uint8Array): number {
   return at === length && seen === 7 ? nonce : -1
 }
 
+/** Where {@link HalfOpenTable.add} filed a half-open SA. */
+interface HalfOpenEntry {
+  /** Its key in the table: SPIi, source address and port. */
+  readonly key: string
+  /** The source address it is counted against. */
+  readonly address: string
+  /** Its SPIi's {@link spiPrefix}, the only derivation of it. */
+  readonly prefix: number
+}
+
 /** The first 30 bits of the SPI at `offset` (a small integer: a Map key without allocation). */
 function spiPrefix(data: Uint8Array, offset: number): number {
   return (
@@ -276,5 +296,101 @@ function spiPrefix(data: Uint8Array, offset: number): number {
 }
 
 function halfOpenKey(spiI: Uint8Array, from: Endpoint): string {
-  return `${Buffer.from(spiI).toString('hex')}|${from.address}|${from.port}`
+  return `${toHex(spiI)}|${from.address}|${from.port}`
+}
+
+/** Eight IPv6 groups, parsed in place by {@link writeAddressBytes}. */
+const GROUPS = new Uint16Array(8)
+
+/**
+ * Writes the bytes of a textual IPv4 address (dotted quad) at `at` of `out`, from the text
+ * between `start` and `end`; false when it is not one.
+ */
+function writeIpv4(text: string, start: number, end: number, out: Uint8Array, at: number): boolean {
+  let octets = 0
+  let value = 0
+  let digits = 0
+  for (let i = start; i <= end; i++) {
+    const c = i === end ? 46 : text.charCodeAt(i)
+    if (c === 46) {
+      if (digits === 0 || octets === 4) return false
+      out[at + octets++] = value
+      value = 0
+      digits = 0
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      value = value * 10 + (c - 48)
+      digits++
+      if (value > 255) return false
+    } else {
+      return false
+    }
+  }
+  return octets === 4
+}
+
+/** The value of a hexadecimal digit, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 102) return c - 87
+  if (c >= 65 && c <= 70) return c - 55
+  return -1
+}
+
+/**
+ * Writes the bytes of a textual IP address at `at` of `out` without allocating: 4 for an IPv4
+ * dotted quad, 16 for IPv6 in any of its forms (`::` anywhere, upper or lower case, leading
+ * zeros, a dotted IPv4 tail). Returns how many bytes it wrote, 0 when `text` is not an address
+ * (a zone index such as `%eth0` included).
+ */
+export function writeAddressBytes(text: string, out: Uint8Array, at: number): number {
+  const length = text.length
+  if (length > MAX_ADDRESS_TEXT) return 0
+  if (text.indexOf(':') < 0) return writeIpv4(text, 0, length, out, at) ? 4 : 0
+  let n = 0
+  let gap = -1
+  let i = 0
+  if (text.charCodeAt(0) === 58) {
+    if (text.charCodeAt(1) !== 58) return 0
+    gap = 0
+    i = 2
+  }
+  while (i < length) {
+    const start = i
+    let value = 0
+    let digits = 0
+    for (; i < length; i++) {
+      const d = hexDigit(text.charCodeAt(i))
+      if (d < 0) break
+      if (++digits > 4) return 0
+      value = value * 16 + d
+    }
+    if (i < length && text.charCodeAt(i) === 46) {
+      // the last 32 bits as a dotted quad
+      if (n > 6 || !writeIpv4(text, start, length, out, at)) return 0
+      GROUPS[n++] = (out[at]! << 8) | out[at + 1]!
+      GROUPS[n++] = (out[at + 2]! << 8) | out[at + 3]!
+      break
+    }
+    if (digits === 0 || n === 8) return 0
+    GROUPS[n++] = value
+    if (i === length) break
+    if (text.charCodeAt(i) !== 58) return 0
+    i++
+    if (i < length && text.charCodeAt(i) === 58) {
+      if (gap >= 0) return 0
+      gap = n
+      i++
+    } else if (i === length) {
+      return 0
+    }
+  }
+  if (gap < 0 ? n !== 8 : n > 7) return 0
+  const zeros = 8 - n
+  let g = 0
+  for (let k = 0; k < 8; k++) {
+    const v = gap >= 0 && k >= gap && k < gap + zeros ? 0 : GROUPS[g++]!
+    out[at + 2 * k] = v >> 8
+    out[at + 2 * k + 1] = v & 0xff
+  }
+  return 16
 }

@@ -18,10 +18,10 @@ import {
 } from '@vipsec/interface'
 import { IDLE, type ChildRekey, type IkeRekey } from './collision.js'
 import { HeaderFlag } from './constants.js'
-import { encryptMessage, type ChildKeys, type IkeKeys, type SkKeys } from './crypto.js'
+import { encryptMessage, toHex, type ChildKeys, type IkeKeys, type SkKeys } from './crypto.js'
 import { maxIkeLength, protect } from './fragments.js'
 import { encodeMessage, type IkeHeader, type Payload, type WireTrafficSelector } from './message.js'
-import { TaskManager } from './task-manager.js'
+import { TaskManager, type TaskManagerSa } from './task-manager.js'
 import type { ChosenChild, ChosenIke } from './proposals.js'
 import type { IkeContext } from './context.js'
 import type { ChildRequest } from './tasks/child.js'
@@ -47,7 +47,7 @@ export interface ChildSa {
   remote: WireTrafficSelector[]
   /** Whether ESP is carried in UDP. */
   encapsulated: boolean
-  /** The keys, and whether we were the initiator of the exchange that made them. */
+  /** The keys (empty once installed: the ESP engine holds them). */
   keys: ChildKeys
   /** Whether we initiated the exchange that created it. */
   initiator: boolean
@@ -64,6 +64,9 @@ export interface ChildSa {
   /** The selectors in text form, computed once for the records. */
   selectors?: { local: TrafficSelector[]; remote: TrafficSelector[] }
 }
+
+/** No bytes (shared: nothing writes into an empty array). */
+const NO_BYTES = new Uint8Array(0)
 
 /** Where an IKE SA stands. */
 export type IkeSaState = 'init' | 'auth' | 'established' | 'rekeyed' | 'deleting' | 'deleted'
@@ -86,8 +89,8 @@ export interface IkeSaParams {
   remoteIdentity?: Identity
 }
 
-/** One IKE SA. */
-export class IkeSa {
+/** One IKE SA; it is also what its task manager knows of it. */
+export class IkeSa implements TaskManagerSa {
   /** Whether we are the original initiator. */
   readonly initiator: boolean
   /** SPIi. */
@@ -111,13 +114,13 @@ export class IkeSa {
   /** The keys. */
   keys?: IkeKeys
   /** Ni and Nr of IKE_SA_INIT (or of the rekey). */
-  ni: Uint8Array = new Uint8Array(0)
+  ni: Uint8Array = NO_BYTES
   /** Nr. */
-  nr: Uint8Array = new Uint8Array(0)
+  nr: Uint8Array = NO_BYTES
   /** Our IKE_SA_INIT message as sent, and the peer's as received (for AUTH). */
-  ourInit: Uint8Array = new Uint8Array(0)
+  ourInit: Uint8Array = NO_BYTES
   /** The peer's IKE_SA_INIT message. */
-  peerInit: Uint8Array = new Uint8Array(0)
+  peerInit: Uint8Array = NO_BYTES
   /**
    * The hash algorithms the peer's SIGNATURE_HASH_ALGORITHMS notify named (RFC 7427 section 4,
    * IANA numbers: 2 SHA2-256, 3 SHA2-384, 4 SHA2-512); undefined when it sent none.
@@ -146,8 +149,10 @@ export class IkeSa {
   /** The message-ID window of both roles: our requests and the peer's. */
   readonly tasks: TaskManager
   private ivCounter = 0n
-  /** Timers owned by this SA (keep-alive, liveness, half-open expiry). */
+  /** Timers owned by this SA (keep-alive, liveness). */
   readonly timers: TimerHandle[] = []
+  /** A responder's timer that destroys the SA if it is still half-open (cleared when it settles). */
+  halfOpenTimer?: TimerHandle
   /** Where a rekey of this IKE SA stands (collisions included, RFC 7296 section 2.8.2). */
   rekey: IkeRekey = IDLE
 
@@ -167,17 +172,27 @@ export class IkeSa {
     this.policy = params.policy
     this.localIdentity = params.localIdentity
     this.remoteIdentity = params.remoteIdentity
-    this.tasks = new TaskManager(ctx, {
-      hasKeys: () => this.keys !== undefined && this.chosen !== undefined,
-      inKeys: () => this.inKeys(),
-      encrypt: (e, m, r, p) => this.protect(e, m, r, p),
-      plain: (e, m, r, p) => this.plain(e, m, r, p),
-      send: (packet) => ctx.send(this, packet),
-      touch: () => {
-        this.lastReceived = ctx.clock.monotonic()
-      },
-      acceptsFragments: () => this.fragmentation.announced
-    })
+    this.tasks = new TaskManager(ctx, this)
+  }
+
+  /** Whether SK keys exist (false before IKE_SA_INIT completes). */
+  hasKeys(): boolean {
+    return this.keys !== undefined && this.chosen !== undefined
+  }
+
+  /** Sends a message of this SA to the peer. */
+  send(packet: Uint8Array): void {
+    this.ctx.send(this, packet)
+  }
+
+  /** Notes that an authenticated message came from the peer (liveness). */
+  touch(): void {
+    this.lastReceived = this.ctx.clock.monotonic()
+  }
+
+  /** Whether we announced IKEV2_FRAGMENTATION_SUPPORTED (and so take the peer's fragments). */
+  acceptsFragments(): boolean {
+    return this.fragmentation.announced
   }
 
   /** Our SPI. */
@@ -185,17 +200,24 @@ export class IkeSa {
     return this.initiator ? this.spiI : this.spiR
   }
 
-  /** Our SPI in hex (the key of the SA table). */
+  /** Our SPI in hex (the key of the SA table; formatted again only when the SPI is replaced). */
   get key(): string {
-    return Buffer.from(this.localSpi).toString('hex')
+    const spi = this.localSpi
+    if (this.keyOf !== spi || this.keyText === undefined) {
+      this.keyOf = spi
+      this.keyText = toHex(spi)
+    }
+    return this.keyText
   }
+  private keyOf: Uint8Array | undefined
+  private keyText: string | undefined
 
   /** The phase 1 record id (formatted again only when an SPI array is replaced). */
   get id(): string {
     if (this.idOf[0] !== this.spiI || this.idOf[1] !== this.spiR || this.idText === undefined) {
       this.idOf[0] = this.spiI
       this.idOf[1] = this.spiR
-      this.idText = `ike-${Buffer.from(this.spiI).toString('hex')}-${Buffer.from(this.spiR).toString('hex')}`
+      this.idText = `ike-${toHex(this.spiI)}-${toHex(this.spiR)}`
     }
     return this.idText
   }
@@ -303,6 +325,28 @@ export class IkeSa {
     this.tasks.close(reason)
     for (const t of this.timers) this.ctx.clock.clearTimeout(t)
     this.timers.length = 0
+    this.settled()
+  }
+
+  /**
+   * IKE_AUTH is over (or the SA is closed): the half-open timer is cleared, and the IKE_SA_INIT
+   * messages, which only the AUTH payloads sign, are let go with the keys that only served
+   * AUTH.
+   */
+  settled(): void {
+    if (this.halfOpenTimer !== undefined) {
+      this.ctx.clock.clearTimeout(this.halfOpenTimer)
+      this.halfOpenTimer = undefined
+    }
+    this.ourInit = NO_BYTES
+    this.peerInit = NO_BYTES
+    // SKEYSEED and the AUTH keys have done their work (SK_d, SK_a and SK_e are kept)
+    const keys = this.keys
+    if (keys !== undefined) {
+      keys.skeyseed = NO_BYTES
+      keys.skPi = NO_BYTES
+      keys.skPr = NO_BYTES
+    }
   }
 
   /** The phase 1 record of this SA. */
@@ -313,8 +357,8 @@ export class IkeSa {
       id: this.id,
       dvipa: this.local.address,
       ikeSaId: {
-        initiatorSpi: Buffer.from(this.spiI).toString('hex'),
-        responderSpi: Buffer.from(this.spiR).toString('hex')
+        initiatorSpi: toHex(this.spiI),
+        responderSpi: toHex(this.spiR)
       },
       role: this.initiator ? 'initiator' : 'responder',
       localIdentity: this.localIdentity!,

@@ -29,7 +29,7 @@ import {
   type ResolvedInit
 } from './config.js'
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
-import { bytesEqual, sha256 } from './crypto.js'
+import { bytesEqual, sha256, toHex } from './crypto.js'
 import { emptyFragmentCounters, type IkeFragmentCounters } from './fragments.js'
 import { HalfOpenTable, scanInitialRequest } from './half-open.js'
 import { childRecord, identityFields, IkeSa } from './ike-sa.js'
@@ -407,7 +407,7 @@ export class IkeV2Service implements IkeService {
     }
     const fromInitiator = (h.flags & HeaderFlag.INITIATOR) !== 0
     const ourSpi = fromInitiator ? h.spiR : h.spiI
-    const key = Buffer.from(ourSpi).toString('hex')
+    const key = toHex(ourSpi)
     const sa = this.table.get(key)
     if (sa === undefined || sa.initiator === fromInitiator) {
       const t = this.table.tombstone(key)
@@ -500,6 +500,7 @@ export class IkeV2Service implements IkeService {
 
   private onEstablished(sa: IkeSa, initialContact: boolean): void {
     this.halfOpen.settle(sa)
+    sa.settled()
     sa.state = 'established'
     sa.establishedAt = this.clock.now()
     if (!sa.initiator) {

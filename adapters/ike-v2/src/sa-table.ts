@@ -7,6 +7,7 @@
  * @module
  */
 import { NotFoundError, type Clock, type RandomSource, type TimerHandle } from '@vipsec/interface'
+import { toHex } from './crypto.js'
 import type { ChildSa, IkeSa } from './ike-sa.js'
 import type { CachedResponse } from './task-manager.js'
 
@@ -70,7 +71,7 @@ export class SaTable {
     for (;;) {
       const spi = this.random.randomBytes(8)
       if (spi.every((b) => b === 0)) continue
-      if (!this.sas.has(Buffer.from(spi).toString('hex'))) return spi
+      if (!this.sas.has(toHex(spi))) return spi
     }
   }
 

@@ -22,12 +22,22 @@ import { decodeDn, encodeDn } from './dn.js'
  * @throws InvalidParametersError when it is not an address
  */
 export function ipToBytes(address: string): Uint8Array {
+  return readIpBytes(address).slice()
+}
+
+/**
+ * The bytes of a textual address, shared with every caller: for reading only (a hash input),
+ * where {@link ipToBytes} would copy them.
+ *
+ * @param address - an IPv4 or IPv6 address
+ */
+export function readIpBytes(address: string): Uint8Array {
   const cached = ipCache.get(address)
-  if (cached !== undefined) return cached.slice()
+  if (cached !== undefined) return cached
   const bytes = parseIp(address)
   if (ipCache.size >= 1024) ipCache.clear()
   ipCache.set(address, bytes)
-  return bytes.slice()
+  return bytes
 }
 
 const ipCache = new Map<string, Uint8Array>()
@@ -117,18 +127,26 @@ export function narrow(
   allowed: WireTrafficSelector[]
 ): WireTrafficSelector[] {
   const out: WireTrafficSelector[] = []
-  const seen = new Set<string>()
   for (const p of proposed) {
     for (const a of allowed) {
       const i = intersect(p, a)
-      if (i === undefined) continue
-      const key = JSON.stringify(fromWireSelector(i))
-      if (seen.has(key)) continue
-      seen.add(key)
+      if (i === undefined || out.some((o) => sameSelector(o, i))) continue
       out.push(i)
     }
   }
   return out
+}
+
+/** Whether two selectors are the same range of the same protocol and ports. */
+function sameSelector(a: WireTrafficSelector, b: WireTrafficSelector): boolean {
+  return (
+    a.type === b.type &&
+    a.protocol === b.protocol &&
+    a.startPort === b.startPort &&
+    a.endPort === b.endPort &&
+    compare(a.startAddress, b.startAddress) === 0 &&
+    compare(a.endAddress, b.endAddress) === 0
+  )
 }
 
 /** Whether every selector of `inner` lies inside one of `outer`. */

@@ -45,7 +45,7 @@ export interface TaskManagerSa {
    * Builds an encrypted message of the SA: one message, or its fragments (RFC 7383) when it is
    * too large and fragmentation was negotiated.
    */
-  encrypt(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array[]
+  protect(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array[]
   /** Builds an unencrypted message of the SA (IKE_SA_INIT only). */
   plain(exchange: number, messageId: number, response: boolean, payloads: Payload[]): Uint8Array
   /** Sends a message to the peer. */
@@ -136,9 +136,12 @@ export class TaskManager {
   private cached?: CachedResponse
   private queue: Promise<unknown> = Promise.resolve()
   private closed?: Error
-  /** The peer's fragmented request and fragmented response being reassembled. */
-  private readonly requestFragments: Reassembly
-  private readonly responseFragments: Reassembly
+  /**
+   * The peer's fragmented request and fragmented response being reassembled: made when the
+   * first fragment comes (most IKE SAs never see one, and an SA lives long).
+   */
+  private requestFragments?: Reassembly
+  private responseFragments?: Reassembly
 
   /**
    * @param host - the service: clock, retransmission timing, counters
@@ -147,8 +150,14 @@ export class TaskManager {
   constructor(
     private readonly host: TaskManagerHost,
     private readonly sa: TaskManagerSa
-  ) {
-    const reassemblyHost = {
+  ) {}
+
+  /** The reassembly of the peer's fragmented requests, or of its fragmented responses. */
+  private reassembly(requests: boolean): Reassembly {
+    const held = requests ? this.requestFragments : this.responseFragments
+    if (held !== undefined) return held
+    const host = this.host
+    const made = new Reassembly({
       clock: host.clock,
       get limits() {
         return host.init.fragmentation
@@ -156,9 +165,10 @@ export class TaskManager {
       dropFragment: (reason: FragmentDropReason, count = 1) => {
         host.stats.fragments.dropped[reason] += count
       }
-    }
-    this.requestFragments = new Reassembly(reassemblyHost)
-    this.responseFragments = new Reassembly(reassemblyHost)
+    })
+    if (requests) this.requestFragments = made
+    else this.responseFragments = made
+    return made
   }
 
   /** The message ID of our next request (for tests and records). */
@@ -199,10 +209,10 @@ export class TaskManager {
       const messageId = this.nextId++
       const payloads = build()
       const packets = encrypted
-        ? this.sa.encrypt(exchange, messageId, false, payloads)
+        ? this.sa.protect(exchange, messageId, false, payloads)
         : [this.sa.plain(exchange, messageId, false, payloads)]
       return new Promise((resolve, reject) => {
-        this.responseFragments.reset('stale')
+        this.responseFragments?.reset('stale')
         this.pending = {
           messageId,
           exchange,
@@ -218,7 +228,9 @@ export class TaskManager {
       })
     }
     const p = this.queue.then(run, run)
-    this.queue = p.catch(() => undefined)
+    // the queue waits for the request to settle but keeps nothing of its outcome (an SA lives
+    // long, its last response need not)
+    this.queue = p.then(settled, settled)
     return p
   }
 
@@ -227,7 +239,7 @@ export class TaskManager {
    * authentication failed, sent just before the SA is deleted). It uses a message ID.
    */
   sendOnce(exchange: number, payloads: Payload[]): void {
-    this.sendAll(this.sa.encrypt(exchange, this.nextId++, false, payloads))
+    this.sendAll(this.sa.protect(exchange, this.nextId++, false, payloads))
   }
 
   /** Sends a message, or all its fragments, in order. */
@@ -284,7 +296,7 @@ export class TaskManager {
     let payloads: Payload[]
     let syntax: IkeProtocolError | undefined
     if (pending.encrypted) {
-      const opened = this.open(message, this.responseFragments)
+      const opened = this.open(message, false)
       if (opened === undefined) return false
       try {
         if (opened.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
@@ -337,7 +349,10 @@ export class TaskManager {
    * @param response - our response as sent
    */
   answeredInit(request: Uint8Array, response: Uint8Array): void {
-    this.cached = { messageId: 0, requestHash: sha256(request), packets: [response] }
+    // no hash of the request: a retransmitted IKE_SA_INIT goes to the half-open table, which
+    // compares it with the request kept on the SA; this entry only holds message 0's place
+    void request
+    this.cached = { messageId: 0, requestHash: NO_HASH, packets: [response] }
     this.expectedId = 1
   }
 
@@ -387,7 +402,7 @@ export class TaskManager {
       this.host.drop('unexpected')
       return
     }
-    const opened = this.open(message, this.requestFragments)
+    const opened = this.open(message, true)
     if (opened === undefined) return
     let verified: VerifiedRequest
     try {
@@ -413,8 +428,8 @@ export class TaskManager {
       this.host.drop('unexpected')
       return
     }
-    const packets = this.sa.encrypt(h.exchange, mid, true, answer.payloads)
-    this.cached = { messageId: mid, requestHash: opened.hash, packets }
+    const packets = this.sa.protect(h.exchange, mid, true, answer.payloads)
+    this.cached = { messageId: mid, requestHash: opened.hash ?? sha256(message.raw), packets }
     this.expectedId = mid + 1
     this.sendAll(packets)
     answer.after?.()
@@ -424,11 +439,13 @@ export class TaskManager {
    * Verifies a message's SK payload, or its SKF payload: a fragment is stored only once its own
    * ICV verified, and the message is given back only when its last fragment came. `undefined`:
    * dropped and counted, or a fragment stored (nothing to process yet).
+   *
+   * @param requests - whether it is a request of the peer (else a response to ours)
    */
   private open(
     message: IkeMessage,
-    fragments: Reassembly
-  ): { innerType: number; body: Uint8Array | undefined; hash: Uint8Array } | undefined {
+    requests: boolean
+  ): { innerType: number; body: Uint8Array | undefined; hash?: Uint8Array } | undefined {
     const fragment = skf(message)
     if (fragment !== undefined) {
       this.host.stats.fragments.received++
@@ -445,7 +462,8 @@ export class TaskManager {
       return undefined
     }
     if (fragment === undefined) {
-      return { innerType: opened.sk.innerType, body: opened.sk.body, hash: sha256(message.raw) }
+      // the hash of a request is taken by the caller, when it caches the response
+      return { innerType: opened.sk.innerType, body: opened.sk.body }
     }
     // authenticated from here on
     this.sa.touch()
@@ -453,7 +471,7 @@ export class TaskManager {
       this.host.stats.fragments.dropped.malformed++
       return undefined
     }
-    const whole = fragments.add({
+    const whole = this.reassembly(requests).add({
       messageId: message.header.messageId,
       exchange: message.header.exchange,
       number: fragment.fragmentNumber,
@@ -470,8 +488,8 @@ export class TaskManager {
   /** Fails the outstanding and queued requests; later requests fail at once. */
   close(reason: Error): void {
     this.closed = reason
-    this.requestFragments.reset('stale')
-    this.responseFragments.reset('stale')
+    this.requestFragments?.reset('stale')
+    this.responseFragments?.reset('stale')
     const pending = this.pending
     this.pending = undefined
     if (pending !== undefined) {
@@ -480,6 +498,12 @@ export class TaskManager {
     }
   }
 }
+
+/** The request hash of an entry that no request is compared with (see `answeredInit`). */
+const NO_HASH = new Uint8Array(0)
+
+/** Ignores how a queued request ended. */
+function settled(): void {}
 
 /** The SKF payload of a message, if it is a fragment. */
 function skf(message: IkeMessage): SkfPayload | undefined {

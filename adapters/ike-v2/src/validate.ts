@@ -18,6 +18,17 @@ type Fail = (field: string, message: string) => never
 const ESP_ALGORITHMS = new Set(['aes-gcm-16', 'null-aes-gmac', 'aes-cbc', 'chacha20-poly1305'])
 const IKE_ALGORITHMS = new Set(['aes-gcm-16', 'aes-cbc', 'chacha20-poly1305'])
 
+/**
+ * Whether an IKE SA (not a Child SA) may be encrypted with this algorithm: AES-GCM-16, AES-CBC
+ * or ChaCha20-Poly1305 (not AES-GMAC, which does not encrypt). The one rule that both the
+ * configuration checks and `unsupportedInIkeProposal` (capability.ts) apply.
+ *
+ * @param algorithm - an encryption transform's algorithm
+ */
+export function ikeEncryptionAllowed(algorithm: string): boolean {
+  return IKE_ALGORITHMS.has(algorithm)
+}
+
 /** An AES-CBC proposal needs an integrity algorithm beside it. */
 function checkIntegrity(p: IkeProposal | ChildProposal, at: string, fail: Fail): void {
   const cbc = p.encryption.some((e) => e.algorithm === 'aes-cbc')
@@ -30,7 +41,7 @@ function checkIkeProposals(proposals: IkeProposal[] | undefined, at: string, fai
   if (!Array.isArray(proposals) || proposals.length === 0) fail(at, 'needs at least one proposal')
   proposals!.forEach((p, i) => {
     p.encryption.forEach((e, j) => {
-      if (!IKE_ALGORITHMS.has(e.algorithm)) {
+      if (!ikeEncryptionAllowed(e.algorithm)) {
         fail(`${at}[${i}].encryption[${j}].algorithm`, `IKE cannot use ${e.algorithm}`)
       }
     })

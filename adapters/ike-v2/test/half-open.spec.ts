@@ -1,7 +1,13 @@
 import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
 import { SeededRandomSource } from '@vipsec/random'
-import { COOKIE_SECRET_LIFETIME_MS, HalfOpenTable, scanInitialRequest } from '../src/half-open.js'
+import { tryParseIp } from '@vipsec/wire'
+import {
+  COOKIE_SECRET_LIFETIME_MS,
+  HalfOpenTable,
+  scanInitialRequest,
+  writeAddressBytes
+} from '../src/half-open.js'
 import { wire } from '../src/index.js'
 
 const { ExchangeType, HeaderFlag, NotifyType, PayloadType } = wire
@@ -68,6 +74,71 @@ describe('HalfOpenTable', () => {
         await clock.advance(COOKIE_SECRET_LIFETIME_MS)
         expect(t.validCookie(c, NI, FROM, SPI)).to.equal(false)
       })
+    })
+
+    it('should hash the bytes of the source address, not its text', () => {
+      const t = new HalfOpenTable(new VirtualClock(), new SeededRandomSource({ seed: 'c' }), 4)
+      const forms = [
+        '2001:db8::1',
+        '2001:0db8:0000:0000:0000:0000:0000:0001',
+        '2001:DB8:0:0::1',
+        '2001:db8:0:0:0:0:0:1'
+      ]
+      const c = t.cookieFor(NI, { address: forms[0]!, port: 500 }, SPI)
+      for (const address of forms) {
+        expect(t.validCookie(c, NI, { address, port: 500 }, SPI), address).to.equal(true)
+      }
+      expect(t.validCookie(c, NI, { address: '2001:db8::2', port: 500 }, SPI)).to.equal(false)
+      // an IPv4-mapped address in its two forms
+      const m = t.cookieFor(NI, { address: '::ffff:10.0.0.1', port: 500 }, SPI)
+      expect(t.validCookie(m, NI, { address: '::ffff:a00:1', port: 500 }, SPI)).to.equal(true)
+      expect(t.validCookie(m, NI, FROM, SPI)).to.equal(false)
+      // the stateless response of the flood path makes the same cookie
+      const data = request()
+      const at = scanInitialRequest(data)
+      const r = t.cookieResponse(data, at >> 9, at & 511, { address: forms[1]!, port: 500 }, 0)
+      const cookie = wire.findNotify(wire.parseMessage(r).payloads, NotifyType.COOKIE)!.data
+      expect(t.validCookie(cookie, NI, { address: forms[0]!, port: 500 }, SPI)).to.equal(true)
+    })
+
+    it('should read the bytes of an address as the IP parser does', () => {
+      const texts = [
+        '10.0.0.1',
+        '255.255.255.255',
+        '0.0.0.0',
+        '::',
+        '::1',
+        '1::',
+        'fe80::1:2',
+        '1:2:3:4:5:6:7:8',
+        '1:2:3:4:5:6:7::',
+        '::ffff:192.0.2.1',
+        '64:ff9b::198.51.100.7',
+        'ABCD:ef01::',
+        '256.0.0.1',
+        '1.2.3',
+        '1.2.3.4.5',
+        '1..2.3',
+        ':::',
+        '1:::2',
+        '1::2::3',
+        '1:2:3:4:5:6:7:8:9',
+        '12345::',
+        ':1',
+        '1:',
+        'fe80::1%eth0',
+        '::1.2.3',
+        'g::1',
+        ''
+      ]
+      const out = new Uint8Array(20)
+      for (const text of texts) {
+        const want = tryParseIp(text)
+        out.fill(0xee)
+        const n = writeAddressBytes(text, out, 2)
+        expect(n, text).to.equal(want?.length ?? 0)
+        if (want !== undefined) expect([...out.subarray(2, 2 + n)], text).to.deep.equal([...want])
+      }
     })
   })
 
@@ -178,6 +249,27 @@ describe('HalfOpenTable', () => {
       expect(t.settle(sa)).to.equal(true)
       expect(t.settle(sa)).to.equal(false)
       expect(t.countFor(FROM.address)).to.equal(0)
+      expect(t.size).to.equal(0)
+    })
+
+    it('should take back the SPI prefix that add filed, whatever the SPI and address', () => {
+      const t = new HalfOpenTable(new VirtualClock(), new SeededRandomSource({ seed: 'c' }), 4)
+      // three SPIs whose first 30 bits are equal: they differ only in the top two bits
+      const spi = (top: number): Uint8Array => Uint8Array.of(top, 0xfe, 0xdc, 0xba, 9, 8, 7, 6)
+      const [a, b, c] = [spi(0xff), spi(0x3f), spi(0x7f)]
+      const from6 = { address: '2001:db8::7', port: 4500 }
+      const [sa1, sa2, sa3] = [{}, {}, {}] as never[]
+      t.add(a, FROM, sa1)
+      t.add(b, from6, sa2)
+      t.add(c, from6, sa3)
+      expect(t.countFor(from6.address)).to.equal(2)
+      expect(t.settle(sa1)).to.equal(true)
+      expect(t.mayHold(b, 0)).to.equal(true)
+      expect(t.settle(sa2)).to.equal(true)
+      expect(t.mayHold(a, 0)).to.equal(true)
+      expect(t.settle(sa3)).to.equal(true)
+      for (const s of [a, b, c]) expect(t.mayHold(s, 0)).to.equal(false)
+      expect(t.countFor(from6.address)).to.equal(0)
       expect(t.size).to.equal(0)
     })
   })

@@ -9,13 +9,15 @@ import { IDLE } from '../collision.js'
 import {
   IkeProtocolError,
   type DynamicFilter,
+  type EspDirection,
+  type EspSaParams,
   type FilterSelector,
   type IkeErrorKind,
   type KeyExchangeGroup,
   type Phase2Policy
 } from '@vipsec/interface'
 import { ERROR_NOTIFY_NAMES, NotifyType, PayloadType } from '../constants.js'
-import { deriveChildKeys } from '../crypto.js'
+import { deriveChildKeys, toHex, type ChildKeys } from '../crypto.js'
 import type { IkeContext } from '../context.js'
 import { childRecord, NO_LIFETIME, spiHex, type ChildSa, type IkeSa } from '../ike-sa.js'
 import {
@@ -62,14 +64,32 @@ export interface ChildOffer {
   payloads: Payload[]
 }
 
-/** Converts a config's selectors to the wire form. */
+/** The wire form of each Child SA config, made once (a responder needs it in every IKE_AUTH). */
+const requests = new WeakMap<IkeChildConfig, ChildRequest>()
+
+/**
+ * Converts a config's selectors to the wire form (once per config object: the result is
+ * shared and read only).
+ */
 export function childRequest(c: IkeChildConfig): ChildRequest {
-  return {
+  const cached = requests.get(c)
+  if (
+    cached !== undefined &&
+    cached.policy === c.policy &&
+    cached.mode === c.mode &&
+    cached.local.length === c.local.length &&
+    cached.remote.length === c.remote.length
+  ) {
+    return cached
+  }
+  const made = {
     policy: c.policy,
     mode: c.mode,
     local: c.local.map(toWireSelector),
     remote: c.remote.map(toWireSelector)
   }
+  requests.set(c, made)
+  return made
 }
 
 /**
@@ -266,7 +286,7 @@ export function answerChild(
 const prefixCache = new Map<string, string[]>()
 
 function rangeToPrefixes(start: Uint8Array, end: Uint8Array): string[] {
-  const key = `${Buffer.from(start).toString('hex')}-${Buffer.from(end).toString('hex')}`
+  const key = `${toHex(start)}-${toHex(end)}`
   const cached = prefixCache.get(key)
   if (cached !== undefined) return cached
   const prefixes = computePrefixes(start, end)
@@ -333,6 +353,12 @@ function filterKey(f: DynamicFilter): string {
  * comes back and what is left alone is pinned to its SPI again.
  */
 function syncFilters(ctx: IkeContext, sa: IkeSa, changed: ChildSa): void {
+  // alone in its IKE SA (the usual case): nothing shared, its filters go in as they are
+  if (sa.children.size === 0) return
+  if (sa.children.size === 1 && sa.children.get(changed.id) === changed) {
+    for (const f of changed.filters) ctx.engine.installFilter(f)
+    return
+  }
   const owners = new Map<string, number>()
   for (const c of sa.children.values()) {
     for (const f of c.filters) {
@@ -394,6 +420,14 @@ function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
   return concat(a, b)
 }
 
+/** The keys of a Child SA once the ESP engine has them (none kept). */
+const INSTALLED: ChildKeys = Object.freeze({
+  encrI: new Uint8Array(0),
+  integI: new Uint8Array(0),
+  encrR: new Uint8Array(0),
+  integR: new Uint8Array(0)
+})
+
 /**
  * Installs a Child SA's two ESP SAs (and, unless turned off, its protect filters) in the engine.
  *
@@ -414,49 +448,58 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
         remote: { address: sa.remote.address, port: sa.natT ? sa.remote.port : 4500 }
       }
     : undefined
-  const common = {
-    mode: child.mode,
-    algorithm,
-    ...(integrity === 'none' ? {} : { integrity }),
-    extendedSequenceNumbers: child.chosen.esn,
-    lifetime,
-    tunnel,
-    udpEncapsulation,
-    tag: child.id
+  // the two SAs' parameters written out (not spread from a common object: a handshake makes
+  // four of them)
+  const params = (direction: EspDirection, spi: number, keyMaterial: Uint8Array): EspSaParams => {
+    const p: EspSaParams = {
+      spi,
+      direction,
+      mode: child.mode,
+      algorithm,
+      keyMaterial,
+      extendedSequenceNumbers: child.chosen.esn,
+      lifetime,
+      tunnel,
+      udpEncapsulation,
+      tag: child.id
+    }
+    if (integrity !== 'none') p.integrity = integrity
+    return p
   }
-  ctx.engine.addSa({ ...common, spi: child.inboundSpi, direction: 'inbound', keyMaterial: inKey })
+  ctx.engine.addSa(params('inbound', child.inboundSpi, inKey))
   try {
-    ctx.engine.addSa({
-      ...common,
-      spi: child.outboundSpi,
-      direction: 'outbound',
-      keyMaterial: outKey
-    })
+    ctx.engine.addSa(params('outbound', child.outboundSpi, outKey))
   } catch (err) {
     ctx.engine.removeSa(child.inboundSpi, 'inbound')
     throw err
   }
+  // the engine holds the keys now: the Child SA does not keep a second copy for its lifetime
+  child.keys = INSTALLED
   if (!ctx.init.installFilters) return
-  let n = 0
-  const filter = (
-    direction: 'inbound' | 'outbound',
-    selector: FilterSelector,
-    spi: number
-  ): DynamicFilter => ({
-    id: `${child.id}/${direction === 'inbound' ? 'in' : 'out'}/${n++}`,
-    direction,
-    selector,
-    action: 'protect',
-    priority: ctx.init.filterPriority,
-    spi
-  })
   const filters: DynamicFilter[] = []
+  const priority = ctx.init.filterPriority
   for (const l of child.local) {
     for (const r of child.remote) {
-      for (const selector of selectorsFor(l, r))
-        filters.push(filter('outbound', selector, child.outboundSpi))
-      for (const selector of selectorsFor(r, l))
-        filters.push(filter('inbound', selector, child.inboundSpi))
+      for (const selector of selectorsFor(l, r)) {
+        filters.push({
+          id: `${child.id}/out/${filters.length}`,
+          direction: 'outbound',
+          selector,
+          action: 'protect',
+          priority,
+          spi: child.outboundSpi
+        })
+      }
+      for (const selector of selectorsFor(r, l)) {
+        filters.push({
+          id: `${child.id}/in/${filters.length}`,
+          direction: 'inbound',
+          selector,
+          action: 'protect',
+          priority,
+          spi: child.inboundSpi
+        })
+      }
     }
   }
   child.filters = filters

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { IkeProtocolError, type Endpoint, type KeyExchangeGroup } from '@vipsec/interface'
+import {
+  IkeProtocolError,
+  type Endpoint,
+  type IkeProposal,
+  type KeyExchangeGroup,
+  type Phase1Policy
+} from '@vipsec/interface'
 import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from '../constants.js'
 import {
   bytesEqual,
@@ -37,7 +43,7 @@ import {
   ikeProposals,
   offeredGroups
 } from '../proposals.js'
-import { ipToBytes } from '../selectors.js'
+import { readIpBytes } from '../selectors.js'
 import type { HalfOpenTable } from '../half-open.js'
 import { errorNotify } from './child.js'
 import { certificateRequest, SIGNATURE_HASHES, signatureHashes } from '../signature.js'
@@ -55,11 +61,11 @@ function natNotifies(
   return [
     notify(
       NotifyType.NAT_DETECTION_SOURCE_IP,
-      fakeSource ?? natHash(spiI, spiR, ipToBytes(source.address), source.port)
+      fakeSource ?? natHash(spiI, spiR, readIpBytes(source.address), source.port)
     ),
     notify(
       NotifyType.NAT_DETECTION_DESTINATION_IP,
-      natHash(spiI, spiR, ipToBytes(destination.address), destination.port)
+      natHash(spiI, spiR, readIpBytes(destination.address), destination.port)
     )
   ]
 }
@@ -80,8 +86,8 @@ function natState(
   if (sources.length === 0 || dest === undefined) {
     return { supported: false, localBehindNat: false, remoteBehindNat: false }
   }
-  const peerHash = natHash(spiI, spiR, ipToBytes(peer.address), peer.port)
-  const localHash = natHash(spiI, spiR, ipToBytes(local.address), local.port)
+  const peerHash = natHash(spiI, spiR, readIpBytes(peer.address), peer.port)
+  const localHash = natHash(spiI, spiR, readIpBytes(local.address), local.port)
   return {
     supported: true,
     remoteBehindNat: !sources.some((s) => bytesEqual(s.data, peerHash)),
@@ -172,7 +178,8 @@ export async function initiateIkeSaInit(
     if (spiR.every((b) => b === 0)) throw new IkeProtocolError('INVALID_SYNTAX', 'zero SPIr')
     sa.spiR = spiR.slice()
     sa.chosen = chosen
-    sa.nr = nonce.data
+    // a copy: the SA keeps the nonce, not the whole response it came in
+    sa.nr = nonce.data.slice()
     sa.ourInit = request
     sa.peerInit = message.raw
     sa.keys = deriveIkeKeys({
@@ -282,14 +289,18 @@ export function respondIkeSaInit(
     ctx.drop('half-open-limit')
     return
   }
-  const policies = ctx.init.peers.map((p) => p.phase1)
-  const allProposals = policies.flatMap((p) => p.proposals)
+  const { policies, allProposals } = phase1Policies(ctx.init.peers)
   const keGroup = groupByNumber(keP.group)
   // prefer a proposal that fits the initiator's KE group; otherwise ask for another group
-  const fitting = saP.proposals.map((p) => ({
-    ...p,
-    transforms: p.transforms.filter((t) => t.type !== 4 || t.id === keP.group)
-  }))
+  // (the proposals as they are when every KE transform in them is that group: the usual case)
+  const fitting = saP.proposals.every((p) =>
+    p.transforms.every((t) => t.type !== 4 || t.id === keP.group)
+  )
+    ? saP.proposals
+    : saP.proposals.map((p) => ({
+        ...p,
+        transforms: p.transforms.filter((t) => t.type !== 4 || t.id === keP.group)
+      }))
   let chosen = keGroup === undefined ? undefined : chooseIke(fitting, allProposals)
   if (chosen === undefined) {
     const other = chooseIke(saP.proposals, allProposals)
@@ -306,8 +317,11 @@ export function respondIkeSaInit(
     })
     return
   }
+  // the first peer's policy that allows the choice (with one peer: that peer's, whatever it is)
   const policy =
-    policies.find((p) => chooseIke([ikeChoiceProposal(chosen!)], p.proposals) !== undefined) ??
+    (policies.length === 1
+      ? undefined
+      : policies.find((p) => chooseIke([ikeChoiceProposal(chosen!)], p.proposals) !== undefined)) ??
     policies[0]
   const sa = new IkeSa(ctx, {
     initiator: false,
@@ -329,7 +343,8 @@ export function respondIkeSaInit(
   }
   chosen = { ...chosen }
   sa.chosen = chosen
-  sa.ni = nonce.data
+  // a copy: the SA keeps the nonce, not the whole request it came in
+  sa.ni = nonce.data.slice()
   sa.nr = ctx.random.randomBytes(ctx.init.nonceLength)
   sa.peerInit = message.raw
   sa.keys = deriveIkeKeys({
@@ -375,10 +390,38 @@ export function respondIkeSaInit(
   sa.lastReceived = ctx.clock.monotonic()
   state.add(h.spiI, from, sa)
   ctx.register(sa)
-  sa.timers.push(
-    ctx.clock.setTimeout(() => {
-      if (state.settle(sa) && sa.state !== 'established') ctx.destroy(sa, 'expired')
-    }, ctx.init.halfOpenTimeoutMs)
-  )
+  expireHalfOpen(ctx, state, sa)
   ctx.send(sa, response)
+}
+
+/** The phase 1 policies of a service's peers, and all their proposals, by peer list. */
+const policiesOf = new WeakMap<
+  IkeContext['init']['peers'],
+  { policies: Phase1Policy[]; allProposals: IkeProposal[] }
+>()
+
+/** The phase 1 policies of the peers a responder answers, made once per peer list. */
+function phase1Policies(peers: IkeContext['init']['peers']): {
+  policies: Phase1Policy[]
+  allProposals: IkeProposal[]
+} {
+  let got = policiesOf.get(peers)
+  if (got === undefined || got.policies.length !== peers.length) {
+    const policies = peers.map((p) => p.phase1)
+    got = { policies, allProposals: policies.flatMap((p) => p.proposals) }
+    policiesOf.set(peers, got)
+  }
+  return got
+}
+
+/**
+ * Arms the timer that destroys a half-open SA its initiator did not authenticate in time (in a
+ * function of its own: the timer holds these three, not the request's scope). The service clears
+ * it when the SA settles.
+ */
+function expireHalfOpen(ctx: IkeContext, state: HalfOpenTable, sa: IkeSa): void {
+  sa.halfOpenTimer = ctx.clock.setTimeout(() => {
+    sa.halfOpenTimer = undefined
+    if (state.settle(sa) && sa.state !== 'established') ctx.destroy(sa, 'expired')
+  }, ctx.init.halfOpenTimeoutMs)
 }
