@@ -18,8 +18,10 @@
  *   outbound SA cannot be installed with keying material another outbound SA of the engine uses or
  *   used, unless it continues above the highest sequence number used with it. **AES-CBC IVs are
  *   unpredictable** (RFC 3602 section 2.1): the sequence number encrypted with AES-128 under a
- *   key drawn once per outbound SA (from the optional `random` component), 256 at a time, so they
- *   never repeat either and cost no randomness per packet.
+ *   key drawn once per outbound SA (from the optional `random` component), 256 at a time, then
+ *   once more under the SA's own key by the AES-CBC cipher the SA keeps, so they never repeat
+ *   either and cost no randomness per packet. AES-CBC SAs keep one cipher per direction (the
+ *   HMAC's padded key blocks too), so a CBC packet costs no cipher set-up.
  * - **ESP-in-UDP** (RFC 3948): `unprotectUdp` tells IKE (behind the four-zero-byte non-ESP marker)
  *   from ESP and ignores NAT keep-alives (0xFF); `encapsulateUdp` (in `@vipsec/wire`) frames
  *   outbound packets.

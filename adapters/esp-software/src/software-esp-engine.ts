@@ -146,7 +146,8 @@ const LIFETIME_FIELDS = [
  * lifetimes by time, bytes, packets and sequence numbers.
  *
  * Nonce reuse is made impossible: each packet's IV is its SA's sequence number (AES-CBC: the
- * sequence number encrypted under a local random key, so unpredictable), an SA is removed
+ * sequence number encrypted under a local random key and then the SA's key, so unpredictable),
+ * an SA is removed
  * rather than wrapped, and an outbound SA cannot be installed with keying material that another
  * outbound SA of this engine uses or used, unless it continues above the highest sequence number
  * used with it.
