@@ -455,7 +455,7 @@ export function sealRaw(
   const length = espPacketLength(payload.length, key)
   const out = allocPacket(length)
   try {
-    if (out.buffer === slab) {
+    if (length <= SLAB_MAX_PACKET) {
       sealInto(slabBytes, out.byteOffset, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
     } else {
       sealInto(out, 0, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
@@ -497,15 +497,31 @@ export function sealInto(
   out[at + 5] = low >>> 16
   out[at + 6] = low >>> 8
   out[at + 7] = low
+  const scratch = key.scratch
+  const textLength = payload.length + padLength + 2
+  if (key.transform === 'aead' && !gmac) {
+    // the plaintext is staged in this thread's buffer, through a view kept for its length: the
+    // packet's own bytes are written once, with ciphertext, and no view is made per packet
+    const text = stagedText(payload, padLength, nextHeader, textLength)
+    let p = start + textLength
+    writeAeadIv(out, at, iv, scratch.nonce)
+    const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
+    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
+    cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
+    out.set(cipher.update(text), start)
+    cipher.final()
+    out.set(cipher.getAuthTag(), p)
+    p += ESP_ICV_LENGTH
+    return p - at
+  }
   // a worker's batch buffer already holds the payload in place
-  if (payload.buffer !== out.buffer || payload.byteOffset !== out.byteOffset + start) {
+  if (payload.byteOffset !== out.byteOffset + start || payload.buffer !== out.buffer) {
     out.set(payload, start)
   }
   let p = start + payload.length
   for (let i = 1; i <= padLength; i++) out[p++] = i
   out[p++] = padLength
   out[p++] = nextHeader
-  const scratch = key.scratch
   if (key.transform === 'cbc') {
     if (iv === undefined) {
       // The kept cipher continues from the last ciphertext block C it made (zero at first). Fed
@@ -551,24 +567,58 @@ export function sealInto(
     for (let i = 0; i < icvLength; i++) out[p + i] = digest[i]
     return p + icvLength - at
   }
+  writeAeadIv(out, at, iv, scratch.nonce)
+  const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
+  // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
+  cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
+  cipher.final()
+  out.set(cipher.getAuthTag(), p)
+  return p + ESP_ICV_LENGTH - at
+}
+
+/** Checks an 8-byte explicit IV and writes it into the packet at `at` + 8 and into the nonce. */
+function writeAeadIv(out: Uint8Array, at: number, iv: Uint8Array | undefined, nonce: Buffer): void {
   if (iv === undefined || iv.length !== ESP_IV_LENGTH) {
     throw new InvalidParametersError('iv', `must be ${ESP_IV_LENGTH} bytes`)
   }
-  out.set(iv, at + 8)
-  scratch.nonce.set(iv, 4)
-  const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
-  if (gmac) {
-    // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
-    cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
-    cipher.final()
-  } else {
-    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
-    cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
-    out.set(cipher.update(out.subarray(start, p)), start)
-    cipher.final()
+  // byte by byte: cheaper than TypedArray.prototype.set for 8 bytes
+  for (let i = 0; i < ESP_IV_LENGTH; i++) {
+    const b = iv[i]
+    out[at + 8 + i] = b
+    nonce[4 + i] = b
   }
-  out.set(cipher.getAuthTag(), p)
-  return p + ESP_ICV_LENGTH - at
+}
+
+/** Plaintexts up to this length get a staging view kept for their length. */
+const STAGE_KEPT_VIEWS = 2048
+/** This thread's staging buffer for plaintext before encryption; it grows to the largest packet. */
+let stage = new Uint8Array(STAGE_KEPT_VIEWS)
+let stageViews: (Uint8Array | undefined)[] = []
+
+/** The payload, padding and trailer in the staging buffer, as a view of exactly `length` bytes. */
+function stagedText(
+  payload: Uint8Array,
+  padLength: number,
+  nextHeader: number,
+  length: number
+): Uint8Array {
+  if (length > stage.length) {
+    stage = new Uint8Array(length)
+    stageViews = []
+  }
+  const text = stage
+  text.set(payload, 0)
+  let p = payload.length
+  for (let i = 1; i <= padLength; i++) text[p++] = i
+  text[p++] = padLength
+  text[p] = nextHeader
+  if (length > STAGE_KEPT_VIEWS) return text.subarray(0, length)
+  let view = stageViews[length]
+  if (view === undefined) {
+    view = text.subarray(0, length)
+    stageViews[length] = view
+  }
+  return view
 }
 
 /**
