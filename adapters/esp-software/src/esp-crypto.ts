@@ -502,7 +502,7 @@ export function sealInto(
   if (key.transform === 'aead' && !gmac) {
     // the plaintext is staged in this thread's buffer, through a view kept for its length: the
     // packet's own bytes are written once, with ciphertext, and no view is made per packet
-    const text = stagedText(payload, padLength, nextHeader, textLength)
+    const text = stagedText(payload, padLength, nextHeader, textLength, 0)
     let p = start + textLength
     writeAeadIv(out, at, iv, scratch.nonce)
     const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
@@ -514,6 +514,35 @@ export function sealInto(
     p += ESP_ICV_LENGTH
     return p - at
   }
+  if (key.transform === 'cbc' && iv === undefined) {
+    // The kept cipher continues from the last ciphertext block C it made (zero at first). Fed
+    // G xor C, for the generated block G, and then the plaintext, it gives E(G), which becomes
+    // the IV, and then the CBC encryption of the plaintext under that IV. The IV is
+    // unpredictable because G is (RFC 3602 section 2.1), distinct for each sequence number as
+    // both are permutations, and no cipher is set up per packet. The input is staged like an
+    // AEAD plaintext, behind that first block.
+    const length = ESP_CBC_IV_LENGTH + textLength
+    const input = stagedText(payload, padLength, nextHeader, length, ESP_CBC_IV_LENGTH)
+    cbcIv(key, high, low, input, 0)
+    const chain = key.chain as NonNullable<EspKey['chain']>
+    const last = chain.last
+    if (chain.encrypt === undefined) {
+      chain.encrypt = createCipheriv(key.cipher, key.key, ZERO_BLOCK).setAutoPadding(false)
+      last.fill(0)
+    }
+    // G xor C: the cipher's own chaining cancels, so the IV is E(G) whatever the cipher sealed
+    // before (in this thread or another)
+    for (let i = 0; i < 16; i++) input[i] ^= last[i]
+    const text = chain.encrypt.update(input)
+    if (text.length !== length) {
+      // cannot happen with whole blocks; never let a cipher with a partial block in it go on
+      chain.encrypt = undefined
+      throw new InvalidParametersError('payload', 'AES-CBC lost its block alignment')
+    }
+    out.set(text, at + 8)
+    for (let i = 0; i < 16; i++) last[i] = text[length - 16 + i]
+    return cbcIcv(out, at, start + textLength, key, esn, high)
+  }
   // a worker's batch buffer already holds the payload in place
   if (payload.byteOffset !== out.byteOffset + start || payload.buffer !== out.buffer) {
     out.set(payload, start)
@@ -523,49 +552,17 @@ export function sealInto(
   out[p++] = padLength
   out[p++] = nextHeader
   if (key.transform === 'cbc') {
-    if (iv === undefined) {
-      // The kept cipher continues from the last ciphertext block C it made (zero at first). Fed
-      // G xor C, for the generated block G, and then the plaintext, it gives E(G), which becomes
-      // the IV, and then the CBC encryption of the plaintext under that IV. The IV is
-      // unpredictable because G is (RFC 3602 section 2.1), distinct for each sequence number as
-      // both are permutations, and no cipher is set up per packet.
-      cbcIv(key, high, low, out, at + 8)
-      const chain = key.chain as NonNullable<EspKey['chain']>
-      const last = chain.last
-      if (chain.encrypt === undefined) {
-        chain.encrypt = createCipheriv(key.cipher, key.key, ZERO_BLOCK).setAutoPadding(false)
-        last.fill(0)
-      }
-      // G xor C: the cipher's own chaining cancels, so the IV is E(G) whatever the cipher sealed
-      // before (in this thread or another)
-      for (let i = 0; i < 16; i++) out[at + 8 + i] ^= last[i]
-      const text = chain.encrypt.update(out.subarray(at + 8, p))
-      const length = p - at - 8
-      if (text.length !== length) {
-        // cannot happen with whole blocks; never let a cipher with a partial block in it go on
-        chain.encrypt = undefined
-        throw new InvalidParametersError('payload', 'AES-CBC lost its block alignment')
-      }
-      out.set(text, at + 8)
-      for (let i = 0; i < 16; i++) last[i] = text[length - 16 + i]
-    } else {
-      if (iv.length !== ESP_CBC_IV_LENGTH) {
-        throw new InvalidParametersError('iv', `must be ${ESP_CBC_IV_LENGTH} bytes for AES-CBC`)
-      }
-      out.set(iv, at + 8)
-      const cipher = createCipheriv(key.cipher, key.key, iv)
-      cipher.setAutoPadding(false)
-      out.set(cipher.update(out.subarray(start, p)), start)
-      cipher.final()
+    // an explicit IV (known-answer tests): a cipher of its own
+    const explicit = iv as Uint8Array
+    if (explicit.length !== ESP_CBC_IV_LENGTH) {
+      throw new InvalidParametersError('iv', `must be ${ESP_CBC_IV_LENGTH} bytes for AES-CBC`)
     }
-    // RFC 4303 section 2.2.1: the ICV covers SPI to the end of the ciphertext, then (ESN) the high half
-    const integrity = key.integrity as NonNullable<EspKey['integrity']>
-    const hmac = integrity.inner.copy().update(out.subarray(at, p))
-    if (esn) hmac.update(highHalf(scratch.high, high))
-    const digest = hmacDigest(integrity, hmac)
-    const icvLength = key.icvLength
-    for (let i = 0; i < icvLength; i++) out[p + i] = digest[i]
-    return p + icvLength - at
+    out.set(explicit, at + 8)
+    const cipher = createCipheriv(key.cipher, key.key, explicit)
+    cipher.setAutoPadding(false)
+    out.set(cipher.update(out.subarray(start, p)), start)
+    cipher.final()
+    return cbcIcv(out, at, p, key, esn, high)
   }
   writeAeadIv(out, at, iv, scratch.nonce)
   const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
@@ -574,6 +571,28 @@ export function sealInto(
   cipher.final()
   out.set(cipher.getAuthTag(), p)
   return p + ESP_ICV_LENGTH - at
+}
+
+/**
+ * Writes the ICV of an AES-CBC packet (SPI at `at`, ciphertext ending at `p`) after it; returns
+ * the packet's length. RFC 4303 section 2.2.1: the ICV covers SPI to the end of the ciphertext,
+ * then (ESN) the high half.
+ */
+function cbcIcv(
+  out: Uint8Array,
+  at: number,
+  p: number,
+  key: EspKey,
+  esn: boolean,
+  high: number
+): number {
+  const integrity = key.integrity as NonNullable<EspKey['integrity']>
+  const hmac = integrity.inner.copy().update(out.subarray(at, p))
+  if (esn) hmac.update(highHalf(key.scratch.high, high))
+  const digest = hmacDigest(integrity, hmac)
+  const icvLength = key.icvLength
+  for (let i = 0; i < icvLength; i++) out[p + i] = digest[i]
+  return p + icvLength - at
 }
 
 /** Checks an 8-byte explicit IV and writes it into the packet at `at` + 8 and into the nonce. */
@@ -595,20 +614,24 @@ const STAGE_KEPT_VIEWS = 2048
 let stage = new Uint8Array(STAGE_KEPT_VIEWS)
 let stageViews: (Uint8Array | undefined)[] = []
 
-/** The payload, padding and trailer in the staging buffer, as a view of exactly `length` bytes. */
+/**
+ * The payload, padding and trailer in the staging buffer from `lead`, as a view of exactly
+ * `length` bytes from its start (the first `lead` bytes are the caller's to fill).
+ */
 function stagedText(
   payload: Uint8Array,
   padLength: number,
   nextHeader: number,
-  length: number
+  length: number,
+  lead: number
 ): Uint8Array {
   if (length > stage.length) {
     stage = new Uint8Array(length)
     stageViews = []
   }
   const text = stage
-  text.set(payload, 0)
-  let p = payload.length
+  text.set(payload, lead)
+  let p = lead + payload.length
   for (let i = 1; i <= padLength; i++) text[p++] = i
   text[p++] = padLength
   text[p] = nextHeader
