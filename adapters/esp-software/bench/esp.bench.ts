@@ -4,7 +4,8 @@
  * its bare node:crypto ceiling on the same sizes, measured interleaved in the same run (for
  * encapsulation in alternating chunks of 32 packets, so both see the same load and GCs):
  * AES-256-GCM and ChaCha20-Poly1305 against one createCipheriv/createDecipheriv per packet,
- * AES-CBC with an HMAC against one createCipheriv plus one createHmac per packet. Then what an
+ * AES-CBC with an HMAC against one createCipheriv plus one createHmac per packet (and, for
+ * information, against a cipher kept across packets, as the engine keeps one). Then what an
  * AES-CBC IV costs (crypto.randomBytes per packet, a pool of random bytes, the counter encrypted
  * under a local key), and the worker-thread mode (protectBatch/unprotectBatch, AES-256-GCM) with
  * 1 and 2 workers. Prints tables and one JSON line. Run: npm run bench:esp (ESP_BENCH_ROUNDS,
@@ -72,6 +73,11 @@ interface Suite {
   makeBareDecrypt(plaintext: Uint8Array): () => void
   /** The ESP plaintext's padding block. */
   block: number
+  /**
+   * AES-CBC, for information beside the ceiling: one packet's worth with a cipher kept across
+   * packets (made by the returned closure's maker, once), as the engine does, plus a createHmac.
+   */
+  makeBareKept?(plaintext: Uint8Array): () => void
 }
 
 const key = Buffer.alloc(32, 7)
@@ -154,6 +160,17 @@ function cbcSuite(
         const decipher = createDecipheriv('aes-256-cbc', key, cbcIv).setAutoPadding(false)
         decipher.update(ciphertext)
         decipher.final()
+      }
+    },
+    makeBareKept(plaintext) {
+      // the IV block and the plaintext through one kept cipher, as the engine feeds its own
+      const kept = createCipheriv('aes-256-cbc', key, cbcIv).setAutoPadding(false)
+      const input = new Uint8Array(16 + plaintext.length)
+      input.set(cbcIv, 0)
+      input.set(plaintext, 16)
+      return () => {
+        const ivAndCiphertext = kept.update(input)
+        createHmac(hash, hmacKey).update(header).update(ivAndCiphertext).digest()
       }
     }
   }
@@ -385,6 +402,9 @@ interface Row {
   /** Process CPU time per packet, in microseconds. */
   encapsulateCpuUs: number
   decapsulateCpuUs: number
+  /** AES-CBC: packets/s with a kept cipher (see Suite.makeBareKept) and the engine's ratio to it. */
+  bareKeptEncrypt?: number
+  encapsulateVsKeptRatio?: number
 }
 
 /** Times the decapsulation of about one slice's worth of fresh packets; returns packets/s. */
@@ -426,8 +446,11 @@ async function singleCore(suite: Suite): Promise<Row[]> {
       encCpuRatio: [] as number[],
       decCpuRatio: [] as number[],
       encCpuUs: [] as number[],
-      decCpuUs: [] as number[]
+      decCpuUs: [] as number[],
+      bareKept: [] as number[],
+      keptRatio: [] as number[]
     }
+    const bareKept = suite.makeBareKept?.(plaintext)
     const encap = (): void => {
       if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
     }
@@ -438,6 +461,11 @@ async function singleCore(suite: Suite): Promise<Row[]> {
       s.bareEncrypt.push(bare)
       s.encapsulate.push(mine)
       s.encRatio.push(mine / bare)
+      if (bareKept !== undefined) {
+        const kept = paired(bareKept, encap)
+        s.bareKept.push(kept.a)
+        s.keptRatio.push(kept.b / kept.a)
+      }
       let bareDec: number
       let dec: number
       let bareDecCpu: number
@@ -472,7 +500,10 @@ async function singleCore(suite: Suite): Promise<Row[]> {
       encapsulateCpuRatio: median(s.encCpuRatio),
       decapsulateCpuRatio: median(s.decCpuRatio),
       encapsulateCpuUs: median(s.encCpuUs),
-      decapsulateCpuUs: median(s.decCpuUs)
+      decapsulateCpuUs: median(s.decCpuUs),
+      ...(bareKept !== undefined
+        ? { bareKeptEncrypt: median(s.bareKept), encapsulateVsKeptRatio: median(s.keptRatio) }
+        : {})
     })
   }
   return rows
@@ -783,6 +814,22 @@ if (single.length > 0) {
       `encapsulation rounds interleave bare and engine in chunks of ${CHUNK} packets;\n` +
       'bare: createCipheriv (+ createHmac for AES-CBC) per packet on the padded ESP plaintext'
   )
+  const kept = single.filter((r) => r.bareKeptEncrypt !== undefined)
+  if (kept.length > 0) {
+    console.log(
+      '\nAES-CBC beside a kept cipher (for information: the engine keeps one CBC cipher per SA)'
+    )
+    console.log('transform                         size  kept-enc  ratio')
+    for (const r of kept) {
+      console.log(
+        `${r.suite.padEnd(32)}  ${String(r.size).padStart(4)}  ${k(r.bareKeptEncrypt as number).padStart(8)}  ${(r.encapsulateVsKeptRatio as number).toFixed(2).padStart(5)}`
+      )
+    }
+    console.log(
+      'kept-enc: one kept createCipheriv for all packets (IV block and plaintext in one update)\n' +
+        'plus a createHmac per packet, paired with the engine in separate slices of each round'
+    )
+  }
 }
 const iv = ONLY === 'workers' ? undefined : ivCost()
 if (iv !== undefined) {

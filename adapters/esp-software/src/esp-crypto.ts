@@ -7,6 +7,8 @@ import {
   randomBytes,
   timingSafeEqual,
   type Cipher,
+  type Decipher,
+  type Hash,
   type KeyObject
 } from 'node:crypto'
 import {
@@ -78,24 +80,55 @@ export interface EspKey extends EspShape {
     readonly hash: string
     /** The HMAC key. */
     readonly key: KeyObject
+    /**
+     * The hash after the key XOR ipad block and after the key XOR opad block (RFC 2104), made
+     * once per key: each packet's HMAC copies them instead of processing the key again.
+     *
+     * @internal
+     */
+    readonly inner: Hash
+    /** @internal see `inner` */
+    readonly outer: Hash
   }
   /**
-   * AES-CBC, sealing side: the IV generator, AES-128-ECB under a local key that never leaves this
-   * process; the IV of sequence number n is its encryption of the block (n as 64 bits, 64 zero
-   * bits), distinct for every n and unpredictable without the key (RFC 3602 section 2.1, NIST SP
-   * 800-38A appendix C). IVs are made {@link CBC_IV_BATCH} sequence numbers at a time.
+   * AES-CBC, sealing side: the generator of the IVs, AES-128-ECB under a local key that never
+   * leaves this process, over the block (n as 64 bits, 64 zero bits) of sequence number n:
+   * distinct for every n and unpredictable without the key (NIST SP 800-38A appendix C). Blocks
+   * are made {@link CBC_IV_BATCH} sequence numbers at a time. The IV of sequence number n is that
+   * block encrypted once more, under the SA's AES key, by its kept cipher (`chain`), see
+   * {@link sealInto}: E_K(E_L(n)).
    *
    * @internal
    */
   readonly ivs?: CbcIvs
   /**
+   * AES-CBC: ciphers kept for the life of the key, so that a packet costs no cipher set-up, each
+   * made by the first packet that needs it: the encrypting one (sealing side, with `ivs`) with a
+   * copy of the last ciphertext block it made (`last`), and the decrypting one. Both only ever
+   * see whole blocks and are never finalised.
+   *
+   * @internal
+   */
+  readonly chain?: {
+    encrypt: Cipher | undefined
+    last: Buffer
+    decrypt: Decipher | undefined
+  }
+  /**
    * Scratch space for the nonce (salt, then IV), the AAD (`aad8` is the first 8 bytes of `aad`),
-   * the ESN high half and the AES-CBC IV, reused by every call on this key in its thread
+   * the ESN high half, the AES-CBC IV and the ICV of a packet being opened, reused by every call on this key in its thread
    * (node:crypto copies them before returning).
    *
    * @internal
    */
-  readonly scratch: { nonce: Buffer; aad: Buffer; aad8: Buffer; high: Buffer; iv: Buffer }
+  readonly scratch: {
+    nonce: Buffer
+    aad: Buffer
+    aad8: Buffer
+    high: Buffer
+    iv: Buffer
+    tag: Buffer
+  }
 }
 
 /** AES-CBC IVs are encrypted this many sequence numbers at a time (one ECB update). */
@@ -112,6 +145,29 @@ interface CbcIvs {
 }
 
 const AEAD_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
+/** The first chaining value of a kept AES-CBC cipher (any value would do: see {@link sealInto}). */
+const ZERO_BLOCK = Buffer.alloc(16)
+
+/**
+ * The hash states after the padded key XOR ipad and XOR opad blocks (RFC 2104 section 2); a key
+ * longer than the hash's block is hashed first, as HMAC prescribes.
+ */
+function hmacStates(spec: EspIntegritySpec, key: Uint8Array): { inner: Hash; outer: Hash } {
+  const blockLength = spec.hash === 'sha384' || spec.hash === 'sha512' ? 128 : 64
+  const block = Buffer.alloc(blockLength)
+  block.set(key.length > blockLength ? createHash(spec.hash).update(key).digest() : key)
+  for (let i = 0; i < blockLength; i++) block[i] ^= 0x36
+  const inner = createHash(spec.hash).update(block)
+  for (let i = 0; i < blockLength; i++) block[i] ^= 0x36 ^ 0x5c
+  const outer = createHash(spec.hash).update(block)
+  block.fill(0)
+  return { inner, outer }
+}
+
+/** The HMAC of the key's integrity transform over what `inner` (a copy of its inner state) took. */
+function hmacDigest(integrity: NonNullable<EspKey['integrity']>, inner: Hash): Buffer {
+  return integrity.outer.copy().update(inner.digest()).digest()
+}
 
 function aesBits(length: number): 128 | 192 | 256 | undefined {
   return length === 16 ? 128 : length === 24 ? 192 : length === 32 ? 256 : undefined
@@ -119,11 +175,18 @@ function aesBits(length: number): 128 | 192 | 256 | undefined {
 
 function makeScratch(salt: Uint8Array): EspKey['scratch'] {
   // one array for all of them: an SA's scratch is one allocation, not four
-  const all = Buffer.alloc(12 + 12 + 4 + 16)
+  const all = Buffer.alloc(12 + 12 + 4 + 16 + 16)
   const nonce = all.subarray(0, 12)
   nonce.set(salt, 0)
   const aad = all.subarray(12, 24)
-  return { nonce, aad, aad8: aad.subarray(0, 8), high: all.subarray(24, 28), iv: all.subarray(28) }
+  return {
+    nonce,
+    aad,
+    aad8: aad.subarray(0, 8),
+    high: all.subarray(24, 28),
+    iv: all.subarray(28, 44),
+    tag: all.subarray(44)
+  }
 }
 
 /**
@@ -166,6 +229,8 @@ export function espTransformKey(
           `(${16 + spec.keyLength}, ${24 + spec.keyLength} or ${32 + spec.keyLength} bytes), not ${keyMaterial.length}`
       )
     }
+    const aesKey = createSecretKey(keyMaterial.subarray(0, keyLength))
+    const cipherName = `aes-${bits}-cbc`
     let ivs: CbcIvs | undefined
     if (ivKey !== undefined) {
       if (!(ivKey instanceof Uint8Array) || ivKey.length !== ESP_CBC_IV_KEY_LENGTH) {
@@ -182,13 +247,15 @@ export function espTransformKey(
         count: 0
       }
     }
+    const hmacKey = keyMaterial.subarray(keyLength)
     return {
       transform: 'cbc',
-      cipher: `aes-${bits}-cbc`,
-      key: createSecretKey(keyMaterial.subarray(0, keyLength)),
+      cipher: cipherName,
+      key: aesKey,
       salt: new Uint8Array(0),
-      integrity: { hash: spec.hash, key: createSecretKey(keyMaterial.subarray(keyLength)) },
+      integrity: { hash: spec.hash, key: createSecretKey(hmacKey), ...hmacStates(spec, hmacKey) },
       ...(ivs !== undefined ? { ivs } : {}),
+      chain: { encrypt: undefined, last: Buffer.alloc(16), decrypt: undefined },
       ivLength: ESP_CBC_IV_LENGTH,
       icvLength: spec.icvLength,
       blockSize: 16,
@@ -388,7 +455,7 @@ export function sealRaw(
   const length = espPacketLength(payload.length, key)
   const out = allocPacket(length)
   try {
-    if (out.buffer === slab) {
+    if (length <= SLAB_MAX_PACKET) {
       sealInto(slabBytes, out.byteOffset, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
     } else {
       sealInto(out, 0, gmac, key, spi, high, low, esn, iv, payload, nextHeader)
@@ -430,17 +497,63 @@ export function sealInto(
   out[at + 5] = low >>> 16
   out[at + 6] = low >>> 8
   out[at + 7] = low
+  const scratch = key.scratch
+  const textLength = payload.length + padLength + 2
+  if (key.transform === 'aead' && !gmac) {
+    // the plaintext is staged in this thread's buffer, through a view kept for its length: the
+    // packet's own bytes are written once, with ciphertext, and no view is made per packet
+    const text = stagedText(payload, padLength, nextHeader, textLength, 0)
+    let p = start + textLength
+    writeAeadIv(out, at, iv, scratch.nonce)
+    const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
+    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
+    cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
+    out.set(cipher.update(text), start)
+    cipher.final()
+    out.set(cipher.getAuthTag(), p)
+    p += ESP_ICV_LENGTH
+    return p - at
+  }
+  if (key.transform === 'cbc' && iv === undefined) {
+    // The kept cipher continues from the last ciphertext block C it made (zero at first). Fed
+    // G xor C, for the generated block G, and then the plaintext, it gives E(G), which becomes
+    // the IV, and then the CBC encryption of the plaintext under that IV. The IV is
+    // unpredictable because G is (RFC 3602 section 2.1), distinct for each sequence number as
+    // both are permutations, and no cipher is set up per packet. The input is staged like an
+    // AEAD plaintext, behind that first block.
+    const length = ESP_CBC_IV_LENGTH + textLength
+    const input = stagedText(payload, padLength, nextHeader, length, ESP_CBC_IV_LENGTH)
+    cbcIv(key, high, low, input, 0)
+    const chain = key.chain as NonNullable<EspKey['chain']>
+    const last = chain.last
+    if (chain.encrypt === undefined) {
+      chain.encrypt = createCipheriv(key.cipher, key.key, ZERO_BLOCK).setAutoPadding(false)
+      last.fill(0)
+    }
+    // G xor C: the cipher's own chaining cancels, so the IV is E(G) whatever the cipher sealed
+    // before (in this thread or another)
+    for (let i = 0; i < 16; i++) input[i] ^= last[i]
+    const text = chain.encrypt.update(input)
+    if (text.length !== length) {
+      // cannot happen with whole blocks; never let a cipher with a partial block in it go on
+      chain.encrypt = undefined
+      throw new InvalidParametersError('payload', 'AES-CBC lost its block alignment')
+    }
+    out.set(text, at + 8)
+    for (let i = 0; i < 16; i++) last[i] = text[length - 16 + i]
+    return cbcIcv(out, at, start + textLength, key, esn, high)
+  }
   // a worker's batch buffer already holds the payload in place
-  if (payload.buffer !== out.buffer || payload.byteOffset !== out.byteOffset + start) {
+  if (payload.byteOffset !== out.byteOffset + start || payload.buffer !== out.buffer) {
     out.set(payload, start)
   }
   let p = start + payload.length
   for (let i = 1; i <= padLength; i++) out[p++] = i
   out[p++] = padLength
   out[p++] = nextHeader
-  const scratch = key.scratch
   if (key.transform === 'cbc') {
-    const explicit = iv ?? cbcIv(key, high, low)
+    // an explicit IV (known-answer tests): a cipher of its own
+    const explicit = iv as Uint8Array
     if (explicit.length !== ESP_CBC_IV_LENGTH) {
       throw new InvalidParametersError('iv', `must be ${ESP_CBC_IV_LENGTH} bytes for AES-CBC`)
     }
@@ -449,33 +562,86 @@ export function sealInto(
     cipher.setAutoPadding(false)
     out.set(cipher.update(out.subarray(start, p)), start)
     cipher.final()
-    // RFC 4303 section 2.2.1: the ICV covers SPI to the end of the ciphertext, then (ESN) the high half
-    const integrity = key.integrity as NonNullable<EspKey['integrity']>
-    const hmac = createHmac(integrity.hash, integrity.key).update(out.subarray(at, p))
-    if (esn) hmac.update(highHalf(scratch.high, high))
-    const digest = hmac.digest()
-    const icvLength = key.icvLength
-    for (let i = 0; i < icvLength; i++) out[p + i] = digest[i]
-    return p + icvLength - at
+    return cbcIcv(out, at, p, key, esn, high)
   }
+  writeAeadIv(out, at, iv, scratch.nonce)
+  const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
+  // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
+  cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
+  cipher.final()
+  out.set(cipher.getAuthTag(), p)
+  return p + ESP_ICV_LENGTH - at
+}
+
+/**
+ * Writes the ICV of an AES-CBC packet (SPI at `at`, ciphertext ending at `p`) after it; returns
+ * the packet's length. RFC 4303 section 2.2.1: the ICV covers SPI to the end of the ciphertext,
+ * then (ESN) the high half.
+ */
+function cbcIcv(
+  out: Uint8Array,
+  at: number,
+  p: number,
+  key: EspKey,
+  esn: boolean,
+  high: number
+): number {
+  const integrity = key.integrity as NonNullable<EspKey['integrity']>
+  const hmac = integrity.inner.copy().update(out.subarray(at, p))
+  if (esn) hmac.update(highHalf(key.scratch.high, high))
+  const digest = hmacDigest(integrity, hmac)
+  const icvLength = key.icvLength
+  for (let i = 0; i < icvLength; i++) out[p + i] = digest[i]
+  return p + icvLength - at
+}
+
+/** Checks an 8-byte explicit IV and writes it into the packet at `at` + 8 and into the nonce. */
+function writeAeadIv(out: Uint8Array, at: number, iv: Uint8Array | undefined, nonce: Buffer): void {
   if (iv === undefined || iv.length !== ESP_IV_LENGTH) {
     throw new InvalidParametersError('iv', `must be ${ESP_IV_LENGTH} bytes`)
   }
-  out.set(iv, at + 8)
-  scratch.nonce.set(iv, 4)
-  const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
-  if (gmac) {
-    // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
-    cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
-    cipher.final()
-  } else {
-    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
-    cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
-    out.set(cipher.update(out.subarray(start, p)), start)
-    cipher.final()
+  // byte by byte: cheaper than TypedArray.prototype.set for 8 bytes
+  for (let i = 0; i < ESP_IV_LENGTH; i++) {
+    const b = iv[i]
+    out[at + 8 + i] = b
+    nonce[4 + i] = b
   }
-  out.set(cipher.getAuthTag(), p)
-  return p + ESP_ICV_LENGTH - at
+}
+
+/** Plaintexts up to this length get a staging view kept for their length. */
+const STAGE_KEPT_VIEWS = 2048
+/** This thread's staging buffer for plaintext before encryption; it grows to the largest packet. */
+let stage = new Uint8Array(STAGE_KEPT_VIEWS)
+let stageViews: (Uint8Array | undefined)[] = []
+
+/**
+ * The payload, padding and trailer in the staging buffer from `lead`, as a view of exactly
+ * `length` bytes from its start (the first `lead` bytes are the caller's to fill).
+ */
+function stagedText(
+  payload: Uint8Array,
+  padLength: number,
+  nextHeader: number,
+  length: number,
+  lead: number
+): Uint8Array {
+  if (length > stage.length) {
+    stage = new Uint8Array(length)
+    stageViews = []
+  }
+  const text = stage
+  text.set(payload, lead)
+  let p = lead + payload.length
+  for (let i = 1; i <= padLength; i++) text[p++] = i
+  text[p++] = padLength
+  text[p] = nextHeader
+  if (length > STAGE_KEPT_VIEWS) return text.subarray(0, length)
+  let view = stageViews[length]
+  if (view === undefined) {
+    view = text.subarray(0, length)
+    stageViews[length] = view
+  }
+  return view
 }
 
 /**
@@ -505,11 +671,12 @@ export function espIcv(
 }
 
 /**
- * The AES-CBC IV of sequence number (high, low): the encryption of the counter block under the
- * key's local IV key. The IV cipher is ECB without padding, so one update encrypts the blocks of
- * the next {@link CBC_IV_BATCH} sequence numbers (never across a change of the high half).
+ * Writes the generated first block of sequence number (high, low) into `out` at `to`: the
+ * encryption of the counter block under the key's local IV key. The IV cipher is ECB without
+ * padding, so one update encrypts the blocks of the next {@link CBC_IV_BATCH} sequence numbers
+ * (never across a change of the high half).
  */
-function cbcIv(key: EspKey, high: number, low: number): Buffer {
+function cbcIv(key: EspKey, high: number, low: number, out: Uint8Array, to: number): void {
   const g = key.ivs
   if (g === undefined) {
     throw new InvalidParametersError('iv', 'an AES-CBC key without an IV key needs an explicit IV')
@@ -535,16 +702,14 @@ function cbcIv(key: EspKey, high: number, low: number): Buffer {
     g.low = low
     g.count = count
   }
-  // copied into the key's scratch IV: cheaper than a Buffer view per packet
+  // copied byte by byte: cheaper than a Buffer view per packet
   const from = g.ivs
-  const to = key.scratch.iv
   const base = (low - g.low) * 16
-  for (let i = 0; i < 16; i++) to[i] = from[base + i]
-  return to
+  for (let i = 0; i < 16; i++) out[to + i] = from[base + i]
 }
 
 function highHalf(buffer: Buffer, high: number): Buffer {
-  buffer.writeUInt32BE(high, 0)
+  put32(buffer, 0, high)
   return buffer
 }
 
@@ -553,16 +718,24 @@ function plain(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
 }
 
+/** Writes `value` big-endian at `at` (no range checks: the callers pass 32-bit unsigned values). */
+function put32(buffer: Uint8Array, at: number, value: number): void {
+  buffer[at] = value >>> 24
+  buffer[at + 1] = value >>> 16
+  buffer[at + 2] = value >>> 8
+  buffer[at + 3] = value
+}
+
 function spiSeqAad(aad: Buffer, spi: number, low: number): Buffer {
-  aad.writeUInt32BE(spi, 0)
-  aad.writeUInt32BE(low, 4)
+  put32(aad, 0, spi)
+  put32(aad, 4, low)
   return aad
 }
 
 function esnHeader(aad: Buffer, spi: number, high: number, low: number): Buffer {
-  aad.writeUInt32BE(spi, 0)
-  aad.writeUInt32BE(high, 4)
-  aad.writeUInt32BE(low, 8)
+  put32(aad, 0, spi)
+  put32(aad, 4, high)
+  put32(aad, 8, low)
   return aad
 }
 
@@ -649,29 +822,43 @@ export function openRaw(
   const textLength = packet.length - ESP_HEADER_LENGTH - ESP_IV_LENGTH - ESP_ICV_LENGTH
   if (textLength < 2) return MALFORMED
   const icvOffset = packet.length - ESP_ICV_LENGTH
-  const nonce = key.scratch.nonce
-  nonce.set(packet.subarray(8, 16), 4)
+  // nonce, tag and AAD go through the key's scratch, byte by byte: node:crypto copies them, and a
+  // loop of 8 or 16 bytes costs less than a view
+  const scratch = key.scratch
+  const nonce = scratch.nonce
+  for (let i = 0; i < 8; i++) nonce[4 + i] = packet[8 + i]
+  const tag = scratch.tag
+  for (let i = 0; i < ESP_ICV_LENGTH; i++) tag[i] = packet[icvOffset + i]
   let text: Uint8Array
   try {
     const decipher = createDecipheriv(key.cipher as 'aes-256-gcm', key.key, nonce, AEAD_OPTIONS)
-    decipher.setAuthTag(packet.subarray(icvOffset))
+    decipher.setAuthTag(tag)
     if (gmac) {
       const spiSeq = packet.subarray(0, icvOffset)
       decipher.setAAD(esn ? esnAad(spiSeq, high, icvOffset) : spiSeq)
       decipher.final()
       text = packet.subarray(16, icvOffset)
     } else {
-      const spi = espSpi(packet) as number
-      decipher.setAAD(
-        esn ? esnHeader(key.scratch.aad, spi, high, espSequence(packet)) : packet.subarray(0, 8)
-      )
-      text = plain(decipher.update(packet.subarray(16, icvOffset)))
+      const aad = scratch.aad
+      if (esn) {
+        for (let i = 0; i < 4; i++) aad[i] = packet[i]
+        aad[4] = high >>> 24
+        aad[5] = high >>> 16
+        aad[6] = high >>> 8
+        aad[7] = high
+        for (let i = 4; i < 8; i++) aad[i + 4] = packet[i]
+        decipher.setAAD(aad)
+      } else {
+        for (let i = 0; i < 8; i++) aad[i] = packet[i]
+        decipher.setAAD(scratch.aad8)
+      }
+      text = decipher.update(packet.subarray(16, icvOffset))
       decipher.final()
     }
   } catch {
     return ICV_FAILURE
   }
-  return unpad(text, textLength)
+  return unpad(text, 0, textLength)
 }
 
 /** RFC 4303 section 3.4.4.1: the ICV is verified (in constant time) before anything is decrypted. */
@@ -681,27 +868,48 @@ function openCbc(key: EspKey, esn: boolean, high: number, packet: Uint8Array): O
   if (textLength < 16 || (textLength & 15) !== 0) return MALFORMED
   const icvOffset = packet.length - icvLength
   const integrity = key.integrity as NonNullable<EspKey['integrity']>
-  const hmac = createHmac(integrity.hash, integrity.key).update(packet.subarray(0, icvOffset))
+  const hmac = integrity.inner.copy().update(packet.subarray(0, icvOffset))
   if (esn) hmac.update(highHalf(key.scratch.high, high))
-  const digest = hmac.digest()
+  const digest = hmacDigest(integrity, hmac)
   if (!timingSafeEqual(digest.subarray(0, icvLength), packet.subarray(icvOffset))) {
     return ICV_FAILURE
   }
-  const decipher = createDecipheriv(key.cipher, key.key, packet.subarray(8, 24))
-  decipher.setAutoPadding(false)
-  const text = plain(decipher.update(packet.subarray(24, icvOffset)))
-  decipher.final()
-  return unpad(text, textLength)
+  // A kept decipher continues from the last block it was given: fed the IV first, it turns that
+  // block into garbage (cleared below) and then decrypts the ciphertext chained from the IV.
+  const chain = key.chain as NonNullable<EspKey['chain']>
+  const decipher = (chain.decrypt ??= createDecipheriv(
+    key.cipher,
+    key.key,
+    ZERO_BLOCK
+  ).setAutoPadding(false))
+  const text = decipher.update(packet.subarray(8, icvOffset))
+  if (text.length !== icvOffset - 8) {
+    // cannot happen with whole blocks; never let a decipher with a partial block in it go on
+    chain.decrypt = undefined
+    return MALFORMED
+  }
+  text.fill(0, 0, ESP_CBC_IV_LENGTH)
+  return unpad(text, ESP_CBC_IV_LENGTH, textLength)
 }
 
-/** Strips padding and trailer, checking the padding is 1, 2, 3, ... (RFC 4303 section 2.4). */
-function unpad(text: Uint8Array, textLength: number): OpenResult {
-  const padLength = text[textLength - 2]
-  const nextHeader = text[textLength - 1]
+/**
+ * Strips padding and trailer from the `textLength` bytes of plaintext at `offset` of `text`,
+ * checking the padding is 1, 2, 3, ... (RFC 4303 section 2.4); the payload is a plain Uint8Array
+ * view.
+ */
+function unpad(text: Uint8Array, offset: number, textLength: number): OpenResult {
+  const end = offset + textLength
+  const padLength = text[end - 2]
+  const nextHeader = text[end - 1]
   const payloadLength = textLength - 2 - padLength
   if (payloadLength < 0) return BAD_PADDING
-  for (let i = 0; i < padLength; i++) if (text[payloadLength + i] !== i + 1) return BAD_PADDING
-  return { ok: true, payload: text.subarray(0, payloadLength), nextHeader }
+  const padAt = offset + payloadLength
+  for (let i = 0; i < padLength; i++) if (text[padAt + i] !== i + 1) return BAD_PADDING
+  return {
+    ok: true,
+    payload: new Uint8Array(text.buffer, text.byteOffset + offset, payloadLength),
+    nextHeader
+  }
 }
 
 const MAX_32 = 0xffffffff
@@ -710,8 +918,8 @@ const MAX_32 = 0xffffffff
  * The outbound half of an SA: owns the key and the sequence counter, and takes each packet's IV
  * from the counter, so an IV is never repeated under its key: for the combined-mode algorithms the
  * IV is the 64-bit sequence number itself (RFC 4106 section 3.1, RFC 7634 section 2); for AES-CBC
- * it is the counter encrypted under a local random key, unpredictable as RFC 3602 section 2.1
- * requires. It refuses to seal past the last sequence number (2^32-1, or 2^64-1 with ESN) rather
+ * it is the counter encrypted under a local random key and then under the SA's key,
+ * unpredictable as RFC 3602 section 2.1 requires. It refuses to seal past the last sequence number (2^32-1, or 2^64-1 with ESN) rather
  * than wrap.
  */
 export class EspSealer {

@@ -146,7 +146,8 @@ const LIFETIME_FIELDS = [
  * lifetimes by time, bytes, packets and sequence numbers.
  *
  * Nonce reuse is made impossible: each packet's IV is its SA's sequence number (AES-CBC: the
- * sequence number encrypted under a local random key, so unpredictable), an SA is removed
+ * sequence number encrypted under a local random key and then the SA's key, so unpredictable),
+ * an SA is removed
  * rather than wrapped, and an outbound SA cannot be installed with keying material that another
  * outbound SA of this engine uses or used, unless it continues above the highest sequence number
  * used with it.
@@ -181,6 +182,9 @@ export class SoftwareEspEngine implements EspEngine {
   /** What the last successful `prepareOutbound` found, taken at once by its caller. */
   private outboundPayload: Uint8Array | undefined
   private outboundNextHeader = 0
+  /** The sequence number halves the last successful `prepareInbound` found. */
+  private inboundHigh = 0
+  private inboundLow = 0
   /** While a batch is being prepared: SAs whose keys the workers must forget after its jobs. */
   private deferredRemovals: number[] | undefined
 
@@ -751,9 +755,10 @@ export class SoftwareEspEngine implements EspEngine {
    * @param packet - the ESP packet, from the SPI
    */
   unprotect(packet: Uint8Array): InboundResult {
-    const prepared = this.prepareInbound(packet)
-    if (!('sa' in prepared)) return prepared
-    const { sa, high, low } = prepared
+    const sa = this.prepareInbound(packet)
+    if ('action' in sa) return sa
+    const high = this.inboundHigh
+    const low = this.inboundLow
     return this.finishInbound(
       sa,
       high,
@@ -776,13 +781,14 @@ export class SoftwareEspEngine implements EspEngine {
     const jobs: OpenJob[] = []
     const waiting: { index: number; sa: Sa; high: number; low: number }[] = []
     for (let i = 0; i < packets.length; i++) {
-      const prepared = this.prepareInbound(packets[i])
-      if (!('sa' in prepared)) {
-        results[i] = prepared
+      const sa = this.prepareInbound(packets[i])
+      if ('action' in sa) {
+        results[i] = sa
         continue
       }
-      jobs.push({ sa: prepared.sa.id, high: prepared.high, packet: packets[i] })
-      waiting.push({ index: i, ...prepared })
+      const high = this.inboundHigh
+      jobs.push({ sa: sa.id, high, packet: packets[i] })
+      waiting.push({ index: i, sa, high, low: this.inboundLow })
     }
     if (jobs.length > 0) {
       const opened = await pool.open(jobs)
@@ -798,9 +804,11 @@ export class SoftwareEspEngine implements EspEngine {
     return results
   }
 
-  private prepareInbound(
-    packet: Uint8Array
-  ): InboundResult | { sa: Sa; high: number; low: number } {
+  /**
+   * SAD lookup and anti-replay check of an inbound packet: the SA, with the sequence number's
+   * halves left in `inboundHigh` and `inboundLow` (no object per packet), or the drop.
+   */
+  private prepareInbound(packet: Uint8Array): InboundResult | Sa {
     if (!(packet instanceof Uint8Array)) return this.drop('malformed')
     const spi = espSpi(packet)
     if (spi === undefined) return this.drop('malformed')
@@ -814,7 +822,9 @@ export class SoftwareEspEngine implements EspEngine {
     const high = window.inferHigh(low, sa.esn)
     const verdict = window.check(high, low)
     if (verdict !== 'ok') return this.drop(verdict)
-    return { sa, high, low }
+    this.inboundHigh = high
+    this.inboundLow = low
+    return sa
   }
 
   private finishInbound(sa: Sa, high: number, low: number, opened: OpenResult): InboundResult {

@@ -229,7 +229,7 @@ describe('ESP transforms beyond AES-GCM', () => {
     const keyMaterial = new Uint8Array([...hex(rfc3602[2].key), ...INTEG_KEY])
     const ivKey = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i)
 
-    it('should take each IV as the sequence number encrypted under the local IV key, never the counter itself', () => {
+    it('should take each IV as the sequence number encrypted under the local IV key and then the SA key, never the counter itself', () => {
       const sealer = new EspSealer(
         'aes-cbc',
         keyMaterial,
@@ -239,18 +239,79 @@ describe('ESP transforms beyond AES-GCM', () => {
         'hmac-sha2-256-128',
         ivKey
       )
+      const aesKey = hex(rfc3602[2].key)
       const ecb = createCipheriv('aes-128-ecb', ivKey, null).setAutoPadding(false)
+      const sa = createCipheriv(`aes-${aesKey.length * 8}-ecb`, aesKey, null).setAutoPadding(false)
       const seen = new Set<string>()
-      for (const sequence of [0xffffffffn, 0x100000000n, 0x100000001n]) {
-        const packet = sealer.seal(new Uint8Array(30), 4)
+      // payload sizes that end the ciphertext on different blocks: the IV must not depend on them
+      for (const [sequence, length] of [
+        [0xffffffffn, 30],
+        [0x100000000n, 1],
+        [0x100000001n, 200]
+      ] as const) {
+        const packet = sealer.seal(new Uint8Array(length), 4)
         const block = Buffer.alloc(16)
         block.writeBigUInt64BE(sequence, 0)
         const iv = toHex(packet.subarray(8, 24))
-        expect(iv).to.equal(toHex(ecb.update(block)))
+        expect(iv).to.equal(toHex(sa.update(ecb.update(block))))
         expect(iv).to.not.include(sequence.toString(16).padStart(16, '0'))
         seen.add(iv)
       }
       expect(seen.size).to.equal(3)
+    })
+
+    it('should end each packet with the HMAC of its integrity transform, with and without ESN', () => {
+      for (const integrity of Object.keys(ESP_INTEGRITY) as EspIntegrityAlgorithm[]) {
+        const spec = ESP_INTEGRITY[integrity]
+        const hmacKey = Uint8Array.from({ length: spec.keyLength }, (_, i) => 0x80 + i * 5)
+        const material = new Uint8Array([...hex(rfc3602[2].key), ...hmacKey])
+        for (const esn of [false, true]) {
+          // with ESN across a change of the high half
+          const sealer = new EspSealer(
+            'aes-cbc',
+            material,
+            0x1234,
+            esn,
+            esn ? 0xfffffffen : 0n,
+            integrity
+          )
+          for (const [length, high] of [
+            [0, 0],
+            [100, esn ? 1 : 0],
+            [1400, esn ? 1 : 0]
+          ]) {
+            const packet = sealer.seal(new Uint8Array(length).fill(length), 4)
+            const body = packet.subarray(0, packet.length - spec.icvLength)
+            const parts = esn ? [body, Uint8Array.of(0, 0, 0, high)] : [body]
+            expect(toHex(packet.subarray(body.length)), `${integrity} esn ${esn}`).to.equal(
+              toHex(espIcv(integrity, hmacKey, ...parts))
+            )
+          }
+        }
+      }
+    })
+
+    it('should open packets with one key in any order and after forged ones, leaving nothing but the payload in its buffer', () => {
+      const sealer = new EspSealer('aes-cbc', keyMaterial, 0x8765, false, 0n, 'hmac-sha2-256-128')
+      const key = espTransformKey('aes-cbc', 'hmac-sha2-256-128', keyMaterial)
+      const payloads = [0, 1, 14, 15, 16, 31, 600, 1400].map((length) =>
+        Uint8Array.from({ length }, (_, i) => (length + i) & 0xff)
+      )
+      const packets = payloads.map((payload) => sealer.seal(payload, 4))
+      for (const i of [3, 0, 7, 7, 1, 6, 2, 5, 4]) {
+        const forged = packets[(i + 1) % packets.length].slice()
+        forged[forged.length - 20] ^= 0x80
+        expect(openEsp({ algorithm: 'aes-cbc', key, esn: false, packet: forged })).to.deep.equal({
+          ok: false,
+          reason: 'icv-failure'
+        })
+        const opened = openEsp({ algorithm: 'aes-cbc', key, esn: false, packet: packets[i] })
+        expect(opened, `packet ${i}`).to.deep.include({ ok: true, nextHeader: 4 })
+        if (!opened.ok) continue
+        expect(toHex(opened.payload)).to.equal(toHex(payloads[i]))
+        const before = new Uint8Array(opened.payload.buffer, 0, opened.payload.byteOffset)
+        expect(before.every((b) => b === 0)).to.equal(true)
+      }
     })
 
     it('should make different IVs for the same sequence numbers under another IV key', () => {
