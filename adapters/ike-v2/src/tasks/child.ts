@@ -37,9 +37,10 @@ import {
   acceptChildAnswer,
   childChoiceProposal,
   childProposals,
-  chooseChild
+  chooseChild,
+  type ChosenChild
 } from '../proposals.js'
-import { bytesToIp, narrow, toWireSelector, within } from '../selectors.js'
+import { bytesToIp, keptSelectors, narrow, toWireSelector, within } from '../selectors.js'
 import type { IkeChildConfig } from '../config.js'
 
 /** A Child SA to propose. */
@@ -178,11 +179,11 @@ export function acceptChild(
     id: `esp-${spiHex(inboundSpi)}`,
     inboundSpi,
     outboundSpi: readU32(chosen.spi, 0),
-    chosen,
+    chosen: keptChoice(chosen),
     policy: offer.request.policy,
     mode: transport ? 'transport' : 'tunnel',
-    local: tsi.selectors,
-    remote: tsr.selectors,
+    local: keptSelectors(tsi.selectors, offer.request.local),
+    remote: keptSelectors(tsr.selectors, offer.request.remote),
     encapsulated: sa.nat.encapsulated,
     keys,
     initiator: true,
@@ -191,6 +192,17 @@ export function acceptChild(
     establishedAt: ctx.clock.now(),
     filters: []
   }
+}
+
+/** No bytes (shared: nothing writes into an empty array). */
+const NO_BYTES = new Uint8Array(0)
+
+/**
+ * A Child SA's choice as it keeps it: without the proposal's SPI, a view of the message it came
+ * in (read into `outboundSpi` once).
+ */
+function keptChoice(chosen: ChosenChild): ChosenChild {
+  return { ...chosen, spi: NO_BYTES }
 }
 
 /** The responder's answer to a Child SA proposal. */
@@ -254,7 +266,7 @@ export function answerChild(
       id: `esp-${spiHex(inboundSpi)}`,
       inboundSpi,
       outboundSpi: readU32(chosen.spi, 0),
-      chosen,
+      chosen: keptChoice(chosen),
       policy: config.policy,
       mode: transport ? 'transport' : 'tunnel',
       local,
@@ -286,7 +298,16 @@ export function answerChild(
 const prefixCache = new Map<string, string[]>()
 
 function rangeToPrefixes(start: Uint8Array, end: Uint8Array): string[] {
-  const key = `${toHex(start)}-${toHex(end)}`
+  // an IPv4 range keyed by four UTF-16 code units (a short flat string, cheap to hash)
+  const key =
+    start.length === 4 && end.length === 4
+      ? String.fromCharCode(
+          (start[0]! << 8) | start[1]!,
+          (start[2]! << 8) | start[3]!,
+          (end[0]! << 8) | end[1]!,
+          (end[2]! << 8) | end[3]!
+        )
+      : `${toHex(start)}-${toHex(end)}`
   const cached = prefixCache.get(key)
   if (cached !== undefined) return cached
   const prefixes = computePrefixes(start, end)
