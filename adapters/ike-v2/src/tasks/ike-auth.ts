@@ -52,14 +52,13 @@ export async function initiateIkeAuth(
   const idi = encodeIdentity(sa.localIdentity!, PayloadType.IDi)
   const idr = encodeIdentity(sa.remoteIdentity!, PayloadType.IDr)
   const offer = offerChild(ctx, request, 'none')
-  const { payloads } = await sa.tasks.request(ExchangeType.IKE_AUTH, () => [
-    idi,
-    ...(initialContact ? [notify(NotifyType.INITIAL_CONTACT)] : []),
-    ...(sa.policy.authMethod !== 'psk' ? certificateRequest(ctx) : []),
-    idr,
-    ...buildAuth(ctx, sa, idi),
-    ...offer.payloads
-  ])
+  const { payloads } = await sa.tasks.request(ExchangeType.IKE_AUTH, () => {
+    const out: Payload[] = [idi]
+    if (initialContact) out.push(notify(NotifyType.INITIAL_CONTACT))
+    if (sa.policy.authMethod !== 'psk') out.push(...certificateRequest(ctx))
+    out.push(idr, ...buildAuth(ctx, sa, idi), ...offer.payloads)
+    return out
+  })
   const authFailed = findNotify(payloads, NotifyType.AUTHENTICATION_FAILED)
   if (authFailed !== undefined) {
     throw new IkeProtocolError('AUTHENTICATION_FAILED', 'peer refused our authentication')
@@ -105,6 +104,31 @@ function verifyResponder(ctx: IkeContext, sa: IkeSa, payloads: Payload[]): void 
   }
 }
 
+/**
+ * The responder's refusal of IKE_AUTH: the error notify, and after it is sent the failure,
+ * which names the identities the peer claimed (IDi) and asked for (IDr), as far as known.
+ */
+function refusal(
+  sa: IkeSa,
+  onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string, ids: IdentityFields) => void,
+  kind: IkeErrorKind,
+  message: string,
+  idi: Identity | undefined,
+  idr: Identity | undefined
+): AuthAnswer {
+  return {
+    payloads: [
+      notify(NotifyType[kind as 'AUTHENTICATION_FAILED'] ?? NotifyType.AUTHENTICATION_FAILED)
+    ],
+    after: () =>
+      onFailed(sa, kind, message, {
+        ...identityFields(sa),
+        ...(idr === undefined ? {} : { localId: idr.value }),
+        ...(idi === undefined ? {} : { remoteId: idi.value })
+      })
+  }
+}
+
 /** The responder's answer to IKE_AUTH. */
 export interface AuthAnswer {
   /** The response payloads. */
@@ -129,18 +153,8 @@ export function respondIkeAuth(
 ): AuthAnswer {
   let idi: Identity | undefined
   let idr: Identity | undefined
-  // the failure names the identities the peer claimed (IDi) and asked for (IDr), as far as known
-  const fail = (kind: IkeErrorKind, message: string): AuthAnswer => ({
-    payloads: [
-      notify(NotifyType[kind as 'AUTHENTICATION_FAILED'] ?? NotifyType.AUTHENTICATION_FAILED)
-    ],
-    after: () =>
-      onFailed(sa, kind, message, {
-        ...identityFields(sa),
-        ...(idr === undefined ? {} : { localId: idr.value }),
-        ...(idi === undefined ? {} : { remoteId: idi.value })
-      })
-  })
+  const fail = (kind: IkeErrorKind, message: string): AuthAnswer =>
+    refusal(sa, onFailed, kind, message, idi, idr)
   const idiP = findPayload<IdPayload>(payloads, PayloadType.IDi)
   if (idiP === undefined || findPayload(payloads, PayloadType.AUTH) === undefined) {
     return fail('INVALID_SYNTAX', 'IKE_AUTH request lacks IDi or AUTH')
