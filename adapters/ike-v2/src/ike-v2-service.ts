@@ -609,23 +609,10 @@ export class IkeV2Service implements IkeService {
     }
     sa.childConfigs = [childReq]
     this.register(sa)
-    const run = async (): Promise<IkeSaRecords> => {
-      await initiateIkeSaInit(this, sa, request.forceEncapsulation === true)
-      const result = await initiateIkeAuth(
-        this,
-        sa,
-        childReq,
-        request.initialContact === true,
-        (s, ic) => this.onEstablished(s, ic)
-      )
-      if (result.child === undefined) {
-        await deleteIkeTask(this, sa).catch(() => undefined)
-        throw result.childError ?? new IkeProtocolError('TEMPORARY_FAILURE', 'no Child SA')
-      }
-      return { phase1: sa.record(), phase2: [childRecord(sa, result.child)] }
-    }
     try {
-      return await this.withSignal(run(), options.signal, () => this.destroy(sa, 'local'))
+      return await this.withSignal(this.establish(sa, childReq, request), options.signal, () =>
+        this.destroy(sa, 'local')
+      )
     } catch (err) {
       if (sa.state !== 'deleted' && sa.state !== 'established') this.destroy(sa, 'local')
       const { kind, message } = toKind(err)
@@ -640,6 +627,27 @@ export class IkeV2Service implements IkeService {
       }
       throw err
     }
+  }
+
+  /** IKE_SA_INIT then IKE_AUTH of {@link IkeV2Service.connect}, on its registered SA. */
+  private async establish(
+    sa: IkeSa,
+    childReq: ChildRequest,
+    request: IkeConnectRequest
+  ): Promise<IkeSaRecords> {
+    await initiateIkeSaInit(this, sa, request.forceEncapsulation === true)
+    const result = await initiateIkeAuth(
+      this,
+      sa,
+      childReq,
+      request.initialContact === true,
+      (s, ic) => this.onEstablished(s, ic)
+    )
+    if (result.child === undefined) {
+      await deleteIkeTask(this, sa).catch(() => undefined)
+      throw result.childError ?? new IkeProtocolError('TEMPORARY_FAILURE', 'no Child SA')
+    }
+    return { phase1: sa.record(), phase2: [childRecord(sa, result.child)] }
   }
 
   /**

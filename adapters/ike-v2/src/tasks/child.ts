@@ -450,18 +450,43 @@ const INSTALLED: ChildKeys = Object.freeze({
 })
 
 /**
+ * The parameters of one of a Child SA's two ESP SAs, written out (not spread from a common
+ * object: a handshake makes four of them).
+ */
+function espSaParams(
+  child: ChildSa,
+  direction: EspDirection,
+  spi: number,
+  keyMaterial: Uint8Array,
+  tunnel: EspSaParams['tunnel'],
+  udpEncapsulation: EspSaParams['udpEncapsulation']
+): EspSaParams {
+  const p: EspSaParams = {
+    spi,
+    direction,
+    mode: child.mode,
+    algorithm: child.chosen.encryption.algorithm,
+    keyMaterial,
+    extendedSequenceNumbers: child.chosen.esn,
+    lifetime: child.policy.lifetime ?? NO_LIFETIME,
+    tunnel,
+    udpEncapsulation,
+    tag: child.id
+  }
+  if (child.chosen.integrity !== 'none') p.integrity = child.chosen.integrity
+  return p
+}
+
+/**
  * Installs a Child SA's two ESP SAs (and, unless turned off, its protect filters) in the engine.
  *
  * @throws whatever the engine throws (the caller reports it)
  */
 export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
   const { encrI, encrR, integI, integR } = child.keys
-  const algorithm = child.chosen.encryption.algorithm
-  const integrity = child.chosen.integrity
   // the ESP engine takes the encryption key then the integrity key (RFC 7296 section 2.17)
   const outKey = child.initiator ? joined(encrI, integI) : joined(encrR, integR)
   const inKey = child.initiator ? joined(encrR, integR) : joined(encrI, integI)
-  const lifetime = child.policy.lifetime ?? NO_LIFETIME
   const tunnel = { local: sa.local.address, remote: sa.remote.address }
   const udpEncapsulation = child.encapsulated
     ? {
@@ -469,27 +494,18 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
         remote: { address: sa.remote.address, port: sa.natT ? sa.remote.port : 4500 }
       }
     : undefined
-  // the two SAs' parameters written out (not spread from a common object: a handshake makes
-  // four of them)
-  const params = (direction: EspDirection, spi: number, keyMaterial: Uint8Array): EspSaParams => {
-    const p: EspSaParams = {
-      spi,
-      direction,
-      mode: child.mode,
-      algorithm,
-      keyMaterial,
-      extendedSequenceNumbers: child.chosen.esn,
-      lifetime,
-      tunnel,
-      udpEncapsulation,
-      tag: child.id
-    }
-    if (integrity !== 'none') p.integrity = integrity
-    return p
-  }
-  ctx.engine.addSa(params('inbound', child.inboundSpi, inKey))
+  const inbound = espSaParams(child, 'inbound', child.inboundSpi, inKey, tunnel, udpEncapsulation)
+  const outbound = espSaParams(
+    child,
+    'outbound',
+    child.outboundSpi,
+    outKey,
+    tunnel,
+    udpEncapsulation
+  )
+  ctx.engine.addSa(inbound)
   try {
-    ctx.engine.addSa(params('outbound', child.outboundSpi, outKey))
+    ctx.engine.addSa(outbound)
   } catch (err) {
     ctx.engine.removeSa(child.inboundSpi, 'inbound')
     throw err

@@ -112,9 +112,9 @@ function refusal(
   sa: IkeSa,
   onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string, ids: IdentityFields) => void,
   kind: IkeErrorKind,
-  message: string,
   idi: Identity | undefined,
-  idr: Identity | undefined
+  idr: Identity | undefined,
+  message: string
 ): AuthAnswer {
   return {
     payloads: [
@@ -153,18 +153,16 @@ export function respondIkeAuth(
 ): AuthAnswer {
   let idi: Identity | undefined
   let idr: Identity | undefined
-  const fail = (kind: IkeErrorKind, message: string): AuthAnswer =>
-    refusal(sa, onFailed, kind, message, idi, idr)
   const idiP = findPayload<IdPayload>(payloads, PayloadType.IDi)
   if (idiP === undefined || findPayload(payloads, PayloadType.AUTH) === undefined) {
-    return fail('INVALID_SYNTAX', 'IKE_AUTH request lacks IDi or AUTH')
+    return refusal(sa, onFailed, 'INVALID_SYNTAX', idi, idr, 'IKE_AUTH request lacks IDi or AUTH')
   }
   try {
     idi = decodeIdentity(idiP)
     const idrP = findPayload<IdPayload>(payloads, PayloadType.IDr)
     idr = idrP === undefined ? undefined : decodeIdentity(idrP)
   } catch {
-    return fail('AUTHENTICATION_FAILED', 'undecodable identity')
+    return refusal(sa, onFailed, 'AUTHENTICATION_FAILED', idi, idr, 'undecodable identity')
   }
   const peer = ctx.init.peers.find(
     (p) =>
@@ -173,12 +171,27 @@ export function respondIkeAuth(
       p.phase1.proposals.length > 0
   )
   if (peer === undefined) {
-    return fail('AUTHENTICATION_FAILED', `no peer config for ${idi.type}:${idi.value}`)
+    return refusal(
+      sa,
+      onFailed,
+      'AUTHENTICATION_FAILED',
+      idi,
+      idr,
+      `no peer config for ${idi.type}:${idi.value}`
+    )
   }
   // IKE_SA_INIT chose among every peer's proposals: the one chosen must be this peer's too
-  if (chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined) {
-    return fail(
+  // (with a single peer it chose among this peer's alone)
+  if (
+    ctx.init.peers.length > 1 &&
+    chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined
+  ) {
+    return refusal(
+      sa,
+      onFailed,
       'AUTHENTICATION_FAILED',
+      idi,
+      idr,
       `the IKE proposal chosen is not in the policy of ${idi.value}`
     )
   }
@@ -188,14 +201,21 @@ export function respondIkeAuth(
   sa.policy = { ...peer.phase1, proposals: sa.policy.proposals }
   const verified = verifyAuth(ctx, sa, payloads, idiP)
   if (verified !== true) {
-    return fail('AUTHENTICATION_FAILED', `AUTH of ${idi.type}:${idi.value}: ${verified}`)
+    return refusal(
+      sa,
+      onFailed,
+      'AUTHENTICATION_FAILED',
+      idi,
+      idr,
+      `AUTH of ${idi.type}:${idi.value}: ${verified}`
+    )
   }
   const idrOut = encodeIdentity(peer.localIdentity, PayloadType.IDr)
   let auth: Payload[]
   try {
     auth = buildAuth(ctx, sa, idrOut)
   } catch (err) {
-    return fail('AUTHENTICATION_FAILED', (err as Error).message)
+    return refusal(sa, onFailed, 'AUTHENTICATION_FAILED', idi, idr, (err as Error).message)
   }
   const initialContact = findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined
   const answer = answerChild(
