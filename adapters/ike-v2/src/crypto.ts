@@ -727,6 +727,25 @@ export function encryptMessage(
 }
 
 /**
+ * Builds an encrypted message from payloads already encoded (by `encodePayloads`): HDR, SK.
+ *
+ * @param header - the header (next payload and length are filled in)
+ * @param first - the type of the first encoded payload
+ * @param bytes - the encoded payloads
+ * @param keys - the sender's SK keys
+ * @param iv - as for {@link encryptMessage}
+ */
+export function encryptEncoded(
+  header: Omit<IkeHeader, 'nextPayload' | 'length'>,
+  first: number,
+  bytes: Uint8Array,
+  keys: SkKeys,
+  iv: Uint8Array
+): Uint8Array {
+  return seal(header, first, bytes, keys, iv)
+}
+
+/**
  * Builds one fragment message: HDR, SKF { a piece of the encoded inner payloads } (RFC 7383
  * section 2.5). Each fragment has its own IV, padding and ICV.
  *
@@ -906,6 +925,17 @@ export function toHex(bytes: Uint8Array): string {
 /** Compares two byte arrays in constant time (false when the lengths differ). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b)
+}
+
+/**
+ * Compares two byte arrays that are no secret (SPIs, NAT detection hashes, messages as sent on
+ * the wire) with a plain loop, which returns at the first difference: cheaper than
+ * {@link bytesEqual} for a few bytes, and not for keys, AUTH values or ICVs.
+ */
+export function publicBytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 /**

@@ -8,7 +8,14 @@
  */
 import type { Clock, TimerHandle } from '@vipsec/interface'
 import { IKE_HEADER_LENGTH } from './constants.js'
-import { encryptFragment, encryptMessage, sha256, skOverhead, type SkKeys } from './crypto.js'
+import {
+  encryptEncoded,
+  encryptFragment,
+  encryptMessage,
+  sha256,
+  skOverhead,
+  type SkKeys
+} from './crypto.js'
 import { concat, encodePayloads, type IkeHeader, type Payload } from './message.js'
 
 /** Fragmentation options of a service (strongSwan's `fragment_size`, swanctl's `fragmentation`). */
@@ -131,17 +138,18 @@ export function protect(
   nextIv: () => Uint8Array,
   maxLength: number | undefined
 ): Uint8Array[] {
+  if (maxLength === undefined) return [encryptMessage(header, payloads, keys, nextIv())]
+  // encoded once: to measure the message, then sealed whole or cut into fragments
   const { first, bytes } = encodePayloads(payloads)
   const o = skOverhead(keys)
-  const padded = (n: number): number => n + 1 + ((o.block - ((n + 1) % o.block)) % o.block)
-  const whole = IKE_HEADER_LENGTH + 4 + o.iv + padded(bytes.length) + o.icv
-  if (maxLength === undefined || whole <= maxLength) {
-    return [encryptMessage(header, payloads, keys, nextIv())]
-  }
+  const plain = bytes.length + 1
+  const whole =
+    IKE_HEADER_LENGTH + 4 + o.iv + plain + ((o.block - (plain % o.block)) % o.block) + o.icv
+  if (whole <= maxLength) return [encryptEncoded(header, first, bytes, keys, nextIv())]
   // the largest chunk whose fragment fits: padding rounds the chunk and its pad-length byte up
   const room = maxLength - IKE_HEADER_LENGTH - 8 - o.iv - o.icv
   const chunk = Math.floor(room / o.block) * o.block - 1
-  if (chunk < 1) return [encryptMessage(header, payloads, keys, nextIv())]
+  if (chunk < 1) return [encryptEncoded(header, first, bytes, keys, nextIv())]
   const total = Math.ceil(bytes.length / chunk)
   const out: Uint8Array[] = []
   for (let n = 1; n <= total; n++) {

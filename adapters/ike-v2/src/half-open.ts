@@ -7,7 +7,8 @@
  */
 import { hash } from 'node:crypto'
 import type { Clock, Endpoint, RandomSource } from '@vipsec/interface'
-import { bytesEqual, toHex } from './crypto.js'
+import { bytesEqual } from './crypto.js'
+import { spiKey } from './sa-table.js'
 import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from './constants.js'
 import type { IkeSa } from './ike-sa.js'
 
@@ -296,7 +297,7 @@ function spiPrefix(data: Uint8Array, offset: number): number {
 }
 
 function halfOpenKey(spiI: Uint8Array, from: Endpoint): string {
-  return `${toHex(spiI)}|${from.address}|${from.port}`
+  return `${spiKey(spiI)}|${from.address}|${from.port}`
 }
 
 /** Eight IPv6 groups, parsed in place by {@link writeAddressBytes}. */

@@ -17,6 +17,7 @@ import {
   type TrafficSelector
 } from '@vipsec/interface'
 import { IDLE, type ChildRekey, type IkeRekey } from './collision.js'
+import { writeU32 } from '@vipsec/wire'
 import { HeaderFlag } from './constants.js'
 import { encryptMessage, toHex, type ChildKeys, type IkeKeys, type SkKeys } from './crypto.js'
 import { maxIkeLength, protect } from './fragments.js'
@@ -26,6 +27,7 @@ import type { ChosenChild, ChosenIke } from './proposals.js'
 import type { IkeContext } from './context.js'
 import type { ChildRequest } from './tasks/child.js'
 import { fromWireSelector } from './selectors.js'
+import { spiKey } from './sa-table.js'
 
 /** A Child SA of an IKE SA. */
 export interface ChildSa {
@@ -148,7 +150,7 @@ export class IkeSa implements TaskManagerSa {
   lastReceived = 0
   /** The message-ID window of both roles: our requests and the peer's. */
   readonly tasks: TaskManager
-  private ivCounter = 0n
+  private ivCounter = 0
   /** Timers owned by this SA (keep-alive, liveness). */
   readonly timers: TimerHandle[] = []
   /** A responder's timer that destroys the SA if it is still half-open (cleared when it settles). */
@@ -200,12 +202,12 @@ export class IkeSa implements TaskManagerSa {
     return this.initiator ? this.spiI : this.spiR
   }
 
-  /** Our SPI in hex (the key of the SA table; formatted again only when the SPI is replaced). */
+  /** Our SPI's key in the SA table ({@link spiKey}; made again only when the SPI is replaced). */
   get key(): string {
     const spi = this.localSpi
     if (this.keyOf !== spi || this.keyText === undefined) {
       this.keyOf = spi
-      this.keyText = toHex(spi)
+      this.keyText = spiKey(spi)
     }
     return this.keyText
   }
@@ -251,10 +253,13 @@ export class IkeSa implements TaskManagerSa {
   private nextIv(): Uint8Array {
     const algorithm = this.chosen!.encryption.algorithm
     if (algorithm === 'aes-gcm-16' || algorithm === 'chacha20-poly1305') {
-      // RFC 5282, RFC 7634: the IV must never repeat under a key; a counter guarantees it
-      this.ivCounter += 1n
+      // RFC 5282, RFC 7634: the IV must never repeat under a key; a counter guarantees it (a
+      // number: exact to 2^53, far beyond the messages an IKE SA sends before it is rekeyed)
+      const n = ++this.ivCounter
+      const high = Math.floor(n / 0x1_0000_0000)
       const iv = new Uint8Array(8)
-      new DataView(iv.buffer).setBigUint64(0, this.ivCounter)
+      writeU32(iv, 0, high)
+      writeU32(iv, 4, n - high * 0x1_0000_0000)
       return iv
     }
     return this.ctx.random.randomBytes(16)
@@ -351,14 +356,16 @@ export class IkeSa implements TaskManagerSa {
 
   /** The phase 1 record of this SA. */
   record(): Phase1Record {
+    const id = this.id
     return {
       v: 1,
       kind: 'phase1',
-      id: this.id,
+      id,
       dvipa: this.local.address,
       ikeSaId: {
-        initiatorSpi: toHex(this.spiI),
-        responderSpi: toHex(this.spiR)
+        // the two SPIs as the record id spells them ("ike-<SPIi>-<SPIr>")
+        initiatorSpi: id.slice(4, 20),
+        responderSpi: id.slice(21)
       },
       role: this.initiator ? 'initiator' : 'responder',
       localIdentity: this.localIdentity!,
@@ -384,8 +391,16 @@ export const NO_LIFETIME: ChildLifetime = {
 
 /** Formats an SPI as 8 hex digits. */
 export function spiHex(spi: number): string {
-  return spi.toString(16).padStart(8, '0')
+  return (
+    HEX[(spi >>> 24) & 0xff]! +
+    HEX[(spi >>> 16) & 0xff]! +
+    HEX[(spi >>> 8) & 0xff]! +
+    HEX[spi & 0xff]!
+  )
 }
+
+/** Two hexadecimal digits for each byte value. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
 
 /** The phase 2 record of a Child SA. */
 export function childRecord(sa: IkeSa, child: ChildSa): Phase2Record {

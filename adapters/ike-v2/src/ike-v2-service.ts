@@ -29,7 +29,7 @@ import {
   type ResolvedInit
 } from './config.js'
 import { ExchangeType, HeaderFlag, NON_ESP_MARKER, NotifyType } from './constants.js'
-import { bytesEqual, sha256, toHex } from './crypto.js'
+import { bytesEqual, publicBytesEqual, sha256 } from './crypto.js'
 import { emptyFragmentCounters, type IkeFragmentCounters } from './fragments.js'
 import { HalfOpenTable, scanInitialRequest } from './half-open.js'
 import { childRecord, identityFields, IkeSa } from './ike-sa.js'
@@ -37,7 +37,7 @@ import { KeepUp } from './keep-up.js'
 import { Lifetimes } from './lifetimes.js'
 import { concat, encodeMessage, notify, parseMessage, type IkeMessage } from './message.js'
 import { renegotiate, renegotiateOne, toKind } from './renegotiate.js'
-import { SaTable } from './sa-table.js'
+import { SaTable, spiKey } from './sa-table.js'
 import { sameIdentity, toWireSelector } from './selectors.js'
 import type { TaskAnswer, VerifiedRequest } from './task-manager.js'
 import { validateConnectRequest, validateInit } from './validate.js'
@@ -407,7 +407,7 @@ export class IkeV2Service implements IkeService {
     }
     const fromInitiator = (h.flags & HeaderFlag.INITIATOR) !== 0
     const ourSpi = fromInitiator ? h.spiR : h.spiI
-    const key = toHex(ourSpi)
+    const key = spiKey(ourSpi)
     const sa = this.table.get(key)
     if (sa === undefined || sa.initiator === fromInitiator) {
       const t = this.table.tombstone(key)
@@ -415,7 +415,7 @@ export class IkeV2Service implements IkeService {
         t !== undefined &&
         !isResponse &&
         h.messageId === t.response.messageId &&
-        bytesEqual(t.spiI, h.spiI) &&
+        publicBytesEqual(t.spiI, h.spiI) &&
         bytesEqual(sha256(message.raw), t.response.requestHash)
       ) {
         this.stats.responsesReplayed++
@@ -425,11 +425,11 @@ export class IkeV2Service implements IkeService {
       this.drop('unknown-sa')
       return
     }
-    if (!sa.initiator && !bytesEqual(sa.spiI, h.spiI)) {
+    if (!sa.initiator && !publicBytesEqual(sa.spiI, h.spiI)) {
       this.drop('unknown-sa')
       return
     }
-    if (sa.initiator && sa.state !== 'init' && !bytesEqual(sa.spiR, h.spiR)) {
+    if (sa.initiator && sa.state !== 'init' && !publicBytesEqual(sa.spiR, h.spiR)) {
       this.drop('unknown-sa')
       return
     }
@@ -609,23 +609,10 @@ export class IkeV2Service implements IkeService {
     }
     sa.childConfigs = [childReq]
     this.register(sa)
-    const run = async (): Promise<IkeSaRecords> => {
-      await initiateIkeSaInit(this, sa, request.forceEncapsulation === true)
-      const result = await initiateIkeAuth(
-        this,
-        sa,
-        childReq,
-        request.initialContact === true,
-        (s, ic) => this.onEstablished(s, ic)
-      )
-      if (result.child === undefined) {
-        await deleteIkeTask(this, sa).catch(() => undefined)
-        throw result.childError ?? new IkeProtocolError('TEMPORARY_FAILURE', 'no Child SA')
-      }
-      return { phase1: sa.record(), phase2: [childRecord(sa, result.child)] }
-    }
     try {
-      return await this.withSignal(run(), options.signal, () => this.destroy(sa, 'local'))
+      return await this.withSignal(this.establish(sa, childReq, request), options.signal, () =>
+        this.destroy(sa, 'local')
+      )
     } catch (err) {
       if (sa.state !== 'deleted' && sa.state !== 'established') this.destroy(sa, 'local')
       const { kind, message } = toKind(err)
@@ -640,6 +627,27 @@ export class IkeV2Service implements IkeService {
       }
       throw err
     }
+  }
+
+  /** IKE_SA_INIT then IKE_AUTH of {@link IkeV2Service.connect}, on its registered SA. */
+  private async establish(
+    sa: IkeSa,
+    childReq: ChildRequest,
+    request: IkeConnectRequest
+  ): Promise<IkeSaRecords> {
+    await initiateIkeSaInit(this, sa, request.forceEncapsulation === true)
+    const result = await initiateIkeAuth(
+      this,
+      sa,
+      childReq,
+      request.initialContact === true,
+      (s, ic) => this.onEstablished(s, ic)
+    )
+    if (result.child === undefined) {
+      await deleteIkeTask(this, sa).catch(() => undefined)
+      throw result.childError ?? new IkeProtocolError('TEMPORARY_FAILURE', 'no Child SA')
+    }
+    return { phase1: sa.record(), phase2: [childRecord(sa, result.child)] }
   }
 
   /**

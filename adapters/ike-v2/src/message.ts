@@ -754,14 +754,20 @@ export function encodeMessage(
 
 /** Finds the first payload of a type. */
 export function findPayload<T extends Payload>(payloads: Payload[], type: number): T | undefined {
-  return payloads.find((p) => p.type === type) as T | undefined
+  // a loop, not `find`: no closure per call (a handshake makes a few dozen of these)
+  for (let i = 0; i < payloads.length; i++) if (payloads[i]!.type === type) return payloads[i] as T
+  return undefined
 }
 
 /** Finds a notify of a type. */
 export function findNotify(payloads: Payload[], notifyType: number): NotifyPayload | undefined {
-  return payloads.find(
-    (p) => p.type === PayloadType.NOTIFY && (p as NotifyPayload).notifyType === notifyType
-  ) as NotifyPayload | undefined
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i]!
+    if (p.type === PayloadType.NOTIFY && (p as NotifyPayload).notifyType === notifyType) {
+      return p as NotifyPayload
+    }
+  }
+  return undefined
 }
 
 /** Builds a notify payload. */

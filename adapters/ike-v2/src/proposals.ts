@@ -135,22 +135,32 @@ export function childProposals(
   }))
 }
 
+// the choice below is made for every IKE_SA_INIT and Child SA: loops rather than `find`,
+// `some` and `filter`, which would make a closure or an array per call
+
 function pickEncr(
   offered: Transform[],
   ours: EncryptionTransform[]
 ): EncryptionTransform | undefined {
   for (const t of offered) {
     if (t.type !== TransformType.ENCR) continue
-    const hit = ours.find(
-      (e) =>
+    for (const e of ours) {
+      if (
         ENCR[e.algorithm] === t.id &&
         (e.algorithm === 'chacha20-poly1305'
           ? t.keyLength === undefined
           : e.keyBits === t.keyLength)
-    )
-    if (hit !== undefined) return hit
+      ) {
+        return e
+      }
+    }
   }
   return undefined
+}
+
+/** Whether `t` is an INTEG transform other than NONE (id 0). */
+function isInteg(t: Transform): boolean {
+  return t.type === TransformType.INTEG && t.id !== 0
 }
 
 function pickInteg(
@@ -158,17 +168,46 @@ function pickInteg(
   ours: IntegrityAlgorithm[],
   aead: boolean
 ): IntegrityAlgorithm | undefined {
-  const integ = offered.filter((t) => t.type === TransformType.INTEG && t.id !== 0)
-  if (aead) return integ.length === 0 ? 'none' : undefined
-  for (const t of integ) {
-    const hit = ours.find((i) => i !== 'none' && INTEG[i] === t.id)
-    if (hit !== undefined) return hit
+  if (aead) {
+    for (const t of offered) if (isInteg(t)) return undefined
+    return 'none'
+  }
+  for (const t of offered) {
+    if (!isInteg(t)) continue
+    for (const i of ours) if (i !== 'none' && INTEG[i] === t.id) return i
   }
   return undefined
 }
 
+/** The first of `offered` of `type` whose id is one of `ids`' (as `number` maps them). */
+function firstOf<T extends string>(
+  offered: Transform[],
+  type: number,
+  ids: readonly T[],
+  number: (id: T) => number | undefined
+): T | undefined {
+  for (const t of offered) {
+    if (t.type !== type) continue
+    for (const id of ids) if (number(id) === t.id) return id
+  }
+  return undefined
+}
+
+function prfNumber(f: PrfAlgorithm): number {
+  return PRF[f]
+}
+
+function groupNumber(g: KeyExchangeGroup): number | undefined {
+  return g === 'none' ? undefined : GROUP_NUMBER[g]
+}
+
 function isAead(e: EncryptionTransform): boolean {
   return e.algorithm !== 'aes-cbc'
+}
+
+function hasEsn(transforms: Transform[]): boolean {
+  for (const t of transforms) if (t.type === TransformType.ESN) return true
+  return false
 }
 
 /**
@@ -182,24 +221,17 @@ function isAead(e: EncryptionTransform): boolean {
 export function chooseIke(offered: Proposal[], ours: IkeProposal[]): ChosenIke | undefined {
   for (const p of offered) {
     if (p.protocol !== ProtocolId.IKE) continue
-    if (p.transforms.some((t) => t.type === TransformType.ESN)) continue
+    if (hasEsn(p.transforms)) continue
     for (const o of ours) {
       const encryption = pickEncr(p.transforms, o.encryption)
       if (encryption === undefined) continue
       const integrity = pickInteg(p.transforms, o.integrity, isAead(encryption))
       if (integrity === undefined) continue
-      const prfT = p.transforms.find(
-        (t) => t.type === TransformType.PRF && o.prf.some((f) => PRF[f] === t.id)
-      )
-      const prf = o.prf.find((f) => PRF[f] === prfT?.id)
+      // the first offered PRF that we take, and the first offered group
+      const prf = firstOf(p.transforms, TransformType.PRF, o.prf, prfNumber)
       if (prf === undefined) continue
-      const groupT = p.transforms.find(
-        (t) =>
-          t.type === TransformType.KE &&
-          o.keyExchange.some((g) => g !== 'none' && GROUP_NUMBER[g] === t.id)
-      )
-      const group = groupT === undefined ? undefined : groupByNumber(groupT.id)
-      if (group === undefined) continue
+      const group = firstOf(p.transforms, TransformType.KE, o.keyExchange, groupNumber)
+      if (group === undefined || group === 'none') continue
       return { encryption, integrity, prf, group, spi: p.spi, number: p.number }
     }
   }

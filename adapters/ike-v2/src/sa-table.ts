@@ -7,9 +7,23 @@
  * @module
  */
 import { NotFoundError, type Clock, type RandomSource, type TimerHandle } from '@vipsec/interface'
-import { toHex } from './crypto.js'
 import type { ChildSa, IkeSa } from './ike-sa.js'
 import type { CachedResponse } from './task-manager.js'
+
+/**
+ * The table key of an IKE SPI: its 8 bytes as 4 UTF-16 code units, a short flat string that is
+ * cheap to make and to hash (a hex string of 16 digits is built from 8 pieces), one per SPI.
+ *
+ * @param spi - the 8-byte SPI
+ */
+export function spiKey(spi: Uint8Array): string {
+  return String.fromCharCode(
+    (spi[0]! << 8) | spi[1]!,
+    (spi[2]! << 8) | spi[3]!,
+    (spi[4]! << 8) | spi[5]!,
+    (spi[6]! << 8) | spi[7]!
+  )
+}
 
 /** Most tombstones kept; the oldest goes first. */
 export const MAX_TOMBSTONES = 4096
@@ -41,7 +55,7 @@ export class SaTable {
     private readonly random: RandomSource
   ) {}
 
-  /** The SA whose local SPI is `key` (hex). */
+  /** The SA whose local SPI has the key `key` ({@link spiKey}). */
   get(key: string): IkeSa | undefined {
     return this.sas.get(key)
   }
@@ -71,7 +85,7 @@ export class SaTable {
     for (;;) {
       const spi = this.random.randomBytes(8)
       if (spi.every((b) => b === 0)) continue
-      if (!this.sas.has(toHex(spi))) return spi
+      if (!this.sas.has(spiKey(spi))) return spi
     }
   }
 

@@ -105,14 +105,11 @@ export function intersect(
     compare(a.startAddress, b.startAddress) >= 0 ? a.startAddress : b.startAddress
   const endAddress = compare(a.endAddress, b.endAddress) <= 0 ? a.endAddress : b.endAddress
   if (compare(startAddress, endAddress) > 0) return undefined
-  return {
-    type: a.type,
-    protocol: a.protocol !== 0 ? a.protocol : b.protocol,
-    startPort,
-    endPort,
-    startAddress,
-    endAddress
-  }
+  const protocol = a.protocol !== 0 ? a.protocol : b.protocol
+  const i = { type: a.type, protocol, startPort, endPort, startAddress, endAddress }
+  // one of the two itself when it lies inside the other (the usual case: a proposal that fits
+  // the policy), `b` first: no view of the message `a` may have come in is kept
+  return sameSelector(b, i) ? b : sameSelector(a, i) ? a : i
 }
 
 /**
@@ -135,6 +132,31 @@ export function narrow(
     }
   }
   return out
+}
+
+/**
+ * The selectors of a responder's answer as the Child SA keeps them: the offered list itself when
+ * the answer is the offer (the usual case), otherwise each selector an offered one that is the
+ * same, or a copy; never a view of the message the answer came in, which it would keep alive.
+ *
+ * @param answer - the selectors of the answer (parsed: views of the message)
+ * @param offered - what we offered (shared, read only)
+ */
+export function keptSelectors(
+  answer: WireTrafficSelector[],
+  offered: WireTrafficSelector[]
+): WireTrafficSelector[] {
+  if (answer.length === offered.length && answer.every((s, i) => sameSelector(s, offered[i]!))) {
+    return offered
+  }
+  return answer.map(
+    (s) =>
+      offered.find((o) => sameSelector(o, s)) ?? {
+        ...s,
+        startAddress: s.startAddress.slice(),
+        endAddress: s.endAddress.slice()
+      }
+  )
 }
 
 /** Whether two selectors are the same range of the same protocol and ports. */
@@ -234,7 +256,10 @@ export function decodeIdentity(p: IdPayload): Identity {
 /** Whether two identities are the same (DNs compared in their canonical text form). */
 export function sameIdentity(a: Identity, b: Identity): boolean {
   if (a.type !== b.type) return false
-  if (a.type === 'fqdn') return a.value.toLowerCase() === b.value.toLowerCase()
+  if (a.type === 'fqdn') {
+    // the same text (the usual case) needs no lower-case copies
+    return a.value === b.value || a.value.toLowerCase() === b.value.toLowerCase()
+  }
   if (a.type === 'der-dn') {
     try {
       return decodeDn(encodeDn(a.value)) === decodeDn(encodeDn(b.value))

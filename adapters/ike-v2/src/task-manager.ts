@@ -204,34 +204,44 @@ export class TaskManager {
     encrypted = true,
     screen?: Screen
   ): Promise<Exchanged> {
-    const run = (): Promise<Exchanged> => {
-      if (this.closed !== undefined) return Promise.reject(this.closed)
-      const messageId = this.nextId++
-      const payloads = build()
-      const packets = encrypted
-        ? this.sa.protect(exchange, messageId, false, payloads)
-        : [this.sa.plain(exchange, messageId, false, payloads)]
-      return new Promise((resolve, reject) => {
-        this.responseFragments?.reset('stale')
-        this.pending = {
-          messageId,
-          exchange,
-          packets,
-          encrypted,
-          screen,
-          resolve,
-          reject,
-          tries: 0
-        }
-        this.sendAll(packets)
-        this.armRetransmit()
-      })
-    }
-    const p = this.queue.then(run, run)
+    const p = this.queue.then(
+      () => this.start(exchange, build, encrypted, screen),
+      () => this.start(exchange, build, encrypted, screen)
+    )
     // the queue waits for the request to settle but keeps nothing of its outcome (an SA lives
     // long, its last response need not)
     this.queue = p.then(settled, settled)
     return p
+  }
+
+  /** Sends a queued request when its turn comes (see {@link TaskManager.request}). */
+  private start(
+    exchange: number,
+    build: () => Payload[],
+    encrypted: boolean,
+    screen: Screen | undefined
+  ): Promise<Exchanged> {
+    if (this.closed !== undefined) return Promise.reject(this.closed)
+    const messageId = this.nextId++
+    const payloads = build()
+    const packets = encrypted
+      ? this.sa.protect(exchange, messageId, false, payloads)
+      : [this.sa.plain(exchange, messageId, false, payloads)]
+    return new Promise((resolve, reject) => {
+      this.responseFragments?.reset('stale')
+      this.pending = {
+        messageId,
+        exchange,
+        packets,
+        encrypted,
+        screen,
+        resolve,
+        reject,
+        tries: 0
+      }
+      this.sendAll(packets)
+      this.armRetransmit()
+    })
   }
 
   /**

@@ -37,9 +37,10 @@ import {
   acceptChildAnswer,
   childChoiceProposal,
   childProposals,
-  chooseChild
+  chooseChild,
+  type ChosenChild
 } from '../proposals.js'
-import { bytesToIp, narrow, toWireSelector, within } from '../selectors.js'
+import { bytesToIp, keptSelectors, narrow, toWireSelector, within } from '../selectors.js'
 import type { IkeChildConfig } from '../config.js'
 
 /** A Child SA to propose. */
@@ -178,11 +179,11 @@ export function acceptChild(
     id: `esp-${spiHex(inboundSpi)}`,
     inboundSpi,
     outboundSpi: readU32(chosen.spi, 0),
-    chosen,
+    chosen: keptChoice(chosen),
     policy: offer.request.policy,
     mode: transport ? 'transport' : 'tunnel',
-    local: tsi.selectors,
-    remote: tsr.selectors,
+    local: keptSelectors(tsi.selectors, offer.request.local),
+    remote: keptSelectors(tsr.selectors, offer.request.remote),
     encapsulated: sa.nat.encapsulated,
     keys,
     initiator: true,
@@ -191,6 +192,17 @@ export function acceptChild(
     establishedAt: ctx.clock.now(),
     filters: []
   }
+}
+
+/** No bytes (shared: nothing writes into an empty array). */
+const NO_BYTES = new Uint8Array(0)
+
+/**
+ * A Child SA's choice as it keeps it: without the proposal's SPI, a view of the message it came
+ * in (read into `outboundSpi` once).
+ */
+function keptChoice(chosen: ChosenChild): ChosenChild {
+  return { ...chosen, spi: NO_BYTES }
 }
 
 /** The responder's answer to a Child SA proposal. */
@@ -254,7 +266,7 @@ export function answerChild(
       id: `esp-${spiHex(inboundSpi)}`,
       inboundSpi,
       outboundSpi: readU32(chosen.spi, 0),
-      chosen,
+      chosen: keptChoice(chosen),
       policy: config.policy,
       mode: transport ? 'transport' : 'tunnel',
       local,
@@ -286,7 +298,16 @@ export function answerChild(
 const prefixCache = new Map<string, string[]>()
 
 function rangeToPrefixes(start: Uint8Array, end: Uint8Array): string[] {
-  const key = `${toHex(start)}-${toHex(end)}`
+  // an IPv4 range keyed by four UTF-16 code units (a short flat string, cheap to hash)
+  const key =
+    start.length === 4 && end.length === 4
+      ? String.fromCharCode(
+          (start[0]! << 8) | start[1]!,
+          (start[2]! << 8) | start[3]!,
+          (end[0]! << 8) | end[1]!,
+          (end[2]! << 8) | end[3]!
+        )
+      : `${toHex(start)}-${toHex(end)}`
   const cached = prefixCache.get(key)
   if (cached !== undefined) return cached
   const prefixes = computePrefixes(start, end)
@@ -429,18 +450,43 @@ const INSTALLED: ChildKeys = Object.freeze({
 })
 
 /**
+ * The parameters of one of a Child SA's two ESP SAs, written out (not spread from a common
+ * object: a handshake makes four of them).
+ */
+function espSaParams(
+  child: ChildSa,
+  direction: EspDirection,
+  spi: number,
+  keyMaterial: Uint8Array,
+  tunnel: EspSaParams['tunnel'],
+  udpEncapsulation: EspSaParams['udpEncapsulation']
+): EspSaParams {
+  const p: EspSaParams = {
+    spi,
+    direction,
+    mode: child.mode,
+    algorithm: child.chosen.encryption.algorithm,
+    keyMaterial,
+    extendedSequenceNumbers: child.chosen.esn,
+    lifetime: child.policy.lifetime ?? NO_LIFETIME,
+    tunnel,
+    udpEncapsulation,
+    tag: child.id
+  }
+  if (child.chosen.integrity !== 'none') p.integrity = child.chosen.integrity
+  return p
+}
+
+/**
  * Installs a Child SA's two ESP SAs (and, unless turned off, its protect filters) in the engine.
  *
  * @throws whatever the engine throws (the caller reports it)
  */
 export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
   const { encrI, encrR, integI, integR } = child.keys
-  const algorithm = child.chosen.encryption.algorithm
-  const integrity = child.chosen.integrity
   // the ESP engine takes the encryption key then the integrity key (RFC 7296 section 2.17)
   const outKey = child.initiator ? joined(encrI, integI) : joined(encrR, integR)
   const inKey = child.initiator ? joined(encrR, integR) : joined(encrI, integI)
-  const lifetime = child.policy.lifetime ?? NO_LIFETIME
   const tunnel = { local: sa.local.address, remote: sa.remote.address }
   const udpEncapsulation = child.encapsulated
     ? {
@@ -448,27 +494,18 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
         remote: { address: sa.remote.address, port: sa.natT ? sa.remote.port : 4500 }
       }
     : undefined
-  // the two SAs' parameters written out (not spread from a common object: a handshake makes
-  // four of them)
-  const params = (direction: EspDirection, spi: number, keyMaterial: Uint8Array): EspSaParams => {
-    const p: EspSaParams = {
-      spi,
-      direction,
-      mode: child.mode,
-      algorithm,
-      keyMaterial,
-      extendedSequenceNumbers: child.chosen.esn,
-      lifetime,
-      tunnel,
-      udpEncapsulation,
-      tag: child.id
-    }
-    if (integrity !== 'none') p.integrity = integrity
-    return p
-  }
-  ctx.engine.addSa(params('inbound', child.inboundSpi, inKey))
+  const inbound = espSaParams(child, 'inbound', child.inboundSpi, inKey, tunnel, udpEncapsulation)
+  const outbound = espSaParams(
+    child,
+    'outbound',
+    child.outboundSpi,
+    outKey,
+    tunnel,
+    udpEncapsulation
+  )
+  ctx.engine.addSa(inbound)
   try {
-    ctx.engine.addSa(params('outbound', child.outboundSpi, outKey))
+    ctx.engine.addSa(outbound)
   } catch (err) {
     ctx.engine.removeSa(child.inboundSpi, 'inbound')
     throw err

@@ -52,14 +52,13 @@ export async function initiateIkeAuth(
   const idi = encodeIdentity(sa.localIdentity!, PayloadType.IDi)
   const idr = encodeIdentity(sa.remoteIdentity!, PayloadType.IDr)
   const offer = offerChild(ctx, request, 'none')
-  const { payloads } = await sa.tasks.request(ExchangeType.IKE_AUTH, () => [
-    idi,
-    ...(initialContact ? [notify(NotifyType.INITIAL_CONTACT)] : []),
-    ...(sa.policy.authMethod !== 'psk' ? certificateRequest(ctx) : []),
-    idr,
-    ...buildAuth(ctx, sa, idi),
-    ...offer.payloads
-  ])
+  const { payloads } = await sa.tasks.request(ExchangeType.IKE_AUTH, () => {
+    const out: Payload[] = [idi]
+    if (initialContact) out.push(notify(NotifyType.INITIAL_CONTACT))
+    if (sa.policy.authMethod !== 'psk') out.push(...certificateRequest(ctx))
+    out.push(idr, ...buildAuth(ctx, sa, idi), ...offer.payloads)
+    return out
+  })
   const authFailed = findNotify(payloads, NotifyType.AUTHENTICATION_FAILED)
   if (authFailed !== undefined) {
     throw new IkeProtocolError('AUTHENTICATION_FAILED', 'peer refused our authentication')
@@ -105,6 +104,31 @@ function verifyResponder(ctx: IkeContext, sa: IkeSa, payloads: Payload[]): void 
   }
 }
 
+/**
+ * The responder's refusal of IKE_AUTH: the error notify, and after it is sent the failure,
+ * which names the identities the peer claimed (IDi) and asked for (IDr), as far as known.
+ */
+function refusal(
+  sa: IkeSa,
+  onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string, ids: IdentityFields) => void,
+  kind: IkeErrorKind,
+  idi: Identity | undefined,
+  idr: Identity | undefined,
+  message: string
+): AuthAnswer {
+  return {
+    payloads: [
+      notify(NotifyType[kind as 'AUTHENTICATION_FAILED'] ?? NotifyType.AUTHENTICATION_FAILED)
+    ],
+    after: () =>
+      onFailed(sa, kind, message, {
+        ...identityFields(sa),
+        ...(idr === undefined ? {} : { localId: idr.value }),
+        ...(idi === undefined ? {} : { remoteId: idi.value })
+      })
+  }
+}
+
 /** The responder's answer to IKE_AUTH. */
 export interface AuthAnswer {
   /** The response payloads. */
@@ -129,28 +153,16 @@ export function respondIkeAuth(
 ): AuthAnswer {
   let idi: Identity | undefined
   let idr: Identity | undefined
-  // the failure names the identities the peer claimed (IDi) and asked for (IDr), as far as known
-  const fail = (kind: IkeErrorKind, message: string): AuthAnswer => ({
-    payloads: [
-      notify(NotifyType[kind as 'AUTHENTICATION_FAILED'] ?? NotifyType.AUTHENTICATION_FAILED)
-    ],
-    after: () =>
-      onFailed(sa, kind, message, {
-        ...identityFields(sa),
-        ...(idr === undefined ? {} : { localId: idr.value }),
-        ...(idi === undefined ? {} : { remoteId: idi.value })
-      })
-  })
   const idiP = findPayload<IdPayload>(payloads, PayloadType.IDi)
   if (idiP === undefined || findPayload(payloads, PayloadType.AUTH) === undefined) {
-    return fail('INVALID_SYNTAX', 'IKE_AUTH request lacks IDi or AUTH')
+    return refusal(sa, onFailed, 'INVALID_SYNTAX', idi, idr, 'IKE_AUTH request lacks IDi or AUTH')
   }
   try {
     idi = decodeIdentity(idiP)
     const idrP = findPayload<IdPayload>(payloads, PayloadType.IDr)
     idr = idrP === undefined ? undefined : decodeIdentity(idrP)
   } catch {
-    return fail('AUTHENTICATION_FAILED', 'undecodable identity')
+    return refusal(sa, onFailed, 'AUTHENTICATION_FAILED', idi, idr, 'undecodable identity')
   }
   const peer = ctx.init.peers.find(
     (p) =>
@@ -159,12 +171,27 @@ export function respondIkeAuth(
       p.phase1.proposals.length > 0
   )
   if (peer === undefined) {
-    return fail('AUTHENTICATION_FAILED', `no peer config for ${idi.type}:${idi.value}`)
+    return refusal(
+      sa,
+      onFailed,
+      'AUTHENTICATION_FAILED',
+      idi,
+      idr,
+      `no peer config for ${idi.type}:${idi.value}`
+    )
   }
   // IKE_SA_INIT chose among every peer's proposals: the one chosen must be this peer's too
-  if (chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined) {
-    return fail(
+  // (with a single peer it chose among this peer's alone)
+  if (
+    ctx.init.peers.length > 1 &&
+    chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined
+  ) {
+    return refusal(
+      sa,
+      onFailed,
       'AUTHENTICATION_FAILED',
+      idi,
+      idr,
       `the IKE proposal chosen is not in the policy of ${idi.value}`
     )
   }
@@ -174,14 +201,21 @@ export function respondIkeAuth(
   sa.policy = { ...peer.phase1, proposals: sa.policy.proposals }
   const verified = verifyAuth(ctx, sa, payloads, idiP)
   if (verified !== true) {
-    return fail('AUTHENTICATION_FAILED', `AUTH of ${idi.type}:${idi.value}: ${verified}`)
+    return refusal(
+      sa,
+      onFailed,
+      'AUTHENTICATION_FAILED',
+      idi,
+      idr,
+      `AUTH of ${idi.type}:${idi.value}: ${verified}`
+    )
   }
   const idrOut = encodeIdentity(peer.localIdentity, PayloadType.IDr)
   let auth: Payload[]
   try {
     auth = buildAuth(ctx, sa, idrOut)
   } catch (err) {
-    return fail('AUTHENTICATION_FAILED', (err as Error).message)
+    return refusal(sa, onFailed, 'AUTHENTICATION_FAILED', idi, idr, (err as Error).message)
   }
   const initialContact = findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined
   const answer = answerChild(

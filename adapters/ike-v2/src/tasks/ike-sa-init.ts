@@ -13,12 +13,12 @@ import {
 } from '@vipsec/interface'
 import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from '../constants.js'
 import {
-  bytesEqual,
   createKeyExchange,
   deriveIkeKeys,
   GROUP_NUMBER,
   groupByNumber,
-  natHash
+  natHash,
+  publicBytesEqual
 } from '../crypto.js'
 import type { IkeContext } from '../context.js'
 import { IkeSa } from '../ike-sa.js'
@@ -51,14 +51,22 @@ import { certificateRequest, SIGNATURE_HASHES, signatureHashes } from '../signat
 /** At most this many IKE_SA_INIT retries (COOKIE, INVALID_KE_PAYLOAD) before giving up. */
 const MAX_INIT_RETRIES = 4
 
-function natNotifies(
+/** SPIr of an IKE_SA_INIT request: eight zero bytes (shared: only ever read). */
+const ZERO_SPI = new Uint8Array(8)
+
+/** The empty SPI of an IKE_SA_INIT proposal (shared: nothing writes into an empty array). */
+const NO_SPI = new Uint8Array(0)
+
+/** Appends the two NAT detection notifies (RFC 7296 section 2.23) to `out`. */
+function pushNatNotifies(
+  out: Payload[],
   spiI: Uint8Array,
   spiR: Uint8Array,
   source: Endpoint,
   destination: Endpoint,
   fakeSource: Uint8Array | undefined
-): Payload[] {
-  return [
+): void {
+  out.push(
     notify(
       NotifyType.NAT_DETECTION_SOURCE_IP,
       fakeSource ?? natHash(spiI, spiR, readIpBytes(source.address), source.port)
@@ -67,7 +75,7 @@ function natNotifies(
       NotifyType.NAT_DETECTION_DESTINATION_IP,
       natHash(spiI, spiR, readIpBytes(destination.address), destination.port)
     )
-  ]
+  )
 }
 
 function natState(
@@ -90,8 +98,8 @@ function natState(
   const localHash = natHash(spiI, spiR, readIpBytes(local.address), local.port)
   return {
     supported: true,
-    remoteBehindNat: !sources.some((s) => bytesEqual(s.data, peerHash)),
-    localBehindNat: !bytesEqual(dest.data, localHash)
+    remoteBehindNat: !sources.some((s) => publicBytesEqual(s.data, peerHash)),
+    localBehindNat: !publicBytesEqual(dest.data, localHash)
   }
 }
 
@@ -121,15 +129,23 @@ export async function initiateIkeSaInit(
     sa.tasks.restartInit()
     const { message, payloads, request } = await sa.tasks.request(
       ExchangeType.IKE_SA_INIT,
-      () => [
-        ...(cookie !== undefined ? [notify(NotifyType.COOKIE, cookie)] : []),
-        { type: PayloadType.SA, proposals: ikeProposals(sa.policy.proposals) } as SaPayload,
-        { type: PayloadType.KE, group: GROUP_NUMBER[ke.group], data: ke.publicValue } as KePayload,
-        { type: PayloadType.NONCE, data: sa.ni } as NoncePayload,
-        ...natNotifies(sa.spiI, new Uint8Array(8), sa.local, sa.remote, fake),
-        ...(sa.fragmentation.announced ? [notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)] : []),
-        ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
-      ],
+      () => {
+        const out: Payload[] = []
+        if (cookie !== undefined) out.push(notify(NotifyType.COOKIE, cookie))
+        out.push(
+          { type: PayloadType.SA, proposals: ikeProposals(sa.policy.proposals) } as SaPayload,
+          {
+            type: PayloadType.KE,
+            group: GROUP_NUMBER[ke.group],
+            data: ke.publicValue
+          } as KePayload,
+          { type: PayloadType.NONCE, data: sa.ni } as NoncePayload
+        )
+        pushNatNotifies(out, sa.spiI, ZERO_SPI, sa.local, sa.remote, fake)
+        if (sa.fragmentation.announced) out.push(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        if (cert) out.push(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES))
+        return out
+      },
       false,
       // an error notify in the response is unprotected and may be forged by anyone on the path:
       // the real answer, if it comes soon, wins (RFC 7296 section 2.21.1)
@@ -177,7 +193,8 @@ export async function initiateIkeSaInit(
     const spiR = message.header.spiR
     if (spiR.every((b) => b === 0)) throw new IkeProtocolError('INVALID_SYNTAX', 'zero SPIr')
     sa.spiR = spiR.slice()
-    sa.chosen = chosen
+    // the SPI of an IKE_SA_INIT proposal is empty, but a view of the message: not kept
+    sa.chosen = { ...chosen, spi: NO_SPI }
     // a copy: the SA keeps the nonce, not the whole response it came in
     sa.nr = nonce.data.slice()
     sa.ourInit = request
@@ -237,7 +254,7 @@ export function respondIkeSaInit(
   const existing = state.get(h.spiI, from)
   if (existing !== undefined) {
     const cached = existing.tasks.lastResponse
-    if (cached !== undefined && bytesEqual(existing.peerInit, message.raw)) {
+    if (cached !== undefined && publicBytesEqual(existing.peerInit, message.raw)) {
       ctx.stats.responsesReplayed++
       for (const p of cached.packets) ctx.send(existing, p)
     } else {
@@ -249,25 +266,9 @@ export function respondIkeSaInit(
   const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
   const keP = findPayload<KePayload>(payloads, PayloadType.KE)
   const nonce = findPayload<NoncePayload>(payloads, PayloadType.NONCE)
-  const plain = (p: Payload[]): Uint8Array =>
-    encodeMessage(
-      {
-        spiI: h.spiI,
-        spiR: new Uint8Array(8),
-        version: 0x20,
-        exchange: ExchangeType.IKE_SA_INIT,
-        flags: HeaderFlag.RESPONSE,
-        messageId: 0
-      },
-      p
-    )
-  const refuse = (p: Payload): void => {
-    if (state.takeNotify()) ctx.sendTo(plain([p]), from, natT)
-    else ctx.stats.notifiesSuppressed++
-  }
   if (saP === undefined || keP === undefined || nonce === undefined) {
     ctx.drop('malformed')
-    refuse(notify(NotifyType.INVALID_SYNTAX))
+    refuse(ctx, state, h.spiI, from, natT, notify(NotifyType.INVALID_SYNTAX))
     return
   }
   const underLoad = state.size >= ctx.init.cookieThreshold
@@ -281,7 +282,7 @@ export function respondIkeSaInit(
     ) {
       ctx.stats.cookiesSent++
       const cookie = state.cookieFor(nonce.data, from, h.spiI)
-      ctx.sendTo(plain([notify(NotifyType.COOKIE, cookie)]), from, natT)
+      ctx.sendTo(stateless(h.spiI, notify(NotifyType.COOKIE, cookie)), from, natT)
       return
     }
   }
@@ -305,10 +306,17 @@ export function respondIkeSaInit(
   if (chosen === undefined) {
     const other = chooseIke(saP.proposals, allProposals)
     if (other !== undefined) {
-      refuse(notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[other.group])))
+      refuse(
+        ctx,
+        state,
+        h.spiI,
+        from,
+        natT,
+        notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[other.group]))
+      )
       return
     }
-    refuse(notify(NotifyType.NO_PROPOSAL_CHOSEN))
+    refuse(ctx, state, h.spiI, from, natT, notify(NotifyType.NO_PROPOSAL_CHOSEN))
     ctx.emit({
       type: 'ike:failed',
       peer: from,
@@ -338,10 +346,11 @@ export function respondIkeSaInit(
     shared = ke.computeSharedSecret(keP.data)
   } catch {
     ctx.drop('malformed')
-    refuse(notify(NotifyType.INVALID_SYNTAX))
+    refuse(ctx, state, h.spiI, from, natT, notify(NotifyType.INVALID_SYNTAX))
     return
   }
-  chosen = { ...chosen }
+  // the SPI of an IKE_SA_INIT proposal is empty, but a view of the message: not kept
+  chosen = { ...chosen, spi: NO_SPI }
   sa.chosen = chosen
   // a copy: the SA keeps the nonce, not the whole request it came in
   sa.ni = nonce.data.slice()
@@ -357,7 +366,7 @@ export function respondIkeSaInit(
     spiR: sa.spiR,
     sharedSecret: shared
   })
-  const nat = natState(payloads, sa.spiI, new Uint8Array(8), from, local)
+  const nat = natState(payloads, sa.spiI, ZERO_SPI, from, local)
   sa.nat = {
     localBehindNat: nat.localBehindNat,
     remoteBehindNat: nat.remoteBehindNat,
@@ -375,15 +384,18 @@ export function respondIkeSaInit(
     peer: fragmentation,
     send: ctx.init.fragmentation.enabled
   }
-  const response = sa.plain(ExchangeType.IKE_SA_INIT, 0, true, [
+  const out: Payload[] = [
     { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen)] } as SaPayload,
     { type: PayloadType.KE, group: GROUP_NUMBER[chosen.group], data: ke.publicValue } as KePayload,
-    { type: PayloadType.NONCE, data: sa.nr } as NoncePayload,
-    ...(nat.supported ? natNotifies(sa.spiI, sa.spiR, local, from, undefined) : []),
-    ...(fragmentation ? [notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)] : []),
-    ...(cert ? certificateRequest(ctx) : []),
-    ...(cert ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES)] : [])
-  ])
+    { type: PayloadType.NONCE, data: sa.nr } as NoncePayload
+  ]
+  if (nat.supported) pushNatNotifies(out, sa.spiI, sa.spiR, local, from, undefined)
+  if (fragmentation) out.push(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+  if (cert) {
+    out.push(...certificateRequest(ctx))
+    out.push(notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, SIGNATURE_HASHES))
+  }
+  const response = sa.plain(ExchangeType.IKE_SA_INIT, 0, true, out)
   sa.ourInit = response
   sa.tasks.answeredInit(message.raw, response)
   sa.state = 'auth'
@@ -392,6 +404,34 @@ export function respondIkeSaInit(
   ctx.register(sa)
   expireHalfOpen(ctx, state, sa)
   ctx.send(sa, response)
+}
+
+/** An unencrypted IKE_SA_INIT response of one payload, outside any SA (an error, a COOKIE). */
+function stateless(spiI: Uint8Array, payload: Payload): Uint8Array {
+  return encodeMessage(
+    {
+      spiI,
+      spiR: ZERO_SPI,
+      version: 0x20,
+      exchange: ExchangeType.IKE_SA_INIT,
+      flags: HeaderFlag.RESPONSE,
+      messageId: 0
+    },
+    [payload]
+  )
+}
+
+/** Refuses an IKE_SA_INIT request with an error notify, out of the table's notify budget. */
+function refuse(
+  ctx: IkeContext,
+  state: HalfOpenTable,
+  spiI: Uint8Array,
+  from: Endpoint,
+  natT: boolean,
+  payload: Payload
+): void {
+  if (state.takeNotify()) ctx.sendTo(stateless(spiI, payload), from, natT)
+  else ctx.stats.notifiesSuppressed++
 }
 
 /** The phase 1 policies of a service's peers, and all their proposals, by peer list. */
