@@ -211,21 +211,77 @@ interface PrefixGroup {
   size: number
 }
 
-/** The filters of one direction: how many, and their prefix groups per address length. */
+/** The prefix groups of one direction and address family. */
+interface FamilyIndex {
+  /** By source length * 256 + destination length. */
+  readonly byLengths: Map<number, PrefixGroup>
+  /** The same groups, as an array for matching (no iterator per packet). */
+  readonly list: PrefixGroup[]
+}
+
+/** Up to this many filters a direction is also kept as one list in matching order. */
+const SMALL = 8
+
+/** The filters of one direction: how many, and their prefix groups per address family. */
 interface DirectionIndex {
   size: number
-  /** By address length (4 or 16), then by source length * 256 + destination length. */
-  readonly groups: Map<number, Map<number, PrefixGroup>>
+  readonly v4: FamilyIndex
+  readonly v6: FamilyIndex
+  /**
+   * All the direction's filters in matching order while there are at most {@link SMALL}:
+   * scanning them costs less than hashing, as with one tunnel. `undefined` above that.
+   */
+  small: CompiledFilter[] | undefined
 }
 
 function emptyIndex(): DirectionIndex {
   return {
     size: 0,
-    groups: new Map([
-      [4, new Map()],
-      [16, new Map()]
-    ])
+    v4: { byLengths: new Map(), list: [] },
+    v6: { byLengths: new Map(), list: [] },
+    small: []
   }
+}
+
+/** Inserts `compiled` into `list` (in matching order) at its place. */
+function insertInOrder(list: CompiledFilter[], compiled: CompiledFilter): void {
+  let i = list.length
+  while (i > 0 && before(compiled, list[i - 1])) i--
+  list.splice(i, 0, compiled)
+}
+
+/** Whether `c` matches a packet with these ports (in its family: the caller checks). */
+function matches(
+  c: CompiledFilter,
+  packet: Uint8Array,
+  info: IpPacketInfo,
+  sourcePort: number,
+  destinationPort: number
+): boolean {
+  const s = c.filter.selector
+  return (
+    (s.protocol === 0 || s.protocol === info.protocol) &&
+    sourcePort >= s.sourcePorts[0] &&
+    sourcePort <= s.sourcePorts[1] &&
+    destinationPort >= s.destinationPorts[0] &&
+    destinationPort <= s.destinationPorts[1] &&
+    prefixContains(c.source, packet, info.sourceOffset) &&
+    prefixContains(c.destination, packet, info.destinationOffset)
+  )
+}
+
+function familyOf(index: DirectionIndex, addressLength: number): FamilyIndex {
+  return addressLength === 4 ? index.v4 : index.v6
+}
+
+/** A direction's filters in matching order, from its groups (for at most {@link SMALL}). */
+function smallList(index: DirectionIndex): CompiledFilter[] {
+  const all: CompiledFilter[] = []
+  for (const family of [index.v4, index.v6]) {
+    for (const group of family.list)
+      for (const bucket of group.buckets.values()) all.push(...bucket)
+  }
+  return all.sort((a, b) => (before(a, b) ? -1 : 1))
 }
 
 /**
@@ -266,11 +322,10 @@ export class Spd {
       else removed.push(sameKey)
     }
     for (const old of removed) this.remove(old.filter.id)
-    const bucket = this.bucketFor(compiled)
-    let i = bucket.length
-    while (i > 0 && before(compiled, bucket[i - 1])) i--
-    bucket.splice(i, 0, compiled)
-    this.index[compiled.filter.direction].size++
+    insertInOrder(this.bucketFor(compiled), compiled)
+    const direction = this.index[compiled.filter.direction]
+    if (++direction.size > SMALL) direction.small = undefined
+    else insertInOrder(direction.small as CompiledFilter[], compiled)
     this.byId.set(compiled.filter.id, compiled)
     this.byKey.set(compiled.key, compiled)
     return { compiled, removed }
@@ -287,15 +342,23 @@ export class Spd {
     this.byId.delete(id)
     this.byKey.delete(compiled.key)
     const direction = this.index[compiled.filter.direction]
-    const groups = direction.groups.get(compiled.source.bytes.length) as Map<number, PrefixGroup>
+    const family = familyOf(direction, compiled.source.bytes.length)
     const groupKey = compiled.source.length * 256 + compiled.destination.length
-    const group = groups.get(groupKey) as PrefixGroup
+    const group = family.byLengths.get(groupKey) as PrefixGroup
     const key = this.prefixHash(group, compiled.source.bytes, 0, compiled.destination.bytes, 0)
     const bucket = group.buckets.get(key) as CompiledFilter[]
     bucket.splice(bucket.indexOf(compiled), 1)
     if (bucket.length === 0) group.buckets.delete(key)
-    if (--group.size === 0) groups.delete(groupKey)
+    if (--group.size === 0) {
+      family.byLengths.delete(groupKey)
+      family.list.splice(family.list.indexOf(group), 1)
+    }
     direction.size--
+    if (direction.small !== undefined) {
+      direction.small.splice(direction.small.indexOf(compiled), 1)
+    } else if (direction.size <= SMALL) {
+      direction.small = smallList(direction)
+    }
     return true
   }
 
@@ -334,27 +397,35 @@ export class Spd {
     if (index.size === 0) return null
     const ports = packedPorts(packet, info)
     if (ports < 0) return undefined
-    const groups = index.groups.get(info.addressLength)
-    if (groups === undefined) return null
     const sourcePort = ports >>> 16
     const destinationPort = ports & 0xffff
+    const small = index.small
+    if (small !== undefined) {
+      for (let i = 0; i < small.length; i++) {
+        const c = small[i]
+        if (
+          c.source.bytes.length === info.addressLength &&
+          matches(c, packet, info, sourcePort, destinationPort)
+        ) {
+          return c
+        }
+      }
+      return null
+    }
+    const groups = familyOf(index, info.addressLength).list
     let best: CompiledFilter | null = null
-    for (const group of groups.values()) {
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]
       const key = this.prefixHash(group, packet, info.sourceOffset, packet, info.destinationOffset)
       const bucket = group.buckets.get(key)
       if (bucket === undefined) continue
-      for (const c of bucket) {
+      for (let i = 0; i < bucket.length; i++) {
+        const c = bucket[i]
         if (best !== null && !before(c, best)) break
-        const s = c.filter.selector
-        if (s.protocol !== 0 && s.protocol !== info.protocol) continue
-        if (sourcePort < s.sourcePorts[0] || sourcePort > s.sourcePorts[1]) continue
-        if (destinationPort < s.destinationPorts[0] || destinationPort > s.destinationPorts[1]) {
-          continue
+        if (matches(c, packet, info, sourcePort, destinationPort)) {
+          best = c
+          break
         }
-        if (!prefixContains(c.source, packet, info.sourceOffset)) continue
-        if (!prefixContains(c.destination, packet, info.destinationOffset)) continue
-        best = c
-        break
       }
     }
     return best
@@ -362,11 +433,9 @@ export class Spd {
 
   /** The bucket of a compiled filter's prefixes, made (with its group) if need be. */
   private bucketFor(compiled: CompiledFilter): CompiledFilter[] {
-    const groups = this.index[compiled.filter.direction].groups.get(
-      compiled.source.bytes.length
-    ) as Map<number, PrefixGroup>
+    const family = familyOf(this.index[compiled.filter.direction], compiled.source.bytes.length)
     const groupKey = compiled.source.length * 256 + compiled.destination.length
-    let group = groups.get(groupKey)
+    let group = family.byLengths.get(groupKey)
     if (group === undefined) {
       group = {
         sourceMasks: wordMasks(compiled.source.length),
@@ -374,7 +443,8 @@ export class Spd {
         buckets: new SparseMap(),
         size: 0
       }
-      groups.set(groupKey, group)
+      family.byLengths.set(groupKey, group)
+      family.list.push(group)
     }
     group.size++
     const key = this.prefixHash(group, compiled.source.bytes, 0, compiled.destination.bytes, 0)

@@ -45,7 +45,7 @@ const direction = fc.constantFrom<EspDirection>('inbound', 'outbound')
 
 const filter: fc.Arbitrary<DynamicFilter> = fc
   .record({
-    id: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'),
+    id: fc.constantFrom(...'abcdefghijklmnopqrstuvwx'.split('')),
     direction,
     v6: fc.boolean(),
     source: fc.nat(V4_PREFIXES.length - 1),
@@ -110,14 +110,16 @@ type Op =
   | { op: 'match'; direction: EspDirection; packet: Uint8Array }
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 12, arbitrary: filter.map((f) => ({ op: 'install' as const, filter: f })) },
+  { weight: 24, arbitrary: filter.map((f) => ({ op: 'install' as const, filter: f })) },
   {
-    weight: 2,
-    arbitrary: fc.constantFrom('a', 'b', 'c', 'z').map((id) => ({ op: 'remove' as const, id }))
+    weight: 10,
+    arbitrary: fc
+      .constantFrom(...'abcdefghijklz'.split(''))
+      .map((id) => ({ op: 'remove' as const, id }))
   },
   { weight: 1, arbitrary: fc.constant({ op: 'clear' as const }) },
   {
-    weight: 24,
+    weight: 40,
     arbitrary: fc
       .tuple(direction, packet)
       .map(([d, p]) => ({ op: 'match' as const, direction: d, packet: p }))
@@ -133,8 +135,11 @@ describe('Spd', () => {
       let matched = 0
       let truncated = 0
       let replaced = 0
+      // matches with more than eight filters in the direction, and removals down to eight
+      let large = 0
+      let shrunk = 0
       fc.assert(
-        fc.property(fc.array(op, { minLength: 20, maxLength: 60, size: 'max' }), (ops) => {
+        fc.property(fc.array(op, { minLength: 60, maxLength: 160, size: 'max' }), (ops) => {
           const indexed = new Spd()
           const linear = new LinearSpd()
           for (const o of ops) {
@@ -145,7 +150,12 @@ describe('Spd', () => {
               expect(a.removed.map(idOf)).to.deep.equal(b.removed.map(idOf))
               replaced += b.removed.length
             } else if (o.op === 'remove') {
+              const before = linear.list()
               expect(indexed.remove(o.id)).to.equal(linear.remove(o.id))
+              const gone = before.find((f) => f.id === o.id)
+              if (gone && before.filter((f) => f.direction === gone.direction).length === 9) {
+                shrunk++
+              }
             } else if (o.op === 'clear') {
               indexed.clear()
               linear.clear()
@@ -154,17 +164,20 @@ describe('Spd', () => {
               const expected = linear.match(o.direction, o.packet, info)
               expect(idOf(indexed.match(o.direction, o.packet, info))).to.equal(idOf(expected))
               if (expected != null) matched++
+              if (linear.list().filter((f) => f.direction === o.direction).length > 8) large++
               if (expected === undefined) truncated++
             }
             expect(indexed.list()).to.deep.equal(linear.list())
           }
         }),
-        { numRuns: 300 }
+        { numRuns: 150 }
       )
       // the runs exercised matches, truncated packets and duplicate replacement
-      expect(matched).to.be.greaterThan(250)
-      expect(truncated).to.be.greaterThan(100)
+      expect(matched).to.be.greaterThan(500)
+      expect(truncated).to.be.greaterThan(300)
       expect(replaced).to.be.greaterThan(100)
+      expect(large).to.be.greaterThan(200)
+      expect(shrunk).to.be.greaterThan(10)
     })
   })
 
