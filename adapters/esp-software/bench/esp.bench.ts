@@ -11,6 +11,17 @@
  * 1 and 2 workers. Prints tables and one JSON line. Run: npm run bench:esp (ESP_BENCH_ROUNDS,
  * ESP_BENCH_SLICE_MS, ESP_BENCH_ONLY=single|workers and ESP_BENCH_SUITES=gcm,chacha,cbc-sha256,
  * cbc-sha1 tune it)
+ *
+ * Method of the one-core table: each phase (one suite, one size, one direction) runs in a fresh
+ * node process of its own, started with this script's flags, so that no phase inherits the heap
+ * another left behind (the decapsulation phases hold a slice's worth of sealed packets and make
+ * V8 grow its young generation to tens of MB, which slowed the encapsulation rounds after them).
+ * A phase warms up with one discarded slice, then runs ESP_BENCH_ROUNDS rounds (default 15) of
+ * bare and engine under the same load; the printed ratio is the median of the per-round ratios,
+ * with their first and third quartiles as the spread and the ratio of the median rates beside
+ * it. ESP_BENCH_ISOLATE=0 runs all phases in one process, one after another, as before. The
+ * ceilings are unchanged: one createCipheriv per packet on the padded ESP plaintext (plus one
+ * createHmac over header, IV and ciphertext for AES-CBC).
  */
 import {
   createCipheriv,
@@ -21,6 +32,7 @@ import {
   timingSafeEqual
 } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { SystemClock } from '@vipsec/clock'
@@ -34,7 +46,7 @@ import { buildIpPacket, buildUdp } from '@vipsec/wire'
 import { CBC_IV_BATCH, SoftwareEspEngine, espPadLength } from '../src/index.js'
 
 const SIZES = [64, 512, 1400]
-const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 9)
+const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 15)
 const SLICE_MS = Number(process.env.ESP_BENCH_SLICE_MS ?? 200)
 const BATCH = 256
 /** `single` or `workers` runs only that part; default both. */
@@ -185,9 +197,8 @@ const ALL_SUITES: Record<string, Suite> = {
 const SUITES = (process.env.ESP_BENCH_SUITES ?? Object.keys(ALL_SUITES).join(','))
   .split(',')
   .map((name) => {
-    const suite = ALL_SUITES[name.trim()]
-    if (suite == null) throw new Error(`ESP_BENCH_SUITES: unknown suite ${name}`)
-    return suite
+    if (ALL_SUITES[name.trim()] == null) throw new Error(`ESP_BENCH_SUITES: unknown suite ${name}`)
+    return name.trim()
   })
 const GCM = ALL_SUITES.gcm
 
@@ -393,9 +404,15 @@ interface Row {
   bareEncrypt: number
   encapsulate: number
   encapsulateRatio: number
+  /** First and third quartiles of the per-round ratios: the spread. */
+  encapsulateRatioQuartiles: [number, number]
+  /** The median engine rate over the median bare rate, for comparison. */
+  encapsulateRatioOfMedians: number
   bareDecrypt: number
   decapsulate: number
   decapsulateRatio: number
+  decapsulateRatioQuartiles: [number, number]
+  decapsulateRatioOfMedians: number
   /** The same ratios, from packets per second of process CPU time. */
   encapsulateCpuRatio: number
   decapsulateCpuRatio: number
@@ -424,85 +441,169 @@ function decapsulateRate(engine: SoftwareEspEngine, packet: Uint8Array, expected
   return (fresh.length / (performance.now() - started)) * 1000
 }
 
+/** The per-round samples of one phase (encapsulation or decapsulation) of one suite and size. */
+interface PhaseSamples {
+  /** Bare packets/s, wall clock. */
+  bare: number[]
+  /** Engine packets/s, wall clock. */
+  engine: number[]
+  /** Engine / bare, wall clock, per round. */
+  ratio: number[]
+  /** Engine / bare, per CPU-second, per round. */
+  cpuRatio: number[]
+  /** Engine CPU microseconds per packet. */
+  cpuUs: number[]
+  /** AES-CBC encapsulation: the kept-cipher packets/s and the engine's ratio to it. */
+  kept?: number[]
+  keptRatio?: number[]
+}
+
+type Phase = 'encapsulate' | 'decapsulate'
+
+/** One phase's engine and bare closures for `suite` at `size` bytes, warmed up. */
+async function phaseSetup(suite: Suite, size: number) {
+  const packet = innerPacket(size)
+  const plaintext = espPlaintext(size, suite.block)
+  const { engine } = await makeEngine(0, suite)
+  const encap = (): void => {
+    if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
+  }
+  return { packet, plaintext, engine, encap }
+}
+
 /**
- * One core: each round measures bare and engine back to back (in alternating order), so that both
- * see the same load on a shared machine; the ratio is the median of the per-round ratios.
+ * Encapsulation: ROUNDS paired slices of bare and engine (interleaved in chunks, see
+ * {@link paired}), after one discarded slice of warm-up.
  */
-async function singleCore(suite: Suite): Promise<Row[]> {
+async function encapsulationPhase(suite: Suite, size: number): Promise<PhaseSamples> {
+  const { plaintext, engine, encap } = await phaseSetup(suite, size)
+  const bareEncrypt = (): void => suite.bareEncrypt(plaintext)
+  const bareKept = suite.makeBareKept?.(plaintext)
+  const s: PhaseSamples = { bare: [], engine: [], ratio: [], cpuRatio: [], cpuUs: [] }
+  if (bareKept !== undefined) {
+    s.kept = []
+    s.keptRatio = []
+  }
+  paired(bareEncrypt, encap)
+  if (bareKept !== undefined) paired(bareKept, encap)
+  for (let round = 0; round < ROUNDS; round++) {
+    const { a: bare, b: mine, aCpu: bareCpu, bCpu: mineCpu } = paired(bareEncrypt, encap)
+    s.bare.push(bare)
+    s.engine.push(mine)
+    s.ratio.push(mine / bare)
+    s.cpuRatio.push(mineCpu / bareCpu)
+    s.cpuUs.push(1e6 / mineCpu)
+    if (bareKept !== undefined) {
+      const kept = paired(bareKept, encap)
+      s.kept?.push(kept.a)
+      s.keptRatio?.push(kept.b / kept.a)
+    }
+  }
+  await engine.stop()
+  return s
+}
+
+/**
+ * Decapsulation: ROUNDS rounds of one slice of bare decryption and one slice's worth of fresh
+ * engine packets (made before the timing starts), in alternating order, after a warm-up.
+ */
+async function decapsulationPhase(suite: Suite, size: number): Promise<PhaseSamples> {
+  const { packet, plaintext, engine, encap } = await phaseSetup(suite, size)
+  const bareDecrypt = suite.makeBareDecrypt(plaintext)
+  const s: PhaseSamples = { bare: [], engine: [], ratio: [], cpuRatio: [], cpuUs: [] }
+  // warm-up, and the encapsulation rate that sizes each round's set of fresh packets
+  const expected = rate(1, encap)
+  rate(1, bareDecrypt)
+  decapsulateRate(engine, packet, expected)
+  for (let round = 0; round < ROUNDS; round++) {
+    let bare: number
+    let mine: number
+    let bareCpu: number
+    let mineCpu: number
+    if (round % 2 === 0) {
+      bare = rate(1, bareDecrypt)
+      bareCpu = lastCpuRate
+      mine = decapsulateRate(engine, packet, expected)
+      mineCpu = lastCpuRate
+    } else {
+      mine = decapsulateRate(engine, packet, expected)
+      mineCpu = lastCpuRate
+      bare = rate(1, bareDecrypt)
+      bareCpu = lastCpuRate
+    }
+    s.bare.push(bare)
+    s.engine.push(mine)
+    s.ratio.push(mine / bare)
+    s.cpuRatio.push(mineCpu / bareCpu)
+    s.cpuUs.push(1e6 / mineCpu)
+  }
+  await engine.stop()
+  return s
+}
+
+/** Set in a child process of {@link isolatedPhase}: which phase it runs. */
+const CHILD = process.env.ESP_BENCH_CHILD
+/** `0` runs every phase in this process, one after another (the method before isolation). */
+const ISOLATE = process.env.ESP_BENCH_ISOLATE !== '0'
+
+/**
+ * Runs one phase in a fresh node process (the same flags and script), so that what earlier
+ * phases did to the heap (the decapsulation phases grow V8's young generation to tens of MB)
+ * cannot slow a later one; returns its samples.
+ */
+function isolatedPhase(suiteName: string, size: number, phase: Phase): PhaseSamples {
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    env: { ...process.env, ESP_BENCH_CHILD: JSON.stringify({ suite: suiteName, size, phase }) },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 16 * 1024 * 1024
+  })
+  if (child.status !== 0) throw new Error(`bench phase ${suiteName} ${size} ${phase} failed`)
+  return JSON.parse(child.stdout.trim().split('\n').at(-1) as string) as PhaseSamples
+}
+
+function runPhase(suiteName: string, size: number, phase: Phase): Promise<PhaseSamples> {
+  if (ISOLATE) return Promise.resolve(isolatedPhase(suiteName, size, phase))
+  const suite = ALL_SUITES[suiteName]
+  return phase === 'encapsulate' ? encapsulationPhase(suite, size) : decapsulationPhase(suite, size)
+}
+
+/** The first and third quartiles of `values`. */
+function quartiles(values: number[]): [number, number] {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number): number => sorted[Math.round(q * (sorted.length - 1))]
+  return [at(0.25), at(0.75)]
+}
+
+/**
+ * One core: each phase (suite, size, direction) in a fresh process of its own (unless
+ * ESP_BENCH_ISOLATE=0), measuring bare and engine in the same rounds; the ratio is the median of
+ * the per-round ratios, reported with their quartiles and beside the ratio of the medians.
+ */
+async function singleCore(suiteName: string): Promise<Row[]> {
   const rows: Row[] = []
   for (const size of SIZES) {
-    const packet = innerPacket(size)
-    const plaintext = espPlaintext(size, suite.block)
-    const bareEncrypt = (): void => suite.bareEncrypt(plaintext)
-    const bareDecrypt = suite.makeBareDecrypt(plaintext)
-    const { engine } = await makeEngine(0, suite)
-    const s = {
-      bareEncrypt: [] as number[],
-      encapsulate: [] as number[],
-      bareDecrypt: [] as number[],
-      decapsulate: [] as number[],
-      encRatio: [] as number[],
-      decRatio: [] as number[],
-      encCpuRatio: [] as number[],
-      decCpuRatio: [] as number[],
-      encCpuUs: [] as number[],
-      decCpuUs: [] as number[],
-      bareKept: [] as number[],
-      keptRatio: [] as number[]
-    }
-    const bareKept = suite.makeBareKept?.(plaintext)
-    const encap = (): void => {
-      if (engine.protect(packet).action !== 'protect') throw new Error('not protected')
-    }
-    for (let round = 0; round < ROUNDS; round++) {
-      const { a: bare, b: mine, aCpu: bareCpu, bCpu: mineCpu } = paired(bareEncrypt, encap)
-      s.encCpuRatio.push(mineCpu / bareCpu)
-      s.encCpuUs.push(1e6 / mineCpu)
-      s.bareEncrypt.push(bare)
-      s.encapsulate.push(mine)
-      s.encRatio.push(mine / bare)
-      if (bareKept !== undefined) {
-        const kept = paired(bareKept, encap)
-        s.bareKept.push(kept.a)
-        s.keptRatio.push(kept.b / kept.a)
-      }
-      let bareDec: number
-      let dec: number
-      let bareDecCpu: number
-      let decCpu: number
-      if (round % 2 === 0) {
-        bareDec = rate(1, bareDecrypt)
-        bareDecCpu = lastCpuRate
-        dec = decapsulateRate(engine, packet, mine)
-        decCpu = lastCpuRate
-      } else {
-        dec = decapsulateRate(engine, packet, mine)
-        decCpu = lastCpuRate
-        bareDec = rate(1, bareDecrypt)
-        bareDecCpu = lastCpuRate
-      }
-      s.decCpuRatio.push(decCpu / bareDecCpu)
-      s.decCpuUs.push(1e6 / decCpu)
-      s.bareDecrypt.push(bareDec)
-      s.decapsulate.push(dec)
-      s.decRatio.push(dec / bareDec)
-    }
-    await engine.stop()
+    const enc = await runPhase(suiteName, size, 'encapsulate')
+    const dec = await runPhase(suiteName, size, 'decapsulate')
     rows.push({
-      suite: suite.name,
+      suite: ALL_SUITES[suiteName].name,
       size,
-      bareEncrypt: median(s.bareEncrypt),
-      encapsulate: median(s.encapsulate),
-      encapsulateRatio: median(s.encRatio),
-      bareDecrypt: median(s.bareDecrypt),
-      decapsulate: median(s.decapsulate),
-      decapsulateRatio: median(s.decRatio),
-      encapsulateCpuRatio: median(s.encCpuRatio),
-      decapsulateCpuRatio: median(s.decCpuRatio),
-      encapsulateCpuUs: median(s.encCpuUs),
-      decapsulateCpuUs: median(s.decCpuUs),
-      ...(bareKept !== undefined
-        ? { bareKeptEncrypt: median(s.bareKept), encapsulateVsKeptRatio: median(s.keptRatio) }
+      bareEncrypt: median(enc.bare),
+      encapsulate: median(enc.engine),
+      encapsulateRatio: median(enc.ratio),
+      encapsulateRatioQuartiles: quartiles(enc.ratio),
+      encapsulateRatioOfMedians: median(enc.engine) / median(enc.bare),
+      bareDecrypt: median(dec.bare),
+      decapsulate: median(dec.engine),
+      decapsulateRatio: median(dec.ratio),
+      decapsulateRatioQuartiles: quartiles(dec.ratio),
+      decapsulateRatioOfMedians: median(dec.engine) / median(dec.bare),
+      encapsulateCpuRatio: median(enc.cpuRatio),
+      decapsulateCpuRatio: median(dec.cpuRatio),
+      encapsulateCpuUs: median(enc.cpuUs),
+      decapsulateCpuUs: median(dec.cpuUs),
+      ...(enc.kept !== undefined && enc.keptRatio !== undefined
+        ? { bareKeptEncrypt: median(enc.kept), encapsulateVsKeptRatio: median(enc.keptRatio) }
         : {})
     })
   }
@@ -797,95 +898,114 @@ function ivCost(): IvCost {
 
 const k = (n: number): string => `${(n / 1000).toFixed(1)}k`
 
-const single: Row[] = []
-if (ONLY !== 'workers') for (const suite of SUITES) single.push(...(await singleCore(suite)))
-if (single.length > 0) {
-  console.log(`\nESP on one core (median of ${ROUNDS} paired slices of ${SLICE_MS} ms, packets/s)`)
-  console.log(
-    'transform                         size  bare-enc  encap   ratio  (cpu)  bare-dec  decap   ratio  (cpu)'
-  )
-  for (const r of single) {
+async function main(): Promise<void> {
+  const single: Row[] = []
+  if (ONLY !== 'workers') for (const suite of SUITES) single.push(...(await singleCore(suite)))
+  if (single.length > 0) {
     console.log(
-      `${r.suite.padEnd(32)}  ${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${r.encapsulateCpuRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}  ${r.decapsulateCpuRatio.toFixed(2).padStart(5)}`
+      `\nESP on one core (median of ${ROUNDS} paired slices of ${SLICE_MS} ms, packets/s; ` +
+        (ISOLATE ? 'each phase in a fresh process)' : 'all phases in one process)')
     )
-  }
-  console.log(
-    'ratio: engine / bare, median of per-round wall-clock ratios; (cpu): the same per CPU-second;\n' +
-      `encapsulation rounds interleave bare and engine in chunks of ${CHUNK} packets;\n` +
-      'bare: createCipheriv (+ createHmac for AES-CBC) per packet on the padded ESP plaintext'
-  )
-  const kept = single.filter((r) => r.bareKeptEncrypt !== undefined)
-  if (kept.length > 0) {
     console.log(
-      '\nAES-CBC beside a kept cipher (for information: the engine keeps one CBC cipher per SA)'
+      'transform                         size  bare-enc  encap   ratio  q1-q3      (med)  (cpu)  bare-dec  decap   ratio  q1-q3      (med)  (cpu)'
     )
-    console.log('transform                         size  kept-enc  ratio')
-    for (const r of kept) {
+    const q = (x: [number, number]): string => `${x[0].toFixed(2)}-${x[1].toFixed(2)}`
+    for (const r of single) {
       console.log(
-        `${r.suite.padEnd(32)}  ${String(r.size).padStart(4)}  ${k(r.bareKeptEncrypt as number).padStart(8)}  ${(r.encapsulateVsKeptRatio as number).toFixed(2).padStart(5)}`
+        `${r.suite.padEnd(32)}  ${String(r.size).padStart(4)}  ${k(r.bareEncrypt).padStart(8)}  ${k(r.encapsulate).padStart(6)}  ${r.encapsulateRatio.toFixed(2).padStart(5)}  ${q(r.encapsulateRatioQuartiles)}  ${r.encapsulateRatioOfMedians.toFixed(2).padStart(5)}  ${r.encapsulateCpuRatio.toFixed(2).padStart(5)}  ${k(r.bareDecrypt).padStart(8)}  ${k(r.decapsulate).padStart(6)}  ${r.decapsulateRatio.toFixed(2).padStart(5)}  ${q(r.decapsulateRatioQuartiles)}  ${r.decapsulateRatioOfMedians.toFixed(2).padStart(5)}  ${r.decapsulateCpuRatio.toFixed(2).padStart(5)}`
       )
     }
     console.log(
-      'kept-enc: one kept createCipheriv for all packets (IV block and plaintext in one update)\n' +
-        'plus a createHmac per packet, paired with the engine in separate slices of each round'
+      'ratio: engine / bare, median of per-round wall-clock ratios; q1-q3: their quartiles;\n' +
+        '(med): median engine rate / median bare rate; (cpu): the ratio per CPU-second;\n' +
+        `encapsulation rounds interleave bare and engine in chunks of ${CHUNK} packets;\n` +
+        'bare: createCipheriv (+ createHmac for AES-CBC) per packet on the padded ESP plaintext'
     )
+    const kept = single.filter((r) => r.bareKeptEncrypt !== undefined)
+    if (kept.length > 0) {
+      console.log(
+        '\nAES-CBC beside a kept cipher (for information: the engine keeps one CBC cipher per SA)'
+      )
+      console.log('transform                         size  kept-enc  ratio')
+      for (const r of kept) {
+        console.log(
+          `${r.suite.padEnd(32)}  ${String(r.size).padStart(4)}  ${k(r.bareKeptEncrypt as number).padStart(8)}  ${(r.encapsulateVsKeptRatio as number).toFixed(2).padStart(5)}`
+        )
+      }
+      console.log(
+        'kept-enc: one kept createCipheriv for all packets (IV block and plaintext in one update)\n' +
+          'plus a createHmac per packet, paired with the engine in separate slices of each round'
+      )
+    }
   }
-}
-const iv = ONLY === 'workers' ? undefined : ivCost()
-if (iv !== undefined) {
-  console.log('\nAES-CBC IV, ns per packet (median of slices)')
-  console.log(`crypto.randomBytes(16) per packet   ${iv.randomBytes.toFixed(0).padStart(6)}`)
-  console.log(`randomFillSync into a 4 KB pool     ${iv.randomPool.toFixed(0).padStart(6)}`)
-  console.log(`counter encrypted (AES-128-ECB)     ${iv.encryptedCounter.toFixed(0).padStart(6)}`)
-  console.log(
-    `  the same, ${CBC_IV_BATCH} per update          ${iv.encryptedCounterBatch.toFixed(0).padStart(6)}  (the engine's)`
-  )
-}
-const { rows: threaded, scaling } =
-  ONLY === 'single' ? { rows: [], scaling: {} } : await workerMode()
-if (threaded.length > 0) {
-  console.log(
-    `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
-  )
-  console.log(
-    'size  workers  encap   cpu-us  decap   cpu-us   encap cpu-us by thread: main workers helpers'
-  )
-  const us = (n: number): string => n.toFixed(2).padStart(6)
-  for (const r of threaded) {
-    const t = r.encapsulateSplitUs
+  const iv = ONLY === 'workers' ? undefined : ivCost()
+  if (iv !== undefined) {
+    console.log('\nAES-CBC IV, ns per packet (median of slices)')
+    console.log(`crypto.randomBytes(16) per packet   ${iv.randomBytes.toFixed(0).padStart(6)}`)
+    console.log(`randomFillSync into a 4 KB pool     ${iv.randomPool.toFixed(0).padStart(6)}`)
+    console.log(`counter encrypted (AES-128-ECB)     ${iv.encryptedCounter.toFixed(0).padStart(6)}`)
     console.log(
-      `${String(r.size).padStart(4)}  ${(r.workers === 0 ? 'inline' : String(r.workers)).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${us(r.decapsulateCpuUs)}  ${us(t.main).padStart(29)} ${us(t.workers).padStart(7)} ${us(t.helpers).padStart(7)}`
+      `  the same, ${CBC_IV_BATCH} per update          ${iv.encryptedCounterBatch.toFixed(0).padStart(6)}  (the engine's)`
     )
   }
-  console.log(
-    'size  2 workers vs inline: encap  decap   2 workers vs 1: encap  decap   bare 2 threads vs 1'
-  )
-  for (const size of SIZES) {
-    const x = scaling[size]
+  const { rows: threaded, scaling } =
+    ONLY === 'single' ? { rows: [], scaling: {} } : await workerMode()
+  if (threaded.length > 0) {
     console.log(
-      `${String(size).padStart(4)}  ${x.encapsulateVsInline.toFixed(2).padStart(27)}  ${x.decapsulateVsInline.toFixed(2).padStart(5)}  ${x.encapsulate.toFixed(2).padStart(21)}  ${x.decapsulate.toFixed(2).padStart(5)}  ${x.bareCeiling.toFixed(2).padStart(19)}`
+      `\nWorker-thread mode (batches of ${BATCH}, ${availableParallelism()} cores, packets/s)`
+    )
+    console.log(
+      'size  workers  encap   cpu-us  decap   cpu-us   encap cpu-us by thread: main workers helpers'
+    )
+    const us = (n: number): string => n.toFixed(2).padStart(6)
+    for (const r of threaded) {
+      const t = r.encapsulateSplitUs
+      console.log(
+        `${String(r.size).padStart(4)}  ${(r.workers === 0 ? 'inline' : String(r.workers)).padStart(7)}  ${k(r.encapsulate).padStart(6)}  ${us(r.encapsulateCpuUs)}  ${k(r.decapsulate).padStart(6)}  ${us(r.decapsulateCpuUs)}  ${us(t.main).padStart(29)} ${us(t.workers).padStart(7)} ${us(t.helpers).padStart(7)}`
+      )
+    }
+    console.log(
+      'size  2 workers vs inline: encap  decap   2 workers vs 1: encap  decap   bare 2 threads vs 1'
+    )
+    for (const size of SIZES) {
+      const x = scaling[size]
+      console.log(
+        `${String(size).padStart(4)}  ${x.encapsulateVsInline.toFixed(2).padStart(27)}  ${x.decapsulateVsInline.toFixed(2).padStart(5)}  ${x.encapsulate.toFixed(2).padStart(21)}  ${x.decapsulate.toFixed(2).padStart(5)}  ${x.bareCeiling.toFixed(2).padStart(19)}`
+      )
+    }
+    console.log(
+      'paired per round, medians; cpu-us: process CPU time (all threads) per packet; by thread:\n' +
+        "helpers are the threads started before any worker (V8's concurrent GC); bare 2 threads vs 1:\n" +
+        'the ceiling, bare AES-256-GCM (one createCipheriv per packet) measured in each round'
     )
   }
   console.log(
-    'paired per round, medians; cpu-us: process CPU time (all threads) per packet; by thread:\n' +
-      "helpers are the threads started before any worker (V8's concurrent GC); bare 2 threads vs 1:\n" +
-      'the ceiling, bare AES-256-GCM (one createCipheriv per packet) measured in each round'
+    JSON.stringify({
+      bench: 'esp',
+      node: process.version,
+      cores: availableParallelism(),
+      rounds: ROUNDS,
+      sliceMs: SLICE_MS,
+      singleCore: single,
+      encapsulateRatio1400: Object.fromEntries(
+        single.filter((r) => r.size === 1400).map((r) => [r.suite, r.encapsulateRatio])
+      ),
+      goal1400: 0.8,
+      cbcIvNs: iv,
+      workers: threaded,
+      scaling2Workers: scaling
+    })
   )
 }
-console.log(
-  JSON.stringify({
-    bench: 'esp',
-    node: process.version,
-    cores: availableParallelism(),
-    rounds: ROUNDS,
-    sliceMs: SLICE_MS,
-    singleCore: single,
-    encapsulateRatio1400: Object.fromEntries(
-      single.filter((r) => r.size === 1400).map((r) => [r.suite, r.encapsulateRatio])
-    ),
-    goal1400: 0.8,
-    cbcIvNs: iv,
-    workers: threaded,
-    scaling2Workers: scaling
-  })
-)
+
+if (CHILD !== undefined) {
+  // one isolated phase: its samples as the last line of stdout
+  const { suite, size, phase } = JSON.parse(CHILD) as { suite: string; size: number; phase: Phase }
+  const samples =
+    phase === 'encapsulate'
+      ? await encapsulationPhase(ALL_SUITES[suite], size)
+      : await decapsulationPhase(ALL_SUITES[suite], size)
+  console.log(JSON.stringify(samples))
+} else {
+  await main()
+}
