@@ -30,6 +30,55 @@ const TYPE_CODES = {
 const COMPACT_INBOUND = 5
 const COMPACT_OUTBOUND = 6
 
+/**
+ * A link announcement: what the sender's link reads, so that a peer sends it only frames it
+ * can take. Nodes from before the compact form drop both (as malformed), so a node sends compact
+ * frames to a peer only after an authenticated announcement or compact frame from that peer's
+ * current incarnation (see `UdpClusterLink`). It is internal to the link, not a
+ * `ClusterMessage`.
+ */
+const ANNOUNCEMENT = 7
+
+/** In an announcement's capabilities: the sender reads compact packet frames (types 5 and 6). */
+export const CAPABILITY_COMPACT_PACKETS = 1
+
+/** A link announcement, decoded. */
+export interface LinkAnnouncement {
+  type: 'link:announcement'
+  /** Bits of what the sender reads ({@link CAPABILITY_COMPACT_PACKETS}); unknown bits are ignored. */
+  capabilities: number
+  /** Whether the sender already knows the receiver's capabilities (if not, it wants an answer). */
+  knowsYou: boolean
+}
+
+/** The length of an announcement's encoding: type, capabilities (4 bytes), flags. */
+export const ANNOUNCEMENT_LENGTH = 6
+
+/**
+ * Writes a link announcement into `out` at `offset`.
+ *
+ * @returns the offset after it
+ */
+export function writeAnnouncement(
+  out: Uint8Array,
+  offset: number,
+  announcement: Pick<LinkAnnouncement, 'capabilities' | 'knowsYou'>
+): number {
+  const c = announcement.capabilities >>> 0
+  out[offset] = ANNOUNCEMENT
+  out[offset + 1] = c >>> 24
+  out[offset + 2] = (c >>> 16) & 0xff
+  out[offset + 3] = (c >>> 8) & 0xff
+  out[offset + 4] = c & 0xff
+  out[offset + 5] = announcement.knowsYou ? 1 : 0
+  return offset + ANNOUNCEMENT_LENGTH
+}
+
+/** Whether a frame payload is a packet message in the compact form (its first byte). */
+export function isCompactPayload(payload: Uint8Array): boolean {
+  return payload[0] === COMPACT_INBOUND || payload[0] === COMPACT_OUTBOUND
+}
+
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
@@ -267,6 +316,18 @@ function compactForm(
   return compact
 }
 
+/**
+ * Whether {@link writeMessage} writes this message in the compact form (when allowed to).
+ *
+ * @param message - the message
+ */
+export function goesCompact(message: ClusterMessage): boolean {
+  return (
+    (message.type === 'packet:inbound' || message.type === 'packet:outbound') &&
+    compactForm(message) !== null
+  )
+}
+
 function writeFlow(w: Writer, flow: FiveTuple): void {
   w.u8(flow.protocol)
     .str(flow.sourceAddress)
@@ -289,13 +350,15 @@ function readFlow(r: Reader): FiveTuple {
  * The length of a cluster message's encoding, for {@link writeMessage}.
  *
  * @param message - the message
+ * @param compact - whether a packet message may take the compact form (only for a receiver
+ *   known to read it); default true
  */
-export function messageLength(message: ClusterMessage): number {
+export function messageLength(message: ClusterMessage, compact = true): number {
   switch (message.type) {
     case 'packet:inbound':
     case 'packet:outbound': {
-      const compact = compactForm(message)
-      if (compact !== null) return 1 + 1 + compact.length + 8 + message.packet.length
+      const dvipa = compact ? compactForm(message) : null
+      if (dvipa !== null) return 1 + 1 + dvipa.length + 8 + message.packet.length
       const flow = message.flow
       return (
         1 +
@@ -324,15 +387,21 @@ export function messageLength(message: ClusterMessage): number {
  * @param out - the frame buffer
  * @param offset - where the payload starts
  * @param message - the message
+ * @param compact - as for {@link messageLength}, which must have been given the same
  * @returns the offset after it
  */
-export function writeMessage(out: Uint8Array, offset: number, message: ClusterMessage): number {
-  if (message.type === 'packet:inbound' || message.type === 'packet:outbound') {
-    const compact = compactForm(message)
-    if (compact !== null) {
+export function writeMessage(
+  out: Uint8Array,
+  offset: number,
+  message: ClusterMessage,
+  compact = true
+): number {
+  if (compact && (message.type === 'packet:inbound' || message.type === 'packet:outbound')) {
+    const dvipa = compactForm(message)
+    if (dvipa !== null) {
       const w = new Writer(out, offset)
       w.u8(message.type === 'packet:inbound' ? COMPACT_INBOUND : COMPACT_OUTBOUND)
-      w.u8(compact.length).raw(compact).u64(message.epoch).raw(message.packet)
+      w.u8(dvipa.length).raw(dvipa).u64(message.epoch).raw(message.packet)
       return w.offset
     }
   }
@@ -359,15 +428,41 @@ export function writeMessage(out: Uint8Array, offset: number, message: ClusterMe
  * {@link writeMessage}, which the link uses to write straight into the frame).
  *
  * @param message - the message
+ * @param compact - as for {@link messageLength}
  */
-export function encodeMessage(message: ClusterMessage): Uint8Array {
-  const out = new Uint8Array(messageLength(message))
-  writeMessage(out, 0, message)
+export function encodeMessage(message: ClusterMessage, compact = true): Uint8Array {
+  const out = new Uint8Array(messageLength(message, compact))
+  writeMessage(out, 0, message, compact)
   return out
 }
 
+/** {@link writeMessage} in the full form only, for a receiver not known to read the compact one. */
+export function writeFullMessage(out: Uint8Array, offset: number, message: ClusterMessage): number {
+  return writeMessage(out, offset, message, false)
+}
+
 /**
- * Decodes the payload of a link frame; never throws.
+ * Decodes the payload of a link frame, a cluster message or a link announcement; never throws.
+ *
+ * @param payload - what {@link writeMessage} or {@link writeAnnouncement} made
+ * @returns the message or announcement, or `'malformed'`
+ */
+export function decodePayload(
+  payload: Uint8Array
+): ClusterMessage | LinkAnnouncement | 'malformed' {
+  if (payload[0] !== ANNOUNCEMENT) return decodeMessage(payload)
+  // later versions may append fields: only the known ones are read
+  if (payload.length < ANNOUNCEMENT_LENGTH) return 'malformed'
+  return {
+    type: 'link:announcement',
+    capabilities:
+      ((payload[1]! << 24) | (payload[2]! << 16) | (payload[3]! << 8) | payload[4]!) >>> 0,
+    knowsYou: (payload[5]! & 1) !== 0
+  }
+}
+
+/**
+ * Decodes the payload of a link frame that carries a cluster message; never throws.
  *
  * @param payload - what {@link encodeMessage} made
  * @returns the message, or `'malformed'`

@@ -14,6 +14,12 @@
  * frames of its earlier runs are not. A link without keys refuses to be built unless
  * `insecure: true`. Two keys can be held at once for rotation.
  *
+ * Packet frames go in a compact form (the DVIPA as address bytes, no flow) only to a peer known
+ * to read it: one whose current incarnation sent an authenticated link announcement (each link
+ * announces itself when it starts, answers one that asks, and asks a silent peer again, less and
+ * less often) or an authenticated compact frame. Any other peer, such as a node of an older
+ * version during a rolling upgrade, gets the full form; a peer that restarts is asked again.
+ *
  * The same {@link FrameGuard} and key format serve the heartbeats of
  * `@vipsec/detector-heartbeat`. It runs on any `NetworkAdapter`: the Linux one in a real
  * cluster, the virtual one in a simulation.

@@ -17,7 +17,19 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import type { ClusterKey } from './cluster-key.js'
-import { decodeMessage, LINK_MAGIC, messageLength, writeMessage } from './codec.js'
+import {
+  ANNOUNCEMENT_LENGTH,
+  CAPABILITY_COMPACT_PACKETS,
+  decodePayload,
+  goesCompact,
+  isCompactPayload,
+  LINK_MAGIC,
+  messageLength,
+  writeAnnouncement,
+  writeFullMessage,
+  writeMessage,
+  type LinkAnnouncement
+} from './codec.js'
 import {
   emptyDropCounts,
   FrameGuard,
@@ -80,6 +92,35 @@ export interface ClusterLinkCounters {
   oversizedSends: number
   /** Messages given to `post` while the link was stopped or for a node that is not a peer. */
   unsentPosts: number
+  /** Announcements of this link's capabilities sent (not counted in `sent`). */
+  announcementsSent: number
+  /** Authenticated announcements received from peers (not counted in `received`). */
+  announcementsReceived: number
+  /** Packet messages sent in the compact form (counted in `sent` too). */
+  compactSent: number
+}
+
+/** What this link reads, announced to its peers. */
+const CAPABILITIES = CAPABILITY_COMPACT_PACKETS
+/** The first pause between unanswered announcements to a peer, doubled up to the second. */
+const ANNOUNCE_FIRST_MS = 1000
+const ANNOUNCE_MAX_MS = 64000
+
+/**
+ * What this link knows of a peer's link, learnt only from frames of the peer that authenticated,
+ * and only for the peer's incarnation that sent them: a restarted peer may run an older version.
+ */
+interface PeerLink {
+  endpoint: Endpoint
+  /** The incarnation this is about (-1 before any frame of the peer). */
+  incarnation: number
+  /** Whether that incarnation announced itself or sent a compact frame. */
+  known: boolean
+  /** Whether it reads compact packet frames. */
+  compact: boolean
+  /** When an announcement was last sent to it (clock ms), and the pause before the next. */
+  announcedAt: number
+  announceEvery: number
 }
 
 /**
@@ -96,7 +137,7 @@ export class UdpClusterLink implements ClusterLink {
   private readonly clock: Pick<Clock, 'now'>
   private readonly random: Pick<RandomSource, 'randomInt'>
   private readonly local: Endpoint
-  private readonly peers = new Map<NodeId, Endpoint>()
+  private readonly peers = new Map<NodeId, PeerLink>()
   private readonly guard: FrameGuard
   private readonly encrypt: boolean
   private readonly maxFrameBytes: number
@@ -109,7 +150,16 @@ export class UdpClusterLink implements ClusterLink {
     received: 0,
     dropped: emptyDropCounts(),
     oversizedSends: 0,
-    unsentPosts: 0
+    unsentPosts: 0,
+    announcementsSent: 0,
+    announcementsReceived: 0,
+    compactSent: 0
+  }
+  /** Whether the payload {@link UdpClusterLink.decode} saw last was a compact packet frame. */
+  private compactSeen = false
+  private readonly decode = (payload: Uint8Array): ReturnType<typeof decodePayload> => {
+    this.compactSeen = isCompactPayload(payload)
+    return decodePayload(payload)
   }
 
   /**
@@ -178,13 +228,37 @@ export class UdpClusterLink implements ClusterLink {
   }
 
   /**
-   * Adds or updates a peer.
+   * Adds or updates a peer. At a new endpoint, what the link knew of the peer's capabilities is
+   * forgotten; a running link announces itself to the peer.
    *
    * @param node - its id
    * @param endpoint - its link endpoint
    */
   addPeer(node: NodeId, endpoint: Endpoint): void {
-    this.peers.set(node, { ...endpoint })
+    const known = this.peers.get(node)
+    if (known?.endpoint.address === endpoint.address && known.endpoint.port === endpoint.port) {
+      return
+    }
+    const peer: PeerLink = {
+      endpoint: { ...endpoint },
+      incarnation: -1,
+      known: false,
+      compact: false,
+      announcedAt: -Infinity,
+      announceEvery: ANNOUNCE_FIRST_MS
+    }
+    this.peers.set(node, peer)
+    if (this.socket !== undefined) this.announce(this.socket, peer)
+  }
+
+  /**
+   * Whether frames to a peer go in the compact form: only once an authenticated frame of the
+   * peer's current incarnation said that it reads it (an announcement or a compact frame).
+   *
+   * @param node - the peer's id
+   */
+  sendsCompactTo(node: NodeId): boolean {
+    return this.peers.get(node)?.compact === true
   }
 
   /** The link's counters (a copy). */
@@ -205,27 +279,78 @@ export class UdpClusterLink implements ClusterLink {
       this.random.randomInt(1024)
     )
     this.guard.startSending(this.localNode, this.incarnation)
-    this.subscription = this.socket.datagrams$.subscribe(({ data, from }) => {
-      const result = this.receive(data, from)
+    const socket = this.socket
+    this.subscription = socket.datagrams$.subscribe(({ data, from }) => {
+      const result = this.receive(socket, data, from)
+      if (result === undefined) return
       if (typeof result === 'string') return void this.counts.dropped[result]++
       this.counts.received++
       this.messages.next(result)
     })
+    // the peers learn what this incarnation reads; those that run it answer with theirs
+    for (const peer of this.peers.values()) this.announce(socket, peer)
   }
 
-  private receive(data: Uint8Array, from: Endpoint): ClusterEnvelope | ClusterFrameDropReason {
+  /** A message from a peer, why the frame was dropped, or nothing (an announcement, taken). */
+  private receive(
+    socket: UdpEndpoint,
+    data: Uint8Array,
+    from: Endpoint
+  ): ClusterEnvelope | ClusterFrameDropReason | undefined {
     if (data.length > this.maxFrameBytes) return 'oversized'
     const header = parseFrameHeader(data, LINK_MAGIC)
     if (header === 'malformed') return header
-    const known = this.peers.get(header.sender)
-    if (known === undefined || known.address !== from.address || known.port !== from.port) {
+    const peer = this.peers.get(header.sender)
+    if (
+      peer === undefined ||
+      peer.endpoint.address !== from.address ||
+      peer.endpoint.port !== from.port
+    ) {
       return 'unknown-sender'
     }
     // the payload decodes before the frame is accepted, so that an authenticated frame that
     // does not decode does not use up its counter either
-    const message = this.guard.open(data, header, decodeMessage)
+    this.compactSeen = false
+    const message = this.guard.open(data, header, this.decode)
     if (typeof message === 'string') return message
+    // from here on the frame authenticated: only now may it tell what the peer reads
+    if (header.incarnation !== peer.incarnation) {
+      // a restarted peer: it may run another version, and it knows nothing of this node
+      peer.incarnation = header.incarnation
+      peer.known = false
+      peer.compact = false
+      peer.announcedAt = -Infinity
+      peer.announceEvery = ANNOUNCE_FIRST_MS
+    }
+    if (message.type === 'link:announcement') {
+      this.learn(peer, message)
+      this.counts.announcementsReceived++
+      if (!message.knowsYou) this.announce(socket, peer)
+      return undefined
+    }
+    if (this.compactSeen) {
+      peer.known = true
+      peer.compact = true
+    }
     return { from: header.sender, message }
+  }
+
+  private learn(peer: PeerLink, announcement: LinkAnnouncement): void {
+    peer.known = true
+    peer.compact = (announcement.capabilities & CAPABILITY_COMPACT_PACKETS) !== 0
+  }
+
+  /** Tells a peer what this link reads (and whether it knows what the peer reads). */
+  private announce(socket: UdpEndpoint, peer: PeerLink): void {
+    const frame = this.guard.sealWith(
+      ANNOUNCEMENT_LENGTH,
+      writeAnnouncement,
+      { capabilities: CAPABILITIES, knowsYou: peer.known },
+      this.encrypt
+    )
+    peer.announcedAt = this.clock.now()
+    socket.send(frame, peer.endpoint)
+    this.counts.announcementsSent++
   }
 
   /** Closes the socket and completes `messages$`. Idempotent. */
@@ -253,9 +378,9 @@ export class UdpClusterLink implements ClusterLink {
   async send(to: NodeId, message: ClusterMessage, options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal)
     if (this.socket === undefined) throw new NotStartedError('cluster link is not started')
-    const endpoint = this.peers.get(to)
-    if (endpoint === undefined) throw new NotFoundError(`${to} is not a peer of ${this.localNode}`)
-    this.transmit(this.socket, endpoint, message)
+    const peer = this.peers.get(to)
+    if (peer === undefined) throw new NotFoundError(`${to} is not a peer of ${this.localNode}`)
+    this.transmit(this.socket, peer, message)
   }
 
   /**
@@ -267,22 +392,38 @@ export class UdpClusterLink implements ClusterLink {
    *   false, counted in `oversizedSends`, when the frame is too long
    */
   post(to: NodeId, message: ClusterMessage): boolean {
-    const endpoint = this.peers.get(to)
-    if (this.socket === undefined || endpoint === undefined) {
+    const peer = this.peers.get(to)
+    if (this.socket === undefined || peer === undefined) {
       this.counts.unsentPosts++
       return false
     }
-    return this.transmit(this.socket, endpoint, message)
+    return this.transmit(this.socket, peer, message)
   }
 
-  private transmit(socket: UdpEndpoint, endpoint: Endpoint, message: ClusterMessage): boolean {
-    const frame = this.guard.sealWith(messageLength(message), writeMessage, message, this.encrypt)
+  private transmit(socket: UdpEndpoint, peer: PeerLink, message: ClusterMessage): boolean {
+    if (!peer.known) {
+      // an older peer never answers: ask again, less and less often, while sending to it
+      const now = this.clock.now()
+      if (now - peer.announcedAt >= peer.announceEvery) {
+        if (peer.announcedAt !== -Infinity) {
+          peer.announceEvery = Math.min(peer.announceEvery * 2, ANNOUNCE_MAX_MS)
+        }
+        this.announce(socket, peer)
+      }
+    }
+    // the full form unless the peer said it reads the compact one: a node older than it drops
+    // compact frames, so during a rolling upgrade an upgraded node still reaches the others
+    const compact = peer.compact
+    const frame = compact
+      ? this.guard.sealWith(messageLength(message), writeMessage, message, this.encrypt)
+      : this.guard.sealWith(messageLength(message, false), writeFullMessage, message, this.encrypt)
     if (frame.length > this.maxFrameBytes) {
       this.counts.oversizedSends++
       return false
     }
-    socket.send(frame, endpoint)
+    socket.send(frame, peer.endpoint)
     this.counts.sent++
+    if (compact && goesCompact(message)) this.counts.compactSent++
     return true
   }
 }

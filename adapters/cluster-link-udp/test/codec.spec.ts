@@ -3,6 +3,12 @@ import fc from 'fast-check'
 import type { ClusterMessage, FiveTuple } from '@vipsec/interface'
 import { buildIcmpEcho, buildIpPacket, buildUdp, readFlow } from '@vipsec/wire'
 import { decodeMessage, encodeMessage, messageLength, writeMessage } from '../src/index.js'
+import {
+  ANNOUNCEMENT_LENGTH,
+  CAPABILITY_COMPACT_PACKETS,
+  decodePayload,
+  writeAnnouncement
+} from '../src/codec.js'
 
 const notice = { type: 'ownership:notice', dvipa: '10.0.0.100', owner: 'dp-2', epoch: 9 } as const
 const inbound: ClusterMessage = {
@@ -159,6 +165,52 @@ describe('cluster link codec', () => {
       for (let n = 0; n < bytes.length; n++)
         expect(decodeMessage(bytes.subarray(0, n))).to.equal('malformed')
       expect(decodeMessage(new Uint8Array([...bytes, 0]))).to.equal('malformed')
+    })
+  })
+
+  describe('the full form, for a receiver not known to read the compact one', () => {
+    it('should carry the flow and the DVIPA as text, type 1 or 2, and decode to the same message', () => {
+      const request = udpPacket('172.16.2.1', '10.77.0.10', [41000, 7], 100)
+      const m = {
+        type: 'packet:inbound',
+        dvipa: '10.88.0.50',
+        epoch: 4,
+        flow: readFlow(request)!,
+        packet: request
+      } as const
+      const full = encodeMessage(m, false)
+      expect(full[0]).to.equal(1)
+      expect(full.length).to.equal(messageLength(m, false))
+      expect(messageLength(m, false)).to.be.greaterThan(messageLength(m))
+      expect(decodeMessage(full)).to.deep.equal(m)
+      const out = { ...m, type: 'packet:outbound', flow: reversed(readFlow(request)!) } as const
+      expect(encodeMessage(out, false)[0]).to.equal(2)
+      expect(encodeMessage(out)[0]).to.equal(6)
+    })
+  })
+
+  describe('decodePayload', () => {
+    it('should read an announcement, ignoring bits and fields it does not know', () => {
+      const bytes = new Uint8Array(ANNOUNCEMENT_LENGTH + 3).fill(0xaa)
+      const at = writeAnnouncement(bytes, 0, {
+        capabilities: CAPABILITY_COMPACT_PACKETS | 0x80000000,
+        knowsYou: true
+      })
+      expect(at).to.equal(ANNOUNCEMENT_LENGTH)
+      const decoded = decodePayload(bytes)
+      expect(decoded).to.deep.equal({
+        type: 'link:announcement',
+        capabilities: (CAPABILITY_COMPACT_PACKETS | 0x80000000) >>> 0,
+        knowsYou: true
+      })
+      writeAnnouncement(bytes, 0, { capabilities: 0, knowsYou: false })
+      expect(decodePayload(bytes)).to.deep.include({ capabilities: 0, knowsYou: false })
+      for (let n = 0; n < ANNOUNCEMENT_LENGTH; n++) {
+        expect(decodePayload(bytes.subarray(0, n))).to.equal('malformed')
+      }
+      // a cluster message decoder (what the link hands on) never takes one
+      expect(decodeMessage(bytes)).to.equal('malformed')
+      expect(decodePayload(encodeMessage(notice))).to.deep.equal(notice)
     })
   })
 

@@ -2,11 +2,14 @@ import { expect } from 'chai'
 import { VirtualClock } from '@vipsec/clock'
 import type { ClusterEnvelope, ClusterMessage, Endpoint } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
+import { buildIpPacket, buildUdp, readFlow } from '@vipsec/wire'
 import {
+  decodeMessage,
   encodeMessage,
   FrameGuard,
   generateClusterKey,
   LINK_MAGIC,
+  parseFrameHeader,
   UdpClusterLink,
   type ClusterKey,
   type UdpClusterLinkInit
@@ -23,7 +26,7 @@ const notice = (epoch: number): ClusterMessage => ({
   epoch
 })
 
-/** A DP and a target on a virtual network, and every datagram sent on it, for replays. */
+/** A DP and a target on a virtual network, and every datagram sent on it once both started, for replays. */
 async function pair(dpInit: Partial<UdpClusterLinkInit> = {}, targetInit = dpInit) {
   const clock = new VirtualClock()
   const net = new VirtualNetwork({ clock })
@@ -49,6 +52,9 @@ async function pair(dpInit: Partial<UdpClusterLinkInit> = {}, targetInit = dpIni
   )
   await dp.start()
   await target.start()
+  // the links announce what they read; the wire records what follows
+  await clock.advance(5)
+  wire.length = 0
   const got: ClusterEnvelope[] = []
   target.messages$.subscribe((e) => got.push(e))
   /** Sends bytes to the target as if from `from` (an attacker on the cluster LAN spoofs freely). */
@@ -64,7 +70,204 @@ function forger(keys: ClusterKey[], incarnation: number): (m: ClusterMessage) =>
   return (m) => guard.seal(encodeMessage(m))
 }
 
+/** A packet message whose flow is its packet's (one the compact form can carry). */
+function packetMessage(
+  type: 'packet:inbound' | 'packet:outbound',
+  n = 0
+): Extract<ClusterMessage, { packet: Uint8Array }> {
+  const [source, destination] =
+    type === 'packet:inbound' ? ['172.16.2.1', '10.77.0.10'] : ['10.77.0.10', '172.16.2.1']
+  const [sp, dp] = type === 'packet:inbound' ? [41000, 7] : [7, 41000]
+  const udp = buildUdp({
+    source,
+    destination,
+    sourcePort: sp,
+    destinationPort: dp,
+    payload: new Uint8Array(100).fill(n)
+  })
+  const packet = buildIpPacket({ source, destination, protocol: 17, payload: udp })
+  const seen = readFlow(packet)!
+  const flow =
+    type === 'packet:inbound'
+      ? seen
+      : {
+          protocol: seen.protocol,
+          sourceAddress: seen.destinationAddress,
+          sourcePort: seen.destinationPort,
+          destinationAddress: seen.sourceAddress,
+          destinationPort: seen.sourcePort
+        }
+  return { type, dvipa: '10.0.0.100', epoch: 2, flow, packet }
+}
+
+/**
+ * A target at TARGET that runs the link as it was before compact packet frames and link
+ * announcements: it takes frame types 1 to 4 only (anything else is malformed to it), and sends
+ * packets in the full form. `incarnation` is its start.
+ */
+async function oldTarget(net: VirtualNetwork, clock: VirtualClock, incarnation: number) {
+  const node = net.attach(`old-target-${incarnation}`)
+  await node.start()
+  await node.acquireAddress(TARGET.address)
+  const socket = await node.openUdp(TARGET)
+  const guard = new FrameGuard({
+    magic: LINK_MAGIC,
+    purpose: 'cluster link',
+    keys: [key],
+    windowSize: 1024
+  })
+  guard.startSending('target-1', incarnation)
+  /** The type byte of every frame it opened, and the messages it understood. */
+  const types: number[] = []
+  const messages: ClusterMessage[] = []
+  let malformed = 0
+  socket.datagrams$.subscribe(({ data }) => {
+    const header = parseFrameHeader(data, LINK_MAGIC)
+    if (header === 'malformed') return
+    const result = guard.open(data, header, (payload) => {
+      types.push(payload[0]!)
+      return payload[0]! >= 1 && payload[0]! <= 4 ? decodeMessage(payload) : 'malformed'
+    })
+    if (result === 'malformed') malformed++
+    else if (typeof result !== 'string') messages.push(result)
+  })
+  return {
+    types,
+    messages,
+    malformed: () => malformed,
+    send: (m: ClusterMessage) => socket.send(guard.seal(encodeMessage(m, false)), DP),
+    /** A frame in the compact form, as a link of this version would send once told it may. */
+    sendCompact: (m: ClusterMessage) => socket.send(guard.seal(encodeMessage(m)), DP),
+    settle: () => clock.advance(5),
+    stop: async () => {
+      await socket.close()
+      await node.stop()
+    }
+  }
+}
+
+/** A DP link alone on a virtual network, its peer target-1 at TARGET not started. */
+async function lonelyDp() {
+  const clock = new VirtualClock()
+  const net = new VirtualNetwork({ clock })
+  const na = net.attach('dp-1')
+  await na.start()
+  await na.acquireAddress(DP.address)
+  const dp = new UdpClusterLink(
+    { network: na, clock },
+    { node: 'dp-1', local: DP, peers: { 'target-1': TARGET }, keys: [key] }
+  )
+  await dp.start()
+  const got: ClusterEnvelope[] = []
+  dp.messages$.subscribe((e) => got.push(e))
+  return { clock, net, dp, got }
+}
+
 describe('UdpClusterLink', () => {
+  describe('during a rolling upgrade', () => {
+    it('should send an older peer full packet frames only, which it reads, and ask it less and less often', async () => {
+      const { clock, net, dp, got } = await lonelyDp()
+      const old = await oldTarget(net, clock, 5000)
+      old.send(packetMessage('packet:outbound'))
+      old.send(notice(2))
+      await old.settle()
+      expect(got.map((e) => e.message)).to.deep.equal([packetMessage('packet:outbound'), notice(2)])
+      // 100 packets over 10 s
+      for (let i = 0; i < 100; i++) {
+        dp.post('target-1', packetMessage('packet:inbound', i))
+        await clock.advance(100)
+      }
+      const packets = old.types.filter((t) => t !== 7)
+      expect(packets).to.have.length(100)
+      expect(new Set(packets)).to.deep.equal(new Set([1]))
+      expect(old.messages).to.deep.equal(
+        Array.from({ length: 100 }, (_, i) => packetMessage('packet:inbound', i))
+      )
+      // unanswered announcements: after 1, 2, 4 and 8 s of sending
+      expect(old.types.filter((t) => t === 7)).to.have.length(4)
+      expect(old.malformed()).to.equal(4)
+      expect(dp.sendsCompactTo('target-1')).to.equal(false)
+      expect(dp.counters()).to.include({ sent: 100, compactSent: 0, announcementsReceived: 0 })
+    })
+
+    it('should send compact packet frames to a peer that announced it reads them, both ways', async () => {
+      const { dp, target, got, settle, wire } = await pair()
+      expect(dp.sendsCompactTo('target-1')).to.equal(true)
+      expect(target.sendsCompactTo('dp-1')).to.equal(true)
+      const inbound = packetMessage('packet:inbound')
+      expect(dp.post('target-1', inbound)).to.equal(true)
+      await settle()
+      expect(got).to.deep.equal([{ from: 'dp-1', message: inbound }])
+      // 25 bytes of header, the sender id, a compact payload, the tag
+      const compactFrame = 25 + 'dp-1'.length + 1 + 1 + 4 + 8 + inbound.packet.length + 16
+      expect(wire.map((w) => w.data.length)).to.deep.equal([compactFrame])
+      const back: ClusterEnvelope[] = []
+      dp.messages$.subscribe((e) => back.push(e))
+      const outbound = packetMessage('packet:outbound')
+      target.post('dp-1', outbound)
+      await settle()
+      expect(back).to.deep.equal([{ from: 'target-1', message: outbound }])
+      expect(wire.at(-1)!.data.length).to.equal(compactFrame - 'dp-1'.length + 'target-1'.length)
+      expect(dp.counters()).to.include({ compactSent: 1 })
+      expect(target.counters()).to.include({ compactSent: 1 })
+    })
+
+    it('should send compact frames to a peer once it has sent one itself', async () => {
+      const { clock, net, dp } = await lonelyDp()
+      const peer = await oldTarget(net, clock, 5000)
+      peer.send(packetMessage('packet:outbound'))
+      await peer.settle()
+      dp.post('target-1', packetMessage('packet:inbound', 1))
+      peer.sendCompact(packetMessage('packet:outbound'))
+      await peer.settle()
+      dp.post('target-1', packetMessage('packet:inbound', 2))
+      await peer.settle()
+      expect(peer.types.filter((t) => t !== 7)).to.deep.equal([1, 5])
+    })
+
+    it('should not learn from an announcement or a compact frame that did not authenticate', async () => {
+      const { clock, net, dp } = await lonelyDp()
+      const old = await oldTarget(net, clock, 5000)
+      const forged = new FrameGuard({
+        magic: LINK_MAGIC,
+        purpose: 'cluster link',
+        keys: [{ id: key.id, secret: new Uint8Array(32).fill(3) }],
+        windowSize: 64
+      })
+      forged.startSending('target-1', 9000)
+      // an announcement that this target reads compact frames, and a compact frame
+      const announcement = new Uint8Array([7, 0, 0, 0, 1, 1])
+      net.transmit('attacker', TARGET, DP, forged.seal(announcement))
+      net.transmit(
+        'attacker',
+        TARGET,
+        DP,
+        forged.seal(encodeMessage(packetMessage('packet:outbound')))
+      )
+      await old.settle()
+      dp.post('target-1', packetMessage('packet:inbound'))
+      await old.settle()
+      expect(dp.counters().dropped).to.include({ unauthenticated: 2 })
+      expect(dp.sendsCompactTo('target-1')).to.equal(false)
+      expect(old.types.filter((t) => t !== 7)).to.deep.equal([1])
+    })
+
+    it('should go back to full frames when the peer restarts as an older version', async () => {
+      const { clock, net, dp, target, settle } = await pair()
+      expect(dp.sendsCompactTo('target-1')).to.equal(true)
+      await target.stop()
+      await clock.advance(1000)
+      const old = await oldTarget(net, clock, Number.MAX_SAFE_INTEGER - 1)
+      old.send(notice(3))
+      await settle()
+      dp.post('target-1', packetMessage('packet:inbound'))
+      await settle()
+      expect(dp.sendsCompactTo('target-1')).to.equal(false)
+      expect(old.types.filter((t) => t !== 7)).to.deep.equal([1])
+      expect(old.messages).to.deep.equal([packetMessage('packet:inbound')])
+    })
+  })
+
   describe('constructor', () => {
     it('should refuse to be made without a key unless insecure is set', () => {
       const network = new VirtualNetwork({ clock: new VirtualClock() }).attach('x')

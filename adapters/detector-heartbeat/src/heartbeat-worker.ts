@@ -6,6 +6,7 @@ import { SystemClock } from '@vipsec/clock'
 import type { ClusterKey } from '@vipsec/cluster-link-udp'
 import type { WatchTarget } from '@vipsec/interface'
 import { DgramNetwork } from './dgram-network.js'
+import { writeSharedCounters } from './shared-counters.js'
 import {
   HeartbeatFailureDetector,
   type HeartbeatFailureDetectorInit
@@ -19,10 +20,13 @@ type Command =
   | { op: 'stop' }
 
 const port = parentPort!
-const { init, watched } = workerData as {
+const { init, watched, counters } = workerData as {
   init: HeartbeatFailureDetectorInit
   watched: WatchTarget[]
+  /** Shared memory the owner reads the counters from (SHARED_COUNTERS_BYTES). */
+  counters: SharedArrayBuffer
 }
+const counterSlots = new Float64Array(counters)
 const network = new DgramNetwork()
 const detector = new HeartbeatFailureDetector({ network, clock: new SystemClock() }, init)
 const targets = new Map<string, WatchTarget>()
@@ -31,17 +35,13 @@ for (const target of watched) {
   detector.watch(target)
 }
 detector.events$.subscribe((event) => port.postMessage({ kind: 'event', event }))
-// Health changes that have no event (a node heard for the first time) are reported too.
+// Health changes that have no event (a node heard for the first time) are reported too. The
+// counters go to shared memory, not in messages: the owner's event loop (the data plane's) is
+// not woken for them.
 const known = new Map<string, string>()
-let lastCounters = ''
 const healthTimer = setInterval(
   () => {
-    const counters = detector.counters()
-    const text = JSON.stringify(counters)
-    if (text !== lastCounters) {
-      lastCounters = text
-      port.postMessage({ kind: 'counters', counters })
-    }
+    writeSharedCounters(counterSlots, detector.counters())
     for (const target of targets.values()) {
       const health = detector.health(target.node)
       if (known.get(target.node) !== health) {

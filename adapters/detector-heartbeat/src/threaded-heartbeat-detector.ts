@@ -19,6 +19,7 @@ import {
   type HeartbeatCounters,
   type HeartbeatFailureDetectorInit
 } from './heartbeat-failure-detector.js'
+import { readSharedCounters, SHARED_COUNTERS_BYTES } from './shared-counters.js'
 
 /**
  * Starts the heartbeat worker. Built code runs `heartbeat-worker.js`; the TypeScript sources
@@ -42,7 +43,6 @@ type Report =
   | { kind: 'ready' }
   | { kind: 'event'; event: FailureDetectorEvent }
   | { kind: 'health'; node: NodeId; health: NodeHealth }
-  | { kind: 'counters'; counters: HeartbeatCounters }
   | { kind: 'stopped'; counters: HeartbeatCounters }
   | { kind: 'error'; name: string; message: string; argument?: string }
 
@@ -60,6 +60,8 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
   private events = new Subject<FailureDetectorEvent>()
   private worker: Worker | undefined
   private lastCounters: HeartbeatCounters = emptyHeartbeatCounters()
+  /** The running worker's counters, which it writes into shared memory. */
+  private counterSlots: Float64Array | undefined
 
   /**
    * @param init - the heartbeat options (node, local endpoint, timing, announceTo, keys)
@@ -102,8 +104,9 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
     return (this.init.intervalMs ?? 100) * (this.init.multiplier ?? 3)
   }
 
-  /** The worker's counters, as it last reported them (within a quarter of an interval). */
+  /** The worker's counters, as it last wrote them (within a quarter of an interval). */
   counters(): HeartbeatCounters {
+    if (this.counterSlots !== undefined) return readSharedCounters(this.counterSlots)
     return { ...this.lastCounters, dropped: { ...this.lastCounters.dropped } }
   }
 
@@ -115,7 +118,8 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
   async start(): Promise<void> {
     if (this.worker !== undefined) return
     if (this.events.isStopped) this.events = new Subject()
-    const worker = spawnWorker({ init: this.init, watched: [...this.watched.values()] })
+    const counters = new SharedArrayBuffer(SHARED_COUNTERS_BYTES)
+    const worker = spawnWorker({ init: this.init, watched: [...this.watched.values()], counters })
     this.worker = worker
     await new Promise<void>((resolve, reject) => {
       worker.on('message', (report: Report) => {
@@ -135,13 +139,16 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
           if (!this.events.isStopped) this.events.next(e)
         } else if (report.kind === 'health') {
           if (this.watched.has(report.node)) this.healths.set(report.node, report.health)
-        } else if (report.kind === 'counters' || report.kind === 'stopped') {
+        } else if (report.kind === 'stopped') {
           this.lastCounters = report.counters
+          this.counterSlots = undefined
         }
       })
       worker.once('error', reject)
+      this.counterSlots = new Float64Array(counters)
     }).catch(async (err: unknown) => {
       this.worker = undefined
+      this.counterSlots = undefined
       await worker.terminate()
       throw err
     })
@@ -156,6 +163,9 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
     worker.postMessage({ op: 'stop' })
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000))])
     await worker.terminate()
+    // a worker that did not say 'stopped' leaves what it last wrote
+    if (this.counterSlots !== undefined) this.lastCounters = readSharedCounters(this.counterSlots)
+    this.counterSlots = undefined
     this.events.complete()
   }
 

@@ -22,6 +22,10 @@
  * `--profile-seconds`, default 8) at 64 and 1372 bytes, and prints where each process's CPU time
  * went in that window, per stage and per function, in microseconds per packet
  * (docs/dataplane-profile.md).
+ *
+ * `--hold S` measures only vipsec's DP and target CPU per packet: UDP one way at `--cpu-pps` for
+ * S seconds at 64 and 1372 bytes, with the pids printed first (to attach `strace -c` or `perf`);
+ * a quick figure for comparing two versions of the data path run after run.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -40,6 +44,7 @@ const { values } = parseArgs({
     'tcp-seconds': { type: 'string' },
     'cpu-pps': { type: 'string' },
     profile: { type: 'boolean' },
+    hold: { type: 'string' },
     'profile-pps': { type: 'string' },
     'profile-seconds': { type: 'string' }
   }
@@ -50,6 +55,7 @@ const CPU_PPS = Number(values['cpu-pps'] ?? 3000)
 const PROFILE = values.profile === true
 const PROFILE_PPS = Number(values['profile-pps'] ?? 5000)
 const PROFILE_SECONDS = Number(values['profile-seconds'] ?? 8)
+const HOLD_SECONDS = values.hold === undefined ? undefined : Number(values.hold)
 
 const root = fileURLToPath(new URL('../../..', import.meta.url))
 const tag = `vdb${process.pid % 1000}`
@@ -572,6 +578,34 @@ async function profileVipsec(dir: string): Promise<void> {
   console.log(JSON.stringify({ bench: 'dataplane-profile', profiles: out }))
 }
 
+/** The hold run: vipsec's DP and target CPU per packet at a fixed rate, nothing else. */
+async function holdVipsec(dir: string, seconds: number): Promise<void> {
+  await withVipsec(dir, async (dpPid, targetPid) => {
+    console.error(`DP pid ${dpPid}, target pid ${targetPid}`)
+    await udp(64, 1000, 1) // warm up (JIT)
+    const rows: Record<string, number>[] = []
+    for (const length of [64, 1372]) {
+      const dp0 = cpuTicks(dpPid)
+      const target0 = cpuTicks(targetPid)
+      const r = await udp(length, CPU_PPS, seconds)
+      const per = (ticks: number) => ((ticks / TICKS) * 1e6) / Math.max(1, r.packets)
+      const row = {
+        length,
+        pps: CPU_PPS,
+        packets: r.packets,
+        lostPercent: r.lost_percent,
+        dpCpuUs: per(cpuTicks(dpPid) - dp0),
+        targetCpuUs: per(cpuTicks(targetPid) - target0)
+      }
+      console.log(
+        `${length} B at ${CPU_PPS} pps: DP ${row.dpCpuUs.toFixed(1)} us/packet, target ${row.targetCpuUs.toFixed(1)} us/packet, ${row.lostPercent.toFixed(2)}% lost`
+      )
+      rows.push(row)
+    }
+    console.log(JSON.stringify({ bench: 'dataplane-hold', rows, load: loadavg()[0] }))
+  })
+}
+
 async function benchStrongswan(): Promise<Result> {
   // the gateway owns the DVIPA and routes the cleartext to the target host, which has the
   // service address on its loopback and routes the client back through the gateway
@@ -618,6 +652,8 @@ try {
   iperfs = inNs('target-1', 'iperf3', ['-s', '-p', '5201'])
   if (PROFILE) {
     await profileVipsec(dir)
+  } else if (HOLD_SECONDS !== undefined) {
+    await holdVipsec(dir, HOLD_SECONDS)
   } else {
     vipsec = await benchVipsec(dir)
     console.error(`vipsec measured: ${JSON.stringify(vipsec)}; now the strongSwan gateway`)
@@ -640,7 +676,7 @@ try {
   rmSync(dir, { recursive: true, force: true })
 }
 
-if (PROFILE) process.exit(0)
+if (PROFILE || HOLD_SECONDS !== undefined) process.exit(0)
 const v = vipsec!
 const s = strongswan!
 const row = (name: string, a: number, b: number, digits = 1, higherIsBetter = true) =>

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { Subject, type Observable, type Subscription } from 'rxjs'
 import { InvalidParametersError, VipsecError, type PacketDelivery } from '@vipsec/interface'
-import { TunDevice, type TunCounters, type TunDeviceInit } from './tun-device.js'
+import { TunDevice, zeroTunCounters, type TunCounters, type TunDeviceInit } from './tun-device.js'
 
 /** Thrown when the host cannot be set up for kernel delivery (an `ip` command failed). */
 export class KernelSetupError extends VipsecError {
@@ -162,16 +162,7 @@ export class KernelDelivery implements PacketDelivery {
 
   /** Packets read, written and refused, with the packets dropped while stopped. */
   counters(): KernelDeliveryCounters {
-    const zero = {
-      received: 0,
-      sent: 0,
-      writeErrors: 0,
-      readErrors: 0,
-      writes: 0,
-      coalesced: 0,
-      unsupported: 0
-    }
-    return { ...(this.device?.counters() ?? zero), dropped: this.dropped }
+    return { ...(this.device?.counters() ?? zeroTunCounters()), dropped: this.dropped }
   }
 
   /**

@@ -53,6 +53,19 @@ export interface TunCounters {
   unsupported: number
 }
 
+/** A {@link TunCounters} with every count at zero. */
+export function zeroTunCounters(): TunCounters {
+  return {
+    received: 0,
+    sent: 0,
+    writeErrors: 0,
+    readErrors: 0,
+    writes: 0,
+    coalesced: 0,
+    unsupported: 0
+  }
+}
+
 // Linux constants: <fcntl.h>, <linux/if_tun.h>, <poll.h>, <errno.h>.
 const O_RDWR = 2
 const O_NONBLOCK = 0o4000
@@ -162,15 +175,7 @@ export class TunDevice {
   private closing = false
   private closed: Promise<void> | undefined
   private pollDone: (() => void) | undefined
-  private readonly counts: TunCounters = {
-    received: 0,
-    sent: 0,
-    writeErrors: 0,
-    readErrors: 0,
-    writes: 0,
-    coalesced: 0,
-    unsupported: 0
-  }
+  private readonly counts: TunCounters = zeroTunCounters()
   /** With `gro`: the coalescer and the packets waiting for the end of the turn. */
   private readonly coalescer: TcpCoalescer | undefined
   private readonly queue: Uint8Array[] = []
