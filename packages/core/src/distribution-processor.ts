@@ -231,6 +231,13 @@ export interface DvipaState {
   childByInboundSpi: Map<number, Phase2Record>
   /** Phase 1 records by id with their phase 2 records. */
   sas: Map<string, { phase1: Phase1Record; phase2: Map<string, Phase2Record> }>
+  /**
+   * The ids of `sas` by peer address and identities ({@link peerKey}), so that finding an IKE
+   * SA's duplicates does not scan every IKE SA.
+   */
+  byPeer: Map<string, Set<string>>
+  /** The phase 1 id of each Child SA of `sas`, by phase 2 id. */
+  childOwner: Map<string, string>
   /** The filter record ids written for each Child SA, so that they can be deleted with it. */
   filterIds: Map<string, string[]>
   /** Serialises the store writes of this DVIPA. */
@@ -597,6 +604,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       for (const socket of state.sockets) await socket.close()
       state.sockets = []
       state.sas.clear()
+      state.byPeer.clear()
+      state.childOwner.clear()
       state.filterIds.clear()
       state.childByInboundSpi.clear()
       if (this.components.network.isStarted()) {
@@ -639,10 +648,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 
   /** Registers an IKE SA (and its Child SAs) in the DVIPA's bookkeeping. */
   private track(state: DvipaState, phase1: Phase1Record, phase2: Phase2Record[]): void {
-    const entry = state.sas.get(phase1.id) ?? { phase1, phase2: new Map<string, Phase2Record>() }
+    const had = state.sas.get(phase1.id)
+    const entry = had ?? { phase1, phase2: new Map<string, Phase2Record>() }
+    if (had !== undefined) unindexSa(state, had.phase1)
     entry.phase1 = phase1
+    indexSa(state, phase1)
     for (const child of phase2) {
       entry.phase2.set(child.id, child)
+      state.childOwner.set(child.id, phase1.id)
       state.childByInboundSpi.set(Number.parseInt(child.inboundSpi, 16), child)
     }
     state.sas.set(phase1.id, entry)
@@ -748,9 +761,20 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     )
   }
 
+  /** The IKE SA entry that holds the Child SA `phase2Id`, if any. */
+  private entryOfChild(
+    state: DvipaState,
+    phase2Id: string
+  ): { phase1: Phase1Record; phase2: Map<string, Phase2Record> } | undefined {
+    const phase1Id = state.childOwner.get(phase2Id)
+    const entry = phase1Id === undefined ? undefined : state.sas.get(phase1Id)
+    return entry?.phase2.has(phase2Id) === true ? entry : undefined
+  }
+
   /** Forgets a Child SA; returns the keys of its phase 2 and filter records. */
   private forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
     state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
+    state.childOwner.delete(child.id)
     const filters = state.filterIds.get(child.id) ?? []
     state.filterIds.delete(child.id)
     return [
@@ -897,6 +921,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       recording: true,
       childByInboundSpi: new Map(),
       sas: new Map(),
+      byPeer: new Map(),
+      childOwner: new Map(),
       filterIds: new Map(),
       writes: Promise.resolve(),
       serial: Promise.resolve(),
@@ -1069,9 +1095,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         break
       }
       case 'sa:rekeyed': {
-        for (const entry of state.sas.values()) {
-          const old = entry.phase2.get(event.previousId)
-          if (old === undefined) continue
+        const entry = this.entryOfChild(state, event.previousId)
+        if (entry !== undefined) {
+          const old = entry.phase2.get(event.previousId)!
           entry.phase2.delete(event.previousId)
           const keys = this.forgetChild(state, old)
           this.track(state, entry.phase1, [event.phase2])
@@ -1081,9 +1107,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         break
       }
       case 'sa:deleted': {
-        for (const entry of state.sas.values()) {
-          const old = entry.phase2.get(event.phase2Id)
-          if (old === undefined) continue
+        const entry = this.entryOfChild(state, event.phase2Id)
+        if (entry !== undefined) {
+          const old = entry.phase2.get(event.phase2Id)!
           entry.phase2.delete(event.phase2Id)
           const keys = this.forgetChild(state, old)
           touched = entry.phase1.id
@@ -1096,7 +1122,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (entry.phase1.ikeSaId.initiatorSpi !== event.previous.initiatorSpi) continue
           if (entry.phase1.ikeSaId.responderSpi !== event.previous.responderSpi) continue
           state.sas.delete(id)
+          unindexSa(state, entry.phase1)
           state.sas.set(event.phase1.id, { phase1: event.phase1, phase2: entry.phase2 })
+          indexSa(state, event.phase1)
+          for (const child of entry.phase2.keys()) state.childOwner.set(child, event.phase1.id)
           touched = event.phase1.id
           if (state.recording && id !== event.phase1.id) {
             this.remove(state, [
@@ -1111,6 +1140,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         for (const [id, entry] of state.sas) {
           if (entry.phase1.ikeSaId.initiatorSpi !== event.ikeSaId.initiatorSpi) continue
           state.sas.delete(id)
+          unindexSa(state, entry.phase1)
           const keys: { kind: RecordKind; id: string }[] = [
             { kind: 'phase1', id },
             { kind: 'correlation', id }
@@ -1137,8 +1167,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private dropDuplicates(state: DvipaState, kept: Phase1Record): void {
     const ike = state.ike
     if (ike === undefined) return
-    const key = (p: Phase1Record): string =>
-      `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+    const same = state.byPeer.get(peerKey(kept))
+    if (same === undefined || same.size < 2) return
     // a Child SA is replaced when the kept IKE SA has one with the same selectors: an older IKE
     // SA is a duplicate only if it has no Child SA or the kept one replaces each of them (a
     // peer may run two tunnels with other selectors under the same identities)
@@ -1147,8 +1177,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const replacing = [...(keptEntry?.phase2.values() ?? [])]
     const replaced = (c: Phase2Record): boolean =>
       replacing.some((r) => sameChildSelectors(r.selectors, c.selectors))
-    for (const [id, other] of state.sas) {
-      if (id === kept.id || key(other.phase1) !== key(kept)) continue
+    for (const id of [...same]) {
+      const other = state.sas.get(id)
+      if (other === undefined || id === kept.id) continue
       if (other.phase1.establishedAt > kept.establishedAt) continue
       if (![...other.phase2.values()].every(replaced)) continue
       this.emit({
@@ -1173,17 +1204,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const childId = filter.id.slice(0, slash)
     for (const state of this.states.values()) {
       if (!state.recording) continue
-      for (const entry of state.sas.values()) {
-        const child = entry.phase2.get(childId)
-        if (child === undefined) continue
-        const ids = state.filterIds.get(child.id) ?? []
-        if (ids.includes(filter.id)) return
-        state.filterIds.set(child.id, [...ids, filter.id])
-        void this.write(state, [filterRecord(state.config.dvipa, filter, child.id)]).catch(
-          () => void this.counts.storeErrors++
-        )
-        return
-      }
+      const phase1Id = state.childOwner.get(childId)
+      const child =
+        phase1Id === undefined ? undefined : state.sas.get(phase1Id)?.phase2.get(childId)
+      if (child === undefined) continue
+      const ids = state.filterIds.get(child.id) ?? []
+      if (ids.includes(filter.id)) return
+      state.filterIds.set(child.id, [...ids, filter.id])
+      void this.write(state, [filterRecord(state.config.dvipa, filter, child.id)]).catch(
+        () => void this.counts.storeErrors++
+      )
+      return
     }
   }
 
@@ -1247,4 +1278,24 @@ export function defaultDistributionProcessor(
   init: DefaultDistributionProcessorInit
 ): DefaultDistributionProcessor {
   return new DefaultDistributionProcessor(components, init)
+}
+
+/** An IKE SA's peer address and identities, as one key: duplicates share it. */
+function peerKey(p: Phase1Record): string {
+  return `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+}
+
+function indexSa(state: DvipaState, phase1: Phase1Record): void {
+  const key = peerKey(phase1)
+  const ids = state.byPeer.get(key)
+  if (ids === undefined) state.byPeer.set(key, new Set([phase1.id]))
+  else ids.add(phase1.id)
+}
+
+function unindexSa(state: DvipaState, phase1: Phase1Record): void {
+  const key = peerKey(phase1)
+  const ids = state.byPeer.get(key)
+  if (ids === undefined) return
+  ids.delete(phase1.id)
+  if (ids.size === 0) state.byPeer.delete(key)
 }

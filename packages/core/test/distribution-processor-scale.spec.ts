@@ -1,0 +1,188 @@
+import { expect } from 'chai'
+import { NEVER, Subject } from 'rxjs'
+import { VirtualClock } from '@vipsec/clock'
+import { samplePhase1, samplePhase2 } from '@vipsec/compliance/coupling-store'
+import {
+  type ClusterLink,
+  type EspEngine,
+  type EspEvent,
+  type FailureDetector,
+  type IkeEvent,
+  type IkeService,
+  type NetworkAdapter,
+  type Phase1Record,
+  type UdpEndpoint
+} from '@vipsec/interface'
+import { MemoryCouplingStore } from '@vipsec/store-memory'
+import { DefaultDistributionProcessor } from '../src/index.js'
+import { DVIPA, ScriptedDetector, whileAdvancing } from './helpers/ownership-harness.js'
+
+/**
+ * An owner (dp-1, the primary) over fakes: its IKE service's and ESP engine's events are the
+ * test's to emit.
+ */
+async function owner(): Promise<{
+  dp: DefaultDistributionProcessor
+  ike: Subject<IkeEvent>
+  esp: Subject<EspEvent>
+  deleted: string[]
+  clock: VirtualClock
+}> {
+  const clock = new VirtualClock()
+  const store = new MemoryCouplingStore({ clock })
+  await store.start()
+  const scripted = new ScriptedDetector()
+  const detector = {
+    events$: scripted.events$,
+    health: (n: string) => scripted.health(n),
+    watch: () => undefined,
+    unwatch: () => undefined,
+    start: async () => undefined,
+    stop: async () => undefined,
+    isStarted: () => true
+  } as unknown as FailureDetector
+  const socket = (port: number): UdpEndpoint =>
+    ({
+      local: { address: DVIPA, port },
+      datagrams$: NEVER,
+      send: () => undefined,
+      close: async () => undefined
+    }) as unknown as UdpEndpoint
+  const network = {
+    events$: NEVER,
+    isStarted: () => true,
+    acquireAddress: async () => undefined,
+    releaseAddress: async () => undefined,
+    openUdp: async (local: { port: number }) => socket(local.port)
+  } as unknown as NetworkAdapter
+  const link = { messages$: NEVER, send: async () => undefined } as unknown as ClusterLink
+  const espEvents = new Subject<EspEvent>()
+  const esp = {
+    events$: espEvents.asObservable(),
+    listFilters: () => [],
+    removeSa: () => false,
+    unsupportedIn: () => []
+  } as unknown as EspEngine
+  const ikeEvents = new Subject<IkeEvent>()
+  const deleted: string[] = []
+  const ike = {
+    events$: ikeEvents.asObservable(),
+    start: async () => undefined,
+    stop: async () => undefined,
+    deleteIkeSa: async (id: string) => void deleted.push(id)
+  } as unknown as IkeService
+  const dp = new DefaultDistributionProcessor(
+    { store, esp, ikeFactory: () => ike, detector, link, network, clock },
+    {
+      node: 'dp-1',
+      dvipas: [{ dvipa: DVIPA, ranks: ['dp-1', 'dp-2'], targets: [{ node: 'target-1' }] }],
+      heartbeats: {}
+    }
+  )
+  await whileAdvancing(clock, dp.start())
+  return { dp, ike: ikeEvents, esp: espEvents, deleted, clock }
+}
+
+/**
+ * A phase 1 record whose peer address and identities count their reads in `reads`: what the
+ * processor looks at of the other IKE SAs when one is established.
+ */
+function countedPhase1(n: number, reads: { count: number }): Phase1Record {
+  const record = samplePhase1(DVIPA, n)
+  const peer = { ...record.peer, address: `10.89.${Math.floor(n / 250)}.${(n % 250) + 1}` }
+  const remoteIdentity = record.remoteIdentity
+  return Object.defineProperties(record, {
+    peer: {
+      enumerable: true,
+      get: () => {
+        reads.count++
+        return peer
+      }
+    },
+    remoteIdentity: {
+      enumerable: true,
+      get: () => {
+        reads.count++
+        return remoteIdentity
+      }
+    }
+  })
+}
+
+describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
+  const N = 300
+
+  it('should look at a bounded number of other IKE SAs per one established, not at all of them', async () => {
+    const { dp, ike, clock } = await owner()
+    const reads = { count: 0 }
+    for (let n = 0; n < N; n++) {
+      const phase1 = countedPhase1(n, reads)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    // each IKE SA's own fields are read a few times (index, record, log); a scan of the others
+    // for duplicates reads every earlier one's, N * N / 2 in all
+    expect(reads.count).to.be.below(40 * N)
+    let ikeSas = 0
+    dp.status$
+      .subscribe((all) => (ikeSas = all.find((s) => s.dvipa === DVIPA)?.ikeSas ?? 0))
+      .unsubscribe()
+    expect(ikeSas).to.equal(N)
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should still delete an older IKE SA of the same peer and identities that the new one replaces', async () => {
+    const { dp, ike, deleted, clock } = await owner()
+    for (let n = 0; n < 50; n++) {
+      const phase1 = samplePhase1(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    // peer 7 again: same address, identities and selectors, established later
+    const again = { ...samplePhase1(DVIPA, 7), id: 'ike-7b', establishedAt: Date.now() + 1e6 }
+    again.ikeSaId = { initiatorSpi: 'aa00000000000007', responderSpi: 'bb00000000000007' }
+    ike.next({ type: 'ike:established', phase1: again })
+    ike.next({
+      type: 'sa:established',
+      phase1Id: again.id,
+      phase2: { ...samplePhase2(DVIPA, 7), id: 'child-7b', inboundSpi: 'e0000007' }
+    })
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    expect(deleted).to.deep.equal(['ike-7'])
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should find the Child SA of an installed filter without scanning every IKE SA', async () => {
+    const { dp, ike, esp, clock } = await owner()
+    for (let n = 0; n < N; n++) {
+      const phase1 = samplePhase1(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    const get = Map.prototype.get
+    let gets = 0
+    Map.prototype.get = function (this: Map<unknown, unknown>, key: unknown) {
+      gets++
+      return get.call(this, key)
+    }
+    try {
+      for (let n = 0; n < N; n++)
+        esp.next({
+          type: 'filter:installed',
+          filter: {
+            id: `child-${n}/in`,
+            direction: 'inbound',
+            selector: samplePhase2(DVIPA, n).selectors.remote[0]!,
+            action: 'protect',
+            priority: 100
+          }
+        } as unknown as EspEvent)
+    } finally {
+      Map.prototype.get = get
+    }
+    // a few look-ups per filter; a scan asks every IKE SA's Child SAs, N * N / 2 in all
+    expect(gets).to.be.below(20 * N)
+    await whileAdvancing(clock, dp.stop())
+  })
+})
