@@ -238,6 +238,8 @@ export interface DvipaState {
   byPeer: Map<string, Set<string>>
   /** The phase 1 id of each Child SA of `sas`, by phase 2 id. */
   childOwner: Map<string, string>
+  /** How many Child SAs `sas` holds, counted as they come and go (the status needs no scan). */
+  childSas: number
   /** The filter record ids written for each Child SA, so that they can be deleted with it. */
   filterIds: Map<string, string[]>
   /** Serialises the store writes of this DVIPA. */
@@ -548,15 +550,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (this.status.isStopped) return
     this.status.next(
       [...this.states.values()].map((s) => {
-        let childSas = 0
-        for (const sa of s.sas.values()) childSas += sa.phase2.size
         return {
           dvipa: s.config.dvipa,
           role: statusRole(s.ownership),
           epoch: s.ownership.epoch,
           owner: s.ownership.owner,
           ikeSas: s.sas.size,
-          childSas,
+          childSas: s.childSas,
           connections: s.table.size
         }
       })
@@ -606,6 +606,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       state.sas.clear()
       state.byPeer.clear()
       state.childOwner.clear()
+      state.childSas = 0
       state.filterIds.clear()
       state.childByInboundSpi.clear()
       if (this.components.network.isStarted()) {
@@ -654,6 +655,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     entry.phase1 = phase1
     indexSa(state, phase1)
     for (const child of phase2) {
+      if (!entry.phase2.has(child.id)) state.childSas++
       entry.phase2.set(child.id, child)
       state.childOwner.set(child.id, phase1.id)
       state.childByInboundSpi.set(Number.parseInt(child.inboundSpi, 16), child)
@@ -923,6 +925,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       sas: new Map(),
       byPeer: new Map(),
       childOwner: new Map(),
+      childSas: 0,
       filterIds: new Map(),
       writes: Promise.resolve(),
       serial: Promise.resolve(),
@@ -1099,6 +1102,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         if (entry !== undefined) {
           const old = entry.phase2.get(event.previousId)!
           entry.phase2.delete(event.previousId)
+          state.childSas--
           const keys = this.forgetChild(state, old)
           this.track(state, entry.phase1, [event.phase2])
           touched = entry.phase1.id
@@ -1111,6 +1115,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         if (entry !== undefined) {
           const old = entry.phase2.get(event.phase2Id)!
           entry.phase2.delete(event.phase2Id)
+          state.childSas--
           const keys = this.forgetChild(state, old)
           touched = entry.phase1.id
           if (state.recording) this.remove(state, keys)
@@ -1123,6 +1128,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (entry.phase1.ikeSaId.responderSpi !== event.previous.responderSpi) continue
           state.sas.delete(id)
           unindexSa(state, entry.phase1)
+          const replaced = state.sas.get(event.phase1.id)
+          if (replaced !== undefined) {
+            unindexSa(state, replaced.phase1)
+            state.childSas -= replaced.phase2.size
+          }
           state.sas.set(event.phase1.id, { phase1: event.phase1, phase2: entry.phase2 })
           indexSa(state, event.phase1)
           for (const child of entry.phase2.keys()) state.childOwner.set(child, event.phase1.id)
@@ -1141,6 +1151,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (entry.phase1.ikeSaId.initiatorSpi !== event.ikeSaId.initiatorSpi) continue
           state.sas.delete(id)
           unindexSa(state, entry.phase1)
+          state.childSas -= entry.phase2.size
           const keys: { kind: RecordKind; id: string }[] = [
             { kind: 'phase1', id },
             { kind: 'correlation', id }

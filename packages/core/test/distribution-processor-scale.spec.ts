@@ -153,6 +153,59 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
     await whileAdvancing(clock, dp.stop())
   })
 
+  it('should keep the status without going through every IKE SA per event', async () => {
+    const { dp, ike, clock } = await owner()
+    const establish = (n: number): void => {
+      const phase1 = samplePhase1(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    for (let n = 0; n < N; n++) establish(n)
+    // count what every iteration over a Map yields while N more tunnels come up
+    const methods = ['values', 'keys', 'entries', Symbol.iterator] as const
+    const saved = methods.map((m) => Map.prototype[m])
+    let yielded = 0
+    methods.forEach((m, i) => {
+      const original = saved[i] as (this: Map<unknown, unknown>) => IterableIterator<unknown>
+      Object.defineProperty(Map.prototype, m, {
+        configurable: true,
+        writable: true,
+        value: function* (this: Map<unknown, unknown>) {
+          for (const x of original.call(this)) {
+            yielded++
+            yield x
+          }
+        }
+      })
+    })
+    try {
+      for (let n = N; n < 2 * N; n++) establish(n)
+    } finally {
+      methods.forEach((m, i) =>
+        Object.defineProperty(Map.prototype, m, {
+          configurable: true,
+          writable: true,
+          value: saved[i]
+        })
+      )
+    }
+    let status = { ikeSas: 0, childSas: 0 }
+    dp.status$.subscribe((all) => (status = all.find((s) => s.dvipa === DVIPA)!)).unsubscribe()
+    expect(status).to.include({ ikeSas: 2 * N, childSas: 2 * N })
+    // a count of Child SAs over every IKE SA per event yields N to 2N entries each time
+    expect(yielded).to.be.below(20 * N)
+    // and the count follows Child SAs and IKE SAs going
+    ike.next({ type: 'sa:deleted', phase2Id: 'child-0', reason: 'remote' })
+    ike.next({
+      type: 'ike:deleted',
+      ikeSaId: samplePhase1(DVIPA, 1).ikeSaId,
+      reason: 'remote'
+    })
+    dp.status$.subscribe((all) => (status = all.find((s) => s.dvipa === DVIPA)!)).unsubscribe()
+    expect(status).to.include({ ikeSas: 2 * N - 1, childSas: 2 * N - 2 })
+    await whileAdvancing(clock, dp.stop())
+  })
+
   it('should find the Child SA of an installed filter without scanning every IKE SA', async () => {
     const { dp, ike, esp, clock } = await owner()
     for (let n = 0; n < N; n++) {
