@@ -286,6 +286,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private subscriptions: Subscription[] = []
   private started = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
+  /**
+   * The ESP engine's filters of Child SAs (ids `<phase 2 id>/...`) by phase 2 id, kept from its
+   * events, so that recording one Child SA does not list the whole SPD.
+   */
+  private readonly childFilters = new Map<string, Map<string, DynamicFilter>>()
   private readonly counts: DistributionCounters = {
     inbound: 0,
     outbound: 0,
@@ -421,6 +426,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.started = true
     if (this.events.isStopped) this.events = new Subject()
     if (this.status.isStopped) this.status = new BehaviorSubject<DvipaStatus[]>([])
+    // what the engine holds from before is listed where it matters (ownRecords)
+    this.childFilters.clear()
     const { store, detector, link, localTarget } = this.components
     try {
       this.subscriptions.push(
@@ -453,7 +460,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // a filter the IKE service installs after the Child SA's event (the outbound half of a
         // rekey it answered moves to the new SA only when the old one is deleted) is recorded too
         this.components.esp.events$.subscribe((e) => {
-          if (e.type === 'filter:installed') this.onFilterInstalled(e.filter)
+          if (e.type === 'filter:installed') {
+            this.keepFilter(e.filter)
+            this.onFilterInstalled(e.filter)
+          } else if (e.type === 'filter:removed') this.dropFilter(e.id)
+          else if (e.type === 'filter:duplicate-removed') this.dropFilter(e.removed)
         })
       )
       localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
@@ -667,12 +678,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
    * The filters the ESP engine holds for Child SAs, as records (one listing of the SPD for all
    * of them); remembers their ids so they are deleted with their Child SA.
    */
-  private filtersOf(state: DvipaState, children: Iterable<Phase2Record>): FilterRecord[] {
+  private filtersOf(
+    state: DvipaState,
+    children: Iterable<Phase2Record>,
+    filters: () => Iterable<DynamicFilter> = () => this.components.esp.listFilters()
+  ): FilterRecord[] {
     const wanted = new Map<string, Phase2Record>()
     for (const child of children) wanted.set(child.id, child)
     const records: FilterRecord[] = []
+    if (wanted.size === 0) return records
     const ids = new Map<string, string[]>()
-    for (const f of this.components.esp.listFilters()) {
+    for (const f of filters()) {
       const slash = f.id.indexOf('/')
       const owner = slash > 0 ? wanted.get(f.id.slice(0, slash)) : undefined
       if (owner === undefined) continue
@@ -1229,6 +1245,27 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     }
   }
 
+  /** Keeps a filter the ESP engine installed for a Child SA (see `childFilters`). */
+  private keepFilter(filter: DynamicFilter): void {
+    const slash = filter.id.indexOf('/')
+    if (slash <= 0) return
+    const child = filter.id.slice(0, slash)
+    const filters = this.childFilters.get(child) ?? new Map<string, DynamicFilter>()
+    filters.set(filter.id, filter)
+    this.childFilters.set(child, filters)
+  }
+
+  /** Forgets a filter the ESP engine removed. */
+  private dropFilter(id: string): void {
+    const slash = id.indexOf('/')
+    if (slash <= 0) return
+    const child = id.slice(0, slash)
+    const filters = this.childFilters.get(child)
+    if (filters === undefined) return
+    filters.delete(id)
+    if (filters.size === 0) this.childFilters.delete(child)
+  }
+
   /** Deletes records from the store in the background, counting failures. */
   private remove(state: DvipaState, keys: { kind: RecordKind; id: string }[]): void {
     void this.write(state, [], keys).catch(() => void this.counts.storeErrors++)
@@ -1239,7 +1276,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const sa = state.sas.get(phase1Id)
     if (sa === undefined) return
     const records: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
-    records.push(...this.filtersOf(state, sa.phase2.values()))
+    const kept = (): DynamicFilter[] =>
+      [...sa.phase2.keys()].flatMap((id) => [...(this.childFilters.get(id)?.values() ?? [])])
+    records.push(...this.filtersOf(state, sa.phase2.values(), kept))
     await this.write(state, records)
   }
 

@@ -5,7 +5,9 @@ import { samplePhase1, samplePhase2 } from '@vipsec/compliance/coupling-store'
 import {
   type ClusterLink,
   type EspEngine,
+  type DynamicFilter,
   type EspEvent,
+  type FilterRecord,
   type FailureDetector,
   type IkeEvent,
   type IkeService,
@@ -27,6 +29,8 @@ async function owner(): Promise<{
   esp: Subject<EspEvent>
   deleted: string[]
   clock: VirtualClock
+  store: MemoryCouplingStore
+  listings: { count: number }
 }> {
   const clock = new VirtualClock()
   const store = new MemoryCouplingStore({ clock })
@@ -57,9 +61,19 @@ async function owner(): Promise<{
   } as unknown as NetworkAdapter
   const link = { messages$: NEVER, send: async () => undefined } as unknown as ClusterLink
   const espEvents = new Subject<EspEvent>()
+  const listings = { count: 0 }
+  // the SPD: what the filter events the test emits installed
+  const spd = new Map<string, DynamicFilter>()
+  espEvents.subscribe((e) => {
+    if (e.type === 'filter:installed') spd.set(e.filter.id, e.filter)
+    if (e.type === 'filter:removed') spd.delete(e.id)
+  })
   const esp = {
     events$: espEvents.asObservable(),
-    listFilters: () => [],
+    listFilters: () => {
+      listings.count++
+      return [...spd.values()]
+    },
     removeSa: () => false,
     unsupportedIn: () => []
   } as unknown as EspEngine
@@ -80,7 +94,7 @@ async function owner(): Promise<{
     }
   )
   await whileAdvancing(clock, dp.start())
-  return { dp, ike: ikeEvents, esp: espEvents, deleted, clock }
+  return { dp, ike: ikeEvents, esp: espEvents, deleted, clock, store, listings }
 }
 
 /**
@@ -206,6 +220,51 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
     await whileAdvancing(clock, dp.stop())
   })
 
+  it('should record each Child SA with its filters without listing the whole SPD', async () => {
+    const { dp, ike, esp, clock, store, listings } = await owner()
+    for (let n = 0; n < N; n++) {
+      const phase1 = samplePhase1(DVIPA, n)
+      const phase2 = samplePhase2(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      // the IKE service installs the Child SA's filters, then says it is established
+      for (const direction of ['inbound', 'outbound'] as const)
+        esp.next({
+          type: 'filter:installed',
+          filter: {
+            id: `${phase2.id}/${direction}`,
+            direction,
+            selector: {
+              source: '10.77.0.0/24',
+              destination: `${phase2.selectors.remote[0]!.startAddress}/32`,
+              protocol: 0,
+              sourcePorts: [0, 65535],
+              destinationPorts: [0, 65535]
+            },
+            action: 'protect',
+            priority: 100
+          }
+        })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2 })
+    }
+    // one filter goes (a rekey moved it) before its Child SA is recorded again
+    esp.next({ type: 'filter:removed', id: 'child-0/outbound' })
+    ike.next({ type: 'sa:established', phase1Id: 'ike-0', phase2: samplePhase2(DVIPA, 0) })
+    // the writes are queued one after the other: wait (bounded) until the last is in
+    let filters: FilterRecord[] = []
+    for (let i = 0; i < 100 && filters.length < 2 * N; i++) {
+      await whileAdvancing(clock, new Promise((r) => setTimeout(r, 10)))
+      filters = (await store.listRecords(DVIPA)).filter
+    }
+    expect(filters).to.have.length(2 * N)
+    expect(filters.map((f) => f.id)).to.include.members([
+      'child-0/inbound',
+      `child-${N - 1}/outbound`
+    ])
+    // the store still has child-0/outbound: deleting it is the rekey's business, not recording's
+    expect(listings.count).to.be.below(10)
+    await whileAdvancing(clock, dp.stop())
+  })
+
   it('should find the Child SA of an installed filter without scanning every IKE SA', async () => {
     const { dp, ike, esp, clock } = await owner()
     for (let n = 0; n < N; n++) {
@@ -226,11 +285,17 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
           filter: {
             id: `child-${n}/in`,
             direction: 'inbound',
-            selector: samplePhase2(DVIPA, n).selectors.remote[0]!,
+            selector: {
+              source: '10.77.0.0/24',
+              destination: `${samplePhase2(DVIPA, n).selectors.remote[0]!.startAddress}/32`,
+              protocol: 0,
+              sourcePorts: [0, 65535],
+              destinationPorts: [0, 65535]
+            },
             action: 'protect',
             priority: 100
           }
-        } as unknown as EspEvent)
+        })
     } finally {
       Map.prototype.get = get
     }

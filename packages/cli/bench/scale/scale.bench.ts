@@ -159,6 +159,7 @@ interface Row {
     steps: Record<string, number>
     renegotiated: number
     failed: number
+    failedReasons: string[]
     heirLogLines: number
   }
   load: number[]
@@ -294,16 +295,26 @@ async function measure(n: number): Promise<Row> {
     let cpuAtCompleted = NaN
     const end = Date.now() + 120_000 + n * 50
     let firsts: number[] = []
+    // the heir's CPU when the last peer so far answered: a peer that never answers (its
+    // renegotiation failed) ends the wait 20 s after the takeover completed, and the CPU the
+    // heir spent carrying the others' traffic meanwhile is not counted
+    let heirCpu = 0
+    let progressAt = Date.now()
     for (;;) {
-      if (Number.isNaN(cpuAtCompleted) && heir.has('takeover:completed'))
-        cpuAtCompleted = cpuMs(heirPid) - cpu0
+      const cpu = cpuMs(heirPid) - cpu0
+      if (Number.isNaN(cpuAtCompleted) && heir.has('takeover:completed')) cpuAtCompleted = cpu
       const reports = await Promise.all(generators.map((g) => g.ask('report')))
-      firsts = reports.flatMap((r) => r.firsts as number[]).sort((a, b) => a - b)
+      const now = reports.flatMap((r) => r.firsts as number[]).sort((a, b) => a - b)
+      if (now.length > firsts.length) {
+        heirCpu = cpu
+        progressAt = Date.now()
+        window.to = Number(process.hrtime.bigint() / 1000n)
+      }
+      firsts = now
       if (firsts.length >= n - connectFailed || Date.now() > end) break
+      if (!Number.isNaN(cpuAtCompleted) && Date.now() - progressAt > 20_000) break
       await new Promise((r) => setTimeout(r, 100))
     }
-    window.to = Number(process.hrtime.bigint() / 1000n)
-    const heirCpu = cpuMs(heirPid) - cpu0
     await waitFor(() => heir.has('takeover:completed'), 30_000, 'takeover:completed').catch(
       () => undefined
     )
@@ -314,7 +325,7 @@ async function measure(n: number): Promise<Row> {
             durationMs: number
             steps: { step: string; durationMs: number }[]
             renegotiated: number
-            failed: unknown[]
+            failed: { reason: string }[]
           }
         }
       | undefined
@@ -347,6 +358,7 @@ async function measure(n: number): Promise<Row> {
         steps: Object.fromEntries((report?.steps ?? []).map((s) => [s.step, s.durationMs])),
         renegotiated: report?.renegotiated ?? 0,
         failed: report?.failed.length ?? NaN,
+        failedReasons: [...new Set(report?.failed.map((f) => f.reason) ?? [])],
         heirLogLines: heir.lines.length - linesBefore
       },
       load: loadavg().map((l) => Number(l.toFixed(2)))
