@@ -44,6 +44,7 @@ import {
 } from '@vipsec/interface'
 import { buildIpPacket, buildUdp } from '@vipsec/wire'
 import { CBC_IV_BATCH, SoftwareEspEngine, espPadLength } from '../src/index.js'
+import { median } from './stats.js'
 
 const SIZES = [64, 512, 1400]
 const ROUNDS = Number(process.env.ESP_BENCH_ROUNDS ?? 15)
@@ -391,11 +392,6 @@ function paired(
   }
   const n = chunks * CHUNK * 1000
   return { a: n / aMs, b: n / bMs, aCpu: n / aCpuMs, bCpu: n / bCpuMs }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]
 }
 
 interface Row {

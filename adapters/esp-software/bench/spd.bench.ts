@@ -13,6 +13,7 @@ import type { DynamicFilter } from '@vipsec/interface'
 import { buildIpPacket, parseIpPacket, type IpPacketInfo } from '@vipsec/wire'
 import { Spd } from '../src/spd.js'
 import { LinearSpd } from '../test/linear-spd.js'
+import { median } from './stats.js'
 
 const COUNTS = [100, 1000, 10000]
 const ROUNDS = Number(process.env.ESP_SPD_ROUNDS ?? 5)
@@ -65,11 +66,6 @@ function filters(n: number): DynamicFilter[] {
 function packet(source: string, destination: string): { bytes: Uint8Array; info: IpPacketInfo } {
   const bytes = buildIpPacket({ source, destination, protocol: 17, payload: new Uint8Array(8) })
   return { bytes, info: parseIpPacket(bytes) as IpPacketInfo }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]
 }
 
 interface Sample {
