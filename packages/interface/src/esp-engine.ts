@@ -77,6 +77,12 @@ export interface EspSaParams {
    * already received; the window starts there, with every number at or below it taken as seen.
    */
   initialSequence?: bigint
+  /**
+   * Outbound, warm mode: the highest sequence number this SA may use before its owner reserves
+   * more in the coupling store (see `EspEngine.setSequenceLimit`); a packet past it is dropped
+   * and counted. Default: no limit.
+   */
+  sequenceLimit?: bigint
   /** An opaque tag the owner uses to find its Child SA (for example the phase 2 record id). */
   tag?: string
 }

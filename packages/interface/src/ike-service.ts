@@ -81,6 +81,75 @@ export type RenegotiationOutcome =
       message: string
     }
 
+/**
+ * One IKE SA with its Child SAs as an heir needs them to carry on without a handshake (warm
+ * takeover): the records, and the engine's secret state (keys, message IDs, what the peer
+ * announced) in the engine's own versioned encoding. It holds keys: a distribution processor
+ * writes it to the coupling store only sealed under the cluster key, never as it is.
+ */
+export interface IkeSaState {
+  /** The records of the IKE SA and its Child SAs. */
+  records: IkeSaRecords
+  /** The engine's serialised state; only an engine of the same kind reads it. */
+  secret: Uint8Array
+  /**
+   * Whether the peer announced `IKEV2_MESSAGE_ID_SYNC_SUPPORTED` (RFC 6311): only such an IKE SA
+   * can be adopted.
+   */
+  midSync: boolean
+}
+
+/** What an heir adopts: one IKE SA's state, and where its Child SAs' sequence numbers go on. */
+export interface AdoptionRequest {
+  /** The state the previous owner recorded. */
+  state: IkeSaState
+  /**
+   * Per Child SA, by phase 2 record id. `outbound`: the highest ESP sequence number the
+   * previous owner may have used (the end of its last reserved block); the next packet carries
+   * one more. `inbound`: the highest number recorded as received; the anti-replay window starts
+   * there. `limit`: the highest outbound number the heir has reserved, installed as the
+   * SA's `sequenceLimit`. A Child SA without an entry is not adopted (the outcome lists it).
+   */
+  sequences: Record<string, { outbound: bigint; inbound: bigint; limit?: bigint }>
+}
+
+/** The outcome of adopting one IKE SA with its Child SAs (a warm takeover's step 6). */
+export type AdoptionOutcome =
+  | {
+      /** Installed as it was, and the message IDs synchronised with the peer (RFC 6311). */
+      status: 'synced'
+      /** The records, unchanged: same SPIs, keys and ids. */
+      records: IkeSaRecords
+      /** The message IDs the IKE SA goes on with, as agreed with the peer. */
+      messageIds: {
+        /** Of the next request this end sends. */
+        initiating: number
+        /** Of the next request this end expects from the peer. */
+        responding: number
+      }
+      /** Child SAs that could not be adopted (no sequence numbers given); the others were. */
+      failedChildren: Phase2Record[]
+    }
+  | {
+      /** Not adopted: nothing of it is installed, so the caller can renegotiate it. */
+      status: 'failed'
+      /** The records of the state. */
+      previous: IkeSaRecords
+      /**
+       * Why: `UNSUPPORTED` when the peer never announced RFC 6311, `INVALID_STATE` when the
+       * state cannot be read, `TIMEOUT` when the peer did not answer the sync, or the error
+       * notify it answered with.
+       */
+      reason: IkeErrorKind | 'UNSUPPORTED' | 'INVALID_STATE'
+      /** Details. */
+      message: string
+    }
+
+/** Where a warm-mode IKE service records each IKE SA's new state (see `setStateSink`). */
+export type IkeStateSink = (
+  state: IkeSaState
+) => Promise<void | { sequenceLimits?: Record<string, bigint> }>
+
 /** Events of an IKE service. */
 export type IkeEvent =
   | {
@@ -244,6 +313,37 @@ export interface IkeService extends Startable {
    * @throws NotFoundError | IkeProtocolError
    */
   checkLiveness(phase1Id: string, options?: AbortOptions): Promise<void>
+
+  /**
+   * Warm mode: the state of an established IKE SA and its Child SAs, for the coupling store
+   * (sealed). Engines without warm mode leave it out.
+   *
+   * @throws NotFoundError
+   */
+  exportState?(phase1Id: string): IkeSaState
+
+  /**
+   * Warm takeover (step 6 without handshakes): installs each IKE SA and its Child SAs as they
+   * were (same SPIs and keys; ESP sequence numbers going on from `sequences`) and, for an IKE SA
+   * whose peer announced RFC 6311, synchronises the message IDs: an INFORMATIONAL with message ID
+   * 0 carrying `IKEV2_MESSAGE_ID_SYNC`, answered by the peer with its own. Then the IKE SA carries
+   * on (DPD, rekeys, deletes) as if it had been made here. Never rejects for one peer's failure:
+   * each request gets an outcome, in order; an IKE SA that fails leaves nothing installed, for
+   * the caller to renegotiate.
+   */
+  adopt?(requests: AdoptionRequest[], options?: AbortOptions): Promise<AdoptionOutcome[]>
+
+  /**
+   * Warm mode: `sink` is awaited with an IKE SA's new state whenever its keys change (IKE SA
+   * established or rekeyed, Child SA established or rekeyed), before the new keys carry traffic:
+   * before the new Child SAs are installed in the ESP engine, and as responder before the
+   * response that completes the exchange is sent. It may answer with the outbound sequence limit
+   * of each new Child SA (by phase 2 id), which the service installs as the SA's
+   * `sequenceLimit`. If it rejects, the exchange goes on without limits and the service counts
+   * it; the sink's owner must then treat that IKE SA's recorded state as stale. `undefined`
+   * turns it off.
+   */
+  setStateSink?(sink: IkeStateSink | undefined): void
 
   /** The records of every established IKE SA and its Child SAs. */
   list(): IkeSaRecords[]
