@@ -231,6 +231,15 @@ export interface DvipaState {
   childByInboundSpi: Map<number, Phase2Record>
   /** Phase 1 records by id with their phase 2 records. */
   sas: Map<string, { phase1: Phase1Record; phase2: Map<string, Phase2Record> }>
+  /**
+   * The ids of `sas` by peer address and identities ({@link peerKey}), so that finding an IKE
+   * SA's duplicates does not scan every IKE SA.
+   */
+  byPeer: Map<string, Set<string>>
+  /** The phase 1 id of each Child SA of `sas`, by phase 2 id. */
+  childOwner: Map<string, string>
+  /** How many Child SAs `sas` holds, counted as they come and go (the status needs no scan). */
+  childSas: number
   /** The filter record ids written for each Child SA, so that they can be deleted with it. */
   filterIds: Map<string, string[]>
   /** Serialises the store writes of this DVIPA. */
@@ -277,6 +286,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private subscriptions: Subscription[] = []
   private started = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
+  /**
+   * The ESP engine's filters of Child SAs (ids `<phase 2 id>/...`) by phase 2 id, kept from its
+   * events, so that recording one Child SA does not list the whole SPD.
+   */
+  private readonly childFilters = new Map<string, Map<string, DynamicFilter>>()
   private readonly counts: DistributionCounters = {
     inbound: 0,
     outbound: 0,
@@ -412,6 +426,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.started = true
     if (this.events.isStopped) this.events = new Subject()
     if (this.status.isStopped) this.status = new BehaviorSubject<DvipaStatus[]>([])
+    // what the engine holds from before is listed where it matters (ownRecords)
+    this.childFilters.clear()
     const { store, detector, link, localTarget } = this.components
     try {
       this.subscriptions.push(
@@ -444,7 +460,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // a filter the IKE service installs after the Child SA's event (the outbound half of a
         // rekey it answered moves to the new SA only when the old one is deleted) is recorded too
         this.components.esp.events$.subscribe((e) => {
-          if (e.type === 'filter:installed') this.onFilterInstalled(e.filter)
+          if (e.type === 'filter:installed') {
+            this.keepFilter(e.filter)
+            this.onFilterInstalled(e.filter)
+          } else if (e.type === 'filter:removed') this.dropFilter(e.id)
+          else if (e.type === 'filter:duplicate-removed') this.dropFilter(e.removed)
         })
       )
       localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
@@ -541,15 +561,13 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (this.status.isStopped) return
     this.status.next(
       [...this.states.values()].map((s) => {
-        let childSas = 0
-        for (const sa of s.sas.values()) childSas += sa.phase2.size
         return {
           dvipa: s.config.dvipa,
           role: statusRole(s.ownership),
           epoch: s.ownership.epoch,
           owner: s.ownership.owner,
           ikeSas: s.sas.size,
-          childSas,
+          childSas: s.childSas,
           connections: s.table.size
         }
       })
@@ -597,6 +615,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       for (const socket of state.sockets) await socket.close()
       state.sockets = []
       state.sas.clear()
+      state.byPeer.clear()
+      state.childOwner.clear()
+      state.childSas = 0
       state.filterIds.clear()
       state.childByInboundSpi.clear()
       if (this.components.network.isStarted()) {
@@ -639,10 +660,15 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 
   /** Registers an IKE SA (and its Child SAs) in the DVIPA's bookkeeping. */
   private track(state: DvipaState, phase1: Phase1Record, phase2: Phase2Record[]): void {
-    const entry = state.sas.get(phase1.id) ?? { phase1, phase2: new Map<string, Phase2Record>() }
+    const had = state.sas.get(phase1.id)
+    const entry = had ?? { phase1, phase2: new Map<string, Phase2Record>() }
+    if (had !== undefined) unindexSa(state, had.phase1)
     entry.phase1 = phase1
+    indexSa(state, phase1)
     for (const child of phase2) {
+      if (!entry.phase2.has(child.id)) state.childSas++
       entry.phase2.set(child.id, child)
+      state.childOwner.set(child.id, phase1.id)
       state.childByInboundSpi.set(Number.parseInt(child.inboundSpi, 16), child)
     }
     state.sas.set(phase1.id, entry)
@@ -652,12 +678,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
    * The filters the ESP engine holds for Child SAs, as records (one listing of the SPD for all
    * of them); remembers their ids so they are deleted with their Child SA.
    */
-  private filtersOf(state: DvipaState, children: Iterable<Phase2Record>): FilterRecord[] {
+  private filtersOf(
+    state: DvipaState,
+    children: Iterable<Phase2Record>,
+    filters: () => Iterable<DynamicFilter> = () => this.components.esp.listFilters()
+  ): FilterRecord[] {
     const wanted = new Map<string, Phase2Record>()
     for (const child of children) wanted.set(child.id, child)
     const records: FilterRecord[] = []
+    if (wanted.size === 0) return records
     const ids = new Map<string, string[]>()
-    for (const f of this.components.esp.listFilters()) {
+    for (const f of filters()) {
       const slash = f.id.indexOf('/')
       const owner = slash > 0 ? wanted.get(f.id.slice(0, slash)) : undefined
       if (owner === undefined) continue
@@ -748,9 +779,20 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     )
   }
 
+  /** The IKE SA entry that holds the Child SA `phase2Id`, if any. */
+  private entryOfChild(
+    state: DvipaState,
+    phase2Id: string
+  ): { phase1: Phase1Record; phase2: Map<string, Phase2Record> } | undefined {
+    const phase1Id = state.childOwner.get(phase2Id)
+    const entry = phase1Id === undefined ? undefined : state.sas.get(phase1Id)
+    return entry?.phase2.has(phase2Id) === true ? entry : undefined
+  }
+
   /** Forgets a Child SA; returns the keys of its phase 2 and filter records. */
   private forgetChild(state: DvipaState, child: Phase2Record): { kind: RecordKind; id: string }[] {
     state.childByInboundSpi.delete(Number.parseInt(child.inboundSpi, 16))
+    state.childOwner.delete(child.id)
     const filters = state.filterIds.get(child.id) ?? []
     state.filterIds.delete(child.id)
     return [
@@ -897,6 +939,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       recording: true,
       childByInboundSpi: new Map(),
       sas: new Map(),
+      byPeer: new Map(),
+      childOwner: new Map(),
+      childSas: 0,
       filterIds: new Map(),
       writes: Promise.resolve(),
       serial: Promise.resolve(),
@@ -1069,10 +1114,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         break
       }
       case 'sa:rekeyed': {
-        for (const entry of state.sas.values()) {
-          const old = entry.phase2.get(event.previousId)
-          if (old === undefined) continue
+        const entry = this.entryOfChild(state, event.previousId)
+        if (entry !== undefined) {
+          const old = entry.phase2.get(event.previousId)!
           entry.phase2.delete(event.previousId)
+          state.childSas--
           const keys = this.forgetChild(state, old)
           this.track(state, entry.phase1, [event.phase2])
           touched = entry.phase1.id
@@ -1081,10 +1127,11 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         break
       }
       case 'sa:deleted': {
-        for (const entry of state.sas.values()) {
-          const old = entry.phase2.get(event.phase2Id)
-          if (old === undefined) continue
+        const entry = this.entryOfChild(state, event.phase2Id)
+        if (entry !== undefined) {
+          const old = entry.phase2.get(event.phase2Id)!
           entry.phase2.delete(event.phase2Id)
+          state.childSas--
           const keys = this.forgetChild(state, old)
           touched = entry.phase1.id
           if (state.recording) this.remove(state, keys)
@@ -1096,7 +1143,15 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (entry.phase1.ikeSaId.initiatorSpi !== event.previous.initiatorSpi) continue
           if (entry.phase1.ikeSaId.responderSpi !== event.previous.responderSpi) continue
           state.sas.delete(id)
+          unindexSa(state, entry.phase1)
+          const replaced = state.sas.get(event.phase1.id)
+          if (replaced !== undefined) {
+            unindexSa(state, replaced.phase1)
+            state.childSas -= replaced.phase2.size
+          }
           state.sas.set(event.phase1.id, { phase1: event.phase1, phase2: entry.phase2 })
+          indexSa(state, event.phase1)
+          for (const child of entry.phase2.keys()) state.childOwner.set(child, event.phase1.id)
           touched = event.phase1.id
           if (state.recording && id !== event.phase1.id) {
             this.remove(state, [
@@ -1111,6 +1166,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         for (const [id, entry] of state.sas) {
           if (entry.phase1.ikeSaId.initiatorSpi !== event.ikeSaId.initiatorSpi) continue
           state.sas.delete(id)
+          unindexSa(state, entry.phase1)
+          state.childSas -= entry.phase2.size
           const keys: { kind: RecordKind; id: string }[] = [
             { kind: 'phase1', id },
             { kind: 'correlation', id }
@@ -1137,8 +1194,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private dropDuplicates(state: DvipaState, kept: Phase1Record): void {
     const ike = state.ike
     if (ike === undefined) return
-    const key = (p: Phase1Record): string =>
-      `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+    const same = state.byPeer.get(peerKey(kept))
+    if (same === undefined || same.size < 2) return
     // a Child SA is replaced when the kept IKE SA has one with the same selectors: an older IKE
     // SA is a duplicate only if it has no Child SA or the kept one replaces each of them (a
     // peer may run two tunnels with other selectors under the same identities)
@@ -1147,8 +1204,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const replacing = [...(keptEntry?.phase2.values() ?? [])]
     const replaced = (c: Phase2Record): boolean =>
       replacing.some((r) => sameChildSelectors(r.selectors, c.selectors))
-    for (const [id, other] of state.sas) {
-      if (id === kept.id || key(other.phase1) !== key(kept)) continue
+    for (const id of [...same]) {
+      const other = state.sas.get(id)
+      if (other === undefined || id === kept.id) continue
       if (other.phase1.establishedAt > kept.establishedAt) continue
       if (![...other.phase2.values()].every(replaced)) continue
       this.emit({
@@ -1173,18 +1231,39 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const childId = filter.id.slice(0, slash)
     for (const state of this.states.values()) {
       if (!state.recording) continue
-      for (const entry of state.sas.values()) {
-        const child = entry.phase2.get(childId)
-        if (child === undefined) continue
-        const ids = state.filterIds.get(child.id) ?? []
-        if (ids.includes(filter.id)) return
-        state.filterIds.set(child.id, [...ids, filter.id])
-        void this.write(state, [filterRecord(state.config.dvipa, filter, child.id)]).catch(
-          () => void this.counts.storeErrors++
-        )
-        return
-      }
+      const phase1Id = state.childOwner.get(childId)
+      const child =
+        phase1Id === undefined ? undefined : state.sas.get(phase1Id)?.phase2.get(childId)
+      if (child === undefined) continue
+      const ids = state.filterIds.get(child.id) ?? []
+      if (ids.includes(filter.id)) return
+      state.filterIds.set(child.id, [...ids, filter.id])
+      void this.write(state, [filterRecord(state.config.dvipa, filter, child.id)]).catch(
+        () => void this.counts.storeErrors++
+      )
+      return
     }
+  }
+
+  /** Keeps a filter the ESP engine installed for a Child SA (see `childFilters`). */
+  private keepFilter(filter: DynamicFilter): void {
+    const slash = filter.id.indexOf('/')
+    if (slash <= 0) return
+    const child = filter.id.slice(0, slash)
+    const filters = this.childFilters.get(child) ?? new Map<string, DynamicFilter>()
+    filters.set(filter.id, filter)
+    this.childFilters.set(child, filters)
+  }
+
+  /** Forgets a filter the ESP engine removed. */
+  private dropFilter(id: string): void {
+    const slash = id.indexOf('/')
+    if (slash <= 0) return
+    const child = id.slice(0, slash)
+    const filters = this.childFilters.get(child)
+    if (filters === undefined) return
+    filters.delete(id)
+    if (filters.size === 0) this.childFilters.delete(child)
   }
 
   /** Deletes records from the store in the background, counting failures. */
@@ -1197,7 +1276,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const sa = state.sas.get(phase1Id)
     if (sa === undefined) return
     const records: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
-    records.push(...this.filtersOf(state, sa.phase2.values()))
+    const kept = (): DynamicFilter[] =>
+      [...sa.phase2.keys()].flatMap((id) => [...(this.childFilters.get(id)?.values() ?? [])])
+    records.push(...this.filtersOf(state, sa.phase2.values(), kept))
     await this.write(state, records)
   }
 
@@ -1247,4 +1328,24 @@ export function defaultDistributionProcessor(
   init: DefaultDistributionProcessorInit
 ): DefaultDistributionProcessor {
   return new DefaultDistributionProcessor(components, init)
+}
+
+/** An IKE SA's peer address and identities, as one key: duplicates share it. */
+function peerKey(p: Phase1Record): string {
+  return `${p.localIdentity.type}:${p.localIdentity.value}|${p.remoteIdentity.type}:${p.remoteIdentity.value}|${p.peer.address}`
+}
+
+function indexSa(state: DvipaState, phase1: Phase1Record): void {
+  const key = peerKey(phase1)
+  const ids = state.byPeer.get(key)
+  if (ids === undefined) state.byPeer.set(key, new Set([phase1.id]))
+  else ids.add(phase1.id)
+}
+
+function unindexSa(state: DvipaState, phase1: Phase1Record): void {
+  const key = peerKey(phase1)
+  const ids = state.byPeer.get(key)
+  if (ids === undefined) return
+  ids.delete(phase1.id)
+  if (ids.size === 0) state.byPeer.delete(key)
 }

@@ -1,0 +1,306 @@
+import { expect } from 'chai'
+import { NEVER, Subject } from 'rxjs'
+import { VirtualClock } from '@vipsec/clock'
+import { samplePhase1, samplePhase2 } from '@vipsec/compliance/coupling-store'
+import {
+  type ClusterLink,
+  type EspEngine,
+  type DynamicFilter,
+  type EspEvent,
+  type FilterRecord,
+  type FailureDetector,
+  type IkeEvent,
+  type IkeService,
+  type NetworkAdapter,
+  type Phase1Record,
+  type UdpEndpoint
+} from '@vipsec/interface'
+import { MemoryCouplingStore } from '@vipsec/store-memory'
+import { DefaultDistributionProcessor } from '../src/index.js'
+import { DVIPA, ScriptedDetector, whileAdvancing } from './helpers/ownership-harness.js'
+
+/**
+ * An owner (dp-1, the primary) over fakes: its IKE service's and ESP engine's events are the
+ * test's to emit.
+ */
+async function owner(): Promise<{
+  dp: DefaultDistributionProcessor
+  ike: Subject<IkeEvent>
+  esp: Subject<EspEvent>
+  deleted: string[]
+  clock: VirtualClock
+  store: MemoryCouplingStore
+  listings: { count: number }
+}> {
+  const clock = new VirtualClock()
+  const store = new MemoryCouplingStore({ clock })
+  await store.start()
+  const scripted = new ScriptedDetector()
+  const detector = {
+    events$: scripted.events$,
+    health: (n: string) => scripted.health(n),
+    watch: () => undefined,
+    unwatch: () => undefined,
+    start: async () => undefined,
+    stop: async () => undefined,
+    isStarted: () => true
+  } as unknown as FailureDetector
+  const socket = (port: number): UdpEndpoint =>
+    ({
+      local: { address: DVIPA, port },
+      datagrams$: NEVER,
+      send: () => undefined,
+      close: async () => undefined
+    }) as unknown as UdpEndpoint
+  const network = {
+    events$: NEVER,
+    isStarted: () => true,
+    acquireAddress: async () => undefined,
+    releaseAddress: async () => undefined,
+    openUdp: async (local: { port: number }) => socket(local.port)
+  } as unknown as NetworkAdapter
+  const link = { messages$: NEVER, send: async () => undefined } as unknown as ClusterLink
+  const espEvents = new Subject<EspEvent>()
+  const listings = { count: 0 }
+  // the SPD: what the filter events the test emits installed
+  const spd = new Map<string, DynamicFilter>()
+  espEvents.subscribe((e) => {
+    if (e.type === 'filter:installed') spd.set(e.filter.id, e.filter)
+    if (e.type === 'filter:removed') spd.delete(e.id)
+  })
+  const esp = {
+    events$: espEvents.asObservable(),
+    listFilters: () => {
+      listings.count++
+      return [...spd.values()]
+    },
+    removeSa: () => false,
+    unsupportedIn: () => []
+  } as unknown as EspEngine
+  const ikeEvents = new Subject<IkeEvent>()
+  const deleted: string[] = []
+  const ike = {
+    events$: ikeEvents.asObservable(),
+    start: async () => undefined,
+    stop: async () => undefined,
+    deleteIkeSa: async (id: string) => void deleted.push(id)
+  } as unknown as IkeService
+  const dp = new DefaultDistributionProcessor(
+    { store, esp, ikeFactory: () => ike, detector, link, network, clock },
+    {
+      node: 'dp-1',
+      dvipas: [{ dvipa: DVIPA, ranks: ['dp-1', 'dp-2'], targets: [{ node: 'target-1' }] }],
+      heartbeats: {}
+    }
+  )
+  await whileAdvancing(clock, dp.start())
+  return { dp, ike: ikeEvents, esp: espEvents, deleted, clock, store, listings }
+}
+
+/**
+ * A phase 1 record whose peer address and identities count their reads in `reads`: what the
+ * processor looks at of the other IKE SAs when one is established.
+ */
+function countedPhase1(n: number, reads: { count: number }): Phase1Record {
+  const record = samplePhase1(DVIPA, n)
+  const peer = { ...record.peer, address: `10.89.${Math.floor(n / 250)}.${(n % 250) + 1}` }
+  const remoteIdentity = record.remoteIdentity
+  return Object.defineProperties(record, {
+    peer: {
+      enumerable: true,
+      get: () => {
+        reads.count++
+        return peer
+      }
+    },
+    remoteIdentity: {
+      enumerable: true,
+      get: () => {
+        reads.count++
+        return remoteIdentity
+      }
+    }
+  })
+}
+
+describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
+  const N = 300
+
+  it('should look at a bounded number of other IKE SAs per one established, not at all of them', async () => {
+    const { dp, ike, clock } = await owner()
+    const reads = { count: 0 }
+    for (let n = 0; n < N; n++) {
+      const phase1 = countedPhase1(n, reads)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    // each IKE SA's own fields are read a few times (index, record, log); a scan of the others
+    // for duplicates reads every earlier one's, N * N / 2 in all
+    expect(reads.count).to.be.below(40 * N)
+    let ikeSas = 0
+    dp.status$
+      .subscribe((all) => (ikeSas = all.find((s) => s.dvipa === DVIPA)?.ikeSas ?? 0))
+      .unsubscribe()
+    expect(ikeSas).to.equal(N)
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should still delete an older IKE SA of the same peer and identities that the new one replaces', async () => {
+    const { dp, ike, deleted, clock } = await owner()
+    for (let n = 0; n < 50; n++) {
+      const phase1 = samplePhase1(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    // peer 7 again: same address, identities and selectors, established later
+    const again = { ...samplePhase1(DVIPA, 7), id: 'ike-7b', establishedAt: Date.now() + 1e6 }
+    again.ikeSaId = { initiatorSpi: 'aa00000000000007', responderSpi: 'bb00000000000007' }
+    ike.next({ type: 'ike:established', phase1: again })
+    ike.next({
+      type: 'sa:established',
+      phase1Id: again.id,
+      phase2: { ...samplePhase2(DVIPA, 7), id: 'child-7b', inboundSpi: 'e0000007' }
+    })
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    expect(deleted).to.deep.equal(['ike-7'])
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should keep the status without going through every IKE SA per event', async () => {
+    const { dp, ike, clock } = await owner()
+    const establish = (n: number): void => {
+      const phase1 = samplePhase1(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    for (let n = 0; n < N; n++) establish(n)
+    // count what every iteration over a Map yields while N more tunnels come up
+    const methods = ['values', 'keys', 'entries', Symbol.iterator] as const
+    const saved = methods.map((m) => Map.prototype[m])
+    let yielded = 0
+    methods.forEach((m, i) => {
+      const original = saved[i] as (this: Map<unknown, unknown>) => IterableIterator<unknown>
+      Object.defineProperty(Map.prototype, m, {
+        configurable: true,
+        writable: true,
+        value: function* (this: Map<unknown, unknown>) {
+          for (const x of original.call(this)) {
+            yielded++
+            yield x
+          }
+        }
+      })
+    })
+    try {
+      for (let n = N; n < 2 * N; n++) establish(n)
+    } finally {
+      methods.forEach((m, i) =>
+        Object.defineProperty(Map.prototype, m, {
+          configurable: true,
+          writable: true,
+          value: saved[i]
+        })
+      )
+    }
+    let status = { ikeSas: 0, childSas: 0 }
+    dp.status$.subscribe((all) => (status = all.find((s) => s.dvipa === DVIPA)!)).unsubscribe()
+    expect(status).to.include({ ikeSas: 2 * N, childSas: 2 * N })
+    // a count of Child SAs over every IKE SA per event yields N to 2N entries each time
+    expect(yielded).to.be.below(20 * N)
+    // and the count follows Child SAs and IKE SAs going
+    ike.next({ type: 'sa:deleted', phase2Id: 'child-0', reason: 'remote' })
+    ike.next({
+      type: 'ike:deleted',
+      ikeSaId: samplePhase1(DVIPA, 1).ikeSaId,
+      reason: 'remote'
+    })
+    dp.status$.subscribe((all) => (status = all.find((s) => s.dvipa === DVIPA)!)).unsubscribe()
+    expect(status).to.include({ ikeSas: 2 * N - 1, childSas: 2 * N - 2 })
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should record each Child SA with its filters without listing the whole SPD', async () => {
+    const { dp, ike, esp, clock, store, listings } = await owner()
+    for (let n = 0; n < N; n++) {
+      const phase1 = samplePhase1(DVIPA, n)
+      const phase2 = samplePhase2(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      // the IKE service installs the Child SA's filters, then says it is established
+      for (const direction of ['inbound', 'outbound'] as const)
+        esp.next({
+          type: 'filter:installed',
+          filter: {
+            id: `${phase2.id}/${direction}`,
+            direction,
+            selector: {
+              source: '10.77.0.0/24',
+              destination: `${phase2.selectors.remote[0]!.startAddress}/32`,
+              protocol: 0,
+              sourcePorts: [0, 65535],
+              destinationPorts: [0, 65535]
+            },
+            action: 'protect',
+            priority: 100
+          }
+        })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2 })
+    }
+    // one filter goes (a rekey moved it) before its Child SA is recorded again
+    esp.next({ type: 'filter:removed', id: 'child-0/outbound' })
+    ike.next({ type: 'sa:established', phase1Id: 'ike-0', phase2: samplePhase2(DVIPA, 0) })
+    // the writes are queued one after the other: wait (bounded) until the last is in
+    let filters: FilterRecord[] = []
+    for (let i = 0; i < 100 && filters.length < 2 * N; i++) {
+      await whileAdvancing(clock, new Promise((r) => setTimeout(r, 10)))
+      filters = (await store.listRecords(DVIPA)).filter
+    }
+    expect(filters).to.have.length(2 * N)
+    expect(filters.map((f) => f.id)).to.include.members([
+      'child-0/inbound',
+      `child-${N - 1}/outbound`
+    ])
+    // the store still has child-0/outbound: deleting it is the rekey's business, not recording's
+    expect(listings.count).to.be.below(10)
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should find the Child SA of an installed filter without scanning every IKE SA', async () => {
+    const { dp, ike, esp, clock } = await owner()
+    for (let n = 0; n < N; n++) {
+      const phase1 = samplePhase1(DVIPA, n)
+      ike.next({ type: 'ike:established', phase1 })
+      ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2: samplePhase2(DVIPA, n) })
+    }
+    const get = Map.prototype.get
+    let gets = 0
+    Map.prototype.get = function (this: Map<unknown, unknown>, key: unknown) {
+      gets++
+      return get.call(this, key)
+    }
+    try {
+      for (let n = 0; n < N; n++)
+        esp.next({
+          type: 'filter:installed',
+          filter: {
+            id: `child-${n}/in`,
+            direction: 'inbound',
+            selector: {
+              source: '10.77.0.0/24',
+              destination: `${samplePhase2(DVIPA, n).selectors.remote[0]!.startAddress}/32`,
+              protocol: 0,
+              sourcePorts: [0, 65535],
+              destinationPorts: [0, 65535]
+            },
+            action: 'protect',
+            priority: 100
+          }
+        })
+    } finally {
+      Map.prototype.get = get
+    }
+    // a few look-ups per filter; a scan asks every IKE SA's Child SAs, N * N / 2 in all
+    expect(gets).to.be.below(20 * N)
+    await whileAdvancing(clock, dp.stop())
+  })
+})
