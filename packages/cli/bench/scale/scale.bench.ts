@@ -21,7 +21,7 @@
  * print where its CPU went from the kill until every peer answered), `--keep` (keep the folder
  * with the logs and profiles).
  */
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -366,7 +366,9 @@ async function measure(n: number): Promise<Row> {
   } finally {
     for (const g of generators) g.proc.stdin!.end('exit\n')
     await new Promise((r) => setTimeout(r, 500))
-    if (values.keep === true) process.env.KEEP_CLUSTER_DIR = '1'
+    // the heir writes its profile into the cluster's folder as it exits: keep the folder until
+    // the profile is read
+    if (values.keep === true || PROFILE) process.env.KEEP_CLUSTER_DIR = '1'
     await cluster.down().catch((err: Error) => console.error(`down: ${err.message}`))
     if (PROFILE) {
       const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'))
@@ -394,6 +396,7 @@ async function measure(n: number): Promise<Row> {
       }
     }
     if (values.keep === true) console.error(`kept ${cluster.dir}`)
+    else if (PROFILE) rmSync(cluster.dir, { recursive: true, force: true })
   }
 }
 
