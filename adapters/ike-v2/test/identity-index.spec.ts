@@ -1,6 +1,8 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
-import type { Identity } from '@vipsec/interface'
+import type { Identity, IkeProposal } from '@vipsec/interface'
+import type { IkePeerConfig, PskCredential } from '../src/config.js'
+import { A_ID, A_NET, B_ID, B_NET, makePair, phase1, phase2 } from './helpers/pair.js'
 import { IdentityIndex, identityKey } from '../src/identity-index.js'
 import { hexSpiKey, spiKey } from '../src/sa-table.js'
 import { sameIdentity } from '../src/selectors.js'
@@ -118,5 +120,54 @@ describe('hexSpiKey', () => {
     expect(hexSpiKey('0123456789ABCDEF')).to.equal(spiKey(spi))
     expect(hexSpiKey('0123456789abcde')).to.equal(undefined)
     expect(hexSpiKey('0123456789abcdeg')).to.equal(undefined)
+  })
+})
+
+describe('IkeV2Service with its peer list changed in place (a reload)', () => {
+  const AES128: IkeProposal = {
+    encryption: [{ algorithm: 'aes-gcm-16', keyBits: 128 }],
+    integrity: ['none'],
+    prf: ['hmac-sha2-256'],
+    keyExchange: ['curve25519']
+  }
+
+  it('should answer with the new peer config and key, though the lists keep their length', async () => {
+    const peers: IkePeerConfig[] = [
+      {
+        localIdentity: B_ID,
+        remoteIdentity: A_ID,
+        phase1: phase1(),
+        children: [{ policy: phase2(), mode: 'tunnel', local: [B_NET], remote: [A_NET] }]
+      }
+    ]
+    const psks: PskCredential[] = [
+      { remote: B_ID, secret: 'old secret' },
+      { remote: A_ID, secret: 'old secret' }
+    ]
+    const p = makePair({ a: { psks }, b: { peers, psks } })
+    await p.start()
+    try {
+      const first = await p.drive(p.a.connect(p.request()))
+      expect(first.phase1.policy.proposals[0]!.encryption[0]!.keyBits).to.equal(256)
+      // the reload: another proposal for the same peer, another key, same lengths
+      peers.splice(0, 1, { ...peers[0]!, phase1: phase1({ proposals: [AES128] }) })
+      psks.splice(
+        0,
+        2,
+        { remote: B_ID, secret: 'new secret' },
+        { remote: A_ID, secret: 'new secret' }
+      )
+      const second = await p.drive(
+        p.a.connect(p.request({ phase1: phase1({ proposals: [AES128] }) }))
+      )
+      expect(second.phase1.id).to.not.equal(first.phase1.id)
+      const refused = await p.drive(p.a.connect(p.request())).then(
+        () => 'connected',
+        (err: Error) => err.message
+      )
+      expect(refused, 'the old proposal is no longer answered').to.match(/NO_PROPOSAL_CHOSEN/)
+    } finally {
+      await p.stop()
+    }
   })
 })
