@@ -16,12 +16,15 @@ import {
   type IdPayload,
   type Payload
 } from './message.js'
+import { psksByRemote } from './identity-index.js'
 import { sameIdentity } from './selectors.js'
 import { signAuth, verifySignatureAuth } from './signature.js'
 
 function findPsk(ctx: IkeContext, local: Identity, remote: Identity): Uint8Array | undefined {
-  const c = ctx.init.psks.find(
-    (p) => sameIdentity(p.remote, remote) && (p.local === undefined || sameIdentity(p.local, local))
+  const c = psksByRemote.find(
+    ctx.init.psks,
+    remote,
+    (p) => p.local === undefined || sameIdentity(p.local, local)
   )
   if (c === undefined) return undefined
   if (typeof c.secret !== 'string') return c.secret

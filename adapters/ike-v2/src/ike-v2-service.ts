@@ -38,6 +38,7 @@ import { Lifetimes } from './lifetimes.js'
 import { concat, encodeMessage, notify, parseMessage, type IkeMessage } from './message.js'
 import { renegotiate, renegotiateOne, toKind } from './renegotiate.js'
 import { SaTable, spiKey } from './sa-table.js'
+import { peersByRemote } from './identity-index.js'
 import { sameIdentity, toWireSelector } from './selectors.js'
 import type { TaskAnswer, VerifiedRequest } from './task-manager.js'
 import { validateConnectRequest, validateInit } from './validate.js'
@@ -504,15 +505,14 @@ export class IkeV2Service implements IkeService {
     sa.state = 'established'
     sa.establishedAt = this.clock.now()
     if (!sa.initiator) {
-      const peer = this.init.peers.find(
-        (p) =>
-          sameIdentity(p.localIdentity, sa.localIdentity!) &&
-          (p.remoteIdentity === undefined || sameIdentity(p.remoteIdentity, sa.remoteIdentity!))
+      const peer = peersByRemote.find(this.init.peers, sa.remoteIdentity!, (p) =>
+        sameIdentity(p.localIdentity, sa.localIdentity!)
       )
       sa.childConfigs = peer?.children.map(childRequest) ?? []
     }
+    this.table.noteIdentity(sa)
     if (initialContact) {
-      for (const other of this.sas()) {
+      for (const other of this.table.withRemoteIdentity(sa.remoteIdentity!)) {
         if (
           other !== sa &&
           (other.state === 'established' || other.state === 'rekeyed') &&
@@ -593,11 +593,10 @@ export class IkeV2Service implements IkeService {
     })
     sa.natT = natT
     // the peer config of these identities, if any, says whether we fragment towards this peer
-    const peer = this.init.peers.find(
-      (p) =>
-        sameIdentity(p.localIdentity, request.localIdentity) &&
-        p.remoteIdentity !== undefined &&
-        sameIdentity(p.remoteIdentity, request.remoteIdentity)
+    const peer = peersByRemote.find(
+      this.init.peers,
+      request.remoteIdentity,
+      (p) => p.remoteIdentity !== undefined && sameIdentity(p.localIdentity, request.localIdentity)
     )
     const fragmentation = peer?.fragmentation ?? this.init.fragmentation.enabled
     sa.fragmentation = { announced: fragmentation, peer: false, send: fragmentation }

@@ -6,7 +6,14 @@
  *
  * @module
  */
-import { NotFoundError, type Clock, type RandomSource, type TimerHandle } from '@vipsec/interface'
+import {
+  NotFoundError,
+  type Clock,
+  type Identity,
+  type RandomSource,
+  type TimerHandle
+} from '@vipsec/interface'
+import { identityKey } from './identity-index.js'
 import type { ChildSa, IkeSa } from './ike-sa.js'
 import type { CachedResponse } from './task-manager.js'
 
@@ -22,6 +29,17 @@ export function spiKey(spi: Uint8Array): string {
     (spi[2]! << 8) | spi[3]!,
     (spi[4]! << 8) | spi[5]!,
     (spi[6]! << 8) | spi[7]!
+  )
+}
+
+/** The {@link spiKey} of an SPI written as 16 hex digits; undefined when it is not that. */
+export function hexSpiKey(hex: string): string | undefined {
+  if (!/^[0-9a-fA-F]{16}$/.test(hex)) return undefined
+  return String.fromCharCode(
+    Number.parseInt(hex.slice(0, 4), 16),
+    Number.parseInt(hex.slice(4, 8), 16),
+    Number.parseInt(hex.slice(8, 12), 16),
+    Number.parseInt(hex.slice(12, 16), 16)
   )
 }
 
@@ -45,6 +63,9 @@ export class SaTable {
   private readonly sas = new Map<string, IkeSa>()
   private readonly tombstones = new Map<string, Tombstone>()
   private readonly espSpis = new Set<number>()
+  /** SAs by their peer's identity ({@link identityKey}), and the key each is filed under. */
+  private readonly byRemote = new Map<string, Set<IkeSa>>()
+  private readonly remoteKeys = new Map<IkeSa, string>()
 
   /**
    * @param clock - for the tombstone timers
@@ -60,14 +81,46 @@ export class SaTable {
     return this.sas.get(key)
   }
 
-  /** Adds an SA (by its local SPI). */
+  /** Adds an SA (by its local SPI), and by its peer's identity when it is known. */
   register(sa: IkeSa): void {
     this.sas.set(sa.key, sa)
+    this.noteIdentity(sa)
   }
 
   /** Removes an SA. */
   unregister(sa: IkeSa): void {
     if (this.sas.get(sa.key) === sa) this.sas.delete(sa.key)
+    if (this.remoteKeys.has(sa)) this.unregisterIdentity(sa)
+  }
+
+  /**
+   * Files an SA under its peer's identity, once that is known (a responder learns it in
+   * IKE_AUTH), so that INITIAL_CONTACT finds the SAs it ends without looking at every SA.
+   */
+  noteIdentity(sa: IkeSa): void {
+    if (sa.remoteIdentity === undefined || this.sas.get(sa.key) !== sa) return
+    const key = identityKey(sa.remoteIdentity)
+    if (key === undefined || this.remoteKeys.get(sa) === key) return
+    if (this.remoteKeys.has(sa)) this.unregisterIdentity(sa)
+    this.remoteKeys.set(sa, key)
+    const same = this.byRemote.get(key)
+    if (same === undefined) this.byRemote.set(key, new Set([sa]))
+    else same.add(sa)
+  }
+
+  /** The registered SAs whose peer's identity is `id` (a copy: safe to destroy them). */
+  withRemoteIdentity(id: Identity): IkeSa[] {
+    const key = identityKey(id)
+    const same = key === undefined ? undefined : this.byRemote.get(key)
+    return same === undefined ? [] : [...same]
+  }
+
+  private unregisterIdentity(sa: IkeSa): void {
+    const key = this.remoteKeys.get(sa)!
+    this.remoteKeys.delete(sa)
+    const same = this.byRemote.get(key)
+    same?.delete(sa)
+    if (same?.size === 0) this.byRemote.delete(key)
   }
 
   /** Every SA, in insertion order. */
@@ -154,8 +207,15 @@ export class SaTable {
    * @throws NotFoundError
    */
   findIke(phase1Id: string): IkeSa {
-    for (const sa of this.sas.values())
-      if (sa.id === phase1Id && sa.state === 'established') return sa
+    // the id spells both SPIs ("ike-<SPIi>-<SPIr>") and the table is keyed by the local one,
+    // which is one of the two: two lookups, not a scan of every SA
+    if (phase1Id.length === 37 && phase1Id.startsWith('ike-') && phase1Id[20] === '-') {
+      for (const hex of [phase1Id.slice(4, 20), phase1Id.slice(21)]) {
+        const key = hexSpiKey(hex)
+        const sa = key === undefined ? undefined : this.sas.get(key)
+        if (sa !== undefined && sa.id === phase1Id && sa.state === 'established') return sa
+      }
+    }
     throw new NotFoundError(`no IKE SA ${phase1Id}`)
   }
 

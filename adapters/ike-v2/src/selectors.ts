@@ -258,7 +258,7 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
   if (a.type !== b.type) return false
   if (a.type === 'fqdn') {
     // the same text (the usual case) needs no lower-case copies
-    return a.value === b.value || a.value.toLowerCase() === b.value.toLowerCase()
+    return a.value === b.value || asciiLower(a.value) === asciiLower(b.value)
   }
   if (a.type === 'der-dn') {
     try {
@@ -269,4 +269,13 @@ export function sameIdentity(a: Identity, b: Identity): boolean {
   }
   if (a.type === 'ipv6') return bytesToIp(ipToBytes(a.value)) === bytesToIp(ipToBytes(b.value))
   return a.value === b.value
+}
+
+/** `s` in lower case, with no copy when it has no upper-case letter (the usual case). */
+export function asciiLower(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if ((c >= 65 && c <= 90) || c > 127) return s.toLowerCase()
+  }
+  return s
 }

@@ -13,6 +13,7 @@ import type { IkeContext } from '../context.js'
 import { identityFields, type ChildSa, type IdentityFields, type IkeSa } from '../ike-sa.js'
 import { findNotify, findPayload, notify, type IdPayload, type Payload } from '../message.js'
 import { decodeIdentity, encodeIdentity, sameIdentity } from '../selectors.js'
+import { peersByRemote } from '../identity-index.js'
 import {
   acceptChild,
   answerChild,
@@ -164,10 +165,12 @@ export function respondIkeAuth(
   } catch {
     return refusal(sa, onFailed, 'AUTHENTICATION_FAILED', idi, idr, 'undecodable identity')
   }
-  const peer = ctx.init.peers.find(
+  const claimed = idr
+  const peer = peersByRemote.find(
+    ctx.init.peers,
+    idi,
     (p) =>
-      (p.remoteIdentity === undefined || sameIdentity(p.remoteIdentity, idi)) &&
-      (idr === undefined || sameIdentity(p.localIdentity, idr)) &&
+      (claimed === undefined || sameIdentity(p.localIdentity, claimed)) &&
       p.phase1.proposals.length > 0
   )
   if (peer === undefined) {

@@ -437,21 +437,40 @@ function refuse(
 /** The phase 1 policies of a service's peers, and all their proposals, by peer list. */
 const policiesOf = new WeakMap<
   IkeContext['init']['peers'],
-  { policies: Phase1Policy[]; allProposals: IkeProposal[] }
+  { peers: IkeContext['init']['peers']; policies: Phase1Policy[]; allProposals: IkeProposal[] }
 >()
 
-/** The phase 1 policies of the peers a responder answers, made once per peer list. */
+/**
+ * The phase 1 policies of the peers a responder answers, made once per peer list and again
+ * when a reload changed the list in place (any entry replaced, not only its length). The
+ * proposals of every peer come once each: a thousand peers with the same proposals give one.
+ */
 function phase1Policies(peers: IkeContext['init']['peers']): {
   policies: Phase1Policy[]
   allProposals: IkeProposal[]
 } {
   let got = policiesOf.get(peers)
-  if (got === undefined || got.policies.length !== peers.length) {
+  if (got === undefined || !samePeers(got.peers, peers)) {
     const policies = peers.map((p) => p.phase1)
-    got = { policies, allProposals: policies.flatMap((p) => p.proposals) }
+    const seen = new Set<string>()
+    const allProposals: IkeProposal[] = []
+    for (const proposal of policies.flatMap((p) => p.proposals)) {
+      const key = JSON.stringify(proposal)
+      if (seen.has(key)) continue
+      seen.add(key)
+      allProposals.push(proposal)
+    }
+    got = { peers: [...peers], policies, allProposals }
     policiesOf.set(peers, got)
   }
   return got
+}
+
+/** Whether a peer list still holds the same peers with the same policies. */
+function samePeers(had: IkeContext['init']['peers'], peers: IkeContext['init']['peers']): boolean {
+  if (had.length !== peers.length) return false
+  for (let i = 0; i < peers.length; i++) if (had[i] !== peers[i]) return false
+  return true
 }
 
 /**
