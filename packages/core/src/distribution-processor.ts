@@ -50,6 +50,8 @@ import {
 import { filterRecord, saRecords } from './records.js'
 import { sameChildSelectors } from './selectors.js'
 import { runTakeover, type TakeoverParts } from './takeover.js'
+import { WarmKeySet, type WarmKeys } from './warm.js'
+import { DEFAULT_SEQUENCE_BLOCK, WarmRecorder } from './warm-recorder.js'
 import type { DefaultTargetStack } from './target-stack.js'
 
 /** One DVIPA a distribution processor owns or backs up. */
@@ -65,6 +67,25 @@ export interface DvipaConfig {
   targets: TargetConfig[]
   /** How new connections pick a target. Default `round-robin`. */
   policy?: SelectionPolicy
+  /**
+   * Warm mode for this DVIPA (needs `warm` in the processor's options): the owner also records
+   * each IKE SA's state sealed under the cluster key and reserves outbound sequence numbers in
+   * blocks, so that an heir adopts the SAs as they were (RFC 6311) instead of renegotiating them.
+   * Default false (renegotiation).
+   */
+  warm?: boolean
+}
+
+/** Warm mode's options (see `DvipaConfig.warm`). */
+export interface WarmOptions {
+  /** The cluster keys (from the node's secrets), or a key set made of them. */
+  keys: WarmKeys | WarmKeySet
+  /**
+   * Outbound sequence numbers reserved per store write. Larger: fewer writes (one per block per
+   * Child SA); smaller: fewer numbers skipped at each takeover (the heir starts past the whole
+   * block). The ESP engine's low water should be half of it. Default 2^20.
+   */
+  blockSize?: number
 }
 
 /** What a {@link DefaultDistributionProcessor} needs. */
@@ -159,6 +180,8 @@ export interface DefaultDistributionProcessorInit {
    * own {@link IkeServiceFactory} `unsupportedIn`, or nothing when it does not have one.
    */
   ikeCapabilities?: (proposal: IkeProposal) => string[]
+  /** Warm mode's keys and block size, for the DVIPAs that set `warm`. */
+  warm?: WarmOptions
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
   /**
@@ -239,6 +262,8 @@ export interface DvipaState {
   serial: Promise<void>
   /** The renegotiation retry timers, so they stop when the DVIPA is closed. */
   retryTimers: Set<ReturnType<Clock['setTimeout']>>
+  /** Warm mode: sealed states and sequence reservations (undefined without warm mode). */
+  warm: WarmRecorder | undefined
 }
 
 /**
@@ -261,11 +286,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private readonly espCapabilities: (proposal: EspProposalShape) => string[]
   private readonly ikeProposals: IkeProposalEntry[]
   private readonly ikeCapabilities: (proposal: IkeProposal) => string[]
+  private readonly warmKeys: WarmKeySet | undefined
+  private readonly warmBlock: bigint
+  private readonly warmError: InvalidConfigError | undefined
   /** @internal */
   readonly init: Required<
     Omit<
       DefaultDistributionProcessorInit,
-      'retry' | 'espProposals' | 'espCapabilities' | 'ikeProposals' | 'ikeCapabilities'
+      'retry' | 'espProposals' | 'espCapabilities' | 'ikeProposals' | 'ikeCapabilities' | 'warm'
     >
   > & {
     retry: Required<RetryOptions>
@@ -301,6 +329,21 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.espCapabilities =
       init.espCapabilities ?? ((proposal) => components.esp.unsupportedIn?.(proposal) ?? [])
     this.ikeProposals = init.ikeProposals ?? []
+    // a bad key set is reported by validate(), at start, like every other configuration error
+    let warmKeys: WarmKeySet | undefined
+    let warmError: InvalidConfigError | undefined
+    try {
+      const keys = init.warm?.keys
+      warmKeys =
+        keys === undefined ? undefined : keys instanceof WarmKeySet ? keys : new WarmKeySet(keys)
+    } catch (err) {
+      if ((err as Error).name !== InvalidConfigError.name) throw err
+      warmError = err as InvalidConfigError
+    }
+    this.warmKeys = warmKeys
+    this.warmError = warmError
+    const block = init.warm?.blockSize ?? Number(DEFAULT_SEQUENCE_BLOCK)
+    this.warmBlock = Number.isSafeInteger(block) && block >= 2 ? BigInt(block) : 0n
     this.ikeCapabilities =
       init.ikeCapabilities ?? ((proposal) => components.ikeFactory.unsupportedIn?.(proposal) ?? [])
     this.init = {
@@ -356,7 +399,15 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         throw new InvalidConfigError(`dvipas[${i}].ranks`, `does not rank this node (${this.id})`)
       if (new Set(d.ranks).size !== d.ranks.length)
         throw new InvalidConfigError(`dvipas[${i}].ranks`, 'names a node twice')
+      if (d.warm === true && this.warmKeys === undefined && this.warmError === undefined)
+        throw new InvalidConfigError(
+          `dvipas[${i}].warm`,
+          'warm mode needs the cluster keys (the processor option warm.keys)'
+        )
     })
+    if (this.warmError !== undefined) throw this.warmError
+    if (this.warmBlock === 0n)
+      throw new InvalidConfigError('warm.blockSize', 'must be an integer of 2 or more')
     const unsupported = this.espCapabilities
     for (const { field, proposal } of this.espProposals) {
       const problems = unsupported(proposal)
@@ -445,6 +496,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // rekey it answered moves to the new SA only when the old one is deleted) is recorded too
         this.components.esp.events$.subscribe((e) => {
           if (e.type === 'filter:installed') this.onFilterInstalled(e.filter)
+          // warm mode: reserve the next sequence block (the DVIPA whose SA it is acts on it)
+          if (e.type === 'sa:sequence-low')
+            for (const state of this.states.values()) void state.warm?.onEspEvent(e)
         })
       )
       localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
@@ -569,6 +623,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       const ike = ikeFactory({ udp500, udp4500 })
       state.ike = ike
       state.recording = recording
+      // warm mode: every new key is sealed and its first sequence block reserved before use
+      if (state.warm !== undefined) ike.setStateSink?.(state.warm.sink)
       state.subscriptions.push(
         ike.events$.subscribe((e) => this.onIkeEvent(state, e)),
         udp4500.datagrams$.subscribe(({ data }) => this.onEspDatagram(state, data))
@@ -599,6 +655,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       state.sas.clear()
       state.filterIds.clear()
       state.childByInboundSpi.clear()
+      state.warm?.clear()
       if (this.components.network.isStarted()) {
         await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
       }
@@ -615,12 +672,23 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private write(
     state: DvipaState,
     put: DvipaRecord[],
-    remove: { kind: RecordKind; id: string }[] = []
+    remove: { kind: RecordKind; id: string }[] = [],
+    strict = false
   ): Promise<void> {
     const fence = state.ownership.fence()
-    if (fence === undefined) return Promise.resolve()
+    const notOwner = (): Promise<void> =>
+      Promise.reject(
+        new StaleEpochError(state.config.dvipa, fence?.epoch ?? 0, state.ownership.epoch)
+      )
+    // strict: the caller relies on the write (a sequence reservation), so anything that did not
+    // reach the store rejects
+    if (fence === undefined) return strict ? notOwner() : Promise.resolve()
     const run = async (): Promise<void> => {
-      if (state.ownership.fence()?.epoch !== fence.epoch) return
+      if (state.ownership.fence()?.epoch !== fence.epoch) {
+        if (strict)
+          throw new StaleEpochError(state.config.dvipa, fence.epoch, state.ownership.epoch)
+        return
+      }
       try {
         if (remove.length > 0)
           await this.components.store.deleteRecords(state.config.dvipa, remove, fence)
@@ -628,6 +696,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       } catch (err) {
         if ((err as Error).name === StaleEpochError.name) {
           state.ownership.onStaleWrite(err as StaleEpochError)
+          if (strict) throw err
           return
         }
         throw err
@@ -682,6 +751,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
     }
     records.push(...state.table.all())
+    if (state.warm !== undefined) records.push(...state.warm.records())
     return records
   }
 
@@ -755,7 +825,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     state.filterIds.delete(child.id)
     return [
       { kind: 'phase2', id: child.id },
-      ...filters.map((id) => ({ kind: 'filter' as const, id }))
+      ...filters.map((id) => ({ kind: 'filter' as const, id })),
+      ...(state.warm?.forgetChild(child.id) ?? [])
     ]
   }
 
@@ -788,7 +859,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         state.ownership.fence()?.epoch === fence.epoch && state.ownership.mayServe(),
       ike: () => state.ike,
       keepTimer: (timer) => void state.retryTimers.add(timer),
-      forgetTimer: (timer) => void state.retryTimers.delete(timer)
+      forgetTimer: (timer) => void state.retryTimers.delete(timer),
+      ...(state.warm !== undefined
+        ? { warm: { keys: state.warm.keys, blockSize: this.warmBlock, recorder: state.warm } }
+        : {})
     }
   }
 
@@ -900,7 +974,18 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       filterIds: new Map(),
       writes: Promise.resolve(),
       serial: Promise.resolve(),
-      retryTimers: new Set()
+      retryTimers: new Set(),
+      warm: undefined
+    }
+    if (config.warm === true && this.warmKeys !== undefined) {
+      state.warm = new WarmRecorder({
+        dvipa: config.dvipa,
+        keys: this.warmKeys,
+        blockSize: this.warmBlock,
+        esp: this.components.esp,
+        epoch: () => state.ownership.fence()?.epoch,
+        write: async (put, remove) => this.write(state, put, remove, true)
+      })
     }
     return state
   }
@@ -1101,7 +1186,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (state.recording && id !== event.phase1.id) {
             this.remove(state, [
               { kind: 'phase1', id },
-              { kind: 'correlation', id }
+              { kind: 'correlation', id },
+              ...(state.warm?.forgetIke(id) ?? [])
             ])
           }
         }
@@ -1113,7 +1199,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           state.sas.delete(id)
           const keys: { kind: RecordKind; id: string }[] = [
             { kind: 'phase1', id },
-            { kind: 'correlation', id }
+            { kind: 'correlation', id },
+            ...(state.warm?.forgetIke(id) ?? [])
           ]
           for (const child of entry.phase2.values()) keys.push(...this.forgetChild(state, child))
           if (state.recording) this.remove(state, keys)

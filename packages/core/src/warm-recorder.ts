@@ -1,0 +1,279 @@
+/**
+ * Warm mode on an owner: what it records beside the renegotiation records, so that an heir can
+ * carry every SA on without a handshake.
+ *
+ * - Each IKE SA's state (keys, message IDs, with its records), sealed under the cluster key, as
+ *   a `warm` record, written whenever the IKE service hands the sink a new state (before the new
+ *   keys carry traffic).
+ * - Each outbound Child SA's sequence reservation, as a `sequence` record: the owner may send
+ *   sequence numbers up to `reservedEnd` only; it writes a higher end (fenced) before it raises
+ *   the ESP engine's limit. So an heir that continues past the recorded end never repeats a
+ *   (key, nonce) pair, whatever the dead owner had sent. Each reservation also records the
+ *   inbound SA's highest received sequence number, where the heir's anti-replay window starts.
+ *
+ * @module
+ */
+import {
+  NotStartedError,
+  type Dvipa,
+  type DvipaRecord,
+  type EspEngine,
+  type EspEvent,
+  type IkeSaState,
+  type IkeStateSink,
+  type Phase2Record,
+  type RecordKind,
+  type SequenceRecord,
+  type WarmRecord
+} from '@vipsec/interface'
+import type { WarmKeySet } from './warm.js'
+
+/** The default reservation block: 2^20 sequence numbers. */
+export const DEFAULT_SEQUENCE_BLOCK = 2n ** 20n
+
+/** The largest sequence number of any SA (64-bit with ESN). */
+const MAX_SEQUENCE = 0xffffffffffffffffn
+/** The largest sequence number without ESN. */
+const MAX_SEQUENCE_32 = 0xffffffffn
+
+/** Counters of a {@link WarmRecorder}. */
+export interface WarmRecorderCounters {
+  /** Sealed states written. */
+  statesRecorded: number
+  /** Sequence blocks reserved (first blocks and further ones). */
+  blocksReserved: number
+  /** Writes that failed (the state or block is then not relied on). */
+  writeFailures: number
+}
+
+/** What a {@link WarmRecorder} needs. */
+export interface WarmRecorderOptions {
+  /** The DVIPA. */
+  dvipa: Dvipa
+  /** The cluster key set. */
+  keys: WarmKeySet
+  /** Sequence numbers per reservation. */
+  blockSize: bigint
+  /** The node's ESP engine (limits are raised there, inbound sequence numbers read there). */
+  esp: EspEngine
+  /** The owner's current epoch (undefined when it does not own the DVIPA). */
+  epoch(): number | undefined
+  /**
+   * A fenced write of the owner, resolved once the store acknowledged it; rejects (also with a
+   * newer epoch) when it was not written.
+   */
+  write(put: DvipaRecord[], remove?: { kind: RecordKind; id: string }[]): Promise<void>
+}
+
+/** Records sealed states and sequence reservations for one DVIPA (see the module). */
+export class WarmRecorder {
+  private readonly sealed = new Map<string, WarmRecord>()
+  private readonly sequences = new Map<string, SequenceRecord>()
+  /** phase 2 id by outbound SPI, for the low-water events. */
+  private readonly bySpi = new Map<number, string>()
+  /** phase 2 id by its inbound SPI, for the inbound sequence numbers. */
+  private readonly inboundSpi = new Map<string, number>()
+  private version = 0
+  private readonly counts: WarmRecorderCounters = {
+    statesRecorded: 0,
+    blocksReserved: 0,
+    writeFailures: 0
+  }
+
+  /** @param options - DVIPA, keys, block size, ESP engine, epoch and the fenced write */
+  constructor(private readonly options: WarmRecorderOptions) {}
+
+  /** The cluster key set it seals with. */
+  get keys(): WarmKeySet {
+    return this.options.keys
+  }
+
+  /** Counters (a copy). */
+  counters(): WarmRecorderCounters {
+    return { ...this.counts }
+  }
+
+  /** The sealed states and reservations this owner holds, for its full rewrites and audits. */
+  records(): DvipaRecord[] {
+    return [...this.sealed.values(), ...this.sequences.values()]
+  }
+
+  /** The reservation of a Child SA, if any. */
+  reservation(phase2Id: string): SequenceRecord | undefined {
+    return this.sequences.get(phase2Id)
+  }
+
+  /** The sink to install on the DVIPA's IKE service (`setStateSink`). */
+  readonly sink: IkeStateSink = async (state) => {
+    const put: DvipaRecord[] = []
+    const warm = this.seal(state)
+    if (warm === undefined)
+      throw new NotStartedError(`${this.options.dvipa} is not owned here: nothing recorded`)
+    put.push(warm)
+    const limits: Record<string, bigint> = {}
+    const fresh: SequenceRecord[] = []
+    for (const child of state.records.phase2) {
+      if (this.sequences.has(child.id)) continue
+      // a new Child SA starts at 0: its first block ends at blockSize
+      const record = this.sequenceRecord(
+        child.id,
+        child.outboundSpi,
+        this.options.blockSize,
+        0n,
+        Number.parseInt(child.inboundSpi, 16)
+      )
+      fresh.push(record)
+      limits[child.id] = this.options.blockSize
+    }
+    put.push(...fresh)
+    try {
+      await this.options.write(put)
+    } catch (err) {
+      this.counts.writeFailures++
+      throw err
+    }
+    this.sealed.set(warm.id, warm)
+    for (const record of fresh) this.keep(record, Number.parseInt(record.outboundSpi, 16))
+    this.counts.statesRecorded++
+    this.counts.blocksReserved += fresh.length
+    return { sequenceLimits: limits }
+  }
+
+  /**
+   * Seals a state under the current epoch (a new version each time).
+   *
+   * @returns the record, or undefined when this node owns no epoch
+   */
+  seal(state: IkeSaState): WarmRecord | undefined {
+    const epoch = this.options.epoch()
+    if (epoch === undefined) return undefined
+    return this.options.keys.seal(state, {
+      dvipa: this.options.dvipa,
+      phase1Id: state.records.phase1.id,
+      epoch,
+      version: ++this.version
+    })
+  }
+
+  /**
+   * Keeps what an heir wrote for an adopted IKE SA (its sealed state under the new epoch and its
+   * first reservations), so that its blocks are renewed and its records rewritten like an owner's.
+   */
+  adopted(
+    warm: WarmRecord | undefined,
+    reservations: SequenceRecord[],
+    children: readonly Phase2Record[]
+  ): void {
+    if (warm !== undefined) this.sealed.set(warm.id, warm)
+    const inbound = new Map(children.map((c) => [c.id, Number.parseInt(c.inboundSpi, 16)]))
+    for (const record of reservations)
+      this.keep(record, Number.parseInt(record.outboundSpi, 16), inbound.get(record.phase2Id))
+  }
+
+  /**
+   * Handles an ESP engine event: on `sa:sequence-low` of one of this DVIPA's Child SAs, reserves
+   * the next block (fenced), then raises the engine's limit. Resolves when done; never rejects
+   * (a failed write leaves the limit where it was: the SA stops at it rather than risk a nonce).
+   */
+  async onEspEvent(event: EspEvent): Promise<void> {
+    if (event.type !== 'sa:sequence-low') return
+    const phase2Id = this.bySpi.get(event.spi)
+    const current = phase2Id === undefined ? undefined : this.sequences.get(phase2Id)
+    if (phase2Id === undefined || current === undefined) return
+    const reserved = BigInt(current.reservedEnd)
+    const from = reserved > event.limit ? reserved : event.limit
+    const end =
+      from + this.options.blockSize > MAX_SEQUENCE ? MAX_SEQUENCE : from + this.options.blockSize
+    const record = this.sequenceRecord(
+      phase2Id,
+      current.outboundSpi,
+      end,
+      this.inboundTop(phase2Id),
+      this.inboundSpi.get(phase2Id)
+    )
+    try {
+      await this.options.write([record])
+    } catch {
+      this.counts.writeFailures++
+      return
+    }
+    // the Child SA may have gone while the write was under way
+    if (!this.sequences.has(phase2Id)) return
+    this.sequences.set(phase2Id, record)
+    this.counts.blocksReserved++
+    const esp = this.options.esp
+    try {
+      esp.setSequenceLimit?.(event.spi, end)
+    } catch {
+      // beyond a 32-bit SA's range: it is exhausted (and rekeyed) before it gets there
+      esp.setSequenceLimit?.(event.spi, end > MAX_SEQUENCE_32 ? MAX_SEQUENCE_32 : end)
+    }
+  }
+
+  /**
+   * Forgets a Child SA (deleted or rekeyed away).
+   *
+   * @returns the key of its reservation record, to delete
+   */
+  forgetChild(phase2Id: string): { kind: RecordKind; id: string }[] {
+    const record = this.sequences.get(phase2Id)
+    if (record === undefined) return []
+    this.sequences.delete(phase2Id)
+    this.bySpi.delete(Number.parseInt(record.outboundSpi, 16))
+    this.inboundSpi.delete(phase2Id)
+    return [{ kind: 'sequence', id: phase2Id }]
+  }
+
+  /**
+   * Forgets an IKE SA's sealed state (deleted, or rekeyed to a new id).
+   *
+   * @returns the key of its warm record, to delete
+   */
+  forgetIke(phase1Id: string): { kind: RecordKind; id: string }[] {
+    if (!this.sealed.delete(phase1Id)) return []
+    return [{ kind: 'warm', id: phase1Id }]
+  }
+
+  /** Forgets everything (the DVIPA closed). */
+  clear(): void {
+    this.sealed.clear()
+    this.sequences.clear()
+    this.bySpi.clear()
+    this.inboundSpi.clear()
+  }
+
+  private keep(record: SequenceRecord, outboundSpi: number, inboundSpi?: number): void {
+    this.sequences.set(record.phase2Id, record)
+    this.bySpi.set(outboundSpi, record.phase2Id)
+    if (inboundSpi !== undefined) this.inboundSpi.set(record.phase2Id, inboundSpi)
+  }
+
+  /** The inbound SA's highest received sequence number, 0 if unknown. */
+  private inboundTop(phase2Id: string): bigint {
+    const spi = this.inboundSpi.get(phase2Id)
+    if (spi === undefined) return 0n
+    for (const sa of this.options.esp.listSas())
+      if (sa.direction === 'inbound' && sa.spi === spi) return sa.sequence
+    return 0n
+  }
+
+  private sequenceRecord(
+    phase2Id: string,
+    outboundSpi: string,
+    end: bigint,
+    inbound: bigint,
+    inboundSpi: number | undefined
+  ): SequenceRecord {
+    if (inboundSpi !== undefined) this.inboundSpi.set(phase2Id, inboundSpi)
+    return {
+      v: 1,
+      kind: 'sequence',
+      id: phase2Id,
+      dvipa: this.options.dvipa,
+      phase2Id,
+      outboundSpi,
+      reservedEnd: end.toString(),
+      inbound: inbound.toString()
+    }
+  }
+}
