@@ -112,31 +112,58 @@ export class WarmRecorder {
     put.push(warm)
     const limits: Record<string, bigint> = {}
     const fresh: SequenceRecord[] = []
+    /** Child SAs already carrying traffic without a reservation (an earlier sink failed). */
+    const paused: { spi: number; end: bigint }[] = []
+    const outbound = new Map<number, bigint>()
+    for (const sa of this.options.esp.listSas())
+      if (sa.direction === 'outbound') outbound.set(sa.spi, sa.sequence)
     for (const child of state.records.phase2) {
       if (this.sequences.has(child.id)) continue
-      // a new Child SA starts at 0: its first block ends at blockSize
+      const spi = Number.parseInt(child.outboundSpi, 16)
+      const used = outbound.get(spi)
+      // A new Child SA starts at 0: its first block ends at blockSize. One the engine already
+      // holds went on without a limit (its sink failed): it pauses where it is until a block
+      // past that is in the store, never reserving below a number it may have sent.
+      if (used !== undefined) this.options.esp.setSequenceLimit?.(spi, used)
+      const end = (used ?? 0n) + this.options.blockSize
       const record = this.sequenceRecord(
         child.id,
         child.outboundSpi,
-        this.options.blockSize,
+        end > MAX_SEQUENCE ? MAX_SEQUENCE : end,
         0n,
         Number.parseInt(child.inboundSpi, 16)
       )
       fresh.push(record)
-      limits[child.id] = this.options.blockSize
+      if (used === undefined) limits[child.id] = BigInt(record.reservedEnd)
+      else paused.push({ spi, end: BigInt(record.reservedEnd) })
     }
     put.push(...fresh)
     try {
       await this.options.write(put)
     } catch (err) {
       this.counts.writeFailures++
+      // nothing was reserved for them: they go on as before, unreserved (an heir finds no
+      // reservation for them and renegotiates)
+      for (const { spi } of paused) this.options.esp.setSequenceLimit?.(spi, undefined)
       throw err
     }
     this.sealed.set(warm.id, warm)
     for (const record of fresh) this.keep(record, Number.parseInt(record.outboundSpi, 16))
+    for (const { spi, end } of paused) this.raise(spi, end)
     this.counts.statesRecorded++
     this.counts.blocksReserved += fresh.length
     return { sequenceLimits: limits }
+  }
+
+  /** Raises an SA's limit to a reserved end (capped at a 32-bit SA's last number). */
+  private raise(spi: number, end: bigint): void {
+    const esp = this.options.esp
+    try {
+      esp.setSequenceLimit?.(spi, end)
+    } catch {
+      // beyond a 32-bit SA's range: it is exhausted (and rekeyed) before it gets there
+      esp.setSequenceLimit?.(spi, end > MAX_SEQUENCE_32 ? MAX_SEQUENCE_32 : end)
+    }
   }
 
   /**
@@ -201,13 +228,7 @@ export class WarmRecorder {
     if (!this.sequences.has(phase2Id)) return
     this.sequences.set(phase2Id, record)
     this.counts.blocksReserved++
-    const esp = this.options.esp
-    try {
-      esp.setSequenceLimit?.(event.spi, end)
-    } catch {
-      // beyond a 32-bit SA's range: it is exhausted (and rekeyed) before it gets there
-      esp.setSequenceLimit?.(event.spi, end > MAX_SEQUENCE_32 ? MAX_SEQUENCE_32 : end)
-    }
+    this.raise(event.spi, end)
   }
 
   /**

@@ -4,7 +4,7 @@ import { VirtualClock } from '@vipsec/clock'
 import { buildIpPacket, buildUdp } from '@vipsec/wire'
 import { IpProtocol, type DvipaRecord, type SequenceRecord } from '@vipsec/interface'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
-import { WarmKeySet, saRecords } from '../src/index.js'
+import { WarmKeySet, WarmRecorder, saRecords } from '../src/index.js'
 import {
   DVIPA,
   espSequence,
@@ -130,6 +130,40 @@ describe('warm takeover', () => {
       expect(actions.filter((a) => a === 'protect')).to.have.length(8)
       expect(dp1.esp.counters().dropped['sequence-unreserved']).to.equal(4)
       expect(dp1.recorder.counters().writeFailures).to.be.greaterThan(0)
+    })
+  })
+
+  describe('WarmRecorder when a sink failed and the Child SA went on without a limit', () => {
+    it('should reserve past the numbers it sent, pausing it until the block is stored', async () => {
+      const { store, dp1 } = await owner(8n, 4)
+      let fail = true
+      const recorder = new WarmRecorder({
+        dvipa: DVIPA,
+        keys: keySet(),
+        blockSize: 8n,
+        esp: dp1.esp,
+        epoch: () => 1,
+        write: async (put) => {
+          if (fail) throw new Error('store down')
+          await store.putRecords(DVIPA, put, { owner: 'dp-1', epoch: 1 })
+        }
+      })
+      const err = await recorder.sink(stateOf(sa(1))).catch((e: Error) => e)
+      expect((err as Error).message).to.equal('store down')
+      // the service installs it without a limit, and it carries traffic
+      installChild(dp1.esp, sa(1).phase2[0]!)
+      for (let i = 0; i < 20; i++) dp1.esp.protect(packet())
+      fail = false
+      // its next key change (here the IKE SA's) hands the sink the Child SA again
+      const pending = recorder.sink(stateOf(sa(1)))
+      expect(dp1.esp.protect(packet())).to.deep.equal({
+        action: 'drop',
+        reason: 'sequence-unreserved'
+      })
+      expect(await pending).to.deep.equal({ sequenceLimits: {} })
+      const [reservation] = (await store.listRecords(DVIPA)).sequence
+      expect(reservation!.reservedEnd).to.equal('28')
+      expect(dp1.esp.listSas()[0]!.sequenceLimit).to.equal(28n)
     })
   })
 
