@@ -439,7 +439,7 @@ const secretsFile = z.strictObject({
     .optional(),
   /**
    * Warm takeover's keys, the same on every node: `keys` by key id (64 hex digits, 32 bytes
-   * each; make one with `vipsec keygen`), and the `current` one new states are sealed under.
+   * each, e.g. `openssl rand -hex 32`), and the `current` one new states are sealed under.
    * While rotating, list the old and the new key: every node opens with either.
    */
   warm_keys: z

@@ -50,8 +50,8 @@ import {
 import { filterRecord, saRecords } from './records.js'
 import { sameChildSelectors } from './selectors.js'
 import { runTakeover, type TakeoverParts } from './takeover.js'
-import { WarmKeySet, type WarmKeys } from './warm.js'
-import { DEFAULT_SEQUENCE_BLOCK, WarmRecorder } from './warm-recorder.js'
+import { WarmKeySet, type WarmKeys, type WarmSealCounters } from './warm.js'
+import { DEFAULT_SEQUENCE_BLOCK, WarmRecorder, type WarmRecorderCounters } from './warm-recorder.js'
 import type { DefaultTargetStack } from './target-stack.js'
 
 /** One DVIPA a distribution processor owns or backs up. */
@@ -381,6 +381,24 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     for (const state of this.states.values())
       epochRegressions += state.ownership.counters().epochRegressions
     return { ...this.counts, epochRegressions: this.counts.epochRegressions + epochRegressions }
+  }
+
+  /**
+   * Warm mode's counters, over every DVIPA: the key set's (states sealed and opened, records
+   * under an unknown key id, failed authentications, malformed states) and the recorders'
+   * (states recorded, sequence blocks reserved, writes that failed). Undefined without warm keys.
+   */
+  warmCounters(): (WarmSealCounters & WarmRecorderCounters) | undefined {
+    if (this.warmKeys === undefined) return undefined
+    const sum: WarmRecorderCounters = { statesRecorded: 0, blocksReserved: 0, writeFailures: 0 }
+    for (const state of this.states.values()) {
+      const c = state.warm?.counters()
+      if (c === undefined) continue
+      sum.statesRecorded += c.statesRecorded
+      sum.blocksReserved += c.blocksReserved
+      sum.writeFailures += c.writeFailures
+    }
+    return { ...this.warmKeys.counters(), ...sum }
   }
 
   /**

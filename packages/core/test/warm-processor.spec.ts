@@ -87,6 +87,8 @@ describe('DefaultDistributionProcessor in warm mode', () => {
       const end = BigInt(stored.sequence[0]!.reservedEnd)
       expect(end >= 20n).to.equal(true)
       expect(esp.listSas().find((s) => s.direction === 'outbound')!.sequenceLimit).to.equal(end)
+      expect(dp.warmCounters()).to.include({ sealed: 1, statesRecorded: 1, writeFailures: 0 })
+      expect(dp.warmCounters()!.blocksReserved).to.be.greaterThan(2)
       // the owner's audits keep them: they are its own records
       await whileAdvancing(clock, new Promise((r) => setTimeout(r, 50)))
       clock.advance(1000)
