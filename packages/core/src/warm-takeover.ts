@@ -161,6 +161,10 @@ export async function adoptWarm(
       for (const c of candidates.splice(0)) fallBack(c.sa, 'reserve-failed')
     }
   }
+  // known to the recorder before the SAs can carry traffic, so that a block that runs low during
+  // the sync is renewed
+  for (const c of candidates)
+    options.recorder.adopted(undefined, c.reservations, c.request.state.records.phase2)
 
   const outcomes: (AdoptionOutcome | undefined)[] = new Array(candidates.length)
   let next = 0
@@ -192,14 +196,20 @@ export async function adoptWarm(
     const outcome = outcomes[i]
     if (outcome?.status !== 'synced') {
       fallBack(c.sa, outcome?.status === 'failed' ? outcome.reason : 'aborted')
-      for (const r of c.reservations) unreserve.push({ kind: 'sequence', id: r.id })
+      for (const r of c.reservations) {
+        unreserve.push({ kind: 'sequence', id: r.id })
+        options.recorder.forgetChild(r.id)
+      }
       return
     }
     const dropped = new Set(outcome.failedChildren.map((p) => p.id))
     failedChildren.push(...outcome.failedChildren)
     const children = outcome.records.phase2.filter((p) => !dropped.has(p.id))
-    for (const r of c.reservations)
-      if (dropped.has(r.id)) unreserve.push({ kind: 'sequence', id: r.id })
+    for (const r of c.reservations) {
+      if (!dropped.has(r.id)) continue
+      unreserve.push({ kind: 'sequence', id: r.id })
+      options.recorder.forgetChild(r.id)
+    }
     const records = { phase1: outcome.records.phase1, phase2: children }
     adopted.push(records)
     // the heir's own sealed state, for the next backup (written with the heir's records)
@@ -209,11 +219,7 @@ export async function adoptWarm(
     } catch {
       // not exportable (gone meanwhile): the state the heir adopted is the best it has
     }
-    options.recorder.adopted(
-      options.recorder.seal({ ...state, records }),
-      c.reservations.filter((r) => !dropped.has(r.id)),
-      children
-    )
+    options.recorder.adopted(options.recorder.seal({ ...state, records }), [], children)
   })
   if (unreserve.length > 0)
     await store.deleteRecords(dvipa, unreserve, fence).catch((err: Error) => {

@@ -256,17 +256,25 @@ describe('warm takeover', () => {
       const ike = fakeIke(heir.esp)
       const adopt = ike.adopt!.bind(ike)
       let reservedAtAdopt: SequenceRecord[] = []
+      const duringSync: string[] = []
       ike.adopt = async (requests, options) => {
         reservedAtAdopt = (await store.listRecords(DVIPA)).sequence
-        return adopt(requests, options)
+        const outcomes = await adopt(requests, options)
+        // traffic before the sync answer: a block running low is renewed already
+        for (let i = 0; i < 12; i++) {
+          duringSync.push(heir.esp.protect(packet()).action)
+          await settle()
+        }
+        return outcomes
       }
       await takeOver(store, heir, ike, 'dp-1')
+      expect(duringSync).to.deep.equal(new Array(12).fill('protect'))
       expect(ike.log.adopted[0]!.sequences).to.deep.equal({
         'child-1': { outbound: 8n, inbound: 0n, limit: 16n }
       })
       expect(reservedAtAdopt.map((s) => s.reservedEnd)).to.deep.equal(['16'])
       const r = heir.esp.protect(packet())
-      expect(r.action === 'protect' && espSequence(r.packet)).to.equal(9)
+      expect(r.action === 'protect' && espSequence(r.packet)).to.equal(21)
     })
   })
 
