@@ -4,6 +4,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { expect } from 'chai'
 import { SystemClock } from '@vipsec/clock'
+import { createNode } from '@vipsec/container'
+import { DefaultDistributionProcessor } from '@vipsec/core'
+import { TOKENS } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
 import { loadConfig, toNodeConfig, type FileIssue } from '../src/index.js'
 
@@ -67,6 +70,11 @@ describe('warm takeover configuration', () => {
       type: 'software',
       init: { sequenceLowWater: 2048 }
     })
+    // the node builds, and its processor has the key set
+    const node = createNode(c)
+    const processor = node.get(TOKENS.DistributionProcessor)
+    expect(processor).to.be.instanceOf(DefaultDistributionProcessor)
+    expect((processor as DefaultDistributionProcessor).warmCounters()).to.include({ sealed: 0 })
   })
 
   it('should leave warm mode off by default', async () => {
