@@ -909,6 +909,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // after the writes queued so far, so that a record just written is not taken for stale
         await this.write(s, [])
         if (s.ownership.fence()?.epoch === fence.epoch) await this.reconcile(s, fence, 'audit')
+        // warm mode: where an heir's anti-replay windows start, at most an audit old
+        if (s.ownership.fence()?.epoch === fence.epoch) await s.warm?.refreshInbound()
       },
       reassert: async (fence) => {
         const s = state()

@@ -69,6 +69,8 @@ export interface WarmRecorderOptions {
 export class WarmRecorder {
   private readonly sealed = new Map<string, WarmRecord>()
   private readonly sequences = new Map<string, SequenceRecord>()
+  /** The highest reservation end whose write was started, by phase 2 id. */
+  private readonly attempted = new Map<string, bigint>()
   /** phase 2 id by outbound SPI, for the low-water events. */
   private readonly bySpi = new Map<number, string>()
   /** phase 2 id by its inbound SPI, for the inbound sequence numbers. */
@@ -207,7 +209,7 @@ export class WarmRecorder {
     const phase2Id = this.bySpi.get(event.spi)
     const current = phase2Id === undefined ? undefined : this.sequences.get(phase2Id)
     if (phase2Id === undefined || current === undefined) return
-    const reserved = BigInt(current.reservedEnd)
+    const reserved = this.highestEnd(phase2Id, current)
     const from = reserved > event.limit ? reserved : event.limit
     const end =
       from + this.options.blockSize > MAX_SEQUENCE ? MAX_SEQUENCE : from + this.options.blockSize
@@ -218,6 +220,9 @@ export class WarmRecorder {
       this.inboundTop(phase2Id),
       this.inboundSpi.get(phase2Id)
     )
+    // from here on no write of this Child SA's reservation carries a lower end (a refresh of
+    // the inbound value queued behind this write must not take the store's end back)
+    this.attempted.set(phase2Id, end)
     try {
       await this.options.write([record])
     } catch {
@@ -232,6 +237,58 @@ export class WarmRecorder {
   }
 
   /**
+   * Records the inbound sequence number of every Child SA whose inbound SA went past what its
+   * reservation says (one fenced write for all), so that an heir's anti-replay window starts
+   * near where the owner's was even when the outbound side is quiet. The owner calls it
+   * periodically (with its records audit).
+   *
+   * @returns how many reservations were rewritten
+   */
+  async refreshInbound(): Promise<number> {
+    if (this.sequences.size === 0) return 0
+    const tops = new Map<number, bigint>()
+    for (const sa of this.options.esp.listSas())
+      if (sa.direction === 'inbound') tops.set(sa.spi, sa.sequence)
+    const changed: SequenceRecord[] = []
+    for (const [id, record] of this.sequences) {
+      const spi = this.inboundSpi.get(id)
+      const top = spi === undefined ? undefined : tops.get(spi)
+      if (top === undefined || top <= BigInt(record.inbound)) continue
+      changed.push({
+        ...record,
+        reservedEnd: this.highestEnd(id, record).toString(),
+        inbound: top.toString()
+      })
+    }
+    if (changed.length === 0) return 0
+    try {
+      await this.options.write(changed)
+    } catch {
+      this.counts.writeFailures++
+      return 0
+    }
+    for (const record of changed) {
+      const current = this.sequences.get(record.id)
+      if (current === undefined) continue
+      // keep the newest end (a reservation may have landed meanwhile)
+      const end = this.highestEnd(record.id, current)
+      this.sequences.set(record.id, {
+        ...current,
+        inbound: record.inbound,
+        reservedEnd: end.toString()
+      })
+    }
+    return changed.length
+  }
+
+  /** The highest end written or being written for a Child SA. */
+  private highestEnd(phase2Id: string, record: SequenceRecord): bigint {
+    const stored = BigInt(record.reservedEnd)
+    const attempted = this.attempted.get(phase2Id) ?? 0n
+    return attempted > stored ? attempted : stored
+  }
+
+  /**
    * Forgets a Child SA (deleted or rekeyed away).
    *
    * @returns the key of its reservation record, to delete
@@ -240,6 +297,7 @@ export class WarmRecorder {
     const record = this.sequences.get(phase2Id)
     if (record === undefined) return []
     this.sequences.delete(phase2Id)
+    this.attempted.delete(phase2Id)
     this.bySpi.delete(Number.parseInt(record.outboundSpi, 16))
     this.inboundSpi.delete(phase2Id)
     return [{ kind: 'sequence', id: phase2Id }]
@@ -259,6 +317,7 @@ export class WarmRecorder {
   clear(): void {
     this.sealed.clear()
     this.sequences.clear()
+    this.attempted.clear()
     this.bySpi.clear()
     this.inboundSpi.clear()
   }

@@ -133,6 +133,40 @@ describe('warm takeover', () => {
     })
   })
 
+  describe('WarmRecorder.refreshInbound', () => {
+    it('should record the inbound top, never taking the reserved end back', async () => {
+      const { store, dp1 } = await owner(8n, 4)
+      await establish(dp1, 1)
+      const child = sa(1).phase2[0]!
+      dp1.esp.addSa({
+        spi: Number.parseInt(child.inboundSpi, 16),
+        direction: 'inbound',
+        mode: 'tunnel',
+        algorithm: 'aes-gcm-16',
+        keyMaterial: new Uint8Array(36).fill(3),
+        extendedSequenceNumbers: false,
+        lifetime: {
+          softSeconds: 0,
+          hardSeconds: 0,
+          softBytes: 0,
+          hardBytes: 0,
+          softPackets: 0,
+          hardPackets: 0
+        },
+        initialSequence: 40n
+      })
+      // the low water fires at 4: the next block's write (end 16) is in flight...
+      for (let i = 0; i < 4; i++) dp1.esp.protect(packet())
+      // ...when the refresh is queued behind it
+      expect(await dp1.recorder.refreshInbound()).to.equal(1)
+      await settle()
+      const [reservation] = (await store.listRecords(DVIPA)).sequence
+      expect(reservation).to.include({ inbound: '40', reservedEnd: '16' })
+      expect(dp1.recorder.reservation('child-1')).to.include({ inbound: '40', reservedEnd: '16' })
+      expect(await dp1.recorder.refreshInbound()).to.equal(0)
+    })
+  })
+
   describe('WarmRecorder when a sink failed and the Child SA went on without a limit', () => {
     it('should reserve past the numbers it sent, pausing it until the block is stored', async () => {
       const { store, dp1 } = await owner(8n, 4)
