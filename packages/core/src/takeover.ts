@@ -228,7 +228,9 @@ export async function runTakeover(
                 blockSize: warm.blockSize,
                 concurrency: parts.renegotiationConcurrency,
                 recorder: warm.recorder,
-                signal
+                signal,
+                clock,
+                deadlineMs: parts.renegotiationDeadlineMs
               })
         for (const sa of adoption?.adopted ?? []) parts.track(sa.phase1, sa.phase2)
         const rest = adoption?.renegotiate ?? renegotiation.sas

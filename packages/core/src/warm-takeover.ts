@@ -10,6 +10,7 @@
  */
 import {
   StaleEpochError,
+  type Clock,
   type CouplingStore,
   type Dvipa,
   type DvipaRecordSet,
@@ -43,6 +44,13 @@ export interface WarmTakeoverOptions {
   recorder: WarmRecorder
   /** Aborted when the takeover is. */
   signal: AbortSignal
+  /** Time, for the deadline. */
+  clock: Clock
+  /**
+   * How long the adoptions may take, ms: those still under way then are aborted (the IKE
+   * service leaves nothing of them installed) and renegotiated (`TIMEOUT`).
+   */
+  deadlineMs: number
 }
 
 /** What the warm takeover did. */
@@ -167,27 +175,32 @@ export async function adoptWarm(
     options.recorder.adopted(undefined, c.reservations, c.request.state.records.phase2)
 
   const outcomes: (AdoptionOutcome | undefined)[] = new Array(candidates.length)
+  const deadline = new AbortController()
+  const signal = AbortSignal.any([options.signal, deadline.signal])
+  const timer = options.clock.setTimeout(() => deadline.abort(), options.deadlineMs)
   let next = 0
   const worker = async (): Promise<void> => {
-    while (next < candidates.length && !options.signal.aborted) {
+    while (next < candidates.length && !signal.aborted) {
       const i = next++
       const { sa, request } = candidates[i]!
       try {
-        ;[outcomes[i]] = (await ike.adopt!([request], { signal: options.signal })) as [
-          AdoptionOutcome
-        ]
+        ;[outcomes[i]] = (await ike.adopt!([request], { signal })) as [AdoptionOutcome]
       } catch (err) {
         outcomes[i] = {
           status: 'failed',
           previous: sa,
-          reason: 'TEMPORARY_FAILURE',
+          reason: deadline.signal.aborted ? 'TIMEOUT' : 'TEMPORARY_FAILURE',
           message: (err as Error).message
         }
       }
     }
   }
   const workers = Math.max(1, Math.min(options.concurrency, candidates.length))
-  await Promise.all(Array.from({ length: workers }, worker))
+  try {
+    await Promise.all(Array.from({ length: workers }, worker))
+  } finally {
+    options.clock.clearTimeout(timer)
+  }
 
   const adopted: IkeSaRecords[] = []
   const failedChildren: Phase2Record[] = []
@@ -195,7 +208,14 @@ export async function adoptWarm(
   candidates.forEach((c, i) => {
     const outcome = outcomes[i]
     if (outcome?.status !== 'synced') {
-      fallBack(c.sa, outcome?.status === 'failed' ? outcome.reason : 'aborted')
+      fallBack(
+        c.sa,
+        outcome?.status === 'failed'
+          ? outcome.reason
+          : deadline.signal.aborted
+            ? 'TIMEOUT'
+            : 'aborted'
+      )
       for (const r of c.reservations) {
         unreserve.push({ kind: 'sequence', id: r.id })
         options.recorder.forgetChild(r.id)

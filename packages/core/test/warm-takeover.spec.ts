@@ -18,6 +18,7 @@ import {
   warmNode,
   type WarmNode
 } from './helpers/warm-harness.js'
+import { whileAdvancing } from './helpers/ownership-harness.js'
 
 const packet = (): Uint8Array =>
   buildIpPacket({
@@ -268,6 +269,23 @@ describe('warm takeover', () => {
       const warm = stored.warm.find((w) => w.phase1Id === 'ike-1')!
       expect(warm.epoch).to.equal(2)
       expect(heir.recorder.keys.open(warm).records.phase1.id).to.equal('ike-1')
+    })
+
+    it('should abort a sync still unanswered at the deadline and renegotiate it', async () => {
+      const { store, clock, dp1 } = await owner()
+      await establish(dp1, 1)
+      const heir = await warmNode('dp-2', store, clock, keySet(), 8n, 4)
+      const ike = fakeIke(heir.esp)
+      // a peer that never answers the sync: the adoption ends only when aborted
+      ike.adopt = (_requests, options) =>
+        new Promise((_resolve, reject) =>
+          options?.signal?.addEventListener('abort', () => reject(new Error('aborted')))
+        )
+      const report = await whileAdvancing(clock, takeOver(store, heir, ike, 'dp-1'))
+      expect(report.adopted).to.deep.equal([])
+      expect(report.fellBack).to.deep.equal([{ phase1Id: 'ike-1', reason: 'TIMEOUT' }])
+      expect(report.renegotiated).to.equal(1)
+      expect((await store.listRecords(DVIPA)).sequence).to.deep.equal([])
     })
 
     it('should renegotiate everything when the IKE service cannot adopt', async () => {
