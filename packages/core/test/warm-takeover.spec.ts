@@ -377,5 +377,44 @@ describe('warm takeover', () => {
         { numRuns: 80, seed: 17 }
       )
     })
+
+    it('should hold when the old owner goes on sending after the takeover (cut off, not dead)', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.integer({ min: 0, max: 30 }),
+          fc.integer({ min: 0, max: 30 }),
+          fc.integer({ min: 2, max: 16 }),
+          async (before, after, block) => {
+            const blockSize = BigInt(block)
+            const lowWater = Math.max(1, Math.floor(block / 2))
+            const { store, clock, dp1 } = await owner(blockSize, lowWater)
+            await establish(dp1, 1)
+            const used = new Set<number>()
+            const send = async (node: WarmNode, count: number): Promise<void> => {
+              for (let p = 0; p < count; p++) {
+                const r = node.esp.protect(packet())
+                if (r.action === 'protect') {
+                  const seq = espSequence(r.packet)
+                  if (used.has(seq)) throw new Error(`sequence ${seq} used twice`)
+                  used.add(seq)
+                }
+                await settle()
+              }
+            }
+            await send(dp1, before)
+            const heir = await warmNode('dp-2', store, clock, keySet(), blockSize, lowWater)
+            await takeOver(store, heir, fakeIke(heir.esp), 'dp-1')
+            // both send: the old owner's reservations are fenced out, so it stops at its end
+            for (let i = 0; i < after; i++) {
+              await send(dp1, 1)
+              await send(heir, 1)
+            }
+            await dp1.kill()
+            await heir.kill()
+          }
+        ),
+        { numRuns: 60, seed: 6311 }
+      )
+    })
   })
 })
