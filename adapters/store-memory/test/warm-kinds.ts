@@ -33,7 +33,9 @@ const sequence = (n: number, end: string): SequenceRecord => ({
   phase2Id: `child-${n}`,
   outboundSpi: (0xd0000000 + n).toString(16),
   reservedEnd: end,
-  inbound: '12'
+  inbound: '12',
+  keyId: 'k1',
+  mac: Buffer.alloc(16, n).toString('base64')
 })
 
 /**

@@ -254,11 +254,13 @@ export class WarmRecorder {
       const spi = this.inboundSpi.get(id)
       const top = spi === undefined ? undefined : tops.get(spi)
       if (top === undefined || top <= BigInt(record.inbound)) continue
-      changed.push({
-        ...record,
-        reservedEnd: this.highestEnd(id, record).toString(),
-        inbound: top.toString()
-      })
+      changed.push(
+        this.options.keys.authenticate({
+          ...record,
+          reservedEnd: this.highestEnd(id, record).toString(),
+          inbound: top.toString()
+        })
+      )
     }
     if (changed.length === 0) return 0
     try {
@@ -272,11 +274,14 @@ export class WarmRecorder {
       if (current === undefined) continue
       // keep the newest end (a reservation may have landed meanwhile)
       const end = this.highestEnd(record.id, current)
-      this.sequences.set(record.id, {
-        ...current,
-        inbound: record.inbound,
-        reservedEnd: end.toString()
-      })
+      this.sequences.set(
+        record.id,
+        this.options.keys.authenticate({
+          ...current,
+          inbound: record.inbound,
+          reservedEnd: end.toString()
+        })
+      )
     }
     return changed.length
   }
@@ -345,7 +350,7 @@ export class WarmRecorder {
     inboundSpi: number | undefined
   ): SequenceRecord {
     if (inboundSpi !== undefined) this.inboundSpi.set(phase2Id, inboundSpi)
-    return {
+    return this.options.keys.authenticate({
       v: 1,
       kind: 'sequence',
       id: phase2Id,
@@ -354,6 +359,6 @@ export class WarmRecorder {
       outboundSpi,
       reservedEnd: end.toString(),
       inbound: inbound.toString()
-    }
+    })
   }
 }

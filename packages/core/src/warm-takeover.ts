@@ -130,11 +130,18 @@ export async function adoptWarm(
     }
     const sequences: AdoptionRequest['sequences'] = {}
     const reservations: SequenceRecord[] = []
-    let complete = true
+    let missing: string | undefined
     for (const child of state.records.phase2) {
       const recorded = sequenceById.get(child.id)
       if (recorded === undefined || recorded.outboundSpi !== child.outboundSpi) {
-        complete = false
+        missing = 'no-sequence'
+        break
+      }
+      try {
+        // a reservation a store writer changed (lowered) does not verify
+        keys.verify(recorded)
+      } catch (err) {
+        missing = `sequence:${(err as { reason?: string }).reason ?? 'authentication'}`
         break
       }
       // the dead owner never sent past its reserved end: the heir starts after it
@@ -142,15 +149,10 @@ export async function adoptWarm(
       const inbound = BigInt(recorded.inbound)
       const limit = outbound + blockSize
       sequences[child.id] = { outbound, inbound, limit }
-      reservations.push({
-        ...recorded,
-        dvipa,
-        reservedEnd: limit.toString(),
-        inbound: recorded.inbound
-      })
+      reservations.push(keys.authenticate({ ...recorded, dvipa, reservedEnd: limit.toString() }))
     }
-    if (!complete) {
-      fallBack(sa, 'no-sequence')
+    if (missing !== undefined) {
+      fallBack(sa, missing)
       continue
     }
     candidates.push({ sa, request: { state, sequences }, reservations })

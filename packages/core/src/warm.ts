@@ -8,7 +8,14 @@
  *
  * @module
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual
+} from 'node:crypto'
 import {
   InvalidConfigError,
   SealedStateError,
@@ -16,6 +23,7 @@ import {
   type Dvipa,
   type IkeSaState,
   type Phase2Record,
+  type SequenceRecord,
   type WarmRecord
 } from '@vipsec/interface'
 
@@ -25,6 +33,8 @@ export const WARM_KEY_BYTES = 32
 const NONCE_BYTES = 12
 const TAG_BYTES = 16
 const HKDF_INFO = 'vipsec warm state v1'
+const HKDF_INFO_MAC = 'vipsec warm sequence v1'
+const MAC_BYTES = 16
 
 /** The cluster keys of warm mode, as a node's secrets give them. */
 export interface WarmKeys {
@@ -87,6 +97,7 @@ function associatedData(keyId: string, id: SealIdentity): Buffer {
  */
 export class WarmKeySet {
   private readonly keys = new Map<string, Buffer>()
+  private readonly macKeys = new Map<string, Buffer>()
   /** The key id new states are sealed under. */
   readonly current: string
   private readonly counts: WarmSealCounters = {
@@ -116,6 +127,10 @@ export class WarmKeySet {
         throw new InvalidConfigError(`${field}.keys.${id}`, `must be ${WARM_KEY_BYTES} bytes`)
       const key = Buffer.from(hkdfSync('sha256', secret, Buffer.from(id, 'utf8'), HKDF_INFO, 32))
       this.keys.set(id, key)
+      const mac = Buffer.from(
+        hkdfSync('sha256', secret, Buffer.from(id, 'utf8'), HKDF_INFO_MAC, 32)
+      )
+      this.macKeys.set(id, mac)
     }
     if (typeof config.current !== 'string' || !this.keys.has(config.current))
       throw new InvalidConfigError(`${field}.current`, 'must name one of the keys')
@@ -166,6 +181,65 @@ export class WarmKeySet {
       nonce: nonce.toString('base64'),
       sealed: sealed.toString('base64')
     }
+  }
+
+  /**
+   * Authenticates a sequence reservation under the current key (sets `keyId` and `mac`).
+   *
+   * @param record - the reservation; its `keyId` and `mac` are replaced
+   */
+  authenticate(record: Omit<SequenceRecord, 'keyId' | 'mac'>): SequenceRecord {
+    const keyId = this.current
+    return { ...record, keyId, mac: this.macOf(keyId, record) }
+  }
+
+  /**
+   * Checks a sequence reservation's MAC.
+   *
+   * @param record - as the store returned it
+   * @throws SealedStateError with `unknown-key` or `authentication` (counted)
+   */
+  verify(record: SequenceRecord): SequenceRecord {
+    if (!this.macKeys.has(record.keyId)) {
+      this.counts.unknownKey++
+      throw new SealedStateError(
+        'unknown-key',
+        record.keyId,
+        `sequence record ${record.id}: no cluster key ${record.keyId} on this node`
+      )
+    }
+    const expected = Buffer.from(this.macOf(record.keyId, record), 'base64')
+    const given = Buffer.from(record.mac, 'base64')
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      this.counts.authentication++
+      throw new SealedStateError(
+        'authentication',
+        record.keyId,
+        `sequence record ${record.id}: the MAC did not verify (changed, or not this record's)`
+      )
+    }
+    return record
+  }
+
+  private macOf(keyId: string, r: Omit<SequenceRecord, 'keyId' | 'mac'>): string {
+    const fields = [
+      'vipsec-sequence-v1',
+      r.dvipa,
+      r.id,
+      r.phase2Id,
+      r.outboundSpi,
+      r.reservedEnd,
+      r.inbound,
+      keyId
+    ]
+    const hmac = createHmac('sha256', this.macKeys.get(keyId) as Buffer)
+    for (const f of fields) {
+      const bytes = Buffer.from(f, 'utf8')
+      const length = Buffer.alloc(4)
+      length.writeUInt32BE(bytes.length)
+      hmac.update(length).update(bytes)
+    }
+    return hmac.digest().subarray(0, MAC_BYTES).toString('base64')
   }
 
   /**

@@ -79,18 +79,20 @@ describe('warm takeover', () => {
       expect(result).to.deep.equal({ sequenceLimits: { 'child-1': 8n } })
       const stored = await store.listRecords(DVIPA)
       expect(stored.warm.map((w) => w.phase1Id)).to.deep.equal(['ike-1'])
-      expect(stored.sequence).to.deep.equal([
-        {
-          v: 1,
-          kind: 'sequence',
-          id: 'child-1',
-          dvipa: DVIPA,
-          phase2Id: 'child-1',
-          outboundSpi: sa(1).phase2[0]!.outboundSpi,
-          reservedEnd: '8',
-          inbound: '0'
-        }
-      ])
+      expect(stored.sequence).to.have.length(1)
+      expect(stored.sequence[0]).to.include({
+        v: 1,
+        kind: 'sequence',
+        id: 'child-1',
+        dvipa: DVIPA,
+        phase2Id: 'child-1',
+        outboundSpi: sa(1).phase2[0]!.outboundSpi,
+        reservedEnd: '8',
+        inbound: '0',
+        keyId: 'k1'
+      })
+      // authenticated under the warm key
+      expect(dp1.recorder.keys.verify(stored.sequence[0]!)).to.equal(stored.sequence[0])
     })
 
     it('should reject, and reserve nothing, when the write is refused (newer epoch)', async () => {
@@ -228,6 +230,11 @@ describe('warm takeover', () => {
         epoch: 1
       })
 
+      // IKE SA 7: a store writer lowered its reservation
+      await establish(dp1, 7)
+      const seven = await store.getRecord(DVIPA, 'sequence', 'child-7')
+      await store.putRecords(DVIPA, [{ ...seven, reservedEnd: '0' }], { owner: 'dp-1', epoch: 1 })
+
       const heir = await warmNode('dp-2', store, clock, keySet(), 8n, 4)
       const ike = fakeIke(heir.esp, { failSync: new Set(['ike-3']) })
       const report = await takeOver(store, heir, ike, 'dp-1')
@@ -238,30 +245,32 @@ describe('warm takeover', () => {
         { phase1Id: 'ike-3', reason: 'TIMEOUT' },
         { phase1Id: 'ike-4', reason: 'no-state' },
         { phase1Id: 'ike-5', reason: 'unsealed:unknown-key' },
-        { phase1Id: 'ike-6', reason: 'unsealed:authentication' }
+        { phase1Id: 'ike-6', reason: 'unsealed:authentication' },
+        { phase1Id: 'ike-7', reason: 'sequence:authentication' }
       ])
-      expect(report.renegotiated).to.equal(5)
+      expect(report.renegotiated).to.equal(6)
       expect(report.failed).to.deep.equal([])
       expect(ike.log.renegotiated.sort()).to.deep.equal([
         'ike-2',
         'ike-3',
         'ike-4',
         'ike-5',
-        'ike-6'
+        'ike-6',
+        'ike-7'
       ])
       const renegotiated = heir.events.find((e) => e.type === 'takeover:renegotiated')
-      expect(renegotiated).to.deep.include({ adopted: 1, renegotiated: 5, failed: 0 })
-      expect(heir.recorder.keys.counters()).to.include({ unknownKey: 1, authentication: 1 })
+      expect(renegotiated).to.deep.include({ adopted: 1, renegotiated: 6, failed: 0 })
+      expect(heir.recorder.keys.counters()).to.include({ unknownKey: 1, authentication: 2 })
 
       // deletes go to the dead owner for everything but the adopted SAs
       const [message] = await store.takeMessages('dp-1')
       const adoptedIke = sa(1).phase1.ikeSaId
-      expect(message!.ikeSas).to.have.length(5)
+      expect(message!.ikeSas).to.have.length(6)
       expect(message!.ikeSas).not.to.deep.include(adoptedIke)
       expect(message!.childSas.map((c) => c.outboundSpi)).not.to.include(
         sa(1).phase2[0]!.outboundSpi
       )
-      expect(message!.childSas).to.have.length(5)
+      expect(message!.childSas).to.have.length(6)
 
       // the heir's own records: its reservation for the adopted Child SA and its sealed state
       const stored = await store.listRecords(DVIPA)

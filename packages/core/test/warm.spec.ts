@@ -99,6 +99,44 @@ describe('WarmKeySet', () => {
     })
   })
 
+  describe('sequence reservations', () => {
+    const reservation = {
+      v: 1 as const,
+      kind: 'sequence' as const,
+      id: 'child-1',
+      dvipa: DVIPA,
+      phase2Id: 'child-1',
+      outboundSpi: 'd0000001',
+      reservedEnd: '1048576',
+      inbound: '7'
+    }
+
+    it('should verify what it authenticated, also after a rotation', () => {
+      const record = keySet('k1').authenticate(reservation)
+      expect(record).to.include({ keyId: 'k1' })
+      expect(keySet('k2').verify(record)).to.equal(record)
+    })
+
+    it('should refuse a lowered end, another Child SA, or an unknown key id, and count it', () => {
+      const keys = keySet()
+      const record = keys.authenticate(reservation)
+      for (const changed of [
+        { ...record, reservedEnd: '1' },
+        { ...record, inbound: '9' },
+        { ...record, id: 'child-2', phase2Id: 'child-2' },
+        { ...record, outboundSpi: 'd0000002' }
+      ])
+        expect(thrown(() => keys.verify(changed))).to.include({
+          name: 'SealedStateError',
+          reason: 'authentication'
+        })
+      expect(thrown(() => keys.verify({ ...record, keyId: 'k9' }))).to.include({
+        reason: 'unknown-key'
+      })
+      expect(keys.counters()).to.include({ authentication: 4, unknownKey: 1 })
+    })
+  })
+
   describe('when keys are rotated', () => {
     it('should seal with the current key and open with any configured one', () => {
       const old = keySet('k1').seal(stateOf(sa(1)), identity)

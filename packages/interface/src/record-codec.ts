@@ -281,7 +281,9 @@ const recordShapes: { [K in RecordKind]: Check } = {
     phase2Id: nonEmpty,
     outboundSpi: spi,
     reservedEnd: sequenceNumber,
-    inbound: sequenceNumber
+    inbound: sequenceNumber,
+    keyId: nonEmpty,
+    mac: base64(16)
   })
 }
 

@@ -361,6 +361,14 @@ export interface SequenceRecord {
    * (`0` if unknown): an heir's anti-replay window starts there.
    */
   inbound: string
+  /** The id of the cluster key that authenticates it. */
+  keyId: string
+  /**
+   * HMAC-SHA-256 (16 bytes, base64) of the fields above under a key derived from the cluster
+   * key, so that a store writer cannot lower a reservation (it can only replay an older one of
+   * the same Child SA).
+   */
+  mac: string
 }
 
 /** Any per-DVIPA record. */

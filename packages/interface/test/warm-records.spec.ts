@@ -39,7 +39,9 @@ const sequence: SequenceRecord = {
   phase2Id: 'child-1',
   outboundSpi: 'c0000001',
   reservedEnd: '18446744073709551615',
-  inbound: '0'
+  inbound: '0',
+  keyId: 'k1',
+  mac: Buffer.alloc(16, 5).toString('base64')
 }
 
 describe('record codec: warm mode records', () => {
@@ -78,6 +80,7 @@ describe('record codec: warm mode records', () => {
       ['a negative number', { inbound: '-1' }, 'sequence.inbound'],
       ['leading zeros', { inbound: '007' }, 'sequence.inbound'],
       ['a bad SPI', { outboundSpi: 'C0000001' }, 'sequence.outboundSpi'],
+      ['a MAC of 8 bytes', { mac: Buffer.alloc(8).toString('base64') }, 'sequence.mac'],
       ['a missing field', { phase2Id: undefined }, 'sequence.phase2Id']
     ]
     for (const [what, change, path] of cases) {
