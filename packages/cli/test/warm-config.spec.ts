@@ -8,7 +8,13 @@ import { createNode } from '@vipsec/container'
 import { DefaultDistributionProcessor } from '@vipsec/core'
 import { TOKENS } from '@vipsec/interface'
 import { VirtualNetwork } from '@vipsec/network-virtual'
-import { loadConfig, toNodeConfig, type FileIssue } from '../src/index.js'
+import {
+  addPartMetrics,
+  loadConfig,
+  nodeRegistry,
+  toNodeConfig,
+  type FileIssue
+} from '../src/index.js'
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
 const A = 'a1'.repeat(32)
@@ -70,8 +76,13 @@ describe('warm takeover configuration', () => {
       type: 'software',
       init: { sequenceLowWater: 2048 }
     })
-    // the node builds, and its processor has the key set
+    // the node builds, its processor has the key set, and /metrics shows its counters
+    const registry = nodeRegistry()
     const node = createNode(c)
+    addPartMetrics(registry, node)
+    const text = await registry.metrics()
+    expect(text).to.include('vipsec_warm_total{event="sealed"} 0')
+    expect(text).to.include('vipsec_esp_dropped_total{reason="sequence-unreserved"} 0')
     const processor = node.get(TOKENS.DistributionProcessor)
     expect(processor).to.be.instanceOf(DefaultDistributionProcessor)
     expect((processor as DefaultDistributionProcessor).warmCounters()).to.include({ sealed: 0 })
@@ -82,6 +93,9 @@ describe('warm takeover configuration', () => {
     const dp = c.components?.distributionProcessor as { init: { warm?: unknown } }
     expect(dp.init.warm).to.equal(undefined)
     expect(c.components?.espEngine).to.deep.equal({ type: 'software' })
+    const registry = nodeRegistry()
+    addPartMetrics(registry, createNode(c))
+    expect(await registry.metrics()).not.to.include('vipsec_warm_total')
   })
 
   it('should refuse a warm DVIPA without warm keys, naming the field', async () => {
