@@ -939,6 +939,50 @@ export class EspSealer {
     this.low = Number(initialSequence & 0xffffffffn)
   }
 
+  /**
+   * Warm mode: the high and low halves of the highest sequence number this SA may use
+   * (`Infinity` high: no limit). Numbers, so that the per-packet check is a number compare.
+   */
+  private limitHigh = Number.POSITIVE_INFINITY
+  private limitLow = 0
+
+  /** The sequence limit (see `EspSaParams.sequenceLimit`), or `undefined` for none. */
+  get limit(): bigint | undefined {
+    return this.limitHigh === Number.POSITIVE_INFINITY
+      ? undefined
+      : (BigInt(this.limitHigh) << 32n) | BigInt(this.limitLow)
+  }
+
+  /**
+   * Sets the highest sequence number this SA may use (`undefined`: no limit).
+   *
+   * @param limit - a bigint from 0 to the sequence space's end
+   * @throws InvalidParametersError when out of range
+   */
+  setLimit(limit: bigint | undefined): void {
+    if (limit === undefined) {
+      this.limitHigh = Number.POSITIVE_INFINITY
+      this.limitLow = 0
+      return
+    }
+    const max = this.esn ? 0xffffffffffffffffn : 0xffffffffn
+    if (typeof limit !== 'bigint' || limit < 0n || limit > max) {
+      throw new InvalidParametersError('sequenceLimit', `must be a bigint from 0 to ${max}`)
+    }
+    this.limitHigh = Number(limit >> 32n)
+    this.limitLow = Number(limit & 0xffffffffn)
+  }
+
+  /** Whether the next sequence number would pass the limit (always false without one). */
+  get atLimit(): boolean {
+    return this.high > this.limitHigh || (this.high === this.limitHigh && this.low >= this.limitLow)
+  }
+
+  /** How many sequence numbers are left below the limit, as a number (Infinity without one). */
+  get toLimit(): number {
+    return (this.limitHigh - this.high) * 4294967296 + (this.limitLow - this.low)
+  }
+
   /** The last sequence number used (0 before the first packet). */
   get sequence(): bigint {
     return (BigInt(this.high) << 32n) | BigInt(this.low)

@@ -74,6 +74,12 @@ export interface SoftwareEspEngineInit {
    */
   sequenceSoftMargin?: number
   /**
+   * Warm mode: an outbound SA with a sequence limit emits `sa:sequence-low` (once per limit)
+   * when it has at most this many sequence numbers left below it, so that its owner reserves the
+   * next block in time. Set it to half the reservation block. Default 2^19.
+   */
+  sequenceLowWater?: number
+  /**
    * Worker threads for {@link SoftwareEspEngine.protectBatch} and
    * {@link SoftwareEspEngine.unprotectBatch}: the AES work of a batch is spread over them while
    * SAD, SPD, sequence numbers and replay windows stay on the calling thread. Default 0 (none:
@@ -121,6 +127,8 @@ interface Sa {
   packets: number
   bytes: number
   softExpired: boolean
+  /** Warm mode: whether the SA has a limit whose low water was not yet reported. */
+  watchLimit: boolean
 }
 
 function zeroCounters(): EspCounters {
@@ -165,6 +173,7 @@ export class SoftwareEspEngine implements EspEngine {
   private readonly random: RandomSource | undefined
   private readonly defaultWindow: number
   private readonly sequenceSoftMargin: number
+  private readonly sequenceLowWater: number
   private readonly inbound = new Map<number, Sa>()
   private readonly outbound = new Map<number, Sa>()
   private readonly spd = new Spd()
@@ -203,6 +212,10 @@ export class SoftwareEspEngine implements EspEngine {
     this.sequenceSoftMargin = init.sequenceSoftMargin ?? 2 ** 24
     if (!Number.isInteger(this.sequenceSoftMargin) || this.sequenceSoftMargin < 0) {
       throw new InvalidParametersError('init.sequenceSoftMargin', 'must be an integer >= 0')
+    }
+    this.sequenceLowWater = init.sequenceLowWater ?? 2 ** 19
+    if (!Number.isInteger(this.sequenceLowWater) || this.sequenceLowWater < 0) {
+      throw new InvalidParametersError('init.sequenceLowWater', 'must be an integer >= 0')
     }
     this.keyMemory = init.keyMemory ?? 65536
     if (!Number.isInteger(this.keyMemory) || this.keyMemory < 0) {
@@ -416,6 +429,16 @@ export class SoftwareEspEngine implements EspEngine {
           `this key was used up to sequence ${used}: continue above it or use a new key`
         )
       }
+      if (params.sequenceLimit !== undefined) {
+        const max = esn ? 0xffffffffffffffffn : 0xffffffffn
+        const limit = params.sequenceLimit
+        if (typeof limit !== 'bigint' || limit < 0n || limit > max) {
+          throw new InvalidParametersError(
+            'params.sequenceLimit',
+            `must be a bigint from 0 to ${max}`
+          )
+        }
+      }
       try {
         const ivKey =
           algorithm === 'aes-cbc'
@@ -423,6 +446,7 @@ export class SoftwareEspEngine implements EspEngine {
               randomBytes(ESP_CBC_IV_KEY_LENGTH))
             : undefined
         sealer = new EspSealer(algorithm, params.keyMaterial, spi, esn, initial, integrity, ivKey)
+        sealer.setLimit(params.sequenceLimit)
       } catch (err) {
         if (err instanceof InvalidParametersError) {
           throw new InvalidParametersError('params.initialSequence', err.message)
@@ -470,8 +494,32 @@ export class SoftwareEspEngine implements EspEngine {
       timers: [],
       packets: 0,
       bytes: 0,
-      softExpired: false
+      softExpired: false,
+      watchLimit: direction === 'outbound' && params.sequenceLimit !== undefined
     }
+  }
+
+  /**
+   * Warm mode: sets the highest sequence number an outbound SA may use; `undefined` removes the
+   * limit. The low-water event is armed again for the new limit.
+   *
+   * @param spi - the outbound SA's SPI
+   * @param limit - the new limit
+   * @returns whether the SA exists
+   * @throws InvalidParametersError when `limit` is out of the SA's sequence range
+   */
+  setSequenceLimit(spi: number, limit: bigint | undefined): boolean {
+    const sa = this.outbound.get(spi)
+    if (sa == null) return false
+    try {
+      ;(sa.sealer as EspSealer).setLimit(limit)
+    } catch (err) {
+      if (err instanceof InvalidParametersError)
+        throw new InvalidParametersError('limit', err.message)
+      throw err
+    }
+    sa.watchLimit = limit !== undefined
+    return true
   }
 
   /**
@@ -538,6 +586,7 @@ export class SoftwareEspEngine implements EspEngine {
       ...(sa.integrity !== undefined ? { integrity: sa.integrity } : {}),
       ...tagOf(sa),
       sequence: sa.sealer != null ? sa.sealer.sequence : (sa.window as ReplayWindow).top,
+      ...(sa.sealer?.limit !== undefined ? { sequenceLimit: sa.sealer.limit } : {}),
       packets: sa.packets,
       bytes: sa.bytes,
       installedAt: sa.installedAt,
@@ -679,6 +728,8 @@ export class SoftwareEspEngine implements EspEngine {
       this.removeExpired(sa, 'sequence-exhausted')
       return this.drop('sa-expired')
     }
+    // warm mode: no number past what the owner reserved in the coupling store
+    if ((sa.sealer as EspSealer).atLimit) return this.drop('sequence-unreserved')
     this.outboundPayload = payload
     this.outboundNextHeader = nextHeader
     return sa
@@ -701,7 +752,21 @@ export class SoftwareEspEngine implements EspEngine {
     if (!sa.softExpired && sealer.remaining < this.sequenceSoftMargin) {
       this.softExpire(sa, 'sequence')
     }
+    if (sa.watchLimit && sealer.toLimit <= this.sequenceLowWater) this.lowWater(sa)
     if (sealer.exhausted) this.removeExpired(sa, 'sequence-exhausted')
+  }
+
+  private lowWater(sa: Sa): void {
+    sa.watchLimit = false
+    const sealer = sa.sealer as EspSealer
+    this.emit({
+      type: 'sa:sequence-low',
+      spi: sa.spi,
+      direction: 'outbound',
+      ...tagOf(sa),
+      sequence: sealer.sequence,
+      limit: sealer.limit as bigint
+    })
   }
 
   private outboundResult(sa: Sa, esp: Uint8Array, packet: Uint8Array): OutboundResult {

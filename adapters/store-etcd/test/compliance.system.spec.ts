@@ -1,6 +1,7 @@
 import { Etcd3 } from 'etcd3'
 import { couplingStoreSuite } from '@vipsec/compliance/coupling-store'
 import { takeOnceTests } from '@vipsec/store-memory/test/take-once'
+import { warmKindsTests } from '@vipsec/store-memory/test/warm-kinds'
 import { EtcdCouplingStore, recordName } from '../src/index.js'
 import { EtcdCluster } from './etcd-cluster.js'
 
@@ -32,6 +33,23 @@ for (const size of [1, 3]) {
         const keys = (store as EtcdCouplingStore).keys
         await admin.put(keys.records(dvipa) + recordName(kind, id)).value(Buffer.from(bytes))
       }
+    })
+
+    describe('warm mode records', () => {
+      warmKindsTests(
+        async () => {
+          const store = new EtcdCouplingStore(
+            {},
+            { hosts: cluster.hosts, keyPrefix: `warm-${++n}/` }
+          )
+          await store.start()
+          return store
+        },
+        async (store) => {
+          await store.stop()
+          await admin.delete().prefix((store as EtcdCouplingStore).keys.prefix)
+        }
+      )
     })
 
     describe('one take per epoch', () => {

@@ -1,6 +1,7 @@
 import { couplingStoreSuite } from '@vipsec/compliance/coupling-store'
 import { MemoryCouplingFacility, MemoryCouplingStore, type RecordKey } from '../src/index.js'
 import { takeOnceTests } from './take-once.js'
+import { warmKindsTests } from './warm-kinds.js'
 
 describe('MemoryCouplingStore', () => {
   couplingStoreSuite({
@@ -14,6 +15,17 @@ describe('MemoryCouplingStore', () => {
 
 describe('MemoryCouplingStore: one take per epoch', () => {
   takeOnceTests(
+    async () => {
+      const store = new MemoryCouplingStore({}, { facility: new MemoryCouplingFacility() })
+      await store.start()
+      return store
+    },
+    async (store) => store.stop()
+  )
+})
+
+describe('MemoryCouplingStore: warm mode records', () => {
+  warmKindsTests(
     async () => {
       const store = new MemoryCouplingStore({}, { facility: new MemoryCouplingFacility() })
       await store.start()

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis'
 import { couplingStoreSuite } from '@vipsec/compliance/coupling-store'
 import { takeOnceTests } from '@vipsec/store-memory/test/take-once'
+import { warmKindsTests } from '@vipsec/store-memory/test/warm-kinds'
 import { RedisCouplingStore, redisKeys } from '../src/index.js'
 import { RedisServer } from './redis-server.js'
 
@@ -30,6 +31,21 @@ describe('RedisCouplingStore', () => {
       const keys = redisKeys((store as RedisCouplingStore).keys.prefix)
       await admin.hset(keys.records(dvipa), keys.field(kind, id), Buffer.from(bytes))
     }
+  })
+
+  describe('warm mode records', () => {
+    warmKindsTests(
+      async () => {
+        const store = new RedisCouplingStore({}, { port: server.port, keyPrefix: `warm-${++n}:` })
+        await store.start()
+        return store
+      },
+      async (store) => {
+        await store.stop()
+        const keys = await admin.keys(`${(store as RedisCouplingStore).keys.prefix}*`)
+        if (keys.length > 0) await admin.del(...keys)
+      }
+    )
   })
 
   describe('one take per epoch', () => {

@@ -205,9 +205,25 @@ const clusterFile = z.strictObject({
        * `round-robin` (default), `least-connections`, or `source-hash` (a peer's inner source
        * address always on the same target while the targets stay).
        */
-      policy: z.enum(['round-robin', 'least-connections', 'source-hash']).optional()
+      policy: z.enum(['round-robin', 'least-connections', 'source-hash']).optional(),
+      /**
+       * Warm takeover: the owner also records each IKE SA's keys sealed under the warm keys of
+       * the secrets file, so that an heir carries the SAs on (RFC 6311) instead of
+       * renegotiating them. Default false.
+       */
+      warm: z.boolean().optional()
     })
   ),
+  /** Warm takeover (for the DVIPAs that set `warm: true`). */
+  warm: z
+    .strictObject({
+      /**
+       * Outbound ESP sequence numbers reserved per coupling-store write, per Child SA. Default
+       * 1048576 (2^20): one write per million packets of an SA; an heir skips at most that many.
+       */
+      block_size: z.number().int().min(2).max(Number.MAX_SAFE_INTEGER).optional()
+    })
+    .optional(),
   /** The cluster link between the nodes. */
   link: z
     .strictObject({
@@ -420,6 +436,32 @@ const secretsFile = z.strictObject({
         .min(1)
         .max(2)
     ])
+    .optional(),
+  /**
+   * Warm takeover's keys, the same on every node: `keys` by key id (64 hex digits, 32 bytes
+   * each, e.g. `openssl rand -hex 32`), and the `current` one new states are sealed under.
+   * While rotating, list the old and the new key: every node opens with either.
+   */
+  warm_keys: z
+    .strictObject({
+      /** The key id new states are sealed under. */
+      current: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, {
+        message: 'a key id is 1 to 64 of A-Z a-z 0-9 . _ -'
+      }),
+      /** The keys by id. */
+      keys: z
+        .record(
+          z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, {
+            message: 'a key id is 1 to 64 of A-Z a-z 0-9 . _ -'
+          }),
+          clusterKeyHex
+        )
+        .refine((k) => Object.keys(k).length > 0, { message: 'expected at least one key' })
+    })
+    .refine((w) => w.current in w.keys, {
+      message: 'current must name one of the keys',
+      path: ['current']
+    })
     .optional(),
   /**
    * An existing swanctl.conf, relative to this file: its `secrets { ike-NAME { id secret } }`

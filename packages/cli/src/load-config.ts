@@ -647,12 +647,22 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
   if (deliver === 'kernel' && node.kernel === undefined)
     add(label, 'kernel', 'expected the service addresses for kernel delivery (or deliver: apps)')
 
+  // warm takeover: a DVIPA of this node with warm: true needs the warm keys in the secrets
+  const warmDvipa = mine.find(([, d]) => d.warm === true)
+  if (role !== 'target' && warmDvipa !== undefined && secrets?.warm_keys === undefined)
+    add(
+      secrets === undefined ? label : secretsLabel,
+      secrets === undefined ? 'secrets' : 'warm_keys',
+      `the cluster file's dvipas.${warmDvipa[0]}.warm is true: warm takeover needs warm_keys (current and keys) in the secrets file`
+    )
+
   if (issues.length > 0) return lined({ ok: false, issues })
   const dvipas: DvipaConfig[] = mine.map(([dvipa, d]) => ({
     dvipa,
     ranks: d.ranks,
     targets: d.targets.map((t) => ({ node: t })),
-    ...(d.policy === undefined ? {} : { policy: d.policy })
+    ...(d.policy === undefined ? {} : { policy: d.policy }),
+    ...(d.warm === true ? { warm: true } : {})
   }))
   const ike: IkeV2ServiceInit | undefined =
     role === 'target'
@@ -786,7 +796,13 @@ export function toNodeConfig(config: LoadedConfig, network: NetworkAdapter): Nod
   if (role !== 'target') {
     const targets = [...new Set(config.dvipas.flatMap((d) => d.targets.map((t) => t.node)))]
     const t = cluster.takeover ?? {}
-    components.espEngine = { type: 'software' }
+    const warmKeys = config.secrets?.warm_keys
+    const warm = config.dvipas.some((d) => d.warm === true) && warmKeys !== undefined
+    const blockSize = cluster.warm?.block_size ?? 2 ** 20
+    // warm mode: the engine asks for the next sequence block when half of one is left
+    components.espEngine = warm
+      ? { type: 'software', init: { sequenceLowWater: Math.floor(blockSize / 2) } }
+      : { type: 'software' }
     components.ikeServiceFactory = { type: 'ike-v2', init: config.ike ?? {} }
     components.distributionProcessor = {
       type: 'default',
@@ -801,7 +817,21 @@ export function toNodeConfig(config: LoadedConfig, network: NetworkAdapter): Nod
         renegotiationConcurrency: t.renegotiation_concurrency,
         ownershipCheckMs: t.ownership_check,
         selfFenceMs: t.self_fence,
-        connectionIdleMs: t.connection_idle
+        connectionIdleMs: t.connection_idle,
+        warm: warm
+          ? {
+              keys: {
+                current: warmKeys.current,
+                keys: Object.fromEntries(
+                  Object.entries(warmKeys.keys).map(([id, hex]) => [
+                    id,
+                    new Uint8Array(Buffer.from(hex, 'hex'))
+                  ])
+                )
+              },
+              blockSize
+            }
+          : undefined
       })
     }
   }

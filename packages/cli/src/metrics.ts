@@ -94,6 +94,27 @@ export function addPartMetrics(registry: Registry, node: VipsecNode): void {
         this.inc(dp.counters().storeErrors)
       }
     })
+    if (dp.warmCounters() !== undefined) {
+      new Counter({
+        name: 'vipsec_warm_total',
+        help: 'Warm takeover: states sealed and opened, records that did not open (unknown key id, failed authentication, malformed), states recorded, sequence blocks reserved, failed writes',
+        labelNames: ['event'],
+        registers,
+        collect() {
+          const w = dp.warmCounters()
+          this.reset()
+          if (w === undefined) return
+          this.inc({ event: 'sealed' }, w.sealed)
+          this.inc({ event: 'opened' }, w.opened)
+          this.inc({ event: 'unknown-key' }, w.unknownKey)
+          this.inc({ event: 'authentication-failed' }, w.authentication)
+          this.inc({ event: 'malformed' }, w.malformed)
+          this.inc({ event: 'state-recorded' }, w.statesRecorded)
+          this.inc({ event: 'block-reserved' }, w.blocksReserved)
+          this.inc({ event: 'write-failed' }, w.writeFailures)
+        }
+      })
+    }
     const ikes = () =>
       [...dp.states.values()].flatMap((s) => (s.ike === undefined ? [] : [s.ike.counters()]))
     new Counter({

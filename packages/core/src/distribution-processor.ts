@@ -50,6 +50,8 @@ import {
 import { filterRecord, saRecords } from './records.js'
 import { sameChildSelectors } from './selectors.js'
 import { runTakeover, type TakeoverParts } from './takeover.js'
+import { WarmKeySet, type WarmKeys, type WarmSealCounters } from './warm.js'
+import { DEFAULT_SEQUENCE_BLOCK, WarmRecorder, type WarmRecorderCounters } from './warm-recorder.js'
 import type { DefaultTargetStack } from './target-stack.js'
 
 /** One DVIPA a distribution processor owns or backs up. */
@@ -65,6 +67,25 @@ export interface DvipaConfig {
   targets: TargetConfig[]
   /** How new connections pick a target. Default `round-robin`. */
   policy?: SelectionPolicy
+  /**
+   * Warm mode for this DVIPA (needs `warm` in the processor's options): the owner also records
+   * each IKE SA's state sealed under the cluster key and reserves outbound sequence numbers in
+   * blocks, so that an heir adopts the SAs as they were (RFC 6311) instead of renegotiating them.
+   * Default false (renegotiation).
+   */
+  warm?: boolean
+}
+
+/** Warm mode's options (see `DvipaConfig.warm`). */
+export interface WarmOptions {
+  /** The cluster keys (from the node's secrets), or a key set made of them. */
+  keys: WarmKeys | WarmKeySet
+  /**
+   * Outbound sequence numbers reserved per store write. Larger: fewer writes (one per block per
+   * Child SA); smaller: fewer numbers skipped at each takeover (the heir starts past the whole
+   * block). The ESP engine's low water should be half of it. Default 2^20.
+   */
+  blockSize?: number
 }
 
 /** What a {@link DefaultDistributionProcessor} needs. */
@@ -159,6 +180,8 @@ export interface DefaultDistributionProcessorInit {
    * own {@link IkeServiceFactory} `unsupportedIn`, or nothing when it does not have one.
    */
   ikeCapabilities?: (proposal: IkeProposal) => string[]
+  /** Warm mode's keys and block size, for the DVIPAs that set `warm`. */
+  warm?: WarmOptions
   /** How many IKE SAs a takeover renegotiates at the same time. Default 64. */
   renegotiationConcurrency?: number
   /**
@@ -248,6 +271,8 @@ export interface DvipaState {
   serial: Promise<void>
   /** The renegotiation retry timers, so they stop when the DVIPA is closed. */
   retryTimers: Set<ReturnType<Clock['setTimeout']>>
+  /** Warm mode: sealed states and sequence reservations (undefined without warm mode). */
+  warm: WarmRecorder | undefined
 }
 
 /**
@@ -270,11 +295,14 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private readonly espCapabilities: (proposal: EspProposalShape) => string[]
   private readonly ikeProposals: IkeProposalEntry[]
   private readonly ikeCapabilities: (proposal: IkeProposal) => string[]
+  private readonly warmKeys: WarmKeySet | undefined
+  private readonly warmBlock: bigint
+  private readonly warmError: InvalidConfigError | undefined
   /** @internal */
   readonly init: Required<
     Omit<
       DefaultDistributionProcessorInit,
-      'retry' | 'espProposals' | 'espCapabilities' | 'ikeProposals' | 'ikeCapabilities'
+      'retry' | 'espProposals' | 'espCapabilities' | 'ikeProposals' | 'ikeCapabilities' | 'warm'
     >
   > & {
     retry: Required<RetryOptions>
@@ -315,6 +343,21 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.espCapabilities =
       init.espCapabilities ?? ((proposal) => components.esp.unsupportedIn?.(proposal) ?? [])
     this.ikeProposals = init.ikeProposals ?? []
+    // a bad key set is reported by validate(), at start, like every other configuration error
+    let warmKeys: WarmKeySet | undefined
+    let warmError: InvalidConfigError | undefined
+    try {
+      const keys = init.warm?.keys
+      warmKeys =
+        keys === undefined ? undefined : keys instanceof WarmKeySet ? keys : new WarmKeySet(keys)
+    } catch (err) {
+      if ((err as Error).name !== InvalidConfigError.name) throw err
+      warmError = err as InvalidConfigError
+    }
+    this.warmKeys = warmKeys
+    this.warmError = warmError
+    const block = init.warm?.blockSize ?? Number(DEFAULT_SEQUENCE_BLOCK)
+    this.warmBlock = Number.isSafeInteger(block) && block >= 2 ? BigInt(block) : 0n
     this.ikeCapabilities =
       init.ikeCapabilities ?? ((proposal) => components.ikeFactory.unsupportedIn?.(proposal) ?? [])
     this.init = {
@@ -355,6 +398,24 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   }
 
   /**
+   * Warm mode's counters, over every DVIPA: the key set's (states sealed and opened, records
+   * under an unknown key id, failed authentications, malformed states) and the recorders'
+   * (states recorded, sequence blocks reserved, writes that failed). Undefined without warm keys.
+   */
+  warmCounters(): (WarmSealCounters & WarmRecorderCounters) | undefined {
+    if (this.warmKeys === undefined) return undefined
+    const sum: WarmRecorderCounters = { statesRecorded: 0, blocksReserved: 0, writeFailures: 0 }
+    for (const state of this.states.values()) {
+      const c = state.warm?.counters()
+      if (c === undefined) continue
+      sum.statesRecorded += c.statesRecorded
+      sum.blocksReserved += c.blocksReserved
+      sum.writeFailures += c.writeFailures
+    }
+    return { ...this.warmKeys.counters(), ...sum }
+  }
+
+  /**
    * Checks the configuration as a whole, before anything is claimed or bound: every DVIPA once,
    * this node ranked for each, timings that keep the fencing promise.
    *
@@ -370,7 +431,15 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         throw new InvalidConfigError(`dvipas[${i}].ranks`, `does not rank this node (${this.id})`)
       if (new Set(d.ranks).size !== d.ranks.length)
         throw new InvalidConfigError(`dvipas[${i}].ranks`, 'names a node twice')
+      if (d.warm === true && this.warmKeys === undefined && this.warmError === undefined)
+        throw new InvalidConfigError(
+          `dvipas[${i}].warm`,
+          'warm mode needs the cluster keys (the processor option warm.keys)'
+        )
     })
+    if (this.warmError !== undefined) throw this.warmError
+    if (this.warmBlock === 0n)
+      throw new InvalidConfigError('warm.blockSize', 'must be an integer of 2 or more')
     const unsupported = this.espCapabilities
     for (const { field, proposal } of this.espProposals) {
       const problems = unsupported(proposal)
@@ -465,6 +534,9 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
             this.onFilterInstalled(e.filter)
           } else if (e.type === 'filter:removed') this.dropFilter(e.id)
           else if (e.type === 'filter:duplicate-removed') this.dropFilter(e.removed)
+          // warm mode: reserve the next sequence block (the DVIPA whose SA it is acts on it)
+          else if (e.type === 'sa:sequence-low')
+            for (const state of this.states.values()) void state.warm?.onEspEvent(e)
         })
       )
       localTarget?.attachLocalOwner((message) => this.onOutbound(this.id, message))
@@ -587,6 +659,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       const ike = ikeFactory({ udp500, udp4500 })
       state.ike = ike
       state.recording = recording
+      // warm mode: every new key is sealed and its first sequence block reserved before use
+      if (state.warm !== undefined) ike.setStateSink?.(state.warm.sink)
       state.subscriptions.push(
         ike.events$.subscribe((e) => this.onIkeEvent(state, e)),
         udp4500.datagrams$.subscribe(({ data }) => this.onEspDatagram(state, data))
@@ -620,6 +694,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       state.childSas = 0
       state.filterIds.clear()
       state.childByInboundSpi.clear()
+      state.warm?.clear()
       if (this.components.network.isStarted()) {
         await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
       }
@@ -636,12 +711,23 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private write(
     state: DvipaState,
     put: DvipaRecord[],
-    remove: { kind: RecordKind; id: string }[] = []
+    remove: { kind: RecordKind; id: string }[] = [],
+    strict = false
   ): Promise<void> {
     const fence = state.ownership.fence()
-    if (fence === undefined) return Promise.resolve()
+    const notOwner = (): Promise<void> =>
+      Promise.reject(
+        new StaleEpochError(state.config.dvipa, fence?.epoch ?? 0, state.ownership.epoch)
+      )
+    // strict: the caller relies on the write (a sequence reservation), so anything that did not
+    // reach the store rejects
+    if (fence === undefined) return strict ? notOwner() : Promise.resolve()
     const run = async (): Promise<void> => {
-      if (state.ownership.fence()?.epoch !== fence.epoch) return
+      if (state.ownership.fence()?.epoch !== fence.epoch) {
+        if (strict)
+          throw new StaleEpochError(state.config.dvipa, fence.epoch, state.ownership.epoch)
+        return
+      }
       try {
         if (remove.length > 0)
           await this.components.store.deleteRecords(state.config.dvipa, remove, fence)
@@ -649,6 +735,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       } catch (err) {
         if ((err as Error).name === StaleEpochError.name) {
           state.ownership.onStaleWrite(err as StaleEpochError)
+          if (strict) throw err
           return
         }
         throw err
@@ -713,6 +800,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       if (f.action !== 'protect') records.push(filterRecord(state.config.dvipa, f, null))
     }
     records.push(...state.table.all())
+    if (state.warm !== undefined) records.push(...state.warm.records())
     return records
   }
 
@@ -797,7 +885,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     state.filterIds.delete(child.id)
     return [
       { kind: 'phase2', id: child.id },
-      ...filters.map((id) => ({ kind: 'filter' as const, id }))
+      ...filters.map((id) => ({ kind: 'filter' as const, id })),
+      ...(state.warm?.forgetChild(child.id) ?? [])
     ]
   }
 
@@ -830,7 +919,10 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         state.ownership.fence()?.epoch === fence.epoch && state.ownership.mayServe(),
       ike: () => state.ike,
       keepTimer: (timer) => void state.retryTimers.add(timer),
-      forgetTimer: (timer) => void state.retryTimers.delete(timer)
+      forgetTimer: (timer) => void state.retryTimers.delete(timer),
+      ...(state.warm !== undefined
+        ? { warm: { keys: state.warm.keys, blockSize: this.warmBlock, recorder: state.warm } }
+        : {})
     }
   }
 
@@ -859,6 +951,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // after the writes queued so far, so that a record just written is not taken for stale
         await this.write(s, [])
         if (s.ownership.fence()?.epoch === fence.epoch) await this.reconcile(s, fence, 'audit')
+        // warm mode: where an heir's anti-replay windows start, at most an audit old
+        if (s.ownership.fence()?.epoch === fence.epoch) await s.warm?.refreshInbound()
       },
       reassert: async (fence) => {
         const s = state()
@@ -945,7 +1039,18 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       filterIds: new Map(),
       writes: Promise.resolve(),
       serial: Promise.resolve(),
-      retryTimers: new Set()
+      retryTimers: new Set(),
+      warm: undefined
+    }
+    if (config.warm === true && this.warmKeys !== undefined) {
+      state.warm = new WarmRecorder({
+        dvipa: config.dvipa,
+        keys: this.warmKeys,
+        blockSize: this.warmBlock,
+        esp: this.components.esp,
+        epoch: () => state.ownership.fence()?.epoch,
+        write: async (put, remove) => this.write(state, put, remove, true)
+      })
     }
     return state
   }
@@ -1156,7 +1261,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           if (state.recording && id !== event.phase1.id) {
             this.remove(state, [
               { kind: 'phase1', id },
-              { kind: 'correlation', id }
+              { kind: 'correlation', id },
+              ...(state.warm?.forgetIke(id) ?? [])
             ])
           }
         }
@@ -1170,7 +1276,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
           state.childSas -= entry.phase2.size
           const keys: { kind: RecordKind; id: string }[] = [
             { kind: 'phase1', id },
-            { kind: 'correlation', id }
+            { kind: 'correlation', id },
+            ...(state.warm?.forgetIke(id) ?? [])
           ]
           for (const child of entry.phase2.values()) keys.push(...this.forgetChild(state, child))
           if (state.recording) this.remove(state, keys)

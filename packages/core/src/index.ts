@@ -45,8 +45,23 @@ export {
   type IkeProposalEntry,
   type DvipaConfig,
   type DvipaState,
-  type RetryOptions
+  type RetryOptions,
+  type WarmOptions
 } from './distribution-processor.js'
+export {
+  WARM_KEY_BYTES,
+  WarmKeySet,
+  type SealIdentity,
+  type WarmKeys,
+  type WarmSealCounters
+} from './warm.js'
+export {
+  DEFAULT_SEQUENCE_BLOCK,
+  WarmRecorder,
+  type WarmRecorderCounters,
+  type WarmRecorderOptions
+} from './warm-recorder.js'
+export { adoptWarm, type WarmTakeoverOptions, type WarmTakeoverResult } from './warm-takeover.js'
 export {
   filterRecord,
   planRenegotiation,
@@ -66,7 +81,8 @@ export {
   runTakeover,
   type TakeoverParts,
   type TakeoverPlan,
-  type TakeoverRetry
+  type TakeoverRetry,
+  type TakeoverWarm
 } from './takeover.js'
 export {
   OwnershipController,

@@ -26,6 +26,19 @@ import {
 } from '@vipsec/interface'
 import type { ConnectionTable } from './connection-table.js'
 import { planRenegotiation } from './records.js'
+import type { WarmKeySet } from './warm.js'
+import type { WarmRecorder } from './warm-recorder.js'
+import { adoptWarm } from './warm-takeover.js'
+
+/** Warm mode of one DVIPA, as the takeover uses it. */
+export interface TakeoverWarm {
+  /** The cluster key set. */
+  readonly keys: WarmKeySet
+  /** Sequence numbers per reservation. */
+  readonly blockSize: bigint
+  /** The DVIPA's recorder on this node. */
+  readonly recorder: WarmRecorder
+}
 
 /** Retry timing of renegotiations that failed during a takeover, all fields set. */
 export interface TakeoverRetry {
@@ -84,6 +97,8 @@ export interface TakeoverParts {
   keepTimer(timer: TimerHandle): void
   /** Forgets a retry timer that fired. */
   forgetTimer(timer: TimerHandle): void
+  /** Warm mode, when this DVIPA has it: adopt what can be adopted before renegotiating. */
+  readonly warm?: TakeoverWarm
 }
 
 /** The takeover to run: from whom, under which fence, and how the failure and the claim went. */
@@ -197,16 +212,46 @@ export async function runTakeover(
       parts.emit({ type: 'takeover:merged', dvipa, ...merge })
     }
     const pending = new Set<string>()
-    const outcomes = await steps.run('renegotiate', async () =>
-      renegotiate(parts, ike, fence, renegotiation.sas, pending, signal)
+    const warm = parts.warm
+    const { adopted, fellBack, toRenegotiate, failedChildren } = await steps.run(
+      'renegotiate',
+      async () => {
+        // warm mode: adopt first (same SAs, no handshake); the rest is renegotiated as before
+        const adoption =
+          warm === undefined
+            ? undefined
+            : await adoptWarm(ike, renegotiation.sas, taken, {
+                dvipa,
+                store,
+                fence,
+                keys: warm.keys,
+                blockSize: warm.blockSize,
+                concurrency: parts.renegotiationConcurrency,
+                recorder: warm.recorder,
+                signal,
+                clock,
+                deadlineMs: parts.renegotiationDeadlineMs
+              })
+        for (const sa of adoption?.adopted ?? []) parts.track(sa.phase1, sa.phase2)
+        const rest = adoption?.renegotiate ?? renegotiation.sas
+        const outcomes = await renegotiate(parts, ike, fence, rest, pending, signal)
+        return {
+          adopted: adoption?.adopted ?? [],
+          fellBack: adoption?.fellBack,
+          toRenegotiate: outcomes,
+          failedChildren: adoption?.failedChildren ?? []
+        }
+      }
     )
+    const outcomes = toRenegotiate
     const renegotiated = outcomes.filter((o) => o.status === 'renegotiated')
     const failed = outcomes.filter((o) => o.status === 'failed')
     parts.emit({
       type: 'takeover:renegotiated',
       dvipa,
       renegotiated: renegotiated.length,
-      failed: failed.length
+      failed: failed.length,
+      ...(warm !== undefined ? { adopted: adopted.length } : {})
     })
     relink(parts.table, mapChildren(renegotiated))
     await steps.run('install-filters', () => installFilters(parts, taken.filter))
@@ -220,7 +265,10 @@ export async function runTakeover(
       await store.settleTakeover(dvipa, fence)
       parts.startRecording()
     })
-    await steps.run('send-deletes', async () => sendDeletes(parts, previousOwner, taken, fence))
+    // adopted SAs are this node's now (same SPIs and keys): no delete for them
+    await steps.run('send-deletes', async () =>
+      sendDeletes(parts, previousOwner, withoutAdopted(taken, adopted), fence)
+    )
     for (const outcome of failed) {
       if (!pending.has(outcome.previous.phase1.id)) scheduleRetry(parts, fence, outcome.previous, 2)
     }
@@ -231,8 +279,15 @@ export async function runTakeover(
       epoch: fence.epoch,
       steps: steps.steps,
       renegotiated: renegotiated.length,
+      ...(warm !== undefined
+        ? { adopted: adopted.map((sa) => sa.phase1.id), fellBack: fellBack ?? [] }
+        : {}),
       failed: [
         ...failed.map((o) => ({ phase1Id: o.previous.phase1.id, reason: o.reason })),
+        ...failedChildren.map((p) => ({
+          phase1Id: p.id,
+          reason: 'CHILD_SA_NOT_FOUND' as IkeErrorKind
+        })),
         ...renegotiation.orphans.map((p) => ({
           phase1Id: p.id,
           reason: 'CHILD_SA_NOT_FOUND' as IkeErrorKind
@@ -390,6 +445,26 @@ function localize(parts: TakeoverParts): void {
     if (connection.target === parts.node && connection.distributed) {
       parts.table.add({ ...connection, distributed: false })
     }
+  }
+}
+
+/**
+ * The taken records without the adopted IKE SAs and Child SAs: those the heir carries on with the
+ * same SPIs and keys, so a delete for them would tear down its own SAs.
+ */
+function withoutAdopted(taken: DvipaRecordSet, adopted: IkeSaRecords[]): DvipaRecordSet {
+  if (adopted.length === 0) return taken
+  const ikeSas = new Set(
+    adopted.map((sa) => `${sa.phase1.ikeSaId.initiatorSpi}/${sa.phase1.ikeSaId.responderSpi}`)
+  )
+  const spis = new Set<string>()
+  for (const sa of adopted) for (const p of sa.phase2) spis.add(`${p.inboundSpi}/${p.outboundSpi}`)
+  return {
+    ...taken,
+    phase1: taken.phase1.filter(
+      (p) => !ikeSas.has(`${p.ikeSaId.initiatorSpi}/${p.ikeSaId.responderSpi}`)
+    ),
+    phase2: taken.phase2.filter((p) => !spis.has(`${p.inboundSpi}/${p.outboundSpi}`))
   }
 }
 

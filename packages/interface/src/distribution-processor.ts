@@ -66,6 +66,25 @@ export interface TakeoverReport {
   steps: StepTiming[]
   /** IKE SAs renegotiated. */
   renegotiated: number
+  /**
+   * Warm mode: IKE SAs adopted as they were (same keys and SPIs, message IDs synchronised,
+   * RFC 6311), by phase 1 id. Absent without warm mode.
+   */
+  adopted?: string[]
+  /**
+   * Warm mode: IKE SAs that were not adopted and went through renegotiation instead, by phase 1
+   * id, with why: `no-state` (no sealed state recorded), `unsealed` (the sealed state did not
+   * open: unknown key id, failed authentication), `no-adopt` (the IKE service cannot adopt),
+   * `reserve-failed` (the heir's first sequence block could not be written), or the adoption's
+   * failure reason (`UNSUPPORTED`, `INVALID_STATE`, `TIMEOUT`, an IKE error). Absent without
+   * warm mode.
+   */
+  fellBack?: {
+    /** The phase 1 record. */
+    phase1Id: string
+    /** Why it was not adopted. */
+    reason: string
+  }[]
   /** IKE SAs that could not be renegotiated, with the reason. */
   failed: {
     /** The phase 1 record that failed (the phase 2 record's id for a Child SA no IKE SA names). */
@@ -146,6 +165,8 @@ export type DistributionEvent =
       renegotiated: number
       /** IKE SAs that failed (they are retried with backoff). */
       failed: number
+      /** Warm mode: IKE SAs adopted without a handshake (0 without warm mode). */
+      adopted?: number
     }
   | {
       /** This backup did not take the DVIPA over. */

@@ -201,6 +201,41 @@ export class SequenceExhaustedError extends VipsecError {
   override readonly code = 'ERR_SEQUENCE_EXHAUSTED'
 }
 
+/**
+ * Warm mode: a sealed IKE SA state (a `warm` record) could not be opened. `reason`:
+ * `unknown-key` when this node has no cluster key of the record's key id (rotated out, or a
+ * record from another cluster), `authentication` when the AEAD tag did not verify (a changed
+ * byte, or a blob moved to another record or epoch), `malformed` when what it held after
+ * opening is not an IKE SA state. The IKE SA is then renegotiated, as without warm mode.
+ */
+export class SealedStateError extends VipsecError {
+  /** The class name, `SealedStateError`, for matching errors by name. */
+  static override readonly name = 'SealedStateError'
+  /** Always `SealedStateError`. */
+  override readonly name = 'SealedStateError'
+  override readonly code = 'ERR_SEALED_STATE'
+  /** Why it could not be opened. */
+  readonly reason: 'unknown-key' | 'authentication' | 'malformed'
+  /** The key id the record named. */
+  readonly keyId: string
+
+  /**
+   * @param reason - why it could not be opened
+   * @param keyId - the key id the record named
+   * @param message - details
+   */
+  constructor(
+    reason: 'unknown-key' | 'authentication' | 'malformed',
+    keyId: string,
+    message: string,
+    options?: { cause?: unknown }
+  ) {
+    super(message, options)
+    this.reason = reason
+    this.keyId = keyId
+  }
+}
+
 /** Thrown when an SA with the same SPI (and direction) is already installed. */
 export class DuplicateSaError extends VipsecError {
   /** The class name, `DuplicateSaError`, for matching errors by name. */

@@ -103,6 +103,8 @@ export interface EspSaInfo {
   tag?: string
   /** Outbound: the last sequence number used; inbound: the highest sequence number accepted. */
   sequence: bigint
+  /** Outbound, warm mode: the highest sequence number it may use (absent: no limit). */
+  sequenceLimit?: bigint
   /** Packets processed under this SA. */
   packets: number
   /** Inner bytes processed under this SA. */
@@ -145,6 +147,7 @@ export type EspDropReason =
   | 'no-sa'
   | 'discard-policy'
   | 'bad-padding'
+  | 'sequence-unreserved'
 
 /** Every {@link EspDropReason}, in the order counters report them. */
 export const ESP_DROP_REASONS: readonly EspDropReason[] = [
@@ -158,7 +161,8 @@ export const ESP_DROP_REASONS: readonly EspDropReason[] = [
   'no-policy',
   'no-sa',
   'discard-policy',
-  'bad-padding'
+  'bad-padding',
+  'sequence-unreserved'
 ]
 
 /** Packet and drop counters of an engine. */
@@ -296,6 +300,24 @@ export type EspEvent =
       limit: 'time' | 'bytes' | 'packets' | 'sequence'
     }
   | {
+      /**
+       * Warm mode: an outbound SA with a `sequenceLimit` came within the engine's low water of it (for the software engine, `sequenceLowWater`)
+       * (emitted once per limit): its owner reserves the next block and raises the limit with
+       * `setSequenceLimit`. Past the limit, packets are dropped as `sequence-unreserved`.
+       */
+      type: 'sa:sequence-low'
+      /** Its SPI. */
+      spi: number
+      /** Always outbound. */
+      direction: 'outbound'
+      /** Its tag. */
+      tag?: string
+      /** The last sequence number used. */
+      sequence: bigint
+      /** The current limit. */
+      limit: bigint
+    }
+  | {
       /** A filter was installed. */
       type: 'filter:installed'
       /** The filter. */
@@ -425,4 +447,14 @@ export interface EspEngine extends Startable {
 
   /** Current counters (a copy). */
   counters(): EspCounters
+
+  /**
+   * Warm mode: sets the highest sequence number an outbound SA may use (see
+   * `EspSaParams.sequenceLimit`); the owner raises it only after the reservation is in the
+   * coupling store. `undefined` removes the limit. Engines without warm mode leave it out.
+   *
+   * @returns whether the SA exists
+   * @throws InvalidParametersError when `limit` is not a bigint in the SA's sequence range
+   */
+  setSequenceLimit?(spi: number, limit: bigint | undefined): boolean
 }

@@ -175,6 +175,22 @@ const fiveTuple = object({
   destinationAddress: address,
   destinationPort: port
 })
+const base64 =
+  (bytes?: number): Check =>
+  (v, p) => {
+    str(v, p)
+    const text = v as string
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0)
+      return fail(p, 'expected base64')
+    const length = (text.length / 4) * 3 - (text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0)
+    if (bytes !== undefined && length !== bytes) fail(p, `expected ${bytes} bytes`)
+  }
+const MAX_SEQUENCE = 0xffffffffffffffffn
+const sequenceNumber: Check = (v, p) => {
+  str(v, p)
+  if (!/^(0|[1-9][0-9]{0,19})$/.test(v as string) || BigInt(v as string) > MAX_SEQUENCE)
+    fail(p, 'expected a decimal number from 0 to 2^64-1')
+}
 const ikeSaId = object({ initiatorSpi: hex(16), responderSpi: hex(16) })
 const spi = hex(8)
 const common = { v: int(0, Number.MAX_SAFE_INTEGER), id: nonEmpty, dvipa: address }
@@ -244,6 +260,30 @@ const recordShapes: { [K in RecordKind]: Check } = {
     distributed: bool,
     phase2Id: nullable(nonEmpty),
     createdAt: nonNegative
+  }),
+  warm: object({
+    ...common,
+    kind: oneOf('warm'),
+    phase1Id: nonEmpty,
+    keyId: nonEmpty,
+    version: nonNegative,
+    epoch: nonNegative,
+    nonce: base64(12),
+    // at least the 16-byte tag
+    sealed: (v, p) => {
+      base64()(v, p)
+      if ((v as string).length < 24) fail(p, 'expected at least the 16-byte tag')
+    }
+  }),
+  sequence: object({
+    ...common,
+    kind: oneOf('sequence'),
+    phase2Id: nonEmpty,
+    outboundSpi: spi,
+    reservedEnd: sequenceNumber,
+    inbound: sequenceNumber,
+    keyId: nonEmpty,
+    mac: base64(16)
   })
 }
 
@@ -399,7 +439,16 @@ function decodeDeleteMessageValue(value: unknown): DeleteMessage {
 
 /** Returns a {@link DvipaRecordSet} with every list empty. */
 export function emptyRecordSet(): DvipaRecordSet {
-  return { phase1: [], phase2: [], correlation: [], filter: [], connection: [], corrupt: [] }
+  return {
+    phase1: [],
+    phase2: [],
+    correlation: [],
+    filter: [],
+    connection: [],
+    warm: [],
+    sequence: [],
+    corrupt: []
+  }
 }
 
 /** One stored entry: its kind, id and bytes, as a store adapter holds it. */

@@ -19,7 +19,8 @@ import type {
 export const RECORD_VERSION = 1
 
 /** The kinds of per-DVIPA records. */
-export type RecordKind = 'phase1' | 'phase2' | 'correlation' | 'filter' | 'connection'
+export type RecordKind =
+  'phase1' | 'phase2' | 'correlation' | 'filter' | 'connection' | 'warm' | 'sequence'
 
 /** Every record kind, in the order a takeover consumes them. */
 export const RECORD_KINDS: readonly RecordKind[] = [
@@ -27,7 +28,9 @@ export const RECORD_KINDS: readonly RecordKind[] = [
   'phase2',
   'correlation',
   'filter',
-  'connection'
+  'connection',
+  'warm',
+  'sequence'
 ]
 
 /** IKE and ESP encryption algorithms (RFC 7296, RFC 4106, RFC 4543, RFC 3602, RFC 7634). */
@@ -301,9 +304,82 @@ export interface ConnectionRecord {
   createdAt: number
 }
 
+/**
+ * Warm mode: one IKE SA's secret state (keys, message IDs, with its records) sealed under the
+ * cluster key (AEAD). The store holds only ciphertext: without a node's cluster key it is
+ * useless, and a changed byte, another key id or a move to another record fails to open.
+ */
+export interface WarmRecord {
+  /** Format version. */
+  v: 1
+  /** Record kind. */
+  kind: 'warm'
+  /** Equal to `phase1Id`: one sealed state per IKE SA. */
+  id: string
+  /** The DVIPA. */
+  dvipa: Dvipa
+  /** The phase 1 record whose state this is. */
+  phase1Id: string
+  /** The id of the cluster key it is sealed under (so that keys can be rotated). */
+  keyId: string
+  /**
+   * Incremented by the writer on each new sealing of this IKE SA (with its epoch, part of the
+   * associated data), so that an older blob cannot be put back in place of a newer one unnoticed
+   * by the writer's own bookkeeping.
+   */
+  version: number
+  /** The epoch of the owner that sealed it (associated data). */
+  epoch: number
+  /** The AEAD nonce, base64 (12 bytes). */
+  nonce: string
+  /** The ciphertext with its 16-byte tag appended, base64. */
+  sealed: string
+}
+
+/**
+ * Warm mode: the outbound ESP sequence numbers reserved for one outbound SA. The owner never
+ * sends a number above `reservedEnd` before it has written a higher one, so an heir that starts
+ * past it never repeats a (key, nonce) pair.
+ */
+export interface SequenceRecord {
+  /** Format version. */
+  v: 1
+  /** Record kind. */
+  kind: 'sequence'
+  /** Equal to `phase2Id`: one reservation per Child SA. */
+  id: string
+  /** The DVIPA. */
+  dvipa: Dvipa
+  /** The Child SA (phase 2 record id). */
+  phase2Id: string
+  /** The outbound SPI, 8 hex digits. */
+  outboundSpi: string
+  /** The highest outbound sequence number reserved, decimal (a 64-bit number). */
+  reservedEnd: string
+  /**
+   * The highest inbound sequence number received when the reservation was written, decimal
+   * (`0` if unknown): an heir's anti-replay window starts there.
+   */
+  inbound: string
+  /** The id of the cluster key that authenticates it. */
+  keyId: string
+  /**
+   * HMAC-SHA-256 (16 bytes, base64) of the fields above under a key derived from the cluster
+   * key, so that a store writer cannot lower a reservation (it can only replay an older one of
+   * the same Child SA).
+   */
+  mac: string
+}
+
 /** Any per-DVIPA record. */
 export type DvipaRecord =
-  Phase1Record | Phase2Record | CorrelationRecord | FilterRecord | ConnectionRecord
+  | Phase1Record
+  | Phase2Record
+  | CorrelationRecord
+  | FilterRecord
+  | ConnectionRecord
+  | WarmRecord
+  | SequenceRecord
 
 /** Maps a record kind to its record type. */
 export interface RecordByKind {
@@ -317,6 +393,10 @@ export interface RecordByKind {
   filter: FilterRecord
   /** Connection routing entry. */
   connection: ConnectionRecord
+  /** Sealed IKE SA state (warm mode). */
+  warm: WarmRecord
+  /** Outbound sequence reservation (warm mode). */
+  sequence: SequenceRecord
 }
 
 /** Who owns a DVIPA, since when, and under which epoch (fencing token). */
@@ -399,4 +479,8 @@ export interface DvipaRecordSet {
   filter: FilterRecord[]
   /** Connection routing entries. */
   connection: ConnectionRecord[]
+  /** Sealed IKE SA states (warm mode). */
+  warm: WarmRecord[]
+  /** Outbound sequence reservations (warm mode). */
+  sequence: SequenceRecord[]
 }
