@@ -58,10 +58,16 @@ export {
 export {
   DEFAULT_SEQUENCE_BLOCK,
   WarmRecorder,
+  type RecordKey,
   type WarmRecorderCounters,
   type WarmRecorderOptions
 } from './warm-recorder.js'
-export { adoptWarm, type WarmTakeoverOptions, type WarmTakeoverResult } from './warm-takeover.js'
+export {
+  adoptWarm,
+  type WarmFallBack,
+  type WarmTakeoverOptions,
+  type WarmTakeoverResult
+} from './warm-takeover.js'
 export {
   filterRecord,
   planRenegotiation,

@@ -28,6 +28,14 @@ import {
 } from '@vipsec/interface'
 import type { WarmKeySet } from './warm.js'
 
+/** The key of one record to delete. */
+export interface RecordKey {
+  /** Its kind. */
+  kind: RecordKind
+  /** Its id. */
+  id: string
+}
+
 /** The default reservation block: 2^20 sequence numbers. */
 export const DEFAULT_SEQUENCE_BLOCK = 2n ** 20n
 
@@ -298,7 +306,7 @@ export class WarmRecorder {
    *
    * @returns the key of its reservation record, to delete
    */
-  forgetChild(phase2Id: string): { kind: RecordKind; id: string }[] {
+  forgetChild(phase2Id: string): RecordKey[] {
     const record = this.sequences.get(phase2Id)
     if (record === undefined) return []
     this.sequences.delete(phase2Id)
@@ -313,7 +321,7 @@ export class WarmRecorder {
    *
    * @returns the key of its warm record, to delete
    */
-  forgetIke(phase1Id: string): { kind: RecordKind; id: string }[] {
+  forgetIke(phase1Id: string): RecordKey[] {
     if (!this.sealed.delete(phase1Id)) return []
     return [{ kind: 'warm', id: phase1Id }]
   }

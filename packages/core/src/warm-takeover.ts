@@ -53,12 +53,20 @@ export interface WarmTakeoverOptions {
   deadlineMs: number
 }
 
+/** An IKE SA a warm takeover did not adopt. */
+export interface WarmFallBack {
+  /** Its phase 1 record id. */
+  phase1Id: string
+  /** Why (`no-state`, `unsealed:*`, `UNSUPPORTED`, `TIMEOUT`, ...). */
+  reason: string
+}
+
 /** What the warm takeover did. */
 export interface WarmTakeoverResult {
   /** Adopted IKE SAs, with the Child SAs carried on. */
   adopted: IkeSaRecords[]
   /** IKE SAs not adopted, with why: they are to be renegotiated. */
-  fellBack: { phase1Id: string; reason: string }[]
+  fellBack: WarmFallBack[]
   /** What is left to renegotiate, in plan order. */
   renegotiate: IkeSaRecords[]
   /** Child SAs of adopted IKE SAs that the IKE service did not adopt. */

@@ -99,6 +99,22 @@ export interface IkeSaState {
   midSync: boolean
 }
 
+/** Where one adopted Child SA's ESP sequence numbers go on (see {@link AdoptionRequest}). */
+export interface AdoptedSequences {
+  /** The highest outbound number the previous owner may have used; the next one is one more. */
+  outbound: bigint
+  /** The highest inbound number recorded as received: the anti-replay window starts there. */
+  inbound: bigint
+  /** The highest outbound number the heir has reserved: the SA's `sequenceLimit`. */
+  limit?: bigint
+}
+
+/** What a state sink may answer (see {@link IkeStateSink}). */
+export interface IkeStateSinkResult {
+  /** The outbound sequence limit of each new Child SA, by phase 2 id. */
+  sequenceLimits?: Record<string, bigint>
+}
+
 /** What an heir adopts: one IKE SA's state, and where its Child SAs' sequence numbers go on. */
 export interface AdoptionRequest {
   /** The state the previous owner recorded. */
@@ -110,7 +126,7 @@ export interface AdoptionRequest {
    * there. `limit`: the highest outbound number the heir has reserved, installed as the
    * SA's `sequenceLimit`. A Child SA without an entry is not adopted (the outcome lists it).
    */
-  sequences: Record<string, { outbound: bigint; inbound: bigint; limit?: bigint }>
+  sequences: Record<string, AdoptedSequences>
 }
 
 /** The outcome of adopting one IKE SA with its Child SAs (a warm takeover's step 6). */
@@ -146,9 +162,7 @@ export type AdoptionOutcome =
     }
 
 /** Where a warm-mode IKE service records each IKE SA's new state (see `setStateSink`). */
-export type IkeStateSink = (
-  state: IkeSaState
-) => Promise<void | { sequenceLimits?: Record<string, bigint> }>
+export type IkeStateSink = (state: IkeSaState) => Promise<void | IkeStateSinkResult>
 
 /** Events of an IKE service. */
 export type IkeEvent =
