@@ -588,6 +588,22 @@ export class TaskManager {
             : new IkeProtocolError('INVALID_SYNTAX', 'malformed request')
       }
     }
+    if (
+      mid === 0 &&
+      h.exchange === ExchangeType.INFORMATIONAL &&
+      verified.kind === 'payloads' &&
+      onlySync(verified.payloads)
+    ) {
+      // a sync with the ID we expect (the peer never sent us a request): still a sync, which
+      // moves the window only as it says
+      if (midSync === undefined || this.sa.acceptsMidSync?.() !== true) {
+        this.host.stats.warm.syncRequestsDropped++
+        this.host.drop('unexpected')
+        return
+      }
+      this.answerSync(verified.payloads, midSync)
+      return
+    }
     this.sa.touch()
     const answer = handle(verified)
     if (answer instanceof Promise) {
@@ -673,15 +689,16 @@ export class TaskManager {
       this.host.drop('malformed')
       return
     }
-    const onlySync =
-      payloads.length > 0 &&
-      payloads.every(
-        (p) =>
-          p.type === PayloadType.NOTIFY &&
-          ((p as NotifyPayload).notifyType === NotifyType.IKEV2_MESSAGE_ID_SYNC ||
-            (p as NotifyPayload).notifyType === NotifyType.IPSEC_REPLAY_COUNTER_SYNC)
-      )
-    const answer = onlySync ? midSync(payloads) : undefined
+    this.answerSync(payloads, midSync)
+  }
+
+  /**
+   * Answers an authenticated sync (see {@link TaskManager.processSync}), or drops and counts it
+   * when it holds anything but sync notifies or the answer refuses it.
+   */
+  private answerSync(payloads: Payload[], midSync: (payloads: Payload[]) => MidSyncAnswer): void {
+    const warm = this.host.stats.warm
+    const answer = onlySync(payloads) ? midSync(payloads) : undefined
     if (answer === undefined) {
       warm.syncRequestsDropped++
       this.host.drop('unexpected')
@@ -762,6 +779,19 @@ export class TaskManager {
 
 /** The request hash of an entry that no request is compared with (see `answeredInit`). */
 const NO_HASH = new Uint8Array(0)
+
+/** Whether a message holds RFC 6311 sync notifies and nothing else. */
+function onlySync(payloads: Payload[]): boolean {
+  return (
+    payloads.length > 0 &&
+    payloads.every(
+      (p) =>
+        p.type === PayloadType.NOTIFY &&
+        ((p as NotifyPayload).notifyType === NotifyType.IKEV2_MESSAGE_ID_SYNC ||
+          (p as NotifyPayload).notifyType === NotifyType.IPSEC_REPLAY_COUNTER_SYNC)
+    )
+  )
+}
 
 /** Ignores how a queued request ended. */
 function settled(): void {}
