@@ -129,10 +129,13 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     }
     expect(outcome.records.phase1.ikeSaId).to.deep.equal(exported.state.records.phase1.ikeSaId)
     expect(outcome.failedChildren).to.deep.equal([])
-    await until(
-      async () => mentions('responder requested MID sync', logAt) >= 1,
-      'charon to log the MID sync'
-    )
+    // charon's file log is buffered: traffic through the tunnel fills it until the line shows
+    let probe = 0
+    await until(async () => {
+      if (mentions('responder requested MID sync', logAt) >= 1) return true
+      await roundTrip(heir, `log-${probe++}`, { detail: charonLog })
+      return false
+    }, 'charon to log the MID sync')
     // answered once (no retransmission was needed)
     const warm = (await heir.call<{ ike: { warm: { syncsSent: number } } }>('counters')).ike.warm
     expect(warm.syncsSent).to.equal(1)
