@@ -203,6 +203,37 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should adopt many IKE SAs with at most adoptConcurrency syncs in flight', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      await p.start()
+      for (let i = 0; i < 5; i++) await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const requests = p.b.list().map((x) => requestFrom(p.b.exportState(x.phase1.id), p.bEngine))
+      await p.b.stop()
+      await p.bEngine.stop()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, adoptConcurrency: 2 } })
+      let inFlight = 0
+      let most = 0
+      p.net.filter = (x) => {
+        const mid0 =
+          x.data[18] === ExchangeType.INFORMATIONAL && x.data[20] === 0 && x.data[23] === 0
+        if (mid0 && x.from.address === '10.0.0.2') most = Math.max(most, ++inFlight)
+        if (mid0 && x.from.address === '10.0.0.1') inFlight--
+        return 'deliver'
+      }
+      const outcomes = await p.drive(c.service.adopt(requests))
+      expect(outcomes.map((o) => o.status)).to.deep.equal(Array(5).fill('synced'))
+      expect(outcomes.map((o) => (o.status === 'synced' ? o.records.phase1.id : ''))).to.deep.equal(
+        requests.map((r) => r.state.records.phase1.id)
+      )
+      expect(most).to.equal(2)
+      for (const o of outcomes)
+        if (o.status === 'synced') await p.drive(p.a.checkLiveness(o.records.phase1.id))
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
     it('should refuse an IKE SA whose peer did not announce RFC 6311 (UNSUPPORTED), installing nothing', async () => {
       const { p, request } = await deadResponder({ a: {} })
       expect(request.state.midSync).to.equal(false)
