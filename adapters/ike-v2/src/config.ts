@@ -116,7 +116,8 @@ export interface WarmOptions {
   /**
    * Added to the recorded message ID of our next request in the sync an heir sends: the dead
    * owner may have sent requests after its state was recorded, and the peer ignores a sync whose
-   * value is below the one it expects. Default 16.
+   * value is below the one it expects. One more per liveness interval since the state was
+   * recorded is added to it. Default 16.
    */
   midSyncMargin?: number
   /** IKE SAs adopted (synchronised) at once by `adopt`. Default 64. */

@@ -78,6 +78,11 @@ export interface WarmState {
   midSync: { announced: boolean; peer: boolean }
   /** Wall ms at which the IKE SA's authentication is renewed, when it is. */
   reauthAt?: number
+  /**
+   * Wall ms at which the state was taken: an heir adds one message ID per liveness interval
+   * since then to the sync's value, for the liveness checks the owner may have sent meanwhile.
+   */
+  recordedAt: number
   /** The Child SAs. */
   children: WarmChild[]
 }
@@ -101,6 +106,7 @@ export function encodeWarmState(state: WarmState): Uint8Array {
     natT: state.natT,
     fragmentation: state.fragmentation,
     midSync: state.midSync,
+    recordedAt: state.recordedAt,
     ...(state.reauthAt === undefined ? {} : { reauthAt: state.reauthAt }),
     children: state.children.map((c) => ({
       record: c.record,
@@ -273,6 +279,7 @@ export function decodeWarmState(secret: Uint8Array): WarmState {
       announced: bool(s.announced, 'midSync.announced'),
       peer: bool(s.peer, 'midSync.peer')
     },
+    recordedAt: int(o.recordedAt, 'recordedAt', 0, Number.MAX_SAFE_INTEGER),
     children: []
   }
   if (o.reauthAt !== undefined) {

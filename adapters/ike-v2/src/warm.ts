@@ -79,6 +79,7 @@ export function warmStateOf(
     natT: sa.natT,
     fragmentation: { ...sa.fragmentation },
     midSync: { ...sa.midSync },
+    recordedAt: ctx.clock.now(),
     children: children.map((c, i) => ({
       record: phase2[i]!,
       chosen: {
@@ -259,6 +260,18 @@ function decode(ctx: IkeContext, request: AdoptionRequest): WarmState {
   }
 }
 
+/**
+ * What an heir adds to the recorded ID of the owner's next request: `midSyncMargin`, and one
+ * per liveness interval since the state was recorded (the checks the owner may have sent
+ * before it died, which change no keys and so reach no record).
+ */
+export function syncMargin(ctx: IkeContext, state: WarmState): number {
+  const interval = state.phase1.policy.liveness?.intervalMs ?? 0
+  const elapsed = Math.max(0, ctx.clock.now() - state.recordedAt)
+  const checks = interval > 0 ? Math.min(0x1000_0000, Math.ceil(elapsed / interval)) : 0
+  return ctx.init.warm.midSyncMargin + checks
+}
+
 /** Makes the IKE SA of a state (registered, not yet synchronised). */
 function build(host: AdoptionHost, state: WarmState): { sa: IkeSa } {
   const ctx = host.ctx
@@ -300,10 +313,7 @@ function build(host: AdoptionHost, state: WarmState): { sa: IkeSa } {
   }
   // the maker used IVs from 1 up with high bits 0: an heir cannot know how far it got
   sa.ivHigh = 1 + ctx.random.randomInt(0xffff_fffe)
-  sa.tasks.setMessageIds(
-    state.messageIds.next + ctx.init.warm.midSyncMargin,
-    state.messageIds.expected
-  )
+  sa.tasks.setMessageIds(state.messageIds.next + syncMargin(ctx, state), state.messageIds.expected)
   sa.state = 'established'
   sa.childConfigs = initiator
     ? state.children.map((c) => ({
@@ -393,7 +403,7 @@ function install(
  */
 async function synchronise(ctx: IkeContext, sa: IkeSa, state: WarmState): Promise<void> {
   const nonce = ctx.random.randomBytes(4)
-  const m1 = state.messageIds.next + ctx.init.warm.midSyncMargin
+  const m1 = state.messageIds.next + syncMargin(ctx, state)
   const p1 = state.messageIds.expected
   const data = new Uint8Array(12)
   data.set(nonce, 0)

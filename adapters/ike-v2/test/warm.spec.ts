@@ -203,6 +203,34 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should add one message ID per liveness interval since the state was recorded to the sync', async () => {
+      const p = makePair({
+        a: WARM,
+        b: WARM,
+        bPhase1: phase1({ liveness: { intervalMs: 10_000, timeoutMs: 60_000 } })
+      })
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const state = p.b.exportState(r.phase1.id)
+      const recorded = decodeWarmState(state.secret).messageIds.next
+      const request = requestFrom(state, p.bEngine)
+      // the owner goes on probing its idle peer, changing no keys, then dies
+      await p.drive(new Promise((resolve) => p.clock.setTimeout(resolve, 35_000)))
+      const sent = decodeWarmState(p.b.exportState(r.phase1.id).secret).messageIds.next
+      expect(sent).to.be.greaterThan(recorded + 2)
+      await p.b.stop()
+      await p.bEngine.stop()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, midSyncMargin: 0 } })
+      const [outcome] = await p.drive(c.service.adopt([request]))
+      if (outcome.status !== 'synced') throw new Error(outcome.message)
+      expect(outcome.messageIds.initiating).to.be.at.least(sent)
+      await p.drive(c.service.checkLiveness(r.phase1.id))
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
     it('should adopt many IKE SAs with at most adoptConcurrency syncs in flight', async () => {
       const p = makePair({ a: WARM, b: WARM })
       await p.start()
