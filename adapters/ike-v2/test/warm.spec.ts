@@ -600,6 +600,32 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should hand the sink the new IKE SA of a rekey it answers before it answers', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      const seen: { id: string; children: number; sentByB: number }[] = []
+      const sentByB = (): number => p.net.log.filter((x) => x.from.address === '10.0.0.2').length
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      p.b.setStateSink(async (state) => {
+        seen.push({
+          id: state.records.phase1.id,
+          children: state.records.phase2.length,
+          sentByB: sentByB()
+        })
+        await new Promise((resolve) => p.clock.setTimeout(resolve, 500))
+      })
+      const before = sentByB()
+      const next = await p.drive(p.a.rekeyIkeSa(r.phase1.id))
+      await p.settle()
+      expect(seen).to.have.length(1)
+      expect(seen[0]).to.deep.equal({ id: next.id, children: 1, sentByB: before })
+      // and what it was given is the IKE SA that goes on: an heir could adopt it
+      expect(p.b.list().map((x) => x.phase1.id)).to.deep.equal([next.id])
+      await p.drive(p.a.checkLiveness(next.id))
+      await p.stop()
+    })
+
     it('should count a sink that rejects and go on without limits', async () => {
       const p = makePair({ a: WARM, b: WARM })
       const limits: (bigint | undefined)[] = []
