@@ -180,6 +180,56 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should adopt an IKE SA the dead owner initiated, and rekey it from both sides', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      await p.start()
+      const r = await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      expect(traffic(p.aEngine, p.bEngine)).to.deep.equal(['accept', 'accept'])
+      const request = requestFrom(p.a.exportState(r.phase1.id), p.aEngine)
+      await p.a.stop()
+      await p.aEngine.stop()
+      const engine = new SoftwareEspEngine({ clock: p.clock })
+      const heir = new IkeV2Service(
+        {
+          clock: p.clock,
+          random: new SeededRandomSource({ seed: 'heir-of-a' }),
+          espEngine: engine,
+          udp500: p.net.bind('10.0.0.1', 500),
+          udp4500: p.net.bind('10.0.0.1', 4500)
+        },
+        {
+          psks: [{ remote: B_ID, secret: 'shared secret' }],
+          retransmit: { timeoutMs: 1000, backoff: 2, tries: 4 },
+          ...WARM
+        }
+      )
+      await engine.start()
+      await heir.start()
+      const [outcome] = await p.drive(heir.adopt([request]))
+      if (outcome.status !== 'synced') throw new Error(outcome.message)
+      expect(outcome.records.phase1.role).to.equal('initiator')
+      expect(outcome.records.phase1.ikeSaId).to.deep.equal(r.phase1.ikeSaId)
+      // A sent IKE_SA_INIT and IKE_AUTH (next 2, plus the margin); B never sent a request
+      expect(outcome.messageIds).to.deep.equal({ initiating: 2 + 16, responding: 0 })
+      // the heir is the old initiator: traffic from its side is A's (172.16.1.0/24)
+      expect(traffic(engine, p.bEngine)).to.deep.equal(['accept', 'accept'])
+      await p.drive(p.b.checkLiveness(r.phase1.id))
+      await p.drive(heir.rekeyChildSa(outcome.records.phase2[0].id))
+      await p.settle()
+      await p.drive(p.b.rekeyChildSa(p.b.list()[0].phase2[0].id))
+      await p.settle()
+      expect(traffic(engine, p.bEngine)).to.deep.equal(['accept', 'accept'])
+      const next = await p.drive(p.b.rekeyIkeSa(r.phase1.id))
+      await p.settle()
+      expect(heir.list().map((x) => x.phase1.id)).to.deep.equal([next.id])
+      await p.drive(heir.checkLiveness(next.id))
+      expect(traffic(engine, p.bEngine)).to.deep.equal(['accept', 'accept'])
+      await heir.stop()
+      await engine.stop()
+      await p.stop()
+    })
+
     it('should let a second heir adopt what the first heir exported', async () => {
       const { p, r, request } = await deadResponder()
       const c = await heirOfB(p, 'heir-1')
