@@ -266,7 +266,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       const recorded = decodeWarmState(state.secret).messageIds.next
       const request = requestFrom(state, p.bEngine)
       // the owner goes on probing its idle peer, changing no keys, then dies
-      await p.drive(new Promise((resolve) => p.clock.setTimeout(resolve, 35_000)))
+      await p.drive(new Promise<void>((resolve) => p.clock.setTimeout(() => resolve(), 35_000)))
       const sent = decodeWarmState(p.b.exportState(r.phase1.id).secret).messageIds.next
       expect(sent).to.be.greaterThan(recorded + 2)
       await p.b.stop()
@@ -663,7 +663,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
           children: state.records.phase2.length,
           sentByB: sentByB()
         })
-        await new Promise((resolve) => p.clock.setTimeout(resolve, 500))
+        await new Promise<void>((resolve) => p.clock.setTimeout(() => resolve(), 500))
       })
       const before = sentByB()
       const next = await p.drive(p.a.rekeyIkeSa(r.phase1.id))

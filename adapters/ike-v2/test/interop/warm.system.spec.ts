@@ -19,7 +19,15 @@ import {
   until as untilFor,
   VipsecPeer
 } from '../helpers/netns.js'
-import { C_HOST, C_ID, GCM_PHASE1, phase2, V_ID, V_NET } from '../helpers/policies.js'
+import {
+  C_HOST,
+  C_ID,
+  GCM_IKE_PROPOSAL,
+  GCM_PHASE1,
+  phase2,
+  V_ID,
+  V_NET
+} from '../helpers/policies.js'
 import { swanctlConf } from '../helpers/swanctl.js'
 import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -29,6 +37,23 @@ const PSK = 'warm takeover key'
 interface Exported {
   state: { records: IkeSaRecords; secret: string; midSync: boolean }
   sequences: Record<string, { outbound: string; inbound: string }>
+}
+
+/** charon's side: it initiates to vipsec with these IKE proposals. */
+function charonConf(t: Topology, proposals: string): string {
+  return swanctlConf([
+    {
+      localAddrs: t.cAddr,
+      remoteAddrs: t.vAddr,
+      proposals,
+      espProposals: 'aes256gcm16',
+      localId: C_ID.value,
+      remoteId: V_ID.value,
+      auth: { kind: 'psk', secret: PSK },
+      localTs: '172.16.2.1/32',
+      remoteTs: '172.16.1.0/24'
+    }
+  ])
 }
 
 describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', function () {
@@ -49,7 +74,19 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
           {
             localIdentity: V_ID,
             remoteIdentity: C_ID,
-            phase1: GCM_PHASE1,
+            // AES-GCM, or AES-CBC when charon offers only that
+            phase1: {
+              ...GCM_PHASE1,
+              proposals: [
+                GCM_IKE_PROPOSAL,
+                {
+                  encryption: [{ algorithm: 'aes-cbc', keyBits: 256 }],
+                  integrity: ['hmac-sha2-256-128'],
+                  prf: ['hmac-sha2-256'],
+                  keyExchange: ['curve25519']
+                }
+              ]
+            },
             children: [{ policy: phase2('none'), mode: 'tunnel', local: [V_NET], remote: [C_HOST] }]
           }
         ]
@@ -65,21 +102,7 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     t.up()
     sh('ip', ['-n', t.c, 'addr', 'add', '172.16.2.1/32', 'dev', 'lo'])
     charon = new Charon(t.c, { flushLine: true })
-    await charon.start(
-      swanctlConf([
-        {
-          localAddrs: t.cAddr,
-          remoteAddrs: t.vAddr,
-          proposals: 'aes256gcm16-prfsha256-x25519',
-          espProposals: 'aes256gcm16',
-          localId: C_ID.value,
-          remoteId: V_ID.value,
-          auth: { kind: 'psk', secret: PSK },
-          localTs: '172.16.2.1/32',
-          remoteTs: '172.16.1.0/24'
-        }
-      ])
-    )
+    await charon.start(charonConf(t, 'aes256gcm16-prfsha256-x25519'))
     echo = await echoServer(t.c, '172.16.2.1', 5000)
   })
 
@@ -220,6 +243,26 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     ])
     await flows(second, 'after-heir-ike-rekey', 2)
     await second.call('checkLiveness', third.id)
+    charon.swanctl(['--terminate', '--ike', 'vipsec', '--timeout', '30'])
+    await until(async () => (await second.call<IkeSaRecords[]>('list')).length === 0, 'the delete')
+  })
+
+  it('should adopt the same IKE SA twice when its cipher is AES-CBC (random IVs at charon)', async () => {
+    for (const p of peers.splice(0)) await p.stop()
+    charon.load(charonConf(t, 'aes256-sha256-x25519'))
+    const owner = await newPeer()
+    charon.swanctl(['--initiate', '--child', 'net', '--ike', 'vipsec', '--timeout', '30'])
+    const [sa] = await owner.call<IkeSaRecords[]>('list')
+    const spis = `${sa.phase1.ikeSaId.initiatorSpi}-${sa.phase1.ikeSaId.responderSpi}`
+    await flows(owner, 'cbc-before', 2)
+    const heir = await takeOver(owner, sa.phase1.id)
+    await flows(heir, 'cbc-after-first', 2)
+    await heir.call('checkLiveness', sa.phase1.id)
+    const second = await takeOver(heir, sa.phase1.id)
+    expect(charonSpis()).to.deep.equal([spis])
+    await flows(second, 'cbc-after-second', 2)
+    await second.call('checkLiveness', sa.phase1.id)
+    expect(charon.log()).to.not.match(/verification failed/)
     charon.swanctl(['--terminate', '--ike', 'vipsec', '--timeout', '30'])
     await until(async () => (await second.call<IkeSaRecords[]>('list')).length === 0, 'the delete')
   })
