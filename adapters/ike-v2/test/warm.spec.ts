@@ -526,6 +526,17 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
         }
       }
       fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), typed), { numRuns: 2000 })
+      // with the right version byte: random bytes, and random JSON values
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 512 }), (b) => typed(Uint8Array.of(1, ...b))),
+        { numRuns: 2000 }
+      )
+      fc.assert(
+        fc.property(fc.jsonValue(), (v) =>
+          typed(new TextEncoder().encode('\u0001' + JSON.stringify(v)))
+        ),
+        { numRuns: 2000 }
+      )
       for (let n = 0; n < good.length; n++) {
         expect(() => decodeWarmState(good.subarray(0, n))).to.throw(CorruptRecordError)
       }
