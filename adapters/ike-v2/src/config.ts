@@ -106,6 +106,24 @@ export interface RetransmitOptions {
   tries?: number
 }
 
+/** Warm mode (RFC 6311 message ID sync, state export and adoption); see the README. */
+export interface WarmOptions {
+  /**
+   * Whether IKEV2_MESSAGE_ID_SYNC_SUPPORTED is announced in IKE_AUTH, Child SA keys are kept for
+   * `exportState`, and a peer's IKEV2_MESSAGE_ID_SYNC is answered. Default false.
+   */
+  enabled?: boolean
+  /**
+   * Added to the recorded message ID of our next request in the sync an heir sends: the dead
+   * owner may have sent requests after its state was recorded, and the peer ignores a sync whose
+   * value is below the one it expects. One more per liveness interval since the state was
+   * recorded is added to it. Default 16.
+   */
+  midSyncMargin?: number
+  /** IKE SAs adopted (synchronised) at once by `adopt`. Default 64. */
+  adoptConcurrency?: number
+}
+
 /** Options of the service; every field has a default. */
 export interface IkeV2ServiceInit {
   /** The peers this service answers as responder. Default: none (responder refuses all). */
@@ -167,6 +185,8 @@ export interface IkeV2ServiceInit {
   filterPriority?: number
   /** Nonce length in bytes, 16 to 256. Default 32. */
   nonceLength?: number
+  /** Warm mode (RFC 6311). Default off. */
+  warm?: WarmOptions
 }
 
 /** The init with every default applied. */
@@ -188,6 +208,7 @@ export interface ResolvedInit {
   installFilters: boolean
   filterPriority: number
   nonceLength: number
+  warm: Required<WarmOptions>
 }
 
 /** Applies the defaults. */
@@ -213,6 +234,11 @@ export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
     keepaliveIntervalMs: init.keepaliveIntervalMs ?? 20000,
     installFilters: init.installFilters ?? true,
     filterPriority: init.filterPriority ?? 100,
-    nonceLength: init.nonceLength ?? 32
+    nonceLength: init.nonceLength ?? 32,
+    warm: {
+      enabled: init.warm?.enabled ?? false,
+      midSyncMargin: init.warm?.midSyncMargin ?? 16,
+      adoptConcurrency: init.warm?.adoptConcurrency ?? 64
+    }
   }
 }

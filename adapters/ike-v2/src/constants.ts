@@ -253,6 +253,12 @@ export const NotifyType = {
   ESP_TFC_PADDING_NOT_SUPPORTED: 16394,
   /** Status. */
   NON_FIRST_FRAGMENTS_ALSO: 16395,
+  /** Status (RFC 6311): the sender can take part in a message ID sync after a failover. */
+  IKEV2_MESSAGE_ID_SYNC_SUPPORTED: 16420,
+  /** Status (RFC 6311): the message IDs a cluster member and its peer go on with. */
+  IKEV2_MESSAGE_ID_SYNC: 16422,
+  /** Status (RFC 6311): the ESP replay counters after a failover (not sent by vipsec). */
+  IPSEC_REPLAY_COUNTER_SYNC: 16423,
   /** Status (RFC 7383): the sender accepts and sends IKE fragments. */
   IKEV2_FRAGMENTATION_SUPPORTED: 16430,
   /** Status (RFC 7427). */

@@ -11,11 +11,13 @@ import type {
   IkeCounters,
   IkeDropReason,
   IkeEvent,
+  IkeStateSink,
   RandomSource
 } from '@vipsec/interface'
 import type { ResolvedInit } from './config.js'
 import type { IkeFragmentCounters } from './fragments.js'
 import type { IkeSa } from './ike-sa.js'
+import type { WarmCounters } from './task-manager.js'
 
 /** The service as the tasks use it. */
 export interface IkeContext {
@@ -30,7 +32,9 @@ export interface IkeContext {
   /** Retransmission timing. */
   readonly retransmit: ResolvedInit['retransmit']
   /** Counters (mutable). */
-  readonly stats: IkeCounters & { fragments: IkeFragmentCounters }
+  readonly stats: IkeCounters & { fragments: IkeFragmentCounters; warm: WarmCounters }
+  /** Warm mode: where each key change is recorded before the new keys carry traffic. */
+  readonly stateSink?: IkeStateSink
   /** The local address of the port-500 socket. */
   readonly localAddress: string
   /** Sends a message of an SA to its peer (port 4500 with the non-ESP marker once switched). */

@@ -65,6 +65,11 @@ export interface ChildSa {
   silent?: boolean
   /** The selectors in text form, computed once for the records. */
   selectors?: { local: TrafficSelector[]; remote: TrafficSelector[] }
+  /**
+   * Warm mode: where the ESP sequence numbers go on (an adopted Child SA) and the outbound
+   * limit the state sink gave, passed to the engine when it is installed.
+   */
+  sequences?: { outbound?: bigint; inbound?: bigint; limit?: bigint }
 }
 
 /** No bytes (shared: nothing writes into an empty array). */
@@ -138,6 +143,11 @@ export class IkeSa implements TaskManagerSa {
    * fragment what we send to this peer. We fragment only when all three hold.
    */
   fragmentation = { announced: false, peer: false, send: false }
+  /**
+   * RFC 6311: whether we announced IKEV2_MESSAGE_ID_SYNC_SUPPORTED in IKE_AUTH, and whether the
+   * peer did. A message ID sync is sent or answered only when both did.
+   */
+  midSync = { announced: false, peer: false }
   /** Child SAs by record id. */
   readonly children = new Map<string, ChildSa>()
   /** The Child SAs local policy accepts when the peer asks for one with CREATE_CHILD_SA. */
@@ -151,6 +161,11 @@ export class IkeSa implements TaskManagerSa {
   /** The message-ID window of both roles: our requests and the peer's. */
   readonly tasks: TaskManager
   private ivCounter = 0
+  /**
+   * The high 32 bits of the counter IVs (AES-GCM, ChaCha20-Poly1305): 0 on the SA's maker, a
+   * random value on an heir that adopted it, which cannot know how many IVs the maker used.
+   */
+  ivHigh = 0
   /** Timers owned by this SA (keep-alive, liveness). */
   readonly timers: TimerHandle[] = []
   /** A responder's timer that destroys the SA if it is still half-open (cleared when it settles). */
@@ -195,6 +210,11 @@ export class IkeSa implements TaskManagerSa {
   /** Whether we announced IKEV2_FRAGMENTATION_SUPPORTED (and so take the peer's fragments). */
   acceptsFragments(): boolean {
     return this.fragmentation.announced
+  }
+
+  /** Whether a peer's RFC 6311 message ID sync may be answered: both announced it, established. */
+  acceptsMidSync(): boolean {
+    return this.midSync.announced && this.midSync.peer && this.state === 'established'
   }
 
   /** Our SPI. */
@@ -258,7 +278,7 @@ export class IkeSa implements TaskManagerSa {
       const n = ++this.ivCounter
       const high = Math.floor(n / 0x1_0000_0000)
       const iv = new Uint8Array(8)
-      writeU32(iv, 0, high)
+      writeU32(iv, 0, (this.ivHigh + high) >>> 0)
       writeU32(iv, 4, n - high * 0x1_0000_0000)
       return iv
     }

@@ -14,9 +14,13 @@ import {
   type IkeDropReason,
   type IkeEvent,
   type IkeSaRecords,
+  type AdoptionOutcome,
+  type AdoptionRequest,
+  type IkeSaState,
   type IkeService,
   type IkeServiceFactory,
   type IkeSockets,
+  type IkeStateSink,
   type Phase1Record,
   type Phase2Record,
   type RandomSource,
@@ -40,7 +44,13 @@ import { renegotiate, renegotiateOne, toKind } from './renegotiate.js'
 import { SaTable, spiKey } from './sa-table.js'
 import { peersByRemote } from './identity-index.js'
 import { sameIdentity, toWireSelector } from './selectors.js'
-import type { TaskAnswer, VerifiedRequest } from './task-manager.js'
+import {
+  emptyWarmCounters,
+  type TaskResult,
+  type VerifiedRequest,
+  type WarmCounters
+} from './task-manager.js'
+import { adoptAll, answerMidSync, warmStateOf } from './warm.js'
 import { validateConnectRequest, validateInit } from './validate.js'
 import { childRequest, removeChild, type ChildRequest } from './tasks/child.js'
 import {
@@ -61,11 +71,14 @@ import {
 export interface IkeV2Counters extends IkeCounters {
   /** IKE fragments (RFC 7383) sent, received, reassembled and dropped by reason. */
   fragments: IkeFragmentCounters
+  /** Warm mode: message ID syncs (RFC 6311), adoptions, state sink failures. */
+  warm: WarmCounters
 }
 
 function emptyCounters(): IkeV2Counters {
   return {
     fragments: emptyFragmentCounters(),
+    warm: emptyWarmCounters(),
     received: 0,
     sent: 0,
     retransmitted: 0,
@@ -107,6 +120,8 @@ export class IkeV2Service implements IkeService {
   readonly stats: IkeV2Counters = emptyCounters()
   /** @internal */
   readonly localAddress: string
+  /** @internal */
+  stateSink?: IkeStateSink
   /** SA events; completes on `stop()`. */
   readonly events$: Observable<IkeEvent>
   /** ESP-in-UDP datagrams received on port 4500 (RFC 3948); completes on `stop()`. */
@@ -438,7 +453,11 @@ export class IkeV2Service implements IkeService {
       sa.tasks.processResponse(message)
       return
     }
-    sa.tasks.processRequest(message, (request) => this.respond(sa, request, from, natT))
+    sa.tasks.processRequest(
+      message,
+      (request) => this.respond(sa, request, from, natT),
+      (payloads) => answerMidSync(sa, payloads)
+    )
   }
 
   /**
@@ -446,12 +465,7 @@ export class IkeV2Service implements IkeService {
    * `undefined` refuses a request the SA's state does not allow (only IKE_AUTH before the SA is
    * established, and only as responder): nothing is sent and the window stays.
    */
-  private respond(
-    sa: IkeSa,
-    request: VerifiedRequest,
-    from: Endpoint,
-    natT: boolean
-  ): TaskAnswer | undefined {
+  private respond(sa: IkeSa, request: VerifiedRequest, from: Endpoint, natT: boolean): TaskResult {
     const halfOpen = sa.state === 'init' || sa.state === 'auth'
     if (halfOpen && (sa.initiator || request.exchange !== ExchangeType.IKE_AUTH)) return undefined
     if (!halfOpen && request.exchange === ExchangeType.IKE_AUTH) return undefined
@@ -504,12 +518,7 @@ export class IkeV2Service implements IkeService {
     sa.settled()
     sa.state = 'established'
     sa.establishedAt = this.clock.now()
-    if (!sa.initiator) {
-      const peer = peersByRemote.find(this.init.peers, sa.remoteIdentity!, (p) =>
-        sameIdentity(p.localIdentity, sa.localIdentity!)
-      )
-      sa.childConfigs = peer?.children.map(childRequest) ?? []
-    }
+    if (!sa.initiator) sa.childConfigs = this.responderChildConfigs(sa)
     this.table.noteIdentity(sa)
     if (initialContact) {
       for (const other of this.table.withRemoteIdentity(sa.remoteIdentity!)) {
@@ -525,6 +534,14 @@ export class IkeV2Service implements IkeService {
     }
     this.emit({ type: 'ike:established', phase1: sa.record() })
     this.armTimers(sa)
+  }
+
+  /** The Child SAs local policy accepts from the peer of a responder's IKE SA. */
+  private responderChildConfigs(sa: IkeSa): ChildRequest[] {
+    const peer = peersByRemote.find(this.init.peers, sa.remoteIdentity!, (p) =>
+      sameIdentity(p.localIdentity, sa.localIdentity!)
+    )
+    return peer?.children.map(childRequest) ?? []
   }
 
   private async reauthenticate(sa: IkeSa): Promise<void> {
@@ -764,6 +781,43 @@ export class IkeV2Service implements IkeService {
     this.requireStarted()
     const sa = this.findIke(phase1Id)
     await this.withSignal(livenessTask(this, sa), options.signal, () => undefined)
+  }
+
+  /**
+   * Warm mode: the state of an established IKE SA and its Child SAs (records, and the secret
+   * with its keys and message IDs, for the coupling store, sealed by the caller).
+   *
+   * @throws NotFoundError | InvalidConfigError (warm mode off)
+   */
+  exportState(phase1Id: string): IkeSaState {
+    return warmStateOf(this, this.findIke(phase1Id))
+  }
+
+  /**
+   * Warm takeover: installs each IKE SA and its Child SAs as they were and synchronises the
+   * message IDs with the peer (RFC 6311); at most `warm.adoptConcurrency` at once. Each request
+   * gets an outcome, in order; one that fails leaves nothing installed.
+   */
+  async adopt(requests: AdoptionRequest[], options: AbortOptions = {}): Promise<AdoptionOutcome[]> {
+    throwIfAborted(options.signal)
+    this.requireStarted()
+    return adoptAll(
+      {
+        ctx: this,
+        hasIke: (key) => this.table.get(key) !== undefined,
+        claimEspSpi: (spi) => this.table.claimEspSpi(spi),
+        childConfigs: (sa) => this.responderChildConfigs(sa)
+      },
+      Array.isArray(requests) ? requests : []
+    )
+  }
+
+  /**
+   * Warm mode: `sink` is awaited with an IKE SA's new state at each key change, before the new
+   * keys carry traffic; `undefined` turns it off.
+   */
+  setStateSink(sink: IkeStateSink | undefined): void {
+    this.stateSink = sink
   }
 
   /** The records of every established IKE SA and its Child SAs. */

@@ -59,6 +59,12 @@
  *   576 bytes on IPv4, 1280 on IPv6) go out as SKF fragments when both sides announced support;
  *   the peer's are stored only after each fragment's ICV verified, in a bounded reassembly, with
  *   drops counted by reason in `counters().fragments` (the README's section has the details).
+ * - **Warm takeover** (`warm.enabled`, RFC 6311): IKEV2_MESSAGE_ID_SYNC_SUPPORTED announced in
+ *   IKE_AUTH; `exportState` gives an IKE SA's records and a versioned secret (keys, message
+ *   IDs); `adopt` installs a dead owner's IKE and Child SAs as they were in an heir and runs the
+ *   message ID sync (MID 0), taking only an authenticated answer that echoes its nonce;
+ *   `setStateSink` is awaited at each key change before the new keys carry traffic. The README's
+ *   section has the details; the secret holds keys and must be sealed by the caller.
  * - **Lifetimes**: Child SAs are rekeyed at the ESP engine's soft limit and deleted at its hard
  *   limit; IKE SAs are rekeyed at `lifetime.rekeySeconds`, re-authenticated at
  *   `lifetime.reauthSeconds` (by the original initiator) and probed at `liveness.intervalMs`.
@@ -113,8 +119,10 @@ export type {
   IkeV2ServiceInit,
   PskCredential,
   RetransmitOptions,
-  TrustAnchor
+  TrustAnchor,
+  WarmOptions
 } from './config.js'
+export type { WarmCounters } from './task-manager.js'
 export type { IkeStartConnection } from './keep-up.js'
 export type { IkeV2Counters } from './ike-v2-service.js'
 export type { FragmentDropReason, FragmentationOptions, IkeFragmentCounters } from './fragments.js'

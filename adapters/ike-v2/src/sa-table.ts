@@ -153,6 +153,13 @@ export class SaTable {
     }
   }
 
+  /** Claims a given ESP SPI (an adopted Child SA's); false when it is in use. */
+  claimEspSpi(spi: number): boolean {
+    if (this.espSpis.has(spi)) return false
+    this.espSpis.add(spi)
+    return true
+  }
+
   /** Returns an ESP SPI once its Child SA is gone. */
   releaseEspSpi(spi: number): void {
     this.espSpis.delete(spi)

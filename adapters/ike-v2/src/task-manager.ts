@@ -15,11 +15,60 @@ import {
   type IkeDropReason,
   type TimerHandle
 } from '@vipsec/interface'
-import { ExchangeType, PayloadType } from './constants.js'
+import { ExchangeType, NotifyType, PayloadType } from './constants.js'
 import { bytesEqual, openSk, sha256, type SkKeys } from './crypto.js'
 import { Reassembly, type FragmentDropReason, type IkeFragmentCounters } from './fragments.js'
-import { parsePayloads, type IkeMessage, type Payload, type SkfPayload } from './message.js'
+import {
+  parsePayloads,
+  type IkeMessage,
+  type NotifyPayload,
+  type Payload,
+  type SkfPayload
+} from './message.js'
 import type { ResolvedInit } from './config.js'
+
+/** Counters of warm mode (RFC 6311 message ID sync, adoption, the state sink). */
+export interface WarmCounters {
+  /** IKEV2_MESSAGE_ID_SYNC requests sent by an heir (first transmissions). */
+  syncsSent: number
+  /** IKE SAs adopted and synchronised. */
+  synced: number
+  /** Adoptions that failed (any reason; nothing of them stays installed). */
+  adoptionsFailed: number
+  /** Secrets that could not be decoded (`INVALID_STATE`). */
+  invalidStates: number
+  /**
+   * Message-ID-0 INFORMATIONAL responses dropped: no sync of ours outstanding, not
+   * authenticated under the SA's keys, or not echoing our nonce.
+   */
+  syncResponsesDropped: number
+  /** A peer's IKEV2_MESSAGE_ID_SYNC answered. */
+  syncRequestsAnswered: number
+  /**
+   * A peer's message-ID-0 INFORMATIONAL that could be a sync dropped: RFC 6311 not announced by
+   * both sides, not authenticated, not only sync notifies, or a value below what we expect.
+   */
+  syncRequestsDropped: number
+  /** State sink calls that rejected (the exchange went on without sequence limits). */
+  sinkFailures: number
+  /** Retransmissions of a request dropped while its answer waited for the state sink. */
+  requestsWhileSinking: number
+}
+
+/** Fresh warm-mode counters. */
+export function emptyWarmCounters(): WarmCounters {
+  return {
+    syncsSent: 0,
+    synced: 0,
+    adoptionsFailed: 0,
+    invalidStates: 0,
+    syncResponsesDropped: 0,
+    syncRequestsAnswered: 0,
+    syncRequestsDropped: 0,
+    sinkFailures: 0,
+    requestsWhileSinking: 0
+  }
+}
 
 /** What the task manager needs of the service. */
 export interface TaskManagerHost {
@@ -28,7 +77,7 @@ export interface TaskManagerHost {
   /** Retransmission timing. */
   readonly retransmit: ResolvedInit['retransmit']
   /** Counters (retransmitted, responsesReplayed, fragments). */
-  readonly stats: IkeCounters & { fragments: IkeFragmentCounters }
+  readonly stats: IkeCounters & { fragments: IkeFragmentCounters; warm: WarmCounters }
   /** Options, for the fragment reassembly limits. */
   readonly init: Pick<ResolvedInit, 'fragmentation'>
   /** Counts a dropped datagram. */
@@ -54,7 +103,18 @@ export interface TaskManagerSa {
   touch(): void
   /** Whether we announced IKEV2_FRAGMENTATION_SUPPORTED to the peer (its fragments are taken). */
   acceptsFragments(): boolean
+  /**
+   * Whether a peer's IKEV2_MESSAGE_ID_SYNC may be answered (RFC 6311: both sides announced it
+   * and the SA is established). Absent: never.
+   */
+  acceptsMidSync?(): boolean
 }
+
+/**
+ * The answer to a peer's message ID sync (RFC 6311 section 5.1): the response payloads, and the
+ * message IDs this side goes on with; `undefined` drops the request.
+ */
+export type MidSyncAnswer = { payloads: Payload[]; next: number; expected: number } | undefined
 
 /** A request of the peer whose integrity was verified, as the responder tasks see it. */
 export type VerifiedRequest =
@@ -74,6 +134,12 @@ export type VerifiedRequest =
       /** The parse error (kind INVALID_SYNTAX or UNSUPPORTED_CRITICAL_PAYLOAD). */
       readonly error: IkeProtocolError & { payloadType?: number }
     }
+
+/**
+ * What a responder task answers: the response payloads and what to do once it is sent; or a
+ * promise of it (warm mode: the state sink is awaited before the response goes out).
+ */
+export type TaskResult = TaskAnswer | Promise<TaskAnswer | undefined> | undefined
 
 /** What a responder task answers: the response payloads and what to do once it is sent. */
 export interface TaskAnswer {
@@ -114,6 +180,8 @@ export type Screen = (payloads: Payload[]) => 'accept' | 'hold'
 
 interface Pending {
   readonly screen?: Screen
+  /** For an encrypted response: whether it is the one awaited (else dropped, and waited on). */
+  readonly check?: (payloads: Payload[]) => boolean
   /** An unprotected response held back, and the timer that settles for it. */
   held?: { message: IkeMessage; payloads: Payload[]; timer: TimerHandle }
   readonly messageId: number
@@ -134,6 +202,8 @@ export class TaskManager {
   private expectedId = 0
   private pending?: Pending
   private cached?: CachedResponse
+  /** The message ID of a request whose answer waits for the state sink. */
+  private answering?: number
   private queue: Promise<unknown> = Promise.resolve()
   private closed?: Error
   /**
@@ -179,6 +249,62 @@ export class TaskManager {
   /** The message ID expected in the peer's next request. */
   get expectedRequestId(): number {
     return this.expectedId
+  }
+
+  /**
+   * Sets both counters (an adopted SA's recorded values, or those a message ID sync agreed).
+   *
+   * @param next - the message ID of our next request
+   * @param expected - the message ID expected in the peer's next request
+   */
+  setMessageIds(next: number, expected: number): void {
+    this.nextId = next
+    this.expectedId = expected
+  }
+
+  /** Whether a request with message ID 0 outside the window is outstanding (a sync). */
+  get syncPending(): boolean {
+    return this.pending?.messageId === 0 && this.pending.check !== undefined
+  }
+
+  /**
+   * Sends an RFC 6311 message ID sync: an INFORMATIONAL request with message ID 0, outside the
+   * window (our next request ID does not move), retransmitted as any request. Only an
+   * authenticated response with message ID 0 for which `check` holds completes it; others are
+   * dropped and counted (`warm.syncResponsesDropped`).
+   */
+  requestSync(payloads: Payload[], check: (payloads: Payload[]) => boolean): Promise<Exchanged> {
+    const p = this.queue.then(
+      () => this.startSync(payloads, check),
+      () => this.startSync(payloads, check)
+    )
+    this.queue = p.then(settled, settled)
+    return p
+  }
+
+  private startSync(
+    payloads: Payload[],
+    check: (payloads: Payload[]) => boolean
+  ): Promise<Exchanged> {
+    if (this.closed !== undefined) return Promise.reject(this.closed)
+    const exchange = ExchangeType.INFORMATIONAL
+    const packets = this.sa.protect(exchange, 0, false, payloads)
+    return new Promise((resolve, reject) => {
+      this.responseFragments?.reset('stale')
+      this.pending = {
+        messageId: 0,
+        exchange,
+        packets,
+        encrypted: true,
+        check,
+        resolve,
+        reject,
+        tries: 0
+      }
+      this.host.stats.warm.syncsSent++
+      this.sendAll(packets)
+      this.armRetransmit()
+    })
   }
 
   /** The last response sent, if any (kept after the SA is deleted, for replays). */
@@ -296,6 +422,12 @@ export class TaskManager {
   processResponse(message: IkeMessage): boolean {
     const pending = this.pending
     if (pending === undefined || pending.messageId !== message.header.messageId) {
+      if (
+        message.header.messageId === 0 &&
+        message.header.exchange === ExchangeType.INFORMATIONAL
+      ) {
+        this.host.stats.warm.syncResponsesDropped++
+      }
       this.host.drop('invalid-message-id')
       return false
     }
@@ -307,7 +439,10 @@ export class TaskManager {
     let syntax: IkeProtocolError | undefined
     if (pending.encrypted) {
       const opened = this.open(message, false)
-      if (opened === undefined) return false
+      if (opened === undefined) {
+        if (pending.check !== undefined) this.host.stats.warm.syncResponsesDropped++
+        return false
+      }
       try {
         if (opened.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
         payloads = parsePayloads(opened.innerType, opened.body)
@@ -331,6 +466,12 @@ export class TaskManager {
         }
         return false
       }
+    }
+    if (pending.check !== undefined && (syntax !== undefined || !pending.check(payloads))) {
+      // authenticated, but not the answer to our sync (no nonce echo): it changes nothing
+      this.host.stats.warm.syncResponsesDropped++
+      this.host.drop('unexpected')
+      return false
     }
     this.sa.touch()
     if (syntax !== undefined) {
@@ -380,7 +521,8 @@ export class TaskManager {
    */
   processRequest(
     message: IkeMessage,
-    handle: (request: VerifiedRequest) => TaskAnswer | undefined
+    handle: (request: VerifiedRequest) => TaskResult,
+    midSync?: (payloads: Payload[]) => MidSyncAnswer
   ): void {
     const h = message.header
     if (!this.sa.hasKeys() || this.closed !== undefined) {
@@ -388,6 +530,20 @@ export class TaskManager {
       return
     }
     const mid = h.messageId
+    if (
+      mid === 0 &&
+      mid !== this.expectedId &&
+      h.exchange === ExchangeType.INFORMATIONAL &&
+      !this.isReplayOfCached(message)
+    ) {
+      this.processSync(message, midSync)
+      return
+    }
+    if (this.answering !== undefined && mid === this.answering) {
+      // its answer waits for the state sink: the retransmission is answered by it
+      this.host.stats.warm.requestsWhileSinking++
+      return
+    }
     if (mid !== this.expectedId) {
       const c = this.cached
       if (c !== undefined && mid === c.messageId && mid === this.expectedId - 1) {
@@ -432,17 +588,129 @@ export class TaskManager {
             : new IkeProtocolError('INVALID_SYNTAX', 'malformed request')
       }
     }
+    if (
+      mid === 0 &&
+      h.exchange === ExchangeType.INFORMATIONAL &&
+      verified.kind === 'payloads' &&
+      onlySync(verified.payloads)
+    ) {
+      // a sync with the ID we expect (the peer never sent us a request): still a sync, which
+      // moves the window only as it says
+      if (midSync === undefined || this.sa.acceptsMidSync?.() !== true) {
+        this.host.stats.warm.syncRequestsDropped++
+        this.host.drop('unexpected')
+        return
+      }
+      this.answerSync(verified.payloads, midSync)
+      return
+    }
     this.sa.touch()
     const answer = handle(verified)
+    if (answer instanceof Promise) {
+      this.answering = mid
+      const requestHash = opened.hash ?? sha256(message.raw)
+      answer.then(
+        (a) => {
+          this.answering = undefined
+          if (this.closed !== undefined) return
+          if (a === undefined) {
+            this.host.drop('unexpected')
+            return
+          }
+          this.answer(h.exchange, mid, requestHash, a)
+        },
+        () => {
+          this.answering = undefined
+          this.host.drop('unexpected')
+        }
+      )
+      return
+    }
     if (answer === undefined) {
       this.host.drop('unexpected')
       return
     }
-    const packets = this.sa.protect(h.exchange, mid, true, answer.payloads)
-    this.cached = { messageId: mid, requestHash: opened.hash ?? sha256(message.raw), packets }
+    this.answer(h.exchange, mid, opened.hash ?? sha256(message.raw), answer)
+  }
+
+  /** Whether `message` is the peer's request 0 that our cached response answered. */
+  private isReplayOfCached(message: IkeMessage): boolean {
+    const c = this.cached
+    return (
+      c !== undefined &&
+      c.messageId === 0 &&
+      this.expectedId === 1 &&
+      c.requestHash.length > 0 &&
+      bytesEqual(sha256(message.raw), c.requestHash)
+    )
+  }
+
+  /** Encrypts, caches and sends a response, moves the window, then runs its `after`. */
+  private answer(exchange: number, mid: number, requestHash: Uint8Array, answer: TaskAnswer): void {
+    const packets = this.sa.protect(exchange, mid, true, answer.payloads)
+    this.cached = { messageId: mid, requestHash, packets }
     this.expectedId = mid + 1
     this.sendAll(packets)
     answer.after?.()
+  }
+
+  /**
+   * A peer's request with message ID 0 outside the window: an RFC 6311 sync, answered only when
+   * both sides announced support, its integrity holds and it holds nothing but sync notifies;
+   * anything else is dropped and counted. The answer has message ID 0 and is not cached, and
+   * the window becomes what the answer says.
+   */
+  private processSync(
+    message: IkeMessage,
+    midSync: ((payloads: Payload[]) => MidSyncAnswer) | undefined
+  ): void {
+    const warm = this.host.stats.warm
+    if (
+      midSync === undefined ||
+      this.sa.acceptsMidSync?.() !== true ||
+      skf(message) !== undefined
+    ) {
+      warm.syncRequestsDropped++
+      this.host.drop('invalid-message-id')
+      return
+    }
+    const opened = openSk(message, this.sa.inKeys())
+    if (!opened.ok) {
+      warm.syncRequestsDropped++
+      this.host.drop(opened.reason)
+      return
+    }
+    let payloads: Payload[]
+    try {
+      if (opened.sk.body === undefined) throw new IkeProtocolError('INVALID_SYNTAX', 'padding')
+      payloads = parsePayloads(opened.sk.innerType, opened.sk.body)
+    } catch {
+      warm.syncRequestsDropped++
+      this.host.drop('malformed')
+      return
+    }
+    this.answerSync(payloads, midSync)
+  }
+
+  /**
+   * Answers an authenticated sync (see {@link TaskManager.processSync}), or drops and counts it
+   * when it holds anything but sync notifies or the answer refuses it.
+   */
+  private answerSync(payloads: Payload[], midSync: (payloads: Payload[]) => MidSyncAnswer): void {
+    const warm = this.host.stats.warm
+    const answer = onlySync(payloads) ? midSync(payloads) : undefined
+    if (answer === undefined) {
+      warm.syncRequestsDropped++
+      this.host.drop('unexpected')
+      return
+    }
+    this.sa.touch()
+    warm.syncRequestsAnswered++
+    // a request still in flight keeps its ID; the window goes on where the sync says
+    this.nextId = answer.next
+    this.expectedId = answer.expected
+    this.cached = undefined
+    this.sendAll(this.sa.protect(ExchangeType.INFORMATIONAL, 0, true, answer.payloads))
   }
 
   /**
@@ -511,6 +779,19 @@ export class TaskManager {
 
 /** The request hash of an entry that no request is compared with (see `answeredInit`). */
 const NO_HASH = new Uint8Array(0)
+
+/** Whether a message holds RFC 6311 sync notifies and nothing else. */
+function onlySync(payloads: Payload[]): boolean {
+  return (
+    payloads.length > 0 &&
+    payloads.every(
+      (p) =>
+        p.type === PayloadType.NOTIFY &&
+        ((p as NotifyPayload).notifyType === NotifyType.IKEV2_MESSAGE_ID_SYNC ||
+          (p as NotifyPayload).notifyType === NotifyType.IPSEC_REPLAY_COUNTER_SYNC)
+    )
+  )
+}
 
 /** Ignores how a queued request ended. */
 function settled(): void {}

@@ -129,6 +129,16 @@ export function validateInit(init: IkeV2ServiceInit): void {
     const v = init[k]
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(k, 'must be an integer >= 0')
   }
+  const w = init.warm
+  if (w?.midSyncMargin !== undefined) {
+    const m = w.midSyncMargin
+    if (!(Number.isInteger(m) && m >= 0 && m < 0x1000_0000))
+      fail('warm.midSyncMargin', 'must be an integer from 0 to 2^28-1')
+  }
+  if (w?.adoptConcurrency !== undefined) {
+    const c = w.adoptConcurrency
+    if (!(Number.isInteger(c) && c >= 1)) fail('warm.adoptConcurrency', 'must be an integer >= 1')
+  }
   const f = init.fragmentation
   if (f !== undefined) {
     const size = f.fragmentSize

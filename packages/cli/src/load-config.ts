@@ -673,6 +673,8 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
           certificates,
           trustAnchors,
           ...(connections.length === 0 ? {} : { connections }),
+          // a warm DVIPA's IKE SAs announce RFC 6311 and keep what an heir needs to adopt them
+          ...(dvipas.some((d) => d.warm === true) ? { warm: { enabled: true } } : {}),
           ...(cluster.ike === undefined
             ? {}
             : {

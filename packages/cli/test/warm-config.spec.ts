@@ -76,6 +76,11 @@ describe('warm takeover configuration', () => {
       type: 'software',
       init: { sequenceLowWater: 2048 }
     })
+    // the IKE engine announces RFC 6311 and keeps what an heir adopts
+    expect(c.components?.ikeServiceFactory).to.deep.include({ type: 'ike-v2' })
+    expect(
+      (c.components?.ikeServiceFactory as { init: { warm?: unknown } }).init.warm
+    ).to.deep.equal({ enabled: true })
     // the node builds, its processor has the key set, and /metrics shows its counters
     const registry = nodeRegistry()
     const node = createNode(c)
@@ -93,6 +98,9 @@ describe('warm takeover configuration', () => {
     const dp = c.components?.distributionProcessor as { init: { warm?: unknown } }
     expect(dp.init.warm).to.equal(undefined)
     expect(c.components?.espEngine).to.deep.equal({ type: 'software' })
+    expect((c.components?.ikeServiceFactory as { init: { warm?: unknown } }).init.warm).to.equal(
+      undefined
+    )
     const registry = nodeRegistry()
     addPartMetrics(registry, createNode(c))
     expect(await registry.metrics()).not.to.include('vipsec_warm_total')

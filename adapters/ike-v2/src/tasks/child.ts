@@ -474,6 +474,12 @@ function espSaParams(
     tag: child.id
   }
   if (child.chosen.integrity !== 'none') p.integrity = child.chosen.integrity
+  const seq = child.sequences
+  if (seq !== undefined) {
+    const initial = direction === 'outbound' ? seq.outbound : seq.inbound
+    if (initial !== undefined) p.initialSequence = initial
+    if (direction === 'outbound' && seq.limit !== undefined) p.sequenceLimit = seq.limit
+  }
   return p
 }
 
@@ -511,7 +517,8 @@ export function installChild(ctx: IkeContext, sa: IkeSa, child: ChildSa): void {
     throw err
   }
   // the engine holds the keys now: the Child SA does not keep a second copy for its lifetime
-  child.keys = INSTALLED
+  // (except in warm mode, where they are part of the state an heir adopts)
+  if (!ctx.init.warm.enabled) child.keys = INSTALLED
   if (!ctx.init.installFilters) return
   const filters: DynamicFilter[] = []
   const priority = ctx.init.filterPriority

@@ -39,6 +39,7 @@ import {
   type ChildRequest
 } from './child.js'
 import { deleteChildSa, deleteIkeSa } from './informational.js'
+import { recordKeys } from '../warm.js'
 import {
   childPeerRekeyed,
   IDLE,
@@ -107,6 +108,7 @@ export async function createChildSa(
   request: ChildRequest
 ): Promise<ChildSa> {
   const child = await childExchange(ctx, sa, request, undefined)
+  if (ctx.stateSink !== undefined) await recordKeys(ctx, sa, { fresh: [child] })
   establishChild(ctx, sa, child)
   return child
 }
@@ -146,6 +148,7 @@ export async function rekeyChildSa(ctx: IkeContext, sa: IkeSa, old: ChildSa): Pr
     old.rekey = now.state === 'collided' ? { state: 'replaced', by: now.theirs, mine: false } : IDLE
     throw err
   }
+  if (ctx.stateSink !== undefined) await recordKeys(ctx, sa, { fresh: [child] })
   installChild(ctx, sa, child)
   sa.children.set(child.id, child)
   const collision = old.rekey as ChildRekey
@@ -233,6 +236,7 @@ export async function rekeyIkeSa(
       nonce.data,
       ke.computeSharedSecret(keP.data)
     )
+    if (ctx.stateSink !== undefined) await recordKeys(ctx, next)
   } catch (err) {
     // the peer rekeyed this IKE SA meanwhile (our request was late): its SA is the answer, and
     // the peer deletes the old one
@@ -275,6 +279,23 @@ function successor(
   nr: Uint8Array,
   shared: Uint8Array
 ): IkeSa {
+  const next = makeSuccessor(ctx, old, initiator, localSpi, peerSpi, chosen, ni, nr, shared)
+  commitSuccessor(ctx, old, next)
+  return next
+}
+
+/** The IKE SA that replaces `old` in a rekey, keyed, not yet in the table nor holding Child SAs. */
+function makeSuccessor(
+  ctx: IkeContext,
+  old: IkeSa,
+  initiator: boolean,
+  localSpi: Uint8Array,
+  peerSpi: Uint8Array,
+  chosen: NonNullable<IkeSa['chosen']>,
+  ni: Uint8Array,
+  nr: Uint8Array,
+  shared: Uint8Array
+): IkeSa {
   const next = new IkeSa(ctx, {
     initiator,
     localSpi,
@@ -302,27 +323,33 @@ function successor(
   })
   next.nat = { ...old.nat }
   next.fragmentation = { ...old.fragmentation }
+  next.midSync = { ...old.midSync }
   next.childConfigs = old.childConfigs
   if (initiator === old.initiator) next.reauthAt = old.reauthAt
   next.natT = old.natT
   next.state = 'established'
   next.establishedAt = ctx.clock.now()
   next.lastReceived = ctx.clock.monotonic()
+  return next
+}
+
+/** `next` replaces `old`: it takes its Child SAs, joins the table, is announced and armed. */
+function commitSuccessor(ctx: IkeContext, old: IkeSa, next: IkeSa): void {
   for (const [id, c] of old.children) next.children.set(id, c)
   old.children.clear()
-  if (!initiator) {
+  // the new SA's initiator is the rekey's initiator
+  if (!next.initiator) {
     // the peer's rekey: while ours is in flight this is a collision, resolved when ours
     // completes (our own rekey moves the case itself)
     old.rekey =
       old.rekey.state === 'initiated'
-        ? { state: 'collided', theirs: next, nonces: [ni, nr] }
+        ? { state: 'collided', theirs: next, nonces: [next.ni, next.nr] }
         : { state: 'replaced', by: next }
   }
   old.state = 'rekeyed'
   ctx.register(next)
   ctx.emit({ type: 'ike:rekeyed', previous: old.record().ikeSaId, phase1: next.record() })
   ctx.armTimers(next)
-  return next
 }
 
 /** The responder's answer to CREATE_CHILD_SA. */
@@ -344,7 +371,7 @@ export function respondCreateChildSa(
   sa: IkeSa,
   payloads: Payload[],
   configs: ChildRequest[]
-): CreateChildAnswer {
+): CreateChildAnswer | Promise<CreateChildAnswer> {
   const saP = findPayload<SaPayload>(payloads, PayloadType.SA)
   const nonce = findPayload<NoncePayload>(payloads, PayloadType.NONCE)
   const keP = findPayload<KePayload>(payloads, PayloadType.KE)
@@ -373,20 +400,29 @@ export function respondCreateChildSa(
       return { payloads: [notify(NotifyType.INVALID_SYNTAX)] }
     }
     const spi = ctx.newIkeSpi()
-    return {
-      payloads: [
-        { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen, spi)] } as SaPayload,
-        { type: PayloadType.NONCE, data: nr } as NoncePayload,
-        {
-          type: PayloadType.KE,
-          group: GROUP_NUMBER[chosen.group],
-          data: ke.publicValue
-        } as KePayload
-      ],
-      after: () => {
-        successor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
+    const answerPayloads: Payload[] = [
+      { type: PayloadType.SA, proposals: [ikeChoiceProposal(chosen, spi)] } as SaPayload,
+      { type: PayloadType.NONCE, data: nr } as NoncePayload,
+      {
+        type: PayloadType.KE,
+        group: GROUP_NUMBER[chosen.group],
+        data: ke.publicValue
+      } as KePayload
+    ]
+    if (ctx.stateSink === undefined) {
+      return {
+        payloads: answerPayloads,
+        after: () => {
+          successor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
+        }
       }
     }
+    // warm mode: the new IKE SA's state is recorded before the response that makes it
+    const next = makeSuccessor(ctx, sa, false, spi, chosen.spi, chosen, nonce.data, nr, shared)
+    return recordKeys(ctx, next, { moving: sa.children.values() }).then(() => ({
+      payloads: answerPayloads,
+      after: () => commitSuccessor(ctx, sa, next)
+    }))
   }
   const rekey = findNotify(payloads, NotifyType.REKEY_SA)
   let old: ChildSa | undefined
@@ -431,7 +467,7 @@ export function respondCreateChildSa(
   if (answer.child === undefined) return { payloads: answer.payloads }
   const child = answer.child
   const out = withNonceAndKe(answer.payloads, nr, ke)
-  return {
+  const result: CreateChildAnswer = {
     payloads: out,
     after: () => {
       if (old === undefined) {
@@ -453,6 +489,11 @@ export function respondCreateChildSa(
       ctx.emit({ type: 'sa:rekeyed', previousId: old.id, phase2: childRecord(sa, child) })
     }
   }
+  if (ctx.stateSink === undefined) return result
+  // warm mode: the new keys are recorded before the response that completes the exchange
+  return recordKeys(ctx, sa, { fresh: [child], expected: sa.tasks.expectedRequestId + 1 }).then(
+    () => result
+  )
 }
 
 /** `payloads` with the Nonce and, for PFS, the KE payload placed right after the SA payload. */

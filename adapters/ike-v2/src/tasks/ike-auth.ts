@@ -24,6 +24,7 @@ import {
   type ChildRequest
 } from './child.js'
 import { deleteIkeSa } from './informational.js'
+import { recordKeys } from '../warm.js'
 
 /** How long after refusing the first Child SA the responder deletes the IKE SA, in ms. */
 const CHILDLESS_DELETE_DELAY_MS = 100
@@ -56,6 +57,10 @@ export async function initiateIkeAuth(
   const { payloads } = await sa.tasks.request(ExchangeType.IKE_AUTH, () => {
     const out: Payload[] = [idi]
     if (initialContact) out.push(notify(NotifyType.INITIAL_CONTACT))
+    if (ctx.init.warm.enabled) {
+      sa.midSync.announced = true
+      out.push(notify(NotifyType.IKEV2_MESSAGE_ID_SYNC_SUPPORTED))
+    }
     if (sa.policy.authMethod !== 'psk') out.push(...certificateRequest(ctx))
     out.push(idr, ...buildAuth(ctx, sa, idi), ...offer.payloads)
     return out
@@ -74,9 +79,12 @@ export async function initiateIkeAuth(
     }
     throw err
   }
+  sa.midSync.peer = findNotify(payloads, NotifyType.IKEV2_MESSAGE_ID_SYNC_SUPPORTED) !== undefined
   onEstablished(sa, findNotify(payloads, NotifyType.INITIAL_CONTACT) !== undefined)
   try {
     const child = acceptChild(ctx, sa, offer, payloads, sa.ni, sa.nr, 'none')
+    // warm mode: the new keys are recorded before they carry traffic
+    if (ctx.stateSink !== undefined) await recordKeys(ctx, sa, { fresh: [child] })
     establishChild(ctx, sa, child)
     return { child }
   } catch (err) {
@@ -151,7 +159,7 @@ export function respondIkeAuth(
   payloads: Payload[],
   onEstablished: (sa: IkeSa, initialContact: boolean) => void,
   onFailed: (sa: IkeSa, kind: IkeErrorKind, message: string, ids: IdentityFields) => void
-): AuthAnswer {
+): AuthAnswer | Promise<AuthAnswer> {
   let idi: Identity | undefined
   let idr: Identity | undefined
   const idiP = findPayload<IdPayload>(payloads, PayloadType.IDi)
@@ -230,8 +238,12 @@ export function respondIkeAuth(
     sa.nr,
     'none'
   )
-  return {
-    payloads: [idrOut, ...auth, ...answer.payloads],
+  const out: Payload[] = [idrOut, ...auth]
+  if (ctx.init.warm.enabled) out.push(notify(NotifyType.IKEV2_MESSAGE_ID_SYNC_SUPPORTED))
+  sa.midSync.announced = ctx.init.warm.enabled
+  sa.midSync.peer = findNotify(payloads, NotifyType.IKEV2_MESSAGE_ID_SYNC_SUPPORTED) !== undefined
+  const result: AuthAnswer = {
+    payloads: [...out, ...answer.payloads],
     after: () => {
       onEstablished(sa, initialContact)
       if (answer.child !== undefined) {
@@ -265,4 +277,11 @@ export function respondIkeAuth(
       }
     }
   }
+  if (ctx.stateSink === undefined || answer.child === undefined) return result
+  // warm mode: the new IKE SA and its first Child SA are recorded before the response
+  sa.establishedAt = ctx.clock.now()
+  return recordKeys(ctx, sa, {
+    fresh: [answer.child],
+    expected: sa.tasks.expectedRequestId + 1
+  }).then(() => result)
 }

@@ -104,6 +104,8 @@ export interface CharonOptions {
   extra?: string
   /** The filelog's `default` level (2: control; 4 also logs derived keys). Default 2. */
   logLevel?: number
+  /** Whether the file log is flushed after each line (`flush_line`), for tests that wait on it. */
+  flushLine?: boolean
   /**
    * How long charon keeps the inbound SA of a rekeyed Child SA, s (`delete_rekeyed_delay`).
    * Default 0 here (the tests see one SA per side at once); charon's own default is 5.
@@ -179,6 +181,7 @@ ${this.options.extra ?? ''}
     main {
       path = ${this.run}/charon.log
       default = ${this.options.logLevel ?? 2}
+      flush_line = ${this.options.flushLine === true ? 'yes' : 'no'}
     }
   }
 }

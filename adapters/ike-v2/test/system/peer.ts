@@ -92,6 +92,46 @@ const commands: Record<string, (args: never) => Promise<unknown> | unknown> = {
   deleteIkeSa: (id: never) => service.deleteIkeSa(id),
   checkLiveness: (id: never) => service.checkLiveness(id),
   list: () => service.list(),
+  // warm mode: the state of an IKE SA with its Child SAs' ESP sequence numbers (the secret in
+  // base64, the numbers as decimal strings), `margin` added to the outbound ones as an owner's
+  // reservation in the coupling store would be
+  exportWarm: (args: { id: string; margin?: number }) => {
+    const state = service.exportState(args.id)
+    const sas = engine.listSas()
+    const sequences: Record<string, { outbound: string; inbound: string }> = {}
+    for (const c of state.records.phase2) {
+      const find = (direction: string, spi: string) =>
+        sas.find((x) => x.direction === direction && x.spi === parseInt(spi, 16))?.sequence ?? 0n
+      sequences[c.id] = {
+        outbound: String(find('outbound', c.outboundSpi) + BigInt(args.margin ?? 0)),
+        inbound: String(find('inbound', c.inboundSpi))
+      }
+    }
+    return {
+      state: { ...state, secret: Buffer.from(state.secret).toString('base64') },
+      sequences
+    }
+  },
+  adoptWarm: (args: {
+    state: { records: never; secret: string; midSync: boolean }
+    sequences: Record<string, { outbound: string; inbound: string }>
+  }) => {
+    const sequences: Record<string, { outbound: bigint; inbound: bigint }> = {}
+    for (const [id, v] of Object.entries(args.sequences)) {
+      sequences[id] = { outbound: BigInt(v.outbound), inbound: BigInt(v.inbound) }
+    }
+    return service.adopt([
+      {
+        state: { ...args.state, secret: new Uint8Array(Buffer.from(args.state.secret, 'base64')) },
+        sequences
+      }
+    ])
+  },
+  // dies at once, as a node that loses power: no deletes, nothing closed
+  die: () => {
+    setImmediate(() => process.kill(process.pid, 'SIGKILL'))
+    return true
+  },
   counters: () => ({ ike: service.counters(), esp: engine.counters(), net: network?.stats() }),
   // what the kernel dropped at the sockets' receive queues (the last column of /proc/net/udp)
   socketDrops: () => {
