@@ -84,6 +84,8 @@ export interface ClusterFixtureOptions {
   psk?: string
   /** More sections of the cluster file (YAML at top level: `detector`, `takeover`, ...). */
   clusterExtra?: string
+  /** More sections of the secrets file (YAML at top level, e.g. `warm_keys`). */
+  secretsExtra?: string
   /** More fields of the DVIPA's entry in the cluster file, e.g. `, policy: source-hash`. */
   dvipaExtra?: string
   /** The client's side of the tunnel (charon's `local_ts`). Default `INNER/32`. */
@@ -240,7 +242,7 @@ export class ClusterFixture {
   /** The secrets file's text: the tunnel's PSK (`psk`, default the fixture's) and the store's password. */
   secretsYaml(psk = this.psk): string {
     const store = this.store === 'redis' ? `store: { password: "${this.redisPassword}" }\n` : ''
-    return `ike:\n  peer: { id: ${IDS.peer}, secret: "${psk}" }\n${store}`
+    return `ike:\n  peer: { id: ${IDS.peer}, secret: "${psk}" }\n${store}${this.options.secretsExtra ?? ''}`
   }
 
   /** Writes the secrets file (again), with `psk` if given. */
