@@ -32,7 +32,12 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { ClusterKey } from '@vipsec/cluster-link-udp'
-import { Charon, sh, waitFor } from '../../../../adapters/ike-v2/test/helpers/netns.js'
+import {
+  Charon,
+  sh,
+  waitFor,
+  type CharonOptions
+} from '../../../../adapters/ike-v2/test/helpers/netns.js'
 import { EtcdCluster } from '../../../../adapters/store-etcd/test/etcd-cluster.js'
 import { writeKeyFile } from '../../src/index.js'
 import { VipsecProcess } from './vipsec-process.js'
@@ -103,6 +108,8 @@ export interface ClusterFixtureOptions {
   admin?: boolean | number
   /** Extra options for node itself per node (e.g. `{ 'dp-1': ['--cpu-prof'] }`). */
   nodeArgs?: Record<string, string[]>
+  /** Options of charon's strongswan.conf (e.g. `flushLine` for tests that wait on its log). */
+  charonOptions?: CharonOptions
   /** Start charon with the tunnel loaded in `up()`. Default true. */
   charon?: boolean
   /** More lines of a target's node file. Default: the `request-response` app on port 7. */
@@ -445,7 +452,7 @@ ${changes.clusterExtra ?? o.clusterExtra ?? ''}
 
   /** Starts charon in the peer namespace with the tunnel loaded. */
   async startCharon(): Promise<Charon> {
-    this.charon = new Charon(this.ns('peer'))
+    this.charon = new Charon(this.ns('peer'), this.options.charonOptions)
     await this.charon.start(this.swanctlConf())
     return this.charon
   }
