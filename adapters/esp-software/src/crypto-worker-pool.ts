@@ -21,6 +21,8 @@ export interface WorkerSaKeys {
   keyMaterial: Uint8Array
   /** AES-CBC, outbound: the local key of the IV generator, the same as the sealer's. */
   ivKey?: Uint8Array
+  /** AEAD, outbound: the sealer's `ivMask` (default 0). */
+  ivMask?: number
 }
 
 /** @internal a message to a crypto worker */

@@ -15,6 +15,8 @@ interface WorkerSa {
   key: EspKey
   spi: number
   esn: boolean
+  /** What the high half of each explicit IV is XORed with (see `EspSealer.ivMask`). */
+  ivMask: number
 }
 
 const sas = new Map<number, WorkerSa>()
@@ -40,7 +42,7 @@ function seal(input: ArrayBuffer, count: number): void {
     } else {
       const high = header[h + 1]
       const low = header[h + 2]
-      iv.writeUInt32BE(high, 0)
+      iv.writeUInt32BE((high ^ sa.ivMask) >>> 0, 0)
       iv.writeUInt32BE(low, 4)
       const start = at + ESP_HEADER_LENGTH + sa.key.ivLength
       const payload = data.subarray(start, start + length)
@@ -119,7 +121,8 @@ parentPort?.on('message', (message: WorkerRequest) => {
           message.keys.ivKey
         ),
         spi: message.spi,
-        esn: message.esn
+        esn: message.esn,
+        ivMask: message.keys.ivMask ?? 0
       })
       break
     case 'remove':

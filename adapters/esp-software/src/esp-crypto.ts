@@ -5,6 +5,7 @@ import {
   createHmac,
   createSecretKey,
   randomBytes,
+  randomInt,
   timingSafeEqual,
   type Cipher,
   type Decipher,
@@ -906,6 +907,14 @@ export class EspSealer {
   private readonly iv = Buffer.alloc(ESP_IV_LENGTH)
   /** AES-CBC: the local key of the IV generator, for a worker thread that seals for this SA. */
   readonly ivKey: Uint8Array | undefined
+  /**
+   * AES-GCM, AES-GMAC, ChaCha20-Poly1305: what the high half of each explicit IV is XORed with.
+   * 0 for an SA that starts at sequence number 0 (its key is new: the IV is the sequence
+   * number); random and not 0 for one that takes over from another copy of itself (an heir's
+   * adopted SA), so that its IVs never equal one the first copy used, even if a reservation in
+   * the store was rolled back and the two copies send the same sequence numbers.
+   */
+  readonly ivMask: number
 
   /**
    * @param algorithm - the encryption transform
@@ -937,6 +946,7 @@ export class EspSealer {
     }
     this.high = Number(initialSequence >> 32n)
     this.low = Number(initialSequence & 0xffffffffn)
+    this.ivMask = !this.cbc && initialSequence > 0n ? randomInt(1, 0x1_0000_0000) : 0
   }
 
   /**
@@ -1040,10 +1050,11 @@ export class EspSealer {
       return sealRaw(false, this.key, this.spi, high, low, this.esn, undefined, payload, nextHeader)
     }
     const iv = this.iv
-    iv[0] = high >>> 24
-    iv[1] = high >>> 16
-    iv[2] = high >>> 8
-    iv[3] = high
+    const ivHigh = (high ^ this.ivMask) >>> 0
+    iv[0] = ivHigh >>> 24
+    iv[1] = ivHigh >>> 16
+    iv[2] = ivHigh >>> 8
+    iv[3] = ivHigh
     iv[4] = low >>> 24
     iv[5] = low >>> 16
     iv[6] = low >>> 8

@@ -289,7 +289,8 @@ export class SoftwareEspEngine implements EspEngine {
         algorithm: sa.algorithm,
         ...(sa.integrity !== undefined ? { integrity: sa.integrity } : {}),
         keyMaterial: params.keyMaterial,
-        ...(sa.sealer?.ivKey !== undefined ? { ivKey: sa.sealer.ivKey } : {})
+        ...(sa.sealer?.ivKey !== undefined ? { ivKey: sa.sealer.ivKey } : {}),
+        ...(sa.sealer !== undefined && sa.sealer.ivMask !== 0 ? { ivMask: sa.sealer.ivMask } : {})
       },
       sa.spi,
       sa.esn
