@@ -120,8 +120,21 @@ export interface WarmOptions {
    * recorded is added to it. Default 16.
    */
   midSyncMargin?: number
-  /** IKE SAs adopted (synchronised) at once by `adopt`. Default 64. */
+  /**
+   * IKE SAs adopted (synchronised) at once by `adopt`; also the most post-adoption IKE rekeys
+   * (`rekeyAfterAdoptMs`) under way at once. Default 64.
+   */
   adoptConcurrency?: number
+  /**
+   * Each adopted IKE SA is rekeyed (CREATE_CHILD_SA, through the state sink like any IKE rekey)
+   * after a random delay from 0 up to this many ms, so that it has fresh keys, a fresh IV space
+   * and a fresh lifetime before any next takeover: an heir cannot know how many IVs the dead
+   * owner used under the adopted keys, and some peers (strongSwan's charon under AES-GCM) destroy
+   * an IKE SA that gets a second message ID sync under the same keys. The random delay spreads
+   * the rekeys of many adopted SAs. 0 turns it off; a negative value is an InvalidConfigError.
+   * Default 2000.
+   */
+  rekeyAfterAdoptMs?: number
 }
 
 /** Options of the service; every field has a default. */
@@ -238,7 +251,8 @@ export function resolveInit(init: IkeV2ServiceInit): ResolvedInit {
     warm: {
       enabled: init.warm?.enabled ?? false,
       midSyncMargin: init.warm?.midSyncMargin ?? 16,
-      adoptConcurrency: init.warm?.adoptConcurrency ?? 64
+      adoptConcurrency: init.warm?.adoptConcurrency ?? 64,
+      rekeyAfterAdoptMs: init.warm?.rekeyAfterAdoptMs ?? 2000
     }
   }
 }

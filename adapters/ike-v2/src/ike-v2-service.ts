@@ -50,7 +50,7 @@ import {
   type VerifiedRequest,
   type WarmCounters
 } from './task-manager.js'
-import { adoptAll, answerMidSync, warmStateOf } from './warm.js'
+import { AdoptedRekeys, adoptAll, answerMidSync, warmStateOf } from './warm.js'
 import { validateConnectRequest, validateInit } from './validate.js'
 import { childRequest, removeChild, type ChildRequest } from './tasks/child.js'
 import {
@@ -133,6 +133,7 @@ export class IkeV2Service implements IkeService {
   private readonly table: SaTable
   private readonly halfOpen: HalfOpenTable
   private readonly lifetimes: Lifetimes
+  private readonly adoptedRekeys: AdoptedRekeys
   private readonly keepUp: KeepUp
   private subscriptions: Subscription[] = []
   private started = false
@@ -164,6 +165,7 @@ export class IkeV2Service implements IkeService {
       rekeyIke: (sa) => this.rekeyIke(sa),
       reauthenticate: (sa) => this.reauthenticate(sa)
     })
+    this.adoptedRekeys = new AdoptedRekeys(this, (sa) => this.rekeyIke(sa))
     this.keepUp = new KeepUp(
       {
         clock: this.clock,
@@ -806,7 +808,8 @@ export class IkeV2Service implements IkeService {
         ctx: this,
         hasIke: (key) => this.table.get(key) !== undefined,
         claimEspSpi: (spi) => this.table.claimEspSpi(spi),
-        childConfigs: (sa) => this.responderChildConfigs(sa)
+        childConfigs: (sa) => this.responderChildConfigs(sa),
+        rekeys: this.adoptedRekeys
       },
       Array.isArray(requests) ? requests : []
     )

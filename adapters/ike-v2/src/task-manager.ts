@@ -53,6 +53,15 @@ export interface WarmCounters {
   sinkFailures: number
   /** Retransmissions of a request dropped while its answer waited for the state sink. */
   requestsWhileSinking: number
+  /** Adopted IKE SAs rekeyed after their adoption (`warm.rekeyAfterAdoptMs`). */
+  rekeysAfterAdopt: number
+  /** Post-adoption IKE rekeys that failed: the IKE SA went on with the adopted keys. */
+  rekeysAfterAdoptFailed: number
+  /**
+   * Post-adoption IKE rekeys not started: the IKE SA was gone, or rekeyed (by the peer) or
+   * being rekeyed meanwhile.
+   */
+  rekeysAfterAdoptSkipped: number
 }
 
 /** Fresh warm-mode counters. */
@@ -66,7 +75,10 @@ export function emptyWarmCounters(): WarmCounters {
     syncRequestsAnswered: 0,
     syncRequestsDropped: 0,
     sinkFailures: 0,
-    requestsWhileSinking: 0
+    requestsWhileSinking: 0,
+    rekeysAfterAdopt: 0,
+    rekeysAfterAdoptFailed: 0,
+    rekeysAfterAdoptSkipped: 0
   }
 }
 

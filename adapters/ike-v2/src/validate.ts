@@ -139,6 +139,11 @@ export function validateInit(init: IkeV2ServiceInit): void {
     const c = w.adoptConcurrency
     if (!(Number.isInteger(c) && c >= 1)) fail('warm.adoptConcurrency', 'must be an integer >= 1')
   }
+  if (w?.rekeyAfterAdoptMs !== undefined) {
+    const r = w.rekeyAfterAdoptMs
+    if (!(Number.isInteger(r) && r >= 0 && r <= 0x7fff_ffff))
+      fail('warm.rekeyAfterAdoptMs', 'must be an integer from 0 (off) to 2^31-1')
+  }
   const f = init.fragmentation
   if (f !== undefined) {
     const size = f.fragmentSize

@@ -146,6 +146,72 @@ export interface AdoptionHost {
   claimEspSpi(spi: number): boolean
   /** The Child SAs local policy accepts from the peer of an adopted responder SA. */
   childConfigs(sa: IkeSa): ChildRequest[]
+  /** Where each synchronised IKE SA goes to be rekeyed later. */
+  rekeys: AdoptedRekeys
+}
+
+/**
+ * The IKE rekey that follows each adoption (`warm.rekeyAfterAdoptMs`): after a random delay
+ * within the window, at most `warm.adoptConcurrency` at once, never awaited by `adopt`. The
+ * new IKE SA goes through the state sink like any IKE rekey. One that fails is counted and the
+ * IKE SA goes on with the adopted keys.
+ */
+export class AdoptedRekeys {
+  private running = 0
+  private readonly queue: IkeSa[] = []
+  private head = 0
+
+  /**
+   * @param ctx - the service as the tasks see it
+   * @param rekey - rekeys an IKE SA (and deletes the old one), as `rekeyIkeSa` does
+   */
+  constructor(
+    private readonly ctx: IkeContext,
+    private readonly rekey: (sa: IkeSa) => Promise<unknown>
+  ) {}
+
+  /** Schedules the rekey of an IKE SA just adopted; nothing when the window is 0. */
+  schedule(sa: IkeSa): void {
+    const window = this.ctx.init.warm.rekeyAfterAdoptMs
+    if (!(window > 0)) return
+    // on the SA's timers: they are cleared when it is deleted
+    const handle = this.ctx.clock.setTimeout(
+      () => {
+        const i = sa.timers.indexOf(handle)
+        if (i >= 0) sa.timers.splice(i, 1)
+        this.queue.push(sa)
+        this.pump()
+      },
+      this.ctx.random.randomInt(window + 1)
+    )
+    sa.timers.push(handle)
+  }
+
+  /** Rekeys queued IKE SAs while fewer than `adoptConcurrency` are under way. */
+  private pump(): void {
+    const warm = this.ctx.stats.warm
+    while (this.running < this.ctx.init.warm.adoptConcurrency && this.head < this.queue.length) {
+      const sa = this.queue[this.head++]!
+      if (this.head === this.queue.length) {
+        this.queue.length = 0
+        this.head = 0
+      }
+      if (sa.state !== 'established' || sa.rekey.state !== 'idle') {
+        warm.rekeysAfterAdoptSkipped++
+        continue
+      }
+      this.running++
+      this.rekey(sa)
+        .then(
+          () => void warm.rekeysAfterAdopt++,
+          () => void warm.rekeysAfterAdoptFailed++
+        )
+        .finally(() => {
+          this.running--
+          this.pump()
+        })
+    }
+  }
 }
 
 /** Why an adoption failed, carried to its outcome. */
@@ -206,6 +272,7 @@ export async function adoptOne(
     const failedChildren = install(host, sa, state, request)
     await synchronise(ctx, sa, state)
     ctx.armTimers(sa)
+    host.rekeys.schedule(sa)
     ctx.stats.warm.synced++
     return {
       status: 'synced',

@@ -504,6 +504,200 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
     })
   })
 
+  describe('the IKE rekey after adoption (warm.rekeyAfterAdoptMs)', () => {
+    const isRequest = (x: { data: Uint8Array }, type: number): boolean =>
+      x.data[18] === type && (x.data[19] & HeaderFlag.RESPONSE) === 0
+    const spisOf = (x: { data: Uint8Array }): string =>
+      Buffer.from(x.data.subarray(0, 16)).toString('hex')
+    const wait = (p: Pair, ms: number): Promise<void> =>
+      p.drive(new Promise<void>((resolve) => p.clock.setTimeout(() => resolve(), ms)))
+
+    it('should rekey an adopted IKE SA once within the window, through the sink, for a next heir', async () => {
+      const { p, r, request } = await deadResponder()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, rekeyAfterAdoptMs: 3000 } })
+      const rekeysAt: number[] = []
+      p.net.filter = (x) => {
+        if (x.from.address === '10.0.0.2' && isRequest(x, ExchangeType.CREATE_CHILD_SA))
+          rekeysAt.push(p.clock.now())
+        return 'deliver'
+      }
+      const sentByHeir = () => p.net.log.filter((x) => x.from.address === '10.0.0.2')
+      const sunk: { spis: string; underIt: number; after: number }[] = []
+      /** What the heir sent under `spis`, and after its last CREATE_CHILD_SA request. */
+      const sentSince = (spis: string) => {
+        const all = sentByHeir()
+        const at = all.findLastIndex((x) => isRequest(x, ExchangeType.CREATE_CHILD_SA))
+        return {
+          spis,
+          underIt: all.filter((x) => spisOf(x) === spis).length,
+          after: all.length - 1 - at
+        }
+      }
+      c.service.setStateSink(async (state) => {
+        const id = state.records.phase1.ikeSaId
+        const spis = id.initiatorSpi + id.responderSpi
+        sunk.push(sentSince(spis))
+        // held: neither the new IKE SA nor the deletion of the old goes out meanwhile
+        await new Promise<void>((resolve) => p.clock.setTimeout(() => resolve(), 500))
+        sunk.push(sentSince(spis))
+      })
+      const [outcome] = await p.drive(c.service.adopt([request]))
+      const t0 = p.clock.now()
+      if (outcome.status !== 'synced') throw new Error(outcome.message)
+      // adopt does not wait for the rekey
+      expect(outcome.records.phase1.ikeSaId).to.deep.equal(r.phase1.ikeSaId)
+      expect(rekeysAt).to.deep.equal([])
+      await wait(p, 10_000)
+      expect(rekeysAt).to.have.length(1)
+      expect(rekeysAt[0] - t0).to.be.within(0, 3000)
+      expect(c.service.counters().warm).to.include({
+        rekeysAfterAdopt: 1,
+        rekeysAfterAdoptFailed: 0,
+        rekeysAfterAdoptSkipped: 0
+      })
+      // the sink had the new IKE SA before anything was sent under it or after the request
+      const [now] = c.service.list()
+      expect(now.phase1.ikeSaId).to.not.deep.equal(r.phase1.ikeSaId)
+      const spis = now.phase1.ikeSaId.initiatorSpi + now.phase1.ikeSaId.responderSpi
+      expect(sunk).to.deep.equal([
+        { spis, underIt: 0, after: 0 },
+        { spis, underIt: 0, after: 0 }
+      ])
+      expect(p.a.list().map((x) => x.phase1.ikeSaId)).to.deep.equal([now.phase1.ikeSaId])
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      await p.drive(p.a.checkLiveness(now.phase1.id))
+      // a next heir adopts what the first exported after its rekey, and syncs
+      const again = requestFrom(c.service.exportState(now.phase1.id), c.engine)
+      await c.service.stop()
+      await c.engine.stop()
+      const d = await heirOfB(p, 'heir-2', { warm: { enabled: true, rekeyAfterAdoptMs: 3000 } })
+      const [second] = await p.drive(d.service.adopt([again]))
+      if (second.status !== 'synced') throw new Error(second.message)
+      expect(second.records.phase1.ikeSaId).to.deep.equal(now.phase1.ikeSaId)
+      expect(p.a.counters().warm.syncRequestsAnswered).to.equal(2)
+      expect(traffic(p.aEngine, d.engine)).to.deep.equal(['accept', 'accept'])
+      await wait(p, 10_000)
+      expect(rekeysAt).to.have.length(2)
+      expect(d.service.counters().warm.rekeysAfterAdopt).to.equal(1)
+      expect(traffic(p.aEngine, d.engine)).to.deep.equal(['accept', 'accept'])
+      await d.service.stop()
+      await d.engine.stop()
+      await p.stop()
+    })
+
+    it('should not rekey when the window is 0', async () => {
+      const { p, r, request } = await deadResponder()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, rekeyAfterAdoptMs: 0 } })
+      const sentBefore = p.net.log.length
+      const [outcome] = await p.drive(c.service.adopt([request]))
+      expect(outcome.status).to.equal('synced')
+      await wait(p, 30_000)
+      const rekeys = p.net.log
+        .slice(sentBefore)
+        .filter((x) => isRequest(x, ExchangeType.CREATE_CHILD_SA))
+      expect(rekeys).to.deep.equal([])
+      expect(c.service.counters().warm.rekeysAfterAdopt).to.equal(0)
+      expect(p.a.list().map((x) => x.phase1.ikeSaId)).to.deep.equal([r.phase1.ikeSaId])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should refuse a negative window (InvalidConfigError)', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      for (const bad of [-1, 0.5, Number.NaN, Infinity]) {
+        const err = await heirOfB(p, 'heir-1', {
+          warm: { enabled: true, rekeyAfterAdoptMs: bad }
+        }).then(
+          () => undefined,
+          (e: Error) => e
+        )
+        expect(err?.name).to.equal('InvalidConfigError')
+      }
+    })
+
+    it('should count a failed rekey and go on with the adopted keys', async () => {
+      const { p, r, request } = await deadResponder()
+      // the heir's recorded policy offers only what the peer refuses: NO_PROPOSAL_CHOSEN
+      const state = decodeWarmState(request.state.secret)
+      state.phase1.policy = {
+        ...state.phase1.policy,
+        proposals: [
+          {
+            encryption: [{ algorithm: 'aes-cbc', keyBits: 128 }],
+            integrity: ['hmac-sha2-256-128'],
+            prf: ['hmac-sha2-256'],
+            keyExchange: ['curve25519']
+          }
+        ]
+      }
+      const changed = { ...request, state: { ...request.state, secret: encodeWarmState(state) } }
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, rekeyAfterAdoptMs: 1000 } })
+      const sentBefore = p.net.log.length
+      const [outcome] = await p.drive(c.service.adopt([changed]))
+      if (outcome.status !== 'synced') throw new Error(outcome.message)
+      await wait(p, 5000)
+      const rekeys = p.net.log
+        .slice(sentBefore)
+        .filter((x) => isRequest(x, ExchangeType.CREATE_CHILD_SA))
+      expect(rekeys).to.have.length(1)
+      expect(c.service.counters().warm).to.include({
+        rekeysAfterAdopt: 0,
+        rekeysAfterAdoptFailed: 1
+      })
+      expect(c.service.list().map((x) => x.phase1.ikeSaId)).to.deep.equal([r.phase1.ikeSaId])
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      await p.drive(p.a.checkLiveness(r.phase1.id))
+      await p.drive(c.service.checkLiveness(r.phase1.id))
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should spread the rekeys of many adopted IKE SAs, at most adoptConcurrency at once', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      await p.start()
+      for (let i = 0; i < 6; i++) await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const requests = p.b.list().map((x) => requestFrom(p.b.exportState(x.phase1.id), p.bEngine))
+      await p.b.stop()
+      await p.bEngine.stop()
+      const c = await heirOfB(p, 'heir-1', {
+        warm: { enabled: true, adoptConcurrency: 2, rekeyAfterAdoptMs: 1 }
+      })
+      let inFlight = 0
+      let most = 0
+      let rekeys = 0
+      p.net.filter = (x) => {
+        if (x.data[18] === ExchangeType.CREATE_CHILD_SA) {
+          if (x.from.address === '10.0.0.2' && isRequest(x, ExchangeType.CREATE_CHILD_SA)) {
+            rekeys++
+            most = Math.max(most, ++inFlight)
+          }
+          if (x.from.address === '10.0.0.1') inFlight--
+        }
+        return 'deliver'
+      }
+      // the peer's answer to each waits on its sink, so that rekeys would overlap
+      p.a.setStateSink(
+        () => new Promise((resolve) => p.clock.setTimeout(() => resolve(undefined), 300))
+      )
+      const outcomes = await p.drive(c.service.adopt(requests))
+      expect(outcomes.map((o) => o.status)).to.deep.equal(Array(6).fill('synced'))
+      await wait(p, 10_000)
+      expect(rekeys).to.equal(6)
+      expect(most).to.equal(2)
+      expect(c.service.counters().warm.rekeysAfterAdopt).to.equal(6)
+      const before = new Set(requests.map((x) => JSON.stringify(x.state.records.phase1.ikeSaId)))
+      for (const x of p.a.list())
+        expect(before.has(JSON.stringify(x.phase1.ikeSaId))).to.equal(false)
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+  })
+
   describe('the secret decoder', () => {
     it('should round-trip an exported state', async () => {
       const { p, state } = await deadResponder()

@@ -4,7 +4,8 @@
  * process dies (SIGKILL, no deletes); a fresh vipsec process on the same address adopts the IKE
  * SA and runs the message ID sync. charon must keep the same IKE SA (same SPIs), log the sync,
  * carry traffic again without replay drops, rekey from either side, and accept a second
- * adoption by yet another fresh process.
+ * adoption by yet another fresh process. Under AES-GCM, each heir's automatic IKE rekey after
+ * adoption (`warm.rekeyAfterAdoptMs`) lets three adoptions in a row keep charon's one IKE SA.
  */
 import { expect } from 'chai'
 import type { AdoptionOutcome, IkeSaRecords } from '@vipsec/interface'
@@ -63,11 +64,12 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
   let echo: ChildProcess
   const peers: VipsecPeer[] = []
 
-  const newPeer = async (): Promise<VipsecPeer> => {
+  /** A fresh vipsec process; `rekeyAfterAdoptMs` as given (the default when undefined). */
+  const newPeer = async (rekeyAfterAdoptMs?: number): Promise<VipsecPeer> => {
     const peer = new VipsecPeer(t.v, {
       address: t.vAddr,
       init: {
-        warm: { enabled: true },
+        warm: { enabled: true, ...(rekeyAfterAdoptMs === undefined ? {} : { rekeyAfterAdoptMs }) },
         psks: [{ remote: C_ID, secret: PSK }],
         retransmit: { timeoutMs: 1000, backoff: 1.5, tries: 4 },
         peers: [
@@ -131,13 +133,17 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     charon.log().slice(since).split(text).length - 1
 
   /** Exports the owner's state, kills it, and lets a fresh process adopt it. */
-  const takeOver = async (owner: VipsecPeer, id: string): Promise<VipsecPeer> => {
+  const takeOver = async (
+    owner: VipsecPeer,
+    id: string,
+    rekeyAfterAdoptMs?: number
+  ): Promise<VipsecPeer> => {
     // a reservation of 1024 outbound sequence numbers, as the coupling store would hold it
     const exported = await owner.call<Exported>('exportWarm', { id, margin: 1024 })
     expect(exported.state.midSync, 'charon announced RFC 6311').to.equal(true)
     await owner.call('die').catch(() => undefined)
     await new Promise((r) => setTimeout(r, 300))
-    const heir = await newPeer()
+    const heir = await newPeer(rekeyAfterAdoptMs)
     const logAt = charon.logLength()
     const [outcome] = await heir.call<AdoptionOutcome[]>('adoptWarm', exported)
     if (outcome.status !== 'synced') {
@@ -165,7 +171,8 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
   }
 
   it('should keep charon’s IKE SA across two adoptions, with traffic, no replay drops, and rekeys from each side', async () => {
-    const owner = await newPeer()
+    // no automatic rekey after adoption here: the rekeys of each side are made by hand
+    const owner = await newPeer(0)
     charon.swanctl(['--initiate', '--child', 'net', '--ike', 'vipsec', '--timeout', '30'])
     const [sa] = await owner.call<IkeSaRecords[]>('list')
     expect(sa.phase1.role).to.equal('responder')
@@ -173,7 +180,7 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     expect(charonSpis()).to.deep.equal([spis])
     await flows(owner, 'before')
 
-    const heir = await takeOver(owner, sa.phase1.id)
+    const heir = await takeOver(owner, sa.phase1.id, 0)
     // the same IKE SA and Child SA at charon: nothing renegotiated
     expect(charonSpis()).to.deep.equal([spis])
     expect(charon.children()).to.deep.equal([
@@ -212,8 +219,9 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     // liveness both ways on the synchronised window
     await heir.call('checkLiveness', sa.phase1.id)
 
-    // an IKE rekey by charon: charon's AEAD IVs count per message ID, and a second MID-0
-    // response under the same IKE SA keys would need one it has used up (see the README)
+    // an IKE rekey by charon of the adopted IKE SA: charon's AEAD IVs count per message ID, and
+    // a second MID-0 response under the same IKE SA keys would need one it has used up (see the
+    // README); the next test has the heirs rekey by themselves instead
     charon.swanctl(['--rekey', '--ike', 'vipsec'])
     await until(async () => {
       const l = await heir.call<IkeSaRecords[]>('list')
@@ -227,7 +235,7 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
 
     // a second adoption, of what the heir exported, by yet another fresh process
     const child = rekeyed.phase2[0]
-    const second = await takeOver(heir, rekeyed.phase1.id)
+    const second = await takeOver(heir, rekeyed.phase1.id, 0)
     expect(charonSpis()).to.deep.equal([rekeyedSpis])
     expect(charon.children()).to.deep.equal([{ in: child.outboundSpi, out: child.inboundSpi }])
     await flows(second, 'after-second-adoption')
@@ -247,18 +255,58 @@ describe('IkeV2Service warm takeover against strongSwan charon (RFC 6311)', func
     await until(async () => (await second.call<IkeSaRecords[]>('list')).length === 0, 'the delete')
   })
 
+  it('should keep charon’s one AES-GCM IKE SA across three adoptions in a row, each heir rekeying it', async () => {
+    for (const p of peers.splice(0)) await p.stop()
+    const logStart = charon.logLength()
+    let current = await newPeer()
+    charon.swanctl(['--initiate', '--child', 'net', '--ike', 'vipsec', '--timeout', '30'])
+    let [sa] = await current.call<IkeSaRecords[]>('list')
+    let spis = `${sa.phase1.ikeSaId.initiatorSpi}-${sa.phase1.ikeSaId.responderSpi}`
+    expect(charonSpis()).to.deep.equal([spis])
+    await flows(current, 'gcm-before', 2)
+    for (let round = 1; round <= 3; round++) {
+      const heir = await takeOver(current, sa.phase1.id)
+      // the same IKE SA at charon, alone, carrying traffic
+      expect(charonSpis()).to.deep.equal([spis])
+      await flows(heir, `gcm-after-adoption-${round}`, 2)
+      // the heir's own IKE rekey, within its window (2 s by default), through its sink
+      await until(async () => {
+        const w = (await heir.call<{ ike: { warm: { rekeysAfterAdopt: number } } }>('counters')).ike
+          .warm
+        const l = await heir.call<IkeSaRecords[]>('list')
+        return w.rekeysAfterAdopt === 1 && l.length === 1 && l[0].phase1.id !== sa.phase1.id
+      }, `heir ${round} to rekey the adopted IKE SA`)
+      ;[sa] = await heir.call<IkeSaRecords[]>('list')
+      spis = `${sa.phase1.ikeSaId.initiatorSpi}-${sa.phase1.ikeSaId.responderSpi}`
+      await until(async () => charonSpis().length === 1, 'charon to drop the old IKE SA')
+      expect(charonSpis()).to.deep.equal([spis])
+      const failed = (
+        await heir.call<{ ike: { warm: { rekeysAfterAdoptFailed: number } } }>('counters')
+      ).ike.warm.rekeysAfterAdoptFailed
+      expect(failed).to.equal(0)
+      await flows(heir, `gcm-after-rekey-${round}`, 2)
+      current = heir
+    }
+    // one handshake in all: every later IKE SA is a rekey of it, no IKE_SA_INIT after the first
+    expect(mentions('generating IKE_SA_INIT request', logStart)).to.equal(1)
+    expect(charon.log()).to.not.match(/verification failed/)
+    charon.swanctl(['--terminate', '--ike', 'vipsec', '--timeout', '30'])
+    await until(async () => (await current.call<IkeSaRecords[]>('list')).length === 0, 'the delete')
+  })
+
   it('should adopt the same IKE SA twice when its cipher is AES-CBC (random IVs at charon)', async () => {
     for (const p of peers.splice(0)) await p.stop()
     charon.load(charonConf(t, 'aes256-sha256-x25519'))
-    const owner = await newPeer()
+    // no rekey after adoption: AES-CBC needs none for a second sync under the same keys
+    const owner = await newPeer(0)
     charon.swanctl(['--initiate', '--child', 'net', '--ike', 'vipsec', '--timeout', '30'])
     const [sa] = await owner.call<IkeSaRecords[]>('list')
     const spis = `${sa.phase1.ikeSaId.initiatorSpi}-${sa.phase1.ikeSaId.responderSpi}`
     await flows(owner, 'cbc-before', 2)
-    const heir = await takeOver(owner, sa.phase1.id)
+    const heir = await takeOver(owner, sa.phase1.id, 0)
     await flows(heir, 'cbc-after-first', 2)
     await heir.call('checkLiveness', sa.phase1.id)
-    const second = await takeOver(heir, sa.phase1.id)
+    const second = await takeOver(heir, sa.phase1.id, 0)
     expect(charonSpis()).to.deep.equal([spis])
     await flows(second, 'cbc-after-second', 2)
     await second.call('checkLiveness', sa.phase1.id)
