@@ -117,15 +117,7 @@ describe('ownership under the faults of issue 10, with real processes (heartbeat
   const serving = (): boolean => cluster.client!.since(Date.now() - 300) >= 10
 
   /** Waits until the service answers again and charon holds one IKE SA. */
-  async function served(what: string, ms = 30_000): Promise<void> {
-    try {
-      await waitFor(() => serving() && cluster.charon!.ikeSas().length === 1, ms, what)
-    } catch (err) {
-      cluster.dump(16)
-      console.log(`      charon: ${cluster.charon!.swanctl(['--list-sas'])}`)
-      throw err
-    }
-  }
+  const served = (what: string, ms?: number): Promise<void> => cluster.served(what, ms)
 
   /** Lines of type `type` a node logged after `at`. */
   const linesAfter = (node: VipsecProcess, type: string, at: number): Record<string, unknown>[] =>
@@ -537,19 +529,7 @@ describe('the plain SIGKILL failover with real processes (default timings)', fun
   const dps = cluster.dps
 
   /** Waits until the service answers again and charon holds one IKE SA. */
-  async function served(what: string, ms = 30_000): Promise<void> {
-    try {
-      await waitFor(
-        () =>
-          cluster.client!.since(Date.now() - 300) >= 10 && cluster.charon!.ikeSas().length === 1,
-        ms,
-        what
-      )
-    } catch (err) {
-      cluster.dump(16)
-      throw err
-    }
-  }
+  const served = (what: string, ms?: number): Promise<void> => cluster.served(what, ms)
 
   before(async () => {
     await cluster.up()

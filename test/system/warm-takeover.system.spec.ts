@@ -30,19 +30,7 @@ describe('warm takeover with real processes, strongSwan as the peer', function (
   })
 
   /** Waits until the service answers again and charon holds one IKE SA. */
-  async function served(what: string, ms = 30_000): Promise<void> {
-    try {
-      await waitFor(
-        () =>
-          cluster.client!.since(Date.now() - 300) >= 10 && cluster.charon!.ikeSas().length === 1,
-        ms,
-        what
-      )
-    } catch (err) {
-      cluster.dump(16)
-      throw err
-    }
-  }
+  const served = (what: string, ms?: number): Promise<void> => cluster.served(what, ms)
 
   before(async () => {
     await cluster.up()

@@ -527,6 +527,25 @@ secrets {
     return proc
   }
 
+  /**
+   * Waits until the service answers again (the last client took at least 10 answers in the last
+   * 300 ms) and charon holds one IKE SA; on a timeout, dumps the nodes' last lines and charon's
+   * SAs first.
+   */
+  async served(what: string, ms = 30_000): Promise<void> {
+    try {
+      await waitFor(
+        () => this.client!.since(Date.now() - 300) >= 10 && this.charon!.ikeSas().length === 1,
+        ms,
+        what
+      )
+    } catch (err) {
+      this.dump(16)
+      console.log(`      charon: ${this.charon!.swanctl(['--list-sas'])}`)
+      throw err
+    }
+  }
+
   /** Prints the last lines of every node (ownership, takeovers, errors), to see why a wait failed. */
   dump(lines = 12): void {
     for (const [name, node] of this.nodes) {
