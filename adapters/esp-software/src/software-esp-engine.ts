@@ -579,20 +579,18 @@ export class SoftwareEspEngine implements EspEngine {
 
   /** The installed SAs, outbound then inbound. */
   listSas(): EspSaInfo[] {
-    return [...this.outbound.values(), ...this.inbound.values()].map((sa) => ({
-      spi: sa.spi,
-      direction: sa.direction,
-      mode: sa.mode,
-      algorithm: sa.algorithm,
-      ...(sa.integrity !== undefined ? { integrity: sa.integrity } : {}),
-      ...tagOf(sa),
-      sequence: sa.sealer != null ? sa.sealer.sequence : (sa.window as ReplayWindow).top,
-      ...(sa.sealer?.limit !== undefined ? { sequenceLimit: sa.sealer.limit } : {}),
-      packets: sa.packets,
-      bytes: sa.bytes,
-      installedAt: sa.installedAt,
-      softExpired: sa.softExpired
-    }))
+    return [...this.outbound.values(), ...this.inbound.values()].map(saInfoOf)
+  }
+
+  /**
+   * One installed SA, as {@link listSas} lists it, without listing the others.
+   *
+   * @param spi - its SPI
+   * @param direction - its direction
+   */
+  saInfo(spi: number, direction: EspDirection): EspSaInfo | undefined {
+    const sa = (direction === 'inbound' ? this.inbound : this.outbound).get(spi >>> 0)
+    return sa === undefined ? undefined : saInfoOf(sa)
   }
 
   /**
@@ -998,4 +996,22 @@ export function softwareEspEngine(
   init?: SoftwareEspEngineInit
 ): SoftwareEspEngine {
   return new SoftwareEspEngine(components, init)
+}
+
+/** What the engine reports of one SA. */
+function saInfoOf(sa: Sa): EspSaInfo {
+  return {
+    spi: sa.spi,
+    direction: sa.direction,
+    mode: sa.mode,
+    algorithm: sa.algorithm,
+    ...(sa.integrity !== undefined ? { integrity: sa.integrity } : {}),
+    ...tagOf(sa),
+    sequence: sa.sealer != null ? sa.sealer.sequence : (sa.window as ReplayWindow).top,
+    ...(sa.sealer?.limit !== undefined ? { sequenceLimit: sa.sealer.limit } : {}),
+    packets: sa.packets,
+    bytes: sa.bytes,
+    installedAt: sa.installedAt,
+    softExpired: sa.softExpired
+  }
 }

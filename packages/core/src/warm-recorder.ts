@@ -17,6 +17,7 @@ import {
   NotStartedError,
   type Dvipa,
   type DvipaRecord,
+  type EspDirection,
   type EspEngine,
   type EspEvent,
   type IkeSaState,
@@ -124,13 +125,10 @@ export class WarmRecorder {
     const fresh: SequenceRecord[] = []
     /** Child SAs already carrying traffic without a reservation (an earlier sink failed). */
     const paused: { spi: number; end: bigint }[] = []
-    const outbound = new Map<number, bigint>()
-    for (const sa of this.options.esp.listSas())
-      if (sa.direction === 'outbound') outbound.set(sa.spi, sa.sequence)
     for (const child of state.records.phase2) {
       if (this.sequences.has(child.id)) continue
       const spi = Number.parseInt(child.outboundSpi, 16)
-      const used = outbound.get(spi)
+      const used = this.sequenceOf(spi, 'outbound')
       // A new Child SA starts at 0: its first block ends at blockSize. One the engine already
       // holds went on without a limit (its sink failed): it pauses where it is until a block
       // past that is in the store, never reserving below a number it may have sent.
@@ -345,9 +343,20 @@ export class WarmRecorder {
   private inboundTop(phase2Id: string): bigint {
     const spi = this.inboundSpi.get(phase2Id)
     if (spi === undefined) return 0n
-    for (const sa of this.options.esp.listSas())
-      if (sa.direction === 'inbound' && sa.spi === spi) return sa.sequence
-    return 0n
+    return this.sequenceOf(spi, 'inbound') ?? 0n
+  }
+
+  /**
+   * The engine's sequence number of one SA (outbound: the last used; inbound: the highest
+   * received), undefined when it does not hold it: one lookup where the engine has `saInfo`,
+   * a listing of every SA otherwise.
+   */
+  private sequenceOf(spi: number, direction: EspDirection): bigint | undefined {
+    const esp = this.options.esp
+    if (esp.saInfo !== undefined) return esp.saInfo(spi, direction)?.sequence
+    for (const sa of esp.listSas())
+      if (sa.direction === direction && sa.spi === spi) return sa.sequence
+    return undefined
   }
 
   private sequenceRecord(

@@ -170,6 +170,30 @@ describe('warm takeover', () => {
     })
   })
 
+  describe('WarmRecorder with many SAs', () => {
+    it('should record each new IKE SA and renew its blocks without listing every SA', async () => {
+      const { store, dp1 } = await owner(8n, 4)
+      let listings = 0
+      const listSas = dp1.esp.listSas.bind(dp1.esp)
+      dp1.esp.listSas = () => {
+        listings++
+        return listSas()
+      }
+      for (let n = 1; n <= 50; n++) {
+        const limits = await dp1.recorder.sink(stateOf(sa(n)))
+        expect(limits, `IKE SA ${n}`).to.deep.equal({ sequenceLimits: { [`child-${n}`]: 8n } })
+        installChild(dp1.esp, sa(n).phase2[0]!, 0n, limits?.sequenceLimits?.[`child-${n}`])
+      }
+      // a block running low is renewed by one lookup too
+      for (let i = 0; i < 6; i++) dp1.esp.protect(packet())
+      await settle()
+      // (every filter here matches everything: the last one installed, child-50's, takes them)
+      expect(dp1.recorder.reservation('child-50')!.reservedEnd, 'renewed').to.equal('16')
+      expect(listings, 'listings of the engine').to.equal(0)
+      expect((await store.listRecords(DVIPA)).sequence).to.have.length(50)
+    })
+  })
+
   describe('WarmRecorder when a sink failed and the Child SA went on without a limit', () => {
     it('should reserve past the numbers it sent, pausing it until the block is stored', async () => {
       const { store, dp1 } = await owner(8n, 4)

@@ -396,6 +396,13 @@ export interface EspEngine extends Startable {
   listSas(): EspSaInfo[]
 
   /**
+   * One installed SA, as `listSas` gives it, without listing every SA (an owner with thousands
+   * of SAs reads one at a time). Engines without it leave it out; callers fall back to
+   * `listSas`.
+   */
+  saInfo?(spi: number, direction: EspDirection): EspSaInfo | undefined
+
+  /**
    * Installs a dynamic filter. An active filter with the same id, or with the same direction and
    * selector, is removed (a `filter:duplicate-removed` event) so that exactly one remains.
    *
