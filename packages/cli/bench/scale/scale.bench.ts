@@ -215,10 +215,17 @@ function storeSize(cluster: ClusterFixture): { keys: number; used: number } {
   return { keys: Number(cluster.redisCli('dbsize').trim()), used }
 }
 
+/** Counts the phase 1 fields of a hash, in the store (listing them overflows the pipe at 10,000). */
+const COUNT_PHASE1 = `local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 7) == 'phase1/' then n = n + 1 end
+end
+return n`
+
 /** Phase 1 records in the store's records hash of the DVIPA. */
 function storedPhase1(cluster: ClusterFixture): number {
-  const fields = cluster.redisCli('hkeys', `${cluster.prefix}{${DVIPA}}:records`)
-  return fields.split('\n').filter((f) => f.startsWith('phase1/')).length
+  const out = cluster.redisCli('eval', COUNT_PHASE1, '1', `${cluster.prefix}{${DVIPA}}:records`)
+  return Number(out.trim())
 }
 
 /**
@@ -510,7 +517,7 @@ console.log(
       .join(' ')}`
 )
 console.log(
-  'peers | mode          | connect s | owner RSS KB/tunnel | store B/tunnel | keys | first answer ms | all answer ms | heir CPU ms | CPU ms/tunnel | takeover ms | adopted | fell back | IKE SA changed | peer replay/ICV drops | load 1m | log lines'
+  'peers | mode          | connect s | owner RSS KB/tunnel | store B/tunnel | keys | first answer ms | all answer ms | heir CPU ms | CPU ms/tunnel | takeover ms | failed | adopted | fell back | IKE SA changed | peer replay/ICV drops | load 1m | log lines'
 )
 for (const r of rows) {
   const x = r.recovery
@@ -531,6 +538,7 @@ for (const r of rows) {
       f(x.heirCpuMs, 0).padStart(11),
       f(x.heirCpuMsPerTunnel, 2).padStart(13),
       f(x.takeoverMs, 0).padStart(11),
+      f(x.failed, 0).padStart(6),
       String(x.adopted).padStart(7),
       String(x.fellBack).padStart(9),
       String(x.ikeSaChanged).padStart(14),
