@@ -10,11 +10,16 @@
  * - `traffic MS`: every peer sends a request through its tunnel every MS (staggered) from now on
  * - `mark T`: from time T (ms since the epoch) on, each peer's first answer to a request sent at
  *   or after T is remembered
- * - `report`: `{ type: 'report', answered, sent, replies, firsts }` (`firsts`: the first answer
- *   after the mark of every peer that had one, ms since the epoch, sorted)
+ * - `report`: `{ type: 'report', answered, sent, replies, firsts, espDropped }` (`firsts`: the
+ *   first answer after the mark of every peer that had one, ms since the epoch, sorted;
+ *   `espDropped`: the peers' ESP engines' drops by reason, summed)
+ * - `spis`: `{ type: 'spis', spis }`, the SPIs (`initiator/responder`) of each peer's
+ *   established IKE SAs, by peer number
  * - `exit`: stops every peer and exits.
  *
- * Options: `--from K --count N` (peers K..K+N-1), `--dvipa A`, `--psk S`, `--cluster-id ID`.
+ * Options: `--from K --count N` (peers K..K+N-1), `--dvipa A`, `--psk S`, `--cluster-id ID`,
+ * `--warm` (warm mode of `@vipsec/ike-v2`: announce IKEV2_MESSAGE_ID_SYNC_SUPPORTED and answer an
+ * heir's RFC 6311 message ID sync, so that a warm takeover can adopt the peer's IKE SA).
  */
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
@@ -40,7 +45,8 @@ const { values } = parseArgs({
     count: { type: 'string' },
     dvipa: { type: 'string' },
     psk: { type: 'string' },
-    'cluster-id': { type: 'string' }
+    'cluster-id': { type: 'string' },
+    warm: { type: 'boolean' }
   }
 })
 const FROM = Number(values.from ?? 1)
@@ -48,6 +54,7 @@ const COUNT = Number(values.count ?? 1)
 const DVIPA = values.dvipa ?? '10.88.0.50'
 const PSK = values.psk ?? 'scale bench key'
 const CLUSTER_ID = { type: 'fqdn' as const, value: values['cluster-id'] ?? 'vpn.cluster.test' }
+const WARM = values.warm === true
 
 const IKE_PROPOSAL: IkeProposal = {
   encryption: [{ algorithm: 'aes-gcm-16', keyBits: 256 }],
@@ -151,7 +158,8 @@ async function makePeer(k: number): Promise<Peer> {
           phase1: PHASE1,
           children: [{ policy: PHASE2, mode: 'tunnel', local: [selector], remote: [SERVICE_TS] }]
         }
-      ]
+      ],
+      ...(WARM ? { warm: { enabled: true } } : {})
     }
   )
   await ike.start()
@@ -253,6 +261,15 @@ function startTraffic(everyMs: number): void {
   })
 }
 
+/** The drops of every peer's ESP engine by reason, summed (reasons with none left out). */
+function espDropped(): Record<string, number> {
+  const sum: Record<string, number> = {}
+  for (const p of peers)
+    for (const [reason, count] of Object.entries(p.esp.counters().dropped))
+      if (count > 0) sum[reason] = (sum[reason] ?? 0) + count
+  return sum
+}
+
 async function main(): Promise<void> {
   for (let k = FROM; k < FROM + COUNT; k++) peers.push(await makePeer(k))
   print({ type: 'ready', peers: peers.length })
@@ -275,7 +292,20 @@ async function main(): Promise<void> {
         answered: firsts.length,
         sent: peers.reduce((n, p) => n + p.sent, 0),
         replies: peers.reduce((n, p) => n + p.replies, 0),
-        firsts
+        firsts,
+        espDropped: espDropped()
+      })
+    } else if (cmd === 'spis') {
+      print({
+        type: 'spis',
+        spis: Object.fromEntries(
+          peers.map((p) => [
+            p.k,
+            p.ike
+              .list()
+              .map((sa) => `${sa.phase1.ikeSaId.initiatorSpi}/${sa.phase1.ikeSaId.responderSpi}`)
+          ])
+        )
       })
     } else if (cmd === 'exit') break
   }

@@ -8,19 +8,30 @@
  *
  * - the owner's RSS per tunnel (after every peer answered, less before the first connected) and
  *   the store's size (Redis `used_memory` and keys, the same way);
- * - after `kill -9` of the owner: the time until the first and until every peer answers again,
- *   in renegotiation mode (the heir renegotiates every IKE and Child SA from the store's records);
+ * - after `kill -9` of the owner: the time until the first and until every peer answers again
+ *   (counting only answers to requests sent after the kill), in each mode of `--mode`:
+ *   `renegotiation` (the heir renegotiates every IKE and Child SA from the store's records) and
+ *   `warm` (the DVIPA has `warm: true`: the heir adopts the sealed IKE SAs, same SPIs and keys,
+ *   and syncs the message IDs with each peer by RFC 6311; what it cannot adopt it renegotiates);
+ * - in both modes, how many IKE SAs the heir adopted and how many fell back (its takeover
+ *   report), how many peers' IKE SAs changed across the takeover (their SPIs before the kill and
+ *   after every peer answered) and the peers' ESP drops meanwhile (replay, ICV, window);
  * - the heir's CPU during the recovery (kill to every peer answering, from /proc), its takeover
  *   report's steps, and what it logged meanwhile.
  *
- * Prints a table and one JSON line. Needs root (namespaces) and redis-server.
+ * Prints a table (one row per N and mode, beside the failure detection time of the heartbeats,
+ * 100 ms x 3) and one JSON line. Needs root (namespaces) and redis-server. The peers announce
+ * RFC 6311 support in both modes (`peers.ts --warm`), so the two modes differ only by the
+ * DVIPA's `warm`.
  *
  * Options: `--peers 100,1000` (default; 10000 also works: about 10 minutes, most of it the peers
- * connecting), `--interval 500` (ms between a peer's requests), `--concurrency 64` (handshakes
+ * connecting), `--mode renegotiation,warm` (default both; each N is run in each mode, in that
+ * order), `--interval 500` (ms between a peer's requests), `--concurrency 64` (handshakes
  * the peers run at once while connecting), `--profile` (run the heir under `node --cpu-prof` and
  * print where its CPU went from the kill until every peer answered), `--keep` (keep the folder
  * with the logs and profiles).
  */
+import { randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -56,6 +67,7 @@ interface ProfileReader {
 const { values } = parseArgs({
   options: {
     peers: { type: 'string' },
+    mode: { type: 'string' },
     interval: { type: 'string' },
     concurrency: { type: 'string' },
     profile: { type: 'boolean' },
@@ -69,6 +81,13 @@ const PROFILE = values.profile === true
 const PER_PROCESS = 2000
 const TICKS = 100 // USER_HZ: /proc/<pid>/stat times are in 1/100 s
 const CLUSTER_ID = 'vpn.cluster.test'
+/** The heartbeat detector's default (docs/node.md): a failure is declared after 100 ms x 3. */
+const DETECTION_MS = 100 * 3
+type Mode = 'renegotiation' | 'warm'
+const MODES = (values.mode ?? 'renegotiation,warm').split(',') as Mode[]
+for (const m of MODES)
+  if (m !== 'renegotiation' && m !== 'warm')
+    throw new Error(`--mode: ${String(m)} is not renegotiation or warm`)
 
 for (const n of SIZES)
   if (!Number.isInteger(n) || n < 1 || n > MAX_PEERS)
@@ -88,7 +107,7 @@ class ScaleCluster extends ClusterFixture {
 nodes:
 ${[...this.dps, ...this.targets].map((n) => `  ${n}: ${ADDR[n]}`).join('\n')}
 dvipas:
-  ${DVIPA}: { ranks: [${this.dps.join(', ')}], targets: [${this.targets.join(', ')}] }
+  ${DVIPA}: { ranks: [${this.dps.join(', ')}], targets: [${this.targets.join(', ')}]${this.options.dvipaExtra ?? ''} }
 takeover: { renegotiation_deadline: 600s }
 connections:
   peers:
@@ -103,7 +122,7 @@ connections:
 
   override secretsYaml(): string {
     const ids = Array.from({ length: this.peers }, (_, i) => `peer${i + 1}.scale.test`)
-    return `ike:\n  peers: { id: [${ids.join(', ')}], secret: "${this.psk}" }\nstore: { password: "${this.redisPassword}" }\n`
+    return `ike:\n  peers: { id: [${ids.join(', ')}], secret: "${this.psk}" }\nstore: { password: "${this.redisPassword}" }\n${this.options.secretsExtra ?? ''}`
   }
 }
 
@@ -138,6 +157,9 @@ class Generator {
 
 interface Row {
   peers: number
+  mode: Mode
+  /** Heartbeat interval x multiplier: the part of the recovery spent noticing the failure. */
+  detectionMs: number
   connectSeconds: number
   connectFailed: number
   ownerRssMb: { before: number; after: number; perTunnelKb: number }
@@ -148,7 +170,7 @@ interface Row {
   /** IKE SAs (phase 1 records) in the store at the kill. */
   storedIkeSas: number
   store: { keys: number; usedMb: number; perTunnelBytes: number }
-  renegotiation: {
+  recovery: {
     firstAnswerMs: number
     allAnswerMs: number
     answered: number
@@ -160,6 +182,17 @@ interface Row {
     renegotiated: number
     failed: number
     failedReasons: string[]
+    /** IKE SAs the heir adopted (warm mode; 0 in renegotiation mode). */
+    adopted: number
+    /** IKE SAs that went to renegotiation in warm mode, and why (reason: count). */
+    fellBack: number
+    fellBackReasons: Record<string, number>
+    /** Peers whose only IKE SA before the kill was still their only one after (same SPIs). */
+    ikeSaKept: number
+    /** Peers whose IKE SA changed (renegotiated, or none or several after). */
+    ikeSaChanged: number
+    /** The peers' ESP drops by reason from the kill until every peer answered. */
+    peerEspDropped: Record<string, number>
     heirLogLines: number
   }
   load: number[]
@@ -182,10 +215,17 @@ function storeSize(cluster: ClusterFixture): { keys: number; used: number } {
   return { keys: Number(cluster.redisCli('dbsize').trim()), used }
 }
 
+/** Counts the phase 1 fields of a hash, in the store (listing them overflows the pipe at 10,000). */
+const COUNT_PHASE1 = `local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 7) == 'phase1/' then n = n + 1 end
+end
+return n`
+
 /** Phase 1 records in the store's records hash of the DVIPA. */
 function storedPhase1(cluster: ClusterFixture): number {
-  const fields = cluster.redisCli('hkeys', `${cluster.prefix}{${DVIPA}}:records`)
-  return fields.split('\n').filter((f) => f.startsWith('phase1/')).length
+  const out = cluster.redisCli('eval', COUNT_PHASE1, '1', `${cluster.prefix}{${DVIPA}}:records`)
+  return Number(out.trim())
 }
 
 /**
@@ -208,14 +248,48 @@ async function storeSettled(
   return { ms: Date.now() - since, phase1 }
 }
 
-async function measure(n: number): Promise<Row> {
+/** The peers' ESP drops summed over the generators. */
+function sumDrops(reports: Record<string, unknown>[]): Record<string, number> {
+  const sum: Record<string, number> = {}
+  for (const r of reports)
+    for (const [reason, count] of Object.entries(r.espDropped as Record<string, number>))
+      sum[reason] = (sum[reason] ?? 0) + count
+  return sum
+}
+
+/** `after` less `before`, reasons without a change left out. */
+function dropsSince(
+  before: Record<string, number>,
+  after: Record<string, number>
+): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([reason, count]) => [reason, count - (before[reason] ?? 0)] as const)
+      .filter(([, d]) => d !== 0)
+  )
+}
+
+/** Every peer's IKE SA SPIs, by peer number. */
+async function peerSpis(generators: Generator[]): Promise<Map<string, string[]>> {
+  const answers = await Promise.all(generators.map((g) => g.ask('spis')))
+  return new Map(answers.flatMap((a) => Object.entries(a.spis as Record<string, string[]>)))
+}
+
+async function measure(n: number, mode: Mode): Promise<Row> {
   const tag = `vsc${process.pid % 1000}`
+  const warmKey = randomBytes(32).toString('hex')
   const cluster = new ScaleCluster(
     {
       tag,
       dps: 2,
       targets: 1,
       charon: false,
+      ...(mode === 'warm'
+        ? {
+            dvipaExtra: ', warm: true',
+            secretsExtra: `warm_keys:\n  current: w1\n  keys: { w1: "${warmKey}" }\n`
+          }
+        : {}),
       nodeArgs: PROFILE ? { 'dp-2': ['--cpu-prof', '--cpu-prof-interval=500'] } : {}
     },
     n
@@ -244,7 +318,7 @@ async function measure(n: number): Promise<Row> {
           ...['--import', 'tsx', '--conditions=vipsec-source'],
           join(root, 'packages/cli/bench/scale/peers.ts'),
           ...['--from', String(from), '--count', String(count), '--dvipa', DVIPA],
-          ...['--psk', cluster.psk, '--cluster-id', CLUSTER_ID]
+          ...['--psk', cluster.psk, '--cluster-id', CLUSTER_ID, '--warm']
         ],
         'pipe'
       )
@@ -285,6 +359,8 @@ async function measure(n: number): Promise<Row> {
     const store1 = storeSize(cluster)
     const heirPid = heir.proc.pid!
     const linesBefore = heir.lines.length
+    const spisBefore = await peerSpis(generators)
+    const dropsBefore = sumDrops(await Promise.all(generators.map((g) => g.ask('report'))))
 
     // the kill
     // the mark goes to the peers after the kill: marked before it, requests sent while the
@@ -302,11 +378,13 @@ async function measure(n: number): Promise<Row> {
     // heir spent carrying the others' traffic meanwhile is not counted
     let heirCpu = 0
     let progressAt = Date.now()
+    let dropsAfter = dropsBefore
     for (;;) {
       const cpu = cpuMs(heirPid) - cpu0
       if (Number.isNaN(cpuAtCompleted) && heir.has('takeover:completed')) cpuAtCompleted = cpu
       const reports = await Promise.all(generators.map((g) => g.ask('report')))
       const now = reports.flatMap((r) => r.firsts as number[]).sort((a, b) => a - b)
+      dropsAfter = sumDrops(reports)
       if (now.length > firsts.length) {
         heirCpu = cpu
         progressAt = Date.now()
@@ -328,12 +406,28 @@ async function measure(n: number): Promise<Row> {
             steps: { step: string; durationMs: number }[]
             renegotiated: number
             failed: { reason: string }[]
+            adopted?: string[]
+            fellBack?: { phase1Id: string; reason: string }[]
           }
         }
       | undefined
     const report = completed?.report
+    const spisAfter = await peerSpis(generators)
+    let ikeSaKept = 0
+    let ikeSaChanged = 0
+    for (const [k, before] of spisBefore) {
+      if (before.length !== 1) continue // its connect failed
+      const after = spisAfter.get(k) ?? []
+      if (after.length === 1 && after[0] === before[0]) ikeSaKept++
+      else ikeSaChanged++
+    }
+    const fellBackReasons: Record<string, number> = {}
+    for (const f of report?.fellBack ?? [])
+      fellBackReasons[f.reason] = (fellBackReasons[f.reason] ?? 0) + 1
     return {
       peers: n,
+      mode,
+      detectionMs: DETECTION_MS,
       connectSeconds,
       connectFailed,
       ownerRssMb: {
@@ -349,7 +443,7 @@ async function measure(n: number): Promise<Row> {
         usedMb: (store1.used - store0.used) / 2 ** 20,
         perTunnelBytes: (store1.used - store0.used) / n
       },
-      renegotiation: {
+      recovery: {
         firstAnswerMs: (firsts[0] ?? NaN) - killAt,
         allAnswerMs: (firsts.at(-1) ?? NaN) - killAt,
         answered: firsts.length,
@@ -361,6 +455,12 @@ async function measure(n: number): Promise<Row> {
         renegotiated: report?.renegotiated ?? 0,
         failed: report?.failed.length ?? NaN,
         failedReasons: [...new Set(report?.failed.map((f) => f.reason) ?? [])],
+        adopted: report?.adopted?.length ?? 0,
+        fellBack: report?.fellBack?.length ?? 0,
+        fellBackReasons,
+        ikeSaKept,
+        ikeSaChanged,
+        peerEspDropped: dropsSince(dropsBefore, dropsAfter),
         heirLogLines: heir.lines.length - linesBefore
       },
       load: loadavg().map((l) => Number(l.toFixed(2)))
@@ -403,26 +503,32 @@ async function measure(n: number): Promise<Row> {
 }
 
 const rows: Row[] = []
-for (const n of SIZES) {
-  rows.push(await measure(n))
-  console.error(JSON.stringify(rows.at(-1)))
-}
+for (const n of SIZES)
+  for (const mode of MODES) {
+    rows.push(await measure(n, mode))
+    console.error(JSON.stringify(rows.at(-1)))
+  }
 
 const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-')
 console.log(
   `takeover at scale: 2 DPs + 1 target (vipsec node), Redis, N peers (vipsec IKEv2 initiators), ` +
-    `a request every ${INTERVAL_MS} ms per peer; renegotiation mode; load ${loadavg()
+    `a request every ${INTERVAL_MS} ms per peer; detection ${DETECTION_MS} ms (100 ms x 3); load ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')}`
 )
 console.log(
-  'peers | connect s | owner RSS KB/tunnel | store B/tunnel | keys | first answer ms | all answer ms | heir CPU ms | CPU ms/tunnel | takeover ms | log lines'
+  'peers | mode          | connect s | owner RSS KB/tunnel | store B/tunnel | keys | first answer ms | all answer ms | heir CPU ms | CPU ms/tunnel | takeover ms | failed | adopted | fell back | IKE SA changed | peer replay/ICV drops | load 1m | log lines'
 )
 for (const r of rows) {
-  const x = r.renegotiation
+  const x = r.recovery
+  const bad =
+    (x.peerEspDropped.replay ?? 0) +
+    (x.peerEspDropped['icv-failure'] ?? 0) +
+    (x.peerEspDropped['outside-window'] ?? 0)
   console.log(
     [
       String(r.peers).padStart(5),
+      r.mode.padEnd(13),
       f(r.connectSeconds).padStart(9),
       f(r.ownerRssMb.perTunnelKb).padStart(18),
       f(r.store.perTunnelBytes, 0).padStart(14),
@@ -432,8 +538,16 @@ for (const r of rows) {
       f(x.heirCpuMs, 0).padStart(11),
       f(x.heirCpuMsPerTunnel, 2).padStart(13),
       f(x.takeoverMs, 0).padStart(11),
+      f(x.failed, 0).padStart(6),
+      String(x.adopted).padStart(7),
+      String(x.fellBack).padStart(9),
+      String(x.ikeSaChanged).padStart(14),
+      String(bad).padStart(21),
+      f(r.load[0] ?? NaN, 2).padStart(7),
       String(x.heirLogLines).padStart(9)
     ].join(' | ')
   )
 }
-console.log(JSON.stringify({ bench: 'scale', intervalMs: INTERVAL_MS, rows }))
+console.log(
+  JSON.stringify({ bench: 'scale', intervalMs: INTERVAL_MS, detectionMs: DETECTION_MS, rows })
+)
