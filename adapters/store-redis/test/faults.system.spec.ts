@@ -206,12 +206,15 @@ describe('RedisCouplingStore under faults', function () {
         await server.launch()
       }
       // the same store, never restarted, works again, and so does the change stream
+      // a call made while the client still reconnects fails at once: try for up to 10 s, not
+      // 50 times in a row (on a loaded machine the reconnect outlasted 50 quick failures)
       let ok = false
       for (let i = 0; i < 50 && !ok; i++) {
         ok = await store.getOwnership(DVIPA).then(
           () => true,
           () => false
         )
+        if (!ok) await sleep(200)
       }
       expect(ok).to.equal(true)
       expect((await store.getOwnership(DVIPA)).owner).to.equal('dp-1')
