@@ -197,6 +197,8 @@ interface Attempt {
   abort: AbortController
   timer: TimerHandle | undefined
   claimStartedAt: number | undefined
+  /** The highest epoch seen before this attempt's latest claim: what it must win above. */
+  floor: number | undefined
 }
 
 /**
@@ -626,7 +628,7 @@ export class OwnershipController {
         if (epoch <= expected) return
         if (owner === this.node && phase.step !== 'rank-delay') {
           // Our own claim, seen before (or instead of) its reply.
-          if (phase.step === 'resolving') this.claimWon({ owner: this.node, epoch })
+          if (phase.step === 'resolving') this.resolvedOwn(epoch, source)
           return
         }
         this.standDown(epoch, owner, source)
@@ -800,7 +802,8 @@ export class OwnershipController {
       silentMs,
       abort: new AbortController(),
       timer: undefined,
-      claimStartedAt: undefined
+      claimStartedAt: undefined,
+      floor: undefined
     }
     // every renegotiation of the takeover listens to it
     setMaxListeners(0, attempt.abort.signal)
@@ -884,8 +887,11 @@ export class OwnershipController {
     if (this.attempt !== attempt || this.state !== s) return
     const expected = s.phase.expectedEpoch
     attempt.claimStartedAt ??= this.clock.monotonic()
+    // The floor is what was seen before this claim (its own change events raise `highest`): a
+    // claim resolved by reading back must still be above it.
+    attempt.floor = this.highest
     try {
-      const won = await this.claimAbove(expected)
+      const won = await this.claimAbove(expected, attempt.floor)
       if (this.attempt !== attempt) return
       this.claimWon(won)
     } catch (err) {
@@ -919,12 +925,11 @@ export class OwnershipController {
   }
 
   /**
-   * Claims until the epoch is above the highest seen (one claim, unless the store lost data).
-   * Every intermediate claim names this node, so nobody else can hold those epochs.
+   * Claims until the epoch is above `floor` (by default the highest seen before this claim: the
+   * claim's own change event raises `highest`); one claim, unless the store lost data. Every
+   * intermediate claim names this node, so nobody else can hold those epochs.
    */
-  private async claimAbove(expected: number): Promise<Ownership> {
-    // The floor is what was seen before this claim: the claim's own change event raises `highest`.
-    const floor = this.highest
+  private async claimAbove(expected: number, floor = this.highest): Promise<Ownership> {
     let won = await this.store.claimOwnership(this.dvipa, {
       owner: this.node,
       ranks: this.ranks,
@@ -940,6 +945,28 @@ export class OwnershipController {
       this.learnStore(this.node, won.epoch)
     }
     return won
+  }
+
+  /**
+   * A claim whose reply was lost turns out, read back, to have applied at `epoch`. Above the
+   * attempt's floor it is won. At or below it (the store lost data, and the lost reply was of one
+   * of the claims that climb back above it), the epoch may be one another node held before the
+   * loss: two owners of one epoch would defeat the fence, so the attempt claims on from there.
+   */
+  private resolvedOwn(epoch: number, source: EpochSource): void {
+    const s = this.state
+    const attempt = this.attempt
+    if (s.role !== 'taking-over' || attempt === undefined) return
+    if (epoch > (attempt.floor ?? 0)) {
+      this.claimWon({ owner: this.node, epoch })
+      return
+    }
+    this.setState(
+      { ...s, phase: { step: 'claiming', expectedEpoch: epoch } },
+      'claim-indeterminate',
+      source
+    )
+    void this.claim()
   }
 
   /**
@@ -1286,7 +1313,7 @@ export class OwnershipController {
         const phase = s.phase
         if (phase.step === 'resolving') {
           if (ownership.owner === this.node && ownership.epoch > phase.expectedEpoch) {
-            this.claimWon(ownership)
+            this.resolvedOwn(ownership.epoch, 'store')
           } else if (ownership.epoch === phase.expectedEpoch) {
             // The claim did not apply: claim again.
             this.setState(
