@@ -133,8 +133,7 @@ describe('ownership under the faults of issue 10, with real processes (heartbeat
     try {
       return await waitFor(() => linesAfter(node, type, at)[0], ms, `${node.name}: ${type}`)
     } catch (err) {
-      cluster.dump(16)
-      throw err
+      throw cluster.explained(err, 16)
     }
   }
 
@@ -153,8 +152,7 @@ describe('ownership under the faults of issue 10, with real processes (heartbeat
         `a DP other than ${victim}: takeover:completed`
       )
     } catch (err) {
-      cluster.dump(16)
-      throw err
+      throw cluster.explained(err, 16)
     }
   }
 
@@ -304,8 +302,7 @@ describe('ownership under the faults of issue 10, with real processes (heartbeat
       30_000,
       `a live DP to take over from ${heir}`
     ).catch((err: Error) => {
-      cluster.dump(16)
-      throw err
+      throw cluster.explained(err, 16)
     })
     await served('the service back after the double fault')
     expect(stored().owner).to.equal(last)
@@ -347,8 +344,7 @@ describe('ownership under the faults of issue 10, with real processes (heartbeat
       30_000,
       'the cluster to claim above the highest epoch seen'
     ).catch((err: Error) => {
-      cluster.dump(16)
-      throw err
+      throw cluster.explained(err, 16)
     })
     await served('the service after the data loss')
     const now = stored()
@@ -502,8 +498,7 @@ describe('ownership under the faults of issue 10, with real processes (lease det
       20_000,
       `${backup} to take the DVIPA`
     ).catch((err: Error) => {
-      cluster.dump(16)
-      throw err
+      throw cluster.explained(err, 16)
     })
     const fenced = cluster
       .node(owner)

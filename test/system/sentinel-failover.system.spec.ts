@@ -256,8 +256,7 @@ async function served(cluster: SentinelCluster, what: string, ms = 40_000): Prom
       what
     )
   } catch (err) {
-    cluster.dump(16)
-    throw err
+    throw cluster.explained(err, 16)
   }
 }
 
@@ -313,8 +312,7 @@ describe('a Sentinel failover to a replica that missed the latest claim, with re
         30_000,
         'the alarm'
       ).catch((err: Error) => {
-        cluster.dump(16)
-        throw err
+        throw cluster.explained(err, 16)
       })
       const recovered = await waitFor(
         () => {
@@ -368,8 +366,7 @@ describe('a Sentinel failover to a replica that missed the latest claim, with re
         40_000,
         'a backup to claim on the promoted replica'
       ).catch((err: Error) => {
-        cluster.dump(16)
-        throw err
+        throw cluster.explained(err, 16)
       })
       await served(
         cluster,

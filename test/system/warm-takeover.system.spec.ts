@@ -61,8 +61,7 @@ describe('warm takeover with real processes, strongSwan as the peer', function (
         30_000,
         `${heir} to take over`
       ).catch((err: Error) => {
-        cluster.dump(24)
-        throw err
+        throw cluster.explained(err, 24)
       })
       const report = completed.report as {
         adopted?: string[]

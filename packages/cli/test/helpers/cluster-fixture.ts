@@ -540,18 +540,43 @@ secrets {
         what
       )
     } catch (err) {
-      this.dump(16)
-      console.log(`      charon: ${this.charon!.swanctl(['--list-sas'])}`)
-      throw err
+      throw this.explained(err, 16)
     }
   }
 
   /** Prints the last lines of every node (ownership, takeovers, errors), to see why a wait failed. */
   dump(lines = 12): void {
-    for (const [name, node] of this.nodes) {
-      const tail = node.lines.filter((l) => !String(l.type).startsWith('connection:')).slice(-lines)
-      console.log(`      --- ${name}\n${tail.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`)
+    console.log(this.tails(lines))
+  }
+
+  /** The last lines of every node, but those of its connections, one block per node. */
+  tails(lines = 12): string {
+    return [...this.nodes]
+      .map(([name, node]) => {
+        const tail = node.lines
+          .filter((l) => !String(l.type).startsWith('connection:'))
+          .slice(-lines)
+        return `      --- ${name}\n${tail.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`
+      })
+      .join('\n')
+  }
+
+  /**
+   * `err` with the nodes' last lines (and charon's SAs, when there is a charon) appended to its
+   * message, so that a failed wait says why in the failure summary too, which is what a CI log
+   * keeps when its middle is cut.
+   */
+  explained(err: unknown, lines = 16): Error {
+    const error = err instanceof Error ? err : new Error(String(err))
+    let charon = ''
+    try {
+      if (this.charon !== undefined)
+        charon = `\n      charon: ${this.charon.swanctl(['--list-sas'])}`
+    } catch (e) {
+      charon = `\n      charon: (no answer: ${(e as Error).message})`
     }
+    error.message += `\n${this.tails(lines)}${charon}`
+    return error
   }
 
   /**
