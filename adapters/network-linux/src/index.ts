@@ -1,7 +1,9 @@
 /**
- * The vipsec network adapter for Linux (the `NetworkAdapter` contract). Acquiring the DVIPA runs
- * `ip addr add A/32 dev IF` (idempotent) and announces the address with a gratuitous ARP
- * (iputils `arping -U`, Debian package `iputils-arping`); releasing it runs `ip addr del`. UDP
+ * The vipsec network adapter for Linux (the `NetworkAdapter` contract). Acquiring the DVIPA adds
+ * it to the interface, as `ip addr add A/32 dev IF` would (idempotent; the same rtnetlink request,
+ * sent from this process, or `ip` itself where koffi cannot load) and announces the address with
+ * a gratuitous ARP (iputils `arping -U`, Debian package `iputils-arping`); releasing it removes
+ * it, as `ip addr del` would. UDP
  * endpoints (IKE on 500, ESP-in-UDP on 4500, the cluster link) are `node:dgram` sockets bound
  * to an address and port. It needs `CAP_NET_ADMIN` (root) for the address and `CAP_NET_RAW` for
  * the ARP; a failed ARP is counted and reported on `announcements$`, never fatal.
@@ -55,3 +57,11 @@ export {
   type MmsgSyscalls,
   type NativeMemory
 } from './mmsg.js'
+export {
+  ackOf,
+  addressRequest,
+  linkUpRequest,
+  NetlinkErrno,
+  openNetlinkRoute,
+  type NetlinkRoute
+} from './netlink.js'

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { constants as osConstants } from 'node:os'
 import { Subject, type Observable } from 'rxjs'
 import {
   InvalidConfigError,
@@ -12,11 +13,13 @@ import {
   type NetworkEvent,
   type UdpEndpoint
 } from '@vipsec/interface'
+import { parseIp } from '@vipsec/wire'
 import { ExecFileCommandRunner, type CommandResult, type CommandRunner } from './command-runner.js'
 import { TapDeviceHolder, type DeviceHolder, type HeldDevice } from './device-holder.js'
 import { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
 import { BatchedUdpEndpoint } from './batched-udp-socket.js'
 import { realMmsgSyscalls, type MmsgSyscalls } from './mmsg.js'
+import { NetlinkErrno, openNetlinkRoute, type NetlinkRoute } from './netlink.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
@@ -26,6 +29,14 @@ export interface LinuxNetworkAdapterComponents {
   devices?: DeviceHolder
   /** The system calls of batched UDP sockets. Default: libc through koffi. */
   mmsg?: MmsgSyscalls
+  /**
+   * Adds and removes addresses and brings devices up with rtnetlink requests from this process
+   * instead of running `ip` for each (the same requests, without a program started on a
+   * takeover's path). Default: a route socket through koffi when `commands` is the default
+   * runner (a runner of the caller's own means it wants the commands), none where koffi cannot
+   * load; `null`: always `ip`.
+   */
+  netlink?: NetlinkRoute | null
   /**
    * Waits `ms` between the packets of a gratuitous ARP (resolves early when `signal` aborts).
    * Default: a timer of this process.
@@ -87,7 +98,8 @@ export interface LinuxNetworkAdapterInit {
    *   {@link TapDeviceHolder}); when this process dies, even by `kill -9`, the device and the
    *   address go with it and the host stops answering for it. Traffic still arrives on
    *   `interface` (Linux answers ARP and accepts packets for any local address), and the
-   *   gratuitous ARP still goes out on `interface`.
+   *   gratuitous ARP still goes out on `interface`. {@link LinuxNetworkAdapter.prepareAddress}
+   *   makes the device ahead of time, so that acquiring only adds the address.
    *
    * Default `interface`.
    */
@@ -161,9 +173,10 @@ const ALREADY_THERE = /already assigned|File exists/i
 const NOT_THERE = /address not found|Cannot assign requested address/i
 
 /**
- * The Linux network adapter: acquiring the DVIPA adds it to an interface with `ip addr add` and
- * announces it with a gratuitous ARP (iputils `arping -U`), releasing it removes it with
- * `ip addr del`, and UDP endpoints are sockets bound to an address and port that move several
+ * The Linux network adapter: acquiring the DVIPA adds it to an interface as `ip addr add` does
+ * (the same rtnetlink request, sent from this process; see
+ * {@link LinuxNetworkAdapterComponents.netlink}) and announces it with a gratuitous ARP (iputils
+ * `arping -U`), releasing it removes it as `ip addr del` does, and UDP endpoints are sockets bound to an address and port that move several
  * datagrams per system call ({@link BatchedUdpEndpoint}; `node:dgram` alone with `udpBatch: 1`).
  *
  * `stop()` closes every socket it opened and completes `events$`; like a crash, it leaves the
@@ -182,7 +195,11 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private readonly devicePrefix: string
   private readonly devices: DeviceHolder
   private readonly heldDevices = new Map<string, HeldDevice>()
+  private readonly makingDevices = new Map<string, Promise<HeldDevice>>()
   private nextDevice = 0
+  /** `true`: a route socket of its own, opened on first use; `false`/`null`: `ip`; or the caller's. */
+  private readonly netlinkChoice: NetlinkRoute | boolean | null
+  private netlink: NetlinkRoute | undefined
   private events = new Subject<NetworkEvent>()
   private announcementSubject = new Subject<AnnouncementEvent>()
   private started = false
@@ -277,6 +294,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
       throw new InvalidConfigError('udpReceiveBuffer', 'must be a non-negative integer')
     }
     this.mmsg = this.udpBatch > 1 ? (components.mmsg ?? realMmsgSyscalls()) : undefined
+    this.netlinkChoice =
+      components.netlink === undefined ? components.commands === undefined : components.netlink
     this.ipv6Dad = init.ipv6Dad ?? false
     this.dadTimeoutMs = init.dadTimeoutMs ?? 5000
     if (!(Number.isFinite(this.dadTimeoutMs) && this.dadTimeoutMs > 0)) {
@@ -322,6 +341,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     for (const controller of this.pendingAnnouncements.keys()) controller.abort()
     await Promise.all([...this.pendingAnnouncements.values()].map(async (p) => p.done))
     await Promise.all([...this.sockets].map(async (socket) => socket.close()))
+    if (this.netlinkChoice === true) {
+      this.netlink?.close()
+      this.netlink = undefined
+    }
     this.events.complete()
     this.announcementSubject.complete()
   }
@@ -332,8 +355,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   }
 
   /**
-   * Adds `address` to the interface (`ip addr add A/len dev IF`; an address already there is
-   * fine), then announces it with a gratuitous ARP in the background (IPv4) and emits
+   * Adds `address` to the interface (as `ip addr add A/len dev IF`; an address already there
+   * is fine), then announces it with a gratuitous ARP in the background (IPv4) and emits
    * `address:acquired`. IPv6 is added with `nodad`, or with `ipv6Dad` waits for the kernel's
    * duplicate address detection (see {@link LinuxNetworkAdapterInit.ipv6Dad}).
    *
@@ -349,12 +372,11 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     const family = checkAddress(address)
     const device = this.holding === 'process' ? await this.deviceFor(address, options) : undefined
     const dev = device?.name ?? this.device
-    const args = ['addr', 'add', this.cidr(address, family), 'dev', dev]
-    if (family === 6 && !this.ipv6Dad) args.push('nodad')
-    const result = await this.ip(args, options)
-    if (result.exitCode !== 0 && !ALREADY_THERE.test(result.stderr)) {
+    try {
+      await this.changeAddress('add', address, family, dev, options)
+    } catch (err) {
       await this.dropDevice(address)
-      throw this.commandError(args, result)
+      throw err
     }
     if (family === 6 && this.ipv6Dad) await this.awaitDad(address, dev, options)
     this.held.add(address)
@@ -376,18 +398,14 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   async releaseAddress(address: string, options?: AbortOptions): Promise<void> {
     this.enter(options)
     const family = checkAddress(address)
-    const args = ['addr', 'del', this.cidr(address, family), 'dev', this.device]
     // an announcement still running would point the neighbours back here
     for (const [controller, pending] of this.pendingAnnouncements) {
       if (pending.address === address) controller.abort()
     }
     // its own device goes with it; then the interface, in case an older run left it there
     await this.dropDevice(address)
-    const result = await this.ip(args, options)
-    let removed = result.exitCode === 0
-    if (!removed && !NOT_THERE.test(result.stderr)) {
-      throw this.commandError(args, result)
-    }
+    let removed =
+      (await this.changeAddress('del', address, family, this.device, options)) === 'done'
     if (this.held.delete(address)) removed = true
     if (removed) this.events.next({ type: 'address:released', address })
   }
@@ -425,22 +443,46 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   }
 
   /**
+   * With `holdAddresses: 'process'`, makes and brings up the device that will hold `address`
+   * (holding nothing until {@link acquireAddress}), which is then a single address change:
+   * a takeover does not wait for a device to be made. With `interface`, nothing to do. A
+   * device the holder loses meanwhile is made again on acquire.
+   *
+   * @param address - an IPv4 or IPv6 address
+   * @param options - an abort signal
+   * @throws InvalidParametersError when `address` is not a unicast IP address
+   * @throws NetworkCommandError when the device cannot be made or brought up
+   */
+  async prepareAddress(address: string, options?: AbortOptions): Promise<void> {
+    this.enter(options)
+    checkAddress(address)
+    this.route()
+    if (this.holding === 'process') await this.deviceFor(address, options)
+  }
+
+  /**
    * The device that holds `address` in `process` mode: made, held and brought up here (one per
-   * address, so that each goes on its own).
+   * address, so that each goes on its own). Two calls at once share one device.
    */
   private async deviceFor(address: string, options?: AbortOptions): Promise<HeldDevice> {
     const had = this.heldDevices.get(address)
     if (had !== undefined) return had
+    let making = this.makingDevices.get(address)
+    if (making === undefined) {
+      making = this.makeDevice(address, options).finally(() => this.makingDevices.delete(address))
+      this.makingDevices.set(address, making)
+    }
+    return making
+  }
+
+  private async makeDevice(address: string, options?: AbortOptions): Promise<HeldDevice> {
     const name = `${this.devicePrefix}${this.nextDevice++}`
     const device = await this.devices.hold(name, options)
-    const up = ['link', 'set', 'dev', name, 'up']
-    const result = await this.ip(up, options).catch(async (err: Error) => {
+    try {
+      await this.linkUp(name, options)
+    } catch (err) {
       await device.close()
       throw err
-    })
-    if (result.exitCode !== 0) {
-      await device.close()
-      throw this.commandError(up, result)
     }
     this.heldDevices.set(address, device)
     void device.gone.then(() => {
@@ -544,6 +586,82 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private announceFailed(address: string, error: string): void {
     this.counters.announcementFailures++
     this.announcementSubject.next({ type: 'announce:failed', address, error })
+  }
+
+  /** The route socket of {@link LinuxNetworkAdapterComponents.netlink}, opened on first use. */
+  private route(): NetlinkRoute | undefined {
+    if (this.netlinkChoice === false || this.netlinkChoice === null) return undefined
+    if (this.netlinkChoice !== true) return this.netlinkChoice
+    this.netlink ??= openNetlinkRoute()
+    return this.netlink
+  }
+
+  /**
+   * `ip addr add|del A/len dev DEV`, as an rtnetlink request where there is a route socket,
+   * else by running `ip`: `unchanged` when the address was already there (add) or not there
+   * (del), which is fine.
+   */
+  private async changeAddress(
+    op: 'add' | 'del',
+    address: string,
+    family: 4 | 6,
+    dev: string,
+    options?: AbortOptions
+  ): Promise<'done' | 'unchanged'> {
+    const cidr = this.cidr(address, family)
+    const route = this.route()
+    if (route === undefined) {
+      const args = ['addr', op, cidr, 'dev', dev]
+      if (op === 'add' && family === 6 && !this.ipv6Dad) args.push('nodad')
+      const result = await this.ip(args, options)
+      if (result.exitCode === 0) return 'done'
+      if ((op === 'add' ? ALREADY_THERE : NOT_THERE).test(result.stderr)) return 'unchanged'
+      throw this.commandError(args, result)
+    }
+    throwIfAborted(options?.signal)
+    const request = `netlink ${op === 'add' ? 'RTM_NEWADDR' : 'RTM_DELADDR'} ${cidr} dev ${dev}`
+    const index = this.indexOf(route, dev, request)
+    const bytes = parseIp(address)
+    const length = Number(cidr.slice(cidr.indexOf('/') + 1))
+    const outcome =
+      op === 'add'
+        ? route.addAddress(index, bytes, length, family === 6 && !this.ipv6Dad)
+        : route.deleteAddress(index, bytes, length)
+    if (outcome === 0) return 'done'
+    if (op === 'add' && outcome === -NetlinkErrno.EEXIST) return 'unchanged'
+    if (op === 'del' && outcome === -NetlinkErrno.EADDRNOTAVAIL) return 'unchanged'
+    throw this.netlinkError(request, outcome)
+  }
+
+  /** `ip link set dev NAME up`, as an rtnetlink request where there is a route socket. */
+  private async linkUp(name: string, options?: AbortOptions): Promise<void> {
+    const route = this.route()
+    if (route === undefined) {
+      const up = ['link', 'set', 'dev', name, 'up']
+      const result = await this.ip(up, options)
+      if (result.exitCode !== 0) throw this.commandError(up, result)
+      return
+    }
+    throwIfAborted(options?.signal)
+    const request = `netlink RTM_NEWLINK dev ${name} up`
+    const outcome = route.setUp(this.indexOf(route, name, request))
+    if (outcome !== 0) throw this.netlinkError(request, outcome)
+  }
+
+  /** The index of device `dev`; a missing device is the configuration's error, as with `ip`. */
+  private indexOf(route: NetlinkRoute, dev: string, request: string): number {
+    const index = route.ifindex(dev)
+    if (index >= 0) return index
+    throw this.netlinkError(request, index)
+  }
+
+  private netlinkError(request: string, outcome: number): Error {
+    this.counters.commandFailures++
+    if (outcome === -NetlinkErrno.ENODEV) {
+      return new InvalidConfigError('interface', `device ${this.device} does not exist`)
+    }
+    const name = Object.entries(osConstants.errno).find(([, n]) => n === -outcome)?.[0]
+    return new NetworkCommandError(request, `the kernel answered ${name ?? `errno ${-outcome}`}`)
   }
 
   private async ip(args: string[], options?: AbortOptions): Promise<CommandResult> {

@@ -10,7 +10,8 @@ import {
   type CommandRunner,
   type DeviceHolder,
   type HeldDevice,
-  type LinuxNetworkAdapterInit
+  type LinuxNetworkAdapterInit,
+  type NetlinkRoute
 } from '../src/index.js'
 
 /** A command the fake runner was asked to run. */
@@ -80,6 +81,33 @@ class FakeDevices implements DeviceHolder {
     }
     this.devices.push(device)
     return device
+  }
+}
+
+/** A route socket in memory: devices by name, the requests it took, scripted answers. */
+class FakeRoute implements NetlinkRoute {
+  readonly requests: string[] = []
+  readonly devices = new Map<string, number>([['eth9', 2]])
+  /** The kernel's answer to the next address request (0, or -errno). */
+  answer = 0
+  closed = false
+  ifindex(name: string): number {
+    return this.devices.get(name) ?? -19
+  }
+  addAddress(index: number, address: Uint8Array, prefix: number, nodad: boolean): number {
+    this.requests.push(`add ${[...address].join('.')}/${prefix} ${index}${nodad ? ' nodad' : ''}`)
+    return this.answer
+  }
+  deleteAddress(index: number, address: Uint8Array, prefix: number): number {
+    this.requests.push(`del ${[...address].join('.')}/${prefix} ${index}`)
+    return this.answer
+  }
+  setUp(index: number): number {
+    this.requests.push(`up ${index}`)
+    return 0
+  }
+  close(): void {
+    this.closed = true
   }
 }
 
@@ -647,6 +675,37 @@ describe(LinuxNetworkAdapter.name, () => {
       expect(events.map((e) => e.type)).to.deep.equal(['address:acquired', 'address:released'])
     })
 
+    it('should make the device ahead on prepareAddress, so that acquiring only adds the address', async () => {
+      await adapter.prepareAddress('10.0.0.100')
+      await adapter.prepareAddress('10.0.0.100')
+      expect(devices.devices.map((d) => d.name)).to.deep.equal(['vt0'])
+      expect(runner.lines()).to.deep.equal(['ip link set dev vt0 up'])
+      expect(adapter.addresses(), 'nothing answered for yet').to.deep.equal([])
+      runner.calls.length = 0
+      await adapter.acquireAddress('10.0.0.100')
+      expect(devices.devices.map((d) => d.name)).to.deep.equal(['vt0'])
+      expect(runner.lines()[0]).to.equal('ip addr add 10.0.0.100/32 dev vt0')
+      expect(runner.lines().filter((l) => l.includes('link'))).to.deep.equal([])
+    })
+
+    it('should make one device when a prepare and an acquire run at once', async () => {
+      await Promise.all([
+        adapter.prepareAddress('10.0.0.100'),
+        adapter.acquireAddress('10.0.0.100')
+      ])
+      expect(devices.devices.map((d) => d.name)).to.deep.equal(['vt0'])
+      expect(runner.lines().filter((l) => l.includes('link'))).to.have.length(1)
+    })
+
+    it('should make the device again on acquire when the prepared one died', async () => {
+      await adapter.prepareAddress('10.0.0.100')
+      devices.devices[0]!.die()
+      await tick()
+      await adapter.acquireAddress('10.0.0.100')
+      expect(devices.devices.map((d) => d.name)).to.deep.equal(['vt0', 'vt1'])
+      expect(adapter.addresses()).to.deep.equal(['10.0.0.100'])
+    })
+
     it('should let the device go when the address cannot be added to it', async () => {
       runner.answer = (c) =>
         c.args[1] === 'add'
@@ -655,6 +714,88 @@ describe(LinuxNetworkAdapter.name, () => {
       const err = await rejection(adapter.acquireAddress('10.0.0.100'))
       expect(err.name).to.equal('NetworkCommandError')
       expect(devices.devices[0]!.closed).to.equal(true)
+    })
+  })
+
+  describe('with a route socket (rtnetlink instead of ip)', () => {
+    let route: FakeRoute
+    let devices: FakeDevices
+
+    function routed(init: Partial<LinuxNetworkAdapterInit> = {}): LinuxNetworkAdapter {
+      devices = new FakeDevices()
+      return linuxNetworkAdapter(
+        { commands: runner, devices, netlink: route, wait: async () => undefined },
+        { interface: 'eth9', devicePrefix: 'vt', ...init }
+      )
+    }
+
+    beforeEach(async () => {
+      await adapter.stop()
+      route = new FakeRoute()
+      adapter = routed()
+      await adapter.start()
+      adapter.events$.subscribe((e) => events.push(e))
+    })
+
+    it('should add and remove the address by request, and run no ip', async () => {
+      await adapter.acquireAddress('10.0.0.100')
+      await adapter.releaseAddress('10.0.0.100')
+      expect(route.requests).to.deep.equal(['add 10.0.0.100/32 2', 'del 10.0.0.100/32 2'])
+      expect(runner.lines().filter((l) => l.startsWith('ip '))).to.deep.equal([])
+      expect(events.map((e) => e.type)).to.deep.equal(['address:acquired', 'address:released'])
+    })
+
+    it('should add IPv6 with nodad, as ip addr add ... nodad', async () => {
+      await adapter.acquireAddress('fd00::64')
+      expect(route.requests).to.deep.equal([
+        `add ${[0xfd, ...Array<number>(14).fill(0), 0x64].join('.')}/128 2 nodad`
+      ])
+    })
+
+    it('should take an address already there (EEXIST) as acquired, and one not there (EADDRNOTAVAIL) as released', async () => {
+      route.answer = -17
+      await adapter.acquireAddress('10.0.0.100')
+      expect(adapter.addresses()).to.deep.equal(['10.0.0.100'])
+      route.answer = -99
+      await adapter.releaseAddress('10.0.0.100')
+      await adapter.releaseAddress('10.0.0.101')
+      expect(events.map((e) => e.type)).to.deep.equal(['address:acquired', 'address:released'])
+      expect(adapter.stats().commandFailures).to.equal(0)
+    })
+
+    it('should throw NetworkCommandError naming the request and the errno, count it and hold nothing', async () => {
+      route.answer = -1
+      const err = await rejection(adapter.acquireAddress('10.0.0.100'))
+      expect(err.name).to.equal('NetworkCommandError')
+      expect(err.command).to.equal('netlink RTM_NEWADDR 10.0.0.100/32 dev eth9')
+      expect(err.message).to.include('EPERM')
+      expect(adapter.stats().commandFailures).to.equal(1)
+      expect(adapter.addresses()).to.deep.equal([])
+      expect(events).to.deep.equal([])
+    })
+
+    it('should throw InvalidConfigError naming interface when the device does not exist', async () => {
+      route.devices.clear()
+      const err = await rejection(adapter.acquireAddress('10.0.0.100'))
+      expect(err.name).to.equal('InvalidConfigError')
+      expect(err.message).to.include('interface')
+    })
+
+    it('should bring a held device up by request, and put the address on it', async () => {
+      await adapter.stop()
+      adapter = routed({ holdAddresses: 'process' })
+      await adapter.start()
+      route.devices.set('vt0', 7)
+      await adapter.acquireAddress('10.0.0.100')
+      expect(route.requests).to.deep.equal(['up 7', 'add 10.0.0.100/32 7'])
+    })
+
+    it('should reject an aborted call before any request', async () => {
+      const err = await rejection(
+        adapter.acquireAddress('10.0.0.100', { signal: AbortSignal.abort() })
+      )
+      expect(err.name).to.equal('AbortError')
+      expect(route.requests).to.deep.equal([])
     })
   })
 })

@@ -555,6 +555,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         // is to serve.
         if (this.components.network.isStarted())
           await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
+        this.prepareAddress(state)
       }
       // every DVIPA's join window at once
       const joined = await Promise.allSettled(
@@ -697,11 +698,23 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       state.warm?.clear()
       if (this.components.network.isStarted()) {
         await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
+        if (this.started) this.prepareAddress(state)
       }
     }
     const done = state.serial.then(run, run)
     state.serial = done.catch(() => undefined)
     return done
+  }
+
+  /**
+   * Gets the network ready, in the background, to take `state`'s DVIPA over (see
+   * `NetworkAdapter.prepareAddress`): a takeover then only adds the address. A failure costs
+   * nothing but that head start: the acquire does what was not done, and reports what fails.
+   */
+  private prepareAddress(state: DvipaState): void {
+    const { network } = this.components
+    if (!network.isStarted() || network.prepareAddress === undefined) return
+    void network.prepareAddress(state.config.dvipa).catch(() => undefined)
   }
 
   /**

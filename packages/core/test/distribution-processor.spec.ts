@@ -29,6 +29,7 @@ function processor(
   dp: DefaultDistributionProcessor
   store: MemoryCouplingStore
   released: string[]
+  prepared: string[]
   clock: VirtualClock
 } {
   const clock = new VirtualClock()
@@ -45,6 +46,7 @@ function processor(
     ...detectorExtras
   } as unknown as FailureDetector
   const released: string[] = []
+  const prepared: string[] = []
   const network = {
     events$: NEVER,
     isStarted: () => true,
@@ -52,6 +54,7 @@ function processor(
       throw new NetworkCommandError(`ip addr add ${address}/32 dev nosuch0`, 'Cannot find device')
     },
     releaseAddress: async (address: string) => void released.push(address),
+    prepareAddress: async (address: string) => void prepared.push(address),
     openUdp: async () => {
       throw new Error('no sockets expected')
     }
@@ -82,14 +85,14 @@ function processor(
       ...init
     }
   )
-  return { dp, store, released, clock }
+  return { dp, store, released, prepared, clock }
 }
 
 describe(DefaultDistributionProcessor.name, () => {
   describe('.start', () => {
     describe('fault 8: when the primary cannot take the DVIPA address (a wrong interface)', () => {
       it('should reject, release the epoch it claimed and the address, and stop', async () => {
-        const { dp, store, released, clock } = processor()
+        const { dp, store, released, prepared, clock } = processor()
         await store.start()
         const error = await whileAdvancing(clock, dp.start()).then(
           () => undefined,
@@ -100,6 +103,9 @@ describe(DefaultDistributionProcessor.name, () => {
         const ownership = await store.getOwnership(DVIPA)
         expect(ownership).to.include({ owner: null, epoch: 1 })
         expect(released).to.include(DVIPA)
+        // made ready to take over when it started, and again when the failed serve gave the
+        // address up (before the start failed and stopped it)
+        expect(prepared).to.deep.equal([DVIPA, DVIPA])
       })
     })
 

@@ -62,6 +62,18 @@ export interface NetworkAdapter extends Startable {
   acquireAddress(address: string, options?: AbortOptions): Promise<void>
 
   /**
+   * Optional: gets ready what acquiring `address` needs that can be had before it is needed (on
+   * Linux with `holdAddresses: 'process'`, the device that will hold it), so that a takeover's
+   * {@link acquireAddress} does only the part that cannot wait. The node calls it for every
+   * DVIPA it may have to take over. Idempotent; answers nothing for `address` yet. Failing is
+   * not fatal: `acquireAddress` does what was not done.
+   *
+   * @param address - the address
+   * @param options - `signal` aborts the call
+   */
+  prepareAddress?(address: string, options?: AbortOptions): Promise<void>
+
+  /**
    * Stops answering for `address`; sockets bound to it receive nothing more. Emits
    * `address:released`.
    *
