@@ -2,8 +2,9 @@
  * The vipsec network adapter for Linux (the `NetworkAdapter` contract). Acquiring the DVIPA adds
  * it to the interface, as `ip addr add A/32 dev IF` would (idempotent; the same rtnetlink request,
  * sent from this process, or `ip` itself where koffi cannot load) and announces the address with
- * a gratuitous ARP (iputils `arping -U`, Debian package `iputils-arping`); releasing it removes
- * it, as `ip addr del` would. UDP
+ * a gratuitous ARP (the packets iputils `arping -U` sends, from a packet socket of this process;
+ * `arping` itself, Debian package `iputils-arping`, where that cannot be had); releasing it
+ * removes it, as `ip addr del` would. UDP
  * endpoints (IKE on 500, ESP-in-UDP on 4500, the cluster link) are `node:dgram` sockets bound
  * to an address and port. It needs `CAP_NET_ADMIN` (root) for the address and `CAP_NET_RAW` for
  * the ARP; a failed ARP is counted and reported on `announcements$`, never fatal.
@@ -65,3 +66,4 @@ export {
   openNetlinkRoute,
   type NetlinkRoute
 } from './netlink.js'
+export { gratuitousArp, openArpSocket, type ArpSocket } from './arp.js'

@@ -20,6 +20,7 @@ import { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
 import { BatchedUdpEndpoint } from './batched-udp-socket.js'
 import { realMmsgSyscalls, type MmsgSyscalls } from './mmsg.js'
 import { NetlinkErrno, openNetlinkRoute, type NetlinkRoute } from './netlink.js'
+import { gratuitousArp, openArpSocket, type ArpSocket } from './arp.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
@@ -37,6 +38,13 @@ export interface LinuxNetworkAdapterComponents {
    * load; `null`: always `ip`.
    */
   netlink?: NetlinkRoute | null
+  /**
+   * Sends gratuitous ARP from a packet socket of this process instead of running `arping` for
+   * each packet (the same packets; the first goes out at once). Default: a socket through koffi
+   * when `commands` is the default runner, none where koffi or the socket cannot be had (no
+   * `CAP_NET_RAW`); `null`: always `arping`.
+   */
+  arp?: ArpSocket | null
   /**
    * Waits `ms` between the packets of a gratuitous ARP (resolves early when `signal` aborts).
    * Default: a timer of this process.
@@ -172,6 +180,12 @@ const ALREADY_THERE = /already assigned|File exists/i
 /** What `ip addr del` prints for an address not on the device (new and old iproute2). */
 const NOT_THERE = /address not found|Cannot assign requested address/i
 
+/** The name of `-errno` (`EPERM`), or its number. */
+function errnoName(outcome: number): string {
+  const name = Object.entries(osConstants.errno).find(([, n]) => n === -outcome)?.[0]
+  return name ?? `errno ${-outcome}`
+}
+
 /**
  * The Linux network adapter: acquiring the DVIPA adds it to an interface as `ip addr add` does
  * (the same rtnetlink request, sent from this process; see
@@ -200,6 +214,9 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   /** `true`: a route socket of its own, opened on first use; `false`/`null`: `ip`; or the caller's. */
   private readonly netlinkChoice: NetlinkRoute | boolean | null
   private netlink: NetlinkRoute | undefined
+  /** As {@link netlinkChoice}, for the packet socket of gratuitous ARP. */
+  private readonly arpChoice: ArpSocket | boolean | null
+  private ownArp: ArpSocket | undefined
   private events = new Subject<NetworkEvent>()
   private announcementSubject = new Subject<AnnouncementEvent>()
   private started = false
@@ -296,6 +313,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     this.mmsg = this.udpBatch > 1 ? (components.mmsg ?? realMmsgSyscalls()) : undefined
     this.netlinkChoice =
       components.netlink === undefined ? components.commands === undefined : components.netlink
+    this.arpChoice =
+      components.arp === undefined ? components.commands === undefined : components.arp
     this.ipv6Dad = init.ipv6Dad ?? false
     this.dadTimeoutMs = init.dadTimeoutMs ?? 5000
     if (!(Number.isFinite(this.dadTimeoutMs) && this.dadTimeoutMs > 0)) {
@@ -344,6 +363,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     if (this.netlinkChoice === true) {
       this.netlink?.close()
       this.netlink = undefined
+    }
+    if (this.arpChoice === true) {
+      this.ownArp?.close()
+      this.ownArp = undefined
     }
     this.events.complete()
     this.announcementSubject.complete()
@@ -554,20 +577,29 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     const controller = new AbortController()
     const { signal } = controller
     const intervalMs = this.arp.intervalSeconds * 1000
+    const raw = this.arpSocket()
+    /** One packet: undefined when it went, else what failed ('' when aborted). */
+    const once =
+      raw === undefined
+        ? async (): Promise<string | undefined> => {
+            let result: CommandResult
+            try {
+              result = await this.commands.run(this.arp.path, args, { signal })
+            } catch (err) {
+              return signal.aborted ? '' : `${line}: ${(err as Error).message}`
+            }
+            if (signal.aborted) return ''
+            if (result.exitCode === 0) return undefined
+            return `${line}: ${result.stderr.trim() || `exit status ${result.exitCode}`}`
+          }
+        : this.rawAnnouncement(raw, address)
     const series = async (): Promise<void> => {
       for (let i = 0; i < this.arp.count; i++) {
         const startedAt = Date.now()
-        let result: CommandResult
-        try {
-          result = await this.commands.run(this.arp.path, args, { signal })
-        } catch (err) {
-          if (!signal.aborted) this.announceFailed(address, `${line}: ${(err as Error).message}`)
-          return
-        }
-        if (signal.aborted) return
-        if (result.exitCode !== 0) {
-          const text = result.stderr.trim() || `exit status ${result.exitCode}`
-          this.announceFailed(address, `${line}: ${text}`)
+        const failed = await once()
+        if (failed === '') return
+        if (failed !== undefined) {
+          this.announceFailed(address, failed)
           return
         }
         if (i + 1 < this.arp.count) {
@@ -581,6 +613,30 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     }
     const run = series().finally(() => this.pendingAnnouncements.delete(controller))
     this.pendingAnnouncements.set(controller, { address, done: run })
+  }
+
+  /**
+   * One gratuitous ARP packet for `address` out of the interface by the packet socket, as
+   * `arping` would send it: undefined when it went, else what failed.
+   */
+  private rawAnnouncement(raw: ArpSocket, address: string): () => Promise<string | undefined> {
+    const what = `gratuitous ARP for ${address} on ${this.device}`
+    return async () => {
+      const index = raw.ifindex(this.device)
+      if (index < 0) return `${what}: no index: ${errnoName(index)}`
+      const mac = raw.hardwareAddress(this.device)
+      if (typeof mac === 'number') return `${what}: no hardware address: ${errnoName(mac)}`
+      const sent = raw.broadcast(index, gratuitousArp(this.arp.mode, mac, parseIp(address)))
+      return sent < 0 ? `${what}: ${errnoName(sent)}` : undefined
+    }
+  }
+
+  /** The packet socket of {@link LinuxNetworkAdapterComponents.arp}, opened on first use. */
+  private arpSocket(): ArpSocket | undefined {
+    if (this.arpChoice === false || this.arpChoice === null) return undefined
+    if (this.arpChoice !== true) return this.arpChoice
+    this.ownArp ??= openArpSocket()
+    return this.ownArp
   }
 
   private announceFailed(address: string, error: string): void {
@@ -660,8 +716,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     if (outcome === -NetlinkErrno.ENODEV) {
       return new InvalidConfigError('interface', `device ${this.device} does not exist`)
     }
-    const name = Object.entries(osConstants.errno).find(([, n]) => n === -outcome)?.[0]
-    return new NetworkCommandError(request, `the kernel answered ${name ?? `errno ${-outcome}`}`)
+    return new NetworkCommandError(request, `the kernel answered ${errnoName(outcome)}`)
   }
 
   private async ip(args: string[], options?: AbortOptions): Promise<CommandResult> {

@@ -10,6 +10,7 @@ import {
   type CommandRunner,
   type DeviceHolder,
   type HeldDevice,
+  type ArpSocket,
   type LinuxNetworkAdapterInit,
   type NetlinkRoute
 } from '../src/index.js'
@@ -105,6 +106,27 @@ class FakeRoute implements NetlinkRoute {
   setUp(index: number): number {
     this.requests.push(`up ${index}`)
     return 0
+  }
+  close(): void {
+    this.closed = true
+  }
+}
+
+/** A packet socket in memory: the packets it sent, out of which device. */
+class FakeArp implements ArpSocket {
+  readonly sent: { index: number; packet: string }[] = []
+  /** The kernel's answer to the next sends (a count, or -errno). */
+  answer = 28
+  closed = false
+  ifindex(name: string): number {
+    return name === 'eth9' ? 2 : -19
+  }
+  hardwareAddress(): Uint8Array {
+    return new Uint8Array([2, 0, 0, 0, 0, 9])
+  }
+  broadcast(index: number, packet: Uint8Array): number {
+    this.sent.push({ index, packet: Buffer.from(packet).toString('hex') })
+    return this.answer
   }
   close(): void {
     this.closed = true
@@ -796,6 +818,74 @@ describe(LinuxNetworkAdapter.name, () => {
       )
       expect(err.name).to.equal('AbortError')
       expect(route.requests).to.deep.equal([])
+    })
+  })
+
+  describe('with a packet socket (gratuitous ARP without arping)', () => {
+    let arp: FakeArp
+
+    beforeEach(async () => {
+      await adapter.stop()
+      arp = new FakeArp()
+      adapter = linuxNetworkAdapter(
+        {
+          commands: runner,
+          arp,
+          wait: async (ms, signal) => {
+            waits.push({ ms, signal })
+          }
+        },
+        { interface: 'eth9' }
+      )
+      await adapter.start()
+      adapter.announcements$.subscribe((e) => announcements.push(e))
+    })
+
+    it('should send the announcements itself, a second apart, out of the interface, and run no arping', async () => {
+      await adapter.acquireAddress('10.0.0.100')
+      await tick()
+      // request, sender 02:00:00:00:00:09 at 10.0.0.100, target broadcast at 10.0.0.100
+      const request = '0001080006040001' + '020000000009' + '0a000064' + 'ffffffffffff' + '0a000064'
+      expect(arp.sent).to.deep.equal(Array(3).fill({ index: 2, packet: request }))
+      // a second from each packet's start (less the few ms its send took)
+      expect(waits).to.have.length(2)
+      for (const w of waits) expect(w.ms).to.be.within(900, 1000)
+      expect(runner.lines().filter((l) => l.startsWith('arping'))).to.deep.equal([])
+      expect(announcements).to.deep.equal([{ type: 'announce:sent', address: '10.0.0.100' }])
+      expect(adapter.stats().announcements).to.equal(1)
+      await adapter.stop()
+      expect(arp.closed, "the caller's socket is the caller's to close").to.equal(false)
+    })
+
+    it('should count and report a packet the kernel refused, and hold the address all the same', async () => {
+      arp.answer = -1
+      await adapter.acquireAddress('10.0.0.100')
+      await tick()
+      expect(arp.sent).to.have.length(1)
+      expect(adapter.addresses()).to.deep.equal(['10.0.0.100'])
+      expect(adapter.stats().announcementFailures).to.equal(1)
+      expect(announcements).to.have.length(1)
+      expect(announcements[0]).to.include({ type: 'announce:failed', address: '10.0.0.100' })
+      expect((announcements[0] as { error: string }).error).to.include('EPERM')
+    })
+
+    it('should send no more packets once the address is released', async () => {
+      const held = linuxNetworkAdapter(
+        {
+          commands: runner,
+          arp,
+          wait: (_ms, signal) =>
+            new Promise((resolve) => signal.addEventListener('abort', () => resolve()))
+        },
+        { interface: 'eth9' }
+      )
+      await held.start()
+      await held.acquireAddress('10.0.0.100')
+      await tick()
+      await held.releaseAddress('10.0.0.100')
+      await tick()
+      expect(arp.sent).to.have.length(1)
+      await held.stop()
     })
   })
 })

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { ackOf, addressRequest, linkUpRequest } from '../src/index.js'
+import { ackOf, addressRequest, gratuitousArp, linkUpRequest } from '../src/index.js'
 
 /** The bytes as hex, four at a time (one 32-bit word of a netlink message each). */
 const words = (bytes: Uint8Array): string[] =>
@@ -90,5 +90,38 @@ describe('rtnetlink requests', () => {
       zero.fill(0, 0, 4) // a length of 0 would loop forever
       expect(ackOf(zero, 7)).to.equal(undefined)
     })
+  })
+})
+
+describe('gratuitousArp', () => {
+  const mac = new Uint8Array([2, 0, 0, 0, 0, 9])
+  const address = new Uint8Array([10, 0, 0, 100])
+
+  it('should be the request arping -U sends: sender and target both the address, target MAC broadcast', () => {
+    expect(Buffer.from(gratuitousArp('request', mac, address)).toString('hex')).to.equal(
+      '0001' +
+        '0800' +
+        '06' +
+        '04' +
+        '0001' +
+        '020000000009' +
+        '0a000064' +
+        'ffffffffffff' +
+        '0a000064'
+    )
+  })
+
+  it('should be the reply arping -A sends: its own MAC as the target MAC', () => {
+    expect(Buffer.from(gratuitousArp('reply', mac, address)).toString('hex')).to.equal(
+      '0001' +
+        '0800' +
+        '06' +
+        '04' +
+        '0002' +
+        '020000000009' +
+        '0a000064' +
+        '020000000009' +
+        '0a000064'
+    )
   })
 })

@@ -1,0 +1,138 @@
+import { createRequire } from 'node:module'
+import type Koffi from 'koffi'
+
+/**
+ * A packet socket for gratuitous ARP from this process (`AF_PACKET`, `SOCK_DGRAM`, `ETH_P_ARP`:
+ * the kernel writes the Ethernet header), in place of starting iputils `arping` for every
+ * packet: the first announcement of a takeover goes out at once, not after a program started.
+ * Return values are the kernel's: a count, or `-errno`. The real one goes through koffi into
+ * libc; tests put fakes in its place.
+ */
+export interface ArpSocket {
+  /** The index of the device called `name`, or `-errno` (`ENODEV` when there is none). */
+  ifindex(name: string): number
+  /** The hardware (MAC) address of device `name`, 6 bytes, or `-errno`. */
+  hardwareAddress(name: string): Uint8Array | number
+  /** Sends `packet` (an ARP packet, 28 bytes) to the Ethernet broadcast address out of `index`. */
+  broadcast(index: number, packet: Uint8Array): number
+  /** Closes the socket. */
+  close(): void
+}
+
+// <linux/if_ether.h>, <linux/if_packet.h>, <linux/sockios.h>
+const AF_PACKET = 17
+const SOCK_DGRAM = 2
+const SOCK_CLOEXEC = 0o2000000
+const ETH_P_ARP = 0x0806
+const ETH_P_IP = 0x0800
+const ARPHRD_ETHER = 1
+const SIOCGIFHWADDR = 0x8927
+const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+
+/**
+ * A gratuitous ARP packet for `address` (4 bytes) at `mac` (6 bytes), as `arping` sends it:
+ * `request` (`arping -U`) is an ARP request whose sender and target address are both `address`,
+ * the target hardware address broadcast; `reply` (`arping -A`) is an ARP reply with the sender's
+ * own hardware address as target.
+ */
+export function gratuitousArp(
+  mode: 'request' | 'reply',
+  mac: Uint8Array,
+  address: Uint8Array
+): Uint8Array {
+  const packet = new Uint8Array(28)
+  const view = new DataView(packet.buffer)
+  view.setUint16(0, ARPHRD_ETHER)
+  view.setUint16(2, ETH_P_IP)
+  packet[4] = 6
+  packet[5] = 4
+  view.setUint16(6, mode === 'request' ? 1 : 2)
+  packet.set(mac, 8)
+  packet.set(address, 14)
+  packet.set(mode === 'request' ? BROADCAST : mac, 18)
+  packet.set(address, 24)
+  return packet
+}
+
+/** A libc function bound through koffi. */
+type Native = (...args: unknown[]) => unknown
+
+let bound:
+  | {
+      koffi: typeof Koffi
+      socket: Native
+      sendto: Native
+      ioctl: Native
+      nametoindex: Native
+      close: Native
+    }
+  | null
+  | undefined
+
+/**
+ * A packet socket of this process's network namespace, through koffi; undefined when koffi,
+ * libc or the socket cannot be had (without `CAP_NET_RAW`, say: the adapter then runs
+ * `arping`). Each call makes a socket of its own, for its owner to close.
+ */
+export function openArpSocket(): ArpSocket | undefined {
+  if (bound === undefined) {
+    try {
+      const require = createRequire(import.meta.url)
+      const koffi = require('koffi') as typeof Koffi
+      const lib = koffi.load('libc.so.6')
+      bound = {
+        koffi,
+        socket: lib.func('int socket(int domain, int type, int protocol)'),
+        sendto: lib.func(
+          'intptr_t sendto(int fd, const void *buf, uintptr_t len, int flags, const void *to, uint32_t tolen)'
+        ),
+        ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)'),
+        nametoindex: lib.func('unsigned int if_nametoindex(const char *name)'),
+        close: lib.func('int close(int fd)')
+      }
+    } catch {
+      bound = null
+    }
+  }
+  const c = bound
+  if (c === null) return undefined
+  // the protocol in network byte order
+  const fd = c.socket(
+    AF_PACKET,
+    SOCK_DGRAM | SOCK_CLOEXEC,
+    ((ETH_P_ARP & 0xff) << 8) | (ETH_P_ARP >> 8)
+  ) as number
+  if (fd < 0) return undefined
+  let open = true
+  return {
+    ifindex(name) {
+      const index = c.nametoindex(name) as number
+      return index === 0 ? -(c.koffi.errno() || 19) : index
+    },
+    hardwareAddress(name) {
+      // struct ifreq: the name, then a sockaddr whose data is the address
+      const ifreq = Buffer.alloc(40)
+      ifreq.write(name, 0, 15, 'latin1')
+      if ((c.ioctl(fd, SIOCGIFHWADDR, ifreq) as number) < 0) return -c.koffi.errno()
+      return new Uint8Array(ifreq.subarray(18, 24))
+    },
+    broadcast(index, packet) {
+      if (!open) return -9
+      // struct sockaddr_ll: family, protocol (network order), index, hardware type, packet
+      // type, address length, address
+      const to = Buffer.alloc(20)
+      to.writeUInt16LE(AF_PACKET, 0)
+      to.writeUInt16BE(ETH_P_ARP, 2)
+      to.writeInt32LE(index, 4)
+      to.writeUInt8(6, 11)
+      to.set(BROADCAST, 12)
+      const sent = Number(c.sendto(fd, packet, packet.length, 0, to, to.length))
+      return sent < 0 ? -c.koffi.errno() : sent
+    },
+    close() {
+      if (!open) return
+      open = false
+      c.close(fd)
+    }
+  }
+}
