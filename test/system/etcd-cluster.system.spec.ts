@@ -464,12 +464,17 @@ for await (const _ of createInterface({ input: process.stdin })) {
     )
   }
 
-  /** What each node said last, to see why something failed. */
-  dump(): void {
+  /**
+   * `err` with what each node said last appended to its message, so that the failure summary
+   * (what a CI log keeps when its middle is cut) says why something failed.
+   */
+  explained(err: unknown): Error {
+    const error = err instanceof Error ? err : new Error(String(err))
     for (const [name, node] of this.nodes) {
       const tail = node.lines.filter((l) => !String(l.type).startsWith('connection:')).slice(-12)
-      console.log(`      --- ${name}\n${tail.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`)
+      error.message += `\n      --- ${name}\n${tail.map((l) => `      ${JSON.stringify(l)}`).join('\n')}`
     }
+    return error
   }
 }
 
@@ -598,8 +603,7 @@ async function failover(f: Fixture, victim: string): Promise<{ outage: number; h
       20
     )
   } catch (err) {
-    f.dump()
-    throw err
+    throw f.explained(err)
   }
   await until(() => f.answers.some((a) => a.at > killedAt + 50), 30_000, 'answers again')
   await sleep(500)
@@ -681,8 +685,7 @@ describe('a vipsec cluster on a real three-member etcd cluster, members in names
         await expectNothingLost(f, before, heir)
         expect(f.lastReport(heir).epoch).to.be.greaterThan(before.ownership!.epoch)
       } catch (err) {
-        f.dump()
-        throw err
+        throw f.explained(err)
       } finally {
         leader!.launch()
         await f.etcd!.waitHealthy(f.etcd!.members, 20_000)
@@ -746,8 +749,7 @@ describe('a vipsec cluster on a real three-member etcd cluster, members in names
         await sleep(500)
         expect(f.answers.filter((a) => a.at > at).length).to.be.greaterThan(50)
       } catch (err) {
-        f.dump()
-        throw err
+        throw f.explained(err)
       } finally {
         await net.heal()
       }
@@ -777,8 +779,7 @@ describe('a vipsec cluster on a real three-member etcd cluster, members in names
           `      (c) all members restarted: the longest gap was ${longestGap(f.answers, at)} ms; ${before.ownership!.owner} at epoch ${before.ownership!.epoch} -> ${owner} at ${after.ownership!.epoch}`
         )
       } catch (err) {
-        f.dump()
-        throw err
+        throw f.explained(err)
       }
     })
 
