@@ -2,7 +2,8 @@ import { createRequire } from 'node:module'
 import type Koffi from 'koffi'
 
 /**
- * A packet socket for gratuitous ARP from this process (`AF_PACKET`, `SOCK_DGRAM`, `ETH_P_ARP`:
+ * A packet socket for gratuitous ARP (and a raw ICMPv6 socket for its IPv6 sibling, the
+ * unsolicited neighbour advertisement) from this process (`AF_PACKET`, `SOCK_DGRAM`, `ETH_P_ARP`:
  * the kernel writes the Ethernet header), in place of starting iputils `arping` for every
  * packet: the first announcement of a takeover goes out at once, not after a program started.
  * Return values are the kernel's: a count, or `-errno`. The real one goes through koffi into
@@ -15,6 +16,12 @@ export interface ArpSocket {
   hardwareAddress(name: string): Uint8Array | number
   /** Sends `packet` (an ARP packet, 28 bytes) to the Ethernet broadcast address out of `index`. */
   broadcast(index: number, packet: Uint8Array): number
+  /**
+   * Sends `packet` (an ICMPv6 neighbour advertisement; the kernel fills in its checksum) to
+   * all-nodes (`ff02::1`) out of `index` with hop limit 255, or `-errno`. Optional: without it,
+   * IPv6 addresses are not announced.
+   */
+  advertise?(index: number, packet: Uint8Array): number
   /** Closes the socket. */
   close(): void
 }
@@ -28,6 +35,15 @@ const ETH_P_IP = 0x0800
 const ARPHRD_ETHER = 1
 const SIOCGIFHWADDR = 0x8927
 const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+// <netinet/in.h>
+const AF_INET6 = 10
+const SOCK_RAW = 3
+const IPPROTO_ICMPV6 = 58
+const IPPROTO_IPV6 = 41
+const IPV6_MULTICAST_IF = 17
+const IPV6_MULTICAST_HOPS = 18
+/** ff02::1, all nodes on the link. */
+const ALL_NODES = new Uint8Array([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
 
 /**
  * A gratuitous ARP packet for `address` (4 bytes) at `mac` (6 bytes), as `arping` sends it:
@@ -54,6 +70,22 @@ export function gratuitousArp(
   return packet
 }
 
+/**
+ * An unsolicited neighbour advertisement for `address` (16 bytes) at `mac` (RFC 4861 7.2.6):
+ * override set, solicited and router clear, the target link-layer address option; the
+ * checksum is left 0 for the kernel.
+ */
+export function neighbourAdvertisement(mac: Uint8Array, address: Uint8Array): Uint8Array {
+  const packet = new Uint8Array(32)
+  packet[0] = 136 // neighbour advertisement
+  packet[4] = 0x20 // override
+  packet.set(address, 8)
+  packet[24] = 2 // target link-layer address, 8 bytes
+  packet[25] = 1
+  packet.set(mac, 26)
+  return packet
+}
+
 /** A libc function bound through koffi. */
 type Native = (...args: unknown[]) => unknown
 
@@ -62,6 +94,7 @@ let bound:
       koffi: typeof Koffi
       socket: Native
       sendto: Native
+      setsockopt: Native
       ioctl: Native
       nametoindex: Native
       close: Native
@@ -86,6 +119,7 @@ export function openArpSocket(): ArpSocket | undefined {
         sendto: lib.func(
           'intptr_t sendto(int fd, const void *buf, uintptr_t len, int flags, const void *to, uint32_t tolen)'
         ),
+        setsockopt: lib.func('int setsockopt(int fd, int level, int name, void *v, uint32_t l)'),
         ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)'),
         nametoindex: lib.func('unsigned int if_nametoindex(const char *name)'),
         close: lib.func('int close(int fd)')
@@ -104,6 +138,13 @@ export function openArpSocket(): ArpSocket | undefined {
   ) as number
   if (fd < 0) return undefined
   let open = true
+  /** The ICMPv6 socket of neighbour advertisements, made on first use (-1: it cannot be had). */
+  let icmp6: number | undefined
+  const int = (value: number): Buffer => {
+    const b = Buffer.alloc(4)
+    b.writeInt32LE(value)
+    return b
+  }
   return {
     ifindex(name) {
       const index = c.nametoindex(name) as number
@@ -129,10 +170,28 @@ export function openArpSocket(): ArpSocket | undefined {
       const sent = Number(c.sendto(fd, packet, packet.length, 0, to, to.length))
       return sent < 0 ? -c.koffi.errno() : sent
     },
+    advertise(index, packet) {
+      if (!open) return -9
+      if (icmp6 === undefined) {
+        icmp6 = c.socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6) as number
+        // RFC 4861: a neighbour discovery message that did not come with hop limit 255 is dropped
+        if (icmp6 >= 0) c.setsockopt(icmp6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, int(255), 4)
+      }
+      if (icmp6 < 0) return -97 // EAFNOSUPPORT: no IPv6 here
+      // struct sockaddr_in6 to ff02::1, scoped to the device
+      const to = Buffer.alloc(28)
+      to.writeUInt16LE(AF_INET6, 0)
+      to.set(ALL_NODES, 8)
+      to.writeUInt32LE(index, 24)
+      c.setsockopt(icmp6, IPPROTO_IPV6, IPV6_MULTICAST_IF, int(index), 4)
+      const sent = Number(c.sendto(icmp6, packet, packet.length, 0, to, to.length))
+      return sent < 0 ? -c.koffi.errno() : sent
+    },
     close() {
       if (!open) return
       open = false
       c.close(fd)
+      if (icmp6 !== undefined && icmp6 >= 0) c.close(icmp6)
     }
   }
 }

@@ -9,9 +9,11 @@
  * to an address and port. It needs `CAP_NET_ADMIN` (root) for the address and `CAP_NET_RAW` for
  * the ARP; a failed ARP is counted and reported on `announcements$`, never fatal.
  *
- * For IPv6 the adapter sends nothing itself (an unsolicited neighbour advertisement needs a raw
- * ICMPv6 socket). By default the address is added with `nodad` and neighbours find the new owner
- * by unreachability detection; with `ipv6Dad: true` and the interface's sysctl
+ * For IPv6, by default the address is added with `nodad` and announced with unsolicited
+ * neighbour advertisements (override set, to all nodes, as many and as far apart as the
+ * gratuitous ARP) from a raw ICMPv6 socket of this process; where that socket cannot be had,
+ * nothing announces it and neighbours find the new owner by unreachability detection (seconds).
+ * With `ipv6Dad: true` and the interface's sysctl
  * `net.ipv6.conf.IF.ndisc_notify = 1`, the kernel runs duplicate address detection (about a
  * second, which `acquireAddress` waits for) and then advertises the address itself.
  *
@@ -66,4 +68,4 @@ export {
   openNetlinkRoute,
   type NetlinkRoute
 } from './netlink.js'
-export { gratuitousArp, openArpSocket, type ArpSocket } from './arp.js'
+export { gratuitousArp, neighbourAdvertisement, openArpSocket, type ArpSocket } from './arp.js'

@@ -20,7 +20,7 @@ import { DgramUdpEndpoint, type UdpCounters } from './udp-socket.js'
 import { BatchedUdpEndpoint } from './batched-udp-socket.js'
 import { realMmsgSyscalls, type MmsgSyscalls } from './mmsg.js'
 import { NetlinkErrno, openNetlinkRoute, type NetlinkRoute } from './netlink.js'
-import { gratuitousArp, openArpSocket, type ArpSocket } from './arp.js'
+import { gratuitousArp, neighbourAdvertisement, openArpSocket, type ArpSocket } from './arp.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
@@ -84,11 +84,15 @@ export interface LinuxNetworkAdapterInit {
   prefixLength?: number
   /** The `ip` program of iproute2. Default `ip`. */
   ipPath?: string
-  /** Gratuitous ARP after an IPv4 address is added. Defaults: see {@link GratuitousArpInit}. */
+  /**
+   * Gratuitous ARP after an IPv4 address is added, and its IPv6 sibling, unsolicited neighbour
+   * advertisements, after an IPv6 address is added without DAD (from a socket of this process
+   * only: `arping` knows no IPv6). Defaults: see {@link GratuitousArpInit}.
+   */
   gratuitousArp?: GratuitousArpInit
   /**
-   * IPv6 only. `false`: the address is added with `nodad`, usable at once, and nothing announces
-   * it. `true`: the kernel runs duplicate address detection and `acquireAddress` waits for it
+   * IPv6 only. `false`: the address is added with `nodad`, usable at once, and announced with
+   * unsolicited neighbour advertisements (see {@link gratuitousArp}). `true`: the kernel runs duplicate address detection and `acquireAddress` waits for it
    * (at most `dadTimeoutMs`); when DAD completes, a kernel whose interface has the sysctl
    * `net.ipv6.conf.IF.ndisc_notify = 1` sends an unsolicited neighbour advertisement (the IPv6
    * gratuitous ARP, without a raw socket here), and a DAD that fails (another node answers for
@@ -403,7 +407,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     }
     if (family === 6 && this.ipv6Dad) await this.awaitDad(address, dev, options)
     this.held.add(address)
-    if (family === 4 && this.arp.enabled) this.announce(address)
+    if (this.arp.enabled && (family === 4 || !this.ipv6Dad)) this.announce(address, family)
     this.events.next({ type: 'address:acquired', address })
   }
 
@@ -570,14 +574,17 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
    * process is gone (a run in flight has sent its one packet already), nor after `stop()` or
    * the release of the address.
    */
-  private announce(address: string): void {
+  private announce(address: string, family: 4 | 6): void {
+    const raw = this.arpSocket()
+    // IPv6: an unsolicited neighbour advertisement, only from a socket of its own (arping
+    // knows no IPv6); with ipv6Dad the kernel advertises after DAD
+    if (family === 6 && raw?.advertise === undefined) return
     const mode = this.arp.mode === 'request' ? '-U' : '-A'
     const args = [mode, '-c', '1', '-I', this.device, address]
     const line = commandLine(this.arp.path, args)
     const controller = new AbortController()
     const { signal } = controller
     const intervalMs = this.arp.intervalSeconds * 1000
-    const raw = this.arpSocket()
     /** One packet: undefined when it went, else what failed ('' when aborted). */
     const once =
       raw === undefined
@@ -592,7 +599,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
             if (result.exitCode === 0) return undefined
             return `${line}: ${result.stderr.trim() || `exit status ${result.exitCode}`}`
           }
-        : this.rawAnnouncement(raw, address)
+        : this.rawAnnouncement(raw, address, family)
     const series = async (): Promise<void> => {
       for (let i = 0; i < this.arp.count; i++) {
         const startedAt = Date.now()
@@ -619,14 +626,22 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
    * One gratuitous ARP packet for `address` out of the interface by the packet socket, as
    * `arping` would send it: undefined when it went, else what failed.
    */
-  private rawAnnouncement(raw: ArpSocket, address: string): () => Promise<string | undefined> {
-    const what = `gratuitous ARP for ${address} on ${this.device}`
+  private rawAnnouncement(
+    raw: ArpSocket,
+    address: string,
+    family: 4 | 6
+  ): () => Promise<string | undefined> {
+    const what = `${family === 4 ? 'gratuitous ARP' : 'neighbour advertisement'} for ${address} on ${this.device}`
     return async () => {
       const index = raw.ifindex(this.device)
       if (index < 0) return `${what}: no index: ${errnoName(index)}`
       const mac = raw.hardwareAddress(this.device)
       if (typeof mac === 'number') return `${what}: no hardware address: ${errnoName(mac)}`
-      const sent = raw.broadcast(index, gratuitousArp(this.arp.mode, mac, parseIp(address)))
+      const bytes = parseIp(address)
+      const sent =
+        family === 4
+          ? raw.broadcast(index, gratuitousArp(this.arp.mode, mac, bytes))
+          : (raw.advertise?.(index, neighbourAdvertisement(mac, bytes)) ?? -95)
       return sent < 0 ? `${what}: ${errnoName(sent)}` : undefined
     }
   }

@@ -32,7 +32,9 @@ const FIELDS = {
   arpTargetIp: 'arp.dst.proto_ipv4',
   icmpv6Type: 'icmpv6.type',
   naTarget: 'icmpv6.nd.na.target_address',
-  naOverride: 'icmpv6.nd.na.flag.o'
+  naOverride: 'icmpv6.nd.na.flag.o',
+  naSolicited: 'icmpv6.nd.na.flag.s',
+  ipv6Destination: 'ipv6.dst'
 } as const
 
 /** One captured packet: each field of {@link FIELDS} as tshark printed it ('' when absent). */
@@ -132,40 +134,44 @@ describe(`${LinuxNetworkAdapter.name} moving a DVIPA between namespaces`, () => 
   })
 
   /**
-   * a serves the DVIPA and the client reaches it; then a releases it and b acquires it. Returns
-   * what each side received, after `announced` has checked b's announcement and the client has
-   * sent a second datagram.
+   * a serves the DVIPA and the client reaches it; then a releases it and b acquires it (or the
+   * other way round, with `reverse`). Returns what each side received (`onA` the first holder's,
+   * `onB` the second's), after `announced` has checked the second's announcement and the client
+   * has sent a second datagram.
    */
   async function move(
     dvipa: string,
     clientAddress: string,
-    announced: () => Promise<void>
+    announced: () => Promise<void>,
+    reverse = false
   ): Promise<{ onA: Served; onB: Served; replies: Datagram[] }> {
+    const [first, second] = reverse ? [b, a] : [a, b]
+    const [macFirst, macSecond] = reverse ? [macB, macA] : [macA, macB]
     const from: UdpEndpoint = await client.openUdp({ address: clientAddress, port: 0 })
     const replies: Datagram[] = []
     from.datagrams$.subscribe((d) => replies.push(d))
 
-    await a.acquireAddress(dvipa)
-    const onA = await serve(a, dvipa)
+    await first.acquireAddress(dvipa)
+    const onA = await serve(first, dvipa)
     from.send(text('to-a'), { address: dvipa, port: 4500 })
     await poll(
       () => replies.length,
       (n) => n > 0
     )
-    expect(lan.neighbour(lan.c, dvipa)).to.equal(macA)
+    expect(lan.neighbour(lan.c, dvipa)).to.equal(macFirst)
 
-    // the takeover: a lets go, b takes the address and announces it
-    await a.releaseAddress(dvipa)
-    await b.acquireAddress(dvipa)
-    const onB = await serve(b, dvipa)
+    // the takeover: the first lets go, the second takes the address and announces it
+    await first.releaseAddress(dvipa)
+    await second.acquireAddress(dvipa)
+    const onB = await serve(second, dvipa)
     await announced()
 
     // the client learned the new MAC from the announcement alone (it sent nothing meanwhile)
     const learned = await poll(
       () => lan.neighbour(lan.c, dvipa),
-      (mac) => mac === macB
+      (mac) => mac === macSecond
     )
-    expect(learned).to.equal(macB)
+    expect(learned).to.equal(macSecond)
 
     from.send(text('to-b'), { address: dvipa, port: 4500 })
     await poll(
@@ -191,6 +197,43 @@ describe(`${LinuxNetworkAdapter.name} moving a DVIPA between namespaces`, () => 
           )
           expect(stats).to.include({ announcements: 1, announcementFailures: 0 })
         })
+        expect(onA.got.map(decode)).to.deep.equal(['to-a'])
+        expect(onB.got.map(decode)).to.deep.equal(['to-b'])
+        expect(replies.map(decode)).to.deep.equal(['echo:to-a', 'echo:to-b'])
+        expect(replies[1]!.from).to.deep.equal({ address: dvipa, port: 4500 })
+      })
+    })
+
+    describe('when an IPv6 DVIPA moves from b to a without DAD', () => {
+      it('should announce a with a neighbour advertisement of its own and carry the client traffic to a', async () => {
+        const dvipa = 'fd77::101'
+        const before = (await a.stats()).announcements
+        const { onA, onB, replies } = await move(
+          dvipa,
+          lan.base6.c,
+          async () => {
+            // unsolicited, to all nodes: not the answer to a neighbour solicitation
+            const unsolicited = await poll(
+              () =>
+                capture.packets.filter(
+                  (p) =>
+                    p.icmpv6Type === '136' &&
+                    p.naTarget === dvipa &&
+                    p.ethSource === macA &&
+                    p.naSolicited === '0'
+                ),
+              (ps) => ps.length > 0
+            )
+            expect(unsolicited[0]).to.include({ naOverride: '1', ipv6Destination: 'ff02::1' })
+            const stats = await poll(
+              async () => a.stats(),
+              (s) => s.announcements > before
+            )
+            expect(stats.announcements - before, 'announcements that a completed').to.equal(1)
+            expect(stats.announcementFailures).to.equal(0)
+          },
+          true
+        )
         expect(onA.got.map(decode)).to.deep.equal(['to-a'])
         expect(onB.got.map(decode)).to.deep.equal(['to-b'])
         expect(replies.map(decode)).to.deep.equal(['echo:to-a', 'echo:to-b'])

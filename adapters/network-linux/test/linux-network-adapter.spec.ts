@@ -128,6 +128,10 @@ class FakeArp implements ArpSocket {
     this.sent.push({ index, packet: Buffer.from(packet).toString('hex') })
     return this.answer
   }
+  advertise(index: number, packet: Uint8Array): number {
+    this.sent.push({ index, packet: `na ${Buffer.from(packet).toString('hex')}` })
+    return this.answer
+  }
   close(): void {
     this.closed = true
   }
@@ -855,6 +859,28 @@ describe(LinuxNetworkAdapter.name, () => {
       expect(adapter.stats().announcements).to.equal(1)
       await adapter.stop()
       expect(arp.closed, "the caller's socket is the caller's to close").to.equal(false)
+    })
+
+    it('should announce IPv6 with unsolicited neighbour advertisements (override, target link-layer address)', async () => {
+      await adapter.acquireAddress('fd00::64')
+      await tick()
+      const na = 'na 8800000020000000' + 'fd' + '00'.repeat(14) + '64' + '0201' + '020000000009'
+      expect(arp.sent).to.deep.equal(Array(3).fill({ index: 2, packet: na }))
+      expect(announcements).to.deep.equal([{ type: 'announce:sent', address: 'fd00::64' }])
+    })
+
+    it('should leave IPv6 with ipv6Dad to the kernel, which advertises after DAD', async () => {
+      await adapter.stop()
+      runner.answer = (c) =>
+        c.args.includes('show') ? { stdout: '[{"addr_info":[{"local":"fd00::64"}]}]' } : {}
+      adapter = linuxNetworkAdapter(
+        { commands: runner, arp, wait: async () => undefined },
+        { interface: 'eth9', ipv6Dad: true }
+      )
+      await adapter.start()
+      await adapter.acquireAddress('fd00::64')
+      await tick()
+      expect(arp.sent).to.deep.equal([])
     })
 
     it('should count and report a packet the kernel refused, and hold the address all the same', async () => {
