@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import type Koffi from 'koffi'
+import { ifindex, libc } from './libc.js'
 
 /**
  * A packet socket for gratuitous ARP (and a raw ICMPv6 socket for its IPv6 sibling, the
@@ -86,50 +85,14 @@ export function neighbourAdvertisement(mac: Uint8Array, address: Uint8Array): Ui
   return packet
 }
 
-/** A libc function bound through koffi. */
-type Native = (...args: unknown[]) => unknown
-
-let bound:
-  | {
-      koffi: typeof Koffi
-      socket: Native
-      sendto: Native
-      setsockopt: Native
-      ioctl: Native
-      nametoindex: Native
-      close: Native
-    }
-  | null
-  | undefined
-
 /**
  * A packet socket of this process's network namespace, through koffi; undefined when koffi,
  * libc or the socket cannot be had (without `CAP_NET_RAW`, say: the adapter then runs
  * `arping`). Each call makes a socket of its own, for its owner to close.
  */
 export function openArpSocket(): ArpSocket | undefined {
-  if (bound === undefined) {
-    try {
-      const require = createRequire(import.meta.url)
-      const koffi = require('koffi') as typeof Koffi
-      const lib = koffi.load('libc.so.6')
-      bound = {
-        koffi,
-        socket: lib.func('int socket(int domain, int type, int protocol)'),
-        sendto: lib.func(
-          'intptr_t sendto(int fd, const void *buf, uintptr_t len, int flags, const void *to, uint32_t tolen)'
-        ),
-        setsockopt: lib.func('int setsockopt(int fd, int level, int name, void *v, uint32_t l)'),
-        ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)'),
-        nametoindex: lib.func('unsigned int if_nametoindex(const char *name)'),
-        close: lib.func('int close(int fd)')
-      }
-    } catch {
-      bound = null
-    }
-  }
-  const c = bound
-  if (c === null) return undefined
+  const c = libc()
+  if (c === undefined) return undefined
   // the protocol in network byte order
   const fd = c.socket(
     AF_PACKET,
@@ -146,10 +109,7 @@ export function openArpSocket(): ArpSocket | undefined {
     return b
   }
   return {
-    ifindex(name) {
-      const index = c.nametoindex(name) as number
-      return index === 0 ? -(c.koffi.errno() || 19) : index
-    },
+    ifindex: (name) => ifindex(c, name),
     hardwareAddress(name) {
       // struct ifreq: the name, then a sockaddr whose data is the address
       const ifreq = Buffer.alloc(40)

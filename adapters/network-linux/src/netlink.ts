@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import type Koffi from 'koffi'
+import { ifindex, libc } from './libc.js'
 
 /**
  * The rtnetlink (`NETLINK_ROUTE`) requests the adapter sends in place of `ip addr add`,
@@ -136,50 +135,13 @@ export function ackOf(bytes: Uint8Array, seq: number): number | undefined {
   return undefined
 }
 
-/** A libc function bound through koffi. */
-type Native = (...args: unknown[]) => unknown
-
-interface Libc {
-  koffi: typeof Koffi
-  socket: Native
-  setsockopt: Native
-  send: Native
-  recv: Native
-  nametoindex: Native
-  close: Native
-}
-
-let libc: Libc | null | undefined
-
-function loadLibc(): Libc | undefined {
-  if (libc !== undefined) return libc ?? undefined
-  try {
-    const require = createRequire(import.meta.url)
-    const koffi = require('koffi') as typeof Koffi
-    const lib = koffi.load('libc.so.6')
-    libc = {
-      koffi,
-      socket: lib.func('int socket(int domain, int type, int protocol)'),
-      setsockopt: lib.func('int setsockopt(int fd, int level, int name, void *v, uint32_t l)'),
-      send: lib.func('intptr_t send(int fd, const void *buf, uintptr_t len, int flags)'),
-      recv: lib.func('intptr_t recv(int fd, void *buf, uintptr_t len, int flags)'),
-      nametoindex: lib.func('unsigned int if_nametoindex(const char *name)'),
-      close: lib.func('int close(int fd)')
-    }
-    return libc
-  } catch {
-    libc = null
-    return undefined
-  }
-}
-
 /**
  * A route socket of this process's network namespace, through koffi; undefined when koffi,
  * libc or the socket cannot be had (the adapter then runs `ip`). Each call makes a socket of
  * its own, for its owner to close.
  */
 export function openNetlinkRoute(): NetlinkRoute | undefined {
-  const c = loadLibc()
+  const c = libc()
   if (c === undefined) return undefined
   const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE) as number
   if (fd < 0) return undefined
@@ -205,10 +167,7 @@ export function openNetlinkRoute(): NetlinkRoute | undefined {
     return -NetlinkErrno.EAGAIN
   }
   return {
-    ifindex(name) {
-      const index = c.nametoindex(name) as number
-      return index === 0 ? -(c.koffi.errno() || NetlinkErrno.ENODEV) : index
-    },
+    ifindex: (name) => ifindex(c, name),
     addAddress: (index, address, prefix, nodad) =>
       request((s) => addressRequest('add', s, index, address, prefix, nodad)),
     deleteAddress: (index, address, prefix) =>

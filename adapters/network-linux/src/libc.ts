@@ -1,0 +1,54 @@
+import { createRequire } from 'node:module'
+import type Koffi from 'koffi'
+
+/** A libc function bound through koffi. */
+type Native = (...args: unknown[]) => unknown
+
+/** The libc functions the route and packet sockets call, bound through koffi. */
+export interface Libc {
+  /** koffi itself, for `errno()`. */
+  koffi: typeof Koffi
+  socket: Native
+  setsockopt: Native
+  send: Native
+  sendto: Native
+  recv: Native
+  ioctl: Native
+  nametoindex: Native
+  close: Native
+}
+
+let bound: Libc | null | undefined
+
+/** libc through koffi, bound on first use; undefined where koffi or libc cannot be loaded. */
+export function libc(): Libc | undefined {
+  if (bound !== undefined) return bound ?? undefined
+  try {
+    const require = createRequire(import.meta.url)
+    const koffi = require('koffi') as typeof Koffi
+    const lib = koffi.load('libc.so.6')
+    bound = {
+      koffi,
+      socket: lib.func('int socket(int domain, int type, int protocol)'),
+      setsockopt: lib.func('int setsockopt(int fd, int level, int name, void *v, uint32_t l)'),
+      send: lib.func('intptr_t send(int fd, const void *buf, uintptr_t len, int flags)'),
+      sendto: lib.func(
+        'intptr_t sendto(int fd, const void *buf, uintptr_t len, int flags, const void *to, uint32_t tolen)'
+      ),
+      recv: lib.func('intptr_t recv(int fd, void *buf, uintptr_t len, int flags)'),
+      ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)'),
+      nametoindex: lib.func('unsigned int if_nametoindex(const char *name)'),
+      close: lib.func('int close(int fd)')
+    }
+    return bound
+  } catch {
+    bound = null
+    return undefined
+  }
+}
+
+/** The index of device `name`, or `-errno` (`ENODEV`, 19, when there is none). */
+export function ifindex(c: Libc, name: string): number {
+  const index = c.nametoindex(name) as number
+  return index === 0 ? -(c.koffi.errno() || 19) : index
+}
