@@ -355,8 +355,9 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   }
 
   /**
-   * Closes every socket it opened, stops announcements in progress and completes `events$` and
-   * `announcements$`. Addresses stay on the interface. Idempotent.
+   * Closes every socket it opened, stops announcements in progress, lets go of the devices it
+   * made ahead that hold no address ({@link prepareAddress}) and completes `events$` and
+   * `announcements$`. Addresses stay where they are. Idempotent.
    */
   async stop(): Promise<void> {
     if (!this.started) return
@@ -364,6 +365,14 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     for (const controller of this.pendingAnnouncements.keys()) controller.abort()
     await Promise.all([...this.pendingAnnouncements.values()].map(async (p) => p.done))
     await Promise.all([...this.sockets].map(async (socket) => socket.close()))
+    // devices made ahead that hold no address go (their holders would keep this process
+    // alive); a device holding an address stays, as the address does
+    await Promise.all([...this.makingDevices.values()].map(async (p) => p.catch(() => undefined)))
+    for (const [address, device] of [...this.heldDevices]) {
+      if (this.held.has(address)) continue
+      this.heldDevices.delete(address)
+      await device.close()
+    }
     if (this.netlinkChoice === true) {
       this.netlink?.close()
       this.netlink = undefined
@@ -506,6 +515,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     const name = `${this.devicePrefix}${this.nextDevice++}`
     const device = await this.devices.hold(name, options)
     try {
+      if (!this.started) throw new NotStartedError('network adapter was stopped')
       await this.linkUp(name, options)
     } catch (err) {
       await device.close()

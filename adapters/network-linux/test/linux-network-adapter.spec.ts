@@ -714,6 +714,24 @@ describe(LinuxNetworkAdapter.name, () => {
       expect(runner.lines().filter((l) => l.includes('link'))).to.deep.equal([])
     })
 
+    it('should let a device made ahead go on stop, and keep one that holds an address', async () => {
+      await adapter.prepareAddress('10.0.0.100')
+      await adapter.acquireAddress('10.0.0.101')
+      await adapter.stop()
+      expect(devices.devices.map((d) => [d.name, d.closed])).to.deep.equal([
+        ['vt0', true],
+        ['vt1', false]
+      ])
+    })
+
+    it('should let go of a device whose making a stop overtook', async () => {
+      const preparing = adapter.prepareAddress('10.0.0.100')
+      await adapter.stop()
+      const err = await rejection(preparing)
+      expect(err.name).to.equal('NotStartedError')
+      expect(devices.devices.map((d) => d.closed)).to.deep.equal([true])
+    })
+
     it('should make one device when a prepare and an acquire run at once', async () => {
       await Promise.all([
         adapter.prepareAddress('10.0.0.100'),
