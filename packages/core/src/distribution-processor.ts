@@ -1443,8 +1443,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 
 /** The role a status reports for an ownership state. */
 function statusRole(ownership: OwnershipController): DvipaRole {
-  const s = ownership.current()
-  if (s.role === 'taking-over') return s.phase.step === 'rank-delay' ? 'backup' : 'taking-over'
+  const s = ownership.role
+  if (s.role === 'taking-over') return s.step === 'rank-delay' ? 'backup' : 'taking-over'
   if (s.role === 'joining') return 'backup'
   return s.role
 }
