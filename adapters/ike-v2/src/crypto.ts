@@ -336,7 +336,6 @@ interface Montgomery {
   crv: 'X25519' | 'X448'
   size: number
   base: string
-  basePoint?: KeyObject
 }
 
 const X25519: Montgomery = {
@@ -363,17 +362,18 @@ class MontgomeryExchange implements KeyExchange {
     priv: Uint8Array
   ) {
     this.group = curve.group
-    // A JWK import is ~6x cheaper than PKCS#8 here; the public value is then computed as
-    // X(k, base point), so the placeholder `x` of the JWK is never used.
+    // A JWK import is ~6x cheaper than PKCS#8 here. The import derives the public value from
+    // `d` (the placeholder `x` is not used): read it back rather than computing X(k, base
+    // point) once more (one scalar multiplication less, ~40 us, per key exchange).
     this.key = createPrivateKey({
       key: { kty: 'OKP', crv: curve.crv, d: b64url(priv), x: curve.base },
       format: 'jwk'
     })
-    curve.basePoint ??= createPublicKey({
-      key: { kty: 'OKP', crv: curve.crv, x: curve.base },
-      format: 'jwk'
-    })
-    this.publicValue = view(diffieHellman({ privateKey: this.key, publicKey: curve.basePoint }))
+    const { x } = this.key.export({ format: 'jwk' })
+    this.publicValue = view(Buffer.from(x ?? '', 'base64url'))
+    if (this.publicValue.length !== curve.size) {
+      throw new InvalidParametersError('priv', `${curve.crv} public value length`)
+    }
   }
 
   computeSharedSecret(peer: Uint8Array): Uint8Array {

@@ -73,6 +73,8 @@ export {
 export {
   NodeMetrics,
   eventFields,
+  logDestination,
+  LOG_BUFFER_BYTES,
   observeIke,
   observeNode,
   pinoLogger,

@@ -2,7 +2,10 @@ import { expect } from 'chai'
 import { Subject } from 'rxjs'
 import { Registry } from 'prom-client'
 import type { IkeEvent, IkeService, Logger } from '@vipsec/interface'
-import { eventFields, NodeMetrics, observeIke, pinoLogger } from '../src/index.js'
+import fs, { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { eventFields, logDestination, NodeMetrics, observeIke, pinoLogger } from '../src/index.js'
 
 /** A logger that keeps what it was given, by component. */
 function recordingLogger() {
@@ -94,3 +97,49 @@ describe('pinoLogger', () => {
     })
   })
 })
+
+describe('logDestination', () => {
+  it('should write a burst of lines in a few asynchronous writes, not one blocking write per line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vipsec-log-'))
+    const file = join(dir, 'node.log')
+    const fd = openSync(file, 'w')
+    const calls = { sync: 0, async: 0 }
+    const { writeSync, write } = fs
+    fs.writeSync = ((...args: Parameters<typeof writeSync>) => {
+      calls.sync++
+      return writeSync(...args)
+    }) as typeof writeSync
+    fs.write = ((...args: Parameters<typeof write>) => {
+      calls.async++
+      return (write as (...a: unknown[]) => void)(...args)
+    }) as typeof write
+    const N = 500
+    try {
+      const destination = logDestination(fd)
+      const log = pinoLogger({ node: 'dp-2', destination }).forComponent('ike')
+      for (let i = 0; i < N; i++) log.info({ type: 'ike:established', n: i }, 'IKE SA established')
+      expect(calls.sync).to.equal(0)
+      // written out and closed (the fd with it) once what waits is written
+      const stream = destination as unknown as SonicBoomLike
+      await new Promise<void>((resolve) => {
+        stream.once('close', () => resolve())
+        stream.end()
+      })
+    } finally {
+      fs.writeSync = writeSync
+      fs.write = write
+    }
+    // the first line starts a write; the others wait for it and go out together
+    expect(calls.async).to.be.below(N / 10)
+    const lines = readFileSync(file, 'utf8').trim().split('\n')
+    expect(lines).to.have.length(N)
+    expect(JSON.parse(lines[N - 1]!)).to.include({ node: 'dp-2', component: 'ike', n: N - 1 })
+    rmSync(dir, { recursive: true, force: true })
+  })
+})
+
+/** The part of sonic-boom's stream the test waits on. */
+interface SonicBoomLike {
+  once(event: 'close', fn: () => void): void
+  end(): void
+}

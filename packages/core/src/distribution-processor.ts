@@ -267,6 +267,11 @@ export interface DvipaState {
   filterIds: Map<string, string[]>
   /** Serialises the store writes of this DVIPA. */
   writes: Promise<void>
+  /**
+   * The IKE SAs whose records are queued for writing and not yet read: a later event of the
+   * same IKE SA joins that write (it reads the records when it runs) rather than queueing one.
+   */
+  pendingSas: Map<string, Promise<void>>
   /** Serialises opening and closing the DVIPA (address, sockets, IKE service). */
   serial: Promise<void>
   /** The renegotiation retry timers, so they stop when the DVIPA is closed. */
@@ -723,7 +728,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
    */
   private write(
     state: DvipaState,
-    put: DvipaRecord[],
+    put: DvipaRecord[] | (() => DvipaRecord[]),
     remove: { kind: RecordKind; id: string }[] = [],
     strict = false
   ): Promise<void> {
@@ -736,6 +741,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     // reach the store rejects
     if (fence === undefined) return strict ? notOwner() : Promise.resolve()
     const run = async (): Promise<void> => {
+      // records given as a function are read now, when their turn comes, not when queued
+      const records = typeof put === 'function' ? put() : put
       if (state.ownership.fence()?.epoch !== fence.epoch) {
         if (strict)
           throw new StaleEpochError(state.config.dvipa, fence.epoch, state.ownership.epoch)
@@ -744,7 +751,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       try {
         if (remove.length > 0)
           await this.components.store.deleteRecords(state.config.dvipa, remove, fence)
-        if (put.length > 0) await this.components.store.putRecords(state.config.dvipa, put, fence)
+        if (records.length > 0)
+          await this.components.store.putRecords(state.config.dvipa, records, fence)
       } catch (err) {
         if ((err as Error).name === StaleEpochError.name) {
           state.ownership.onStaleWrite(err as StaleEpochError)
@@ -1051,6 +1059,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       childSas: 0,
       filterIds: new Map(),
       writes: Promise.resolve(),
+      pendingSas: new Map(),
       serial: Promise.resolve(),
       retryTimers: new Set(),
       warm: undefined
@@ -1391,15 +1400,31 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     void this.write(state, [], keys).catch(() => void this.counts.storeErrors++)
   }
 
-  /** Writes one IKE SA's phase 1, phase 2, correlation and filter records. */
-  private async recordSa(state: DvipaState, phase1Id: string): Promise<void> {
-    const sa = state.sas.get(phase1Id)
-    if (sa === undefined) return
-    const records: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
-    const kept = (): DynamicFilter[] =>
-      [...sa.phase2.keys()].flatMap((id) => [...(this.childFilters.get(id)?.values() ?? [])])
-    records.push(...this.filtersOf(state, sa.phase2.values(), kept))
-    await this.write(state, records)
+  /**
+   * Writes one IKE SA's phase 1, phase 2, correlation and filter records, as they are when the
+   * write's turn comes. The records are read then, not when the event queued the write: a write
+   * queued behind slow ones must not put back what the IKE SA held earlier over what another
+   * write (an audit's, a reconcile's) stored since (a correlation without its Child SA, say, and
+   * a takeover then with an IKE SA and no Child SA to renegotiate). A write queued and not yet
+   * begun serves every later event of the same IKE SA: one write where there were several.
+   */
+  private recordSa(state: DvipaState, phase1Id: string): Promise<void> {
+    const queued = state.pendingSas.get(phase1Id)
+    if (queued !== undefined) return queued
+    const records = (): DvipaRecord[] => {
+      state.pendingSas.delete(phase1Id)
+      const sa = state.sas.get(phase1Id)
+      if (sa === undefined) return []
+      const out: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
+      const kept = (): DynamicFilter[] =>
+        [...sa.phase2.keys()].flatMap((id) => [...(this.childFilters.get(id)?.values() ?? [])])
+      out.push(...this.filtersOf(state, sa.phase2.values(), kept))
+      return out
+    }
+    const written = this.write(state, records)
+    // a write skipped without running (no fence) leaves nothing pending
+    if (state.ownership.fence() !== undefined) state.pendingSas.set(phase1Id, written)
+    return written
   }
 
   /** Applies the deletes other nodes left for this one: SAs it must never use again. */
@@ -1431,8 +1456,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
 
 /** The role a status reports for an ownership state. */
 function statusRole(ownership: OwnershipController): DvipaRole {
-  const s = ownership.current()
-  if (s.role === 'taking-over') return s.phase.step === 'rank-delay' ? 'backup' : 'taking-over'
+  const s = ownership.role
+  if (s.role === 'taking-over') return s.step === 'rank-delay' ? 'backup' : 'taking-over'
   if (s.role === 'joining') return 'backup'
   return s.role
 }

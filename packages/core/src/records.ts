@@ -104,8 +104,13 @@ export function planRenegotiation(set: DvipaRecordSet): RenegotiationPlan {
   const phase2ById = new Map(set.phase2.map((p) => [p.id, p]))
   const used = new Set<string>()
   const byPeer = new Map<string, IkeSaRecords[]>()
+  // by phase 1 id: a search of every correlation per IKE SA would be quadratic; the first
+  // correlation of an IKE SA counts, as before
+  const correlations = new Map<string, (typeof set.correlation)[number]>()
+  for (const c of set.correlation)
+    if (!correlations.has(c.phase1Id)) correlations.set(c.phase1Id, c)
   for (const phase1 of set.phase1) {
-    const correlation = set.correlation.find((c) => c.phase1Id === phase1.id)
+    const correlation = correlations.get(phase1.id)
     const phase2 = (correlation?.phase2Ids ?? []).flatMap((id) => {
       const p = phase2ById.get(id)
       if (p === undefined || used.has(id)) return []
@@ -113,7 +118,9 @@ export function planRenegotiation(set: DvipaRecordSet): RenegotiationPlan {
       return [p]
     })
     const key = `${phase1.localIdentity.type}:${phase1.localIdentity.value}|${phase1.remoteIdentity.type}:${phase1.remoteIdentity.value}|${phase1.peer.address}`
-    byPeer.set(key, [...(byPeer.get(key) ?? []), { phase1, phase2 }])
+    const group = byPeer.get(key)
+    if (group === undefined) byPeer.set(key, [{ phase1, phase2 }])
+    else group.push({ phase1, phase2 })
   }
   const sas: IkeSaRecords[] = []
   const superseded: Phase1Record[] = []

@@ -12,11 +12,12 @@ import {
   type IkeEvent,
   type IkeService,
   type NetworkAdapter,
+  type Fence,
   type Phase1Record,
   type UdpEndpoint
 } from '@vipsec/interface'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
-import { DefaultDistributionProcessor } from '../src/index.js'
+import { DefaultDistributionProcessor, planRenegotiation, saRecords } from '../src/index.js'
 import { DVIPA, ScriptedDetector, whileAdvancing } from './helpers/ownership-harness.js'
 
 /**
@@ -246,15 +247,21 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
         })
       ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2 })
     }
+    // the writes are queued one after the other (each reads its IKE SA's records when it runs):
+    // wait (bounded) until the last is in
+    let filters: FilterRecord[] = []
+    const written = async (): Promise<void> => {
+      for (let i = 0; i < 100 && filters.length < 2 * N; i++) {
+        await whileAdvancing(clock, new Promise((r) => setTimeout(r, 10)))
+        filters = (await store.listRecords(DVIPA)).filter
+      }
+    }
+    await written()
+    expect(filters).to.have.length(2 * N)
     // one filter goes (a rekey moved it) before its Child SA is recorded again
     esp.next({ type: 'filter:removed', id: 'child-0/outbound' })
     ike.next({ type: 'sa:established', phase1Id: 'ike-0', phase2: samplePhase2(DVIPA, 0) })
-    // the writes are queued one after the other: wait (bounded) until the last is in
-    let filters: FilterRecord[] = []
-    for (let i = 0; i < 100 && filters.length < 2 * N; i++) {
-      await whileAdvancing(clock, new Promise((r) => setTimeout(r, 10)))
-      filters = (await store.listRecords(DVIPA)).filter
-    }
+    await written()
     expect(filters).to.have.length(2 * N)
     expect(filters.map((f) => f.id)).to.include.members([
       'child-0/inbound',
@@ -301,6 +308,51 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
     }
     // a few look-ups per filter; a scan asks every IKE SA's Child SAs, N * N / 2 in all
     expect(gets).to.be.below(20 * N)
+    await whileAdvancing(clock, dp.stop())
+  })
+})
+
+describe(`${DefaultDistributionProcessor.name} recording IKE SAs behind slow writes`, () => {
+  // At 1,000 peers one peer was left behind by a takeover now and then: the store held its IKE
+  // SA with a correlation naming no Child SA (renegotiation: INVALID_SELECTORS) and its Child
+  // SA under no correlation (CHILD_SA_NOT_FOUND). An audit had written the peer's records, then
+  // the write its ike:established had queued earlier ran and put back the correlation of then,
+  // empty; the owner died before the write of its sa:established ran.
+  it('should write an IKE SA as it is when the write runs, once for the events queued meanwhile', async () => {
+    const { dp, ike, clock, store } = await owner()
+    const put = store.putRecords.bind(store)
+    const held: { release: () => void; fence: Fence }[] = []
+    let holding = true
+    store.putRecords = async (dvipa, records, fence, options) => {
+      if (holding) await new Promise<void>((release) => held.push({ release, fence }))
+      return put(dvipa, records, fence, options)
+    }
+    const settle = (): Promise<void> => whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    // a slow write first (another peer's), then peer 2 comes up behind it
+    ike.next({ type: 'ike:established', phase1: samplePhase1(DVIPA, 1) })
+    await settle()
+    expect(held).to.have.length(1)
+    const phase1 = samplePhase1(DVIPA, 2)
+    const phase2 = samplePhase2(DVIPA, 2)
+    ike.next({ type: 'ike:established', phase1 })
+    ike.next({ type: 'sa:established', phase1Id: phase1.id, phase2 })
+    // meanwhile the audit finds peer 2's records missing and writes them, outside the queue
+    const fence = held[0]!.fence
+    await put(DVIPA, saRecords(phase1, [phase2]), fence)
+    // the slow write goes through, then the next queued one; the owner dies before any other
+    held[0]!.release()
+    for (let i = 0; i < 20 && held.length < 2; i++) await settle()
+    held[1]!.release()
+    await settle()
+    const plan = planRenegotiation(await store.listRecords(DVIPA))
+    const two = plan.sas.find((sa) => sa.phase1.id === phase1.id)
+    expect(two?.phase2.map((p) => p.id)).to.deep.equal([phase2.id])
+    expect(plan.orphans).to.deep.equal([])
+    // both events of peer 2 were queued before its write ran: one write for both
+    await settle()
+    expect(held).to.have.length(2)
+    holding = false
+    for (const h of held) h.release()
     await whileAdvancing(clock, dp.stop())
   })
 })

@@ -85,4 +85,32 @@ describe('planRenegotiation', () => {
       ])
     })
   })
+
+  describe('with many IKE SAs', () => {
+    it('should look each correlation up once, not search them all per IKE SA', () => {
+      const N = 2000
+      const set = emptyRecordSet()
+      let reads = 0
+      for (let n = 0; n < N; n++) {
+        set.phase1.push(samplePhase1('10.0.0.100', n))
+        set.phase2.push(samplePhase2('10.0.0.100', n))
+        const c = sampleCorrelation('10.0.0.100', n)
+        const phase1Id = c.phase1Id
+        set.correlation.push(
+          Object.defineProperty(c, 'phase1Id', {
+            enumerable: true,
+            get: () => {
+              reads++
+              return phase1Id
+            }
+          })
+        )
+      }
+      const plan = planRenegotiation(set)
+      expect(plan.sas).to.have.length(N)
+      expect(plan.orphans).to.deep.equal([])
+      // a search per IKE SA reads N * N / 2 of them
+      expect(reads).to.be.below(4 * N)
+    })
+  })
 })

@@ -324,6 +324,16 @@ export class OwnershipController {
     return structuredClone(this.state)
   }
 
+  /**
+   * The role this node has, and the step of its takeover while taking over: what a status
+   * shows, read on every IKE and ESP event, without the copy of the whole state `current()`
+   * makes.
+   */
+  get role(): { role: OwnershipState['role']; step?: string } {
+    const s = this.state
+    return s.role === 'taking-over' ? { role: s.role, step: s.phase.step } : { role: s.role }
+  }
+
   /** The epoch this node knows. */
   get epoch(): number {
     return stateEpoch(this.state)
