@@ -127,7 +127,8 @@ export interface WarmOptions {
   adoptConcurrency?: number
   /**
    * Each adopted IKE SA is rekeyed (CREATE_CHILD_SA, through the state sink like any IKE rekey)
-   * after a random delay from 0 up to this many ms, so that it has fresh keys, a fresh IV space
+   * after a random delay from 0 up to this many ms, counted from when no adoption is under way
+   * any more (the rekeys of a takeover wait for all of its adoptions), so that it has fresh keys, a fresh IV space
    * and a fresh lifetime before any next takeover: an heir cannot know how many IVs the dead
    * owner used under the adopted keys, and some peers (strongSwan's charon under AES-GCM) destroy
    * an IKE SA that gets a second message ID sync under the same keys. The random delay spreads

@@ -128,6 +128,9 @@ export function encodeWarmState(state: WarmState): Uint8Array {
   return out
 }
 
+/** One decoder for every secret (making one per secret was a tenth of the decoding's time). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
 const fail = (path: string, message: string): never => {
   throw new CorruptRecordError(`secret.${path}`, message)
 }
@@ -221,7 +224,7 @@ export function decodeWarmState(secret: Uint8Array): WarmState {
   if (secret.length > WARM_STATE_MAX_BYTES) fail('', `longer than ${WARM_STATE_MAX_BYTES} bytes`)
   let parsed: unknown
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(secret.subarray(1))
+    const text = UTF8.decode(secret.subarray(1))
     parsed = JSON.parse(text)
   } catch (err) {
     throw new CorruptRecordError('secret', 'not UTF-8 JSON after the version byte', { cause: err })

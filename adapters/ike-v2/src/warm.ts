@@ -152,7 +152,9 @@ export interface AdoptionHost {
 
 /**
  * The IKE rekey that follows each adoption (`warm.rekeyAfterAdoptMs`): after a random delay
- * within the window, at most `warm.adoptConcurrency` at once, never awaited by `adopt`. The
+ * within the window, which starts once no adoption is under way (so that the rekeys of a
+ * takeover's first adopted IKE SAs do not slow the adoption of the rest), at most
+ * `warm.adoptConcurrency` at once, never awaited by `adopt`. The
  * new IKE SA goes through the state sink like any IKE rekey. One that fails is counted and the
  * IKE SA goes on with the adopted keys.
  */
@@ -160,6 +162,11 @@ export class AdoptedRekeys {
   private running = 0
   private readonly queue: IkeSa[] = []
   private head = 0
+  /** Adoptions under way (`adopt` calls, which may overlap). */
+  private adopting = 0
+  /** IKE SAs adopted while others still were: their windows start when none is under way. */
+  private held: IkeSa[] = []
+  private releasing = false
 
   /**
    * @param ctx - the service as the tasks see it
@@ -170,10 +177,43 @@ export class AdoptedRekeys {
     private readonly rekey: (sa: IkeSa) => Promise<unknown>
   ) {}
 
+  /**
+   * An adoption starts: until every adoption under way ended, the rekeys wait, so that they do
+   * not take the CPU from the adoptions (a takeover adopts thousands of IKE SAs in a row).
+   */
+  begin(): void {
+    this.adopting++
+  }
+
+  /**
+   * An adoption ended. When none is under way (still so once the current callbacks have run: a
+   * caller adopting one IKE SA per call starts the next right after), the held windows start.
+   */
+  end(): void {
+    if (--this.adopting > 0 || this.held.length === 0 || this.releasing) return
+    this.releasing = true
+    this.ctx.clock.setTimeout(() => {
+      this.releasing = false
+      if (this.adopting > 0) return
+      const held = this.held
+      this.held = []
+      for (const sa of held) this.arm(sa)
+    }, 0)
+  }
+
   /** Schedules the rekey of an IKE SA just adopted; nothing when the window is 0. */
   schedule(sa: IkeSa): void {
     const window = this.ctx.init.warm.rekeyAfterAdoptMs
     if (!(window > 0)) return
+    if (this.adopting > 0) this.held.push(sa)
+    else this.arm(sa)
+  }
+
+  /** Starts the random delay of one IKE SA's rekey. */
+  private arm(sa: IkeSa): void {
+    // deleted while held: nothing to rekey
+    if (sa.state !== 'established') return void this.ctx.stats.warm.rekeysAfterAdoptSkipped++
+    const window = this.ctx.init.warm.rekeyAfterAdoptMs
     // on the SA's timers: they are cleared when it is deleted
     const handle = this.ctx.clock.setTimeout(
       () => {
@@ -246,7 +286,12 @@ export async function adoptAll(
     }
   }
   const n = Math.min(host.ctx.init.warm.adoptConcurrency, requests.length)
-  await Promise.all(Array.from({ length: n }, worker))
+  host.rekeys.begin()
+  try {
+    await Promise.all(Array.from({ length: n }, worker))
+  } finally {
+    host.rekeys.end()
+  }
   return out
 }
 

@@ -655,6 +655,45 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should start the rekey windows only once no adoption is under way', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      await p.start()
+      for (let i = 0; i < 3; i++) await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const requests = p.b.list().map((x) => requestFrom(p.b.exportState(x.phase1.id), p.bEngine))
+      await p.b.stop()
+      await p.bEngine.stop()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, rekeyAfterAdoptMs: 1 } })
+      const last = requests[2]!.state.records.phase1.ikeSaId
+      const lastSpis = last.initiatorSpi + last.responderSpi
+      const events: string[] = []
+      let dropped = false
+      p.net.filter = (x) => {
+        const fromHeir = x.from.address === '10.0.0.2'
+        if (fromHeir && isRequest(x, ExchangeType.CREATE_CHILD_SA)) events.push('rekey')
+        if (x.data[18] === ExchangeType.INFORMATIONAL && spisOf(x) === lastSpis) {
+          // the last IKE SA's first sync is lost: its adoption waits for the retransmission
+          if (fromHeir && !dropped) {
+            dropped = true
+            return 'drop'
+          }
+          // (its first answer; the next is to the deletion of the old IKE SA after the rekey)
+          if (!fromHeir && !events.includes('last synced')) events.push('last synced')
+        }
+        return 'deliver'
+      }
+      // one IKE SA per call, as a takeover adopts them, the calls overlapping
+      const outcomes = await p.drive(Promise.all(requests.map((r) => c.service.adopt([r]))))
+      expect(outcomes.flat().map((o) => o.status)).to.deep.equal(Array(3).fill('synced'))
+      await wait(p, 10_000)
+      expect(dropped).to.equal(true)
+      expect(events).to.deep.equal(['last synced', 'rekey', 'rekey', 'rekey'])
+      expect(c.service.counters().warm.rekeysAfterAdopt).to.equal(3)
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
     it('should spread the rekeys of many adopted IKE SAs, at most adoptConcurrency at once', async () => {
       const p = makePair({ a: WARM, b: WARM })
       await p.start()

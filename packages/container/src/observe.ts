@@ -78,14 +78,70 @@ export interface TypedEvent {
  * `node` (the node it is about) as `subject`, so that `node` stays the writer.
  */
 export function eventFields<E extends TypedEvent>(event: E): LogFields {
-  // one copy through JSON for the whole event (a copy per field cost more than the line)
-  const top: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(event)) top[k === 'node' ? 'subject' : k] = v ?? null
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(event)) {
+    const key = k === 'node' ? 'subject' : k
+    out[key] = plainField(v ?? null)
+  }
+  return out as LogFields
+}
+
+/** What JSON would make of a log field, byte arrays as their length and bigints as text. */
+function viaJson(v: unknown): unknown {
   return JSON.parse(
-    JSON.stringify(top, (_k, x: unknown) =>
+    JSON.stringify(v, (_k, x: unknown) =>
       x instanceof Uint8Array ? { bytes: x.length } : typeof x === 'bigint' ? x.toString() : x
-    )
-  ) as LogFields
+    ) ?? 'null'
+  ) as unknown
+}
+
+/**
+ * {@link viaJson} without the text in between for what events hold (strings, finite numbers,
+ * booleans, null, bigints, byte arrays, plain objects and arrays of them): each ESP SA an heir
+ * adopts logs a line, and the round trip through JSON was most of that line's cost. Anything
+ * else (a toJSON, a Map, a non-finite number, a function) goes through JSON as before.
+ */
+function plainField(v: unknown, depth = 0): unknown {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v
+    case 'number':
+      // (JSON writes -0 as 0)
+      return Number.isFinite(v) ? (v === 0 ? 0 : v) : null
+    case 'bigint':
+      return v.toString()
+    case 'object': {
+      if (v === null) return null
+      if (v instanceof Uint8Array) return { bytes: v.length }
+      if (depth > 32) return viaJson(v)
+      if (Array.isArray(v)) {
+        const out: unknown[] = []
+        for (const x of v) {
+          const t = typeof x
+          // JSON writes these as null in an array
+          out.push(
+            t === 'undefined' || t === 'function' || t === 'symbol'
+              ? null
+              : plainField(x, depth + 1)
+          )
+        }
+        return out
+      }
+      const proto = Object.getPrototypeOf(v) as unknown
+      if ((proto !== Object.prototype && proto !== null) || 'toJSON' in v) return viaJson(v)
+      const out: Record<string, unknown> = {}
+      for (const [k, x] of Object.entries(v)) {
+        const t = typeof x
+        // JSON leaves these fields out
+        if (t === 'undefined' || t === 'function' || t === 'symbol') continue
+        out[k] = plainField(x, depth + 1)
+      }
+      return out
+    }
+    default:
+      return viaJson(v)
+  }
 }
 
 function ikeLine(e: IkeEvent): {

@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { expect } from 'chai'
 import { Subject } from 'rxjs'
 import { Registry } from 'prom-client'
@@ -69,6 +70,59 @@ describe('observeIke', () => {
 })
 
 describe('eventFields', () => {
+  /** What the fields were before the fast path: each through JSON. */
+  const throughJson = (event: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(event))
+      out[k === 'node' ? 'subject' : k] = JSON.parse(
+        JSON.stringify(v ?? null, (_k, x: unknown) =>
+          x instanceof Uint8Array ? { bytes: x.length } : typeof x === 'bigint' ? x.toString() : x
+        ) ?? 'null'
+      ) as unknown
+    return out
+  }
+
+  it('should give what JSON gives, byte arrays as lengths and bigints as text (property)', () => {
+    const value = fc.oneof(
+      fc.anything({ withBigInt: true, withDate: true, withMap: true, withNullPrototype: true }),
+      fc.uint8Array({ maxLength: 8 }),
+      fc.constantFrom(Number.NaN, -0, Infinity, undefined)
+    )
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), value), (fields) => {
+        const event = { ...fields, type: 'esp:test' }
+        expect(eventFields(event)).to.deep.equal(throughJson(event))
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it('should not go through JSON text for what an ESP SA event holds', () => {
+    const event = {
+      type: 'sa:installed',
+      spi: 0x1234,
+      direction: 'inbound',
+      sequence: 5n,
+      key: new Uint8Array(32),
+      selectors: [{ source: '10.0.0.0/24', ports: [0, 65535] }],
+      nat: null
+    }
+    const stringify = JSON.stringify
+    let calls = 0
+    JSON.stringify = ((...args: Parameters<typeof stringify>) => {
+      calls++
+      return stringify(...args)
+    }) as typeof stringify
+    let fields
+    try {
+      fields = eventFields(event)
+    } finally {
+      JSON.stringify = stringify
+    }
+    expect(calls).to.equal(0)
+    expect(fields).to.deep.equal(throughJson(event))
+  })
+
   it('should move the event’s node to subject, so that node stays the writer', () => {
     expect(eventFields({ type: 'node:failed', node: 'dp-2' })).to.deep.equal({
       type: 'node:failed',

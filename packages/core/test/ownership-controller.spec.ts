@@ -1,6 +1,12 @@
 import { expect } from 'chai'
 import { OwnershipController, joinWindowBound, type OwnershipControllerInit } from '../src/index.js'
-import { DVIPA, TestCluster, type TestNode } from './helpers/ownership-harness.js'
+import type { Fence } from '@vipsec/interface'
+import {
+  DVIPA,
+  TestCluster,
+  type RecordingActions,
+  type TestNode
+} from './helpers/ownership-harness.js'
 
 /** A cluster of `size` DPs, all started: dp-1 owns the DVIPA at epoch 1. */
 async function startedCluster(
@@ -98,6 +104,27 @@ describe(OwnershipController.name, () => {
       expect(cluster.serving()).to.deep.equal(['dp-2'])
       expect(cluster.node('dp-3').actions.of('takeover:stood-down')).to.have.length(1)
       expect(cluster.node('dp-3').actions.calls).to.deep.equal([])
+    })
+  })
+
+  describe('the owner’s audits', () => {
+    it('should run one at a time: none starts while the last is under way', async () => {
+      const cluster = await startedCluster(2)
+      const dp1 = cluster.node('dp-1')
+      let started = 0
+      let finish: (() => void) | undefined
+      ;(dp1.actions as RecordingActions & { audit(f: Fence): Promise<void> }).audit = () => {
+        started++
+        return new Promise<void>((resolve) => (finish = resolve))
+      }
+      // 20 read-backs of 250 ms per audit: ten audits' worth of time, the first never ending
+      await cluster.advance(10 * 20 * 250)
+      expect(started).to.equal(1)
+      finish!()
+      await cluster.advance(2 * 20 * 250)
+      expect(started).to.be.within(2, 3)
+      finish!()
+      await cluster.advance(100)
     })
   })
 

@@ -94,7 +94,7 @@ export interface OwnershipActions {
   /**
    * Checks that the store's records are what the owner holds, and repairs them if not (a
    * rollback that restored records at this same epoch, a write lost for good). Called every
-   * `auditEvery` read-backs while it owns and serves.
+   * `auditEvery` read-backs while it owns and serves, never while the last audit is under way.
    */
   audit?(fence: Fence): Promise<void>
   /**
@@ -1212,10 +1212,25 @@ export class OwnershipController {
         .renewLease(ownerLease(this.dvipa, this.node), this.ownerLeaseMs)
         .catch(() => undefined)
       if (this.reassertDue === s.fence.epoch && !this.recovering) void this.reassert()
-      if (++this.ticksOwned % AUDIT_EVERY === 0 && s.standing.kind === 'serving')
-        void this.actions.audit?.(s.fence).catch((err: Error) => {
-          if (err.name === 'StaleEpochError') this.onStaleWrite(err as StaleEpochError)
-        })
+      if (
+        ++this.ticksOwned % AUDIT_EVERY === 0 &&
+        s.standing.kind === 'serving' &&
+        !this.auditing &&
+        this.actions.audit !== undefined
+      ) {
+        // one audit at a time: an audit reads every record of the DVIPA, so at many tunnels it
+        // can take longer than AUDIT_EVERY read-backs, and audits piling up behind each other
+        // would each hold a copy of the store's records
+        this.auditing = true
+        void this.actions
+          .audit(s.fence)
+          .catch((err: Error) => {
+            if (err.name === 'StaleEpochError') this.onStaleWrite(err as StaleEpochError)
+          })
+          .finally(() => {
+            this.auditing = false
+          })
+      }
     }
     await this.readBack()
     if (this.state.role === 'backup' && this.attempt === undefined) this.evaluate(undefined)
@@ -1528,6 +1543,8 @@ export class OwnershipController {
   private recovering = false
   /** Read-backs while owner: every {@link AUDIT_EVERY}th also audits the records. */
   private ticksOwned = 0
+  /** Whether an audit is under way (the next one waits for its turn after it). */
+  private auditing = false
   /** Since when (monotonic ms) the read-backs show a store below the highest epoch seen. */
   private regressedSince: number | undefined
   /** The epoch whose records still have to be written again after a data loss (0: none). */
