@@ -329,7 +329,12 @@ export class OwnershipController {
    * shows, read on every IKE and ESP event, without the copy of the whole state `current()`
    * makes.
    */
-  get role(): { role: OwnershipState['role']; step?: string } {
+  get role(): {
+    /** `backup`, `taking-over`, `owner` or `fenced`. */
+    role: OwnershipState['role']
+    /** While taking over: the step of the takeover (`rank-delay`, `claiming`, ...). */
+    step?: string
+  } {
     const s = this.state
     return s.role === 'taking-over' ? { role: s.role, step: s.phase.step } : { role: s.role }
   }
