@@ -35,6 +35,19 @@ describe('RedisCouplingStore with Sentinel', function () {
       ].join('\n')
     )
     sentinel = await RedisServer.start({ dir, configFile: config, args: ['--sentinel'] })
+    // the replica's first sync done before anything is written (a loaded machine can take
+    // seconds over it); bounded, like every wait here
+    const direct = new Redis({ host: '127.0.0.1', port: master.port })
+    direct.on('error', () => undefined)
+    try {
+      for (let i = 0; i < 150; i++) {
+        const info = String(await direct.info('replication'))
+        if (/slave0:.*state=online/.test(info)) break
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    } finally {
+      direct.disconnect()
+    }
   })
 
   afterEach(async () => {
@@ -71,9 +84,14 @@ describe('RedisCouplingStore with Sentinel', function () {
 
     // the records reached the master, and the replica has them before the master dies
     const direct = new Redis({ host: '127.0.0.1', port: master.port })
-    expect(await direct.hlen(store.keys.records(DVIPA))).to.equal(written.length)
-    expect(Number(await direct.call('WAIT', '1', '5000'))).to.equal(1)
-    direct.disconnect()
+    direct.on('error', () => undefined)
+    try {
+      expect(await direct.hlen(store.keys.records(DVIPA))).to.equal(written.length)
+      expect(Number(await direct.call('WAIT', '1', '5000'))).to.equal(1)
+    } finally {
+      // a client left connecting to the killed master would log its errors for the rest of the run
+      direct.disconnect()
+    }
     await master.kill()
 
     // the same store carries on against the promoted replica
@@ -88,8 +106,8 @@ describe('RedisCouplingStore with Sentinel', function () {
     const taken = await store.takeRecords(DVIPA, { owner: 'dp-2', epoch: next.epoch })
     expect(countRecords(taken)).to.equal(written.length)
     const promoted = new Redis({ host: '127.0.0.1', port: replica.port })
-    const role = (await promoted.call('ROLE')) as unknown[]
-    promoted.disconnect()
+    promoted.on('error', () => undefined)
+    const role = (await promoted.call('ROLE').finally(() => promoted.disconnect())) as unknown[]
     expect(String(role[0])).to.equal('master')
   })
 })
