@@ -11,6 +11,7 @@ import {
   type Decipher,
   type KeyObject
 } from 'node:crypto'
+import { aeadKey, type AeadCipher, type AeadKey } from '@vipsec/aead'
 import {
   InvalidParametersError,
   SequenceExhaustedError,
@@ -74,6 +75,12 @@ export interface EspKey extends EspShape {
   readonly key: KeyObject
   /** The salt: the first four bytes of every nonce (combined-mode algorithms; empty for AES-CBC). */
   readonly salt: Uint8Array
+  /**
+   * Combined-mode algorithms: the key's cipher contexts, kept for the life of the key (see
+   * `@vipsec/aead`: OpenSSL's libcrypto where it loads, node:crypto otherwise). A key belongs to
+   * the thread that prepared it.
+   */
+  readonly aead?: AeadKey
   /** AES-CBC: the HMAC's hash and key. */
   readonly integrity?: {
     /** The node:crypto hash name (`sha256`, `sha384`, `sha512`, `sha1`). */
@@ -139,7 +146,8 @@ interface CbcIvs {
   count: number
 }
 
-const AEAD_OPTIONS = { authTagLength: ESP_ICV_LENGTH }
+/** The empty input and output of AES-GMAC, which only authenticates. */
+const EMPTY = new Uint8Array(0)
 /** The first chaining value of a kept AES-CBC cipher (any value would do: see {@link sealInto}). */
 const ZERO_BLOCK = Buffer.alloc(16)
 
@@ -260,11 +268,13 @@ export function espTransformKey(
     }
   }
   const salt = keyMaterial.slice(keyLength)
+  const encryptionKey = keyMaterial.subarray(0, keyLength)
   return {
     transform: 'aead',
     cipher,
-    key: createSecretKey(keyMaterial.subarray(0, keyLength)),
+    key: createSecretKey(encryptionKey),
     salt,
+    aead: aeadKey(cipher as AeadCipher, encryptionKey, { tagLength: ESP_ICV_LENGTH }),
     ivLength: ESP_IV_LENGTH,
     icvLength: ESP_ICV_LENGTH,
     blockSize: 4,
@@ -479,12 +489,15 @@ export function sealInto(
     const text = stagedText(payload, padLength, nextHeader, textLength, 0)
     let p = start + textLength
     writeAeadIv(out, at, iv, scratch.nonce)
-    const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
-    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the scratch
-    cipher.setAAD(esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low))
-    out.set(cipher.update(text), start)
-    cipher.final()
-    out.set(cipher.getAuthTag(), p)
+    // RFC 4106, RFC 7634: SPI and sequence number (with ESN: SPI, high half, low half), from the
+    // scratch; the ciphertext and the ICV go straight into the packet
+    key.aead!.seal(
+      scratch.nonce,
+      esn ? esnHeader(scratch.aad, spi, high, low) : spiSeqAad(scratch.aad8, spi, low),
+      text,
+      out.subarray(start, p),
+      out.subarray(p, p + ESP_ICV_LENGTH)
+    )
     p += ESP_ICV_LENGTH
     return p - at
   }
@@ -539,11 +552,14 @@ export function sealInto(
     return cbcIcv(out, at, p, key, esn, high)
   }
   writeAeadIv(out, at, iv, scratch.nonce)
-  const cipher = createCipheriv(key.cipher as 'aes-256-gcm', key.key, scratch.nonce, AEAD_OPTIONS)
   // RFC 4543: everything from the SPI to the trailer is AAD; with ESN the high half follows the low
-  cipher.setAAD(esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p))
-  cipher.final()
-  out.set(cipher.getAuthTag(), p)
+  key.aead!.seal(
+    scratch.nonce,
+    esn ? esnAad(out.subarray(at, p), high, p - at) : out.subarray(at, p),
+    EMPTY,
+    EMPTY,
+    out.subarray(p, p + ESP_ICV_LENGTH)
+  )
   return p + ESP_ICV_LENGTH - at
 }
 
@@ -803,33 +819,27 @@ export function openRaw(
   for (let i = 0; i < 8; i++) nonce[4 + i] = packet[8 + i]
   const tag = scratch.tag
   for (let i = 0; i < ESP_ICV_LENGTH; i++) tag[i] = packet[icvOffset + i]
-  let text: Uint8Array
-  try {
-    const decipher = createDecipheriv(key.cipher as 'aes-256-gcm', key.key, nonce, AEAD_OPTIONS)
-    decipher.setAuthTag(tag)
-    if (gmac) {
-      const spiSeq = packet.subarray(0, icvOffset)
-      decipher.setAAD(esn ? esnAad(spiSeq, high, icvOffset) : spiSeq)
-      decipher.final()
-      text = packet.subarray(16, icvOffset)
-    } else {
-      const aad = scratch.aad
-      if (esn) {
-        for (let i = 0; i < 4; i++) aad[i] = packet[i]
-        aad[4] = high >>> 24
-        aad[5] = high >>> 16
-        aad[6] = high >>> 8
-        aad[7] = high
-        for (let i = 4; i < 8; i++) aad[i + 4] = packet[i]
-        decipher.setAAD(aad)
-      } else {
-        for (let i = 0; i < 8; i++) aad[i] = packet[i]
-        decipher.setAAD(scratch.aad8)
-      }
-      text = decipher.update(packet.subarray(16, icvOffset))
-      decipher.final()
-    }
-  } catch {
+  const aead = key.aead!
+  if (gmac) {
+    const spiSeq = packet.subarray(0, icvOffset)
+    const aad = esn ? esnAad(spiSeq, high, icvOffset) : spiSeq
+    if (!aead.open(nonce, aad, EMPTY, EMPTY, tag)) return ICV_FAILURE
+    return unpad(packet.subarray(16, icvOffset), 0, textLength)
+  }
+  const aad = scratch.aad
+  if (esn) {
+    for (let i = 0; i < 4; i++) aad[i] = packet[i]
+    aad[4] = high >>> 24
+    aad[5] = high >>> 16
+    aad[6] = high >>> 8
+    aad[7] = high
+    for (let i = 4; i < 8; i++) aad[i + 4] = packet[i]
+  } else {
+    for (let i = 0; i < 8; i++) aad[i] = packet[i]
+  }
+  // the plaintext gets bytes of its own (the caller may keep the payload; the packet stays as it came)
+  const text = Buffer.allocUnsafe(textLength)
+  if (!aead.open(nonce, esn ? aad : scratch.aad8, packet.subarray(16, icvOffset), text, tag)) {
     return ICV_FAILURE
   }
   return unpad(text, 0, textLength)
