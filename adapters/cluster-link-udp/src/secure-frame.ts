@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto'
+import { hkdfSync } from 'node:crypto'
+import { aeadKey, type AeadKey } from '@vipsec/aead'
 import { InvalidParametersError, SequenceExhaustedError } from '@vipsec/interface'
 import { ByteSlab, writeU32 } from '@vipsec/wire'
 import { checkClusterKeys, type ClusterKey } from './cluster-key.js'
@@ -164,8 +165,11 @@ export interface FrameGuardInit {
 
 interface DerivedKey {
   incarnation: number
-  key: Buffer
+  key: AeadKey
 }
+
+/** The empty input and output of a frame that is authenticated only. */
+const NOTHING = new Uint8Array(0)
 
 /**
  * Seals and opens the frames of one protocol: a cleartext header (magic, version, flags, key id,
@@ -184,7 +188,7 @@ export class FrameGuard {
   private sender: Uint8Array | undefined
   private incarnation = -1
   private counter = 0
-  private sendKey: Buffer | undefined
+  private sendKey: AeadKey | undefined
   private readonly windows = new Map<string, ReplayWindow>()
   private readonly derived = new Map<string, DerivedKey>()
   private readonly slab = new ByteSlab()
@@ -237,7 +241,9 @@ export class FrameGuard {
     }
     this.keys = new Map(keys.map((k) => [k.id, { id: k.id, secret: new Uint8Array(k.secret) }]))
     this.sendKeyId = keys[0]?.id ?? 0
+    for (const entry of this.derived.values()) entry.key.dispose()
     this.derived.clear()
+    this.sendKey?.dispose()
     this.sendKey =
       this.sender === undefined
         ? undefined
@@ -259,6 +265,7 @@ export class FrameGuard {
     this.sender = sender
     this.incarnation = incarnation
     this.counter = 0
+    this.sendKey?.dispose()
     this.sendKey = this.derive(this.sendKeyId, sender, incarnation)
   }
 
@@ -314,20 +321,14 @@ export class FrameGuard {
     frame[24] = sender.length
     frame.set(sender, FIXED_HEADER)
     if (!secure) return frame
-    const cipher = createCipheriv('aes-256-gcm', this.sendKey!, nonce(counter), {
-      authTagLength: FRAME_TAG_BYTES
-    })
+    const tag = frame.subarray(end, end + FRAME_TAG_BYTES)
     if (encrypt) {
-      cipher.setAAD(frame.subarray(0, payloadStart))
-      const head = cipher.update(frame.subarray(payloadStart, end))
-      const tail = cipher.final()
-      frame.set(head, payloadStart)
-      frame.set(tail, payloadStart + head.length)
+      // encrypted in place
+      const payload = frame.subarray(payloadStart, end)
+      this.sendKey!.seal(nonce(counter), frame.subarray(0, payloadStart), payload, payload, tag)
     } else {
-      cipher.setAAD(frame.subarray(0, end))
-      cipher.final()
+      this.sendKey!.seal(nonce(counter), frame.subarray(0, end), NOTHING, NOTHING, tag)
     }
-    frame.set(cipher.getAuthTag(), end)
     return frame
   }
 
@@ -374,7 +375,10 @@ export class FrameGuard {
    */
   forget(sender: string): void {
     this.windows.delete(sender)
-    for (const id of this.keys.keys()) this.derived.delete(`${id}/${sender}`)
+    for (const id of this.keys.keys()) {
+      this.derived.get(`${id}/${sender}`)?.key.dispose()
+      this.derived.delete(`${id}/${sender}`)
+    }
   }
 
   private verify(frame: Uint8Array, header: FrameHeader): Uint8Array | undefined {
@@ -390,41 +394,48 @@ export class FrameGuard {
           )
     if (key === undefined) return undefined
     const tagStart = frame.length - FRAME_TAG_BYTES
-    let payload: Uint8Array
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', key, nonce(header.counter), {
-        authTagLength: FRAME_TAG_BYTES
-      })
-      decipher.setAuthTag(frame.subarray(tagStart))
+    const fresh = key !== cached?.key
+    let payload: Uint8Array | undefined
+    if (tagStart >= header.payloadStart) {
+      const tag = frame.subarray(tagStart)
+      const n = nonce(header.counter)
       if (header.encrypted) {
-        decipher.setAAD(frame.subarray(0, header.payloadStart))
-        const head = decipher.update(frame.subarray(header.payloadStart, tagStart))
-        const tail = decipher.final()
-        payload =
-          tail.length === 0 ? new Uint8Array(head) : new Uint8Array(Buffer.concat([head, tail]))
-      } else {
-        decipher.setAAD(frame.subarray(0, tagStart))
-        decipher.final()
+        // the plaintext gets bytes of its own: the datagram stays as it came
+        const text = new Uint8Array(tagStart - header.payloadStart)
+        const aad = frame.subarray(0, header.payloadStart)
+        if (key.open(n, aad, frame.subarray(header.payloadStart, tagStart), text, tag)) {
+          payload = text
+        }
+      } else if (key.open(n, frame.subarray(0, tagStart), NOTHING, NOTHING, tag)) {
         payload = frame.subarray(header.payloadStart, tagStart)
       }
-    } catch {
-      return undefined
     }
     // cache the derived key only for an incarnation that authenticated, so that forgeries
-    // naming new incarnations cannot evict the real one
-    if (cached === undefined || header.incarnation > cached.incarnation) {
-      this.derived.set(cacheKey, { incarnation: header.incarnation, key })
+    // naming new incarnations cannot evict the real one; a key not kept is freed now
+    if (fresh) {
+      if (
+        payload !== undefined &&
+        (cached === undefined || header.incarnation > cached.incarnation)
+      ) {
+        cached?.key.dispose()
+        this.derived.set(cacheKey, { incarnation: header.incarnation, key })
+      } else {
+        key.dispose()
+      }
     }
     return payload
   }
 
-  private derive(keyId: number, sender: Uint8Array, incarnation: number): Buffer | undefined {
+  private derive(keyId: number, sender: Uint8Array, incarnation: number): AeadKey | undefined {
     const key = this.keys.get(keyId)
     if (key === undefined) return undefined
     const info = new Uint8Array(sender.length + 9)
     info.set(sender)
     u64(new DataView(info.buffer), sender.length + 1, incarnation)
-    return Buffer.from(hkdfSync('sha256', key.secret, this.salt, info, 32))
+    const bytes = new Uint8Array(hkdfSync('sha256', key.secret, this.salt, info, 32))
+    const derived = aeadKey('aes-256-gcm', bytes, { tagLength: FRAME_TAG_BYTES })
+    bytes.fill(0)
+    return derived
   }
 }
 

@@ -65,6 +65,29 @@ describe('FrameGuard', () => {
       expect(open(receiver, sender.seal(text.encode('b')))).to.equal('ok:b')
     })
 
+    it('should keep the real sender’s key through a flood of forgeries naming other incarnations', () => {
+      // each forgery makes the receiver derive a key for its incarnation; only an authenticated
+      // frame may replace the kept one, and the keys not kept are freed, not the kept one
+      const forger = guard([{ id: keyA.id, secret: new Uint8Array(32).fill(9) }])
+      const encrypted = (g: FrameGuard, s: string): Uint8Array =>
+        g.sealWith(s.length, (out, at, v: string) => out.set(text.encode(v), at), s, true)
+      for (let i = 0; i < 300; i++) {
+        forger.startSending('dp-1', 1001 + i)
+        expect(open(receiver, forger.seal(text.encode('evil')))).to.equal('unauthenticated')
+        expect(open(receiver, encrypted(forger, 'evil'))).to.equal('unauthenticated')
+        expect(
+          open(
+            receiver,
+            i % 3 === 0 ? encrypted(sender, `m${i}`) : sender.seal(text.encode(`m${i}`))
+          )
+        ).to.equal(`ok:m${i}`)
+      }
+      // and the sender's next incarnation replaces it
+      sender.startSending('dp-1', 5000)
+      expect(open(receiver, encrypted(sender, 'new'))).to.equal('ok:new')
+      expect(open(receiver, encrypted(sender, 'again'))).to.equal('ok:again')
+    })
+
     it('should refuse an unauthenticated (insecure) frame at a node with keys', () => {
       const insecure = guard([])
       insecure.startSending('dp-1', 5)
