@@ -626,8 +626,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   }
 
   /**
-   * One gratuitous ARP packet for `address` out of the interface by the packet socket, as
-   * `arping` would send it: undefined when it went, else what failed.
+   * The packets of one announcement of `address` out of the interface by the packet socket, as
+   * `arping` would send them: each call sends one, undefined when it went, else what failed.
+   * The device's index and hardware address are looked up, and the packet made, at the first
+   * packet: once per series.
    */
   private rawAnnouncement(
     raw: ArpSocket,
@@ -635,16 +637,23 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     family: 4 | 6
   ): () => Promise<string | undefined> {
     const what = `${family === 4 ? 'gratuitous ARP' : 'neighbour advertisement'} for ${address} on ${this.device}`
+    let send: (() => number) | undefined
     return async () => {
-      const index = raw.ifindex(this.device)
-      if (index < 0) return `${what}: no index: ${errnoName(index)}`
-      const mac = raw.hardwareAddress(this.device)
-      if (typeof mac === 'number') return `${what}: no hardware address: ${errnoName(mac)}`
-      const bytes = parseIp(address)
-      const sent =
-        family === 4
-          ? raw.broadcast(index, gratuitousArp(this.arp.mode, mac, bytes))
-          : (raw.advertise?.(index, neighbourAdvertisement(mac, bytes)) ?? -95)
+      if (send === undefined) {
+        const index = raw.ifindex(this.device)
+        if (index < 0) return `${what}: no index: ${errnoName(index)}`
+        const mac = raw.hardwareAddress(this.device)
+        if (typeof mac === 'number') return `${what}: no hardware address: ${errnoName(mac)}`
+        const bytes = parseIp(address)
+        if (family === 4) {
+          const packet = gratuitousArp(this.arp.mode, mac, bytes)
+          send = () => raw.broadcast(index, packet)
+        } else {
+          const packet = neighbourAdvertisement(mac, bytes)
+          send = () => raw.advertise?.(index, packet) ?? -95
+        }
+      }
+      const sent = send()
       return sent < 0 ? `${what}: ${errnoName(sent)}` : undefined
     }
   }
