@@ -18,6 +18,38 @@ export interface Libc {
   close: Native
 }
 
+/** `errno` values (Linux, x86-64 and arm64 alike) the socket code looks at. */
+export const Errno = {
+  /** Interrupted system call: retry. */
+  EINTR: 4,
+  /** Input/output error (for example a GSO send the device refused). */
+  EIO: 5,
+  /** Bad file descriptor (the socket was closed). */
+  EBADF: 9,
+  /** Would block: the socket has nothing to read or no room to send. */
+  EAGAIN: 11,
+  /** Permission denied. */
+  EACCES: 13,
+  /** File exists (an address already on the device). */
+  EEXIST: 17,
+  /** No such device. */
+  ENODEV: 19,
+  /** Invalid argument. */
+  EINVAL: 22,
+  /** Protocol option not available (no UDP GSO). */
+  ENOPROTOOPT: 92,
+  /** Operation not supported. */
+  EOPNOTSUPP: 95,
+  /** Address family not supported (no IPv6 here). */
+  EAFNOSUPPORT: 97,
+  /** Address already in use. */
+  EADDRINUSE: 98,
+  /** Address not available on this host. */
+  EADDRNOTAVAIL: 99,
+  /** No buffer space: the send queue is full. */
+  ENOBUFS: 105
+} as const
+
 let bound: Libc | null | undefined
 
 /** libc through koffi, bound on first use; undefined where koffi or libc cannot be loaded. */
@@ -47,8 +79,8 @@ export function libc(): Libc | undefined {
   }
 }
 
-/** The index of device `name`, or `-errno` (`ENODEV`, 19, when there is none). */
+/** The index of device `name`, or `-errno` (`ENODEV` when there is none). */
 export function ifindex(c: Libc, name: string): number {
   const index = c.nametoindex(name) as number
-  return index === 0 ? -(c.koffi.errno() || 19) : index
+  return index === 0 ? -(c.koffi.errno() || Errno.ENODEV) : index
 }

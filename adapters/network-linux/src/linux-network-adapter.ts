@@ -22,6 +22,7 @@ import { realMmsgSyscalls, type MmsgSyscalls } from './mmsg.js'
 import { NetlinkErrno, openNetlinkRoute, type NetlinkRoute } from './netlink.js'
 import { gratuitousArp, neighbourAdvertisement, openArpSocket, type ArpSocket } from './arp.js'
 import { LazySocket } from './lazy-socket.js'
+import { Errno } from './libc.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
@@ -650,7 +651,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
           send = () => raw.broadcast(index, packet)
         } else {
           const packet = neighbourAdvertisement(mac, bytes)
-          send = () => raw.advertise?.(index, packet) ?? -95
+          send = () => raw.advertise?.(index, packet) ?? -Errno.EOPNOTSUPP
         }
       }
       const sent = send()

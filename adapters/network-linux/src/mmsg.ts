@@ -48,30 +48,6 @@ export interface NativeMemory {
   free(): void
 }
 
-/** `errno` values the socket code looks at. */
-export const Errno = {
-  /** Interrupted system call: retry. */
-  EINTR: 4,
-  /** Would block: the socket has nothing to read or no room to send. */
-  EAGAIN: 11,
-  /** Permission denied. */
-  EACCES: 13,
-  /** Address already in use. */
-  EADDRINUSE: 98,
-  /** Input/output error (for example a GSO send the device refused). */
-  EIO: 5,
-  /** Invalid argument. */
-  EINVAL: 22,
-  /** Protocol option not available (no UDP GSO). */
-  ENOPROTOOPT: 92,
-  /** Operation not supported. */
-  EOPNOTSUPP: 95,
-  /** Address not available on this host. */
-  EADDRNOTAVAIL: 99,
-  /** No buffer space: the send queue is full. */
-  ENOBUFS: 105
-} as const
-
 let real: MmsgSyscalls | null | undefined
 
 /**
