@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process'
 import { constants } from 'node:os'
+import { promisify } from 'node:util'
 import { expect } from 'chai'
 import { Errno, NetlinkErrno } from '../src/index.js'
 import { ifindex, libc, type Libc } from '../src/libc.js'
@@ -30,6 +32,24 @@ describe('libc', () => {
     it('should be -ENODEV when libc found no device but left errno 0', () => {
       const c = { nametoindex: () => 0, koffi: { errno: () => 0 } } as unknown as Libc
       expect(ifindex(c, 'eth9')).to.equal(-NetlinkErrno.ENODEV)
+    })
+  })
+
+  describe('when koffi cannot load', () => {
+    it('should bind nothing, and leave the route, packet and UDP sockets to their fallbacks', async () => {
+      const child = new URL('./helpers/without-koffi-child.ts', import.meta.url).pathname
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ['--import', 'tsx', '--conditions=vipsec-source', child],
+        { timeout: 15_000 }
+      )
+      expect(JSON.parse(stdout)).to.deep.equal({
+        libc: 'none',
+        mmsg: 'none',
+        netlink: 'none',
+        arp: 'none',
+        udp: 'dgram'
+      })
     })
   })
 })
