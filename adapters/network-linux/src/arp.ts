@@ -1,4 +1,4 @@
-import { ifindex, libc } from './libc.js'
+import { Errno, ifindex, intOption, libc } from './libc.js'
 
 /**
  * A packet socket for gratuitous ARP (and a raw ICMPv6 socket for its IPv6 sibling, the
@@ -103,11 +103,6 @@ export function openArpSocket(): ArpSocket | undefined {
   let open = true
   /** The ICMPv6 socket of neighbour advertisements, made on first use (-1: it cannot be had). */
   let icmp6: number | undefined
-  const int = (value: number): Buffer => {
-    const b = Buffer.alloc(4)
-    b.writeInt32LE(value)
-    return b
-  }
   return {
     ifindex: (name) => ifindex(c, name),
     hardwareAddress(name) {
@@ -118,7 +113,7 @@ export function openArpSocket(): ArpSocket | undefined {
       return new Uint8Array(ifreq.subarray(18, 24))
     },
     broadcast(index, packet) {
-      if (!open) return -9
+      if (!open) return -Errno.EBADF
       // struct sockaddr_ll: family, protocol (network order), index, hardware type, packet
       // type, address length, address
       const to = Buffer.alloc(20)
@@ -131,19 +126,19 @@ export function openArpSocket(): ArpSocket | undefined {
       return sent < 0 ? -c.koffi.errno() : sent
     },
     advertise(index, packet) {
-      if (!open) return -9
+      if (!open) return -Errno.EBADF
       if (icmp6 === undefined) {
         icmp6 = c.socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6) as number
         // RFC 4861: a neighbour discovery message that did not come with hop limit 255 is dropped
-        if (icmp6 >= 0) c.setsockopt(icmp6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, int(255), 4)
+        if (icmp6 >= 0) c.setsockopt(icmp6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, intOption(255), 4)
       }
-      if (icmp6 < 0) return -97 // EAFNOSUPPORT: no IPv6 here
+      if (icmp6 < 0) return -Errno.EAFNOSUPPORT // no IPv6 here
       // struct sockaddr_in6 to ff02::1, scoped to the device
       const to = Buffer.alloc(28)
       to.writeUInt16LE(AF_INET6, 0)
       to.set(ALL_NODES, 8)
       to.writeUInt32LE(index, 24)
-      c.setsockopt(icmp6, IPPROTO_IPV6, IPV6_MULTICAST_IF, int(index), 4)
+      c.setsockopt(icmp6, IPPROTO_IPV6, IPV6_MULTICAST_IF, intOption(index), 4)
       const sent = Number(c.sendto(icmp6, packet, packet.length, 0, to, to.length))
       return sent < 0 ? -c.koffi.errno() : sent
     },

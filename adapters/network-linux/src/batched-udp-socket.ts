@@ -7,8 +7,8 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { formatIp, tryParseIp } from '@vipsec/wire'
+import { Errno } from './libc.js'
 import {
-  Errno,
   GSO_MAX_SEGMENTS,
   GsoHeaders,
   MmsgRing,

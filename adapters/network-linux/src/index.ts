@@ -56,7 +56,6 @@ export {
   MSG_TRUNC,
   realMmsgSyscalls,
   writeSockaddr,
-  Errno,
   type MmsgSyscalls,
   type NativeMemory
 } from './mmsg.js'
@@ -68,4 +67,5 @@ export {
   openNetlinkRoute,
   type NetlinkRoute
 } from './netlink.js'
+export { Errno } from './libc.js'
 export { gratuitousArp, neighbourAdvertisement, openArpSocket, type ArpSocket } from './arp.js'

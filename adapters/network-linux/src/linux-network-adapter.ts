@@ -21,6 +21,8 @@ import { BatchedUdpEndpoint } from './batched-udp-socket.js'
 import { realMmsgSyscalls, type MmsgSyscalls } from './mmsg.js'
 import { NetlinkErrno, openNetlinkRoute, type NetlinkRoute } from './netlink.js'
 import { gratuitousArp, neighbourAdvertisement, openArpSocket, type ArpSocket } from './arp.js'
+import { LazySocket } from './lazy-socket.js'
+import { Errno } from './libc.js'
 
 /** What a {@link LinuxNetworkAdapter} needs. */
 export interface LinuxNetworkAdapterComponents {
@@ -215,12 +217,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   private readonly heldDevices = new Map<string, HeldDevice>()
   private readonly makingDevices = new Map<string, Promise<HeldDevice>>()
   private nextDevice = 0
-  /** `true`: a route socket of its own, opened on first use; `false`/`null`: `ip`; or the caller's. */
-  private readonly netlinkChoice: NetlinkRoute | boolean | null
-  private netlink: NetlinkRoute | undefined
-  /** As {@link netlinkChoice}, for the packet socket of gratuitous ARP. */
-  private readonly arpChoice: ArpSocket | boolean | null
-  private ownArp: ArpSocket | undefined
+  /** The route socket of {@link LinuxNetworkAdapterComponents.netlink}; none: `ip`. */
+  private readonly netlink: LazySocket<NetlinkRoute>
+  /** The packet socket of {@link LinuxNetworkAdapterComponents.arp}; none: `arping`. */
+  private readonly arpSocket: LazySocket<ArpSocket>
   private events = new Subject<NetworkEvent>()
   private announcementSubject = new Subject<AnnouncementEvent>()
   private started = false
@@ -315,10 +315,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
       throw new InvalidConfigError('udpReceiveBuffer', 'must be a non-negative integer')
     }
     this.mmsg = this.udpBatch > 1 ? (components.mmsg ?? realMmsgSyscalls()) : undefined
-    this.netlinkChoice =
-      components.netlink === undefined ? components.commands === undefined : components.netlink
-    this.arpChoice =
-      components.arp === undefined ? components.commands === undefined : components.arp
+    // the default runner means no commands wanted: sockets of its own where they can be had
+    const ownSockets = components.commands === undefined
+    this.netlink = new LazySocket(components.netlink, ownSockets, openNetlinkRoute)
+    this.arpSocket = new LazySocket(components.arp, ownSockets, openArpSocket)
     this.ipv6Dad = init.ipv6Dad ?? false
     this.dadTimeoutMs = init.dadTimeoutMs ?? 5000
     if (!(Number.isFinite(this.dadTimeoutMs) && this.dadTimeoutMs > 0)) {
@@ -373,14 +373,8 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
       this.heldDevices.delete(address)
       await device.close()
     }
-    if (this.netlinkChoice === true) {
-      this.netlink?.close()
-      this.netlink = undefined
-    }
-    if (this.arpChoice === true) {
-      this.ownArp?.close()
-      this.ownArp = undefined
-    }
+    this.netlink.close()
+    this.arpSocket.close()
     this.events.complete()
     this.announcementSubject.complete()
   }
@@ -492,7 +486,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   async prepareAddress(address: string, options?: AbortOptions): Promise<void> {
     this.enter(options)
     checkAddress(address)
-    this.route()
+    this.netlink.get() // the route socket opened ahead, off the path of a takeover
     if (this.holding === 'process') await this.deviceFor(address, options)
   }
 
@@ -585,7 +579,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
    * the release of the address.
    */
   private announce(address: string, family: 4 | 6): void {
-    const raw = this.arpSocket()
+    const raw = this.arpSocket.get()
     // IPv6: an unsolicited neighbour advertisement, only from a socket of its own (arping
     // knows no IPv6); with ipv6Dad the kernel advertises after DAD
     if (family === 6 && raw?.advertise === undefined) return
@@ -633,8 +627,10 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
   }
 
   /**
-   * One gratuitous ARP packet for `address` out of the interface by the packet socket, as
-   * `arping` would send it: undefined when it went, else what failed.
+   * The packets of one announcement of `address` out of the interface by the packet socket, as
+   * `arping` would send them: each call sends one, undefined when it went, else what failed.
+   * The device's index and hardware address are looked up, and the packet made, at the first
+   * packet: once per series.
    */
   private rawAnnouncement(
     raw: ArpSocket,
@@ -642,39 +638,30 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     family: 4 | 6
   ): () => Promise<string | undefined> {
     const what = `${family === 4 ? 'gratuitous ARP' : 'neighbour advertisement'} for ${address} on ${this.device}`
+    let send: (() => number) | undefined
     return async () => {
-      const index = raw.ifindex(this.device)
-      if (index < 0) return `${what}: no index: ${errnoName(index)}`
-      const mac = raw.hardwareAddress(this.device)
-      if (typeof mac === 'number') return `${what}: no hardware address: ${errnoName(mac)}`
-      const bytes = parseIp(address)
-      const sent =
-        family === 4
-          ? raw.broadcast(index, gratuitousArp(this.arp.mode, mac, bytes))
-          : (raw.advertise?.(index, neighbourAdvertisement(mac, bytes)) ?? -95)
+      if (send === undefined) {
+        const index = raw.ifindex(this.device)
+        if (index < 0) return `${what}: no index: ${errnoName(index)}`
+        const mac = raw.hardwareAddress(this.device)
+        if (typeof mac === 'number') return `${what}: no hardware address: ${errnoName(mac)}`
+        const bytes = parseIp(address)
+        if (family === 4) {
+          const packet = gratuitousArp(this.arp.mode, mac, bytes)
+          send = () => raw.broadcast(index, packet)
+        } else {
+          const packet = neighbourAdvertisement(mac, bytes)
+          send = () => raw.advertise?.(index, packet) ?? -Errno.EOPNOTSUPP
+        }
+      }
+      const sent = send()
       return sent < 0 ? `${what}: ${errnoName(sent)}` : undefined
     }
-  }
-
-  /** The packet socket of {@link LinuxNetworkAdapterComponents.arp}, opened on first use. */
-  private arpSocket(): ArpSocket | undefined {
-    if (this.arpChoice === false || this.arpChoice === null) return undefined
-    if (this.arpChoice !== true) return this.arpChoice
-    this.ownArp ??= openArpSocket()
-    return this.ownArp
   }
 
   private announceFailed(address: string, error: string): void {
     this.counters.announcementFailures++
     this.announcementSubject.next({ type: 'announce:failed', address, error })
-  }
-
-  /** The route socket of {@link LinuxNetworkAdapterComponents.netlink}, opened on first use. */
-  private route(): NetlinkRoute | undefined {
-    if (this.netlinkChoice === false || this.netlinkChoice === null) return undefined
-    if (this.netlinkChoice !== true) return this.netlinkChoice
-    this.netlink ??= openNetlinkRoute()
-    return this.netlink
   }
 
   /**
@@ -690,7 +677,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
     options?: AbortOptions
   ): Promise<'done' | 'unchanged'> {
     const cidr = this.cidr(address, family)
-    const route = this.route()
+    const route = this.netlink.get()
     if (route === undefined) {
       const args = ['addr', op, cidr, 'dev', dev]
       if (op === 'add' && family === 6 && !this.ipv6Dad) args.push('nodad')
@@ -716,7 +703,7 @@ export class LinuxNetworkAdapter implements NetworkAdapter {
 
   /** `ip link set dev NAME up`, as an rtnetlink request where there is a route socket. */
   private async linkUp(name: string, options?: AbortOptions): Promise<void> {
-    const route = this.route()
+    const route = this.netlink.get()
     if (route === undefined) {
       const up = ['link', 'set', 'dev', name, 'up']
       const result = await this.ip(up, options)

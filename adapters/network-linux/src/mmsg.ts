@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import type Koffi from 'koffi'
+import { intOption, libc, type Libc } from './libc.js'
 
 /**
  * The system calls a batched UDP socket needs: `recvmmsg(2)` and `sendmmsg(2)` on memory it
@@ -48,30 +47,6 @@ export interface NativeMemory {
   free(): void
 }
 
-/** `errno` values the socket code looks at. */
-export const Errno = {
-  /** Interrupted system call: retry. */
-  EINTR: 4,
-  /** Would block: the socket has nothing to read or no room to send. */
-  EAGAIN: 11,
-  /** Permission denied. */
-  EACCES: 13,
-  /** Address already in use. */
-  EADDRINUSE: 98,
-  /** Input/output error (for example a GSO send the device refused). */
-  EIO: 5,
-  /** Invalid argument. */
-  EINVAL: 22,
-  /** Protocol option not available (no UDP GSO). */
-  ENOPROTOOPT: 92,
-  /** Operation not supported. */
-  EOPNOTSUPP: 95,
-  /** Address not available on this host. */
-  EADDRNOTAVAIL: 99,
-  /** No buffer space: the send queue is full. */
-  ENOBUFS: 105
-} as const
-
 let real: MmsgSyscalls | null | undefined
 
 /**
@@ -79,65 +54,53 @@ let real: MmsgSyscalls | null | undefined
  * be loaded (the caller then stays with `node:dgram` alone).
  */
 export function realMmsgSyscalls(): MmsgSyscalls | undefined {
-  if (real !== undefined) return real ?? undefined
-  try {
-    const require = createRequire(import.meta.url)
-    const koffi = require('koffi') as typeof Koffi
-    const lib = koffi.load('libc.so.6')
-    const recv = lib.func('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *t)')
-    const send = lib.func('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)')
-    const socket = lib.func('int socket(int domain, int type, int protocol)')
-    const bind = lib.func('int bind(int fd, const void *addr, uint32_t len)')
-    const getsockname = lib.func('int getsockname(int fd, void *addr, void *len)')
-    const setsockopt = lib.func('int setsockopt(int fd, int level, int name, void *v, uint32_t l)')
-    const close = lib.func('int close(int fd)')
-    const fail = (r: number): number => (r < 0 ? -koffi.errno() : r)
-    real = {
-      alloc(bytes) {
-        const address = koffi.alloc('uint8_t', bytes) as unknown
-        return {
-          address: koffi.address(address),
-          buffer: koffi.view(address, bytes),
-          free: () => koffi.free(address)
-        }
-      },
-      recvmmsg: (fd, vec, vlen) => fail(recv(fd, vec, vlen, MSG_DONTWAIT, null) as number),
-      sendmmsg: (fd, vec, vlen) => fail(send(fd, vec, vlen, MSG_DONTWAIT) as number),
-      bindSocket(family, sockaddr, receiveBuffer) {
-        const domain = family === 6 ? AF_INET6 : AF_INET
-        const fd = socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number
-        if (fd < 0) return -koffi.errno()
-        const int = (value: number): Buffer => {
-          const b = Buffer.alloc(4)
-          b.writeInt32LE(value)
-          return b
-        }
-        if (family === 6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, int(1), 4)
-        if (
-          receiveBuffer > 0 &&
-          setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, int(receiveBuffer), 4) < 0
-        )
-          setsockopt(fd, SOL_SOCKET, SO_RCVBUF, int(receiveBuffer), 4)
-        if ((bind(fd, sockaddr, sockaddr.length) as number) < 0) {
-          const errno = koffi.errno()
-          close(fd)
-          return -errno
-        }
-        return fd
-      },
-      localPort(fd) {
-        const addr = Buffer.alloc(28)
-        const len = Buffer.alloc(4)
-        len.writeUInt32LE(28)
-        if ((getsockname(fd, addr, len) as number) < 0) return -koffi.errno()
-        return addr.readUInt16BE(2)
-      },
-      close: (fd) => void close(fd)
-    }
-    return real
-  } catch {
-    real = null
-    return undefined
+  if (real === undefined) {
+    const c = libc()
+    real = c === undefined ? null : mmsgSyscalls(c)
+  }
+  return real ?? undefined
+}
+
+/** The system calls of batched UDP sockets on the libc binding `c`. */
+export function mmsgSyscalls(c: Libc): MmsgSyscalls {
+  const { koffi } = c
+  const fail = (r: number): number => (r < 0 ? -koffi.errno() : r)
+  return {
+    alloc(bytes) {
+      const address = koffi.alloc('uint8_t', bytes) as unknown
+      return {
+        address: koffi.address(address),
+        buffer: koffi.view(address, bytes),
+        free: () => koffi.free(address)
+      }
+    },
+    recvmmsg: (fd, vec, vlen) => fail(c.recvmmsg(fd, vec, vlen, MSG_DONTWAIT, null) as number),
+    sendmmsg: (fd, vec, vlen) => fail(c.sendmmsg(fd, vec, vlen, MSG_DONTWAIT) as number),
+    bindSocket(family, sockaddr, receiveBuffer) {
+      const domain = family === 6 ? AF_INET6 : AF_INET
+      const fd = c.socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number
+      if (fd < 0) return -koffi.errno()
+      if (family === 6) c.setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, intOption(1), 4)
+      if (
+        receiveBuffer > 0 &&
+        (c.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, intOption(receiveBuffer), 4) as number) < 0
+      )
+        c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, intOption(receiveBuffer), 4)
+      if ((c.bind(fd, sockaddr, sockaddr.length) as number) < 0) {
+        const errno = koffi.errno()
+        c.close(fd)
+        return -errno
+      }
+      return fd
+    },
+    localPort(fd) {
+      const addr = Buffer.alloc(28)
+      const len = Buffer.alloc(4)
+      len.writeUInt32LE(28)
+      if ((c.getsockname(fd, addr, len) as number) < 0) return -koffi.errno()
+      return addr.readUInt16BE(2)
+    },
+    close: (fd) => void c.close(fd)
   }
 }
 

@@ -1,4 +1,4 @@
-import { ifindex, libc } from './libc.js'
+import { Errno, ifindex, libc } from './libc.js'
 
 /**
  * The rtnetlink (`NETLINK_ROUTE`) requests the adapter sends in place of `ip addr add`,
@@ -46,15 +46,15 @@ const NLMSG_HDRLEN = 16
 /** `errno` values the adapter looks at in an acknowledgement. */
 export const NetlinkErrno = {
   /** No such device. */
-  ENODEV: 19,
+  ENODEV: Errno.ENODEV,
   /** The address is already on the device. */
-  EEXIST: 17,
+  EEXIST: Errno.EEXIST,
   /** The address is not on the device. */
-  EADDRNOTAVAIL: 99,
+  EADDRNOTAVAIL: Errno.EADDRNOTAVAIL,
   /** No acknowledgement came (the receive timed out). */
-  EAGAIN: 11,
+  EAGAIN: Errno.EAGAIN,
   /** The socket was closed. */
-  EBADF: 9
+  EBADF: Errno.EBADF
 } as const
 
 const align = (n: number): number => (n + 3) & ~3

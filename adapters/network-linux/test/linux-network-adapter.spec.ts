@@ -118,11 +118,17 @@ class FakeArp implements ArpSocket {
   /** The kernel's answer to the next sends (a count, or -errno). */
   answer = 28
   closed = false
+  /** The device's hardware address, last byte (a new one stands for a new card). */
+  macEnd = 9
+  /** How often the device was looked up: index, hardware address. */
+  readonly lookups = { ifindex: 0, hardwareAddress: 0 }
   ifindex(name: string): number {
+    this.lookups.ifindex++
     return name === 'eth9' ? 2 : -19
   }
   hardwareAddress(): Uint8Array {
-    return new Uint8Array([2, 0, 0, 0, 0, 9])
+    this.lookups.hardwareAddress++
+    return new Uint8Array([2, 0, 0, 0, 0, this.macEnd])
   }
   broadcast(index: number, packet: Uint8Array): number {
     this.sent.push({ index, packet: Buffer.from(packet).toString('hex') })
@@ -877,6 +883,21 @@ describe(LinuxNetworkAdapter.name, () => {
       expect(adapter.stats().announcements).to.equal(1)
       await adapter.stop()
       expect(arp.closed, "the caller's socket is the caller's to close").to.equal(false)
+    })
+
+    it('should look the device up once per series, and again for the next one', async () => {
+      await adapter.acquireAddress('10.0.0.100')
+      await tick()
+      expect(arp.sent).to.have.length(3)
+      expect(arp.lookups).to.deep.equal({ ifindex: 1, hardwareAddress: 1 })
+      arp.macEnd = 0x0a
+      await adapter.acquireAddress('fd00::64')
+      await tick()
+      expect(arp.sent).to.have.length(6)
+      expect(arp.lookups).to.deep.equal({ ifindex: 2, hardwareAddress: 2 })
+      // the next series has the device as it is now
+      for (const { packet } of arp.sent.slice(3))
+        expect(packet.endsWith('02000000000a')).to.equal(true)
     })
 
     it('should announce IPv6 with unsolicited neighbour advertisements (override, target link-layer address)', async () => {

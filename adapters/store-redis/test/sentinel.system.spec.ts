@@ -18,9 +18,12 @@ describe('RedisCouplingStore with Sentinel', function () {
   let store: RedisCouplingStore | undefined
 
   before(async () => {
-    master = await RedisServer.start()
+    // the replica syncs at once (not after the default 5 s of diskless sync delay); the
+    // replica too, which is a master after the failover
+    const serverArgs = ['--repl-diskless-sync-delay', '0']
+    master = await RedisServer.start({ args: serverArgs })
     replica = await RedisServer.start({
-      args: ['--replicaof', '127.0.0.1', String(master.port)]
+      args: [...serverArgs, '--replicaof', '127.0.0.1', String(master.port)]
     })
     // Sentinel rewrites its configuration file: it lives in the sentinel's own directory.
     const dir = await mkdtemp(join(tmpdir(), 'vipsec-sentinel-'))
@@ -40,11 +43,13 @@ describe('RedisCouplingStore with Sentinel', function () {
     const direct = new Redis({ host: '127.0.0.1', port: master.port })
     direct.on('error', () => undefined)
     try {
+      let info = ''
       for (let i = 0; i < 150; i++) {
-        const info = String(await direct.info('replication'))
+        info = String(await direct.info('replication'))
         if (/slave0:.*state=online/.test(info)) break
         await new Promise((r) => setTimeout(r, 100))
       }
+      expect(info, 'the replica never came online').to.match(/slave0:.*state=online/)
     } finally {
       direct.disconnect()
     }
