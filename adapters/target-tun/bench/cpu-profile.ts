@@ -56,7 +56,10 @@ const STAGES: [string, (f: CallFrame) => boolean][] = [
   ['heartbeats / detector', (f) => /detector-heartbeat/.test(f.url)],
   [
     'UDP sockets: sendmmsg / recvmmsg (koffi)',
-    (f) => /network-linux\/src\/mmsg/.test(f.url) && f.functionName === '(anonymous)'
+    // the koffi-bound system calls are the unnamed functions of mmsg.ts and libc.ts
+    (f) =>
+      /network-linux\/src\/(mmsg|libc)/.test(f.url) &&
+      (f.functionName === '' || f.functionName === '(anonymous)')
   ],
   ['UDP sockets: batching (JS)', (f) => /network-linux\/src/.test(f.url)],
   ['UDP sockets (node:dgram)', (f) => /node:(dgram|internal\/dgram|net)/.test(f.url)],
@@ -78,18 +81,25 @@ function stageOf(frame: CallFrame): string {
 }
 
 /**
- * The stage of a sample: node:crypto's time goes to the vipsec code that called it (ESP or the
- * cluster link), each as its own "crypto" stage.
+ * The stage of a sample: the time of node:crypto and of `@vipsec/aead` (libcrypto through koffi)
+ * goes to the vipsec code that called it (ESP or the cluster link), each as its own "crypto"
+ * stage.
  */
 function sampleStage(node: ProfileNode, parents: Map<number, ProfileNode>): string {
-  if (!/node:internal\/crypto/.test(node.callFrame.url)) return stageOf(node.callFrame)
+  const url = node.callFrame.url
+  const library = /node:internal\/crypto/.test(url)
+    ? 'node:crypto'
+    : /packages\/aead\/src/.test(url)
+      ? 'aead'
+      : undefined
+  if (library === undefined) return stageOf(node.callFrame)
   for (let p = parents.get(node.id); p !== undefined; p = parents.get(p.id)) {
-    if (/esp-software\/src/.test(p.callFrame.url)) return 'crypto: ESP (node:crypto)'
+    if (/esp-software\/src/.test(p.callFrame.url)) return `crypto: ESP (${library})`
     if (/cluster-link-udp|detector-heartbeat/.test(p.callFrame.url))
-      return 'crypto: cluster link (node:crypto)'
+      return `crypto: cluster link (${library})`
     if (/ike-v2/.test(p.callFrame.url)) return 'IKE'
   }
-  return 'crypto: other (node:crypto)'
+  return `crypto: other (${library})`
 }
 
 /**
