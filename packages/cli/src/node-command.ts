@@ -1,4 +1,5 @@
 import { dirname, resolve } from 'node:path'
+import { aeadBackend, aeadBackendProblem } from '@vipsec/aead'
 import { createNode, pinoLogger, type VipsecNode } from '@vipsec/container'
 import { InvalidConfigError, type NetworkAdapter } from '@vipsec/interface'
 import type { DestinationStream, Level } from 'pino'
@@ -204,7 +205,18 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
     starting = false
     options.signal?.removeEventListener('abort', abort)
   }
-  log.info({ type: 'node:started', role: config.role, adminPort: admin?.port }, 'node started')
+  const aeadProblem = aeadBackendProblem()
+  log.info(
+    {
+      type: 'node:started',
+      role: config.role,
+      adminPort: admin?.port,
+      // where ESP and the cluster link's AEAD run (libcrypto, or node:crypto and why)
+      aead: aeadBackend(),
+      ...(aeadProblem === undefined ? {} : { aeadProblem })
+    },
+    'node started'
+  )
   return running
 }
 

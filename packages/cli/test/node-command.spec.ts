@@ -85,7 +85,10 @@ describe('vipsec node', function () {
       expect(await store.getOwnership('10.9.0.100')).to.include({ owner: 'dp-1', epoch: 1 })
       const claimed = lines.find((l) => l.type === 'ownership:claimed')
       expect(claimed).to.include({ node: 'dp-1', component: 'processor', level: 'info' })
-      expect(lines.find((l) => l.type === 'node:started')).to.include({ role: 'primary' })
+      expect(lines.find((l) => l.type === 'node:started')).to.include({
+        role: 'primary',
+        aead: 'libcrypto'
+      })
       expect(lines.every((l) => l.node === 'dp-1' && typeof l.time === 'string')).to.equal(true)
       const port = running.adminPort!
       const metrics = await fetchText(port, '/metrics')
