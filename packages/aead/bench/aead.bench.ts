@@ -1,5 +1,5 @@
 /**
- * `npm run bench:aead -w @vipsec/aead`: AEAD seals and opens per second with each backend, at
+ * `npm run bench:aead`: AEAD seals and opens per second with each backend, at
  * ESP's small and large packet sizes, rounds interleaved so that both see the same machine.
  * Prints a table, then one JSON line.
  */
