@@ -147,6 +147,54 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
     await whileAdvancing(clock, dp.stop())
   })
 
+  it('should find the IKE SA of a rekey or a delete by its SPIs, not by looking at every IKE SA', async () => {
+    const { dp, ike, clock, store } = await owner()
+    const reads = { count: 0 }
+    // an IKE SA whose SPIs count their reads
+    const counted = (record: Phase1Record): Phase1Record => {
+      const ikeSaId = record.ikeSaId
+      return Object.defineProperty(record, 'ikeSaId', {
+        enumerable: true,
+        get: () => {
+          reads.count++
+          return ikeSaId
+        }
+      })
+    }
+    for (let n = 0; n < N; n++) {
+      ike.next({ type: 'ike:established', phase1: counted(samplePhase1(DVIPA, n)) })
+      ike.next({ type: 'sa:established', phase1Id: `ike-${n}`, phase2: samplePhase2(DVIPA, n) })
+    }
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    reads.count = 0
+    // every IKE SA rekeyed (new id and SPIs), then every other one deleted
+    for (let n = 0; n < N; n++) {
+      const next = samplePhase1(DVIPA, N + n)
+      const phase1 = counted({ ...next, peer: samplePhase1(DVIPA, n).peer })
+      ike.next({ type: 'ike:rekeyed', previous: samplePhase1(DVIPA, n).ikeSaId, phase1 })
+    }
+    for (let n = 0; n < N; n += 2) {
+      ike.next({
+        type: 'ike:deleted',
+        ikeSaId: samplePhase1(DVIPA, N + n).ikeSaId,
+        reason: 'remote'
+      })
+    }
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 10)))
+    // a few reads per event (index, record); a scan per event reads every IKE SA's, N * N
+    expect(reads.count).to.be.below(20 * N)
+    let status = { ikeSas: 0, childSas: 0 }
+    dp.status$
+      .subscribe((all) => (status = all.find((s) => s.dvipa === DVIPA) ?? status))
+      .unsubscribe()
+    expect(status).to.include({ ikeSas: N / 2, childSas: N / 2 })
+    const records = await store.listRecords(DVIPA)
+    expect(records.phase1.map((r) => r.id).sort()).to.deep.equal(
+      Array.from({ length: N / 2 }, (_, k) => `ike-${N + 2 * k + 1}`).sort()
+    )
+    await whileAdvancing(clock, dp.stop())
+  })
+
   it('should still delete an older IKE SA of the same peer and identities that the new one replaces', async () => {
     const { dp, ike, deleted, clock } = await owner()
     for (let n = 0; n < 50; n++) {
