@@ -323,6 +323,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private status = new BehaviorSubject<DvipaStatus[]>([])
   private subscriptions: Subscription[] = []
   private started = false
+  /** Set when the node is shutting down (a switchover on SIGTERM): nothing more to prepare. */
+  private stopping = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
   /**
    * The ESP engine's filters of Child SAs (ids `<phase 2 id>/...`) by phase 2 id, kept from its
@@ -503,6 +505,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (this.started) return
     this.validate()
     this.started = true
+    this.stopping = false
     if (this.events.isStopped) this.events = new Subject()
     if (this.status.isStopped) this.status = new BehaviorSubject<DvipaStatus[]>([])
     // what the engine holds from before is listed where it matters (ownRecords)
@@ -597,6 +600,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.states.clear()
     this.events.complete()
     this.status.complete()
+  }
+
+  /**
+   * Tells the processor that it is about to stop (the node shuts down, see
+   * `releaseForSwitchover`): a DVIPA it gives up from now on is not made ready for a takeover
+   * again (`NetworkAdapter.prepareAddress`), which only `stop()` would undo.
+   *
+   * @internal
+   */
+  markStopping(): void {
+    this.stopping = true
   }
 
   /** Whether started. */
@@ -706,10 +720,12 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       state.childSas = 0
       state.filterIds.clear()
       state.childByInboundSpi.clear()
+      // writes still queued run under the old fence (and skip); none is to be joined any more
+      state.pendingSas.clear()
       state.warm?.clear()
       if (this.components.network.isStarted()) {
         await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
-        if (this.started) this.prepareAddress(state)
+        if (this.started && !this.stopping) this.prepareAddress(state)
       }
     }
     const done = state.serial.then(run, run)
@@ -1427,7 +1443,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const queued = state.pendingSas.get(phase1Id)
     if (queued !== undefined) return queued
     const records = (): DvipaRecord[] => {
-      state.pendingSas.delete(phase1Id)
+      // (unless the DVIPA was closed and this IKE SA queued again since)
+      if (state.pendingSas.get(phase1Id) === written) state.pendingSas.delete(phase1Id)
       const sa = state.sas.get(phase1Id)
       if (sa === undefined) return []
       const out: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
