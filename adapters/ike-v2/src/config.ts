@@ -140,13 +140,17 @@ export interface WarmOptions {
 
 /** Options of the service; every field has a default. */
 export interface IkeV2ServiceInit {
-  /** The peers this service answers as responder. Default: none (responder refuses all). */
+  /**
+   * The peers this service answers as responder. Default: none (responder refuses all). The
+   * service keeps this array and reads it at each negotiation: it may be edited in place (a
+   * reload), followed by {@link configChanged} (see there); its entries are read as values.
+   */
   peers?: IkePeerConfig[]
-  /** Pre-shared keys from local configuration. Default: none. */
+  /** Pre-shared keys from local configuration. Default: none. Edited in place as `peers`. */
   psks?: PskCredential[]
-  /** Our certificates and private keys. Default: none. */
+  /** Our certificates and private keys. Default: none. Edited in place as `peers`. */
   certificates?: CertificateCredential[]
-  /** Trusted CAs that peer certificates must be issued by. Default: none. */
+  /** Trusted CAs that peer certificates must be issued by. Default: none. Edited in place as `peers`. */
   trustAnchors?: TrustAnchor[]
   /**
    * Connections this service initiates itself when it starts, and keeps up (strongSwan's

@@ -111,6 +111,7 @@
  */
 export { IkeV2Service, ikeV2Service, ikeV2ServiceFactory } from './ike-v2-service.js'
 export { unsupportedInIkeProposal } from './capability.js'
+export { configChanged } from './config-lists.js'
 export type {
   CertificateCredential,
   IkeChildConfig,

@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import type { Identity, IkeProposal } from '@vipsec/interface'
 import type { IkePeerConfig, PskCredential } from '../src/config.js'
 import { A_ID, A_NET, B_ID, B_NET, makePair, phase1, phase2 } from './helpers/pair.js'
+import { configChanged } from '../src/config-lists.js'
 import { IdentityIndex, identityKey } from '../src/identity-index.js'
 import { hexSpiKey, spiKey } from '../src/sa-table.js'
 import { sameIdentity } from '../src/selectors.js'
@@ -99,11 +100,47 @@ describe('IdentityIndex', () => {
 
   it('should notice a list changed in place, as a reload splices it, even at the same length', () => {
     const idx = index()
-    const list: Entry[] = [{ n: 0, remote: fqdn('old.test'), local: fqdn('me.test') }]
+    const list: Entry[] = [
+      { n: 0, remote: fqdn('old.test'), local: fqdn('me.test') },
+      { n: 1, remote: fqdn('other.test'), local: fqdn('me.test') }
+    ]
     expect(idx.find(list, fqdn('old.test'), () => true)?.n).to.equal(0)
-    list.splice(0, 1, { n: 1, remote: fqdn('new.test'), local: fqdn('me.test') })
+    // the same length, the entry asked for replaced: never returned, even without the hook
+    list.splice(0, 1, { n: 2, remote: fqdn('new.test'), local: fqdn('me.test') })
     expect(idx.find(list, fqdn('old.test'), () => true)).to.equal(undefined)
-    expect(idx.find(list, fqdn('new.test'), () => true)?.n).to.equal(1)
+    expect(idx.find(list, fqdn('new.test'), () => true)?.n).to.equal(2)
+    // another entry replaced, told by the hook
+    list.splice(1, 1, { n: 3, remote: fqdn('third.test'), local: fqdn('me.test') })
+    configChanged({ peers: list as unknown as IkePeerConfig[] })
+    expect(idx.find(list, fqdn('third.test'), () => true)?.n).to.equal(3)
+    expect(idx.find(list, fqdn('other.test'), () => true)).to.equal(undefined)
+    // a new length needs no hook
+    list.push({ n: 4, remote: fqdn('fourth.test'), local: fqdn('me.test') })
+    expect(idx.find(list, fqdn('fourth.test'), () => true)?.n).to.equal(4)
+  })
+
+  it('should read a bounded number of entries per lookup once built, not every entry', () => {
+    const entries: Entry[] = Array.from({ length: 10_000 }, (_, n) => ({
+      n,
+      remote: fqdn(`peer${n}.test`),
+      local: fqdn('me.test')
+    }))
+    let reads = 0
+    const list = new Proxy(entries, {
+      get(target, prop, receiver) {
+        if (typeof prop === 'string' && /^\d+$/.test(prop)) reads++
+        return Reflect.get(target, prop, receiver) as unknown
+      }
+    })
+    const idx = index()
+    expect(idx.find(list, fqdn('peer0.test'), () => true)?.n).to.equal(0)
+    reads = 0
+    for (let k = 0; k < 1000; k++) {
+      const n = (k * 7919) % 10_000
+      expect(idx.find(list, fqdn(`peer${n}.test`), () => true)?.n).to.equal(n)
+    }
+    // one entry read per lookup (the one found); a check against a copy of the list read 10,000
+    expect(reads).to.equal(1000)
   })
 
   it('should match nothing for a DN that does not parse', () => {
@@ -131,6 +168,53 @@ describe('IkeV2Service with its peer list changed in place (a reload)', () => {
     keyExchange: ['curve25519']
   }
 
+  it('should read a bounded number of peer configs and keys per handshake among thousands', async () => {
+    const others = (n: number): Identity => fqdn(`peer${n}.other.test`)
+    const peers: IkePeerConfig[] = [
+      ...Array.from({ length: 2000 }, (_, n) => ({
+        localIdentity: B_ID,
+        remoteIdentity: others(n),
+        phase1: phase1(),
+        children: [{ policy: phase2(), mode: 'tunnel' as const, local: [B_NET], remote: [A_NET] }]
+      })),
+      {
+        localIdentity: B_ID,
+        remoteIdentity: A_ID,
+        phase1: phase1(),
+        children: [{ policy: phase2(), mode: 'tunnel', local: [B_NET], remote: [A_NET] }]
+      }
+    ]
+    const psks: PskCredential[] = [
+      ...Array.from({ length: 2000 }, (_, n) => ({ remote: others(n), secret: `key ${n}` })),
+      { remote: B_ID, secret: 'shared secret' },
+      { remote: A_ID, secret: 'shared secret' }
+    ]
+    const counted = { reads: 0 }
+    const counting = <T extends object>(list: T[]): T[] =>
+      new Proxy(list, {
+        get(target, prop, receiver) {
+          if (typeof prop === 'string' && /^\d+$/.test(prop)) counted.reads++
+          return Reflect.get(target, prop, receiver) as unknown
+        }
+      })
+    const p = makePair({
+      // the initiator announces fragmentation, the responder's is off: it asks whether any peer
+      // allows it
+      a: { psks, fragmentation: { enabled: true } },
+      b: { peers: counting(peers), psks: counting(psks), fragmentation: { enabled: false } }
+    })
+    await p.start()
+    try {
+      await p.drive(p.a.connect(p.request()))
+      counted.reads = 0
+      for (let k = 0; k < 5; k++) await p.drive(p.a.connect(p.request()))
+      // a check of each list against a copy read all 4,000 entries (and more) per handshake
+      expect(counted.reads / 5).to.be.at.most(10)
+    } finally {
+      await p.stop()
+    }
+  })
+
   it('should answer with the new peer config and key, though the lists keep their length', async () => {
     const peers: IkePeerConfig[] = [
       {
@@ -157,6 +241,7 @@ describe('IkeV2Service with its peer list changed in place (a reload)', () => {
         { remote: B_ID, secret: 'new secret' },
         { remote: A_ID, secret: 'new secret' }
       )
+      configChanged({ peers, psks })
       const second = await p.drive(
         p.a.connect(p.request({ phase1: phase1({ proposals: [AES128] }) }))
       )

@@ -14,7 +14,7 @@
  */
 import type { VipsecNode } from '@vipsec/container'
 import { setDvipaTargets, type DefaultDistributionProcessor } from '@vipsec/core'
-import type { IkeV2ServiceInit } from '@vipsec/ike-v2'
+import { configChanged, type IkeV2ServiceInit } from '@vipsec/ike-v2'
 import { TOKENS, type Endpoint, type Identity } from '@vipsec/interface'
 import { endpointsOf, formatIssues, loadConfig, type LoadedConfig } from './load-config.js'
 
@@ -241,6 +241,8 @@ export async function applyReload(
     replace(ike.psks, next.ike.psks)
     replace(ike.certificates, next.ike.certificates)
     replace(ike.trustAnchors, next.ike.trustAnchors)
+    // the services index these lists: tell them they changed, whatever their lengths now
+    configChanged(ike)
     if (removedIds.length > 0 && dp !== undefined) {
       for (const state of dp.states.values()) {
         const service = state.ike

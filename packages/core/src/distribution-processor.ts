@@ -259,6 +259,11 @@ export interface DvipaState {
    * SA's duplicates does not scan every IKE SA.
    */
   byPeer: Map<string, Set<string>>
+  /**
+   * The ids of `sas` by their IKE SA's initiator SPI, so that an IKE SA's rekey or delete
+   * (which name it by SPIs) does not scan every IKE SA.
+   */
+  bySpi: Map<string, Set<string>>
   /** The phase 1 id of each Child SA of `sas`, by phase 2 id. */
   childOwner: Map<string, string>
   /** How many Child SAs `sas` holds, counted as they come and go (the status needs no scan). */
@@ -318,6 +323,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   private status = new BehaviorSubject<DvipaStatus[]>([])
   private subscriptions: Subscription[] = []
   private started = false
+  /** Set when the node is shutting down (a switchover on SIGTERM): nothing more to prepare. */
+  private stopping = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
   /**
    * The ESP engine's filters of Child SAs (ids `<phase 2 id>/...`) by phase 2 id, kept from its
@@ -498,6 +505,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (this.started) return
     this.validate()
     this.started = true
+    this.stopping = false
     if (this.events.isStopped) this.events = new Subject()
     if (this.status.isStopped) this.status = new BehaviorSubject<DvipaStatus[]>([])
     // what the engine holds from before is listed where it matters (ownRecords)
@@ -592,6 +600,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     this.states.clear()
     this.events.complete()
     this.status.complete()
+  }
+
+  /**
+   * Tells the processor that it is about to stop (the node shuts down, see
+   * `releaseForSwitchover`): a DVIPA it gives up from now on is not made ready for a takeover
+   * again (`NetworkAdapter.prepareAddress`), which only `stop()` would undo.
+   *
+   * @internal
+   */
+  markStopping(): void {
+    this.stopping = true
   }
 
   /** Whether started. */
@@ -696,14 +715,17 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       state.sockets = []
       state.sas.clear()
       state.byPeer.clear()
+      state.bySpi.clear()
       state.childOwner.clear()
       state.childSas = 0
       state.filterIds.clear()
       state.childByInboundSpi.clear()
+      // writes still queued run under the old fence (and skip); none is to be joined any more
+      state.pendingSas.clear()
       state.warm?.clear()
       if (this.components.network.isStarted()) {
         await this.components.network.releaseAddress(state.config.dvipa).catch(() => undefined)
-        if (this.started) this.prepareAddress(state)
+        if (this.started && !this.stopping) this.prepareAddress(state)
       }
     }
     const done = state.serial.then(run, run)
@@ -1055,6 +1077,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
       childByInboundSpi: new Map(),
       sas: new Map(),
       byPeer: new Map(),
+      bySpi: new Map(),
       childOwner: new Map(),
       childSas: 0,
       filterIds: new Map(),
@@ -1266,8 +1289,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         break
       }
       case 'ike:rekeyed': {
-        for (const [id, entry] of state.sas) {
-          if (entry.phase1.ikeSaId.initiatorSpi !== event.previous.initiatorSpi) continue
+        for (const [id, entry] of this.sasOfSpi(state, event.previous.initiatorSpi)) {
           if (entry.phase1.ikeSaId.responderSpi !== event.previous.responderSpi) continue
           state.sas.delete(id)
           unindexSa(state, entry.phase1)
@@ -1291,8 +1313,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
         break
       }
       case 'ike:deleted': {
-        for (const [id, entry] of state.sas) {
-          if (entry.phase1.ikeSaId.initiatorSpi !== event.ikeSaId.initiatorSpi) continue
+        for (const [id, entry] of this.sasOfSpi(state, event.ikeSaId.initiatorSpi)) {
           state.sas.delete(id)
           unindexSa(state, entry.phase1)
           state.childSas -= entry.phase2.size
@@ -1312,6 +1333,16 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     if (state.recording && touched !== undefined)
       void this.recordSa(state, touched).catch(() => void this.counts.storeErrors++)
     this.publishStatus()
+  }
+
+  /** The IKE SAs of `state` with this initiator SPI (a copy: the caller may change `sas`). */
+  private sasOfSpi(
+    state: DvipaState,
+    initiatorSpi: string
+  ): [string, { phase1: Phase1Record; phase2: Map<string, Phase2Record> }][] {
+    const ids = state.bySpi.get(initiatorSpi)
+    if (ids === undefined) return []
+    return [...ids].map((id) => [id, state.sas.get(id)!])
   }
 
   /**
@@ -1412,7 +1443,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const queued = state.pendingSas.get(phase1Id)
     if (queued !== undefined) return queued
     const records = (): DvipaRecord[] => {
-      state.pendingSas.delete(phase1Id)
+      // (unless the DVIPA was closed and this IKE SA queued again since)
+      if (state.pendingSas.get(phase1Id) === written) state.pendingSas.delete(phase1Id)
       const sa = state.sas.get(phase1Id)
       if (sa === undefined) return []
       const out: DvipaRecord[] = saRecords(sa.phase1, [...sa.phase2.values()])
@@ -1485,12 +1517,22 @@ function indexSa(state: DvipaState, phase1: Phase1Record): void {
   const ids = state.byPeer.get(key)
   if (ids === undefined) state.byPeer.set(key, new Set([phase1.id]))
   else ids.add(phase1.id)
+  const spi = phase1.ikeSaId.initiatorSpi
+  const same = state.bySpi.get(spi)
+  if (same === undefined) state.bySpi.set(spi, new Set([phase1.id]))
+  else same.add(phase1.id)
 }
 
 function unindexSa(state: DvipaState, phase1: Phase1Record): void {
   const key = peerKey(phase1)
   const ids = state.byPeer.get(key)
-  if (ids === undefined) return
-  ids.delete(phase1.id)
-  if (ids.size === 0) state.byPeer.delete(key)
+  if (ids !== undefined) {
+    ids.delete(phase1.id)
+    if (ids.size === 0) state.byPeer.delete(key)
+  }
+  const spi = phase1.ikeSaId.initiatorSpi
+  const same = state.bySpi.get(spi)
+  if (same === undefined) return
+  same.delete(phase1.id)
+  if (same.size === 0) state.bySpi.delete(spi)
 }

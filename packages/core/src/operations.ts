@@ -18,7 +18,8 @@ export interface ReleasedDvipa {
  * and releases it in the store under its own epoch. A released DVIPA is the marker: each
  * backup's ownership unit takes it over at once, without waiting for its failure detector, the
  * best live backup first (the others wait their rank delay and find it claimed). Call it before
- * `stop()` on SIGTERM; the DVIPAs this node only backs up are left alone.
+ * `stop()` on SIGTERM; the DVIPAs this node only backs up are left alone. The processor is
+ * marked as stopping: the DVIPAs it gives up are not made ready for a takeover again.
  *
  * @param dp - the distribution processor
  * @returns what was released, in the order of the DVIPAs
@@ -28,6 +29,7 @@ export async function releaseForSwitchover(
 ): Promise<ReleasedDvipa[]> {
   const released: ReleasedDvipa[] = []
   const { clock } = dp.components
+  dp.markStopping()
   for (const [dvipa, state] of dp.states) {
     const fence = state.ownership.fence()
     if (fence === undefined || state.ownership.current().role !== 'owner') continue

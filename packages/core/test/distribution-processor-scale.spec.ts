@@ -17,7 +17,12 @@ import {
   type UdpEndpoint
 } from '@vipsec/interface'
 import { MemoryCouplingStore } from '@vipsec/store-memory'
-import { DefaultDistributionProcessor, planRenegotiation, saRecords } from '../src/index.js'
+import {
+  DefaultDistributionProcessor,
+  planRenegotiation,
+  releaseForSwitchover,
+  saRecords
+} from '../src/index.js'
 import { DVIPA, ScriptedDetector, whileAdvancing } from './helpers/ownership-harness.js'
 
 /**
@@ -32,6 +37,7 @@ async function owner(): Promise<{
   clock: VirtualClock
   store: MemoryCouplingStore
   listings: { count: number }
+  prepared: string[]
 }> {
   const clock = new VirtualClock()
   const store = new MemoryCouplingStore({ clock })
@@ -53,11 +59,13 @@ async function owner(): Promise<{
       send: () => undefined,
       close: async () => undefined
     }) as unknown as UdpEndpoint
+  const prepared: string[] = []
   const network = {
     events$: NEVER,
     isStarted: () => true,
     acquireAddress: async () => undefined,
     releaseAddress: async () => undefined,
+    prepareAddress: async (address: string) => void prepared.push(address),
     openUdp: async (local: { port: number }) => socket(local.port)
   } as unknown as NetworkAdapter
   const link = { messages$: NEVER, send: async () => undefined } as unknown as ClusterLink
@@ -95,7 +103,7 @@ async function owner(): Promise<{
     }
   )
   await whileAdvancing(clock, dp.start())
-  return { dp, ike: ikeEvents, esp: espEvents, deleted, clock, store, listings }
+  return { dp, ike: ikeEvents, esp: espEvents, deleted, clock, store, listings, prepared }
 }
 
 /**
@@ -144,6 +152,54 @@ describe(`${DefaultDistributionProcessor.name} with many IKE SAs`, () => {
       .subscribe((all) => (ikeSas = all.find((s) => s.dvipa === DVIPA)?.ikeSas ?? 0))
       .unsubscribe()
     expect(ikeSas).to.equal(N)
+    await whileAdvancing(clock, dp.stop())
+  })
+
+  it('should find the IKE SA of a rekey or a delete by its SPIs, not by looking at every IKE SA', async () => {
+    const { dp, ike, clock, store } = await owner()
+    const reads = { count: 0 }
+    // an IKE SA whose SPIs count their reads
+    const counted = (record: Phase1Record): Phase1Record => {
+      const ikeSaId = record.ikeSaId
+      return Object.defineProperty(record, 'ikeSaId', {
+        enumerable: true,
+        get: () => {
+          reads.count++
+          return ikeSaId
+        }
+      })
+    }
+    for (let n = 0; n < N; n++) {
+      ike.next({ type: 'ike:established', phase1: counted(samplePhase1(DVIPA, n)) })
+      ike.next({ type: 'sa:established', phase1Id: `ike-${n}`, phase2: samplePhase2(DVIPA, n) })
+    }
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    reads.count = 0
+    // every IKE SA rekeyed (new id and SPIs), then every other one deleted
+    for (let n = 0; n < N; n++) {
+      const next = samplePhase1(DVIPA, N + n)
+      const phase1 = counted({ ...next, peer: samplePhase1(DVIPA, n).peer })
+      ike.next({ type: 'ike:rekeyed', previous: samplePhase1(DVIPA, n).ikeSaId, phase1 })
+    }
+    for (let n = 0; n < N; n += 2) {
+      ike.next({
+        type: 'ike:deleted',
+        ikeSaId: samplePhase1(DVIPA, N + n).ikeSaId,
+        reason: 'remote'
+      })
+    }
+    await whileAdvancing(clock, new Promise((r) => setTimeout(r, 10)))
+    // a few reads per event (index, record); a scan per event reads every IKE SA's, N * N
+    expect(reads.count).to.be.below(20 * N)
+    let status = { ikeSas: 0, childSas: 0 }
+    dp.status$
+      .subscribe((all) => (status = all.find((s) => s.dvipa === DVIPA) ?? status))
+      .unsubscribe()
+    expect(status).to.include({ ikeSas: N / 2, childSas: N / 2 })
+    const records = await store.listRecords(DVIPA)
+    expect(records.phase1.map((r) => r.id).sort()).to.deep.equal(
+      Array.from({ length: N / 2 }, (_, k) => `ike-${N + 2 * k + 1}`).sort()
+    )
     await whileAdvancing(clock, dp.stop())
   })
 
@@ -354,5 +410,44 @@ describe(`${DefaultDistributionProcessor.name} recording IKE SAs behind slow wri
     holding = false
     for (const h of held) h.release()
     await whileAdvancing(clock, dp.stop())
+  })
+})
+
+describe(`${DefaultDistributionProcessor.name} closing a DVIPA`, () => {
+  it('should forget the writes it queued, as it forgets the IKE SAs', async () => {
+    const { dp, ike, clock, store } = await owner()
+    const put = store.putRecords.bind(store)
+    const held: (() => void)[] = []
+    store.putRecords = async (dvipa, records, fence, options) => {
+      await new Promise<void>((release) => held.push(release))
+      return put(dvipa, records, fence, options)
+    }
+    const settle = (): Promise<void> => whileAdvancing(clock, new Promise((r) => setTimeout(r, 0)))
+    // one write under way, two queued behind it
+    for (let n = 0; n < 3; n++)
+      ike.next({ type: 'ike:established', phase1: samplePhase1(DVIPA, n) })
+    await settle()
+    const state = dp.states.get(DVIPA)!
+    expect(state.pendingSas.size).to.equal(2)
+    await whileAdvancing(clock, dp.stop())
+    expect(state.sas.size).to.equal(0)
+    // a queued write kept here would be joined by the same IKE SA's events after a reopen,
+    // though it runs under the old fence and writes nothing
+    expect(state.pendingSas.size).to.equal(0)
+    for (let i = 0; i < 10 && held.length > 0; i++) {
+      for (const release of held.splice(0)) release()
+      await settle()
+    }
+  })
+
+  it('should not make the address ready for a takeover again when it shuts down', async () => {
+    const { dp, clock, prepared } = await owner()
+    // made ready once, at the start (it then claimed and serves the DVIPA)
+    expect(prepared).to.deep.equal([DVIPA])
+    const released = await whileAdvancing(clock, releaseForSwitchover(dp))
+    expect(released.map((r) => r.dvipa)).to.deep.equal([DVIPA])
+    await whileAdvancing(clock, dp.stop())
+    // the switchover gave the DVIPA up while the node was stopping: nothing to prepare
+    expect(prepared).to.deep.equal([DVIPA])
   })
 })

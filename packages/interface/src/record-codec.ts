@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { tryParseIp } from '@vipsec/wire'
 import { CorruptRecordError, UnsupportedRecordVersionError } from './errors.js'
+import { deleteMessageShape, ownershipShape, recordShapes, type Check } from './record-shapes.js'
 import {
   RECORD_KINDS,
   RECORD_VERSION,
@@ -18,307 +18,23 @@ import {
   type RecordKind
 } from './records.js'
 
-type Check = (value: unknown, path: string) => void
-
-const fail = (path: string, message: string): never => {
-  throw new CorruptRecordError(path, message)
-}
-
-const str: Check = (v, p) => {
-  if (typeof v !== 'string') fail(p, 'expected a string')
-}
-const nonEmpty: Check = (v, p) => {
-  str(v, p)
-  if ((v as string).length === 0) fail(p, 'expected a non-empty string')
-}
-const bool: Check = (v, p) => {
-  if (typeof v !== 'boolean') fail(p, 'expected a boolean')
-}
-const int =
-  (min: number, max: number): Check =>
-  (v, p) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      fail(p, `expected an integer from ${min} to ${max}`)
-    }
-  }
-const nonNegative = int(0, Number.MAX_SAFE_INTEGER)
-const port = int(0, 65535)
-const hex =
-  (digits: number): Check =>
-  (v, p) => {
-    str(v, p)
-    if (!new RegExp(`^[0-9a-f]{${digits}}$`).test(v as string)) {
-      fail(p, `expected ${digits} lower-case hex digits`)
-    }
-  }
-const oneOf =
-  (...allowed: readonly unknown[]): Check =>
-  (v, p) => {
-    if (!allowed.includes(v))
-      fail(p, `expected one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`)
-  }
-const nullable =
-  (check: Check): Check =>
-  (v, p) => {
-    if (v !== null) check(v, p)
-  }
-const array =
-  (item: Check, minLength = 0): Check =>
-  (v, p) => {
-    if (!Array.isArray(v)) return fail(p, 'expected an array')
-    if (v.length < minLength) fail(p, `expected at least ${minLength} item(s)`)
-    v.forEach((x, i) => item(x, `${p}[${i}]`))
-  }
-const tuple =
-  (...items: Check[]): Check =>
-  (v, p) => {
-    if (!Array.isArray(v) || v.length !== items.length)
-      return fail(p, `expected ${items.length} items`)
-    items.forEach((check, i) => check(v[i], `${p}[${i}]`))
-  }
-/** Checks that a field may leave out (present, it must pass `check`). */
-const optionalFields = new WeakSet<Check>()
-const optional = (check: Check): Check => {
-  const wrapped: Check = (v, p) => check(v, p)
-  optionalFields.add(wrapped)
-  return wrapped
-}
-const object =
-  (shape: Record<string, Check>): Check =>
-  (v, p) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v))
-      return fail(p, 'expected an object')
-    const o = v as Record<string, unknown>
-    for (const [key, check] of Object.entries(shape)) {
-      if (!(key in o)) {
-        if (optionalFields.has(check)) continue
-        fail(`${p}.${key}`, 'missing')
-      }
-      check(o[key], `${p}.${key}`)
-    }
-    for (const key of Object.keys(o)) {
-      if (!(key in shape)) fail(`${p}.${key}`, 'unknown field')
-    }
-  }
-
-const address: Check = (v, p) => {
-  str(v, p)
-  if (tryParseIp(v as string) === undefined) fail(p, 'expected an IPv4 or IPv6 address')
-}
-const prefix: Check = (v, p) => {
-  str(v, p)
-  const [a, len, extra] = (v as string).split('/')
-  if (extra !== undefined || len === undefined) return fail(p, 'expected address/length')
-  address(a, p)
-  const max = tryParseIp(a as string)!.length * 8
-  if (!/^\d+$/.test(len) || Number(len) > max) fail(p, `expected a prefix length from 0 to ${max}`)
-}
-
-const endpoint = object({ address, port })
-const identity = object({
-  type: oneOf('ipv4', 'ipv6', 'fqdn', 'rfc822', 'der-dn', 'key-id'),
-  value: nonEmpty
-})
-const encryption = object({
-  algorithm: oneOf('aes-gcm-16', 'aes-cbc', 'null-aes-gmac', 'chacha20-poly1305'),
-  keyBits: oneOf(128, 192, 256)
-})
-const integrity = oneOf(
-  'hmac-sha2-256-128',
-  'hmac-sha2-384-192',
-  'hmac-sha2-512-256',
-  'hmac-sha1-96',
-  'none'
-)
-const keyExchange = oneOf(
-  'curve25519',
-  'curve448',
-  'ecp256',
-  'ecp384',
-  'ecp521',
-  'modp2048',
-  'modp3072',
-  'modp4096',
-  'none'
-)
-const ikeProposal = object({
-  encryption: array(encryption, 1),
-  integrity: array(integrity, 1),
-  prf: array(oneOf('hmac-sha2-256', 'hmac-sha2-384', 'hmac-sha2-512', 'hmac-sha1'), 1),
-  keyExchange: array(keyExchange, 1)
-})
-const childProposal = object({
-  protocol: oneOf('esp'),
-  encryption: array(encryption, 1),
-  integrity: array(integrity, 1),
-  keyExchange: array(keyExchange, 1),
-  extendedSequenceNumbers: array(bool, 1)
-})
-const trafficSelector = object({
-  startAddress: address,
-  endAddress: address,
-  protocol: int(0, 255),
-  startPort: port,
-  endPort: port
-})
-const filterSelector = object({
-  source: prefix,
-  destination: prefix,
-  protocol: int(0, 255),
-  sourcePorts: tuple(port, port),
-  destinationPorts: tuple(port, port)
-})
-const fiveTuple = object({
-  protocol: int(0, 255),
-  sourceAddress: address,
-  sourcePort: port,
-  destinationAddress: address,
-  destinationPort: port
-})
-const base64 =
-  (bytes?: number): Check =>
-  (v, p) => {
-    str(v, p)
-    const text = v as string
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0)
-      return fail(p, 'expected base64')
-    const length = (text.length / 4) * 3 - (text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0)
-    if (bytes !== undefined && length !== bytes) fail(p, `expected ${bytes} bytes`)
-  }
-const MAX_SEQUENCE = 0xffffffffffffffffn
-const sequenceNumber: Check = (v, p) => {
-  str(v, p)
-  if (!/^(0|[1-9][0-9]{0,19})$/.test(v as string) || BigInt(v as string) > MAX_SEQUENCE)
-    fail(p, 'expected a decimal number from 0 to 2^64-1')
-}
-const ikeSaId = object({ initiatorSpi: hex(16), responderSpi: hex(16) })
-const spi = hex(8)
-const common = { v: int(0, Number.MAX_SAFE_INTEGER), id: nonEmpty, dvipa: address }
-
-const recordShapes: { [K in RecordKind]: Check } = {
-  phase1: object({
-    ...common,
-    kind: oneOf('phase1'),
-    ikeSaId,
-    role: oneOf('initiator', 'responder'),
-    localIdentity: identity,
-    remoteIdentity: identity,
-    local: endpoint,
-    peer: endpoint,
-    nat: object({ localBehindNat: bool, remoteBehindNat: bool, encapsulated: bool }),
-    policy: object({
-      proposals: array(ikeProposal, 1),
-      authMethod: oneOf('psk', 'ecdsa-p256-sha256', 'rsa-sha256', 'digital-signature'),
-      lifetime: object({ rekeySeconds: nonNegative, reauthSeconds: nonNegative }),
-      liveness: object({ intervalMs: nonNegative, timeoutMs: nonNegative })
-    }),
-    establishedAt: nonNegative
-  }),
-  phase2: object({
-    ...common,
-    kind: oneOf('phase2'),
-    protocol: oneOf('esp'),
-    inboundSpi: spi,
-    outboundSpi: spi,
-    mode: oneOf('tunnel', 'transport'),
-    policy: object({
-      proposals: array(childProposal, 1),
-      pfsGroup: keyExchange,
-      lifetime: object({
-        softSeconds: nonNegative,
-        hardSeconds: nonNegative,
-        softBytes: nonNegative,
-        hardBytes: nonNegative,
-        softPackets: nonNegative,
-        hardPackets: nonNegative
-      })
-    }),
-    selectors: object({ local: array(trafficSelector, 1), remote: array(trafficSelector, 1) }),
-    encapsulation: oneOf('none', 'udp'),
-    establishedAt: nonNegative
-  }),
-  correlation: object({
-    ...common,
-    kind: oneOf('correlation'),
-    phase1Id: nonEmpty,
-    phase2Ids: array(nonEmpty)
-  }),
-  filter: object({
-    ...common,
-    kind: oneOf('filter'),
-    phase2Id: nullable(nonEmpty),
-    direction: oneOf('inbound', 'outbound'),
-    selector: filterSelector,
-    action: oneOf('protect', 'bypass', 'discard'),
-    priority: int(0, 0xffffffff)
-  }),
-  connection: object({
-    ...common,
-    kind: oneOf('connection'),
-    flow: fiveTuple,
-    target: nonEmpty,
-    distributed: bool,
-    phase2Id: nullable(nonEmpty),
-    createdAt: nonNegative
-  }),
-  warm: object({
-    ...common,
-    kind: oneOf('warm'),
-    phase1Id: nonEmpty,
-    keyId: nonEmpty,
-    version: nonNegative,
-    epoch: nonNegative,
-    nonce: base64(12),
-    // at least the 16-byte tag
-    sealed: (v, p) => {
-      base64()(v, p)
-      if ((v as string).length < 24) fail(p, 'expected at least the 16-byte tag')
-    }
-  }),
-  sequence: object({
-    ...common,
-    kind: oneOf('sequence'),
-    phase2Id: nonEmpty,
-    outboundSpi: spi,
-    reservedEnd: sequenceNumber,
-    inbound: sequenceNumber,
-    keyId: nonEmpty,
-    mac: base64(16)
-  })
-}
-
-const ownershipShape = object({
-  v: int(0, Number.MAX_SAFE_INTEGER),
-  dvipa: address,
-  owner: nullable(nonEmpty),
-  epoch: int(1, Number.MAX_SAFE_INTEGER),
-  ranks: array(nonEmpty),
-  claimedAt: nonNegative,
-  previousOwner: optional(nonEmpty)
-})
-
-const deleteMessageShape = object({
-  v: int(0, Number.MAX_SAFE_INTEGER),
-  id: nonEmpty,
-  to: nonEmpty,
-  from: nonEmpty,
-  dvipa: address,
-  epoch: int(1, Number.MAX_SAFE_INTEGER),
-  ikeSas: array(ikeSaId),
-  childSas: array(object({ inboundSpi: spi, outboundSpi: spi })),
-  sentAt: nonNegative
-})
-
-/** Serialises with object keys sorted, so equal records always give equal bytes. */
+/**
+ * Serialises with object keys sorted, so equal records always give equal bytes. For the
+ * validated values it is given (plain JSON: no `undefined`, no `toJSON`), the same text as
+ * `JSON.stringify` with a replacer that sorts each object's keys, without calling back into a
+ * replacer for every field.
+ */
 function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-      const sorted: Record<string, unknown> = {}
-      for (const k of Object.keys(v).sort()) sorted[k] = (v as Record<string, unknown>)[k]
-      return sorted
-    }
-    return v
-  })
+  return JSON.stringify(sortedKeys(value))
+}
+
+function sortedKeys(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v
+  if (Array.isArray(v)) return v.map(sortedKeys)
+  const o = v as Record<string, unknown>
+  const sorted: Record<string, unknown> = {}
+  for (const k of Object.keys(o).sort()) sorted[k] = sortedKeys(o[k])
+  return sorted
 }
 
 const encoder = new TextEncoder()
@@ -331,6 +47,17 @@ function parse(bytes: Uint8Array, what: string): unknown {
   } catch (err) {
     throw new CorruptRecordError(what, 'not valid UTF-8 JSON', { cause: err })
   }
+}
+
+/**
+ * Throws the error of the first wrong field of `value`, if any: the quick check first, the one
+ * that names the field only for a value that fails it.
+ */
+function passes(shape: Check, value: unknown, what: string): void {
+  if (shape.ok(value)) return
+  shape(value, what)
+  // the two forms disagree: still refuse the value
+  throw new CorruptRecordError(what, 'invalid')
 }
 
 function checkVersion(value: unknown, what: string): void {
@@ -356,7 +83,7 @@ export function validateRecord<K extends RecordKind>(kind: K, value: unknown): R
   if (!RECORD_KINDS.includes(kind))
     throw new CorruptRecordError('kind', `unknown record kind ${String(kind)}`)
   checkVersion(value, kind)
-  recordShapes[kind](value, kind)
+  passes(recordShapes[kind], value, kind)
   return value as RecordByKind[K]
 }
 
@@ -406,7 +133,7 @@ export function decodeOwnership(bytes: Uint8Array): Ownership {
 
 function decodeOwnershipValue(value: unknown): Ownership {
   checkVersion(value, 'ownership')
-  ownershipShape(value, 'ownership')
+  passes(ownershipShape, value, 'ownership')
   return value as Ownership
 }
 
@@ -433,7 +160,7 @@ export function decodeDeleteMessage(bytes: Uint8Array): DeleteMessage {
 
 function decodeDeleteMessageValue(value: unknown): DeleteMessage {
   checkVersion(value, 'mailbox')
-  deleteMessageShape(value, 'mailbox')
+  passes(deleteMessageShape, value, 'mailbox')
   return value as DeleteMessage
 }
 

@@ -39,6 +39,38 @@ describe('record codec', () => {
       expect(encodeRecord(reordered)).to.deep.equal(encodeRecord(record))
     })
 
+    it("should give the text of JSON.stringify with every object's keys sorted", () => {
+      const sortingReplacer = (_key: string, v: unknown): unknown => {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) return v
+        const sorted: Record<string, unknown> = {}
+        for (const k of Object.keys(v).sort()) sorted[k] = (v as Record<string, unknown>)[k]
+        return sorted
+      }
+      // the keys of every object in any order
+      const shuffled = (v: unknown, seed: number): unknown => {
+        if (v === null || typeof v !== 'object') return v
+        if (Array.isArray(v)) return v.map((x, i) => shuffled(x, seed + i))
+        const keys = Object.keys(v)
+        const order = keys
+          .map((k, i) => ({ k, w: Math.sin(seed * 31 + i * 17) }))
+          .sort((a, b) => a.w - b.w)
+        return Object.fromEntries(
+          order.map(({ k }) => [k, shuffled((v as Record<string, unknown>)[k], seed + 1)])
+        )
+      }
+      fc.assert(
+        fc.property(fc.nat(20), fc.integer(), (n, seed) => {
+          for (const record of sampleRecords(n % 2 === 0 ? '10.0.0.1' : '2001:db8::1', n)) {
+            const text = new TextDecoder().decode(
+              encodeRecord(shuffled(record, seed) as DvipaRecord)
+            )
+            expect(text).to.equal(JSON.stringify(record, sortingReplacer))
+          }
+        }),
+        { numRuns: 200 }
+      )
+    })
+
     it('should reject an invalid record naming the field', () => {
       const bad = { ...samplePhase2('10.0.0.1', 1), mode: 'beet' } as unknown as DvipaRecord
       const err = thrown(() => encodeRecord(bad))

@@ -192,11 +192,8 @@ export function respondIkeAuth(
     )
   }
   // IKE_SA_INIT chose among every peer's proposals: the one chosen must be this peer's too
-  // (with a single peer it chose among this peer's alone)
-  if (
-    ctx.init.peers.length > 1 &&
-    chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined
-  ) {
+  // (checked with a single peer as well: the list may have been edited since)
+  if (chooseIke([ikeChoiceProposal(sa.chosen!)], peer.phase1.proposals) === undefined) {
     return refusal(
       sa,
       onFailed,

@@ -43,6 +43,7 @@ import {
   ikeProposals,
   offeredGroups
 } from '../proposals.js'
+import { editsOf } from '../config-lists.js'
 import { readIpBytes } from '../selectors.js'
 import type { HalfOpenTable } from '../half-open.js'
 import { errorNotify } from './child.js'
@@ -290,7 +291,7 @@ export function respondIkeSaInit(
     ctx.drop('half-open-limit')
     return
   }
-  const { policies, allProposals } = phase1Policies(ctx.init.peers)
+  const { policies, allProposals } = peerSummary(ctx.init.peers)
   const keGroup = groupByNumber(keP.group)
   // prefer a proposal that fits the initiator's KE group; otherwise ask for another group
   // (the proposals as they are when every KE transform in them is that group: the usual case)
@@ -378,7 +379,7 @@ export function respondIkeSaInit(
   // peer's own setting decides what we send once IKE_AUTH names it
   const fragmentation =
     findNotify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) !== undefined &&
-    (ctx.init.fragmentation.enabled || ctx.init.peers.some((p) => p.fragmentation === true))
+    (ctx.init.fragmentation.enabled || peerSummary(ctx.init.peers).fragmentation)
   sa.fragmentation = {
     announced: fragmentation,
     peer: fragmentation,
@@ -434,23 +435,28 @@ function refuse(
   else ctx.stats.notifiesSuppressed++
 }
 
-/** The phase 1 policies of a service's peers, and all their proposals, by peer list. */
-const policiesOf = new WeakMap<
-  IkeContext['init']['peers'],
-  { peers: IkeContext['init']['peers']; policies: Phase1Policy[]; allProposals: IkeProposal[] }
->()
+/** What IKE_SA_INIT needs of a service's peer list, by list. */
+interface PeerSummary {
+  /** The list's length and edit count when this was made. */
+  length: number
+  edits: number
+  policies: Phase1Policy[]
+  allProposals: IkeProposal[]
+  /** Whether some peer allows fragmentation. */
+  fragmentation: boolean
+}
+
+const summaries = new WeakMap<IkeContext['init']['peers'], PeerSummary>()
 
 /**
  * The phase 1 policies of the peers a responder answers, made once per peer list and again
- * when a reload changed the list in place (any entry replaced, not only its length). The
- * proposals of every peer come once each: a thousand peers with the same proposals give one.
+ * when the list changed length or was edited in place (its edit count, `configChanged`): a
+ * constant-time check per IKE_SA_INIT, not a look at every peer. The proposals of every peer
+ * come once each: a thousand peers with the same proposals give one.
  */
-function phase1Policies(peers: IkeContext['init']['peers']): {
-  policies: Phase1Policy[]
-  allProposals: IkeProposal[]
-} {
-  let got = policiesOf.get(peers)
-  if (got === undefined || !samePeers(got.peers, peers)) {
+function peerSummary(peers: IkeContext['init']['peers']): PeerSummary {
+  let got = summaries.get(peers)
+  if (got === undefined || got.length !== peers.length || got.edits !== editsOf(peers)) {
     const policies = peers.map((p) => p.phase1)
     const seen = new Set<string>()
     const allProposals: IkeProposal[] = []
@@ -460,17 +466,16 @@ function phase1Policies(peers: IkeContext['init']['peers']): {
       seen.add(key)
       allProposals.push(proposal)
     }
-    got = { peers: [...peers], policies, allProposals }
-    policiesOf.set(peers, got)
+    got = {
+      length: peers.length,
+      edits: editsOf(peers),
+      policies,
+      allProposals,
+      fragmentation: peers.some((p) => p.fragmentation === true)
+    }
+    summaries.set(peers, got)
   }
   return got
-}
-
-/** Whether a peer list still holds the same peers with the same policies. */
-function samePeers(had: IkeContext['init']['peers'], peers: IkeContext['init']['peers']): boolean {
-  if (had.length !== peers.length) return false
-  for (let i = 0; i < peers.length; i++) if (had[i] !== peers[i]) return false
-  return true
 }
 
 /**
