@@ -4,15 +4,16 @@
  * its store, prints `ready` on stderr, waits for a line on stdin, then runs one client of the
  * history workload (`runWorkloadClient` of `@vipsec/compliance`: read the ownership, claim the
  * next epoch, take, put, settle, keep writing under a fence that may have gone stale) for
- * `durationMs` and prints what it recorded as one JSON line on stdout, with
- * wall-clock times so that the histories of several processes can be merged.
+ * `durationMs` and prints what it recorded as one JSON line on stdout. Every time is one of
+ * {@link sharedNow}, so that the histories of several processes can be merged and compared with
+ * the parent's times; the times at which it said `ready` and read the go line let the parent
+ * check that.
  *
  * With `staleFrom`, ownership reads are serializable reads from that one member: a deliberately
  * broken store, for showing that the checker notices.
  *
  * @module
  */
-import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { Etcd3 } from 'etcd3'
 import {
@@ -25,6 +26,7 @@ import {
 import { HistoryRecorder, runWorkloadClient } from '@vipsec/compliance/coupling-store'
 import { EtcdCouplingStore } from '../src/index.js'
 import { etcdKeys } from '../src/keys.js'
+import { sharedNow } from './shared-clock.js'
 
 /** What the parent passes. */
 export interface DpConfig {
@@ -50,6 +52,10 @@ export interface DpResult {
   puts: HistoryRecorder['puts']
   /** Successful takes. */
   takes: HistoryRecorder['takes']
+  /** When the client wrote `ready` ({@link sharedNow}). */
+  readyAt: number
+  /** When it read the go line. */
+  goAt: number
 }
 
 /** A store whose ownership reads are serializable reads from one member (may be stale). */
@@ -86,19 +92,26 @@ async function main(): Promise<void> {
   await inner.start()
   const store =
     config.staleFrom === undefined ? inner : staleReads(inner, config.staleFrom, config.keyPrefix)
-  // wall-clock milliseconds, comparable between processes on one machine
-  const history = new HistoryRecorder({ now: () => performance.timeOrigin + performance.now() })
+  const history = new HistoryRecorder({ now: sharedNow })
+  const readyAt = sharedNow()
   process.stderr.write('ready\n')
   const lines = createInterface({ input: process.stdin })
   await new Promise<void>((resolve) => lines.once('line', () => resolve()))
+  const goAt = sharedNow()
   lines.close()
 
-  const until = performance.now() + config.durationMs
+  const until = goAt + config.durationMs
   await runWorkloadClient(config.client, store, history, {
     dvipas: config.dvipas,
-    running: () => performance.now() < until
+    running: () => sharedNow() < until
   })
-  const result: DpResult = { entries: history.entries, puts: history.puts, takes: history.takes }
+  const result: DpResult = {
+    entries: history.entries,
+    puts: history.puts,
+    takes: history.takes,
+    readyAt,
+    goAt
+  }
   process.stdout.write(
     JSON.stringify(result, (_k, v: unknown) => (v === Infinity ? null : v)) + '\n'
   )

@@ -26,12 +26,16 @@ import type { ConfirmReaderConfig } from './confirm-reader.js'
 import type { DpConfig, DpResult } from './partition-dp.js'
 import type { StartProbeConfig, StartProbeResult } from './start-probe.js'
 import { PartitionNet } from './partition-net.js'
+import { sharedNow } from './shared-clock.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const TAG = `ep${(process.pid % 46656).toString(36)}`
 const OCTET = 100 + (process.pid % 150)
 const DVIPAS = ['10.9.0.1', '10.9.0.2']
-/** Clock slack between processes: every call's interval is widened by this much (ms). */
+/**
+ * Every call's interval is widened by this much (ms). The clients and this process read one clock
+ * ({@link sharedNow}); the race checks that it is one.
+ */
 const SLACK = 2
 const sleep = async (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -103,19 +107,20 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
   async function dp(
     node: 'c0' | 'c1',
     config: DpConfig
-  ): Promise<{ go: () => void; result: Promise<DpResult> }> {
+  ): Promise<{ readySeenAt: number; go: () => number; result: Promise<DpResult> }> {
     const child = probe(node, 'partition-dp.ts', config, config.durationMs + 12_000)
-    await child.ready
+    const readySeenAt = await child.ready
     const result = child.done.then(({ code, stdout, stderr }) => {
       if (code !== 0) throw new Error(`${node} exited ${code}: ${stderr.slice(-4000)}`)
       return JSON.parse(stdout) as DpResult
     })
-    return { go: child.go, result }
+    return { readySeenAt, go: child.go, result }
   }
 
   /**
    * Starts `script` (of this folder) with `config` in a client's namespace, and kills it after
-   * `killAfterMs`. `ready` resolves when it writes `ready` on stderr; `go` writes `go` to it.
+   * `killAfterMs`. `ready` resolves when it writes `ready` on stderr, with the time this process
+   * saw it; `go` writes `go` to it, and returns the time just before ({@link sharedNow}).
    */
   function probe(
     node: 'c0' | 'c1',
@@ -123,8 +128,8 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
     config: unknown,
     killAfterMs: number
   ): {
-    ready: Promise<void>
-    go: () => void
+    ready: Promise<number>
+    go: () => number
     done: Promise<{ code: number | null; stdout: string; stderr: string }>
   } {
     const child = spawn(
@@ -140,10 +145,10 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')))
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
-    const ready = new Promise<void>((resolve, reject) => {
+    const ready = new Promise<number>((resolve, reject) => {
       child.stderr.on('data', (d: Buffer) => {
         stderr += d.toString('utf8')
-        if (stderr.includes('ready\n')) resolve()
+        if (stderr.includes('ready\n')) resolve(sharedNow())
       })
       void exited.then((code) =>
         reject(new Error(`${script} in ${node} exited ${code}: ${stderr}`))
@@ -156,12 +161,18 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       children.delete(child)
       return { code, stdout, stderr }
     })
-    return { ready, go: () => void child.stdin.end('go\n'), done }
+    const go = (): number => {
+      const at = sharedNow()
+      child.stdin.end('go\n')
+      return at
+    }
+    return { ready, go, done }
   }
 
   /**
-   * Runs both clients for `durationMs` while `faults` runs (given the time they started, wall
-   * clock), and merges their histories.
+   * Runs both clients for `durationMs` while `faults` runs (given the time they started,
+   * {@link sharedNow}), and merges their histories, once it has checked that the clients' clock is
+   * this process's.
    */
   async function race(
     durationMs: number,
@@ -185,10 +196,20 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
       )
     )
     await beforeGo?.()
-    const t0 = performance.timeOrigin + performance.now()
-    for (const c of clients) c.go()
+    const t0 = sharedNow()
+    const goSentAt = clients.map((c) => c.go())
     await faults(t0)
     const results = await Promise.all(clients.map(async (c) => c.result))
+    // A client cannot have written `ready` after this process saw it, nor read the go line before
+    // it was sent: otherwise its times are not of this process's clock, and neither the merged
+    // history nor the windows of the faults (taken here) mean anything.
+    results.forEach((r, i) => {
+      expect(
+        r.readyAt - clients[i]!.readySeenAt,
+        `dp-c${i}: its clock ahead of this process's by (ms)`
+      ).to.be.at.most(SLACK)
+      expect(goSentAt[i]! - r.goAt, `dp-c${i}: its clock behind by (ms)`).to.be.at.most(SLACK)
+    })
     const entries = results.flatMap((r) =>
       r.entries.map((e) => ({
         ...e,
@@ -230,68 +251,103 @@ describe('EtcdCouplingStore under real network partitions (namespaces)', functio
     expect(claims).to.be.greaterThan(0)
   }
 
-  /** Successes of `client` among calls invoked in [from, to) and completed before `to`. */
-  const successes = (v: Verdict, client: string, from: number, to: number): number =>
-    v.entries.filter(
-      (e) => e.client === client && e.invokedAt >= from && e.completedAt <= to && succeeded(e)
-    ).length
+  /**
+   * Successes of `client` among calls invoked in [from, to) and completed before `to` (a call in
+   * flight at `from` may have been answered through a link that was still there), each described
+   * by its kind and times in ms from `origin`, for a failure to show.
+   */
+  const successes = (
+    v: Verdict,
+    client: string,
+    from: number,
+    to: number,
+    origin = from
+  ): string[] =>
+    v.entries
+      .filter(
+        (e) => e.client === client && e.invokedAt >= from && e.completedAt <= to && succeeded(e)
+      )
+      .map(
+        (e) =>
+          `${e.kind} ${(e.invokedAt - origin).toFixed(1)}..${(e.completedAt - origin).toFixed(1)}`
+      )
 
   it('(a) should stay linearizable with the leader isolated alone; the majority goes on', async () => {
     const leader = await cluster!.leader()
     expect(leader, 'a leader').to.not.equal(undefined)
+    // the window: from when the cut is in force (the link is down) to when the heal begins
     let cut = 0
-    let healed = 0
-    const v = await race(9000, async (t0) => {
+    let healing = 0
+    const v = await race(9000, async () => {
       await sleep(1500)
       await net!.isolate(leader!.name)
-      cut = performance.timeOrigin + performance.now()
+      cut = sharedNow()
       await sleep(6000)
+      healing = sharedNow()
       await net!.heal()
-      healed = performance.timeOrigin + performance.now()
-      void t0
     })
     expectSound(`(a) leader ${leader!.name} isolated`, v)
     // after an election (about 1 s) and a failover of the clients, the majority serves again
-    const during = successes(v, 'dp-c0', cut, healed) + successes(v, 'dp-c1', cut, healed)
-    expect(during, 'calls that succeeded while the old leader was cut off').to.be.greaterThan(0)
+    const during = [...successes(v, 'dp-c0', cut, healing), ...successes(v, 'dp-c1', cut, healing)]
+    expect(
+      during.length,
+      'calls that succeeded while the old leader was cut off'
+    ).to.be.greaterThan(0)
   })
 
   it('(b) should let a client cut off with a minority member succeed at nothing', async () => {
     const leader = await cluster!.leader()
     const minority = cluster!.members.find((m) => m !== leader)!
+    // the window: from when the cut is in force (both links are on the far bridge) to when the
+    // heal begins (c0 may succeed as soon as its link is back, before the heal has returned)
     let cut = 0
-    let healed = 0
+    let healing = 0
     const v = await race(9000, async () => {
       await sleep(1500)
       await net!.split(['c0', minority.name])
-      cut = performance.timeOrigin + performance.now()
+      cut = sharedNow()
       await sleep(6000)
+      healing = sharedNow()
       await net!.heal()
-      healed = performance.timeOrigin + performance.now()
     })
     expectSound(`(b) c0 with ${minority.name} cut off`, v)
-    expect(successes(v, 'dp-c0', cut, healed), 'dp-c0 successes while cut off').to.equal(0)
-    expect(successes(v, 'dp-c1', cut, healed), 'dp-c1 successes meanwhile').to.be.greaterThan(0)
+    expect(
+      successes(v, 'dp-c0', cut, healing),
+      'dp-c0 successes while cut off (ms from the cut)'
+    ).to.deep.equal([])
+    expect(
+      successes(v, 'dp-c1', cut, healing).length,
+      'dp-c1 successes meanwhile'
+    ).to.be.greaterThan(0)
   })
 
   it('(c) should heal under load: the cut-off client comes back, histories stay sound', async () => {
     const leader = await cluster!.leader()
     const minority = cluster!.members.find((m) => m !== leader)!
+    let healing = 0
     let healed = 0
     const v = await race(
       9000,
       async () => {
         await sleep(2500)
+        healing = sharedNow()
         await net!.heal()
-        healed = performance.timeOrigin + performance.now()
+        healed = sharedNow()
       },
       undefined,
       // the clients start while the network is whole, then c0 is cut off before they begin
       async () => net!.split(['c0', minority.name])
     )
     expectSound(`(c) healed after c0 with ${minority.name} cut off`, v)
-    expect(successes(v, 'dp-c0', 0, healed), 'dp-c0 successes before the heal').to.equal(0)
-    expect(successes(v, 'dp-c0', healed, Infinity), 'dp-c0 after the heal').to.be.greaterThan(0)
+    // c0 may succeed as soon as its link is back: before the heal has returned
+    expect(
+      successes(v, 'dp-c0', -Infinity, healing, healing),
+      'dp-c0 successes before the heal (ms from the heal)'
+    ).to.deep.equal([])
+    expect(
+      successes(v, 'dp-c0', healed, Infinity).length,
+      'dp-c0 after the heal'
+    ).to.be.greaterThan(0)
     await cluster!.waitHealthy(cluster!.members, 5_000)
   })
 
