@@ -312,6 +312,75 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should install every IKE SA before the first sync goes out', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      await p.start()
+      for (let i = 0; i < 5; i++) await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const requests = p.b.list().map((x) => requestFrom(p.b.exportState(x.phase1.id), p.bEngine))
+      await p.b.stop()
+      await p.bEngine.stop()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, adoptConcurrency: 2 } })
+      const installedAtSync: number[] = []
+      p.net.filter = (x) => {
+        const mid0 =
+          x.data[18] === ExchangeType.INFORMATIONAL && x.data[20] === 0 && x.data[23] === 0
+        if (mid0 && x.from.address === '10.0.0.2') installedAtSync.push(c.engine.listSas().length)
+        return 'deliver'
+      }
+      const outcomes = await p.drive(c.service.adopt(requests))
+      expect(outcomes.map((o) => o.status)).to.deep.equal(Array(5).fill('synced'))
+      // an inbound and an outbound ESP SA per Child SA, all in before any sync was sent
+      expect(installedAtSync).to.deep.equal(Array(5).fill(10))
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should carry traffic on an adopted Child SA before its sync is answered', async () => {
+      const { p, request } = await deadResponder()
+      const c = await heirOfB(p, 'heir-1')
+      // the peer's answers to the sync are held back until the traffic was checked
+      let hold = true
+      p.net.filter = (x) =>
+        hold && x.from.address === '10.0.0.1' && x.data[20] === 0 && x.data[23] === 0
+          ? 'drop'
+          : 'deliver'
+      let done = false
+      const adoption = c.service.adopt([request]).finally(() => (done = true))
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      expect(c.service.counters().warm.syncsSent).to.equal(1)
+      for (let i = 0; i < 3; i++)
+        expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      expect(done).to.equal(false)
+      hold = false
+      const [outcome] = await p.drive(adoption)
+      expect(outcome.status).to.equal('synced')
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should fail the syncs under way with TIMEOUT when aborted, removing what it installed', async () => {
+      const { p, request } = await deadResponder()
+      const c = await heirOfB(p, 'heir-1')
+      p.net.filter = (x) => (x.from.address === '10.0.0.1' ? 'drop' : 'deliver')
+      const controller = new AbortController()
+      const adoption = c.service.adopt([request], { signal: controller.signal })
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      expect(c.engine.listSas()).to.have.length(2)
+      controller.abort()
+      const [outcome] = await adoption
+      expect(outcome).to.deep.include({ status: 'failed', reason: 'TIMEOUT', installed: true })
+      expect(c.engine.listSas()).to.deep.equal([])
+      expect(c.engine.listFilters()).to.deep.equal([])
+      expect(c.service.list()).to.deep.equal([])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
     it('should refuse an IKE SA whose peer did not announce RFC 6311 (UNSUPPORTED), installing nothing', async () => {
       const { p, request } = await deadResponder({ a: {} })
       expect(request.state.midSync).to.equal(false)
@@ -320,6 +389,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       const [outcome] = await p.drive(c.service.adopt([request]))
       expect(outcome.status).to.equal('failed')
       if (outcome.status === 'failed') expect(outcome.reason).to.equal('UNSUPPORTED')
+      expect(outcome).to.not.have.property('installed')
       expect(c.engine.listSas()).to.deep.equal([])
       expect(c.engine.listFilters()).to.deep.equal([])
       expect(c.service.list()).to.deep.equal([])
@@ -332,11 +402,16 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
     it('should fail with TIMEOUT and remove everything when the peer does not answer the sync', async () => {
       const { p, request } = await deadResponder()
       const c = await heirOfB(p, 'heir-1')
-      p.net.filter = (x) => (x.from.address === '10.0.0.2' ? 'drop' : 'deliver')
-      const [outcome] = await p.drive(c.service.adopt([request]))
-      expect(outcome.status).to.equal('failed')
-      if (outcome.status === 'failed') expect(outcome.reason).to.equal('TIMEOUT')
+      // the heir's syncs never reach the peer (ESP still does, until the SA is removed)
+      p.net.filter = (x) =>
+        x.from.address === '10.0.0.2' && x.data[20] === 0 && x.data[23] === 0 ? 'drop' : 'deliver'
+      const adoption = c.service.adopt([request])
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      const [outcome] = await p.drive(adoption)
+      expect(outcome).to.deep.include({ status: 'failed', reason: 'TIMEOUT', installed: true })
       expect(c.engine.listSas()).to.deep.equal([])
+      expect(traffic(p.aEngine, c.engine)[1]).to.not.equal('protect')
       expect(c.engine.listFilters()).to.deep.equal([])
       expect(c.service.list()).to.deep.equal([])
       expect(c.service.counters().retransmitted).to.equal(4)
