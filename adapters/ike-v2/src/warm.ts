@@ -443,7 +443,7 @@ function decode(ctx: IkeContext, request: AdoptionRequest): WarmState {
     if (typeof request.sequences !== 'object' || request.sequences === null) {
       throw new CorruptRecordError('sequences', 'expected an object')
     }
-    const state = decodeWarmState(request.state.secret)
+    const state = decodeWarmState(request.state.secret, request.state.records)
     const records = request.state.records
     if (records?.phase1?.id !== state.phase1.id) {
       throw new CorruptRecordError('records.phase1.id', 'does not match the secret')
