@@ -796,9 +796,10 @@ export class IkeV2Service implements IkeService {
   }
 
   /**
-   * Warm takeover: installs each IKE SA and its Child SAs as they were and synchronises the
-   * message IDs with the peer (RFC 6311); at most `warm.adoptConcurrency` at once. Each request
-   * gets an outcome, in order; one that fails leaves nothing installed.
+   * Warm takeover: installs every IKE SA and its Child SAs as they were, then synchronises the
+   * message IDs with each peer (RFC 6311), at most `warm.adoptConcurrency` at once. Each request
+   * gets an outcome, in order; one that fails leaves nothing installed. Aborting fails the syncs
+   * under way and those not started (`TIMEOUT`).
    */
   async adopt(requests: AdoptionRequest[], options: AbortOptions = {}): Promise<AdoptionOutcome[]> {
     throwIfAborted(options.signal)
@@ -811,7 +812,8 @@ export class IkeV2Service implements IkeService {
         childConfigs: (sa) => this.responderChildConfigs(sa),
         rekeys: this.adoptedRekeys
       },
-      Array.isArray(requests) ? requests : []
+      Array.isArray(requests) ? requests : [],
+      options.signal
     )
   }
 

@@ -1,9 +1,15 @@
 /**
  * The secret state of an IKE SA and its Child SAs for warm takeover (`IkeSaState.secret`): what
- * an heir needs to carry the IKE SA on as it was. Encoded as one version byte followed by UTF-8
- * JSON with the keys in base64; decoded with every field checked, so that a truncated, corrupt
- * or unknown-version secret is a typed error (`CorruptRecordError`,
- * `UnsupportedRecordVersionError`), never a crash.
+ * an heir needs to carry the IKE SA on as it was, beside the records (`IkeSaState.records`).
+ *
+ * Version 2 (written): the version byte, the length of a UTF-8 JSON part (4 bytes, big-endian),
+ * that JSON (transforms, message IDs, flags, and per Child SA its record id and nonce lengths),
+ * then the raw keys in a fixed order (SK_d, SK_ai, SK_ar, SK_ei, SK_er, then per Child SA
+ * encr_i, integ_i, encr_r, integ_r, Ni, Nr), their lengths given by the transforms. The records
+ * are not repeated: the decoder takes them from the state's records. Version 1 (still read): the
+ * version byte and UTF-8 JSON holding the records too, with the keys in base64. Decoded with
+ * every field checked, so that a truncated, corrupt or unknown-version secret is a typed error
+ * (`CorruptRecordError`, `UnsupportedRecordVersionError`), never a crash.
  *
  * @module
  */
@@ -12,16 +18,24 @@ import {
   UnsupportedRecordVersionError,
   validateRecord,
   type EncryptionTransform,
+  type IkeSaRecords,
   type IntegrityAlgorithm,
   type KeyExchangeGroup,
   type Phase1Record,
   type Phase2Record,
-  type PrfAlgorithm
+  type PrfAlgorithm,
+  type RecordByKind
 } from '@vipsec/interface'
 import { encryptionKeyLength, integrityKeyLength, prfLength } from './crypto.js'
 
-/** The version byte of the encoding. */
-export const WARM_STATE_VERSION = 1
+/** The version byte of the encoding written. */
+export const WARM_STATE_VERSION = 2
+
+/** The version byte of the first encoding (records inside, keys in base64), still read. */
+export const WARM_STATE_VERSION_1 = 1
+
+/** Most bytes a nonce may have in a secret (RFC 7296 allows 16 to 256). */
+const MAX_NONCE_BYTES = 256
 
 /** Most bytes a secret may have (a bound on what the decoder parses). */
 export const WARM_STATE_MAX_BYTES = 1 << 20
@@ -87,21 +101,10 @@ export interface WarmState {
   children: WarmChild[]
 }
 
-const b64 = (b: Uint8Array): string =>
-  Buffer.from(b.buffer, b.byteOffset, b.length).toString('base64')
-
-/** Encodes a state (see the module). */
+/** Encodes a state (version 2, see the module). */
 export function encodeWarmState(state: WarmState): Uint8Array {
-  const json = {
-    phase1: state.phase1,
+  const meta = {
     chosen: state.chosen,
-    keys: {
-      skD: b64(state.keys.skD),
-      skAi: b64(state.keys.skAi),
-      skAr: b64(state.keys.skAr),
-      skEi: b64(state.keys.skEi),
-      skEr: b64(state.keys.skEr)
-    },
     messageIds: state.messageIds,
     natT: state.natT,
     fragmentation: state.fragmentation,
@@ -109,22 +112,28 @@ export function encodeWarmState(state: WarmState): Uint8Array {
     recordedAt: state.recordedAt,
     ...(state.reauthAt === undefined ? {} : { reauthAt: state.reauthAt }),
     children: state.children.map((c) => ({
-      record: c.record,
+      id: c.record.id,
       chosen: c.chosen,
       initiator: c.initiator,
-      keys: {
-        encrI: b64(c.keys.encrI),
-        integI: b64(c.keys.integI),
-        encrR: b64(c.keys.encrR),
-        integR: b64(c.keys.integR)
-      },
-      nonces: [b64(c.nonces[0]), b64(c.nonces[1])]
+      nonces: [c.nonces[0].length, c.nonces[1].length]
     }))
   }
-  const body = Buffer.from(JSON.stringify(json), 'utf8')
-  const out = new Uint8Array(1 + body.length)
+  const json = Buffer.from(JSON.stringify(meta), 'utf8')
+  const k = state.keys
+  const keys: Uint8Array[] = [k.skD, k.skAi, k.skAr, k.skEi, k.skEr]
+  for (const c of state.children)
+    keys.push(c.keys.encrI, c.keys.integI, c.keys.encrR, c.keys.integR, c.nonces[0], c.nonces[1])
+  let length = 5 + json.length
+  for (const key of keys) length += key.length
+  const out = new Uint8Array(length)
   out[0] = WARM_STATE_VERSION
-  out.set(body, 1)
+  new DataView(out.buffer).setUint32(1, json.length)
+  out.set(json, 5)
+  let at = 5 + json.length
+  for (const key of keys) {
+    out.set(key, at)
+    at += key.length
+  }
   return out
 }
 
@@ -210,36 +219,165 @@ function aeadPair(enc: EncryptionTransform, integ: IntegrityAlgorithm, path: str
 }
 
 /**
- * Decodes a secret made by {@link encodeWarmState}.
+ * Decodes a secret made by {@link encodeWarmState}, or of version 1.
  *
+ * @param secret - the bytes
+ * @param records - the state's records: a version 2 secret takes the IKE SA's and the Child SAs'
+ *   records from here (each checked), a version 1 secret holds its own
  * @throws UnsupportedRecordVersionError for another version byte, CorruptRecordError (naming
  *   the first bad field) for anything else that is wrong
  */
-export function decodeWarmState(secret: Uint8Array): WarmState {
+export function decodeWarmState(secret: Uint8Array, records?: IkeSaRecords): WarmState {
   if (!(secret instanceof Uint8Array)) fail('', 'expected bytes')
   if (secret.length === 0) fail('', 'empty')
-  if (secret[0] !== WARM_STATE_VERSION) {
+  if (secret[0] !== WARM_STATE_VERSION && secret[0] !== WARM_STATE_VERSION_1) {
     throw new UnsupportedRecordVersionError('IKE SA state', secret[0])
   }
   if (secret.length > WARM_STATE_MAX_BYTES) fail('', `longer than ${WARM_STATE_MAX_BYTES} bytes`)
-  let parsed: unknown
+  if (secret[0] === WARM_STATE_VERSION_1) return decodeVersion1(parseJson(secret.subarray(1)))
+  if (secret.length < 5) fail('', 'shorter than its header')
+  const view = new DataView(secret.buffer, secret.byteOffset, secret.byteLength)
+  const jsonLength = view.getUint32(1)
+  if (jsonLength > secret.length - 5) fail('', 'the JSON part runs past the end')
+  const o = obj(parseJson(secret.subarray(5, 5 + jsonLength)), '')
+  if (typeof records !== 'object' || records === null) {
+    fail('records', 'a version 2 secret is read with its records')
+  }
+  const phase1 = checked('phase1', records!.phase1, 'records.phase1')
+  if (!Array.isArray(records!.phase2)) fail('records.phase2', 'expected an array')
+  const given = new Map<string, Phase2Record>()
+  records!.phase2.forEach((raw, i) => {
+    const r = checked('phase2', raw, `records.phase2[${i}]`)
+    if (given.has(r.id)) fail(`records.phase2[${i}].id`, 'duplicate Child SA id')
+    given.set(r.id, r)
+  })
+  const state = common(o, phase1)
+  const keys = new KeyReader(secret, 5 + jsonLength)
+  const p = prfLength(state.chosen.prf)
+  const a = integrityKeyLength(state.chosen.integrity)
+  const e = encryptionKeyLength(state.chosen.encryption)
+  state.keys = {
+    skD: keys.take(p, 'keys.skD'),
+    skAi: keys.take(a, 'keys.skAi'),
+    skAr: keys.take(a, 'keys.skAr'),
+    skEi: keys.take(e, 'keys.skEi'),
+    skEr: keys.take(e, 'keys.skEr')
+  }
+  const children = childList(o.children)
+  if (children.length !== given.size) {
+    fail('children', 'not the Child SAs of the records')
+  }
+  const ids = new Set<string>()
+  children.forEach((raw, i) => {
+    const path = `children[${i}]`
+    const ch = obj(raw, path)
+    if (typeof ch.id !== 'string') fail(`${path}.id`, 'expected a string')
+    const record = given.get(ch.id as string)
+    if (record === undefined) fail(`${path}.id`, 'not a Child SA of the records')
+    if (ids.has(ch.id as string)) fail(`${path}.id`, 'duplicate Child SA id')
+    ids.add(ch.id as string)
+    const chosen = childChoice(ch.chosen, `${path}.chosen`)
+    if (!Array.isArray(ch.nonces) || ch.nonces.length !== 2) {
+      fail(`${path}.nonces`, 'expected two nonce lengths')
+    }
+    const lengths = ch.nonces as unknown[]
+    const n0 = int(lengths[0], `${path}.nonces[0]`, 0, MAX_NONCE_BYTES)
+    const n1 = int(lengths[1], `${path}.nonces[1]`, 0, MAX_NONCE_BYTES)
+    const ce = encryptionKeyLength(chosen.encryption)
+    const ca = integrityKeyLength(chosen.integrity)
+    state.children.push({
+      record: record!,
+      chosen,
+      initiator: bool(ch.initiator, `${path}.initiator`),
+      keys: {
+        encrI: keys.take(ce, `${path}.keys.encrI`),
+        integI: keys.take(ca, `${path}.keys.integI`),
+        encrR: keys.take(ce, `${path}.keys.encrR`),
+        integR: keys.take(ca, `${path}.keys.integR`)
+      },
+      nonces: [keys.take(n0, `${path}.nonces[0]`), keys.take(n1, `${path}.nonces[1]`)]
+    })
+  })
+  keys.end()
+  return state
+}
+
+/** Reads the raw keys of a version 2 secret, in order, each a copy. */
+class KeyReader {
+  constructor(
+    private readonly bytes: Uint8Array,
+    private at: number
+  ) {}
+
+  take(length: number, path: string): Uint8Array {
+    if (this.at + length > this.bytes.length) fail(path, `expected ${length} bytes`)
+    const out = this.bytes.slice(this.at, this.at + length)
+    this.at += length
+    return out
+  }
+
+  end(): void {
+    if (this.at !== this.bytes.length) fail('', 'bytes after the last key')
+  }
+}
+
+function parseJson(bytes: Uint8Array): unknown {
   try {
-    const text = UTF8.decode(secret.subarray(1))
-    parsed = JSON.parse(text)
+    return JSON.parse(UTF8.decode(bytes))
   } catch (err) {
     throw new CorruptRecordError('secret', 'not UTF-8 JSON after the version byte', { cause: err })
   }
-  const o = obj(parsed, '')
-  let phase1: Phase1Record
+}
+
+/** A record checked by its kind's shape, its error named under `path`. */
+function checked<K extends 'phase1' | 'phase2'>(
+  kind: K,
+  value: unknown,
+  path: string
+): RecordByKind[K] {
   try {
-    phase1 = validateRecord('phase1', o.phase1)
+    return validateRecord(kind, value)
   } catch (err) {
     throw new CorruptRecordError(
-      `secret.phase1.${(err as CorruptRecordError).path ?? ''}`,
+      `secret.${path}.${(err as CorruptRecordError).path ?? ''}`,
       (err as Error).message,
       { cause: err }
     )
   }
+}
+
+function childList(v: unknown): unknown[] {
+  if (!Array.isArray(v)) fail('children', 'expected an array')
+  const children = v as unknown[]
+  if (children.length > 1024) fail('children', 'more than 1024 Child SAs')
+  return children
+}
+
+function childChoice(v: unknown, path: string): WarmChild['chosen'] {
+  const cc = obj(v, path)
+  const enc = encryption(cc.encryption, `${path}.encryption`)
+  const integ = oneOf(cc.integrity, `${path}.integrity`, INTEGRITY)
+  aeadPair(enc, integ, `${path}.integrity`)
+  const group = oneOf(cc.group, `${path}.group`, [...GROUPS, 'none'] as const)
+  return {
+    encryption: enc,
+    integrity: integ,
+    group,
+    esn: bool(cc.esn, `${path}.esn`),
+    number: int(cc.number, `${path}.number`, 1, 255)
+  }
+}
+
+const NO_KEYS: WarmState['keys'] = {
+  skD: new Uint8Array(0),
+  skAi: new Uint8Array(0),
+  skAr: new Uint8Array(0),
+  skEi: new Uint8Array(0),
+  skEr: new Uint8Array(0)
+}
+
+/** The fields both versions hold alike (keys and Child SAs left to the caller). */
+function common(o: Record<string, unknown>, phase1: Phase1Record): WarmState {
   const c = obj(o.chosen, 'chosen')
   const chosen: WarmIkeChoice = {
     encryption: encryption(c.encryption, 'chosen.encryption'),
@@ -249,17 +387,6 @@ export function decodeWarmState(secret: Uint8Array): WarmState {
     number: int(c.number, 'chosen.number', 1, 255)
   }
   aeadPair(chosen.encryption, chosen.integrity, 'chosen.integrity')
-  const k = obj(o.keys, 'keys')
-  const p = prfLength(chosen.prf)
-  const a = integrityKeyLength(chosen.integrity)
-  const e = encryptionKeyLength(chosen.encryption)
-  const keys = {
-    skD: bytes(k.skD, 'keys.skD', p),
-    skAi: bytes(k.skAi, 'keys.skAi', a),
-    skAr: bytes(k.skAr, 'keys.skAr', a),
-    skEi: bytes(k.skEi, 'keys.skEi', e),
-    skEr: bytes(k.skEr, 'keys.skEr', e)
-  }
   const m = obj(o.messageIds, 'messageIds')
   const messageIds = {
     next: int(m.next, 'messageIds.next', 0, 0x7fff_ffff),
@@ -270,7 +397,7 @@ export function decodeWarmState(secret: Uint8Array): WarmState {
   const state: WarmState = {
     phase1,
     chosen,
-    keys,
+    keys: NO_KEYS,
     messageIds,
     natT: bool(o.natT, 'natT'),
     fragmentation: {
@@ -288,46 +415,42 @@ export function decodeWarmState(secret: Uint8Array): WarmState {
   if (o.reauthAt !== undefined) {
     state.reauthAt = int(o.reauthAt, 'reauthAt', 0, Number.MAX_SAFE_INTEGER)
   }
-  if (!Array.isArray(o.children)) fail('children', 'expected an array')
-  const children = o.children as unknown[]
-  if (children.length > 1024) fail('children', 'more than 1024 Child SAs')
+  return state
+}
+
+/** A version 1 secret: the records inside, the keys in base64. */
+function decodeVersion1(parsed: unknown): WarmState {
+  const o = obj(parsed, '')
+  const state = common(o, checked('phase1', o.phase1, 'phase1'))
+  const k = obj(o.keys, 'keys')
+  const p = prfLength(state.chosen.prf)
+  const a = integrityKeyLength(state.chosen.integrity)
+  const e = encryptionKeyLength(state.chosen.encryption)
+  state.keys = {
+    skD: bytes(k.skD, 'keys.skD', p),
+    skAi: bytes(k.skAi, 'keys.skAi', a),
+    skAr: bytes(k.skAr, 'keys.skAr', a),
+    skEi: bytes(k.skEi, 'keys.skEi', e),
+    skEr: bytes(k.skEr, 'keys.skEr', e)
+  }
   const ids = new Set<string>()
-  children.forEach((raw, i) => {
+  childList(o.children).forEach((raw, i) => {
     const path = `children[${i}]`
     const ch = obj(raw, path)
-    let record: Phase2Record
-    try {
-      record = validateRecord('phase2', ch.record)
-    } catch (err) {
-      throw new CorruptRecordError(
-        `secret.${path}.record.${(err as CorruptRecordError).path ?? ''}`,
-        (err as Error).message,
-        { cause: err }
-      )
-    }
+    const record = checked('phase2', ch.record, `${path}.record`)
     if (ids.has(record.id)) fail(`${path}.record.id`, 'duplicate Child SA id')
     ids.add(record.id)
-    const cc = obj(ch.chosen, `${path}.chosen`)
-    const enc = encryption(cc.encryption, `${path}.chosen.encryption`)
-    const integ = oneOf(cc.integrity, `${path}.chosen.integrity`, INTEGRITY)
-    aeadPair(enc, integ, `${path}.chosen.integrity`)
-    const group = oneOf(cc.group, `${path}.chosen.group`, [...GROUPS, 'none'] as const)
+    const chosen = childChoice(ch.chosen, `${path}.chosen`)
     const ck = obj(ch.keys, `${path}.keys`)
-    const ce = encryptionKeyLength(enc)
-    const ca = integrityKeyLength(integ)
+    const ce = encryptionKeyLength(chosen.encryption)
+    const ca = integrityKeyLength(chosen.integrity)
     if (!Array.isArray(ch.nonces) || ch.nonces.length !== 2) {
       fail(`${path}.nonces`, 'expected two nonces')
     }
     const nonces = ch.nonces as unknown[]
     state.children.push({
       record,
-      chosen: {
-        encryption: enc,
-        integrity: integ,
-        group,
-        esn: bool(cc.esn, `${path}.chosen.esn`),
-        number: int(cc.number, `${path}.chosen.number`, 1, 255)
-      },
+      chosen,
       initiator: bool(ch.initiator, `${path}.initiator`),
       keys: {
         encrI: bytes(ck.encrI, `${path}.keys.encrI`, ce),

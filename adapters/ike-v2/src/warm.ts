@@ -269,25 +269,58 @@ const EMPTY_RECORDS: IkeSaRecords = {
   phase2: []
 }
 
+/** How many IKE SAs are installed between two turns of the event loop (see {@link adoptAll}). */
+export const INSTALL_BATCH = 64
+
+/** An IKE SA built and installed, its message IDs not yet synchronised. */
+interface Installed {
+  sa: IkeSa
+  state: WarmState
+  previous: IkeSaRecords
+  failedChildren: Phase2Record[]
+}
+
+/** Lets the event loop run (I/O included): packets on the SAs installed so far get through. */
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /**
- * Adopts IKE SAs, at most `warm.adoptConcurrency` at once; each request gets its outcome, in
- * order. Never rejects.
+ * Adopts IKE SAs in two passes. First every request is built and its Child SAs installed in the
+ * ESP engine, `INSTALL_BATCH` at a time with a turn of the event loop between batches: from its
+ * install on a Child SA carries traffic (its outbound numbers are the caller's reservation), and
+ * no install waits for a round trip. Then the message IDs are synchronised with each peer (RFC
+ * 6311), at most `warm.adoptConcurrency` at once; that only matters for the next IKE exchange.
+ * An IKE SA whose sync fails is removed again (Child SAs, filters, IKE SA) and its outcome says
+ * `installed`. When `signal` aborts, the syncs under way fail with `TIMEOUT` and those not
+ * started fail too, each removed. Each request gets its outcome, in order. Never rejects.
  */
 export async function adoptAll(
   host: AdoptionHost,
-  requests: AdoptionRequest[]
+  requests: AdoptionRequest[],
+  signal?: AbortSignal
 ): Promise<AdoptionOutcome[]> {
   const out: AdoptionOutcome[] = new Array(requests.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < requests.length) {
-      const i = next++
-      out[i] = await adoptOne(host, requests[i]!)
-    }
-  }
-  const n = Math.min(host.ctx.init.warm.adoptConcurrency, requests.length)
+  const installed: { i: number; adoption: Installed }[] = []
   host.rekeys.begin()
   try {
+    for (let i = 0; i < requests.length; i++) {
+      if (i > 0 && i % INSTALL_BATCH === 0) await turn()
+      const request = requests[i]!
+      if (signal?.aborted === true) {
+        out[i] = aborted(host.ctx, recordsOf(request), false)
+        continue
+      }
+      const made = installOne(host, request)
+      if ('status' in made) out[i] = made
+      else installed.push({ i, adoption: made })
+    }
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < installed.length) {
+        const { i, adoption } = installed[next++]!
+        out[i] = await syncOne(host, adoption, signal)
+      }
+    }
+    const n = Math.min(host.ctx.init.warm.adoptConcurrency, installed.length)
     await Promise.all(Array.from({ length: n }, worker))
   } finally {
     host.rekeys.end()
@@ -295,11 +328,14 @@ export async function adoptAll(
   return out
 }
 
-/** Adopts one IKE SA (see `IkeService.adopt`). */
-export async function adoptOne(
+/**
+ * Builds the IKE SA of a request and installs its Child SAs; a failed outcome (nothing left
+ * installed) when the request cannot be adopted.
+ */
+function installOne(
   host: AdoptionHost,
   request: AdoptionRequest
-): Promise<AdoptionOutcome> {
+): Installed | Extract<AdoptionOutcome, { status: 'failed' }> {
   const ctx = host.ctx
   const previous = recordsOf(request)
   let sa: IkeSa | undefined
@@ -312,9 +348,28 @@ export async function adoptOne(
     if (!state.midSync.announced) {
       throw new AdoptionFailure('UNSUPPORTED', 'the owner did not announce RFC 6311')
     }
-    const made = build(host, state)
-    sa = made.sa
+    sa = build(host, state).sa
     const failedChildren = install(host, sa, state, request)
+    return { sa, state, previous, failedChildren }
+  } catch (err) {
+    if (sa !== undefined) discard(ctx, sa, err as Error)
+    return failure(ctx, previous, err, false)
+  }
+}
+
+/** Synchronises the message IDs of an installed IKE SA; removes it when that fails. */
+async function syncOne(
+  host: AdoptionHost,
+  adoption: Installed,
+  signal?: AbortSignal
+): Promise<AdoptionOutcome> {
+  const ctx = host.ctx
+  const { sa, state, previous, failedChildren } = adoption
+  const abort = (): void =>
+    sa.tasks.close(new IkeProtocolError('TIMEOUT', 'the adoption was aborted before the sync'))
+  try {
+    if (signal?.aborted === true) abort()
+    else signal?.addEventListener('abort', abort, { once: true })
     await synchronise(ctx, sa, state)
     ctx.armTimers(sa)
     host.rekeys.schedule(sa)
@@ -323,27 +378,55 @@ export async function adoptOne(
       status: 'synced',
       records: {
         phase1: sa.record(),
-        phase2: [...sa.children.values()].map((c) => childRecord(sa!, c))
+        phase2: [...sa.children.values()].map((c) => childRecord(sa, c))
       },
       messageIds: { initiating: sa.tasks.nextRequestId, responding: sa.tasks.expectedRequestId },
       failedChildren
     }
   } catch (err) {
-    if (sa !== undefined) discard(ctx, sa, err as Error)
-    ctx.stats.warm.adoptionsFailed++
-    if (err instanceof AdoptionFailure) {
-      return { status: 'failed', previous, reason: err.reason, message: err.message }
-    }
-    if (err instanceof IkeProtocolError) {
-      return { status: 'failed', previous, reason: err.kind, message: err.message }
-    }
-    return {
-      status: 'failed',
-      previous,
-      reason: 'TEMPORARY_FAILURE',
-      message: (err as Error)?.message ?? String(err)
-    }
+    discard(ctx, sa, err as Error)
+    return failure(ctx, previous, err, true)
+  } finally {
+    signal?.removeEventListener('abort', abort)
   }
+}
+
+/** The failed outcome of an error (counted). */
+function failure(
+  ctx: IkeContext,
+  previous: IkeSaRecords,
+  err: unknown,
+  installed: boolean
+): Extract<AdoptionOutcome, { status: 'failed' }> {
+  ctx.stats.warm.adoptionsFailed++
+  const flag = installed ? { installed } : {}
+  if (err instanceof AdoptionFailure) {
+    return { status: 'failed', previous, reason: err.reason, message: err.message, ...flag }
+  }
+  if (err instanceof IkeProtocolError) {
+    return { status: 'failed', previous, reason: err.kind, message: err.message, ...flag }
+  }
+  return {
+    status: 'failed',
+    previous,
+    reason: 'TEMPORARY_FAILURE',
+    message: (err as Error)?.message ?? String(err),
+    ...flag
+  }
+}
+
+/** The outcome of a request the abort came before. */
+function aborted(
+  ctx: IkeContext,
+  previous: IkeSaRecords,
+  installed: boolean
+): Extract<AdoptionOutcome, { status: 'failed' }> {
+  return failure(
+    ctx,
+    previous,
+    new IkeProtocolError('TIMEOUT', 'the adoption was aborted'),
+    installed
+  )
 }
 
 /** The records of a request, as far as they can be read (for a failed outcome). */
@@ -360,7 +443,7 @@ function decode(ctx: IkeContext, request: AdoptionRequest): WarmState {
     if (typeof request.sequences !== 'object' || request.sequences === null) {
       throw new CorruptRecordError('sequences', 'expected an object')
     }
-    const state = decodeWarmState(request.state.secret)
+    const state = decodeWarmState(request.state.secret, request.state.records)
     const records = request.state.records
     if (records?.phase1?.id !== state.phase1.id) {
       throw new CorruptRecordError('records.phase1.id', 'does not match the secret')

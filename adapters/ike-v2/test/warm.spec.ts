@@ -5,12 +5,13 @@ import {
   UnsupportedRecordVersionError,
   type AdoptionRequest,
   type EspSaParams,
+  type IkeSaRecords,
   type IkeSaState
 } from '@vipsec/interface'
 import { SoftwareEspEngine, buildIpPacket, buildUdp } from '@vipsec/esp-software'
 import { SeededRandomSource } from '@vipsec/random'
 import { IkeV2Service, type IkeV2ServiceInit } from '../src/index.js'
-import { decodeWarmState, encodeWarmState } from '../src/warm-state.js'
+import { decodeWarmState, encodeWarmState, type WarmState } from '../src/warm-state.js'
 import { encryptMessage } from '../src/crypto.js'
 import { notify } from '../src/message.js'
 import { ExchangeType, HeaderFlag, NotifyType } from '../src/constants.js'
@@ -86,6 +87,42 @@ function requestFrom(state: IkeSaState, engine: SoftwareEspEngine, margin = 64n)
     }
   }
   return { state, sequences }
+}
+
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64')
+
+/** A state in the first encoding: version byte 1, JSON with the records and base64 keys. */
+function version1(state: WarmState): Uint8Array {
+  const json = {
+    phase1: state.phase1,
+    chosen: state.chosen,
+    keys: Object.fromEntries(Object.entries(state.keys).map(([k, v]) => [k, b64(v)])),
+    messageIds: state.messageIds,
+    natT: state.natT,
+    fragmentation: state.fragmentation,
+    midSync: state.midSync,
+    recordedAt: state.recordedAt,
+    ...(state.reauthAt === undefined ? {} : { reauthAt: state.reauthAt }),
+    children: state.children.map((c) => ({
+      record: c.record,
+      chosen: c.chosen,
+      initiator: c.initiator,
+      keys: Object.fromEntries(Object.entries(c.keys).map(([k, v]) => [k, b64(v)])),
+      nonces: [b64(c.nonces[0]), b64(c.nonces[1])]
+    }))
+  }
+  return new TextEncoder().encode('\u0001' + JSON.stringify(json))
+}
+
+/** Version 2 bytes of a JSON part and a key tail. */
+function version2(json: unknown, tail: Uint8Array): Uint8Array {
+  const text = new TextEncoder().encode(JSON.stringify(json) ?? 'null')
+  const out = new Uint8Array(5 + text.length + tail.length)
+  out[0] = 2
+  new DataView(out.buffer).setUint32(1, text.length)
+  out.set(text, 5)
+  out.set(tail, 5 + text.length)
+  return out
 }
 
 /** A, B established (both warm unless told), some traffic; B's state exported, B stopped. */
@@ -263,11 +300,12 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       const r = await p.drive(p.a.connect(p.request()))
       await p.settle()
       const state = p.b.exportState(r.phase1.id)
-      const recorded = decodeWarmState(state.secret).messageIds.next
+      const recorded = decodeWarmState(state.secret, state.records).messageIds.next
       const request = requestFrom(state, p.bEngine)
       // the owner goes on probing its idle peer, changing no keys, then dies
       await p.drive(new Promise<void>((resolve) => p.clock.setTimeout(() => resolve(), 35_000)))
-      const sent = decodeWarmState(p.b.exportState(r.phase1.id).secret).messageIds.next
+      const now = p.b.exportState(r.phase1.id)
+      const sent = decodeWarmState(now.secret, now.records).messageIds.next
       expect(sent).to.be.greaterThan(recorded + 2)
       await p.b.stop()
       await p.bEngine.stop()
@@ -312,6 +350,75 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.stop()
     })
 
+    it('should install every IKE SA before the first sync goes out', async () => {
+      const p = makePair({ a: WARM, b: WARM })
+      await p.start()
+      for (let i = 0; i < 5; i++) await p.drive(p.a.connect(p.request()))
+      await p.settle()
+      const requests = p.b.list().map((x) => requestFrom(p.b.exportState(x.phase1.id), p.bEngine))
+      await p.b.stop()
+      await p.bEngine.stop()
+      const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, adoptConcurrency: 2 } })
+      const installedAtSync: number[] = []
+      p.net.filter = (x) => {
+        const mid0 =
+          x.data[18] === ExchangeType.INFORMATIONAL && x.data[20] === 0 && x.data[23] === 0
+        if (mid0 && x.from.address === '10.0.0.2') installedAtSync.push(c.engine.listSas().length)
+        return 'deliver'
+      }
+      const outcomes = await p.drive(c.service.adopt(requests))
+      expect(outcomes.map((o) => o.status)).to.deep.equal(Array(5).fill('synced'))
+      // an inbound and an outbound ESP SA per Child SA, all in before any sync was sent
+      expect(installedAtSync).to.deep.equal(Array(5).fill(10))
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should carry traffic on an adopted Child SA before its sync is answered', async () => {
+      const { p, request } = await deadResponder()
+      const c = await heirOfB(p, 'heir-1')
+      // the peer's answers to the sync are held back until the traffic was checked
+      let hold = true
+      p.net.filter = (x) =>
+        hold && x.from.address === '10.0.0.1' && x.data[20] === 0 && x.data[23] === 0
+          ? 'drop'
+          : 'deliver'
+      let done = false
+      const adoption = c.service.adopt([request]).finally(() => (done = true))
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      expect(c.service.counters().warm.syncsSent).to.equal(1)
+      for (let i = 0; i < 3; i++)
+        expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      expect(done).to.equal(false)
+      hold = false
+      const [outcome] = await p.drive(adoption)
+      expect(outcome.status).to.equal('synced')
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should fail the syncs under way with TIMEOUT when aborted, removing what it installed', async () => {
+      const { p, request } = await deadResponder()
+      const c = await heirOfB(p, 'heir-1')
+      p.net.filter = (x) => (x.from.address === '10.0.0.1' ? 'drop' : 'deliver')
+      const controller = new AbortController()
+      const adoption = c.service.adopt([request], { signal: controller.signal })
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      expect(c.engine.listSas()).to.have.length(2)
+      controller.abort()
+      const [outcome] = await adoption
+      expect(outcome).to.deep.include({ status: 'failed', reason: 'TIMEOUT', installed: true })
+      expect(c.engine.listSas()).to.deep.equal([])
+      expect(c.engine.listFilters()).to.deep.equal([])
+      expect(c.service.list()).to.deep.equal([])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
     it('should refuse an IKE SA whose peer did not announce RFC 6311 (UNSUPPORTED), installing nothing', async () => {
       const { p, request } = await deadResponder({ a: {} })
       expect(request.state.midSync).to.equal(false)
@@ -320,6 +427,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       const [outcome] = await p.drive(c.service.adopt([request]))
       expect(outcome.status).to.equal('failed')
       if (outcome.status === 'failed') expect(outcome.reason).to.equal('UNSUPPORTED')
+      expect(outcome).to.not.have.property('installed')
       expect(c.engine.listSas()).to.deep.equal([])
       expect(c.engine.listFilters()).to.deep.equal([])
       expect(c.service.list()).to.deep.equal([])
@@ -332,11 +440,16 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
     it('should fail with TIMEOUT and remove everything when the peer does not answer the sync', async () => {
       const { p, request } = await deadResponder()
       const c = await heirOfB(p, 'heir-1')
-      p.net.filter = (x) => (x.from.address === '10.0.0.2' ? 'drop' : 'deliver')
-      const [outcome] = await p.drive(c.service.adopt([request]))
-      expect(outcome.status).to.equal('failed')
-      if (outcome.status === 'failed') expect(outcome.reason).to.equal('TIMEOUT')
+      // the heir's syncs never reach the peer (ESP still does, until the SA is removed)
+      p.net.filter = (x) =>
+        x.from.address === '10.0.0.2' && x.data[20] === 0 && x.data[23] === 0 ? 'drop' : 'deliver'
+      const adoption = c.service.adopt([request])
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      const [outcome] = await p.drive(adoption)
+      expect(outcome).to.deep.include({ status: 'failed', reason: 'TIMEOUT', installed: true })
       expect(c.engine.listSas()).to.deep.equal([])
+      expect(traffic(p.aEngine, c.engine)[1]).to.not.equal('protect')
       expect(c.engine.listFilters()).to.deep.equal([])
       expect(c.service.list()).to.deep.equal([])
       expect(c.service.counters().retransmitted).to.equal(4)
@@ -347,7 +460,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
 
     it('should drop forged, unauthenticated and nonce-mismatched MID-0 responses, and count them', async () => {
       const { p, request } = await deadResponder()
-      const secret = decodeWarmState(request.state.secret)
+      const secret = decodeWarmState(request.state.secret, request.state.records)
       const c = await heirOfB(p, 'heir-1')
       // hold the peer's real answer back; forge answers in its place
       let hold = true
@@ -435,7 +548,8 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       await p.start()
       await p.drive(p.a.connect(p.request()))
       await p.settle()
-      const secret = decodeWarmState(p.b.exportState(p.b.list()[0].phase1.id).secret)
+      const exported = p.b.exportState(p.b.list()[0].phase1.id)
+      const secret = decodeWarmState(exported.secret, exported.records)
       const data = new Uint8Array(12)
       data.set([5, 6, 7, 8], 0)
       data[7] = 16
@@ -478,7 +592,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
       const good = request.state.secret
       const bad: Uint8Array[] = [
         new Uint8Array(0),
-        Uint8Array.of(2, ...good.subarray(1)),
+        Uint8Array.of(3, ...good.subarray(1)),
         good.subarray(0, good.length - 1),
         good.subarray(0, 40),
         Uint8Array.of(1, 0xff, 0xfe),
@@ -619,7 +733,7 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
     it('should count a failed rekey and go on with the adopted keys', async () => {
       const { p, r, request } = await deadResponder()
       // the heir's recorded policy offers only what the peer refuses: NO_PROPOSAL_CHOSEN
-      const state = decodeWarmState(request.state.secret)
+      const state = decodeWarmState(request.state.secret, request.state.records)
       state.phase1.policy = {
         ...state.phase1.policy,
         proposals: [
@@ -631,7 +745,12 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
           }
         ]
       }
-      const changed = { ...request, state: { ...request.state, secret: encodeWarmState(state) } }
+      // the policy is in the records (a version 2 secret does not repeat them)
+      const records = { ...request.state.records, phase1: state.phase1 }
+      const changed = {
+        ...request,
+        state: { ...request.state, records, secret: encodeWarmState(state) }
+      }
       const c = await heirOfB(p, 'heir-1', { warm: { enabled: true, rekeyAfterAdoptMs: 1000 } })
       const sentBefore = p.net.log.length
       const [outcome] = await p.drive(c.service.adopt([changed]))
@@ -738,74 +857,144 @@ describe('IkeV2Service warm mode (RFC 6311)', () => {
   })
 
   describe('the secret decoder', () => {
-    it('should round-trip an exported state', async () => {
+    it('should round-trip an exported state, without repeating its records', async () => {
       const { p, state } = await deadResponder()
-      const decoded = decodeWarmState(state.secret)
+      const decoded = decodeWarmState(state.secret, state.records)
       expect(encodeWarmState(decoded)).to.deep.equal(state.secret)
+      expect(decoded.phase1).to.deep.equal(state.records.phase1)
+      expect(decoded.children.map((c) => c.record)).to.deep.equal(state.records.phase2)
       expect(decoded.children).to.have.length(1)
       expect(decoded.children[0].keys.encrI.length).to.equal(36)
+      expect(state.secret[0]).to.equal(2)
+      // the records are beside the secret, not in it
+      const text = Buffer.from(state.secret).toString('latin1')
+      expect(text).to.not.include(B_ID.value)
+      expect(text).to.not.include(state.records.phase2[0].outboundSpi)
+      await p.stop()
+    })
+
+    it('should read a version 1 secret (records inside), and an heir should adopt it', async () => {
+      const { p, state, request } = await deadResponder()
+      const v1 = version1(decodeWarmState(state.secret, state.records))
+      // the records given beside a version 1 secret are not needed
+      expect(decodeWarmState(v1)).to.deep.equal(decodeWarmState(state.secret, state.records))
+      const c = await heirOfB(p, 'heir-1')
+      const [outcome] = await p.drive(
+        c.service.adopt([{ ...request, state: { ...request.state, secret: v1 } }])
+      )
+      expect(outcome.status).to.equal('synced')
+      expect(traffic(p.aEngine, c.engine)).to.deep.equal(['accept', 'accept'])
+      await c.service.stop()
+      await c.engine.stop()
+      await p.stop()
+    })
+
+    it('should refuse a version 2 secret without its records or with records of other SAs', async () => {
+      const { p, state } = await deadResponder()
+      const corrupt = (records: unknown): string => {
+        try {
+          decodeWarmState(state.secret, records as IkeSaRecords)
+          return 'decoded'
+        } catch (err) {
+          expect(err).to.be.instanceOf(CorruptRecordError)
+          return (err as CorruptRecordError).path ?? ''
+        }
+      }
+      const child = state.records.phase2[0]
+      expect(corrupt(undefined)).to.equal('secret.records')
+      expect(corrupt({ ...state.records, phase2: [] })).to.equal('secret.children')
+      expect(corrupt({ ...state.records, phase2: [child, child] })).to.match(
+        /^secret.records.phase2/
+      )
+      expect(corrupt({ ...state.records, phase2: [{ ...child, id: 'another' }] })).to.equal(
+        'secret.children[0].id'
+      )
+      expect(corrupt({ ...state.records, phase1: { ...state.records.phase1, v: 'x' } })).to.match(
+        /^secret.records.phase1/
+      )
       await p.stop()
     })
 
     it('should throw only typed errors for any bytes, truncations and mutations (property)', async () => {
       const { p, state } = await deadResponder()
+      const records = state.records
       const good = state.secret
+      const old = version1(decodeWarmState(good, records))
       const typed = (bytes: Uint8Array): boolean => {
         try {
-          decodeWarmState(bytes)
+          decodeWarmState(bytes, records)
           return true
         } catch (err) {
           return err instanceof CorruptRecordError || err instanceof UnsupportedRecordVersionError
         }
       }
       fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), typed), { numRuns: 2000 })
-      // with the right version byte: random bytes, and random JSON values
-      fc.assert(
-        fc.property(fc.uint8Array({ maxLength: 512 }), (b) => typed(Uint8Array.of(1, ...b))),
-        { numRuns: 2000 }
-      )
+      // with each version byte: random bytes, and random JSON values
+      for (const version of [1, 2]) {
+        fc.assert(
+          fc.property(fc.uint8Array({ maxLength: 512 }), (b) =>
+            typed(Uint8Array.of(version, ...b))
+          ),
+          { numRuns: 2000 }
+        )
+      }
       fc.assert(
         fc.property(fc.jsonValue(), (v) =>
           typed(new TextEncoder().encode('\u0001' + JSON.stringify(v)))
         ),
         { numRuns: 2000 }
       )
-      for (let n = 0; n < good.length; n++) {
-        expect(() => decodeWarmState(good.subarray(0, n))).to.throw(CorruptRecordError)
-      }
       fc.assert(
-        fc.property(
-          fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })), {
-            minLength: 1,
-            maxLength: 4
-          }),
-          (edits) => {
-            const b = good.slice()
-            for (const [i, v] of edits) b[i] = v
-            return typed(b)
-          }
+        fc.property(fc.jsonValue(), fc.uint8Array({ maxLength: 300 }), (v, tail) =>
+          typed(version2(v, tail))
         ),
         { numRuns: 2000 }
       )
-      // a JSON-level mutation: every field replaced by a wrong type
-      const json = JSON.parse(new TextDecoder().decode(good.subarray(1)))
-      const paths: string[][] = []
-      const walk = (o: unknown, path: string[]): void => {
-        if (typeof o !== 'object' || o === null) return
-        for (const [k, v] of Object.entries(o)) {
-          paths.push([...path, k])
-          walk(v, [...path, k])
+      for (const secret of [good, old]) {
+        for (let n = 0; n < secret.length; n++) {
+          expect(() => decodeWarmState(secret.subarray(0, n), records)).to.throw(CorruptRecordError)
         }
+        fc.assert(
+          fc.property(
+            fc.array(fc.tuple(fc.nat(secret.length - 1), fc.integer({ min: 0, max: 255 })), {
+              minLength: 1,
+              maxLength: 4
+            }),
+            (edits) => {
+              const b = secret.slice()
+              for (const [i, v] of edits) b[i] = v
+              return typed(b)
+            }
+          ),
+          { numRuns: 2000 }
+        )
       }
-      walk(json, [])
-      for (const path of paths) {
-        for (const wrong of [null, 'x', -1, {}, []]) {
-          const copy = JSON.parse(JSON.stringify(json))
-          let o = copy
-          for (const k of path.slice(0, -1)) o = o[k]
-          o[path.at(-1)!] = wrong
-          const bytes = new TextEncoder().encode('\u0001' + JSON.stringify(copy))
-          expect(typed(bytes), path.join('.')).to.equal(true)
+      // a JSON-level mutation: every field replaced by a wrong type, in both versions
+      const jsonLength = new DataView(good.buffer, good.byteOffset).getUint32(1)
+      const meta = JSON.parse(new TextDecoder().decode(good.subarray(5, 5 + jsonLength)))
+      const tail = good.subarray(5 + jsonLength)
+      const whole = JSON.parse(new TextDecoder().decode(old.subarray(1)))
+      for (const [json, encode] of [
+        [meta, (v: unknown) => version2(v, tail)],
+        [whole, (v: unknown) => new TextEncoder().encode('\u0001' + JSON.stringify(v))]
+      ] as const) {
+        const paths: string[][] = []
+        const walk = (o: unknown, path: string[]): void => {
+          if (typeof o !== 'object' || o === null) return
+          for (const [k, v] of Object.entries(o)) {
+            paths.push([...path, k])
+            walk(v, [...path, k])
+          }
+        }
+        walk(json, [])
+        for (const path of paths) {
+          for (const wrong of [null, 'x', -1, {}, []]) {
+            const copy = JSON.parse(JSON.stringify(json))
+            let o = copy
+            for (const k of path.slice(0, -1)) o = o[k]
+            o[path.at(-1)!] = wrong
+            expect(typed(encode(copy)), path.join('.')).to.equal(true)
+          }
         }
       }
       await p.stop()

@@ -226,7 +226,6 @@ export async function runTakeover(
                 fence,
                 keys: warm.keys,
                 blockSize: warm.blockSize,
-                concurrency: parts.renegotiationConcurrency,
                 recorder: warm.recorder,
                 signal,
                 clock,

@@ -2,9 +2,10 @@
  * Warm takeover: the heir adopts the IKE SAs the dead owner recorded sealed, instead of
  * renegotiating them. For each IKE SA of the renegotiation plan it opens the sealed state, finds
  * each Child SA's sequence reservation, reserves its own first block past it (fenced, in one
- * write, before anything is adopted), and asks the IKE service to adopt it (RFC 6311 message ID
- * sync with the peer). Whatever cannot be adopted goes through the renegotiation as before, with
- * the reason reported.
+ * write, before anything is adopted), and asks the IKE service to adopt them, all in one call:
+ * the service installs every Child SA before it runs the RFC 6311 message ID syncs with the peers,
+ * so traffic does not wait for them. Whatever cannot be adopted goes through the renegotiation
+ * as before, with the reason reported.
  *
  * @module
  */
@@ -38,8 +39,6 @@ export interface WarmTakeoverOptions {
   keys: WarmKeySet
   /** Sequence numbers per reservation. */
   blockSize: bigint
-  /** How many adoptions run at once. */
-  concurrency: number
   /** The heir's recorder: it keeps what was adopted, to renew blocks and rewrite records. */
   recorder: WarmRecorder
   /** Aborted when the takeover is. */
@@ -85,7 +84,7 @@ const sameIds = (a: readonly Phase2Record[], b: readonly Phase2Record[]): boolea
  * @param ike - the heir's IKE service for the DVIPA
  * @param sas - the renegotiation plan's IKE SAs
  * @param taken - the records read and cleared
- * @param options - store, fence, keys, block size, concurrency, recorder
+ * @param options - store, fence, keys, block size, recorder, deadline
  * @throws StaleEpochError when the heir's reservations were refused for a newer epoch
  */
 export async function adoptWarm(
@@ -184,30 +183,25 @@ export async function adoptWarm(
   for (const c of candidates)
     options.recorder.adopted(undefined, c.reservations, c.request.state.records.phase2)
 
-  const outcomes: (AdoptionOutcome | undefined)[] = new Array(candidates.length)
+  // One call for every candidate: the IKE service installs all of them before it synchronises
+  // any (their traffic does not wait for the round trips), then syncs a bounded number at once.
+  let outcomes: (AdoptionOutcome | undefined)[] = []
   const deadline = new AbortController()
   const signal = AbortSignal.any([options.signal, deadline.signal])
   const timer = options.clock.setTimeout(() => deadline.abort(), options.deadlineMs)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < candidates.length && !signal.aborted) {
-      const i = next++
-      const { sa, request } = candidates[i]!
-      try {
-        ;[outcomes[i]] = (await ike.adopt!([request], { signal })) as [AdoptionOutcome]
-      } catch (err) {
-        outcomes[i] = {
-          status: 'failed',
-          previous: sa,
-          reason: deadline.signal.aborted ? 'TIMEOUT' : 'TEMPORARY_FAILURE',
-          message: (err as Error).message
-        }
-      }
-    }
-  }
-  const workers = Math.max(1, Math.min(options.concurrency, candidates.length))
   try {
-    await Promise.all(Array.from({ length: workers }, worker))
+    if (candidates.length > 0)
+      outcomes = await ike.adopt!(
+        candidates.map((c) => c.request),
+        { signal }
+      )
+  } catch (err) {
+    outcomes = candidates.map((c) => ({
+      status: 'failed',
+      previous: c.sa,
+      reason: deadline.signal.aborted ? 'TIMEOUT' : 'TEMPORARY_FAILURE',
+      message: (err as Error).message
+    }))
   } finally {
     options.clock.clearTimeout(timer)
   }
@@ -227,8 +221,11 @@ export async function adoptWarm(
             : 'aborted'
       )
       for (const r of c.reservations) {
-        unreserve.push({ kind: 'sequence', id: r.id })
         options.recorder.forgetChild(r.id)
+        // installed before its sync failed, it may have sent under the reservation: a later heir
+        // must start past it (the owner's next records audit deletes it)
+        if (outcome?.status !== 'failed' || outcome.installed !== true)
+          unreserve.push({ kind: 'sequence', id: r.id })
       }
       return
     }

@@ -6,6 +6,11 @@
  * copied to another record, or a record whose fields were changed, fails authentication. The
  * store never sees a key: the keys live in the nodes' secrets files only.
  *
+ * The sealed plaintext (format 2, written): the byte 2, a flags byte (bit 0: the peer announced
+ * RFC 6311), the length of the records' UTF-8 JSON (4 bytes, big-endian), that JSON, then the
+ * engine's secret as it is. Format 1 (still opened): UTF-8 JSON of the records, the secret in
+ * base64 and the flag; it starts with `{`, which format 2 never does.
+ *
  * @module
  */
 import {
@@ -35,6 +40,11 @@ const TAG_BYTES = 16
 const HKDF_INFO = 'vipsec warm state v1'
 const HKDF_INFO_MAC = 'vipsec warm sequence v1'
 const MAC_BYTES = 16
+/** The first byte of a format 2 plaintext (see the module). */
+const FORMAT_2 = 2
+/** The first byte of a format 1 plaintext: `{` of its JSON. */
+const FORMAT_1 = 0x7b
+const MID_SYNC = 1
 
 /** The cluster keys of warm mode, as a node's secrets give them. */
 export interface WarmKeys {
@@ -159,15 +169,18 @@ export class WarmKeySet {
     const nonce = randomBytes(NONCE_BYTES)
     const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES })
     cipher.setAAD(associatedData(keyId, id))
-    const plaintext = Buffer.from(
-      JSON.stringify({
-        records: state.records,
-        secret: Buffer.from(state.secret).toString('base64'),
-        midSync: state.midSync
-      }),
-      'utf8'
-    )
-    const sealed = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()])
+    const records = Buffer.from(JSON.stringify(state.records), 'utf8')
+    const header = Buffer.alloc(6)
+    header[0] = FORMAT_2
+    header[1] = state.midSync ? MID_SYNC : 0
+    header.writeUInt32BE(records.length, 2)
+    const sealed = Buffer.concat([
+      cipher.update(header),
+      cipher.update(records),
+      cipher.update(state.secret),
+      cipher.final(),
+      cipher.getAuthTag()
+    ])
     this.counts.sealed++
     return {
       v: 1,
@@ -296,24 +309,17 @@ export class WarmKeySet {
       )
     }
     try {
-      const value = JSON.parse(plaintext.toString('utf8')) as {
-        records: { phase1: unknown; phase2: unknown[] }
-        secret: string
-        midSync: boolean
-      }
-      const phase1 = validateRecord('phase1', value.records?.phase1)
-      if (!Array.isArray(value.records.phase2)) throw new Error('records.phase2: expected an array')
-      const phase2 = value.records.phase2.map((p) => validateRecord('phase2', p)) as Phase2Record[]
+      const value = plaintextState(plaintext)
+      const records = value.records as { phase1?: unknown; phase2?: unknown } | null
+      const phase1 = validateRecord('phase1', records?.phase1)
+      if (!Array.isArray(records!.phase2)) throw new Error('records.phase2: expected an array')
+      const phase2 = (records!.phase2 as unknown[]).map((p) =>
+        validateRecord('phase2', p)
+      ) as Phase2Record[]
       if (phase1.id !== record.phase1Id || phase1.dvipa !== record.dvipa)
         throw new Error('the state is of another IKE SA')
-      if (typeof value.secret !== 'string' || typeof value.midSync !== 'boolean')
-        throw new Error('secret or midSync missing')
       this.counts.opened++
-      return {
-        records: { phase1, phase2 },
-        secret: new Uint8Array(Buffer.from(value.secret, 'base64')),
-        midSync: value.midSync
-      }
+      return { records: { phase1, phase2 }, secret: value.secret, midSync: value.midSync }
     } catch (err) {
       this.counts.malformed++
       throw new SealedStateError(
@@ -323,5 +329,37 @@ export class WarmKeySet {
         { cause: err }
       )
     }
+  }
+}
+
+/** The parts of an opened plaintext, either format (the records not yet checked). */
+function plaintextState(plaintext: Buffer): {
+  records: unknown
+  secret: Uint8Array
+  midSync: boolean
+} {
+  if (plaintext[0] === FORMAT_2) {
+    if (plaintext.length < 6) throw new Error('shorter than its header')
+    if ((plaintext[1]! & ~MID_SYNC) !== 0) throw new Error('unknown flags')
+    const length = plaintext.readUInt32BE(2)
+    if (length > plaintext.length - 6) throw new Error('the records run past the end')
+    return {
+      records: JSON.parse(plaintext.toString('utf8', 6, 6 + length)),
+      secret: new Uint8Array(plaintext.subarray(6 + length)),
+      midSync: (plaintext[1]! & MID_SYNC) !== 0
+    }
+  }
+  if (plaintext[0] !== FORMAT_1) throw new Error('not a sealed IKE SA state')
+  const value = JSON.parse(plaintext.toString('utf8')) as {
+    records?: unknown
+    secret?: unknown
+    midSync?: unknown
+  } | null
+  if (typeof value?.secret !== 'string' || typeof value.midSync !== 'boolean')
+    throw new Error('secret or midSync missing')
+  return {
+    records: value.records,
+    secret: new Uint8Array(Buffer.from(value.secret, 'base64')),
+    midSync: value.midSync
   }
 }

@@ -304,6 +304,48 @@ describe('warm takeover', () => {
       expect(heir.recorder.keys.open(warm).records.phase1.id).to.equal('ike-1')
     })
 
+    it('should hand every candidate to the IKE service in one call', async () => {
+      const { store, clock, dp1 } = await owner()
+      for (let n = 1; n <= 3; n++) await establish(dp1, n)
+      const heir = await warmNode('dp-2', store, clock, keySet(), 8n, 4)
+      const ike = fakeIke(heir.esp)
+      const report = await takeOver(store, heir, ike, 'dp-1')
+      expect(report.adopted).to.have.members(['ike-1', 'ike-2', 'ike-3'])
+      // one call: the service installs all of them before it syncs any
+      expect(ike.log.adoptCalls).to.deep.equal([3])
+    })
+
+    it('should keep the reservation of an SA installed before its sync failed, and renegotiate it', async () => {
+      const { store, clock, dp1 } = await owner()
+      await establish(dp1, 1)
+      await establish(dp1, 2) // installed, then its sync fails
+      await establish(dp1, 3) // fails before anything is installed
+      const heir = await warmNode('dp-2', store, clock, keySet(), 8n, 4)
+      const ike = fakeIke(heir.esp, {
+        failAfterInstall: new Set(['ike-2']),
+        failSync: new Set(['ike-3'])
+      })
+      const report = await takeOver(store, heir, ike, 'dp-1')
+      expect(report.adopted).to.deep.equal(['ike-1'])
+      expect(report.fellBack).to.have.deep.members([
+        { phase1Id: 'ike-2', reason: 'TIMEOUT' },
+        { phase1Id: 'ike-3', reason: 'TIMEOUT' }
+      ])
+      expect(ike.log.renegotiated.sort()).to.deep.equal(['ike-2', 'ike-3'])
+      // child-2 may have sent under the heir's block: a later heir must start past it
+      const stored = await store.listRecords(DVIPA)
+      expect(stored.sequence.map((r) => [r.id, r.reservedEnd]).sort()).to.deep.equal([
+        ['child-1', '16'],
+        ['child-2', '16']
+      ])
+      // the heir no longer renews it, nor writes it again with its own records
+      expect(heir.recorder.reservation('child-2')).to.equal(undefined)
+      expect(heir.recorder.records().map((r) => r.id)).to.not.include('child-2')
+      // the dead owner's SAs of ike-2 get their deletes
+      const [message] = await store.takeMessages('dp-1')
+      expect(message!.ikeSas).to.deep.include(sa(2).phase1.ikeSaId)
+    })
+
     it('should abort a sync still unanswered at the deadline and renegotiate it', async () => {
       const { store, clock, dp1 } = await owner()
       await establish(dp1, 1)

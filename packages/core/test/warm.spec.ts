@@ -1,5 +1,6 @@
+import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto'
 import { expect } from 'chai'
-import { SealedStateError, type WarmRecord } from '@vipsec/interface'
+import { SealedStateError, type IkeSaState, type WarmRecord } from '@vipsec/interface'
 import { WarmKeySet } from '../src/index.js'
 import { DVIPA, keySet, sa, secret, stateOf } from './helpers/warm-harness.js'
 
@@ -13,6 +14,50 @@ function thrown(fn: () => unknown): Error & Record<string, unknown> {
 }
 
 const identity = { dvipa: DVIPA, phase1Id: 'ike-1', epoch: 3, version: 1 }
+
+/**
+ * A record of `identity` whose plaintext is `plaintext`, sealed under key k1 as WarmKeySet seals
+ * (HKDF-SHA256 of the secret with the key id as salt; the length-prefixed associated data).
+ */
+function sealedAs(plaintext: Uint8Array): WarmRecord {
+  const key = Buffer.from(hkdfSync('sha256', secret(1), 'k1', 'vipsec warm state v1', 32))
+  const fields = ['vipsec-warm-v1', DVIPA, 'ike-1', 'k1', '3', '1']
+  const ad = Buffer.concat(
+    fields.map((f) => {
+      const b = Buffer.from(f, 'utf8')
+      const n = Buffer.alloc(4)
+      n.writeUInt32BE(b.length)
+      return Buffer.concat([n, b])
+    })
+  )
+  const nonce = randomBytes(12)
+  const cipher = createCipheriv('aes-256-gcm', key, nonce)
+  cipher.setAAD(ad)
+  const sealed = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()])
+  return {
+    v: 1,
+    kind: 'warm',
+    id: 'ike-1',
+    dvipa: DVIPA,
+    phase1Id: 'ike-1',
+    keyId: 'k1',
+    version: 1,
+    epoch: 3,
+    nonce: nonce.toString('base64'),
+    sealed: sealed.toString('base64')
+  }
+}
+
+/** The first plaintext format: JSON of the records, the secret in base64 and the flag. */
+function format1(state: IkeSaState): Uint8Array {
+  return Buffer.from(
+    JSON.stringify({
+      records: state.records,
+      secret: Buffer.from(state.secret).toString('base64'),
+      midSync: state.midSync
+    })
+  )
+}
 
 describe('WarmKeySet', () => {
   describe('when a state is sealed and opened', () => {
@@ -33,6 +78,61 @@ describe('WarmKeySet', () => {
       const b = keys.seal(stateOf(sa(1)), identity)
       expect(a.nonce).not.to.equal(b.nonce)
       expect(a.sealed).not.to.equal(b.sealed)
+    })
+  })
+
+  describe('the sealed plaintext', () => {
+    it('should hold the records once and the secret as it is, not in base64', () => {
+      const keys = keySet()
+      const state = { ...stateOf(sa(1)), secret: new Uint8Array(3000).fill(7) }
+      const record = keys.seal(state, identity)
+      const records = Buffer.byteLength(JSON.stringify(state.records))
+      // AES-GCM keeps the length: header (6) + records + secret + tag (16)
+      expect(Buffer.from(record.sealed, 'base64').length).to.equal(6 + records + 3000 + 16)
+      expect(keys.open(record)).to.deep.equal(state)
+      expect(keys.open({ ...keys.seal({ ...state, midSync: false }, identity) }).midSync).to.equal(
+        false
+      )
+    })
+
+    it('should open a record sealed in the first format', () => {
+      const keys = keySet()
+      for (const midSync of [true, false]) {
+        const state = stateOf(sa(1), midSync)
+        expect(keys.open(sealedAs(format1(state)))).to.deep.equal(state)
+      }
+    })
+
+    it('should throw SealedStateError malformed for a plaintext that authenticates but does not parse', () => {
+      const keys = keySet()
+      const good = Buffer.from(format1(stateOf(sa(1))))
+      const records = Buffer.from(JSON.stringify(sa(1)))
+      const header = (flags: number, length: number): Buffer => {
+        const h = Buffer.alloc(6)
+        h[0] = 2
+        h[1] = flags
+        h.writeUInt32BE(length, 2)
+        return h
+      }
+      const bad = [
+        Buffer.alloc(0),
+        Buffer.of(2, 1, 0),
+        Buffer.of(9, ...good.subarray(1)),
+        Buffer.concat([header(1, records.length + 1), records]),
+        Buffer.concat([header(4, records.length), records]),
+        Buffer.concat([header(1, 3), Buffer.from('{"a')]),
+        Buffer.concat([header(1, 4), Buffer.from('null')]),
+        Buffer.concat([header(1, 2), Buffer.from('{}')]),
+        Buffer.from('{"records":{},"secret":"","midSync":true}'),
+        Buffer.from(JSON.stringify({ records: sa(1), secret: 7, midSync: true })),
+        good.subarray(0, good.length - 1)
+      ]
+      for (const plaintext of bad) {
+        const err = thrown(() => keys.open(sealedAs(plaintext)))
+        expect(err, plaintext.toString('latin1')).to.be.instanceOf(SealedStateError)
+        expect(err.reason).to.equal('malformed')
+      }
+      expect(keys.counters().malformed).to.equal(bad.length)
     })
   })
 

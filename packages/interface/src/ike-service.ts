@@ -159,6 +159,12 @@ export type AdoptionOutcome =
       reason: IkeErrorKind | 'UNSUPPORTED' | 'INVALID_STATE'
       /** Details. */
       message: string
+      /**
+       * True when its Child SAs were installed (and may have sent under the given limits) before
+       * the failure removed them again, as when the sync failed: the caller keeps their
+       * reservations, so that a later heir starts past what they may have sent.
+       */
+      installed?: boolean
     }
 
 /** Where a warm-mode IKE service records each IKE SA's new state (see `setStateSink`). */
@@ -341,9 +347,11 @@ export interface IkeService extends Startable {
    * were (same SPIs and keys; ESP sequence numbers going on from `sequences`) and, for an IKE SA
    * whose peer announced RFC 6311, synchronises the message IDs: an INFORMATIONAL with message ID
    * 0 carrying `IKEV2_MESSAGE_ID_SYNC`, answered by the peer with its own. Then the IKE SA carries
-   * on (DPD, rekeys, deletes) as if it had been made here. Never rejects for one peer's failure:
-   * each request gets an outcome, in order; an IKE SA that fails leaves nothing installed, for
-   * the caller to renegotiate.
+   * on (DPD, rekeys, deletes) as if it had been made here. The Child SAs carry traffic from their
+   * install on, which need not wait for the sync (an engine may install every request's first and
+   * synchronise after). Never rejects for one peer's failure: each request gets an outcome, in
+   * order; an IKE SA that fails leaves nothing installed, for the caller to renegotiate.
+   * Aborting ends the syncs still under way, as failures.
    */
   adopt?(requests: AdoptionRequest[], options?: AbortOptions): Promise<AdoptionOutcome[]>
 

@@ -105,18 +105,21 @@ export function installChild(
 /** What the fake IKE service was asked. */
 export interface FakeIkeLog {
   adopted: AdoptionRequest[]
+  /** How many requests each `adopt` call had. */
+  adoptCalls: number[]
   renegotiated: string[]
 }
 
 /**
  * A fake warm IKE service: `adopt` installs the outbound SAs of peers that announced RFC 6311
- * from the sequences given (unless `failSync` names the IKE SA), `renegotiate` makes new SAs.
+ * from the sequences given (unless `failSync` names the IKE SA; `failAfterInstall` installs and
+ * removes them again, as a sync that failed), `renegotiate` makes new SAs.
  */
 export function fakeIke(
   esp: SoftwareEspEngine | undefined,
-  options: { failSync?: Set<string>; noAdopt?: boolean } = {}
+  options: { failSync?: Set<string>; failAfterInstall?: Set<string>; noAdopt?: boolean } = {}
 ): IkeService & { log: FakeIkeLog; sink: IkeStateSink | undefined } {
-  const log: FakeIkeLog = { adopted: [], renegotiated: [] }
+  const log: FakeIkeLog = { adopted: [], adoptCalls: [], renegotiated: [] }
   const states = new Map<string, IkeSaState>()
   const service = {
     log,
@@ -135,6 +138,7 @@ export function fakeIke(
       return state
     },
     async adopt(requests: AdoptionRequest[]): Promise<AdoptionOutcome[]> {
+      log.adoptCalls.push(requests.length)
       return requests.map((request) => {
         log.adopted.push(request)
         const records = request.state.records
@@ -148,6 +152,19 @@ export function fakeIke(
         for (const child of records.phase2) {
           const seq = request.sequences[child.id]!
           if (esp !== undefined) installChild(esp, child, seq.outbound, seq.limit)
+        }
+        if (options.failAfterInstall?.has(records.phase1.id)) {
+          for (const child of records.phase2) {
+            esp?.removeFilter(`${child.id}/out`)
+            esp?.removeSa(Number.parseInt(child.outboundSpi, 16), 'outbound')
+          }
+          return {
+            status: 'failed',
+            previous: records,
+            reason: 'TIMEOUT',
+            message: 'no answer to the sync',
+            installed: true
+          }
         }
         states.set(records.phase1.id, request.state)
         return {
