@@ -14,7 +14,10 @@ export interface KeyExchangePoolOptions {
   size?: number
   /** The groups to make values of ahead of time (default `['curve25519']`). */
   groups?: Exclude<KeyExchangeGroup, 'none'>[]
-  /** How long no value must have been taken before the pool is filled again, ms (default 500). */
+  /**
+   * How long no value must have been taken before the pool is filled again, ms (default 2000:
+   * after a takeover's renegotiation, the refill waits until its peers' traffic has settled).
+   */
   idleMs?: number
   /** Values made per turn of the event loop while filling (default 16). */
   batch?: number
@@ -57,7 +60,7 @@ export class KeyExchangePool {
     options: KeyExchangePoolOptions = {}
   ) {
     this.size = options.size ?? 1024
-    this.idleMs = options.idleMs ?? 500
+    this.idleMs = options.idleMs ?? 2000
     this.batch = options.batch ?? 16
     for (const group of options.groups ?? ['curve25519']) this.values.set(group, [])
     this.schedule(0)

@@ -57,6 +57,17 @@ describe('KeyExchangePool', () => {
     pool.stop()
   })
 
+  it('should wait 2 s without a take before it fills again, by default', async () => {
+    const { clock, pool } = make({ size: 4 })
+    await clock.advance(10)
+    pool.take('curve25519')
+    await clock.advance(1900)
+    expect(pool.available('curve25519')).to.equal(3)
+    await clock.advance(200)
+    expect(pool.available('curve25519')).to.equal(4)
+    pool.stop()
+  })
+
   it('should keep no values of other groups, and none at all with size 0', async () => {
     const { clock, pool } = make({ size: 0 })
     await clock.advance(1000)
