@@ -5,6 +5,7 @@
  * @module
  */
 import type { IkeStartConnection } from './keep-up.js'
+import type { KeyExchangePool, KeyExchangePoolOptions } from './key-pool.js'
 import {
   resolveFragmentation,
   type FragmentationOptions,
@@ -33,6 +34,8 @@ export interface IkeV2ServiceComponents {
   udp500: UdpEndpoint
   /** The UDP socket on port 4500 (NAT traversal, RFC 3948), shared with ESP-in-UDP. */
   udp4500: UdpEndpoint
+  /** Ephemeral key-exchange values made ahead of time. Default: none. */
+  keyExchanges?: KeyExchangePool
 }
 
 /** A pre-shared key from local configuration. */
@@ -205,6 +208,13 @@ export interface IkeV2ServiceInit {
   nonceLength?: number
   /** Warm mode (RFC 6311). Default off. */
   warm?: WarmOptions
+  /**
+   * Ephemeral key-exchange values made ahead of time, while idle, by
+   * {@link ikeV2ServiceFactory} for all the services it makes (see {@link KeyExchangePool}).
+   * Default: none (each value is made when its exchange needs it). Ignored by a service made
+   * directly, which uses the pool of its components, if any.
+   */
+  keyExchangePool?: KeyExchangePoolOptions
 }
 
 /** The init with every default applied. */

@@ -17,6 +17,7 @@ import type {
 import type { ResolvedInit } from './config.js'
 import type { IkeFragmentCounters } from './fragments.js'
 import type { IkeSa } from './ike-sa.js'
+import type { KeyExchangePool } from './key-pool.js'
 import type { WarmCounters } from './task-manager.js'
 
 /** The service as the tasks use it. */
@@ -25,6 +26,8 @@ export interface IkeContext {
   readonly clock: Clock
   /** Randomness. */
   readonly random: RandomSource
+  /** Ephemeral key-exchange values made ahead of time, if the service was given a pool. */
+  readonly keyExchanges?: KeyExchangePool | undefined
   /** The ESP engine. */
   readonly engine: EspEngine
   /** Options with defaults applied. */

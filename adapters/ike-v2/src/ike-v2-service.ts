@@ -38,6 +38,7 @@ import { emptyFragmentCounters, type IkeFragmentCounters } from './fragments.js'
 import { HalfOpenTable, scanInitialRequest } from './half-open.js'
 import { childRecord, identityFields, IkeSa } from './ike-sa.js'
 import { KeepUp } from './keep-up.js'
+import { KeyExchangePool } from './key-pool.js'
 import { Lifetimes } from './lifetimes.js'
 import { concat, encodeMessage, notify, parseMessage, type IkeMessage } from './message.js'
 import { renegotiate, renegotiateOne, toKind } from './renegotiate.js'
@@ -110,6 +111,8 @@ export class IkeV2Service implements IkeService {
   readonly clock: Clock
   /** @internal */
   readonly random: RandomSource
+  /** The ephemeral key-exchange values made ahead of time that this service draws on, if any. */
+  readonly keyExchanges: KeyExchangePool | undefined
   /** @internal */
   readonly engine: EspEngine
   /** @internal */
@@ -147,6 +150,7 @@ export class IkeV2Service implements IkeService {
     this.components = components
     this.clock = components.clock
     this.random = components.random
+    this.keyExchanges = components.keyExchanges
     this.engine = components.espEngine
     this.init = resolveInit(init)
     this.retransmit = this.init.retransmit
@@ -869,5 +873,13 @@ export function ikeV2ServiceFactory(
   components: Omit<IkeV2ServiceComponents, 'udp500' | 'udp4500'>,
   init: IkeV2ServiceInit = {}
 ): IkeServiceFactory {
-  return (sockets: IkeSockets) => new IkeV2Service({ ...components, ...sockets }, init)
+  validateInit(init)
+  const pool = init.keyExchangePool
+  // one pool for every service made here: a standby fills it while idle, and the IKE service a
+  // takeover opens draws on it
+  const keyExchanges =
+    components.keyExchanges ??
+    (pool === undefined || pool.size === 0 ? undefined : new KeyExchangePool(components, pool))
+  return (sockets: IkeSockets) =>
+    new IkeV2Service({ ...components, ...sockets, ...(keyExchanges ? { keyExchanges } : {}) }, init)
 }

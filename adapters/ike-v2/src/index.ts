@@ -112,6 +112,11 @@
 export { IkeV2Service, ikeV2Service, ikeV2ServiceFactory } from './ike-v2-service.js'
 export { unsupportedInIkeProposal } from './capability.js'
 export { configChanged } from './config-lists.js'
+export {
+  KeyExchangePool,
+  type KeyExchangePoolOptions,
+  type KeyExchangePoolStats
+} from './key-pool.js'
 export type {
   CertificateCredential,
   IkeChildConfig,

@@ -12,6 +12,7 @@ import {
   type IkeProposal
 } from '@vipsec/interface'
 import type { IkeV2ServiceInit } from './config.js'
+import { GROUP_NUMBER } from './crypto.js'
 
 type Fail = (field: string, message: string) => never
 
@@ -129,6 +130,18 @@ export function validateInit(init: IkeV2ServiceInit): void {
     const v = init[k]
     if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(k, 'must be an integer >= 0')
   }
+  const pool = init.keyExchangePool
+  for (const k of ['size', 'idleMs'] as const) {
+    const v = pool?.[k]
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0))
+      fail(`keyExchangePool.${k}`, 'must be an integer >= 0')
+  }
+  if (pool?.batch !== undefined && !(Number.isInteger(pool.batch) && pool.batch >= 1))
+    fail('keyExchangePool.batch', 'must be an integer >= 1')
+  ;(pool?.groups ?? []).forEach((g, i) => {
+    if (!Object.hasOwn(GROUP_NUMBER, g))
+      fail(`keyExchangePool.groups[${i}]`, 'is not a supported group')
+  })
   const w = init.warm
   if (w?.midSyncMargin !== undefined) {
     const m = w.midSyncMargin

@@ -23,6 +23,7 @@ import {
   InvalidConfigError,
   type Endpoint,
   type Identity,
+  type KeyExchangeGroup,
   type NetworkAdapter,
   type Phase2Policy,
   type TrafficSelector
@@ -673,6 +674,9 @@ export async function loadConfig(path: string, options: LoadOptions = {}): Promi
           certificates,
           trustAnchors,
           ...(connections.length === 0 ? {} : { connections }),
+          // the key-exchange values of the first group each peer proposes, made while idle: a
+          // takeover's renegotiation then does not pay their generation
+          ...keyExchangePool(peers),
           // a warm DVIPA's IKE SAs announce RFC 6311 and keep what an heir needs to adopt them
           ...(dvipas.some((d) => d.warm === true) ? { warm: { enabled: true } } : {}),
           ...(cluster.ike === undefined
@@ -905,4 +909,14 @@ export async function loadConfigOrThrow(
     `${first!.file}: ${first!.path}`,
     `${first!.message}${rest.length === 0 ? '' : `\n${formatIssues(rest).join('\n')}`}`
   )
+}
+
+/** A pool of the first key-exchange group of each peer's first IKE proposal, if any. */
+function keyExchangePool(peers: IkePeerConfig[]): Pick<IkeV2ServiceInit, 'keyExchangePool'> {
+  const groups = new Set<Exclude<KeyExchangeGroup, 'none'>>()
+  for (const peer of peers) {
+    const group = peer.phase1.proposals[0]?.keyExchange.find((g) => g !== 'none')
+    if (group !== undefined) groups.add(group)
+  }
+  return groups.size === 0 ? {} : { keyExchangePool: { groups: [...groups] } }
 }

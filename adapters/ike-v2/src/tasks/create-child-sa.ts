@@ -6,13 +6,8 @@
  */
 import { IkeProtocolError, type KeyExchangeGroup } from '@vipsec/interface'
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../constants.js'
-import {
-  createKeyExchange,
-  deriveIkeKeys,
-  GROUP_NUMBER,
-  groupByNumber,
-  type KeyExchange
-} from '../crypto.js'
+import { deriveIkeKeys, GROUP_NUMBER, groupByNumber, type KeyExchange } from '../crypto.js'
+import { freshKeyExchange } from '../key-pool.js'
 import type { IkeContext } from '../context.js'
 import { childRecord, IkeSa, type ChildSa } from '../ike-sa.js'
 import {
@@ -56,8 +51,7 @@ async function childExchange(
 ): Promise<ChildSa> {
   let pfs: KeyExchangeGroup = request.policy.pfsGroup
   for (let attempt = 0; attempt < 2; attempt++) {
-    const ke: KeyExchange | undefined =
-      pfs === 'none' ? undefined : createKeyExchange(pfs, ctx.random)
+    const ke: KeyExchange | undefined = pfs === 'none' ? undefined : freshKeyExchange(ctx, pfs)
     const ni = ctx.random.randomBytes(ctx.init.nonceLength)
     const offer = offerChild(ctx, request, pfs)
     const { payloads } = await sa.tasks.request(ExchangeType.CREATE_CHILD_SA, () => {
@@ -197,7 +191,7 @@ export async function rekeyIkeSa(
   let nonces: Uint8Array[]
   try {
     const group = sa.chosen!.group
-    const ke = createKeyExchange(group, ctx.random)
+    const ke = freshKeyExchange(ctx, group)
     const ni = ctx.random.randomBytes(ctx.init.nonceLength)
     const spi = ctx.newIkeSpi()
     const { payloads } = await sa.tasks.request(ExchangeType.CREATE_CHILD_SA, () => [
@@ -392,7 +386,7 @@ export function respondCreateChildSa(
         payloads: [notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[chosen.group]))]
       }
     }
-    const ke = createKeyExchange(chosen.group, ctx.random)
+    const ke = freshKeyExchange(ctx, chosen.group)
     let shared: Uint8Array
     try {
       shared = ke.computeSharedSecret(keP.data)
@@ -456,7 +450,7 @@ export function respondCreateChildSa(
         : { payloads: [notify(NotifyType.INVALID_KE_PAYLOAD, u16Bytes(GROUP_NUMBER[pref]))] }
     }
     pfsGroup = g
-    ke = createKeyExchange(g, ctx.random)
+    ke = freshKeyExchange(ctx, g)
     try {
       shared = ke.computeSharedSecret(keP.data)
     } catch {

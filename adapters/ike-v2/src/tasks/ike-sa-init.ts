@@ -12,14 +12,8 @@ import {
   type Phase1Policy
 } from '@vipsec/interface'
 import { ExchangeType, HeaderFlag, NotifyType, PayloadType } from '../constants.js'
-import {
-  createKeyExchange,
-  deriveIkeKeys,
-  GROUP_NUMBER,
-  groupByNumber,
-  natHash,
-  publicBytesEqual
-} from '../crypto.js'
+import { deriveIkeKeys, GROUP_NUMBER, groupByNumber, natHash, publicBytesEqual } from '../crypto.js'
+import { freshKeyExchange } from '../key-pool.js'
 import type { IkeContext } from '../context.js'
 import { IkeSa } from '../ike-sa.js'
 import {
@@ -124,9 +118,9 @@ export async function initiateIkeSaInit(
   const fake = forceEncapsulation ? ctx.random.randomBytes(20) : undefined
   // a retry after COOKIE must repeat every other payload unchanged (RFC 7296 section 2.6)
   sa.ni = ctx.random.randomBytes(ctx.init.nonceLength)
-  let ke = createKeyExchange(group, ctx.random)
+  let ke = freshKeyExchange(ctx, group)
   for (let attempt = 0; attempt <= MAX_INIT_RETRIES; attempt++) {
-    if (ke.group !== group) ke = createKeyExchange(group, ctx.random)
+    if (ke.group !== group) ke = freshKeyExchange(ctx, group)
     sa.tasks.restartInit()
     const { message, payloads, request } = await sa.tasks.request(
       ExchangeType.IKE_SA_INIT,
@@ -341,7 +335,7 @@ export function respondIkeSaInit(
   })
   sa.spiI = h.spiI.slice()
   sa.natT = natT
-  const ke = createKeyExchange(chosen.group, ctx.random)
+  const ke = freshKeyExchange(ctx, chosen.group)
   let shared: Uint8Array
   try {
     shared = ke.computeSharedSecret(keP.data)

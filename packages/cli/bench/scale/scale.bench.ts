@@ -27,9 +27,10 @@
  * Options: `--peers 100,1000` (default; 10000 also works: about 10 minutes, most of it the peers
  * connecting), `--mode renegotiation,warm` (default both; each N is run in each mode, in that
  * order), `--interval 500` (ms between a peer's requests), `--concurrency 64` (handshakes
- * the peers run at once while connecting), `--profile` (run the heir under `node --cpu-prof` and
- * print where its CPU went from the kill until every peer answered), `--keep` (keep the folder
- * with the logs and profiles).
+ * the peers run at once while connecting), `--heir-concurrency N` (the DPs'
+ * `takeover.renegotiation_concurrency`; the product's default, 64, when not given),
+ * `--profile` (run the heir under `node --cpu-prof` and print where its CPU went from the kill
+ * until every peer answered), `--keep` (keep the folder with the logs and profiles).
  */
 import { randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
@@ -70,6 +71,7 @@ const { values } = parseArgs({
     mode: { type: 'string' },
     interval: { type: 'string' },
     concurrency: { type: 'string' },
+    'heir-concurrency': { type: 'string' },
     profile: { type: 'boolean' },
     keep: { type: 'boolean' }
   }
@@ -77,6 +79,8 @@ const { values } = parseArgs({
 const SIZES = (values.peers ?? '100,1000').split(',').map(Number)
 const INTERVAL_MS = Number(values.interval ?? 500)
 const CONCURRENCY = Number(values.concurrency ?? 64)
+const HEIR_CONCURRENCY =
+  values['heir-concurrency'] === undefined ? undefined : Number(values['heir-concurrency'])
 const PROFILE = values.profile === true
 const PER_PROCESS = 2000
 const TICKS = 100 // USER_HZ: /proc/<pid>/stat times are in 1/100 s
@@ -108,7 +112,7 @@ nodes:
 ${[...this.dps, ...this.targets].map((n) => `  ${n}: ${ADDR[n]}`).join('\n')}
 dvipas:
   ${DVIPA}: { ranks: [${this.dps.join(', ')}], targets: [${this.targets.join(', ')}]${this.options.dvipaExtra ?? ''} }
-takeover: { renegotiation_deadline: 600s }
+takeover: { renegotiation_deadline: 600s${HEIR_CONCURRENCY === undefined ? '' : `, renegotiation_concurrency: ${HEIR_CONCURRENCY}`} }
 connections:
   peers:
     proposals: aes256gcm16-prfsha256-x25519
