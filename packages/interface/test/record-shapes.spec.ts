@@ -125,7 +125,8 @@ function mutate(
   } else {
     const target = parent[last]
     if (target !== null && typeof target === 'object' && !Array.isArray(target))
-      (target as Record<string, unknown>)[`extra${String(other).length}`] = other
+      // a key of its own (other may be any JSON value, even one whose toString is not a function)
+      (target as Record<string, unknown>)[`extra${pick}`] = other
     else parent[last] = [target, other]
   }
   return copy
