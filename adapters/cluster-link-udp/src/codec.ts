@@ -1,12 +1,5 @@
 import type { ClusterMessage, FiveTuple } from '@vipsec/interface'
-import {
-  formatIp,
-  IpProtocol,
-  packedPorts,
-  parseIpPacket,
-  readFlow as flowOfPacket,
-  tryParseIp
-} from '@vipsec/wire'
+import { FlowReader, formatIp, tryParseIp } from '@vipsec/wire'
 
 /** The two bytes that start every cluster-link frame: `VX`. */
 export const LINK_MAGIC = [0x56, 0x58] as const
@@ -252,48 +245,24 @@ function compactDvipa(dvipa: string): Uint8Array | null {
   return bytes
 }
 
-/** Whether `text` is the canonical form of the address at `offset` (IPv4 without allocating). */
-function addressIs(text: string, b: Uint8Array, offset: number, length: number): boolean {
-  if (length !== 4) return formatIp(b, offset, length) === text
-  let octet = 0
-  let digits = 0
-  let k = 0
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === 0x2e) {
-      if (digits === 0 || k > 2 || octet !== b[offset + k]) return false
-      k++
-      octet = 0
-      digits = 0
-    } else {
-      if (c < 0x30 || c > 0x39 || digits === 3 || (digits > 0 && octet === 0)) return false
-      octet = octet * 10 + (c - 0x30)
-      digits++
-    }
-  }
-  return k === 3 && digits > 0 && octet === b[offset + 3]
-}
+/** The flows of the packets {@link flowIsPacketFlow} looks at: a burst is read once. */
+const packetFlows = new FlowReader()
+/** The flows of received compact frames, read from their packets (shared, frozen). */
+const receivedFlows = new FlowReader()
 
 /** Whether the receiver reads `flow` back from `packet` (reversed: the outbound direction). */
 function flowIsPacketFlow(flow: FiveTuple, packet: Uint8Array, reversed: boolean): boolean {
-  const info = parseIpPacket(packet)
-  if (info === undefined || info.protocol !== flow.protocol) return false
-  const ports = packedPorts(packet, info)
-  if (ports < 0) return false
-  const portful =
-    info.protocol === IpProtocol.UDP || info.protocol === IpProtocol.TCP || info.protocol === 132
-  const source = portful ? ports >>> 16 : 0
-  const destination = portful ? ports & 0xffff : 0
-  const { sourceOffset: so, destinationOffset: d, addressLength: n } = info
+  const read = packetFlows.read(packet)
+  if (read === undefined || read.protocol !== flow.protocol) return false
   return reversed
-    ? flow.sourcePort === destination &&
-        flow.destinationPort === source &&
-        addressIs(flow.sourceAddress, packet, d, n) &&
-        addressIs(flow.destinationAddress, packet, so, n)
-    : flow.sourcePort === source &&
-        flow.destinationPort === destination &&
-        addressIs(flow.sourceAddress, packet, so, n) &&
-        addressIs(flow.destinationAddress, packet, d, n)
+    ? flow.sourcePort === read.destinationPort &&
+        flow.destinationPort === read.sourcePort &&
+        flow.sourceAddress === read.destinationAddress &&
+        flow.destinationAddress === read.sourceAddress
+    : flow.sourcePort === read.sourcePort &&
+        flow.destinationPort === read.destinationPort &&
+        flow.sourceAddress === read.sourceAddress &&
+        flow.destinationAddress === read.destinationAddress
 }
 
 /** The last message {@link compactForm} looked at, and its answer (length, then write). */
@@ -491,7 +460,7 @@ export function decodeMessage(payload: Uint8Array): ClusterMessage | 'malformed'
         const dvipa = r.address()
         const epoch = r.u64()
         const packet = r.rest()
-        const seen = flowOfPacket(packet)
+        const seen = receivedFlows.read(packet)
         if (seen === undefined) return 'malformed'
         const outbound = type === COMPACT_OUTBOUND
         return {

@@ -365,22 +365,23 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
   }
 
   /**
-   * Reads what else is queued, a batch per call, within this turn's budget: libuv goes on
-   * reading on its own after this callback (up to 32 datagrams), so the budget is what keeps a
-   * long queue from holding the event loop (its timers, the store's renewals) for many
-   * milliseconds.
+   * Reads what else is queued, a batch per call, within the budget: libuv goes on reading on
+   * its own after this callback (up to 32 datagrams), so the budget is what keeps a long queue
+   * from holding the event loop (its timers, the store's renewals) for many milliseconds. A
+   * drain that finds the queue empty gives the budget back at once (what it read had arrived,
+   * it was not a backlog), so a turn of the loop costs no `setImmediate`; a drain that used the
+   * whole budget leaves the rest of the queue to libuv's own reads until the turn ends, when
+   * the budget comes back. A backlog therefore costs at most the budget plus libuv's 32 per
+   * turn, as before; what arrives while a turn runs is read in it.
    */
   private drain(): void {
     const rx = this.rx
-    if (!this.budgetResets) {
-      this.budgetResets = true
-      setImmediate(this.resetBudget)
-    }
     while (this.budget > 0 && this.closing === undefined) {
       const want = Math.min(rx.count, this.budget)
       const n = this.sys.recvmmsg(this.fd, rx.address, want)
       if (n < 0) {
         if (n !== -Errno.EAGAIN && n !== -Errno.EINTR) this.counters.socketFailed(errnoError(-n))
+        else if (n === -Errno.EAGAIN) this.refill()
         return
       }
       this.budget -= Math.max(1, n)
@@ -388,8 +389,17 @@ export class BatchedUdpEndpoint implements UdpEndpoint {
         if (this.closing === undefined) this.deliver(i)
         rx.armReceive(i)
       }
-      if (n < want) return
+      if (n < want) return this.refill()
     }
+    if (this.budget <= 0 && !this.budgetResets) {
+      this.budgetResets = true
+      setImmediate(this.resetBudget)
+    }
+  }
+
+  /** The queue was found empty: the budget is whole again, unless this turn already used it. */
+  private refill(): void {
+    if (!this.budgetResets) this.budget = RECEIVE_BUDGET
   }
 
   private deliver(i: number): void {

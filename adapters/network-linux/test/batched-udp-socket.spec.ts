@@ -150,6 +150,35 @@ describe('BatchedUdpEndpoint', () => {
     expect(got.map(index)).to.deep.equal([...Array(300).keys()])
   })
 
+  it('should give its budget back when a drain empties the queue, without a setImmediate', async () => {
+    const sys = syscalls()
+    const from = await bind(sys, counting().counters)
+    const to = await bind(sys, counting().counters)
+    const realSetImmediate = globalThis.setImmediate
+    let immediates = 0
+    const counted = ((...args: Parameters<typeof setImmediate>) => {
+      immediates++
+      return realSetImmediate(...args)
+    }) as typeof setImmediate
+    globalThis.setImmediate = Object.assign(counted, realSetImmediate)
+    try {
+      // 20 bursts of 5, more than one budget in all, each read to the end; each burst is sent
+      // from the callback of the one before, so libuv reads them all in one turn of the loop
+      for (let round = 0; round < 20; round++) {
+        const before = sys.calls.recvmmsg
+        const arriving = collect(to, 5)
+        for (let i = 0; i < 5; i++) from.send(payload(round * 5 + i), to.local)
+        const got = await arriving
+        expect(got.map(index)).to.deep.equal([0, 1, 2, 3, 4].map((i) => round * 5 + i))
+        // the burst's tail still comes through recvmmsg: the budget did not run out
+        expect(sys.calls.recvmmsg).to.be.above(before)
+      }
+    } finally {
+      globalThis.setImmediate = realSetImmediate
+    }
+    expect(immediates).to.equal(0)
+  })
+
   it('should keep received datagrams intact after later batches reuse the slots', async () => {
     const sys = syscalls()
     const b = counting()

@@ -101,6 +101,9 @@ export class ConnectionTable {
   private readonly load = new Map<NodeId, number>()
   /** Monotonic ms of each flow's last packet, by flow key. */
   private readonly lastSeen = new Map<string, number>()
+  /** The last frozen flow {@link route} was given, and its key (a burst is one flow). */
+  private keyedFlow: FiveTuple | undefined
+  private flowKeyText = ''
   private cursor = 0
   private weightedCredit = new Map<NodeId, number>()
   /** TCP flags seen on each TCP connection, by flow key. */
@@ -235,7 +238,7 @@ export class ConnectionTable {
     }
     const flags =
       packet !== undefined && info !== undefined ? this.tcpSegment(packet, info) : undefined
-    const key = flowKey(flow)
+    const key = this.keyOf(flow)
     this.lastSeen.set(key, seenAt)
     let existing = this.entries.get(key)
     if (
@@ -315,6 +318,17 @@ export class ConnectionTable {
     if (t === undefined) return 'open'
     if (t.closedAt !== undefined) return 'closed'
     return t.finIn || t.finOut ? 'closing' : 'open'
+  }
+
+  /** The key of a flow, kept for the last frozen one (a flow that cannot change under it). */
+  private keyOf(flow: FiveTuple): string {
+    if (flow === this.keyedFlow) return this.flowKeyText
+    const key = flowKey(flow)
+    if (Object.isFrozen(flow)) {
+      this.keyedFlow = flow
+      this.flowKeyText = key
+    }
+    return key
   }
 
   /** The flags of a TCP segment (clamping a SYN's MSS in place), or undefined for other packets. */

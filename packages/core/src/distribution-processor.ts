@@ -38,7 +38,7 @@ import {
   type TakeoverReport,
   type UdpEndpoint
 } from '@vipsec/interface'
-import { readFlow } from '@vipsec/wire'
+import { FlowReader } from '@vipsec/wire'
 import { FencingConfigError, JoinWindowConfigError, UnsupportedProposalError } from './errors.js'
 import { ConnectionTable, type SelectionPolicy, type TargetConfig } from './connection-table.js'
 import {
@@ -326,6 +326,8 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
   /** Set when the node is shutting down (a switchover on SIGTERM): nothing more to prepare. */
   private stopping = false
   private idleTimer: ReturnType<Clock['setTimeout']> | undefined
+  /** The flows of inbound packets: a burst of one flow reads its addresses once. */
+  private readonly flows = new FlowReader()
   /**
    * The ESP engine's filters of Child SAs (ids `<phase 2 id>/...`) by phase 2 id, kept from its
    * events, so that recording one Child SA does not list the whole SPD.
@@ -1147,7 +1149,7 @@ export class DefaultDistributionProcessor implements DistributionProcessor {
     const result = this.components.esp.unprotectUdp(data)
     if (result.action === 'ike' || result.action === 'keepalive') return
     if (result.action !== 'accept') return void this.counts.dropped++
-    const flow = readFlow(result.packet)
+    const flow = this.flows.read(result.packet)
     if (flow === undefined) return void this.counts.dropped++
     const child = state.childByInboundSpi.get(result.spi)
     const { clock } = this.components

@@ -114,6 +114,26 @@ describe('ConnectionTable', () => {
       })
     })
 
+    describe('when the same flow object comes again', () => {
+      it('should keep the key of a frozen flow, and read a mutable one anew each time', () => {
+        const table = new ConnectionTable('10.0.0.100', [{ node: 't1' }, { node: 't2' }])
+        const frozen = Object.freeze(flow(1))
+        expect(table.route(frozen, 0, null, 'dp-1')!.created).to.equal(true)
+        expect(table.route(frozen, 0, null, 'dp-1')!.created).to.equal(false)
+        const mutable = flow(2)
+        expect(table.route(mutable, 0, null, 'dp-1')!.created).to.equal(true)
+        mutable.sourcePort = 20000
+        const moved = table.route(mutable, 0, null, 'dp-1')!
+        expect(moved.created).to.equal(true)
+        expect(moved.connection.id).to.equal(connectionId(flow(10000)))
+        // the frozen flow still finds its own connection after the others
+        const again = table.route(frozen, 0, null, 'dp-1')!
+        expect(again.created).to.equal(false)
+        expect(again.connection.id).to.equal(connectionId(flow(1)))
+        expect(table.size).to.equal(3)
+      })
+    })
+
     describe('when the target is the owner itself', () => {
       it('should mark the connection not distributed', () => {
         const table = new ConnectionTable('10.0.0.100', [{ node: 'dp-1' }])

@@ -152,6 +152,75 @@ export function readFlow(packet: Uint8Array): FiveTuple | undefined {
 }
 
 /**
+ * {@link readFlow} that remembers the last flow it read: the packets of one flow that follow
+ * each other (a burst, a connection) get the same flow object back, without their addresses
+ * formatted again. The objects it returns are frozen, so that they can be shared.
+ *
+ * @example
+ * ```ts
+ * const flows = new FlowReader()
+ * flows.read(first) === flows.read(second) // true when both are of one 5-tuple
+ * ```
+ */
+export class FlowReader {
+  private last: FiveTuple | undefined
+  private lastProtocol = -1
+  private lastPorts = 0
+  private lastLength = 0
+  /** The last flow's source and destination address bytes. */
+  private readonly lastAddresses = new Uint8Array(32)
+
+  /**
+   * The flow 5-tuple of a packet, as {@link readFlow} reads it (frozen); `undefined` when the
+   * packet is malformed.
+   *
+   * @param packet - an IPv4 or IPv6 packet
+   */
+  read(packet: Uint8Array): FiveTuple | undefined {
+    const info = parseIpPacket(packet)
+    if (info === undefined) return undefined
+    const ports = packedPorts(packet, info)
+    if (ports < 0) return undefined
+    const protocol = info.protocol
+    const portful = protocol === IpProtocol.UDP || protocol === IpProtocol.TCP || protocol === 132
+    const key = portful ? ports : 0
+    const n = info.addressLength
+    const s = info.sourceOffset
+    const d = info.destinationOffset
+    const a = this.lastAddresses
+    if (
+      this.last !== undefined &&
+      protocol === this.lastProtocol &&
+      key === this.lastPorts &&
+      n === this.lastLength
+    ) {
+      let same = true
+      for (let i = 0; i < n; i++) {
+        if (packet[s + i] !== a[i] || packet[d + i] !== a[n + i]) {
+          same = false
+          break
+        }
+      }
+      if (same) return this.last
+    }
+    const flow: FiveTuple = Object.freeze({
+      protocol,
+      sourceAddress: formatIp(packet, s, n),
+      sourcePort: key >>> 16,
+      destinationAddress: formatIp(packet, d, n),
+      destinationPort: key & 0xffff
+    })
+    a.set(packet.subarray(s, s + n), 0)
+    a.set(packet.subarray(d, d + n), n)
+    this.last = flow
+    this.lastProtocol = protocol
+    this.lastPorts = key
+    this.lastLength = n
+    return flow
+  }
+}
+
+/**
  * Adds bytes to a ones'-complement sum (RFC 1071), 16 bits at a time, big-endian.
  *
  * @param sum - the running sum (start with 0)

@@ -11,6 +11,7 @@ import {
   parseIpPacket,
   parseTcp,
   readFlow,
+  FlowReader,
   verifyIpv4Checksum,
   verifyTransportChecksum,
   formatIp,
@@ -179,6 +180,80 @@ describe('packet codecs', () => {
         })
       })
       expect(readFlow(ping)).to.deep.include({ protocol: 1, sourcePort: 0, destinationPort: 0 })
+    })
+  })
+
+  describe('FlowReader', () => {
+    const udp = (source: string, destination: string, sourcePort = 4000, destinationPort = 53) =>
+      buildIpPacket({
+        source,
+        destination,
+        protocol: IpProtocol.UDP,
+        payload: buildUdp({
+          source,
+          destination,
+          sourcePort,
+          destinationPort,
+          payload: new Uint8Array(4)
+        })
+      })
+
+    it('should read what readFlow reads, frozen, for each kind of packet', () => {
+      const reader = new FlowReader()
+      const ping = buildIpPacket({
+        source: '10.0.0.1',
+        destination: '10.0.0.2',
+        protocol: 1,
+        payload: buildIcmpEcho({
+          kind: 'request',
+          source: '10.0.0.1',
+          destination: '10.0.0.2',
+          identifier: 7,
+          sequence: 1
+        })
+      })
+      for (const packet of [
+        DNS_PACKET,
+        TCP_SYN,
+        ping,
+        udp('2001:db8::1', '2001:db8::2'),
+        DNS_PACKET
+      ]) {
+        const flow = reader.read(packet)
+        expect(flow).to.deep.equal(readFlow(packet))
+        expect(Object.isFrozen(flow)).to.equal(true)
+      }
+    })
+
+    it('should give the same object to packets of one flow, and a new one when any field differs', () => {
+      const reader = new FlowReader()
+      const first = reader.read(udp('10.0.0.1', '10.0.0.2'))
+      expect(reader.read(udp('10.0.0.1', '10.0.0.2'))).to.equal(first)
+      const others = [
+        udp('10.0.0.3', '10.0.0.2'),
+        udp('10.0.0.1', '10.0.0.4'),
+        udp('10.0.0.1', '10.0.0.2', 4001),
+        udp('10.0.0.1', '10.0.0.2', 4000, 54),
+        TCP_SYN,
+        udp('::a00:1', '::a00:2')
+      ]
+      for (const packet of others) {
+        const base = reader.read(udp('10.0.0.1', '10.0.0.2'))
+        expect(base).to.deep.equal(first)
+        const flow = reader.read(packet)
+        expect(flow).to.not.equal(base)
+        expect(flow).to.deep.equal(readFlow(packet))
+      }
+    })
+
+    it('should refuse a malformed packet of the last flow', () => {
+      const reader = new FlowReader()
+      const packet = udp('10.0.0.1', '10.0.0.2')
+      expect(reader.read(packet)).to.not.equal(undefined)
+      expect(reader.read(packet.subarray(0, 22))).to.equal(undefined)
+      const lying = packet.slice()
+      lying[3] = 200 // a total length longer than the packet
+      expect(reader.read(lying)).to.equal(undefined)
     })
   })
 
