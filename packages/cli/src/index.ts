@@ -54,6 +54,7 @@ export {
   fromThisHost,
   isReady,
   nodeRegistry,
+  type NodeRegistryOptions,
   serveAdmin,
   type AdminHandlers,
   type AdminServer

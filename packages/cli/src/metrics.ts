@@ -14,14 +14,27 @@ export interface AdminServer {
   port: number
 }
 
+/** Options of {@link nodeRegistry}. */
+export interface NodeRegistryOptions {
+  /**
+   * Collect prom-client's process metrics (`process_*`, `nodejs_*`). Their event-loop lag
+   * histogram samples the loop with a timer every 10 ms and their GC metrics observe every
+   * collection, whether anything scrapes them or not: a node without an admin endpoint passes
+   * false and wakes only for its own work. Default true.
+   */
+  processMetrics?: boolean
+}
+
 /**
- * A registry for one node: process metrics (`process_*`, `nodejs_*`) and gauges and counters
- * read from the node's parts when scraped. Pass it to `createNode` as `metrics.registry`, then
- * call {@link addPartMetrics} with the node.
+ * A registry for one node: process metrics (`process_*`, `nodejs_*`, unless turned off) and
+ * gauges and counters read from the node's parts when scraped. Pass it to `createNode` as
+ * `metrics.registry`, then call {@link addPartMetrics} with the node.
+ *
+ * @param options - whether to collect the process metrics
  */
-export function nodeRegistry(): Registry {
+export function nodeRegistry(options: NodeRegistryOptions = {}): Registry {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry })
   return registry
 }
 

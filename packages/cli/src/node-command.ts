@@ -106,7 +106,8 @@ export async function startNode(path: string, options: StartOptions = {}): Promi
     level: options.level ?? 'info',
     ...(options.destination === undefined ? {} : { destination: options.destination })
   })
-  const registry = nodeRegistry()
+  // nothing scrapes a node without an admin endpoint (adding one takes a restart)
+  const registry = nodeRegistry({ processMetrics: config.node.admin !== undefined })
   const node = createNode({ ...toNodeConfig(config, network), logger, metrics: { registry } })
   addPartMetrics(registry, node)
   const log = logger.forComponent('node')

@@ -101,6 +101,8 @@ describe('vipsec node', function () {
         /^vipsec_ownership_transitions_total\{type="ownership:claimed"\} 1$/m
       )
       expect(metrics.body).to.match(/^vipsec_node_info\{node="dp-1",role="primary"\} 1$/m)
+      expect(metrics.body).to.include('# TYPE nodejs_eventloop_lag_seconds gauge')
+      expect(metrics.body).to.include('# TYPE process_cpu_seconds_total counter')
       const dashboard = readFileSync(
         new URL('../../../docs/grafana-dashboard.json', import.meta.url),
         'utf8'
@@ -115,6 +117,21 @@ describe('vipsec node', function () {
       expect((await fetchText(port, '/healthz')).status).to.equal(200)
       expect((await fetchText(port, '/readyz')).status).to.equal(200)
       expect((await fetchText(port, '/nope')).status).to.equal(404)
+    })
+
+    it('should collect no process metrics without an admin endpoint, nothing scraping them', async () => {
+      // their event-loop lag monitor alone would wake the data plane's loop every 10 ms
+      const file = join(dir, 'dp-1.yaml')
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/^admin: .*$/m, ''))
+      const network = new VirtualNetwork({ clock: new SystemClock() }).attach('dp-1')
+      await network.start()
+      await network.acquireAddress('10.9.0.1')
+      running = await startNode(file, { host: false, network, destination: { write: () => {} } })
+      expect(running.adminPort).to.equal(undefined)
+      const registry = running.node.metrics!.registry
+      expect(registry.getSingleMetric('vipsec_node_info')).to.not.equal(undefined)
+      const names = (await registry.getMetricsAsJSON()).map((m) => m.name)
+      expect(names.filter((n) => /^(process|nodejs)_/.test(n))).to.deep.equal([])
     })
   })
 
