@@ -204,6 +204,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private readonly guard: FrameGuard
   private readonly watched = new Map<NodeId, Watched>()
   private events = new Subject<FailureDetectorEvent>()
+  private readonly healthChanges = new Subject<{ node: NodeId; health: NodeHealth }>()
   private socket: UdpEndpoint | undefined
   private subscription: Subscription | undefined
   private timer: TimerHandle | undefined
@@ -255,6 +256,15 @@ export class HeartbeatFailureDetector implements FailureDetector {
   /** Health changes; completes on `stop()`. */
   get events$(): Observable<FailureDetectorEvent> {
     return this.events.asObservable()
+  }
+
+  /**
+   * Every change of a watched node's health, the first `unknown` to `alive` included (which has
+   * no event): what a copy of {@link health} elsewhere (another thread) needs to stay exact
+   * without polling.
+   */
+  get healthChanges$(): Observable<{ node: NodeId; health: NodeHealth }> {
+    return this.healthChanges.asObservable()
   }
 
   /** How long a watched node may be silent before it is declared failed, in ms. */
@@ -454,14 +464,20 @@ export class HeartbeatFailureDetector implements FailureDetector {
       }
       if (silentMs >= this.detectionTimeMs) {
         if (w.health !== 'failed') {
-          w.health = 'failed'
+          this.setHealth(w, 'failed')
           this.events.next({ type: 'node:failed', node: w.target.node, silentMs })
         }
       } else if (silentMs >= this.intervalMs * 1.5 && w.health === 'alive') {
-        w.health = 'suspect'
+        this.setHealth(w, 'suspect')
         this.events.next({ type: 'node:suspect', node: w.target.node, silentMs })
       }
     }
+  }
+
+  private setHealth(w: Watched, health: NodeHealth): void {
+    if (w.health === health) return
+    w.health = health
+    this.healthChanges.next({ node: w.target.node, health })
   }
 
   private onDatagram(data: Uint8Array, from: Endpoint): void {
@@ -491,7 +507,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
     w.lastHeard = this.clock.monotonic()
     this.counts.received++
     const was = w.health
-    w.health = 'alive'
+    this.setHealth(w, 'alive')
     if (was === 'suspect' || was === 'failed')
       this.events.next({ type: 'node:recovered', node: w.target.node })
     return undefined

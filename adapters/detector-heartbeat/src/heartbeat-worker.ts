@@ -35,22 +35,16 @@ for (const target of watched) {
   detector.watch(target)
 }
 detector.events$.subscribe((event) => port.postMessage({ kind: 'event', event }))
-// Health changes that have no event (a node heard for the first time) are reported too. The
-// counters go to shared memory, not in messages: the owner's event loop (the data plane's) is
-// not woken for them.
-const known = new Map<string, string>()
-const healthTimer = setInterval(
-  () => {
-    writeSharedCounters(counterSlots, detector.counters())
-    for (const target of targets.values()) {
-      const health = detector.health(target.node)
-      if (known.get(target.node) !== health) {
-        known.set(target.node, health)
-        port.postMessage({ kind: 'health', node: target.node, health })
-      }
-    }
-  },
-  Math.max(5, (init.intervalMs ?? 100) / 4)
+// Health changes that have no event (a node heard for the first time) are reported as they
+// happen. The counters go to shared memory, not in messages, once per interval: the owner's
+// event loop (the data plane's) is not woken for them, and this one wakes for them no more often
+// than for its heartbeats.
+detector.healthChanges$.subscribe(({ node, health }) => {
+  if (targets.has(node)) port.postMessage({ kind: 'health', node, health })
+})
+const countersTimer = setInterval(
+  () => writeSharedCounters(counterSlots, detector.counters()),
+  init.intervalMs ?? 100
 )
 port.on('message', (command: Command) => {
   if (command.op === 'watch') {
@@ -60,10 +54,9 @@ port.on('message', (command: Command) => {
     detector.setKeys(command.keys)
   } else if (command.op === 'unwatch') {
     targets.delete(command.node)
-    known.delete(command.node)
     detector.unwatch(command.node)
   } else {
-    clearInterval(healthTimer)
+    clearInterval(countersTimer)
     void detector.stop().then(async () => {
       await network.stop()
       port.postMessage({ kind: 'stopped', counters: detector.counters() })

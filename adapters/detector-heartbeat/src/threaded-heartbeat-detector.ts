@@ -104,7 +104,7 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
     return (this.init.intervalMs ?? 100) * (this.init.multiplier ?? 3)
   }
 
-  /** The worker's counters, as it last wrote them (within a quarter of an interval). */
+  /** The worker's counters, as it last wrote them (within an interval). */
   counters(): HeartbeatCounters {
     if (this.counterSlots !== undefined) return readSharedCounters(this.counterSlots)
     return { ...this.lastCounters, dropped: { ...this.lastCounters.dropped } }
@@ -200,8 +200,7 @@ export class ThreadedHeartbeatFailureDetector implements FailureDetector {
   }
 
   /**
-   * What the detector believes of a node, as the worker last reported it (within a quarter of an
-   * interval).
+   * What the detector believes of a node, as the worker reported it (each change as it happens).
    *
    * @param node - the node
    */

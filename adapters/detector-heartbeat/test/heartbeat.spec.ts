@@ -107,6 +107,22 @@ describe('HeartbeatFailureDetector', () => {
     })
   })
 
+  describe('.healthChanges$', () => {
+    it('should report every change of health, the first heartbeat included, once each', async () => {
+      const { clock, watched, watcher } = await pair()
+      const changes: string[] = []
+      watcher.healthChanges$.subscribe(({ node, health }) => changes.push(`${node}:${health}`))
+      // pair() started both: dp-1's first heartbeat has not been judged by anything yet
+      await clock.advance(500)
+      await watched.stop()
+      await clock.advance(1000)
+      await watched.start()
+      await clock.advance(500)
+      expect(changes).to.deep.equal(['dp-1:alive', 'dp-1:suspect', 'dp-1:failed', 'dp-1:alive'])
+      expect(watcher.health('dp-1')).to.equal('alive')
+    })
+  })
+
   describe('when heartbeats are forged', () => {
     it('should not keep a killed owner alive with heartbeats made without the key', async () => {
       const { clock, watched, watcher, events, inject } = await pair()

@@ -34,6 +34,41 @@ describe('ThreadedHeartbeatFailureDetector', function () {
     advance: async (_h, ms) => new Promise((resolve) => setTimeout(resolve, ms))
   })
 
+  describe('.health', () => {
+    it('should learn that a watched node is alive from its first heartbeat, not from a poll', async () => {
+      const [pa, pb] = [await freePort(), await freePort()]
+      // a long interval: a report that waited for a timer of the worker would come seconds late
+      const timing = { intervalMs: 2000, multiplier: 3, keys: [generateClusterKey()] }
+      const a = new ThreadedHeartbeatFailureDetector({
+        node: 'a',
+        local: { address: '127.0.0.1', port: pa },
+        ...timing
+      })
+      const b = new ThreadedHeartbeatFailureDetector({
+        node: 'b',
+        local: { address: '127.0.0.1', port: pb },
+        ...timing
+      })
+      a.watch({ node: 'b', endpoint: { address: '127.0.0.1', port: pb } })
+      b.watch({ node: 'a', endpoint: { address: '127.0.0.1', port: pa } })
+      await a.start()
+      try {
+        expect(a.health('b')).to.equal('unknown')
+        // b's first heartbeat leaves as it starts; a's worker reports it as it arrives
+        await b.start()
+        const started = Date.now()
+        while (a.health('b') !== 'alive' && Date.now() - started < 1500) {
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+        expect(a.health('b')).to.equal('alive')
+        expect(Date.now() - started, 'ms until reported').to.be.below(1500)
+      } finally {
+        await a.stop()
+        await b.stop()
+      }
+    })
+  })
+
   describe('.counters and .setKeys', () => {
     it('should report counters while running, and rotate keys in the worker without a failure', async () => {
       const [pa, pb] = [await freePort(), await freePort()]
