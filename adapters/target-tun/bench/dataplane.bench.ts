@@ -14,8 +14,16 @@
  * doubling then bisecting), UDP echo round trips p50/p99, and the DP process's CPU microseconds per
  * packet at a fixed UDP rate. Needs root (namespaces), charon and iperf3.
  *
+ * During the TCP run the bench reads the CPU of the DP (or gateway), the target's vipsec process
+ * and the peer's charon, each process's busiest thread among them, and the whole machine's, and
+ * says what bounded the throughput: a process with a thread at 90% of a core or more, or else
+ * the machine when its cores were 90% busy or more (the peer, clients, target and DP share them).
+ * If it is the shared peer, or the machine, for both systems, the TCP ratio does not measure the
+ * DP: compare CPU per packet then.
+ *
  * Options: --seconds S (per trial, default 2), --tcp-seconds S (default 5), --cpu-pps N (the
- * fixed rate for CPU per packet, default 3000).
+ * fixed rate for CPU per packet, default 3000), --cpu-rounds N (trials of CPU per packet per
+ * size, default 3: the median is reported, and every round in the JSON line).
  *
  * `--profile` measures nothing of the above: it runs the DP and the target under `node
  * --cpu-prof`, sends UDP one way at a fixed rate (`--profile-pps`, default 5000, for
@@ -43,6 +51,7 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     'tcp-seconds': { type: 'string' },
     'cpu-pps': { type: 'string' },
+    'cpu-rounds': { type: 'string' },
     profile: { type: 'boolean' },
     hold: { type: 'string' },
     'profile-pps': { type: 'string' },
@@ -52,6 +61,7 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds ?? 2)
 const TCP_SECONDS = Number(values['tcp-seconds'] ?? 5)
 const CPU_PPS = Number(values['cpu-pps'] ?? 3000)
+const CPU_ROUNDS = Math.max(1, Number(values['cpu-rounds'] ?? 3))
 const PROFILE = values.profile === true
 const PROFILE_PPS = Number(values['profile-pps'] ?? 5000)
 const PROFILE_SECONDS = Number(values['profile-seconds'] ?? 8)
@@ -85,9 +95,24 @@ s.bind(0, '${CLIENT}', () => {
 })`
 const TICKS = 100 // USER_HZ: /proc/<pid>/stat times are in 1/100 s
 
+/** A process's CPU over a window: all its threads, and its busiest thread, in % of one core. */
+interface ProcessCpu {
+  percent: number
+  busiestThreadPercent: number
+}
+
 interface Result {
   system: 'vipsec' | 'strongswan'
   tcpMbits: number
+  /** CPU during the TCP run, of the DP (or gateway), the target's vipsec process and the peer. */
+  tcpCpu: { dp: ProcessCpu; target: ProcessCpu | null; peer: ProcessCpu }
+  /** The machine's cores during the TCP run: busy share of all of them, %. */
+  tcpMachineBusyPercent: number
+  /**
+   * The process whose busiest thread was at >= 90% of a core in the TCP run, else `machine` if
+   * the cores were >= 90% busy, else null.
+   */
+  tcpBottleneck: 'dp' | 'target' | 'peer' | 'machine' | null
   udpPps64: number
   udpPps1372: number
   rttP50Ms: number
@@ -95,6 +120,8 @@ interface Result {
   /** DP process CPU per packet at the fixed rate, 64 and 1372 B. */
   dpCpuUs64: number
   dpCpuUs1372: number
+  /** Every round of the CPU per packet trials (the figures above are their medians). */
+  cpuRounds: { dp64: number[]; dp1372: number[]; target64: number[]; target1372: number[] }
   /** The target's vipsec process (none for the gateway: the target's kernel alone serves). */
   targetCpuUs64: number | null
   targetCpuUs1372: number | null
@@ -271,6 +298,54 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]) // utime + stime
 }
 
+/** utime + stime of each thread of a process, by thread id. */
+function threadTicks(pid: number): Map<string, number> {
+  const ticks = new Map<string, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks.set(tid, Number(fields[11]) + Number(fields[12]))
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return ticks
+}
+
+/** Starts reading a process's CPU; the returned function ends the window and gives its figures. */
+function cpuWindow(pid: number): () => ProcessCpu {
+  const t0 = Date.now()
+  const before = threadTicks(pid)
+  return () => {
+    const wall = (Date.now() - t0) / 1000
+    let total = 0
+    let busiest = 0
+    for (const [tid, ticks] of threadTicks(pid)) {
+      const used = ticks - (before.get(tid) ?? 0)
+      total += used
+      busiest = Math.max(busiest, used)
+    }
+    const percent = (t: number): number => (100 * t) / TICKS / wall
+    return { percent: percent(total), busiestThreadPercent: percent(busiest) }
+  }
+}
+
+/** Busy and total jiffies of all cores (/proc/stat's first line). */
+function machineTicks(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1)
+  const numbers = fields.map(Number)
+  const total = numbers.slice(0, 8).reduce((a, b) => a + b, 0) // up to steal; guest is in user
+  const idle = numbers[3]! + numbers[4]! // idle + iowait
+  return { busy: total - idle, total }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m === null ? NaN : Number(m[1]) / 1024
@@ -307,15 +382,42 @@ async function cpuPerPacket(length: number, pids: number[]): Promise<number[]> {
   )
 }
 
+/** CPU_ROUNDS trials of {@link cpuPerPacket}: for each pid, every round's figure. */
+async function cpuRounds(length: number, pids: number[]): Promise<number[][]> {
+  const rounds: number[][] = pids.map(() => [])
+  for (let r = 0; r < CPU_ROUNDS; r++) {
+    const figures = await cpuPerPacket(length, pids)
+    figures.forEach((f, i) => rounds[i]!.push(f))
+  }
+  return rounds
+}
+
 async function measure(
   system: Result['system'],
   dpPid: number,
   targetPid: number | undefined
 ): Promise<Result> {
   const peerPid = charonPid('peer')
+  const tcpWindows = {
+    dp: cpuWindow(dpPid),
+    target: targetPid === undefined ? undefined : cpuWindow(targetPid),
+    peer: cpuWindow(peerPid)
+  }
+  const machine0 = machineTicks()
   const tcp = (await iperf3(['-t', String(TCP_SECONDS)])) as {
     end: { sum_received: { bits_per_second: number } }
   }
+  const machine1 = machineTicks()
+  const tcpMachineBusyPercent =
+    (100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total)
+  const tcpCpu = {
+    dp: tcpWindows.dp(),
+    target: tcpWindows.target?.() ?? null,
+    peer: tcpWindows.peer()
+  }
+  const saturated = (['dp', 'target', 'peer'] as const)
+    .filter((k) => (tcpCpu[k]?.busiestThreadPercent ?? 0) >= 90)
+    .sort((a, b) => tcpCpu[b]!.busiestThreadPercent - tcpCpu[a]!.busiestThreadPercent)
   const udpPps64 = await maxRate(64)
   const udpPps1372 = await maxRate(1372)
   const echo = startEcho(ns('target-1'), SERVICE, 7)
@@ -324,8 +426,8 @@ async function measure(
   killProc(echo)
   const rtts = (JSON.parse(probe) as number[]).sort((a, b) => a - b)
   const withTarget = targetPid === undefined ? [dpPid] : [dpPid, targetPid]
-  const cpu64 = await cpuPerPacket(64, withTarget)
-  const cpu1372 = await cpuPerPacket(1372, [...withTarget, peerPid])
+  const cpu64 = await cpuRounds(64, withTarget)
+  const cpu1372 = await cpuRounds(1372, [...withTarget, peerPid])
   // twice the sustainable rate: memory must stay bounded, drops are counted by the kernel
   const pps = Math.max(2000, 2 * udpPps1372)
   const drops0 = udpErrors('dp-1')
@@ -342,15 +444,24 @@ async function measure(
   return {
     system,
     tcpMbits: tcp.end.sum_received.bits_per_second / 1e6,
+    tcpCpu,
+    tcpMachineBusyPercent,
+    tcpBottleneck: saturated[0] ?? (tcpMachineBusyPercent >= 90 ? 'machine' : null),
     udpPps64,
     udpPps1372,
     rttP50Ms: rtts[Math.floor(rtts.length * 0.5)] ?? NaN,
     rttP99Ms: rtts[Math.min(rtts.length - 1, Math.floor(rtts.length * 0.99))] ?? NaN,
-    dpCpuUs64: cpu64[0]!,
-    dpCpuUs1372: cpu1372[0]!,
-    targetCpuUs64: targetPid === undefined ? null : cpu64[1]!,
-    targetCpuUs1372: targetPid === undefined ? null : cpu1372[1]!,
-    peerCpuUs1372: cpu1372[cpu1372.length - 1]!,
+    dpCpuUs64: median(cpu64[0]!),
+    dpCpuUs1372: median(cpu1372[0]!),
+    cpuRounds: {
+      dp64: cpu64[0]!,
+      dp1372: cpu1372[0]!,
+      target64: targetPid === undefined ? [] : cpu64[1]!,
+      target1372: targetPid === undefined ? [] : cpu1372[1]!
+    },
+    targetCpuUs64: targetPid === undefined ? null : median(cpu64[1]!),
+    targetCpuUs1372: targetPid === undefined ? null : median(cpu1372[1]!),
+    peerCpuUs1372: median(cpu1372[cpu1372.length - 1]!),
     overload: {
       pps,
       lostPercent: flood.lost_percent,
@@ -685,10 +796,29 @@ console.log(
   `${'metric'.padEnd(34)} | ${'vipsec'.padStart(10)} | ${'strongSwan'.padStart(10)} | ratio`
 )
 console.log(row('TCP Mbit/s (iperf3)', v.tcpMbits, s.tcpMbits))
+const cpuText = (c: ProcessCpu | null): string =>
+  c === null ? '-' : `${c.percent.toFixed(0)}/${c.busiestThreadPercent.toFixed(0)}`
+for (const [name, key] of [
+  ['DP', 'dp'],
+  ['target node', 'target'],
+  ['peer charon', 'peer']
+] as const) {
+  console.log(
+    `${`TCP CPU %, ${name} (all/thread)`.padEnd(34)} | ${cpuText(v.tcpCpu[key]).padStart(10)} | ${cpuText(s.tcpCpu[key]).padStart(10)} |`
+  )
+}
+console.log(
+  `${'TCP CPU %, machine (all cores)'.padEnd(34)} | ${v.tcpMachineBusyPercent.toFixed(0).padStart(10)} | ${s.tcpMachineBusyPercent.toFixed(0).padStart(10)} |`
+)
+const shared = (b: Result['tcpBottleneck']): boolean => b === 'peer' || b === 'machine'
+console.log(
+  `${'TCP bound by'.padEnd(34)} | ${String(v.tcpBottleneck ?? 'nothing').padStart(10)} | ${String(s.tcpBottleneck ?? 'nothing').padStart(10)} |${shared(v.tcpBottleneck) && shared(s.tcpBottleneck) ? ' shared by both systems: compare CPU per packet' : ''}`
+)
 console.log(row('UDP pps <1% loss, 64 B', v.udpPps64, s.udpPps64, 0))
 console.log(row('UDP pps <1% loss, 1372 B', v.udpPps1372, s.udpPps1372, 0))
 console.log(row('RTT p50 ms', v.rttP50Ms, s.rttP50Ms, 3, false))
 console.log(row('RTT p99 ms', v.rttP99Ms, s.rttP99Ms, 3, false))
+console.log(`CPU per packet: median of ${CPU_ROUNDS} rounds of 4 s each`)
 console.log(row(`DP CPU us/packet @${CPU_PPS} pps, 64 B`, v.dpCpuUs64, s.dpCpuUs64, 1, false))
 console.log(row(`DP CPU us/packet @${CPU_PPS} pps, 1372 B`, v.dpCpuUs1372, s.dpCpuUs1372, 1, false))
 console.log(
@@ -713,6 +843,7 @@ console.log(
     vipsec: v,
     strongswan: s,
     tcpRatio: v.tcpMbits / s.tcpMbits,
+    tcpBottleneck: { vipsec: v.tcpBottleneck, strongswan: s.tcpBottleneck },
     rateRatio64: v.udpPps64 / s.udpPps64,
     rateRatio1372: v.udpPps1372 / s.udpPps1372,
     dpCpuRatio64: v.dpCpuUs64 / s.dpCpuUs64,
