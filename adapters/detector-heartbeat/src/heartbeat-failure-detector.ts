@@ -168,6 +168,14 @@ interface Watched {
   sequence: number
 }
 
+/** A change of a watched node's health ({@link HeartbeatFailureDetector.healthChanges$}). */
+export interface HealthChange {
+  /** The node. */
+  node: NodeId
+  /** What the detector believes of it now. */
+  health: NodeHealth
+}
+
 /**
  * A BFD-like failure detector: every node sends a small UDP heartbeat to the nodes it watches
  * (and to `announceTo`) every `intervalMs`; a watched node silent for one interval and a half is
@@ -204,7 +212,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
   private readonly guard: FrameGuard
   private readonly watched = new Map<NodeId, Watched>()
   private events = new Subject<FailureDetectorEvent>()
-  private readonly healthChanges = new Subject<{ node: NodeId; health: NodeHealth }>()
+  private readonly healthChanges = new Subject<HealthChange>()
   private socket: UdpEndpoint | undefined
   private subscription: Subscription | undefined
   private timer: TimerHandle | undefined
@@ -263,7 +271,7 @@ export class HeartbeatFailureDetector implements FailureDetector {
    * no event): what a copy of {@link health} elsewhere (another thread) needs to stay exact
    * without polling.
    */
-  get healthChanges$(): Observable<{ node: NodeId; health: NodeHealth }> {
+  get healthChanges$(): Observable<HealthChange> {
     return this.healthChanges.asObservable()
   }
 

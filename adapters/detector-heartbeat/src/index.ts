@@ -49,6 +49,7 @@ export {
   emptyHeartbeatCounters,
   HeartbeatFailureDetector,
   heartbeatFailureDetector,
+  type HealthChange,
   type HeartbeatCounters,
   type HeartbeatFailureDetectorComponents,
   type HeartbeatFailureDetectorInit,
