@@ -934,6 +934,9 @@ export class EspSealer {
    * @param initialSequence - the last sequence number already used (default 0)
    * @param integrity - the integrity transform of AES-CBC
    * @param ivKey - AES-CBC: the 16-byte local key of the IV generator (default: random)
+   * @param key - the key already made from these `algorithm`, `integrity`, `keyMaterial` and
+   *   `ivKey` by {@link espTransformKey} (an engine validating an SA made it), so that it is not
+   *   made twice; AES-CBC needs `ivKey` with it
    */
   constructor(
     algorithm: EspAlgorithm,
@@ -942,12 +945,16 @@ export class EspSealer {
     esn: boolean,
     initialSequence = 0n,
     integrity?: EspIntegrityAlgorithm,
-    ivKey?: Uint8Array
+    ivKey?: Uint8Array,
+    key?: EspKey
   ) {
     this.gmac = algorithm === 'null-aes-gmac'
     this.cbc = algorithm === 'aes-cbc'
+    if (key !== undefined && this.cbc && ivKey === undefined) {
+      throw new InvalidParametersError('ivKey', 'required with a prebuilt AES-CBC key')
+    }
     this.ivKey = this.cbc ? (ivKey ?? randomBytes(ESP_CBC_IV_KEY_LENGTH)) : undefined
-    this.key = espTransformKey(algorithm, integrity, keyMaterial, 'keyMaterial', this.ivKey)
+    this.key = key ?? espTransformKey(algorithm, integrity, keyMaterial, 'keyMaterial', this.ivKey)
     this.spi = spi >>> 0
     this.esn = esn
     const max = esn ? 0xffffffffffffffffn : 0xffffffffn

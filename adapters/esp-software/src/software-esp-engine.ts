@@ -349,9 +349,15 @@ export class SoftwareEspEngine implements EspEngine {
       throw new InvalidParametersError('params.extendedSequenceNumbers', 'must be a boolean')
     }
     const esn = params.extendedSequenceNumbers
+    // an outbound AES-CBC SA's key carries its IV generator: made once here, and the sealer
+    // takes the same key rather than building its own
+    const ivKey =
+      direction === 'outbound' && algorithm === 'aes-cbc'
+        ? (this.random?.randomBytes(ESP_CBC_IV_KEY_LENGTH) ?? randomBytes(ESP_CBC_IV_KEY_LENGTH))
+        : undefined
     let key: EspKey
     try {
-      key = espTransformKey(algorithm, integrity, params.keyMaterial, 'params.keyMaterial')
+      key = espTransformKey(algorithm, integrity, params.keyMaterial, 'params.keyMaterial', ivKey)
     } catch (err) {
       if (err instanceof InvalidParametersError && err.argument === 'integrity') {
         throw new InvalidParametersError('params.integrity', err.message)
@@ -441,12 +447,16 @@ export class SoftwareEspEngine implements EspEngine {
         }
       }
       try {
-        const ivKey =
-          algorithm === 'aes-cbc'
-            ? (this.random?.randomBytes(ESP_CBC_IV_KEY_LENGTH) ??
-              randomBytes(ESP_CBC_IV_KEY_LENGTH))
-            : undefined
-        sealer = new EspSealer(algorithm, params.keyMaterial, spi, esn, initial, integrity, ivKey)
+        sealer = new EspSealer(
+          algorithm,
+          params.keyMaterial,
+          spi,
+          esn,
+          initial,
+          integrity,
+          ivKey,
+          key
+        )
         sealer.setLimit(params.sequenceLimit)
       } catch (err) {
         if (err instanceof InvalidParametersError) {
